@@ -1,0 +1,92 @@
+/*
+ * auth.h - client authentication and the user list, I/O-free.
+ *
+ * The user list is PgBouncer's auth_file format: one `"user" "secret"` per
+ * line, where the secret is a plaintext password, "md5" + 32 hex digits, or a
+ * SCRAM-SHA-256 secret. An auth session is the server side of one client's
+ * authentication exchange: it writes Authentication* requests into a buf_out
+ * and consumes the client's password-type ('p') messages, ending with a
+ * verdict. It never touches a socket or a timer; the client module does.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uthash.h>
+
+#include "sluice/buf.h"
+#include "sluice/common.h"
+#include "sluice/config.h"
+#include "sluice/scram.h"
+
+enum auth_secret_kind {
+	AUTH_SECRET_NONE = 0, /* e.g. "" in the file: no password */
+	AUTH_SECRET_PLAIN,
+	AUTH_SECRET_MD5,
+	AUTH_SECRET_SCRAM,
+};
+
+struct auth_secret {
+	enum auth_secret_kind kind;
+	char *text; /* as written in the file */
+	struct scram_secret scram; /* valid when kind == AUTH_SECRET_SCRAM */
+};
+
+struct auth_user {
+	char *name;
+	struct auth_secret secret;
+	UT_hash_handle hh;
+};
+
+struct auth_userlist {
+	struct auth_user *users;
+};
+
+/*
+ * Loads an auth_file. 0 and *out on success; -1 with err = "file:line: what"
+ * on a syntax error or unreadable file. An empty file is a valid empty list.
+ */
+int auth_userlist_load(const char *path, struct auth_userlist **out, char *err,
+		       size_t errlen) WUR;
+void auth_userlist_free(struct auth_userlist *list);
+const struct auth_user *auth_userlist_find(const struct auth_userlist *list, const char *name);
+
+/* "md5" + md5_hex(password || user): the form PostgreSQL stores. out: 36 bytes. */
+void auth_md5_secret(const char *password, const char *user, char out[36]);
+/*
+ * The md5 response a client sends for salt: "md5" + md5_hex(md5_hex(pw||user)
+ * || salt). secret is a plaintext password or an "md5..." secret. out: 36 bytes.
+ */
+void auth_md5_response(const char *secret, const char *user, const uint8_t salt[4], char out[36]);
+
+enum auth_status {
+	AUTH_CONTINUE = 0, /* a request was written to out; feed the next 'p' message */
+	AUTH_OK = 1, /* authenticated; AuthenticationOk NOT yet written (the client does it) */
+	AUTH_FAILED = -1, /* wrong password, unknown user, or malformed message */
+};
+
+struct auth_session;
+
+/*
+ * Starts the exchange for user (NULL if not in the list: the exchange still
+ * runs and fails like a wrong password) with the method that type and the
+ * stored secret call for. mock_seed: process-wide random bytes for the SCRAM
+ * mock of unknown users. Writes the first request into out, or returns
+ * AUTH_OK at once for trust/any.
+ */
+struct auth_session *auth_session_new(enum auth_type type, const char *user_name,
+				      const struct auth_user *user,
+				      const uint8_t mock_seed[SCRAM_KEY_LEN]);
+int auth_session_start(struct auth_session *s, struct buf_out *out) WUR;
+/* Feeds the body (after type and length) of one 'p' message. */
+int auth_session_step(struct auth_session *s, const uint8_t *body, size_t len,
+		      struct buf_out *out) WUR;
+/* Why it failed, for the log (never sent to the client: no user enumeration). */
+const char *auth_session_failure(const struct auth_session *s);
+/* After AUTH_OK via SCRAM against a SCRAM secret: the keys for server login. */
+bool auth_session_scram_keys(const struct auth_session *s, uint8_t client_key[SCRAM_KEY_LEN],
+			     uint8_t server_key[SCRAM_KEY_LEN]);
+/* After AUTH_OK via cleartext: the password the client sent (borrowed, lives with s). */
+const char *auth_session_password(const struct auth_session *s);
+void auth_session_free(struct auth_session *s);

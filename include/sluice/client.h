@@ -1,0 +1,123 @@
+/*
+ * client.h - one client connection's state machine.
+ *
+ *            accept
+ *              |
+ *              v
+ *           LOGIN -------------------------------+  (startup packet, auth;
+ *              | authenticated                    |   SSLRequest answered 'N',
+ *              v                                  |   CancelRequest handled)
+ *       WAITING_LOGIN  (pool has no welcome yet)  |
+ *              | welcome sent                     |
+ *              v                                  |
+ *   +------> IDLE  <----------------------+       |
+ *   |          | a request arrives        |       |
+ *   |          v                          |       |
+ *   |       WAITING (queued in the pool)  |       |
+ *   |          | pool links a server      |       |
+ *   |          v                          |       |
+ *   +------ ACTIVE ---- released ---------+       |
+ *                                                 |
+ *   any state --- client_fail / EOF --> CLOSED <--+
+ *
+ * Transitions: client_set_state() only (it moves the client between the
+ * worker's login list and its pool's lists, keeps counts, stamps times and
+ * logs at debug level). Invariants (client_check): ACTIVE <=> server != NULL;
+ * WAITING/WAITING_LOGIN/IDLE/ACTIVE => pool != NULL; CLOSED => on no list.
+ * One exit: client_fail() (error to the client, log, close) or client_close().
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <uthash.h>
+
+#include "sluice/auth.h"
+#include "sluice/log.h"
+#include "sluice/param.h"
+#include "sluice/stream.h"
+#include "sluice/worker.h"
+
+#define CLIENT_STATES(X)                                                                           \
+	X(LOGIN, "login")                                                                          \
+	X(WAITING_LOGIN, "waiting_login")                                                          \
+	X(IDLE, "idle")                                                                            \
+	X(WAITING, "waiting")                                                                      \
+	X(ACTIVE, "active")                                                                        \
+	X(CLOSED, "closed")
+
+enum client_state {
+#define X(name, text) CLIENT_##name,
+	CLIENT_STATES(X)
+#undef X
+};
+
+const char *client_state_name(enum client_state st);
+
+struct pool;
+struct server;
+
+struct client {
+	struct stream stream;
+	struct worker *w;
+	uint64_t id;
+	enum client_state state;
+	TAILQ_ENTRY(client) link; /* worker->clients */
+	TAILQ_ENTRY(client) state_link; /* the list of its state */
+	struct pool *pool;
+	struct server *server;
+
+	char addr[64];
+	char *db_name;
+	char *user_name;
+	struct log_conn lc;
+
+	struct auth_session *auth;
+	bool have_scram_keys;
+	uint8_t scram_client_key[32];
+	uint8_t scram_server_key[32];
+	char *password; /* cleartext the client gave, kept for server login */
+
+	struct param_set params; /* what this client's session should look like */
+
+	/* cancel key handed to the client */
+	uint32_t cancel_pid;
+	uint32_t cancel_key;
+	uint64_t cancel_key64;
+	UT_hash_handle hh;
+
+	uint64_t connect_time; /* uv_now */
+	uint64_t state_since; /* uv_now at the last state change */
+	uint64_t wait_start_us; /* uv_hrtime/1000 when it started waiting */
+	uint64_t xact_start_us;
+	uint64_t query_start_us;
+
+	/* relay */
+	uint32_t pass_remaining; /* bytes of the current message still to forward */
+	bool ext_open; /* extended-protocol messages sent since the last Sync */
+	bool closing_after_release;
+};
+
+/* Starts a client on a freshly accepted stream (listener.c). */
+void client_accept(struct worker *w, uv_stream_t *listener, bool is_unix);
+void client_set_state(struct client *c, enum client_state st);
+/* Ends the connection with an ErrorResponse (FATAL) carrying sqlstate. */
+void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...) PRINTF_LIKE(3, 4);
+/* Ends the connection without a message (EOF, Terminate). */
+void client_close(struct client *c, const char *reason);
+/* Sends a whole prepared message (e.g. a stored ErrorResponse) and ends. */
+void client_fail_with(struct client *c, const uint8_t *msg, size_t len, const char *reason);
+
+/* The pool linked a server: start relaying. */
+void client_linked(struct client *c);
+/* The server is released: back to IDLE (called by server.c). */
+void client_unlinked(struct client *c);
+/* The pool has a welcome for a WAITING_LOGIN client. */
+void client_welcome(struct client *c);
+/* Bytes from the linked server were queued to this client: apply backpressure. */
+void client_check_backpressure(struct client *c);
+
+/* Periodic timeouts (client_login_timeout, client_idle_timeout, query_wait_timeout...). */
+void client_tick(struct client *c, uint64_t now);
+void client_check(const struct client *c);

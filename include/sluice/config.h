@@ -1,0 +1,168 @@
+/*
+ * config.h - the configuration snapshot and how it is read.
+ *
+ * A snapshot is immutable once loaded: the running workers read it, a reload
+ * builds a new one and swaps the pointer, and the old one is freed when
+ * nothing refers to it any more. Sources, lowest precedence first: built-in
+ * defaults (PgBouncer's), the INI file ([sluice] or its alias [pgbouncer],
+ * [databases], [users]), then SLUICE_<NAME> environment variables for every
+ * [sluice] setting.
+ *
+ * Field names are exactly the INI keys, so grep leads from the docs to the
+ * code. Durations are stored in milliseconds (the INI gives seconds, as
+ * PgBouncer does, fractions allowed); 0 means "disabled" where PgBouncer says so.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uthash.h>
+
+#include "sluice/common.h"
+
+enum pool_mode {
+	POOL_MODE_SESSION = 0,
+	POOL_MODE_TRANSACTION = 1,
+	POOL_MODE_STATEMENT = 2,
+};
+
+enum auth_type {
+	AUTH_TYPE_TRUST = 0,
+	AUTH_TYPE_ANY, /* trust, and the client's user name is ignored */
+	AUTH_TYPE_PLAIN, /* cleartext password ("plain"; "password" is an alias) */
+	AUTH_TYPE_MD5, /* md5, or SCRAM when the stored secret is a SCRAM secret */
+	AUTH_TYPE_SCRAM_SHA_256,
+};
+
+/* "session"/"transaction"/"statement"; -1 if none matches. */
+int config_parse_pool_mode(const char *s);
+const char *config_pool_mode_name(enum pool_mode m);
+const char *config_auth_type_name(enum auth_type t);
+
+/* One [databases] entry. Unset numeric fields are -1 (use the global). */
+struct config_database {
+	char *name; /* the name clients ask for; "*" is the fallback entry */
+	char *host; /* NULL: unix socket in /var/run/postgresql... as libpq's default */
+	int port; /* default 5432 */
+	char *dbname; /* database on the server; default: name (fallback: NULL = the client's) */
+	char *user; /* force this server user; NULL: the client's */
+	char *password; /* password for user; NULL: from auth_file */
+	char *auth_user;
+	int pool_size;
+	int min_pool_size;
+	int reserve_pool_size;
+	int max_db_connections;
+	int pool_mode; /* enum pool_mode or -1 */
+	int64_t server_lifetime; /* ms, -1 unset */
+	char *connect_query;
+	char *client_encoding;
+	char *datestyle;
+	char *timezone;
+	char *application_name;
+	int line; /* where it was defined, for messages */
+	UT_hash_handle hh;
+};
+
+/* One [users] entry. */
+struct config_user {
+	char *name;
+	int pool_mode; /* -1 unset */
+	int pool_size; /* -1 unset */
+	int max_user_connections; /* -1 unset */
+	int line;
+	UT_hash_handle hh;
+};
+
+struct config {
+	char *path; /* the file read, NULL when configured from the environment only */
+
+	/* [sluice] */
+	char *listen_addr; /* comma-separated; "*" all; "" no TCP */
+	int listen_port;
+	char *unix_socket_dir; /* "" disables the unix socket */
+	int unix_socket_mode;
+	enum auth_type auth_type;
+	char *auth_file;
+	enum pool_mode pool_mode;
+	int default_pool_size;
+	int min_pool_size;
+	int reserve_pool_size;
+	int64_t reserve_pool_timeout; /* ms */
+	int max_client_conn;
+	int max_db_connections; /* 0 unlimited */
+	int max_user_connections; /* 0 unlimited */
+	char *server_reset_query;
+	bool server_reset_query_always;
+	char *server_check_query;
+	int64_t server_check_delay; /* ms */
+	int64_t server_lifetime; /* ms */
+	int64_t server_idle_timeout; /* ms */
+	int64_t server_connect_timeout; /* ms */
+	int64_t server_login_retry; /* ms */
+	int64_t query_timeout; /* ms */
+	int64_t query_wait_timeout; /* ms */
+	int64_t client_idle_timeout; /* ms */
+	int64_t client_login_timeout; /* ms */
+	int64_t idle_transaction_timeout; /* ms */
+	char *ignore_startup_parameters; /* comma-separated */
+	char *track_extra_parameters; /* comma-separated */
+	uint32_t max_packet_size;
+	char *logfile;
+	char *pidfile;
+	bool log_connections;
+	bool log_disconnections;
+	bool log_pooler_errors;
+	int verbose;
+	int log_format; /* enum log_format */
+
+	/* [databases] and [users], hashed by name; fallback is the "*" entry or NULL. */
+	struct config_database *databases;
+	struct config_database *fallback;
+	struct config_user *users;
+
+	/* How many warnings config_load logged (unimplemented keys...), for --check-config. */
+	unsigned warnings;
+};
+
+/* Where a load failed: "file:line: message", or just the message. */
+struct config_error {
+	char text[512];
+};
+
+/*
+ * Reads path (NULL: defaults and environment only) and applies SLUICE_*
+ * overrides. Returns a new snapshot or NULL with err filled. Unknown keys are
+ * errors; keys PgBouncer knows but sluice does not implement yet are logged
+ * as warnings naming them. Not thread-safe: it sets inih's process-wide
+ * parser options, so call it from the main thread only.
+ */
+struct config *config_load(const char *path, struct config_error *err) WUR;
+void config_free(struct config *cfg);
+
+/* The entry for a client's database name: exact match, else the fallback, else NULL. */
+const struct config_database *config_find_database(const struct config *cfg, const char *name);
+const struct config_user *config_find_user(const struct config *cfg, const char *name);
+
+/* true if name is in the comma-separated list (case-insensitive, spaces trimmed). */
+bool config_list_contains(const char *list, const char *name);
+
+/*
+ * The table of [sluice] settings, for documentation checks and, later, the
+ * admin console's SHOW CONFIG / SET. Each entry names the key, renders the
+ * current value into buf, and says whether a reload may change it.
+ */
+struct config_setting_info {
+	const char *name;
+	bool reloadable;
+	const char *doc; /* one line */
+};
+size_t config_setting_count(void);
+const struct config_setting_info *config_setting_at(size_t i);
+/* Renders the value of setting i in cfg as text (as SHOW CONFIG would). */
+void config_setting_value(const struct config *cfg, size_t i, char *buf, size_t len);
+
+/*
+ * The PgBouncer [pgbouncer] keys sluice accepts with a warning but does not
+ * implement yet, for the documentation check; NULL past the end.
+ */
+const char *config_unimplemented_at(size_t i);

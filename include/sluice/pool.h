@@ -1,0 +1,116 @@
+/*
+ * pool.h - the servers and waiting clients of one (database, user).
+ *
+ * A pool owns the lists its connections sit on (one list per state, so a
+ * count is a list length kept by the state setters), the FIFO of clients
+ * waiting for a server, the welcome parameters new clients are greeted with,
+ * and the decisions: which waiter gets which idle server, when to open a new
+ * server (pool_size, reserve_pool_size after reserve_pool_timeout,
+ * max_db_connections, max_user_connections, min_pool_size), and when an idle
+ * server has lived long enough (server_lifetime, server_idle_timeout, with
+ * jitter). It never reads or writes a socket: client.c and server.c do.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "sluice/buf.h"
+#include "sluice/config.h"
+#include "sluice/param.h"
+#include "sluice/worker.h"
+
+struct client;
+struct server;
+
+struct pool_stats {
+	uint64_t acquire_count; /* server assignments */
+	uint64_t wait_count; /* assignments that had to wait */
+	uint64_t wait_time_us; /* total */
+	uint64_t max_wait_us;
+	uint64_t timeout_count; /* clients failed by query_wait_timeout */
+	uint64_t reuse_count; /* assignments served by an already open server */
+	uint64_t xact_count;
+	uint64_t query_count;
+	uint64_t servers_opened;
+	uint64_t servers_closed;
+};
+
+struct pool {
+	struct worker *w;
+	char *db_name; /* the name clients use */
+	char *user_name; /* the client-side user */
+	const struct config_database *db; /* from the current snapshot */
+	char *server_user; /* user for server login (db->user or user_name) */
+
+	/* Client lists by state (see client.h). */
+	struct client_list waiting_login;
+	struct client_list waiting; /* FIFO: oldest first */
+	struct client_list active;
+	struct client_list idle;
+	int n_cl_waiting_login, n_cl_waiting, n_cl_active, n_cl_idle;
+
+	/* Server lists by state (see server.h). */
+	struct server_list sv_login;
+	struct server_list sv_idle; /* most recently used first */
+	struct server_list sv_active;
+	struct server_list sv_tested;
+	int n_sv_login, n_sv_idle, n_sv_active, n_sv_tested;
+
+	/* What new clients are greeted with, learned from the first server login. */
+	struct param_set welcome;
+	bool have_welcome;
+	/* The last server login failure, and when: drives server_login_retry. */
+	struct buf_out last_error; /* an ErrorResponse message, ready to send */
+	uint64_t last_error_at; /* uv_now; 0 = none */
+	bool last_login_ok; /* the most recent login attempt succeeded */
+
+	/*
+	 * Credentials a client proved that can log in to the server for this
+	 * pool's user when the auth_file has no usable secret: the ClientKey and
+	 * ServerKey of a SCRAM exchange, or a cleartext password.
+	 */
+	bool have_scram_keys;
+	uint8_t scram_client_key[32];
+	uint8_t scram_server_key[32];
+	char *client_password;
+
+	bool kick_scheduled;
+	bool config_changed; /* servers close on release after a reload changed the db */
+	struct pool_stats stats;
+	TAILQ_ENTRY(pool) link;
+	TAILQ_ENTRY(pool) kick_link;
+};
+
+/* The pool for (db, user), created on first use. db comes from w->cfg. */
+struct pool *pool_get(struct worker *w, const char *db_name, const char *user_name,
+		      const struct config_database *db);
+void pool_free(struct pool *p);
+
+/* Effective settings for this pool: [users] over [databases] over [sluice]. */
+enum pool_mode pool_mode_of(const struct pool *p);
+int pool_size_of(const struct pool *p);
+int pool_min_size_of(const struct pool *p);
+
+/*
+ * Asks for a server for client c (already in state WAITING). The pool links
+ * one during this loop iteration's assignment step, or keeps c queued.
+ */
+void pool_want_server(struct pool *p, struct client *c);
+/* Runs assignment now: idle servers to waiters, new servers for the rest. */
+void pool_kick(struct pool *p);
+
+/* A server finished login: adopt its parameters as the welcome set. */
+void pool_server_logged_in(struct pool *p, struct server *s);
+/* A server login failed with this ErrorResponse (whole message) or a local reason. */
+void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len,
+			      const char *reason);
+/* Sends the welcome (AuthenticationOk..ReadyForQuery) to a client. */
+void pool_send_welcome(struct pool *p, struct client *c);
+
+/* Periodic work: wait timeouts, expiry of idle servers, min_pool_size. */
+void pool_tick(struct pool *p, uint64_t now);
+/* Re-resolve the pool's database entry after a reload. */
+void pool_reconfigure(struct pool *p);
+bool pool_is_empty(const struct pool *p);

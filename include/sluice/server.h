@@ -1,0 +1,123 @@
+/*
+ * server.h - one server connection's state machine, including login.
+ *
+ *   LOGIN --(ReadyForQuery after auth, connect_query)--> IDLE
+ *   IDLE --(pool links a client)--> ACTIVE
+ *   ACTIVE --(released clean, nothing to reset)--> IDLE
+ *   ACTIVE --(released, reset/param query needed)--> TESTED --(its ReadyForQuery)--> IDLE
+ *   IDLE --(idle longer than server_check_delay, on assignment)--> TESTED
+ *   any --(error, EOF, lifetime/idle expiry, dirty release)--> CLOSED
+ *
+ * Every request sent to PostgreSQL is recorded in the server's request
+ * queue: a client Query, Sync or FunctionCall (its response is forwarded) or
+ * an internal query of sluice's own (SET of tracked parameters, reset,
+ * check, connect_query: its response is swallowed). Each ReadyForQuery
+ * retires one entry. The server is clean only when the queue is empty, the
+ * last ReadyForQuery said 'I', no COPY is in progress and the client has no
+ * half-sent message or open extended batch; only then is it released.
+ *
+ * Transitions: server_set_state() only. Invariants (server_check): ACTIVE
+ * <=> client != NULL; IDLE => request queue empty and status 'I'.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "sluice/log.h"
+#include "sluice/param.h"
+#include "sluice/scram.h"
+#include "sluice/stream.h"
+#include "sluice/worker.h"
+
+#define SERVER_STATES(X)                                                                           \
+	X(LOGIN, "login")                                                                          \
+	X(IDLE, "idle")                                                                            \
+	X(ACTIVE, "active")                                                                        \
+	X(TESTED, "tested")                                                                        \
+	X(CLOSED, "closed")
+
+enum server_state {
+#define X(name, text) SERVER_##name,
+	SERVER_STATES(X)
+#undef X
+};
+
+const char *server_state_name(enum server_state st);
+
+/* Kinds of entries in the request queue. */
+enum server_request {
+	SERVER_RQ_QUERY = 'Q', /* a client's simple Query */
+	SERVER_RQ_SYNC = 'S', /* a client's Sync */
+	SERVER_RQ_FUNCTION = 'F', /* a client's FunctionCall */
+	SERVER_RQ_INTERNAL = 'i', /* sluice's own query: swallow the response */
+};
+
+struct pool;
+struct client;
+
+struct server {
+	struct stream stream;
+	struct worker *w;
+	uint64_t id;
+	enum server_state state;
+	TAILQ_ENTRY(server) link; /* worker->servers */
+	TAILQ_ENTRY(server) state_link; /* the pool list of its state */
+	struct pool *pool;
+	struct client *client;
+
+	char addr[128];
+	struct sockaddr_storage peer; /* resolved address, for cancel requests */
+	struct log_conn lc;
+	uv_getaddrinfo_t gai;
+	bool gai_pending;
+	bool stream_open; /* the socket handle exists (after name resolution) */
+
+	/* login */
+	struct scram_client *scram;
+	bool logged_in_once; /* saw AuthenticationOk */
+	uint32_t be_pid, be_key;
+	struct param_set params; /* as PostgreSQL last reported them */
+
+	/* request queue: a ring of enum server_request */
+	uint8_t *rq;
+	uint32_t rq_head, rq_len, rq_cap;
+	char txn_status; /* from the last ReadyForQuery */
+	bool copy_in;
+	uint32_t pass_remaining; /* bytes of the current server message still to relay */
+	bool pass_swallow; /* ... and whether they are swallowed */
+	bool internal_error; /* an internal query failed */
+
+	uint64_t connect_time; /* uv_now */
+	uint64_t idle_since; /* uv_now */
+	uint64_t busy_since; /* uv_now when the request queue last became non-empty */
+	uint64_t last_rfq; /* uv_now of the last ReadyForQuery forwarded */
+	uint64_t lifetime_ms; /* server_lifetime with jitter, fixed at connect */
+	uint64_t idle_timeout_ms; /* server_idle_timeout with jitter */
+	uint32_t link_count; /* clients served so far */
+	bool close_needed; /* close instead of reusing on release */
+	bool dirty_release_reset; /* after release: run the reset query */
+};
+
+/* Opens a new server connection for the pool (state LOGIN). */
+void server_connect(struct pool *p);
+void server_set_state(struct server *s, enum server_state st);
+/* Closes the server; reason is logged. */
+void server_close(struct server *s, const char *reason);
+
+/* Links s (IDLE) to c: brings tracked parameters in line, then relays. */
+void server_link(struct server *s, struct client *c);
+/* The client is leaving (or finished a transaction): release or close s. */
+void server_client_gone(struct server *s);
+/* True if s can be handed to another client right now. */
+bool server_is_clean(const struct server *s);
+/* Relay: the client queued a request; account it. */
+void server_push_request(struct server *s, enum server_request kind);
+/* Re-examine a linked server for release (transaction/statement mode). */
+void server_maybe_release(struct server *s);
+/* Runs the server_check_query before the server is handed out. */
+void server_start_check(struct server *s);
+/* Periodic: connect timeout, lifetime and idle expiry. */
+void server_tick(struct server *s, uint64_t now);
+void server_check(const struct server *s);

@@ -1,0 +1,141 @@
+/*
+ * stream.h - one socket: a libuv TCP or pipe handle with a reference-counted
+ * read buffer, batched writes and backpressure.
+ *
+ * stream.c is the only code that calls uv_read_start/uv_read_stop/uv_write.
+ * Its owner (a client, a server, a cancel request) embeds struct stream and
+ * gets its callbacks with the stream pointer; container_of finds the owner.
+ *
+ * Reading: bytes arrive in s->rbuf between rbuf->start and rbuf->end. The
+ * read callback consumes what it can by advancing rbuf->start (directly or
+ * with stream_consume) and leaves an incomplete message in place; the stream
+ * keeps it and appends the next read after it. A buffer with nothing left to
+ * consume is returned to the free list, so an idle connection holds none.
+ *
+ * Writing: stream_forward() queues a slice of another stream's read buffer
+ * (no copy; the buffer is referenced until the write completes) and
+ * stream_write() queues a copy of synthesized bytes. Queued bytes are sent
+ * "after this round of I/O" by the worker's flush step (see worker.h), in
+ * order, with one writev when the socket takes it all.
+ *
+ * Closing: stream_close() starts an asynchronous close; close_cb runs when
+ * libuv has released the handle, and only then may the owner free memory.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/queue.h>
+#include <uv.h>
+
+#include "sluice/buf.h"
+#include "sluice/common.h"
+
+struct worker;
+struct stream;
+
+/* New bytes are in s->rbuf. The callback may close the stream. */
+typedef void stream_read_cb(struct stream *s);
+/* EOF (err == UV_EOF) or a read/write error; the stream is still open. */
+typedef void stream_error_cb(struct stream *s, int err);
+/* The write queue drained below the low-water mark. */
+typedef void stream_drain_cb(struct stream *s);
+/* The handle is closed: the owner may free the memory holding the stream. */
+typedef void stream_close_cb(struct stream *s);
+typedef void stream_connect_cb(struct stream *s, int status);
+
+/* Unsent bytes above which a reader that feeds this stream stops reading. */
+#define STREAM_HIGH_WATER (256 * 1024)
+#define STREAM_IOV_MAX 64
+
+struct stream {
+	union {
+		uv_handle_t handle;
+		uv_stream_t base;
+		uv_tcp_t tcp;
+		uv_pipe_t pipe;
+	} h;
+	struct worker *w;
+	struct buf *rbuf;
+	uint32_t read_max; /* largest message we are willing to buffer whole */
+
+	/* Output queued in this round and not yet handed to the kernel/libuv. */
+	uv_buf_t iov[STREAM_IOV_MAX];
+	struct buf *iov_buf[STREAM_IOV_MAX];
+	int niov;
+	size_t pending; /* bytes in iov */
+	struct buf *stage; /* partly filled buffer that stream_write copies into */
+	size_t queued; /* bytes handed to uv_write and not yet completed */
+
+	bool is_pipe;
+	bool want_read; /* the owner wants to read */
+	bool reading; /* uv_read_start is in effect */
+	bool paused; /* backpressure from the peer: read stopped */
+	bool closing;
+	bool in_flush_queue;
+	TAILQ_ENTRY(stream) flush_link;
+
+	stream_read_cb *read_cb;
+	stream_error_cb *error_cb;
+	stream_drain_cb *drain_cb;
+	stream_close_cb *close_cb;
+	stream_connect_cb *connect_cb;
+	uv_connect_t connect_req;
+};
+
+TAILQ_HEAD(stream_list, stream);
+
+/* Initialises s as a TCP or unix-socket stream on w's loop. */
+int stream_init(struct worker *w, struct stream *s, bool pipe) WUR;
+/* Accepts a pending connection from a listening handle into s (after stream_init). */
+int stream_accept(struct stream *s, uv_stream_t *listener) WUR;
+/* Connects to addr (TCP) or path (pipe); cb reports the outcome. */
+int stream_connect_tcp(struct stream *s, const struct sockaddr *addr, stream_connect_cb *cb) WUR;
+void stream_connect_pipe(struct stream *s, const char *path, stream_connect_cb *cb);
+
+/* "1.2.3.4:5678" of the peer, or "unix". */
+void stream_peer_name(struct stream *s, char *out, size_t len);
+
+void stream_read_start(struct stream *s);
+void stream_read_stop(struct stream *s);
+/* Backpressure: stop/resume reading without changing want_read. */
+void stream_pause(struct stream *s);
+void stream_resume(struct stream *s);
+
+static inline void stream_consume(struct stream *s, size_t n)
+{
+	s->rbuf->start += (uint32_t)n;
+}
+static inline size_t stream_avail(const struct stream *s)
+{
+	return s->rbuf ? buf_avail(s->rbuf) : 0;
+}
+static inline const uint8_t *stream_data(const struct stream *s)
+{
+	return s->rbuf->data + s->rbuf->start;
+}
+/*
+ * Makes sure the read buffer can hold a whole message of len bytes starting
+ * at rbuf->start (for messages that must be inspected whole). Copies the
+ * unconsumed bytes into a larger buffer when needed.
+ */
+void stream_reserve(struct stream *s, size_t len);
+
+/* Queues len bytes of src's read buffer starting at rbuf->start, then consumes them. */
+void stream_forward(struct stream *dst, struct stream *src, size_t len);
+/* Queues a copy of p[0..len). */
+void stream_write(struct stream *dst, const void *p, size_t len);
+/* Sends everything queued now (normally the worker's flush step does it). */
+void stream_flush(struct stream *s);
+/* Bytes queued or in flight. */
+static inline size_t stream_unsent(const struct stream *s)
+{
+	return s->pending + s->queued;
+}
+
+/*
+ * Starts closing: queued bytes are tried once without blocking (an
+ * ErrorResponse usually fits the socket buffer), the rest is dropped, reading
+ * stops and close_cb follows from the loop. Safe to call more than once.
+ */
+void stream_close(struct stream *s);

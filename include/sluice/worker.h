@@ -1,0 +1,98 @@
+/*
+ * worker.h - one event loop and everything that lives on it.
+ *
+ * All mutable state of the pooler hangs off struct worker: listeners,
+ * clients, servers, pools, buffers, timers. Besides the worker, the only
+ * process-wide state is the immutable config snapshot. sluice runs one worker
+ * today; nothing else being global is what makes N workers a later step.
+ *
+ * The loop agenda, per iteration (libuv phases):
+ *   1. timers: the tick (timeouts, expiry, pool maintenance; worker_tick)
+ *   2. poll: reads, writes, accepts, connects on every socket
+ *   3. check (worker_flush, "after this round of I/O"): in this order,
+ *      a. send every stream's queued output (one writev per stream);
+ *      b. run deferred pool assignment for pools marked dirty during the round;
+ *      c. finish a pending shutdown once its condition holds.
+ *   4. close callbacks: connection memory is freed here, never earlier.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <uv.h>
+
+#include "sluice/auth.h"
+#include "sluice/buf.h"
+#include "sluice/common.h"
+#include "sluice/config.h"
+#include "sluice/stream.h"
+
+struct pool;
+struct client;
+struct server;
+struct listener;
+
+TAILQ_HEAD(client_list, client);
+TAILQ_HEAD(server_list, server);
+TAILQ_HEAD(pool_list, pool);
+
+/* Per-name connection counts for max_db_connections / max_user_connections. */
+struct conn_count {
+	char *name;
+	int servers;
+	UT_hash_handle hh;
+};
+
+enum worker_shutdown {
+	WORKER_RUNNING = 0,
+	WORKER_WAIT_CLIENTS, /* SIGTERM: stop accepting, exit when clients are gone */
+	WORKER_WAIT_SERVERS, /* SIGINT: stop accepting, exit when servers are released */
+	WORKER_EXIT, /* stop now */
+};
+
+struct worker {
+	uv_loop_t *loop;
+	struct config *cfg; /* current snapshot; owned */
+	struct auth_userlist *userlist; /* owned; NULL without auth_file */
+	uint8_t mock_seed[32]; /* SCRAM mock for unknown users */
+	struct buf_pool bufs;
+
+	struct listener *listeners;
+	struct client_list clients; /* every client connection */
+	struct server_list servers; /* every server connection */
+	struct pool_list pools;
+	struct conn_count *db_counts;
+	struct conn_count *user_counts;
+	struct client *cancel_keys; /* uthash on client->cancel_key64 */
+	int client_count;
+	uint64_t next_client_id;
+	uint64_t next_server_id;
+
+	struct stream_list flush_queue;
+	struct pool_list kick_queue;
+	uv_check_t flush_check;
+	uv_timer_t tick;
+	uv_signal_t sig_term, sig_int, sig_hup;
+	enum worker_shutdown shutdown;
+	int exit_code;
+};
+
+/* Sets up the worker on loop with cfg (ownership passes to the worker). */
+int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg) WUR;
+/* Opens listeners and starts the tick; after this the loop may run. */
+int worker_start(struct worker *w) WUR;
+/* Frees what remains after the loop has stopped. */
+void worker_deinit(struct worker *w);
+
+/* Replaces the config snapshot and user list (SIGHUP). Errors keep the old ones. */
+int worker_reload(struct worker *w) WUR;
+void worker_begin_shutdown(struct worker *w, enum worker_shutdown how);
+
+/* Queues s for the flush step of this loop iteration. */
+void worker_schedule_flush(struct worker *w, struct stream *s);
+/* Queues a pool for the assignment step of this loop iteration. */
+void worker_schedule_kick(struct worker *w, struct pool *p);
+
+/* Count of server connections for a database / user name; delta adjusts. */
+int worker_count_adjust(struct conn_count **table, const char *name, int delta);

@@ -1,0 +1,623 @@
+/*
+ * auth.c - the user list (PgBouncer's auth_file) and the server side of a
+ * client's password authentication, without I/O.
+ *
+ * It owns: parsing the auth_file into a hash of users with classified
+ * secrets; the md5 password arithmetic; and struct auth_session, which picks
+ * the method a client must use (from auth_type and the stored secret, as
+ * PgBouncer does), writes the Authentication* requests into a buf_out and
+ * judges the client's answers. It does not own sockets, timers, the
+ * AuthenticationOk that follows success, or the ErrorResponse after failure:
+ * the client module sends those. The SCRAM exchange itself is scram.c's.
+ *
+ * Failure never tells the client why (no user enumeration): an unknown user,
+ * a user without a password and a wrong password go through the same
+ * messages and fail at the same step; auth_session_failure() says which, for
+ * the log.
+ */
+#include "sluice/auth.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "sluice/pkt.h"
+
+#define SCRAM_MECHANISM "SCRAM-SHA-256"
+#define MD5_PREFIX "md5"
+#define MD5_SECRET_LEN 35 /* "md5" + 32 hex digits */
+
+/* ---- md5 ---------------------------------------------------------------- */
+
+/* PostgreSQL's test: "md5" and exactly 32 lowercase hex digits. */
+static bool is_md5_secret(const char *s)
+{
+	if (strlen(s) != MD5_SECRET_LEN || strncmp(s, MD5_PREFIX, 3) != 0)
+		return false;
+	return strspn(s + 3, "0123456789abcdef") == 32;
+}
+
+/*
+ * Lowercase hex MD5 of a || b into out[33]. If OpenSSL refuses MD5 (a FIPS
+ * provider), out is "", which matches no response: md5 logins then fail
+ * rather than the process.
+ */
+static void md5_hex(const void *a, size_t alen, const void *b, size_t blen, char out[33])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	out[0] = '\0';
+	if (!ctx)
+		return;
+	if (EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1 && EVP_DigestUpdate(ctx, a, alen) == 1 &&
+	    EVP_DigestUpdate(ctx, b, blen) == 1 && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 &&
+	    mdlen == 16) {
+		for (unsigned int i = 0; i < 16; i++) {
+			out[2 * i] = hex[md[i] >> 4];
+			out[2 * i + 1] = hex[md[i] & 0xf];
+		}
+		out[32] = '\0';
+	}
+	EVP_MD_CTX_free(ctx);
+}
+
+void auth_md5_secret(const char *password, const char *user, char out[36])
+{
+	char hex[33];
+	md5_hex(password, strlen(password), user, strlen(user), hex);
+	if (hex[0] == '\0') {
+		out[0] = '\0';
+		return;
+	}
+	memcpy(out, MD5_PREFIX, 3);
+	memcpy(out + 3, hex, 33);
+}
+
+void auth_md5_response(const char *secret, const char *user, const uint8_t salt[4], char out[36])
+{
+	char inner[36];
+	if (is_md5_secret(secret))
+		memcpy(inner, secret, sizeof(inner));
+	else
+		auth_md5_secret(secret, user, inner);
+	char hex[33];
+	if (inner[0] == '\0') {
+		out[0] = '\0';
+		return;
+	}
+	md5_hex(inner + 3, 32, salt, 4, hex);
+	if (hex[0] == '\0') {
+		out[0] = '\0';
+		return;
+	}
+	memcpy(out, MD5_PREFIX, 3);
+	memcpy(out + 3, hex, 33);
+}
+
+/* ---- the user list ------------------------------------------------------ */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) PRINTF_LIKE(3, 4);
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (!err || errlen == 0)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * Reads a double-quoted field at *pp ("" inside is one literal quote) into a
+ * fresh string. -1 if *pp is not a quote or the field is not closed on this
+ * line.
+ */
+static int parse_quoted(const char **pp, char **out)
+{
+	const char *p = *pp;
+	if (*p != '"')
+		return -1;
+	p++;
+	char *val = xmalloc(strlen(p) + 1);
+	size_t n = 0;
+	for (;;) {
+		if (*p == '\0') {
+			free(val);
+			return -1;
+		}
+		if (*p == '"') {
+			if (p[1] != '"')
+				break;
+			p++;
+		}
+		val[n++] = *p++;
+	}
+	val[n] = '\0';
+	*pp = p + 1;
+	*out = val;
+	return 0;
+}
+
+static void secret_deinit(struct auth_secret *sec)
+{
+	if (sec->text) {
+		OPENSSL_cleanse(sec->text, strlen(sec->text));
+		free(sec->text);
+	}
+	OPENSSL_cleanse(sec, sizeof(*sec));
+}
+
+/* Classifies text (taking ownership of it) into sec. -1 on a malformed SCRAM secret. */
+static int secret_init(struct auth_secret *sec, char *text)
+{
+	memset(sec, 0, sizeof(*sec));
+	sec->text = text;
+	if (strncmp(text, "SCRAM-SHA-256$", strlen("SCRAM-SHA-256$")) == 0) {
+		sec->kind = AUTH_SECRET_SCRAM;
+		return scram_parse_secret(text, &sec->scram);
+	}
+	if (is_md5_secret(text))
+		sec->kind = AUTH_SECRET_MD5;
+	else if (text[0] == '\0')
+		sec->kind = AUTH_SECRET_NONE;
+	else
+		sec->kind = AUTH_SECRET_PLAIN;
+	return 0;
+}
+
+static void user_free(struct auth_user *u)
+{
+	free(u->name);
+	secret_deinit(&u->secret);
+	free(u);
+}
+
+/* One line of the file: 1 if it held a user, 0 if blank/comment, -1 with err. */
+static int parse_line(char *line, struct auth_user **out, const char **why)
+{
+	line[strcspn(line, "\r\n")] = '\0';
+	const char *p = line + strspn(line, " \t");
+	if (*p == '\0' || *p == ';' || *p == '#')
+		return 0;
+	char *name = NULL, *text = NULL;
+	if (*p != '"') {
+		*why = "expected a double-quoted user name";
+		return -1;
+	}
+	if (parse_quoted(&p, &name) < 0) {
+		*why = "unterminated user name";
+		return -1;
+	}
+	if (name[0] == '\0') {
+		*why = "empty user name";
+		goto fail;
+	}
+	p += strspn(p, " \t");
+	if (*p != '"') {
+		*why = "expected a double-quoted secret after the user name";
+		goto fail;
+	}
+	if (parse_quoted(&p, &text) < 0) {
+		*why = "unterminated secret";
+		goto fail;
+	}
+	/* Anything after the second field is ignored, as PgBouncer does. */
+	struct auth_user *u = xcalloc(1, sizeof(*u));
+	u->name = name;
+	if (secret_init(&u->secret, text) < 0) {
+		*why = "malformed SCRAM-SHA-256 secret";
+		user_free(u);
+		return -1;
+	}
+	*out = u;
+	return 1;
+
+fail:
+	free(name);
+	return -1;
+}
+
+int auth_userlist_load(const char *path, struct auth_userlist **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	struct auth_userlist *list = xcalloc(1, sizeof(*list));
+	char *line = NULL;
+	size_t cap = 0;
+	int lineno = 0, rc = 0;
+	while (getline(&line, &cap, f) >= 0) {
+		lineno++;
+		struct auth_user *u = NULL, *old = NULL;
+		const char *why = NULL;
+		int r = parse_line(line, &u, &why);
+		if (r < 0) {
+			set_err(err, errlen, "%s:%d: %s", path, lineno, why);
+			rc = -1;
+			goto out;
+		}
+		if (r == 0)
+			continue;
+		/* A later line for the same user replaces the earlier one. */
+		HASH_FIND_STR(list->users, u->name, old);
+		if (old) {
+			HASH_DEL(list->users, old);
+			user_free(old);
+		}
+		HASH_ADD_KEYPTR(hh, list->users, u->name, strlen(u->name), u);
+	}
+	if (ferror(f)) {
+		set_err(err, errlen, "%s:%d: read error", path, lineno + 1);
+		rc = -1;
+	}
+out:
+	if (line) {
+		OPENSSL_cleanse(line, cap);
+		free(line);
+	}
+	fclose(f);
+	if (rc < 0) {
+		auth_userlist_free(list);
+		return -1;
+	}
+	*out = list;
+	return 0;
+}
+
+void auth_userlist_free(struct auth_userlist *list)
+{
+	if (!list)
+		return;
+	struct auth_user *u, *tmp;
+	HASH_ITER(hh, list->users, u, tmp)
+	{
+		HASH_DEL(list->users, u);
+		user_free(u);
+	}
+	free(list);
+}
+
+const struct auth_user *auth_userlist_find(const struct auth_userlist *list, const char *name)
+{
+	struct auth_user *u = NULL;
+	if (list && name)
+		HASH_FIND_STR(list->users, name, u);
+	return u;
+}
+
+/* ---- the session -------------------------------------------------------- */
+
+enum auth_method {
+	AUTH_METHOD_TRUST,
+	AUTH_METHOD_CLEARTEXT,
+	AUTH_METHOD_MD5,
+	AUTH_METHOD_SCRAM,
+};
+
+/*
+ * trust: START -> OK.
+ * cleartext, md5: START -> WAIT_PASSWORD -> OK | FAILED.
+ * scram: START -> WAIT_SASL_INITIAL -> WAIT_SASL_RESPONSE -> OK | FAILED.
+ * Any call in OK or FAILED fails.
+ */
+enum auth_step {
+	AUTH_STEP_START,
+	AUTH_STEP_WAIT_PASSWORD,
+	AUTH_STEP_WAIT_SASL_INITIAL,
+	AUTH_STEP_WAIT_SASL_RESPONSE,
+	AUTH_STEP_OK,
+	AUTH_STEP_FAILED,
+};
+
+struct auth_session {
+	enum auth_method method;
+	enum auth_step step;
+	char *user_name;
+	/* A copy of the user's secret: the list may be reloaded during the exchange. */
+	struct auth_secret secret;
+	/*
+	 * Why the exchange cannot succeed whatever the client sends (unknown
+	 * user, no password, an md5 secret under scram), or NULL. The exchange
+	 * still runs to its last step so that the client cannot tell.
+	 */
+	const char *doomed;
+	const char *failure;
+	uint8_t md5_salt[4];
+	struct scram_server *scram;
+	uint8_t mock_seed[SCRAM_KEY_LEN];
+	bool have_keys;
+	uint8_t client_key[SCRAM_KEY_LEN];
+	uint8_t server_key[SCRAM_KEY_LEN];
+	char *password; /* after AUTH_OK via cleartext */
+};
+
+static int fail(struct auth_session *s, const char *why)
+{
+	s->step = AUTH_STEP_FAILED;
+	s->failure = why;
+	return AUTH_FAILED;
+}
+
+struct auth_session *auth_session_new(enum auth_type type, const char *user_name,
+				      const struct auth_user *user,
+				      const uint8_t mock_seed[SCRAM_KEY_LEN])
+{
+	struct auth_session *s = xcalloc(1, sizeof(*s));
+	s->step = AUTH_STEP_START;
+	s->user_name = xstrdup(user_name ? user_name : "");
+	memcpy(s->mock_seed, mock_seed, SCRAM_KEY_LEN);
+	if (user) {
+		s->secret = user->secret;
+		s->secret.text = xstrdup(user->secret.text ? user->secret.text : "");
+	} else {
+		s->secret.kind = AUTH_SECRET_NONE;
+		s->secret.text = xstrdup("");
+		s->doomed = "no such user";
+	}
+	if (user && s->secret.kind == AUTH_SECRET_NONE)
+		s->doomed = "user has no password in the auth_file";
+
+	switch (type) {
+	case AUTH_TYPE_TRUST:
+	case AUTH_TYPE_ANY:
+		s->method = AUTH_METHOD_TRUST;
+		break;
+	case AUTH_TYPE_PLAIN:
+		s->method = AUTH_METHOD_CLEARTEXT;
+		break;
+	case AUTH_TYPE_MD5:
+		/* As PgBouncer: md5 means SCRAM when only a SCRAM secret is known. */
+		s->method = s->secret.kind == AUTH_SECRET_SCRAM ? AUTH_METHOD_SCRAM
+								 : AUTH_METHOD_MD5;
+		break;
+	case AUTH_TYPE_SCRAM_SHA_256:
+	default:
+		s->method = AUTH_METHOD_SCRAM;
+		break;
+	}
+	if (s->method == AUTH_METHOD_SCRAM && s->secret.kind == AUTH_SECRET_MD5)
+		s->doomed = "SCRAM authentication is impossible with an md5 secret";
+	return s;
+}
+
+void auth_session_free(struct auth_session *s)
+{
+	if (!s)
+		return;
+	free(s->user_name);
+	secret_deinit(&s->secret);
+	scram_server_free(s->scram);
+	if (s->password) {
+		OPENSSL_cleanse(s->password, strlen(s->password));
+		free(s->password);
+	}
+	OPENSSL_cleanse(s, sizeof(*s));
+	free(s);
+}
+
+int auth_session_start(struct auth_session *s, struct buf_out *out)
+{
+	if (s->step != AUTH_STEP_START)
+		return fail(s, "session started twice");
+	switch (s->method) {
+	case AUTH_METHOD_TRUST:
+		s->step = AUTH_STEP_OK;
+		return AUTH_OK;
+	case AUTH_METHOD_CLEARTEXT:
+		pkt_put_AuthenticationCleartextPassword(out);
+		s->step = AUTH_STEP_WAIT_PASSWORD;
+		return AUTH_CONTINUE;
+	case AUTH_METHOD_MD5:
+		if (RAND_bytes(s->md5_salt, sizeof(s->md5_salt)) != 1)
+			return fail(s, "no random bytes for the md5 salt");
+		pkt_put_AuthenticationMD5Password(out, s->md5_salt);
+		s->step = AUTH_STEP_WAIT_PASSWORD;
+		return AUTH_CONTINUE;
+	case AUTH_METHOD_SCRAM:
+		break;
+	}
+
+	const struct scram_secret *secret = NULL;
+	struct scram_secret built;
+	if (!s->doomed) {
+		if (s->secret.kind == AUTH_SECRET_SCRAM) {
+			secret = &s->secret.scram;
+		} else {
+			/*
+			 * A plaintext secret: SCRAM against a secret made for this
+			 * exchange. Its keys are of no use for logging in to a server
+			 * (different salt), so none are handed on.
+			 */
+			if (scram_secret_from_password(s->secret.text, SCRAM_DEFAULT_ITERATIONS,
+						       &built) < 0)
+				return fail(s, "cannot derive a SCRAM secret from the password");
+			secret = &built;
+		}
+	}
+	/* secret NULL: the mock exchange that fails at the last step. */
+	s->scram = scram_server_new(secret, s->user_name, s->mock_seed);
+	OPENSSL_cleanse(&built, sizeof(built));
+	pkt_put_AuthenticationSASL(out, SCRAM_MECHANISM);
+	s->step = AUTH_STEP_WAIT_SASL_INITIAL;
+	return AUTH_CONTINUE;
+}
+
+/* The password of a PasswordMessage: a cstring that fills the body exactly. */
+static const char *password_of(const uint8_t *body, size_t len)
+{
+	if (len == 0 || body[len - 1] != '\0' || memchr(body, '\0', len) != body + len - 1)
+		return NULL;
+	return (const char *)body;
+}
+
+/* Compares two strings in time that depends on neither content nor length. */
+static bool str_equal_ct(const char *a, const char *b)
+{
+	uint8_t ha[SHA256_DIGEST_LENGTH], hb[SHA256_DIGEST_LENGTH];
+	SHA256((const uint8_t *)a, strlen(a), ha);
+	SHA256((const uint8_t *)b, strlen(b), hb);
+	return mem_equal_ct(ha, hb, sizeof(ha));
+}
+
+/* A cleartext password against whatever secret is stored. */
+static bool check_cleartext(struct auth_session *s, const char *password)
+{
+	switch (s->secret.kind) {
+	case AUTH_SECRET_PLAIN:
+		return str_equal_ct(password, s->secret.text);
+	case AUTH_SECRET_MD5: {
+		char md5[36];
+		auth_md5_secret(password, s->user_name, md5);
+		return str_equal_ct(md5, s->secret.text);
+	}
+	case AUTH_SECRET_SCRAM: {
+		/*
+		 * Derive the keys as a SCRAM client would. On a match they are the
+		 * secret's own keys, so they are kept for server login exactly as
+		 * after a SCRAM exchange.
+		 */
+		const struct scram_secret *st = &s->secret.scram;
+		uint8_t ck[SCRAM_KEY_LEN], sk[SCRAM_KEY_LEN], stored[SCRAM_KEY_LEN];
+		if (scram_derive_keys(password, st->salt, st->salt_len, st->iterations, ck, sk) < 0)
+			return false;
+		SHA256(ck, SCRAM_KEY_LEN, stored);
+		bool ok = mem_equal_ct(stored, st->stored_key, SCRAM_KEY_LEN) &&
+			  mem_equal_ct(sk, st->server_key, SCRAM_KEY_LEN);
+		if (ok) {
+			memcpy(s->client_key, ck, SCRAM_KEY_LEN);
+			memcpy(s->server_key, sk, SCRAM_KEY_LEN);
+			s->have_keys = true;
+		}
+		OPENSSL_cleanse(ck, sizeof(ck));
+		OPENSSL_cleanse(sk, sizeof(sk));
+		return ok;
+	}
+	case AUTH_SECRET_NONE:
+		break;
+	}
+	return false;
+}
+
+static int step_password(struct auth_session *s, const uint8_t *body, size_t len)
+{
+	const char *password = password_of(body, len);
+	if (!password)
+		return fail(s, "malformed password message");
+	bool ok;
+	if (s->method == AUTH_METHOD_CLEARTEXT) {
+		ok = check_cleartext(s, password);
+	} else {
+		/* md5 never runs against a SCRAM secret: auth_session_new chose SCRAM then. */
+		char expect[36];
+		ok = false;
+		if (s->secret.kind == AUTH_SECRET_PLAIN || s->secret.kind == AUTH_SECRET_MD5) {
+			auth_md5_response(s->secret.text, s->user_name, s->md5_salt, expect);
+			ok = expect[0] != '\0' && str_equal_ct(password, expect);
+		}
+	}
+	if (s->doomed)
+		return fail(s, s->doomed);
+	if (!ok)
+		return fail(s, "password does not match");
+	if (s->method == AUTH_METHOD_CLEARTEXT)
+		s->password = xstrdup(password);
+	s->step = AUTH_STEP_OK;
+	return AUTH_OK;
+}
+
+static int step_sasl_initial(struct auth_session *s, const uint8_t *body, size_t len,
+			     struct buf_out *out)
+{
+	struct pkt_reader r;
+	pkt_reader_init(&r, body, len);
+	const char *mechanism = pkt_get_cstr(&r);
+	int32_t data_len = (int32_t)pkt_get_be32(&r);
+	if (r.bad)
+		return fail(s, "malformed SASLInitialResponse");
+	if (strcmp(mechanism, SCRAM_MECHANISM) != 0)
+		return fail(s, "client chose a SASL mechanism that was not offered");
+	if (data_len < 0)
+		return fail(s, "SASLInitialResponse without a client-first-message");
+	if ((size_t)data_len != pkt_remaining(&r))
+		return fail(s, "malformed SASLInitialResponse: length does not match");
+	const uint8_t *data = pkt_get_bytes(&r, (size_t)data_len);
+	char *server_first = NULL;
+	if (scram_server_first(s->scram, data, (size_t)data_len, &server_first) < 0)
+		return fail(s, "malformed SCRAM client-first-message");
+	pkt_put_AuthenticationSASLContinue(out, server_first, strlen(server_first));
+	free(server_first);
+	s->step = AUTH_STEP_WAIT_SASL_RESPONSE;
+	return AUTH_CONTINUE;
+}
+
+static int step_sasl_response(struct auth_session *s, const uint8_t *body, size_t len,
+			      struct buf_out *out)
+{
+	char *server_final = NULL;
+	bool ok = false;
+	if (scram_server_final(s->scram, body, len, &server_final, &ok) < 0)
+		return fail(s, "malformed SCRAM client-final-message");
+	if (s->doomed) {
+		free(server_final);
+		return fail(s, s->doomed);
+	}
+	if (!ok)
+		return fail(s, "password does not match");
+	pkt_put_AuthenticationSASLFinal(out, server_final, strlen(server_final));
+	free(server_final);
+	/* Keys are worth handing on only when they are the stored secret's. */
+	if (s->secret.kind == AUTH_SECRET_SCRAM)
+		s->have_keys = scram_server_keys(s->scram, s->client_key, s->server_key);
+	s->step = AUTH_STEP_OK;
+	return AUTH_OK;
+}
+
+int auth_session_step(struct auth_session *s, const uint8_t *body, size_t len,
+		      struct buf_out *out)
+{
+	switch (s->step) {
+	case AUTH_STEP_WAIT_PASSWORD:
+		return step_password(s, body, len);
+	case AUTH_STEP_WAIT_SASL_INITIAL:
+		return step_sasl_initial(s, body, len, out);
+	case AUTH_STEP_WAIT_SASL_RESPONSE:
+		return step_sasl_response(s, body, len, out);
+	case AUTH_STEP_START:
+	case AUTH_STEP_OK:
+	case AUTH_STEP_FAILED:
+		break;
+	}
+	return fail(s, "unexpected password message");
+}
+
+const char *auth_session_failure(const struct auth_session *s)
+{
+	return s->failure;
+}
+
+bool auth_session_scram_keys(const struct auth_session *s, uint8_t client_key[SCRAM_KEY_LEN],
+			     uint8_t server_key[SCRAM_KEY_LEN])
+{
+	if (s->step != AUTH_STEP_OK || !s->have_keys)
+		return false;
+	memcpy(client_key, s->client_key, SCRAM_KEY_LEN);
+	memcpy(server_key, s->server_key, SCRAM_KEY_LEN);
+	return true;
+}
+
+const char *auth_session_password(const struct auth_session *s)
+{
+	return s->step == AUTH_STEP_OK ? s->password : NULL;
+}

@@ -1,0 +1,682 @@
+/*
+ * client.c - one client connection: startup packet, authentication, the
+ * welcome, and relaying the client's messages to its linked server while
+ * counting the requests that the server must answer.
+ *
+ * It does not choose servers (pool.c) or read server bytes (server.c). Every
+ * way a client ends goes through client_close(), which hands the server back
+ * as clean or closes it, and releases the client's memory in the stream's
+ * close callback.
+ */
+#include "sluice/client.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/rand.h>
+
+#include "sluice/cancel.h"
+#include "sluice/pkt.h"
+#include "sluice/pool.h"
+#include "sluice/server.h"
+#include "sluice/sqlstate.h"
+
+static const char *const state_names[] = {
+#define X(name, text) text,
+	CLIENT_STATES(X)
+#undef X
+};
+
+const char *client_state_name(enum client_state st)
+{
+	return state_names[st];
+}
+
+#define clog(lvl, c, ...)                                                                          \
+	do {                                                                                       \
+		if (log_enabled(lvl))                                                              \
+			log_write(lvl, &(c)->lc, __VA_ARGS__);                                     \
+	} while (0)
+
+static void client_process(struct client *c);
+
+/* ---- state ----------------------------------------------------------------- */
+
+static struct client_list *list_of(struct client *c, enum client_state st, int **count)
+{
+	struct pool *p = c->pool;
+	*count = NULL;
+	switch (st) {
+	case CLIENT_WAITING_LOGIN: *count = &p->n_cl_waiting_login; return &p->waiting_login;
+	case CLIENT_WAITING: *count = &p->n_cl_waiting; return &p->waiting;
+	case CLIENT_ACTIVE: *count = &p->n_cl_active; return &p->active;
+	case CLIENT_IDLE: *count = &p->n_cl_idle; return &p->idle;
+	case CLIENT_LOGIN:
+	case CLIENT_CLOSED: return NULL;
+	}
+	return NULL;
+}
+
+void client_check(const struct client *c)
+{
+#ifndef NDEBUG
+	assert((c->state == CLIENT_ACTIVE) == (c->server != NULL));
+	if (c->state != CLIENT_LOGIN && c->state != CLIENT_CLOSED)
+		assert(c->pool != NULL);
+#else
+	(void)c;
+#endif
+}
+
+void client_set_state(struct client *c, enum client_state st)
+{
+	enum client_state old = c->state;
+	if (old == st)
+		return;
+	int *n;
+	struct client_list *from = list_of(c, old, &n);
+	if (from) {
+		TAILQ_REMOVE(from, c, state_link);
+		(*n)--;
+	}
+	struct client_list *to = list_of(c, st, &n);
+	if (to) {
+		/* Waiters are served first come, first served. */
+		TAILQ_INSERT_TAIL(to, c, state_link);
+		(*n)++;
+	}
+	c->state = st;
+	c->state_since = uv_now(c->w->loop);
+	if (st == CLIENT_WAITING)
+		c->wait_start_us = uv_hrtime() / 1000;
+	clog(LOG_LEVEL_DEBUG, c, "%s -> %s", state_names[old], state_names[st]);
+	client_check(c);
+}
+
+/* ---- ending ---------------------------------------------------------------- */
+
+static void on_stream_closed(struct stream *st)
+{
+	struct client *c = container_of(st, struct client, stream);
+	param_set_deinit(&c->params);
+	free(c->db_name);
+	free(c->user_name);
+	free(c->password);
+	free(c);
+}
+
+void client_close(struct client *c, const char *reason)
+{
+	if (c->state == CLIENT_CLOSED)
+		return;
+	struct worker *w = c->w;
+	if (w->cfg->log_disconnections || log_enabled(LOG_LEVEL_DEBUG))
+		clog(LOG_LEVEL_INFO, c, "closing because: %s (age=%llus)", reason,
+		     (unsigned long long)((uv_now(w->loop) - c->connect_time) / 1000));
+	struct server *s = c->server;
+	struct pool *p = c->pool;
+	if (s) {
+		c->server = NULL;
+		server_client_gone(s);
+	}
+	client_set_state(c, CLIENT_CLOSED);
+	TAILQ_REMOVE(&w->clients, c, link);
+	w->client_count--;
+	cancel_unregister(w, c);
+	if (c->auth) {
+		auth_session_free(c->auth);
+		c->auth = NULL;
+	}
+	stream_close(&c->stream);
+	if (p)
+		worker_schedule_kick(w, p);
+}
+
+void client_fail_with(struct client *c, const uint8_t *msg, size_t len, const char *reason)
+{
+	if (c->state == CLIENT_CLOSED)
+		return;
+	stream_write(&c->stream, msg, len);
+	client_close(c, reason);
+}
+
+void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
+{
+	if (c->state == CLIENT_CLOSED)
+		return;
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	struct buf_out out;
+	buf_out_init(&out);
+	pkt_put_ErrorResponse(&out, "FATAL", sqlstate, msg);
+	if (c->w->cfg->log_pooler_errors)
+		clog(LOG_LEVEL_WARNING, c, "pooler error: %s (%s)", msg, sqlstate);
+	client_fail_with(c, out.data, out.len, msg);
+	buf_out_deinit(&out);
+}
+
+/* ---- login ----------------------------------------------------------------- */
+
+static bool ignored_param(struct client *c, const char *key)
+{
+	return config_list_contains(c->w->cfg->ignore_startup_parameters, key);
+}
+
+/*
+ * Accepts a session parameter from the startup packet (directly or through
+ * "options"). false: it is neither tracked nor ignored.
+ */
+static bool take_param(struct client *c, const char *key, const char *val)
+{
+	if (param_is_tracked(key, c->w->cfg->track_extra_parameters)) {
+		param_set_put(&c->params, key, val);
+		return true;
+	}
+	return ignored_param(c, key);
+}
+
+/* Parses "-c key=value --key=value" as libpq sends PGOPTIONS. */
+static bool take_options(struct client *c, const char *opts, char *bad, size_t badlen)
+{
+	char *copy = xstrdup(opts), *save = NULL;
+	bool ok = true, expect_c = false;
+	for (char *tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
+		char *kv = NULL;
+		if (expect_c) {
+			kv = tok;
+			expect_c = false;
+		} else if (strcmp(tok, "-c") == 0) {
+			expect_c = true;
+			continue;
+		} else if (strncmp(tok, "-c", 2) == 0) {
+			kv = tok + 2;
+		} else if (strncmp(tok, "--", 2) == 0) {
+			kv = tok + 2;
+		} else {
+			snprintf(bad, badlen, "%s", tok);
+			ok = false;
+			break;
+		}
+		char *eq = strchr(kv, '=');
+		if (!eq) {
+			snprintf(bad, badlen, "%s", kv);
+			ok = false;
+			break;
+		}
+		*eq = '\0';
+		for (char *p = kv; *p; p++)
+			if (*p == '-')
+				*p = '_';
+		if (!take_param(c, kv, eq + 1)) {
+			snprintf(bad, badlen, "%s", kv);
+			ok = false;
+			break;
+		}
+	}
+	free(copy);
+	return ok && !expect_c;
+}
+
+static void write_out(struct client *c, struct buf_out *out)
+{
+	stream_write(&c->stream, out->data, out->len);
+	buf_out_reset(out);
+}
+
+/* Authentication succeeded: join the pool, greet the client or wait for a greeting. */
+static void login_done(struct client *c)
+{
+	struct worker *w = c->w;
+	const struct config_database *db = config_find_database(w->cfg, c->db_name);
+	if (!db) {
+		client_fail(c, SQLSTATE_INVALID_CATALOG_NAME, "no such database: %s", c->db_name);
+		return;
+	}
+	struct pool *p = pool_get(w, c->db_name, c->user_name, db);
+	c->pool = p;
+	if (c->auth) {
+		uint8_t ck[32], sk[32];
+		if (auth_session_scram_keys(c->auth, ck, sk)) {
+			memcpy(p->scram_client_key, ck, 32);
+			memcpy(p->scram_server_key, sk, 32);
+			p->have_scram_keys = true;
+		}
+		const char *pw = auth_session_password(c->auth);
+		if (pw && (!p->client_password || strcmp(pw, p->client_password) != 0)) {
+			free(p->client_password);
+			p->client_password = xstrdup(pw);
+		}
+		auth_session_free(c->auth);
+		c->auth = NULL;
+	}
+	if (w->cfg->log_connections)
+		clog(LOG_LEVEL_INFO, c, "login attempt: db=%s user=%s", c->db_name, c->user_name);
+	if (p->have_welcome) {
+		client_set_state(c, CLIENT_WAITING_LOGIN);
+		client_welcome(c);
+		return;
+	}
+	client_set_state(c, CLIENT_WAITING_LOGIN);
+	pool_kick(p);
+}
+
+void client_welcome(struct client *c)
+{
+	pool_send_welcome(c->pool, c);
+	client_set_state(c, CLIENT_IDLE);
+	client_process(c);
+}
+
+static void send_negotiate(struct client *c, const struct pkt_startup *st)
+{
+	struct buf_out out;
+	buf_out_init(&out);
+	size_t m = pkt_begin(&out, PKT_NegotiateProtocolVersion);
+	buf_out_put_be32(&out, PKT_PROTOCOL_3_0);
+	int n = 0;
+	for (int i = 0; i < st->nparams; i++)
+		if (strncmp(st->keys[i], "_pq_.", 5) == 0)
+			n++;
+	buf_out_put_be32(&out, (uint32_t)n);
+	for (int i = 0; i < st->nparams; i++)
+		if (strncmp(st->keys[i], "_pq_.", 5) == 0)
+			buf_out_put_cstr(&out, st->keys[i]);
+	pkt_end(&out, m);
+	write_out(c, &out);
+	buf_out_deinit(&out);
+}
+
+/* Handles a whole StartupMessage. */
+static void handle_startup(struct client *c, const struct pkt_startup *st)
+{
+	struct worker *w = c->w;
+	uint32_t major = st->code >> 16, minor = st->code & 0xffff;
+	if (major != 3) {
+		client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
+			    "unsupported frontend protocol %u.%u: server supports 3.0", major, minor);
+		return;
+	}
+	bool has_pq = false;
+	for (int i = 0; i < st->nparams; i++)
+		if (strncmp(st->keys[i], "_pq_.", 5) == 0)
+			has_pq = true;
+	if (minor > 0 || has_pq)
+		send_negotiate(c, st);
+
+	const char *user = pkt_startup_get(st, "user");
+	if (!user || !*user) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "no user name in startup packet");
+		return;
+	}
+	const char *db = pkt_startup_get(st, "database");
+	if (!db || !*db)
+		db = user;
+	c->user_name = xstrdup(user);
+	c->db_name = xstrdup(db);
+	c->lc.db = c->db_name;
+	c->lc.user = c->user_name;
+
+	for (int i = 0; i < st->nparams; i++) {
+		const char *k = st->keys[i], *v = st->vals[i];
+		char bad[128];
+		if (strcmp(k, "user") == 0 || strcmp(k, "database") == 0 ||
+		    strncmp(k, "_pq_.", 5) == 0)
+			continue;
+		if (strcmp(k, "replication") == 0) {
+			client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
+				    "replication connections are not supported by sluice");
+			return;
+		}
+		if (strcmp(k, "options") == 0) {
+			if (!take_options(c, v, bad, sizeof(bad))) {
+				client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
+					    "unsupported startup parameter in options: %s", bad);
+				return;
+			}
+			continue;
+		}
+		if (!take_param(c, k, v)) {
+			client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
+				    "unsupported startup parameter: %s", k);
+			return;
+		}
+	}
+
+	const struct config_database *dbc = config_find_database(w->cfg, c->db_name);
+	if (!dbc) {
+		client_fail(c, SQLSTATE_INVALID_CATALOG_NAME, "no such database: %s", c->db_name);
+		return;
+	}
+	enum auth_type type = w->cfg->auth_type;
+	if (type == AUTH_TYPE_ANY) {
+		if (!dbc->user) {
+			client_fail(c, SQLSTATE_INVALID_AUTHORIZATION,
+				    "auth_type=any requires a forced user in [databases] for %s",
+				    c->db_name);
+			return;
+		}
+		free(c->user_name);
+		c->user_name = xstrdup(dbc->user);
+		c->lc.user = c->user_name;
+	}
+	const struct auth_user *au =
+		w->userlist ? auth_userlist_find(w->userlist, c->user_name) : NULL;
+	c->auth = auth_session_new(type, c->user_name, au, w->mock_seed);
+	struct buf_out out;
+	buf_out_init(&out);
+	int rc = auth_session_start(c->auth, &out);
+	write_out(c, &out);
+	buf_out_deinit(&out);
+	if (rc == AUTH_OK)
+		login_done(c);
+	else if (rc == AUTH_FAILED)
+		client_fail(c, SQLSTATE_INVALID_PASSWORD, "password authentication failed for user \"%s\"",
+			    c->user_name);
+}
+
+/* Reads the startup phase: SSLRequest, CancelRequest, StartupMessage, auth. */
+static void login_read(struct client *c)
+{
+	struct stream *st = &c->stream;
+	while (c->state == CLIENT_LOGIN && stream_avail(st) > 0) {
+		size_t avail = stream_avail(st);
+		const uint8_t *p = stream_data(st);
+		if (!c->user_name) {
+			uint32_t len;
+			int rc = pkt_frame_startup(p, avail, &len);
+			if (rc == PKT_INCOMPLETE)
+				return;
+			if (rc != PKT_OK) {
+				client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid startup packet length");
+				return;
+			}
+			if (len > avail) {
+				stream_reserve(st, len);
+				return;
+			}
+			struct pkt_startup sp;
+			if (pkt_parse_startup(p, len, &sp) != PKT_OK) {
+				client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "malformed startup packet");
+				return;
+			}
+			if (sp.code == PKT_SSL_REQUEST_CODE || sp.code == PKT_GSSENC_REQUEST_CODE) {
+				/* Bytes sent before our answer would be a spoofing attempt. */
+				if (avail > len) {
+					client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+						    "unexpected data after encryption request");
+					return;
+				}
+				stream_consume(st, len);
+				stream_write(&c->stream, "N", 1);
+				continue;
+			}
+			if (sp.code == PKT_CANCEL_REQUEST_CODE) {
+				stream_consume(st, len);
+				cancel_request(c->w, sp.cancel_pid, sp.cancel_key);
+				client_close(c, "cancel request handled");
+				return;
+			}
+			handle_startup(c, &sp);
+			if (c->state != CLIENT_CLOSED)
+				stream_consume(st, len);
+			continue;
+		}
+		/* Authentication messages. */
+		struct pkt_hdr h;
+		int rc = pkt_frame(p, avail, PKT_STARTUP_MAX, &h);
+		if (rc == PKT_INCOMPLETE)
+			return;
+		if (rc != PKT_OK || h.type != PKT_PasswordMessage || !c->auth) {
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+				    "expected a password message during authentication");
+			return;
+		}
+		if (h.len > avail) {
+			stream_reserve(st, h.len);
+			return;
+		}
+		struct buf_out out;
+		buf_out_init(&out);
+		int ar = auth_session_step(c->auth, p + PKT_HDR_LEN, h.len - PKT_HDR_LEN, &out);
+		stream_consume(st, h.len);
+		write_out(c, &out);
+		buf_out_deinit(&out);
+		if (ar == AUTH_FAILED) {
+			clog(LOG_LEVEL_WARNING, c, "authentication failed: %s",
+			     auth_session_failure(c->auth));
+			client_fail(c, SQLSTATE_INVALID_PASSWORD,
+				    "password authentication failed for user \"%s\"", c->user_name);
+			return;
+		}
+		if (ar == AUTH_OK)
+			login_done(c);
+	}
+}
+
+/* ---- relay ----------------------------------------------------------------- */
+
+void client_check_backpressure(struct client *c)
+{
+	if (c->server && stream_unsent(&c->stream) > STREAM_HIGH_WATER)
+		stream_pause(&c->server->stream);
+}
+
+/* A request arrived with no server linked: queue for one. */
+static void want_server(struct client *c)
+{
+	client_set_state(c, CLIENT_WAITING);
+	pool_want_server(c->pool, c);
+}
+
+/* Forwards every complete (or streaming) message to the linked server. */
+static void relay(struct client *c)
+{
+	struct stream *st = &c->stream;
+	uint32_t max = c->w->cfg->max_packet_size;
+	while (c->state == CLIENT_ACTIVE && stream_avail(st) > 0) {
+		struct server *s = c->server;
+		size_t avail = stream_avail(st);
+		if (c->pass_remaining) {
+			size_t n = MIN(avail, (size_t)c->pass_remaining);
+			stream_forward(&s->stream, st, n);
+			c->pass_remaining -= (uint32_t)n;
+			if (c->pass_remaining == 0 && s->rq_len == 0)
+				server_maybe_release(s);
+			continue;
+		}
+		struct pkt_hdr h;
+		int rc = pkt_frame(stream_data(st), avail, max, &h);
+		if (rc == PKT_INCOMPLETE)
+			break;
+		if (rc == PKT_TOO_LARGE) {
+			client_fail(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
+				    "message of %u bytes exceeds max_packet_size",
+				    get_be32(stream_data(st) + 1));
+			return;
+		}
+		if (rc != PKT_OK) {
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid message length");
+			return;
+		}
+		switch (h.type) {
+		case PKT_Query:
+			server_push_request(s, SERVER_RQ_QUERY);
+			break;
+		case PKT_Sync:
+			server_push_request(s, SERVER_RQ_SYNC);
+			c->ext_open = false;
+			break;
+		case PKT_FunctionCall:
+			server_push_request(s, SERVER_RQ_FUNCTION);
+			break;
+		case PKT_Parse:
+		case PKT_Bind:
+		case PKT_Describe:
+		case PKT_Execute:
+		case PKT_Close:
+		case PKT_Flush:
+			c->ext_open = true;
+			break;
+		case PKT_CopyDone:
+		case PKT_CopyFail:
+			s->copy_in = false;
+			break;
+		case PKT_CopyData:
+			break;
+		case PKT_Terminate:
+			stream_consume(st, MIN(avail, (size_t)h.len));
+			client_close(c, "client sent Terminate");
+			return;
+		default:
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "unexpected message type 0x%02x",
+				    h.type);
+			return;
+		}
+		size_t n = MIN(avail, (size_t)h.len);
+		stream_forward(&s->stream, st, n);
+		c->pass_remaining = h.len - (uint32_t)n;
+	}
+	if (c->server && stream_unsent(&c->server->stream) > STREAM_HIGH_WATER)
+		stream_pause(st);
+}
+
+/* Acts on buffered client bytes according to the state. */
+static void client_process(struct client *c)
+{
+	struct stream *st = &c->stream;
+	switch (c->state) {
+	case CLIENT_LOGIN:
+		login_read(c);
+		return;
+	case CLIENT_IDLE: {
+		if (stream_avail(st) < PKT_HDR_LEN)
+			return;
+		uint8_t type = stream_data(st)[0];
+		if (type == PKT_Terminate) {
+			stream_consume(st, stream_avail(st));
+			client_close(c, "client sent Terminate");
+			return;
+		}
+		want_server(c);
+		return;
+	}
+	case CLIENT_WAITING:
+	case CLIENT_WAITING_LOGIN:
+		/* Keep reading to notice a disconnect, but bound what we hold. */
+		if (stream_avail(st) >= BUF_SIZE / 2)
+			stream_pause(st);
+		return;
+	case CLIENT_ACTIVE:
+		relay(c);
+		return;
+	case CLIENT_CLOSED:
+		return;
+	}
+}
+
+void client_linked(struct client *c)
+{
+	stream_resume(&c->stream);
+	client_process(c);
+}
+
+void client_unlinked(struct client *c)
+{
+	client_set_state(c, CLIENT_IDLE);
+	c->ext_open = false;
+	c->pass_remaining = 0;
+	client_process(c);
+}
+
+static void on_read(struct stream *st)
+{
+	struct client *c = container_of(st, struct client, stream);
+	client_process(c);
+}
+
+static void on_error(struct stream *st, int err)
+{
+	struct client *c = container_of(st, struct client, stream);
+	if (err == UV_EOF)
+		client_close(c, "client closed the connection");
+	else
+		client_close(c, uv_strerror(err));
+}
+
+static void on_drain(struct stream *st)
+{
+	/* The client took what its server sent: let the server send more. */
+	struct client *c = container_of(st, struct client, stream);
+	if (c->server)
+		stream_resume(&c->server->stream);
+}
+
+void client_accept(struct worker *w, uv_stream_t *listener, bool is_unix)
+{
+	struct client *c = xcalloc(1, sizeof(*c));
+	c->w = w;
+	c->state = CLIENT_LOGIN;
+	param_set_init(&c->params);
+	if (stream_init(w, &c->stream, is_unix) != 0) {
+		free(c);
+		return;
+	}
+	c->stream.read_cb = on_read;
+	c->stream.error_cb = on_error;
+	c->stream.drain_cb = on_drain;
+	c->stream.close_cb = on_stream_closed;
+	c->id = ++w->next_client_id;
+	c->connect_time = c->state_since = uv_now(w->loop);
+	TAILQ_INSERT_TAIL(&w->clients, c, link);
+	w->client_count++;
+	if (stream_accept(&c->stream, listener) != 0) {
+		snprintf(c->addr, sizeof(c->addr), "?");
+		c->lc = (struct log_conn){ 'C', c->id, NULL, NULL, c->addr };
+		client_close(c, "accept failed");
+		return;
+	}
+	stream_peer_name(&c->stream, c->addr, sizeof(c->addr));
+	c->lc = (struct log_conn){ 'C', c->id, NULL, NULL, c->addr };
+	cancel_register(w, c);
+	if (w->shutdown != WORKER_RUNNING) {
+		client_fail(c, SQLSTATE_CANNOT_CONNECT_NOW, "sluice is shutting down");
+		return;
+	}
+	if (w->client_count > w->cfg->max_client_conn) {
+		client_fail(c, SQLSTATE_TOO_MANY_CONNECTIONS, "no more connections allowed (max_client_conn)");
+		return;
+	}
+	stream_read_start(&c->stream);
+}
+
+void client_tick(struct client *c, uint64_t now)
+{
+	const struct config *cfg = c->w->cfg;
+	uint64_t age = now - c->state_since;
+	switch (c->state) {
+	case CLIENT_LOGIN:
+	case CLIENT_WAITING_LOGIN:
+		if (cfg->client_login_timeout && now - c->connect_time >= (uint64_t)cfg->client_login_timeout)
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "client_login_timeout");
+		break;
+	case CLIENT_WAITING:
+		if (cfg->query_wait_timeout && age >= (uint64_t)cfg->query_wait_timeout) {
+			c->pool->stats.timeout_count++;
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "query_wait_timeout");
+		}
+		break;
+	case CLIENT_IDLE:
+		if (cfg->client_idle_timeout && age >= (uint64_t)cfg->client_idle_timeout)
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "client_idle_timeout");
+		break;
+	default:
+		break;
+	}
+}

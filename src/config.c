@@ -1,0 +1,1526 @@
+/*
+ * config.c - reads sluice.ini (or pgbouncer.ini) and the SLUICE_* environment
+ * into an immutable struct config snapshot, and checks it.
+ *
+ * It owns: the table of [sluice] settings (key, type, field, default, reload
+ * policy, doc line), the list of PgBouncer keys sluice accepts but does not
+ * implement yet, the parsing of every value type, the [databases] connection
+ * strings and [users] entries, SLUICE_<NAME> and SLUICE_DATABASES overrides,
+ * and validation with "file:line: message" errors. It does not own what the
+ * settings mean at run time (listener, pool, client and server read the
+ * snapshot), reloading (main builds a new snapshot and swaps it), or the
+ * auth_file contents (auth reads that file).
+ *
+ * inih does the INI lexing. Debian's inih has run-time knobs; config_load sets
+ * them on every call (process-wide, but config is the only inih user): heap
+ * line buffer that grows, so long connection strings work; no multi-line
+ * values and no inline ';' comments, as in PgBouncer, so a password may
+ * contain " ;". inih does not pass line numbers to the handler in this build,
+ * so the reader counts lines itself.
+ */
+#include "sluice/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <libpq-fe.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "sluice/log.h"
+
+/* ---- names of the enums, one list each ------------------------------------ */
+
+static const char *const pool_mode_names[] = {
+	[POOL_MODE_SESSION] = "session",
+	[POOL_MODE_TRANSACTION] = "transaction",
+	[POOL_MODE_STATEMENT] = "statement",
+};
+
+static const char *const auth_type_names[] = {
+	[AUTH_TYPE_TRUST] = "trust",
+	[AUTH_TYPE_ANY] = "any",
+	[AUTH_TYPE_PLAIN] = "plain",
+	[AUTH_TYPE_MD5] = "md5",
+	[AUTH_TYPE_SCRAM_SHA_256] = "scram-sha-256",
+};
+
+/* PgBouncer auth_type values that sluice rejects with a clear message. */
+static const char *const auth_type_unsupported[] = { "cert", "hba", "pam", "ldap" };
+
+static const char *const log_format_names[] = {
+	[LOG_FORMAT_TEXT] = "text",
+	[LOG_FORMAT_JSON] = "json",
+};
+
+static int name_index(const char *const *names, size_t n, const char *s)
+{
+	for (size_t i = 0; i < n; i++)
+		if (names[i] && strcasecmp(names[i], s) == 0)
+			return (int)i;
+	return -1;
+}
+
+int config_parse_pool_mode(const char *s)
+{
+	return name_index(pool_mode_names, ARRAY_SIZE(pool_mode_names), s);
+}
+
+const char *config_pool_mode_name(enum pool_mode m)
+{
+	if ((size_t)m < ARRAY_SIZE(pool_mode_names))
+		return pool_mode_names[m];
+	return "unknown";
+}
+
+const char *config_auth_type_name(enum auth_type t)
+{
+	if ((size_t)t < ARRAY_SIZE(auth_type_names))
+		return auth_type_names[t];
+	return "unknown";
+}
+
+/* ---- value parsers ---------------------------------------------------------
+ *
+ * Each takes the text, stores the value through out and returns 0, or
+ * returns -1 with a message (no location, no key: the caller adds those) in
+ * msg. None of them keeps a pointer to the text.
+ */
+
+#define MSG_LEN 256
+
+static int parse_int64(const char *s, int64_t min, int64_t max, int64_t *out, char *msg)
+{
+	char *end;
+	if (!*s) {
+		snprintf(msg, MSG_LEN, "empty value, expected an integer");
+		return -1;
+	}
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (end == s || *end) {
+		snprintf(msg, MSG_LEN, "\"%s\" is not an integer", s);
+		return -1;
+	}
+	if (errno == ERANGE || v < min || v > max) {
+		snprintf(msg, MSG_LEN, "%s is out of range (%lld..%lld)", s, (long long)min,
+			 (long long)max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int parse_bool(const char *s, bool *out, char *msg)
+{
+	static const char *const yes[] = { "1", "on", "yes", "true" };
+	static const char *const no[] = { "0", "off", "no", "false" };
+	if (name_index(yes, ARRAY_SIZE(yes), s) >= 0) {
+		*out = true;
+		return 0;
+	}
+	if (name_index(no, ARRAY_SIZE(no), s) >= 0) {
+		*out = false;
+		return 0;
+	}
+	snprintf(msg, MSG_LEN, "\"%s\" is not a boolean (use 0/1, on/off, yes/no, true/false)", s);
+	return -1;
+}
+
+/*
+ * A duration: seconds as PgBouncer writes them ("5", "0.5"), or a number with
+ * a unit suffix ms/s/min/h/d. Stored in milliseconds, rounded to the nearest.
+ * Negative values are rejected; the upper bound is a century.
+ */
+static int parse_duration(const char *s, int64_t *out, char *msg)
+{
+	static const struct {
+		const char *suffix;
+		double ms;
+	} units[] = {
+		{ "", 1000.0 },	    { "s", 1000.0 },	{ "ms", 1.0 },
+		{ "min", 60000.0 }, { "h", 3600000.0 }, { "d", 86400000.0 },
+	};
+	const double max_ms = 100.0 * 365 * 86400000.0;
+	char *end;
+
+	/*
+	 * strtod would also take "inf", "nan", hex, exponents and a sign: accept
+	 * only digits with at most one '.', and let strtod convert just that.
+	 */
+	size_t numlen = strspn(s, "0123456789.");
+	char num[64];
+	if (numlen == 0 || numlen >= sizeof(num))
+		goto bad;
+	memcpy(num, s, numlen);
+	num[numlen] = '\0';
+	errno = 0;
+	double v = strtod(num, &end);
+	/* Also catches a lone "." and a second '.': strtod stops before it. */
+	if (errno == ERANGE || *end)
+		goto bad;
+	const char *unit = s + numlen;
+	while (*unit == ' ' || *unit == '\t')
+		unit++;
+	for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+		if (strcasecmp(unit, units[i].suffix) != 0)
+			continue;
+		double ms = v * units[i].ms;
+		if (ms > max_ms) {
+			snprintf(msg, MSG_LEN, "%s is too long a duration", s);
+			return -1;
+		}
+		*out = (int64_t)llround(ms);
+		return 0;
+	}
+bad:
+	snprintf(msg, MSG_LEN,
+		 "\"%s\" is not a duration (seconds, e.g. 15 or 0.5, or with a unit: 500ms, 2min, "
+		 "1h, 1d)",
+		 s);
+	return -1;
+}
+
+static int parse_mode(const char *s, int *out, char *msg)
+{
+	int v = 0;
+	if (!*s)
+		goto bad;
+	for (const char *p = s; *p; p++) {
+		if (*p < '0' || *p > '7')
+			goto bad;
+		v = v * 8 + (*p - '0');
+		if (v > 07777)
+			goto bad;
+	}
+	if (v > 0777)
+		goto bad;
+	*out = v;
+	return 0;
+bad:
+	snprintf(msg, MSG_LEN, "\"%s\" is not a file mode (octal, 0 to 0777)", s);
+	return -1;
+}
+
+static int parse_pool_mode(const char *s, int *out, char *msg)
+{
+	int m = config_parse_pool_mode(s);
+	if (m < 0) {
+		snprintf(msg, MSG_LEN,
+			 "\"%s\" is not a pool mode (session, transaction, statement)", s);
+		return -1;
+	}
+	*out = m;
+	return 0;
+}
+
+static int parse_auth_type(const char *s, int *out, char *msg)
+{
+	int t = name_index(auth_type_names, ARRAY_SIZE(auth_type_names), s);
+	if (t < 0 && strcasecmp(s, "password") == 0)
+		t = AUTH_TYPE_PLAIN;
+	if (t >= 0) {
+		*out = t;
+		return 0;
+	}
+	if (name_index(auth_type_unsupported, ARRAY_SIZE(auth_type_unsupported), s) >= 0)
+		snprintf(msg, MSG_LEN, "auth_type = %s is not supported by sluice yet", s);
+	else
+		snprintf(msg, MSG_LEN,
+			 "\"%s\" is not an auth_type (trust, any, plain, md5, scram-sha-256)", s);
+	return -1;
+}
+
+static int parse_log_format(const char *s, int *out, char *msg)
+{
+	int f = name_index(log_format_names, ARRAY_SIZE(log_format_names), s);
+	if (f < 0) {
+		snprintf(msg, MSG_LEN, "\"%s\" is not a log format (text, json)", s);
+		return -1;
+	}
+	*out = f;
+	return 0;
+}
+
+/* ---- the [sluice] settings table ------------------------------------------ */
+
+enum setting_type {
+	ST_INT, /* int, within [min, max] */
+	ST_U32, /* uint32_t, within [min, max] */
+	ST_BOOL,
+	ST_DURATION,   /* int64_t milliseconds */
+	ST_MODE,       /* int, octal */
+	ST_STRING,     /* char *, owned by the snapshot */
+	ST_LIST,       /* char *, comma-separated; kept as text */
+	ST_POOL_MODE,  /* enum pool_mode */
+	ST_AUTH_TYPE,  /* enum auth_type */
+	ST_LOG_FORMAT, /* int holding enum log_format */
+};
+
+struct setting {
+	struct config_setting_info info; /* first: config_setting_at returns &info */
+	enum setting_type type;
+	size_t offset;
+	const char *def;  /* parsed like file text, so defaults obey the same rules */
+	int64_t min, max; /* ST_INT and ST_U32 only */
+};
+
+/* One table row; the field is named like the key (guideline 2). */
+#define S(key, type, def, reload, min, max, doc)                                                   \
+	{                                                                                          \
+		{ #key, reload, doc }, type, offsetof(struct config, key), def, min, max           \
+	}
+#define RELOAD true
+#define RESTART false
+
+/*
+ * Every [sluice] setting. Defaults are PgBouncer's, except listen_addr, which
+ * PgBouncer leaves empty (no TCP) and sluice sets to 127.0.0.1 so a sidecar
+ * works without a config file. doc/config.md and etc/sluice.ini must name
+ * every key here; check_config fails otherwise.
+ */
+static const struct setting settings[] = {
+	/* Where clients connect. */
+	S(listen_addr, ST_LIST, "127.0.0.1", RESTART, 0, 0,
+	  "addresses to listen on for TCP, comma-separated; * all, empty none"),
+	S(listen_port, ST_INT, "6432", RESTART, 1, 65535,
+	  "TCP port, and the unix socket's name .s.PGSQL.<port>"),
+	S(unix_socket_dir, ST_STRING, "/tmp", RESTART, 0, 0,
+	  "directory of the unix socket; empty disables it"),
+	S(unix_socket_mode, ST_MODE, "0777", RESTART, 0, 0, "file mode of the unix socket, octal"),
+	S(max_client_conn, ST_INT, "100", RELOAD, 1, INT_MAX,
+	  "most client connections accepted at once"),
+
+	/* Authentication. */
+	S(auth_type, ST_AUTH_TYPE, "md5", RELOAD, 0, 0,
+	  "how clients authenticate: trust, any, plain, md5, scram-sha-256"),
+	S(auth_file, ST_STRING, "", RELOAD, 0, 0,
+	  "file of \"user\" \"secret\" lines (PgBouncer userlist.txt format)"),
+
+	/* Pooling. */
+	S(pool_mode, ST_POOL_MODE, "session", RELOAD, 0, 0,
+	  "when a server goes back to the pool: session, transaction, statement"),
+	S(default_pool_size, ST_INT, "20", RELOAD, 1, INT_MAX,
+	  "server connections per database/user pair"),
+	S(min_pool_size, ST_INT, "0", RELOAD, 0, INT_MAX,
+	  "keep at least this many server connections open per pool"),
+	S(reserve_pool_size, ST_INT, "0", RELOAD, 0, INT_MAX,
+	  "extra server connections for pools whose clients waited too long"),
+	S(reserve_pool_timeout, ST_DURATION, "5", RELOAD, 0, 0,
+	  "wait after which a client may use the reserve pool"),
+	S(max_db_connections, ST_INT, "0", RELOAD, 0, INT_MAX,
+	  "most server connections per database; 0 unlimited"),
+	S(max_user_connections, ST_INT, "0", RELOAD, 0, INT_MAX,
+	  "most server connections per user; 0 unlimited"),
+
+	/* Server connections. */
+	S(server_reset_query, ST_STRING, "DISCARD ALL", RELOAD, 0, 0,
+	  "query run when a session-mode client leaves; empty none"),
+	S(server_reset_query_always, ST_BOOL, "0", RELOAD, 0, 0,
+	  "run server_reset_query in every pool mode"),
+	S(server_check_query, ST_STRING, "select 1", RELOAD, 0, 0,
+	  "query that checks an idle server before reuse; empty none"),
+	S(server_check_delay, ST_DURATION, "30", RELOAD, 0, 0,
+	  "idle time after which a server is checked before reuse"),
+	S(server_lifetime, ST_DURATION, "3600", RELOAD, 0, 0,
+	  "close a server connection older than this when it is released"),
+	S(server_idle_timeout, ST_DURATION, "600", RELOAD, 0, 0,
+	  "close a server connection idle this long; 0 never"),
+	S(server_connect_timeout, ST_DURATION, "15", RELOAD, 0, 0,
+	  "time allowed for connecting to and logging in to a server"),
+	S(server_login_retry, ST_DURATION, "15", RELOAD, 0, 0,
+	  "wait before retrying after a failed server login"),
+
+	/* Client limits and timeouts. */
+	S(query_timeout, ST_DURATION, "0", RELOAD, 0, 0,
+	  "cancel a query that runs longer than this; 0 never"),
+	S(query_wait_timeout, ST_DURATION, "120", RELOAD, 0, 0,
+	  "fail a client that waits this long for a server; 0 never"),
+	S(client_idle_timeout, ST_DURATION, "0", RELOAD, 0, 0,
+	  "close a client idle this long; 0 never"),
+	S(client_login_timeout, ST_DURATION, "60", RELOAD, 0, 0,
+	  "close a client that has not logged in within this time"),
+	S(idle_transaction_timeout, ST_DURATION, "0", RELOAD, 0, 0,
+	  "close a client idle in a transaction this long; 0 never"),
+	S(ignore_startup_parameters, ST_LIST, "", RELOAD, 0, 0,
+	  "startup parameters accepted from clients and not passed on"),
+	S(track_extra_parameters, ST_LIST, "IntervalStyle", RELOAD, 0, 0,
+	  "parameters tracked per client besides PgBouncer's default set"),
+	S(max_packet_size, ST_U32, "2147483647", RELOAD, 1024, 2147483647,
+	  "largest protocol message accepted, in bytes"),
+
+	/* Logging and process. */
+	S(logfile, ST_STRING, "", RELOAD, 0, 0, "log file; empty logs to stderr only"),
+	S(pidfile, ST_STRING, "", RESTART, 0, 0, "file to write the process id to; empty none"),
+	S(log_connections, ST_BOOL, "1", RELOAD, 0, 0, "log each client login"),
+	S(log_disconnections, ST_BOOL, "1", RELOAD, 0, 0,
+	  "log each client disconnection, with the reason"),
+	S(log_pooler_errors, ST_BOOL, "1", RELOAD, 0, 0, "log the errors sluice sends to clients"),
+	S(verbose, ST_INT, "0", RELOAD, 0, 3, "log detail: 0 info, 1 debug, 2 and more noise"),
+	S(log_format, ST_LOG_FORMAT, "text", RELOAD, 0, 0, "log line format: text or json"),
+};
+
+#undef S
+
+/*
+ * Keys PgBouncer accepts in [pgbouncer] that sluice does not implement yet.
+ * They load with a warning naming each one, so a pgbouncer.ini can be used
+ * as it is; anything in neither table is an error.
+ */
+static const char *const unimplemented_settings[] = {
+	"admin_users",
+	"application_name_add_host",
+	"auth_dbname",
+	"auth_hba_file",
+	"auth_ident_file",
+	"auth_ldap_options",
+	"auth_query",
+	"auth_user",
+	"autodb_idle_timeout",
+	"cancel_wait_timeout",
+	"client_tls13_ciphers",
+	"client_tls_ca_file",
+	"client_tls_cert_file",
+	"client_tls_ciphers",
+	"client_tls_dheparams",
+	"client_tls_ecdhcurve",
+	"client_tls_key_file",
+	"client_tls_protocols",
+	"client_tls_sslmode",
+	"conffile",
+	"disable_pqexec",
+	"dns_max_ttl",
+	"dns_nxdomain_ttl",
+	"dns_zone_check_period",
+	"job_name",
+	"listen_backlog",
+	"log_stats",
+	"login_notify_message",
+	"max_db_client_connections",
+	"max_prepared_statements",
+	"max_user_client_connections",
+	"peer_id",
+	"pkt_buf",
+	"pool_idle_timeout",
+	"query_wait_notify",
+	"resolv_conf",
+	"sbuf_loopcnt",
+	"scram_iterations",
+	"server_fast_close",
+	"server_round_robin",
+	"server_tls13_ciphers",
+	"server_tls_ca_file",
+	"server_tls_cert_file",
+	"server_tls_ciphers",
+	"server_tls_key_file",
+	"server_tls_protocols",
+	"server_tls_sslmode",
+	"service_name",
+	"so_reuseport",
+	"stats_period",
+	"stats_users",
+	"suspend_timeout",
+	"syslog",
+	"syslog_facility",
+	"syslog_ident",
+	"tcp_defer_accept",
+	"tcp_keepalive",
+	"tcp_keepcnt",
+	"tcp_keepidle",
+	"tcp_keepintvl",
+	"tcp_socket_buffer",
+	"tcp_user_timeout",
+	"transaction_timeout",
+	"unix_socket_group",
+	"user",
+};
+
+size_t config_setting_count(void)
+{
+	return ARRAY_SIZE(settings);
+}
+
+const struct config_setting_info *config_setting_at(size_t i)
+{
+	return i < ARRAY_SIZE(settings) ? &settings[i].info : NULL;
+}
+
+const char *config_unimplemented_at(size_t i)
+{
+	return i < ARRAY_SIZE(unimplemented_settings) ? unimplemented_settings[i] : NULL;
+}
+
+static const struct setting *setting_find(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(settings); i++)
+		if (strcasecmp(settings[i].info.name, name) == 0)
+			return &settings[i];
+	return NULL;
+}
+
+static bool is_unimplemented(const char *name)
+{
+	return name_index(unimplemented_settings, ARRAY_SIZE(unimplemented_settings), name) >= 0;
+}
+
+/* Parses text into the field of s in cfg. 0, or -1 with msg; cfg is untouched on error. */
+static int setting_set(struct config *cfg, const struct setting *s, const char *text, char *msg)
+{
+	void *field = (char *)cfg + s->offset;
+	int64_t i64;
+	int iv;
+	bool b;
+
+	switch (s->type) {
+	case ST_INT:
+		if (parse_int64(text, s->min, s->max, &i64, msg) < 0)
+			return -1;
+		*(int *)field = (int)i64;
+		return 0;
+	case ST_U32:
+		if (parse_int64(text, s->min, s->max, &i64, msg) < 0)
+			return -1;
+		*(uint32_t *)field = (uint32_t)i64;
+		return 0;
+	case ST_BOOL:
+		if (parse_bool(text, &b, msg) < 0)
+			return -1;
+		*(bool *)field = b;
+		return 0;
+	case ST_DURATION:
+		if (parse_duration(text, &i64, msg) < 0)
+			return -1;
+		*(int64_t *)field = i64;
+		return 0;
+	case ST_MODE:
+		if (parse_mode(text, &iv, msg) < 0)
+			return -1;
+		*(int *)field = iv;
+		return 0;
+	case ST_STRING:
+	case ST_LIST:
+		free(*(char **)field);
+		*(char **)field = xstrdup(text);
+		return 0;
+	case ST_POOL_MODE:
+		if (parse_pool_mode(text, &iv, msg) < 0)
+			return -1;
+		*(enum pool_mode *)field = (enum pool_mode)iv;
+		return 0;
+	case ST_AUTH_TYPE:
+		if (parse_auth_type(text, &iv, msg) < 0)
+			return -1;
+		*(enum auth_type *)field = (enum auth_type)iv;
+		return 0;
+	case ST_LOG_FORMAT:
+		if (parse_log_format(text, &iv, msg) < 0)
+			return -1;
+		*(int *)field = iv;
+		return 0;
+	}
+	snprintf(msg, MSG_LEN, "internal error: unknown setting type");
+	return -1;
+}
+
+/* Milliseconds as PgBouncer shows seconds: "5", "0.5", "1.25". */
+static void format_duration(int64_t ms, char *buf, size_t len)
+{
+	if (ms % 1000 == 0) {
+		snprintf(buf, len, "%lld", (long long)(ms / 1000));
+		return;
+	}
+	char frac[8];
+	snprintf(frac, sizeof(frac), "%03lld", (long long)(ms % 1000));
+	for (size_t n = strlen(frac); n > 0 && frac[n - 1] == '0'; n--)
+		frac[n - 1] = '\0';
+	snprintf(buf, len, "%lld.%s", (long long)(ms / 1000), frac);
+}
+
+void config_setting_value(const struct config *cfg, size_t i, char *buf, size_t len)
+{
+	if (i >= ARRAY_SIZE(settings) || len == 0)
+		return;
+	const struct setting *s = &settings[i];
+	const void *field = (const char *)cfg + s->offset;
+	const char *str;
+
+	switch (s->type) {
+	case ST_INT:
+		snprintf(buf, len, "%d", *(const int *)field);
+		return;
+	case ST_U32:
+		snprintf(buf, len, "%u", (unsigned)*(const uint32_t *)field);
+		return;
+	case ST_BOOL:
+		snprintf(buf, len, "%d", *(const bool *)field ? 1 : 0);
+		return;
+	case ST_DURATION:
+		format_duration(*(const int64_t *)field, buf, len);
+		return;
+	case ST_MODE:
+		snprintf(buf, len, "0%o", (unsigned)*(const int *)field);
+		return;
+	case ST_STRING:
+	case ST_LIST:
+		str = *(char *const *)field;
+		snprintf(buf, len, "%s", str ? str : "");
+		return;
+	case ST_POOL_MODE:
+		snprintf(buf, len, "%s", config_pool_mode_name(*(const enum pool_mode *)field));
+		return;
+	case ST_AUTH_TYPE:
+		snprintf(buf, len, "%s", config_auth_type_name(*(const enum auth_type *)field));
+		return;
+	case ST_LOG_FORMAT: {
+		int f = *(const int *)field;
+		snprintf(buf, len, "%s",
+			 (size_t)f < ARRAY_SIZE(log_format_names) ? log_format_names[f]
+								  : "unknown");
+		return;
+	}
+	}
+	snprintf(buf, len, "?");
+}
+
+/* ---- errors ---------------------------------------------------------------- */
+
+/* "where:line: message", or "where: message" when line is 0. */
+PRINTF_LIKE(4, 5)
+static void set_error(struct config_error *err, const char *where, int line, const char *fmt, ...)
+{
+	size_t size = sizeof(err->text);
+	int n = 0;
+	if (where && line > 0)
+		n = snprintf(err->text, size, "%s:%d: ", where, line);
+	else if (where)
+		n = snprintf(err->text, size, "%s: ", where);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= size)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err->text + n, size - (size_t)n, fmt, ap);
+	va_end(ap);
+}
+
+/* Puts "prefix: " in front of the message in msg (MSG_LEN bytes), cutting its end. */
+static void msg_prefix(char *msg, const char *prefix)
+{
+	size_t plen = strlen(prefix) + 2, mlen = strlen(msg);
+	if (plen >= MSG_LEN)
+		return;
+	if (mlen > MSG_LEN - 1 - plen)
+		mlen = MSG_LEN - 1 - plen;
+	memmove(msg + plen, msg, mlen);
+	msg[plen + mlen] = '\0';
+	memcpy(msg, prefix, plen - 2);
+	msg[plen - 2] = ':';
+	msg[plen - 1] = ' ';
+}
+
+/* ---- connection-string tokenizer ------------------------------------------
+ *
+ * [databases] and [users] values are "key=value key='value with spaces'" as
+ * libpq writes them: single quotes, and a backslash escaping the next
+ * character inside or outside quotes. Whitespace may surround '='.
+ */
+
+struct kv {
+	char *key;
+	char *value;
+};
+
+struct kv_list {
+	struct kv *items;
+	size_t n;
+};
+
+static void kv_list_free(struct kv_list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->items[i].key);
+		free(l->items[i].value);
+	}
+	free(l->items);
+	l->items = NULL;
+	l->n = 0;
+}
+
+/* Splits s into out (which the caller frees with kv_list_free, also on error). */
+static int kv_tokenize(const char *s, struct kv_list *out, char *msg)
+{
+	const char *p = s;
+	size_t cap = 0;
+	char *val = NULL;
+
+	out->items = NULL;
+	out->n = 0;
+	for (;;) {
+		while (isspace((unsigned char)*p))
+			p++;
+		if (!*p)
+			return 0;
+		const char *k = p;
+		while (isalnum((unsigned char)*p) || *p == '_')
+			p++;
+		if (p == k) {
+			snprintf(msg, MSG_LEN, "expected a key at \"%.20s\"", p);
+			return -1;
+		}
+		size_t klen = (size_t)(p - k);
+		while (isspace((unsigned char)*p))
+			p++;
+		if (*p != '=') {
+			snprintf(msg, MSG_LEN, "missing \"=\" after \"%.*s\"", (int)MIN(klen, 40),
+				 k);
+			return -1;
+		}
+		p++;
+		while (isspace((unsigned char)*p))
+			p++;
+
+		/* The value is never longer than the rest of s. */
+		val = xmalloc(strlen(p) + 1);
+		size_t vlen = 0;
+		if (*p == '\'') {
+			p++;
+			while (*p && *p != '\'') {
+				if (*p == '\\' && p[1])
+					p++;
+				val[vlen++] = *p++;
+			}
+			if (*p != '\'') {
+				snprintf(msg, MSG_LEN, "unterminated quoted value for \"%.*s\"",
+					 (int)MIN(klen, 40), k);
+				free(val);
+				return -1;
+			}
+			p++;
+		} else {
+			while (*p && !isspace((unsigned char)*p)) {
+				if (*p == '\\' && p[1])
+					p++;
+				val[vlen++] = *p++;
+			}
+		}
+		val[vlen] = '\0';
+
+		if (out->n == cap) {
+			cap = cap ? cap * 2 : 8;
+			out->items = xrealloc(out->items, cap * sizeof(*out->items));
+		}
+		out->items[out->n].key = xstrndup(k, klen);
+		out->items[out->n].value = val;
+		out->n++;
+		val = NULL;
+	}
+}
+
+/* Appends key='value' (quoted for libpq) to a growing string. */
+static void conninfo_append(char **str, const char *key, const char *value)
+{
+	size_t old = *str ? strlen(*str) : 0;
+	size_t need = old + strlen(key) + 2 * strlen(value) + 5;
+	char *s = xrealloc(*str, need);
+	char *w = s + old;
+	if (old)
+		*w++ = ' ';
+	w += sprintf(w, "%s='", key);
+	for (const char *v = value; *v; v++) {
+		if (*v == '\'' || *v == '\\')
+			*w++ = '\\';
+		*w++ = *v;
+	}
+	*w++ = '\'';
+	*w = '\0';
+	*str = s;
+}
+
+/* ---- [databases] and [users] keys ----------------------------------------- */
+
+enum entry_key_type {
+	EK_INT,		  /* int >= min */
+	EK_POOL_MODE,	  /* int holding enum pool_mode */
+	EK_DURATION,	  /* int64_t ms */
+	EK_STRING,	  /* char * */
+	EK_UNIMPLEMENTED, /* PgBouncer knows it, sluice ignores it with a warning */
+};
+
+struct entry_key {
+	const char *name;
+	enum entry_key_type type;
+	size_t offset;
+	int min;
+};
+
+#define D(name) offsetof(struct config_database, name)
+/* PgBouncer's own [databases] keys; everything else goes to libpq's parser. */
+static const struct entry_key database_keys[] = {
+	{ "pool_size", EK_INT, D(pool_size), 1 },
+	{ "min_pool_size", EK_INT, D(min_pool_size), 0 },
+	{ "reserve_pool_size", EK_INT, D(reserve_pool_size), 0 },
+	{ "reserve_pool", EK_INT, D(reserve_pool_size), 0 }, /* PgBouncer's old name */
+	{ "max_db_connections", EK_INT, D(max_db_connections), 0 },
+	{ "pool_mode", EK_POOL_MODE, D(pool_mode), 0 },
+	{ "server_lifetime", EK_DURATION, D(server_lifetime), 0 },
+	{ "connect_query", EK_STRING, D(connect_query), 0 },
+	{ "client_encoding", EK_STRING, D(client_encoding), 0 },
+	{ "datestyle", EK_STRING, D(datestyle), 0 },
+	{ "timezone", EK_STRING, D(timezone), 0 },
+	{ "application_name", EK_STRING, D(application_name), 0 },
+	{ "auth_user", EK_STRING, D(auth_user), 0 },
+	{ "auth_query", EK_UNIMPLEMENTED, 0, 0 },
+	{ "auth_dbname", EK_UNIMPLEMENTED, 0, 0 },
+	{ "max_db_client_connections", EK_UNIMPLEMENTED, 0, 0 },
+	{ "load_balance_hosts", EK_UNIMPLEMENTED, 0, 0 },
+	{ "target_session_attrs", EK_UNIMPLEMENTED, 0, 0 },
+	{ "query_wait_timeout", EK_UNIMPLEMENTED, 0, 0 },
+};
+#undef D
+
+#define U(name) offsetof(struct config_user, name)
+static const struct entry_key user_keys[] = {
+	{ "pool_mode", EK_POOL_MODE, U(pool_mode), 0 },
+	{ "pool_size", EK_INT, U(pool_size), 1 },
+	{ "max_user_connections", EK_INT, U(max_user_connections), 0 },
+	{ "reserve_pool_size", EK_UNIMPLEMENTED, 0, 0 },
+	{ "max_user_client_connections", EK_UNIMPLEMENTED, 0, 0 },
+	{ "query_timeout", EK_UNIMPLEMENTED, 0, 0 },
+	{ "query_wait_timeout", EK_UNIMPLEMENTED, 0, 0 },
+	{ "idle_transaction_timeout", EK_UNIMPLEMENTED, 0, 0 },
+	{ "transaction_timeout", EK_UNIMPLEMENTED, 0, 0 },
+	{ "client_idle_timeout", EK_UNIMPLEMENTED, 0, 0 },
+};
+#undef U
+
+static const struct entry_key *entry_key_find(const struct entry_key *keys, size_t n,
+					      const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcasecmp(keys[i].name, name) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+/*
+ * Stores one key of a [databases] or [users] entry into the struct at base.
+ * 1 when it was an unimplemented key (the caller warns), 0 stored, -1 msg.
+ */
+static int entry_key_set(void *base, const struct entry_key *k, const char *value, char *msg)
+{
+	void *field = (char *)base + k->offset;
+	int64_t i64;
+	int iv;
+
+	switch (k->type) {
+	case EK_INT:
+		if (parse_int64(value, k->min, INT_MAX, &i64, msg) < 0)
+			return -1;
+		*(int *)field = (int)i64;
+		return 0;
+	case EK_POOL_MODE:
+		if (parse_pool_mode(value, &iv, msg) < 0)
+			return -1;
+		*(int *)field = iv;
+		return 0;
+	case EK_DURATION:
+		if (parse_duration(value, &i64, msg) < 0)
+			return -1;
+		*(int64_t *)field = i64;
+		return 0;
+	case EK_STRING:
+		free(*(char **)field);
+		*(char **)field = xstrdup(value);
+		return 0;
+	case EK_UNIMPLEMENTED:
+		return 1;
+	}
+	return -1;
+}
+
+static void database_free(struct config_database *db)
+{
+	if (!db)
+		return;
+	free(db->name);
+	free(db->host);
+	free(db->dbname);
+	free(db->user);
+	free(db->password);
+	free(db->auth_user);
+	free(db->connect_query);
+	free(db->client_encoding);
+	free(db->datestyle);
+	free(db->timezone);
+	free(db->application_name);
+	free(db);
+}
+
+/* Reads host/port/dbname/user/password from libpq's parse of the rest. */
+static int database_take_libpq(struct config_database *db, const char *conninfo, char *msg)
+{
+	char *pqerr = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &pqerr);
+	int rc = 0;
+
+	if (!opts) {
+		if (pqerr) {
+			size_t n = strlen(pqerr);
+			while (n > 0 && (pqerr[n - 1] == '\n' || pqerr[n - 1] == ' '))
+				pqerr[--n] = '\0';
+			snprintf(msg, MSG_LEN, "%s", pqerr);
+			PQfreemem(pqerr);
+		} else {
+			snprintf(msg, MSG_LEN, "libpq could not parse the connection string");
+		}
+		return -1;
+	}
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		if (!o->val)
+			continue;
+		if (strcmp(o->keyword, "host") == 0) {
+			db->host = xstrdup(o->val);
+		} else if (strcmp(o->keyword, "dbname") == 0) {
+			db->dbname = xstrdup(o->val);
+		} else if (strcmp(o->keyword, "user") == 0) {
+			db->user = xstrdup(o->val);
+		} else if (strcmp(o->keyword, "password") == 0) {
+			db->password = xstrdup(o->val);
+		} else if (strcmp(o->keyword, "port") == 0) {
+			int64_t port;
+			if (parse_int64(o->val, 1, 65535, &port, msg) < 0) {
+				msg_prefix(msg, "port");
+				rc = -1;
+				break;
+			}
+			db->port = (int)port;
+		} else {
+			/* libpq knows it, but sluice does not pass it on: refuse, not ignore. */
+			snprintf(msg, MSG_LEN,
+				 "connection option \"%s\" is not supported by sluice", o->keyword);
+			rc = -1;
+			break;
+		}
+	}
+	PQconninfoFree(opts);
+	return rc;
+}
+
+/* ---- the load state -------------------------------------------------------- */
+
+struct load {
+	struct config *cfg;
+	struct config_error *err;
+	const char *where; /* file name, or the environment variable */
+	int line;	   /* the line being handled */
+	int section_line;  /* the line of the last [section] header */
+	bool line_start;   /* the reader is at the start of a physical line */
+	FILE *fp;
+	bool failed; /* err holds a message */
+	enum { SEC_NONE, SEC_SLUICE, SEC_DATABASES, SEC_USERS, SEC_IGNORED } section;
+	char section_name[64];
+};
+
+PRINTF_LIKE(2, 3)
+static void load_warn(struct load *ld, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (ld->line > 0)
+		log_warning("%s:%d: %s", ld->where, ld->line, text);
+	else
+		log_warning("%s: %s", ld->where, text);
+	ld->cfg->warnings++;
+}
+
+/*
+ * Adds one [databases] entry (or replaces one from the file when replace is
+ * set, for SLUICE_DATABASES). name and value are borrowed.
+ */
+static int add_database(struct load *ld, const char *name, const char *value, bool replace)
+{
+	struct config *cfg = ld->cfg;
+	struct config_database *db = xcalloc(1, sizeof(*db));
+	struct kv_list kvs = { 0 };
+	char *conninfo = NULL;
+	char msg[MSG_LEN];
+	bool fallback = strcmp(name, "*") == 0;
+
+	db->name = xstrdup(name);
+	db->port = 5432;
+	db->pool_size = -1;
+	db->min_pool_size = -1;
+	db->reserve_pool_size = -1;
+	db->max_db_connections = -1;
+	db->pool_mode = -1;
+	db->server_lifetime = -1;
+	db->line = ld->line;
+
+	if (kv_tokenize(value, &kvs, msg) < 0)
+		goto fail;
+	for (size_t i = 0; i < kvs.n; i++) {
+		const struct entry_key *k =
+			entry_key_find(database_keys, ARRAY_SIZE(database_keys), kvs.items[i].key);
+		if (!k) {
+			conninfo_append(&conninfo, kvs.items[i].key, kvs.items[i].value);
+			continue;
+		}
+		int rc = entry_key_set(db, k, kvs.items[i].value, msg);
+		if (rc < 0) {
+			msg_prefix(msg, k->name);
+			goto fail;
+		}
+		if (rc > 0)
+			load_warn(ld,
+				  "database \"%s\": %s is not implemented by sluice yet and is "
+				  "ignored",
+				  name, k->name);
+	}
+	if (conninfo && database_take_libpq(db, conninfo, msg) < 0)
+		goto fail;
+	/* The fallback keeps dbname NULL: it connects to the database the client asked for. */
+	if (!db->dbname && !fallback)
+		db->dbname = xstrdup(name);
+	kv_list_free(&kvs);
+	free(conninfo);
+
+	struct config_database *old = NULL;
+	if (fallback)
+		old = cfg->fallback;
+	else
+		HASH_FIND_STR(cfg->databases, name, old);
+	if (old && !replace) {
+		set_error(ld->err, ld->where, ld->line,
+			  "database \"%s\" is already defined at line %d", name, old->line);
+		ld->failed = true;
+		database_free(db);
+		return -1;
+	}
+	if (fallback) {
+		database_free(cfg->fallback);
+		cfg->fallback = db;
+	} else {
+		if (old) {
+			HASH_DEL(cfg->databases, old);
+			database_free(old);
+		}
+		HASH_ADD_KEYPTR(hh, cfg->databases, db->name, strlen(db->name), db);
+	}
+	return 0;
+
+fail:
+	set_error(ld->err, ld->where, ld->line, "database \"%s\": %s", name, msg);
+	ld->failed = true;
+	kv_list_free(&kvs);
+	free(conninfo);
+	database_free(db);
+	return -1;
+}
+
+static void user_free(struct config_user *u)
+{
+	if (!u)
+		return;
+	free(u->name);
+	free(u);
+}
+
+static int add_user(struct load *ld, const char *name, const char *value)
+{
+	struct config *cfg = ld->cfg;
+	struct config_user *u = xcalloc(1, sizeof(*u));
+	struct kv_list kvs = { 0 };
+	char msg[MSG_LEN];
+
+	u->name = xstrdup(name);
+	u->pool_mode = -1;
+	u->pool_size = -1;
+	u->max_user_connections = -1;
+	u->line = ld->line;
+
+	if (kv_tokenize(value, &kvs, msg) < 0)
+		goto fail;
+	for (size_t i = 0; i < kvs.n; i++) {
+		const struct entry_key *k =
+			entry_key_find(user_keys, ARRAY_SIZE(user_keys), kvs.items[i].key);
+		if (!k) {
+			snprintf(msg, sizeof(msg),
+				 "unknown key \"%s\" (known: pool_mode, pool_size, "
+				 "max_user_connections)",
+				 kvs.items[i].key);
+			goto fail;
+		}
+		int rc = entry_key_set(u, k, kvs.items[i].value, msg);
+		if (rc < 0) {
+			msg_prefix(msg, k->name);
+			goto fail;
+		}
+		if (rc > 0)
+			load_warn(ld,
+				  "user \"%s\": %s is not implemented by sluice yet and is ignored",
+				  name, k->name);
+	}
+	kv_list_free(&kvs);
+
+	struct config_user *old = NULL;
+	HASH_FIND_STR(cfg->users, name, old);
+	if (old) {
+		set_error(ld->err, ld->where, ld->line, "user \"%s\" is already defined at line %d",
+			  name, old->line);
+		ld->failed = true;
+		user_free(u);
+		return -1;
+	}
+	HASH_ADD_KEYPTR(hh, cfg->users, u->name, strlen(u->name), u);
+	return 0;
+
+fail:
+	set_error(ld->err, ld->where, ld->line, "user \"%s\": %s", name, msg);
+	ld->failed = true;
+	kv_list_free(&kvs);
+	user_free(u);
+	return -1;
+}
+
+/* ---- the INI file ----------------------------------------------------------- */
+
+/*
+ * fgets for inih that counts physical lines. inih may call it several times
+ * for one long line (growing its buffer); a new line starts only after a
+ * chunk that ended in '\n'. When inih calls the handler, ld->line is the
+ * line it is handling.
+ */
+static char *read_counting_lines(char *str, int num, void *stream)
+{
+	struct load *ld = stream;
+	char *r = fgets(str, num, ld->fp);
+	if (!r)
+		return NULL;
+	if (ld->line_start)
+		ld->line++;
+	/* inih calls the handler only for keys: remember where sections start. */
+	if (ld->line_start) {
+		const char *p = r;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '[')
+			ld->section_line = ld->line;
+	}
+	size_t n = strlen(r);
+	ld->line_start = n > 0 && r[n - 1] == '\n';
+	return r;
+}
+
+static int on_sluice_setting(struct load *ld, const char *name, const char *value)
+{
+	char msg[MSG_LEN];
+	const struct setting *s = setting_find(name);
+	if (s) {
+		if (setting_set(ld->cfg, s, value, msg) < 0) {
+			if (strncmp(msg, "auth_type = ", 12) == 0)
+				set_error(ld->err, ld->where, ld->line, "%s", msg);
+			else
+				set_error(ld->err, ld->where, ld->line, "%s: %s", s->info.name,
+					  msg);
+			ld->failed = true;
+			return 0;
+		}
+		return 1;
+	}
+	if (is_unimplemented(name)) {
+		load_warn(ld, "setting %s is not implemented by sluice yet and is ignored", name);
+		return 1;
+	}
+	set_error(ld->err, ld->where, ld->line, "unknown setting \"%s\" in [%s]", name,
+		  ld->section_name);
+	ld->failed = true;
+	return 0;
+}
+
+/*
+ * A [databases] or [users] name as PgBouncer takes it: bare, or in SQL
+ * identifier quotes with "" for a quote. Writes into out (at least as long as
+ * name); -1 if a quoted name is not closed properly.
+ */
+static int entry_name(const char *name, char *out)
+{
+	size_t n = strlen(name);
+	if (name[0] != '"') {
+		memcpy(out, name, n + 1);
+		return 0;
+	}
+	if (n < 2 || name[n - 1] != '"')
+		return -1;
+	size_t w = 0;
+	for (size_t i = 1; i < n - 1; i++) {
+		if (name[i] == '"') {
+			if (name[i + 1] != '"' || i + 1 >= n - 1)
+				return -1;
+			i++;
+		}
+		out[w++] = name[i];
+	}
+	out[w] = '\0';
+	return w ? 0 : -1;
+}
+
+static int on_entry(struct load *ld, const char *raw, const char *value)
+{
+	char *name = xmalloc(strlen(raw) + 1);
+	int ok = 0;
+	if (entry_name(raw, name) < 0) {
+		set_error(ld->err, ld->where, ld->line, "badly quoted name %s", raw);
+		ld->failed = true;
+	} else if (ld->section == SEC_DATABASES && strcmp(name, "pgbouncer") == 0) {
+		set_error(ld->err, ld->where, ld->line,
+			  "database name \"pgbouncer\" is reserved for the admin console");
+		ld->failed = true;
+	} else if (ld->section == SEC_DATABASES) {
+		ok = add_database(ld, name, value, false) == 0;
+	} else {
+		ok = add_user(ld, name, value) == 0;
+	}
+	free(name);
+	return ok;
+}
+
+/* inih's callback; its strings live only during the call. Returns 0 to stop. */
+static int on_ini_entry(void *user, const char *section, const char *name, const char *value)
+{
+	struct load *ld = user;
+
+	if (ld->failed)
+		return 0;
+	if (strcmp(section, ld->section_name) != 0) {
+		snprintf(ld->section_name, sizeof(ld->section_name), "%s", section);
+		if (strcasecmp(section, "sluice") == 0 || strcasecmp(section, "pgbouncer") == 0) {
+			ld->section = SEC_SLUICE;
+		} else if (strcasecmp(section, "databases") == 0) {
+			ld->section = SEC_DATABASES;
+		} else if (strcasecmp(section, "users") == 0) {
+			ld->section = SEC_USERS;
+		} else if (strcasecmp(section, "peers") == 0) {
+			ld->section = SEC_IGNORED;
+			int line = ld->line;
+			ld->line = ld->section_line;
+			load_warn(
+				ld,
+				"section [peers] is not implemented by sluice yet and is ignored");
+			ld->line = line;
+		} else if (!*section) {
+			set_error(ld->err, ld->where, ld->line,
+				  "setting \"%s\" is outside any section (start with [sluice])",
+				  name);
+			ld->failed = true;
+			return 0;
+		} else {
+			set_error(
+				ld->err, ld->where, ld->section_line,
+				"unknown section [%s] (known: sluice, pgbouncer, databases, users)",
+				section);
+			ld->failed = true;
+			return 0;
+		}
+	}
+	switch (ld->section) {
+	case SEC_SLUICE:
+		return on_sluice_setting(ld, name, value);
+	case SEC_DATABASES:
+	case SEC_USERS:
+		return on_entry(ld, name, value);
+	case SEC_IGNORED:
+		return 1;
+	case SEC_NONE:
+		break;
+	}
+	return 0;
+}
+
+static int load_file(struct load *ld, const char *path)
+{
+	ld->fp = fopen(path, "r");
+	if (!ld->fp) {
+		set_error(ld->err, path, 0, "cannot open: %s", strerror(errno));
+		return -1;
+	}
+	ld->where = path;
+	ld->line = 0;
+	ld->line_start = true;
+	ld->section = SEC_NONE;
+	ld->section_name[0] = '\0';
+	/* Unset sections are "" in inih: make the first key trigger the section check. */
+	snprintf(ld->section_name, sizeof(ld->section_name), "%c", '\x01');
+
+	ini_use_stack = false;
+	ini_allow_realloc = true;
+	ini_max_line = 1 << 20;
+	ini_allow_multiline = false;
+	ini_allow_inline_comments = false;
+	ini_stop_on_first_error = true;
+
+	int rc = ini_parse_stream(read_counting_lines, ld, on_ini_entry, ld);
+	fclose(ld->fp);
+	ld->fp = NULL;
+	if (rc == 0 && !ld->failed)
+		return 0;
+	if (!ld->failed) {
+		if (rc == -2)
+			set_error(ld->err, path, 0, "out of memory");
+		else
+			set_error(ld->err, path, rc,
+				  "syntax error: expected \"key = value\" or \"[section]\"");
+	}
+	return -1;
+}
+
+/* ---- the environment --------------------------------------------------------- */
+
+static int load_env_settings(struct load *ld)
+{
+	char var[96], msg[MSG_LEN];
+
+	for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
+		const struct setting *s = &settings[i];
+		size_t n = (size_t)snprintf(var, sizeof(var), "SLUICE_%s", s->info.name);
+		for (size_t j = 7; j < n && j < sizeof(var); j++)
+			var[j] = (char)toupper((unsigned char)var[j]);
+		const char *v = getenv(var);
+		if (!v)
+			continue;
+		if (setting_set(ld->cfg, s, v, msg) < 0) {
+			set_error(ld->err, var, 0, "%s", msg);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * SLUICE_DATABASES: "[databases]"-style entries separated by newlines or
+ * semicolons outside single quotes. Entry numbers stand in for line numbers
+ * in messages. Entries replace file entries of the same name.
+ */
+static int load_env_databases(struct load *ld)
+{
+	const char *v = getenv("SLUICE_DATABASES");
+	if (!v)
+		return 0;
+
+	ld->where = "SLUICE_DATABASES";
+	ld->line = 0;
+	char *copy = xstrdup(v);
+	char *p = copy;
+	int rc = 0;
+	/* Names defined so far here (borrowed from copy), to refuse duplicates. */
+	const char **seen = NULL;
+	size_t nseen = 0;
+	while (*p) {
+		/* Find the end of this entry. */
+		char *e = p;
+		bool quoted = false;
+		while (*e && (quoted || (*e != ';' && *e != '\n'))) {
+			if (*e == '\\' && e[1])
+				e++;
+			else if (*e == '\'')
+				quoted = !quoted;
+			e++;
+		}
+		char *next = *e ? e + 1 : e;
+		*e = '\0';
+		ld->line++;
+
+		while (isspace((unsigned char)*p))
+			p++;
+		if (*p) {
+			char *eq = strchr(p, '=');
+			if (!eq) {
+				set_error(ld->err, ld->where, ld->line,
+					  "expected \"name = connection string\"");
+				rc = -1;
+				break;
+			}
+			char *name_end = eq;
+			while (name_end > p && isspace((unsigned char)name_end[-1]))
+				name_end--;
+			*name_end = '\0';
+			if (!*p) {
+				set_error(ld->err, ld->where, ld->line, "missing database name");
+				rc = -1;
+				break;
+			}
+			for (size_t i = 0; i < nseen; i++) {
+				if (strcmp(seen[i], p) == 0) {
+					set_error(ld->err, ld->where, ld->line,
+						  "database \"%s\" is already defined in entry %zu",
+						  p, i + 1);
+					rc = -1;
+					goto done;
+				}
+			}
+			seen = xrealloc(seen, (nseen + 1) * sizeof(*seen));
+			seen[nseen++] = p;
+			if (add_database(ld, p, eq + 1, true) < 0) {
+				rc = -1;
+				break;
+			}
+		}
+		p = next;
+	}
+done:
+	free(seen);
+	free(copy);
+	return rc;
+}
+
+/* ---- validation ------------------------------------------------------------------ */
+
+/* A database's min_pool_size must fit in its pool, with globals filling unset values. */
+static int check_database_sizes(struct load *ld, const char *where,
+				const struct config_database *db)
+{
+	const struct config *cfg = ld->cfg;
+	int size = db->pool_size >= 0 ? db->pool_size : cfg->default_pool_size;
+	int min = db->min_pool_size >= 0 ? db->min_pool_size : cfg->min_pool_size;
+	if (min > size) {
+		set_error(ld->err, where, db->line,
+			  "database \"%s\": min_pool_size (%d) is larger than its pool size (%d)",
+			  db->name, min, size);
+		return -1;
+	}
+	return 0;
+}
+
+static int validate(struct load *ld)
+{
+	struct config *cfg = ld->cfg;
+	const char *where = cfg->path ? cfg->path : "environment";
+
+	if (cfg->min_pool_size > cfg->default_pool_size) {
+		set_error(ld->err, where, 0,
+			  "min_pool_size (%d) is larger than default_pool_size (%d)",
+			  cfg->min_pool_size, cfg->default_pool_size);
+		return -1;
+	}
+	if (!*cfg->listen_addr && !*cfg->unix_socket_dir) {
+		set_error(ld->err, where, 0,
+			  "listen_addr and unix_socket_dir are both empty: sluice would accept no "
+			  "connections");
+		return -1;
+	}
+	struct config_database *db, *tmp;
+	HASH_ITER (hh, cfg->databases, db, tmp) {
+		if (check_database_sizes(ld, where, db) < 0)
+			return -1;
+	}
+	if (cfg->fallback && check_database_sizes(ld, where, cfg->fallback) < 0)
+		return -1;
+	if (cfg->auth_type != AUTH_TYPE_TRUST && cfg->auth_type != AUTH_TYPE_ANY &&
+	    !*cfg->auth_file) {
+		cfg->warnings++;
+		log_warning("%s: auth_type = %s but auth_file is not set: no client can log in",
+			    where, config_auth_type_name(cfg->auth_type));
+	}
+	return 0;
+}
+
+/* ---- load and free ------------------------------------------------------------- */
+
+struct config *config_load(const char *path, struct config_error *err)
+{
+	struct config *cfg = xcalloc(1, sizeof(*cfg));
+	struct load ld = { .cfg = cfg, .err = err };
+	char msg[MSG_LEN];
+
+	err->text[0] = '\0';
+	for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
+		if (setting_set(cfg, &settings[i], settings[i].def, msg) < 0) {
+			set_error(err, NULL, 0, "internal error: default of %s: %s",
+				  settings[i].info.name, msg);
+			goto fail;
+		}
+	}
+	if (path) {
+		cfg->path = xstrdup(path);
+		if (load_file(&ld, path) < 0)
+			goto fail;
+	}
+	ld.line = 0;
+	if (load_env_settings(&ld) < 0 || load_env_databases(&ld) < 0)
+		goto fail;
+	if (validate(&ld) < 0)
+		goto fail;
+	return cfg;
+
+fail:
+	config_free(cfg);
+	return NULL;
+}
+
+void config_free(struct config *cfg)
+{
+	if (!cfg)
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
+		if (settings[i].type == ST_STRING || settings[i].type == ST_LIST)
+			free(*(char **)((char *)cfg + settings[i].offset));
+	}
+	struct config_database *db, *dtmp;
+	HASH_ITER (hh, cfg->databases, db, dtmp) {
+		HASH_DEL(cfg->databases, db);
+		database_free(db);
+	}
+	database_free(cfg->fallback);
+	struct config_user *u, *utmp;
+	HASH_ITER (hh, cfg->users, u, utmp) {
+		HASH_DEL(cfg->users, u);
+		user_free(u);
+	}
+	free(cfg->path);
+	free(cfg);
+}
+
+/* ---- lookups ------------------------------------------------------------------ */
+
+const struct config_database *config_find_database(const struct config *cfg, const char *name)
+{
+	struct config_database *db = NULL;
+	HASH_FIND_STR(cfg->databases, name, db);
+	return db ? db : cfg->fallback;
+}
+
+const struct config_user *config_find_user(const struct config *cfg, const char *name)
+{
+	struct config_user *u = NULL;
+	HASH_FIND_STR(cfg->users, name, u);
+	return u;
+}
+
+bool config_list_contains(const char *list, const char *name)
+{
+	if (!list || !name || !*name)
+		return false;
+	size_t nlen = strlen(name);
+	const char *p = list;
+	while (*p) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		const char *start = p;
+		while (*p && *p != ',')
+			p++;
+		const char *end = p;
+		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		if ((size_t)(end - start) == nlen && strncasecmp(start, name, nlen) == 0)
+			return true;
+	}
+	return false;
+}

@@ -1,0 +1,176 @@
+/*
+ * log.c - levelled logging as text or JSON lines, to stderr and/or a file.
+ *
+ * A line is formatted once into a stack buffer and written with one write(2)
+ * per destination, so lines from a crashing process are not interleaved.
+ * Logging is never on the relay path at the default level: callers check
+ * log_enabled() (the log_debug macro does) before formatting anything.
+ */
+#include "sluice/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+enum log_level log_level_current = LOG_LEVEL_INFO;
+
+static struct {
+	enum log_format format;
+	int fd; /* -1: none */
+	char *path;
+	bool also_stderr;
+} L = { LOG_FORMAT_TEXT, -1, NULL, true };
+
+static const char *const level_names[] = { "ERROR", "WARNING", "LOG", "DEBUG", "NOISE" };
+
+int log_setup(enum log_level level, enum log_format format, const char *logfile,
+	      bool also_stderr)
+{
+	log_level_current = level;
+	L.format = format;
+	if (logfile && *logfile) {
+		if (!L.path || strcmp(L.path, logfile) != 0) {
+			int fd = open(logfile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+			if (fd < 0)
+				return -errno;
+			if (L.fd >= 0)
+				close(L.fd);
+			L.fd = fd;
+			free(L.path);
+			L.path = xstrdup(logfile);
+		}
+		L.also_stderr = also_stderr;
+	} else {
+		if (L.fd >= 0)
+			close(L.fd);
+		L.fd = -1;
+		free(L.path);
+		L.path = NULL;
+		L.also_stderr = true;
+	}
+	return 0;
+}
+
+void log_reopen(void)
+{
+	if (!L.path)
+		return;
+	int fd = open(L.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return;
+	if (L.fd >= 0)
+		close(L.fd);
+	L.fd = fd;
+}
+
+void log_shutdown(void)
+{
+	if (L.fd >= 0)
+		close(L.fd);
+	L.fd = -1;
+	free(L.path);
+	L.path = NULL;
+}
+
+/* Appends s to the line as a JSON string body (without quotes). */
+static size_t json_escape(char *dst, size_t cap, size_t n, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	for (; *s && n + 7 < cap; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\') {
+			dst[n++] = '\\';
+			dst[n++] = (char)c;
+		} else if (c < 0x20) {
+			dst[n++] = '\\';
+			dst[n++] = 'u';
+			dst[n++] = '0';
+			dst[n++] = '0';
+			dst[n++] = hex[c >> 4];
+			dst[n++] = hex[c & 15];
+		} else {
+			dst[n++] = (char)c;
+		}
+	}
+	return n;
+}
+
+static size_t append(char *dst, size_t cap, size_t n, const char *fmt, ...) PRINTF_LIKE(4, 5);
+static size_t append(char *dst, size_t cap, size_t n, const char *fmt, ...)
+{
+	if (n >= cap)
+		return n;
+	va_list ap;
+	va_start(ap, fmt);
+	int k = vsnprintf(dst + n, cap - n, fmt, ap);
+	va_end(ap);
+	if (k < 0)
+		return n;
+	return MIN(cap - 1, n + (size_t)k);
+}
+
+void log_write(enum log_level lvl, const struct log_conn *conn, const char *fmt, ...)
+{
+	if (!log_enabled(lvl))
+		return;
+	char msg[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	struct tm tm;
+	localtime_r(&tv.tv_sec, &tm);
+	char ts[64];
+	size_t tl = strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
+	snprintf(ts + tl, sizeof(ts) - tl, ".%03d", (int)(tv.tv_usec / 1000));
+
+	char line[4096];
+	size_t n = 0, cap = sizeof(line) - 2;
+	if (L.format == LOG_FORMAT_JSON) {
+		n = append(line, cap, n, "{\"ts\":\"%s\",\"pid\":%d,\"level\":\"%s\"", ts,
+			   (int)getpid(), level_names[lvl]);
+		if (conn) {
+			n = append(line, cap, n, ",\"conn\":\"%c-%llu\"", conn->kind,
+				   (unsigned long long)conn->id);
+			const char *keys[] = { "db", "user", "addr" };
+			const char *vals[] = { conn->db, conn->user, conn->addr };
+			for (int i = 0; i < 3; i++) {
+				if (!vals[i])
+					continue;
+				n = append(line, cap, n, ",\"%s\":\"", keys[i]);
+				n = json_escape(line, cap, n, vals[i]);
+				n = append(line, cap, n, "\"");
+			}
+		}
+		n = append(line, cap, n, ",\"msg\":\"");
+		n = json_escape(line, cap, n, msg);
+		n = append(line, cap, n, "\"}");
+	} else {
+		n = append(line, cap, n, "%s %d %s ", ts, (int)getpid(), level_names[lvl]);
+		if (conn)
+			n = append(line, cap, n, "%c-%llu %s/%s@%s: ", conn->kind,
+				   (unsigned long long)conn->id, conn->db ? conn->db : "(nodb)",
+				   conn->user ? conn->user : "(nouser)",
+				   conn->addr ? conn->addr : "?");
+		n = append(line, cap, n, "%s", msg);
+	}
+	line[n++] = '\n';
+
+	if (L.fd >= 0) {
+		ssize_t w = write(L.fd, line, n);
+		(void)w;
+	}
+	if (L.fd < 0 || L.also_stderr) {
+		ssize_t w = write(STDERR_FILENO, line, n);
+		(void)w;
+	}
+}

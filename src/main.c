@@ -1,0 +1,155 @@
+/*
+ * main.c - the command line, daemonizing, the pidfile, and wiring the worker
+ * to its loop. Nothing else: every behaviour lives in its module.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "sluice/config.h"
+#include "sluice/log.h"
+#include "sluice/worker.h"
+#include "sluice_version.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"sluice %s - a PostgreSQL connection pooler\n"
+		"\n"
+		"Usage: sluice [OPTION]... [CONFIG.ini]\n"
+		"\n"
+		"CONFIG.ini is a sluice.ini or pgbouncer.ini. Without it, settings come from\n"
+		"SLUICE_* environment variables only.\n"
+		"\n"
+		"Options:\n"
+		"  -d, --daemon    run in the background (needs logfile or pidfile to be useful)\n"
+		"  -v, --verbose   more logging (repeat for more)\n"
+		"  -q, --quiet     log nothing to stderr when a logfile is set\n"
+		"  -V, --version   print the version and exit\n"
+		"  -h, --help      print this help and exit\n"
+		"\n"
+		"Signals: SIGHUP reloads, SIGTERM exits when clients are gone (twice: now),\n"
+		"SIGINT exits when servers are released (twice: now).\n",
+		SLUICE_VERSION);
+}
+
+static int write_pidfile(const char *path)
+{
+	char buf[32];
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	ssize_t w = write(fd, buf, (size_t)n);
+	close(fd);
+	return w == n ? 0 : -EIO;
+}
+
+static void daemonize(void)
+{
+	pid_t pid = fork();
+	if (pid < 0) {
+		perror("sluice: fork");
+		exit(1);
+	}
+	if (pid > 0)
+		exit(0);
+	setsid();
+	int fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		if (fd > 2)
+			close(fd);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "daemon", no_argument, NULL, 'd' },  { "verbose", no_argument, NULL, 'v' },
+		{ "quiet", no_argument, NULL, 'q' },   { "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },    { NULL, 0, NULL, 0 },
+	};
+	bool daemon = false, quiet = false;
+	int verbose = 0, ch;
+	while ((ch = getopt_long(argc, argv, "dvqVh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'd': daemon = true; break;
+		case 'v': verbose++; break;
+		case 'q': quiet = true; break;
+		case 'V': printf("sluice %s\n", SLUICE_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (argc - optind > 1) {
+		usage(stderr);
+		return 2;
+	}
+	const char *path = optind < argc ? argv[optind] : NULL;
+
+	struct config_error err;
+	struct config *cfg = config_load(path, &err);
+	if (!cfg) {
+		fprintf(stderr, "sluice: %s\n", err.text);
+		return 1;
+	}
+	cfg->verbose += verbose;
+	enum log_level lvl = cfg->verbose >= 2 ? LOG_LEVEL_NOISE
+			     : cfg->verbose == 1 ? LOG_LEVEL_DEBUG
+						 : LOG_LEVEL_INFO;
+	if (log_setup(lvl, (enum log_format)cfg->log_format, cfg->logfile, !daemon && !quiet) != 0) {
+		fprintf(stderr, "sluice: cannot open logfile %s: %s\n", cfg->logfile, strerror(errno));
+		config_free(cfg);
+		return 1;
+	}
+	if (daemon)
+		daemonize();
+	if (cfg->pidfile && *cfg->pidfile && write_pidfile(cfg->pidfile) != 0) {
+		log_error("cannot write pidfile %s", cfg->pidfile);
+		config_free(cfg);
+		return 1;
+	}
+	char *pidfile = cfg->pidfile && *cfg->pidfile ? xstrdup(cfg->pidfile) : NULL;
+	signal(SIGPIPE, SIG_IGN);
+	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct worker w;
+	int rc = 1;
+	if (worker_init(&w, &loop, cfg) != 0) {
+		log_error("start-up failed");
+		goto out;
+	}
+	if (worker_start(&w) != 0) {
+		worker_begin_shutdown(&w, WORKER_EXIT);
+		uv_run(&loop, UV_RUN_DEFAULT);
+		worker_deinit(&w);
+		goto out;
+	}
+	log_info("sluice %s started (pid %d)", SLUICE_VERSION, (int)getpid());
+	uv_run(&loop, UV_RUN_DEFAULT);
+	rc = w.exit_code;
+	worker_deinit(&w);
+	log_info("sluice stopped");
+out:
+	uv_loop_close(&loop);
+	if (pidfile) {
+		unlink(pidfile);
+		free(pidfile);
+	}
+	log_shutdown();
+	return rc;
+}

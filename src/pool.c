@@ -1,0 +1,302 @@
+/*
+ * pool.c - assignment of servers to waiting clients, opening and expiring
+ * servers, and the welcome new clients get (see pool.h).
+ *
+ * Assignment runs from one place, pool_kick(), normally in the worker's
+ * deferred step after a round of I/O, so that everything that freed or
+ * wanted a server in that round is decided together, oldest waiter first.
+ */
+#include "sluice/pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/client.h"
+#include "sluice/log.h"
+#include "sluice/pkt.h"
+#include "sluice/server.h"
+#include "sluice/sqlstate.h"
+
+struct pool *pool_get(struct worker *w, const char *db_name, const char *user_name,
+		      const struct config_database *db)
+{
+	struct pool *p;
+	TAILQ_FOREACH(p, &w->pools, link)
+		if (strcmp(p->db_name, db_name) == 0 && strcmp(p->user_name, user_name) == 0)
+			return p;
+	p = xcalloc(1, sizeof(*p));
+	p->w = w;
+	p->db_name = xstrdup(db_name);
+	p->user_name = xstrdup(user_name);
+	p->db = db;
+	p->server_user = xstrdup(db->user ? db->user : user_name);
+	TAILQ_INIT(&p->waiting_login);
+	TAILQ_INIT(&p->waiting);
+	TAILQ_INIT(&p->active);
+	TAILQ_INIT(&p->idle);
+	TAILQ_INIT(&p->sv_login);
+	TAILQ_INIT(&p->sv_idle);
+	TAILQ_INIT(&p->sv_active);
+	TAILQ_INIT(&p->sv_tested);
+	param_set_init(&p->welcome);
+	buf_out_init(&p->last_error);
+	TAILQ_INSERT_TAIL(&w->pools, p, link);
+	return p;
+}
+
+void pool_free(struct pool *p)
+{
+	struct worker *w = p->w;
+	if (p->kick_scheduled)
+		TAILQ_REMOVE(&w->kick_queue, p, kick_link);
+	TAILQ_REMOVE(&w->pools, p, link);
+	param_set_deinit(&p->welcome);
+	buf_out_deinit(&p->last_error);
+	free(p->db_name);
+	free(p->user_name);
+	free(p->server_user);
+	free(p->client_password);
+	free(p);
+}
+
+bool pool_is_empty(const struct pool *p)
+{
+	return p->n_cl_waiting_login + p->n_cl_waiting + p->n_cl_active + p->n_cl_idle +
+		       p->n_sv_login + p->n_sv_idle + p->n_sv_active + p->n_sv_tested ==
+	       0;
+}
+
+/* ---- effective settings ---------------------------------------------------- */
+
+static const struct config_user *user_cfg(const struct pool *p)
+{
+	return config_find_user(p->w->cfg, p->user_name);
+}
+
+enum pool_mode pool_mode_of(const struct pool *p)
+{
+	const struct config_user *u = user_cfg(p);
+	if (u && u->pool_mode >= 0)
+		return (enum pool_mode)u->pool_mode;
+	if (p->db->pool_mode >= 0)
+		return (enum pool_mode)p->db->pool_mode;
+	return p->w->cfg->pool_mode;
+}
+
+int pool_size_of(const struct pool *p)
+{
+	const struct config_user *u = user_cfg(p);
+	if (u && u->pool_size >= 0)
+		return u->pool_size;
+	if (p->db->pool_size >= 0)
+		return p->db->pool_size;
+	return p->w->cfg->default_pool_size;
+}
+
+int pool_min_size_of(const struct pool *p)
+{
+	return p->db->min_pool_size >= 0 ? p->db->min_pool_size : p->w->cfg->min_pool_size;
+}
+
+static int reserve_size_of(const struct pool *p)
+{
+	return p->db->reserve_pool_size >= 0 ? p->db->reserve_pool_size
+					     : p->w->cfg->reserve_pool_size;
+}
+
+static int servers_of(const struct pool *p)
+{
+	return p->n_sv_login + p->n_sv_idle + p->n_sv_active + p->n_sv_tested;
+}
+
+/* ---- opening servers ------------------------------------------------------- */
+
+static bool login_retry_blocks(const struct pool *p, uint64_t now)
+{
+	uint64_t retry = (uint64_t)p->w->cfg->server_login_retry;
+	return !p->last_login_ok && p->last_error_at && now - p->last_error_at < retry;
+}
+
+/* May one more server be opened? with_reserve: a waiter has waited long enough. */
+static bool may_open(const struct pool *p, bool with_reserve)
+{
+	const struct worker *w = p->w;
+	const struct config *cfg = w->cfg;
+	int limit = pool_size_of(p) + (with_reserve ? reserve_size_of(p) : 0);
+	if (servers_of(p) >= limit)
+		return false;
+	int max_db = p->db->max_db_connections >= 0 ? p->db->max_db_connections
+						    : cfg->max_db_connections;
+	if (max_db > 0 && worker_count_adjust((struct conn_count **)&w->db_counts, p->db_name, 0) >= max_db)
+		return false;
+	int max_user = cfg->max_user_connections;
+	const struct config_user *u = user_cfg(p);
+	if (u && u->max_user_connections >= 0)
+		max_user = u->max_user_connections;
+	if (max_user > 0 &&
+	    worker_count_adjust((struct conn_count **)&w->user_counts, p->server_user, 0) >= max_user)
+		return false;
+	return true;
+}
+
+static void link_waiter(struct pool *p, struct client *c, struct server *s)
+{
+	uint64_t waited = uv_hrtime() / 1000 - c->wait_start_us;
+	p->stats.acquire_count++;
+	/* uv_now moves once per loop iteration: a later iteration means it waited. */
+	if (c->state_since != uv_now(p->w->loop))
+		p->stats.wait_count++;
+	p->stats.wait_time_us += waited;
+	if (waited > p->stats.max_wait_us)
+		p->stats.max_wait_us = waited;
+	if (s->link_count > 0)
+		p->stats.reuse_count++;
+	server_link(s, c);
+	client_set_state(c, CLIENT_ACTIVE);
+	client_linked(c);
+}
+
+void pool_kick(struct pool *p)
+{
+	struct worker *w = p->w;
+	const struct config *cfg = w->cfg;
+	uint64_t now = uv_now(w->loop);
+	if (p->kick_scheduled) {
+		TAILQ_REMOVE(&w->kick_queue, p, kick_link);
+		p->kick_scheduled = false;
+	}
+	bool paused = w->shutdown == WORKER_WAIT_SERVERS;
+
+	/* Idle servers to waiters, oldest waiter first. */
+	while (!paused && p->n_cl_waiting > 0 && p->n_sv_idle > 0) {
+		struct server *s = TAILQ_FIRST(&p->sv_idle);
+		if (cfg->server_check_query && *cfg->server_check_query && cfg->server_check_delay >= 0 &&
+		    now - s->idle_since > (uint64_t)cfg->server_check_delay) {
+			server_start_check(s);
+			continue;
+		}
+		link_waiter(p, TAILQ_FIRST(&p->waiting), s);
+	}
+
+	if (login_retry_blocks(p, now)) {
+		/* The last login failed recently: tell waiters instead of hammering the server. */
+		if (servers_of(p) == 0) {
+			struct client *c;
+			while ((c = TAILQ_FIRST(&p->waiting_login)) != NULL)
+				client_fail_with(c, p->last_error.data, p->last_error.len,
+						 "server login has been failing");
+			while ((c = TAILQ_FIRST(&p->waiting)) != NULL)
+				client_fail_with(c, p->last_error.data, p->last_error.len,
+						 "server login has been failing");
+		}
+		return;
+	}
+
+	/* New servers for waiters that the servers logging in will not cover. */
+	int need = p->n_cl_waiting - p->n_sv_login - p->n_sv_tested;
+	if (!p->have_welcome && p->n_cl_waiting_login > 0 && p->n_sv_login == 0)
+		need = MAX(need, 1);
+	bool with_reserve = false;
+	if (p->n_cl_waiting > 0) {
+		struct client *oldest = TAILQ_FIRST(&p->waiting);
+		with_reserve = now - oldest->state_since >= (uint64_t)cfg->reserve_pool_timeout;
+	}
+	while (!paused && need > 0 && may_open(p, with_reserve)) {
+		server_connect(p);
+		need--;
+	}
+	/* Keep min_pool_size warm (only once logins work). */
+	while (w->shutdown == WORKER_RUNNING && p->have_welcome &&
+	       servers_of(p) < pool_min_size_of(p) && may_open(p, false))
+		server_connect(p);
+}
+
+void pool_want_server(struct pool *p, struct client *c)
+{
+	(void)c;
+	worker_schedule_kick(p->w, p);
+}
+
+/* ---- login outcomes ------------------------------------------------------------ */
+
+void pool_send_welcome(struct pool *p, struct client *c)
+{
+	struct buf_out out;
+	buf_out_init(&out);
+	pkt_put_AuthenticationOk(&out);
+	/* Tracked parameters the client did not choose start as the server's defaults. */
+	for (int i = 0; i < p->welcome.n; i++) {
+		const struct param *wp = &p->welcome.items[i];
+		if (param_is_tracked(wp->name, p->w->cfg->track_extra_parameters) &&
+		    !param_set_get(&c->params, wp->name))
+			param_set_put(&c->params, wp->name, wp->value);
+	}
+	for (int i = 0; i < p->welcome.n; i++) {
+		const struct param *wp = &p->welcome.items[i];
+		const char *v = param_set_get(&c->params, wp->name);
+		pkt_put_ParameterStatus(&out, wp->name, v ? v : wp->value);
+	}
+	pkt_put_BackendKeyData(&out, c->cancel_pid, c->cancel_key);
+	pkt_put_ReadyForQuery(&out, 'I');
+	stream_write(&c->stream, out.data, out.len);
+	buf_out_deinit(&out);
+}
+
+void pool_server_logged_in(struct pool *p, struct server *s)
+{
+	p->last_login_ok = true;
+	p->last_error_at = 0;
+	if (!p->have_welcome) {
+		param_set_copy(&p->welcome, &s->params);
+		p->have_welcome = true;
+	}
+	struct client *c;
+	while ((c = TAILQ_FIRST(&p->waiting_login)) != NULL)
+		client_welcome(c);
+	pool_kick(p);
+}
+
+void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len,
+			      const char *reason)
+{
+	buf_out_reset(&p->last_error);
+	if (err_msg)
+		buf_out_put(&p->last_error, err_msg, len);
+	else
+		pkt_put_ErrorResponse(&p->last_error, "FATAL", SQLSTATE_CONNECTION_FAILURE, reason);
+	p->last_error_at = uv_now(p->w->loop);
+	p->last_login_ok = false;
+	/* Clients that cannot be greeted without a server learn why now. */
+	struct client *c;
+	while ((c = TAILQ_FIRST(&p->waiting_login)) != NULL)
+		client_fail_with(c, p->last_error.data, p->last_error.len, reason);
+	worker_schedule_kick(p->w, p);
+}
+
+/* ---- periodic work --------------------------------------------------------------- */
+
+void pool_tick(struct pool *p, uint64_t now)
+{
+	struct client *c = TAILQ_FIRST(&p->waiting), *next;
+	for (; c; c = next) {
+		next = TAILQ_NEXT(c, state_link);
+		client_tick(c, now);
+	}
+	if (p->n_cl_waiting > 0 || servers_of(p) < pool_min_size_of(p))
+		worker_schedule_kick(p->w, p);
+}
+
+void pool_reconfigure(struct pool *p)
+{
+	const struct config_database *db = config_find_database(p->w->cfg, p->db_name);
+	const struct config_database *old = p->db;
+	if (!db)
+		return; /* the caller closes the pool's connections */
+#define CHANGED(f) ((old->f == NULL) != (db->f == NULL) || (old->f && strcmp(old->f, db->f) != 0))
+	if (CHANGED(host) || CHANGED(dbname) || CHANGED(user) || CHANGED(password) ||
+	    CHANGED(connect_query) || old->port != db->port)
+		p->config_changed = true;
+#undef CHANGED
+	p->db = db;
+}

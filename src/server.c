@@ -1,0 +1,886 @@
+/*
+ * server.c - one connection to PostgreSQL: login, relay of its responses to
+ * the linked client, the request queue that says when it is clean, and its
+ * own queries (parameter SETs, reset, check, connect_query).
+ *
+ * It does not decide which client gets it or when a new server is opened:
+ * pool.c does. It does not read client bytes: client.c forwards them and
+ * records each request with server_push_request().
+ */
+#include "sluice/server.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/auth.h"
+#include "sluice/client.h"
+#include "sluice/pkt.h"
+#include "sluice/pool.h"
+#include "sluice/sqlstate.h"
+
+/* Servers send messages of up to 1 GB (PostgreSQL's MaxAllocSize). */
+#define SERVER_MAX_MESSAGE 0x7fffffffu
+/* Largest server message sluice buffers whole to look inside. */
+#define SERVER_MAX_INSPECT (1024 * 1024)
+#define DEFAULT_UNIX_SOCKET_DIR "/var/run/postgresql"
+
+static const char *const state_names[] = {
+#define X(name, text) text,
+	SERVER_STATES(X)
+#undef X
+};
+
+const char *server_state_name(enum server_state st)
+{
+	return state_names[st];
+}
+
+#define slog(lvl, s, ...)                                                                          \
+	do {                                                                                       \
+		if (log_enabled(lvl))                                                              \
+			log_write(lvl, &(s)->lc, __VA_ARGS__);                                     \
+	} while (0)
+
+static struct server_list *list_of(struct server *s, enum server_state st)
+{
+	struct pool *p = s->pool;
+	switch (st) {
+	case SERVER_LOGIN: return &p->sv_login;
+	case SERVER_IDLE: return &p->sv_idle;
+	case SERVER_ACTIVE: return &p->sv_active;
+	case SERVER_TESTED: return &p->sv_tested;
+	case SERVER_CLOSED: return NULL;
+	}
+	return NULL;
+}
+
+static int *count_of(struct server *s, enum server_state st)
+{
+	struct pool *p = s->pool;
+	switch (st) {
+	case SERVER_LOGIN: return &p->n_sv_login;
+	case SERVER_IDLE: return &p->n_sv_idle;
+	case SERVER_ACTIVE: return &p->n_sv_active;
+	case SERVER_TESTED: return &p->n_sv_tested;
+	case SERVER_CLOSED: return NULL;
+	}
+	return NULL;
+}
+
+void server_check(const struct server *s)
+{
+#ifndef NDEBUG
+	assert((s->state == SERVER_ACTIVE) == (s->client != NULL));
+	if (s->state == SERVER_IDLE)
+		assert(s->rq_len == 0 && s->txn_status == 'I');
+#else
+	(void)s;
+#endif
+}
+
+void server_set_state(struct server *s, enum server_state st)
+{
+	enum server_state old = s->state;
+	if (old == st)
+		return;
+	struct server_list *from = list_of(s, old), *to = list_of(s, st);
+	if (from) {
+		TAILQ_REMOVE(from, s, state_link);
+		(*count_of(s, old))--;
+	}
+	if (to) {
+		/* Idle servers are reused most-recently-used first: warm caches. */
+		TAILQ_INSERT_HEAD(to, s, state_link);
+		(*count_of(s, st))++;
+	}
+	s->state = st;
+	if (st == SERVER_IDLE)
+		s->idle_since = uv_now(s->w->loop);
+	slog(LOG_LEVEL_DEBUG, s, "%s -> %s", state_names[old], state_names[st]);
+	server_check(s);
+}
+
+/* ---- request queue ------------------------------------------------------- */
+
+static void rq_push(struct server *s, enum server_request kind)
+{
+	if (s->rq_len == s->rq_cap) {
+		uint32_t cap = s->rq_cap ? s->rq_cap * 2 : 16;
+		uint8_t *n = xmalloc(cap);
+		for (uint32_t i = 0; i < s->rq_len; i++)
+			n[i] = s->rq[(s->rq_head + i) % s->rq_cap];
+		free(s->rq);
+		s->rq = n;
+		s->rq_cap = cap;
+		s->rq_head = 0;
+	}
+	s->rq[(s->rq_head + s->rq_len) % s->rq_cap] = (uint8_t)kind;
+	s->rq_len++;
+}
+
+static int rq_head(const struct server *s)
+{
+	return s->rq_len ? s->rq[s->rq_head] : -1;
+}
+
+static void rq_pop(struct server *s)
+{
+	s->rq_head = (s->rq_head + 1) % s->rq_cap;
+	s->rq_len--;
+}
+
+void server_push_request(struct server *s, enum server_request kind)
+{
+	/* PostgreSQL ignores Sync during COPY IN: it will not answer it. */
+	if (kind == SERVER_RQ_SYNC && s->copy_in)
+		return;
+	if (s->rq_len == 0)
+		s->busy_since = uv_now(s->w->loop);
+	rq_push(s, kind);
+}
+
+/* Sends one of sluice's own queries; its response is swallowed. */
+static void send_internal(struct server *s, const char *sql)
+{
+	struct buf_out out;
+	buf_out_init(&out);
+	pkt_put_Query(&out, sql);
+	stream_write(&s->stream, out.data, out.len);
+	buf_out_deinit(&out);
+	rq_push(s, SERVER_RQ_INTERNAL);
+	slog(LOG_LEVEL_NOISE, s, "internal query: %s", sql);
+}
+
+/* ---- closing ------------------------------------------------------------- */
+
+static void on_stream_closed(struct stream *st)
+{
+	struct server *s = container_of(st, struct server, stream);
+	if (s->gai_pending)
+		return; /* the resolver callback frees it */
+	param_set_deinit(&s->params);
+	free(s->rq);
+	free(s);
+}
+
+void server_close(struct server *s, const char *reason)
+{
+	if (s->state == SERVER_CLOSED)
+		return;
+	struct pool *p = s->pool;
+	struct worker *w = s->w;
+	bool was_login = s->state == SERVER_LOGIN;
+	slog(LOG_LEVEL_INFO, s, "closing server: %s", reason);
+	struct client *c = s->client;
+	if (c) {
+		s->client = NULL;
+		c->server = NULL;
+	}
+	server_set_state(s, SERVER_CLOSED);
+	TAILQ_REMOVE(&w->servers, s, link);
+	worker_count_adjust(&w->db_counts, p->db_name, -1);
+	worker_count_adjust(&w->user_counts, p->server_user, -1);
+	p->stats.servers_closed++;
+	if (s->scram) {
+		scram_client_free(s->scram);
+		s->scram = NULL;
+	}
+	if (was_login && !s->logged_in_once)
+		pool_server_login_failed(p, NULL, 0, reason);
+	if (c)
+		client_fail(c, SQLSTATE_CONNECTION_FAILURE, "server connection failed: %s", reason);
+	if (s->gai_pending)
+		uv_cancel((uv_req_t *)&s->gai);
+	if (s->stream_open)
+		stream_close(&s->stream);
+	else if (!s->gai_pending)
+		on_stream_closed(&s->stream);
+	worker_schedule_kick(w, p);
+}
+
+/* ---- release ------------------------------------------------------------- */
+
+bool server_is_clean(const struct server *s)
+{
+	const struct client *c = s->client;
+	return s->rq_len == 0 && s->txn_status == 'I' && !s->copy_in && s->pass_remaining == 0 &&
+	       (!c || (c->pass_remaining == 0 && !c->ext_open));
+}
+
+static bool expired(const struct server *s, uint64_t now)
+{
+	return s->lifetime_ms && now - s->connect_time >= s->lifetime_ms;
+}
+
+/*
+ * The server has no client any more and is clean. Decide its fate: close it
+ * (expired, config changed, reconnect asked), reset it, or make it idle.
+ */
+static void after_release(struct server *s, bool run_reset)
+{
+	struct pool *p = s->pool;
+	const struct config *cfg = s->w->cfg;
+	uint64_t now = uv_now(s->w->loop);
+	if (s->close_needed || p->config_changed) {
+		server_close(s, "configuration changed");
+		return;
+	}
+	if (expired(s, now)) {
+		server_close(s, "server_lifetime reached");
+		return;
+	}
+	if (run_reset && cfg->server_reset_query && *cfg->server_reset_query) {
+		server_set_state(s, SERVER_TESTED);
+		send_internal(s, cfg->server_reset_query);
+		return;
+	}
+	server_set_state(s, SERVER_IDLE);
+	worker_schedule_kick(s->w, p);
+}
+
+static void unlink_client(struct server *s)
+{
+	struct client *c = s->client;
+	s->client = NULL;
+	c->server = NULL;
+	client_unlinked(c);
+}
+
+void server_maybe_release(struct server *s)
+{
+	struct client *c = s->client;
+	if (!c || s->state != SERVER_ACTIVE)
+		return;
+	enum pool_mode mode = pool_mode_of(s->pool);
+	if (mode == POOL_MODE_SESSION)
+		return;
+	if (!server_is_clean(s)) {
+		if (mode == POOL_MODE_STATEMENT && s->rq_len == 0 && s->txn_status != 'I' &&
+		    !s->copy_in) {
+			client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
+				    "transaction blocks not allowed in statement pooling mode");
+		}
+		return;
+	}
+	unlink_client(s);
+	/* The state may have changed under client_unlinked; re-check. */
+	if (s->state == SERVER_ACTIVE) {
+		server_set_state(s, SERVER_TESTED);
+		after_release(s, s->w->cfg->server_reset_query_always);
+	}
+}
+
+void server_client_gone(struct server *s)
+{
+	struct client *c = s->client;
+	bool clean = server_is_clean(s);
+	s->client = NULL;
+	if (c)
+		c->server = NULL;
+	if (!clean) {
+		server_close(s, "client disconnected with the server in a transaction or mid-request");
+		return;
+	}
+	server_set_state(s, SERVER_TESTED);
+	bool reset = pool_mode_of(s->pool) == POOL_MODE_SESSION ||
+		     s->w->cfg->server_reset_query_always;
+	after_release(s, reset);
+}
+
+/* ---- linking ------------------------------------------------------------- */
+
+/* Appends a SQL string literal (E'...') of v to out. */
+static void put_literal(struct buf_out *out, const char *v)
+{
+	buf_out_put(out, "E'", 2);
+	for (; *v; v++) {
+		if (*v == '\'' || *v == '\\')
+			buf_out_put_u8(out, (uint8_t)*v);
+		buf_out_put_u8(out, (uint8_t)*v);
+	}
+	buf_out_put_u8(out, '\'');
+}
+
+void server_link(struct server *s, struct client *c)
+{
+	s->client = c;
+	c->server = s;
+	server_set_state(s, SERVER_ACTIVE);
+	s->link_count++;
+
+	/* Bring the server's session parameters in line with the client's. */
+	struct buf_out sql;
+	buf_out_init(&sql);
+	for (int i = 0; i < c->params.n; i++) {
+		const struct param *cp = &c->params.items[i];
+		const char *sv = param_set_get(&s->params, cp->name);
+		if (sv && strcmp(sv, cp->value) == 0)
+			continue;
+		buf_out_put(&sql, "SET ", 4);
+		buf_out_put(&sql, cp->name, strlen(cp->name));
+		buf_out_put(&sql, " TO ", 4);
+		put_literal(&sql, cp->value);
+		buf_out_put(&sql, ";", 1);
+	}
+	if (sql.len) {
+		buf_out_put_u8(&sql, 0);
+		send_internal(s, (const char *)sql.data);
+	}
+	buf_out_deinit(&sql);
+}
+
+void server_start_check(struct server *s)
+{
+	server_set_state(s, SERVER_TESTED);
+	send_internal(s, s->w->cfg->server_check_query);
+}
+
+/* ---- messages from PostgreSQL ------------------------------------------- */
+
+static void fail_protocol(struct server *s, const char *what)
+{
+	server_close(s, what);
+}
+
+/* An internal query (or the login's connect_query) finished. */
+static void internal_done(struct server *s)
+{
+	if (s->internal_error) {
+		s->internal_error = false;
+		server_close(s, "an internal query failed");
+		return;
+	}
+	if (s->state == SERVER_LOGIN) {
+		server_set_state(s, SERVER_IDLE);
+		pool_server_logged_in(s->pool, s);
+		return;
+	}
+	if (s->state == SERVER_TESTED && !s->client)
+		after_release(s, false);
+}
+
+static void handle_parameter_status(struct server *s, const uint8_t *body, size_t len)
+{
+	struct pkt_reader r;
+	pkt_reader_init(&r, body, len);
+	const char *k = pkt_get_cstr(&r), *v = pkt_get_cstr(&r);
+	if (!k || !v)
+		return;
+	param_set_put(&s->params, k, v);
+	struct client *c = s->client;
+	if (c && param_is_tracked(k, s->w->cfg->track_extra_parameters))
+		param_set_put(&c->params, k, v);
+}
+
+/*
+ * Handles one whole message that must be looked at. Returns false when the
+ * server was closed.
+ */
+static bool handle_inspected(struct server *s, const uint8_t *msg, uint32_t len, bool swallow)
+{
+	struct client *c = s->client;
+	const uint8_t *body = msg + PKT_HDR_LEN;
+	size_t blen = len - PKT_HDR_LEN;
+	switch (msg[0]) {
+	case PKT_ReadyForQuery: {
+		if (blen != 1)
+			return fail_protocol(s, "malformed ReadyForQuery"), false;
+		s->txn_status = (char)body[0];
+		int kind = rq_head(s);
+		if (kind < 0)
+			return fail_protocol(s, "unexpected ReadyForQuery"), false;
+		rq_pop(s);
+		s->copy_in = false;
+		if (kind == SERVER_RQ_INTERNAL) {
+			stream_consume(&s->stream, len);
+			if (s->rq_len == 0 && (!c || s->internal_error))
+				internal_done(s);
+			else if (s->internal_error && c) {
+				s->internal_error = false;
+				client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+					    "server refused to apply a session parameter");
+				if (s->state != SERVER_CLOSED)
+					server_close(s, "parameter SET failed");
+				return false;
+			}
+			return s->state != SERVER_CLOSED;
+		}
+		s->last_rfq = uv_now(s->w->loop);
+		s->pool->stats.query_count++;
+		if (s->txn_status == 'I')
+			s->pool->stats.xact_count++;
+		stream_forward(&c->stream, &s->stream, len);
+		server_maybe_release(s);
+		return s->state != SERVER_CLOSED;
+	}
+	case PKT_ParameterStatus:
+		handle_parameter_status(s, body, blen);
+		break;
+	case PKT_ErrorResponse: {
+		struct pkt_error e;
+		if (pkt_parse_error(body, blen, &e) == PKT_OK && swallow) {
+			slog(LOG_LEVEL_WARNING, s, "server error in internal query: %s %s",
+			     e.sqlstate ? e.sqlstate : "?", e.message ? e.message : "?");
+			s->internal_error = true;
+		}
+		if (!c && rq_head(s) != SERVER_RQ_INTERNAL) {
+			stream_consume(&s->stream, len);
+			server_close(s, e.message ? e.message : "error from idle server");
+			return false;
+		}
+		break;
+	}
+	case PKT_NoticeResponse:
+	case PKT_NotificationResponse:
+		break;
+	default:
+		if (!c)
+			return fail_protocol(s, "unexpected message from idle server"), false;
+		break;
+	}
+	if (swallow || !c)
+		stream_consume(&s->stream, len);
+	else
+		stream_forward(&c->stream, &s->stream, len);
+	return true;
+}
+
+static bool must_inspect(uint8_t type, bool swallow)
+{
+	switch (type) {
+	case PKT_ReadyForQuery:
+	case PKT_ParameterStatus:
+		return true;
+	case PKT_ErrorResponse:
+		return swallow;
+	default:
+		return swallow;
+	}
+}
+
+/* Relays (or swallows) everything complete in the read buffer. */
+static void server_relay(struct server *s)
+{
+	struct stream *st = &s->stream;
+	while (s->state != SERVER_CLOSED && st->rbuf && buf_avail(st->rbuf) > 0) {
+		struct client *c = s->client;
+		size_t avail = buf_avail(st->rbuf);
+		if (s->pass_remaining) {
+			size_t n = MIN(avail, (size_t)s->pass_remaining);
+			if (s->pass_swallow || !c)
+				stream_consume(st, n);
+			else
+				stream_forward(&c->stream, st, n);
+			s->pass_remaining -= (uint32_t)n;
+			continue;
+		}
+		struct pkt_hdr h;
+		int rc = pkt_frame(stream_data(st), avail, SERVER_MAX_MESSAGE, &h);
+		if (rc == PKT_INCOMPLETE)
+			break;
+		if (rc != PKT_OK) {
+			fail_protocol(s, "malformed message from server");
+			return;
+		}
+		bool swallow = !c || rq_head(s) == SERVER_RQ_INTERNAL;
+		if (must_inspect(h.type, swallow)) {
+			if (h.len > avail) {
+				if (h.len > SERVER_MAX_INSPECT) {
+					fail_protocol(s, "oversized message from server");
+					return;
+				}
+				stream_reserve(st, h.len);
+				break;
+			}
+			if (!handle_inspected(s, stream_data(st), h.len, swallow))
+				return;
+			continue;
+		}
+		if (h.type == PKT_CopyInResponse) {
+			/*
+			 * The Sync of the batch that started COPY reached the server
+			 * in copy mode and will not be answered.
+			 */
+			s->copy_in = true;
+			if (rq_head(s) == SERVER_RQ_SYNC)
+				rq_pop(s);
+		}
+		size_t n = MIN(avail, (size_t)h.len);
+		stream_forward(&c->stream, st, n);
+		s->pass_remaining = h.len - (uint32_t)n;
+		s->pass_swallow = false;
+	}
+	if (s->client && s->state != SERVER_CLOSED)
+		client_check_backpressure(s->client);
+}
+
+/* ---- login ----------------------------------------------------------------- */
+
+static const char *server_password(struct server *s)
+{
+	struct pool *p = s->pool;
+	if (p->db->password)
+		return p->db->password;
+	if (s->w->userlist) {
+		const struct auth_user *u = auth_userlist_find(s->w->userlist, p->server_user);
+		if (u && (u->secret.kind == AUTH_SECRET_PLAIN || u->secret.kind == AUTH_SECRET_MD5))
+			return u->secret.text;
+	}
+	return p->client_password;
+}
+
+static void send_out(struct server *s, struct buf_out *out)
+{
+	stream_write(&s->stream, out->data, out->len);
+	buf_out_deinit(out);
+}
+
+/* Handles an Authentication request during login. false: closed. */
+static bool login_auth(struct server *s, const uint8_t *body, size_t len)
+{
+	struct pkt_reader r;
+	struct buf_out out;
+	buf_out_init(&out);
+	pkt_reader_init(&r, body, len);
+	uint32_t code = pkt_get_be32(&r);
+	const char *pw = server_password(s);
+	struct pool *p = s->pool;
+	switch (code) {
+	case PKT_AUTH_OK:
+		s->logged_in_once = true;
+		return true;
+	case PKT_AUTH_CLEARTEXT:
+		if (!pw || strncmp(pw, "md5", 3) == 0)
+			goto nopw;
+		pkt_put_PasswordMessage(&out, pw);
+		send_out(s, &out);
+		return true;
+	case PKT_AUTH_MD5: {
+		const uint8_t *salt = pkt_get_bytes(&r, 4);
+		if (!salt || !pw)
+			goto nopw;
+		char resp[36];
+		auth_md5_response(pw, p->server_user, salt, resp);
+		pkt_put_PasswordMessage(&out, resp);
+		send_out(s, &out);
+		return true;
+	}
+	case PKT_AUTH_SASL: {
+		bool found = false;
+		for (;;) {
+			const char *mech = pkt_get_cstr(&r);
+			if (!mech || !*mech)
+				break;
+			if (strcmp(mech, "SCRAM-SHA-256") == 0)
+				found = true;
+		}
+		if (!found) {
+			server_close(s, "server offers no supported SASL mechanism");
+			return false;
+		}
+		if (s->scram)
+			scram_client_free(s->scram);
+		if (pw && strncmp(pw, "md5", 3) != 0)
+			s->scram = scram_client_new(pw, NULL, NULL);
+		else if (p->have_scram_keys)
+			s->scram = scram_client_new(NULL, p->scram_client_key, p->scram_server_key);
+		else
+			goto nopw;
+		char *first = scram_client_first(s->scram);
+		pkt_put_SASLInitialResponse(&out, "SCRAM-SHA-256", first, strlen(first));
+		free(first);
+		send_out(s, &out);
+		return true;
+	}
+	case PKT_AUTH_SASL_CONTINUE: {
+		char *fin = NULL;
+		if (!s->scram || scram_client_final(s->scram, body + 4, len - 4, &fin) != 0) {
+			server_close(s, "SCRAM exchange with server failed");
+			return false;
+		}
+		pkt_put_SASLResponse(&out, fin, strlen(fin));
+		free(fin);
+		send_out(s, &out);
+		return true;
+	}
+	case PKT_AUTH_SASL_FINAL:
+		if (!s->scram || scram_client_verify(s->scram, body + 4, len - 4) != 0) {
+			server_close(s, "server failed SCRAM verification");
+			return false;
+		}
+		return true;
+	default:
+		server_close(s, "unsupported authentication method requested by server");
+		return false;
+	}
+nopw:
+	buf_out_deinit(&out);
+	server_close(s, "no password available to log in to the server");
+	return false;
+}
+
+static void login_read(struct server *s)
+{
+	struct stream *st = &s->stream;
+	while (s->state == SERVER_LOGIN && st->rbuf && buf_avail(st->rbuf) > 0) {
+		size_t avail = buf_avail(st->rbuf);
+		struct pkt_hdr h;
+		int rc = pkt_frame(stream_data(st), avail, SERVER_MAX_INSPECT, &h);
+		if (rc == PKT_INCOMPLETE)
+			return;
+		if (rc != PKT_OK) {
+			server_close(s, "malformed message from server during login");
+			return;
+		}
+		if (h.len > avail) {
+			stream_reserve(st, h.len);
+			return;
+		}
+		const uint8_t *msg = stream_data(st);
+		const uint8_t *body = msg + PKT_HDR_LEN;
+		size_t blen = h.len - PKT_HDR_LEN;
+		if (rq_head(s) == SERVER_RQ_INTERNAL) {
+			/* connect_query running: reuse the relay's inspection. */
+			if (!handle_inspected(s, msg, h.len, true))
+				return;
+			continue;
+		}
+		switch (h.type) {
+		case PKT_Authentication:
+			if (!login_auth(s, body, blen))
+				return;
+			break;
+		case PKT_ParameterStatus:
+			handle_parameter_status(s, body, blen);
+			break;
+		case PKT_BackendKeyData: {
+			struct pkt_reader r;
+			pkt_reader_init(&r, body, blen);
+			s->be_pid = pkt_get_be32(&r);
+			s->be_key = pkt_get_be32(&r);
+			break;
+		}
+		case PKT_NoticeResponse:
+		case PKT_NegotiateProtocolVersion:
+			break;
+		case PKT_ErrorResponse: {
+			struct pkt_error e;
+			char reason[256];
+			if (pkt_parse_error(body, blen, &e) != PKT_OK)
+				e.message = "malformed error";
+			snprintf(reason, sizeof(reason), "server login failed: %s",
+				 e.message ? e.message : "?");
+			slog(LOG_LEVEL_WARNING, s, "%s", reason);
+			pool_server_login_failed(s->pool, msg, h.len, reason);
+			s->logged_in_once = true; /* already reported */
+			stream_consume(st, h.len);
+			server_close(s, reason);
+			return;
+		}
+		case PKT_ReadyForQuery:
+			s->txn_status = (char)(blen ? body[0] : 'I');
+			stream_consume(st, h.len);
+			if (s->pool->db->connect_query && *s->pool->db->connect_query) {
+				send_internal(s, s->pool->db->connect_query);
+				continue;
+			}
+			slog(LOG_LEVEL_INFO, s, "login succeeded");
+			server_set_state(s, SERVER_IDLE);
+			pool_server_logged_in(s->pool, s);
+			return;
+		default:
+			server_close(s, "unexpected message from server during login");
+			return;
+		}
+		stream_consume(st, h.len);
+	}
+}
+
+static void on_read(struct stream *st)
+{
+	struct server *s = container_of(st, struct server, stream);
+	if (s->state == SERVER_LOGIN)
+		login_read(s);
+	if (s->state != SERVER_LOGIN && s->state != SERVER_CLOSED)
+		server_relay(s);
+}
+
+static void on_error(struct stream *st, int err)
+{
+	struct server *s = container_of(st, struct server, stream);
+	char reason[128];
+	snprintf(reason, sizeof(reason), "%s",
+		 err == UV_EOF ? "server closed the connection" : uv_strerror(err));
+	server_close(s, reason);
+}
+
+static void on_drain(struct stream *st)
+{
+	/* The server took what a client sent: let that client send more. */
+	struct server *s = container_of(st, struct server, stream);
+	if (s->client)
+		stream_resume(&s->client->stream);
+}
+
+static void on_connected(struct stream *st, int status)
+{
+	struct server *s = container_of(st, struct server, stream);
+	if (status < 0) {
+		char reason[160];
+		snprintf(reason, sizeof(reason), "could not connect to %s: %s", s->addr,
+			 uv_strerror(status));
+		server_close(s, reason);
+		return;
+	}
+	struct pool *p = s->pool;
+	const struct config_database *db = p->db;
+	const char *keys[8], *vals[8];
+	int n = 0;
+	keys[n] = "user", vals[n++] = p->server_user;
+	keys[n] = "database", vals[n++] = db->dbname ? db->dbname : p->db_name;
+	if (db->client_encoding)
+		keys[n] = "client_encoding", vals[n++] = db->client_encoding;
+	if (db->datestyle)
+		keys[n] = "DateStyle", vals[n++] = db->datestyle;
+	if (db->timezone)
+		keys[n] = "TimeZone", vals[n++] = db->timezone;
+	if (db->application_name)
+		keys[n] = "application_name", vals[n++] = db->application_name;
+	struct buf_out out;
+	buf_out_init(&out);
+	pkt_put_StartupMessage(&out, keys, vals, n);
+	send_out(s, &out);
+	stream_read_start(st);
+}
+
+static void start_stream(struct server *s, bool pipe)
+{
+	if (stream_init(s->w, &s->stream, pipe) != 0) {
+		server_close(s, "cannot create socket");
+		return;
+	}
+	s->stream_open = true;
+	s->stream.read_cb = on_read;
+	s->stream.error_cb = on_error;
+	s->stream.drain_cb = on_drain;
+	s->stream.close_cb = on_stream_closed;
+	s->stream.read_max = SERVER_MAX_INSPECT;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct server *s = container_of(req, struct server, gai);
+	s->gai_pending = false;
+	if (s->state == SERVER_CLOSED) {
+		uv_freeaddrinfo(res);
+		on_stream_closed(&s->stream);
+		return;
+	}
+	if (status < 0 || !res) {
+		char reason[160];
+		snprintf(reason, sizeof(reason), "could not resolve %s: %s", s->addr,
+			 uv_strerror(status));
+		uv_freeaddrinfo(res);
+		server_close(s, reason);
+		return;
+	}
+	start_stream(s, false);
+	memcpy(&s->peer, res->ai_addr, MIN(sizeof(s->peer), (size_t)res->ai_addrlen));
+	if (s->state != SERVER_CLOSED) {
+		int rc = stream_connect_tcp(&s->stream, res->ai_addr, on_connected);
+		if (rc < 0)
+			on_connected(&s->stream, rc);
+	}
+	uv_freeaddrinfo(res);
+}
+
+void server_connect(struct pool *p)
+{
+	struct worker *w = p->w;
+	const struct config *cfg = w->cfg;
+	struct server *s = xcalloc(1, sizeof(*s));
+	s->w = w;
+	s->id = ++w->next_server_id;
+	s->pool = p;
+	s->state = SERVER_CLOSED;
+	s->txn_status = 'I';
+	param_set_init(&s->params);
+	TAILQ_INSERT_TAIL(&w->servers, s, link);
+	worker_count_adjust(&w->db_counts, p->db_name, +1);
+	worker_count_adjust(&w->user_counts, p->server_user, +1);
+	p->stats.servers_opened++;
+
+	const char *host = p->db->host ? p->db->host : DEFAULT_UNIX_SOCKET_DIR;
+	int port = p->db->port > 0 ? p->db->port : 5432;
+	bool unix_socket = host[0] == '/';
+	if (unix_socket)
+		snprintf(s->addr, sizeof(s->addr), "%s/.s.PGSQL.%d", host, port);
+	else
+		snprintf(s->addr, sizeof(s->addr), "%s:%d", host, port);
+	s->lc = (struct log_conn){ 'S', s->id, p->db_name, p->server_user, s->addr };
+	s->connect_time = uv_now(w->loop);
+
+	/* Jitter (up to 10% shorter) so servers opened together do not expire together. */
+	int64_t life = p->db->server_lifetime >= 0 ? p->db->server_lifetime : cfg->server_lifetime;
+	if (life > 0)
+		s->lifetime_ms = (uint64_t)life - (uint64_t)(random() % (life / 10 + 1));
+	if (cfg->server_idle_timeout > 0)
+		s->idle_timeout_ms = (uint64_t)cfg->server_idle_timeout -
+				     (uint64_t)(random() % (cfg->server_idle_timeout / 10 + 1));
+
+	server_set_state(s, SERVER_LOGIN);
+	slog(LOG_LEVEL_DEBUG, s, "connecting");
+	if (unix_socket) {
+		start_stream(s, true);
+		if (s->state != SERVER_CLOSED)
+			stream_connect_pipe(&s->stream, s->addr, on_connected);
+		return;
+	}
+	char portstr[16];
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	s->gai_pending = true;
+	int rc = uv_getaddrinfo(w->loop, &s->gai, on_resolved, host, portstr, &hints);
+	if (rc < 0) {
+		s->gai_pending = false;
+		server_close(s, "name resolution failed to start");
+	}
+}
+
+void server_tick(struct server *s, uint64_t now)
+{
+	const struct config *cfg = s->w->cfg;
+	switch (s->state) {
+	case SERVER_LOGIN:
+		if (cfg->server_connect_timeout &&
+		    now - s->connect_time >= (uint64_t)cfg->server_connect_timeout)
+			server_close(s, "server_connect_timeout reached");
+		break;
+	case SERVER_IDLE:
+		if (s->close_needed || s->pool->config_changed)
+			server_close(s, "configuration changed");
+		else if (expired(s, now))
+			server_close(s, "server_lifetime reached");
+		else if (s->idle_timeout_ms && now - s->idle_since >= s->idle_timeout_ms &&
+			 s->pool->n_sv_idle + s->pool->n_sv_active + s->pool->n_sv_tested >
+				 pool_min_size_of(s->pool))
+			server_close(s, "server_idle_timeout reached");
+		break;
+	case SERVER_ACTIVE:
+		if (!s->client)
+			break;
+		if (cfg->query_timeout && s->rq_len > 0 &&
+		    now - s->busy_since >= (uint64_t)cfg->query_timeout)
+			client_fail(s->client, SQLSTATE_QUERY_CANCELED, "query_timeout");
+		else if (cfg->idle_transaction_timeout && s->rq_len == 0 && s->txn_status != 'I' &&
+			 now - s->last_rfq >= (uint64_t)cfg->idle_transaction_timeout)
+			client_fail(s->client, SQLSTATE_IDLE_IN_TRANSACTION_TIMEOUT,
+				    "idle transaction timeout");
+		break;
+	default:
+		break;
+	}
+}

@@ -1,0 +1,361 @@
+/*
+ * stream.c - libuv stream plumbing for every socket (see stream.h).
+ *
+ * This is the only file that starts or stops reads and issues writes. Writes
+ * are batched per loop iteration: the owner queues slices during its read
+ * callback and the worker's flush step calls stream_flush, which tries one
+ * non-blocking writev (uv_try_write) and hands only a remainder to uv_write.
+ * A request that goes to uv_write holds a reference on every buffer it
+ * points into until its callback.
+ */
+#include "sluice/stream.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/worker.h"
+
+/* Below this much free space at the end of rbuf a new read gets a fresh area. */
+#define READ_MIN_SPACE 2048
+
+struct write_req {
+	uv_write_t req;
+	struct stream *s;
+	size_t bytes;
+	int nbufs;
+	struct buf *bufs[STREAM_IOV_MAX];
+};
+
+int stream_init(struct worker *w, struct stream *s, bool pipe)
+{
+	memset(s, 0, sizeof(*s));
+	s->w = w;
+	s->is_pipe = pipe;
+	s->read_max = w->cfg->max_packet_size;
+	int rc = pipe ? uv_pipe_init(w->loop, &s->h.pipe, 0) : uv_tcp_init(w->loop, &s->h.tcp);
+	if (rc == 0 && !pipe)
+		uv_tcp_nodelay(&s->h.tcp, 1);
+	return rc;
+}
+
+int stream_accept(struct stream *s, uv_stream_t *listener)
+{
+	int rc = uv_accept(listener, &s->h.base);
+	if (rc == 0 && !s->is_pipe)
+		uv_tcp_nodelay(&s->h.tcp, 1);
+	return rc;
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+	struct stream *s = container_of(req, struct stream, connect_req);
+	if (s->closing)
+		return;
+	if (status == 0 && !s->is_pipe)
+		uv_tcp_nodelay(&s->h.tcp, 1);
+	s->connect_cb(s, status);
+}
+
+int stream_connect_tcp(struct stream *s, const struct sockaddr *addr, stream_connect_cb *cb)
+{
+	s->connect_cb = cb;
+	return uv_tcp_connect(&s->connect_req, &s->h.tcp, addr, on_connect);
+}
+
+void stream_connect_pipe(struct stream *s, const char *path, stream_connect_cb *cb)
+{
+	s->connect_cb = cb;
+	uv_pipe_connect(&s->connect_req, &s->h.pipe, path, on_connect);
+}
+
+void stream_peer_name(struct stream *s, char *out, size_t len)
+{
+	if (s->is_pipe) {
+		snprintf(out, len, "unix");
+		return;
+	}
+	struct sockaddr_storage ss;
+	int n = sizeof(ss);
+	char host[64] = "?";
+	int port = 0;
+	if (uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &n) == 0) {
+		if (ss.ss_family == AF_INET) {
+			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+			uv_ip4_name(a, host, sizeof(host));
+			port = ntohs(a->sin_port);
+		} else if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+			uv_ip6_name(a, host, sizeof(host));
+			port = ntohs(a->sin6_port);
+		}
+	}
+	snprintf(out, len, "%s:%d", host, port);
+}
+
+static void drop_rbuf_if_empty(struct stream *s)
+{
+	if (s->rbuf && s->rbuf->start == s->rbuf->end) {
+		buf_unref(s->rbuf);
+		s->rbuf = NULL;
+	}
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
+{
+	struct stream *s = container_of(h, struct stream, h.handle);
+	struct buf *b = s->rbuf;
+	(void)suggested;
+	if (!b) {
+		b = s->rbuf = buf_get(&s->w->bufs, BUF_SIZE);
+	} else if (buf_space(b) < READ_MIN_SPACE) {
+		uint32_t left = buf_avail(b);
+		if (b->refs == 1 && left + READ_MIN_SPACE <= b->cap) {
+			/* Nobody else points into it: slide the partial message down. */
+			memmove(b->data, b->data + b->start, left);
+			b->start = 0;
+			b->end = left;
+		} else {
+			/* Writes still reference it (or it is full): continue in a new one. */
+			struct buf *nb = buf_get(&s->w->bufs, MAX((size_t)BUF_SIZE, (size_t)left + READ_MIN_SPACE));
+			memcpy(nb->data, b->data + b->start, left);
+			nb->end = left;
+			buf_unref(b);
+			b = s->rbuf = nb;
+		}
+	}
+	out->base = (char *)b->data + b->end;
+	out->len = buf_space(b);
+}
+
+static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *ub)
+{
+	struct stream *s = container_of(h, struct stream, h.base);
+	(void)ub;
+	if (nread > 0) {
+		s->rbuf->end += (uint32_t)nread;
+		s->read_cb(s);
+		if (!s->closing)
+			drop_rbuf_if_empty(s);
+		return;
+	}
+	if (!s->closing)
+		drop_rbuf_if_empty(s);
+	if (nread < 0 && !s->closing)
+		s->error_cb(s, (int)nread);
+}
+
+static void update_reading(struct stream *s)
+{
+	bool want = s->want_read && !s->paused && !s->closing;
+	if (want == s->reading)
+		return;
+	if (want) {
+		if (uv_read_start(&s->h.base, on_alloc, on_read) == 0)
+			s->reading = true;
+	} else {
+		uv_read_stop(&s->h.base);
+		s->reading = false;
+	}
+}
+
+void stream_read_start(struct stream *s)
+{
+	s->want_read = true;
+	update_reading(s);
+}
+
+void stream_read_stop(struct stream *s)
+{
+	s->want_read = false;
+	update_reading(s);
+}
+
+void stream_pause(struct stream *s)
+{
+	s->paused = true;
+	update_reading(s);
+}
+
+void stream_resume(struct stream *s)
+{
+	s->paused = false;
+	update_reading(s);
+}
+
+void stream_reserve(struct stream *s, size_t len)
+{
+	struct buf *b = s->rbuf;
+	if (b->start + len <= b->cap)
+		return;
+	uint32_t left = buf_avail(b);
+	struct buf *nb = buf_get(&s->w->bufs, MAX(len + READ_MIN_SPACE, (size_t)BUF_SIZE));
+	memcpy(nb->data, b->data + b->start, left);
+	nb->end = left;
+	buf_unref(b);
+	s->rbuf = nb;
+}
+
+static void queue_slice(struct stream *dst, struct buf *b, const uint8_t *p, size_t len)
+{
+	if (len == 0)
+		return;
+	if (dst->niov > 0) {
+		uv_buf_t *last = &dst->iov[dst->niov - 1];
+		/* Consecutive slices of one buffer become one iovec. */
+		if (dst->iov_buf[dst->niov - 1] == b && (uint8_t *)last->base + last->len == p) {
+			last->len += len;
+			dst->pending += len;
+			return;
+		}
+	}
+	if (dst->niov == STREAM_IOV_MAX)
+		stream_flush(dst);
+	buf_ref(b);
+	dst->iov[dst->niov] = uv_buf_init((char *)p, (unsigned int)len);
+	dst->iov_buf[dst->niov] = b;
+	dst->niov++;
+	dst->pending += len;
+	worker_schedule_flush(dst->w, dst);
+}
+
+void stream_forward(struct stream *dst, struct stream *src, size_t len)
+{
+	struct buf *b = src->rbuf;
+	if (!dst->closing)
+		queue_slice(dst, b, b->data + b->start, len);
+	b->start += (uint32_t)len;
+}
+
+void stream_write(struct stream *dst, const void *p, size_t len)
+{
+	if (dst->closing || len == 0)
+		return;
+	struct buf *st = dst->stage;
+	if (!st || buf_space(st) < len) {
+		if (st)
+			buf_unref(st);
+		st = dst->stage = buf_get(&dst->w->bufs, MAX(len, (size_t)BUF_SIZE));
+	}
+	memcpy(st->data + st->end, p, len);
+	st->end += (uint32_t)len;
+	queue_slice(dst, st, st->data + st->end - len, len);
+}
+
+static void release_iov(struct stream *s)
+{
+	for (int i = 0; i < s->niov; i++)
+		buf_unref(s->iov_buf[i]);
+	s->niov = 0;
+	s->pending = 0;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+	struct write_req *wr = container_of(req, struct write_req, req);
+	struct stream *s = wr->s;
+	for (int i = 0; i < wr->nbufs; i++)
+		buf_unref(wr->bufs[i]);
+	s->queued -= wr->bytes;
+	free(wr);
+	if (s->closing)
+		return;
+	if (status < 0) {
+		s->error_cb(s, status);
+		return;
+	}
+	if (s->queued == 0 && s->drain_cb)
+		s->drain_cb(s);
+}
+
+void stream_flush(struct stream *s)
+{
+	if (s->niov == 0)
+		return;
+	if (s->closing) {
+		release_iov(s);
+		return;
+	}
+	uv_buf_t *iov = s->iov;
+	int n = s->niov;
+	int first = 0;
+	/* Writing ahead of an uv_write still in flight would reorder bytes. */
+	if (s->queued == 0) {
+		int w = uv_try_write(&s->h.base, iov, (unsigned int)n);
+		if (w < 0 && w != UV_EAGAIN) {
+			release_iov(s);
+			s->error_cb(s, w);
+			return;
+		}
+		size_t done = w > 0 ? (size_t)w : 0;
+		while (first < n && done >= iov[first].len) {
+			done -= iov[first].len;
+			buf_unref(s->iov_buf[first]);
+			first++;
+		}
+		if (first < n) {
+			iov[first].base += done;
+			iov[first].len -= done;
+		}
+	}
+	if (first == n) {
+		s->niov = 0;
+		s->pending = 0;
+		return;
+	}
+	struct write_req *wr = xmalloc(sizeof(*wr));
+	wr->s = s;
+	wr->nbufs = n - first;
+	wr->bytes = 0;
+	for (int i = first; i < n; i++) {
+		wr->bufs[i - first] = s->iov_buf[i];
+		wr->bytes += iov[i].len;
+	}
+	s->niov = 0;
+	s->pending = 0;
+	int rc = uv_write(&wr->req, &s->h.base, iov + first, (unsigned int)wr->nbufs, on_write);
+	if (rc < 0) {
+		for (int i = 0; i < wr->nbufs; i++)
+			buf_unref(wr->bufs[i]);
+		free(wr);
+		s->error_cb(s, rc);
+		return;
+	}
+	s->queued += wr->bytes;
+}
+
+static void on_close(uv_handle_t *h)
+{
+	struct stream *s = container_of(h, struct stream, h.handle);
+	if (s->rbuf) {
+		buf_unref(s->rbuf);
+		s->rbuf = NULL;
+	}
+	if (s->stage) {
+		buf_unref(s->stage);
+		s->stage = NULL;
+	}
+	if (s->close_cb)
+		s->close_cb(s);
+}
+
+void stream_close(struct stream *s)
+{
+	if (s->closing)
+		return;
+	s->closing = true;
+	/* One last non-blocking attempt, errors ignored: the connection is ending. */
+	if (s->niov > 0 && s->queued == 0)
+		(void)uv_try_write(&s->h.base, s->iov, (unsigned int)s->niov);
+	release_iov(s);
+	if (s->in_flush_queue) {
+		TAILQ_REMOVE(&s->w->flush_queue, s, flush_link);
+		s->in_flush_queue = false;
+	}
+	if (s->reading) {
+		uv_read_stop(&s->h.base);
+		s->reading = false;
+	}
+	uv_close(&s->h.handle, on_close);
+}

@@ -1,0 +1,315 @@
+/*
+ * worker.c - the event loop's owner: start-up, the deferred step after each
+ * round of I/O, the periodic tick, reload and shutdown (see worker.h for the
+ * loop agenda).
+ */
+#include "sluice/worker.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "sluice/client.h"
+#include "sluice/listener.h"
+#include "sluice/log.h"
+#include "sluice/pool.h"
+#include "sluice/server.h"
+#include "sluice/sqlstate.h"
+
+#define TICK_MS 250
+#define BUF_FREE_MAX 1024
+
+int worker_count_adjust(struct conn_count **table, const char *name, int delta)
+{
+	struct conn_count *cc;
+	HASH_FIND_STR(*table, name, cc);
+	if (!cc) {
+		if (delta == 0)
+			return 0;
+		cc = xcalloc(1, sizeof(*cc));
+		cc->name = xstrdup(name);
+		HASH_ADD_KEYPTR(hh, *table, cc->name, strlen(cc->name), cc);
+	}
+	cc->servers += delta;
+	int n = cc->servers;
+	if (n == 0) {
+		HASH_DEL(*table, cc);
+		free(cc->name);
+		free(cc);
+	}
+	return n;
+}
+
+void worker_schedule_flush(struct worker *w, struct stream *s)
+{
+	if (s->in_flush_queue)
+		return;
+	s->in_flush_queue = true;
+	TAILQ_INSERT_TAIL(&w->flush_queue, s, flush_link);
+}
+
+void worker_schedule_kick(struct worker *w, struct pool *p)
+{
+	if (p->kick_scheduled)
+		return;
+	p->kick_scheduled = true;
+	TAILQ_INSERT_TAIL(&w->kick_queue, p, kick_link);
+}
+
+static void finish_exit(struct worker *w);
+
+static int total_active_servers(struct worker *w)
+{
+	int n = 0;
+	struct pool *p;
+	TAILQ_FOREACH(p, &w->pools, link)
+		n += p->n_sv_active;
+	return n;
+}
+
+/*
+ * The deferred step, run by libuv's check phase right after polling:
+ *   1. assignment for every pool that gained a waiter or lost a server;
+ *   2. every stream's queued output, one writev each (assignment may have
+ *      queued some, so it runs first);
+ *   3. a shutdown whose condition now holds.
+ */
+static void on_check(uv_check_t *h)
+{
+	struct worker *w = container_of(h, struct worker, flush_check);
+	struct pool *p;
+	while ((p = TAILQ_FIRST(&w->kick_queue)) != NULL)
+		pool_kick(p); /* removes p from the queue */
+
+	struct stream *s;
+	while ((s = TAILQ_FIRST(&w->flush_queue)) != NULL) {
+		TAILQ_REMOVE(&w->flush_queue, s, flush_link);
+		s->in_flush_queue = false;
+		stream_flush(s);
+	}
+
+	if ((w->shutdown == WORKER_WAIT_CLIENTS && w->client_count == 0) ||
+	    (w->shutdown == WORKER_WAIT_SERVERS && total_active_servers(w) == 0) ||
+	    w->shutdown == WORKER_EXIT)
+		finish_exit(w);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct worker *w = container_of(t, struct worker, tick);
+	uint64_t now = uv_now(w->loop);
+	struct client *c, *cn;
+	for (c = TAILQ_FIRST(&w->clients); c; c = cn) {
+		cn = TAILQ_NEXT(c, link);
+		if (c->state != CLIENT_WAITING) /* waiters: pool_tick, in queue order */
+			client_tick(c, now);
+	}
+	struct server *s, *sn;
+	for (s = TAILQ_FIRST(&w->servers); s; s = sn) {
+		sn = TAILQ_NEXT(s, link);
+		server_tick(s, now);
+	}
+	struct pool *p, *pn;
+	for (p = TAILQ_FIRST(&w->pools); p; p = pn) {
+		pn = TAILQ_NEXT(p, link);
+		pool_tick(p, now);
+	}
+}
+
+/* ---- signals, reload, shutdown --------------------------------------------------- */
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct worker *w = h->data;
+	switch (signum) {
+	case SIGHUP:
+		log_info("SIGHUP: reloading configuration");
+		if (worker_reload(w) != 0)
+			log_error("reload failed; the previous configuration stays in effect");
+		break;
+	case SIGTERM:
+		if (w->shutdown == WORKER_WAIT_CLIENTS) {
+			log_info("second SIGTERM: exiting now");
+			worker_begin_shutdown(w, WORKER_EXIT);
+		} else {
+			log_info("SIGTERM: no new connections; exiting when clients are gone");
+			worker_begin_shutdown(w, WORKER_WAIT_CLIENTS);
+		}
+		break;
+	case SIGINT:
+		if (w->shutdown == WORKER_WAIT_SERVERS) {
+			log_info("second SIGINT: exiting now");
+			worker_begin_shutdown(w, WORKER_EXIT);
+		} else {
+			log_info("SIGINT: no new connections; exiting when servers are released");
+			worker_begin_shutdown(w, WORKER_WAIT_SERVERS);
+		}
+		break;
+	}
+}
+
+void worker_begin_shutdown(struct worker *w, enum worker_shutdown how)
+{
+	if (how > w->shutdown)
+		w->shutdown = how;
+	listener_stop_all(w);
+	/* Wake the check step even if no I/O happens. */
+	uv_timer_start(&w->tick, on_tick, 0, TICK_MS);
+	struct pool *p;
+	TAILQ_FOREACH(p, &w->pools, link)
+		worker_schedule_kick(w, p);
+}
+
+static void close_handle(uv_handle_t *h)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void finish_exit(struct worker *w)
+{
+	log_info("shutting down");
+	struct client *c;
+	while ((c = TAILQ_FIRST(&w->clients)) != NULL)
+		client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "sluice is shutting down");
+	struct server *s;
+	while ((s = TAILQ_FIRST(&w->servers)) != NULL)
+		server_close(s, "shutdown");
+	struct pool *p;
+	while ((p = TAILQ_FIRST(&w->pools)) != NULL)
+		pool_free(p);
+	listener_stop_all(w);
+	uv_timer_stop(&w->tick);
+	close_handle((uv_handle_t *)&w->tick);
+	uv_check_stop(&w->flush_check);
+	close_handle((uv_handle_t *)&w->flush_check);
+	close_handle((uv_handle_t *)&w->sig_term);
+	close_handle((uv_handle_t *)&w->sig_int);
+	close_handle((uv_handle_t *)&w->sig_hup);
+}
+
+static int load_userlist(const struct config *cfg, struct auth_userlist **out)
+{
+	*out = NULL;
+	if (!cfg->auth_file || !*cfg->auth_file)
+		return 0;
+	char err[512];
+	if (auth_userlist_load(cfg->auth_file, out, err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+int worker_reload(struct worker *w)
+{
+	struct config_error err;
+	struct config *cfg = config_load(w->cfg->path, &err);
+	if (!cfg) {
+		log_error("%s", err.text);
+		return -1;
+	}
+	struct auth_userlist *ul;
+	if (load_userlist(cfg, &ul) != 0) {
+		config_free(cfg);
+		return -1;
+	}
+	if (log_setup(cfg->verbose >= 2 ? LOG_LEVEL_NOISE
+			  : cfg->verbose == 1 ? LOG_LEVEL_DEBUG
+					      : LOG_LEVEL_INFO,
+		      (enum log_format)cfg->log_format, cfg->logfile, true) != 0)
+		log_warning("cannot open logfile %s; logging stays where it was", cfg->logfile);
+	struct config *old = w->cfg;
+	struct auth_userlist *old_ul = w->userlist;
+	w->cfg = cfg;
+	w->userlist = ul;
+	struct pool *p, *pn;
+	for (p = TAILQ_FIRST(&w->pools); p; p = pn) {
+		pn = TAILQ_NEXT(p, link);
+		if (config_find_database(cfg, p->db_name)) {
+			pool_reconfigure(p);
+			continue;
+		}
+		/* The database is gone from the config: end its connections. */
+		struct client *c, *cn;
+		for (c = TAILQ_FIRST(&w->clients); c; c = cn) {
+			cn = TAILQ_NEXT(c, link);
+			if (c->pool == p)
+				client_fail(c, SQLSTATE_ADMIN_SHUTDOWN,
+					    "database %s was removed from the configuration", p->db_name);
+		}
+		struct server *s, *sn;
+		for (s = TAILQ_FIRST(&w->servers); s; s = sn) {
+			sn = TAILQ_NEXT(s, link);
+			if (s->pool == p)
+				server_close(s, "database removed from configuration");
+		}
+		pool_free(p);
+	}
+	config_free(old);
+	auth_userlist_free(old_ul);
+	log_info("configuration reloaded");
+	return 0;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------ */
+
+int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg)
+{
+	memset(w, 0, sizeof(*w));
+	w->loop = loop;
+	w->cfg = cfg;
+	buf_pool_init(&w->bufs, BUF_FREE_MAX);
+	TAILQ_INIT(&w->clients);
+	TAILQ_INIT(&w->servers);
+	TAILQ_INIT(&w->pools);
+	TAILQ_INIT(&w->flush_queue);
+	TAILQ_INIT(&w->kick_queue);
+	if (RAND_bytes(w->mock_seed, sizeof(w->mock_seed)) != 1)
+		return -1;
+	if (load_userlist(cfg, &w->userlist) != 0)
+		return -1;
+	uv_check_init(loop, &w->flush_check);
+	uv_timer_init(loop, &w->tick);
+	uv_signal_init(loop, &w->sig_term);
+	uv_signal_init(loop, &w->sig_int);
+	uv_signal_init(loop, &w->sig_hup);
+	w->sig_term.data = w->sig_int.data = w->sig_hup.data = w;
+	return 0;
+}
+
+int worker_start(struct worker *w)
+{
+	int rc = listener_start_all(w);
+	if (rc != 0)
+		return rc;
+	uv_check_start(&w->flush_check, on_check);
+	uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
+	uv_signal_start(&w->sig_term, on_signal, SIGTERM);
+	uv_signal_start(&w->sig_int, on_signal, SIGINT);
+	uv_signal_start(&w->sig_hup, on_signal, SIGHUP);
+	return 0;
+}
+
+void worker_deinit(struct worker *w)
+{
+	struct conn_count *cc, *tmp;
+	HASH_ITER(hh, w->db_counts, cc, tmp) {
+		HASH_DEL(w->db_counts, cc);
+		free(cc->name);
+		free(cc);
+	}
+	HASH_ITER(hh, w->user_counts, cc, tmp) {
+		HASH_DEL(w->user_counts, cc);
+		free(cc->name);
+		free(cc);
+	}
+	auth_userlist_free(w->userlist);
+	w->userlist = NULL;
+	buf_pool_deinit(&w->bufs);
+	config_free(w->cfg);
+	w->cfg = NULL;
+}
