@@ -302,6 +302,9 @@ void stream_flush(struct stream *s)
 	if (first == n) {
 		s->niov = 0;
 		s->pending = 0;
+		/* A reader paused for our sake waits for this, even if no uv_write ran. */
+		if (s->drain_cb)
+			s->drain_cb(s);
 		return;
 	}
 	struct write_req *wr = xmalloc(sizeof(*wr));

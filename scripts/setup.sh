@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# setup.sh - installs every package sluice needs to build and test, from
+# Debian's archive with apt-get. Idempotent: when dpkg says everything is
+# installed already it does nothing (no apt-get update, no network).
+#
+# It owns the list of dependencies; meson.build finds them with pkg-config.
+# It does not configure or build anything (scripts/test.sh does).
+set -euo pipefail
+
+# Build: compiler, meson, and the libraries meson.build asks pkg-config for.
+build_packages=(
+	meson ninja-build pkg-config gcc
+	libuv1-dev libssl-dev libpq-dev libinih-dev uthash-dev
+)
+
+# Tests: Check, a PostgreSQL server the integration harness runs with initdb
+# (postgresql-contrib brings pgbench), and valgrind for `meson test --setup valgrind`.
+test_packages=(
+	check libsubunit-dev
+	postgresql postgresql-contrib
+	valgrind
+)
+
+# Later, with the issues that need them (uncomment then):
+#   pgbouncer   - the benchmark and compatibility comparisons in test/bench
+#   prometheus  - scraping /metrics in the metrics tests
+later_packages=(
+	# pgbouncer
+	# prometheus
+)
+
+packages=("${build_packages[@]}" "${test_packages[@]}" "${later_packages[@]}")
+
+missing=()
+for p in "${packages[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+		missing+=("$p")
+	fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "setup.sh: all ${#packages[@]} packages are installed"
+	exit 0
+fi
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+	sudo=(sudo)
+fi
+
+echo "setup.sh: installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# test.sh - the one command that proves a change: installs the dependencies,
+# then configures, builds and runs every test suite twice, in `build` (the
+# normal build) and in `build-asan` (AddressSanitizer + UndefinedBehavior-
+# Sanitizer, sluice itself included, so an integration test fails when the
+# daemon it drives reports an error or a leak at exit).
+#
+# Environment:
+#   SLUICE_TEST_SKIP_ASAN=1  skip the sanitizer build, for a quick local run
+#                            (CI never sets it).
+#   SLUICE_BUILD_DIR=NAME    build in NAME and NAME-asan instead of build and
+#                            build-asan.
+#   MESON_TEST_ARGS          extra arguments for `meson test`, e.g. "--suite unit"
+#                            or a test name.
+#
+# Valgrind is opt-in and not run here (it is slow):
+#   meson test -C build --setup valgrind --print-errorlogs
+#
+# Exits non-zero when any step of any build fails; prints one summary line per build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/setup.sh
+
+# Sanitizers stop at the first error and say where; leaks fail the process at exit.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-halt_on_error=1:abort_on_error=0:detect_leaks=1:print_stacktrace=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
+
+read -r -a extra_test_args <<<"${MESON_TEST_ARGS:-}"
+summary=()
+failed=0
+
+# run_build DIR [meson setup options...]: configure (or reconfigure), build, test.
+run_build() {
+	local dir="$1"
+	shift
+	local step="configure" start=$SECONDS
+	echo "==== $dir: configure"
+	# build.ninja exists only after a configure that succeeded. A directory
+	# left by a failed first configure can be neither reconfigured nor wiped
+	# by meson 1.0, so it is removed (it holds nothing but meson's files).
+	local how=()
+	if [ -f "$dir/build.ninja" ]; then
+		how=(--reconfigure)
+	elif [ -d "$dir/meson-private" ]; then
+		rm -rf "$dir"
+	fi
+	meson setup "${how[@]}" "$dir" "$@" || { record "$dir" "$step" "$start"; return 1; }
+	step="build"
+	echo "==== $dir: build"
+	meson compile -C "$dir" || { record "$dir" "$step" "$start"; return 1; }
+	step="test"
+	echo "==== $dir: test"
+	meson test -C "$dir" --print-errorlogs "${extra_test_args[@]}" ||
+		{ record "$dir" "$step" "$start"; return 1; }
+	record "$dir" "" "$start"
+}
+
+# record DIR FAILED_STEP START: one summary line, with meson's counts when there are some.
+record() {
+	local dir="$1" step="$2" start="$3" counts=""
+	local log="$dir/meson-logs/testlog.json"
+	if [ -z "$step" ] || [ "$step" = "test" ]; then
+		if [ -f "$log" ]; then
+			counts=$(awk -F'"result": "' 'NF > 1 { split($2, a, "\""); n[a[1]]++ }
+				END { s = ""; for (k in n) s = s sprintf("%s%s=%d", (s ? ", " : ""), k, n[k]); print s }' "$log")
+		fi
+	fi
+	if [ -z "$step" ]; then
+		summary+=("PASS  $dir  (${counts:- no tests}) in $((SECONDS - start)) s")
+	else
+		summary+=("FAIL  $dir  at $step${counts:+ (${counts})} after $((SECONDS - start)) s")
+		failed=1
+	fi
+}
+
+build="${SLUICE_BUILD_DIR:-build}"
+run_build "$build" || true
+if [ "${SLUICE_TEST_SKIP_ASAN:-0}" = "1" ]; then
+	summary+=("SKIP  $build-asan  (SLUICE_TEST_SKIP_ASAN=1)")
+else
+	run_build "$build-asan" -Db_sanitize=address,undefined -Db_lundef=false || true
+fi
+
+echo
+echo "==== summary"
+printf '%s\n' "${summary[@]}"
+exit "$failed"

@@ -1,0 +1,1048 @@
+/*
+ * harness.c - a throwaway PostgreSQL and per-test sluice processes for the
+ * Check integration suites; the contracts are in harness.h.
+ *
+ * It owns every process it starts and the executable's temporary directory.
+ * It does not own sluice's behaviour: everything it knows about sluice is the
+ * command line, the ini keys it writes and the ports it waits for.
+ *
+ * Every wait here is a polling loop with a deadline (no test may hang), and
+ * every failure goes through harness_die(), which fails the running Check
+ * test, or exits when PostgreSQL is being set up before the tests run.
+ */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How long the pieces may take before the harness gives up (ms, unscaled). */
+#define PG_CTL_TIMEOUT_MS 60000
+#define SLUICE_START_TIMEOUT_MS 10000
+#define SLUICE_STOP_TIMEOUT_MS 15000
+#define TCASE_TIMEOUT_S 60
+#define POLL_INTERVAL_MS 20
+#define START_ATTEMPTS 3
+
+/*
+ * The PostgreSQL of this executable. Filled in once, before Check forks, so
+ * every test child sees the same values; nothing in it changes afterwards.
+ */
+static struct {
+	bool started;
+	pid_t owner; /* the process that started it and must stop it */
+	long startup_ms;
+	int port;
+	char *dir; /* the executable's temporary directory */
+	char *datadir;
+	char *bindir;
+	char *setup_log; /* output of initdb and pg_ctl */
+	char *server_log; /* PostgreSQL's own log */
+	bool as_postgres; /* run PostgreSQL's binaries as the OS user postgres */
+	uid_t pg_uid;
+	gid_t pg_gid;
+	struct harness_pg pub;
+} pg;
+
+/* The directory's creator removes it at exit; see harness_dir(). */
+static pid_t dir_owner;
+/* true only while harness_run_suite() sets up before the first test. */
+static bool outside_tests;
+static bool cleanup_registered;
+
+/*
+ * sluice processes started and not yet freed, for the exit handler: a test
+ * that fails half-way leaves its sluice behind, and this process (or, in fork
+ * mode, the kernel through PR_SET_PDEATHSIG) must kill it.
+ */
+struct sluice_entry {
+	struct harness_sluice *s;
+	pid_t creator;
+	struct sluice_entry *next;
+};
+static struct sluice_entry *live_sluices;
+
+/* ---- small helpers ------------------------------------------------------- */
+
+/*
+ * Fails the current test with a message, or, before the tests run, prints it
+ * and exits (the exit handler cleans up). Never returns.
+ */
+static void harness_die(const char *fmt, ...) PRINTF_LIKE(1, 2) __attribute__((noreturn));
+static void harness_die(const char *fmt, ...)
+{
+	char msg[8192];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (outside_tests) {
+		fprintf(stderr, "harness: %s\n", msg);
+		exit(EXIT_FAILURE);
+	}
+	ck_abort_msg("harness: %s", msg);
+	abort(); /* not reached: ck_abort_msg does not return */
+}
+
+static long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* Under a wrapper such as valgrind sluice starts and stops many times slower. */
+static int wait_scale(void)
+{
+	const char *w = getenv("SLUICE_WRAPPER");
+	return w && *w ? 10 : 1;
+}
+
+/* Exit status as the shell reports it: the code, or 128 + the signal. */
+static int decode_status(int wstatus)
+{
+	if (WIFEXITED(wstatus))
+		return WEXITSTATUS(wstatus);
+	if (WIFSIGNALED(wstatus))
+		return 128 + WTERMSIG(wstatus);
+	return -1;
+}
+
+/*
+ * Waits up to timeout_ms for pid. Returns its decoded status, or -1 if it is
+ * still running (it is then neither killed nor reaped).
+ */
+static int wait_pid_bounded(pid_t pid, int timeout_ms)
+{
+	long deadline = now_ms() + timeout_ms;
+	for (;;) {
+		int wstatus;
+		pid_t r = waitpid(pid, &wstatus, WNOHANG);
+		if (r == pid)
+			return decode_status(wstatus);
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (now_ms() >= deadline)
+			return -1;
+		sleep_ms(POLL_INTERVAL_MS);
+	}
+}
+
+/* The whole file as a heap string; NULL if it cannot be read. */
+static char *read_text_file(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	size_t cap = 4096, len = 0;
+	char *text = xmalloc(cap);
+	size_t n;
+	while ((n = fread(text + len, 1, cap - len - 1, f)) > 0) {
+		len += n;
+		if (cap - len - 1 == 0) {
+			cap *= 2;
+			text = xrealloc(text, cap);
+		}
+	}
+	fclose(f);
+	text[len] = '\0';
+	return text;
+}
+
+static void write_text_file(const char *path, const char *text, bool append)
+{
+	FILE *f = fopen(path, append ? "a" : "w");
+	if (!f)
+		harness_die("cannot write %s: %s", path, strerror(errno));
+	fputs(text, f);
+	if (fclose(f) != 0)
+		harness_die("cannot write %s: %s", path, strerror(errno));
+}
+
+/* The last part of a log, for failure messages that must stay readable. */
+static const char *tail_of(const char *text, size_t max)
+{
+	if (!text)
+		return "(no log)";
+	size_t len = strlen(text);
+	return len > max ? text + len - max : text;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+static void rm_rf(const char *path)
+{
+	nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Replaces every occurrence of each key by its value; a fresh heap string. */
+static char *substitute(const char *text, const char *const *pairs, size_t npairs)
+{
+	char *out = xstrdup(text);
+	for (size_t i = 0; i + 1 < npairs; i += 2) {
+		const char *key = pairs[i], *value = pairs[i + 1];
+		char *hit;
+		size_t offset = 0;
+		while ((hit = strstr(out + offset, key)) != NULL) {
+			size_t at = (size_t)(hit - out);
+			char *next = xasprintf("%.*s%s%s", (int)at, out, value, hit + strlen(key));
+			free(out);
+			out = next;
+			offset = at + strlen(value);
+		}
+	}
+	return out;
+}
+
+/* vprintf into a fresh heap string; aborts on out-of-memory like xasprintf. */
+static char *vformat(const char *fmt, va_list ap)
+{
+	char *s = NULL;
+	if (vasprintf(&s, fmt, ap) < 0) {
+		fprintf(stderr, "harness: out of memory formatting a string\n");
+		abort();
+	}
+	return s;
+}
+
+/* printf onto the end of a heap string, replacing it. */
+static void appendf(char **s, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void appendf(char **s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *tail = vformat(fmt, ap);
+	va_end(ap);
+	char *joined = xasprintf("%s%s", *s, tail);
+	free(*s);
+	free(tail);
+	*s = joined;
+}
+
+/* Whether the ini text sets key (a line "key =" or "key=", leading blanks allowed). */
+static bool ini_has_key(const char *text, const char *key)
+{
+	size_t klen = strlen(key);
+	const char *line = text;
+	while (line && *line) {
+		const char *p = line + strspn(line, " \t");
+		if (strncmp(p, key, klen) == 0) {
+			p += klen;
+			p += strspn(p, " \t");
+			if (*p == '=')
+				return true;
+		}
+		line = strchr(line, '\n');
+		if (line)
+			line++;
+	}
+	return false;
+}
+
+/*
+ * Runs argv (argv[0] a path) with stdout and stderr appended to out_path,
+ * optionally as the OS user postgres, and waits up to timeout_ms. Returns the
+ * decoded exit status, or -1 when it was killed for taking too long.
+ */
+static int run_command(char *const argv[], bool as_postgres, const char *out_path,
+	int timeout_ms)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		harness_die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		int out = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (out < 0 || in < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+			_exit(126);
+		/* initdb may chdir back to where it started; make that somewhere it may read. */
+		if (chdir(pg.dir ? pg.dir : "/") < 0)
+			_exit(126);
+		bool dropped = !as_postgres ||
+			(setgroups(1, &pg.pg_gid) == 0 && setgid(pg.pg_gid) == 0 &&
+				setuid(pg.pg_uid) == 0);
+		if (!dropped) {
+			dprintf(2, "harness: cannot become postgres: %s\n", strerror(errno));
+			_exit(126);
+		}
+		execv(argv[0], argv);
+		dprintf(2, "harness: exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	int status = wait_pid_bounded(pid, timeout_ms);
+	if (status < 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	return status;
+}
+
+/* ---- the temporary directory and the exit handler ------------------------ */
+
+static void kill_own_sluices(void)
+{
+	for (struct sluice_entry *e = live_sluices; e; e = e->next) {
+		if (e->creator == getpid() && e->s->pid > 0) {
+			kill(e->s->pid, SIGKILL);
+			waitpid(e->s->pid, NULL, 0);
+			e->s->pid = 0;
+		}
+	}
+}
+
+static void stop_pg_immediately(void)
+{
+	char *pg_ctl = xasprintf("%s/pg_ctl", pg.bindir);
+	char *argv[] = { pg_ctl, "-D", pg.datadir, "-m", "immediate", "-w", "-t", "30", "stop",
+		NULL };
+	run_command(argv, pg.as_postgres, pg.setup_log, PG_CTL_TIMEOUT_MS);
+	free(pg_ctl);
+}
+
+/*
+ * Runs in every process that inherited it, so each part is guarded by the pid
+ * that owns it: Check's test children exit() through here too and must not
+ * stop the PostgreSQL their siblings still use.
+ */
+static void harness_cleanup(void)
+{
+	kill_own_sluices();
+	if (pg.started && pg.owner == getpid()) {
+		stop_pg_immediately();
+		pg.started = false;
+	}
+	if (pg.dir && dir_owner == getpid() && !getenv("HARNESS_KEEP")) {
+		rm_rf(pg.dir);
+	}
+}
+
+/*
+ * A signal that ends the whole executable (meson's timeout sends SIGTERM)
+ * must still stop PostgreSQL: exit() runs harness_cleanup(). This is not
+ * async-signal-safe in theory; in practice the parent is waiting for a test
+ * child when the signal comes, and a leaked postgres is the worse outcome.
+ */
+static void on_fatal_signal(int sig)
+{
+	signal(sig, SIG_DFL);
+	exit(128 + sig);
+}
+
+static void register_cleanup(void)
+{
+	if (cleanup_registered)
+		return;
+	cleanup_registered = true;
+	atexit(harness_cleanup);
+}
+
+/* The executable's temporary directory, created on first use (owned by postgres when root). */
+static const char *harness_dir(void)
+{
+	if (pg.dir)
+		return pg.dir;
+	register_cleanup();
+	if (geteuid() == 0) {
+		struct passwd *pw = getpwnam("postgres");
+		if (!pw)
+			harness_die("as root, PostgreSQL must run as the OS user 'postgres', "
+				    "which does not exist");
+		pg.as_postgres = true;
+		pg.pg_uid = pw->pw_uid;
+		pg.pg_gid = pw->pw_gid;
+	}
+	const char *base = getenv("TMPDIR");
+	char *templ = xasprintf("%s/sluice-it.XXXXXX", base && *base ? base : "/tmp");
+	if (!mkdtemp(templ))
+		harness_die("mkdtemp %s: %s", templ, strerror(errno));
+	if (pg.as_postgres && chown(templ, pg.pg_uid, pg.pg_gid) < 0)
+		harness_die("chown %s: %s", templ, strerror(errno));
+	pg.dir = templ;
+	dir_owner = getpid();
+	return pg.dir;
+}
+
+/* ---- PostgreSQL ---------------------------------------------------------- */
+
+static char *find_bindir(void)
+{
+	const char *env = getenv("PG_BINDIR");
+	if (env && *env)
+		return xstrdup(env);
+	FILE *p = popen("pg_config --bindir", "r");
+	char line[4096] = "";
+	if (!p || !fgets(line, sizeof(line), p)) {
+		if (p)
+			pclose(p);
+		harness_die("PG_BINDIR is not set and `pg_config --bindir` gave nothing");
+	}
+	pclose(p);
+	line[strcspn(line, "\r\n")] = '\0';
+	return xstrdup(line);
+}
+
+static const char pg_hba_conf[] =
+	"# Written by the sluice integration harness.\n"
+	"local all all trust\n"
+	"host all md5user 127.0.0.1/32 md5\n"
+	"host all scramuser 127.0.0.1/32 scram-sha-256\n"
+	"host all plainuser 127.0.0.1/32 password\n"
+	"host all all 127.0.0.1/32 trust\n";
+
+/* Settings appended after initdb; a later "port" line from a retry overrides this one. */
+static void write_pg_settings(void)
+{
+	char *conf = xasprintf("%s/postgresql.conf", pg.datadir);
+	char *text = xasprintf("\n# sluice integration harness\n"
+			       "port = %d\n"
+			       "listen_addresses = '127.0.0.1'\n"
+			       "unix_socket_directories = '%s'\n"
+			       "fsync = off\n"
+			       "synchronous_commit = off\n"
+			       "full_page_writes = off\n"
+			       "max_connections = 200\n"
+			       "shared_buffers = 32MB\n",
+		pg.port, pg.dir);
+	write_text_file(conf, text, true);
+	free(text);
+	free(conf);
+	char *hba = xasprintf("%s/pg_hba.conf", pg.datadir);
+	write_text_file(hba, pg_hba_conf, false);
+	free(hba);
+}
+
+static int pg_ctl_start(void)
+{
+	char *pg_ctl = xasprintf("%s/pg_ctl", pg.bindir);
+	char *argv[] = { pg_ctl, "-D", pg.datadir, "-l", pg.server_log, "-w", "-t", "60", "start",
+		NULL };
+	int status = run_command(argv, pg.as_postgres, pg.setup_log, PG_CTL_TIMEOUT_MS);
+	free(pg_ctl);
+	return status;
+}
+
+/* Runs sql on a superuser connection to dbname; harness_die() on error. */
+static char *pg_exec_on(const char *dbname, const char *sql)
+{
+	char *conninfo = xasprintf("host=%s port=%d user=%s dbname=%s connect_timeout=10", pg.dir,
+		pg.port, HARNESS_SUPERUSER, dbname);
+	PGconn *conn = PQconnectdb(conninfo);
+	free(conninfo);
+	if (PQstatus(conn) != CONNECTION_OK) {
+		char *err = xstrdup(PQerrorMessage(conn));
+		PQfinish(conn);
+		harness_die("superuser connection to PostgreSQL failed: %s", err);
+	}
+	PGresult *res = PQexec(conn, sql);
+	ExecStatusType st = PQresultStatus(res);
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		char *err = xstrdup(PQerrorMessage(conn));
+		PQclear(res);
+		PQfinish(conn);
+		harness_die("superuser query failed: %s\n%s", sql, err);
+	}
+	char *value = NULL;
+	if (st == PGRES_TUPLES_OK && PQntuples(res) > 0 && PQnfields(res) > 0 &&
+		!PQgetisnull(res, 0, 0))
+		value = xstrdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	PQfinish(conn);
+	return value;
+}
+
+/* The roles, database and table described in harness.h. */
+static void provision(void)
+{
+	static const char *const on_postgres[] = {
+		"SET password_encryption = 'md5';"
+		"CREATE ROLE md5user LOGIN PASSWORD 'md5userpw';"
+		"SET password_encryption = 'scram-sha-256';"
+		"CREATE ROLE scramuser LOGIN PASSWORD 'scramuserpw';"
+		"CREATE ROLE plainuser LOGIN PASSWORD 'plainuserpw';"
+		"CREATE ROLE trustuser LOGIN PASSWORD 'trustuserpw';",
+		/* CREATE DATABASE refuses the implicit transaction of a multi-statement string. */
+		"CREATE DATABASE " HARNESS_DATABASE,
+		"GRANT ALL ON DATABASE " HARNESS_DATABASE " TO PUBLIC",
+	};
+	static const char on_app[] =
+		"GRANT ALL ON SCHEMA public TO PUBLIC;"
+		"CREATE TABLE items (id int PRIMARY KEY, name text);"
+		"INSERT INTO items VALUES (1, 'one'), (2, 'two'), (3, 'three');"
+		"GRANT ALL ON items TO PUBLIC;";
+	for (size_t i = 0; i < ARRAY_SIZE(on_postgres); i++)
+		free(pg_exec_on("postgres", on_postgres[i]));
+	free(pg_exec_on(HARNESS_DATABASE, on_app));
+}
+
+static void pg_start_and_provision(void)
+{
+	long t0 = now_ms();
+	harness_dir();
+	pg.bindir = find_bindir();
+	pg.datadir = xasprintf("%s/data", pg.dir);
+	pg.setup_log = xasprintf("%s/pg_setup.log", pg.dir);
+	pg.server_log = xasprintf("%s/postgres.log", pg.dir);
+
+	char *initdb = xasprintf("%s/initdb", pg.bindir);
+	char *argv[] = { initdb, "-D", pg.datadir, "-U", HARNESS_SUPERUSER, "-A", "trust", "-E",
+		"UTF8", "--no-locale", "--no-sync", NULL };
+	int status = run_command(argv, pg.as_postgres, pg.setup_log, PG_CTL_TIMEOUT_MS);
+	free(initdb);
+	if (status != 0) {
+		char *log = read_text_file(pg.setup_log);
+		harness_die("initdb failed (status %d):\n%s", status, tail_of(log, 3000));
+	}
+
+	/* A free port may be taken before postgres binds it: retry on another. */
+	for (int attempt = 1;; attempt++) {
+		pg.port = harness_free_port();
+		write_pg_settings();
+		status = pg_ctl_start();
+		if (status == 0)
+			break;
+		char *log = read_text_file(pg.server_log);
+		bool in_use = log && strstr(log, "already in use");
+		if (!in_use || attempt == START_ATTEMPTS) {
+			char *setup = read_text_file(pg.setup_log);
+			harness_die("pg_ctl start failed (status %d):\n%s\n%s", status,
+				tail_of(setup, 2000), tail_of(log, 3000));
+		}
+		free(log);
+	}
+	pg.started = true;
+	pg.owner = getpid();
+	provision();
+
+	pg.pub.host = "127.0.0.1";
+	pg.pub.port = pg.port;
+	pg.pub.socket_dir = pg.dir;
+	pg.pub.superuser = HARNESS_SUPERUSER;
+	pg.pub.bindir = pg.bindir;
+	pg.pub.dir = pg.dir;
+	pg.startup_ms = now_ms() - t0;
+}
+
+const struct harness_pg *harness_pg(void)
+{
+	if (!pg.pub.host)
+		pg_start_and_provision();
+	return &pg.pub;
+}
+
+long harness_pg_startup_ms(void)
+{
+	return pg.startup_ms;
+}
+
+void harness_pg_stop(void)
+{
+	harness_pg();
+	char *pg_ctl = xasprintf("%s/pg_ctl", pg.bindir);
+	char *argv[] = { pg_ctl, "-D", pg.datadir, "-m", "fast", "-w", "-t", "60", "stop", NULL };
+	int status = run_command(argv, pg.as_postgres, pg.setup_log, PG_CTL_TIMEOUT_MS);
+	free(pg_ctl);
+	if (status != 0) {
+		char *log = read_text_file(pg.setup_log);
+		harness_die("pg_ctl stop failed (status %d):\n%s", status, tail_of(log, 2000));
+	}
+}
+
+void harness_pg_start(void)
+{
+	harness_pg();
+	int status = pg_ctl_start();
+	if (status != 0) {
+		char *log = read_text_file(pg.server_log);
+		harness_die("pg_ctl start failed (status %d):\n%s", status, tail_of(log, 3000));
+	}
+}
+
+void harness_pg_restart(void)
+{
+	harness_pg_stop();
+	harness_pg_start();
+}
+
+char *harness_pg_exec(const char *fmt, ...)
+{
+	harness_pg();
+	va_list ap;
+	va_start(ap, fmt);
+	char *sql = vformat(fmt, ap);
+	va_end(ap);
+	char *value = pg_exec_on(HARNESS_DATABASE, sql);
+	free(sql);
+	return value;
+}
+
+long harness_pg_exec_long(const char *fmt, ...)
+{
+	harness_pg();
+	va_list ap;
+	va_start(ap, fmt);
+	char *sql = vformat(fmt, ap);
+	va_end(ap);
+	char *value = pg_exec_on(HARNESS_DATABASE, sql);
+	if (!value)
+		harness_die("no value from: %s", sql);
+	char *end;
+	long n = strtol(value, &end, 10);
+	if (*end != '\0')
+		harness_die("not an integer (%s) from: %s", value, sql);
+	free(value);
+	free(sql);
+	return n;
+}
+
+/* ---- ports and sockets --------------------------------------------------- */
+
+int harness_free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		harness_die("socket: %s", strerror(errno));
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = 0 };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof(sa);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+		getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
+		int err = errno;
+		close(fd);
+		harness_die("cannot find a free port: %s", strerror(err));
+	}
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+int harness_raw_connect(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		harness_die("socket: %s", strerror(errno));
+	struct timeval tv = { .tv_sec = 10 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int err = errno;
+		close(fd);
+		harness_die("connect to 127.0.0.1:%d: %s", port, strerror(err));
+	}
+	return fd;
+}
+
+/*
+ * Whether something listens on 127.0.0.1:port (or on any address), read from
+ * /proc/net/tcp so that waiting for sluice does not itself open a client
+ * connection that would show up in sluice's logs and statistics.
+ */
+static bool tcp_port_listening(int port)
+{
+	FILE *f = fopen("/proc/net/tcp", "r");
+	if (!f) {
+		/* No procfs: fall back to a probing connect. */
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct sockaddr_in sa = { .sin_family = AF_INET };
+		sa.sin_port = htons((uint16_t)port);
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		if (fd >= 0)
+			close(fd);
+		return ok;
+	}
+	char line[512];
+	bool found = false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		unsigned addr, lport, state;
+		if (sscanf(line, " %*d: %8X:%4X %*8X:%*4X %2X", &addr, &lport, &state) != 3)
+			continue;
+		/* 0A is TCP_LISTEN; the address is in network order, printed as a host integer. */
+		found = state == 0x0A && lport == (unsigned)port &&
+			(addr == 0 || addr == htonl(INADDR_LOOPBACK));
+	}
+	fclose(f);
+	return found;
+}
+
+/* ---- sluice -------------------------------------------------------------- */
+
+static const char *sluice_bin(void)
+{
+	const char *bin = getenv("SLUICE_BIN");
+	if (!bin || !*bin)
+		harness_die("SLUICE_BIN is not set (meson test sets it to the built sluice)");
+	return bin;
+}
+
+/* Forks and execs `[wrapper words...] sluice ini`, output to the log; returns the child's pid. */
+static pid_t spawn_sluice(const struct harness_sluice *s)
+{
+	const char *bin = sluice_bin();
+	const char *wrapper = getenv("SLUICE_WRAPPER");
+	char *words = xstrdup(wrapper ? wrapper : "");
+	char *argv[64];
+	size_t argc = 0;
+	char *save = NULL;
+	for (char *w = strtok_r(words, " \t", &save); w && argc < ARRAY_SIZE(argv) - 3;
+		w = strtok_r(NULL, " \t", &save))
+		argv[argc++] = w;
+	argv[argc++] = (char *)bin;
+	argv[argc++] = s->ini_path;
+	argv[argc] = NULL;
+
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0)
+		harness_die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		/* Die with the test process however it ends (Check's _exit, a timeout). */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(125);
+		int out = open(s->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (out < 0 || in < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+			_exit(126);
+		execvp(argv[0], argv);
+		dprintf(2, "harness: exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	free(words);
+	return pid;
+}
+
+static void write_sluice_files(struct harness_sluice *s, const char *sluice_extra,
+	const char *databases, const char *userlist)
+{
+	bool need_pg = !databases || (sluice_extra && strstr(sluice_extra, "@PG")) ||
+		strstr(databases, "@PG") || (userlist && strstr(userlist, "@PG"));
+	const struct harness_pg *p = need_pg ? harness_pg() : NULL;
+	char port[16];
+	snprintf(port, sizeof(port), "%d", p ? p->port : 0);
+	const char *const pairs[] = {
+		"@PGHOST@", "127.0.0.1", "@PGPORT@", port,
+		"@PGSOCKET@", p ? p->socket_dir : "", "@DIR@", s->dir,
+	};
+	const char *extra = sluice_extra ? sluice_extra : "";
+	const char *dbs = databases ? databases
+				    : "app = host=@PGHOST@ port=@PGPORT@ dbname=app\n"
+				      "postgres = host=@PGHOST@ port=@PGPORT@ dbname=postgres\n";
+
+	char *userlist_path = xasprintf("%s/userlist.txt", s->dir);
+	if (userlist) {
+		char *text = substitute(userlist, pairs, ARRAY_SIZE(pairs));
+		write_text_file(userlist_path, text, false);
+		free(text);
+	}
+
+	/*
+	 * Defaults only for keys the test does not set itself, so that no key
+	 * appears twice. listen_port is always the harness's: tests need to know it.
+	 */
+	char *raw = xasprintf("[sluice]\n; written by the sluice integration harness\n"
+			      "listen_port = %d\n", s->port);
+	if (!ini_has_key(extra, "listen_addr"))
+		appendf(&raw, "listen_addr = 127.0.0.1\n");
+	if (!ini_has_key(extra, "unix_socket_dir"))
+		appendf(&raw, "unix_socket_dir = %s\n", s->dir);
+	if (!ini_has_key(extra, "logfile"))
+		appendf(&raw, "logfile =\n");
+	if (userlist && !ini_has_key(extra, "auth_file"))
+		appendf(&raw, "auth_file = %s\n", userlist_path);
+	appendf(&raw, "%s\n[databases]\n%s\n[users]\n", extra, dbs);
+	char *ini = substitute(raw, pairs, ARRAY_SIZE(pairs));
+	write_text_file(s->ini_path, ini, false);
+	free(ini);
+	free(raw);
+	free(userlist_path);
+}
+
+struct harness_sluice *harness_sluice_start(const char *sluice_extra, const char *databases,
+	const char *userlist)
+{
+	const char *base = harness_dir();
+	struct harness_sluice *s = xcalloc(1, sizeof(*s));
+	s->dir = xasprintf("%s/sluice.XXXXXX", base);
+	if (!mkdtemp(s->dir))
+		harness_die("mkdtemp %s: %s", s->dir, strerror(errno));
+	s->ini_path = xasprintf("%s/sluice.ini", s->dir);
+	s->log_path = xasprintf("%s/sluice.log", s->dir);
+
+	struct sluice_entry *e = xcalloc(1, sizeof(*e));
+	e->s = s;
+	e->creator = getpid();
+	e->next = live_sluices;
+	live_sluices = e;
+
+	bool tcp = !(sluice_extra && ini_has_key(sluice_extra, "listen_addr"));
+	int timeout = SLUICE_START_TIMEOUT_MS * wait_scale();
+	for (int attempt = 1;; attempt++) {
+		s->port = harness_free_port();
+		write_sluice_files(s, sluice_extra, databases, userlist);
+		s->pid = spawn_sluice(s);
+		char *sock = xasprintf("%s/.s.PGSQL.%d", s->dir, s->port);
+		long deadline = now_ms() + timeout;
+		bool up = false, exited = false;
+		while (!up && now_ms() < deadline) {
+			int wstatus;
+			if (waitpid(s->pid, &wstatus, WNOHANG) == s->pid) {
+				s->status = decode_status(wstatus);
+				s->pid = 0;
+				exited = true;
+				break;
+			}
+			up = tcp ? tcp_port_listening(s->port) : access(sock, F_OK) == 0;
+			if (!up)
+				sleep_ms(POLL_INTERVAL_MS);
+		}
+		free(sock);
+		if (up)
+			return s;
+		char *log = read_text_file(s->log_path);
+		if (exited && log && strstr(log, "in use") && attempt < START_ATTEMPTS) {
+			/* Someone took the free port first; truncate the log and try another. */
+			free(log);
+			write_text_file(s->log_path, "", false);
+			continue;
+		}
+		if (!exited) {
+			kill(s->pid, SIGKILL);
+			waitpid(s->pid, NULL, 0);
+			s->pid = 0;
+		}
+		char *what = exited ? xasprintf("exited with status %d during start-up", s->status)
+				    : xasprintf("did not listen within %d ms", timeout);
+		char *msg = xasprintf("sluice %s (port %d, %s):\n%s", what, s->port, s->ini_path,
+			tail_of(log, 4000));
+		free(what);
+		free(log);
+		harness_die("%s", msg);
+	}
+}
+
+int harness_sluice_wait(struct harness_sluice *s, int timeout_ms)
+{
+	if (s->pid == 0)
+		return s->status;
+	int status = wait_pid_bounded(s->pid, timeout_ms);
+	if (status >= 0) {
+		s->status = status;
+		s->pid = 0;
+	}
+	return status;
+}
+
+int harness_sluice_stop(struct harness_sluice *s)
+{
+	if (s->pid == 0)
+		return s->status;
+	kill(s->pid, SIGTERM);
+	int timeout = SLUICE_STOP_TIMEOUT_MS * wait_scale();
+	if (harness_sluice_wait(s, timeout) >= 0)
+		return s->status;
+	fprintf(stderr,
+		"harness: sluice (pid %d, %s) did not exit within %d ms of SIGTERM; killed\n",
+		(int)s->pid, s->dir, timeout);
+	kill(s->pid, SIGKILL);
+	waitpid(s->pid, NULL, 0);
+	s->pid = 0;
+	s->status = -1;
+	return -1;
+}
+
+void harness_sluice_signal(struct harness_sluice *s, int sig)
+{
+	if (s->pid == 0 || kill(s->pid, sig) < 0)
+		harness_die("cannot signal sluice: it is not running (status %d)", s->status);
+}
+
+void harness_sluice_free(struct harness_sluice *s)
+{
+	if (!s)
+		return;
+	if (s->pid > 0) {
+		kill(s->pid, SIGKILL);
+		waitpid(s->pid, NULL, 0);
+	}
+	for (struct sluice_entry **pp = &live_sluices; *pp; pp = &(*pp)->next) {
+		if ((*pp)->s == s) {
+			struct sluice_entry *e = *pp;
+			*pp = e->next;
+			free(e);
+			break;
+		}
+	}
+	if (!getenv("HARNESS_KEEP"))
+		rm_rf(s->dir);
+	free(s->dir);
+	free(s->ini_path);
+	free(s->log_path);
+	free(s);
+}
+
+char *harness_sluice_log(const struct harness_sluice *s)
+{
+	char *log = read_text_file(s->log_path);
+	return log ? log : xstrdup("");
+}
+
+bool harness_sluice_log_wait(const struct harness_sluice *s, const char *needle, int timeout_ms)
+{
+	long deadline = now_ms() + (long)timeout_ms * wait_scale();
+	for (;;) {
+		char *log = harness_sluice_log(s);
+		bool found = strstr(log, needle) != NULL;
+		free(log);
+		if (found)
+			return true;
+		if (now_ms() >= deadline)
+			return false;
+		sleep_ms(POLL_INTERVAL_MS);
+	}
+}
+
+/* ---- libpq helpers ------------------------------------------------------- */
+
+static PGconn *connect_to(const struct harness_sluice *s, const char *conninfo)
+{
+	int port = s ? s->port : harness_pg()->port;
+	char *full = xasprintf("host=127.0.0.1 port=%d connect_timeout=10 %s", port,
+		conninfo ? conninfo : "");
+	PGconn *conn = PQconnectdb(full);
+	free(full);
+	return conn;
+}
+
+/* libpq's multi-line messages end in a newline; failure messages read better without it. */
+static char *chomp_copy(const char *text)
+{
+	char *copy = xstrdup(text ? text : "");
+	size_t n = strlen(copy);
+	while (n > 0 && (copy[n - 1] == '\n' || copy[n - 1] == ' '))
+		copy[--n] = '\0';
+	return copy;
+}
+
+PGconn *harness_connect(const struct harness_sluice *s, const char *conninfo)
+{
+	PGconn *conn = connect_to(s, conninfo);
+	if (PQstatus(conn) != CONNECTION_OK) {
+		char *err = chomp_copy(PQerrorMessage(conn));
+		PQfinish(conn);
+		harness_die("connecting to %s with \"%s\" failed: %s", s ? "sluice" : "PostgreSQL",
+			conninfo, err);
+	}
+	return conn;
+}
+
+char *harness_connect_error(const struct harness_sluice *s, const char *conninfo)
+{
+	PGconn *conn = connect_to(s, conninfo);
+	bool ok = PQstatus(conn) == CONNECTION_OK;
+	char *err = chomp_copy(PQerrorMessage(conn));
+	PQfinish(conn);
+	if (ok) {
+		free(err);
+		harness_die("connecting to %s with \"%s\" succeeded but was expected to fail",
+			s ? "sluice" : "PostgreSQL", conninfo);
+	}
+	return err;
+}
+
+char *harness_query_text(PGconn *conn, const char *sql)
+{
+	PGresult *res = PQexec(conn, sql);
+	ExecStatusType st = PQresultStatus(res);
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		char *err = chomp_copy(PQerrorMessage(conn));
+		PQclear(res);
+		harness_die("query \"%s\" failed: %s", sql, err);
+	}
+	char *value = NULL;
+	if (st == PGRES_TUPLES_OK && PQntuples(res) > 0 && PQnfields(res) > 0 &&
+		!PQgetisnull(res, 0, 0))
+		value = xstrdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return value;
+}
+
+char *harness_query_error(PGconn *conn, const char *sql)
+{
+	PGresult *res = PQexec(conn, sql);
+	ExecStatusType st = PQresultStatus(res);
+	if (res && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)) {
+		PQclear(res);
+		harness_die("query \"%s\" succeeded but was expected to fail", sql);
+	}
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	char *msg = chomp_copy(primary ? primary : PQerrorMessage(conn));
+	/* No SQLSTATE means libpq made the error up itself: the connection is gone. */
+	char *out = xasprintf("%s %s", state ? state : "08006", msg);
+	free(msg);
+	PQclear(res);
+	return out;
+}
+
+/* ---- running a suite ----------------------------------------------------- */
+
+TCase *harness_tcase(const char *name)
+{
+	TCase *tc = tcase_create(name);
+	tcase_set_timeout(tc, TCASE_TIMEOUT_S * wait_scale());
+	return tc;
+}
+
+int harness_run_suite(Suite *suite)
+{
+	register_cleanup();
+	signal(SIGTERM, on_fatal_signal);
+	signal(SIGINT, on_fatal_signal);
+	signal(SIGHUP, on_fatal_signal);
+	/* A test that writes to a socket sluice closed must fail, not kill the runner. */
+	signal(SIGPIPE, SIG_IGN);
+
+	outside_tests = true;
+	const struct harness_pg *p = harness_pg();
+	fprintf(stderr, "harness: PostgreSQL on 127.0.0.1:%d (socket dir %s) ready in %ld ms\n",
+		p->port, p->socket_dir, pg.startup_ms);
+	fflush(stderr);
+	outside_tests = false;
+
+	SRunner *sr = srunner_create(suite);
+	srunner_run_all(sr, getenv("CK_VERBOSITY") ? CK_ENV : CK_VERBOSE);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,218 @@
+/*
+ * harness.h - the integration test harness: a throwaway PostgreSQL per test
+ * executable, sluice processes started per test on free ports, and libpq
+ * helpers that fail the running Check test instead of returning errors.
+ *
+ * It owns the temporary directory of the executable (the PostgreSQL data
+ * directory, its socket, its log, and one sub-directory per sluice started),
+ * and removes all of it at exit, also when a test failed. It does not know
+ * anything about sluice's internals: sluice is a binary ($SLUICE_BIN) that is
+ * given an ini file and talked to over sockets.
+ *
+ * Process model. Check runs every test in a forked child (CK_FORK, the
+ * default). PostgreSQL is therefore started in the parent, by
+ * harness_run_suite(), before the first fork, and every child talks to the
+ * same server; sluice processes are started inside the test (the child) and
+ * die with it (PR_SET_PDEATHSIG, and Check kills the child's process group on
+ * a timeout). Nothing here keeps a libpq connection open across a fork.
+ *
+ * When the tests run as root, initdb, pg_ctl and postgres run as the OS user
+ * `postgres` (initdb refuses root) and the temporary directory is chowned to
+ * it. sluice itself runs as the calling user.
+ *
+ * Roles provisioned on PostgreSQL, each with LOGIN and password <name>pw:
+ *   md5user    password stored as md5,   pg_hba: md5 from 127.0.0.1
+ *   scramuser  password stored as SCRAM, pg_hba: scram-sha-256 from 127.0.0.1
+ *   plainuser  password stored as SCRAM, pg_hba: password (cleartext)
+ *   trustuser  password stored as SCRAM, pg_hba: trust
+ * plus the bootstrap superuser HARNESS_SUPERUSER (trust locally and over TCP).
+ * Database `app` (everyone may connect, create and use schema public) holds a
+ * table `items (id int primary key, name text)` with rows 1..3, writable by
+ * every role.
+ *
+ * Environment read: PG_BINDIR (directory of initdb/pg_ctl; default
+ * `pg_config --bindir`), SLUICE_BIN (the sluice executable), SLUICE_WRAPPER
+ * (a command line, split on spaces, that sluice is run under, e.g. valgrind;
+ * it also stretches every wait), TMPDIR (where the directory is created).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <check.h>
+#include <libpq-fe.h>
+
+#include "sluice/common.h"
+
+#define HARNESS_SUPERUSER "postgres"
+#define HARNESS_DATABASE "app"
+
+/* The running PostgreSQL. Strings live until exit; read, never modify. */
+struct harness_pg {
+	const char *host; /* "127.0.0.1" */
+	int port; /* TCP port, also the number in the unix socket's name */
+	const char *socket_dir; /* directory of .s.PGSQL.<port> */
+	const char *superuser; /* HARNESS_SUPERUSER */
+	const char *bindir; /* where initdb and pg_ctl were found */
+	const char *dir; /* the executable's temporary directory */
+};
+
+/*
+ * One sluice process. Fields are read-only for tests; the struct and its
+ * directory are released by harness_sluice_free().
+ */
+struct harness_sluice {
+	pid_t pid; /* 0 once it has been reaped */
+	int port; /* listen_port: TCP on 127.0.0.1 and the unix socket's number */
+	char *dir; /* its directory: unix socket, ini, userlist, log */
+	char *ini_path;
+	char *log_path; /* sluice's stderr and stdout */
+	int status; /* harness_sluice_stop()'s result once reaped */
+};
+
+/*
+ * Creates a Check runner for suite, starts PostgreSQL in this (the parent)
+ * process, runs every test, prints the results and returns the process exit
+ * code (0 when every test passed). PostgreSQL is stopped and the directory
+ * removed at exit. Every integration suite's main() is `return
+ * harness_run_suite(my_suite());`.
+ */
+int harness_run_suite(Suite *suite) WUR;
+
+/*
+ * A test case whose timeout suits integration tests (60 s, stretched under
+ * SLUICE_WRAPPER; Check's own default is 4 s). Use it instead of tcase_create.
+ */
+TCase *harness_tcase(const char *name);
+
+/*
+ * The running PostgreSQL, started and provisioned on first use (normally by
+ * harness_run_suite()). A failure to start fails the current test, or exits
+ * the process when called outside of a test.
+ */
+const struct harness_pg *harness_pg(void);
+
+/*
+ * A TCP port on 127.0.0.1 that nobody listens on right now. Another process
+ * may take it before the caller binds it; the start functions retry on a new
+ * port when that happens.
+ */
+int harness_free_port(void);
+
+/*
+ * Starts sluice with a fresh ini in a fresh directory and waits (bounded)
+ * until its TCP port accepts connections; fails the test with the log when it
+ * does not. The ini has:
+ *
+ *   [sluice]  listen_addr=127.0.0.1, listen_port=<free>, unix_socket_dir=<dir>,
+ *             logfile= (empty: stderr, which goes to the log file),
+ *             auth_file=<dir>/userlist.txt when userlist is not NULL,
+ *             then the lines of sluice_extra (may be NULL);
+ *   [databases] databases (NULL: `app` and `postgres` on the harness's server);
+ *   [users]   empty.
+ *
+ * In all three strings @PGHOST@, @PGPORT@, @PGSOCKET@ (PostgreSQL's socket
+ * directory) and @DIR@ (the sluice directory) are replaced by their values,
+ * e.g. "app = host=@PGHOST@ port=@PGPORT@ dbname=app pool_size=2\n".
+ * userlist is the whole auth_file text (`"md5user" "md5userpw"` lines).
+ * The returned process is released with harness_sluice_free().
+ */
+struct harness_sluice *harness_sluice_start(const char *sluice_extra, const char *databases,
+	const char *userlist);
+
+/*
+ * Sends SIGTERM and waits (bounded, 15 s; longer under SLUICE_WRAPPER) for the
+ * process. Returns its exit status (0..255), 128 + the signal number when a
+ * signal ended it, or -1 when it did not exit in time and had to be killed
+ * (that is also printed). AddressSanitizer reports make the status non-zero,
+ * valgrind's make it 99, so `ck_assert_int_eq(harness_sluice_stop(s), 0)` is
+ * the check that sluice shut down cleanly. Calling it again returns the same
+ * status.
+ */
+int harness_sluice_stop(struct harness_sluice *s);
+
+/*
+ * Waits (bounded by timeout_ms) for the process to exit on its own and returns
+ * its status as harness_sluice_stop() does, or -1 if it is still running.
+ */
+int harness_sluice_wait(struct harness_sluice *s, int timeout_ms);
+
+/* Sends sig to the process (e.g. SIGHUP to reload). Fails the test if it is gone. */
+void harness_sluice_signal(struct harness_sluice *s, int sig);
+
+/* Stops the process if it still runs (SIGKILL), removes its directory, frees s. */
+void harness_sluice_free(struct harness_sluice *s);
+
+/* The whole log so far, as a heap string the caller frees. */
+char *harness_sluice_log(const struct harness_sluice *s);
+
+/*
+ * Waits (bounded by timeout_ms) until the log contains needle; returns whether
+ * it did. For asserting on things sluice logs asynchronously.
+ */
+bool harness_sluice_log_wait(const struct harness_sluice *s, const char *needle,
+	int timeout_ms) WUR;
+
+/*
+ * Opens a libpq connection to sluice's TCP port (s == NULL: directly to
+ * PostgreSQL's). conninfo is appended to "host=127.0.0.1 port=N
+ * connect_timeout=10", so it may override either. Fails the test, with
+ * libpq's message, unless the connection succeeds. The caller PQfinish()es it.
+ */
+PGconn *harness_connect(const struct harness_sluice *s, const char *conninfo);
+
+/*
+ * Like harness_connect() but expects the connection to fail: returns libpq's
+ * error message as a heap string the caller frees, and fails the test if the
+ * connection succeeded.
+ */
+char *harness_connect_error(const struct harness_sluice *s, const char *conninfo);
+
+/*
+ * Runs sql on conn, failing the test with the server's message unless it
+ * succeeds. Returns the first column of the first row as a heap string the
+ * caller frees, or NULL when there is no row or the value is SQL NULL.
+ */
+char *harness_query_text(PGconn *conn, const char *sql);
+
+/*
+ * Runs sql on conn expecting an error: returns "SQLSTATE message" (e.g.
+ * "57014 canceling statement due to statement timeout") as a heap string the
+ * caller frees. Fails the test if the command succeeded. A broken connection
+ * gives "08006 <libpq's message>".
+ */
+char *harness_query_error(PGconn *conn, const char *sql);
+
+/*
+ * Runs a printf-formatted SQL command as the superuser directly on
+ * PostgreSQL (unix socket, database app) on a connection of its own, e.g. to
+ * pg_terminate_backend() or to count pg_stat_activity rows. Fails the test on
+ * error. Returns the first value as harness_query_text() does.
+ */
+char *harness_pg_exec(const char *fmt, ...) PRINTF_LIKE(1, 2);
+
+/* harness_pg_exec() for a single integer result (e.g. a count). */
+long harness_pg_exec_long(const char *fmt, ...) PRINTF_LIKE(1, 2);
+
+/*
+ * Stops PostgreSQL (pg_ctl stop -m fast, which ends every session), starts it
+ * again on the same port and data, or both. Bounded; failures fail the test.
+ */
+void harness_pg_stop(void);
+void harness_pg_start(void);
+void harness_pg_restart(void);
+
+/*
+ * A blocking TCP socket connected to 127.0.0.1:port, with 10 s send and
+ * receive timeouts so that no read can hang a test. For tests that send raw
+ * or malformed bytes. Fails the test if it cannot connect; the caller closes it.
+ */
+int harness_raw_connect(int port);
+
+/*
+ * The time, in milliseconds, that PostgreSQL's initdb + start + provisioning
+ * took in this process (0 if it was not started here). Printed by
+ * harness_run_suite() too.
+ */
+long harness_pg_startup_ms(void);
