@@ -298,6 +298,15 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 {
 	struct worker *w = c->w;
 	uint32_t major = st->code >> 16, minor = st->code & 0xffff;
+	if (w->shutdown != WORKER_RUNNING) {
+		client_fail(c, SQLSTATE_CANNOT_CONNECT_NOW, "sluice is shutting down");
+		return;
+	}
+	if (c->over_limit) {
+		client_fail(c, SQLSTATE_TOO_MANY_CONNECTIONS,
+			    "no more connections allowed (max_client_conn)");
+		return;
+	}
 	if (major != 3) {
 		client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
 			    "unsupported frontend protocol %u.%u: server supports 3.0", major, minor);
@@ -645,14 +654,12 @@ void client_accept(struct worker *w, uv_stream_t *listener, bool is_unix)
 	stream_peer_name(&c->stream, c->addr, sizeof(c->addr));
 	c->lc = (struct log_conn){ 'C', c->id, NULL, NULL, c->addr };
 	cancel_register(w, c);
-	if (w->shutdown != WORKER_RUNNING) {
-		client_fail(c, SQLSTATE_CANNOT_CONNECT_NOW, "sluice is shutting down");
-		return;
-	}
-	if (w->client_count > w->cfg->max_client_conn) {
-		client_fail(c, SQLSTATE_TOO_MANY_CONNECTIONS, "no more connections allowed (max_client_conn)");
-		return;
-	}
+	/*
+	 * Over the limit, the client is refused only once its StartupMessage has
+	 * arrived: libpq first sends SSLRequest and cannot take an error in reply,
+	 * and a CancelRequest must still get through. PostgreSQL does the same.
+	 */
+	c->over_limit = w->client_count > w->cfg->max_client_conn;
 	stream_read_start(&c->stream);
 }
 

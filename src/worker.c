@@ -283,15 +283,13 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg)
 
 int worker_start(struct worker *w)
 {
-	int rc = listener_start_all(w);
-	if (rc != 0)
-		return rc;
+	/* The check step first: a failed start exits through it (finish_exit). */
 	uv_check_start(&w->flush_check, on_check);
 	uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
 	uv_signal_start(&w->sig_term, on_signal, SIGTERM);
 	uv_signal_start(&w->sig_int, on_signal, SIGINT);
 	uv_signal_start(&w->sig_hup, on_signal, SIGHUP);
-	return 0;
+	return listener_start_all(w);
 }
 
 void worker_deinit(struct worker *w)

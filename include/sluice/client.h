@@ -96,7 +96,7 @@ struct client {
 	/* relay */
 	uint32_t pass_remaining; /* bytes of the current message still to forward */
 	bool ext_open; /* extended-protocol messages sent since the last Sync */
-	bool closing_after_release;
+	bool over_limit; /* accepted beyond max_client_conn: refused at startup */
 };
 
 /* Starts a client on a freshly accepted stream (listener.c). */
