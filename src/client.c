@@ -241,6 +241,7 @@ static void login_done(struct client *c)
 	}
 	struct pool *p = pool_get(w, c->db_name, c->user_name, db);
 	c->pool = p;
+	p->stats.total.client_login_count++;
 	if (c->auth) {
 		uint8_t ck[32], sk[32];
 		if (auth_session_scram_keys(c->auth, ck, sk)) {
@@ -495,6 +496,7 @@ static void relay(struct client *c)
 		if (c->pass_remaining) {
 			size_t n = MIN(avail, (size_t)c->pass_remaining);
 			stream_forward(&s->stream, st, n);
+			c->pool->stats.total.bytes_received += n;
 			c->pass_remaining -= (uint32_t)n;
 			if (c->pass_remaining == 0 && s->rq_len == 0)
 				server_maybe_release(s);
@@ -526,7 +528,15 @@ static void relay(struct client *c)
 			server_push_request(s, SERVER_RQ_FUNCTION);
 			break;
 		case PKT_Parse:
+			/* Relayed as is: every client Parse is also a server Parse. */
+			c->pool->stats.total.client_parse_count++;
+			c->pool->stats.total.server_parse_count++;
+			c->ext_open = true;
+			break;
 		case PKT_Bind:
+			c->pool->stats.total.bind_count++;
+			c->ext_open = true;
+			break;
 		case PKT_Describe:
 		case PKT_Execute:
 		case PKT_Close:
@@ -550,6 +560,7 @@ static void relay(struct client *c)
 		}
 		size_t n = MIN(avail, (size_t)h.len);
 		stream_forward(&s->stream, st, n);
+		c->pool->stats.total.bytes_received += n;
 		c->pass_remaining = h.len - (uint32_t)n;
 	}
 	if (c->server && stream_unsent(&c->server->stream) > STREAM_HIGH_WATER)

@@ -1201,7 +1201,9 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
 	if (ld->failed)
 		return 0;
 	if (strcmp(section, ld->section_name) != 0) {
-		snprintf(ld->section_name, sizeof(ld->section_name), "%s", section);
+		size_t len = strnlen(section, sizeof(ld->section_name) - 1);
+		memcpy(ld->section_name, section, len);
+		ld->section_name[len] = '\0';
 		if (strcasecmp(section, "sluice") == 0 || strcasecmp(section, "pgbouncer") == 0) {
 			ld->section = SEC_SLUICE;
 		} else if (strcasecmp(section, "databases") == 0) {

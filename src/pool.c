@@ -143,11 +143,12 @@ static bool may_open(const struct pool *p, bool with_reserve)
 static void link_waiter(struct pool *p, struct client *c, struct server *s)
 {
 	uint64_t waited = uv_hrtime() / 1000 - c->wait_start_us;
-	p->stats.acquire_count++;
+	p->stats.total.server_assignment_count++;
 	/* uv_now moves once per loop iteration: a later iteration means it waited. */
 	if (c->state_since != uv_now(p->w->loop))
 		p->stats.wait_count++;
-	p->stats.wait_time_us += waited;
+	p->stats.total.wait_time += waited;
+	stats_hist_add(&p->stats.wait_hist, waited);
 	if (waited > p->stats.max_wait_us)
 		p->stats.max_wait_us = waited;
 	if (s->link_count > 0)

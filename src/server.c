@@ -137,8 +137,12 @@ void server_push_request(struct server *s, enum server_request kind)
 	/* PostgreSQL ignores Sync during COPY IN: it will not answer it. */
 	if (kind == SERVER_RQ_SYNC && s->copy_in)
 		return;
-	if (s->rq_len == 0)
+	if (s->rq_len == 0) {
 		s->busy_since = uv_now(s->w->loop);
+		s->query_start_ns = uv_hrtime();
+		if (s->txn_status == 'I')
+			s->xact_start_ns = s->query_start_ns;
+	}
 	rq_push(s, kind);
 }
 
@@ -183,7 +187,7 @@ void server_close(struct server *s, const char *reason)
 	TAILQ_REMOVE(&w->servers, s, link);
 	worker_count_adjust(&w->db_counts, p->db_name, -1);
 	worker_count_adjust(&w->user_counts, p->server_user, -1);
-	p->stats.servers_closed++;
+	p->stats.servers_closed[s->close_reason]++;
 	if (s->scram) {
 		scram_client_free(s->scram);
 		s->scram = NULL;
@@ -199,6 +203,12 @@ void server_close(struct server *s, const char *reason)
 	else if (!s->gai_pending)
 		on_stream_closed(&s->stream);
 	worker_schedule_kick(w, p);
+}
+
+static void close_because(struct server *s, enum stats_close_reason why, const char *text)
+{
+	s->close_reason = why;
+	server_close(s, text);
 }
 
 /* ---- release ------------------------------------------------------------- */
@@ -225,11 +235,11 @@ static void after_release(struct server *s, bool run_reset)
 	const struct config *cfg = s->w->cfg;
 	uint64_t now = uv_now(s->w->loop);
 	if (s->close_needed || p->config_changed) {
-		server_close(s, "configuration changed");
+		close_because(s, STATS_CLOSE_reload, "configuration changed");
 		return;
 	}
 	if (expired(s, now)) {
-		server_close(s, "server_lifetime reached");
+		close_because(s, STATS_CLOSE_lifetime, "server_lifetime reached");
 		return;
 	}
 	if (run_reset && cfg->server_reset_query && *cfg->server_reset_query) {
@@ -281,7 +291,8 @@ void server_client_gone(struct server *s)
 	if (c)
 		c->server = NULL;
 	if (!clean) {
-		server_close(s, "client disconnected with the server in a transaction or mid-request");
+		close_because(s, STATS_CLOSE_other,
+			      "client disconnected with the server in a transaction or mid-request");
 		return;
 	}
 	server_set_state(s, SERVER_TESTED);
@@ -339,6 +350,23 @@ void server_start_check(struct server *s)
 }
 
 /* ---- messages from PostgreSQL ------------------------------------------- */
+
+/* A client request finished: count the query, and the transaction if it ended. */
+static void account_rfq(struct server *s)
+{
+	struct pool_stats *st = &s->pool->stats;
+	uint64_t now = uv_hrtime();
+	st->total.query_count++;
+	st->total.query_time += (now - s->query_start_ns) / 1000;
+	s->query_start_ns = now; /* the next pipelined request is timed from here */
+	if (s->txn_status == 'I') {
+		uint64_t us = (now - s->xact_start_ns) / 1000;
+		st->total.xact_count++;
+		st->total.xact_time += us;
+		stats_hist_add(&st->xact_hist, us);
+		s->xact_start_ns = now;
+	}
+}
 
 static void fail_protocol(struct server *s, const char *what)
 {
@@ -409,10 +437,9 @@ static bool handle_inspected(struct server *s, const uint8_t *msg, uint32_t len,
 			return s->state != SERVER_CLOSED;
 		}
 		s->last_rfq = uv_now(s->w->loop);
-		s->pool->stats.query_count++;
-		if (s->txn_status == 'I')
-			s->pool->stats.xact_count++;
+		account_rfq(s);
 		stream_forward(&c->stream, &s->stream, len);
+		s->pool->stats.total.bytes_sent += len;
 		server_maybe_release(s);
 		return s->state != SERVER_CLOSED;
 	}
@@ -441,10 +468,12 @@ static bool handle_inspected(struct server *s, const uint8_t *msg, uint32_t len,
 			return fail_protocol(s, "unexpected message from idle server"), false;
 		break;
 	}
-	if (swallow || !c)
+	if (swallow || !c) {
 		stream_consume(&s->stream, len);
-	else
+	} else {
 		stream_forward(&c->stream, &s->stream, len);
+		s->pool->stats.total.bytes_sent += len;
+	}
 	return true;
 }
 
@@ -470,10 +499,12 @@ static void server_relay(struct server *s)
 		size_t avail = buf_avail(st->rbuf);
 		if (s->pass_remaining) {
 			size_t n = MIN(avail, (size_t)s->pass_remaining);
-			if (s->pass_swallow || !c)
+			if (s->pass_swallow || !c) {
 				stream_consume(st, n);
-			else
+			} else {
 				stream_forward(&c->stream, st, n);
+				s->pool->stats.total.bytes_sent += n;
+			}
 			s->pass_remaining -= (uint32_t)n;
 			continue;
 		}
@@ -510,6 +541,7 @@ static void server_relay(struct server *s)
 		}
 		size_t n = MIN(avail, (size_t)h.len);
 		stream_forward(&c->stream, st, n);
+		s->pool->stats.total.bytes_sent += n;
 		s->pass_remaining = h.len - (uint32_t)n;
 		s->pass_swallow = false;
 	}
@@ -807,6 +839,7 @@ void server_connect(struct pool *p)
 	s->pool = p;
 	s->state = SERVER_CLOSED;
 	s->txn_status = 'I';
+	s->close_reason = STATS_CLOSE_error;
 	param_set_init(&s->params);
 	TAILQ_INSERT_TAIL(&w->servers, s, link);
 	worker_count_adjust(&w->db_counts, p->db_name, +1);
@@ -861,13 +894,13 @@ void server_tick(struct server *s, uint64_t now)
 		break;
 	case SERVER_IDLE:
 		if (s->close_needed || s->pool->config_changed)
-			server_close(s, "configuration changed");
+			close_because(s, STATS_CLOSE_reload, "configuration changed");
 		else if (expired(s, now))
-			server_close(s, "server_lifetime reached");
+			close_because(s, STATS_CLOSE_lifetime, "server_lifetime reached");
 		else if (s->idle_timeout_ms && now - s->idle_since >= s->idle_timeout_ms &&
 			 s->pool->n_sv_idle + s->pool->n_sv_active + s->pool->n_sv_tested >
 				 pool_min_size_of(s->pool))
-			server_close(s, "server_idle_timeout reached");
+			close_because(s, STATS_CLOSE_idle, "server_idle_timeout reached");
 		break;
 	case SERVER_ACTIVE:
 		if (!s->client)

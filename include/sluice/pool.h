@@ -19,23 +19,11 @@
 #include "sluice/buf.h"
 #include "sluice/config.h"
 #include "sluice/param.h"
+#include "sluice/stats.h"
 #include "sluice/worker.h"
 
 struct client;
 struct server;
-
-struct pool_stats {
-	uint64_t acquire_count; /* server assignments */
-	uint64_t wait_count; /* assignments that had to wait */
-	uint64_t wait_time_us; /* total */
-	uint64_t max_wait_us;
-	uint64_t timeout_count; /* clients failed by query_wait_timeout */
-	uint64_t reuse_count; /* assignments served by an already open server */
-	uint64_t xact_count;
-	uint64_t query_count;
-	uint64_t servers_opened;
-	uint64_t servers_closed;
-};
 
 struct pool {
 	struct worker *w;

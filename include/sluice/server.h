@@ -28,6 +28,7 @@
 #include "sluice/log.h"
 #include "sluice/param.h"
 #include "sluice/scram.h"
+#include "sluice/stats.h"
 #include "sluice/stream.h"
 #include "sluice/worker.h"
 
@@ -96,6 +97,9 @@ struct server {
 	uint64_t lifetime_ms; /* server_lifetime with jitter, fixed at connect */
 	uint64_t idle_timeout_ms; /* server_idle_timeout with jitter */
 	uint32_t link_count; /* clients served so far */
+	uint64_t query_start_ns; /* uv_hrtime when the current request started */
+	uint64_t xact_start_ns; /* uv_hrtime when the current transaction started */
+	enum stats_close_reason close_reason; /* counted when it closes; error unless set */
 	bool close_needed; /* close instead of reusing on release */
 	bool dirty_release_reset; /* after release: run the reset query */
 };

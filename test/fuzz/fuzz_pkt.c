@@ -1,0 +1,188 @@
+/*
+ * fuzz_pkt.c - the libFuzzer target for the pkt parsers.
+ *
+ * One input is read three ways: as a startup-phase packet (pkt_frame_startup
+ * then pkt_parse_startup), as the whole of a startup packet of its own size,
+ * and as a stream of typed messages delivered in chunks whose sizes come from
+ * a fixed generator, framed with pkt_frame the way a connection would; each
+ * whole message body goes through pkt_parse_error and the body reader. Parsed
+ * data is copied into exact-size heap blocks first, so any read past what a
+ * parser was given is an AddressSanitizer error, and every contract in pkt.h
+ * that can be checked from outside is checked with abort().
+ *
+ * It owns no I/O and no state between inputs. fuzz_replay.c runs it on fixed
+ * inputs in every build; -Dfuzz=true builds it for libFuzzer under clang.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/buf.h"
+#include "sluice/pkt.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Inputs are cut here so that one run stays fast whatever the fuzzer sends. */
+#define FUZZ_MAX_INPUT (256u * 1024u)
+
+#define FUZZ_CHECK(cond)                                                                           \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			abort();                                                                   \
+	} while (0)
+
+static uint8_t *copy_exact(const uint8_t *p, size_t n)
+{
+	uint8_t *c = xmalloc(n ? n : 1);
+	if (n)
+		memcpy(c, p, n);
+	return c;
+}
+
+/* Touches every byte of a string a parser said is NUL-terminated. */
+static size_t touch(const char *s)
+{
+	return s ? strlen(s) : 0;
+}
+
+static void fuzz_startup(const uint8_t *data, size_t size)
+{
+	uint32_t len = 0;
+	int rc = pkt_frame_startup(data, size, &len);
+	if (size < 4)
+		FUZZ_CHECK(rc == PKT_INCOMPLETE);
+	if (rc == PKT_OK)
+		FUZZ_CHECK(len >= 8 && len <= PKT_STARTUP_MAX);
+
+	/* The packet the length word announces, if all of it is here... */
+	if (rc == PKT_OK && len <= size) {
+		uint8_t *p = copy_exact(data, len);
+		struct pkt_startup st;
+		if (pkt_parse_startup(p, len, &st) == PKT_OK) {
+			FUZZ_CHECK(st.nparams >= 0 && st.nparams <= PKT_STARTUP_MAX_PARAMS);
+			size_t total = 0;
+			for (int i = 0; i < st.nparams; i++)
+				total += touch(st.keys[i]) + touch(st.vals[i]) + 2;
+			FUZZ_CHECK(total <= len);
+			(void)touch(pkt_startup_get(&st, "user"));
+		}
+		free(p);
+	}
+	/* ...and the whole input taken as one packet, whatever it announces. */
+	if (size <= PKT_STARTUP_MAX) {
+		uint8_t *p = copy_exact(data, size);
+		struct pkt_startup st;
+		if (pkt_parse_startup(p, (uint32_t)size, &st) == PKT_OK) {
+			FUZZ_CHECK(size >= 8 && get_be32(data) == size);
+			for (int i = 0; i < st.nparams; i++)
+				(void)(touch(st.keys[i]) + touch(st.vals[i]));
+		}
+		free(p);
+	}
+}
+
+/* Reads a body with a mix of getters until the reader goes bad. */
+static void fuzz_reader(const uint8_t *body, size_t len)
+{
+	struct pkt_reader r;
+	pkt_reader_init(&r, body, len);
+	unsigned step = 0;
+	while (!r.bad) {
+		size_t before = pkt_remaining(&r);
+		switch (step++ % 5) {
+		case 0: (void)pkt_get_u8(&r); break;
+		case 1: (void)pkt_get_be16(&r); break;
+		case 2: (void)pkt_get_be32(&r); break;
+		case 3: (void)touch(pkt_get_cstr(&r)); break;
+		case 4: (void)pkt_get_bytes(&r, 3); break;
+		}
+		FUZZ_CHECK(r.pos <= r.len);
+		/* Either it consumed something or it failed: it cannot loop forever. */
+		FUZZ_CHECK(r.bad || pkt_remaining(&r) < before);
+	}
+}
+
+/* An ErrorResponse body parsed, rebuilt by the builder and parsed again. */
+static void fuzz_error(const uint8_t *body, size_t len)
+{
+	struct pkt_error e;
+	if (pkt_parse_error(body, len, &e) != PKT_OK)
+		return;
+	(void)(touch(e.severity) + touch(e.message) + touch(e.detail) + touch(e.sqlstate));
+	if (!e.severity || !e.sqlstate || !e.message)
+		return;
+	struct buf_out out;
+	buf_out_init(&out);
+	pkt_put_ErrorResponse(&out, e.severity, e.sqlstate, e.message);
+	struct pkt_hdr h;
+	FUZZ_CHECK(pkt_frame(out.data, out.len, UINT32_MAX, &h) == PKT_OK);
+	FUZZ_CHECK(h.type == PKT_ErrorResponse && h.len == out.len);
+	struct pkt_error again;
+	FUZZ_CHECK(pkt_parse_error(out.data + PKT_HDR_LEN, out.len - PKT_HDR_LEN, &again) ==
+		   PKT_OK);
+	FUZZ_CHECK(strcmp(again.severity, e.severity) == 0);
+	FUZZ_CHECK(strcmp(again.sqlstate, e.sqlstate) == 0);
+	FUZZ_CHECK(strcmp(again.message, e.message) == 0);
+	buf_out_deinit(&out);
+}
+
+/*
+ * Frames data as a stream that arrives in chunks. The consumer keeps the
+ * offset of the next message and frames stream[pos..fed) after every chunk,
+ * as a connection's read callback would.
+ */
+static void fuzz_stream(const uint8_t *data, size_t size, uint32_t max_len, uint32_t seed)
+{
+	size_t fed = 0, pos = 0;
+	uint32_t x = seed | 1;
+	while (fed < size) {
+		/* xorshift32: chunk sizes from 1 byte to a few kilobytes. */
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		size_t chunk = (x & 3) == 0 ? 1 + (x >> 8) % 4096 : 1 + (x >> 8) % 16;
+		fed = MIN(size, fed + chunk);
+		for (;;) {
+			size_t avail = fed - pos;
+			struct pkt_hdr h;
+			int rc = pkt_frame(data + pos, avail, max_len, &h);
+			/* The verdict depends on the header alone: check it on an exact copy. */
+			size_t hn = MIN(avail, (size_t)PKT_HDR_LEN);
+			uint8_t *hc = copy_exact(data + pos, hn);
+			struct pkt_hdr h2;
+			int rc2 = pkt_frame(hc, hn, max_len, &h2);
+			free(hc);
+			FUZZ_CHECK(rc == rc2);
+			if (rc == PKT_INCOMPLETE) {
+				FUZZ_CHECK(avail < PKT_HDR_LEN);
+				break;
+			}
+			FUZZ_CHECK(avail >= PKT_HDR_LEN);
+			if (rc != PKT_OK)
+				return; /* the connection would be failed here */
+			FUZZ_CHECK(h.type == h2.type && h.len == h2.len);
+			FUZZ_CHECK(h.len >= PKT_HDR_LEN && h.len <= max_len);
+			FUZZ_CHECK(h.type == data[pos] && h.len - 1 == get_be32(data + pos + 1));
+			if (h.len > avail)
+				break;
+			size_t blen = h.len - PKT_HDR_LEN;
+			uint8_t *body = copy_exact(data + pos + PKT_HDR_LEN, blen);
+			fuzz_error(body, blen);
+			fuzz_reader(body, blen);
+			free(body);
+			pos += h.len;
+		}
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size > FUZZ_MAX_INPUT)
+		size = FUZZ_MAX_INPUT;
+	uint8_t *in = copy_exact(data, size);
+	fuzz_startup(in, size);
+	/* A realistic limit, and a tiny one that makes TOO_LARGE common. */
+	fuzz_stream(in, size, 1u << 20, (uint32_t)size * 2654435761u);
+	fuzz_stream(in, size, 64, (uint32_t)size + 0x9e3779b9u);
+	free(in);
+	return 0;
+}
