@@ -16,9 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <openssl/rand.h>
 
+#include "sluice/admin.h"
 #include "sluice/cancel.h"
 #include "sluice/pkt.h"
 #include "sluice/pool.h"
@@ -106,6 +111,7 @@ static void on_stream_closed(struct stream *st)
 	free(c->db_name);
 	free(c->user_name);
 	free(c->password);
+	free(c->admin_wait_db);
 	free(c);
 }
 
@@ -124,6 +130,10 @@ void client_close(struct client *c, const char *reason)
 		server_client_gone(s);
 	}
 	client_set_state(c, CLIENT_CLOSED);
+	if (c->admin_wait) {
+		c->admin_wait = 0;
+		w->admin_waiters--;
+	}
 	TAILQ_REMOVE(&w->clients, c, link);
 	w->client_count--;
 	cancel_unregister(w, c);
@@ -214,7 +224,11 @@ static bool take_options(struct client *c, const char *opts, char *bad, size_t b
 		for (char *p = kv; *p; p++)
 			if (*p == '-')
 				*p = '_';
-		if (!take_param(c, kv, eq + 1)) {
+		/*
+		 * With "options" itself in ignore_startup_parameters, untracked keys
+		 * inside it are dropped rather than refused, as in PgBouncer.
+		 */
+		if (!take_param(c, kv, eq + 1) && !ignored_param(c, "options")) {
 			snprintf(bad, badlen, "%s", kv);
 			ok = false;
 			break;
@@ -234,6 +248,17 @@ static void write_out(struct client *c, struct buf_out *out)
 static void login_done(struct client *c)
 {
 	struct worker *w = c->w;
+	if (c->admin_role) {
+		if (c->auth)
+			auth_session_free(c->auth);
+		c->auth = NULL;
+		c->pool = admin_pool(w);
+		c->pool->stats.total.client_login_count++;
+		client_set_state(c, CLIENT_IDLE);
+		admin_welcome(c);
+		client_process(c);
+		return;
+	}
 	const struct config_database *db = config_find_database(w->cfg, c->db_name);
 	if (!db) {
 		client_fail(c, SQLSTATE_INVALID_CATALOG_NAME, "no such database: %s", c->db_name);
@@ -292,6 +317,68 @@ static void send_negotiate(struct client *c, const struct pkt_startup *st)
 	pkt_end(&out, m);
 	write_out(c, &out);
 	buf_out_deinit(&out);
+}
+
+/* Runs the authentication exchange with the stored secret of the client's user. */
+static void run_auth(struct client *c, enum auth_type type)
+{
+	struct worker *w = c->w;
+	const struct auth_user *au =
+		w->userlist ? auth_userlist_find(w->userlist, c->user_name) : NULL;
+	/* trust still requires the user to be listed when there is an auth_file (as PgBouncer). */
+	if (type == AUTH_TYPE_TRUST && w->userlist && !au) {
+		clog(LOG_LEVEL_WARNING, c, "authentication failed: no such user in the auth_file");
+		client_fail(c, SQLSTATE_INVALID_PASSWORD,
+			    "password authentication failed for user \"%s\"", c->user_name);
+		return;
+	}
+	c->auth = auth_session_new(type, c->user_name, au, w->mock_seed);
+	struct buf_out out;
+	buf_out_init(&out);
+	int rc = auth_session_start(c->auth, &out);
+	write_out(c, &out);
+	buf_out_deinit(&out);
+	if (rc == AUTH_OK)
+		login_done(c);
+	else if (rc == AUTH_FAILED)
+		client_fail(c, SQLSTATE_INVALID_PASSWORD, "password authentication failed for user \"%s\"",
+			    c->user_name);
+}
+
+/* Whether the unix-socket peer runs as our own OS user (SO_PEERCRED). */
+static bool peer_is_self(struct client *c)
+{
+	if (!c->stream.is_pipe)
+		return false;
+	uv_os_fd_t fd;
+	if (uv_fileno(&c->stream.h.handle, &fd) != 0)
+		return false;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+		return false;
+	c->peer_pid = (int)cred.pid;
+	return cred.uid == geteuid();
+}
+
+/* A login to the admin console database: decide the role, then authenticate. */
+static void start_console_login(struct client *c)
+{
+	bool self = peer_is_self(c);
+	enum admin_role role = admin_role_of(c->w->cfg, c->user_name, self);
+	if (role == ADMIN_ROLE_NONE) {
+		client_fail(c, SQLSTATE_INVALID_AUTHORIZATION,
+			    "not allowed to connect to the admin console as user \"%s\"", c->user_name);
+		return;
+	}
+	c->admin_role = (uint8_t)role;
+	bool peer_login = self && strcmp(c->user_name, "pgbouncer") == 0;
+	if (peer_login || c->w->cfg->auth_type == AUTH_TYPE_ANY) {
+		/* Peer credentials (or auth_type=any) are the authentication. */
+		login_done(c);
+		return;
+	}
+	run_auth(c, c->w->cfg->auth_type);
 }
 
 /* Handles a whole StartupMessage. */
@@ -359,9 +446,18 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 		}
 	}
 
+	if (admin_is_console_db(c->db_name)) {
+		start_console_login(c);
+		return;
+	}
 	const struct config_database *dbc = config_find_database(w->cfg, c->db_name);
 	if (!dbc) {
 		client_fail(c, SQLSTATE_INVALID_CATALOG_NAME, "no such database: %s", c->db_name);
+		return;
+	}
+	struct db_state *ds = worker_db_state(w, c->db_name, false);
+	if (ds && ds->disabled) {
+		client_fail(c, SQLSTATE_CANNOT_CONNECT_NOW, "database \"%s\" is disabled", c->db_name);
 		return;
 	}
 	enum auth_type type = w->cfg->auth_type;
@@ -376,19 +472,7 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 		c->user_name = xstrdup(dbc->user);
 		c->lc.user = c->user_name;
 	}
-	const struct auth_user *au =
-		w->userlist ? auth_userlist_find(w->userlist, c->user_name) : NULL;
-	c->auth = auth_session_new(type, c->user_name, au, w->mock_seed);
-	struct buf_out out;
-	buf_out_init(&out);
-	int rc = auth_session_start(c->auth, &out);
-	write_out(c, &out);
-	buf_out_deinit(&out);
-	if (rc == AUTH_OK)
-		login_done(c);
-	else if (rc == AUTH_FAILED)
-		client_fail(c, SQLSTATE_INVALID_PASSWORD, "password authentication failed for user \"%s\"",
-			    c->user_name);
+	run_auth(c, type);
 }
 
 /* Reads the startup phase: SSLRequest, CancelRequest, StartupMessage, auth. */
@@ -433,9 +517,14 @@ static void login_read(struct client *c)
 				client_close(c, "cancel request handled");
 				return;
 			}
+			/*
+			 * Consumed before it is handled (sp still points into the
+			 * buffer, which consuming does not release): with trust a login
+			 * completes inside handle_startup(), and the welcomed client
+			 * must not see its own startup packet as a request.
+			 */
+			stream_consume(st, len);
 			handle_startup(c, &sp);
-			if (c->state != CLIENT_CLOSED)
-				stream_consume(st, len);
 			continue;
 		}
 		/* Authentication messages. */
@@ -481,6 +570,7 @@ void client_check_backpressure(struct client *c)
 /* A request arrived with no server linked: queue for one. */
 static void want_server(struct client *c)
 {
+	c->request_time = uv_now(c->w->loop);
 	client_set_state(c, CLIENT_WAITING);
 	pool_want_server(c->pool, c);
 }
@@ -576,6 +666,10 @@ static void client_process(struct client *c)
 		login_read(c);
 		return;
 	case CLIENT_IDLE: {
+		if (c->admin_role) {
+			admin_handle(c);
+			return;
+		}
 		if (stream_avail(st) < PKT_HDR_LEN)
 			return;
 		uint8_t type = stream_data(st)[0];
@@ -697,4 +791,86 @@ void client_tick(struct client *c, uint64_t now)
 	default:
 		break;
 	}
+}
+
+/* ---- reading client state (admin console, metrics) ----------------------------- */
+
+struct client *client_next(struct worker *w, struct client *c)
+{
+	return c ? TAILQ_NEXT(c, link) : TAILQ_FIRST(&w->clients);
+}
+
+struct client *client_find(struct worker *w, uint64_t id)
+{
+	struct client *c;
+	TAILQ_FOREACH(c, &w->clients, link)
+		if (c->id == id)
+			return c;
+	return NULL;
+}
+
+/* Splits "host:port" (our peer-name format) into its parts. */
+static void split_addr(const char *addr, char *host, size_t len, int *port)
+{
+	const char *colon = strrchr(addr, ':');
+	if (!colon) {
+		snprintf(host, len, "%s", addr);
+		*port = 0;
+		return;
+	}
+	snprintf(host, len, "%.*s", (int)(colon - addr), addr);
+	*port = atoi(colon + 1);
+}
+
+static uint64_t wall_of(const struct worker *w, uint64_t at_ms)
+{
+	uint64_t now_ms = uv_now(w->loop);
+	uint64_t ago = now_ms > at_ms ? (now_ms - at_ms) / 1000 : 0;
+	return (uint64_t)time(NULL) - ago;
+}
+
+void client_info(const struct client *c, struct conn_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->type = 'C';
+	out->user = c->user_name;
+	out->database = c->db_name;
+	switch (c->state) {
+	case CLIENT_ACTIVE: out->state = "active"; out->socket_state = "cl_active"; break;
+	case CLIENT_IDLE: out->state = "idle"; out->socket_state = "cl_active"; break;
+	case CLIENT_WAITING:
+	case CLIENT_WAITING_LOGIN: out->state = "waiting"; out->socket_state = "cl_waiting"; break;
+	default: out->state = "login"; out->socket_state = "cl_login"; break;
+	}
+	if (c->stream.is_pipe) {
+		snprintf(out->addr, sizeof(out->addr), "unix");
+		out->port = c->w->cfg->listen_port;
+		snprintf(out->local_addr, sizeof(out->local_addr), "unix");
+		out->local_port = c->w->cfg->listen_port;
+	} else {
+		split_addr(c->addr, out->addr, sizeof(out->addr), &out->port);
+		struct sockaddr_storage ss;
+		int n = sizeof(ss);
+		if (uv_tcp_getsockname(&c->stream.h.tcp, (struct sockaddr *)&ss, &n) == 0) {
+			if (ss.ss_family == AF_INET) {
+				uv_ip4_name((struct sockaddr_in *)&ss, out->local_addr, sizeof(out->local_addr));
+				out->local_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+			} else if (ss.ss_family == AF_INET6) {
+				uv_ip6_name((struct sockaddr_in6 *)&ss, out->local_addr, sizeof(out->local_addr));
+				out->local_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+			}
+		}
+	}
+	out->connect_time = wall_of(c->w, c->connect_time);
+	out->request_time = wall_of(c->w, c->request_time ? c->request_time : c->connect_time);
+	if (c->state == CLIENT_WAITING)
+		out->wait_us = uv_hrtime() / 1000 - c->wait_start_us;
+	out->ptr = c;
+	out->link = c->server;
+	out->remote_pid = c->peer_pid;
+	out->application_name = param_set_get(&c->params, "application_name");
+	out->id = c->id;
+	out->recv_avail = (uint32_t)stream_avail(&c->stream);
+	out->pkt_remain = c->pass_remaining;
+	out->send_pending = (uint32_t)stream_unsent(&c->stream);
 }

@@ -363,6 +363,19 @@ static const struct setting settings[] = {
 	S(log_pooler_errors, ST_BOOL, "1", RELOAD, 0, 0, "log the errors sluice sends to clients"),
 	S(verbose, ST_INT, "0", RELOAD, 0, 3, "log detail: 0 info, 1 debug, 2 and more noise"),
 	S(log_format, ST_LOG_FORMAT, "text", RELOAD, 0, 0, "log line format: text or json"),
+	S(log_stats, ST_BOOL, "1", RELOAD, 0, 0, "log a stats: line per database every stats_period"),
+	S(stats_period, ST_DURATION, "60", RELOAD, 0, 0,
+	  "period over which SHOW STATS averages are computed"),
+
+	/* Admin console and metrics. */
+	S(admin_users, ST_LIST, "", RELOAD, 0, 0,
+	  "users allowed every admin console command, comma-separated"),
+	S(stats_users, ST_LIST, "", RELOAD, 0, 0,
+	  "users allowed the admin console's read-only SHOW commands"),
+	S(metrics_port, ST_INT, "0", RESTART, 0, 65535,
+	  "port of the HTTP /metrics, /health and /ready endpoints; 0 off"),
+	S(metrics_addr, ST_STRING, "127.0.0.1", RESTART, 0, 0,
+	  "address the HTTP endpoints listen on"),
 };
 
 #undef S
@@ -373,7 +386,6 @@ static const struct setting settings[] = {
  * as it is; anything in neither table is an error.
  */
 static const char *const unimplemented_settings[] = {
-	"admin_users",
 	"application_name_add_host",
 	"auth_dbname",
 	"auth_hba_file",
@@ -399,7 +411,6 @@ static const char *const unimplemented_settings[] = {
 	"dns_zone_check_period",
 	"job_name",
 	"listen_backlog",
-	"log_stats",
 	"login_notify_message",
 	"max_db_client_connections",
 	"max_prepared_statements",
@@ -422,8 +433,6 @@ static const char *const unimplemented_settings[] = {
 	"server_tls_sslmode",
 	"service_name",
 	"so_reuseport",
-	"stats_period",
-	"stats_users",
 	"suspend_timeout",
 	"syslog",
 	"syslog_facility",
@@ -585,6 +594,39 @@ void config_setting_value(const struct config *cfg, size_t i, char *buf, size_t 
 	}
 	}
 	snprintf(buf, len, "?");
+}
+
+int config_apply(struct config *cfg, const char *key, const char *value,
+		 struct config_error *err)
+{
+	char msg[MSG_LEN];
+	const struct setting *s = setting_find(key);
+	if (!s) {
+		snprintf(err->text, sizeof(err->text), "unknown setting: %s", key);
+		return -1;
+	}
+	if (!s->info.reloadable) {
+		snprintf(err->text, sizeof(err->text),
+			 "%s cannot be changed while sluice runs; edit the config file and restart",
+			 s->info.name);
+		return -1;
+	}
+	if (setting_set(cfg, s, value, msg) < 0) {
+		snprintf(err->text, sizeof(err->text), "%s: %s", s->info.name, msg);
+		return -1;
+	}
+	return 0;
+}
+
+int config_setting_index(const char *key)
+{
+	const struct setting *s = setting_find(key);
+	return s ? (int)(s - settings) : -1;
+}
+
+const char *config_setting_default(size_t i)
+{
+	return i < ARRAY_SIZE(settings) ? settings[i].def : NULL;
 }
 
 /* ---- errors ---------------------------------------------------------------- */

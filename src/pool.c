@@ -118,26 +118,68 @@ static bool login_retry_blocks(const struct pool *p, uint64_t now)
 	return !p->last_login_ok && p->last_error_at && now - p->last_error_at < retry;
 }
 
+static int max_db_of(const struct pool *p)
+{
+	return p->db->max_db_connections >= 0 ? p->db->max_db_connections
+					      : p->w->cfg->max_db_connections;
+}
+
+static int max_user_of(const struct pool *p)
+{
+	const struct config_user *u = user_cfg(p);
+	if (u && u->max_user_connections >= 0)
+		return u->max_user_connections;
+	return p->w->cfg->max_user_connections;
+}
+
+static bool db_full(const struct pool *p)
+{
+	int max_db = max_db_of(p);
+	return max_db > 0 &&
+	       worker_count_adjust((struct conn_count **)&p->w->db_counts, p->db_name, 0) >= max_db;
+}
+
+static bool user_full(const struct pool *p)
+{
+	int max_user = max_user_of(p);
+	return max_user > 0 &&
+	       worker_count_adjust((struct conn_count **)&p->w->user_counts, p->server_user, 0) >=
+		       max_user;
+}
+
 /* May one more server be opened? with_reserve: a waiter has waited long enough. */
 static bool may_open(const struct pool *p, bool with_reserve)
 {
-	const struct worker *w = p->w;
-	const struct config *cfg = w->cfg;
 	int limit = pool_size_of(p) + (with_reserve ? reserve_size_of(p) : 0);
 	if (servers_of(p) >= limit)
 		return false;
-	int max_db = p->db->max_db_connections >= 0 ? p->db->max_db_connections
-						    : cfg->max_db_connections;
-	if (max_db > 0 && worker_count_adjust((struct conn_count **)&w->db_counts, p->db_name, 0) >= max_db)
+	return !db_full(p) && !user_full(p);
+}
+
+/*
+ * The pool has room of its own but max_db_connections or max_user_connections
+ * is full: close an idle server of another pool under the same full limits (as
+ * PgBouncer evicts one), or that pool's idle servers would keep this pool's
+ * clients waiting for ever. Returns whether one was closed.
+ */
+static bool evict_idle_elsewhere(struct pool *p, bool with_reserve)
+{
+	if (servers_of(p) >= pool_size_of(p) + (with_reserve ? reserve_size_of(p) : 0))
 		return false;
-	int max_user = cfg->max_user_connections;
-	const struct config_user *u = user_cfg(p);
-	if (u && u->max_user_connections >= 0)
-		max_user = u->max_user_connections;
-	if (max_user > 0 &&
-	    worker_count_adjust((struct conn_count **)&w->user_counts, p->server_user, 0) >= max_user)
+	bool by_db = db_full(p), by_user = user_full(p);
+	if (!by_db && !by_user)
 		return false;
-	return true;
+	struct pool *q;
+	TAILQ_FOREACH(q, &p->w->pools, link) {
+		if (q == p || q->n_sv_idle == 0)
+			continue;
+		if ((by_db && strcmp(q->db_name, p->db_name) != 0) ||
+		    (by_user && strcmp(q->server_user, p->server_user) != 0))
+			continue;
+		server_close(TAILQ_FIRST(&q->sv_idle), "evicted for a pool at a connection limit");
+		return true;
+	}
+	return false;
 }
 
 static void link_waiter(struct pool *p, struct client *c, struct server *s)
@@ -167,7 +209,9 @@ void pool_kick(struct pool *p)
 		TAILQ_REMOVE(&w->kick_queue, p, kick_link);
 		p->kick_scheduled = false;
 	}
-	bool paused = w->shutdown == WORKER_WAIT_SERVERS;
+	if (p->is_admin)
+		return; /* the console's pseudo-pool never has servers */
+	bool paused = w->shutdown == WORKER_WAIT_SERVERS || worker_db_paused(w, p->db_name);
 
 	/* Idle servers to waiters, oldest waiter first. */
 	while (!paused && p->n_cl_waiting > 0 && p->n_sv_idle > 0) {
@@ -203,12 +247,15 @@ void pool_kick(struct pool *p)
 		struct client *oldest = TAILQ_FIRST(&p->waiting);
 		with_reserve = now - oldest->state_since >= (uint64_t)cfg->reserve_pool_timeout;
 	}
-	while (!paused && need > 0 && may_open(p, with_reserve)) {
+	while (!paused && need > 0) {
+		if (!may_open(p, with_reserve) &&
+		    !(evict_idle_elsewhere(p, with_reserve) && may_open(p, with_reserve)))
+			break;
 		server_connect(p);
 		need--;
 	}
 	/* Keep min_pool_size warm (only once logins work). */
-	while (w->shutdown == WORKER_RUNNING && p->have_welcome &&
+	while (!paused && w->shutdown == WORKER_RUNNING && p->have_welcome &&
 	       servers_of(p) < pool_min_size_of(p) && may_open(p, false))
 		server_connect(p);
 }
@@ -300,4 +347,25 @@ void pool_reconfigure(struct pool *p)
 		p->config_changed = true;
 #undef CHANGED
 	p->db = db;
+}
+
+/* ---- reading pool state (admin console, metrics) --------------------------------- */
+
+struct pool *pool_next(struct worker *w, struct pool *p)
+{
+	return p ? TAILQ_NEXT(p, link) : TAILQ_FIRST(&w->pools);
+}
+
+void pool_get_counts(const struct pool *p, struct pool_counts *out)
+{
+	out->cl_active = p->n_cl_active + p->n_cl_idle;
+	out->cl_waiting = p->n_cl_waiting + p->n_cl_waiting_login;
+	out->sv_active = p->n_sv_active;
+	out->sv_idle = p->n_sv_idle;
+	out->sv_tested = p->n_sv_tested;
+	out->sv_login = p->n_sv_login;
+	out->maxwait_us = 0;
+	const struct client *oldest = TAILQ_FIRST(&p->waiting);
+	if (oldest)
+		out->maxwait_us = uv_hrtime() / 1000 - oldest->wait_start_us;
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sluice/auth.h"
 #include "sluice/client.h"
@@ -142,6 +143,8 @@ void server_push_request(struct server *s, enum server_request kind)
 		s->query_start_ns = uv_hrtime();
 		if (s->txn_status == 'I')
 			s->xact_start_ns = s->query_start_ns;
+	} else if (s->rq_len == 1 && rq_head(s) == SERVER_RQ_INTERNAL) {
+		s->busy_since = uv_now(s->w->loop);
 	}
 	rq_push(s, kind);
 }
@@ -321,6 +324,10 @@ void server_link(struct server *s, struct client *c)
 	c->server = s;
 	server_set_state(s, SERVER_ACTIVE);
 	s->link_count++;
+	/* Time the client's first request from the link (a parameter SET may come first). */
+	s->query_start_ns = uv_hrtime();
+	if (s->txn_status == 'I')
+		s->xact_start_ns = s->query_start_ns;
 
 	/* Bring the server's session parameters in line with the client's. */
 	struct buf_out sql;
@@ -390,17 +397,29 @@ static void internal_done(struct server *s)
 		after_release(s, false);
 }
 
-static void handle_parameter_status(struct server *s, const uint8_t *body, size_t len)
+/*
+ * Records a reported parameter for the server and, when tracked, for its
+ * client. msg is the whole message; swallow says it answers one of sluice's
+ * own queries. A value the client has not been told yet (the canonical
+ * spelling of what it asked for, "SQL, DMY" for "SQL,DMY") is passed on to
+ * it even then, so that its view matches what a direct connection reports.
+ */
+static void handle_parameter_status(struct server *s, const uint8_t *msg, uint32_t len,
+	bool swallow)
 {
 	struct pkt_reader r;
-	pkt_reader_init(&r, body, len);
+	pkt_reader_init(&r, msg + PKT_HDR_LEN, len - PKT_HDR_LEN);
 	const char *k = pkt_get_cstr(&r), *v = pkt_get_cstr(&r);
 	if (!k || !v)
 		return;
 	param_set_put(&s->params, k, v);
 	struct client *c = s->client;
-	if (c && param_is_tracked(k, s->w->cfg->track_extra_parameters))
+	if (c && param_is_tracked(k, s->w->cfg->track_extra_parameters)) {
+		const char *told = param_set_get(&c->params, k);
+		if (swallow && (!told || strcmp(told, v) != 0))
+			stream_write(&c->stream, msg, len);
 		param_set_put(&c->params, k, v);
+	}
 }
 
 /*
@@ -444,7 +463,7 @@ static bool handle_inspected(struct server *s, const uint8_t *msg, uint32_t len,
 		return s->state != SERVER_CLOSED;
 	}
 	case PKT_ParameterStatus:
-		handle_parameter_status(s, body, blen);
+		handle_parameter_status(s, msg, len, swallow);
 		break;
 	case PKT_ErrorResponse: {
 		struct pkt_error e;
@@ -464,7 +483,12 @@ static bool handle_inspected(struct server *s, const uint8_t *msg, uint32_t len,
 	case PKT_NotificationResponse:
 		break;
 	default:
-		if (!c)
+		/*
+		 * Without a client only the answer to one of sluice's own queries
+		 * (server_reset_query, server_check_query) may arrive; it is
+		 * swallowed below.
+		 */
+		if (!c && rq_head(s) != SERVER_RQ_INTERNAL)
 			return fail_protocol(s, "unexpected message from idle server"), false;
 		break;
 	}
@@ -686,7 +710,7 @@ static void login_read(struct server *s)
 				return;
 			break;
 		case PKT_ParameterStatus:
-			handle_parameter_status(s, body, blen);
+			handle_parameter_status(s, msg, h.len, true);
 			break;
 		case PKT_BackendKeyData: {
 			struct pkt_reader r;
@@ -916,4 +940,68 @@ void server_tick(struct server *s, uint64_t now)
 	default:
 		break;
 	}
+}
+
+/* ---- reading server state (admin console, metrics) ----------------------------- */
+
+struct server *server_next(struct worker *w, struct server *s)
+{
+	return s ? TAILQ_NEXT(s, link) : TAILQ_FIRST(&w->servers);
+}
+
+void server_mark_close_needed(struct server *s)
+{
+	s->close_needed = true;
+	if (s->state == SERVER_IDLE)
+		close_because(s, STATS_CLOSE_reload, "RECONNECT requested");
+}
+
+void server_info(const struct server *s, struct conn_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->type = 'S';
+	out->user = s->pool->server_user;
+	out->database = s->pool->db_name;
+	switch (s->state) {
+	case SERVER_ACTIVE: out->state = "active"; out->socket_state = "sv_active"; break;
+	case SERVER_IDLE: out->state = "idle"; out->socket_state = "sv_idle"; break;
+	case SERVER_TESTED: out->state = "tested"; out->socket_state = "sv_tested"; break;
+	default: out->state = "new"; out->socket_state = "sv_login"; break;
+	}
+	const char *colon = strrchr(s->addr, ':');
+	if (colon && s->addr[0] != '/') {
+		snprintf(out->addr, sizeof(out->addr), "%.*s", (int)(colon - s->addr), s->addr);
+		out->port = atoi(colon + 1);
+	} else {
+		snprintf(out->addr, sizeof(out->addr), "unix");
+		out->port = s->pool->db->port > 0 ? s->pool->db->port : 5432;
+	}
+	if (s->stream_open && !s->stream.is_pipe) {
+		struct sockaddr_storage ss;
+		int n = sizeof(ss);
+		if (uv_tcp_getsockname(&s->stream.h.tcp, (struct sockaddr *)&ss, &n) == 0) {
+			if (ss.ss_family == AF_INET) {
+				uv_ip4_name((struct sockaddr_in *)&ss, out->local_addr, sizeof(out->local_addr));
+				out->local_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+			} else if (ss.ss_family == AF_INET6) {
+				uv_ip6_name((struct sockaddr_in6 *)&ss, out->local_addr, sizeof(out->local_addr));
+				out->local_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+			}
+		}
+	}
+	uint64_t now_ms = uv_now(s->w->loop), now_s = (uint64_t)time(NULL);
+	out->connect_time = now_s - (now_ms - s->connect_time) / 1000;
+	uint64_t req = s->state == SERVER_IDLE ? s->idle_since : s->busy_since;
+	out->request_time = now_s - (now_ms - (req ? req : s->connect_time)) / 1000;
+	out->close_needed = s->close_needed || s->pool->config_changed;
+	out->ptr = s;
+	out->link = s->client;
+	out->remote_pid = (int)s->be_pid;
+	out->application_name = param_set_get(&s->params, "application_name");
+	out->id = s->id;
+	if (s->stream_open) {
+		out->recv_avail = (uint32_t)stream_avail(&s->stream);
+		out->send_pending = (uint32_t)stream_unsent(&s->stream);
+	}
+	out->pkt_remain = s->pass_remaining;
 }

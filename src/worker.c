@@ -9,9 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/rand.h>
 
+#include "sluice/admin.h"
 #include "sluice/client.h"
 #include "sluice/listener.h"
 #include "sluice/log.h"
@@ -43,6 +45,26 @@ int worker_count_adjust(struct conn_count **table, const char *name, int delta)
 	return n;
 }
 
+struct db_state *worker_db_state(struct worker *w, const char *db, bool create)
+{
+	struct db_state *ds;
+	HASH_FIND_STR(w->db_states, db, ds);
+	if (!ds && create) {
+		ds = xcalloc(1, sizeof(*ds));
+		ds->name = xstrdup(db);
+		HASH_ADD_KEYPTR(hh, w->db_states, ds->name, strlen(ds->name), ds);
+	}
+	return ds;
+}
+
+bool worker_db_paused(struct worker *w, const char *db)
+{
+	if (w->paused_all)
+		return true;
+	struct db_state *ds = worker_db_state(w, db, false);
+	return ds && ds->paused;
+}
+
 void worker_schedule_flush(struct worker *w, struct stream *s)
 {
 	if (s->in_flush_queue)
@@ -60,6 +82,13 @@ void worker_schedule_kick(struct worker *w, struct pool *p)
 }
 
 static void finish_exit(struct worker *w);
+
+static void kick_all_pools(struct worker *w)
+{
+	struct pool *p;
+	TAILQ_FOREACH(p, &w->pools, link)
+		worker_schedule_kick(w, p);
+}
 
 static int total_active_servers(struct worker *w)
 {
@@ -91,10 +120,53 @@ static void on_check(uv_check_t *h)
 		stream_flush(s);
 	}
 
+	admin_poll(w);
+
 	if ((w->shutdown == WORKER_WAIT_CLIENTS && w->client_count == 0) ||
 	    (w->shutdown == WORKER_WAIT_SERVERS && total_active_servers(w) == 0) ||
 	    w->shutdown == WORKER_EXIT)
 		finish_exit(w);
+}
+
+/* Ends a stats period: averages move on, and log_stats prints one line per database. */
+static void roll_stats(struct worker *w)
+{
+	double period = (double)w->cfg->stats_period / 1000.0;
+	struct pool *p;
+	TAILQ_FOREACH(p, &w->pools, link)
+		stats_roll(&p->stats);
+	if (!w->cfg->log_stats)
+		return;
+	/* One line per database: sum its pools (pools of a database are few). */
+	TAILQ_FOREACH(p, &w->pools, link) {
+		struct pool *q;
+		bool first = true;
+		TAILQ_FOREACH(q, &w->pools, link) {
+			if (q == p)
+				break;
+			if (strcmp(q->db_name, p->db_name) == 0)
+				first = false;
+		}
+		if (!first || p->is_admin)
+			continue;
+		struct stats_counters start = { 0 }, end = { 0 }, avg;
+		TAILQ_FOREACH(q, &w->pools, link) {
+			if (strcmp(q->db_name, p->db_name) != 0)
+				continue;
+			stats_counters_add(&start, &q->stats.period_start);
+			stats_counters_add(&end, &q->stats.period_end);
+		}
+		stats_average(&start, &end, period, &avg);
+		log_info("stats: %s: %llu xacts/s, %llu queries/s, %llu client parses/s, "
+			 "%llu server parses/s, %llu binds/s, in %llu B/s, out %llu B/s, "
+			 "xact %llu us, query %llu us, wait %llu us",
+			 p->db_name, (unsigned long long)avg.xact_count,
+			 (unsigned long long)avg.query_count, (unsigned long long)avg.client_parse_count,
+			 (unsigned long long)avg.server_parse_count, (unsigned long long)avg.bind_count,
+			 (unsigned long long)avg.bytes_received, (unsigned long long)avg.bytes_sent,
+			 (unsigned long long)avg.xact_time, (unsigned long long)avg.query_time,
+			 (unsigned long long)avg.wait_time);
+	}
 }
 
 static void on_tick(uv_timer_t *t)
@@ -116,6 +188,10 @@ static void on_tick(uv_timer_t *t)
 	for (p = TAILQ_FIRST(&w->pools); p; p = pn) {
 		pn = TAILQ_NEXT(p, link);
 		pool_tick(p, now);
+	}
+	if (w->cfg->stats_period > 0 && now - w->stats_rolled_at >= (uint64_t)w->cfg->stats_period) {
+		w->stats_rolled_at = now;
+		roll_stats(w);
 	}
 }
 
@@ -204,6 +280,19 @@ static int load_userlist(const struct config *cfg, struct auth_userlist **out)
 	return 0;
 }
 
+static void free_overrides(struct worker *w)
+{
+	while (w->overrides) {
+		struct set_override *o = w->overrides;
+		w->overrides = o->next;
+		free(o->key);
+		free(o->value);
+		free(o);
+	}
+}
+
+static int install_config(struct worker *w, struct config *cfg);
+
 int worker_reload(struct worker *w)
 {
 	struct config_error err;
@@ -212,6 +301,46 @@ int worker_reload(struct worker *w)
 		log_error("%s", err.text);
 		return -1;
 	}
+	if (install_config(w, cfg) != 0)
+		return -1;
+	/* The file is the truth again: earlier console SETs are forgotten. */
+	free_overrides(w);
+	log_info("configuration reloaded");
+	return 0;
+}
+
+int worker_set(struct worker *w, const char *key, const char *value, struct config_error *err)
+{
+	struct config *cfg = config_load(w->cfg->path, err);
+	if (!cfg)
+		return -1;
+	/* Earlier SETs stay in effect: re-apply them, then this one. */
+	for (struct set_override *o = w->overrides; o; o = o->next) {
+		if (config_apply(cfg, o->key, o->value, err) != 0) {
+			config_free(cfg);
+			return -1;
+		}
+	}
+	if (config_apply(cfg, key, value, err) != 0) {
+		config_free(cfg);
+		return -1;
+	}
+	if (install_config(w, cfg) != 0) {
+		snprintf(err->text, sizeof(err->text), "the new configuration could not be installed");
+		return -1;
+	}
+	struct set_override *o = xcalloc(1, sizeof(*o));
+	o->key = xstrdup(key);
+	o->value = xstrdup(value);
+	o->next = w->overrides;
+	w->overrides = o;
+	log_info("console SET %s = %s", key, value);
+	return 0;
+}
+
+/* Publishes cfg (taking ownership) with a freshly read auth file. */
+static int install_config(struct worker *w, struct config *cfg)
+{
 	struct auth_userlist *ul;
 	if (load_userlist(cfg, &ul) != 0) {
 		config_free(cfg);
@@ -229,6 +358,8 @@ int worker_reload(struct worker *w)
 	struct pool *p, *pn;
 	for (p = TAILQ_FIRST(&w->pools); p; p = pn) {
 		pn = TAILQ_NEXT(p, link);
+		if (p->is_admin)
+			continue;
 		if (config_find_database(cfg, p->db_name)) {
 			pool_reconfigure(p);
 			continue;
@@ -251,7 +382,7 @@ int worker_reload(struct worker *w)
 	}
 	config_free(old);
 	auth_userlist_free(old_ul);
-	log_info("configuration reloaded");
+	kick_all_pools(w);
 	return 0;
 }
 
@@ -268,6 +399,8 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg)
 	TAILQ_INIT(&w->pools);
 	TAILQ_INIT(&w->flush_queue);
 	TAILQ_INIT(&w->kick_queue);
+	w->start_time = (uint64_t)time(NULL);
+	w->stats_rolled_at = uv_now(loop);
 	if (RAND_bytes(w->mock_seed, sizeof(w->mock_seed)) != 1)
 		return -1;
 	if (load_userlist(cfg, &w->userlist) != 0)
@@ -304,6 +437,13 @@ void worker_deinit(struct worker *w)
 		HASH_DEL(w->user_counts, cc);
 		free(cc->name);
 		free(cc);
+	}
+	free_overrides(w);
+	struct db_state *ds, *dtmp;
+	HASH_ITER(hh, w->db_states, ds, dtmp) {
+		HASH_DEL(w->db_states, ds);
+		free(ds->name);
+		free(ds);
 	}
 	auth_userlist_free(w->userlist);
 	w->userlist = NULL;

@@ -97,6 +97,13 @@ struct client {
 	uint32_t pass_remaining; /* bytes of the current message still to forward */
 	bool ext_open; /* extended-protocol messages sent since the last Sync */
 	bool over_limit; /* accepted beyond max_client_conn: refused at startup */
+
+	/* admin console */
+	uint8_t admin_role; /* enum admin_role; 0 for ordinary clients */
+	uint8_t admin_wait; /* enum admin_wait: a PAUSE/WAIT_CLOSE in progress */
+	char *admin_wait_db; /* its database, NULL for all */
+	uint64_t request_time; /* uv_now when the last request arrived */
+	int peer_pid; /* unix socket peer's pid, 0 for TCP */
 };
 
 /* Starts a client on a freshly accepted stream (listener.c). */
@@ -117,6 +124,11 @@ void client_unlinked(struct client *c);
 void client_welcome(struct client *c);
 /* Bytes from the linked server were queued to this client: apply backpressure. */
 void client_check_backpressure(struct client *c);
+
+/* Clients in accept order: client_next(w, NULL) is the first. */
+struct client *client_next(struct worker *w, struct client *c);
+struct client *client_find(struct worker *w, uint64_t id);
+void client_info(const struct client *c, struct conn_info *out);
 
 /* Periodic timeouts (client_login_timeout, client_idle_timeout, query_wait_timeout...). */
 void client_tick(struct client *c, uint64_t now);

@@ -114,6 +114,12 @@ struct config {
 	bool log_pooler_errors;
 	int verbose;
 	int log_format; /* enum log_format */
+	bool log_stats;
+	int64_t stats_period; /* ms */
+	char *admin_users; /* comma-separated */
+	char *stats_users; /* comma-separated */
+	int metrics_port; /* 0: no HTTP listener */
+	char *metrics_addr;
 
 	/* [databases] and [users], hashed by name; fallback is the "*" entry or NULL. */
 	struct config_database *databases;
@@ -158,6 +164,17 @@ struct config_setting_info {
 };
 size_t config_setting_count(void);
 const struct config_setting_info *config_setting_at(size_t i);
+/*
+ * Sets one reloadable [sluice] setting in a snapshot that is not published
+ * yet (the admin console's SET). Unknown keys, keys that need a restart and
+ * bad values are errors with a message for the client.
+ */
+int config_apply(struct config *cfg, const char *key, const char *value,
+		 struct config_error *err) WUR;
+/* Index of a setting in the table, or -1. */
+int config_setting_index(const char *key);
+/* The default of setting i, as text. */
+const char *config_setting_default(size_t i);
 /* Renders the value of setting i in cfg as text (as SHOW CONFIG would). */
 void config_setting_value(const struct config *cfg, size_t i, char *buf, size_t len);
 

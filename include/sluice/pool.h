@@ -64,12 +64,28 @@ struct pool {
 	uint8_t scram_server_key[32];
 	char *client_password;
 
+	bool is_admin; /* the console's pgbouncer/pgbouncer pseudo-pool: never has servers */
 	bool kick_scheduled;
 	bool config_changed; /* servers close on release after a reload changed the db */
 	struct pool_stats stats;
 	TAILQ_ENTRY(pool) link;
 	TAILQ_ENTRY(pool) kick_link;
 };
+
+/* Counts for SHOW POOLS and the metrics. */
+struct pool_counts {
+	int cl_active; /* linked or idle between transactions (PgBouncer counts both) */
+	int cl_waiting; /* waiting for a server, or for the first server login */
+	int sv_active;
+	int sv_idle;
+	int sv_tested;
+	int sv_login;
+	uint64_t maxwait_us; /* how long the oldest waiter has waited */
+};
+
+/* Pools in creation order: pool_next(w, NULL) is the first. */
+struct pool *pool_next(struct worker *w, struct pool *p);
+void pool_get_counts(const struct pool *p, struct pool_counts *out);
 
 /* The pool for (db, user), created on first use. db comes from w->cfg. */
 struct pool *pool_get(struct worker *w, const char *db_name, const char *user_name,

@@ -122,6 +122,12 @@ void server_push_request(struct server *s, enum server_request kind);
 void server_maybe_release(struct server *s);
 /* Runs the server_check_query before the server is handed out. */
 void server_start_check(struct server *s);
+/* Servers in open order: server_next(w, NULL) is the first. */
+struct server *server_next(struct worker *w, struct server *s);
+void server_info(const struct server *s, struct conn_info *out);
+/* RECONNECT: close s now if idle, else when it is released. */
+void server_mark_close_needed(struct server *s);
+
 /* Periodic: connect timeout, lifetime and idle expiry. */
 void server_tick(struct server *s, uint64_t now);
 void server_check(const struct server *s);

@@ -44,6 +44,24 @@ struct conn_count {
 	UT_hash_handle hh;
 };
 
+/*
+ * Runtime state of a database name set from the admin console (PAUSE,
+ * DISABLE, KILL, RECONNECT). It outlives pools and reloads.
+ */
+struct db_state {
+	char *name;
+	bool paused; /* PAUSE/KILL: no server is handed out until RESUME */
+	bool disabled; /* DISABLE: new clients are refused until ENABLE */
+	UT_hash_handle hh;
+};
+
+/* A console SET, re-applied when a later SET rebuilds the snapshot. */
+struct set_override {
+	char *key;
+	char *value;
+	struct set_override *next;
+};
+
 enum worker_shutdown {
 	WORKER_RUNNING = 0,
 	WORKER_WAIT_CLIENTS, /* SIGTERM: stop accepting, exit when clients are gone */
@@ -65,6 +83,14 @@ struct worker {
 	struct conn_count *db_counts;
 	struct conn_count *user_counts;
 	struct client *cancel_keys; /* uthash on client->cancel_key64 */
+	struct db_state *db_states;
+	bool paused_all; /* PAUSE without a database */
+	int admin_waiters; /* console clients waiting for PAUSE/WAIT_CLOSE to finish */
+	struct pool *admin_pool; /* the pgbouncer/pgbouncer pseudo-pool, created on use */
+	uint64_t start_time; /* wall clock, seconds */
+	uint64_t stats_rolled_at; /* uv_now of the last stats period roll */
+	struct http *http; /* NULL unless metrics_port is set */
+	struct set_override *overrides;
 	int client_count;
 	uint64_t next_client_id;
 	uint64_t next_server_id;
@@ -78,6 +104,35 @@ struct worker {
 	int exit_code;
 };
 
+/*
+ * What the admin console and the metrics know of one connection: one row of
+ * SHOW CLIENTS / SHOW SERVERS / SHOW SOCKETS. Strings are borrowed from the
+ * connection and valid until it changes; copy before yielding to the loop.
+ */
+struct conn_info {
+	char type; /* 'C' or 'S' */
+	const char *user;
+	const char *database;
+	const char *state; /* PgBouncer's name: active, idle, waiting, used, tested, login... */
+	const char *socket_state; /* SHOW SOCKETS: cl_active, sv_idle, ... */
+	char addr[64];
+	int port;
+	char local_addr[64];
+	int local_port;
+	uint64_t connect_time; /* wall clock, seconds */
+	uint64_t request_time; /* wall clock, seconds */
+	uint64_t wait_us; /* how long it has been waiting, 0 if not */
+	bool close_needed;
+	const void *ptr;
+	const void *link; /* the linked peer, or NULL */
+	int remote_pid;
+	const char *application_name;
+	uint64_t id;
+	uint32_t recv_avail; /* unconsumed bytes read */
+	uint32_t pkt_remain; /* bytes of the current message still to relay */
+	uint32_t send_pending; /* bytes queued to send */
+};
+
 /* Sets up the worker on loop with cfg (ownership passes to the worker). */
 int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg) WUR;
 /* Opens listeners and starts the tick; after this the loop may run. */
@@ -87,12 +142,20 @@ void worker_deinit(struct worker *w);
 
 /* Replaces the config snapshot and user list (SIGHUP). Errors keep the old ones. */
 int worker_reload(struct worker *w) WUR;
+/* The console's SET: a new snapshot with key = value. Errors keep the old one. */
+int worker_set(struct worker *w, const char *key, const char *value,
+	       struct config_error *err) WUR;
 void worker_begin_shutdown(struct worker *w, enum worker_shutdown how);
 
 /* Queues s for the flush step of this loop iteration. */
 void worker_schedule_flush(struct worker *w, struct stream *s);
 /* Queues a pool for the assignment step of this loop iteration. */
 void worker_schedule_kick(struct worker *w, struct pool *p);
+
+/* The db_state of a name; created (all flags off) when create is set, else NULL if none. */
+struct db_state *worker_db_state(struct worker *w, const char *db, bool create);
+/* Whether servers of db may be handed out (no PAUSE in effect). */
+bool worker_db_paused(struct worker *w, const char *db);
 
 /* Count of server connections for a database / user name; delta adjusts. */
 int worker_count_adjust(struct conn_count **table, const char *name, int delta);

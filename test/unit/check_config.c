@@ -384,7 +384,7 @@ START_TEST(test_config_unimplemented_pgbouncer_key_warns_but_loads)
 	struct config *cfg = load_text("[pgbouncer]\n"
 				       "auth_file = /dev/null\n"
 				       "client_tls_sslmode = require\n"
-				       "stats_users = stats\n"
+				       "server_round_robin = 1\n"
 				       "listen_port = 6500\n"
 				       "[databases]\n"
 				       "app = host=db max_db_client_connections=10\n"
@@ -402,7 +402,7 @@ START_TEST(test_config_unimplemented_pgbouncer_key_warns_but_loads)
 	char *log = read_file(logpath);
 	const char *expect[] = {
 		":3: setting client_tls_sslmode is not implemented by sluice yet and is ignored",
-		":4: setting stats_users is not implemented by sluice yet and is ignored",
+		":4: setting server_round_robin is not implemented by sluice yet and is ignored",
 		":7: database \"app\": max_db_client_connections is not implemented by sluice yet",
 		":9: user \"bob\": max_user_client_connections is not implemented by sluice yet",
 		":10: section [peers] is not implemented by sluice yet and is ignored",

@@ -1,0 +1,1472 @@
+/*
+ * admin.c - the admin console (see admin.h): PgBouncer's command grammar,
+ * its SHOW result sets with the same columns, order and wire types
+ * (../shared/reference/pgbouncer-console.md, master/1.26 column set), its
+ * control commands, and sluice's own SHOW POOL_WAITS.
+ *
+ * It owns no connection state: console clients are struct client, pools,
+ * servers and statistics are read through their modules' functions, and
+ * control commands act through those modules too (worker_reload,
+ * worker_begin_shutdown, server_mark_close_needed, client_fail...).
+ */
+#include "sluice/admin.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sluice/client.h"
+#include "sluice/log.h"
+#include "sluice/pkt.h"
+#include "sluice/pool.h"
+#include "sluice/server.h"
+#include "sluice/sqlstate.h"
+#include "sluice/stats.h"
+#include "sluice_version.h"
+
+/* The PgBouncer release whose console sluice answers like. */
+#define ADMIN_COMPAT_VERSION "1.26.0"
+#define ADMIN_DB "pgbouncer"
+
+/* ---- access ---------------------------------------------------------------------- */
+
+bool admin_is_console_db(const char *db)
+{
+	return strcmp(db, "pgbouncer") == 0 || strcmp(db, "sluice") == 0;
+}
+
+enum admin_role admin_role_of(const struct config *cfg, const char *user, bool peer_is_self)
+{
+	if (peer_is_self && strcmp(user, "pgbouncer") == 0)
+		return ADMIN_ROLE_ADMIN;
+	if (config_list_contains(cfg->admin_users, user))
+		return ADMIN_ROLE_ADMIN;
+	if (config_list_contains(cfg->stats_users, user))
+		return ADMIN_ROLE_STATS;
+	if (cfg->auth_type == AUTH_TYPE_ANY)
+		return ADMIN_ROLE_STATS;
+	return ADMIN_ROLE_NONE;
+}
+
+/* The console's entry: never in any config, so a reload cannot take it away. */
+static const struct config_database admin_db = {
+	.name = (char *)ADMIN_DB,
+	.port = -1,
+	.pool_size = 0,
+	.min_pool_size = 0,
+	.reserve_pool_size = 0,
+	.max_db_connections = -1,
+	.pool_mode = POOL_MODE_STATEMENT,
+	.server_lifetime = -1,
+};
+
+struct pool *admin_pool(struct worker *w)
+{
+	if (!w->admin_pool) {
+		w->admin_pool = pool_get(w, ADMIN_DB, ADMIN_DB, &admin_db);
+		w->admin_pool->is_admin = true;
+	}
+	return w->admin_pool;
+}
+
+/* ---- result sets ------------------------------------------------------------------- */
+
+/*
+ * Column types as PgBouncer's pktbuf writes them: s text, i int4, q int8,
+ * N numeric, T text holding a local timestamp.
+ */
+struct column {
+	char type;
+	const char *name;
+};
+
+#define COL(t, n) { #t[0], #n },
+
+#define POOLS_COLUMNS(X)                                                                           \
+	X(s, database) X(s, user) X(i, cl_active) X(i, cl_waiting) X(i, cl_active_cancel_req)     \
+	X(i, cl_waiting_cancel_req) X(i, sv_active) X(i, sv_active_cancel) X(i, sv_being_canceled) \
+	X(i, sv_idle) X(i, sv_used) X(i, sv_tested) X(i, sv_login) X(i, maxwait) X(i, maxwait_us)  \
+	X(s, pool_mode) X(s, load_balance_hosts)
+
+#define SOCKET_COLUMNS(X)                                                                          \
+	X(s, type) X(s, user) X(s, database) X(s, replication) X(s, state) X(s, addr) X(i, port)   \
+	X(s, local_addr) X(i, local_port) X(T, connect_time) X(T, request_time) X(i, wait)         \
+	X(i, wait_us) X(i, close_needed) X(s, ptr) X(s, link) X(i, remote_pid) X(s, tls)           \
+	X(s, application_name) X(i, prepared_statements) X(i, id)
+
+#define SOCKET_EXTRA_COLUMNS(X)                                                                    \
+	X(i, recv_pos) X(i, pkt_pos) X(i, pkt_remain) X(i, send_pos) X(i, send_remain)             \
+	X(i, pkt_avail) X(i, send_avail)
+
+#define DATABASES_COLUMNS(X)                                                                       \
+	X(s, name) X(s, host) X(i, port) X(s, database) X(s, force_user) X(i, pool_size)           \
+	X(i, min_pool_size) X(i, reserve_pool_size) X(i, server_lifetime) X(s, pool_mode)          \
+	X(s, load_balance_hosts) X(i, max_connections) X(i, current_connections)                   \
+	X(i, max_client_connections) X(i, current_client_connections) X(i, paused) X(i, disabled)
+
+#define USERS_COLUMNS(X)                                                                           \
+	X(s, name) X(s, pool_size) X(s, reserve_pool_size) X(s, pool_mode)                         \
+	X(i, max_user_connections) X(i, current_connections) X(i, max_user_client_connections)     \
+	X(i, current_client_connections)
+
+#define POOL_WAITS_COLUMNS(X)                                                                      \
+	X(s, database) X(s, user) X(q, acquires) X(q, waited) X(q, wait_time_us)                   \
+	X(q, max_wait_us) X(q, timeouts) X(N, reuse_ratio) X(q, servers_opened)                    \
+	X(q, closed_lifetime) X(q, closed_idle) X(q, closed_error) X(q, closed_reload)             \
+	X(q, closed_other)
+
+static const struct column pools_columns[] = { POOLS_COLUMNS(COL) };
+static const struct column socket_columns[] = { SOCKET_COLUMNS(COL) SOCKET_EXTRA_COLUMNS(COL) };
+static const struct column databases_columns[] = { DATABASES_COLUMNS(COL) };
+static const struct column users_columns[] = { USERS_COLUMNS(COL) };
+static const struct column pool_waits_columns[] = { POOL_WAITS_COLUMNS(COL) };
+#define SOCKET_BASE_COUNT 21
+
+static const struct column config_columns[] = {
+	{ 's', "key" }, { 's', "value" }, { 's', "default" }, { 's', "changeable" },
+};
+static const struct column lists_columns[] = { { 's', "list" }, { 'i', "items" } };
+static const struct column mem_columns[] = {
+	{ 's', "name" }, { 'i', "size" }, { 'i', "used" }, { 'i', "free" }, { 'i', "memtotal" },
+};
+static const struct column state_columns[] = { { 's', "key" }, { 's', "value" } };
+static const struct column version_columns[] = { { 's', "version" } };
+static const struct column totals_columns[] = { { 's', "name" }, { 'N', "value" } };
+static const struct column dns_hosts_columns[] = {
+	{ 's', "hostname" }, { 'q', "ttl" }, { 's', "addrs" },
+};
+static const struct column dns_zones_columns[] = {
+	{ 's', "zonename" }, { 'q', "serial" }, { 'i', "count" },
+};
+static const struct column peers_columns[] = {
+	{ 'i', "peer_id" }, { 's', "host" }, { 'i', "port" }, { 'i', "pool_size" },
+};
+static const struct column peer_pools_columns[] = {
+	{ 'i', "peer_id" }, { 'i', "cl_active_cancel_req" }, { 'i', "cl_waiting_cancel_req" },
+	{ 'i', "sv_active_cancel" }, { 'i', "sv_login" },
+};
+
+/* One response being built: RowDescription, DataRows, then the tag. */
+struct rs {
+	struct buf_out out;
+	const struct column *cols;
+	int ncols;
+	int col; /* next column of the current row */
+	size_t row_start;
+	int rows;
+};
+
+static uint32_t type_oid(char t)
+{
+	switch (t) {
+	case 'i': return 23;
+	case 'q': return 20;
+	case 'N': return 1700;
+	case 'b': return 17;
+	default: return 25;
+	}
+}
+
+static int16_t type_len(char t)
+{
+	switch (t) {
+	case 'i': return 4;
+	case 'q': return 8;
+	default: return -1;
+	}
+}
+
+static void rs_begin(struct rs *r, const struct column *cols, int ncols)
+{
+	buf_out_init(&r->out);
+	r->cols = cols;
+	r->ncols = ncols;
+	r->rows = 0;
+	size_t m = pkt_begin(&r->out, PKT_RowDescription);
+	buf_out_put_be16(&r->out, (uint16_t)ncols);
+	for (int i = 0; i < ncols; i++) {
+		buf_out_put_cstr(&r->out, cols[i].name);
+		buf_out_put_be32(&r->out, 0); /* table oid */
+		buf_out_put_be16(&r->out, 0); /* attnum */
+		buf_out_put_be32(&r->out, type_oid(cols[i].type));
+		buf_out_put_be16(&r->out, (uint16_t)type_len(cols[i].type));
+		buf_out_put_be32(&r->out, 0xffffffffu); /* typmod -1 */
+		buf_out_put_be16(&r->out, 0); /* text format */
+	}
+	pkt_end(&r->out, m);
+}
+
+static void row_begin(struct rs *r)
+{
+	r->row_start = pkt_begin(&r->out, PKT_DataRow);
+	buf_out_put_be16(&r->out, (uint16_t)r->ncols);
+	r->col = 0;
+}
+
+static void put_text(struct rs *r, const char *s)
+{
+	r->col++;
+	if (!s) {
+		buf_out_put_be32(&r->out, 0xffffffffu);
+		return;
+	}
+	size_t n = strlen(s);
+	buf_out_put_be32(&r->out, (uint32_t)n);
+	buf_out_put(&r->out, s, n);
+}
+
+static void put_int(struct rs *r, long long v)
+{
+	char b[32];
+	snprintf(b, sizeof(b), "%lld", v);
+	put_text(r, b);
+}
+
+static void put_uint(struct rs *r, unsigned long long v)
+{
+	char b[32];
+	snprintf(b, sizeof(b), "%llu", v);
+	put_text(r, b);
+}
+
+/* A wall-clock time as PgBouncer prints it: local "YYYY-MM-DD HH:MM:SS TZ". */
+static void put_time(struct rs *r, uint64_t t)
+{
+	char b[64];
+	time_t tt = (time_t)t;
+	struct tm tm;
+	localtime_r(&tt, &tm);
+	strftime(b, sizeof(b), "%Y-%m-%d %H:%M:%S %Z", &tm);
+	put_text(r, b);
+}
+
+static void put_ptr(struct rs *r, const void *p)
+{
+	char b[32] = "";
+	if (p)
+		snprintf(b, sizeof(b), "%p", p);
+	put_text(r, b);
+}
+
+static void row_end(struct rs *r)
+{
+	while (r->col < r->ncols)
+		put_text(r, NULL);
+	pkt_end(&r->out, r->row_start);
+	r->rows++;
+}
+
+/* Sends the result with its tag and ReadyForQuery. */
+static void rs_finish(struct client *c, struct rs *r, const char *tag)
+{
+	pkt_put_CommandComplete(&r->out, tag);
+	pkt_put_ReadyForQuery(&r->out, 'I');
+	stream_write(&c->stream, r->out.data, r->out.len);
+	buf_out_deinit(&r->out);
+}
+
+static void send_complete(struct client *c, const char *tag)
+{
+	struct buf_out out;
+	buf_out_init(&out);
+	pkt_put_CommandComplete(&out, tag);
+	pkt_put_ReadyForQuery(&out, 'I');
+	stream_write(&c->stream, out.data, out.len);
+	buf_out_deinit(&out);
+}
+
+/* An ERROR (not FATAL): the console stays usable. */
+static void send_error(struct client *c, const char *sqlstate, const char *fmt, ...)
+	PRINTF_LIKE(3, 4);
+static void send_error(struct client *c, const char *sqlstate, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	struct buf_out out;
+	buf_out_init(&out);
+	pkt_put_ErrorResponse(&out, "ERROR", sqlstate, msg);
+	pkt_put_ReadyForQuery(&out, 'I');
+	stream_write(&c->stream, out.data, out.len);
+	buf_out_deinit(&out);
+}
+
+/* ---- SHOW commands ------------------------------------------------------------------ */
+
+static int cmp_pool(const void *a, const void *b)
+{
+	const struct pool *x = *(const struct pool *const *)a, *y = *(const struct pool *const *)b;
+	int d = strcmp(x->db_name, y->db_name);
+	return d ? d : strcmp(x->user_name, y->user_name);
+}
+
+/* Every pool, sorted by (database, user); the caller frees the array. */
+static struct pool **sorted_pools(struct worker *w, int *n)
+{
+	int count = 0;
+	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))
+		count++;
+	struct pool **v = xmalloc(sizeof(*v) * (size_t)(count ? count : 1));
+	int i = 0;
+	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))
+		v[i++] = p;
+	qsort(v, (size_t)count, sizeof(*v), cmp_pool);
+	*n = count;
+	return v;
+}
+
+static void show_pools(struct client *c)
+{
+	struct rs r;
+	int n;
+	struct pool **v = sorted_pools(c->w, &n);
+	rs_begin(&r, pools_columns, ARRAY_SIZE(pools_columns));
+	for (int i = 0; i < n; i++) {
+		struct pool_counts pc;
+		pool_get_counts(v[i], &pc);
+		row_begin(&r);
+		put_text(&r, v[i]->db_name);
+		put_text(&r, v[i]->user_name);
+		put_int(&r, pc.cl_active);
+		put_int(&r, pc.cl_waiting);
+		put_int(&r, 0);
+		put_int(&r, 0);
+		put_int(&r, pc.sv_active);
+		put_int(&r, 0);
+		put_int(&r, 0);
+		put_int(&r, pc.sv_idle);
+		put_int(&r, 0);
+		put_int(&r, pc.sv_tested);
+		put_int(&r, pc.sv_login);
+		put_int(&r, (long long)(pc.maxwait_us / 1000000));
+		put_int(&r, (long long)(pc.maxwait_us % 1000000));
+		put_text(&r, config_pool_mode_name(pool_mode_of(v[i])));
+		put_text(&r, NULL);
+		row_end(&r);
+	}
+	free(v);
+	rs_finish(c, &r, "SHOW");
+}
+
+/* Sums of one database's pools: totals and the last complete period. */
+struct db_sums {
+	const char *name;
+	struct stats_counters total, start, end;
+};
+
+/* Databases that have pools, sorted, with their sums; the caller frees it. */
+static struct db_sums *database_sums(struct worker *w, int *n)
+{
+	int np;
+	struct pool **v = sorted_pools(w, &np);
+	struct db_sums *s = xcalloc((size_t)(np ? np : 1), sizeof(*s));
+	int k = -1;
+	for (int i = 0; i < np; i++) {
+		if (k < 0 || strcmp(s[k].name, v[i]->db_name) != 0)
+			s[++k].name = v[i]->db_name;
+		stats_counters_add(&s[k].total, &v[i]->stats.total);
+		stats_counters_add(&s[k].start, &v[i]->stats.period_start);
+		stats_counters_add(&s[k].end, &v[i]->stats.period_end);
+	}
+	free(v);
+	*n = k + 1;
+	return s;
+}
+
+static double period_s(const struct worker *w)
+{
+	return (double)w->cfg->stats_period / 1000.0;
+}
+
+static void put_counters(struct rs *r, const struct stats_counters *s)
+{
+#define X(name) put_uint(r, s->name);
+	STATS_COUNTERS(X)
+#undef X
+}
+
+/* SHOW STATS, STATS_TOTALS, STATS_AVERAGES share rows; what differs is the columns. */
+static void show_stats(struct client *c, bool totals, bool averages, const char *prefix_t,
+		       const char *prefix_a)
+{
+	static const char *const base[] = {
+#define X(name) #name,
+		STATS_COUNTERS(X)
+#undef X
+	};
+	/* PgBouncer's names for the byte columns differ by command. */
+	struct column cols[1 + 2 * ARRAY_SIZE(base)];
+	char names[2 * ARRAY_SIZE(base)][48];
+	int nc = 0, k = 0;
+	cols[nc++] = (struct column){ 's', "database" };
+	for (int pass = 0; pass < 2; pass++) {
+		if ((pass == 0 && !totals) || (pass == 1 && !averages))
+			continue;
+		const char *prefix = pass == 0 ? prefix_t : prefix_a;
+		for (size_t i = 0; i < ARRAY_SIZE(base); i++) {
+			const char *b = base[i];
+			bool stats_cmd = totals && averages;
+			if (stats_cmd && strcmp(b, "bytes_received") == 0)
+				b = pass == 0 ? "received" : "recv";
+			if (stats_cmd && strcmp(b, "bytes_sent") == 0)
+				b = "sent";
+			/* STATS_AVERAGES prefixes only the prepared-statement and login counters. */
+			const char *p = prefix;
+			if (!stats_cmd && pass == 1 && i < 8)
+				p = "";
+			snprintf(names[k], sizeof(names[k]), "%s%s", p, b);
+			cols[nc++] = (struct column){ 'N', names[k++] };
+		}
+	}
+	struct rs r;
+	int n;
+	struct db_sums *s = database_sums(c->w, &n);
+	rs_begin(&r, cols, nc);
+	for (int i = 0; i < n; i++) {
+		row_begin(&r);
+		put_text(&r, s[i].name);
+		if (totals)
+			put_counters(&r, &s[i].total);
+		if (averages) {
+			struct stats_counters avg;
+			stats_average(&s[i].start, &s[i].end, period_s(c->w), &avg);
+			put_counters(&r, &avg);
+		}
+		row_end(&r);
+	}
+	free(s);
+	rs_finish(c, &r, "SHOW");
+}
+
+static void show_totals(struct client *c)
+{
+	static const char *const total_names[] = {
+		"total_server_assignment_count", "total_xact_count",
+		"total_query_count",		 "total_client_bytes",
+		"total_server_bytes",		 "total_xact_time",
+		"total_query_time",		 "total_wait_time",
+		"total_ps_client_parse_count",	 "total_ps_server_parse_count",
+		"total_ps_bind_count",		 "total_client_login_count",
+	};
+	static const char *const avg_names[] = {
+		"avg_server_assignment_count", "avg_xact_count",
+		"avg_query_count",	       "avg_client_bytes",
+		"avg_server_bytes",	       "avg_xact_time",
+		"avg_query_time",	       "avg_wait_time",
+		"avg_ps_client_parse_count",   "avg_ps_server_parse_count",
+		"avg_ps_bind_count",	       "avg_client_login_count",
+	};
+	struct stats_counters total = { 0 }, start = { 0 }, end = { 0 }, avg;
+	int n;
+	struct db_sums *s = database_sums(c->w, &n);
+	for (int i = 0; i < n; i++) {
+		stats_counters_add(&total, &s[i].total);
+		stats_counters_add(&start, &s[i].start);
+		stats_counters_add(&end, &s[i].end);
+	}
+	free(s);
+	stats_average(&start, &end, period_s(c->w), &avg);
+	uint64_t tv[] = {
+#define X(name) total.name,
+		STATS_COUNTERS(X)
+#undef X
+	};
+	uint64_t av[] = {
+#define X(name) avg.name,
+		STATS_COUNTERS(X)
+#undef X
+	};
+	struct rs r;
+	rs_begin(&r, totals_columns, ARRAY_SIZE(totals_columns));
+	for (size_t i = 0; i < ARRAY_SIZE(total_names); i++) {
+		row_begin(&r);
+		put_text(&r, total_names[i]);
+		put_uint(&r, tv[i]);
+		row_end(&r);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(avg_names); i++) {
+		row_begin(&r);
+		put_text(&r, avg_names[i]);
+		put_uint(&r, av[i]);
+		row_end(&r);
+	}
+	rs_finish(c, &r, "SHOW");
+}
+
+static void put_socket_row(struct rs *r, const struct conn_info *ci, bool extra)
+{
+	char type[2] = { ci->type, 0 };
+	row_begin(r);
+	put_text(r, type);
+	put_text(r, ci->user ? ci->user : "(nouser)");
+	put_text(r, ci->database ? ci->database : "(nodb)");
+	put_text(r, "none");
+	put_text(r, extra ? ci->socket_state : ci->state);
+	put_text(r, ci->addr);
+	put_int(r, ci->port);
+	put_text(r, ci->local_addr);
+	put_int(r, ci->local_port);
+	put_time(r, ci->connect_time);
+	put_time(r, ci->request_time);
+	put_int(r, (long long)(ci->wait_us / 1000000));
+	put_int(r, (long long)(ci->wait_us % 1000000));
+	put_int(r, ci->close_needed);
+	put_ptr(r, ci->ptr);
+	put_ptr(r, ci->link);
+	put_int(r, ci->remote_pid);
+	put_text(r, "");
+	put_text(r, ci->application_name ? ci->application_name : "");
+	put_int(r, 0);
+	put_int(r, (long long)ci->id);
+	if (extra) {
+		put_int(r, ci->recv_avail); /* recv_pos */
+		put_int(r, 0); /* pkt_pos */
+		put_int(r, ci->pkt_remain);
+		put_int(r, ci->send_pending); /* send_pos */
+		put_int(r, 0); /* send_remain: always 0 in PgBouncer too */
+		put_int(r, ci->recv_avail); /* pkt_avail */
+		put_int(r, ci->send_pending); /* send_avail */
+	}
+	row_end(r);
+}
+
+/* SHOW CLIENTS / SERVERS / SOCKETS / ACTIVE_SOCKETS. */
+static void show_sockets(struct client *c, bool clients, bool servers, bool extra, bool only_busy)
+{
+	struct rs r;
+	struct worker *w = c->w;
+	rs_begin(&r, socket_columns, extra ? ARRAY_SIZE(socket_columns) : SOCKET_BASE_COUNT);
+	struct conn_info ci;
+	if (clients) {
+		for (struct client *x = client_next(w, NULL); x; x = client_next(w, x)) {
+			if (x->state == CLIENT_CLOSED || (x->state == CLIENT_LOGIN && !extra))
+				continue;
+			client_info(x, &ci);
+			if (only_busy && !ci.recv_avail && !ci.send_pending)
+				continue;
+			put_socket_row(&r, &ci, extra);
+		}
+	}
+	if (servers) {
+		for (struct server *s = server_next(w, NULL); s; s = server_next(w, s)) {
+			if (s->state == SERVER_CLOSED)
+				continue;
+			server_info(s, &ci);
+			if (only_busy && !ci.recv_avail && !ci.send_pending)
+				continue;
+			put_socket_row(&r, &ci, extra);
+		}
+	}
+	rs_finish(c, &r, "SHOW");
+}
+
+static int count_clients_of_db(struct worker *w, const char *db)
+{
+	int n = 0;
+	for (struct client *x = client_next(w, NULL); x; x = client_next(w, x))
+		if (x->db_name && x->state != CLIENT_LOGIN && strcmp(x->db_name, db) == 0)
+			n++;
+	return n;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void put_database_row(struct rs *r, struct worker *w, const char *name,
+			     const struct config_database *db)
+{
+	const struct config *cfg = w->cfg;
+	struct db_state *ds = worker_db_state(w, name, false);
+	bool is_admin = db == &admin_db;
+	row_begin(r);
+	put_text(r, name);
+	put_text(r, is_admin ? NULL : (db->host ? db->host : NULL));
+	put_int(r, is_admin ? cfg->listen_port : (db->port > 0 ? db->port : 5432));
+	put_text(r, is_admin ? ADMIN_DB : (db->dbname ? db->dbname : name));
+	put_text(r, db->user);
+	put_int(r, is_admin ? 2 : (db->pool_size >= 0 ? db->pool_size : cfg->default_pool_size));
+	put_int(r, is_admin ? 0 : (db->min_pool_size >= 0 ? db->min_pool_size : cfg->min_pool_size));
+	put_int(r, is_admin ? 0
+			    : (db->reserve_pool_size >= 0 ? db->reserve_pool_size
+							  : cfg->reserve_pool_size));
+	int64_t life = db->server_lifetime >= 0 ? db->server_lifetime : cfg->server_lifetime;
+	put_int(r, is_admin ? 0 : (long long)(life / 1000));
+	put_text(r, db->pool_mode >= 0 && !is_admin ? config_pool_mode_name((enum pool_mode)db->pool_mode)
+						  : (is_admin ? "statement" : NULL));
+	put_text(r, NULL);
+	int max = db->max_db_connections >= 0 ? db->max_db_connections : cfg->max_db_connections;
+	put_int(r, is_admin ? 0 : max);
+	put_int(r, is_admin ? 0 : worker_count_adjust(&w->db_counts, name, 0));
+	put_int(r, 0);
+	put_int(r, count_clients_of_db(w, name));
+	put_int(r, (w->paused_all || (ds && ds->paused)) ? 1 : 0);
+	put_int(r, ds && ds->disabled ? 1 : 0);
+	row_end(r);
+}
+
+static void show_databases(struct client *c)
+{
+	struct worker *w = c->w;
+	const struct config *cfg = w->cfg;
+	/* Configured entries, plus names served through the "*" fallback, plus the console. */
+	int cap = (int)HASH_COUNT(cfg->databases) + 1;
+	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))
+		cap++;
+	const char **names = xmalloc(sizeof(*names) * (size_t)cap);
+	int n = 0;
+	for (struct config_database *db = cfg->databases; db; db = db->hh.next)
+		names[n++] = db->name;
+	names[n++] = ADMIN_DB;
+	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p)) {
+		bool seen = false;
+		for (int i = 0; i < n && !seen; i++)
+			seen = strcmp(names[i], p->db_name) == 0;
+		if (!seen)
+			names[n++] = p->db_name;
+	}
+	qsort(names, (size_t)n, sizeof(*names), cmp_str);
+	struct rs r;
+	rs_begin(&r, databases_columns, ARRAY_SIZE(databases_columns));
+	for (int i = 0; i < n; i++) {
+		const struct config_database *db =
+			strcmp(names[i], ADMIN_DB) == 0 ? &admin_db : config_find_database(cfg, names[i]);
+		if (db)
+			put_database_row(&r, w, names[i], db);
+	}
+	free(names);
+	rs_finish(c, &r, "SHOW");
+}
+
+static int count_clients_of_user(struct worker *w, const char *user)
+{
+	int n = 0;
+	for (struct client *x = client_next(w, NULL); x; x = client_next(w, x))
+		if (x->user_name && x->state != CLIENT_LOGIN && strcmp(x->user_name, user) == 0)
+			n++;
+	return n;
+}
+
+static void show_users(struct client *c)
+{
+	struct worker *w = c->w;
+	const struct config *cfg = w->cfg;
+	int cap = (int)HASH_COUNT(cfg->users) + 1;
+	if (w->userlist)
+		cap += (int)HASH_COUNT(w->userlist->users);
+	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))
+		cap++;
+	const char **names = xmalloc(sizeof(*names) * (size_t)cap);
+	int n = 0;
+#define ADD_NAME(nm)                                                                               \
+	do {                                                                                       \
+		bool seen_ = false;                                                                \
+		for (int i_ = 0; i_ < n && !seen_; i_++)                                           \
+			seen_ = strcmp(names[i_], (nm)) == 0;                                      \
+		if (!seen_)                                                                        \
+			names[n++] = (nm);                                                         \
+	} while (0)
+	for (struct config_user *u = cfg->users; u; u = u->hh.next)
+		ADD_NAME(u->name);
+	if (w->userlist)
+		for (struct auth_user *u = w->userlist->users; u; u = u->hh.next)
+			ADD_NAME(u->name);
+	ADD_NAME(ADMIN_DB);
+	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))
+		ADD_NAME(p->user_name);
+#undef ADD_NAME
+	qsort(names, (size_t)n, sizeof(*names), cmp_str);
+	struct rs r;
+	rs_begin(&r, users_columns, ARRAY_SIZE(users_columns));
+	for (int i = 0; i < n; i++) {
+		const struct config_user *u = config_find_user(cfg, names[i]);
+		char ps[16] = "";
+		if (u && u->pool_size >= 0)
+			snprintf(ps, sizeof(ps), "%9d", u->pool_size);
+		row_begin(&r);
+		put_text(&r, names[i]);
+		put_text(&r, ps);
+		put_text(&r, "");
+		put_text(&r, u && u->pool_mode >= 0 ? config_pool_mode_name((enum pool_mode)u->pool_mode)
+						     : NULL);
+		put_int(&r, u && u->max_user_connections >= 0 ? u->max_user_connections
+							    : cfg->max_user_connections);
+		put_int(&r, worker_count_adjust(&w->user_counts, names[i], 0));
+		put_int(&r, 0);
+		put_int(&r, count_clients_of_user(w, names[i]));
+		row_end(&r);
+	}
+	free(names);
+	rs_finish(c, &r, "SHOW");
+}
+
+static int cmp_setting(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	return strcmp(config_setting_at(x)->name, config_setting_at(y)->name);
+}
+
+static void show_config(struct client *c)
+{
+	size_t n = config_setting_count();
+	size_t *idx = xmalloc(sizeof(*idx) * n);
+	for (size_t i = 0; i < n; i++)
+		idx[i] = i;
+	qsort(idx, n, sizeof(*idx), cmp_setting);
+	struct rs r;
+	rs_begin(&r, config_columns, ARRAY_SIZE(config_columns));
+	for (size_t i = 0; i < n; i++) {
+		const struct config_setting_info *info = config_setting_at(idx[i]);
+		char val[1024];
+		config_setting_value(c->w->cfg, idx[i], val, sizeof(val));
+		row_begin(&r);
+		put_text(&r, info->name);
+		put_text(&r, val);
+		put_text(&r, config_setting_default(idx[i]));
+		put_text(&r, info->reloadable ? "yes" : "no");
+		row_end(&r);
+	}
+	free(idx);
+	rs_finish(c, &r, "SHOW");
+}
+
+static void show_lists(struct client *c)
+{
+	struct worker *w = c->w;
+	int pools = 0, used_clients = 0, login_clients = 0, used_servers = 0;
+	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))
+		pools++;
+	for (struct client *x = client_next(w, NULL); x; x = client_next(w, x)) {
+		if (x->state == CLIENT_LOGIN)
+			login_clients++;
+		else if (x->state != CLIENT_CLOSED)
+			used_clients++;
+	}
+	for (struct server *s = server_next(w, NULL); s; s = server_next(w, s))
+		if (s->state != SERVER_CLOSED)
+			used_servers++;
+	int users = (int)HASH_COUNT(w->cfg->users) + (w->userlist ? (int)HASH_COUNT(w->userlist->users) : 0);
+	struct {
+		const char *name;
+		int items;
+	} rows[] = {
+		{ "databases", (int)HASH_COUNT(w->cfg->databases) + 1 },
+		{ "users", users },
+		{ "peers", 0 },
+		{ "pools", pools },
+		{ "peer_pools", 0 },
+		{ "free_clients", 0 },
+		{ "used_clients", used_clients },
+		{ "login_clients", login_clients },
+		{ "free_servers", 0 },
+		{ "used_servers", used_servers },
+		{ "dns_names", 0 },
+		{ "dns_zones", 0 },
+		{ "dns_queries", 0 },
+		{ "dns_pending", 0 },
+	};
+	struct rs r;
+	rs_begin(&r, lists_columns, ARRAY_SIZE(lists_columns));
+	for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+		row_begin(&r);
+		put_text(&r, rows[i].name);
+		put_int(&r, rows[i].items);
+		row_end(&r);
+	}
+	rs_finish(c, &r, "SHOW");
+}
+
+static void show_mem(struct client *c)
+{
+	struct worker *w = c->w;
+	int clients = 0, servers = 0, pools = 0;
+	for (struct client *x = client_next(w, NULL); x; x = client_next(w, x))
+		clients++;
+	for (struct server *s = server_next(w, NULL); s; s = server_next(w, s))
+		servers++;
+	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))
+		pools++;
+	/* sluice allocates objects individually; only I/O buffers have a free list. */
+	struct {
+		const char *name;
+		size_t size;
+		size_t used, free;
+	} rows[] = {
+		{ "pool_cache", sizeof(struct pool), (size_t)pools, 0 },
+		{ "server_cache", sizeof(struct server), (size_t)servers, 0 },
+		{ "client_cache", sizeof(struct client), (size_t)clients, 0 },
+		{ "iobuf_cache", sizeof(struct buf) + BUF_SIZE, w->bufs.in_use, w->bufs.free_count },
+	};
+	struct rs r;
+	rs_begin(&r, mem_columns, ARRAY_SIZE(mem_columns));
+	for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+		row_begin(&r);
+		put_text(&r, rows[i].name);
+		put_int(&r, (long long)rows[i].size);
+		put_int(&r, (long long)rows[i].used);
+		put_int(&r, (long long)rows[i].free);
+		put_int(&r, (long long)(rows[i].size * (rows[i].used + rows[i].free)));
+		row_end(&r);
+	}
+	rs_finish(c, &r, "SHOW");
+}
+
+static void show_state(struct client *c)
+{
+	struct rs r;
+	rs_begin(&r, state_columns, ARRAY_SIZE(state_columns));
+	const char *rows[][2] = {
+		{ "active", c->w->paused_all ? "no" : "yes" },
+		{ "paused", c->w->paused_all ? "yes" : "no" },
+		{ "suspended", "no" },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+		row_begin(&r);
+		put_text(&r, rows[i][0]);
+		put_text(&r, rows[i][1]);
+		row_end(&r);
+	}
+	rs_finish(c, &r, "SHOW");
+}
+
+static void show_version(struct client *c)
+{
+	struct rs r;
+	rs_begin(&r, version_columns, ARRAY_SIZE(version_columns));
+	row_begin(&r);
+	put_text(&r, "PgBouncer " ADMIN_COMPAT_VERSION " (sluice " SLUICE_VERSION ")");
+	row_end(&r);
+	rs_finish(c, &r, "SHOW");
+}
+
+static void show_empty(struct client *c, const struct column *cols, int n)
+{
+	struct rs r;
+	rs_begin(&r, cols, n);
+	rs_finish(c, &r, "SHOW");
+}
+
+static void show_pool_waits(struct client *c)
+{
+	struct rs r;
+	int n;
+	struct pool **v = sorted_pools(c->w, &n);
+	rs_begin(&r, pool_waits_columns, ARRAY_SIZE(pool_waits_columns));
+	for (int i = 0; i < n; i++) {
+		const struct pool_stats *st = &v[i]->stats;
+		uint64_t acq = st->total.server_assignment_count;
+		char ratio[32];
+		snprintf(ratio, sizeof(ratio), "%.4f", acq ? (double)st->reuse_count / (double)acq : 0.0);
+		row_begin(&r);
+		put_text(&r, v[i]->db_name);
+		put_text(&r, v[i]->user_name);
+		put_uint(&r, acq);
+		put_uint(&r, st->wait_count);
+		put_uint(&r, st->total.wait_time);
+		put_uint(&r, st->max_wait_us);
+		put_uint(&r, st->timeout_count);
+		put_text(&r, ratio);
+		put_uint(&r, st->servers_opened);
+		for (int k = 0; k < STATS_CLOSE_COUNT; k++)
+			put_uint(&r, st->servers_closed[k]);
+		row_end(&r);
+	}
+	free(v);
+	rs_finish(c, &r, "SHOW");
+}
+
+static const char help_text[] =
+	"Console usage\n"
+	"\tSHOW HELP|CONFIG|USERS|DATABASES|POOLS|CLIENTS|SERVERS|SOCKETS|ACTIVE_SOCKETS\n"
+	"\tSHOW LISTS|MEM|STATE|VERSION|DNS_HOSTS|DNS_ZONES|PEERS|PEER_POOLS\n"
+	"\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n"
+	"\tSHOW POOL_WAITS (sluice)\n"
+	"\tSET key = arg\n"
+	"\tRELOAD\n"
+	"\tPAUSE [<db>]\n"
+	"\tRESUME [<db>]\n"
+	"\tDISABLE <db>\n"
+	"\tENABLE <db>\n"
+	"\tRECONNECT [<db>]\n"
+	"\tKILL [<db>]\n"
+	"\tKILL_CLIENT <client_id>\n"
+	"\tWAIT_CLOSE [<db>]\n"
+	"\tSHUTDOWN [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]";
+
+static void show_help(struct client *c)
+{
+	struct buf_out out;
+	buf_out_init(&out);
+	pkt_put_NoticeResponse(&out, "00000", help_text);
+	pkt_put_CommandComplete(&out, "SHOW");
+	pkt_put_ReadyForQuery(&out, 'I');
+	stream_write(&c->stream, out.data, out.len);
+	buf_out_deinit(&out);
+}
+
+/* Driver-compatibility values PgBouncer fakes for SHOW of a few GUCs. */
+static const char *const fake_gucs[][2] = {
+	{ "client_encoding", "UTF-8" },
+	{ "default_transaction_isolation", "read committed" },
+	{ "standard_conforming_strings", "on" },
+	{ "datestyle", "ISO" },
+	{ "timezone", "GMT" },
+};
+
+static bool show_fake_guc(struct client *c, const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(fake_gucs); i++) {
+		if (strcasecmp(name, fake_gucs[i][0]) != 0)
+			continue;
+		struct column col = { 's', fake_gucs[i][0] };
+		struct rs r;
+		rs_begin(&r, &col, 1);
+		row_begin(&r);
+		put_text(&r, fake_gucs[i][1]);
+		row_end(&r);
+		rs_finish(c, &r, "SHOW");
+		return true;
+	}
+	return false;
+}
+
+struct show_cmd {
+	const char *name;
+	void (*fn)(struct client *c);
+};
+
+static void show_stats_cmd(struct client *c) { show_stats(c, true, true, "total_", "avg_"); }
+static void show_stats_totals(struct client *c) { show_stats(c, true, false, "", ""); }
+static void show_stats_averages(struct client *c) { show_stats(c, false, true, "", "avg_"); }
+static void show_clients(struct client *c) { show_sockets(c, true, false, false, false); }
+static void show_servers(struct client *c) { show_sockets(c, false, true, false, false); }
+static void show_all_sockets(struct client *c) { show_sockets(c, true, true, true, false); }
+static void show_active_sockets(struct client *c) { show_sockets(c, true, true, true, true); }
+static void show_dns_hosts(struct client *c) { show_empty(c, dns_hosts_columns, ARRAY_SIZE(dns_hosts_columns)); }
+static void show_dns_zones(struct client *c) { show_empty(c, dns_zones_columns, ARRAY_SIZE(dns_zones_columns)); }
+static void show_peers(struct client *c) { show_empty(c, peers_columns, ARRAY_SIZE(peers_columns)); }
+static void show_peer_pools(struct client *c) { show_empty(c, peer_pools_columns, ARRAY_SIZE(peer_pools_columns)); }
+
+static const struct show_cmd show_cmds[] = {
+	{ "help", show_help },
+	{ "pools", show_pools },
+	{ "stats", show_stats_cmd },
+	{ "stats_totals", show_stats_totals },
+	{ "stats_averages", show_stats_averages },
+	{ "totals", show_totals },
+	{ "clients", show_clients },
+	{ "servers", show_servers },
+	{ "sockets", show_all_sockets },
+	{ "active_sockets", show_active_sockets },
+	{ "databases", show_databases },
+	{ "users", show_users },
+	{ "config", show_config },
+	{ "lists", show_lists },
+	{ "mem", show_mem },
+	{ "state", show_state },
+	{ "version", show_version },
+	{ "dns_hosts", show_dns_hosts },
+	{ "dns_zones", show_dns_zones },
+	{ "peers", show_peers },
+	{ "peer_pools", show_peer_pools },
+	{ "pool_waits", show_pool_waits },
+};
+
+/* ---- control commands -------------------------------------------------------------- */
+
+static bool db_matches(const char *db, const char *name)
+{
+	return !db || strcmp(db, name) == 0;
+}
+
+/* Whether every server of db (NULL: all) is out of use (PAUSE's condition). */
+static bool pause_done(struct worker *w, const char *db)
+{
+	for (struct server *s = server_next(w, NULL); s; s = server_next(w, s))
+		if (s->state == SERVER_ACTIVE && db_matches(db, s->pool->db_name))
+			return false;
+	return true;
+}
+
+static bool close_done(struct worker *w, const char *db)
+{
+	for (struct server *s = server_next(w, NULL); s; s = server_next(w, s)) {
+		struct conn_info ci;
+		if (s->state == SERVER_CLOSED || !db_matches(db, s->pool->db_name))
+			continue;
+		server_info(s, &ci);
+		if (ci.close_needed)
+			return false;
+	}
+	return true;
+}
+
+/* Closes the idle servers of db: what PAUSE does once servers are released. */
+static void close_idle(struct worker *w, const char *db)
+{
+	struct server *s = server_next(w, NULL), *next;
+	for (; s; s = next) {
+		next = server_next(w, s);
+		if ((s->state == SERVER_IDLE || s->state == SERVER_LOGIN) &&
+		    db_matches(db, s->pool->db_name))
+			server_close(s, "PAUSE");
+	}
+}
+
+static void start_wait(struct client *c, enum admin_wait kind, const char *db)
+{
+	c->admin_wait = (uint8_t)kind;
+	free(c->admin_wait_db);
+	c->admin_wait_db = db ? xstrdup(db) : NULL;
+	c->w->admin_waiters++;
+	stream_pause(&c->stream);
+}
+
+void admin_poll(struct worker *w)
+{
+	if (w->admin_waiters == 0)
+		return;
+	for (struct client *c = client_next(w, NULL); c; c = client_next(w, c)) {
+		if (!c->admin_wait || c->state == CLIENT_CLOSED)
+			continue;
+		const char *db = c->admin_wait_db;
+		bool done = c->admin_wait == ADMIN_WAIT_PAUSE ? pause_done(w, db) : close_done(w, db);
+		if (!done)
+			continue;
+		if (c->admin_wait == ADMIN_WAIT_PAUSE)
+			close_idle(w, db);
+		send_complete(c, c->admin_wait == ADMIN_WAIT_PAUSE ? "PAUSE" : "WAIT_CLOSE");
+		c->admin_wait = ADMIN_WAIT_NONE;
+		free(c->admin_wait_db);
+		c->admin_wait_db = NULL;
+		w->admin_waiters--;
+		stream_resume(&c->stream);
+		admin_handle(c);
+	}
+}
+
+static bool known_db(struct worker *w, const char *db)
+{
+	if (config_find_database(w->cfg, db))
+		return true;
+	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))
+		if (strcmp(p->db_name, db) == 0)
+			return true;
+	return false;
+}
+
+static void kick_all(struct worker *w)
+{
+	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))
+		worker_schedule_kick(w, p);
+}
+
+static void cmd_pause(struct client *c, const char *db)
+{
+	struct worker *w = c->w;
+	if (db)
+		worker_db_state(w, db, true)->paused = true;
+	else
+		w->paused_all = true;
+	start_wait(c, ADMIN_WAIT_PAUSE, db);
+}
+
+static void cmd_resume(struct client *c, const char *db)
+{
+	struct worker *w = c->w;
+	if (db) {
+		struct db_state *ds = worker_db_state(w, db, false);
+		if (!ds || !ds->paused) {
+			send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "database %s is not paused", db);
+			return;
+		}
+		ds->paused = false;
+	} else {
+		w->paused_all = false;
+		for (struct db_state *ds = w->db_states; ds; ds = ds->hh.next)
+			ds->paused = false;
+	}
+	kick_all(w);
+	send_complete(c, "RESUME");
+}
+
+static void cmd_kill(struct client *c, const char *db)
+{
+	struct worker *w = c->w;
+	if (db)
+		worker_db_state(w, db, true)->paused = true;
+	else
+		w->paused_all = true;
+	struct client *x = client_next(w, NULL), *next;
+	for (; x; x = next) {
+		next = client_next(w, x);
+		if (x == c || x->admin_role || !x->db_name || x->state == CLIENT_CLOSED)
+			continue;
+		if (db_matches(db, x->db_name))
+			client_fail(x, SQLSTATE_ADMIN_SHUTDOWN, "database killed by admin (KILL)");
+	}
+	struct server *s = server_next(w, NULL), *sn;
+	for (; s; s = sn) {
+		sn = server_next(w, s);
+		if (s->state != SERVER_CLOSED && db_matches(db, s->pool->db_name))
+			server_close(s, "KILL");
+	}
+	send_complete(c, "KILL");
+}
+
+static void cmd_set(struct client *c, const char *key, const char *value)
+{
+	struct worker *w = c->w;
+	for (size_t i = 0; i < ARRAY_SIZE(fake_gucs); i++) {
+		if (strcasecmp(key, fake_gucs[i][0]) == 0) {
+			struct buf_out out;
+			buf_out_init(&out);
+			pkt_put_NoticeResponse(&out, "00000", "SET ignored");
+			pkt_put_CommandComplete(&out, "SET");
+			pkt_put_ReadyForQuery(&out, 'I');
+			stream_write(&c->stream, out.data, out.len);
+			buf_out_deinit(&out);
+			return;
+		}
+	}
+	if (c->admin_role != ADMIN_ROLE_ADMIN) {
+		send_error(c, SQLSTATE_INSUFFICIENT_PRIVILEGE, "admin access needed");
+		return;
+	}
+	struct config_error err;
+	if (worker_set(w, key, value, &err) != 0) {
+		send_error(c, SQLSTATE_INVALID_PARAMETER_VALUE, "SET failed: %s", err.text);
+		return;
+	}
+	send_complete(c, "SET");
+}
+
+/* ---- parsing -------------------------------------------------------------------------- */
+
+/*
+ * A console command as PgBouncer's grammar allows:
+ *   WORD [WORD] [;]          (words: [0-9a-z_]+ or "quoted")
+ *   SET key = value [;]      (value: word, number or 'string'; TO for =)
+ */
+struct command {
+	char verb[16];
+	char arg[64];
+	bool has_arg;
+	bool is_set;
+	char set_value[256];
+};
+
+static const char *skip_ws(const char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	return s;
+}
+
+/* Reads one WORD into out (lower-cased unless quoted). NULL on a syntax error. */
+static const char *read_word(const char *s, char *out, size_t len)
+{
+	size_t n = 0;
+	if (*s == '"') {
+		s++;
+		while (*s && *s != '"') {
+			if (n + 1 >= len)
+				return NULL;
+			out[n++] = *s++;
+		}
+		if (*s != '"')
+			return NULL;
+		s++;
+	} else {
+		while (isalnum((unsigned char)*s) || *s == '_' || *s == '.' || *s == '-') {
+			if (n + 1 >= len)
+				return NULL;
+			out[n++] = (char)tolower((unsigned char)*s++);
+		}
+		if (n == 0)
+			return NULL;
+	}
+	out[n] = '\0';
+	return s;
+}
+
+/* Reads SET's value: 'string' (with '' for a quote) or a bare token. */
+static const char *read_value(const char *s, char *out, size_t len)
+{
+	size_t n = 0;
+	if (*s == '\'') {
+		s++;
+		for (;;) {
+			if (!*s)
+				return NULL;
+			if (*s == '\'') {
+				if (s[1] != '\'')
+					break;
+				s++;
+			}
+			if (n + 1 >= len)
+				return NULL;
+			out[n++] = *s++;
+		}
+		s++;
+	} else {
+		while (*s && !isspace((unsigned char)*s) && *s != ';') {
+			if (n + 1 >= len)
+				return NULL;
+			out[n++] = *s++;
+		}
+		if (n == 0)
+			return NULL;
+	}
+	out[n] = '\0';
+	return s;
+}
+
+static bool at_end(const char *s)
+{
+	s = skip_ws(s);
+	if (*s == ';')
+		s = skip_ws(s + 1);
+	return *s == '\0';
+}
+
+static bool parse_command(const char *sql, struct command *cmd)
+{
+	memset(cmd, 0, sizeof(*cmd));
+	const char *s = read_word(skip_ws(sql), cmd->verb, sizeof(cmd->verb));
+	if (!s)
+		return false;
+	if (strcmp(cmd->verb, "set") == 0) {
+		cmd->is_set = true;
+		s = read_word(skip_ws(s), cmd->arg, sizeof(cmd->arg));
+		if (!s)
+			return false;
+		s = skip_ws(s);
+		if (*s == '=')
+			s++;
+		else if (strncasecmp(s, "to", 2) == 0 && isspace((unsigned char)s[2]))
+			s += 2;
+		else
+			return false;
+		s = read_value(skip_ws(s), cmd->set_value, sizeof(cmd->set_value));
+		return s && at_end(s);
+	}
+	if (at_end(s))
+		return true;
+	if (!isspace((unsigned char)*s))
+		return false;
+	s = read_word(skip_ws(s), cmd->arg, sizeof(cmd->arg));
+	if (!s)
+		return false;
+	cmd->has_arg = true;
+	return at_end(s);
+}
+
+static void run_command(struct client *c, const char *sql)
+{
+	struct worker *w = c->w;
+	struct command cmd;
+	if (!parse_command(sql, &cmd)) {
+		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid command '%s', use SHOW HELP;", sql);
+		return;
+	}
+	log_write(LOG_LEVEL_INFO, &c->lc, "console: %s", sql);
+	const char *verb = cmd.verb;
+	const char *arg = cmd.has_arg ? cmd.arg : NULL;
+	if (cmd.is_set) {
+		cmd_set(c, cmd.arg, cmd.set_value);
+		return;
+	}
+	if (strcmp(verb, "show") == 0 || strcmp(verb, "select") == 0) {
+		if (!arg) {
+			send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "SHOW needs an argument, use SHOW HELP;");
+			return;
+		}
+		if (show_fake_guc(c, arg))
+			return;
+		for (size_t i = 0; i < ARRAY_SIZE(show_cmds); i++) {
+			if (strcmp(arg, show_cmds[i].name) == 0) {
+				show_cmds[i].fn(c);
+				return;
+			}
+		}
+		if (strcmp(arg, "fds") == 0) {
+			send_error(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
+				   "SHOW FDS is not supported: sluice has no online restart");
+			return;
+		}
+		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "unknown SHOW argument: %s, use SHOW HELP;", arg);
+		return;
+	}
+
+	/* Everything below changes something: admin users only. */
+	static const char *const commands[] = {
+		"reload", "pause", "resume", "disable", "enable", "reconnect", "kill",
+		"kill_client", "wait_close", "shutdown", "suspend",
+	};
+	bool known = false;
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+		known = known || strcmp(verb, commands[i]) == 0;
+	if (!known) {
+		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid command '%s', use SHOW HELP;", sql);
+		return;
+	}
+	if (c->admin_role != ADMIN_ROLE_ADMIN) {
+		send_error(c, SQLSTATE_INSUFFICIENT_PRIVILEGE, "admin access needed");
+		return;
+	}
+	bool needs_db = strcmp(verb, "disable") == 0 || strcmp(verb, "enable") == 0;
+	bool takes_db = needs_db || strcmp(verb, "pause") == 0 || strcmp(verb, "resume") == 0 ||
+			strcmp(verb, "reconnect") == 0 || strcmp(verb, "kill") == 0 ||
+			strcmp(verb, "wait_close") == 0;
+	if (needs_db && !arg) {
+		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "%s needs a database name", verb);
+		return;
+	}
+	if (takes_db && arg && !known_db(w, arg)) {
+		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "no such database: %s", arg);
+		return;
+	}
+	if (takes_db && arg && strcmp(arg, ADMIN_DB) == 0) {
+		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "cannot %s the admin database", verb);
+		return;
+	}
+
+	if (strcmp(verb, "reload") == 0) {
+		if (worker_reload(w) != 0)
+			send_error(c, SQLSTATE_CONFIG_FILE_ERROR,
+				   "RELOAD failed; the previous configuration stays in effect (see the log)");
+		else
+			send_complete(c, "RELOAD");
+	} else if (strcmp(verb, "pause") == 0) {
+		cmd_pause(c, arg);
+	} else if (strcmp(verb, "resume") == 0) {
+		cmd_resume(c, arg);
+	} else if (strcmp(verb, "disable") == 0 || strcmp(verb, "enable") == 0) {
+		worker_db_state(w, arg, true)->disabled = verb[0] == 'd';
+		send_complete(c, verb[0] == 'd' ? "DISABLE" : "ENABLE");
+	} else if (strcmp(verb, "reconnect") == 0) {
+		struct server *s = server_next(w, NULL), *next;
+		for (; s; s = next) {
+			next = server_next(w, s);
+			if (s->state != SERVER_CLOSED && db_matches(arg, s->pool->db_name))
+				server_mark_close_needed(s);
+		}
+		send_complete(c, "RECONNECT");
+	} else if (strcmp(verb, "kill") == 0) {
+		cmd_kill(c, arg);
+	} else if (strcmp(verb, "kill_client") == 0) {
+		char *end = NULL;
+		unsigned long long id = arg ? strtoull(arg, &end, 10) : 0;
+		struct client *x = arg && end && !*end ? client_find(w, id) : NULL;
+		if (!x || x->state == CLIENT_CLOSED) {
+			send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "no such client: %s", arg ? arg : "");
+			return;
+		}
+		if (x != c)
+			client_fail(x, SQLSTATE_ADMIN_SHUTDOWN, "client killed by admin (KILL_CLIENT)");
+		send_complete(c, "KILL_CLIENT");
+		if (x == c)
+			client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "client killed by admin (KILL_CLIENT)");
+	} else if (strcmp(verb, "wait_close") == 0) {
+		start_wait(c, ADMIN_WAIT_CLOSE, arg);
+	} else if (strcmp(verb, "shutdown") == 0) {
+		enum worker_shutdown how = WORKER_EXIT;
+		if (arg && strcmp(arg, "wait_for_servers") == 0)
+			how = WORKER_WAIT_SERVERS;
+		else if (arg && strcmp(arg, "wait_for_clients") == 0)
+			how = WORKER_WAIT_CLIENTS;
+		else if (arg) {
+			send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
+				   "SHUTDOWN takes WAIT_FOR_SERVERS or WAIT_FOR_CLIENTS");
+			return;
+		}
+		log_info("SHUTDOWN requested from the admin console");
+		send_complete(c, "SHUTDOWN");
+		worker_begin_shutdown(w, how);
+	} else if (strcmp(verb, "suspend") == 0) {
+		send_error(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
+			   "SUSPEND is not supported: sluice has no online restart");
+	}
+}
+
+/* ---- the connection ---------------------------------------------------------------- */
+
+void admin_welcome(struct client *c)
+{
+	struct buf_out out;
+	buf_out_init(&out);
+	pkt_put_AuthenticationOk(&out);
+	pkt_put_ParameterStatus(&out, "server_version", ADMIN_COMPAT_VERSION "/sluice-" SLUICE_VERSION);
+	pkt_put_ParameterStatus(&out, "client_encoding", "UTF8");
+	pkt_put_ParameterStatus(&out, "server_encoding", "UTF8");
+	pkt_put_ParameterStatus(&out, "DateStyle", "ISO");
+	pkt_put_ParameterStatus(&out, "TimeZone", "GMT");
+	pkt_put_ParameterStatus(&out, "standard_conforming_strings", "on");
+	pkt_put_ParameterStatus(&out, "is_superuser", "on");
+	pkt_put_BackendKeyData(&out, c->cancel_pid, c->cancel_key);
+	pkt_put_ReadyForQuery(&out, 'I');
+	stream_write(&c->stream, out.data, out.len);
+	buf_out_deinit(&out);
+}
+
+void admin_handle(struct client *c)
+{
+	struct stream *st = &c->stream;
+	while (c->state == CLIENT_IDLE && !c->admin_wait && stream_avail(st) > 0) {
+		size_t avail = stream_avail(st);
+		struct pkt_hdr h;
+		int rc = pkt_frame(stream_data(st), avail, 1024 * 1024, &h);
+		if (rc == PKT_INCOMPLETE)
+			return;
+		if (rc != PKT_OK) {
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid message on the admin console");
+			return;
+		}
+		if (h.len > avail) {
+			stream_reserve(st, h.len);
+			return;
+		}
+		const uint8_t *msg = stream_data(st);
+		switch (h.type) {
+		case PKT_Query: {
+			size_t blen = h.len - PKT_HDR_LEN;
+			if (blen == 0 || msg[h.len - 1] != '\0') {
+				client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "malformed Query message");
+				return;
+			}
+			char *sql = xstrndup((const char *)msg + PKT_HDR_LEN, blen - 1);
+			stream_consume(st, h.len);
+			if (*skip_ws(sql) == '\0') {
+				struct buf_out out;
+				buf_out_init(&out);
+				size_t m = pkt_begin(&out, PKT_EmptyQueryResponse);
+				pkt_end(&out, m);
+				pkt_put_ReadyForQuery(&out, 'I');
+				stream_write(st, out.data, out.len);
+				buf_out_deinit(&out);
+			} else {
+				run_command(c, sql);
+			}
+			free(sql);
+			break;
+		}
+		case PKT_Terminate:
+			stream_consume(st, h.len);
+			client_close(c, "client sent Terminate");
+			return;
+		default:
+			client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
+				    "extended query protocol not supported by admin console");
+			return;
+		}
+	}
+}
