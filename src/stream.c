@@ -20,14 +20,6 @@
 /* Below this much free space at the end of rbuf a new read gets a fresh area. */
 #define READ_MIN_SPACE 2048
 
-struct write_req {
-	uv_write_t req;
-	struct stream *s;
-	size_t bytes;
-	int nbufs;
-	struct buf *bufs[STREAM_IOV_MAX];
-};
-
 int stream_init(struct worker *w, struct stream *s, bool pipe)
 {
 	memset(s, 0, sizeof(*s));
@@ -197,27 +189,55 @@ void stream_reserve(struct stream *s, size_t len)
 	s->rbuf = nb;
 }
 
+/* An output batch from the worker's free list: streams hold one only while output is pending. */
+static struct stream_out *out_get(struct worker *w)
+{
+	struct stream_out *o = w->out_free;
+	if (o)
+		w->out_free = o->next_free;
+	else
+		o = xmalloc(sizeof(*o));
+	o->n = 0;
+	o->first = 0;
+	o->bytes = 0;
+	return o;
+}
+
+static void out_put(struct worker *w, struct stream_out *o)
+{
+	o->next_free = w->out_free;
+	w->out_free = o;
+}
+
 static void queue_slice(struct stream *dst, struct buf *b, const uint8_t *p, size_t len)
 {
 	if (len == 0)
 		return;
-	if (dst->niov > 0) {
-		uv_buf_t *last = &dst->iov[dst->niov - 1];
+	struct stream_out *o = dst->out;
+	if (!o) {
+		o = dst->out = out_get(dst->w);
+		worker_schedule_flush(dst->w, dst);
+	} else if (o->n > 0) {
+		uv_buf_t *last = &o->iov[o->n - 1];
 		/* Consecutive slices of one buffer become one iovec. */
-		if (dst->iov_buf[dst->niov - 1] == b && (uint8_t *)last->base + last->len == p) {
+		if (o->bufs[o->n - 1] == b && (uint8_t *)last->base + last->len == p) {
 			last->len += len;
 			dst->pending += len;
 			return;
 		}
 	}
-	if (dst->niov == STREAM_IOV_MAX)
+	if (o->n == STREAM_IOV_MAX) {
 		stream_flush(dst);
+		if (dst->closing)
+			return;
+		o = dst->out = out_get(dst->w);
+		worker_schedule_flush(dst->w, dst);
+	}
 	buf_ref(b);
-	dst->iov[dst->niov] = uv_buf_init((char *)p, (unsigned int)len);
-	dst->iov_buf[dst->niov] = b;
-	dst->niov++;
+	o->iov[o->n] = uv_buf_init((char *)p, (unsigned int)len);
+	o->bufs[o->n] = b;
+	o->n++;
 	dst->pending += len;
-	worker_schedule_flush(dst->w, dst);
 }
 
 void stream_forward(struct stream *dst, struct stream *src, size_t len)
@@ -232,6 +252,7 @@ void stream_write(struct stream *dst, const void *p, size_t len)
 {
 	if (dst->closing || len == 0)
 		return;
+	/* Copies go into a staging buffer that lives only until the next flush. */
 	struct buf *st = dst->stage;
 	if (!st || buf_space(st) < len) {
 		if (st)
@@ -243,22 +264,31 @@ void stream_write(struct stream *dst, const void *p, size_t len)
 	queue_slice(dst, st, st->data + st->end - len, len);
 }
 
-static void release_iov(struct stream *s)
+/* Drops whatever is queued and not yet handed to the kernel or libuv. */
+static void release_out(struct stream *s)
 {
-	for (int i = 0; i < s->niov; i++)
-		buf_unref(s->iov_buf[i]);
-	s->niov = 0;
+	struct stream_out *o = s->out;
+	if (o) {
+		for (int i = o->first; i < o->n; i++)
+			buf_unref(o->bufs[i]);
+		out_put(s->w, o);
+		s->out = NULL;
+	}
 	s->pending = 0;
+	if (s->stage) {
+		buf_unref(s->stage);
+		s->stage = NULL;
+	}
 }
 
 static void on_write(uv_write_t *req, int status)
 {
-	struct write_req *wr = container_of(req, struct write_req, req);
-	struct stream *s = wr->s;
-	for (int i = 0; i < wr->nbufs; i++)
-		buf_unref(wr->bufs[i]);
-	s->queued -= wr->bytes;
-	free(wr);
+	struct stream_out *o = container_of(req, struct stream_out, req);
+	struct stream *s = o->s;
+	for (int i = o->first; i < o->n; i++)
+		buf_unref(o->bufs[i]);
+	s->queued -= o->bytes;
+	out_put(s->w, o);
 	if (s->closing)
 		return;
 	if (status < 0) {
@@ -271,61 +301,61 @@ static void on_write(uv_write_t *req, int status)
 
 void stream_flush(struct stream *s)
 {
-	if (s->niov == 0)
+	struct stream_out *o = s->out;
+	if (!o)
 		return;
 	if (s->closing) {
-		release_iov(s);
+		release_out(s);
 		return;
 	}
-	uv_buf_t *iov = s->iov;
-	int n = s->niov;
-	int first = 0;
+	/* The staging buffer is referenced by the slices that need it; let it go. */
+	if (s->stage) {
+		buf_unref(s->stage);
+		s->stage = NULL;
+	}
+	int n = o->n;
 	/* Writing ahead of an uv_write still in flight would reorder bytes. */
 	if (s->queued == 0) {
-		int w = uv_try_write(&s->h.base, iov, (unsigned int)n);
+		int w = uv_try_write(&s->h.base, o->iov, (unsigned int)n);
 		if (w < 0 && w != UV_EAGAIN) {
-			release_iov(s);
+			release_out(s);
 			s->error_cb(s, w);
 			return;
 		}
 		size_t done = w > 0 ? (size_t)w : 0;
-		while (first < n && done >= iov[first].len) {
-			done -= iov[first].len;
-			buf_unref(s->iov_buf[first]);
-			first++;
+		while (o->first < n && done >= o->iov[o->first].len) {
+			done -= o->iov[o->first].len;
+			buf_unref(o->bufs[o->first]);
+			o->first++;
 		}
-		if (first < n) {
-			iov[first].base += done;
-			iov[first].len -= done;
+		if (o->first < n) {
+			o->iov[o->first].base += done;
+			o->iov[o->first].len -= done;
 		}
 	}
-	if (first == n) {
-		s->niov = 0;
-		s->pending = 0;
+	s->pending = 0;
+	s->out = NULL;
+	if (o->first == n) {
+		out_put(s->w, o);
 		/* A reader paused for our sake waits for this, even if no uv_write ran. */
 		if (s->drain_cb)
 			s->drain_cb(s);
 		return;
 	}
-	struct write_req *wr = xmalloc(sizeof(*wr));
-	wr->s = s;
-	wr->nbufs = n - first;
-	wr->bytes = 0;
-	for (int i = first; i < n; i++) {
-		wr->bufs[i - first] = s->iov_buf[i];
-		wr->bytes += iov[i].len;
-	}
-	s->niov = 0;
-	s->pending = 0;
-	int rc = uv_write(&wr->req, &s->h.base, iov + first, (unsigned int)wr->nbufs, on_write);
+	/* The batch itself becomes the write request: it keeps the buffer references. */
+	o->s = s;
+	for (int i = o->first; i < n; i++)
+		o->bytes += o->iov[i].len;
+	int rc = uv_write(&o->req, &s->h.base, o->iov + o->first, (unsigned int)(n - o->first),
+			  on_write);
 	if (rc < 0) {
-		for (int i = 0; i < wr->nbufs; i++)
-			buf_unref(wr->bufs[i]);
-		free(wr);
+		for (int i = o->first; i < n; i++)
+			buf_unref(o->bufs[i]);
+		out_put(s->w, o);
 		s->error_cb(s, rc);
 		return;
 	}
-	s->queued += wr->bytes;
+	s->queued += o->bytes;
 }
 
 static void on_close(uv_handle_t *h)
@@ -349,9 +379,10 @@ void stream_close(struct stream *s)
 		return;
 	s->closing = true;
 	/* One last non-blocking attempt, errors ignored: the connection is ending. */
-	if (s->niov > 0 && s->queued == 0)
-		(void)uv_try_write(&s->h.base, s->iov, (unsigned int)s->niov);
-	release_iov(s);
+	if (s->out && s->queued == 0)
+		(void)uv_try_write(&s->h.base, s->out->iov + s->out->first,
+				   (unsigned int)(s->out->n - s->out->first));
+	release_out(s);
 	if (s->in_flush_queue) {
 		TAILQ_REMOVE(&s->w->flush_queue, s, flush_link);
 		s->in_flush_queue = false;

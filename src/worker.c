@@ -447,6 +447,11 @@ void worker_deinit(struct worker *w)
 	}
 	auth_userlist_free(w->userlist);
 	w->userlist = NULL;
+	while (w->out_free) {
+		struct stream_out *o = w->out_free;
+		w->out_free = o->next_free;
+		free(o);
+	}
 	buf_pool_deinit(&w->bufs);
 	config_free(w->cfg);
 	w->cfg = NULL;

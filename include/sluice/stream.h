@@ -60,11 +60,9 @@ struct stream {
 	uint32_t read_max; /* largest message we are willing to buffer whole */
 
 	/* Output queued in this round and not yet handed to the kernel/libuv. */
-	uv_buf_t iov[STREAM_IOV_MAX];
-	struct buf *iov_buf[STREAM_IOV_MAX];
-	int niov;
-	size_t pending; /* bytes in iov */
-	struct buf *stage; /* partly filled buffer that stream_write copies into */
+	struct stream_out *out; /* NULL when nothing is pending: idle streams hold none */
+	size_t pending; /* bytes in out */
+	struct buf *stage; /* buffer stream_write copies into, until the next flush */
 	size_t queued; /* bytes handed to uv_write and not yet completed */
 
 	bool is_pipe;
@@ -84,6 +82,23 @@ struct stream {
 };
 
 TAILQ_HEAD(stream_list, stream);
+
+/*
+ * A batch of output slices. A stream takes one from the worker's free list
+ * when it queues its first slice of a loop iteration; at flush the batch goes
+ * back, or, if the socket did not take everything, becomes the uv_write
+ * request that holds the buffer references until its callback.
+ */
+struct stream_out {
+	uv_write_t req;
+	struct stream *s;
+	size_t bytes; /* handed to uv_write */
+	int n;
+	int first; /* slices before this one are written */
+	uv_buf_t iov[STREAM_IOV_MAX];
+	struct buf *bufs[STREAM_IOV_MAX];
+	struct stream_out *next_free;
+};
 
 /* Initialises s as a TCP or unix-socket stream on w's loop. */
 int stream_init(struct worker *w, struct stream *s, bool pipe) WUR;

@@ -75,6 +75,7 @@ struct worker {
 	struct auth_userlist *userlist; /* owned; NULL without auth_file */
 	uint8_t mock_seed[32]; /* SCRAM mock for unknown users */
 	struct buf_pool bufs;
+	struct stream_out *out_free; /* free list of output batches */
 
 	struct listener *listeners;
 	struct client_list clients; /* every client connection */
