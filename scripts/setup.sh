@@ -19,6 +19,7 @@ test_packages=(
 	check libsubunit-dev
 	postgresql postgresql-contrib
 	valgrind
+	prometheus-pgbouncer-exporter
 )
 
 # Later, with the issues that need them (uncomment then):
@@ -26,7 +27,7 @@ test_packages=(
 #   prometheus  - scraping /metrics in the metrics tests
 later_packages=(
 	# pgbouncer
-	# prometheus
+	prometheus
 )
 
 packages=("${build_packages[@]}" "${test_packages[@]}" "${later_packages[@]}")

@@ -141,7 +141,10 @@ void client_close(struct client *c, const char *reason)
 		auth_session_free(c->auth);
 		c->auth = NULL;
 	}
-	stream_close(&c->stream);
+	if (c->linger)
+		stream_close_linger(&c->stream);
+	else
+		stream_close(&c->stream);
 	if (p)
 		worker_schedule_kick(w, p);
 }
@@ -151,6 +154,7 @@ void client_fail_with(struct client *c, const uint8_t *msg, size_t len, const ch
 	if (c->state == CLIENT_CLOSED)
 		return;
 	stream_write(&c->stream, msg, len);
+	c->linger = true;
 	client_close(c, reason);
 }
 
@@ -672,7 +676,20 @@ static void client_process(struct client *c)
 		}
 		if (stream_avail(st) < PKT_HDR_LEN)
 			return;
-		uint8_t type = stream_data(st)[0];
+		struct pkt_hdr h;
+		int rc = pkt_frame(stream_data(st), stream_avail(st), c->w->cfg->max_packet_size, &h);
+		/* Refuse a bad header before a server is linked only to be closed. */
+		if (rc == PKT_TOO_LARGE) {
+			client_fail(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
+				    "message of %u bytes exceeds max_packet_size",
+				    get_be32(stream_data(st) + 1));
+			return;
+		}
+		if (rc != PKT_OK) {
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid message length");
+			return;
+		}
+		uint8_t type = h.type;
 		if (type == PKT_Terminate) {
 			stream_consume(st, stream_avail(st));
 			client_close(c, "client sent Terminate");

@@ -1154,8 +1154,25 @@ static char *read_counting_lines(char *str, int num, void *stream)
 		const char *p = r;
 		while (*p == ' ' || *p == '\t')
 			p++;
-		if (*p == '[')
+		if (*p == '[') {
 			ld->section_line = ld->line;
+			/* inih reports sections only through their keys: check empty ones here. */
+			const char *end = strchr(p, ']');
+			static const char *const known[] = { "sluice", "pgbouncer", "databases", "users",
+							     "peers" };
+			bool ok = !end;
+			for (size_t i = 0; end && i < ARRAY_SIZE(known) && !ok; i++)
+				ok = (size_t)(end - p - 1) == strlen(known[i]) &&
+				     strncasecmp(p + 1, known[i], strlen(known[i])) == 0;
+			if (!ok) {
+				set_error(ld->err, ld->where, ld->line,
+					  "unknown section [%.*s] (known: sluice, pgbouncer, databases, "
+					  "users)",
+					  (int)(end - p - 1), p + 1);
+				ld->failed = true;
+				return NULL;
+			}
+		}
 	}
 	size_t n = strlen(r);
 	ld->line_start = n > 0 && r[n - 1] == '\n';

@@ -54,15 +54,33 @@ static int write_pidfile(const char *path)
 	return w == n ? 0 : -EIO;
 }
 
-static void daemonize(void)
+/*
+ * Forks into the background. The parent waits until the child reports that
+ * it listens (or failed) and exits with that outcome, so `sluice -d` returning
+ * 0 means the pooler is serving. Returns the child's end of the report pipe.
+ */
+static int daemonize(void)
 {
+	int fds[2];
+	if (pipe(fds) != 0) {
+		perror("sluice: pipe");
+		exit(1);
+	}
 	pid_t pid = fork();
 	if (pid < 0) {
 		perror("sluice: fork");
 		exit(1);
 	}
-	if (pid > 0)
-		exit(0);
+	if (pid > 0) {
+		close(fds[1]);
+		char c = '1';
+		ssize_t n;
+		do
+			n = read(fds[0], &c, 1);
+		while (n < 0 && errno == EINTR);
+		exit(n == 1 && c == '0' ? 0 : 1);
+	}
+	close(fds[0]);
 	setsid();
 	int fd = open("/dev/null", O_RDWR);
 	if (fd >= 0) {
@@ -72,6 +90,18 @@ static void daemonize(void)
 		if (fd > 2)
 			close(fd);
 	}
+	return fds[1];
+}
+
+/* Tells a waiting parent (after -d) whether start-up worked. */
+static void report_start(int *fd, bool ok)
+{
+	if (*fd < 0)
+		return;
+	ssize_t w = write(*fd, ok ? "0" : "1", 1);
+	(void)w;
+	close(*fd);
+	*fd = -1;
 }
 
 int main(int argc, char **argv)
@@ -114,13 +144,7 @@ int main(int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
-	if (daemon)
-		daemonize();
-	if (cfg->pidfile && *cfg->pidfile && write_pidfile(cfg->pidfile) != 0) {
-		log_error("cannot write pidfile %s", cfg->pidfile);
-		config_free(cfg);
-		return 1;
-	}
+	int report_fd = daemon ? daemonize() : -1;
 	char *pidfile = cfg->pidfile && *cfg->pidfile ? xstrdup(cfg->pidfile) : NULL;
 	signal(SIGPIPE, SIG_IGN);
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
@@ -139,12 +163,25 @@ int main(int argc, char **argv)
 		worker_deinit(&w);
 		goto out;
 	}
+	/* The pidfile appears once sluice listens: its presence means "serving". */
+	if (pidfile && write_pidfile(pidfile) != 0) {
+		log_error("cannot write pidfile %s", pidfile);
+		free(pidfile);
+		pidfile = NULL;
+		report_start(&report_fd, false);
+		worker_begin_shutdown(&w, WORKER_EXIT);
+		uv_run(&loop, UV_RUN_DEFAULT);
+		worker_deinit(&w);
+		goto out;
+	}
+	report_start(&report_fd, true);
 	log_info("sluice %s started (pid %d)", SLUICE_VERSION, (int)getpid());
 	uv_run(&loop, UV_RUN_DEFAULT);
 	rc = w.exit_code;
 	worker_deinit(&w);
 	log_info("sluice stopped");
 out:
+	report_start(&report_fd, false);
 	uv_loop_close(&loop);
 	if (pidfile) {
 		unlink(pidfile);

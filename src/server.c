@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "sluice/auth.h"
+#include "sluice/cancel.h"
 #include "sluice/client.h"
 #include "sluice/pkt.h"
 #include "sluice/pool.h"
@@ -930,9 +931,16 @@ void server_tick(struct server *s, uint64_t now)
 		if (!s->client)
 			break;
 		if (cfg->query_timeout && s->rq_len > 0 &&
-		    now - s->busy_since >= (uint64_t)cfg->query_timeout)
+		    now - s->busy_since >= (uint64_t)cfg->query_timeout) {
+			/*
+			 * Cancel it on PostgreSQL as well: a backend busy in a query does
+			 * not notice that its socket was closed, and would run on. The
+			 * CancelRequest is sent on a connection of its own, which
+			 * outlives this server.
+			 */
+			cancel_request(s->w, s->client->cancel_pid, s->client->cancel_key);
 			client_fail(s->client, SQLSTATE_QUERY_CANCELED, "query_timeout");
-		else if (cfg->idle_transaction_timeout && s->rq_len == 0 && s->txn_status != 'I' &&
+		} else if (cfg->idle_transaction_timeout && s->rq_len == 0 && s->txn_status != 'I' &&
 			 now - s->last_rfq >= (uint64_t)cfg->idle_transaction_timeout)
 			client_fail(s->client, SQLSTATE_IDLE_IN_TRANSACTION_TIMEOUT,
 				    "idle transaction timeout");

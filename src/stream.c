@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "sluice/worker.h"
 
@@ -86,6 +87,9 @@ void stream_peer_name(struct stream *s, char *out, size_t len)
 	snprintf(out, len, "%s:%d", host, port);
 }
 
+static void finish_close(struct stream *s);
+static void on_close(uv_handle_t *h);
+
 static void drop_rbuf_if_empty(struct stream *s)
 {
 	if (s->rbuf && s->rbuf->start == s->rbuf->end) {
@@ -125,6 +129,14 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *ub)
 {
 	struct stream *s = container_of(h, struct stream, h.base);
 	(void)ub;
+	if (s->lingering) {
+		/* Closing: input is discarded until the peer closes its side. */
+		if (s->rbuf)
+			s->rbuf->start = s->rbuf->end = 0;
+		if (nread < 0)
+			finish_close(s);
+		return;
+	}
 	if (nread > 0) {
 		s->rbuf->end += (uint32_t)nread;
 		s->read_cb(s);
@@ -134,6 +146,8 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *ub)
 	}
 	if (!s->closing)
 		drop_rbuf_if_empty(s);
+	if (nread == UV_EOF)
+		s->eof = true;
 	if (nread < 0 && !s->closing)
 		s->error_cb(s, (int)nread);
 }
@@ -373,6 +387,26 @@ static void on_close(uv_handle_t *h)
 		s->close_cb(s);
 }
 
+/* Takes the stream off every worker queue and hands the handle to uv_close. */
+static void finish_close(struct stream *s)
+{
+	release_out(s);
+	if (s->in_flush_queue) {
+		TAILQ_REMOVE(&s->w->flush_queue, s, flush_link);
+		s->in_flush_queue = false;
+	}
+	if (s->lingering) {
+		TAILQ_REMOVE(&s->w->linger_queue, s, flush_link);
+		s->lingering = false;
+	}
+	if (s->reading) {
+		uv_read_stop(&s->h.base);
+		s->reading = false;
+	}
+	if (!uv_is_closing(&s->h.handle))
+		uv_close(&s->h.handle, on_close);
+}
+
 void stream_close(struct stream *s)
 {
 	if (s->closing)
@@ -382,14 +416,54 @@ void stream_close(struct stream *s)
 	if (s->out && s->queued == 0)
 		(void)uv_try_write(&s->h.base, s->out->iov + s->out->first,
 				   (unsigned int)(s->out->n - s->out->first));
-	release_out(s);
+	finish_close(s);
+}
+
+static void on_linger_shutdown(uv_shutdown_t *req, int status)
+{
+	struct stream *s = container_of(req, struct stream, shutdown_req);
+	if (status < 0 && s->lingering)
+		finish_close(s);
+}
+
+void stream_close_linger(struct stream *s)
+{
+	if (s->closing)
+		return;
+	if (s->eof) {
+		stream_close(s);
+		return;
+	}
+	/*
+	 * Closing a socket with unread input makes the kernel send a reset, which
+	 * destroys an ErrorResponse the peer has not read yet (the rest of an
+	 * oversized message may still be on its way). So: send what is queued,
+	 * half-close, and discard input until the peer closes too or the linger
+	 * time runs out (worker_tick calls stream_linger_expire).
+	 */
+	stream_flush(s);
+	if (s->closing)
+		return; /* the flush failed and the owner closed it */
+	s->closing = true;
+	/* Both queues use flush_link: leave the flush queue first. */
 	if (s->in_flush_queue) {
 		TAILQ_REMOVE(&s->w->flush_queue, s, flush_link);
 		s->in_flush_queue = false;
 	}
-	if (s->reading) {
-		uv_read_stop(&s->h.base);
-		s->reading = false;
+	s->lingering = true;
+	s->linger_since = uv_now(s->w->loop);
+	TAILQ_INSERT_TAIL(&s->w->linger_queue, s, flush_link);
+	if (uv_shutdown(&s->shutdown_req, &s->h.base, on_linger_shutdown) != 0) {
+		finish_close(s);
+		return;
 	}
-	uv_close(&s->h.handle, on_close);
+	if (!s->reading && uv_read_start(&s->h.base, on_alloc, on_read) == 0)
+		s->reading = true;
+}
+
+void stream_linger_expire(struct worker *w, uint64_t now, uint64_t max_ms)
+{
+	struct stream *s;
+	while ((s = TAILQ_FIRST(&w->linger_queue)) != NULL && now - s->linger_since >= max_ms)
+		finish_close(s);
 }

@@ -15,6 +15,7 @@
 
 #include "sluice/admin.h"
 #include "sluice/client.h"
+#include "sluice/http.h"
 #include "sluice/listener.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
@@ -23,6 +24,8 @@
 
 #define TICK_MS 250
 #define BUF_FREE_MAX 1024
+/* How long a connection closed with an error waits for its peer to close. */
+#define LINGER_MS 2000
 
 int worker_count_adjust(struct conn_count **table, const char *name, int delta)
 {
@@ -184,6 +187,7 @@ static void on_tick(uv_timer_t *t)
 		sn = TAILQ_NEXT(s, link);
 		server_tick(s, now);
 	}
+	stream_linger_expire(w, now, LINGER_MS);
 	struct pool *p, *pn;
 	for (p = TAILQ_FIRST(&w->pools); p; p = pn) {
 		pn = TAILQ_NEXT(p, link);
@@ -251,6 +255,8 @@ static void finish_exit(struct worker *w)
 	struct client *c;
 	while ((c = TAILQ_FIRST(&w->clients)) != NULL)
 		client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "sluice is shutting down");
+	/* Exiting: no waiting for peers to close (the tick that would end it stops now). */
+	stream_linger_expire(w, UINT64_MAX, 0);
 	struct server *s;
 	while ((s = TAILQ_FIRST(&w->servers)) != NULL)
 		server_close(s, "shutdown");
@@ -258,6 +264,7 @@ static void finish_exit(struct worker *w)
 	while ((p = TAILQ_FIRST(&w->pools)) != NULL)
 		pool_free(p);
 	listener_stop_all(w);
+	http_stop(w);
 	uv_timer_stop(&w->tick);
 	close_handle((uv_handle_t *)&w->tick);
 	uv_check_stop(&w->flush_check);
@@ -398,6 +405,7 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg)
 	TAILQ_INIT(&w->servers);
 	TAILQ_INIT(&w->pools);
 	TAILQ_INIT(&w->flush_queue);
+	TAILQ_INIT(&w->linger_queue);
 	TAILQ_INIT(&w->kick_queue);
 	w->start_time = (uint64_t)time(NULL);
 	w->stats_rolled_at = uv_now(loop);
@@ -422,7 +430,10 @@ int worker_start(struct worker *w)
 	uv_signal_start(&w->sig_term, on_signal, SIGTERM);
 	uv_signal_start(&w->sig_int, on_signal, SIGINT);
 	uv_signal_start(&w->sig_hup, on_signal, SIGHUP);
-	return listener_start_all(w);
+	int rc = listener_start_all(w);
+	if (rc == 0)
+		rc = http_start(w);
+	return rc;
 }
 
 void worker_deinit(struct worker *w)

@@ -97,6 +97,7 @@ struct client {
 	uint32_t pass_remaining; /* bytes of the current message still to forward */
 	bool ext_open; /* extended-protocol messages sent since the last Sync */
 	bool over_limit; /* accepted beyond max_client_conn: refused at startup */
+	bool linger; /* ending with an error: close without a reset (stream_close_linger) */
 
 	/* admin console */
 	uint8_t admin_role; /* enum admin_role; 0 for ordinary clients */

@@ -70,6 +70,10 @@ struct stream {
 	bool reading; /* uv_read_start is in effect */
 	bool paused; /* backpressure from the peer: read stopped */
 	bool closing;
+	bool eof; /* the peer closed its side */
+	bool lingering; /* closing: half-closed, discarding input until the peer closes */
+	uint64_t linger_since; /* uv_now */
+	uv_shutdown_t shutdown_req;
 	bool in_flush_queue;
 	TAILQ_ENTRY(stream) flush_link;
 
@@ -154,3 +158,12 @@ static inline size_t stream_unsent(const struct stream *s)
  * stops and close_cb follows from the loop. Safe to call more than once.
  */
 void stream_close(struct stream *s);
+/*
+ * Like stream_close, for ending a connection with an error the peer must be
+ * able to read: queued bytes are sent, the write side is shut down, and input
+ * is discarded until the peer closes or the linger time runs out, so no reset
+ * destroys the error. close_cb follows as for stream_close.
+ */
+void stream_close_linger(struct stream *s);
+/* Closes lingering streams older than max_ms (the worker's tick). */
+void stream_linger_expire(struct worker *w, uint64_t now, uint64_t max_ms);

@@ -97,6 +97,7 @@ struct worker {
 	uint64_t next_server_id;
 
 	struct stream_list flush_queue;
+	struct stream_list linger_queue; /* closing streams waiting for the peer's close, oldest first */
 	struct pool_list kick_queue;
 	uv_check_t flush_check;
 	uv_timer_t tick;

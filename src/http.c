@@ -1,0 +1,970 @@
+/*
+ * http.c - GET /metrics, /health and /ready (see http.h).
+ *
+ * It owns the HTTP listener, the HTTP connections, the probes that /ready
+ * uses, and the rendering of the Prometheus exposition. It does not own any
+ * pool, statistic or connection of the pooler: those are read through
+ * pool_next/pool_get_counts/server_next and the pool's stats field, and
+ * nothing here changes them. The admin console's pseudo-pool (is_admin) is
+ * left out of the per-pool metrics: it never has servers and its clients are
+ * console sessions, not database traffic (they still count in
+ * sluice_client_connections).
+ *
+ * Life of an HTTP connection: accepted -> READING (bytes accumulate in the
+ * stream's read buffer until http_parse_request() stops saying INCOMPLETE)
+ * -> WRITING (one response with Connection: close is queued; the worker's
+ * flush step sends it) -> closed when the stream drains, or LINGERING first
+ * (reading and discarding for a short while) when the client sent more than
+ * one request head, so that closing with unread input does not reset the
+ * connection before the response arrives. A connection that is still open
+ * at its deadline (HTTP_DEADLINE_MS after accept) is closed by the module's
+ * timer, so a silent or slow client costs one socket for a bounded time and
+ * never blocks the loop.
+ *
+ * Readiness: sluice is ready while it runs normally (no shutdown begun, its
+ * listeners open) and PostgreSQL is known to be reachable: some pool has a
+ * usable server (idle, active or tested), or a connect probe to one of the
+ * configured databases' host:port (or unix socket) succeeded within
+ * PROBE_VALID_MS. Probes are started when /ready is asked and the last round
+ * is older than PROBE_CACHE_MS, and once at start-up; /ready answers from
+ * what is known then and never waits for a probe. A pool's last_login_ok is
+ * not taken as evidence on its own: nothing refreshes it while PostgreSQL is
+ * down and no client asks for a server, so it would keep sluice "ready"
+ * forever; the probe covers that case instead.
+ */
+#include "sluice/http.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "sluice/log.h"
+#include "sluice/pool.h"
+#include "sluice/server.h"
+#include "sluice/stats.h"
+#include "sluice/stream.h"
+#include "sluice/worker.h"
+#include "sluice_version.h"
+
+#define HTTP_BACKLOG 64
+/* Connections beyond this are accepted and closed at once. */
+#define HTTP_MAX_CONNS 64
+/* How long a connection may discard surplus input after its response. */
+#define HTTP_LINGER_MS 500
+#define HTTP_TIMER_MS 250
+#define HTTP_MAX_METHOD 16
+
+/* A probe round is reused for this long before /ready starts another. */
+#define PROBE_CACHE_MS 1000
+/* A successful probe counts as "PostgreSQL reachable" for this long. */
+#define PROBE_VALID_MS 2000
+/* A probe that has not connected by then failed. */
+#define PROBE_TIMEOUT_MS 1000
+/* At most this many distinct targets per round. */
+#define PROBE_MAX_TARGETS 16
+/* Where libpq looks for PostgreSQL's socket when a database names no host (as server.c). */
+#define PROBE_DEFAULT_SOCKET_DIR "/var/run/postgresql"
+
+/* ---- the request parser (no I/O) ------------------------------------------------- */
+
+/* RFC 9110 tchar: the characters of a method or a header field name. */
+static bool is_tchar(unsigned char c)
+{
+	if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+		return true;
+	return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* Running out of bytes at a valid point: more may come, unless the head is already too big. */
+static int need_more(size_t len)
+{
+	return len >= HTTP_MAX_HEAD ? HTTP_PARSE_TOO_LARGE : HTTP_PARSE_INCOMPLETE;
+}
+
+/*
+ * A line end at p[*i]: CRLF or a bare LF. Returns 0 and moves *i past it,
+ * or an enum http_parse_result when it is not one (yet).
+ */
+static int line_end(const unsigned char *p, size_t n, size_t len, size_t *i)
+{
+	if (*i == n)
+		return need_more(len);
+	if (p[*i] == '\n') {
+		*i += 1;
+		return 0;
+	}
+	if (p[*i] != '\r')
+		return HTTP_PARSE_MALFORMED;
+	if (*i + 1 == n)
+		return need_more(len);
+	if (p[*i + 1] != '\n')
+		return HTTP_PARSE_MALFORMED;
+	*i += 2;
+	return 0;
+}
+
+/* Splits a request target into path and query; absolute-form loses its scheme and authority. */
+static int split_target(const char *t, size_t tlen, struct http_request *out)
+{
+	size_t skip = 0;
+	if (tlen >= 7 && strncasecmp(t, "http://", 7) == 0)
+		skip = 7;
+	else if (tlen >= 8 && strncasecmp(t, "https://", 8) == 0)
+		skip = 8;
+	if (skip) {
+		size_t a = skip;
+		while (a < tlen && t[a] != '/' && t[a] != '?' && t[a] != '#')
+			a++;
+		if (a == skip)
+			return HTTP_PARSE_MALFORMED; /* no authority */
+		t += a;
+		tlen -= a;
+		if (tlen == 0 || t[0] != '/') {
+			/* "http://host?x": the path is "/" and the rest is the query. */
+			out->path = "/";
+			out->path_len = 1;
+			goto query;
+		}
+	} else if (!(tlen == 1 && t[0] == '*') && t[0] != '/') {
+		return HTTP_PARSE_MALFORMED; /* authority-form (CONNECT) or garbage */
+	}
+	size_t plen = 0;
+	while (plen < tlen && t[plen] != '?' && t[plen] != '#')
+		plen++;
+	out->path = t;
+	out->path_len = plen;
+	t += plen;
+	tlen -= plen;
+query:
+	if (tlen > 0 && t[0] == '?') {
+		size_t qlen = 1;
+		while (qlen < tlen && t[qlen] != '#')
+			qlen++;
+		out->query = t + 1;
+		out->query_len = qlen - 1;
+	}
+	return HTTP_PARSE_COMPLETE;
+}
+
+int http_parse_request(const char *buf, size_t len, struct http_request *out)
+{
+	const unsigned char *p = (const unsigned char *)buf;
+	/* Nothing past HTTP_MAX_HEAD is ever looked at. */
+	size_t n = MIN(len, (size_t)HTTP_MAX_HEAD);
+	size_t i = 0;
+	int rc;
+	memset(out, 0, sizeof(*out));
+
+	/* Request line: method SP request-target SP HTTP/1.x CRLF */
+	while (i < n && i <= HTTP_MAX_METHOD && is_tchar(p[i]))
+		i++;
+	if (i > HTTP_MAX_METHOD)
+		return HTTP_PARSE_MALFORMED;
+	if (i == n)
+		return need_more(len);
+	if (i == 0 || p[i] != ' ')
+		return HTTP_PARSE_MALFORMED;
+	out->method = buf;
+	out->method_len = i;
+	size_t t0 = ++i;
+	while (i < n && p[i] > 0x20 && p[i] < 0x7f)
+		i++;
+	if (i == n)
+		return need_more(len);
+	if (i == t0 || p[i] != ' ')
+		return HTTP_PARSE_MALFORMED;
+	size_t t1 = i++;
+	static const char version[] = "HTTP/1.";
+	for (size_t k = 0; k < sizeof(version) - 1; k++, i++) {
+		if (i == n)
+			return need_more(len);
+		if (p[i] != (unsigned char)version[k])
+			return HTTP_PARSE_MALFORMED;
+	}
+	if (i == n)
+		return need_more(len);
+	if (p[i] != '0' && p[i] != '1')
+		return HTTP_PARSE_MALFORMED;
+	out->version_minor = p[i] - '0';
+	i++;
+	if ((rc = line_end(p, n, len, &i)) != 0)
+		return rc;
+
+	/* Header fields: name ":" value CRLF, checked and skipped; a blank line ends them. */
+	for (;;) {
+		if (i == n)
+			return need_more(len);
+		if (p[i] == '\r' || p[i] == '\n') {
+			if ((rc = line_end(p, n, len, &i)) != 0)
+				return rc;
+			break;
+		}
+		size_t f0 = i;
+		while (i < n && is_tchar(p[i]))
+			i++;
+		if (i == n)
+			return need_more(len);
+		/* Also refuses obsolete line folding and whitespace before the colon. */
+		if (i == f0 || p[i] != ':')
+			return HTTP_PARSE_MALFORMED;
+		i++;
+		while (i < n && (p[i] == '\t' || (p[i] >= 0x20 && p[i] != 0x7f)))
+			i++;
+		if ((rc = line_end(p, n, len, &i)) != 0)
+			return rc;
+	}
+	out->head_len = i;
+	rc = split_target(buf + t0, t1 - t0, out);
+	if (rc != HTTP_PARSE_COMPLETE)
+		memset(out, 0, sizeof(*out));
+	return rc;
+}
+
+/* ---- module state ---------------------------------------------------------------- */
+
+enum conn_phase {
+	CONN_READING,
+	CONN_WRITING,
+	CONN_LINGERING,
+};
+
+struct http;
+
+struct http_conn {
+	struct stream stream;
+	struct http *h;
+	TAILQ_ENTRY(http_conn) link;
+	uint64_t deadline; /* uv_now after which the connection is closed */
+	enum conn_phase phase;
+	bool linger; /* surplus input was seen: discard for a while before closing */
+};
+
+struct http_probe {
+	struct stream stream;
+	struct http *h;
+	TAILQ_ENTRY(http_probe) link;
+	uv_getaddrinfo_t gai;
+	bool gai_pending; /* the resolver still holds gai: the probe must outlive it */
+	bool stream_open; /* the handle exists: memory is released by its close callback */
+	bool done;
+	uint64_t deadline;
+	char host[256];
+	int port;
+};
+
+struct http {
+	struct worker *w;
+	uv_tcp_t listener;
+	uv_timer_t timer;
+	TAILQ_HEAD(, http_conn) conns;
+	TAILQ_HEAD(, http_probe) probes;
+	int n_conns;
+	/* Handles and probes not yet closed; the struct is freed when this reaches 0 after stop. */
+	int open;
+	bool stopped;
+	bool probe_ok; /* some probe has succeeded, at probe_ok_at */
+	uint64_t probe_ok_at;
+	uint64_t probe_round_at; /* uv_now when the last round started */
+	bool probe_round_started;
+	char name[96];
+};
+
+static void release(struct http *h)
+{
+	if (--h->open == 0 && h->stopped)
+		free(h);
+}
+
+static void on_handle_closed(uv_handle_t *hd)
+{
+	release(hd->data);
+}
+
+static void on_timer(uv_timer_t *t);
+
+static void timer_arm(struct http *h)
+{
+	if (!h->stopped && !uv_is_active((uv_handle_t *)&h->timer))
+		uv_timer_start(&h->timer, on_timer, HTTP_TIMER_MS, HTTP_TIMER_MS);
+}
+
+/* ---- probes -------------------------------------------------------------------- */
+
+static void probe_free(struct http_probe *pr)
+{
+	struct http *h = pr->h;
+	TAILQ_REMOVE(&h->probes, pr, link);
+	free(pr);
+	release(h);
+}
+
+static void probe_on_closed(struct stream *s)
+{
+	probe_free(container_of(s, struct http_probe, stream));
+}
+
+/* Ends a probe; its memory goes when the handle is closed and the resolver is done. */
+static void probe_finish(struct http_probe *pr)
+{
+	if (pr->done)
+		return;
+	pr->done = true;
+	if (pr->stream_open)
+		stream_close(&pr->stream);
+	else if (!pr->gai_pending)
+		probe_free(pr);
+}
+
+static void probe_on_error(struct stream *s, int err)
+{
+	(void)err;
+	probe_finish(container_of(s, struct http_probe, stream));
+}
+
+static void probe_on_connected(struct stream *s, int status)
+{
+	struct http_probe *pr = container_of(s, struct http_probe, stream);
+	struct http *h = pr->h;
+	if (status == 0) {
+		h->probe_ok = true;
+		h->probe_ok_at = uv_now(h->w->loop);
+	} else {
+		log_debug("http: probe of %s:%d failed: %s", pr->host, pr->port,
+			  uv_strerror(status));
+	}
+	probe_finish(pr);
+}
+
+static bool probe_open_stream(struct http_probe *pr, bool pipe)
+{
+	if (stream_init(pr->h->w, &pr->stream, pipe) != 0)
+		return false;
+	pr->stream_open = true;
+	pr->stream.error_cb = probe_on_error;
+	pr->stream.close_cb = probe_on_closed;
+	return true;
+}
+
+static void probe_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct http_probe *pr = container_of(req, struct http_probe, gai);
+	pr->gai_pending = false;
+	if (pr->done) {
+		uv_freeaddrinfo(res);
+		probe_free(pr);
+		return;
+	}
+	if (status < 0 || !res || !probe_open_stream(pr, false)) {
+		uv_freeaddrinfo(res);
+		probe_finish(pr);
+		return;
+	}
+	int rc = stream_connect_tcp(&pr->stream, res->ai_addr, probe_on_connected);
+	uv_freeaddrinfo(res);
+	if (rc < 0)
+		probe_finish(pr);
+}
+
+static void probe_start(struct http *h, const char *host, int port)
+{
+	struct http_probe *pr = xcalloc(1, sizeof(*pr));
+	pr->h = h;
+	pr->port = port;
+	pr->deadline = uv_now(h->w->loop) + PROBE_TIMEOUT_MS;
+	snprintf(pr->host, sizeof(pr->host), "%s", host);
+	TAILQ_INSERT_TAIL(&h->probes, pr, link);
+	h->open++;
+	timer_arm(h);
+	if (host[0] == '/') {
+		char path[300];
+		snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", host, port);
+		if (!probe_open_stream(pr, true)) {
+			probe_finish(pr);
+			return;
+		}
+		stream_connect_pipe(&pr->stream, path, probe_on_connected);
+		return;
+	}
+	char portstr[16];
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	pr->gai_pending = true;
+	if (uv_getaddrinfo(h->w->loop, &pr->gai, probe_on_resolved, host, portstr, &hints) < 0) {
+		pr->gai_pending = false;
+		probe_finish(pr);
+	}
+}
+
+/* Adds d's host:port to targets unless it is there already; returns the new count. */
+static int probe_target_add(const struct config_database *d, const char **hosts, int *ports, int n)
+{
+	const char *host = d->host && *d->host ? d->host : PROBE_DEFAULT_SOCKET_DIR;
+	int port = d->port > 0 ? d->port : 5432;
+	for (int k = 0; k < n; k++)
+		if (ports[k] == port && strcmp(hosts[k], host) == 0)
+			return n;
+	hosts[n] = host;
+	ports[n] = port;
+	return n + 1;
+}
+
+/* One probe per distinct host:port of the [databases] entries and the fallback. */
+static void probe_round(struct http *h)
+{
+	const struct config *cfg = h->w->cfg;
+	/* Borrowed from the snapshot; probe_start copies them before the loop can run. */
+	const char *hosts[PROBE_MAX_TARGETS];
+	int ports[PROBE_MAX_TARGETS];
+	int n = 0;
+	h->probe_round_started = true;
+	h->probe_round_at = uv_now(h->w->loop);
+	for (const struct config_database *d = cfg->databases; d && n < PROBE_MAX_TARGETS;
+	     d = d->hh.next)
+		n = probe_target_add(d, hosts, ports, n);
+	if (cfg->fallback && n < PROBE_MAX_TARGETS)
+		n = probe_target_add(cfg->fallback, hosts, ports, n);
+	for (int k = 0; k < n; k++)
+		probe_start(h, hosts[k], ports[k]);
+}
+
+/* ---- readiness ------------------------------------------------------------------- */
+
+static bool pools_have_server(struct worker *w)
+{
+	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p)) {
+		if (p->is_admin)
+			continue;
+		struct pool_counts pc;
+		pool_get_counts(p, &pc);
+		if (pc.sv_idle + pc.sv_active + pc.sv_tested > 0)
+			return true;
+	}
+	return false;
+}
+
+/* NULL when ready, else why not (for the response body). */
+static const char *not_ready_reason(struct http *h)
+{
+	struct worker *w = h->w;
+	if (w->shutdown != WORKER_RUNNING)
+		return "shutting down";
+	if (!w->listeners)
+		return "not accepting clients";
+	if (pools_have_server(w))
+		return NULL;
+	uint64_t now = uv_now(w->loop);
+	if (TAILQ_EMPTY(&h->probes) &&
+	    (!h->probe_round_started || now - h->probe_round_at >= PROBE_CACHE_MS))
+		probe_round(h);
+	if (h->probe_ok && now - h->probe_ok_at <= PROBE_VALID_MS)
+		return NULL;
+	return "no PostgreSQL reachable";
+}
+
+/* ---- the metrics text ------------------------------------------------------------ */
+
+struct text {
+	char *p;
+	size_t len, cap;
+};
+
+static void PRINTF_LIKE(2, 3) text_printf(struct text *t, const char *fmt, ...)
+{
+	for (;;) {
+		va_list ap;
+		va_start(ap, fmt);
+		size_t room = t->cap - t->len;
+		int n = vsnprintf(t->p ? t->p + t->len : NULL, room, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if ((size_t)n < room) {
+			t->len += (size_t)n;
+			return;
+		}
+		t->cap = MAX(t->cap * 2, t->len + (size_t)n + 1);
+		t->p = xrealloc(t->p, t->cap);
+	}
+}
+
+static void text_put(struct text *t, const char *s)
+{
+	text_printf(t, "%s", s);
+}
+
+/* A label value with backslash, double quote and newline escaped, as the format requires. */
+static void put_label_value(struct text *t, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\')
+			text_put(t, "\\\\");
+		else if (*v == '"')
+			text_put(t, "\\\"");
+		else if (*v == '\n')
+			text_put(t, "\\n");
+		else
+			text_printf(t, "%c", *v);
+	}
+}
+
+static void family(struct text *t, const char *name, const char *type, const char *help)
+{
+	text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* `name{database="...",user="..."` without the closing brace, for more labels or none. */
+static void pool_series(struct text *t, const char *name, const char *suffix, const struct pool *p)
+{
+	text_printf(t, "%s%s{database=\"", name, suffix);
+	put_label_value(t, p->db_name);
+	text_put(t, "\",user=\"");
+	put_label_value(t, p->user_name);
+	text_put(t, "\"");
+}
+
+static void put_seconds(struct text *t, uint64_t us)
+{
+	text_printf(t, "%" PRIu64 ".%06" PRIu64, us / 1000000, us % 1000000);
+}
+
+#define FOR_POOLS(w, p)                                                                            \
+	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))                          \
+		if (!p->is_admin)
+
+/* A counter of struct pool_stats: where it is, and whether it is microseconds (-> seconds). */
+struct counter_metric {
+	const char *name;
+	size_t offset;
+	bool usec;
+	const char *help;
+};
+
+#define PS(field) offsetof(struct pool_stats, field)
+static const struct counter_metric counter_metrics[] = {
+	{ "sluice_pool_server_assignments_total", PS(total.server_assignment_count), false,
+	  "Times a server was assigned to a client." },
+	{ "sluice_pool_waited_assignments_total", PS(wait_count), false,
+	  "Server assignments for which the client had to wait." },
+	{ "sluice_pool_wait_seconds_total", PS(total.wait_time), true,
+	  "Total time clients waited for a server." },
+	{ "sluice_pool_wait_timeouts_total", PS(timeout_count), false,
+	  "Clients failed by query_wait_timeout." },
+	{ "sluice_pool_server_reuses_total", PS(reuse_count), false,
+	  "Server assignments served by a server that had served a client before." },
+	{ "sluice_pool_transactions_total", PS(total.xact_count), false,
+	  "Transactions completed (a query outside a transaction block counts as one)." },
+	{ "sluice_pool_queries_total", PS(total.query_count), false, "Queries pooled." },
+	{ "sluice_pool_received_bytes_total", PS(total.bytes_received), false,
+	  "Bytes received from clients." },
+	{ "sluice_pool_sent_bytes_total", PS(total.bytes_sent), false, "Bytes sent to clients." },
+	{ "sluice_pool_transaction_seconds_total", PS(total.xact_time), true,
+	  "Total time spent in transactions." },
+	{ "sluice_pool_query_seconds_total", PS(total.query_time), true,
+	  "Total time spent in queries." },
+	{ "sluice_pool_client_parses_total", PS(total.client_parse_count), false,
+	  "Parse messages received from clients." },
+	{ "sluice_pool_server_parses_total", PS(total.server_parse_count), false,
+	  "Parse messages sent to servers." },
+	{ "sluice_pool_binds_total", PS(total.bind_count), false,
+	  "Bind messages received from clients." },
+	{ "sluice_pool_client_logins_total", PS(total.client_login_count), false,
+	  "Client logins to the pool." },
+	{ "sluice_pool_servers_opened_total", PS(servers_opened), false,
+	  "Server connections opened." },
+};
+#undef PS
+
+/* A counter added to STATS_COUNTERS needs a metric above (and a line in doc/metrics.md). */
+_Static_assert(sizeof(struct stats_counters) == 12 * sizeof(uint64_t),
+	       "stats_counters changed: update counter_metrics in http.c");
+
+static void put_histogram(struct text *t, struct worker *w, const char *name, size_t offset,
+			  const char *help)
+{
+	family(t, name, "histogram", help);
+	FOR_POOLS(w, p) {
+		const struct stats_hist *hist =
+			(const struct stats_hist *)((const char *)&p->stats + offset);
+		uint64_t cum = 0;
+		for (int i = 0; i <= STATS_HIST_BUCKETS; i++) {
+			cum += hist->bucket[i];
+			pool_series(t, name, "_bucket", p);
+			if (i < STATS_HIST_BUCKETS)
+				text_printf(t, ",le=\"%g\"} %" PRIu64 "\n", stats_hist_bounds[i],
+					    cum);
+			else
+				text_printf(t, ",le=\"+Inf\"} %" PRIu64 "\n", cum);
+		}
+		pool_series(t, name, "_sum", p);
+		text_put(t, "} ");
+		put_seconds(t, hist->sum_us);
+		text_put(t, "\n");
+		/* _count must equal the +Inf bucket: both are the buckets' sum. */
+		pool_series(t, name, "_count", p);
+		text_printf(t, "} %" PRIu64 "\n", cum);
+	}
+}
+
+static void render_metrics(struct worker *w, struct text *t)
+{
+	family(t, "sluice_up", "gauge", "1 while sluice is running.");
+	text_put(t, "sluice_up 1\n");
+	family(t, "sluice_info", "gauge", "The running sluice version, as a label; always 1.");
+	text_put(t, "sluice_info{version=\"");
+	put_label_value(t, SLUICE_VERSION);
+	text_put(t, "\"} 1\n");
+	family(t, "sluice_start_time_seconds", "gauge", "When sluice started, in Unix time.");
+	text_printf(t, "sluice_start_time_seconds %" PRIu64 "\n", w->start_time);
+	family(t, "sluice_client_connections", "gauge",
+	       "Client connections open, in every state, including admin console sessions.");
+	text_printf(t, "sluice_client_connections %d\n", w->client_count);
+	int servers = 0;
+	for (struct server *s = server_next(w, NULL); s; s = server_next(w, s))
+		servers++;
+	family(t, "sluice_server_connections", "gauge",
+	       "Server connections open, in every state, including those logging in.");
+	text_printf(t, "sluice_server_connections %d\n", servers);
+
+	static const char *const cl_states[] = { "active", "waiting" };
+	family(t, "sluice_pool_client_connections", "gauge",
+	       "Client connections of the pool by state: active (linked to a server or idle "
+	       "between transactions) and waiting (for a server).");
+	FOR_POOLS(w, p) {
+		struct pool_counts pc;
+		pool_get_counts(p, &pc);
+		int v[] = { pc.cl_active, pc.cl_waiting };
+		for (size_t k = 0; k < ARRAY_SIZE(cl_states); k++) {
+			pool_series(t, "sluice_pool_client_connections", "", p);
+			text_printf(t, ",state=\"%s\"} %d\n", cl_states[k], v[k]);
+		}
+	}
+	static const char *const sv_states[] = { "active", "idle", "tested", "login" };
+	family(t, "sluice_pool_server_connections", "gauge",
+	       "Server connections of the pool by state.");
+	FOR_POOLS(w, p) {
+		struct pool_counts pc;
+		pool_get_counts(p, &pc);
+		int v[] = { pc.sv_active, pc.sv_idle, pc.sv_tested, pc.sv_login };
+		for (size_t k = 0; k < ARRAY_SIZE(sv_states); k++) {
+			pool_series(t, "sluice_pool_server_connections", "", p);
+			text_printf(t, ",state=\"%s\"} %d\n", sv_states[k], v[k]);
+		}
+	}
+	family(t, "sluice_pool_max_wait_seconds", "gauge",
+	       "How long the oldest client now waiting for a server has waited (0 if none).");
+	FOR_POOLS(w, p) {
+		struct pool_counts pc;
+		pool_get_counts(p, &pc);
+		pool_series(t, "sluice_pool_max_wait_seconds", "", p);
+		text_put(t, "} ");
+		put_seconds(t, pc.maxwait_us);
+		text_put(t, "\n");
+	}
+	family(t, "sluice_pool_longest_wait_seconds", "gauge",
+	       "The longest any client has waited for a server since the pool was created.");
+	FOR_POOLS(w, p) {
+		pool_series(t, "sluice_pool_longest_wait_seconds", "", p);
+		text_put(t, "} ");
+		put_seconds(t, p->stats.max_wait_us);
+		text_put(t, "\n");
+	}
+
+	for (size_t k = 0; k < ARRAY_SIZE(counter_metrics); k++) {
+		const struct counter_metric *m = &counter_metrics[k];
+		family(t, m->name, "counter", m->help);
+		FOR_POOLS(w, p) {
+			uint64_t v = *(const uint64_t *)((const char *)&p->stats + m->offset);
+			pool_series(t, m->name, "", p);
+			text_put(t, "} ");
+			if (m->usec)
+				put_seconds(t, v);
+			else
+				text_printf(t, "%" PRIu64, v);
+			text_put(t, "\n");
+		}
+	}
+	family(t, "sluice_pool_servers_closed_total", "counter",
+	       "Server connections closed, by reason (lifetime, idle, error, reload, other).");
+	FOR_POOLS(w, p) {
+		for (int r = 0; r < STATS_CLOSE_COUNT; r++) {
+			pool_series(t, "sluice_pool_servers_closed_total", "", p);
+			text_printf(t, ",reason=\"%s\"} %" PRIu64 "\n",
+				    stats_close_reason_name((enum stats_close_reason)r),
+				    p->stats.servers_closed[r]);
+		}
+	}
+	put_histogram(t, w, "sluice_pool_wait_duration_seconds",
+		      offsetof(struct pool_stats, wait_hist),
+		      "Time clients waited for a server, per server assignment.");
+	put_histogram(t, w, "sluice_pool_transaction_duration_seconds",
+		      offsetof(struct pool_stats, xact_hist), "Duration of transactions.");
+}
+
+/* ---- connections ----------------------------------------------------------------- */
+
+static void conn_on_closed(struct stream *s)
+{
+	struct http_conn *c = container_of(s, struct http_conn, stream);
+	struct http *h = c->h;
+	TAILQ_REMOVE(&h->conns, c, link);
+	h->n_conns--;
+	free(c);
+	release(h);
+}
+
+static void conn_close(struct http_conn *c)
+{
+	stream_close(&c->stream);
+}
+
+static void conn_on_error(struct stream *s, int err)
+{
+	(void)err;
+	conn_close(container_of(s, struct http_conn, stream));
+}
+
+/* The response is out: close now, or discard surplus input for a moment first. */
+static void conn_on_drain(struct stream *s)
+{
+	struct http_conn *c = container_of(s, struct http_conn, stream);
+	if (c->phase != CONN_WRITING)
+		return;
+	if (!c->linger) {
+		conn_close(c);
+		return;
+	}
+	c->phase = CONN_LINGERING;
+	c->deadline = MIN(c->deadline, uv_now(c->h->w->loop) + HTTP_LINGER_MS);
+}
+
+static void respond(struct http_conn *c, int status, const char *reason, const char *ctype,
+		    const char *extra_headers, const char *body, size_t body_len, bool head_only)
+{
+	char head[512];
+	int n = snprintf(head, sizeof(head),
+			 "HTTP/1.1 %d %s\r\n"
+			 "Content-Type: %s\r\n"
+			 "Content-Length: %zu\r\n"
+			 "Cache-Control: no-store\r\n"
+			 "%s"
+			 "Connection: close\r\n\r\n",
+			 status, reason, ctype, body_len, extra_headers ? extra_headers : "");
+	c->phase = CONN_WRITING;
+	stream_write(&c->stream, head, (size_t)MIN(n, (int)sizeof(head) - 1));
+	if (!head_only)
+		stream_write(&c->stream, body, body_len);
+}
+
+static void respond_text(struct http_conn *c, int status, const char *reason, const char *body,
+			 const char *extra_headers, bool head_only)
+{
+	respond(c, status, reason, "text/plain; charset=utf-8", extra_headers, body, strlen(body),
+		head_only);
+}
+
+static bool path_is(const struct http_request *r, const char *p)
+{
+	return r->path_len == strlen(p) && memcmp(r->path, p, r->path_len) == 0;
+}
+
+static bool method_is(const struct http_request *r, const char *m)
+{
+	return r->method_len == strlen(m) && memcmp(r->method, m, r->method_len) == 0;
+}
+
+static void serve(struct http_conn *c, const struct http_request *r)
+{
+	struct http *h = c->h;
+	bool head_only = method_is(r, "HEAD");
+	bool known = path_is(r, "/metrics") || path_is(r, "/health") || path_is(r, "/ready");
+	if (!known) {
+		respond_text(c, 404, "Not Found", "not found\n", NULL, head_only);
+		return;
+	}
+	if (!head_only && !method_is(r, "GET")) {
+		respond_text(c, 405, "Method Not Allowed", "method not allowed\n",
+			     "Allow: GET, HEAD\r\n", false);
+		return;
+	}
+	if (path_is(r, "/health")) {
+		respond_text(c, 200, "OK", "ok\n", NULL, head_only);
+	} else if (path_is(r, "/ready")) {
+		const char *why = not_ready_reason(h);
+		if (!why) {
+			respond_text(c, 200, "OK", "ready\n", NULL, head_only);
+		} else {
+			char body[128];
+			snprintf(body, sizeof(body), "not ready: %s\n", why);
+			respond_text(c, 503, "Service Unavailable", body, NULL, head_only);
+		}
+	} else {
+		struct text t = { 0 };
+		render_metrics(h->w, &t);
+		respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", NULL, t.p, t.len,
+			head_only);
+		free(t.p);
+	}
+}
+
+static void conn_on_read(struct stream *s)
+{
+	struct http_conn *c = container_of(s, struct http_conn, stream);
+	size_t avail = stream_avail(s);
+	if (c->phase != CONN_READING) {
+		stream_consume(s, avail); /* surplus after the request: discarded */
+		return;
+	}
+	struct http_request r;
+	int rc = http_parse_request((const char *)stream_data(s), avail, &r);
+	switch (rc) {
+	case HTTP_PARSE_INCOMPLETE:
+		return; /* the stream keeps the bytes and appends the next read */
+	case HTTP_PARSE_COMPLETE:
+		c->linger = avail > r.head_len;
+		serve(c, &r);
+		break;
+	case HTTP_PARSE_TOO_LARGE:
+		c->linger = true;
+		respond_text(c, 431, "Request Header Fields Too Large", "request head too large\n",
+			     NULL, false);
+		break;
+	default:
+		c->linger = true;
+		respond_text(c, 400, "Bad Request", "bad request\n", NULL, false);
+		break;
+	}
+	stream_consume(s, avail);
+	if (!c->linger)
+		stream_read_stop(s);
+}
+
+static void on_connection(uv_stream_t *ls, int status)
+{
+	struct http *h = container_of(ls, struct http, listener);
+	if (status < 0) {
+		log_warning("http: accept on %s failed: %s", h->name, uv_strerror(status));
+		return;
+	}
+	struct http_conn *c = xcalloc(1, sizeof(*c));
+	c->h = h;
+	if (stream_init(h->w, &c->stream, false) != 0) {
+		free(c);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&h->conns, c, link);
+	h->n_conns++;
+	h->open++;
+	c->stream.read_cb = conn_on_read;
+	c->stream.error_cb = conn_on_error;
+	c->stream.drain_cb = conn_on_drain;
+	c->stream.close_cb = conn_on_closed;
+	c->deadline = uv_now(h->w->loop) + HTTP_DEADLINE_MS;
+	if (stream_accept(&c->stream, ls) != 0 || h->n_conns > HTTP_MAX_CONNS) {
+		conn_close(c);
+		return;
+	}
+	timer_arm(h);
+	stream_read_start(&c->stream);
+}
+
+/* Deadlines of connections and probes; the timer stops when there is nothing to watch. */
+static void on_timer(uv_timer_t *t)
+{
+	struct http *h = container_of(t, struct http, timer);
+	uint64_t now = uv_now(h->w->loop);
+	struct http_conn *c, *cn;
+	for (c = TAILQ_FIRST(&h->conns); c; c = cn) {
+		cn = TAILQ_NEXT(c, link);
+		if (!c->stream.closing && now >= c->deadline) {
+			if (c->phase == CONN_READING)
+				log_debug("http: closing a client that sent no request in time");
+			conn_close(c);
+		}
+	}
+	struct http_probe *pr, *pn;
+	for (pr = TAILQ_FIRST(&h->probes); pr; pr = pn) {
+		pn = TAILQ_NEXT(pr, link);
+		if (!pr->done && now >= pr->deadline) {
+			log_debug("http: probe of %s:%d timed out", pr->host, pr->port);
+			probe_finish(pr);
+		}
+	}
+	if (TAILQ_EMPTY(&h->conns) && TAILQ_EMPTY(&h->probes))
+		uv_timer_stop(&h->timer);
+}
+
+/* ---- start and stop -------------------------------------------------------------- */
+
+int http_start(struct worker *w)
+{
+	const struct config *cfg = w->cfg;
+	if (cfg->metrics_port == 0)
+		return 0;
+	const char *addr = cfg->metrics_addr && *cfg->metrics_addr ? cfg->metrics_addr
+								    : "127.0.0.1";
+	if (strcmp(addr, "*") == 0)
+		addr = "0.0.0.0";
+	struct http *h = xcalloc(1, sizeof(*h));
+	h->w = w;
+	TAILQ_INIT(&h->conns);
+	TAILQ_INIT(&h->probes);
+	snprintf(h->name, sizeof(h->name), strchr(addr, ':') ? "[%s]:%d" : "%s:%d", addr,
+		 cfg->metrics_port);
+	uv_timer_init(w->loop, &h->timer);
+	h->timer.data = h;
+	h->open++;
+	uv_tcp_init(w->loop, &h->listener);
+	h->listener.data = h;
+	h->open++;
+	w->http = h;
+
+	struct sockaddr_storage ss;
+	bool v6 = strchr(addr, ':') != NULL;
+	int rc = v6 ? uv_ip6_addr(addr, cfg->metrics_port, (struct sockaddr_in6 *)&ss)
+		    : uv_ip4_addr(addr, cfg->metrics_port, (struct sockaddr_in *)&ss);
+	if (rc < 0) {
+		log_error("metrics_addr %s is not an IP address: %s", addr, uv_strerror(rc));
+		http_stop(w);
+		return rc;
+	}
+	rc = uv_tcp_bind(&h->listener, (struct sockaddr *)&ss, v6 ? UV_TCP_IPV6ONLY : 0);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&h->listener, HTTP_BACKLOG, on_connection);
+	if (rc < 0) {
+		log_error("cannot listen on http://%s: %s", h->name, uv_strerror(rc));
+		http_stop(w);
+		return rc;
+	}
+	log_info("listening on http://%s (metrics, health, ready)", h->name);
+	/* So that the first /ready after start-up can already know the answer. */
+	probe_round(h);
+	return 0;
+}
+
+void http_stop(struct worker *w)
+{
+	struct http *h = w->http;
+	if (!h)
+		return;
+	w->http = NULL;
+	h->stopped = true;
+	/* Hold a reference so that callbacks run synchronously cannot free h under us. */
+	h->open++;
+	uv_close((uv_handle_t *)&h->listener, on_handle_closed);
+	uv_timer_stop(&h->timer);
+	uv_close((uv_handle_t *)&h->timer, on_handle_closed);
+	struct http_conn *c, *cn;
+	for (c = TAILQ_FIRST(&h->conns); c; c = cn) {
+		cn = TAILQ_NEXT(c, link);
+		conn_close(c);
+	}
+	struct http_probe *pr, *pn;
+	for (pr = TAILQ_FIRST(&h->probes); pr; pr = pn) {
+		pn = TAILQ_NEXT(pr, link);
+		probe_finish(pr);
+	}
+	release(h);
+}

@@ -1,0 +1,250 @@
+/*
+ * check_server_faults.c - sluice when PostgreSQL misbehaves under it: a
+ * server connection terminated mid-query or while idle in the pool, a
+ * PostgreSQL restart with clients connected, and PostgreSQL down while
+ * clients arrive.
+ *
+ * Each test asserts what the affected client sees (an error, not a hang),
+ * that unaffected clients go on, and that the pool recovers once PostgreSQL
+ * is back. It does not test login failures of wrong passwords (auth suites).
+ */
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define USERLIST "\"trustuser\" \"trustuserpw\"\n"
+#define CONNINFO "dbname=app user=trustuser"
+/* Short timeouts so that every failure is reported within a bounded time. */
+#define SLUICE_EXTRA                                                                               \
+	"auth_type = trust\nserver_connect_timeout = 1\nserver_login_retry = 0.5\n"              \
+	"query_wait_timeout = 3\n"
+
+static long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static void wait_query_running(const char *sql)
+{
+	long deadline = now_ms() + 5000;
+	while (harness_pg_exec_long("SELECT count(*) FROM pg_stat_activity "
+				    "WHERE state = 'active' AND query = '%s'",
+		       sql) == 0) {
+		ck_assert_msg(now_ms() < deadline, "%s never started on the server", sql);
+		usleep(20 * 1000);
+	}
+}
+
+static void assert_query_works(PGconn *conn)
+{
+	char *v = harness_query_text(conn, "SELECT count(*) FROM items");
+	ck_assert_str_eq(v, "3");
+	free(v);
+}
+
+/*
+ * Tries a fresh client every 100 ms until one connects and queries, for at
+ * most timeout_ms; returns how long it took or -1 with the last error in err.
+ */
+static long wait_pool_recovers(const struct harness_sluice *s, int timeout_ms, char *err,
+	size_t errlen)
+{
+	long start = now_ms();
+	char conninfo[128];
+	snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d connect_timeout=5 " CONNINFO,
+		s->port);
+	for (;;) {
+		PGconn *conn = PQconnectdb(conninfo);
+		if (PQstatus(conn) == CONNECTION_OK) {
+			PGresult *res = PQexec(conn, "SELECT count(*) FROM items");
+			bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+			if (!ok)
+				snprintf(err, errlen, "%s", PQresultErrorMessage(res));
+			PQclear(res);
+			PQfinish(conn);
+			if (ok)
+				return now_ms() - start;
+		} else {
+			snprintf(err, errlen, "%s", PQerrorMessage(conn));
+			PQfinish(conn);
+		}
+		if (now_ms() - start > timeout_ms)
+			return -1;
+		usleep(100 * 1000);
+	}
+}
+
+START_TEST(test_terminated_server_mid_query_fails_only_its_client)
+{
+	struct harness_sluice *s = harness_sluice_start(SLUICE_EXTRA "pool_mode = session\n", NULL,
+		USERLIST);
+	PGconn *victim = harness_connect(s, CONNINFO);
+	PGconn *bystander = harness_connect(s, CONNINFO);
+	free(harness_query_text(bystander, "BEGIN"));
+	assert_query_works(bystander);
+
+	ck_assert_int_eq(PQsendQuery(victim, "SELECT pg_sleep(5)"), 1);
+	wait_query_running("SELECT pg_sleep(5)");
+	long start = now_ms();
+	ck_assert_int_eq(harness_pg_exec_long("SELECT count(*) FILTER (WHERE "
+					      "pg_terminate_backend(pid)) FROM pg_stat_activity "
+					      "WHERE query = 'SELECT pg_sleep(5)'"),
+		1);
+	PGresult *res = PQgetResult(victim);
+	ck_assert_ptr_nonnull(res);
+	ck_assert_int_eq(PQresultStatus(res), PGRES_FATAL_ERROR);
+	const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	char state[6];
+	snprintf(state, sizeof(state), "%s", st ? st : "08006");
+	PQclear(res);
+	while ((res = PQgetResult(victim)) != NULL)
+		PQclear(res);
+	ck_assert_msg(strcmp(state, "57P01") == 0 || strncmp(state, "08", 2) == 0, "%s", state);
+	ck_assert_msg(now_ms() - start < 2000, "the error took %ld ms", now_ms() - start);
+	/* The victim's session is gone with its server. */
+	char *err = harness_query_error(victim, "SELECT 1");
+	free(err);
+	PQfinish(victim);
+
+	/* The bystander's transaction on its own server is untouched. */
+	assert_query_works(bystander);
+	free(harness_query_text(bystander, "COMMIT"));
+	PQfinish(bystander);
+
+	PGconn *fresh = harness_connect(s, CONNINFO);
+	assert_query_works(fresh);
+	PQfinish(fresh);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+START_TEST(test_killed_idle_server_is_replaced_for_next_client)
+{
+	struct harness_sluice *s = harness_sluice_start(SLUICE_EXTRA "pool_mode = transaction\n",
+		NULL, USERLIST);
+	PGconn *conn = harness_connect(s, CONNINFO);
+	char *v = harness_query_text(conn, "SELECT pg_backend_pid()");
+	long old_pid = atol(v);
+	free(v);
+	PQfinish(conn);
+
+	/* The server now idles in the pool. Kill it and wait until it is really gone. */
+	ck_assert_int_eq(harness_pg_exec_long("SELECT count(*) FILTER (WHERE "
+					      "pg_terminate_backend(pid)) FROM pg_stat_activity "
+					      "WHERE pid = %ld",
+				 old_pid),
+		1);
+	long deadline = now_ms() + 5000;
+	while (harness_pg_exec_long("SELECT count(*) FROM pg_stat_activity WHERE pid = %ld",
+		       old_pid) != 0) {
+		ck_assert(now_ms() < deadline);
+		usleep(20 * 1000);
+	}
+
+	conn = harness_connect(s, CONNINFO);
+	v = harness_query_text(conn, "SELECT pg_backend_pid()");
+	ck_assert_int_ne(atol(v), old_pid);
+	free(v);
+	assert_query_works(conn);
+	PQfinish(conn);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+START_TEST(test_pg_restart_fails_connected_clients_then_pool_recovers)
+{
+	struct harness_sluice *s = harness_sluice_start(SLUICE_EXTRA "pool_mode = session\n", NULL,
+		USERLIST);
+	PGconn *idle = harness_connect(s, CONNINFO);
+	assert_query_works(idle);
+	PGconn *in_tx = harness_connect(s, CONNINFO);
+	free(harness_query_text(in_tx, "BEGIN"));
+	assert_query_works(in_tx);
+
+	harness_pg_restart();
+
+	/* Both sessions died with their servers: each gets an error, not a hang. */
+	long start = now_ms();
+	char *err = harness_query_error(idle, "SELECT 1");
+	free(err);
+	err = harness_query_error(in_tx, "SELECT 1");
+	free(err);
+	ck_assert_msg(now_ms() - start < 3000, "errors took %ld ms", now_ms() - start);
+	PQfinish(idle);
+	PQfinish(in_tx);
+
+	char last[512] = "";
+	long took = wait_pool_recovers(s, 5000, last, sizeof(last));
+	ck_assert_msg(took >= 0, "no client could query within 5 s of the restart: %s", last);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+START_TEST(test_pg_down_gives_new_clients_an_error_then_recovers)
+{
+	struct harness_sluice *s = harness_sluice_start(SLUICE_EXTRA "pool_mode = transaction\n",
+		NULL, USERLIST);
+	harness_pg_stop();
+
+	/* Collect what happened first, so that PostgreSQL is always started again. */
+	char conninfo[128];
+	snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d connect_timeout=10 " CONNINFO,
+		s->port);
+	long start = now_ms();
+	PGconn *conn = PQconnectdb(conninfo);
+	bool connected = PQstatus(conn) == CONNECTION_OK;
+	char err[512] = "";
+	bool query_ok = false;
+	if (connected) {
+		/* sluice may greet before it has a server; then the first query fails. */
+		PGresult *res = PQexec(conn, "SELECT 1");
+		query_ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+		snprintf(err, sizeof(err), "%s", PQresultErrorMessage(res));
+		PQclear(res);
+	} else {
+		snprintf(err, sizeof(err), "%s", PQerrorMessage(conn));
+	}
+	long took = now_ms() - start;
+	PQfinish(conn);
+	harness_pg_start();
+
+	ck_assert_msg(!query_ok, "a query succeeded with PostgreSQL stopped");
+	ck_assert_msg(took < 4000, "the error took %ld ms (server_connect_timeout = 1)", took);
+	ck_assert_msg(err[0] != '\0', "no error message");
+	fprintf(stderr, "check_server_faults: with PostgreSQL down: %s", err);
+
+	char last[512] = "";
+	long rec = wait_pool_recovers(s, 5000, last, sizeof(last));
+	ck_assert_msg(rec >= 0, "no client could query within 5 s of the start: %s", last);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+static Suite *server_faults_suite(void)
+{
+	Suite *s = suite_create("server_faults");
+	TCase *tc = harness_tcase("terminate");
+	tcase_add_test(tc, test_terminated_server_mid_query_fails_only_its_client);
+	tcase_add_test(tc, test_killed_idle_server_is_replaced_for_next_client);
+	suite_add_tcase(s, tc);
+	tc = harness_tcase("restart");
+	tcase_add_test(tc, test_pg_restart_fails_connected_clients_then_pool_recovers);
+	tcase_add_test(tc, test_pg_down_gives_new_clients_an_error_then_recovers);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return harness_run_suite(server_faults_suite());
+}

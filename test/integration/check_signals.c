@@ -1,0 +1,477 @@
+/*
+ * check_signals.c - sluice's process life: SIGHUP reloads the ini and the
+ * auth file (and keeps the old configuration when the new one is broken),
+ * SIGTERM and SIGINT shut down once clients or servers are done (at once on
+ * the second signal), -d daemonizes with a pidfile, and the command line
+ * reports bad or missing configuration files and answers -V and --help.
+ *
+ * It does not test which settings are reloadable one by one (the config unit
+ * tests and doc/config.md cover the table).
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TRUST_USERLIST "\"trustuser\" \"trustuserpw\"\n"
+#define CONNINFO "dbname=app user=trustuser"
+
+static long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static char *read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	ck_assert_msg(f != NULL, "cannot open %s", path);
+	char *text = xmalloc(65536);
+	size_t n = fread(text, 1, 65535, f);
+	text[n] = '\0';
+	fclose(f);
+	return text;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	/* Write a new file and rename it, as an editor or a deploy tool would. */
+	char *tmp = xasprintf("%s.new", path);
+	FILE *f = fopen(tmp, "w");
+	ck_assert_msg(f != NULL, "cannot write %s", tmp);
+	fputs(text, f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(rename(tmp, path), 0);
+	free(tmp);
+}
+
+/* Replaces the first occurrence of from in s->ini_path by to. */
+static void edit_ini(const struct harness_sluice *s, const char *from, const char *to)
+{
+	char *ini = read_file(s->ini_path);
+	char *at = strstr(ini, from);
+	ck_assert_msg(at != NULL, "'%s' not in the ini:\n%s", from, ini);
+	*at = '\0';
+	char *edited = xasprintf("%s%s%s", ini, to, at + strlen(from));
+	write_file(s->ini_path, edited);
+	free(edited);
+	free(ini);
+}
+
+/* Counts occurrences of needle in the log. */
+static int log_count(const struct harness_sluice *s, const char *needle)
+{
+	char *log = harness_sluice_log(s);
+	int n = 0;
+	for (const char *p = log; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		n++;
+	free(log);
+	return n;
+}
+
+/* Sends SIGHUP and waits until the log shows one more reload outcome. */
+static void reload_and_wait(struct harness_sluice *s, const char *outcome)
+{
+	int before = log_count(s, outcome);
+	harness_sluice_signal(s, SIGHUP);
+	long deadline = now_ms() + 5000;
+	while (log_count(s, outcome) <= before) {
+		ck_assert_msg(now_ms() < deadline, "no '%s' in the log after SIGHUP", outcome);
+		usleep(20 * 1000);
+	}
+}
+
+static void assert_query_works(PGconn *conn)
+{
+	char *v = harness_query_text(conn, "SELECT count(*) FROM items");
+	ck_assert_str_eq(v, "3");
+	free(v);
+}
+
+/* ---- SIGHUP ------------------------------------------------------------------ */
+
+START_TEST(test_sighup_applies_new_pool_size_and_new_database)
+{
+	struct harness_sluice *s = harness_sluice_start("auth_type = trust\npool_mode = session\n"
+							"default_pool_size = 1\nquery_wait_timeout = 1\n",
+		"app = host=@PGHOST@ port=@PGPORT@ dbname=app\n", TRUST_USERLIST);
+	PGconn *holder = harness_connect(s, CONNINFO);
+	assert_query_works(holder); /* holds the pool's only server (session mode) */
+	PGconn *waiter = harness_connect(s, CONNINFO);
+	char *err = harness_query_error(waiter, "SELECT 1");
+	ck_assert_msg(strstr(err, "query_wait_timeout") != NULL, "%s", err);
+	free(err);
+	PQfinish(waiter);
+	err = harness_connect_error(s, "dbname=app2 user=trustuser");
+	ck_assert_msg(strstr(err, "app2") != NULL, "%s", err);
+	free(err);
+
+	char *app2 = xasprintf("[databases]\napp2 = host=127.0.0.1 port=%d dbname=app\n",
+		harness_pg()->port);
+	edit_ini(s, "default_pool_size = 1\n", "default_pool_size = 2\n");
+	edit_ini(s, "[databases]\n", app2);
+	free(app2);
+	reload_and_wait(s, "configuration reloaded");
+
+	/* A second server is now allowed while the holder keeps the first. */
+	PGconn *second = harness_connect(s, CONNINFO);
+	assert_query_works(second);
+	PQfinish(second);
+	PGconn *other_db = harness_connect(s, "dbname=app2 user=trustuser");
+	char *db = harness_query_text(other_db, "SELECT current_database()");
+	ck_assert_str_eq(db, "app");
+	free(db);
+	PQfinish(other_db);
+	assert_query_works(holder);
+	PQfinish(holder);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+START_TEST(test_sighup_with_broken_ini_keeps_old_config)
+{
+	struct harness_sluice *s = harness_sluice_start("auth_type = trust\n", NULL,
+		TRUST_USERLIST);
+	PGconn *before = harness_connect(s, CONNINFO);
+	assert_query_works(before);
+
+	edit_ini(s, "[databases]\n", "no_such_setting = 1\n[databases]\n");
+	reload_and_wait(s, "reload failed");
+	char *log = harness_sluice_log(s);
+	ck_assert_msg(strstr(log, "no_such_setting") != NULL, "%s", log);
+	/* The message names the file and line, file:line: style. */
+	char *where = xasprintf("%s:", s->ini_path);
+	ck_assert_msg(strstr(log, where) != NULL, "%s", log);
+	free(where);
+	free(log);
+
+	assert_query_works(before);
+	PQfinish(before);
+	PGconn *after = harness_connect(s, CONNINFO);
+	assert_query_works(after);
+	PQfinish(after);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+START_TEST(test_sighup_reloads_auth_file)
+{
+	struct harness_sluice *s = harness_sluice_start("auth_type = md5\n", NULL,
+		"\"md5user\" \"md5userpw\"\n");
+	PGconn *md5 = harness_connect(s, "dbname=app user=md5user password=md5userpw");
+	assert_query_works(md5);
+	PQfinish(md5);
+	char *err = harness_connect_error(s, "dbname=app user=scramuser password=scramuserpw");
+	free(err);
+
+	char *path = xasprintf("%s/userlist.txt", s->dir);
+	write_file(path, "\"md5user\" \"md5userpw\"\n\"scramuser\" \"scramuserpw\"\n");
+	free(path);
+	reload_and_wait(s, "configuration reloaded");
+
+	PGconn *scram = harness_connect(s, "dbname=app user=scramuser password=scramuserpw");
+	char *who = harness_query_text(scram, "SELECT current_user");
+	ck_assert_str_eq(who, "scramuser");
+	free(who);
+	PQfinish(scram);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/* ---- SIGTERM, SIGINT ------------------------------------------------------------ */
+
+START_TEST(test_sigterm_serves_connected_client_refuses_new_and_exits_0)
+{
+	struct harness_sluice *s = harness_sluice_start("auth_type = trust\n", NULL,
+		TRUST_USERLIST);
+	PGconn *conn = harness_connect(s, CONNINFO);
+	assert_query_works(conn);
+	harness_sluice_signal(s, SIGTERM);
+	ck_assert(harness_sluice_log_wait(s, "SIGTERM", 5000));
+
+	char *err = harness_connect_error(s, CONNINFO);
+	char *log = harness_sluice_log(s);
+	/*
+	 * Refused, told so, or reset: a connection that reached the backlog just
+	 * before the listener closed is reset when it closes.
+	 */
+	ck_assert_msg(strstr(err, "refused") != NULL || strstr(err, "shutting down") != NULL ||
+			strstr(err, "closed the connection") != NULL,
+		"%s\n%s", err, log);
+	free(log);
+	free(err);
+	assert_query_works(conn);
+	ck_assert_int_eq(harness_sluice_wait(s, 300), -1);
+	assert_query_works(conn);
+
+	PQfinish(conn);
+	ck_assert_int_eq(harness_sluice_wait(s, 5000), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+START_TEST(test_second_sigterm_exits_promptly_with_clients)
+{
+	struct harness_sluice *s = harness_sluice_start("auth_type = trust\n", NULL,
+		TRUST_USERLIST);
+	PGconn *conn = harness_connect(s, CONNINFO);
+	free(harness_query_text(conn, "BEGIN"));
+	assert_query_works(conn);
+	harness_sluice_signal(s, SIGTERM);
+	ck_assert(harness_sluice_log_wait(s, "SIGTERM", 5000));
+	ck_assert_int_eq(harness_sluice_wait(s, 200), -1);
+	harness_sluice_signal(s, SIGTERM);
+	ck_assert_int_eq(harness_sluice_wait(s, 2000), 0);
+	/* The client is told, and its connection is gone. */
+	char *err = harness_query_error(conn, "SELECT 1");
+	free(err);
+	PQfinish(conn);
+	harness_sluice_free(s);
+}
+END_TEST
+
+START_TEST(test_sigint_with_idle_client_exits_promptly)
+{
+	struct harness_sluice *s = harness_sluice_start("auth_type = trust\n"
+							"pool_mode = transaction\n",
+		NULL, TRUST_USERLIST);
+	PGconn *conn = harness_connect(s, CONNINFO);
+	assert_query_works(conn); /* no transaction open: its server is back in the pool */
+	harness_sluice_signal(s, SIGINT);
+	ck_assert_int_eq(harness_sluice_wait(s, 2000), 0);
+	PQfinish(conn);
+	harness_sluice_free(s);
+}
+END_TEST
+
+START_TEST(test_sigint_waits_for_open_transaction)
+{
+	struct harness_sluice *s = harness_sluice_start("auth_type = trust\n"
+							"pool_mode = transaction\n",
+		NULL, TRUST_USERLIST);
+	PGconn *conn = harness_connect(s, CONNINFO);
+	free(harness_query_text(conn, "BEGIN"));
+	assert_query_works(conn);
+	harness_sluice_signal(s, SIGINT);
+	ck_assert(harness_sluice_log_wait(s, "SIGINT", 5000));
+	ck_assert_int_eq(harness_sluice_wait(s, 300), -1);
+	assert_query_works(conn);
+	free(harness_query_text(conn, "COMMIT"));
+	ck_assert_int_eq(harness_sluice_wait(s, 2000), 0);
+	PQfinish(conn);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/* ---- the command line ----------------------------------------------------------- */
+
+/* Runs $SLUICE_BIN with args (a shell word list); returns its exit status and output. */
+static int run_sluice(const char *args, char *out, size_t outlen)
+{
+	const char *bin = getenv("SLUICE_BIN");
+	ck_assert_ptr_nonnull(bin);
+	char *cmd = xasprintf("'%s' %s 2>&1 </dev/null", bin, args);
+	FILE *p = popen(cmd, "r");
+	free(cmd);
+	ck_assert_ptr_nonnull(p);
+	size_t n = fread(out, 1, outlen - 1, p);
+	out[n] = '\0';
+	int status = pclose(p);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+START_TEST(test_version_and_help_exit_0)
+{
+	char out[4096];
+	ck_assert_int_eq(run_sluice("-V", out, sizeof(out)), 0);
+	ck_assert_msg(strncmp(out, "sluice ", 7) == 0, "%s", out);
+	ck_assert_int_eq(run_sluice("--version", out, sizeof(out)), 0);
+	ck_assert_msg(strncmp(out, "sluice ", 7) == 0, "%s", out);
+	ck_assert_int_eq(run_sluice("--help", out, sizeof(out)), 0);
+	ck_assert_msg(strstr(out, "Usage") != NULL, "%s", out);
+	ck_assert_int_ne(run_sluice("--no-such-option", out, sizeof(out)), 0);
+}
+END_TEST
+
+START_TEST(test_missing_config_file_is_reported_and_exits_nonzero)
+{
+	char *path = xasprintf("%s/does-not-exist.ini", harness_pg()->dir);
+	char out[4096];
+	char *args = xasprintf("'%s'", path);
+	int rc = run_sluice(args, out, sizeof(out));
+	free(args);
+	ck_assert_int_ne(rc, 0);
+	ck_assert_msg(strstr(out, path) != NULL, "%s", out);
+	free(path);
+}
+END_TEST
+
+static const struct bad_ini_case {
+	const char *text;
+	int line;
+	const char *mentions;
+} bad_ini_cases[] = {
+	{ "[sluice]\nlisten_port = seventy\n", 2, "listen_port" },
+	{ "[sluice]\nlisten_port = 7000\nno_such_key = 1\n", 3, "no_such_key" },
+	{ "[sluice]\n[databases]\napp = host=db port=nope\n", 3, "port" },
+	{ "[sluice]\n[nonsense]\nkey = 1\n", 2, "nonsense" },
+	{ "[sluice]\nthis line has no equals sign\n", 2, "" },
+};
+
+START_TEST(test_invalid_config_file_reports_file_and_line)
+{
+	const struct bad_ini_case *bc = &bad_ini_cases[_i];
+	char *path = xasprintf("%s/bad-%d-%d.ini", harness_pg()->dir, (int)getpid(), _i);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(bc->text, f);
+	fclose(f);
+	char out[4096];
+	char *args = xasprintf("'%s'", path);
+	int rc = run_sluice(args, out, sizeof(out));
+	free(args);
+	unlink(path);
+	ck_assert_int_ne(rc, 0);
+	char *where = xasprintf("%s:%d:", path, bc->line);
+	ck_assert_msg(strstr(out, where) != NULL, "expected '%s' in: %s", where, out);
+	ck_assert_msg(strstr(out, bc->mentions) != NULL, "expected '%s' in: %s", bc->mentions,
+		out);
+	free(where);
+	free(path);
+}
+END_TEST
+
+static bool pid_alive(pid_t pid)
+{
+	return kill(pid, 0) == 0 || errno != ESRCH;
+}
+
+START_TEST(test_daemon_writes_pidfile_and_removes_it_at_exit)
+{
+	const char *bin = getenv("SLUICE_BIN");
+	ck_assert_ptr_nonnull(bin);
+	char *dir = xasprintf("%s/daemon-%d", harness_pg()->dir, (int)getpid());
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	char *ini = xasprintf("%s/sluice.ini", dir);
+	char *pidfile = xasprintf("%s/sluice.pid", dir);
+	char *logfile = xasprintf("%s/sluice.log", dir);
+	char *userlist = xasprintf("%s/userlist.txt", dir);
+	FILE *f = fopen(userlist, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(TRUST_USERLIST, f);
+	fclose(f);
+	int port = harness_free_port();
+	f = fopen(ini, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f,
+		"[sluice]\nlisten_addr = 127.0.0.1\nlisten_port = %d\nunix_socket_dir = %s\n"
+		"pidfile = %s\nlogfile = %s\nauth_type = trust\nauth_file = %s\n"
+		"[databases]\napp = host=127.0.0.1 port=%d dbname=app\n",
+		port, dir, pidfile, logfile, userlist, harness_pg()->port);
+	fclose(f);
+
+	pid_t child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		execl(bin, bin, "-d", ini, (char *)NULL);
+		_exit(127);
+	}
+	int status;
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "sluice -d exited %d", status);
+
+	/* The daemon writes the pidfile once it has detached. */
+	long deadline = now_ms() + 5000;
+	pid_t pid = 0;
+	while (pid <= 0 && now_ms() < deadline) {
+		FILE *pf = fopen(pidfile, "r");
+		if (pf) {
+			int v = 0;
+			if (fscanf(pf, "%d", &v) == 1)
+				pid = v;
+			fclose(pf);
+		}
+		if (pid <= 0)
+			usleep(20 * 1000);
+	}
+	ck_assert_msg(pid > 0, "no pidfile %s", pidfile);
+	ck_assert_int_ne(pid, child); /* the daemon is the forked grandchild */
+	ck_assert(pid_alive(pid));
+
+	char *conninfo = xasprintf("host=127.0.0.1 port=%d connect_timeout=5 " CONNINFO, port);
+	PGconn *conn = PQconnectdb(conninfo);
+	free(conninfo);
+	bool served = PQstatus(conn) == CONNECTION_OK;
+	if (served) {
+		PGresult *res = PQexec(conn, "SELECT 1");
+		served = PQresultStatus(res) == PGRES_TUPLES_OK;
+		PQclear(res);
+	}
+	PQfinish(conn);
+
+	ck_assert_int_eq(kill(pid, SIGTERM), 0);
+	deadline = now_ms() + 5000;
+	while (pid_alive(pid) && now_ms() < deadline)
+		usleep(20 * 1000);
+	bool exited = !pid_alive(pid);
+	if (!exited)
+		kill(pid, SIGKILL);
+	ck_assert_msg(served, "the daemon did not serve a client");
+	ck_assert_msg(exited, "the daemon did not exit after SIGTERM");
+	ck_assert_msg(access(pidfile, F_OK) != 0, "pidfile %s left behind", pidfile);
+	char *log = read_file(logfile);
+	ck_assert_msg(strstr(log, "sluice stopped") != NULL, "%s", log);
+	free(log);
+	unlink(logfile);
+	unlink(userlist);
+	unlink(ini);
+	rmdir(dir);
+	free(dir);
+	free(ini);
+	free(pidfile);
+	free(logfile);
+	free(userlist);
+}
+END_TEST
+
+static Suite *signals_suite(void)
+{
+	Suite *s = suite_create("signals");
+	TCase *tc = harness_tcase("reload");
+	tcase_add_test(tc, test_sighup_applies_new_pool_size_and_new_database);
+	tcase_add_test(tc, test_sighup_with_broken_ini_keeps_old_config);
+	tcase_add_test(tc, test_sighup_reloads_auth_file);
+	suite_add_tcase(s, tc);
+
+	tc = harness_tcase("shutdown");
+	tcase_add_test(tc, test_sigterm_serves_connected_client_refuses_new_and_exits_0);
+	tcase_add_test(tc, test_second_sigterm_exits_promptly_with_clients);
+	tcase_add_test(tc, test_sigint_with_idle_client_exits_promptly);
+	tcase_add_test(tc, test_sigint_waits_for_open_transaction);
+	suite_add_tcase(s, tc);
+
+	tc = harness_tcase("command_line");
+	tcase_add_test(tc, test_version_and_help_exit_0);
+	tcase_add_test(tc, test_missing_config_file_is_reported_and_exits_nonzero);
+	tcase_add_loop_test(tc, test_invalid_config_file_reports_file_and_line, 0,
+		(int)ARRAY_SIZE(bad_ini_cases));
+	tcase_add_test(tc, test_daemon_writes_pidfile_and_removes_it_at_exit);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return harness_run_suite(signals_suite());
+}
