@@ -1,0 +1,567 @@
+#!/usr/bin/env bash
+# bench.sh - the benchmark of sluice against PostgreSQL directly and against
+# PgBouncer, on loopback, with pgbench and an idle-connection memory test.
+#
+# It owns the whole run: installing what it needs (pgbouncer, PostgreSQL,
+# pgbench, a C compiler and libpq headers, with apt-get), building sluice in a
+# release build directory of its own unless SLUICE_BIN names a binary, a
+# throwaway PostgreSQL in a temporary directory, PgBouncer and sluice with
+# equivalent settings, the pgbench scenarios, the measurements and the result
+# files. It does not change sluice or tune anything for it, and it is not a
+# test: CI may run it only with --smoke, to check that the script still works.
+#
+# Usage: test/bench/bench.sh [--smoke] [--rounds N] [--duration S]
+#
+# Environment: SLUICE_BIN (use this sluice, do not build), BENCH_BUILD_DIR
+# (default build-bench in the repository), BENCH_OUT (where results go, default
+# BENCH_BUILD_DIR/bench-results/DATE), BENCH_SCALE (pgbench scale, default 10),
+# PG_BINDIR (PostgreSQL's initdb/pg_ctl, default the newest under
+# /usr/lib/postgresql).
+#
+# Every process it starts is stopped on exit, Ctrl-C included, and the
+# temporary directory is removed; the results directory is kept.
+set -euo pipefail
+
+rounds=3
+duration=10
+smoke=0
+usage() {
+	sed -n '13p' "$0" | sed 's/^# //'
+	exit "${1:-0}"
+}
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--smoke) smoke=1 ;;
+	--rounds) rounds=${2:?--rounds needs a number}; shift ;;
+	--duration) duration=${2:?--duration needs seconds}; shift ;;
+	-h | --help) usage 0 ;;
+	*) echo "bench.sh: unknown argument: $1" >&2; usage 2 ;;
+	esac
+	shift
+done
+idle_counts=(1000 10000)
+if [ "$smoke" = 1 ]; then
+	rounds=1
+	duration=3
+	idle_counts=(200)
+fi
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+bench_src=$repo/test/bench
+build_dir=${BENCH_BUILD_DIR:-$repo/build-bench}
+out_dir=${BENCH_OUT:-$build_dir/bench-results/$(date +%Y%m%d-%H%M%S)}
+scale=${BENCH_SCALE:-10}
+password=benchpw
+pool_size=20
+max_client_conn=12000
+
+log() { printf '%s bench: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+is_root=0
+[ "$(id -u)" -eq 0 ] && is_root=1
+sudo=()
+[ "$is_root" = 1 ] || sudo=(sudo)
+
+# ---- packages ----------------------------------------------------------------
+
+# Installs the Debian packages the benchmark needs and the machine lacks.
+install_packages() {
+	local want=(pgbouncer postgresql postgresql-contrib libpq-dev gcc)
+	local missing=() p
+	for p in "${want[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' ||
+			missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	log "installing ${missing[*]}"
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2
+}
+
+install_packages
+if [ -z "${PG_BINDIR:-}" ]; then
+	PG_BINDIR=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+fi
+[ -x "$PG_BINDIR/initdb" ] || die "no initdb in PG_BINDIR=$PG_BINDIR"
+pgbench=$PG_BINDIR/pgbench
+[ -x "$pgbench" ] || pgbench=$(command -v pgbench) || die "pgbench not found"
+psql=$(command -v psql) || die "psql not found"
+pgbouncer=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+[ -x "$pgbouncer" ] || die "pgbouncer not found"
+
+# ---- sluice --------------------------------------------------------------------
+
+if [ -n "${SLUICE_BIN:-}" ]; then
+	sluice_bin=$SLUICE_BIN
+else
+	"$repo/scripts/setup.sh" >&2
+	if [ ! -f "$build_dir/build.ninja" ]; then
+		log "configuring $build_dir (release)"
+		(cd "$repo" && meson setup "$build_dir" --buildtype=release) >&2
+	fi
+	log "building sluice in $build_dir"
+	ninja -C "$build_dir" sluice >&2
+	sluice_bin=$build_dir/sluice
+fi
+[ -x "$sluice_bin" ] || die "sluice binary $sluice_bin is not executable"
+# The tree the binary came from, taken now: others may commit during a long run.
+tree_state="commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown), \
+$(git -C "$repo" status --porcelain -- src include 2>/dev/null | wc -l) uncommitted files in src/ and include/"
+[ -n "${SLUICE_BIN:-}" ] && tree_state="given as SLUICE_BIN=$SLUICE_BIN; repository at $tree_state"
+
+# ---- temporary directory, processes, clean-up ----------------------------------
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
+mkdir -p "$out_dir"
+pg_started=0
+pgbouncer_pid=
+sluice_pid=
+idle_pid=
+pgbench_pid=
+
+# initdb, pg_ctl and PgBouncer refuse to run as root: as root they, and sluice
+# (so both poolers run alike), run as the OS user postgres. setpriv keeps the
+# raised file-descriptor limit, where su or runuser could reset it through PAM.
+as_pg=()
+if [ "$is_root" = 1 ]; then
+	id postgres >/dev/null 2>&1 || die "as root, the OS user 'postgres' must exist"
+	as_pg=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+	chown postgres: "$work"
+fi
+
+stop_pid() {
+	local pid=$1
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null || return 0
+	local i
+	for i in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	set +e
+	stop_pid "$pgbench_pid"
+	stop_pid "$idle_pid"
+	stop_pid "$sluice_pid"
+	stop_pid "$pgbouncer_pid"
+	if [ "$pg_started" = 1 ]; then
+		"${as_pg[@]}" "$PG_BINDIR/pg_ctl" -D "$work/pgdata" -m immediate -w -t 30 stop \
+			>/dev/null 2>&1
+	fi
+	wait 2>/dev/null
+	rm -rf "$work"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# The file-descriptor limit for the poolers, pgbench and the idle-client tool.
+want_nofile=30000
+ulimit -Hn "$want_nofile" 2>/dev/null || true
+hard=$(ulimit -Hn)
+if [ "$hard" = unlimited ] || [ "$hard" -ge "$want_nofile" ]; then
+	ulimit -n "$want_nofile"
+else
+	ulimit -n "$hard"
+fi
+log "file descriptor limit $(ulimit -n)"
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# Whether something accepts TCP connections on 127.0.0.1:$1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# A port nothing listens on, not one of the arguments.
+next_port=$((20000 + RANDOM % 20000))
+free_port() {
+	local p
+	while :; do
+		next_port=$((next_port + 1))
+		p=$next_port
+		case " $* " in *" $p "*) continue ;; esac
+		port_open "$p" || { echo "$p"; return; }
+	done
+}
+
+# ---- PostgreSQL ------------------------------------------------------------------
+
+pg_port=$(free_port)
+log "PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port"
+"${as_pg[@]}" "$PG_BINDIR/initdb" -D "$work/pgdata" -U postgres -A trust -E UTF8 --no-sync \
+	>"$work/initdb.log" 2>&1 || { cat "$work/initdb.log" >&2; die "initdb failed"; }
+cat >>"$work/pgdata/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $pg_port
+unix_socket_directories = '$work'
+max_connections = 300
+shared_buffers = 256MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+password_encryption = md5
+EOF
+cat >"$work/pgdata/pg_hba.conf" <<EOF
+local all all trust
+host all all 127.0.0.1/32 md5
+EOF
+"${as_pg[@]}" "$PG_BINDIR/pg_ctl" -D "$work/pgdata" -l "$work/postgres.log" -w -t 60 start \
+	>"$work/pg_ctl.log" 2>&1 || { cat "$work/postgres.log" >&2; die "PostgreSQL did not start"; }
+pg_started=1
+
+"$psql" -X -q -h "$work" -p "$pg_port" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+	-c "CREATE ROLE bench LOGIN PASSWORD '$password'" \
+	-c "CREATE DATABASE bench OWNER bench" >&2
+export PGPASSWORD=$password
+log "pgbench -i -s $scale"
+"$pgbench" -i -s "$scale" -q -h 127.0.0.1 -p "$pg_port" -U bench bench \
+	>"$work/pgbench-init.log" 2>&1 || { cat "$work/pgbench-init.log" >&2; die "pgbench -i failed"; }
+
+# ---- the poolers -------------------------------------------------------------------
+
+printf '"bench" "%s"\n' "$password" >"$work/userlist.txt"
+pgbouncer_port=$(free_port "$pg_port")
+sluice_port=$(free_port "$pg_port" "$pgbouncer_port")
+
+# Writes the ini of pooler $1 (section name $2) listening on port $3. The
+# settings are the same for both; only the section name and files differ.
+write_ini() {
+	cat >"$work/$1.ini" <<EOF
+[databases]
+bench = host=127.0.0.1 port=$pg_port dbname=bench
+
+[$2]
+listen_addr = 127.0.0.1
+listen_port = $3
+unix_socket_dir =
+auth_type = md5
+auth_file = $work/userlist.txt
+pool_mode = transaction
+default_pool_size = $pool_size
+max_client_conn = $max_client_conn
+log_connections = 0
+log_disconnections = 0
+logfile = $work/$1.log
+EOF
+}
+write_ini pgbouncer pgbouncer "$pgbouncer_port"
+write_ini sluice sluice "$sluice_port"
+[ "$is_root" = 1 ] && chown postgres: "$work"/*.ini "$work/userlist.txt"
+# Copied so that the user postgres can run it wherever the build is.
+cp "$sluice_bin" "$work/sluice"
+chmod 755 "$work/sluice"
+
+# Starts pooler $1 in the foreground of a background job; its PID goes in
+# ${1}_pid. Waits until it accepts connections and logs in once (a warm-up that
+# also checks the authentication set-up).
+start_pooler() {
+	local name=$1 port pid i
+	if [ "$name" = pgbouncer ]; then
+		port=$pgbouncer_port
+		"${as_pg[@]}" "$pgbouncer" "$work/pgbouncer.ini" >>"$work/pgbouncer.out" 2>&1 &
+	else
+		port=$sluice_port
+		"${as_pg[@]}" "$work/sluice" "$work/sluice.ini" >>"$work/sluice.out" 2>&1 &
+	fi
+	pid=$!
+	printf -v "${name}_pid" '%s' "$pid"
+	for i in $(seq 100); do
+		port_open "$port" && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if ! kill -0 "$pid" 2>/dev/null || ! port_open "$port"; then
+		tail -n 20 "$work/$name.out" "$work/$name.log" >&2 2>/dev/null || true
+		die "$name did not start"
+	fi
+	"$psql" -X -q -At -h 127.0.0.1 -p "$port" -U bench -d bench -c 'SELECT 1' >/dev/null ||
+		die "logging in through $name failed"
+}
+
+# Restarts pooler $1 if it has exited; the event goes to events.txt.
+ensure_pooler() {
+	local pid_var=${1}_pid
+	local pid=${!pid_var}
+	if ! kill -0 "$pid" 2>/dev/null; then
+		local st=0
+		wait "$pid" 2>/dev/null || st=$?
+		echo "$(date +%T) $1 (pid $pid) had exited (wait status $st) before: $2; restarted" |
+			tee -a "$out_dir/events.txt" >&2
+		tail -n 20 "$work/$1.out" "$work/$1.log" >>"$out_dir/events.txt" 2>/dev/null || true
+		start_pooler "$1"
+	fi
+}
+
+start_pooler pgbouncer
+start_pooler sluice
+log "PgBouncer pid $pgbouncer_pid on port $pgbouncer_port, sluice pid $sluice_pid on port $sluice_port"
+
+clk_tck=$(getconf CLK_TCK)
+# utime + stime of process $1 in clock ticks (fields 14 and 15 of /proc/PID/stat;
+# the command name before them may hold spaces, so count after its ')').
+# Both print NA when the process has gone.
+cpu_ticks() {
+	local st
+	st=$(cat "/proc/$1/stat" 2>/dev/null) || { echo NA; return 0; }
+	echo "${st##*) }" | awk '{print $12 + $13}'
+}
+rss_kib() {
+	local kib
+	kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null) || kib=
+	echo "${kib:-NA}"
+}
+
+# ---- memory with idle clients ----------------------------------------------------
+
+idle_tool=$work/idle_clients
+cc -O2 -Wall -I"$(pg_config --includedir)" -o "$idle_tool" "$bench_src/idle_clients.c" -lpq ||
+	die "cannot compile idle_clients.c"
+
+mem_tsv=$out_dir/memory.tsv
+printf 'pooler\tclients\tlogged_in\tfailed\trss_idle_kib\trss_with_clients_kib\tkib_per_client\trss_after_kib\tnote\n' \
+	>"$mem_tsv"
+for pooler in pgbouncer sluice; do
+	port_var=${pooler}_port
+	pid_var=${pooler}_pid
+	sleep 1
+	rss_idle=$(rss_kib "${!pid_var}")
+	for n in "${idle_counts[@]}"; do
+		log "memory: $pooler with $n idle clients"
+		"$idle_tool" "host=127.0.0.1 port=${!port_var} user=bench dbname=bench password=$password" \
+			"$n" >"$work/idle.out" 2>&1 &
+		idle_pid=$!
+		for i in $(seq 600); do
+			grep -q '^ready' "$work/idle.out" && break
+			kill -0 "$idle_pid" 2>/dev/null || break
+			sleep 0.5
+		done
+		note=
+		ok=0 failed=$n rss_n=NA per=NA
+		if grep -q '^ready' "$work/idle.out"; then
+			sleep 2
+			ok=$(sed -n 's/^ready ok=\([0-9]*\).*/\1/p' "$work/idle.out")
+			failed=$(sed -n 's/^ready .*failed=\([0-9]*\).*/\1/p' "$work/idle.out")
+			note=$(sed -n 's/^first error: //p' "$work/idle.out" | cut -c1-200)
+			if kill -0 "${!pid_var}" 2>/dev/null; then
+				rss_n=$(rss_kib "${!pid_var}")
+				[ "$ok" -gt 0 ] && per=$(awk -v a="$rss_n" -v b="$rss_idle" -v n="$ok" \
+					'BEGIN {printf "%.2f", (a - b) / n}')
+			else
+				note="$pooler exited while holding idle clients"
+			fi
+		else
+			note="idle_clients did not finish: $(tr '\n\t' '  ' <"$work/idle.out" | cut -c1-200)"
+		fi
+		stop_pid "$idle_pid"
+		wait "$idle_pid" 2>/dev/null || true
+		idle_pid=
+		sleep 3
+		rss_after=NA
+		kill -0 "${!pid_var}" 2>/dev/null && rss_after=$(rss_kib "${!pid_var}")
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$pooler" "$n" "$ok" "$failed" \
+			"$rss_idle" "$rss_n" "$per" "$rss_after" "$note" >>"$mem_tsv"
+		ensure_pooler "$pooler" "memory test with $n idle clients"
+	done
+done
+
+# ---- pgbench scenarios ---------------------------------------------------------------
+
+# name | pgbench options | targets (direct n/a where PostgreSQL cannot take the clients)
+scenarios=(
+	"select_simple_c50|-S -M simple -c 50 -j 2|direct pgbouncer sluice"
+	"select_connect_c20|-S -M simple -C -c 20 -j 2|direct pgbouncer sluice"
+	"tpcb_c50|-M simple -c 50 -j 2|direct pgbouncer sluice"
+	"select_extended_c50|-S -M extended -c 50 -j 2|direct pgbouncer sluice"
+	"select_simple_c1000|-S -M simple -c 1000 -j 2|pgbouncer sluice"
+	"select_prepared_c50|-S -M prepared -c 50 -j 2|sluice"
+)
+
+runs_tsv=$out_dir/runs.tsv
+printf 'round\tscenario\ttarget\texit\ttps\tlat_avg_ms\tlat_p99_ms\ttransactions\tfailed\tcpu_us_per_txn\tnote\n' \
+	>"$runs_tsv"
+mkdir -p "$work/txlog" "$out_dir/pgbench"
+
+# Runs scenario $2 ($3 = options) against target $4 in round $1; appends a row.
+run_one() {
+	local round=$1 scen=$2 opts=$3 target=$4 port pid=
+	case "$target" in
+	direct) port=$pg_port ;;
+	pgbouncer) port=$pgbouncer_port; pid=$pgbouncer_pid ;;
+	sluice) port=$sluice_port; pid=$sluice_pid ;;
+	esac
+	local out=$out_dir/pgbench/r${round}_${scen}_${target}.txt
+	local prefix=$work/txlog/tx
+	rm -f "$work"/txlog/*
+	log "round $round: $scen -> $target"
+	local cpu0=0 cpu1=0 rc=0
+	[ -n "$pid" ] && cpu0=$(cpu_ticks "$pid")
+	# shellcheck disable=SC2086 # $opts is a list of options
+	timeout -k 5 $((duration * 3 + 60)) "$pgbench" -n $opts -T "$duration" \
+		-h 127.0.0.1 -p "$port" -U bench --log --log-prefix="$prefix" bench \
+		>"$out" 2>&1 &
+	pgbench_pid=$!
+	wait "$pgbench_pid" || rc=$?
+	pgbench_pid=
+	if [ -n "$pid" ]; then
+		cpu1=NA
+		kill -0 "$pid" 2>/dev/null && cpu1=$(cpu_ticks "$pid")
+	fi
+
+	local tps txns failed lat_avg=NA lat_p99=NA cpu=NA note=
+	tps=$(awk '/^tps = / {print $3; exit}' "$out")
+	txns=$(awk -F': ' '/^number of transactions actually processed/ {split($2, a, "/"); print a[1]; exit}' "$out")
+	failed=$(awk -F': ' '/^number of failed transactions/ {split($2, a, " "); print a[1]; exit}' "$out")
+	: "${tps:=NA}" "${txns:=0}" "${failed:=0}"
+	# Latency per transaction in µs is the third column of pgbench's log;
+	# "failed" or "skipped" rows are not latencies.
+	cat "$work"/txlog/tx.* 2>/dev/null | awk '$3 ~ /^[0-9]+$/ {print $3}' | sort -n \
+		>"$work/lat.sorted" || true
+	local n
+	n=$(wc -l <"$work/lat.sorted")
+	if [ "$n" -gt 0 ]; then
+		lat_avg=$(awk '{s += $1} END {printf "%.3f", s / NR / 1000}' "$work/lat.sorted")
+		local k=$(((n * 99 + 99) / 100))
+		lat_p99=$(awk -v k="$k" 'NR == k {printf "%.3f", $1 / 1000; exit}' "$work/lat.sorted")
+	fi
+	if [ -n "$pid" ] && [ "$cpu0" != NA ] && [ "$cpu1" != NA ] && [ "$txns" -gt 0 ]; then
+		cpu=$(awk -v d=$((cpu1 - cpu0)) -v t="$clk_tck" -v n="$txns" \
+			'BEGIN {printf "%.2f", d * 1e6 / t / n}')
+	fi
+	if [ "$rc" -ne 0 ] || [ "$failed" != 0 ]; then
+		note=$(grep -m1 -iE 'error|abort|fatal|could not|timeout' "$out" | tr '\t' ' ' | cut -c1-240 || true)
+		# pgbench counts a client that aborts on an error apart from failed transactions.
+		local aborted
+		aborted=$(grep -cE '^pgbench: error: client [0-9]+ .*aborted' "$out" || true)
+		[ "$aborted" -gt 0 ] && note="$aborted client(s) aborted, first error: $note"
+		[ "$rc" -eq 124 ] && note="pgbench killed after $((duration * 3 + 60)) s (hang); $note"
+	fi
+	[ "$cpu1" = NA ] && note="$target exited during the run; $note"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$scen" "$target" "$rc" \
+		"$tps" "$lat_avg" "$lat_p99" "$txns" "$failed" "$cpu" "$note" >>"$runs_tsv"
+	[ -n "$pid" ] && ensure_pooler "$target" "round $round $scen"
+	sleep 1
+}
+
+for round in $(seq "$rounds"); do
+	for s in "${scenarios[@]}"; do
+		IFS='|' read -r scen opts targets <<<"$s"
+		read -ra tl <<<"$targets"
+		# Rotate the order of the targets by one each round.
+		cnt=${#tl[@]}
+		for i in $(seq 0 $((cnt - 1))); do
+			run_one "$round" "$scen" "$opts" "${tl[$(((i + round - 1) % cnt))]}"
+		done
+	done
+done
+
+# ---- summary ---------------------------------------------------------------------
+
+summary=$out_dir/summary.md
+{
+	echo "## Throughput and latency (medians over $rounds round(s) of ${duration} s)"
+	echo
+	echo "pgbench against scale-$scale data on 127.0.0.1; pool size $pool_size, transaction mode."
+	echo "CPU is the pooler process's user+system time per transaction. n/a: not applicable."
+	echo
+	echo "| scenario | target | TPS | avg ms | p99 ms | CPU µs/txn | runs ok | failed txns | sluice/PgBouncer TPS | sluice/direct TPS | sluice/PgBouncer CPU |"
+	echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+	tail -n +2 "$runs_tsv" | awk -F'\t' '
+	function median(list,    v, n, i, j, t) {
+		n = split(list, v, " ")
+		if (n == 0) return "n/a"
+		for (i = 2; i <= n; i++)
+			for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+		return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+	}
+	function fmt(x, f) { return x == "n/a" ? x : sprintf(f, x) }
+	function add(k, x) { if (x != "NA" && x != "") vals[k] = vals[k] " " x }
+	function ratio(a, b) { return (a == "n/a" || b == "n/a" || b + 0 == 0) ? "n/a" : sprintf("%.2f", a / b) }
+	{
+		key = $2 SUBSEP $3
+		if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
+		if (!($2 in sseen)) { sseen[$2] = 1; sorder[++ns] = $2 }
+		add("tps" SUBSEP key, $4 == 0 ? $5 : "NA")
+		add("avg" SUBSEP key, $6); add("p99" SUBSEP key, $7); add("cpu" SUBSEP key, $10)
+		runs[key]++; if ($4 == 0 && $9 == 0 && $8 > 0) ok[key]++
+		failed[key] += $9
+	}
+	END {
+		for (i = 1; i <= nk; i++) {
+			split(order[i], kk, SUBSEP)
+			for (m = 1; m <= 4; m++) {
+				name = m == 1 ? "tps" : m == 2 ? "avg" : m == 3 ? "p99" : "cpu"
+				med[name, order[i]] = median(vals[name SUBSEP order[i]])
+			}
+		}
+		targets = "direct pgbouncer sluice"
+		nt = split(targets, tgt, " ")
+		for (s = 1; s <= ns; s++) {
+			sc = sorder[s]
+			for (t = 1; t <= nt; t++) {
+				key = sc SUBSEP tgt[t]
+				r1 = r2 = r3 = ""
+				if (tgt[t] == "sluice") {
+					r1 = ratio(med["tps", key], med["tps", sc SUBSEP "pgbouncer"])
+					r2 = ratio(med["tps", key], med["tps", sc SUBSEP "direct"])
+					r3 = ratio(med["cpu", key], med["cpu", sc SUBSEP "pgbouncer"])
+				}
+				if (!(key in seen)) {
+					printf "| %s | %s | n/a | n/a | n/a | n/a | not run | | | | |\n", sc, tgt[t]
+					continue
+				}
+				printf "| %s | %s | %s | %s | %s | %s | %d/%d | %d | %s | %s | %s |\n", sc, tgt[t],
+					fmt(med["tps", key], "%.1f"), fmt(med["avg", key], "%.2f"),
+					fmt(med["p99", key], "%.2f"),
+					tgt[t] == "direct" ? "n/a" : fmt(med["cpu", key], "%.1f"),
+					ok[key], runs[key], failed[key], r1, r2, r3
+			}
+		}
+	}'
+	echo
+	echo "## Memory with idle logged-in clients"
+	echo
+	echo "| pooler | clients | logged in | failed | RSS idle KiB | RSS with clients KiB | KiB per client | RSS after KiB | note |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+	tail -n +2 "$mem_tsv" | awk -F'\t' '{printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9}'
+	notes=$(awk -F'\t' 'NR > 1 && $11 != "" {printf "* round %s, %s, %s: exit %s, %s failed transactions: %s\n", $1, $2, $3, $4, $9, $11}' "$runs_tsv")
+	if [ -n "$notes" ]; then
+		echo
+		echo "## Errors"
+		echo
+		echo "$notes"
+	fi
+	if [ -f "$out_dir/events.txt" ]; then
+		echo
+		echo "## Pooler restarts"
+		echo
+		echo '```'
+		cat "$out_dir/events.txt"
+		echo '```'
+	fi
+} >"$summary"
+
+cat >"$out_dir/machine.txt" <<EOF
+date: $(date -u '+%Y-%m-%d %H:%M UTC')
+command: test/bench/bench.sh $([ "$smoke" = 1 ] && echo --smoke) --rounds $rounds --duration $duration
+nproc: $(nproc)
+cpu: $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+memory: $(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
+kernel: $(uname -r)
+PostgreSQL: $("$PG_BINDIR/postgres" --version)
+pgbench: $("$pgbench" --version)
+PgBouncer: $("$pgbouncer" --version | head -n1)
+sluice: $("$sluice_bin" --version) ($tree_state)
+load average at start: $load_start
+load average at end: $(cut -d' ' -f1-3 /proc/loadavg)
+EOF
+cp "$work/sluice.ini" "$work/pgbouncer.ini" "$out_dir/"
+cp "$work/sluice.log" "$work/pgbouncer.log" "$out_dir/" 2>/dev/null || true
+
+cat "$summary"
+echo
+log "results in $out_dir: summary.md, runs.tsv, memory.tsv, machine.txt, pgbench/"
