@@ -207,20 +207,30 @@ void stream_reserve(struct stream *s, size_t len)
 static struct stream_out *out_get(struct worker *w)
 {
 	struct stream_out *o = w->out_free;
-	if (o)
+	if (o) {
 		w->out_free = o->next_free;
-	else
+		w->out_free_count--;
+	} else {
 		o = xmalloc(sizeof(*o));
+	}
 	o->n = 0;
 	o->first = 0;
 	o->bytes = 0;
 	return o;
 }
 
+/* Batches kept for reuse; beyond this (after a burst) they go back to malloc. */
+#define OUT_FREE_MAX 256
+
 static void out_put(struct worker *w, struct stream_out *o)
 {
+	if (w->out_free_count >= OUT_FREE_MAX) {
+		free(o);
+		return;
+	}
 	o->next_free = w->out_free;
 	w->out_free = o;
+	w->out_free_count++;
 }
 
 static void queue_slice(struct stream *dst, struct buf *b, const uint8_t *p, size_t len)

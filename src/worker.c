@@ -23,7 +23,8 @@
 #include "sluice/sqlstate.h"
 
 #define TICK_MS 250
-#define BUF_FREE_MAX 1024
+/* Read buffers kept for reuse (16 KB each); a burst beyond this goes back to malloc. */
+#define BUF_FREE_MAX 256
 /* How long a connection closed with an error waits for its peer to close. */
 #define LINGER_MS 2000
 
@@ -336,11 +337,14 @@ int worker_set(struct worker *w, const char *key, const char *value, struct conf
 		snprintf(err->text, sizeof(err->text), "the new configuration could not be installed");
 		return -1;
 	}
+	/* Appended, so that the next SET re-applies them in order and the latest value wins. */
 	struct set_override *o = xcalloc(1, sizeof(*o));
 	o->key = xstrdup(key);
 	o->value = xstrdup(value);
-	o->next = w->overrides;
-	w->overrides = o;
+	struct set_override **tail = &w->overrides;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = o;
 	log_info("console SET %s = %s", key, value);
 	return 0;
 }

@@ -76,6 +76,7 @@ struct worker {
 	uint8_t mock_seed[32]; /* SCRAM mock for unknown users */
 	struct buf_pool bufs;
 	struct stream_out *out_free; /* free list of output batches */
+	int out_free_count;
 
 	struct listener *listeners;
 	struct client_list clients; /* every client connection */
