@@ -1,0 +1,681 @@
+/*
+ * check_admin_control.c - proves the admin console's control commands
+ * through real clients: PAUSE/RESUME (all and per database), DISABLE/ENABLE,
+ * KILL and KILL_CLIENT, RECONNECT with WAIT_CLOSE, RELOAD of a changed and of
+ * a broken ini, SET of reloadable, non-reloadable and unknown keys, and the
+ * two SHUTDOWN forms. The reference is
+ * ../shared/reference/pgbouncer-console.md.
+ *
+ * It also holds a test that runs the Debian package prometheus-pgbouncer-exporter
+ * against the console, registered only when SLUICE_TEST_EXPORTER is set: the
+ * Debian 12 package (1.7, Christopher Baines' Python exporter) reads SHOW
+ * STATS' `total_requests`, a column PgBouncer dropped in 1.8, and so dies with
+ * KeyError at startup against PgBouncer 1.26 and sluice alike.
+ *
+ * The SHOW result sets and console access are proven in check_admin_console.c.
+ */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define USERLIST "\"md5user\" \"md5userpw\"\n\"scramuser\" \"scramuserpw\"\n"
+#define CONSOLE_INI "auth_type = md5\nadmin_users = md5user\npool_mode = transaction\n"
+#define ADMIN_CONN "dbname=pgbouncer user=md5user password=md5userpw"
+#define APP_CONN "dbname=app user=md5user password=md5userpw"
+#define DATABASES                                                                                  \
+	"app = host=@PGHOST@ port=@PGPORT@ dbname=app\n"                                           \
+	"postgres = host=@PGHOST@ port=@PGPORT@ dbname=postgres\n"
+
+/* How long a held query must stay unanswered to count as held. */
+#define HELD_MS 300
+
+static long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+static struct harness_sluice *start(const char *extra)
+{
+	char ini[1024];
+	snprintf(ini, sizeof(ini), "%s%s", CONSOLE_INI, extra ? extra : "");
+	return harness_sluice_start(ini, DATABASES, USERLIST);
+}
+
+static void stop(struct harness_sluice *s)
+{
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+
+/* Runs an admin command that must succeed with tag; fails the test otherwise. */
+static void command_ok(PGconn *c, const char *sql, const char *tag)
+{
+	PGresult *res = PQexec(c, sql);
+	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s", sql,
+		PQresultErrorMessage(res));
+	ck_assert_str_eq(PQcmdStatus(res), tag);
+	PQclear(res);
+}
+
+/* Whether the answer to a PQsendQuery() on c arrives within ms (consumes it if so). */
+static bool answered_within(PGconn *c, long ms)
+{
+	long deadline = now_ms() + ms;
+	do {
+		ck_assert_msg(PQconsumeInput(c), "%s", PQerrorMessage(c));
+		if (!PQisBusy(c))
+			return true;
+		sleep_ms(10);
+	} while (now_ms() < deadline);
+	return false;
+}
+
+/* Collects the pending command's results; returns whether the last one succeeded. */
+static bool finish_ok(PGconn *c, char *tag, size_t tag_len)
+{
+	bool ok = true;
+	PGresult *res;
+	while ((res = PQgetResult(c))) {
+		ExecStatusType st = PQresultStatus(res);
+		ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+		if (tag)
+			snprintf(tag, tag_len, "%s",
+				ok ? PQcmdStatus(res) : PQresultErrorMessage(res));
+		PQclear(res);
+	}
+	return ok;
+}
+
+static char *show_value(PGconn *c, const char *sql, const char *key_col, const char *key,
+	const char *col)
+{
+	PGresult *res = PQexec(c, sql);
+	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql,
+		PQresultErrorMessage(res));
+	int kk = PQfnumber(res, key_col), kc = PQfnumber(res, col);
+	ck_assert(kk >= 0 && kc >= 0);
+	char *v = NULL;
+	for (int i = 0; i < PQntuples(res) && !v; i++)
+		if (strcmp(PQgetvalue(res, i, kk), key) == 0)
+			v = xstrdup(PQgetvalue(res, i, kc));
+	PQclear(res);
+	return v;
+}
+
+static long show_long(PGconn *c, const char *sql, const char *key_col, const char *key,
+	const char *col)
+{
+	char *v = show_value(c, sql, key_col, key, col);
+	ck_assert_msg(v != NULL, "%s: no row %s = %s", sql, key_col, key);
+	long n = strtol(v, NULL, 10);
+	free(v);
+	return n;
+}
+
+static void expect_select_1(PGconn *c)
+{
+	char *v = harness_query_text(c, "SELECT 1");
+	ck_assert_str_eq(v, "1");
+	free(v);
+}
+
+/* ---- PAUSE / RESUME ------------------------------------------------------------------ */
+
+START_TEST(test_pause_waits_for_active_servers_and_holds_queries_until_resume)
+{
+	struct harness_sluice *s = start(NULL);
+	PGconn *holder = harness_connect(s, APP_CONN);
+	PGconn *other = harness_connect(s, APP_CONN);
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	PQclear(PQexec(holder, "BEGIN"));
+	expect_select_1(holder);
+	/* A transaction holds its server: PAUSE does not return until it ends. */
+	ck_assert(PQsendQuery(c, "PAUSE"));
+	ck_assert_msg(!answered_within(c, HELD_MS), "PAUSE returned with a server active");
+	PQclear(PQexec(holder, "COMMIT"));
+	ck_assert_msg(answered_within(c, 3000), "PAUSE did not return once the server was free");
+	char tag[256];
+	ck_assert_msg(finish_ok(c, tag, sizeof(tag)), "PAUSE: %s", tag);
+	ck_assert_str_eq(tag, "PAUSE");
+	char *v = show_value(c, "SHOW STATE", "key", "paused", "value");
+	ck_assert_str_eq(v, "yes");
+	free(v);
+	/* PAUSE closed the released servers. */
+	long deadline = now_ms() + 2000;
+	while (harness_pg_exec_long("SELECT count(*) FROM pg_stat_activity WHERE usename = "
+				    "'md5user'") != 0 &&
+		now_ms() < deadline)
+		sleep_ms(20);
+	ck_assert_int_eq(harness_pg_exec_long("SELECT count(*) FROM pg_stat_activity WHERE "
+					      "usename = 'md5user'"),
+		0);
+
+	/* New queries are held, not refused. */
+	ck_assert(PQsendQuery(other, "SELECT 2"));
+	ck_assert_msg(!answered_within(other, HELD_MS), "a query ran while paused");
+	command_ok(c, "RESUME", "RESUME");
+	ck_assert_msg(answered_within(other, 3000), "the held query did not run after RESUME");
+	ck_assert(finish_ok(other, NULL, 0));
+	expect_select_1(holder);
+	PQfinish(c);
+	PQfinish(other);
+	PQfinish(holder);
+	stop(s);
+}
+END_TEST
+
+START_TEST(test_pause_of_one_database_leaves_the_others_running)
+{
+	struct harness_sluice *s = start(NULL);
+	PGconn *app = harness_connect(s, APP_CONN);
+	PGconn *pg = harness_connect(s, "dbname=postgres user=md5user password=md5userpw");
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	command_ok(c, "PAUSE app", "PAUSE");
+	ck_assert_int_eq(show_long(c, "SHOW DATABASES", "name", "app", "paused"), 1);
+	ck_assert_int_eq(show_long(c, "SHOW DATABASES", "name", "postgres", "paused"), 0);
+	expect_select_1(pg);
+	ck_assert(PQsendQuery(app, "SELECT 1"));
+	ck_assert_msg(!answered_within(app, HELD_MS), "a query to the paused db ran");
+	/* RESUME of a database that is not paused is an error. */
+	char *e = harness_query_error(c, "RESUME postgres");
+	free(e);
+	e = harness_query_error(c, "PAUSE nosuchdb");
+	free(e);
+	command_ok(c, "RESUME app", "RESUME");
+	ck_assert_msg(answered_within(app, 3000), "the held query did not run after RESUME app");
+	ck_assert(finish_ok(app, NULL, 0));
+	ck_assert_int_eq(show_long(c, "SHOW DATABASES", "name", "app", "paused"), 0);
+	PQfinish(c);
+	PQfinish(pg);
+	PQfinish(app);
+	stop(s);
+}
+END_TEST
+
+START_TEST(test_console_leaving_during_pause_leaves_sluice_paused_and_sound)
+{
+	struct harness_sluice *s = start(NULL);
+	PGconn *holder = harness_connect(s, APP_CONN);
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	PQclear(PQexec(holder, "BEGIN"));
+	expect_select_1(holder);
+	ck_assert(PQsendQuery(c, "PAUSE"));
+	ck_assert(!answered_within(c, 100));
+	PQfinish(c);
+	PQclear(PQexec(holder, "COMMIT"));
+	c = harness_connect(s, ADMIN_CONN);
+	char *v = show_value(c, "SHOW STATE", "key", "paused", "value");
+	ck_assert_str_eq(v, "yes");
+	free(v);
+	command_ok(c, "RESUME", "RESUME");
+	expect_select_1(holder);
+	PQfinish(c);
+	PQfinish(holder);
+	stop(s);
+}
+END_TEST
+
+/* ---- DISABLE / ENABLE, KILL, KILL_CLIENT -------------------------------------------- */
+
+START_TEST(test_disable_refuses_new_logins_until_enable)
+{
+	struct harness_sluice *s = start(NULL);
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	PGconn *before = harness_connect(s, APP_CONN);
+	command_ok(c, "DISABLE app", "DISABLE");
+	ck_assert_int_eq(show_long(c, "SHOW DATABASES", "name", "app", "disabled"), 1);
+	char *e = harness_connect_error(s, APP_CONN);
+	free(e);
+	/* Other databases still take logins. */
+	PQfinish(harness_connect(s, "dbname=postgres user=md5user password=md5userpw"));
+	command_ok(c, "ENABLE app", "ENABLE");
+	ck_assert_int_eq(show_long(c, "SHOW DATABASES", "name", "app", "disabled"), 0);
+	PGconn *after = harness_connect(s, APP_CONN);
+	expect_select_1(after);
+	PQfinish(after);
+	PQfinish(before);
+	e = harness_query_error(c, "DISABLE");
+	free(e);
+	PQfinish(c);
+	stop(s);
+}
+END_TEST
+
+START_TEST(test_kill_drops_the_databases_clients_and_pauses_it)
+{
+	struct harness_sluice *s = start(NULL);
+	PGconn *victim = harness_connect(s, APP_CONN);
+	expect_select_1(victim);
+	PGconn *bystander = harness_connect(s, "dbname=postgres user=md5user password=md5userpw");
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	command_ok(c, "KILL app", "KILL");
+	char *e = harness_query_error(victim, "SELECT 1");
+	free(e);
+	/* Its servers are gone too. */
+	const char *count_sql = "SELECT count(*) FROM pg_stat_activity WHERE usename = 'md5user' "
+				"AND datname = 'app'";
+	long deadline = now_ms() + 2000;
+	while (harness_pg_exec_long("%s", count_sql) != 0 && now_ms() < deadline)
+		sleep_ms(20);
+	ck_assert_int_eq(harness_pg_exec_long("%s", count_sql), 0);
+	expect_select_1(bystander);
+	ck_assert_int_eq(show_long(c, "SHOW DATABASES", "name", "app", "paused"), 1);
+	/* A new client of app waits until RESUME. */
+	PGconn *late = harness_connect(s, APP_CONN);
+	ck_assert(PQsendQuery(late, "SELECT 1"));
+	ck_assert_msg(!answered_within(late, HELD_MS), "app answered while killed");
+	command_ok(c, "RESUME", "RESUME");
+	ck_assert_msg(answered_within(late, 3000), "app did not come back after RESUME");
+	ck_assert(finish_ok(late, NULL, 0));
+	PQfinish(late);
+	PQfinish(c);
+	PQfinish(bystander);
+	PQfinish(victim);
+	stop(s);
+}
+END_TEST
+
+START_TEST(test_kill_client_drops_exactly_that_client)
+{
+	struct harness_sluice *s = start(NULL);
+	PGconn *victim = harness_connect(s, APP_CONN " application_name=victim");
+	PGconn *other = harness_connect(s, APP_CONN " application_name=other");
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	char *id = show_value(c, "SHOW CLIENTS", "application_name", "victim", "id");
+	ck_assert_ptr_nonnull(id);
+	char sql[64];
+	snprintf(sql, sizeof(sql), "KILL_CLIENT %s", id);
+	command_ok(c, sql, "KILL_CLIENT");
+	char *e = harness_query_error(victim, "SELECT 1");
+	free(e);
+	expect_select_1(other);
+	char *gone = show_value(c, "SHOW CLIENTS", "application_name", "victim", "id");
+	ck_assert_ptr_null(gone);
+	/* The same id is no longer there. */
+	e = harness_query_error(c, sql);
+	free(e);
+	free(id);
+	PQfinish(c);
+	PQfinish(other);
+	PQfinish(victim);
+	stop(s);
+}
+END_TEST
+
+/* ---- RECONNECT / WAIT_CLOSE ------------------------------------------------------------- */
+
+START_TEST(test_reconnect_replaces_servers_and_wait_close_returns_when_gone)
+{
+	struct harness_sluice *s = start(NULL);
+	PGconn *app = harness_connect(s, APP_CONN);
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	char *pid1 = harness_query_text(app, "SELECT pg_backend_pid()");
+	/* Hold the server in a transaction: RECONNECT marks it, WAIT_CLOSE waits for it. */
+	PQclear(PQexec(app, "BEGIN"));
+	char *pid_tx = harness_query_text(app, "SELECT pg_backend_pid()");
+	command_ok(c, "RECONNECT app", "RECONNECT");
+	char *cn = show_value(c, "SHOW SERVERS", "remote_pid", pid_tx, "close_needed");
+	ck_assert_ptr_nonnull(cn);
+	ck_assert_str_eq(cn, "1");
+	free(cn);
+	ck_assert(PQsendQuery(c, "WAIT_CLOSE app"));
+	ck_assert_msg(!answered_within(c, HELD_MS),
+		"WAIT_CLOSE returned with a marked server in use");
+	PQclear(PQexec(app, "COMMIT"));
+	ck_assert_msg(answered_within(c, 3000), "WAIT_CLOSE did not return");
+	char tag[256];
+	ck_assert_msg(finish_ok(c, tag, sizeof(tag)), "WAIT_CLOSE: %s", tag);
+	ck_assert_str_eq(tag, "WAIT_CLOSE");
+	char *pid2 = harness_query_text(app, "SELECT pg_backend_pid()");
+	ck_assert_str_ne(pid2, pid1);
+	ck_assert_str_ne(pid2, pid_tx);
+	ck_assert_int_eq(
+		harness_pg_exec_long("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+			pid_tx),
+		0);
+	free(pid1);
+	free(pid_tx);
+	free(pid2);
+	PQfinish(c);
+	PQfinish(app);
+	stop(s);
+}
+END_TEST
+
+/* ---- RELOAD and SET -------------------------------------------------------------------- */
+
+static char *read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	char *buf = xmalloc(65536);
+	size_t n = fread(buf, 1, 65535, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* Rewrites the ini with the first occurrence of from replaced by to. */
+static void edit_ini(const struct harness_sluice *s, const char *from, const char *to)
+{
+	char *text = read_file(s->ini_path);
+	char *at = strstr(text, from);
+	ck_assert_msg(at != NULL, "%s not in the ini", from);
+	FILE *f = fopen(s->ini_path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+	fclose(f);
+	free(text);
+}
+
+START_TEST(test_reload_applies_a_changed_ini_and_refuses_a_broken_one)
+{
+	struct harness_sluice *s = start("default_pool_size = 5\n");
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	PGconn *app = harness_connect(s, APP_CONN);
+	char *v = show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
+	ck_assert_str_eq(v, "5");
+	free(v);
+	edit_ini(s, "default_pool_size = 5", "default_pool_size = 8");
+	command_ok(c, "RELOAD", "RELOAD");
+	v = show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
+	ck_assert_str_eq(v, "8");
+	free(v);
+	ck_assert_int_eq(show_long(c, "SHOW DATABASES", "name", "app", "pool_size"), 8);
+
+	edit_ini(s, "default_pool_size = 8", "default_pool_size = lots");
+	char *e = harness_query_error(c, "RELOAD");
+	ck_assert_msg(strncmp(e, "F0000", 5) == 0, "%s", e);
+	free(e);
+	v = show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
+	ck_assert_str_eq(v, "8");
+	free(v);
+	expect_select_1(app);
+	PGconn *fresh = harness_connect(s, APP_CONN);
+	expect_select_1(fresh);
+	PQfinish(fresh);
+	PQfinish(app);
+	PQfinish(c);
+	stop(s);
+}
+END_TEST
+
+START_TEST(test_set_changes_reloadable_keys_and_refuses_others)
+{
+	struct harness_sluice *s = start(NULL);
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	command_ok(c, "SET default_pool_size = 3", "SET");
+	char *v = show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
+	ck_assert_str_eq(v, "3");
+	free(v);
+	ck_assert_int_eq(show_long(c, "SHOW DATABASES", "name", "app", "pool_size"), 3);
+	command_ok(c, "set default_pool_size to '4';", "SET");
+	v = show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
+	ck_assert_str_eq(v, "4");
+	free(v);
+
+	/* listen_port cannot change without a restart: an error that says so. */
+	char *e = harness_query_error(c, "SET listen_port = 1234");
+	ck_assert_msg(strstr(e, "listen_port") && (strstr(e, "restart") || strstr(e, "reload")),
+		"%s", e);
+	free(e);
+	v = show_value(c, "SHOW CONFIG", "key", "listen_port", "value");
+	ck_assert_int_eq(atoi(v), s->port);
+	free(v);
+	e = harness_query_error(c, "SET no_such_setting = 1");
+	ck_assert_msg(strstr(e, "no_such_setting"), "%s", e);
+	free(e);
+	e = harness_query_error(c, "SET default_pool_size = many");
+	free(e);
+	v = show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
+	ck_assert_str_eq(v, "4");
+	free(v);
+	PGconn *app = harness_connect(s, APP_CONN);
+	expect_select_1(app);
+	PQfinish(app);
+	PQfinish(c);
+	stop(s);
+}
+END_TEST
+
+START_TEST(test_later_set_of_a_key_wins_over_earlier_ones)
+{
+	struct harness_sluice *s = start(NULL);
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	command_ok(c, "SET default_pool_size = 3", "SET");
+	command_ok(c, "SET default_pool_size = 4", "SET");
+	char *v = show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
+	ck_assert_str_eq(v, "4");
+	free(v);
+	/* A SET of another key keeps the latest value of the first. */
+	command_ok(c, "SET max_client_conn = 50", "SET");
+	v = show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
+	ck_assert_str_eq(v, "4");
+	free(v);
+	v = show_value(c, "SHOW CONFIG", "key", "max_client_conn", "value");
+	ck_assert_str_eq(v, "50");
+	free(v);
+	PQfinish(c);
+	stop(s);
+}
+END_TEST
+
+/* ---- SHUTDOWN ------------------------------------------------------------------------- */
+
+START_TEST(test_shutdown_wait_for_clients_exits_once_clients_are_gone)
+{
+	struct harness_sluice *s = start(NULL);
+	PGconn *app = harness_connect(s, APP_CONN);
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	command_ok(c, "SHUTDOWN WAIT_FOR_CLIENTS", "SHUTDOWN");
+	PQfinish(c);
+	/* The connected client keeps it alive and keeps working; new logins are refused. */
+	ck_assert_int_eq(harness_sluice_wait(s, HELD_MS), -1);
+	expect_select_1(app);
+	PQfinish(app);
+	ck_assert_int_eq(harness_sluice_wait(s, 5000), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+START_TEST(test_plain_shutdown_exits_at_once)
+{
+	struct harness_sluice *s = start(NULL);
+	PGconn *app = harness_connect(s, APP_CONN);
+	expect_select_1(app);
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	PGresult *res = PQexec(c, "SHUTDOWN");
+	/* The answer may or may not make it out before the process is gone. */
+	if (PQresultStatus(res) == PGRES_COMMAND_OK)
+		ck_assert_str_eq(PQcmdStatus(res), "SHUTDOWN");
+	PQclear(res);
+	ck_assert_int_eq(harness_sluice_wait(s, 5000), 0);
+	PQfinish(c);
+	PQfinish(app);
+	harness_sluice_free(s);
+}
+END_TEST
+
+START_TEST(test_shutdown_wait_for_servers_exits_once_transactions_end)
+{
+	struct harness_sluice *s = start(NULL);
+	PGconn *app = harness_connect(s, APP_CONN);
+	PQclear(PQexec(app, "BEGIN"));
+	expect_select_1(app);
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	command_ok(c, "SHUTDOWN WAIT_FOR_SERVERS", "SHUTDOWN");
+	/* The open transaction holds its server, so sluice stays until it ends. */
+	ck_assert_int_eq(harness_sluice_wait(s, HELD_MS), -1);
+	expect_select_1(app);
+	PGresult *res = PQexec(app, "COMMIT");
+	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	ck_assert_int_eq(harness_sluice_wait(s, 5000), 0);
+	PQfinish(c);
+	PQfinish(app);
+	harness_sluice_free(s);
+}
+END_TEST
+
+START_TEST(test_kill_without_database_drops_every_client_but_the_console)
+{
+	struct harness_sluice *s = start(NULL);
+	PGconn *a = harness_connect(s, APP_CONN);
+	PGconn *b = harness_connect(s, "dbname=postgres user=md5user password=md5userpw");
+	expect_select_1(a);
+	expect_select_1(b);
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	command_ok(c, "KILL", "KILL");
+	char *e = harness_query_error(a, "SELECT 1");
+	free(e);
+	e = harness_query_error(b, "SELECT 1");
+	free(e);
+	/* The console itself survives and can undo the pause. */
+	char *v = show_value(c, "SHOW STATE", "key", "paused", "value");
+	ck_assert_str_eq(v, "yes");
+	free(v);
+	command_ok(c, "RESUME", "RESUME");
+	PGconn *late = harness_connect(s, APP_CONN);
+	expect_select_1(late);
+	PQfinish(late);
+	PQfinish(c);
+	PQfinish(b);
+	PQfinish(a);
+	stop(s);
+}
+END_TEST
+
+/* ---- the Debian exporter ------------------------------------------------------------ */
+
+#define EXPORTER "/usr/bin/prometheus-pgbouncer-exporter"
+
+/* GET path from 127.0.0.1:port; the whole response as a heap string, or NULL. */
+static char *http_get(int port, const char *path)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		close(fd);
+		return NULL;
+	}
+	struct timeval tv = { 5, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	char req[256];
+	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+	ck_assert_int_eq(write(fd, req, (size_t)n), n);
+	size_t cap = 1 << 20, len = 0;
+	char *buf = xmalloc(cap);
+	ssize_t r;
+	while (len + 1 < cap && (r = read(fd, buf + len, cap - 1 - len)) > 0)
+		len += (size_t)r;
+	buf[len] = '\0';
+	close(fd);
+	return buf;
+}
+
+START_TEST(test_debian_exporter_scrapes_the_console)
+{
+	if (access(EXPORTER, X_OK) != 0) {
+		fprintf(stderr, "skipped: %s is not installed\n", EXPORTER);
+		return;
+	}
+	struct harness_sluice *s = start(NULL);
+	PGconn *app = harness_connect(s, APP_CONN);
+	expect_select_1(app);
+	int port = harness_free_port();
+	char port_s[16], sluice_port[16], log_path[1024];
+	snprintf(port_s, sizeof(port_s), "%d", port);
+	snprintf(sluice_port, sizeof(sluice_port), "%d", s->port);
+	snprintf(log_path, sizeof(log_path), "%s/exporter.log", s->dir);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		FILE *f = freopen(log_path, "w", stderr);
+		(void)f;
+		dup2(2, 1);
+		/* Peer login as pgbouncer over the unix socket: it has no password flag. */
+		execl(EXPORTER, EXPORTER, "--host", "127.0.0.1", "--port", port_s,
+			"--pgbouncer-host", s->dir, "--pgbouncer-port", sluice_port,
+			"--pgbouncer-user", "pgbouncer", (char *)NULL);
+		_exit(127);
+	}
+	char *body = NULL;
+	long deadline = now_ms() + 10000;
+	while (!body && now_ms() < deadline && waitpid(pid, NULL, WNOHANG) == 0) {
+		body = http_get(port, "/metrics");
+		if (!body)
+			sleep_ms(100);
+	}
+	char *log = read_file(log_path);
+	ck_assert_msg(body != NULL, "the exporter served nothing; its log:\n%s", log);
+	ck_assert_msg(strstr(body, " 200 "), "scrape failed:\n%.2000s\nlog:\n%s", body, log);
+	ck_assert_msg(strstr(body, "pgbouncer_active_clients{database=\"app\",user=\"md5user\"}"),
+		"no pool metrics:\n%.4000s", body);
+	ck_assert_msg(strstr(body, "pgbouncer_pool_size{database=\"app\"}"),
+		"no database metrics:\n%.4000s", body);
+	ck_assert_msg(strstr(body, "pgbouncer_databases "), "no list metrics:\n%.4000s", body);
+	free(log);
+	free(body);
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	PQfinish(app);
+	stop(s);
+}
+END_TEST
+
+static Suite *admin_control_suite(void)
+{
+	Suite *suite = suite_create("admin_control");
+	TCase *tc = harness_tcase("flow");
+	tcase_add_test(tc, test_pause_waits_for_active_servers_and_holds_queries_until_resume);
+	tcase_add_test(tc, test_pause_of_one_database_leaves_the_others_running);
+	tcase_add_test(tc, test_console_leaving_during_pause_leaves_sluice_paused_and_sound);
+	tcase_add_test(tc, test_disable_refuses_new_logins_until_enable);
+	tcase_add_test(tc, test_kill_drops_the_databases_clients_and_pauses_it);
+	tcase_add_test(tc, test_kill_client_drops_exactly_that_client);
+	tcase_add_test(tc, test_kill_without_database_drops_every_client_but_the_console);
+	tcase_add_test(tc, test_reconnect_replaces_servers_and_wait_close_returns_when_gone);
+	suite_add_tcase(suite, tc);
+	tc = harness_tcase("config");
+	tcase_add_test(tc, test_reload_applies_a_changed_ini_and_refuses_a_broken_one);
+	tcase_add_test(tc, test_set_changes_reloadable_keys_and_refuses_others);
+	tcase_add_test(tc, test_later_set_of_a_key_wins_over_earlier_ones);
+	suite_add_tcase(suite, tc);
+	tc = harness_tcase("shutdown");
+	tcase_add_test(tc, test_shutdown_wait_for_clients_exits_once_clients_are_gone);
+	tcase_add_test(tc, test_plain_shutdown_exits_at_once);
+	tcase_add_test(tc, test_shutdown_wait_for_servers_exits_once_transactions_end);
+	suite_add_tcase(suite, tc);
+	if (getenv("SLUICE_TEST_EXPORTER")) {
+		tc = harness_tcase("exporter");
+		tcase_add_test(tc, test_debian_exporter_scrapes_the_console);
+		suite_add_tcase(suite, tc);
+	}
+	return suite;
+}
+
+int main(void)
+{
+	return harness_run_suite(admin_control_suite());
+}
