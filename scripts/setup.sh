@@ -14,23 +14,21 @@ build_packages=(
 )
 
 # Tests: Check, a PostgreSQL server the integration harness runs with initdb
-# (postgresql-contrib brings pgbench), and valgrind for `meson test --setup valgrind`.
+# (postgresql-contrib brings pgbench), valgrind for `meson test --setup
+# valgrind`, prometheus for promtool (check_metrics validates /metrics with
+# it), and Debian's pgbouncer exporter for the opt-in console test
+# (SLUICE_TEST_EXPORTER=1, see check_admin_control.c).
 test_packages=(
 	check libsubunit-dev
 	postgresql postgresql-contrib
 	valgrind
+	prometheus
 	prometheus-pgbouncer-exporter
 )
 
-# Later, with the issues that need them (uncomment then):
-#   pgbouncer   - the benchmark and compatibility comparisons in test/bench
-#   prometheus  - scraping /metrics in the metrics tests
-later_packages=(
-	# pgbouncer
-	prometheus
-)
+# The benchmark (test/bench/bench.sh) installs pgbouncer itself.
 
-packages=("${build_packages[@]}" "${test_packages[@]}" "${later_packages[@]}")
+packages=("${build_packages[@]}" "${test_packages[@]}")
 
 missing=()
 for p in "${packages[@]}"; do
