@@ -1549,6 +1549,60 @@ void config_free(struct config *cfg)
 	free(cfg);
 }
 
+static char *dup_or_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+static struct config_database *database_copy(const struct config_database *src)
+{
+	if (!src)
+		return NULL;
+	struct config_database *db = xmalloc(sizeof(*db));
+	*db = *src;
+	memset(&db->hh, 0, sizeof(db->hh));
+	db->name = dup_or_null(src->name);
+	db->host = dup_or_null(src->host);
+	db->dbname = dup_or_null(src->dbname);
+	db->user = dup_or_null(src->user);
+	db->password = dup_or_null(src->password);
+	db->auth_user = dup_or_null(src->auth_user);
+	db->connect_query = dup_or_null(src->connect_query);
+	db->client_encoding = dup_or_null(src->client_encoding);
+	db->datestyle = dup_or_null(src->datestyle);
+	db->timezone = dup_or_null(src->timezone);
+	db->application_name = dup_or_null(src->application_name);
+	return db;
+}
+
+struct config *config_copy(const struct config *src)
+{
+	struct config *cfg = xmalloc(sizeof(*cfg));
+	*cfg = *src;
+	cfg->path = dup_or_null(src->path);
+	for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
+		if (settings[i].type == ST_STRING || settings[i].type == ST_LIST) {
+			char **field = (char **)((char *)cfg + settings[i].offset);
+			*field = dup_or_null(*field);
+		}
+	}
+	cfg->databases = NULL;
+	for (const struct config_database *d = src->databases; d; d = d->hh.next) {
+		struct config_database *db = database_copy(d);
+		HASH_ADD_KEYPTR(hh, cfg->databases, db->name, strlen(db->name), db);
+	}
+	cfg->fallback = database_copy(src->fallback);
+	cfg->users = NULL;
+	for (const struct config_user *u = src->users; u; u = u->hh.next) {
+		struct config_user *c = xmalloc(sizeof(*c));
+		*c = *u;
+		memset(&c->hh, 0, sizeof(c->hh));
+		c->name = xstrdup(u->name);
+		HASH_ADD_KEYPTR(hh, cfg->users, c->name, strlen(c->name), c);
+	}
+	return cfg;
+}
+
 /* ---- lookups ------------------------------------------------------------------ */
 
 const struct config_database *config_find_database(const struct config *cfg, const char *name)

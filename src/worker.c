@@ -288,18 +288,7 @@ static int load_userlist(const struct config *cfg, struct auth_userlist **out)
 	return 0;
 }
 
-static void free_overrides(struct worker *w)
-{
-	while (w->overrides) {
-		struct set_override *o = w->overrides;
-		w->overrides = o->next;
-		free(o->key);
-		free(o->value);
-		free(o);
-	}
-}
-
-static int install_config(struct worker *w, struct config *cfg);
+static int install_config(struct worker *w, struct config *cfg, bool read_auth_file);
 
 int worker_reload(struct worker *w)
 {
@@ -309,51 +298,36 @@ int worker_reload(struct worker *w)
 		log_error("%s", err.text);
 		return -1;
 	}
-	if (install_config(w, cfg) != 0)
+	if (install_config(w, cfg, true) != 0)
 		return -1;
-	/* The file is the truth again: earlier console SETs are forgotten. */
-	free_overrides(w);
 	log_info("configuration reloaded");
 	return 0;
 }
 
 int worker_set(struct worker *w, const char *key, const char *value, struct config_error *err)
 {
-	struct config *cfg = config_load(w->cfg->path, err);
-	if (!cfg)
-		return -1;
-	/* Earlier SETs stay in effect: re-apply them, then this one. */
-	for (struct set_override *o = w->overrides; o; o = o->next) {
-		if (config_apply(cfg, o->key, o->value, err) != 0) {
-			config_free(cfg);
-			return -1;
-		}
-	}
+	/* Only this key changes: unreloaded edits of the file stay unapplied. */
+	struct config *cfg = config_copy(w->cfg);
 	if (config_apply(cfg, key, value, err) != 0) {
 		config_free(cfg);
 		return -1;
 	}
-	if (install_config(w, cfg) != 0) {
+	if (install_config(w, cfg, false) != 0) {
 		snprintf(err->text, sizeof(err->text), "the new configuration could not be installed");
 		return -1;
 	}
-	/* Appended, so that the next SET re-applies them in order and the latest value wins. */
-	struct set_override *o = xcalloc(1, sizeof(*o));
-	o->key = xstrdup(key);
-	o->value = xstrdup(value);
-	struct set_override **tail = &w->overrides;
-	while (*tail)
-		tail = &(*tail)->next;
-	*tail = o;
 	log_info("console SET %s = %s", key, value);
 	return 0;
 }
 
-/* Publishes cfg (taking ownership) with a freshly read auth file. */
-static int install_config(struct worker *w, struct config *cfg)
+/*
+ * Publishes cfg (taking ownership), with a freshly read auth file when asked
+ * (RELOAD) or the current one (SET; an auth_file change needs RELOAD).
+ */
+static int install_config(struct worker *w, struct config *cfg, bool read_auth_file)
 {
-	struct auth_userlist *ul;
-	if (load_userlist(cfg, &ul) != 0) {
+	struct auth_userlist *ul = w->userlist;
+	if (read_auth_file && load_userlist(cfg, &ul) != 0) {
 		config_free(cfg);
 		return -1;
 	}
@@ -392,7 +366,8 @@ static int install_config(struct worker *w, struct config *cfg)
 		pool_free(p);
 	}
 	config_free(old);
-	auth_userlist_free(old_ul);
+	if (old_ul != ul)
+		auth_userlist_free(old_ul);
 	kick_all_pools(w);
 	return 0;
 }
@@ -453,7 +428,6 @@ void worker_deinit(struct worker *w)
 		free(cc->name);
 		free(cc);
 	}
-	free_overrides(w);
 	struct db_state *ds, *dtmp;
 	HASH_ITER(hh, w->db_states, ds, dtmp) {
 		HASH_DEL(w->db_states, ds);

@@ -144,6 +144,8 @@ struct config_error {
  */
 struct config *config_load(const char *path, struct config_error *err) WUR;
 void config_free(struct config *cfg);
+/* A deep copy of a snapshot (the console's SET changes a copy, then swaps it in). */
+struct config *config_copy(const struct config *cfg);
 
 /* The entry for a client's database name: exact match, else the fallback, else NULL. */
 const struct config_database *config_find_database(const struct config *cfg, const char *name);

@@ -55,13 +55,6 @@ struct db_state {
 	UT_hash_handle hh;
 };
 
-/* A console SET, re-applied when a later SET rebuilds the snapshot. */
-struct set_override {
-	char *key;
-	char *value;
-	struct set_override *next;
-};
-
 enum worker_shutdown {
 	WORKER_RUNNING = 0,
 	WORKER_WAIT_CLIENTS, /* SIGTERM: stop accepting, exit when clients are gone */
@@ -92,7 +85,6 @@ struct worker {
 	uint64_t start_time; /* wall clock, seconds */
 	uint64_t stats_rolled_at; /* uv_now of the last stats period roll */
 	struct http *http; /* NULL unless metrics_port is set */
-	struct set_override *overrides;
 	int client_count;
 	uint64_t next_client_id;
 	uint64_t next_server_id;

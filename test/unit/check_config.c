@@ -818,6 +818,45 @@ START_TEST(test_config_enum_names_round_trip)
 }
 END_TEST
 
+START_TEST(test_config_copy_is_deep_and_apply_changes_only_the_copy)
+{
+	struct config_error err;
+	struct config *cfg = load_text("[sluice]\n"
+				       "listen_port = 7001\n"
+				       "admin_users = alice, bob\n"
+				       "[databases]\n"
+				       "app = host=db1 port=5433 dbname=real pool_size=7\n"
+				       "* = host=fallback\n"
+				       "[users]\n"
+				       "carol = pool_mode=statement\n",
+				       NULL, &err);
+	ck_assert_msg(cfg != NULL, "%s", err.text);
+	struct config *copy = config_copy(cfg);
+	ck_assert_int_eq(config_apply(copy, "default_pool_size", "33", &err), 0);
+	ck_assert_int_ne(config_apply(copy, "listen_port", "7002", &err), 0);
+	ck_assert_msg(strstr(err.text, "restart") != NULL, "%s", err.text);
+	ck_assert_int_ne(config_apply(copy, "no_such_key", "1", &err), 0);
+	ck_assert_int_eq(cfg->default_pool_size, 20);
+	config_free(cfg); /* the copy must not share anything with it */
+	ck_assert_int_eq(copy->default_pool_size, 33);
+	ck_assert_int_eq(copy->listen_port, 7001);
+	ck_assert_str_eq(copy->admin_users, "alice, bob");
+	const struct config_database *db = config_find_database(copy, "app");
+	ck_assert_ptr_nonnull(db);
+	ck_assert_str_eq(db->host, "db1");
+	ck_assert_int_eq(db->port, 5433);
+	ck_assert_str_eq(db->dbname, "real");
+	ck_assert_int_eq(db->pool_size, 7);
+	db = config_find_database(copy, "other");
+	ck_assert_ptr_nonnull(db);
+	ck_assert_str_eq(db->host, "fallback");
+	const struct config_user *u = config_find_user(copy, "carol");
+	ck_assert_ptr_nonnull(u);
+	ck_assert_int_eq(u->pool_mode, POOL_MODE_STATEMENT);
+	config_free(copy);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -845,6 +884,7 @@ static Suite *config_suite(void)
 	tcase_add_loop_test(tc, test_config_sluice_databases_errors_name_the_entry, 0,
 			    ARRAY_SIZE(env_database_errors));
 	tcase_add_test(tc, test_config_setting_value_renders_as_show_config);
+	tcase_add_test(tc, test_config_copy_is_deep_and_apply_changes_only_the_copy);
 	tcase_add_test(tc, test_config_every_setting_is_documented);
 	tcase_add_test(tc, test_config_sample_ini_loads);
 	tcase_add_test(tc, test_config_list_contains_trims_and_ignores_case);
