@@ -110,7 +110,6 @@ static void on_stream_closed(struct stream *st)
 	param_set_deinit(&c->params);
 	free(c->db_name);
 	free(c->user_name);
-	free(c->password);
 	free(c->admin_wait_db);
 	free(c);
 }
@@ -885,7 +884,8 @@ void client_info(const struct client *c, struct conn_info *out)
 	out->ptr = c;
 	out->link = c->server;
 	out->remote_pid = c->peer_pid;
-	out->application_name = param_set_get(&c->params, "application_name");
+	out->application_name = c->pool ? pool_param_of(c->pool, c, "application_name")
+					 : param_set_get(&c->params, "application_name");
 	out->id = c->id;
 	out->recv_avail = (uint32_t)stream_avail(&c->stream);
 	out->pkt_remain = c->pass_remaining;

@@ -29,7 +29,7 @@ void param_set_put(struct param_set *ps, const char *name, const char *value)
 		}
 	}
 	if (ps->n == ps->cap) {
-		ps->cap = ps->cap ? ps->cap * 2 : 8;
+		ps->cap = ps->cap ? ps->cap * 2 : 2;
 		ps->items = xrealloc(ps->items, (size_t)ps->cap * sizeof(*ps->items));
 	}
 	ps->items[ps->n].name = xstrdup(name);

@@ -40,6 +40,7 @@ struct pool *pool_get(struct worker *w, const char *db_name, const char *user_na
 	TAILQ_INIT(&p->sv_active);
 	TAILQ_INIT(&p->sv_tested);
 	param_set_init(&p->welcome);
+	param_set_init(&p->defaults);
 	buf_out_init(&p->last_error);
 	TAILQ_INSERT_TAIL(&w->pools, p, link);
 	return p;
@@ -52,6 +53,7 @@ void pool_free(struct pool *p)
 		TAILQ_REMOVE(&w->kick_queue, p, kick_link);
 	TAILQ_REMOVE(&w->pools, p, link);
 	param_set_deinit(&p->welcome);
+	param_set_deinit(&p->defaults);
 	buf_out_deinit(&p->last_error);
 	free(p->db_name);
 	free(p->user_name);
@@ -273,13 +275,7 @@ void pool_send_welcome(struct pool *p, struct client *c)
 	struct buf_out out;
 	buf_out_init(&out);
 	pkt_put_AuthenticationOk(&out);
-	/* Tracked parameters the client did not choose start as the server's defaults. */
-	for (int i = 0; i < p->welcome.n; i++) {
-		const struct param *wp = &p->welcome.items[i];
-		if (param_is_tracked(wp->name, p->w->cfg->track_extra_parameters) &&
-		    !param_set_get(&c->params, wp->name))
-			param_set_put(&c->params, wp->name, wp->value);
-	}
+	/* The client's own values where it chose them, the server's defaults elsewhere. */
 	for (int i = 0; i < p->welcome.n; i++) {
 		const struct param *wp = &p->welcome.items[i];
 		const char *v = param_set_get(&c->params, wp->name);
@@ -297,6 +293,11 @@ void pool_server_logged_in(struct pool *p, struct server *s)
 	p->last_error_at = 0;
 	if (!p->have_welcome) {
 		param_set_copy(&p->welcome, &s->params);
+		for (int i = 0; i < p->welcome.n; i++) {
+			const struct param *wp = &p->welcome.items[i];
+			if (param_is_tracked(wp->name, p->w->cfg->track_extra_parameters))
+				param_set_put(&p->defaults, wp->name, wp->value);
+		}
 		p->have_welcome = true;
 	}
 	struct client *c;
@@ -347,6 +348,12 @@ void pool_reconfigure(struct pool *p)
 		p->config_changed = true;
 #undef CHANGED
 	p->db = db;
+}
+
+const char *pool_param_of(const struct pool *p, const struct client *c, const char *name)
+{
+	const char *v = param_set_get(&c->params, name);
+	return v ? v : param_set_get(&p->defaults, name);
 }
 
 /* ---- reading pool state (admin console, metrics) --------------------------------- */

@@ -319,6 +319,20 @@ static void put_literal(struct buf_out *out, const char *v)
 	buf_out_put_u8(out, '\'');
 }
 
+/* Adds "SET name TO value;" to sql unless the server has that value already. */
+static void append_set_if_differs(const struct server *s, struct buf_out *sql, const char *name,
+				  const char *value)
+{
+	const char *sv = param_set_get(&s->params, name);
+	if (sv && strcmp(sv, value) == 0)
+		return;
+	buf_out_put(sql, "SET ", 4);
+	buf_out_put(sql, name, strlen(name));
+	buf_out_put(sql, " TO ", 4);
+	put_literal(sql, value);
+	buf_out_put(sql, ";", 1);
+}
+
 void server_link(struct server *s, struct client *c)
 {
 	s->client = c;
@@ -335,14 +349,14 @@ void server_link(struct server *s, struct client *c)
 	buf_out_init(&sql);
 	for (int i = 0; i < c->params.n; i++) {
 		const struct param *cp = &c->params.items[i];
-		const char *sv = param_set_get(&s->params, cp->name);
-		if (sv && strcmp(sv, cp->value) == 0)
-			continue;
-		buf_out_put(&sql, "SET ", 4);
-		buf_out_put(&sql, cp->name, strlen(cp->name));
-		buf_out_put(&sql, " TO ", 4);
-		put_literal(&sql, cp->value);
-		buf_out_put(&sql, ";", 1);
+		append_set_if_differs(s, &sql, cp->name, cp->value);
+	}
+	/* Parameters the client did not choose go back to the pool's defaults. */
+	const struct param_set *defs = &s->pool->defaults;
+	for (int i = 0; i < defs->n; i++) {
+		const struct param *dp = &defs->items[i];
+		if (!param_set_get(&c->params, dp->name))
+			append_set_if_differs(s, &sql, dp->name, dp->value);
 	}
 	if (sql.len) {
 		buf_out_put_u8(&sql, 0);
@@ -416,10 +430,13 @@ static void handle_parameter_status(struct server *s, const uint8_t *msg, uint32
 	param_set_put(&s->params, k, v);
 	struct client *c = s->client;
 	if (c && param_is_tracked(k, s->w->cfg->track_extra_parameters)) {
-		const char *told = param_set_get(&c->params, k);
-		if (swallow && (!told || strcmp(told, v) != 0))
+		const char *told = pool_param_of(s->pool, c, k);
+		bool same = told && strcmp(told, v) == 0;
+		if (swallow && !same)
 			stream_write(&c->stream, msg, len);
-		param_set_put(&c->params, k, v);
+		/* Only a value that differs from what the client has is worth storing. */
+		if (!same)
+			param_set_put(&c->params, k, v);
 	}
 }
 

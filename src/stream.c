@@ -41,9 +41,16 @@ int stream_accept(struct stream *s, uv_stream_t *listener)
 	return rc;
 }
 
+/*
+ * Connect and shutdown requests are allocated for their one use: only a few
+ * streams ever connect or linger, so they do not weigh on every idle client.
+ * libuv always calls their callbacks (with UV_ECANCELED on close), and the
+ * callbacks free them.
+ */
 static void on_connect(uv_connect_t *req, int status)
 {
-	struct stream *s = container_of(req, struct stream, connect_req);
+	struct stream *s = req->data;
+	free(req);
 	if (s->closing)
 		return;
 	if (status == 0 && !s->is_pipe)
@@ -54,13 +61,20 @@ static void on_connect(uv_connect_t *req, int status)
 int stream_connect_tcp(struct stream *s, const struct sockaddr *addr, stream_connect_cb *cb)
 {
 	s->connect_cb = cb;
-	return uv_tcp_connect(&s->connect_req, &s->h.tcp, addr, on_connect);
+	uv_connect_t *req = xmalloc(sizeof(*req));
+	req->data = s;
+	int rc = uv_tcp_connect(req, &s->h.tcp, addr, on_connect);
+	if (rc != 0)
+		free(req);
+	return rc;
 }
 
 void stream_connect_pipe(struct stream *s, const char *path, stream_connect_cb *cb)
 {
 	s->connect_cb = cb;
-	uv_pipe_connect(&s->connect_req, &s->h.pipe, path, on_connect);
+	uv_connect_t *req = xmalloc(sizeof(*req));
+	req->data = s;
+	uv_pipe_connect(req, &s->h.pipe, path, on_connect);
 }
 
 void stream_peer_name(struct stream *s, char *out, size_t len)
@@ -431,7 +445,8 @@ void stream_close(struct stream *s)
 
 static void on_linger_shutdown(uv_shutdown_t *req, int status)
 {
-	struct stream *s = container_of(req, struct stream, shutdown_req);
+	struct stream *s = req->data;
+	free(req);
 	if (status < 0 && s->lingering)
 		finish_close(s);
 }
@@ -463,7 +478,10 @@ void stream_close_linger(struct stream *s)
 	s->lingering = true;
 	s->linger_since = uv_now(s->w->loop);
 	TAILQ_INSERT_TAIL(&s->w->linger_queue, s, flush_link);
-	if (uv_shutdown(&s->shutdown_req, &s->h.base, on_linger_shutdown) != 0) {
+	uv_shutdown_t *req = xmalloc(sizeof(*req));
+	req->data = s;
+	if (uv_shutdown(req, &s->h.base, on_linger_shutdown) != 0) {
+		free(req);
 		finish_close(s);
 		return;
 	}

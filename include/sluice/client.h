@@ -74,11 +74,6 @@ struct client {
 	struct log_conn lc;
 
 	struct auth_session *auth;
-	bool have_scram_keys;
-	uint8_t scram_client_key[32];
-	uint8_t scram_server_key[32];
-	char *password; /* cleartext the client gave, kept for server login */
-
 	struct param_set params; /* what this client's session should look like */
 
 	/* cancel key handed to the client */
@@ -90,8 +85,6 @@ struct client {
 	uint64_t connect_time; /* uv_now */
 	uint64_t state_since; /* uv_now at the last state change */
 	uint64_t wait_start_us; /* uv_hrtime/1000 when it started waiting */
-	uint64_t xact_start_us;
-	uint64_t query_start_us;
 
 	/* relay */
 	uint32_t pass_remaining; /* bytes of the current message still to forward */

@@ -48,6 +48,12 @@ struct pool {
 
 	/* What new clients are greeted with, learned from the first server login. */
 	struct param_set welcome;
+	/*
+	 * The tracked subset of the welcome: what a client's session has for the
+	 * parameters it did not choose. Clients store only the values they chose,
+	 * so an idle client costs no per-parameter memory.
+	 */
+	struct param_set defaults;
 	bool have_welcome;
 	/* The last server login failure, and when: drives server_login_retry. */
 	struct buf_out last_error; /* an ErrorResponse message, ready to send */
@@ -110,6 +116,8 @@ void pool_server_logged_in(struct pool *p, struct server *s);
 /* A server login failed with this ErrorResponse (whole message) or a local reason. */
 void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len,
 			      const char *reason);
+/* A tracked parameter as client c's session has it: its own choice or the default. */
+const char *pool_param_of(const struct pool *p, const struct client *c, const char *name);
 /* Sends the welcome (AuthenticationOk..ReadyForQuery) to a client. */
 void pool_send_welcome(struct pool *p, struct client *c);
 

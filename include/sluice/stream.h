@@ -73,7 +73,6 @@ struct stream {
 	bool eof; /* the peer closed its side */
 	bool lingering; /* closing: half-closed, discarding input until the peer closes */
 	uint64_t linger_since; /* uv_now */
-	uv_shutdown_t shutdown_req;
 	bool in_flush_queue;
 	TAILQ_ENTRY(stream) flush_link;
 
@@ -82,7 +81,6 @@ struct stream {
 	stream_drain_cb *drain_cb;
 	stream_close_cb *close_cb;
 	stream_connect_cb *connect_cb;
-	uv_connect_t connect_req;
 };
 
 TAILQ_HEAD(stream_list, stream);

@@ -1,0 +1,413 @@
+/*
+ * check_pool_size.c - proves the settings that bound how many server
+ * connections sluice opens: default_pool_size, the per-database and per-user
+ * pool_size overrides, min_pool_size, reserve_pool_size with
+ * reserve_pool_timeout, max_db_connections and max_user_connections, and that
+ * clients waiting for a full pool are served in arrival order.
+ *
+ * Server connections are counted where they cannot lie: in PostgreSQL's
+ * pg_stat_activity. Concurrency comes from several libpq connections with
+ * PQsendQuery() driven by one poll() loop, which also stamps the moment each
+ * answer arrives. It does not test timeouts (check_client_limits,
+ * check_server_timeouts) or the admin console's view of the pools.
+ */
+#include "harness.h"
+
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Every role a test logs in with; auth_type = trust, so the secrets are for PostgreSQL. */
+#define USERLIST                                                                                   \
+	"\"trustuser\" \"trustuserpw\"\n\"md5user\" \"md5userpw\"\n"                               \
+	"\"scramuser\" \"scramuserpw\"\n"
+
+/* Counts the server connections sluice holds: every client backend but the superuser's. */
+#define COUNT_SERVERS_SQL                                                                          \
+	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "             \
+	"AND usename <> current_user"
+
+#define MAX_JOBS 8
+/* No job of this file may take longer than this to be answered. */
+#define JOB_DEADLINE_MS 5000
+
+static long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+static long count_servers(void)
+{
+	return harness_pg_exec_long(COUNT_SERVERS_SQL);
+}
+
+/* Polls until count_servers() == want or timeout_ms passes; returns the last count. */
+static long wait_servers(long want, long timeout_ms)
+{
+	long deadline = now_ms() + timeout_ms, n;
+	while ((n = count_servers()) != want && now_ms() < deadline)
+		sleep_ms(20);
+	return n;
+}
+
+/* The previous test's sluice has gone; its backends may take a moment to leave. */
+static void expect_no_servers(void)
+{
+	long n = wait_servers(0, 3000);
+	ck_assert_msg(n == 0, "%ld backends left over from an earlier test", n);
+}
+
+/* One client's query in flight: when it was sent and when its answer came. */
+struct job {
+	PGconn *conn;
+	long sent_ms, done_ms; /* relative to the start of run_jobs() */
+	bool sent, done, ok;
+	char error[256];
+};
+
+/* Drains whatever has arrived for j; marks it done when the last result came. */
+static void job_consume(struct job *j, long t0)
+{
+	if (!PQconsumeInput(j->conn)) {
+		snprintf(j->error, sizeof(j->error), "%s", PQerrorMessage(j->conn));
+		j->done = true;
+		j->done_ms = now_ms() - t0;
+		return;
+	}
+	while (!PQisBusy(j->conn)) {
+		PGresult *res = PQgetResult(j->conn);
+		if (!res) {
+			j->done = true;
+			j->done_ms = now_ms() - t0;
+			return;
+		}
+		if (PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK)
+			j->ok = true;
+		else
+			snprintf(j->error, sizeof(j->error), "%s", PQresultErrorMessage(res));
+		PQclear(res);
+	}
+}
+
+/*
+ * Sends sql on every job's connection, gap_ms apart and in index order, and
+ * waits (bounded by JOB_DEADLINE_MS) until each has its answer. While waiting
+ * it samples the number of server connections every ~25 ms and returns the
+ * largest seen (-1 when sample is false). Fails the test when a job is not
+ * answered in time or gets an error.
+ */
+static long run_jobs(struct job *jobs, int n, const char *sql, long gap_ms, bool sample)
+{
+	long t0 = now_ms(), next_send = t0, last_sample = 0, max_seen = -1;
+	int sent = 0, done = 0;
+	while (done < n) {
+		long now = now_ms();
+		ck_assert_msg(now - t0 < JOB_DEADLINE_MS, "only %d of %d clients were answered in %d ms",
+			done, n, JOB_DEADLINE_MS);
+		if (sent < n && now >= next_send) {
+			struct job *j = &jobs[sent++];
+			ck_assert_msg(PQsendQuery(j->conn, sql), "%s", PQerrorMessage(j->conn));
+			j->sent = true;
+			j->sent_ms = now - t0;
+			next_send = now + gap_ms;
+		}
+		if (sample && now - last_sample >= 25) {
+			long c = count_servers();
+			if (c > max_seen)
+				max_seen = c;
+			last_sample = now_ms();
+		}
+		struct pollfd pfd[MAX_JOBS];
+		int idx[MAX_JOBS], np = 0;
+		for (int i = 0; i < n; i++) {
+			if (!jobs[i].sent || jobs[i].done)
+				continue;
+			pfd[np] = (struct pollfd){ .fd = PQsocket(jobs[i].conn), .events = POLLIN };
+			idx[np++] = i;
+		}
+		if (np == 0) {
+			sleep_ms(5);
+			continue;
+		}
+		int rc = poll(pfd, (nfds_t)np, 5);
+		ck_assert_int_ge(rc, 0);
+		for (int k = 0; k < np; k++) {
+			if (!(pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			struct job *j = &jobs[idx[k]];
+			job_consume(j, t0);
+			if (j->done) {
+				done++;
+				ck_assert_msg(j->ok, "client %d: %s", idx[k], j->error);
+			}
+		}
+	}
+	return max_seen;
+}
+
+/* Connects jobs[i] as the "user@db" of specs[i] (NULL-terminated list; "user" means app). */
+static int connect_jobs(const struct harness_sluice *s, struct job *jobs, const char *const *specs)
+{
+	int n = 0;
+	for (; specs[n]; n++) {
+		ck_assert_int_lt(n, MAX_JOBS);
+		char user[64], db[64] = HARNESS_DATABASE;
+		const char *at = strchr(specs[n], '@');
+		if (at) {
+			snprintf(user, sizeof(user), "%.*s", (int)(at - specs[n]), specs[n]);
+			snprintf(db, sizeof(db), "%s", at + 1);
+		} else {
+			snprintf(user, sizeof(user), "%s", specs[n]);
+		}
+		char conninfo[256];
+		snprintf(conninfo, sizeof(conninfo), "dbname=%s user=%s", db, user);
+		jobs[n] = (struct job){ .conn = harness_connect(s, conninfo) };
+	}
+	return n;
+}
+
+static void finish_jobs(struct job *jobs, int n)
+{
+	for (int i = 0; i < n; i++)
+		PQfinish(jobs[i].conn);
+}
+
+/* ---- caps: one table, one test per row -------------------------------------- */
+
+/*
+ * A configuration and a crowd of clients that all run pg_sleep(SLEEP) at once:
+ * at most cap server connections may exist, and (since a cap is a cap) the
+ * crowd needs at least ceil(clients / cap) rounds of SLEEP.
+ */
+#define SLEEP_MS 300
+static const struct cap_case {
+	const char *what;
+	const char *extra; /* [sluice] lines besides the common ones */
+	const char *databases;
+	const char *clients[MAX_JOBS + 1];
+	int cap;
+} cap_cases[] = {
+	{ "default_pool_size", "default_pool_size = 2\n",
+		"app = host=@PGHOST@ port=@PGPORT@ dbname=app\n",
+		{ "trustuser", "trustuser", "trustuser", "trustuser", "trustuser", NULL }, 2 },
+	{ "database pool_size beats default_pool_size", "default_pool_size = 4\n",
+		"app = host=@PGHOST@ port=@PGPORT@ dbname=app pool_size=1\n",
+		{ "trustuser", "trustuser", "trustuser", NULL }, 1 },
+	{ "user pool_size beats database pool_size", "default_pool_size = 1\n",
+		"app = host=@PGHOST@ port=@PGPORT@ dbname=app pool_size=1\n"
+		"[users]\ntrustuser = pool_size=3\n",
+		{ "trustuser", "trustuser", "trustuser", NULL }, 3 },
+	{ "max_db_connections across users", "default_pool_size = 5\nmax_db_connections = 2\n",
+		"app = host=@PGHOST@ port=@PGPORT@ dbname=app\n",
+		{ "trustuser", "md5user", "trustuser", "md5user", NULL }, 2 },
+	{ "database max_db_connections across users", "default_pool_size = 5\n",
+		"app = host=@PGHOST@ port=@PGPORT@ dbname=app max_db_connections=1\n",
+		{ "trustuser", "md5user", "scramuser", NULL }, 1 },
+	{ "max_user_connections across databases",
+		"default_pool_size = 5\nmax_user_connections = 2\n",
+		"app = host=@PGHOST@ port=@PGPORT@ dbname=app\n"
+		"postgres = host=@PGHOST@ port=@PGPORT@ dbname=postgres\n",
+		{ "trustuser@app", "trustuser@postgres", "trustuser@app", "trustuser@postgres", NULL },
+		2 },
+	{ "user max_user_connections across databases", "default_pool_size = 5\n",
+		"app = host=@PGHOST@ port=@PGPORT@ dbname=app\n"
+		"postgres = host=@PGHOST@ port=@PGPORT@ dbname=postgres\n"
+		"[users]\ntrustuser = max_user_connections=1\n",
+		{ "trustuser@app", "trustuser@postgres", "trustuser@app", NULL }, 1 },
+};
+
+START_TEST(test_pool_limit_caps_server_connections_of_a_crowd)
+{
+	const struct cap_case *cc = &cap_cases[_i];
+	expect_no_servers();
+	char *extra = xasprintf("auth_type = trust\npool_mode = transaction\n%s", cc->extra);
+	struct harness_sluice *s = harness_sluice_start(extra, cc->databases, USERLIST);
+	free(extra);
+
+	struct job jobs[MAX_JOBS];
+	int n = connect_jobs(s, jobs, cc->clients);
+	char sql[64];
+	snprintf(sql, sizeof(sql), "SELECT pg_sleep(%g)", SLEEP_MS / 1000.0);
+	long t0 = now_ms();
+	long max_seen = run_jobs(jobs, n, sql, 0, true);
+	long elapsed = now_ms() - t0;
+
+	ck_assert_msg(max_seen <= cc->cap, "%s: %ld server connections, cap %d", cc->what, max_seen,
+		cc->cap);
+	ck_assert_msg(max_seen == cc->cap, "%s: the crowd only ever got %ld of %d servers", cc->what,
+		max_seen, cc->cap);
+	long rounds = (n + cc->cap - 1) / cc->cap;
+	ck_assert_msg(elapsed >= rounds * SLEEP_MS - 50,
+		"%s: %d clients finished in %ld ms, %ld rounds of %d ms expected", cc->what, n,
+		elapsed, rounds, SLEEP_MS);
+	ck_assert_int_le(count_servers(), cc->cap);
+
+	finish_jobs(jobs, n);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/* ---- order of service --------------------------------------------------------- */
+
+START_TEST(test_waiting_clients_are_served_in_arrival_order)
+{
+	expect_no_servers();
+	struct harness_sluice *s = harness_sluice_start(
+		"auth_type = trust\npool_mode = transaction\ndefault_pool_size = 1\n", NULL, USERLIST);
+	static const char *const clients[] = { "trustuser", "trustuser", "trustuser", "trustuser",
+		NULL };
+	struct job jobs[MAX_JOBS];
+	int n = connect_jobs(s, jobs, clients);
+	/* 60 ms apart, so that each query surely reaches sluice after the one before. */
+	run_jobs(jobs, n, "SELECT pg_sleep(0.2)", 60, false);
+	for (int i = 1; i < n; i++) {
+		ck_assert_msg(jobs[i].done_ms > jobs[i - 1].done_ms,
+			"client %d (sent at %ld ms) was answered at %ld ms, before client %d "
+			"(sent at %ld ms, answered at %ld ms)",
+			i, jobs[i].sent_ms, jobs[i].done_ms, i - 1, jobs[i - 1].sent_ms,
+			jobs[i - 1].done_ms);
+		/* One server: each query starts only when the one before has ended. */
+		ck_assert_msg(jobs[i].done_ms - jobs[i - 1].done_ms >= 180,
+			"client %d answered %ld ms after client %d", i,
+			jobs[i].done_ms - jobs[i - 1].done_ms, i - 1);
+	}
+	finish_jobs(jobs, n);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/* ---- min_pool_size ----------------------------------------------------------- */
+
+START_TEST(test_min_pool_size_opens_servers_after_first_login_and_refills)
+{
+	expect_no_servers();
+	struct harness_sluice *s = harness_sluice_start("auth_type = trust\npool_mode = transaction\n"
+							"default_pool_size = 5\nmin_pool_size = 3\n",
+		NULL, USERLIST);
+	/* No pool exists before a client names one: nothing to keep warm yet. */
+	sleep_ms(300);
+	ck_assert_int_eq(count_servers(), 0);
+
+	PGconn *conn = harness_connect(s, "dbname=app user=trustuser");
+	long n = wait_servers(3, 3000);
+	ck_assert_msg(n == 3, "min_pool_size = 3, but %ld servers after the first login", n);
+	sleep_ms(400); /* and not more than that: the pool is idle */
+	ck_assert_int_eq(count_servers(), 3);
+
+	/* A server that dies is replaced. */
+	ck_assert_int_eq(harness_pg_exec_long("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
+					      "FROM (SELECT pid FROM pg_stat_activity WHERE "
+					      "usename = 'trustuser' LIMIT 1) t"),
+		1);
+	sleep_ms(100);
+	n = wait_servers(3, 3000);
+	ck_assert_msg(n == 3, "after one server was terminated the pool has %ld", n);
+
+	char *v = harness_query_text(conn, "SELECT 42");
+	ck_assert_str_eq(v, "42");
+	free(v);
+	PQfinish(conn);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/* ---- reserve pool -------------------------------------------------------------- */
+
+/*
+ * One client holds the only pool server in a transaction, a second asks for a
+ * query. With a reserve it is served by an extra server once it has waited
+ * reserve_pool_timeout; without one it keeps waiting until the first commits.
+ */
+static const struct reserve_case {
+	const char *extra;
+	bool reserve;
+} reserve_cases[] = {
+	{ "reserve_pool_size = 1\nreserve_pool_timeout = 0.4\n", true },
+	{ "reserve_pool_size = 0\nreserve_pool_timeout = 0.4\n", false },
+};
+
+START_TEST(test_reserve_pool_opens_extra_server_after_timeout)
+{
+	const struct reserve_case *rc = &reserve_cases[_i];
+	expect_no_servers();
+	char *extra = xasprintf("auth_type = trust\npool_mode = transaction\n"
+				"default_pool_size = 1\n%s",
+		rc->extra);
+	struct harness_sluice *s = harness_sluice_start(extra, NULL, USERLIST);
+	free(extra);
+
+	PGconn *holder = harness_connect(s, "dbname=app user=trustuser");
+	PGconn *waiter = harness_connect(s, "dbname=app user=trustuser");
+	free(harness_query_text(holder, "BEGIN"));
+	free(harness_query_text(holder, "SELECT 1"));
+	ck_assert_int_eq(count_servers(), 1);
+
+	long t0 = now_ms();
+	ck_assert(PQsendQuery(waiter, "SELECT 'served'"));
+	/* Before the timeout the waiter waits, and no extra server is opened. */
+	struct pollfd pfd = { .fd = PQsocket(waiter), .events = POLLIN };
+	ck_assert_int_eq(poll(&pfd, 1, 250), 0);
+	ck_assert_int_eq(count_servers(), 1);
+
+	int rc_poll = poll(&pfd, 1, 1500);
+	long waited = now_ms() - t0;
+	if (rc->reserve) {
+		ck_assert_msg(rc_poll == 1, "the waiter was not served from the reserve in %ld ms",
+			waited);
+		ck_assert_msg(waited >= 350, "served after %ld ms, before reserve_pool_timeout",
+			waited);
+		ck_assert_int_eq(count_servers(), 2);
+	} else {
+		ck_assert_msg(rc_poll == 0, "served after %ld ms without a reserve", waited);
+		ck_assert_int_eq(count_servers(), 1);
+		free(harness_query_text(holder, "COMMIT"));
+	}
+	PGresult *res = PQgetResult(waiter);
+	ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+	ck_assert_str_eq(PQgetvalue(res, 0, 0), "served");
+	PQclear(res);
+	ck_assert_ptr_null(PQgetResult(waiter));
+	if (rc->reserve)
+		free(harness_query_text(holder, "COMMIT"));
+
+	PQfinish(holder);
+	PQfinish(waiter);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+static Suite *pool_size_suite(void)
+{
+	Suite *s = suite_create("pool_size");
+	TCase *tc = harness_tcase("caps");
+	tcase_add_loop_test(tc, test_pool_limit_caps_server_connections_of_a_crowd, 0,
+		(int)ARRAY_SIZE(cap_cases));
+	tcase_add_test(tc, test_waiting_clients_are_served_in_arrival_order);
+	suite_add_tcase(s, tc);
+
+	tc = harness_tcase("warm_and_reserve");
+	tcase_add_test(tc, test_min_pool_size_opens_servers_after_first_login_and_refills);
+	tcase_add_loop_test(tc, test_reserve_pool_opens_extra_server_after_timeout, 0,
+		(int)ARRAY_SIZE(reserve_cases));
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return harness_run_suite(pool_size_suite());
+}
