@@ -508,7 +508,7 @@ static void put_socket_row(struct rs *r, const struct conn_info *ci, bool extra)
 	put_text(r, ci->user ? ci->user : "(nouser)");
 	put_text(r, ci->database ? ci->database : "(nodb)");
 	put_text(r, "none");
-	put_text(r, extra ? ci->socket_state : ci->state);
+	put_text(r, extra ? ci->socket_state : ci->state_name);
 	put_text(r, ci->addr);
 	put_int(r, ci->port);
 	put_text(r, ci->local_addr);

@@ -94,7 +94,7 @@ void client_set_state(struct client *c, enum client_state st)
 		TAILQ_INSERT_TAIL(to, c, state_link);
 		(*n)++;
 	}
-	c->state = st;
+	c->state = st; /* the one write of client->state: client_set_state */
 	c->state_since = uv_now(c->w->loop);
 	if (st == CLIENT_WAITING)
 		c->wait_start_us = uv_hrtime() / 1000;
@@ -751,8 +751,7 @@ static void on_drain(struct stream *st)
 void client_accept(struct worker *w, uv_stream_t *listener, bool is_unix)
 {
 	struct client *c = xcalloc(1, sizeof(*c));
-	c->w = w;
-	c->state = CLIENT_LOGIN;
+	c->w = w; /* state: CLIENT_LOGIN is 0, as calloc leaves it */
 	param_set_init(&c->params);
 	if (stream_init(w, &c->stream, is_unix) != 0) {
 		free(c);
@@ -852,11 +851,11 @@ void client_info(const struct client *c, struct conn_info *out)
 	out->user = c->user_name;
 	out->database = c->db_name;
 	switch (c->state) {
-	case CLIENT_ACTIVE: out->state = "active"; out->socket_state = "cl_active"; break;
-	case CLIENT_IDLE: out->state = "idle"; out->socket_state = "cl_active"; break;
+	case CLIENT_ACTIVE: out->state_name = "active"; out->socket_state = "cl_active"; break;
+	case CLIENT_IDLE: out->state_name = "idle"; out->socket_state = "cl_active"; break;
 	case CLIENT_WAITING:
-	case CLIENT_WAITING_LOGIN: out->state = "waiting"; out->socket_state = "cl_waiting"; break;
-	default: out->state = "login"; out->socket_state = "cl_login"; break;
+	case CLIENT_WAITING_LOGIN: out->state_name = "waiting"; out->socket_state = "cl_waiting"; break;
+	default: out->state_name = "login"; out->socket_state = "cl_login"; break;
 	}
 	if (c->stream.is_pipe) {
 		snprintf(out->addr, sizeof(out->addr), "unix");

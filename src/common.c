@@ -12,7 +12,13 @@
 static void oom(size_t n)
 {
 	fprintf(stderr, "sluice: out of memory allocating %zu bytes\n", n);
-	abort();
+	abort(); /* out of memory: the one exit outside main.c */
+}
+
+void xoom(const char *what)
+{
+	fprintf(stderr, "sluice: out of memory or entropy in %s\n", what);
+	abort(); /* out of memory: the one exit outside main.c */
 }
 
 void *xmalloc(size_t n)

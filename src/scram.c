@@ -49,7 +49,7 @@ static void hmac256(const uint8_t *key, size_t key_len, const void *data, size_t
 	unsigned int out_len = SCRAM_KEY_LEN;
 	/* HMAC() only fails on allocation failure inside OpenSSL. */
 	if (!HMAC(EVP_sha256(), key, (int)key_len, data, len, out, &out_len))
-		abort();
+		xoom("HMAC");
 }
 
 static void sha256(const uint8_t *data, size_t len, uint8_t out[SCRAM_KEY_LEN])
@@ -59,9 +59,9 @@ static void sha256(const uint8_t *data, size_t len, uint8_t out[SCRAM_KEY_LEN])
 
 static void random_bytes(uint8_t *out, size_t n)
 {
-	/* A CSPRNG that cannot be seeded leaves nothing safe to do. */
+	/* A CSPRNG that cannot be seeded (or allocate) leaves nothing safe to do. */
 	if (RAND_bytes(out, (int)n) != 1)
-		abort();
+		xoom("RAND_bytes");
 }
 
 /* Heap string with the base64 of in[0..len). */
@@ -319,7 +319,7 @@ enum scram_server_state {
 };
 
 struct scram_server {
-	enum scram_server_state state;
+	enum scram_server_state step;
 	/*
 	 * doomed: the exchange cannot succeed (unknown user). The secret then
 	 * holds the mock salt and random keys that no proof matches, and the
@@ -339,7 +339,7 @@ struct scram_server *scram_server_new(const struct scram_secret *secret, const c
 				      const uint8_t mock_seed[SCRAM_KEY_LEN])
 {
 	struct scram_server *s = xcalloc(1, sizeof(*s));
-	s->state = SCRAM_SERVER_INIT;
+	s->step = SCRAM_SERVER_INIT;
 	if (secret) {
 		s->secret = *secret;
 		return s;
@@ -402,7 +402,7 @@ int scram_server_first(struct scram_server *s, const uint8_t *msg, size_t len,
 		       char **server_first)
 {
 	*server_first = NULL;
-	if (s->state != SCRAM_SERVER_INIT)
+	if (s->step != SCRAM_SERVER_INIT)
 		goto fail;
 	char *text = msg_dup(msg, len);
 	if (!text)
@@ -430,13 +430,13 @@ int scram_server_first(struct scram_server *s, const uint8_t *msg, size_t len,
 	free(salt);
 	free(text);
 	*server_first = xstrdup(s->server_first);
-	s->state = SCRAM_SERVER_FIRST_SENT;
+	s->step = SCRAM_SERVER_FIRST_SENT;
 	return 0;
 
 fail_text:
 	free(text);
 fail:
-	s->state = SCRAM_SERVER_FAILED;
+	s->step = SCRAM_SERVER_FAILED;
 	return -1;
 }
 
@@ -445,7 +445,7 @@ int scram_server_final(struct scram_server *s, const uint8_t *msg, size_t len,
 {
 	*server_final = NULL;
 	*ok = false;
-	if (s->state != SCRAM_SERVER_FIRST_SENT)
+	if (s->step != SCRAM_SERVER_FIRST_SENT)
 		goto fail;
 	char *text = msg_dup(msg, len);
 	if (!text)
@@ -496,7 +496,7 @@ int scram_server_final(struct scram_server *s, const uint8_t *msg, size_t len,
 	if (!match || s->doomed) {
 		/* Well-formed but wrong: the caller reports a failed password. */
 		free(auth_message);
-		s->state = SCRAM_SERVER_FAILED;
+		s->step = SCRAM_SERVER_FAILED;
 		return 0;
 	}
 	uint8_t server_sig[SCRAM_KEY_LEN];
@@ -508,21 +508,21 @@ int scram_server_final(struct scram_server *s, const uint8_t *msg, size_t len,
 	free(v);
 	memcpy(s->client_key, client_key, SCRAM_KEY_LEN);
 	OPENSSL_cleanse(client_key, sizeof(client_key));
-	s->state = SCRAM_SERVER_DONE;
+	s->step = SCRAM_SERVER_DONE;
 	*ok = true;
 	return 0;
 
 fail_text:
 	free(text);
 fail:
-	s->state = SCRAM_SERVER_FAILED;
+	s->step = SCRAM_SERVER_FAILED;
 	return -1;
 }
 
 bool scram_server_keys(const struct scram_server *s, uint8_t client_key[SCRAM_KEY_LEN],
 		       uint8_t server_key[SCRAM_KEY_LEN])
 {
-	if (s->state != SCRAM_SERVER_DONE)
+	if (s->step != SCRAM_SERVER_DONE)
 		return false;
 	memcpy(client_key, s->client_key, SCRAM_KEY_LEN);
 	memcpy(server_key, s->secret.server_key, SCRAM_KEY_LEN);
@@ -540,7 +540,7 @@ enum scram_client_state {
 };
 
 struct scram_client {
-	enum scram_client_state state;
+	enum scram_client_state step;
 	char *password; /* NULL in pass-through mode */
 	uint8_t client_key[SCRAM_KEY_LEN]; /* pass-through mode */
 	uint8_t server_key[SCRAM_KEY_LEN];
@@ -556,7 +556,7 @@ struct scram_client *scram_client_new(const char *password, const uint8_t *clien
 	if (!password && (!client_key || !server_key))
 		return NULL;
 	struct scram_client *c = xcalloc(1, sizeof(*c));
-	c->state = SCRAM_CLIENT_INIT;
+	c->step = SCRAM_CLIENT_INIT;
 	if (password) {
 		c->password = xstrdup(password);
 	} else {
@@ -604,7 +604,7 @@ char *scram_client_first(struct scram_client *c)
 		c->nonce = nonce_new();
 	free(c->client_first_bare);
 	c->client_first_bare = xasprintf("n=%s,r=%s", c->user, c->nonce);
-	c->state = SCRAM_CLIENT_FIRST_SENT;
+	c->step = SCRAM_CLIENT_FIRST_SENT;
 	return xasprintf("n,,%s", c->client_first_bare);
 }
 
@@ -612,7 +612,7 @@ int scram_client_final(struct scram_client *c, const uint8_t *msg, size_t len,
 		       char **client_final)
 {
 	*client_final = NULL;
-	if (c->state != SCRAM_CLIENT_FIRST_SENT)
+	if (c->step != SCRAM_CLIENT_FIRST_SENT)
 		goto fail;
 	char *text = msg_dup(msg, len);
 	if (!text)
@@ -666,19 +666,19 @@ int scram_client_final(struct scram_client *c, const uint8_t *msg, size_t len,
 	*client_final = xasprintf("%s,p=%s", without_proof, proof_b64);
 	free(proof_b64);
 	free(without_proof);
-	c->state = SCRAM_CLIENT_FINAL_SENT;
+	c->step = SCRAM_CLIENT_FINAL_SENT;
 	return 0;
 
 fail_text:
 	free(text);
 fail:
-	c->state = SCRAM_CLIENT_FAILED;
+	c->step = SCRAM_CLIENT_FAILED;
 	return -1;
 }
 
 int scram_client_verify(struct scram_client *c, const uint8_t *msg, size_t len)
 {
-	if (c->state != SCRAM_CLIENT_FINAL_SENT)
+	if (c->step != SCRAM_CLIENT_FINAL_SENT)
 		goto fail;
 	char *text = msg_dup(msg, len);
 	if (!text)
@@ -694,12 +694,12 @@ int scram_client_verify(struct scram_client *c, const uint8_t *msg, size_t len)
 	    !mem_equal_ct(sig, c->server_signature, SCRAM_KEY_LEN))
 		goto fail_text;
 	free(text);
-	c->state = SCRAM_CLIENT_DONE;
+	c->step = SCRAM_CLIENT_DONE;
 	return 0;
 
 fail_text:
 	free(text);
 fail:
-	c->state = SCRAM_CLIENT_FAILED;
+	c->step = SCRAM_CLIENT_FAILED;
 	return -1;
 }

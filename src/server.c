@@ -98,7 +98,7 @@ void server_set_state(struct server *s, enum server_state st)
 		TAILQ_INSERT_HEAD(to, s, state_link);
 		(*count_of(s, st))++;
 	}
-	s->state = st;
+	s->state = st; /* the one write of server->state: server_set_state */
 	if (st == SERVER_IDLE)
 		s->idle_since = uv_now(s->w->loop);
 	slog(LOG_LEVEL_DEBUG, s, "%s -> %s", state_names[old], state_names[st]);
@@ -878,8 +878,7 @@ void server_connect(struct pool *p)
 	struct server *s = xcalloc(1, sizeof(*s));
 	s->w = w;
 	s->id = ++w->next_server_id;
-	s->pool = p;
-	s->state = SERVER_CLOSED;
+	s->pool = p; /* state: SERVER_CLOSED is 0, as calloc leaves it */
 	s->txn_status = 'I';
 	s->close_reason = STATS_CLOSE_error;
 	param_set_init(&s->params);
@@ -988,10 +987,10 @@ void server_info(const struct server *s, struct conn_info *out)
 	out->user = s->pool->server_user;
 	out->database = s->pool->db_name;
 	switch (s->state) {
-	case SERVER_ACTIVE: out->state = "active"; out->socket_state = "sv_active"; break;
-	case SERVER_IDLE: out->state = "idle"; out->socket_state = "sv_idle"; break;
-	case SERVER_TESTED: out->state = "tested"; out->socket_state = "sv_tested"; break;
-	default: out->state = "new"; out->socket_state = "sv_login"; break;
+	case SERVER_ACTIVE: out->state_name = "active"; out->socket_state = "sv_active"; break;
+	case SERVER_IDLE: out->state_name = "idle"; out->socket_state = "sv_idle"; break;
+	case SERVER_TESTED: out->state_name = "tested"; out->socket_state = "sv_tested"; break;
+	default: out->state_name = "new"; out->socket_state = "sv_login"; break;
 	}
 	const char *colon = strrchr(s->addr, ':');
 	if (colon && s->addr[0] != '/') {

@@ -37,6 +37,11 @@ void *xcalloc(size_t count, size_t n);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
+/*
+ * The one place the process gives up: memory (or, inside OpenSSL, the
+ * resources its primitives allocate) is exhausted. what names the caller.
+ */
+__attribute__((noreturn)) void xoom(const char *what);
 /* printf into a fresh heap string; the caller frees it. */
 char *xasprintf(const char *fmt, ...) PRINTF_LIKE(1, 2);
 

@@ -32,12 +32,13 @@
 #include "sluice/stream.h"
 #include "sluice/worker.h"
 
+/* CLOSED comes first: a server fresh from calloc is on no list. */
 #define SERVER_STATES(X)                                                                           \
+	X(CLOSED, "closed")                                                                        \
 	X(LOGIN, "login")                                                                          \
 	X(IDLE, "idle")                                                                            \
 	X(ACTIVE, "active")                                                                        \
-	X(TESTED, "tested")                                                                        \
-	X(CLOSED, "closed")
+	X(TESTED, "tested")
 
 enum server_state {
 #define X(name, text) SERVER_##name,

@@ -108,7 +108,7 @@ struct conn_info {
 	char type; /* 'C' or 'S' */
 	const char *user;
 	const char *database;
-	const char *state; /* PgBouncer's name: active, idle, waiting, used, tested, login... */
+	const char *state_name; /* PgBouncer's: active, idle, waiting, used, tested, login... */
 	const char *socket_state; /* SHOW SOCKETS: cl_active, sv_idle, ... */
 	char addr[64];
 	int port;
