@@ -86,6 +86,7 @@ psql -X -q -h "$tmp" -p "$pg_port" -U postgres -d postgres -v ON_ERROR_STOP=1 \
 	-c "CREATE ROLE demo LOGIN PASSWORD 'demo'" -c "CREATE DATABASE demo OWNER demo"
 
 port=$(free_port 6432)
+metrics_port=$(free_port 9127)
 cat >"$tmp/userlist.txt" <<USERS
 "demo" "demo"
 USERS
@@ -100,6 +101,8 @@ auth_file = $tmp/userlist.txt
 pool_mode = transaction
 default_pool_size = 10
 logfile =
+admin_users = demo
+metrics_port = $metrics_port
 
 [databases]
 demo = host=127.0.0.1 port=$pg_port dbname=demo
@@ -112,11 +115,15 @@ Connect through sluice with:
 
     psql "host=127.0.0.1 port=$port dbname=demo user=demo password=demo"
 
+The admin console (SHOW POOLS, SHOW STATS, SHOW POOL_WAITS, ...):
+
+    psql "host=127.0.0.1 port=$port dbname=pgbouncer user=demo password=demo" -c "SHOW POOLS"
+
+Prometheus metrics and probes: http://127.0.0.1:$metrics_port/metrics, /health, /ready
+
 Config: $tmp/sluice.ini. Press Ctrl-C to stop everything.
 
 MSG
-# TODO(admin console): print the admin hint once the console exists:
-#   psql "host=127.0.0.1 port=$port dbname=sluice user=demo password=demo" -c "SHOW POOLS"
 
 # sluice runs as a child the script waits for: Ctrl-C interrupts the wait, and
 # cleanup() signals sluice, then stops PostgreSQL. If sluice exits by itself
