@@ -35,30 +35,11 @@
 #define STATS_CONN "dbname=pgbouncer user=scramuser password=scramuserpw"
 #define APP_CONN "dbname=app user=md5user password=md5userpw"
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
 static struct harness_sluice *start(const char *extra, const char *databases)
 {
 	char ini[1024];
 	snprintf(ini, sizeof(ini), "%s%s", CONSOLE_INI, extra ? extra : "");
 	return harness_sluice_start(ini, databases, USERLIST);
-}
-
-static void stop(struct harness_sluice *s)
-{
-	ck_assert_int_eq(harness_sluice_stop(s), 0);
-	harness_sluice_free(s);
 }
 
 /* Runs a console command that must return rows; the caller PQclear()s. */
@@ -80,32 +61,6 @@ static int find_row(const PGresult *res, const char *key_col, const char *key)
 		if (strcmp(PQgetvalue(res, i, k), key) == 0)
 			return i;
 	return -1;
-}
-
-/* The value of column col in the row of key, as a heap string (NULL if no such row). */
-static char *show_value(PGconn *c, const char *sql, const char *key_col, const char *key,
-	const char *col)
-{
-	PGresult *res = show(c, sql);
-	int row = find_row(res, key_col, key);
-	char *v = NULL;
-	if (row >= 0) {
-		int k = PQfnumber(res, col);
-		ck_assert_msg(k >= 0, "%s has no column %s", sql, col);
-		v = xstrdup(PQgetvalue(res, row, k));
-	}
-	PQclear(res);
-	return v;
-}
-
-static long show_long(PGconn *c, const char *sql, const char *key_col, const char *key,
-	const char *col)
-{
-	char *v = show_value(c, sql, key_col, key, col);
-	ck_assert_msg(v != NULL, "%s: no row %s = %s", sql, key_col, key);
-	long n = strtol(v, NULL, 10);
-	free(v);
-	return n;
 }
 
 /* The SHOW POOLS value of col for the pool (app, md5user). */
@@ -326,7 +281,7 @@ START_TEST(test_every_show_has_the_reference_columns_and_types)
 	PQclear(res);
 	PQfinish(c);
 	PQfinish(app);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -362,12 +317,12 @@ START_TEST(test_totals_lists_and_state_rows_are_in_reference_order)
 	expect_row_names(c, "SHOW TOTALS", totals, ARRAY_SIZE(totals));
 	expect_row_names(c, "SHOW LISTS", lists, ARRAY_SIZE(lists));
 	expect_row_names(c, "SHOW STATE", state, ARRAY_SIZE(state));
-	ck_assert_int_eq(show_long(c, "SHOW LISTS", "list", "used_clients", "items"), 1);
-	char *v = show_value(c, "SHOW STATE", "key", "paused", "value");
+	ck_assert_int_eq(harness_show_long(c, "SHOW LISTS", "list", "used_clients", "items"), 1);
+	char *v = harness_show_value(c, "SHOW STATE", "key", "paused", "value");
 	ck_assert_str_eq(v, "no");
 	free(v);
 	PQfinish(c);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -396,7 +351,7 @@ START_TEST(test_show_help_is_a_notice_with_tag_show)
 	ck_assert_msg(strstr(notice_buf, "SHOW") && strstr(notice_buf, "PAUSE"), "notice: %s",
 		notice_buf);
 	PQfinish(c);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -423,7 +378,7 @@ START_TEST(test_select_alias_case_and_semicolon_are_accepted)
 	free(e);
 	PQclear(show(c, "SHOW VERSION"));
 	PQfinish(c);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -461,7 +416,7 @@ START_TEST(test_fake_gucs_answer_show_and_ignore_set)
 	PQclear(res);
 	PQfinish(st);
 	PQfinish(c);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -480,7 +435,7 @@ START_TEST(test_extended_protocol_is_refused_on_the_console)
 	c = harness_connect(s, ADMIN_CONN);
 	PQclear(show(c, "SHOW POOLS"));
 	PQfinish(c);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -501,7 +456,7 @@ START_TEST(test_show_version_and_server_version_are_parseable)
 		"server_version %s is not X.Y.Z...", sv);
 	ck_assert_str_eq(PQparameterStatus(c, "client_encoding"), "UTF8");
 	PQfinish(c);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -515,24 +470,24 @@ START_TEST(test_stats_totals_count_queries_and_bytes)
 		free(harness_query_text(app, "SELECT name FROM items WHERE id = 1"));
 	PGconn *c = harness_connect(s, ADMIN_CONN);
 	const char *q = "SHOW STATS_TOTALS";
-	ck_assert_int_eq(show_long(c, q, "database", "app", "xact_count"), 5);
-	ck_assert_int_eq(show_long(c, q, "database", "app", "query_count"), 5);
-	ck_assert_int_ge(show_long(c, q, "database", "app", "server_assignment_count"), 1);
-	ck_assert_int_ge(show_long(c, q, "database", "app", "client_login_count"), 1);
+	ck_assert_int_eq(harness_show_long(c, q, "database", "app", "xact_count"), 5);
+	ck_assert_int_eq(harness_show_long(c, q, "database", "app", "query_count"), 5);
+	ck_assert_int_ge(harness_show_long(c, q, "database", "app", "server_assignment_count"), 1);
+	ck_assert_int_ge(harness_show_long(c, q, "database", "app", "client_login_count"), 1);
 	/* Five Query messages of 41 bytes went in; five answers with a row came back. */
-	ck_assert_int_ge(show_long(c, q, "database", "app", "bytes_received"), 5 * 41);
-	ck_assert_int_ge(show_long(c, q, "database", "app", "bytes_sent"), 5 * 40);
-	ck_assert_int_gt(show_long(c, q, "database", "app", "query_time"), 0);
+	ck_assert_int_ge(harness_show_long(c, q, "database", "app", "bytes_received"), 5 * 41);
+	ck_assert_int_ge(harness_show_long(c, q, "database", "app", "bytes_sent"), 5 * 40);
+	ck_assert_int_gt(harness_show_long(c, q, "database", "app", "query_time"), 0);
 	/* SHOW STATS' totals and SHOW TOTALS agree. */
-	ck_assert_int_eq(show_long(c, "SHOW STATS", "database", "app", "total_query_count"), 5);
-	ck_assert_int_ge(show_long(c, "SHOW TOTALS", "name", "total_query_count", "value"), 5);
+	ck_assert_int_eq(harness_show_long(c, "SHOW STATS", "database", "app", "total_query_count"), 5);
+	ck_assert_int_ge(harness_show_long(c, "SHOW TOTALS", "name", "total_query_count", "value"), 5);
 	/* Nothing was sent to the postgres database. */
-	char *v = show_value(c, q, "database", "postgres", "query_count");
+	char *v = harness_show_value(c, q, "database", "postgres", "query_count");
 	ck_assert_msg(v == NULL || strcmp(v, "0") == 0, "postgres: %s", v);
 	free(v);
 	PQfinish(c);
 	PQfinish(app);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -541,23 +496,23 @@ START_TEST(test_stats_averages_become_nonzero_after_a_period_of_load)
 	struct harness_sluice *s = start("stats_period = 1\n", NULL);
 	PGconn *app = harness_connect(s, APP_CONN);
 	PGconn *c = harness_connect(s, ADMIN_CONN);
-	long deadline = now_ms() + 5000, avg = 0;
-	while (avg == 0 && now_ms() < deadline) {
+	long deadline = harness_now_ms() + 5000, avg = 0;
+	while (avg == 0 && harness_now_ms() < deadline) {
 		for (int i = 0; i < 20; i++)
 			free(harness_query_text(app, "SELECT 1"));
-		avg = show_long(c, "SHOW STATS", "database", "app", "avg_query_count");
+		avg = harness_show_long(c, "SHOW STATS", "database", "app", "avg_query_count");
 	}
 	ck_assert_msg(avg > 0, "avg_query_count stayed 0 for 5 s of load");
-	ck_assert_int_gt(show_long(c, "SHOW STATS", "database", "app", "avg_xact_count"), 0);
-	ck_assert_int_gt(show_long(c, "SHOW STATS", "database", "app", "avg_recv"), 0);
+	ck_assert_int_gt(harness_show_long(c, "SHOW STATS", "database", "app", "avg_xact_count"), 0);
+	ck_assert_int_gt(harness_show_long(c, "SHOW STATS", "database", "app", "avg_recv"), 0);
 	/* Times are averages per transaction/query in microseconds, not per-second sums. */
-	long qt = show_long(c, "SHOW STATS", "database", "app", "avg_query_time");
+	long qt = harness_show_long(c, "SHOW STATS", "database", "app", "avg_query_time");
 	ck_assert_msg(qt > 0 && qt < 1000000, "avg_query_time %ld us", qt);
-	ck_assert_int_gt(show_long(c, "SHOW STATS_AVERAGES", "database", "app", "query_count"), 0);
-	ck_assert_int_gt(show_long(c, "SHOW TOTALS", "name", "avg_query_count", "value"), 0);
+	ck_assert_int_gt(harness_show_long(c, "SHOW STATS_AVERAGES", "database", "app", "query_count"), 0);
+	ck_assert_int_gt(harness_show_long(c, "SHOW TOTALS", "name", "avg_query_count", "value"), 0);
 	PQfinish(c);
 	PQfinish(app);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -568,7 +523,7 @@ START_TEST(test_log_stats_writes_a_stats_line_every_period)
 	free(harness_query_text(app, "SELECT 1"));
 	ck_assert_msg(harness_sluice_log_wait(s, "stats:", 3000), "no stats: line in the log");
 	PQfinish(app);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -589,13 +544,13 @@ START_TEST(test_waiting_client_shows_in_pools_clients_and_pool_waits)
 	PQclear(PQexec(holder, "BEGIN"));
 	free(harness_query_text(holder, "SELECT 1"));
 	ck_assert(PQsendQuery(waiter, "SELECT 42"));
-	long deadline = now_ms() + 3000;
-	while (app_pool(c, "cl_waiting") != 1 && now_ms() < deadline)
-		sleep_ms(20);
+	long deadline = harness_now_ms() + 3000;
+	while (app_pool(c, "cl_waiting") != 1 && harness_now_ms() < deadline)
+		harness_sleep_ms(20);
 	ck_assert_int_eq(app_pool(c, "cl_waiting"), 1);
 	ck_assert_int_eq(app_pool(c, "sv_active"), 1);
 	long w1 = app_pool(c, "maxwait") * 1000000 + app_pool(c, "maxwait_us");
-	sleep_ms(200);
+	harness_sleep_ms(200);
 	long w2 = app_pool(c, "maxwait") * 1000000 + app_pool(c, "maxwait_us");
 	ck_assert_msg(w2 > w1 && w2 >= 200000, "maxwait did not grow: %ld then %ld us", w1, w2);
 	PGresult *res;
@@ -628,7 +583,7 @@ START_TEST(test_waiting_client_shows_in_pools_clients_and_pool_waits)
 	PQfinish(c);
 	PQfinish(waiter);
 	PQfinish(holder);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -655,7 +610,7 @@ START_TEST(test_show_servers_remote_pid_is_the_backend_pid)
 	free(pid);
 	PQfinish(c);
 	PQfinish(app);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -669,15 +624,15 @@ START_TEST(test_databases_users_and_config_reflect_the_ini)
 	free(harness_query_text(app, "SELECT 1"));
 	PGconn *c = harness_connect(s, ADMIN_CONN);
 	const char *q = "SHOW DATABASES";
-	ck_assert_int_eq(show_long(c, q, "name", "app", "pool_size"), 4);
-	ck_assert_int_eq(show_long(c, q, "name", "other", "pool_size"), 7);
-	ck_assert_int_eq(show_long(c, q, "name", "app", "current_connections"), 1);
-	ck_assert_int_eq(show_long(c, q, "name", "other", "current_connections"), 0);
-	ck_assert_int_eq(show_long(c, q, "name", "app", "current_client_connections"), 1);
-	ck_assert_int_eq(show_long(c, q, "name", "app", "max_connections"), 9);
-	ck_assert_int_eq(show_long(c, q, "name", "app", "paused"), 0);
-	ck_assert_int_eq(show_long(c, q, "name", "pgbouncer", "port"), s->port);
-	char *v = show_value(c, q, "name", "app", "database");
+	ck_assert_int_eq(harness_show_long(c, q, "name", "app", "pool_size"), 4);
+	ck_assert_int_eq(harness_show_long(c, q, "name", "other", "pool_size"), 7);
+	ck_assert_int_eq(harness_show_long(c, q, "name", "app", "current_connections"), 1);
+	ck_assert_int_eq(harness_show_long(c, q, "name", "other", "current_connections"), 0);
+	ck_assert_int_eq(harness_show_long(c, q, "name", "app", "current_client_connections"), 1);
+	ck_assert_int_eq(harness_show_long(c, q, "name", "app", "max_connections"), 9);
+	ck_assert_int_eq(harness_show_long(c, q, "name", "app", "paused"), 0);
+	ck_assert_int_eq(harness_show_long(c, q, "name", "pgbouncer", "port"), s->port);
+	char *v = harness_show_value(c, q, "name", "app", "database");
 	ck_assert_str_eq(v, "app");
 	free(v);
 	/* Sorted by name. */
@@ -688,13 +643,13 @@ START_TEST(test_databases_users_and_config_reflect_the_ini)
 			PQgetvalue(res, i, 0));
 	PQclear(res);
 
-	ck_assert_int_eq(show_long(c, "SHOW USERS", "name", "md5user", "current_connections"), 1);
+	ck_assert_int_eq(harness_show_long(c, "SHOW USERS", "name", "md5user", "current_connections"), 1);
 	ck_assert_int_eq(
-		show_long(c, "SHOW USERS", "name", "md5user", "current_client_connections"), 2);
-	v = show_value(c, "SHOW USERS", "name", "md5user", "pool_size");
+		harness_show_long(c, "SHOW USERS", "name", "md5user", "current_client_connections"), 2);
+	v = harness_show_value(c, "SHOW USERS", "name", "md5user", "pool_size");
 	ck_assert_str_eq(v, ""); /* unset: the empty string, as PgBouncer */
 	free(v);
-	v = show_value(c, "SHOW USERS", "name", "pgbouncer", "name");
+	v = harness_show_value(c, "SHOW USERS", "name", "pgbouncer", "name");
 	ck_assert_ptr_nonnull(v);
 	free(v);
 
@@ -704,15 +659,15 @@ START_TEST(test_databases_users_and_config_reflect_the_ini)
 		{ "admin_users", "md5user" }, { "stats_users", "scramuser" },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(cfg); i++) {
-		v = show_value(c, "SHOW CONFIG", "key", cfg[i][0], "value");
+		v = harness_show_value(c, "SHOW CONFIG", "key", cfg[i][0], "value");
 		ck_assert_msg(v && strcmp(v, cfg[i][1]) == 0, "%s = %s, want %s", cfg[i][0],
 			v ? v : "(no row)", cfg[i][1]);
 		free(v);
 	}
-	v = show_value(c, "SHOW CONFIG", "key", "listen_port", "changeable");
+	v = harness_show_value(c, "SHOW CONFIG", "key", "listen_port", "changeable");
 	ck_assert_str_eq(v, "no");
 	free(v);
-	v = show_value(c, "SHOW CONFIG", "key", "default_pool_size", "changeable");
+	v = harness_show_value(c, "SHOW CONFIG", "key", "default_pool_size", "changeable");
 	ck_assert_str_eq(v, "yes");
 	free(v);
 	res = show(c, "SHOW CONFIG");
@@ -723,7 +678,7 @@ START_TEST(test_databases_users_and_config_reflect_the_ini)
 	PQclear(res);
 	PQfinish(c);
 	PQfinish(app);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -736,10 +691,10 @@ START_TEST(test_user_overrides_show_in_users_and_pools)
 	PGconn *app = harness_connect(s, APP_CONN);
 	free(harness_query_text(app, "SELECT 1"));
 	PGconn *c = harness_connect(s, ADMIN_CONN);
-	char *v = show_value(c, "SHOW USERS", "name", "md5user", "pool_size");
+	char *v = harness_show_value(c, "SHOW USERS", "name", "md5user", "pool_size");
 	ck_assert_str_eq(v, "        3"); /* PgBouncer's %9d */
 	free(v);
-	v = show_value(c, "SHOW USERS", "name", "md5user", "pool_mode");
+	v = harness_show_value(c, "SHOW USERS", "name", "md5user", "pool_mode");
 	ck_assert_str_eq(v, "transaction");
 	free(v);
 	PGresult *res = show(c, "SHOW POOLS");
@@ -759,7 +714,7 @@ START_TEST(test_user_overrides_show_in_users_and_pools)
 	PQclear(res);
 	PQfinish(c);
 	PQfinish(app);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -781,20 +736,20 @@ START_TEST(test_stats_user_may_show_but_not_control)
 		free(e);
 	}
 	/* Nothing happened. */
-	char *v = show_value(st, "SHOW STATE", "key", "paused", "value");
+	char *v = harness_show_value(st, "SHOW STATE", "key", "paused", "value");
 	ck_assert_str_eq(v, "no");
 	free(v);
-	v = show_value(st, "SHOW CONFIG", "key", "default_pool_size", "value");
+	v = harness_show_value(st, "SHOW CONFIG", "key", "default_pool_size", "value");
 	ck_assert_str_eq(v, "20");
 	free(v);
-	ck_assert_int_eq(show_long(st, "SHOW DATABASES", "name", "app", "disabled"), 0);
+	ck_assert_int_eq(harness_show_long(st, "SHOW DATABASES", "name", "app", "disabled"), 0);
 	PGconn *app = harness_connect(s, APP_CONN);
 	char *one = harness_query_text(app, "SELECT 1");
 	ck_assert_str_eq(one, "1");
 	free(one);
 	PQfinish(app);
 	PQfinish(st);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -809,7 +764,7 @@ START_TEST(test_console_login_refusals_carry_their_sqlstates)
 	ck_assert_msg(strstr(e, "password authentication failed"), "%s", e);
 	free(e);
 	PQfinish(harness_connect(s, ADMIN_CONN));
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -817,58 +772,30 @@ END_TEST
 static char *raw_login_sqlstate(int port, const char *user, const char *db, const char *password)
 {
 	int fd = harness_raw_connect(port);
-	unsigned char pkt[512];
-	size_t n = 8;
-	n += (size_t)snprintf((char *)pkt + n, sizeof(pkt) - n, "user%c%s%cdatabase%c%s%c%c", 0,
-		user, 0, 0, db, 0, 0);
-	uint32_t len = htonl((uint32_t)n), code = htonl(196608);
-	memcpy(pkt, &len, 4);
-	memcpy(pkt + 4, &code, 4);
-	ck_assert_int_eq(write(fd, pkt, n), (ssize_t)n);
+	harness_raw_send_startup(fd, user, db);
 	char *state = NULL;
 	for (int msgs = 0; msgs < 10 && !state; msgs++) {
-		unsigned char hdr[5];
-		size_t got = 0;
-		while (got < 5) {
-			ssize_t r = read(fd, hdr + got, 5 - got);
-			ck_assert_msg(r > 0, "connection closed without an ErrorResponse");
-			got += (size_t)r;
-		}
-		uint32_t blen;
-		memcpy(&blen, hdr + 1, 4);
-		blen = ntohl(blen) - 4;
-		ck_assert_uint_lt(blen, 4096);
-		char body[4096];
-		got = 0;
-		while (got < blen) {
-			ssize_t r = read(fd, body + got, blen - got);
-			ck_assert(r > 0);
-			got += (size_t)r;
-		}
-		if (hdr[0] == 'R') {
-			uint32_t auth;
-			memcpy(&auth, body, 4);
-			auth = ntohl(auth);
+		struct harness_msg m;
+		ck_assert_msg(harness_raw_read_msg(fd, &m),
+			"connection closed without an ErrorResponse");
+		ck_assert_uint_lt(m.len, 4096);
+		if (m.type == 'R') {
+			ck_assert_uint_ge(m.len, 4);
+			uint32_t auth = get_be32((const uint8_t *)m.body);
 			ck_assert_msg(auth == 3 || auth == 5, "unexpected auth request %u", auth);
-			char pw[64];
 			/* An MD5 answer that was not computed is wrong; that is the point. */
-			const char *bogus_md5 = "md500000000000000000000000000000000";
-			snprintf(pw, sizeof(pw), "%s", auth == 5 ? bogus_md5 : password);
+			const char *pw = auth == 5 ? "md500000000000000000000000000000000" : password;
 			size_t pl = strlen(pw) + 1;
-			unsigned char m[80];
-			m[0] = 'p';
-			uint32_t l = htonl((uint32_t)(pl + 4));
-			memcpy(m + 1, &l, 4);
-			memcpy(m + 5, pw, pl);
-			ck_assert_int_eq(write(fd, m, pl + 5), (ssize_t)(pl + 5));
-		} else if (hdr[0] == 'E') {
-			for (size_t i = 0; i < blen && body[i];) {
-				if (body[i] == 'C')
-					state = xstrdup(body + i + 1);
-				i += strlen(body + i) + 1;
-			}
-			ck_assert_ptr_nonnull(state);
+			uint8_t out[80] = { 'p' };
+			ck_assert_uint_le(pl + 5, sizeof(out));
+			put_be32(out + 1, (uint32_t)(pl + 4));
+			memcpy(out + 5, pw, pl);
+			harness_write_all(fd, out, pl + 5);
+		} else if (m.type == 'E') {
+			state = xstrdup(harness_msg_field(&m, 'C'));
+			ck_assert_str_ne(state, "");
 		}
+		free(m.body);
 	}
 	close(fd);
 	ck_assert_ptr_nonnull(state);
@@ -884,7 +811,7 @@ START_TEST(test_console_login_sqlstates_on_the_wire)
 	st = raw_login_sqlstate(s->port, "md5user", "pgbouncer", "wrong");
 	ck_assert_str_eq(st, "28P01");
 	free(st);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -905,11 +832,11 @@ START_TEST(test_peer_login_as_pgbouncer_over_the_unix_socket_needs_no_password)
 	/* Over the unix socket, remote_pid is the peer's pid: this process. */
 	char me[32];
 	snprintf(me, sizeof(me), "%d", (int)getpid());
-	char *rp = show_value(c, "SHOW CLIENTS", "user", "pgbouncer", "remote_pid");
+	char *rp = harness_show_value(c, "SHOW CLIENTS", "user", "pgbouncer", "remote_pid");
 	ck_assert_ptr_nonnull(rp);
 	ck_assert_str_eq(rp, me);
 	free(rp);
-	rp = show_value(c, "SHOW CLIENTS", "user", "pgbouncer", "addr");
+	rp = harness_show_value(c, "SHOW CLIENTS", "user", "pgbouncer", "addr");
 	ck_assert_str_eq(rp, "unix");
 	free(rp);
 	/* It is an admin. */
@@ -921,7 +848,7 @@ START_TEST(test_peer_login_as_pgbouncer_over_the_unix_socket_needs_no_password)
 	/* Over TCP there are no peer credentials. */
 	char *e = harness_connect_error(s, "dbname=pgbouncer user=pgbouncer");
 	free(e);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 

@@ -39,30 +39,11 @@
 /* How long a held query must stay unanswered to count as held. */
 #define HELD_MS 300
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
 static struct harness_sluice *start(const char *extra)
 {
 	char ini[1024];
 	snprintf(ini, sizeof(ini), "%s%s", CONSOLE_INI, extra ? extra : "");
 	return harness_sluice_start(ini, DATABASES, USERLIST);
-}
-
-static void stop(struct harness_sluice *s)
-{
-	ck_assert_int_eq(harness_sluice_stop(s), 0);
-	harness_sluice_free(s);
 }
 
 /* Runs an admin command that must succeed with tag; fails the test otherwise. */
@@ -78,13 +59,13 @@ static void command_ok(PGconn *c, const char *sql, const char *tag)
 /* Whether the answer to a PQsendQuery() on c arrives within ms (consumes it if so). */
 static bool answered_within(PGconn *c, long ms)
 {
-	long deadline = now_ms() + ms;
+	long deadline = harness_now_ms() + ms;
 	do {
 		ck_assert_msg(PQconsumeInput(c), "%s", PQerrorMessage(c));
 		if (!PQisBusy(c))
 			return true;
-		sleep_ms(10);
-	} while (now_ms() < deadline);
+		harness_sleep_ms(10);
+	} while (harness_now_ms() < deadline);
 	return false;
 }
 
@@ -102,32 +83,6 @@ static bool finish_ok(PGconn *c, char *tag, size_t tag_len)
 		PQclear(res);
 	}
 	return ok;
-}
-
-static char *show_value(PGconn *c, const char *sql, const char *key_col, const char *key,
-	const char *col)
-{
-	PGresult *res = PQexec(c, sql);
-	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql,
-		PQresultErrorMessage(res));
-	int kk = PQfnumber(res, key_col), kc = PQfnumber(res, col);
-	ck_assert(kk >= 0 && kc >= 0);
-	char *v = NULL;
-	for (int i = 0; i < PQntuples(res) && !v; i++)
-		if (strcmp(PQgetvalue(res, i, kk), key) == 0)
-			v = xstrdup(PQgetvalue(res, i, kc));
-	PQclear(res);
-	return v;
-}
-
-static long show_long(PGconn *c, const char *sql, const char *key_col, const char *key,
-	const char *col)
-{
-	char *v = show_value(c, sql, key_col, key, col);
-	ck_assert_msg(v != NULL, "%s: no row %s = %s", sql, key_col, key);
-	long n = strtol(v, NULL, 10);
-	free(v);
-	return n;
 }
 
 static void expect_select_1(PGconn *c)
@@ -155,15 +110,15 @@ START_TEST(test_pause_waits_for_active_servers_and_holds_queries_until_resume)
 	char tag[256];
 	ck_assert_msg(finish_ok(c, tag, sizeof(tag)), "PAUSE: %s", tag);
 	ck_assert_str_eq(tag, "PAUSE");
-	char *v = show_value(c, "SHOW STATE", "key", "paused", "value");
+	char *v = harness_show_value(c, "SHOW STATE", "key", "paused", "value");
 	ck_assert_str_eq(v, "yes");
 	free(v);
 	/* PAUSE closed the released servers. */
-	long deadline = now_ms() + 2000;
+	long deadline = harness_now_ms() + 2000;
 	while (harness_pg_exec_long("SELECT count(*) FROM pg_stat_activity WHERE usename = "
 				    "'md5user'") != 0 &&
-		now_ms() < deadline)
-		sleep_ms(20);
+		harness_now_ms() < deadline)
+		harness_sleep_ms(20);
 	ck_assert_int_eq(harness_pg_exec_long("SELECT count(*) FROM pg_stat_activity WHERE "
 					      "usename = 'md5user'"),
 		0);
@@ -178,7 +133,7 @@ START_TEST(test_pause_waits_for_active_servers_and_holds_queries_until_resume)
 	PQfinish(c);
 	PQfinish(other);
 	PQfinish(holder);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -189,8 +144,8 @@ START_TEST(test_pause_of_one_database_leaves_the_others_running)
 	PGconn *pg = harness_connect(s, "dbname=postgres user=md5user password=md5userpw");
 	PGconn *c = harness_connect(s, ADMIN_CONN);
 	command_ok(c, "PAUSE app", "PAUSE");
-	ck_assert_int_eq(show_long(c, "SHOW DATABASES", "name", "app", "paused"), 1);
-	ck_assert_int_eq(show_long(c, "SHOW DATABASES", "name", "postgres", "paused"), 0);
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app", "paused"), 1);
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "postgres", "paused"), 0);
 	expect_select_1(pg);
 	ck_assert(PQsendQuery(app, "SELECT 1"));
 	ck_assert_msg(!answered_within(app, HELD_MS), "a query to the paused db ran");
@@ -202,11 +157,11 @@ START_TEST(test_pause_of_one_database_leaves_the_others_running)
 	command_ok(c, "RESUME app", "RESUME");
 	ck_assert_msg(answered_within(app, 3000), "the held query did not run after RESUME app");
 	ck_assert(finish_ok(app, NULL, 0));
-	ck_assert_int_eq(show_long(c, "SHOW DATABASES", "name", "app", "paused"), 0);
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app", "paused"), 0);
 	PQfinish(c);
 	PQfinish(pg);
 	PQfinish(app);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -222,14 +177,14 @@ START_TEST(test_console_leaving_during_pause_leaves_sluice_paused_and_sound)
 	PQfinish(c);
 	PQclear(PQexec(holder, "COMMIT"));
 	c = harness_connect(s, ADMIN_CONN);
-	char *v = show_value(c, "SHOW STATE", "key", "paused", "value");
+	char *v = harness_show_value(c, "SHOW STATE", "key", "paused", "value");
 	ck_assert_str_eq(v, "yes");
 	free(v);
 	command_ok(c, "RESUME", "RESUME");
 	expect_select_1(holder);
 	PQfinish(c);
 	PQfinish(holder);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -241,13 +196,13 @@ START_TEST(test_disable_refuses_new_logins_until_enable)
 	PGconn *c = harness_connect(s, ADMIN_CONN);
 	PGconn *before = harness_connect(s, APP_CONN);
 	command_ok(c, "DISABLE app", "DISABLE");
-	ck_assert_int_eq(show_long(c, "SHOW DATABASES", "name", "app", "disabled"), 1);
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app", "disabled"), 1);
 	char *e = harness_connect_error(s, APP_CONN);
 	free(e);
 	/* Other databases still take logins. */
 	PQfinish(harness_connect(s, "dbname=postgres user=md5user password=md5userpw"));
 	command_ok(c, "ENABLE app", "ENABLE");
-	ck_assert_int_eq(show_long(c, "SHOW DATABASES", "name", "app", "disabled"), 0);
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app", "disabled"), 0);
 	PGconn *after = harness_connect(s, APP_CONN);
 	expect_select_1(after);
 	PQfinish(after);
@@ -255,7 +210,7 @@ START_TEST(test_disable_refuses_new_logins_until_enable)
 	e = harness_query_error(c, "DISABLE");
 	free(e);
 	PQfinish(c);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -272,12 +227,12 @@ START_TEST(test_kill_drops_the_databases_clients_and_pauses_it)
 	/* Its servers are gone too. */
 	const char *count_sql = "SELECT count(*) FROM pg_stat_activity WHERE usename = 'md5user' "
 				"AND datname = 'app'";
-	long deadline = now_ms() + 2000;
-	while (harness_pg_exec_long("%s", count_sql) != 0 && now_ms() < deadline)
-		sleep_ms(20);
+	long deadline = harness_now_ms() + 2000;
+	while (harness_pg_exec_long("%s", count_sql) != 0 && harness_now_ms() < deadline)
+		harness_sleep_ms(20);
 	ck_assert_int_eq(harness_pg_exec_long("%s", count_sql), 0);
 	expect_select_1(bystander);
-	ck_assert_int_eq(show_long(c, "SHOW DATABASES", "name", "app", "paused"), 1);
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app", "paused"), 1);
 	/* A new client of app waits until RESUME. */
 	PGconn *late = harness_connect(s, APP_CONN);
 	ck_assert(PQsendQuery(late, "SELECT 1"));
@@ -289,7 +244,7 @@ START_TEST(test_kill_drops_the_databases_clients_and_pauses_it)
 	PQfinish(c);
 	PQfinish(bystander);
 	PQfinish(victim);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -299,7 +254,7 @@ START_TEST(test_kill_client_drops_exactly_that_client)
 	PGconn *victim = harness_connect(s, APP_CONN " application_name=victim");
 	PGconn *other = harness_connect(s, APP_CONN " application_name=other");
 	PGconn *c = harness_connect(s, ADMIN_CONN);
-	char *id = show_value(c, "SHOW CLIENTS", "application_name", "victim", "id");
+	char *id = harness_show_value(c, "SHOW CLIENTS", "application_name", "victim", "id");
 	ck_assert_ptr_nonnull(id);
 	char sql[64];
 	snprintf(sql, sizeof(sql), "KILL_CLIENT %s", id);
@@ -307,7 +262,7 @@ START_TEST(test_kill_client_drops_exactly_that_client)
 	char *e = harness_query_error(victim, "SELECT 1");
 	free(e);
 	expect_select_1(other);
-	char *gone = show_value(c, "SHOW CLIENTS", "application_name", "victim", "id");
+	char *gone = harness_show_value(c, "SHOW CLIENTS", "application_name", "victim", "id");
 	ck_assert_ptr_null(gone);
 	/* The same id is no longer there. */
 	e = harness_query_error(c, sql);
@@ -316,7 +271,7 @@ START_TEST(test_kill_client_drops_exactly_that_client)
 	PQfinish(c);
 	PQfinish(other);
 	PQfinish(victim);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -332,7 +287,7 @@ START_TEST(test_reconnect_replaces_servers_and_wait_close_returns_when_gone)
 	PQclear(PQexec(app, "BEGIN"));
 	char *pid_tx = harness_query_text(app, "SELECT pg_backend_pid()");
 	command_ok(c, "RECONNECT app", "RECONNECT");
-	char *cn = show_value(c, "SHOW SERVERS", "remote_pid", pid_tx, "close_needed");
+	char *cn = harness_show_value(c, "SHOW SERVERS", "remote_pid", pid_tx, "close_needed");
 	ck_assert_ptr_nonnull(cn);
 	ck_assert_str_eq(cn, "1");
 	free(cn);
@@ -356,56 +311,32 @@ START_TEST(test_reconnect_replaces_servers_and_wait_close_returns_when_gone)
 	free(pid2);
 	PQfinish(c);
 	PQfinish(app);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
 /* ---- RELOAD and SET -------------------------------------------------------------------- */
-
-static char *read_file(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	ck_assert_ptr_nonnull(f);
-	char *buf = xmalloc(65536);
-	size_t n = fread(buf, 1, 65535, f);
-	buf[n] = '\0';
-	fclose(f);
-	return buf;
-}
-
-/* Rewrites the ini with the first occurrence of from replaced by to. */
-static void edit_ini(const struct harness_sluice *s, const char *from, const char *to)
-{
-	char *text = read_file(s->ini_path);
-	char *at = strstr(text, from);
-	ck_assert_msg(at != NULL, "%s not in the ini", from);
-	FILE *f = fopen(s->ini_path, "w");
-	ck_assert_ptr_nonnull(f);
-	fprintf(f, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
-	fclose(f);
-	free(text);
-}
 
 START_TEST(test_reload_applies_a_changed_ini_and_refuses_a_broken_one)
 {
 	struct harness_sluice *s = start("default_pool_size = 5\n");
 	PGconn *c = harness_connect(s, ADMIN_CONN);
 	PGconn *app = harness_connect(s, APP_CONN);
-	char *v = show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
+	char *v = harness_show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
 	ck_assert_str_eq(v, "5");
 	free(v);
-	edit_ini(s, "default_pool_size = 5", "default_pool_size = 8");
+	harness_sluice_edit_ini(s, "default_pool_size = 5", "default_pool_size = 8");
 	command_ok(c, "RELOAD", "RELOAD");
-	v = show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
+	v = harness_show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
 	ck_assert_str_eq(v, "8");
 	free(v);
-	ck_assert_int_eq(show_long(c, "SHOW DATABASES", "name", "app", "pool_size"), 8);
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app", "pool_size"), 8);
 
-	edit_ini(s, "default_pool_size = 8", "default_pool_size = lots");
+	harness_sluice_edit_ini(s, "default_pool_size = 8", "default_pool_size = lots");
 	char *e = harness_query_error(c, "RELOAD");
 	ck_assert_msg(strncmp(e, "F0000", 5) == 0, "%s", e);
 	free(e);
-	v = show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
+	v = harness_show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
 	ck_assert_str_eq(v, "8");
 	free(v);
 	expect_select_1(app);
@@ -414,7 +345,7 @@ START_TEST(test_reload_applies_a_changed_ini_and_refuses_a_broken_one)
 	PQfinish(fresh);
 	PQfinish(app);
 	PQfinish(c);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -423,12 +354,12 @@ START_TEST(test_set_changes_reloadable_keys_and_refuses_others)
 	struct harness_sluice *s = start(NULL);
 	PGconn *c = harness_connect(s, ADMIN_CONN);
 	command_ok(c, "SET default_pool_size = 3", "SET");
-	char *v = show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
+	char *v = harness_show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
 	ck_assert_str_eq(v, "3");
 	free(v);
-	ck_assert_int_eq(show_long(c, "SHOW DATABASES", "name", "app", "pool_size"), 3);
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app", "pool_size"), 3);
 	command_ok(c, "set default_pool_size to '4';", "SET");
-	v = show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
+	v = harness_show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
 	ck_assert_str_eq(v, "4");
 	free(v);
 
@@ -437,7 +368,7 @@ START_TEST(test_set_changes_reloadable_keys_and_refuses_others)
 	ck_assert_msg(strstr(e, "listen_port") && (strstr(e, "restart") || strstr(e, "reload")),
 		"%s", e);
 	free(e);
-	v = show_value(c, "SHOW CONFIG", "key", "listen_port", "value");
+	v = harness_show_value(c, "SHOW CONFIG", "key", "listen_port", "value");
 	ck_assert_int_eq(atoi(v), s->port);
 	free(v);
 	e = harness_query_error(c, "SET no_such_setting = 1");
@@ -445,14 +376,14 @@ START_TEST(test_set_changes_reloadable_keys_and_refuses_others)
 	free(e);
 	e = harness_query_error(c, "SET default_pool_size = many");
 	free(e);
-	v = show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
+	v = harness_show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
 	ck_assert_str_eq(v, "4");
 	free(v);
 	PGconn *app = harness_connect(s, APP_CONN);
 	expect_select_1(app);
 	PQfinish(app);
 	PQfinish(c);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -462,19 +393,19 @@ START_TEST(test_later_set_of_a_key_wins_over_earlier_ones)
 	PGconn *c = harness_connect(s, ADMIN_CONN);
 	command_ok(c, "SET default_pool_size = 3", "SET");
 	command_ok(c, "SET default_pool_size = 4", "SET");
-	char *v = show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
+	char *v = harness_show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
 	ck_assert_str_eq(v, "4");
 	free(v);
 	/* A SET of another key keeps the latest value of the first. */
 	command_ok(c, "SET max_client_conn = 50", "SET");
-	v = show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
+	v = harness_show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
 	ck_assert_str_eq(v, "4");
 	free(v);
-	v = show_value(c, "SHOW CONFIG", "key", "max_client_conn", "value");
+	v = harness_show_value(c, "SHOW CONFIG", "key", "max_client_conn", "value");
 	ck_assert_str_eq(v, "50");
 	free(v);
 	PQfinish(c);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -549,7 +480,7 @@ START_TEST(test_kill_without_database_drops_every_client_but_the_console)
 	e = harness_query_error(b, "SELECT 1");
 	free(e);
 	/* The console itself survives and can undo the pause. */
-	char *v = show_value(c, "SHOW STATE", "key", "paused", "value");
+	char *v = harness_show_value(c, "SHOW STATE", "key", "paused", "value");
 	ck_assert_str_eq(v, "yes");
 	free(v);
 	command_ok(c, "RESUME", "RESUME");
@@ -559,7 +490,7 @@ START_TEST(test_kill_without_database_drops_every_client_but_the_console)
 	PQfinish(c);
 	PQfinish(b);
 	PQfinish(a);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -621,13 +552,13 @@ START_TEST(test_debian_exporter_scrapes_the_console)
 		_exit(127);
 	}
 	char *body = NULL;
-	long deadline = now_ms() + 10000;
-	while (!body && now_ms() < deadline && waitpid(pid, NULL, WNOHANG) == 0) {
+	long deadline = harness_now_ms() + 10000;
+	while (!body && harness_now_ms() < deadline && waitpid(pid, NULL, WNOHANG) == 0) {
 		body = http_get(port, "/metrics");
 		if (!body)
-			sleep_ms(100);
+			harness_sleep_ms(100);
 	}
-	char *log = read_file(log_path);
+	char *log = harness_read_file(log_path);
 	ck_assert_msg(body != NULL, "the exporter served nothing; its log:\n%s", log);
 	ck_assert_msg(strstr(body, " 200 "), "scrape failed:\n%.2000s\nlog:\n%s", body, log);
 	ck_assert_msg(strstr(body, "pgbouncer_active_clients{database=\"app\",user=\"md5user\"}"),
@@ -640,7 +571,7 @@ START_TEST(test_debian_exporter_scrapes_the_console)
 	kill(pid, SIGTERM);
 	waitpid(pid, NULL, 0);
 	PQfinish(app);
-	stop(s);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 

@@ -93,13 +93,6 @@ static int failed_server_logins(const struct harness_sluice *s)
 	return n;
 }
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Connects as user with password through s and asserts who it runs as on which database. */
 static void assert_logs_in_as(const struct harness_sluice *s, const char *conninfo,
 	const char *expect_user, const char *expect_db)
@@ -136,75 +129,11 @@ static void assert_connect_fails_with(const struct harness_sluice *s, const char
 #define AUTH_REQ_SASL 10
 #define AUTH_REQ_SASL_CONTINUE 11
 
-static void raw_write(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		ck_assert_msg(n > 0, "write to sluice failed: %s", strerror(errno));
-		p += n;
-		len -= (size_t)n;
-	}
-}
-
-static bool raw_read_full(int fd, void *data, size_t len)
-{
-	char *p = data;
-	while (len > 0) {
-		ssize_t n = read(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		p += n;
-		len -= (size_t)n;
-	}
-	return true;
-}
-
-/* One message as read from the socket; body is heap memory, NUL-terminated for convenience. */
-struct raw_msg {
-	char type;
-	char *body;
-	uint32_t len; /* of body */
-};
-
-static void raw_read_msg(int fd, struct raw_msg *m)
-{
-	unsigned char hdr[5];
-	ck_assert_msg(raw_read_full(fd, hdr, sizeof(hdr)), "sluice closed without a message");
-	uint32_t len;
-	memcpy(&len, hdr + 1, 4);
-	len = ntohl(len);
-	ck_assert_uint_ge(len, 4);
-	ck_assert_uint_lt(len, 1 << 20);
-	m->type = (char)hdr[0];
-	m->len = len - 4;
-	m->body = xmalloc(m->len + 1);
-	ck_assert(raw_read_full(fd, m->body, m->len));
-	m->body[m->len] = '\0';
-}
-
 static uint32_t raw_be32(const char *p)
 {
 	uint32_t v;
 	memcpy(&v, p, 4);
 	return ntohl(v);
-}
-
-/* A field of an ErrorResponse body ('C' SQLSTATE, 'M' message), or "". */
-static const char *raw_error_field(const struct raw_msg *m, char field)
-{
-	const char *p = m->body, *end = m->body + m->len;
-	while (p < end && *p) {
-		char f = *p++;
-		if (f == field)
-			return p;
-		p += strlen(p) + 1;
-	}
-	return "";
 }
 
 static void raw_send_msg(int fd, char type, const void *body, size_t len)
@@ -213,24 +142,15 @@ static void raw_send_msg(int fd, char type, const void *body, size_t len)
 	uint32_t n = htonl((uint32_t)(len + 4));
 	hdr[0] = (unsigned char)type;
 	memcpy(hdr + 1, &n, 4);
-	raw_write(fd, hdr, sizeof(hdr));
-	raw_write(fd, body, len);
+	harness_write_all(fd, hdr, sizeof(hdr));
+	harness_write_all(fd, body, len);
 }
 
 /* Connects to port and sends a protocol 3.0 StartupMessage for user and db. */
 static int raw_startup(int port, const char *user, const char *db)
 {
 	int fd = harness_raw_connect(port);
-	char pkt[512];
-	size_t n = 8;
-	n += (size_t)snprintf(pkt + n, sizeof(pkt) - n, "user%c%s%c", 0, user, 0);
-	n += (size_t)snprintf(pkt + n, sizeof(pkt) - n, "database%c%s%c", 0, db, 0);
-	ck_assert_uint_lt(n, sizeof(pkt) - 1);
-	pkt[n++] = '\0';
-	uint32_t len = htonl((uint32_t)n), code = htonl(3u << 16);
-	memcpy(pkt, &len, 4);
-	memcpy(pkt + 4, &code, 4);
-	raw_write(fd, pkt, n);
+	harness_raw_send_startup(fd, user, db);
 	return fd;
 }
 
@@ -241,11 +161,11 @@ struct raw_outcome {
 	char message[256];
 };
 
-static void raw_take_error(const struct raw_msg *m, struct raw_outcome *o)
+static void raw_take_error(const struct harness_msg *m, struct raw_outcome *o)
 {
 	ck_assert_msg(m->type == 'E', "expected an ErrorResponse, got '%c'", m->type);
-	snprintf(o->sqlstate, sizeof(o->sqlstate), "%s", raw_error_field(m, 'C'));
-	snprintf(o->message, sizeof(o->message), "%s", raw_error_field(m, 'M'));
+	snprintf(o->sqlstate, sizeof(o->sqlstate), "%s", harness_msg_field(m, 'C'));
+	snprintf(o->message, sizeof(o->message), "%s", harness_msg_field(m, 'M'));
 }
 
 /*
@@ -258,8 +178,8 @@ static struct raw_outcome raw_wrong_password_login(int port, const char *user, c
 {
 	struct raw_outcome o = { .auth_code = -1 };
 	int fd = raw_startup(port, user, db);
-	struct raw_msg m;
-	raw_read_msg(fd, &m);
+	struct harness_msg m;
+	ck_assert_msg(harness_raw_read_msg(fd, &m), "sluice closed without a message");
 	if (m.type != 'R') {
 		raw_take_error(&m, &o);
 		free(m.body);
@@ -286,7 +206,7 @@ static struct raw_outcome raw_wrong_password_login(int port, const char *user, c
 		memcpy(body + n, first, strlen(first));
 		n += strlen(first);
 		raw_send_msg(fd, 'p', body, n);
-		raw_read_msg(fd, &m);
+		ck_assert_msg(harness_raw_read_msg(fd, &m), "sluice closed without a message");
 		ck_assert_int_eq(m.type, 'R');
 		ck_assert_uint_ge(m.len, 4);
 		ck_assert_int_eq(raw_be32(m.body), AUTH_REQ_SASL_CONTINUE);
@@ -305,7 +225,7 @@ static struct raw_outcome raw_wrong_password_login(int port, const char *user, c
 	default:
 		ck_abort_msg("unexpected Authentication request %d", o.auth_code);
 	}
-	raw_read_msg(fd, &m);
+	ck_assert_msg(harness_raw_read_msg(fd, &m), "sluice closed without a message");
 	raw_take_error(&m, &o);
 	free(m.body);
 	close(fd);
@@ -317,8 +237,8 @@ static struct raw_outcome raw_first_answer(int port, const char *user, const cha
 {
 	struct raw_outcome o = { .auth_code = -1 };
 	int fd = raw_startup(port, user, db);
-	struct raw_msg m;
-	raw_read_msg(fd, &m);
+	struct harness_msg m;
+	ck_assert_msg(harness_raw_read_msg(fd, &m), "sluice closed without a message");
 	if (m.type == 'R') {
 		ck_assert_uint_ge(m.len, 4);
 		o.auth_code = (int)raw_be32(m.body);
@@ -671,12 +591,12 @@ START_TEST(test_server_login_failure_gives_postgres_error_and_fails_fast_within_
 	ck_assert_int_eq(failed_server_logins(s), 1);
 
 	/* Within server_login_retry: the same error at once, without asking PostgreSQL. */
-	long start = now_ms();
+	long start = harness_now_ms();
 	assert_connect_fails_with(s, "dbname=app user=scramuser",
 		"password authentication failed for user \"scramuser\"");
 	o = raw_first_answer(s->port, "scramuser", "app");
 	ck_assert_str_eq(o.sqlstate, "28P01");
-	ck_assert_int_lt(now_ms() - start, 5000);
+	ck_assert_int_lt(harness_now_ms() - start, 5000);
 	ck_assert_int_eq(failed_server_logins(s), 1);
 
 	/* Other pools are served. */
@@ -696,10 +616,10 @@ START_TEST(test_server_login_is_tried_again_after_server_login_retry)
 	free(list);
 	assert_connect_fails_with(s, "dbname=app user=scramuser",
 		"password authentication failed for user \"scramuser\"");
-	long failed_at = now_ms();
+	long failed_at = harness_now_ms();
 	ck_assert_int_eq(failed_server_logins(s), 1);
 	/* Past the window (with a margin for the loop's clock), a new login is attempted. */
-	while (now_ms() - failed_at < 700)
+	while (harness_now_ms() - failed_at < 700)
 		usleep(20 * 1000);
 	assert_connect_fails_with(s, "dbname=app user=scramuser",
 		"password authentication failed for user \"scramuser\"");
@@ -720,9 +640,9 @@ START_TEST(test_server_login_recovers_once_the_cause_is_fixed_and_retry_passed)
 	char *err = harness_connect_error(s, "dbname=late user=trustuser");
 	ck_assert_msg(strstr(err, "database \"authit_late\" does not exist") != NULL, "%s", err);
 	free(err);
-	long failed_at = now_ms();
+	long failed_at = harness_now_ms();
 	free(harness_pg_exec("CREATE DATABASE authit_late"));
-	while (now_ms() - failed_at < 700)
+	while (harness_now_ms() - failed_at < 700)
 		usleep(20 * 1000);
 	PGconn *conn = harness_connect(s, "dbname=late user=anyone");
 	char *db = harness_query_text(conn, "SELECT current_database()");

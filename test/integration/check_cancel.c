@@ -20,25 +20,6 @@
 #define USERLIST "\"trustuser\" \"trustuserpw\"\n"
 #define CONNINFO "dbname=app user=trustuser"
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-/* Waits (bounded) until PostgreSQL runs a query with exactly this text. */
-static void wait_query_running(const char *sql)
-{
-	long deadline = now_ms() + 5000;
-	while (harness_pg_exec_long("SELECT count(*) FROM pg_stat_activity "
-				    "WHERE state = 'active' AND query = '%s'",
-		       sql) == 0) {
-		ck_assert_msg(now_ms() < deadline, "%s never started on the server", sql);
-		usleep(20 * 1000);
-	}
-}
-
 /*
  * Collects the result of the query sent with PQsendQuery: its SQLSTATE
  * ("" on success) into state, and the value of the first cell if any.
@@ -74,17 +55,17 @@ START_TEST(test_pqcancel_ends_running_query_with_57014)
 	struct harness_sluice *s = harness_sluice_start(extra, NULL, USERLIST);
 	PGconn *conn = harness_connect(s, CONNINFO);
 	ck_assert_int_eq(PQsendQuery(conn, "SELECT pg_sleep(10)"), 1);
-	wait_query_running("SELECT pg_sleep(10)");
+	harness_wait_query_running("SELECT pg_sleep(10)");
 
 	PGcancel *cancel = PQgetCancel(conn);
 	ck_assert_ptr_nonnull(cancel);
 	char errbuf[256];
-	long start = now_ms();
+	long start = harness_now_ms();
 	ck_assert_msg(PQcancel(cancel, errbuf, sizeof(errbuf)) == 1, "%s", errbuf);
 	PQfreeCancel(cancel);
 	char state[6];
 	finish_query(conn, state, NULL, 0);
-	long took = now_ms() - start;
+	long took = harness_now_ms() - start;
 	ck_assert_str_eq(state, "57014");
 	ck_assert_msg(took < 1500, "cancel took %ld ms", took);
 
@@ -104,7 +85,7 @@ START_TEST(test_cancel_request_with_unknown_key_cancels_nothing)
 		NULL, USERLIST);
 	PGconn *conn = harness_connect(s, CONNINFO);
 	ck_assert_int_eq(PQsendQuery(conn, "SELECT pg_sleep(1), 42"), 1);
-	wait_query_running("SELECT pg_sleep(1), 42");
+	harness_wait_query_running("SELECT pg_sleep(1), 42");
 
 	/* Random keys from a fixed seed: sluice's keys are random too, so no match. */
 	srandom(12345);
@@ -146,7 +127,7 @@ START_TEST(test_old_cancel_key_of_client_a_never_cancels_client_b)
 
 	PGconn *b = harness_connect(s, CONNINFO);
 	ck_assert_int_eq(PQsendQuery(b, "SELECT pg_sleep(1), pg_backend_pid()"), 1);
-	wait_query_running("SELECT pg_sleep(1), pg_backend_pid()");
+	harness_wait_query_running("SELECT pg_sleep(1), pg_backend_pid()");
 	char errbuf[256];
 	ck_assert_msg(PQcancel(cancel_a, errbuf, sizeof(errbuf)) == 1, "%s", errbuf);
 	PQfreeCancel(cancel_a);

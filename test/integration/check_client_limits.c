@@ -23,103 +23,6 @@
 #define USERLIST "\"trustuser\" \"trustuserpw\"\n\"md5user\" \"md5userpw\"\n"
 #define COMMON "auth_type = trust\npool_mode = transaction\n"
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
-/* Reads exactly n bytes; false on EOF, error or the socket's 10 s timeout. */
-static bool read_full(int fd, void *out, size_t n)
-{
-	uint8_t *p = out;
-	while (n > 0) {
-		ssize_t r = read(fd, p, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return false;
-		p += r;
-		n -= (size_t)r;
-	}
-	return true;
-}
-
-/* Sends a protocol 3.0 StartupMessage for user and database app on fd. */
-static void send_startup(int fd, const char *user)
-{
-	uint8_t msg[256];
-	size_t n = 8;
-	n += (size_t)snprintf((char *)msg + n, sizeof(msg) - n, "user%c%s%cdatabase%c%s%c", 0, user,
-		0, 0, HARNESS_DATABASE, 0);
-	msg[n++] = 0;
-	put_be32(msg, (uint32_t)n);
-	put_be32(msg + 4, 3u << 16);
-	ck_assert_int_eq(write(fd, msg, n), (ssize_t)n);
-}
-
-/*
- * Reads messages from fd until an ErrorResponse and returns its SQLSTATE and
- * message as "SQLSTATE message" (heap string), or NULL when the connection
- * ends (or times out) without one.
- */
-static char *read_error(int fd)
-{
-	for (;;) {
-		uint8_t hdr[5];
-		if (!read_full(fd, hdr, sizeof(hdr)))
-			return NULL;
-		uint32_t len = get_be32(hdr + 1);
-		ck_assert_int_ge(len, 4);
-		ck_assert_int_lt(len, 65536);
-		char *body = xmalloc(len - 4 + 1);
-		if (!read_full(fd, body, len - 4)) {
-			free(body);
-			return NULL;
-		}
-		body[len - 4] = '\0';
-		if (hdr[0] != 'E') {
-			free(body);
-			continue;
-		}
-		const char *code = "", *text = "";
-		for (char *f = body; f < body + len - 4 && *f; f += strlen(f) + 1) {
-			if (f[0] == 'C')
-				code = f + 1;
-			else if (f[0] == 'M')
-				text = f + 1;
-		}
-		char *out = xasprintf("%s %s", code, text);
-		free(body);
-		return out;
-	}
-}
-
-static void expect_answer(PGconn *conn, const char *sql, const char *want)
-{
-	char *v = harness_query_text(conn, sql);
-	ck_assert_msg(v && strcmp(v, want) == 0, "%s gave %s, expected %s", sql, v ? v : "NULL",
-		want);
-	free(v);
-}
-
-/* Waits (bounded) until conn's socket has something to read or is closed; returns ms waited. */
-static long wait_readable(PGconn *conn, long timeout_ms)
-{
-	long t0 = now_ms();
-	struct pollfd pfd = { .fd = PQsocket(conn), .events = POLLIN };
-	int rc = poll(&pfd, 1, (int)timeout_ms);
-	ck_assert_msg(rc == 1, "nothing arrived in %ld ms", timeout_ms);
-	return now_ms() - t0;
-}
-
 /* ---- max_client_conn ----------------------------------------------------------- */
 
 START_TEST(test_max_client_conn_refuses_one_more_with_53300)
@@ -132,8 +35,8 @@ START_TEST(test_max_client_conn_refuses_one_more_with_53300)
 
 	/* The fourth: refused with too_many_connections, seen on the wire... */
 	int fd = harness_raw_connect(s->port);
-	send_startup(fd, "trustuser");
-	char *err = read_error(fd);
+	harness_raw_send_startup(fd, "trustuser", HARNESS_DATABASE);
+	char *err = harness_raw_read_error(fd);
 	ck_assert_msg(err != NULL, "the fourth client got no ErrorResponse");
 	ck_assert_msg(strncmp(err, "53300 ", 6) == 0, "fourth client got: %s", err);
 	free(err);
@@ -145,26 +48,26 @@ START_TEST(test_max_client_conn_refuses_one_more_with_53300)
 
 	/* The three keep working. */
 	for (int i = 0; i < 3; i++)
-		expect_answer(conns[i], "SELECT count(*) FROM items", "3");
+		harness_expect_answer(conns[i], "SELECT count(*) FROM items", "3");
 
 	/* A freed slot can be taken again: the refused clients did not keep theirs. */
 	PQfinish(conns[0]);
 	char *conninfo = xasprintf("host=127.0.0.1 port=%d dbname=app user=trustuser "
 				   "connect_timeout=5",
 		s->port);
-	long deadline = now_ms() + 3000;
+	long deadline = harness_now_ms() + 3000;
 	PGconn *again;
 	for (;;) {
 		again = PQconnectdb(conninfo);
-		if (PQstatus(again) == CONNECTION_OK || now_ms() > deadline)
+		if (PQstatus(again) == CONNECTION_OK || harness_now_ms() > deadline)
 			break;
 		PQfinish(again);
-		sleep_ms(50);
+		harness_sleep_ms(50);
 	}
 	ck_assert_msg(PQstatus(again) == CONNECTION_OK, "no slot after a client left: %s",
 		PQerrorMessage(again));
 	free(conninfo);
-	expect_answer(again, "SELECT 7", "7");
+	harness_expect_answer(again, "SELECT 7", "7");
 	PQfinish(again);
 	for (int i = 1; i < 3; i++)
 		PQfinish(conns[i]);
@@ -179,15 +82,15 @@ START_TEST(test_client_login_timeout_disconnects_silent_client)
 {
 	struct harness_sluice *s = harness_sluice_start(COMMON "client_login_timeout = 0.5\n", NULL,
 		USERLIST);
-	long t0 = now_ms();
+	long t0 = harness_now_ms();
 	int fd = harness_raw_connect(s->port);
 	/* It sends nothing. Meanwhile a proper client logs in and works. */
 	PGconn *conn = harness_connect(s, "dbname=app user=trustuser");
-	expect_answer(conn, "SELECT 1", "1");
+	harness_expect_answer(conn, "SELECT 1", "1");
 
 	/* An ErrorResponse (if any) then end of file, well before the socket's 10 s timeout. */
-	char *err = read_error(fd);
-	long waited = now_ms() - t0;
+	char *err = harness_raw_read_error(fd);
+	long waited = harness_now_ms() - t0;
 	if (err) {
 		ck_assert_msg(strstr(err, "client_login_timeout") != NULL, "%s", err);
 		free(err);
@@ -199,8 +102,8 @@ START_TEST(test_client_login_timeout_disconnects_silent_client)
 	close(fd);
 
 	/* The logged-in client is past login: the timeout does not touch it. */
-	sleep_ms(300);
-	expect_answer(conn, "SELECT 2", "2");
+	harness_sleep_ms(300);
+	harness_expect_answer(conn, "SELECT 2", "2");
 	PQfinish(conn);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
@@ -215,10 +118,10 @@ START_TEST(test_client_login_timeout_spares_a_client_that_logs_in_in_time)
 	PGconn *conn = harness_connect(s, "dbname=app user=trustuser");
 	/* Slow but in time: the startup packet after 200 ms is accepted. */
 	int fd = harness_raw_connect(s->port);
-	sleep_ms(200);
-	send_startup(fd, "trustuser");
+	harness_sleep_ms(200);
+	harness_raw_send_startup(fd, "trustuser", HARNESS_DATABASE);
 	uint8_t hdr[5];
-	ck_assert(read_full(fd, hdr, sizeof(hdr)));
+	ck_assert(harness_read_full(fd, hdr, sizeof(hdr)));
 	ck_assert_msg(hdr[0] == 'R', "answer to a timely startup was '%c'", hdr[0]);
 	close(fd);
 	PQfinish(conn);
@@ -235,23 +138,23 @@ START_TEST(test_client_idle_timeout_closes_idle_client_only)
 		USERLIST);
 	PGconn *idle = harness_connect(s, "dbname=app user=trustuser");
 	PGconn *busy = harness_connect(s, "dbname=app user=trustuser");
-	expect_answer(idle, "SELECT 1", "1");
-	long t0 = now_ms();
+	harness_expect_answer(idle, "SELECT 1", "1");
+	long t0 = harness_now_ms();
 
 	/* busy sends a query every 150 ms: never idle for 0.5 s. */
-	while (now_ms() - t0 < 1200) {
-		expect_answer(busy, "SELECT 1", "1");
-		sleep_ms(150);
+	while (harness_now_ms() - t0 < 1200) {
+		harness_expect_answer(busy, "SELECT 1", "1");
+		harness_sleep_ms(150);
 	}
 	/* By now idle has been told and dropped; PQconsumeInput sees the end. */
-	long waited = wait_readable(idle, 3000) + (now_ms() - t0);
+	long waited = harness_wait_readable(idle, 3000) + (harness_now_ms() - t0);
 	ck_assert_msg(waited >= 450, "closed after %ld ms", waited);
 	char *err = harness_query_error(idle, "SELECT 1");
 	ck_assert_msg(strstr(err, "client_idle_timeout") != NULL || strncmp(err, "08", 2) == 0,
 		"%s", err);
 	free(err);
 	ck_assert(harness_sluice_log_wait(s, "client_idle_timeout", 2000));
-	expect_answer(busy, "SELECT 3", "3");
+	harness_expect_answer(busy, "SELECT 3", "3");
 	PQfinish(idle);
 	PQfinish(busy);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
@@ -271,9 +174,9 @@ START_TEST(test_query_wait_timeout_fails_waiting_client_and_spares_holder)
 	free(harness_query_text(holder, "BEGIN"));
 	free(harness_query_text(holder, "UPDATE items SET name = name WHERE id = 1"));
 
-	long t0 = now_ms();
+	long t0 = harness_now_ms();
 	ck_assert(PQsendQuery(waiter, "SELECT 1"));
-	long waited = wait_readable(waiter, 3000);
+	long waited = harness_wait_readable(waiter, 3000);
 	ck_assert_msg(waited >= 450, "the waiter was answered after %ld ms", waited);
 	ck_assert_msg(waited < 2500, "the waiter was answered after %ld ms", waited);
 	PGresult *res = PQgetResult(waiter);
@@ -286,12 +189,12 @@ START_TEST(test_query_wait_timeout_fails_waiting_client_and_spares_holder)
 	(void)t0;
 
 	/* The holder's transaction is intact and commits. */
-	expect_answer(holder, "SELECT count(*) FROM items", "3");
+	harness_expect_answer(holder, "SELECT count(*) FROM items", "3");
 	char *status = harness_query_text(holder, "SELECT now() = statement_timestamp()");
 	ck_assert_str_eq(status, "f"); /* still inside the transaction begun before */
 	free(status);
 	free(harness_query_text(holder, "COMMIT"));
-	expect_answer(holder, "SELECT 5", "5");
+	harness_expect_answer(holder, "SELECT 5", "5");
 	ck_assert(harness_sluice_log_wait(s, "query_wait_timeout", 2000));
 	PQfinish(holder);
 	PQfinish(waiter);

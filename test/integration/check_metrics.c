@@ -27,19 +27,6 @@
 #define CONNINFO "dbname=app user=trustuser"
 #define SERIES_LABELS "{database=\"app\",user=\"trustuser\"}"
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
 /* ---- a tiny HTTP client ------------------------------------------------------------ */
 
 struct http_resp {
@@ -122,12 +109,12 @@ static int http_request(int port, const char *method, const char *path, struct h
 static int http_wait_status(int port, const char *path, int want, long timeout_ms,
 	struct http_resp *last)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = harness_now_ms() + timeout_ms;
 	for (;;) {
 		http_resp_free(last);
-		if (http_request(port, "GET", path, last) == want || now_ms() >= deadline)
+		if (http_request(port, "GET", path, last) == want || harness_now_ms() >= deadline)
 			return last->status;
-		sleep_ms(100);
+		harness_sleep_ms(100);
 	}
 }
 
@@ -192,7 +179,7 @@ START_TEST(test_http_errors_and_stalled_client_closed_at_deadline)
 	int stalled = harness_raw_connect(st.http_port);
 	const char *half = "GET /metrics HTTP/1.1\r\nHo";
 	ck_assert_int_eq(send(stalled, half, strlen(half), MSG_NOSIGNAL), (ssize_t)strlen(half));
-	long t0 = now_ms();
+	long t0 = harness_now_ms();
 
 	ck_assert_int_eq(http_request(st.http_port, "GET", "/health", &r), 200);
 	ck_assert_str_eq(r.body, "ok\n");
@@ -251,7 +238,7 @@ START_TEST(test_http_errors_and_stalled_client_closed_at_deadline)
 	char buf[256];
 	ssize_t got = recv(stalled, buf, sizeof(buf), 0);
 	int err = errno;
-	long took = now_ms() - t0;
+	long took = harness_now_ms() - t0;
 	close(stalled);
 	/* Closed without a response (0) or reset; not left to the 10 s socket timeout. */
 	ck_assert_msg(got == 0 || (got < 0 && err == ECONNRESET), "recv gave %zd (%s) after %ld ms",
@@ -277,7 +264,7 @@ START_TEST(test_metrics_show_pool_queries_and_a_client_that_waited)
 	free(harness_query_text(a, "SELECT count(*) FROM items"));
 	PGconn *b = harness_connect(st.s, CONNINFO);
 	ck_assert_int_eq(PQsendQuery(b, "SELECT 42"), 1);
-	sleep_ms(300);
+	harness_sleep_ms(300);
 
 	/* While B waits, the gauges say so. */
 	ck_assert_int_eq(http_request(st.http_port, "GET", "/metrics", &r), 200);
@@ -385,9 +372,9 @@ START_TEST(test_ready_follows_postgresql_down_and_up)
 
 	harness_pg_stop();
 	/* Collect, then start PostgreSQL again before asserting, so later tests have it. */
-	long t0 = now_ms();
+	long t0 = harness_now_ms();
 	int down = http_wait_status(st.http_port, "/ready", 503, 8000, &r);
-	long took = now_ms() - t0;
+	long took = harness_now_ms() - t0;
 	char *down_body = xstrdup(r.body);
 	struct http_resp h = { 0 };
 	int health = http_request(st.http_port, "GET", "/health", &h);

@@ -25,13 +25,6 @@
 
 #define USERLIST "\"md5user\" \"md5userpw\"\n"
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* pgbench from PG_BINDIR when it is there, else whatever PATH finds. */
 static char *pgbench_path(void)
 {
@@ -74,10 +67,10 @@ static int run_pgbench(char *const argv[], int timeout_ms, char **out)
 
 	size_t len = 0, cap = 4096;
 	char *buf = xmalloc(cap);
-	long deadline = now_ms() + timeout_ms;
+	long deadline = harness_now_ms() + timeout_ms;
 	bool killed = false;
 	for (;;) {
-		long left = deadline - now_ms();
+		long left = deadline - harness_now_ms();
 		if (left <= 0) {
 			kill(pid, SIGKILL);
 			killed = true;

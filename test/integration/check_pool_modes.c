@@ -26,34 +26,6 @@
 
 /* ---- helpers --------------------------------------------------------------- */
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/*
- * Waits up to timeout_ms for the answer to a PQsendQuery() to be complete
- * (PQisBusy() false). Returns whether it is; a broken connection counts as
- * complete, since PQgetResult() will then report the error.
- */
-static bool wait_not_busy(PGconn *conn, int timeout_ms)
-{
-	long deadline = now_ms() + timeout_ms;
-	for (;;) {
-		if (!PQconsumeInput(conn))
-			return true;
-		if (!PQisBusy(conn))
-			return true;
-		long left = deadline - now_ms();
-		if (left <= 0)
-			return false;
-		struct pollfd pfd = { .fd = PQsocket(conn), .events = POLLIN };
-		(void)poll(&pfd, 1, (int)left);
-	}
-}
-
 /*
  * Collects every result of a sent query, failing the test unless all
  * succeeded; returns the first column of the first row (heap, or NULL).
@@ -83,26 +55,13 @@ static long query_long(PGconn *conn, const char *sql)
 	return n;
 }
 
-/* Client backends PostgreSQL has for user (sluice's servers of that user's pool). */
-static long backends_of(const char *user)
-{
-	return harness_pg_exec_long("SELECT count(*) FROM pg_stat_activity "
-				    "WHERE usename = '%s' AND backend_type = 'client backend'",
-		user);
-}
-
 /*
  * Waits (bounded) until PostgreSQL has exactly want backends of user: backends
  * of an earlier test's sluice may still be exiting when a test starts.
  */
 static void wait_backends(const char *user, long want)
 {
-	long deadline = now_ms() + 5000;
-	long n;
-	while ((n = backends_of(user)) != want && now_ms() < deadline) {
-		struct timespec ts = { .tv_nsec = 20 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
+	long n = harness_wait_backends(user, want, 5000);
 	ck_assert_msg(n == want, "%s has %ld backends, expected %ld", user, n, want);
 }
 
@@ -147,7 +106,7 @@ START_TEST(test_transaction_mode_two_clients_share_one_server)
 		pid_a = pa;
 		pid_b = pb;
 	}
-	ck_assert_int_eq(backends_of("md5user"), 1);
+	ck_assert_int_eq(harness_count_backends("md5user"), 1);
 
 	PQfinish(a);
 	PQfinish(b);
@@ -167,7 +126,7 @@ START_TEST(test_transaction_mode_open_transaction_keeps_server_until_commit)
 
 	ck_assert_int_eq(PQsendQuery(b, "SELECT pg_backend_pid()"), 1);
 	/* b must wait: the only server is inside a's transaction. */
-	ck_assert_msg(!wait_not_busy(b, 400), "b got an answer while a held the server");
+	ck_assert_msg(!harness_wait_not_busy(b, 400), "b got an answer while a held the server");
 
 	/* a still owns its transaction and its server while b waits. */
 	ck_assert_int_eq(query_long(a, "SELECT pg_backend_pid()"), pid_a);
@@ -177,7 +136,7 @@ START_TEST(test_transaction_mode_open_transaction_keeps_server_until_commit)
 	ck_assert_int_eq(PQtransactionStatus(a), PQTRANS_INTRANS);
 
 	free(harness_query_text(a, "COMMIT"));
-	ck_assert_msg(wait_not_busy(b, 5000), "b still waits after a committed");
+	ck_assert_msg(harness_wait_not_busy(b, 5000), "b still waits after a committed");
 	char *vb = collect_text(b);
 	ck_assert_ptr_nonnull(vb);
 	ck_assert_int_eq(strtol(vb, NULL, 10), pid_a);
@@ -236,12 +195,13 @@ START_TEST(test_session_mode_next_client_waits_and_gets_a_reset_backend)
 
 	PGconn *b = harness_connect(s, MD5USER);
 	ck_assert_int_eq(PQsendQuery(b, "SELECT pg_backend_pid()"), 1);
-	ck_assert_msg(!wait_not_busy(b, 400), "b got a server while a's session holds the only one");
+	ck_assert_msg(!harness_wait_not_busy(b, 400),
+		"b got a server while a's session holds the only one");
 	/* a is unaffected by the waiting client. */
 	ck_assert_int_eq(query_long(a, "SELECT pg_backend_pid()"), pid_a);
 
 	PQfinish(a);
-	ck_assert_msg(wait_not_busy(b, 5000), "b still waits after a disconnected");
+	ck_assert_msg(harness_wait_not_busy(b, 5000), "b still waits after a disconnected");
 	char *vb = collect_text(b);
 	ck_assert_ptr_nonnull(vb);
 	ck_assert_int_eq(strtol(vb, NULL, 10), pid_a); /* the same backend, reused */
@@ -362,7 +322,7 @@ START_TEST(test_pool_per_user_gives_each_user_own_server)
 	free(harness_query_text(a, "BEGIN"));
 	long pid_a = query_long(a, "SELECT pg_backend_pid()");
 	ck_assert_int_eq(PQsendQuery(b, "SELECT pg_backend_pid(), current_user"), 1);
-	ck_assert_msg(wait_not_busy(b, 3000), "trustuser waited for md5user's server");
+	ck_assert_msg(harness_wait_not_busy(b, 3000), "trustuser waited for md5user's server");
 	PGresult *res = PQgetResult(b);
 	ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
 	long pid_b = strtol(PQgetvalue(res, 0, 0), NULL, 10);
@@ -376,8 +336,8 @@ START_TEST(test_pool_per_user_gives_each_user_own_server)
 	free(who);
 	free(harness_query_text(a, "COMMIT"));
 
-	ck_assert_int_eq(backends_of("md5user"), 1);
-	ck_assert_int_eq(backends_of("trustuser"), 1);
+	ck_assert_int_eq(harness_count_backends("md5user"), 1);
+	ck_assert_int_eq(harness_count_backends("trustuser"), 1);
 	char *u = harness_pg_exec("SELECT usename FROM pg_stat_activity WHERE pid = %ld", pid_b);
 	ck_assert_str_eq(u, "trustuser");
 	free(u);

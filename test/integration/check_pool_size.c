@@ -33,19 +33,6 @@
 /* No job of this file may take longer than this to be answered. */
 #define JOB_DEADLINE_MS 5000
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
 static long count_servers(void)
 {
 	return harness_pg_exec_long(COUNT_SERVERS_SQL);
@@ -54,9 +41,9 @@ static long count_servers(void)
 /* Polls until count_servers() == want or timeout_ms passes; returns the last count. */
 static long wait_servers(long want, long timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms, n;
-	while ((n = count_servers()) != want && now_ms() < deadline)
-		sleep_ms(20);
+	long deadline = harness_now_ms() + timeout_ms, n;
+	while ((n = count_servers()) != want && harness_now_ms() < deadline)
+		harness_sleep_ms(20);
 	return n;
 }
 
@@ -81,14 +68,14 @@ static void job_consume(struct job *j, long t0)
 	if (!PQconsumeInput(j->conn)) {
 		snprintf(j->error, sizeof(j->error), "%s", PQerrorMessage(j->conn));
 		j->done = true;
-		j->done_ms = now_ms() - t0;
+		j->done_ms = harness_now_ms() - t0;
 		return;
 	}
 	while (!PQisBusy(j->conn)) {
 		PGresult *res = PQgetResult(j->conn);
 		if (!res) {
 			j->done = true;
-			j->done_ms = now_ms() - t0;
+			j->done_ms = harness_now_ms() - t0;
 			return;
 		}
 		if (PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK)
@@ -108,10 +95,10 @@ static void job_consume(struct job *j, long t0)
  */
 static long run_jobs(struct job *jobs, int n, const char *sql, long gap_ms, bool sample)
 {
-	long t0 = now_ms(), next_send = t0, last_sample = 0, max_seen = -1;
+	long t0 = harness_now_ms(), next_send = t0, last_sample = 0, max_seen = -1;
 	int sent = 0, done = 0;
 	while (done < n) {
-		long now = now_ms();
+		long now = harness_now_ms();
 		ck_assert_msg(now - t0 < JOB_DEADLINE_MS, "only %d of %d clients were answered in %d ms",
 			done, n, JOB_DEADLINE_MS);
 		if (sent < n && now >= next_send) {
@@ -125,7 +112,7 @@ static long run_jobs(struct job *jobs, int n, const char *sql, long gap_ms, bool
 			long c = count_servers();
 			if (c > max_seen)
 				max_seen = c;
-			last_sample = now_ms();
+			last_sample = harness_now_ms();
 		}
 		struct pollfd pfd[MAX_JOBS];
 		int idx[MAX_JOBS], np = 0;
@@ -136,7 +123,7 @@ static long run_jobs(struct job *jobs, int n, const char *sql, long gap_ms, bool
 			idx[np++] = i;
 		}
 		if (np == 0) {
-			sleep_ms(5);
+			harness_sleep_ms(5);
 			continue;
 		}
 		int rc = poll(pfd, (nfds_t)np, 5);
@@ -238,9 +225,9 @@ START_TEST(test_pool_limit_caps_server_connections_of_a_crowd)
 	int n = connect_jobs(s, jobs, cc->clients);
 	char sql[64];
 	snprintf(sql, sizeof(sql), "SELECT pg_sleep(%g)", SLEEP_MS / 1000.0);
-	long t0 = now_ms();
+	long t0 = harness_now_ms();
 	long max_seen = run_jobs(jobs, n, sql, 0, true);
-	long elapsed = now_ms() - t0;
+	long elapsed = harness_now_ms() - t0;
 
 	ck_assert_msg(max_seen <= cc->cap, "%s: %ld server connections, cap %d", cc->what, max_seen,
 		cc->cap);
@@ -297,13 +284,13 @@ START_TEST(test_min_pool_size_opens_servers_after_first_login_and_refills)
 							"default_pool_size = 5\nmin_pool_size = 3\n",
 		NULL, USERLIST);
 	/* No pool exists before a client names one: nothing to keep warm yet. */
-	sleep_ms(300);
+	harness_sleep_ms(300);
 	ck_assert_int_eq(count_servers(), 0);
 
 	PGconn *conn = harness_connect(s, "dbname=app user=trustuser");
 	long n = wait_servers(3, 3000);
 	ck_assert_msg(n == 3, "min_pool_size = 3, but %ld servers after the first login", n);
-	sleep_ms(400); /* and not more than that: the pool is idle */
+	harness_sleep_ms(400); /* and not more than that: the pool is idle */
 	ck_assert_int_eq(count_servers(), 3);
 
 	/* A server that dies is replaced. */
@@ -311,7 +298,7 @@ START_TEST(test_min_pool_size_opens_servers_after_first_login_and_refills)
 					      "FROM (SELECT pid FROM pg_stat_activity WHERE "
 					      "usename = 'trustuser' LIMIT 1) t"),
 		1);
-	sleep_ms(100);
+	harness_sleep_ms(100);
 	n = wait_servers(3, 3000);
 	ck_assert_msg(n == 3, "after one server was terminated the pool has %ld", n);
 
@@ -355,7 +342,7 @@ START_TEST(test_reserve_pool_opens_extra_server_after_timeout)
 	free(harness_query_text(holder, "SELECT 1"));
 	ck_assert_int_eq(count_servers(), 1);
 
-	long t0 = now_ms();
+	long t0 = harness_now_ms();
 	ck_assert(PQsendQuery(waiter, "SELECT 'served'"));
 	/* Before the timeout the waiter waits, and no extra server is opened. */
 	struct pollfd pfd = { .fd = PQsocket(waiter), .events = POLLIN };
@@ -363,7 +350,7 @@ START_TEST(test_reserve_pool_opens_extra_server_after_timeout)
 	ck_assert_int_eq(count_servers(), 1);
 
 	int rc_poll = poll(&pfd, 1, 1500);
-	long waited = now_ms() - t0;
+	long waited = harness_now_ms() - t0;
 	if (rc->reserve) {
 		ck_assert_msg(rc_poll == 1, "the waiter was not served from the reserve in %ld ms",
 			waited);

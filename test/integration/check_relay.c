@@ -29,38 +29,10 @@
 
 /* ---- helpers --------------------------------------------------------------- */
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
-	nanosleep(&ts, NULL);
-}
-
-/* Waits up to timeout_ms until a sent query's answer is complete (or the link broke). */
-static bool wait_not_busy(PGconn *conn, int timeout_ms)
-{
-	long deadline = now_ms() + timeout_ms;
-	for (;;) {
-		if (!PQconsumeInput(conn) || !PQisBusy(conn))
-			return true;
-		long left = deadline - now_ms();
-		if (left <= 0)
-			return false;
-		struct pollfd pfd = { .fd = PQsocket(conn), .events = POLLIN };
-		(void)poll(&pfd, 1, (int)left);
-	}
-}
-
 /* The next result of conn, waited for with a deadline (fails the test on timeout). */
 static PGresult *next_result(PGconn *conn, int timeout_ms)
 {
-	ck_assert_msg(wait_not_busy(conn, timeout_ms), "no result within %d ms", timeout_ms);
+	ck_assert_msg(harness_wait_not_busy(conn, timeout_ms), "no result within %d ms", timeout_ms);
 	return PQgetResult(conn);
 }
 
@@ -384,7 +356,7 @@ START_TEST(test_relay_client_gone_mid_pipeline_leaves_server_usable)
 	}
 	/* The last batch has no Sync: the server is mid extended-protocol batch. */
 	ck_assert_int_eq(PQflush(a), 0);
-	sleep_ms(100); /* let the queries reach the server */
+	harness_sleep_ms(100); /* let the queries reach the server */
 	PQfinish(a);
 
 	for (int i = 0; i < 5; i++) {
@@ -553,8 +525,8 @@ START_TEST(test_relay_listen_notify_in_session_mode)
 	const char *expect[2] = { "payload one", "payload two" };
 	char *pid_b = harness_query_text(b, "SELECT pg_backend_pid()");
 	int got = 0;
-	long deadline = now_ms() + 5000;
-	while (got < 2 && now_ms() < deadline) {
+	long deadline = harness_now_ms() + 5000;
+	while (got < 2 && harness_now_ms() < deadline) {
 		ck_assert_int_eq(PQconsumeInput(a), 1);
 		PGnotify *n;
 		while ((n = PQnotifies(a)) != NULL) {
@@ -733,9 +705,9 @@ START_TEST(test_relay_client_abort_mid_transaction_releases_locks)
 	/* The lock is gone within a bounded time: a's transaction was rolled back. */
 	exec_ok(b, "BEGIN");
 	exec_ok(b, "SET LOCAL lock_timeout = '5s'");
-	long t0 = now_ms();
+	long t0 = harness_now_ms();
 	exec_ok(b, "LOCK TABLE items IN ACCESS EXCLUSIVE MODE");
-	ck_assert_int_lt(now_ms() - t0, 5000);
+	ck_assert_int_lt(harness_now_ms() - t0, 5000);
 	exec_ok(b, "COMMIT");
 	ck_assert_int_eq(harness_pg_exec_long("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
 				 pid_a),

@@ -23,31 +23,6 @@
 	"auth_type = trust\nserver_connect_timeout = 1\nserver_login_retry = 0.5\n"              \
 	"query_wait_timeout = 3\n"
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void wait_query_running(const char *sql)
-{
-	long deadline = now_ms() + 5000;
-	while (harness_pg_exec_long("SELECT count(*) FROM pg_stat_activity "
-				    "WHERE state = 'active' AND query = '%s'",
-		       sql) == 0) {
-		ck_assert_msg(now_ms() < deadline, "%s never started on the server", sql);
-		usleep(20 * 1000);
-	}
-}
-
-static void assert_query_works(PGconn *conn)
-{
-	char *v = harness_query_text(conn, "SELECT count(*) FROM items");
-	ck_assert_str_eq(v, "3");
-	free(v);
-}
-
 /*
  * Tries a fresh client every 100 ms until one connects and queries, for at
  * most timeout_ms; returns how long it took or -1 with the last error in err.
@@ -55,7 +30,7 @@ static void assert_query_works(PGconn *conn)
 static long wait_pool_recovers(const struct harness_sluice *s, int timeout_ms, char *err,
 	size_t errlen)
 {
-	long start = now_ms();
+	long start = harness_now_ms();
 	char conninfo[128];
 	snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d connect_timeout=5 " CONNINFO,
 		s->port);
@@ -69,12 +44,12 @@ static long wait_pool_recovers(const struct harness_sluice *s, int timeout_ms, c
 			PQclear(res);
 			PQfinish(conn);
 			if (ok)
-				return now_ms() - start;
+				return harness_now_ms() - start;
 		} else {
 			snprintf(err, errlen, "%s", PQerrorMessage(conn));
 			PQfinish(conn);
 		}
-		if (now_ms() - start > timeout_ms)
+		if (harness_now_ms() - start > timeout_ms)
 			return -1;
 		usleep(100 * 1000);
 	}
@@ -87,11 +62,11 @@ START_TEST(test_terminated_server_mid_query_fails_only_its_client)
 	PGconn *victim = harness_connect(s, CONNINFO);
 	PGconn *bystander = harness_connect(s, CONNINFO);
 	free(harness_query_text(bystander, "BEGIN"));
-	assert_query_works(bystander);
+	harness_expect_answer(bystander, "SELECT count(*) FROM items", "3");
 
 	ck_assert_int_eq(PQsendQuery(victim, "SELECT pg_sleep(5)"), 1);
-	wait_query_running("SELECT pg_sleep(5)");
-	long start = now_ms();
+	harness_wait_query_running("SELECT pg_sleep(5)");
+	long start = harness_now_ms();
 	ck_assert_int_eq(harness_pg_exec_long("SELECT count(*) FILTER (WHERE "
 					      "pg_terminate_backend(pid)) FROM pg_stat_activity "
 					      "WHERE query = 'SELECT pg_sleep(5)'"),
@@ -106,19 +81,19 @@ START_TEST(test_terminated_server_mid_query_fails_only_its_client)
 	while ((res = PQgetResult(victim)) != NULL)
 		PQclear(res);
 	ck_assert_msg(strcmp(state, "57P01") == 0 || strncmp(state, "08", 2) == 0, "%s", state);
-	ck_assert_msg(now_ms() - start < 2000, "the error took %ld ms", now_ms() - start);
+	ck_assert_msg(harness_now_ms() - start < 2000, "the error took %ld ms", harness_now_ms() - start);
 	/* The victim's session is gone with its server. */
 	char *err = harness_query_error(victim, "SELECT 1");
 	free(err);
 	PQfinish(victim);
 
 	/* The bystander's transaction on its own server is untouched. */
-	assert_query_works(bystander);
+	harness_expect_answer(bystander, "SELECT count(*) FROM items", "3");
 	free(harness_query_text(bystander, "COMMIT"));
 	PQfinish(bystander);
 
 	PGconn *fresh = harness_connect(s, CONNINFO);
-	assert_query_works(fresh);
+	harness_expect_answer(fresh, "SELECT count(*) FROM items", "3");
 	PQfinish(fresh);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
@@ -141,10 +116,10 @@ START_TEST(test_killed_idle_server_is_replaced_for_next_client)
 					      "WHERE pid = %ld",
 				 old_pid),
 		1);
-	long deadline = now_ms() + 5000;
+	long deadline = harness_now_ms() + 5000;
 	while (harness_pg_exec_long("SELECT count(*) FROM pg_stat_activity WHERE pid = %ld",
 		       old_pid) != 0) {
-		ck_assert(now_ms() < deadline);
+		ck_assert(harness_now_ms() < deadline);
 		usleep(20 * 1000);
 	}
 
@@ -152,7 +127,7 @@ START_TEST(test_killed_idle_server_is_replaced_for_next_client)
 	v = harness_query_text(conn, "SELECT pg_backend_pid()");
 	ck_assert_int_ne(atol(v), old_pid);
 	free(v);
-	assert_query_works(conn);
+	harness_expect_answer(conn, "SELECT count(*) FROM items", "3");
 	PQfinish(conn);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
@@ -164,20 +139,20 @@ START_TEST(test_pg_restart_fails_connected_clients_then_pool_recovers)
 	struct harness_sluice *s = harness_sluice_start(SLUICE_EXTRA "pool_mode = session\n", NULL,
 		USERLIST);
 	PGconn *idle = harness_connect(s, CONNINFO);
-	assert_query_works(idle);
+	harness_expect_answer(idle, "SELECT count(*) FROM items", "3");
 	PGconn *in_tx = harness_connect(s, CONNINFO);
 	free(harness_query_text(in_tx, "BEGIN"));
-	assert_query_works(in_tx);
+	harness_expect_answer(in_tx, "SELECT count(*) FROM items", "3");
 
 	harness_pg_restart();
 
 	/* Both sessions died with their servers: each gets an error, not a hang. */
-	long start = now_ms();
+	long start = harness_now_ms();
 	char *err = harness_query_error(idle, "SELECT 1");
 	free(err);
 	err = harness_query_error(in_tx, "SELECT 1");
 	free(err);
-	ck_assert_msg(now_ms() - start < 3000, "errors took %ld ms", now_ms() - start);
+	ck_assert_msg(harness_now_ms() - start < 3000, "errors took %ld ms", harness_now_ms() - start);
 	PQfinish(idle);
 	PQfinish(in_tx);
 
@@ -199,7 +174,7 @@ START_TEST(test_pg_down_gives_new_clients_an_error_then_recovers)
 	char conninfo[128];
 	snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d connect_timeout=10 " CONNINFO,
 		s->port);
-	long start = now_ms();
+	long start = harness_now_ms();
 	PGconn *conn = PQconnectdb(conninfo);
 	bool connected = PQstatus(conn) == CONNECTION_OK;
 	char err[512] = "";
@@ -213,7 +188,7 @@ START_TEST(test_pg_down_gives_new_clients_an_error_then_recovers)
 	} else {
 		snprintf(err, sizeof(err), "%s", PQerrorMessage(conn));
 	}
-	long took = now_ms() - start;
+	long took = harness_now_ms() - start;
 	PQfinish(conn);
 	harness_pg_start();
 

@@ -26,34 +26,6 @@
 #define COMMON "auth_type = trust\npool_mode = transaction\n"
 #define APP_DB "app = host=@PGHOST@ port=@PGPORT@ dbname=app\n"
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
-static long count_servers(void)
-{
-	return harness_pg_exec_long("SELECT count(*) FROM pg_stat_activity WHERE "
-				    "backend_type = 'client backend' AND usename = 'trustuser'");
-}
-
-/* Polls until count_servers() == want or timeout_ms passes; returns the last count. */
-static long wait_servers(long want, long timeout_ms)
-{
-	long deadline = now_ms() + timeout_ms, n;
-	while ((n = count_servers()) != want && now_ms() < deadline)
-		sleep_ms(20);
-	return n;
-}
-
 static bool backend_exists(long pid)
 {
 	return harness_pg_exec_long("SELECT count(*) FROM pg_stat_activity WHERE pid = %ld", pid) >
@@ -63,11 +35,11 @@ static bool backend_exists(long pid)
 /* Polls until backend pid has gone; returns whether it did within timeout_ms. */
 static bool wait_backend_gone(long pid, long timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = harness_now_ms() + timeout_ms;
 	while (backend_exists(pid)) {
-		if (now_ms() > deadline)
+		if (harness_now_ms() > deadline)
 			return false;
-		sleep_ms(20);
+		harness_sleep_ms(20);
 	}
 	return true;
 }
@@ -80,29 +52,11 @@ static long backend_pid(PGconn *conn)
 	return pid;
 }
 
-static void expect_answer(PGconn *conn, const char *sql, const char *want)
-{
-	char *v = harness_query_text(conn, sql);
-	ck_assert_msg(v && strcmp(v, want) == 0, "%s gave %s, expected %s", sql, v ? v : "NULL",
-		want);
-	free(v);
-}
-
-/* Waits (bounded) until conn's socket has something to read; returns ms waited. */
-static long wait_readable(PGconn *conn, long timeout_ms)
-{
-	long t0 = now_ms();
-	struct pollfd pfd = { .fd = PQsocket(conn), .events = POLLIN };
-	int rc = poll(&pfd, 1, (int)timeout_ms);
-	ck_assert_msg(rc == 1, "nothing arrived in %ld ms", timeout_ms);
-	return now_ms() - t0;
-}
-
 /* ---- server_idle_timeout -------------------------------------------------------- */
 
 START_TEST(test_server_idle_timeout_closes_idle_servers_down_to_min_pool_size)
 {
-	ck_assert_int_eq(wait_servers(0, 3000), 0);
+	ck_assert_int_eq(harness_wait_backends("trustuser", 0, 3000), 0);
 	struct harness_sluice *s = harness_sluice_start(COMMON "default_pool_size = 3\n"
 							       "min_pool_size = 1\n"
 							       "server_idle_timeout = 0.5\n",
@@ -120,18 +74,18 @@ START_TEST(test_server_idle_timeout_closes_idle_servers_down_to_min_pool_size)
 			PQclear(res);
 		}
 	}
-	long t0 = now_ms();
-	ck_assert_int_eq(count_servers(), 3);
+	long t0 = harness_now_ms();
+	ck_assert_int_eq(harness_count_backends("trustuser"), 3);
 
 	/* Idle for 0.5 s (minus jitter), they are closed, but not below min_pool_size. */
-	long n = wait_servers(1, 3000);
-	long waited = now_ms() - t0;
+	long n = harness_wait_backends("trustuser", 1, 3000);
+	long waited = harness_now_ms() - t0;
 	ck_assert_msg(n == 1, "%ld servers left after %ld ms", n, waited);
 	ck_assert_msg(waited >= 300, "idle servers closed after only %ld ms", waited);
-	sleep_ms(800);
-	ck_assert_int_eq(count_servers(), 1);
+	harness_sleep_ms(800);
+	ck_assert_int_eq(harness_count_backends("trustuser"), 1);
 
-	expect_answer(conns[0], "SELECT 1", "1");
+	harness_expect_answer(conns[0], "SELECT 1", "1");
 	for (int i = 0; i < 3; i++)
 		PQfinish(conns[i]);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
@@ -151,9 +105,9 @@ START_TEST(test_server_lifetime_closes_servers_only_when_idle)
 	/* A transaction longer than the lifetime is not cut. */
 	free(harness_query_text(conn, "BEGIN"));
 	long pid = backend_pid(conn);
-	sleep_ms(1000);
+	harness_sleep_ms(1000);
 	ck_assert_int_eq(backend_pid(conn), pid);
-	expect_answer(conn, "SELECT now() = statement_timestamp()", "f");
+	harness_expect_answer(conn, "SELECT now() = statement_timestamp()", "f");
 	free(harness_query_text(conn, "COMMIT"));
 
 	/* Released past its lifetime, the server is closed: the next query gets a new one. */
@@ -163,7 +117,7 @@ START_TEST(test_server_lifetime_closes_servers_only_when_idle)
 
 	/* An idle server past its lifetime is closed too, with the client still connected. */
 	ck_assert_msg(wait_backend_gone(pid2, 3000), "idle expired server %ld still open", pid2);
-	expect_answer(conn, "SELECT 1", "1");
+	harness_expect_answer(conn, "SELECT 1", "1");
 	PQfinish(conn);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
@@ -219,9 +173,9 @@ START_TEST(test_broken_database_fails_its_client_quickly_and_others_keep_working
 	free(dbs);
 	PGconn *good = harness_connect(s, "dbname=app user=trustuser");
 
-	long t0 = now_ms();
+	long t0 = harness_now_ms();
 	char *err = harness_connect_error(s, "dbname=dead user=trustuser");
-	long waited = now_ms() - t0;
+	long waited = harness_now_ms() - t0;
 	ck_assert_msg(waited < 3000, "%s: the error took %ld ms", dc->what, waited);
 	ck_assert_msg(waited >= dc->min_ms, "%s: the error came after %ld ms: %s", dc->what, waited,
 		err);
@@ -229,9 +183,9 @@ START_TEST(test_broken_database_fails_its_client_quickly_and_others_keep_working
 		dc->what, err);
 	free(err);
 
-	expect_answer(good, "SELECT count(*) FROM items", "3");
+	harness_expect_answer(good, "SELECT count(*) FROM items", "3");
 	PGconn *fresh = harness_connect(s, "dbname=app user=trustuser");
-	expect_answer(fresh, "SELECT 1", "1");
+	harness_expect_answer(fresh, "SELECT 1", "1");
 	PQfinish(fresh);
 	PQfinish(good);
 	if (fd >= 0)
@@ -253,7 +207,7 @@ START_TEST(test_idle_transaction_timeout_closes_client_and_discards_its_server)
 	free(harness_query_text(idler, "INSERT INTO items VALUES (1001, 'uncommitted')"));
 	long pid = backend_pid(idler);
 
-	long waited = wait_readable(idler, 3000);
+	long waited = harness_wait_readable(idler, 3000);
 	ck_assert_msg(waited >= 400, "closed after %ld ms", waited);
 	char *err = harness_query_error(idler, "COMMIT");
 	ck_assert_msg(strstr(err, "idle transaction timeout") != NULL, "%s", err);
@@ -263,8 +217,8 @@ START_TEST(test_idle_transaction_timeout_closes_client_and_discards_its_server)
 	ck_assert_msg(wait_backend_gone(pid, 2000), "server %ld of the timed-out client lives", pid);
 	PGconn *next = harness_connect(s, "dbname=app user=trustuser");
 	ck_assert_int_ne(backend_pid(next), pid);
-	expect_answer(next, "SELECT count(*) FROM items WHERE id = 1001", "0");
-	expect_answer(next, "SELECT now() = statement_timestamp()", "t");
+	harness_expect_answer(next, "SELECT count(*) FROM items WHERE id = 1001", "0");
+	harness_expect_answer(next, "SELECT now() = statement_timestamp()", "t");
 	PQfinish(next);
 	PQfinish(idler);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
@@ -282,9 +236,9 @@ START_TEST(test_query_timeout_ends_a_long_query)
 	PGconn *other = harness_connect(s, "dbname=app user=trustuser");
 	long pid = backend_pid(conn);
 
-	long t0 = now_ms();
+	long t0 = harness_now_ms();
 	char *err = harness_query_error(conn, "SELECT pg_sleep(5)");
-	long waited = now_ms() - t0;
+	long waited = harness_now_ms() - t0;
 	/* libpq reports the FATAL with the lost connection: its text, not always its SQLSTATE. */
 	ck_assert_msg(strstr(err, "query_timeout") != NULL, "%s", err);
 	free(err);
@@ -346,7 +300,7 @@ START_TEST(test_server_check_query_runs_before_reuse_per_check_delay)
 	long before = checks_so_far();
 	long pid = backend_pid(conn);
 	for (int i = 0; i < 3; i++) {
-		sleep_ms(50);
+		harness_sleep_ms(50);
 		ck_assert_int_eq(backend_pid(conn), pid); /* the same server, reused */
 	}
 	long checks = checks_so_far() - before;

@@ -23,24 +23,6 @@
 #define TRUST_USERLIST "\"trustuser\" \"trustuserpw\"\n"
 #define CONNINFO "dbname=app user=trustuser"
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static char *read_file(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	ck_assert_msg(f != NULL, "cannot open %s", path);
-	char *text = xmalloc(65536);
-	size_t n = fread(text, 1, 65535, f);
-	text[n] = '\0';
-	fclose(f);
-	return text;
-}
-
 static void write_file(const char *path, const char *text)
 {
 	/* Write a new file and rename it, as an editor or a deploy tool would. */
@@ -51,19 +33,6 @@ static void write_file(const char *path, const char *text)
 	ck_assert_int_eq(fclose(f), 0);
 	ck_assert_int_eq(rename(tmp, path), 0);
 	free(tmp);
-}
-
-/* Replaces the first occurrence of from in s->ini_path by to. */
-static void edit_ini(const struct harness_sluice *s, const char *from, const char *to)
-{
-	char *ini = read_file(s->ini_path);
-	char *at = strstr(ini, from);
-	ck_assert_msg(at != NULL, "'%s' not in the ini:\n%s", from, ini);
-	*at = '\0';
-	char *edited = xasprintf("%s%s%s", ini, to, at + strlen(from));
-	write_file(s->ini_path, edited);
-	free(edited);
-	free(ini);
 }
 
 /* Counts occurrences of needle in the log. */
@@ -82,18 +51,11 @@ static void reload_and_wait(struct harness_sluice *s, const char *outcome)
 {
 	int before = log_count(s, outcome);
 	harness_sluice_signal(s, SIGHUP);
-	long deadline = now_ms() + 5000;
+	long deadline = harness_now_ms() + 5000;
 	while (log_count(s, outcome) <= before) {
-		ck_assert_msg(now_ms() < deadline, "no '%s' in the log after SIGHUP", outcome);
+		ck_assert_msg(harness_now_ms() < deadline, "no '%s' in the log after SIGHUP", outcome);
 		usleep(20 * 1000);
 	}
-}
-
-static void assert_query_works(PGconn *conn)
-{
-	char *v = harness_query_text(conn, "SELECT count(*) FROM items");
-	ck_assert_str_eq(v, "3");
-	free(v);
 }
 
 /* ---- SIGHUP ------------------------------------------------------------------ */
@@ -104,7 +66,8 @@ START_TEST(test_sighup_applies_new_pool_size_and_new_database)
 							"default_pool_size = 1\nquery_wait_timeout = 1\n",
 		"app = host=@PGHOST@ port=@PGPORT@ dbname=app\n", TRUST_USERLIST);
 	PGconn *holder = harness_connect(s, CONNINFO);
-	assert_query_works(holder); /* holds the pool's only server (session mode) */
+	/* holds the pool's only server (session mode) */
+	harness_expect_answer(holder, "SELECT count(*) FROM items", "3");
 	PGconn *waiter = harness_connect(s, CONNINFO);
 	char *err = harness_query_error(waiter, "SELECT 1");
 	ck_assert_msg(strstr(err, "query_wait_timeout") != NULL, "%s", err);
@@ -116,21 +79,21 @@ START_TEST(test_sighup_applies_new_pool_size_and_new_database)
 
 	char *app2 = xasprintf("[databases]\napp2 = host=127.0.0.1 port=%d dbname=app\n",
 		harness_pg()->port);
-	edit_ini(s, "default_pool_size = 1\n", "default_pool_size = 2\n");
-	edit_ini(s, "[databases]\n", app2);
+	harness_sluice_edit_ini(s, "default_pool_size = 1\n", "default_pool_size = 2\n");
+	harness_sluice_edit_ini(s, "[databases]\n", app2);
 	free(app2);
 	reload_and_wait(s, "configuration reloaded");
 
 	/* A second server is now allowed while the holder keeps the first. */
 	PGconn *second = harness_connect(s, CONNINFO);
-	assert_query_works(second);
+	harness_expect_answer(second, "SELECT count(*) FROM items", "3");
 	PQfinish(second);
 	PGconn *other_db = harness_connect(s, "dbname=app2 user=trustuser");
 	char *db = harness_query_text(other_db, "SELECT current_database()");
 	ck_assert_str_eq(db, "app");
 	free(db);
 	PQfinish(other_db);
-	assert_query_works(holder);
+	harness_expect_answer(holder, "SELECT count(*) FROM items", "3");
 	PQfinish(holder);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
@@ -142,9 +105,9 @@ START_TEST(test_sighup_with_broken_ini_keeps_old_config)
 	struct harness_sluice *s = harness_sluice_start("auth_type = trust\n", NULL,
 		TRUST_USERLIST);
 	PGconn *before = harness_connect(s, CONNINFO);
-	assert_query_works(before);
+	harness_expect_answer(before, "SELECT count(*) FROM items", "3");
 
-	edit_ini(s, "[databases]\n", "no_such_setting = 1\n[databases]\n");
+	harness_sluice_edit_ini(s, "[databases]\n", "no_such_setting = 1\n[databases]\n");
 	reload_and_wait(s, "reload failed");
 	char *log = harness_sluice_log(s);
 	ck_assert_msg(strstr(log, "no_such_setting") != NULL, "%s", log);
@@ -154,10 +117,10 @@ START_TEST(test_sighup_with_broken_ini_keeps_old_config)
 	free(where);
 	free(log);
 
-	assert_query_works(before);
+	harness_expect_answer(before, "SELECT count(*) FROM items", "3");
 	PQfinish(before);
 	PGconn *after = harness_connect(s, CONNINFO);
-	assert_query_works(after);
+	harness_expect_answer(after, "SELECT count(*) FROM items", "3");
 	PQfinish(after);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
@@ -169,7 +132,7 @@ START_TEST(test_sighup_reloads_auth_file)
 	struct harness_sluice *s = harness_sluice_start("auth_type = md5\n", NULL,
 		"\"md5user\" \"md5userpw\"\n");
 	PGconn *md5 = harness_connect(s, "dbname=app user=md5user password=md5userpw");
-	assert_query_works(md5);
+	harness_expect_answer(md5, "SELECT count(*) FROM items", "3");
 	PQfinish(md5);
 	char *err = harness_connect_error(s, "dbname=app user=scramuser password=scramuserpw");
 	free(err);
@@ -196,7 +159,7 @@ START_TEST(test_sigterm_serves_connected_client_refuses_new_and_exits_0)
 	struct harness_sluice *s = harness_sluice_start("auth_type = trust\n", NULL,
 		TRUST_USERLIST);
 	PGconn *conn = harness_connect(s, CONNINFO);
-	assert_query_works(conn);
+	harness_expect_answer(conn, "SELECT count(*) FROM items", "3");
 	harness_sluice_signal(s, SIGTERM);
 	ck_assert(harness_sluice_log_wait(s, "SIGTERM", 5000));
 
@@ -211,9 +174,9 @@ START_TEST(test_sigterm_serves_connected_client_refuses_new_and_exits_0)
 		"%s\n%s", err, log);
 	free(log);
 	free(err);
-	assert_query_works(conn);
+	harness_expect_answer(conn, "SELECT count(*) FROM items", "3");
 	ck_assert_int_eq(harness_sluice_wait(s, 300), -1);
-	assert_query_works(conn);
+	harness_expect_answer(conn, "SELECT count(*) FROM items", "3");
 
 	PQfinish(conn);
 	ck_assert_int_eq(harness_sluice_wait(s, 5000), 0);
@@ -227,7 +190,7 @@ START_TEST(test_second_sigterm_exits_promptly_with_clients)
 		TRUST_USERLIST);
 	PGconn *conn = harness_connect(s, CONNINFO);
 	free(harness_query_text(conn, "BEGIN"));
-	assert_query_works(conn);
+	harness_expect_answer(conn, "SELECT count(*) FROM items", "3");
 	harness_sluice_signal(s, SIGTERM);
 	ck_assert(harness_sluice_log_wait(s, "SIGTERM", 5000));
 	ck_assert_int_eq(harness_sluice_wait(s, 200), -1);
@@ -247,7 +210,8 @@ START_TEST(test_sigint_with_idle_client_exits_promptly)
 							"pool_mode = transaction\n",
 		NULL, TRUST_USERLIST);
 	PGconn *conn = harness_connect(s, CONNINFO);
-	assert_query_works(conn); /* no transaction open: its server is back in the pool */
+	/* no transaction open: its server is back in the pool */
+	harness_expect_answer(conn, "SELECT count(*) FROM items", "3");
 	harness_sluice_signal(s, SIGINT);
 	ck_assert_int_eq(harness_sluice_wait(s, 2000), 0);
 	PQfinish(conn);
@@ -262,11 +226,11 @@ START_TEST(test_sigint_waits_for_open_transaction)
 		NULL, TRUST_USERLIST);
 	PGconn *conn = harness_connect(s, CONNINFO);
 	free(harness_query_text(conn, "BEGIN"));
-	assert_query_works(conn);
+	harness_expect_answer(conn, "SELECT count(*) FROM items", "3");
 	harness_sluice_signal(s, SIGINT);
 	ck_assert(harness_sluice_log_wait(s, "SIGINT", 5000));
 	ck_assert_int_eq(harness_sluice_wait(s, 300), -1);
-	assert_query_works(conn);
+	harness_expect_answer(conn, "SELECT count(*) FROM items", "3");
 	free(harness_query_text(conn, "COMMIT"));
 	ck_assert_int_eq(harness_sluice_wait(s, 2000), 0);
 	PQfinish(conn);
@@ -392,9 +356,9 @@ START_TEST(test_daemon_writes_pidfile_and_removes_it_at_exit)
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "sluice -d exited %d", status);
 
 	/* The daemon writes the pidfile once it has detached. */
-	long deadline = now_ms() + 5000;
+	long deadline = harness_now_ms() + 5000;
 	pid_t pid = 0;
-	while (pid <= 0 && now_ms() < deadline) {
+	while (pid <= 0 && harness_now_ms() < deadline) {
 		FILE *pf = fopen(pidfile, "r");
 		if (pf) {
 			int v = 0;
@@ -421,8 +385,8 @@ START_TEST(test_daemon_writes_pidfile_and_removes_it_at_exit)
 	PQfinish(conn);
 
 	ck_assert_int_eq(kill(pid, SIGTERM), 0);
-	deadline = now_ms() + 5000;
-	while (pid_alive(pid) && now_ms() < deadline)
+	deadline = harness_now_ms() + 5000;
+	while (pid_alive(pid) && harness_now_ms() < deadline)
 		usleep(20 * 1000);
 	bool exited = !pid_alive(pid);
 	if (!exited)
@@ -430,7 +394,7 @@ START_TEST(test_daemon_writes_pidfile_and_removes_it_at_exit)
 	ck_assert_msg(served, "the daemon did not serve a client");
 	ck_assert_msg(exited, "the daemon did not exit after SIGTERM");
 	ck_assert_msg(access(pidfile, F_OK) != 0, "pidfile %s left behind", pidfile);
-	char *log = read_file(logfile);
+	char *log = harness_read_file(logfile);
 	ck_assert_msg(strstr(log, "sluice stopped") != NULL, "%s", log);
 	free(log);
 	unlink(logfile);

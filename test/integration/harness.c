@@ -18,6 +18,7 @@
 #include <ftw.h>
 #include <grp.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -100,14 +101,14 @@ static void harness_die(const char *fmt, ...)
 	abort(); /* not reached: ck_abort_msg does not return */
 }
 
-static long now_ms(void)
+long harness_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int ms)
+void harness_sleep_ms(long ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
@@ -137,7 +138,7 @@ static int decode_status(int wstatus)
  */
 static int wait_pid_bounded(pid_t pid, int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = harness_now_ms() + timeout_ms;
 	for (;;) {
 		int wstatus;
 		pid_t r = waitpid(pid, &wstatus, WNOHANG);
@@ -145,9 +146,9 @@ static int wait_pid_bounded(pid_t pid, int timeout_ms)
 			return decode_status(wstatus);
 		if (r < 0 && errno != EINTR)
 			return -1;
-		if (now_ms() >= deadline)
+		if (harness_now_ms() >= deadline)
 			return -1;
-		sleep_ms(POLL_INTERVAL_MS);
+		harness_sleep_ms(POLL_INTERVAL_MS);
 	}
 }
 
@@ -506,7 +507,7 @@ static void provision(void)
 
 static void pg_start_and_provision(void)
 {
-	long t0 = now_ms();
+	long t0 = harness_now_ms();
 	harness_dir();
 	pg.bindir = find_bindir();
 	pg.datadir = xasprintf("%s/data", pg.dir);
@@ -549,7 +550,7 @@ static void pg_start_and_provision(void)
 	pg.pub.superuser = HARNESS_SUPERUSER;
 	pg.pub.bindir = pg.bindir;
 	pg.pub.dir = pg.dir;
-	pg.startup_ms = now_ms() - t0;
+	pg.startup_ms = harness_now_ms() - t0;
 }
 
 const struct harness_pg *harness_pg(void)
@@ -812,9 +813,9 @@ struct harness_sluice *harness_sluice_start(const char *sluice_extra, const char
 		write_sluice_files(s, sluice_extra, databases, userlist);
 		s->pid = spawn_sluice(s);
 		char *sock = xasprintf("%s/.s.PGSQL.%d", s->dir, s->port);
-		long deadline = now_ms() + timeout;
+		long deadline = harness_now_ms() + timeout;
 		bool up = false, exited = false;
-		while (!up && now_ms() < deadline) {
+		while (!up && harness_now_ms() < deadline) {
 			int wstatus;
 			if (waitpid(s->pid, &wstatus, WNOHANG) == s->pid) {
 				s->status = decode_status(wstatus);
@@ -824,7 +825,7 @@ struct harness_sluice *harness_sluice_start(const char *sluice_extra, const char
 			}
 			up = tcp ? tcp_port_listening(s->port) : access(sock, F_OK) == 0;
 			if (!up)
-				sleep_ms(POLL_INTERVAL_MS);
+				harness_sleep_ms(POLL_INTERVAL_MS);
 		}
 		free(sock);
 		if (up)
@@ -919,16 +920,16 @@ char *harness_sluice_log(const struct harness_sluice *s)
 
 bool harness_sluice_log_wait(const struct harness_sluice *s, const char *needle, int timeout_ms)
 {
-	long deadline = now_ms() + (long)timeout_ms * wait_scale();
+	long deadline = harness_now_ms() + (long)timeout_ms * wait_scale();
 	for (;;) {
 		char *log = harness_sluice_log(s);
 		bool found = strstr(log, needle) != NULL;
 		free(log);
 		if (found)
 			return true;
-		if (now_ms() >= deadline)
+		if (harness_now_ms() >= deadline)
 			return false;
-		sleep_ms(POLL_INTERVAL_MS);
+		harness_sleep_ms(POLL_INTERVAL_MS);
 	}
 }
 
@@ -1045,4 +1046,208 @@ int harness_run_suite(Suite *suite)
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+/* ---- shared test helpers -------------------------------------------------------------- */
+
+bool harness_read_full(int fd, void *buf, size_t n)
+{
+	uint8_t *p = buf;
+	while (n > 0) {
+		ssize_t r = read(fd, p, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return false;
+		p += r;
+		n -= (size_t)r;
+	}
+	return true;
+}
+
+void harness_write_all(int fd, const void *buf, size_t n)
+{
+	const uint8_t *p = buf;
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		ck_assert_msg(w > 0, "write to a raw socket failed: %s",
+			w < 0 ? strerror(errno) : "nothing written");
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+void harness_raw_send_startup(int fd, const char *user, const char *db)
+{
+	uint8_t pkt[512];
+	size_t n = 8;
+	int w = snprintf((char *)pkt + n, sizeof(pkt) - n, "user%c%s%cdatabase%c%s%c", 0, user, 0,
+		0, db, 0);
+	ck_assert_msg(w > 0 && (size_t)w < sizeof(pkt) - n - 1, "startup packet too long");
+	n += (size_t)w;
+	pkt[n++] = '\0';
+	put_be32(pkt, (uint32_t)n);
+	put_be32(pkt + 4, 3u << 16);
+	harness_write_all(fd, pkt, n);
+}
+
+bool harness_raw_read_msg(int fd, struct harness_msg *m)
+{
+	uint8_t hdr[5];
+	if (!harness_read_full(fd, hdr, sizeof(hdr)))
+		return false;
+	uint32_t len = get_be32(hdr + 1);
+	ck_assert_msg(len >= 4 && len < 65536, "message '%c' with length %u", hdr[0], len);
+	m->type = (char)hdr[0];
+	m->len = len - 4;
+	m->body = xmalloc(m->len + 1);
+	if (!harness_read_full(fd, m->body, m->len)) {
+		free(m->body);
+		m->body = NULL;
+		return false;
+	}
+	m->body[m->len] = '\0';
+	return true;
+}
+
+const char *harness_msg_field(const struct harness_msg *m, char field)
+{
+	const char *p = m->body, *end = m->body + m->len;
+	while (p < end && *p) {
+		char f = *p++;
+		if (f == field)
+			return p;
+		p += strlen(p) + 1;
+	}
+	return "";
+}
+
+char *harness_raw_read_error(int fd)
+{
+	struct harness_msg m;
+	while (harness_raw_read_msg(fd, &m)) {
+		if (m.type == 'E') {
+			char *out = xasprintf("%s %s", harness_msg_field(&m, 'C'),
+				harness_msg_field(&m, 'M'));
+			free(m.body);
+			return out;
+		}
+		free(m.body);
+	}
+	return NULL;
+}
+
+void harness_expect_answer(PGconn *conn, const char *sql, const char *want)
+{
+	char *v = harness_query_text(conn, sql);
+	ck_assert_msg(v && strcmp(v, want) == 0, "%s gave %s, expected %s", sql, v ? v : "NULL",
+		want);
+	free(v);
+}
+
+long harness_wait_readable(PGconn *conn, long timeout_ms)
+{
+	long t0 = harness_now_ms();
+	struct pollfd pfd = { .fd = PQsocket(conn), .events = POLLIN };
+	int rc = poll(&pfd, 1, (int)timeout_ms);
+	ck_assert_msg(rc == 1, "nothing arrived in %ld ms", timeout_ms);
+	return harness_now_ms() - t0;
+}
+
+bool harness_wait_not_busy(PGconn *conn, int timeout_ms)
+{
+	long deadline = harness_now_ms() + timeout_ms;
+	for (;;) {
+		if (!PQconsumeInput(conn) || !PQisBusy(conn))
+			return true;
+		long left = deadline - harness_now_ms();
+		if (left <= 0)
+			return false;
+		struct pollfd pfd = { .fd = PQsocket(conn), .events = POLLIN };
+		(void)poll(&pfd, 1, (int)left);
+	}
+}
+
+void harness_wait_query_running(const char *sql)
+{
+	long deadline = harness_now_ms() + 5000;
+	while (harness_pg_exec_long("SELECT count(*) FROM pg_stat_activity "
+				    "WHERE state = 'active' AND query = '%s'",
+		       sql) == 0) {
+		ck_assert_msg(harness_now_ms() < deadline, "%s never started on the server", sql);
+		harness_sleep_ms(POLL_INTERVAL_MS);
+	}
+}
+
+long harness_count_backends(const char *user)
+{
+	return harness_pg_exec_long("SELECT count(*) FROM pg_stat_activity "
+				    "WHERE usename = '%s' AND backend_type = 'client backend'",
+		user);
+}
+
+long harness_wait_backends(const char *user, long want, long timeout_ms)
+{
+	long deadline = harness_now_ms() + timeout_ms, n;
+	while ((n = harness_count_backends(user)) != want && harness_now_ms() < deadline)
+		harness_sleep_ms(POLL_INTERVAL_MS);
+	return n;
+}
+
+char *harness_show_value(PGconn *c, const char *sql, const char *key_col, const char *key,
+	const char *col)
+{
+	PGresult *res = PQexec(c, sql);
+	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql,
+		PQresultErrorMessage(res));
+	ck_assert_str_eq(PQcmdStatus(res), "SHOW");
+	int kk = PQfnumber(res, key_col), kc = PQfnumber(res, col);
+	ck_assert_msg(kk >= 0, "%s has no column %s", sql, key_col);
+	ck_assert_msg(kc >= 0, "%s has no column %s", sql, col);
+	char *v = NULL;
+	for (int i = 0; i < PQntuples(res) && !v; i++)
+		if (strcmp(PQgetvalue(res, i, kk), key) == 0)
+			v = xstrdup(PQgetvalue(res, i, kc));
+	PQclear(res);
+	return v;
+}
+
+long harness_show_long(PGconn *c, const char *sql, const char *key_col, const char *key,
+	const char *col)
+{
+	char *v = harness_show_value(c, sql, key_col, key, col);
+	ck_assert_msg(v != NULL, "%s: no row %s = %s", sql, key_col, key);
+	long n = strtol(v, NULL, 10);
+	free(v);
+	return n;
+}
+
+void harness_sluice_stop_ok(struct harness_sluice *s)
+{
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+
+char *harness_read_file(const char *path)
+{
+	char *text = read_text_file(path);
+	ck_assert_msg(text != NULL, "cannot open %s: %s", path, strerror(errno));
+	return text;
+}
+
+void harness_sluice_edit_ini(const struct harness_sluice *s, const char *from, const char *to)
+{
+	char *ini = harness_read_file(s->ini_path);
+	char *at = strstr(ini, from);
+	ck_assert_msg(at != NULL, "'%s' not in the ini:\n%s", from, ini);
+	*at = '\0';
+	char *edited = xasprintf("%s%s%s", ini, to, at + strlen(from));
+	char *tmp = xasprintf("%s.new", s->ini_path);
+	write_text_file(tmp, edited, false);
+	ck_assert_msg(rename(tmp, s->ini_path) == 0, "cannot rename %s: %s", tmp, strerror(errno));
+	free(tmp);
+	free(edited);
+	free(ini);
 }

@@ -38,6 +38,8 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <check.h>
@@ -216,3 +218,116 @@ int harness_raw_connect(int port);
  * harness_run_suite() too.
  */
 long harness_pg_startup_ms(void);
+
+/* ---- shared test helpers -------------------------------------------------------------- */
+
+/* CLOCK_MONOTONIC in milliseconds: for deadlines and for timing what a test measures. */
+long harness_now_ms(void);
+
+/* Sleeps ms milliseconds (resumed after signals). For poll intervals, never as a wait. */
+void harness_sleep_ms(long ms);
+
+/*
+ * Reads exactly n bytes from a raw socket. Returns false on EOF, on an error,
+ * or when the socket's receive timeout (10 s for harness_raw_connect()) passes;
+ * the caller decides whether that fails the test.
+ */
+bool harness_read_full(int fd, void *buf, size_t n) WUR;
+
+/* Writes all n bytes to a raw socket; fails the test if that cannot be done. */
+void harness_write_all(int fd, const void *buf, size_t n);
+
+/*
+ * Sends a protocol 3.0 StartupMessage with `user` and `database` on a raw
+ * socket; fails the test if the write fails.
+ */
+void harness_raw_send_startup(int fd, const char *user, const char *db);
+
+/* One regular protocol message read from a raw socket; body is heap memory, NUL-terminated. */
+struct harness_msg {
+	char type;
+	char *body;
+	uint32_t len; /* of body, without the type and the length word */
+};
+
+/*
+ * Reads one regular message (type byte, length, body) from a raw socket into
+ * m; the caller frees m->body. Returns false, with nothing to free, when the
+ * connection ends (or times out) first. Fails the test on a length below 4 or
+ * of 64 KiB and more, which no test here expects.
+ */
+bool harness_raw_read_msg(int fd, struct harness_msg *m) WUR;
+
+/* A field of an ErrorResponse or NoticeResponse ('C' SQLSTATE, 'M' message), or "". */
+const char *harness_msg_field(const struct harness_msg *m, char field);
+
+/*
+ * Reads messages from a raw socket, skipping all others, until an
+ * ErrorResponse, and returns "SQLSTATE message" as a heap string the caller
+ * frees, or NULL when the connection ends (or times out) without one.
+ */
+char *harness_raw_read_error(int fd);
+
+/*
+ * Runs sql on conn (as harness_query_text()) and fails the test unless the
+ * first value is exactly want; a NULL result fails too.
+ */
+void harness_expect_answer(PGconn *conn, const char *sql, const char *want);
+
+/*
+ * Waits up to timeout_ms for the socket of conn to have something to read (or
+ * to be closed) without consuming it; fails the test when nothing arrives in
+ * time. Returns how many ms the wait took.
+ */
+long harness_wait_readable(PGconn *conn, long timeout_ms);
+
+/*
+ * Waits up to timeout_ms for the answer to a PQsendQuery() (or similar) to be
+ * complete, i.e. PQisBusy() false. Returns whether it is; a broken connection
+ * counts as complete, since PQgetResult() will then report the error.
+ */
+bool harness_wait_not_busy(PGconn *conn, int timeout_ms) WUR;
+
+/*
+ * Waits (bounded, 5 s) until PostgreSQL runs a query whose text is exactly
+ * sql (state 'active' in pg_stat_activity); fails the test if it never does.
+ */
+void harness_wait_query_running(const char *sql);
+
+/* How many client backends PostgreSQL has for user (sluice's servers of that user). */
+long harness_count_backends(const char *user);
+
+/*
+ * Polls (every 20 ms, at most timeout_ms) until harness_count_backends(user)
+ * is want; returns the last count, so the caller asserts on it.
+ */
+long harness_wait_backends(const char *user, long want, long timeout_ms);
+
+/*
+ * Runs a console command (SHOW ...) that must return rows tagged SHOW, and
+ * returns the value of column col in the first row whose column key_col is
+ * key, as a heap string the caller frees, or NULL when no row matches. Fails
+ * the test if the command fails or either column does not exist.
+ */
+char *harness_show_value(PGconn *c, const char *sql, const char *key_col, const char *key,
+	const char *col);
+
+/* harness_show_value() as a number; fails the test when no row matches. */
+long harness_show_long(PGconn *c, const char *sql, const char *key_col, const char *key,
+	const char *col);
+
+/*
+ * Stops s, fails the test unless it exited with status 0 (so ASan and
+ * valgrind reports surface), and frees it.
+ */
+void harness_sluice_stop_ok(struct harness_sluice *s);
+
+/* The whole text file at path as a heap string the caller frees; fails the test if unreadable. */
+char *harness_read_file(const char *path);
+
+/*
+ * Replaces the first occurrence of from in s's ini by to, writing a new file
+ * and renaming it over the old one as an editor or a deploy tool would; fails
+ * the test if from is not there. Send SIGHUP or RELOAD afterwards.
+ */
+void harness_sluice_edit_ini(const struct harness_sluice *s, const char *from, const char *to);
