@@ -35,10 +35,8 @@ int stream_init(struct worker *w, struct stream *s, bool pipe)
 
 int stream_accept(struct stream *s, uv_stream_t *listener)
 {
-	int rc = uv_accept(listener, &s->h.base);
-	if (rc == 0 && !s->is_pipe)
-		uv_tcp_nodelay(&s->h.tcp, 1);
-	return rc;
+	/* TCP_NODELAY was requested in stream_init; libuv applies it to the accepted socket. */
+	return uv_accept(listener, &s->h.base);
 }
 
 /*
@@ -53,8 +51,6 @@ static void on_connect(uv_connect_t *req, int status)
 	free(req);
 	if (s->closing)
 		return;
-	if (status == 0 && !s->is_pipe)
-		uv_tcp_nodelay(&s->h.tcp, 1);
 	s->connect_cb(s, status);
 }
 
