@@ -1,8 +1,9 @@
 /*
  * check_server_faults.c - sluice when PostgreSQL misbehaves under it: a
  * server connection terminated mid-query or while idle in the pool, a
- * PostgreSQL restart with clients connected, and PostgreSQL down while
- * clients arrive.
+ * PostgreSQL restart with clients connected, a restart while every server is
+ * busy and more clients wait for one, and PostgreSQL down while clients
+ * arrive.
  *
  * Each test asserts what the affected client sees (an error, not a hang),
  * that unaffected clients go on, and that the pool recovers once PostgreSQL
@@ -164,6 +165,80 @@ START_TEST(test_pg_restart_fails_connected_clients_then_pool_recovers)
 }
 END_TEST
 
+/*
+ * PostgreSQL restarts while every server of a transaction pool is busy and
+ * more clients queue behind them in sluice: the busy clients and the queued
+ * ones each get an error or their answer within a bound (none hangs), and
+ * once PostgreSQL is back every client can run queries again through the
+ * same pool.
+ */
+START_TEST(test_pg_restart_under_load_then_every_client_works_again)
+{
+	enum { CLIENTS = 6 };
+	struct harness_sluice *s = harness_sluice_start(
+		SLUICE_EXTRA "pool_mode = transaction\ndefault_pool_size = 2\n", NULL, USERLIST);
+	PGconn *conn[CLIENTS];
+	for (int i = 0; i < CLIENTS; i++) {
+		conn[i] = harness_connect(s, CONNINFO);
+		harness_expect_answer(conn[i], "SELECT count(*) FROM items", "3");
+	}
+	/* Two queries hold both servers; four more wait in sluice's queue. */
+	for (int i = 0; i < CLIENTS; i++)
+		ck_assert_int_eq(PQsendQuery(conn[i], "SELECT pg_sleep(0.5), count(*) FROM items"), 1);
+	harness_wait_query_running("SELECT pg_sleep(0.5), count(*) FROM items");
+
+	harness_pg_restart();
+
+	/* Every client hears back, answer or error, within a bound. */
+	long start = harness_now_ms();
+	int answered = 0, failed = 0;
+	for (int i = 0; i < CLIENTS; i++) {
+		ck_assert_msg(harness_wait_not_busy(conn[i], 10000), "client %d heard nothing", i);
+		PGresult *res;
+		bool ok = false, err = false;
+		while ((res = PQgetResult(conn[i])) != NULL) {
+			ok = ok || PQresultStatus(res) == PGRES_TUPLES_OK;
+			err = err || PQresultStatus(res) == PGRES_FATAL_ERROR;
+			PQclear(res);
+		}
+		answered += ok;
+		failed += err || PQstatus(conn[i]) == CONNECTION_BAD;
+	}
+	ck_assert_msg(harness_now_ms() - start < 10000, "answers took %ld ms",
+		      harness_now_ms() - start);
+	ck_assert_msg(failed >= 2, "the two running queries must fail with their servers (%d)",
+		      failed);
+	ck_assert_int_eq(answered + failed >= CLIENTS, 1);
+
+	/* The pool recovers: every client (reconnected if its session died) runs queries. */
+	char last[512] = "";
+	ck_assert_msg(wait_pool_recovers(s, 5000, last, sizeof(last)) >= 0,
+		      "no client could query within 5 s of the restart: %s", last);
+	for (int i = 0; i < CLIENTS; i++) {
+		if (PQstatus(conn[i]) != CONNECTION_OK) {
+			PQfinish(conn[i]);
+			conn[i] = harness_connect(s, CONNINFO);
+		}
+		PGresult *res = PQexec(conn[i], "SELECT count(*) FROM items");
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			/* A session that survived the restart may still report the broken server once. */
+			PQclear(res);
+			PQfinish(conn[i]);
+			conn[i] = harness_connect(s, CONNINFO);
+			res = PQexec(conn[i], "SELECT count(*) FROM items");
+		}
+		ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "client %d: %s", i,
+			      PQresultErrorMessage(res));
+		ck_assert_str_eq(PQgetvalue(res, 0, 0), "3");
+		PQclear(res);
+	}
+	for (int i = 0; i < CLIENTS; i++)
+		PQfinish(conn[i]);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
 START_TEST(test_pg_down_gives_new_clients_an_error_then_recovers)
 {
 	struct harness_sluice *s = harness_sluice_start(SLUICE_EXTRA "pool_mode = transaction\n",
@@ -214,6 +289,7 @@ static Suite *server_faults_suite(void)
 	suite_add_tcase(s, tc);
 	tc = harness_tcase("restart");
 	tcase_add_test(tc, test_pg_restart_fails_connected_clients_then_pool_recovers);
+	tcase_add_test(tc, test_pg_restart_under_load_then_every_client_works_again);
 	tcase_add_test(tc, test_pg_down_gives_new_clients_an_error_then_recovers);
 	suite_add_tcase(s, tc);
 	return s;
