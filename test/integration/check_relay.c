@@ -725,6 +725,59 @@ START_TEST(test_relay_client_abort_mid_transaction_releases_locks)
 }
 END_TEST
 
+/* sluice's resident memory in KiB, from /proc/<pid>/status. */
+static long sluice_rss_kib(const struct harness_sluice *s)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)s->pid);
+	char *status = harness_read_file(path);
+	const char *line = strstr(status, "VmRSS:");
+	ck_assert_ptr_nonnull(line);
+	long kib = atol(line + strlen("VmRSS:"));
+	free(status);
+	return kib;
+}
+
+/*
+ * A client that asks for a 100 MB result and does not read it: sluice stops
+ * reading from the server once the client's socket is full (backpressure),
+ * so its memory stays bounded, and the whole result still arrives intact
+ * when the client reads it.
+ */
+START_TEST(test_relay_slow_reader_keeps_sluice_memory_bounded)
+{
+	struct harness_sluice *s = start_tx(1, NULL);
+	PGconn *conn = harness_connect(s, MD5USER);
+	harness_expect_answer(conn, "SELECT 1", "1");
+	long before = sluice_rss_kib(s);
+	ck_assert_int_eq(PQsendQuery(conn, "SELECT g, repeat('x', 1000) FROM generate_series(1, "
+					   "100000) g"),
+			 1);
+	/* Long enough for PostgreSQL to have produced all of it if nothing held it back. */
+	harness_sleep_ms(2000);
+	long during = sluice_rss_kib(s);
+	ck_assert_msg(during - before < 20 * 1024,
+		      "sluice grew by %ld KiB while the client did not read a 100 MB result",
+		      during - before);
+	long rows = 0, sum = 0;
+	PGresult *res;
+	while ((res = PQgetResult(conn)) != NULL) {
+		ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+		for (int i = 0; i < PQntuples(res); i++) {
+			ck_assert_int_eq(PQgetlength(res, i, 1), 1000);
+			sum += atol(PQgetvalue(res, i, 0));
+		}
+		rows += PQntuples(res);
+		PQclear(res);
+	}
+	ck_assert_int_eq(rows, 100000);
+	ck_assert_int_eq(sum, 100000L * 100001L / 2);
+	PQfinish(conn);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
 static Suite *relay_suite(void)
 {
 	Suite *s = suite_create("relay");
@@ -733,6 +786,7 @@ static Suite *relay_suite(void)
 	tcase_add_test(tc, test_relay_prepared_statement_in_one_transaction);
 	tcase_add_test(tc, test_relay_large_results_identical_to_direct);
 	tcase_add_test(tc, test_relay_multi_megabyte_insert_arrives_whole);
+	tcase_add_test(tc, test_relay_slow_reader_keeps_sluice_memory_bounded);
 	suite_add_tcase(s, tc);
 
 	tc = harness_tcase("pipeline");
