@@ -570,6 +570,31 @@ void client_check_backpressure(struct client *c)
 		stream_pause(&c->server->stream);
 }
 
+/*
+ * Reads the header of the client's next message against max_packet_size.
+ * PKT_INCOMPLETE: fewer than 5 bytes yet. A malformed or oversized header
+ * fails the client (54000 / 08P01) and returns PKT_MALFORMED.
+ */
+static int frame_message(struct client *c, struct pkt_hdr *h)
+{
+	struct stream *st = &c->stream;
+	size_t avail = stream_avail(st);
+	if (avail < PKT_HDR_LEN)
+		return PKT_INCOMPLETE;
+	int rc = pkt_frame(stream_data(st), avail, c->w->cfg->max_packet_size, h);
+	if (rc == PKT_TOO_LARGE) {
+		client_fail(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
+			    "message of %u bytes exceeds max_packet_size",
+			    get_be32(stream_data(st) + 1));
+		return PKT_MALFORMED;
+	}
+	if (rc != PKT_OK) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid message length");
+		return PKT_MALFORMED;
+	}
+	return PKT_OK;
+}
+
 /* A request arrived with no server linked: queue for one. */
 static void want_server(struct client *c)
 {
@@ -582,7 +607,6 @@ static void want_server(struct client *c)
 static void relay(struct client *c)
 {
 	struct stream *st = &c->stream;
-	uint32_t max = c->w->cfg->max_packet_size;
 	while (c->state == CLIENT_ACTIVE && stream_avail(st) > 0) {
 		struct server *s = c->server;
 		size_t avail = stream_avail(st);
@@ -596,19 +620,11 @@ static void relay(struct client *c)
 			continue;
 		}
 		struct pkt_hdr h;
-		int rc = pkt_frame(stream_data(st), avail, max, &h);
+		int rc = frame_message(c, &h);
 		if (rc == PKT_INCOMPLETE)
 			break;
-		if (rc == PKT_TOO_LARGE) {
-			client_fail(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
-				    "message of %u bytes exceeds max_packet_size",
-				    get_be32(stream_data(st) + 1));
+		if (rc != PKT_OK)
 			return;
-		}
-		if (rc != PKT_OK) {
-			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid message length");
-			return;
-		}
 		switch (h.type) {
 		case PKT_Query:
 			server_push_request(s, SERVER_RQ_QUERY);
@@ -673,21 +689,10 @@ static void client_process(struct client *c)
 			admin_handle(c);
 			return;
 		}
-		if (stream_avail(st) < PKT_HDR_LEN)
-			return;
+		/* A bad header is refused before a server is linked only to be closed. */
 		struct pkt_hdr h;
-		int rc = pkt_frame(stream_data(st), stream_avail(st), c->w->cfg->max_packet_size, &h);
-		/* Refuse a bad header before a server is linked only to be closed. */
-		if (rc == PKT_TOO_LARGE) {
-			client_fail(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
-				    "message of %u bytes exceeds max_packet_size",
-				    get_be32(stream_data(st) + 1));
+		if (frame_message(c, &h) != PKT_OK)
 			return;
-		}
-		if (rc != PKT_OK) {
-			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid message length");
-			return;
-		}
 		uint8_t type = h.type;
 		if (type == PKT_Terminate) {
 			stream_consume(st, stream_avail(st));

@@ -207,41 +207,38 @@ START_TEST(test_bad_startup_packet_gets_error_and_close)
 }
 END_TEST
 
-START_TEST(test_protocol_2_startup_is_refused_with_0A000)
+/*
+ * Sends one StartupMessage built from pairs (terminated: with its final NUL)
+ * and expects an ErrorResponse with sqlstate and a close; sluice keeps serving.
+ */
+static void expect_startup_refused(uint32_t code, const char *pairs, size_t len, bool terminated,
+	const char *sqlstate)
 {
 	struct harness_sluice *s = harness_sluice_start(SLUICE_EXTRA, NULL, USERLIST);
 	int fd = harness_raw_connect(s->port);
 	unsigned char pkt[128];
-	size_t n = build_startup(pkt, 0x00020000, v2_pairs, sizeof(v2_pairs), true);
+	size_t n = build_startup(pkt, code, pairs, len, terminated);
 	send_all(fd, pkt, n);
 	struct reply r;
 	read_reply(fd, &r, 3000, 0);
 	close(fd);
 	char st[6];
 	ck_assert(r.closed);
-	ck_assert_str_eq(error_sqlstate(&r, st), "0A000");
+	ck_assert_str_eq(error_sqlstate(&r, st), sqlstate);
 	assert_sluice_serves(s);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
+}
+
+START_TEST(test_protocol_2_startup_is_refused_with_0A000)
+{
+	expect_startup_refused(0x00020000, v2_pairs, sizeof(v2_pairs), true, "0A000");
 }
 END_TEST
 
 START_TEST(test_startup_without_final_nul_is_08P01)
 {
-	struct harness_sluice *s = harness_sluice_start(SLUICE_EXTRA, NULL, USERLIST);
-	int fd = harness_raw_connect(s->port);
-	unsigned char pkt[128];
-	size_t n = build_startup(pkt, 0x00030000, login_pairs, LOGIN_PAIRS_LEN, false);
-	send_all(fd, pkt, n);
-	struct reply r;
-	read_reply(fd, &r, 3000, 0);
-	close(fd);
-	char st[6];
-	ck_assert(r.closed);
-	ck_assert_str_eq(error_sqlstate(&r, st), "08P01");
-	assert_sluice_serves(s);
-	ck_assert_int_eq(harness_sluice_stop(s), 0);
-	harness_sluice_free(s);
+	expect_startup_refused(0x00030000, login_pairs, LOGIN_PAIRS_LEN, false, "08P01");
 }
 END_TEST
 
