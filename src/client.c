@@ -108,6 +108,7 @@ static void on_stream_closed(struct stream *st)
 {
 	struct client *c = container_of(st, struct client, stream);
 	param_set_deinit(&c->params);
+	prepared_client_deinit(c->w, &c->prepared);
 	free(c->db_name);
 	free(c->user_name);
 	free(c->admin_wait_db);
@@ -603,6 +604,52 @@ static void want_server(struct client *c)
 	pool_want_server(c->pool, c);
 }
 
+/*
+ * Gives prepared.c the client messages that may name a prepared statement.
+ * Returns true when the message was handled there (relay goes on with the
+ * next one, or with the rest of this one in pass_remaining), false when it
+ * is to be relayed as it is; *stop says relay must return instead.
+ */
+static bool relay_prepared(struct client *c, const struct pkt_hdr *h, bool *stop)
+{
+	struct stream *st = &c->stream;
+	struct server *s = c->server;
+	uint32_t rest = 0;
+	enum prepared_rc rc;
+	*stop = false;
+	if (h->type == PKT_Query) {
+		/* Answered without PostgreSQL only when nothing else is under way. */
+		if (!c->prepared.n || s->rq_len || s->pass_remaining || s->txn_status == 'E')
+			return false;
+		rc = prepared_client_deallocate(c, h, s->txn_status);
+	} else {
+		rc = prepared_client_message(c, h, &rest);
+	}
+	switch (rc) {
+	case PREPARED_RELAY:
+		return false;
+	case PREPARED_MORE:
+	case PREPARED_FAILED:
+		*stop = true;
+		return true;
+	case PREPARED_DONE:
+		break;
+	}
+	c->pool->stats.total.bytes_received += h->len - rest;
+	if (h->type == PKT_Query) {
+		server_maybe_release(s);
+		return true;
+	}
+	c->ext_open = true;
+	if (rest) {
+		size_t n = MIN(stream_avail(st), (size_t)rest);
+		stream_forward(&s->stream, st, n);
+		c->pool->stats.total.bytes_received += n;
+		c->pass_remaining = rest - (uint32_t)n;
+	}
+	return true;
+}
+
 /* Forwards every complete (or streaming) message to the linked server. */
 static void relay(struct client *c)
 {
@@ -625,30 +672,39 @@ static void relay(struct client *c)
 			break;
 		if (rc != PKT_OK)
 			return;
+		bool stop;
 		switch (h.type) {
 		case PKT_Query:
-			server_push_request(s, SERVER_RQ_QUERY);
+			if (relay_prepared(c, &h, &stop)) {
+				if (stop)
+					goto out;
+				continue;
+			}
+			server_push_request(s, SERVER_RQ_QUERY, NULL);
 			break;
 		case PKT_Sync:
-			server_push_request(s, SERVER_RQ_SYNC);
+			server_push_request(s, SERVER_RQ_SYNC, NULL);
 			c->ext_open = false;
 			break;
 		case PKT_FunctionCall:
-			server_push_request(s, SERVER_RQ_FUNCTION);
+			server_push_request(s, SERVER_RQ_FUNCTION, NULL);
 			break;
 		case PKT_Parse:
-			/* Relayed as is: every client Parse is also a server Parse. */
-			c->pool->stats.total.client_parse_count++;
-			c->pool->stats.total.server_parse_count++;
-			c->ext_open = true;
-			break;
 		case PKT_Bind:
-			c->pool->stats.total.bind_count++;
+		case PKT_Describe:
+		case PKT_Close:
+			if (relay_prepared(c, &h, &stop)) {
+				if (stop)
+					goto out;
+				continue;
+			}
+			server_push_request(s, (enum server_request)h.type, NULL);
 			c->ext_open = true;
 			break;
-		case PKT_Describe:
 		case PKT_Execute:
-		case PKT_Close:
+			server_push_request(s, SERVER_RQ_EXECUTE, NULL);
+			c->ext_open = true;
+			break;
 		case PKT_Flush:
 			c->ext_open = true;
 			break;
@@ -672,6 +728,7 @@ static void relay(struct client *c)
 		c->pool->stats.total.bytes_received += n;
 		c->pass_remaining = h.len - (uint32_t)n;
 	}
+out:
 	if (c->server && stream_unsent(&c->server->stream) > STREAM_HIGH_WATER)
 		stream_pause(st);
 }
@@ -698,6 +755,16 @@ static void client_process(struct client *c)
 			stream_consume(st, stream_avail(st));
 			client_close(c, "client sent Terminate");
 			return;
+		}
+		if (type == PKT_Query) {
+			/* DEALLOCATE of its own statement names needs no server. */
+			enum prepared_rc rc = prepared_client_deallocate(c, &h, 'I');
+			if (rc == PREPARED_MORE)
+				return;
+			if (rc == PREPARED_DONE) {
+				client_process(c);
+				return;
+			}
 		}
 		want_server(c);
 		return;
@@ -894,4 +961,5 @@ void client_info(const struct client *c, struct conn_info *out)
 	out->recv_avail = (uint32_t)stream_avail(&c->stream);
 	out->pkt_remain = c->pass_remaining;
 	out->send_pending = (uint32_t)stream_unsent(&c->stream);
+	out->prepared_statements = c->prepared.n;
 }

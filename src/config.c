@@ -353,6 +353,8 @@ static const struct setting settings[] = {
 	  "parameters tracked per client besides PgBouncer's default set"),
 	S(max_packet_size, ST_U32, "2147483647", RELOAD, 1024, 2147483647,
 	  "largest protocol message accepted, in bytes"),
+	S(max_prepared_statements, ST_INT, "200", RELOAD, 0, INT_MAX,
+	  "named prepared statements kept per server in transaction/statement mode; 0 off"),
 
 	/* Logging and process. */
 	S(logfile, ST_STRING, "", RELOAD, 0, 0, "log file; empty logs to stderr only"),
@@ -413,7 +415,6 @@ static const char *const unimplemented_settings[] = {
 	"listen_backlog",
 	"login_notify_message",
 	"max_db_client_connections",
-	"max_prepared_statements",
 	"max_user_client_connections",
 	"peer_id",
 	"pkt_buf",

@@ -107,11 +107,11 @@ void server_set_state(struct server *s, enum server_state st)
 
 /* ---- request queue ------------------------------------------------------- */
 
-static void rq_push(struct server *s, enum server_request kind)
+static void rq_push(struct server *s, enum server_request kind, struct pstmt *stmt)
 {
 	if (s->rq_len == s->rq_cap) {
 		uint32_t cap = s->rq_cap ? s->rq_cap * 2 : 16;
-		uint8_t *n = xmalloc(cap);
+		struct server_rq *n = xmalloc(cap * sizeof(*n));
 		for (uint32_t i = 0; i < s->rq_len; i++)
 			n[i] = s->rq[(s->rq_head + i) % s->rq_cap];
 		free(s->rq);
@@ -119,22 +119,133 @@ static void rq_push(struct server *s, enum server_request kind)
 		s->rq_cap = cap;
 		s->rq_head = 0;
 	}
-	s->rq[(s->rq_head + s->rq_len) % s->rq_cap] = (uint8_t)kind;
+	s->rq[(s->rq_head + s->rq_len) % s->rq_cap] =
+		(struct server_rq){ .kind = (uint8_t)kind, .seq = ++s->rq_seq, .stmt = stmt };
 	s->rq_len++;
 }
 
 static int rq_head(const struct server *s)
 {
-	return s->rq_len ? s->rq[s->rq_head] : -1;
+	return s->rq_len ? s->rq[s->rq_head].kind : -1;
 }
 
-static void rq_pop(struct server *s)
+/* Retires the head entry; answered says whether PostgreSQL carried it out. */
+static void rq_pop(struct server *s, bool answered)
 {
+	struct server_rq e = s->rq[s->rq_head];
 	s->rq_head = (s->rq_head + 1) % s->rq_cap;
 	s->rq_len--;
+	if (e.stmt)
+		prepared_request_done(s, &e, answered);
 }
 
-void server_push_request(struct server *s, enum server_request kind)
+/* Removes the first entry of kind (not the head), keeping the others in order. */
+static void rq_remove_first(struct server *s, enum server_request kind)
+{
+	for (uint32_t i = 1; i < s->rq_len; i++) {
+		if (s->rq[(s->rq_head + i) % s->rq_cap].kind != kind)
+			continue;
+		for (uint32_t j = i; j + 1 < s->rq_len; j++)
+			s->rq[(s->rq_head + j) % s->rq_cap] = s->rq[(s->rq_head + j + 1) % s->rq_cap];
+		s->rq_len--;
+		return;
+	}
+}
+
+/* Entries retired by an extended-protocol completion rather than by ReadyForQuery. */
+static bool rq_is_extended(int kind)
+{
+	switch (kind) {
+	case SERVER_RQ_PARSE:
+	case SERVER_RQ_PARSE_HIDDEN:
+	case SERVER_RQ_BIND:
+	case SERVER_RQ_DESCRIBE:
+	case SERVER_RQ_EXECUTE:
+	case SERVER_RQ_CLOSE:
+	case SERVER_RQ_CLOSE_HIDDEN:
+	case SERVER_RQ_FAKE_PARSE:
+	case SERVER_RQ_FAKE_CLOSE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * Answers the fake entries at the head of the queue. Only between messages:
+ * while a server message is half relayed, the client's stream belongs to it.
+ */
+static void rq_settle(struct server *s)
+{
+	while (s->pass_remaining == 0 && s->rq_len) {
+		int kind = rq_head(s);
+		uint8_t type;
+		if (kind == SERVER_RQ_FAKE_PARSE)
+			type = PKT_ParseComplete;
+		else if (kind == SERVER_RQ_FAKE_CLOSE)
+			type = PKT_CloseComplete;
+		else
+			return;
+		if (s->client) {
+			const uint8_t msg[PKT_HDR_LEN] = { type, 0, 0, 0, 4 };
+			stream_write(&s->client->stream, msg, sizeof(msg));
+		}
+		rq_pop(s, true);
+	}
+}
+
+/* An ErrorResponse: PostgreSQL skips the rest of the batch, up to its Sync. */
+static void rq_skip_batch(struct server *s)
+{
+	while (rq_is_extended(rq_head(s)))
+		rq_pop(s, false);
+}
+
+/*
+ * Retires the extended-protocol request that a server message of this type
+ * completes. Returns 1 when the message answers one of sluice's hidden
+ * requests (swallow it), 0 to relay it, -1 when it answers nothing that was
+ * asked (the server is out of step: close it).
+ */
+static int rq_retire(struct server *s, uint8_t type)
+{
+	int head = rq_head(s);
+	switch (type) {
+	case PKT_ParseComplete:
+		if (head != SERVER_RQ_PARSE && head != SERVER_RQ_PARSE_HIDDEN)
+			return -1;
+		rq_pop(s, true);
+		return head == SERVER_RQ_PARSE_HIDDEN;
+	case PKT_BindComplete:
+		if (head != SERVER_RQ_BIND)
+			return -1;
+		rq_pop(s, true);
+		return 0;
+	case PKT_CloseComplete:
+		if (head != SERVER_RQ_CLOSE && head != SERVER_RQ_CLOSE_HIDDEN)
+			return -1;
+		rq_pop(s, true);
+		return head == SERVER_RQ_CLOSE_HIDDEN;
+	case PKT_RowDescription:
+	case PKT_NoData:
+		if (head == SERVER_RQ_DESCRIBE)
+			rq_pop(s, true);
+		return 0;
+	case PKT_CommandComplete:
+	case PKT_EmptyQueryResponse:
+	case PKT_PortalSuspended:
+		if (head == SERVER_RQ_EXECUTE)
+			rq_pop(s, true);
+		return 0;
+	case PKT_ErrorResponse:
+		rq_skip_batch(s);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+void server_push_request(struct server *s, enum server_request kind, struct pstmt *stmt)
 {
 	/* PostgreSQL ignores Sync during COPY IN: it will not answer it. */
 	if (kind == SERVER_RQ_SYNC && s->copy_in)
@@ -147,7 +258,9 @@ void server_push_request(struct server *s, enum server_request kind)
 	} else if (s->rq_len == 1 && rq_head(s) == SERVER_RQ_INTERNAL) {
 		s->busy_since = uv_now(s->w->loop);
 	}
-	rq_push(s, kind);
+	rq_push(s, kind, stmt);
+	if (s->rq_len == 1)
+		rq_settle(s);
 }
 
 /* Sends one of sluice's own queries; its response is swallowed. */
@@ -158,7 +271,7 @@ static void send_internal(struct server *s, const char *sql)
 	pkt_put_Query(&out, sql);
 	stream_write(&s->stream, out.data, out.len);
 	buf_out_deinit(&out);
-	rq_push(s, SERVER_RQ_INTERNAL);
+	rq_push(s, SERVER_RQ_INTERNAL, NULL);
 	slog(LOG_LEVEL_NOISE, s, "internal query: %s", sql);
 }
 
@@ -170,6 +283,9 @@ static void on_stream_closed(struct stream *st)
 	if (s->gai_pending)
 		return; /* the resolver callback frees it */
 	param_set_deinit(&s->params);
+	while (s->rq_len)
+		rq_pop(s, false);
+	prepared_server_deinit(s->w, &s->prepared);
 	free(s->rq);
 	free(s);
 }
@@ -441,6 +557,21 @@ static void handle_parameter_status(struct server *s, const uint8_t *msg, uint32
 }
 
 /*
+ * DISCARD ALL and DEALLOCATE ALL drop every prepared statement of the
+ * session: the server's set is empty now, and so are the names of the
+ * client that sent it (not of one whose session sluice reset).
+ */
+static void forget_on_discard(struct server *s, const uint8_t *body, size_t blen, bool internal)
+{
+	if ((blen == sizeof("DISCARD ALL") && memcmp(body, "DISCARD ALL", blen) == 0) ||
+	    (blen == sizeof("DEALLOCATE ALL") && memcmp(body, "DEALLOCATE ALL", blen) == 0)) {
+		prepared_server_forget_all(s->w, &s->prepared, s->answering_seq);
+		if (s->client && !internal)
+			prepared_client_forget_all(s->w, &s->client->prepared);
+	}
+}
+
+/*
  * Handles one whole message that must be looked at. Returns false when the
  * server was closed.
  */
@@ -454,10 +585,12 @@ static bool handle_inspected(struct server *s, const uint8_t *msg, uint32_t len,
 		if (blen != 1)
 			return fail_protocol(s, "malformed ReadyForQuery"), false;
 		s->txn_status = (char)body[0];
+		/* Anything extended still queued was skipped (e.g. after COPY failed). */
+		rq_skip_batch(s);
 		int kind = rq_head(s);
 		if (kind < 0)
 			return fail_protocol(s, "unexpected ReadyForQuery"), false;
-		rq_pop(s);
+		rq_pop(s, true);
 		s->copy_in = false;
 		if (kind == SERVER_RQ_INTERNAL) {
 			stream_consume(&s->stream, len);
@@ -497,6 +630,9 @@ static bool handle_inspected(struct server *s, const uint8_t *msg, uint32_t len,
 		}
 		break;
 	}
+	case PKT_CommandComplete:
+		forget_on_discard(s, body, blen, swallow);
+		break;
 	case PKT_NoticeResponse:
 	case PKT_NotificationResponse:
 		break;
@@ -519,14 +655,15 @@ static bool handle_inspected(struct server *s, const uint8_t *msg, uint32_t len,
 	return true;
 }
 
-static bool must_inspect(uint8_t type, bool swallow)
+static bool must_inspect(const struct server *s, uint8_t type, bool swallow)
 {
 	switch (type) {
 	case PKT_ReadyForQuery:
 	case PKT_ParameterStatus:
 		return true;
-	case PKT_ErrorResponse:
-		return swallow;
+	case PKT_CommandComplete:
+		/* Only a session with named statements cares about DISCARD ALL. */
+		return swallow || s->prepared.n || (s->client && s->client->prepared.n);
 	default:
 		return swallow;
 	}
@@ -548,6 +685,7 @@ static void server_relay(struct server *s)
 				s->pool->stats.total.bytes_sent += n;
 			}
 			s->pass_remaining -= (uint32_t)n;
+			rq_settle(s);
 			continue;
 		}
 		struct pkt_hdr h;
@@ -559,17 +697,27 @@ static void server_relay(struct server *s)
 			return;
 		}
 		bool swallow = !c || rq_head(s) == SERVER_RQ_INTERNAL;
-		if (must_inspect(h.type, swallow)) {
-			if (h.len > avail) {
-				if (h.len > SERVER_MAX_INSPECT) {
-					fail_protocol(s, "oversized message from server");
-					return;
-				}
-				stream_reserve(st, h.len);
-				break;
+		bool inspect = must_inspect(s, h.type, swallow);
+		if (inspect && h.len > avail) {
+			if (h.len > SERVER_MAX_INSPECT) {
+				fail_protocol(s, "oversized message from server");
+				return;
 			}
+			stream_reserve(st, h.len);
+			break;
+		}
+		/* Retired once, now that the whole message (if inspected) is here. */
+		s->answering_seq = s->rq_len ? s->rq[s->rq_head].seq : s->rq_seq + 1;
+		int hidden = rq_retire(s, h.type);
+		if (hidden < 0) {
+			fail_protocol(s, "response to no request from server");
+			return;
+		}
+		swallow = swallow || hidden;
+		if (inspect) {
 			if (!handle_inspected(s, stream_data(st), h.len, swallow))
 				return;
+			rq_settle(s);
 			continue;
 		}
 		if (h.type == PKT_CopyInResponse) {
@@ -579,14 +727,22 @@ static void server_relay(struct server *s)
 			 */
 			s->copy_in = true;
 			if (rq_head(s) == SERVER_RQ_SYNC)
-				rq_pop(s);
+				rq_pop(s, true);
+			else if (rq_head(s) == SERVER_RQ_EXECUTE)
+				rq_remove_first(s, SERVER_RQ_SYNC);
 		}
 		size_t n = MIN(avail, (size_t)h.len);
-		stream_forward(&c->stream, st, n);
-		s->pool->stats.total.bytes_sent += n;
+		if (swallow || !c)
+			stream_consume(st, n);
+		else {
+			stream_forward(&c->stream, st, n);
+			s->pool->stats.total.bytes_sent += n;
+		}
 		s->pass_remaining = h.len - (uint32_t)n;
-		s->pass_swallow = false;
+		s->pass_swallow = swallow;
+		rq_settle(s);
 	}
+	rq_settle(s);
 	if (s->client && s->state != SERVER_CLOSED)
 		client_check_backpressure(s->client);
 }
@@ -882,6 +1038,7 @@ void server_connect(struct pool *p)
 	s->txn_status = 'I';
 	s->close_reason = STATS_CLOSE_error;
 	param_set_init(&s->params);
+	prepared_server_init(&s->prepared);
 	TAILQ_INSERT_TAIL(&w->servers, s, link);
 	worker_count_adjust(&w->db_counts, p->db_name, +1);
 	worker_count_adjust(&w->user_counts, p->server_user, +1);
@@ -1028,4 +1185,5 @@ void server_info(const struct server *s, struct conn_info *out)
 		out->send_pending = (uint32_t)stream_unsent(&s->stream);
 	}
 	out->pkt_remain = s->pass_remaining;
+	out->prepared_statements = s->prepared.n;
 }

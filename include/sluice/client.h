@@ -36,6 +36,7 @@
 #include "sluice/auth.h"
 #include "sluice/log.h"
 #include "sluice/param.h"
+#include "sluice/prepared.h"
 #include "sluice/stream.h"
 #include "sluice/worker.h"
 
@@ -75,6 +76,7 @@ struct client {
 
 	struct auth_session *auth;
 	struct param_set params; /* what this client's session should look like */
+	struct prepared_client prepared; /* its named prepared statements */
 
 	/* cancel key handed to the client */
 	uint32_t cancel_pid;

@@ -107,6 +107,7 @@ struct config {
 	char *ignore_startup_parameters; /* comma-separated */
 	char *track_extra_parameters; /* comma-separated */
 	uint32_t max_packet_size;
+	int max_prepared_statements; /* per server; 0 disables renaming */
 	char *logfile;
 	char *pidfile;
 	bool log_connections;

@@ -27,6 +27,7 @@
 
 #include "sluice/log.h"
 #include "sluice/param.h"
+#include "sluice/prepared.h"
 #include "sluice/scram.h"
 #include "sluice/stats.h"
 #include "sluice/stream.h"
@@ -48,12 +49,39 @@ enum server_state {
 
 const char *server_state_name(enum server_state st);
 
-/* Kinds of entries in the request queue. */
+/*
+ * Kinds of entries in the request queue. Each is retired by the message
+ * that completes its answer: ReadyForQuery for the first four, the
+ * extended-protocol completions (ParseComplete, BindComplete, ...) for the
+ * others, and an ErrorResponse retires, unanswered, every extended-protocol
+ * entry up to the next Sync (PostgreSQL skips them). Fake entries are
+ * answered by sluice itself as soon as they reach the head of the queue, so
+ * the client sees the answer where PostgreSQL would have put it.
+ */
 enum server_request {
 	SERVER_RQ_QUERY = 'Q', /* a client's simple Query */
 	SERVER_RQ_SYNC = 'S', /* a client's Sync */
 	SERVER_RQ_FUNCTION = 'F', /* a client's FunctionCall */
 	SERVER_RQ_INTERNAL = 'i', /* sluice's own query: swallow the response */
+	SERVER_RQ_PARSE = 'P',
+	SERVER_RQ_PARSE_HIDDEN = 'p', /* sluice's Parse before a Bind: swallow ParseComplete */
+	SERVER_RQ_BIND = 'B',
+	SERVER_RQ_DESCRIBE = 'D',
+	SERVER_RQ_EXECUTE = 'E',
+	SERVER_RQ_CLOSE = 'C',
+	SERVER_RQ_CLOSE_HIDDEN = 'c', /* sluice's Close of an evicted statement */
+	SERVER_RQ_FAKE_PARSE = '1', /* answer ParseComplete */
+	SERVER_RQ_FAKE_CLOSE = '3', /* answer CloseComplete */
+};
+
+/*
+ * One request queue entry: stmt (referenced) for Parse and Close entries of
+ * named statements; seq numbers the server's requests in the order sent.
+ */
+struct server_rq {
+	uint8_t kind;
+	uint32_t seq;
+	struct pstmt *stmt;
 };
 
 struct pool;
@@ -82,14 +110,17 @@ struct server {
 	uint32_t be_pid, be_key;
 	struct param_set params; /* as PostgreSQL last reported them */
 
-	/* request queue: a ring of enum server_request */
-	uint8_t *rq;
+	/* request queue: a ring of entries */
+	struct server_rq *rq;
 	uint32_t rq_head, rq_len, rq_cap;
+	uint32_t rq_seq; /* seq of the last entry queued */
+	uint32_t answering_seq; /* seq of the request the message being relayed answers */
 	char txn_status; /* from the last ReadyForQuery */
 	bool copy_in;
 	uint32_t pass_remaining; /* bytes of the current server message still to relay */
 	bool pass_swallow; /* ... and whether they are swallowed */
 	bool internal_error; /* an internal query failed */
+	struct prepared_server prepared; /* named statements prepared on it */
 
 	uint64_t connect_time; /* uv_now */
 	uint64_t idle_since; /* uv_now */
@@ -117,8 +148,12 @@ void server_link(struct server *s, struct client *c);
 void server_client_gone(struct server *s);
 /* True if s can be handed to another client right now. */
 bool server_is_clean(const struct server *s);
-/* Relay: the client queued a request; account it. */
-void server_push_request(struct server *s, enum server_request kind);
+/*
+ * Relay: the client (or prepared.c on its behalf) queued a request; account
+ * it. stmt, if any, is a reference the entry takes over. A fake entry at the
+ * head is answered at once.
+ */
+void server_push_request(struct server *s, enum server_request kind, struct pstmt *stmt);
 /* Re-examine a linked server for release (transaction/statement mode). */
 void server_maybe_release(struct server *s);
 /* Runs the server_check_query before the server is handed out. */

@@ -26,6 +26,7 @@
 #include "sluice/buf.h"
 #include "sluice/common.h"
 #include "sluice/config.h"
+#include "sluice/prepared.h"
 #include "sluice/stream.h"
 
 struct pool;
@@ -79,6 +80,7 @@ struct worker {
 	struct conn_count *user_counts;
 	struct client *cancel_keys; /* uthash on client->cancel_key64 */
 	struct db_state *db_states;
+	struct prepared_registry prepared; /* named statements of all clients */
 	bool paused_all; /* PAUSE without a database */
 	int admin_waiters; /* console clients waiting for PAUSE/WAIT_CLOSE to finish */
 	struct pool *admin_pool; /* the pgbouncer/pgbouncer pseudo-pool, created on use */
@@ -126,6 +128,7 @@ struct conn_info {
 	uint32_t recv_avail; /* unconsumed bytes read */
 	uint32_t pkt_remain; /* bytes of the current message still to relay */
 	uint32_t send_pending; /* bytes queued to send */
+	uint32_t prepared_statements; /* a client's names, a server's prepared statements */
 };
 
 /* Sets up the worker on loop with cfg (ownership passes to the worker). */

@@ -378,7 +378,7 @@ scenarios=(
 	"tpcb_c50|-M simple -c 50 -j 2|direct pgbouncer sluice"
 	"select_extended_c50|-S -M extended -c 50 -j 2|direct pgbouncer sluice"
 	"select_simple_c1000|-S -M simple -c 1000 -j 2|pgbouncer sluice"
-	"select_prepared_c50|-S -M prepared -c 50 -j 2|sluice"
+	"select_prepared_c50|-S -M prepared -c 50 -j 2|direct sluice"
 )
 
 runs_tsv=$out_dir/runs.tsv

@@ -1,0 +1,118 @@
+/*
+ * prepared.h - named prepared statements in transaction and statement mode.
+ *
+ * A client names its statements (Parse "s1"); in transaction mode its next
+ * transaction may run on another server, which never saw "s1". So sluice
+ * keeps three things:
+ *
+ *   - the worker's registry: one struct pstmt per distinct query text and
+ *     parameter types, with its server-side name "sluice_<n>";
+ *   - per client, its names: "s1" -> pstmt;
+ *   - per server, the pstmts prepared on it, in least-recently-used order,
+ *     at most max_prepared_statements of them.
+ *
+ * Client messages naming a statement are rewritten on their way to the
+ * linked server: Parse of a statement the server has is answered by sluice
+ * (a fake ParseComplete), Bind and Describe get the server-side name and a
+ * hidden Parse first when the server lacks it, Close of a client name only
+ * forgets the name. The answers are put in order through the server's
+ * request queue (server.h), which also tells this module, entry by entry,
+ * whether PostgreSQL carried each Parse and Close out (an error makes it
+ * skip everything up to the next Sync), so that the per-server sets always
+ * match what PostgreSQL has.
+ *
+ * Not handled, as in PgBouncer: SQL-level PREPARE/EXECUTE (they stay on one
+ * server session). A simple-query DEALLOCATE of a client name or DEALLOCATE
+ * ALL is answered here; DISCARD ALL goes to PostgreSQL and clears both sides.
+ *
+ * Statements are reference counted: client names, server sets and request
+ * queue entries each hold one; the last unref frees the statement.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "sluice/pkt.h"
+
+struct client;
+struct server;
+struct worker;
+struct pstmt;
+struct prepared_name;
+struct prepared_entry;
+struct server_rq;
+
+/* The worker's statements by query text and parameter types. */
+struct prepared_registry {
+	struct pstmt *by_text; /* uthash */
+	uint64_t next_id;
+};
+
+/* A client's statement names. */
+struct prepared_client {
+	struct prepared_name *by_name; /* uthash */
+	uint32_t n;
+};
+
+/* The statements prepared on one server. */
+struct prepared_server {
+	struct prepared_entry *by_id; /* uthash */
+	TAILQ_HEAD(prepared_lru, prepared_entry) lru; /* least recently used first */
+	uint32_t n;
+};
+
+void prepared_server_init(struct prepared_server *ps);
+/* The server is gone: drop its set. */
+void prepared_server_deinit(struct worker *w, struct prepared_server *ps);
+/* The client is gone: drop its names. */
+void prepared_client_deinit(struct worker *w, struct prepared_client *pc);
+
+/* A request queue entry's reference is no longer needed. */
+void pstmt_unref(struct worker *w, struct pstmt *st);
+
+/*
+ * Outcome of prepared_client_message: RELAY (not a tracked statement: relay
+ * the message as it is), DONE (handled; *rest bytes of it, already counted,
+ * still follow in the client's stream and are to be relayed unchanged),
+ * MORE (buffer more of the message first), FAILED (the client was failed).
+ */
+enum prepared_rc {
+	PREPARED_RELAY,
+	PREPARED_DONE,
+	PREPARED_MORE,
+	PREPARED_FAILED,
+};
+
+/*
+ * Handles a client's Parse, Bind, Describe or Close (header h, at the start
+ * of the client's read buffer) for its linked server.
+ */
+enum prepared_rc prepared_client_message(struct client *c, const struct pkt_hdr *h,
+					 uint32_t *rest);
+
+/*
+ * A simple Query at the start of the client's buffer: when it is DEALLOCATE
+ * of a statement this client named, or DEALLOCATE ALL by a client with
+ * names, forgets them, queues the answer ending in ReadyForQuery with
+ * txn_status, consumes the message and returns DONE. RELAY for any other
+ * query, MORE when a short query is not all here yet.
+ */
+enum prepared_rc prepared_client_deallocate(struct client *c, const struct pkt_hdr *h,
+					    char txn_status);
+
+/*
+ * PostgreSQL finished (answered) or skipped (!answered, after an error) the
+ * request queue entry e, a Parse or Close of a named statement: bring the
+ * server's set in line and drop the entry's reference.
+ */
+void prepared_request_done(struct server *s, const struct server_rq *e, bool answered);
+
+/*
+ * DISCARD ALL or DEALLOCATE ALL ran on the server as request seq: the
+ * statements prepared before it are gone (those sent after it are not).
+ */
+void prepared_server_forget_all(struct worker *w, struct prepared_server *ps, uint32_t seq);
+/* ... and the client that sent it has no names left. */
+void prepared_client_forget_all(struct worker *w, struct prepared_client *pc);
