@@ -853,6 +853,7 @@ void client_accept(struct worker *w, uv_stream_t *listener, bool is_unix)
 	 */
 	c->over_limit = w->client_count > w->cfg->max_client_conn;
 	stream_read_start(&c->stream);
+	stream_read_now(&c->stream);
 }
 
 void client_tick(struct client *c, uint64_t now)

@@ -167,6 +167,22 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *ub)
 	release_rbuf_after_read(s);
 }
 
+void stream_read_now(struct stream *s)
+{
+	uv_os_fd_t fd;
+	if (!s->reading || uv_fileno(&s->h.handle, &fd) != 0)
+		return;
+	uv_buf_t b;
+	on_alloc(&s->h.handle, 0, &b);
+	ssize_t n = recv(fd, b.base, b.len, MSG_DONTWAIT);
+	if (n > 0)
+		on_read(&s->h.base, n, &b);
+	else if (n == 0)
+		on_read(&s->h.base, UV_EOF, &b);
+	else
+		release_rbuf_after_read(s); /* nothing yet (or an error): the loop will see it */
+}
+
 static void update_reading(struct stream *s)
 {
 	bool want = s->want_read && !s->paused && !s->closing;

@@ -114,6 +114,13 @@ void stream_connect_pipe(struct stream *s, const char *path, stream_connect_cb *
 void stream_peer_name(struct stream *s, char *out, size_t len);
 
 void stream_read_start(struct stream *s);
+/*
+ * Reads what has already arrived now rather than after the next poll: a
+ * client's first message is usually waiting by the time its connection is
+ * accepted, and reading it at once saves the loop a wake-up per connection.
+ * Calls read_cb or error_cb as the loop would. Only while reading.
+ */
+void stream_read_now(struct stream *s);
 void stream_read_stop(struct stream *s);
 /* Backpressure: stop/resume reading without changing want_read. */
 void stream_pause(struct stream *s);
