@@ -208,6 +208,16 @@ void prepared_request_done(struct server *s, const struct server_rq *rq, bool an
 {
 	struct prepared_server *ps = &s->prepared;
 	struct pstmt *st = rq->stmt;
+	if (!answered && s->client &&
+	    (rq->kind == SERVER_RQ_PARSE || rq->kind == SERVER_RQ_FAKE_PARSE)) {
+		/* The client's Parse failed or was skipped: as on PostgreSQL, its name does not exist. */
+		struct prepared_client *pc = &s->client->prepared;
+		struct prepared_name *n, *tmp;
+		HASH_ITER(hh, pc->by_name, n, tmp) {
+			if (n->stmt == st)
+				name_drop(s->w, pc, n);
+		}
+	}
 	if (!answered && (rq->kind == SERVER_RQ_PARSE || rq->kind == SERVER_RQ_PARSE_HIDDEN)) {
 		/* PostgreSQL did not prepare it, unless a later Parse did. */
 		struct prepared_entry *e = entry_find(ps, st);
@@ -321,7 +331,7 @@ static enum prepared_rc on_parse(struct client *c, const struct pkt_hdr *h)
 	name_bind(w, &c->prepared, name, st);
 	c->pool->stats.total.client_parse_count++;
 	if (ensure_prepared(c, s, st, SERVER_RQ_PARSE))
-		server_push_request(s, SERVER_RQ_FAKE_PARSE, NULL);
+		server_push_request(s, SERVER_RQ_FAKE_PARSE, pstmt_ref(st));
 	stream_consume(cs, h->len);
 	return PREPARED_DONE;
 }

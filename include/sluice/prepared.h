@@ -105,7 +105,8 @@ enum prepared_rc prepared_client_deallocate(struct client *c, const struct pkt_h
 /*
  * PostgreSQL finished (answered) or skipped (!answered, after an error) the
  * request queue entry e, a Parse or Close of a named statement: bring the
- * server's set in line and drop the entry's reference.
+ * server's set, and the names of the linked client whose Parse failed, in
+ * line, and drop the entry's reference.
  */
 void prepared_request_done(struct server *s, const struct server_rq *e, bool answered);
 

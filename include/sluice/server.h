@@ -75,8 +75,9 @@ enum server_request {
 };
 
 /*
- * One request queue entry: stmt (referenced) for Parse and Close entries of
- * named statements; seq numbers the server's requests in the order sent.
+ * One request queue entry: stmt (referenced) for Parse (also fake) and
+ * Close entries of named statements; seq numbers the server's requests in
+ * the order sent.
  */
 struct server_rq {
 	uint8_t kind;
