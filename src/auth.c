@@ -25,10 +25,10 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include "sluice/pkt.h"
+#include "sluice/rand.h"
 
 #define SCRAM_MECHANISM "SCRAM-SHA-256"
 #define MD5_PREFIX "md5"
@@ -420,8 +420,7 @@ int auth_session_start(struct auth_session *s, struct buf_out *out)
 		s->step = AUTH_STEP_WAIT_PASSWORD;
 		return AUTH_CONTINUE;
 	case AUTH_METHOD_MD5:
-		if (RAND_bytes(s->md5_salt, sizeof(s->md5_salt)) != 1)
-			return fail(s, "no random bytes for the md5 salt");
+		rand_bytes(s->md5_salt, sizeof(s->md5_salt));
 		pkt_put_AuthenticationMD5Password(out, s->md5_salt);
 		s->step = AUTH_STEP_WAIT_PASSWORD;
 		return AUTH_CONTINUE;

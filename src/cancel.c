@@ -10,11 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/rand.h>
-
 #include "sluice/client.h"
 #include "sluice/log.h"
 #include "sluice/pkt.h"
+#include "sluice/rand.h"
 #include "sluice/server.h"
 
 struct cancel_conn {
@@ -27,11 +26,7 @@ void cancel_register(struct worker *w, struct client *c)
 	struct client *other;
 	do {
 		uint8_t r[8];
-		if (RAND_bytes(r, sizeof(r)) != 1) {
-			/* Keys must be unguessable; without randomness fall back to random(). */
-			for (size_t i = 0; i < sizeof(r); i++)
-				r[i] = (uint8_t)random();
-		}
+		rand_bytes(r, sizeof(r));
 		c->cancel_pid = get_be32(r) & 0x7fffffffu;
 		c->cancel_key = get_be32(r + 4);
 		c->cancel_key64 = ((uint64_t)c->cancel_pid << 32) | c->cancel_key;

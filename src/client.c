@@ -21,8 +21,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
-
 #include "sluice/admin.h"
 #include "sluice/cancel.h"
 #include "sluice/pkt.h"

@@ -6,7 +6,7 @@
  * and the key derivations. It does not own the PostgreSQL framing around the
  * messages (AuthenticationSASL*, SASLInitialResponse): auth.c and the server
  * login code wrap them. All cryptography is OpenSSL's: HMAC(), SHA256(),
- * PKCS5_PBKDF2_HMAC(), RAND_bytes() and EVP base64.
+ * PKCS5_PBKDF2_HMAC() and EVP base64; random bytes from rand.h.
  *
  * Channel binding is never offered. A client may send "n,," or "y,," (the
  * latter means "I could bind but you did not offer -PLUS", which is true); a
@@ -23,8 +23,9 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/rand.h>
 #include <openssl/sha.h>
+
+#include "sluice/rand.h"
 
 /* SCRAM messages are a few hundred bytes; anything far longer is hostile. */
 #define SCRAM_MAX_MSG 4096
@@ -55,13 +56,6 @@ static void hmac256(const uint8_t *key, size_t key_len, const void *data, size_t
 static void sha256(const uint8_t *data, size_t len, uint8_t out[SCRAM_KEY_LEN])
 {
 	SHA256(data, len, out);
-}
-
-static void random_bytes(uint8_t *out, size_t n)
-{
-	/* A CSPRNG that cannot be seeded (or allocate) leaves nothing safe to do. */
-	if (RAND_bytes(out, (int)n) != 1)
-		xoom("RAND_bytes");
 }
 
 /* Heap string with the base64 of in[0..len). */
@@ -205,7 +199,7 @@ int scram_secret_build(const char *password, const uint8_t *salt, size_t salt_le
 int scram_secret_from_password(const char *password, int iterations, struct scram_secret *out)
 {
 	uint8_t salt[SCRAM_SALT_BYTES];
-	random_bytes(salt, sizeof(salt));
+	rand_bytes(salt, sizeof(salt));
 	return scram_secret_build(password, salt, sizeof(salt), iterations, out);
 }
 
@@ -305,7 +299,7 @@ static char *msg_dup(const uint8_t *msg, size_t len)
 static char *nonce_new(void)
 {
 	uint8_t raw[SCRAM_NONCE_BYTES];
-	random_bytes(raw, sizeof(raw));
+	rand_bytes(raw, sizeof(raw));
 	return b64_encode(raw, sizeof(raw));
 }
 
@@ -356,8 +350,8 @@ struct scram_server *scram_server_new(const struct scram_secret *secret, const c
 	s->secret.iterations = SCRAM_DEFAULT_ITERATIONS;
 	memcpy(s->secret.salt, mac, SCRAM_SALT_BYTES);
 	s->secret.salt_len = SCRAM_SALT_BYTES;
-	random_bytes(s->secret.stored_key, SCRAM_KEY_LEN);
-	random_bytes(s->secret.server_key, SCRAM_KEY_LEN);
+	rand_bytes(s->secret.stored_key, SCRAM_KEY_LEN);
+	rand_bytes(s->secret.server_key, SCRAM_KEY_LEN);
 	return s;
 }
 

@@ -11,7 +11,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/rand.h>
 
 #include "sluice/admin.h"
 #include "sluice/client.h"
@@ -19,6 +18,7 @@
 #include "sluice/listener.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
+#include "sluice/rand.h"
 #include "sluice/server.h"
 #include "sluice/sqlstate.h"
 
@@ -388,8 +388,7 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg)
 	TAILQ_INIT(&w->kick_queue);
 	w->start_time = (uint64_t)time(NULL);
 	w->stats_rolled_at = uv_now(loop);
-	if (RAND_bytes(w->mock_seed, sizeof(w->mock_seed)) != 1)
-		return -1;
+	rand_bytes(w->mock_seed, sizeof(w->mock_seed));
 	if (load_userlist(cfg, &w->userlist) != 0)
 		return -1;
 	uv_check_init(loop, &w->flush_check);
