@@ -382,7 +382,7 @@ scenarios=(
 )
 
 runs_tsv=$out_dir/runs.tsv
-printf 'round\tscenario\ttarget\texit\ttps\tlat_avg_ms\tlat_p99_ms\ttransactions\tfailed\tcpu_us_per_txn\tnote\tlat_p50_ms\n' \
+printf 'round\tscenario\ttarget\texit\ttps\tlat_avg_ms\tlat_p99_ms\ttransactions\tfailed\tcpu_us_per_txn\tnote\tlat_p50_ms\tclient_spread\n' \
 	>"$runs_tsv"
 mkdir -p "$work/txlog" "$out_dir/pgbench"
 
@@ -429,6 +429,12 @@ run_one() {
 		lat_p99=$(awk -v k="$k" 'NR == k {printf "%.3f", $1 / 1000; exit}' "$work/lat.sorted")
 		lat_p50=$(awk -v k=$(((n + 1) / 2)) 'NR == k {printf "%.3f", $1 / 1000; exit}' "$work/lat.sorted")
 	fi
+	# Fairness: each client's mean latency; the slowest client's over the fastest's.
+	local spread
+	spread=$(cat "$work"/txlog/tx.* 2>/dev/null | awk '$3 ~ /^[0-9]+$/ {s[$1] += $3; n[$1]++}
+		END {lo = -1; hi = 0
+			for (c in s) { m = s[c] / n[c]; if (lo < 0 || m < lo) lo = m; if (m > hi) hi = m }
+			if (lo > 0) printf "%.2f", hi / lo; else print "NA"}')
 	if [ -n "$pid" ] && [ "$cpu0" != NA ] && [ "$cpu1" != NA ] && [ "$txns" -gt 0 ]; then
 		cpu=$(awk -v d=$((cpu1 - cpu0)) -v t="$clk_tck" -v n="$txns" \
 			'BEGIN {printf "%.2f", d * 1e6 / t / n}')
@@ -442,8 +448,8 @@ run_one() {
 		[ "$rc" -eq 124 ] && note="pgbench killed after $((duration * 3 + 60)) s (hang); $note"
 	fi
 	[ "$cpu1" = NA ] && note="$target exited during the run; $note"
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$scen" "$target" "$rc" \
-		"$tps" "$lat_avg" "$lat_p99" "$txns" "$failed" "$cpu" "$note" "$lat_p50" >>"$runs_tsv"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$scen" "$target" "$rc" \
+		"$tps" "$lat_avg" "$lat_p99" "$txns" "$failed" "$cpu" "$note" "$lat_p50" "$spread" >>"$runs_tsv"
 	[ -n "$pid" ] && ensure_pooler "$target" "round $round $scen"
 	sleep 1
 }
@@ -469,8 +475,10 @@ summary=$out_dir/summary.md
 	echo "pgbench against scale-$scale data on 127.0.0.1; pool size $pool_size, transaction mode."
 	echo "CPU is the pooler process's user+system time per transaction. n/a: not applicable."
 	echo
-	echo "| scenario | target | TPS | avg ms | p50 ms | p99 ms | p99/p50 | CPU µs/txn | runs ok | failed txns | sluice/PgBouncer TPS | sluice/direct TPS | sluice/PgBouncer CPU |"
-	echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+	echo "Client spread: the slowest client's mean latency over the fastest's (1.00 = all served alike)."
+	echo
+	echo "| scenario | target | TPS | avg ms | p50 ms | p99 ms | p99/p50 | client spread | CPU µs/txn | runs ok | failed txns | sluice/PgBouncer TPS | sluice/direct TPS | sluice/PgBouncer CPU |"
+	echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 	tail -n +2 "$runs_tsv" | awk -F'\t' '
 	function median(list,    v, n, i, j, t) {
 		n = split(list, v, " ")
@@ -488,15 +496,15 @@ summary=$out_dir/summary.md
 		if (!($2 in sseen)) { sseen[$2] = 1; sorder[++ns] = $2 }
 		add("tps" SUBSEP key, $4 == 0 ? $5 : "NA")
 		add("avg" SUBSEP key, $6); add("p99" SUBSEP key, $7); add("cpu" SUBSEP key, $10)
-		add("p50" SUBSEP key, $12)
+		add("p50" SUBSEP key, $12); add("spread" SUBSEP key, $13)
 		runs[key]++; if ($4 == 0 && $9 == 0 && $8 > 0) ok[key]++
 		failed[key] += $9
 	}
 	END {
 		for (i = 1; i <= nk; i++) {
 			split(order[i], kk, SUBSEP)
-			for (m = 1; m <= 5; m++) {
-				name = m == 1 ? "tps" : m == 2 ? "avg" : m == 3 ? "p99" : m == 4 ? "cpu" : "p50"
+			for (m = 1; m <= 6; m++) {
+				name = m == 1 ? "tps" : m == 2 ? "avg" : m == 3 ? "p99" : m == 4 ? "cpu" : m == 5 ? "p50" : "spread"
 				med[name, order[i]] = median(vals[name SUBSEP order[i]])
 			}
 		}
@@ -513,13 +521,13 @@ summary=$out_dir/summary.md
 					r3 = ratio(med["cpu", key], med["cpu", sc SUBSEP "pgbouncer"])
 				}
 				if (!(key in seen)) {
-					printf "| %s | %s | n/a | n/a | n/a | n/a | n/a | n/a | not run | | | | |\n", sc, tgt[t]
+					printf "| %s | %s | n/a | n/a | n/a | n/a | n/a | n/a | n/a | not run | | | | |\n", sc, tgt[t]
 					continue
 				}
-				printf "| %s | %s | %s | %s | %s | %s | %s | %s | %d/%d | %d | %s | %s | %s |\n", sc, tgt[t],
+				printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d/%d | %d | %s | %s | %s |\n", sc, tgt[t],
 					fmt(med["tps", key], "%.1f"), fmt(med["avg", key], "%.2f"),
 					fmt(med["p50", key], "%.2f"), fmt(med["p99", key], "%.2f"),
-					ratio(med["p99", key], med["p50", key]),
+					ratio(med["p99", key], med["p50", key]), fmt(med["spread", key], "%.2f"),
 					tgt[t] == "direct" ? "n/a" : fmt(med["cpu", key], "%.1f"),
 					ok[key], runs[key], failed[key], r1, r2, r3
 			}
