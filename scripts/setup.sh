@@ -24,7 +24,19 @@ test_packages=(
 	valgrind
 	prometheus
 	prometheus-pgbouncer-exporter
+	# check_drivers runs real client drivers through sluice: psycopg 3 and
+	# asyncpg (run with /usr/bin/python3), the PostgreSQL JDBC driver with a
+	# JDK to compile its test program; node-postgres and postgres.js come from
+	# npm (test/drivers/package.json, installed below).
+	python3-psycopg python3-asyncpg
+	libpostgresql-jdbc-java default-jdk-headless
 )
+
+# Node.js and npm for the node drivers. Only when npm is missing: a Node.js
+# from NodeSource already provides both and conflicts with Debian's npm.
+if ! command -v npm >/dev/null 2>&1; then
+	test_packages+=(nodejs npm)
+fi
 
 # The benchmark (test/bench/bench.sh) installs pgbouncer itself.
 
@@ -39,15 +51,23 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
 	echo "setup.sh: all ${#packages[@]} packages are installed"
-	exit 0
+else
+	sudo=()
+	if [ "$(id -u)" -ne 0 ]; then
+		sudo=(sudo)
+	fi
+
+	echo "setup.sh: installing: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
 
-sudo=()
-if [ "$(id -u)" -ne 0 ]; then
-	sudo=(sudo)
+# The node drivers of check_drivers, from the npm registry at the versions of
+# test/drivers/package-lock.json. Only when they are not installed yet, so
+# that a set-up machine needs no network.
+drivers_dir="$(cd "$(dirname "$0")/.." && pwd)/test/drivers"
+if [ ! -d "$drivers_dir/node_modules" ]; then
+	echo "setup.sh: installing the node drivers in $drivers_dir"
+	npm ci --prefix "$drivers_dir" --no-audit --no-fund
 fi
-
-echo "setup.sh: installing: ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"

@@ -347,7 +347,7 @@ static const struct setting settings[] = {
 	  "close a client that has not logged in within this time"),
 	S(idle_transaction_timeout, ST_DURATION, "0", RELOAD, 0, 0,
 	  "close a client idle in a transaction this long; 0 never"),
-	S(ignore_startup_parameters, ST_LIST, "", RELOAD, 0, 0,
+	S(ignore_startup_parameters, ST_LIST, "extra_float_digits", RELOAD, 0, 0,
 	  "startup parameters accepted from clients and not passed on"),
 	S(track_extra_parameters, ST_LIST, "IntervalStyle", RELOAD, 0, 0,
 	  "parameters tracked per client besides PgBouncer's default set"),

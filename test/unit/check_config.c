@@ -133,7 +133,7 @@ START_TEST(test_config_defaults_are_pgbouncer_defaults)
 	ck_assert_int_eq(cfg->client_idle_timeout, 0);
 	ck_assert_int_eq(cfg->client_login_timeout, 60000);
 	ck_assert_int_eq(cfg->idle_transaction_timeout, 0);
-	ck_assert_str_eq(cfg->ignore_startup_parameters, "");
+	ck_assert_str_eq(cfg->ignore_startup_parameters, "extra_float_digits");
 	ck_assert_str_eq(cfg->track_extra_parameters, "IntervalStyle");
 	ck_assert_uint_eq(cfg->max_packet_size, 2147483647u);
 	ck_assert_str_eq(cfg->logfile, "");
