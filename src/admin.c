@@ -804,6 +804,9 @@ static void show_mem(struct client *c)
 		{ "server_cache", sizeof(struct server), (size_t)servers, 0 },
 		{ "client_cache", sizeof(struct client), (size_t)clients, 0 },
 		{ "iobuf_cache", sizeof(struct buf) + BUF_SIZE, w->bufs.in_use, w->bufs.free_count },
+		/* Statements vary in size: size is their average, memtotal exact. */
+		{ "server_prepared_statement_cache",
+		  w->prepared.n ? w->prepared.bytes / w->prepared.n : 0, w->prepared.n, 0 },
 	};
 	struct rs r;
 	rs_begin(&r, mem_columns, ARRAY_SIZE(mem_columns));
@@ -813,7 +816,9 @@ static void show_mem(struct client *c)
 		put_int(&r, (long long)rows[i].size);
 		put_int(&r, (long long)rows[i].used);
 		put_int(&r, (long long)rows[i].free);
-		put_int(&r, (long long)(rows[i].size * (rows[i].used + rows[i].free)));
+		bool statements = strcmp(rows[i].name, "server_prepared_statement_cache") == 0;
+		put_int(&r, (long long)(statements ? w->prepared.bytes
+						   : rows[i].size * (rows[i].used + rows[i].free)));
 		row_end(&r);
 	}
 	rs_finish(c, &r, "SHOW");

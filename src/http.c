@@ -627,6 +627,10 @@ static void render_metrics(struct worker *w, struct text *t)
 	family(t, "sluice_server_connections", "gauge",
 	       "Server connections open, in every state, including those logging in.");
 	text_printf(t, "sluice_server_connections %d\n", servers);
+	family(t, "sluice_prepared_statements", "gauge",
+	       "Distinct named prepared statements (query text and parameter types) in use by "
+	       "clients or servers.");
+	text_printf(t, "sluice_prepared_statements %u\n", w->prepared.n);
 
 	static const char *const cl_states[] = { "active", "waiting" };
 	family(t, "sluice_pool_client_connections", "gauge",

@@ -77,6 +77,8 @@ static struct pstmt *pstmt_get(struct worker *w, const uint8_t *text, uint32_t l
 		st->text_len = len;
 		memcpy(st->text, text, len);
 		HASH_ADD(hh, reg->by_text, text, len, st);
+		reg->n++;
+		reg->bytes += sizeof(*st) + len;
 	}
 	st->refs++;
 	return st;
@@ -93,6 +95,8 @@ void pstmt_unref(struct worker *w, struct pstmt *st)
 	if (--st->refs)
 		return;
 	HASH_DEL(w->prepared.by_text, st);
+	w->prepared.n--;
+	w->prepared.bytes -= sizeof(*st) + st->text_len;
 	free(st);
 }
 

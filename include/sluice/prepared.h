@@ -48,6 +48,8 @@ struct server_rq;
 struct prepared_registry {
 	struct pstmt *by_text; /* uthash */
 	uint64_t next_id;
+	uint32_t n; /* statements alive */
+	size_t bytes; /* their memory, for SHOW MEM */
 };
 
 /* A client's statement names. */

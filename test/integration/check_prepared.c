@@ -253,6 +253,38 @@ START_TEST(test_same_query_under_two_names_is_prepared_once_on_the_server)
 }
 END_TEST
 
+/*
+ * A statement lives while a client names it or a server has it (SHOW MEM
+ * counts them): forgetting the names keeps the servers' copies, closing the
+ * servers frees the rest.
+ */
+START_TEST(test_statements_are_freed_when_no_client_or_server_holds_them)
+{
+	struct harness_sluice *s = start("transaction", 1, NULL);
+	PGconn *console = harness_connect(s, CONSOLE);
+	PGconn *c = harness_connect(s, APP);
+	prepare_ok(c, "m1", "select $1::int + 1");
+	prepare_ok(c, "m2", "select $1::int + 2");
+	const char *mem = "SHOW MEM", *row = "server_prepared_statement_cache";
+	ck_assert_int_eq(harness_show_long(console, mem, "name", row, "used"), 2);
+	ck_assert_int_gt(harness_show_long(console, mem, "name", row, "memtotal"), 0);
+	PGresult *res = PQexec(c, "DEALLOCATE ALL");
+	ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+	ck_assert_int_eq(harness_show_long(console, mem, "name", row, "used"), 2);
+	command_ok(console, "RECONNECT app", "RECONNECT");
+	long deadline = harness_now_ms() + 5000;
+	while (harness_show_long(console, mem, "name", row, "used") != 0 &&
+	       harness_now_ms() < deadline)
+		harness_sleep_ms(20);
+	ck_assert_int_eq(harness_show_long(console, mem, "name", row, "used"), 0);
+	ck_assert_int_eq(harness_show_long(console, mem, "name", row, "memtotal"), 0);
+	PQfinish(c);
+	PQfinish(console);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
 /* ---- 4. the per-server limit -------------------------------------------------------------- */
 
 START_TEST(test_max_prepared_statements_evicts_least_recently_used)
@@ -1155,6 +1187,7 @@ static Suite *prepared_suite(void)
 	tcase_add_test(tc, test_two_clients_same_name_different_queries_on_one_server);
 	tcase_add_test(tc, test_statement_survives_server_switch);
 	tcase_add_test(tc, test_same_query_under_two_names_is_prepared_once_on_the_server);
+	tcase_add_test(tc, test_statements_are_freed_when_no_client_or_server_holds_them);
 	tcase_add_test(tc, test_max_prepared_statements_evicts_least_recently_used);
 	tcase_add_test(tc, test_parse_error_then_same_name_prepares_correctly);
 	tcase_add_test(tc, test_unknown_statement_gives_26000_and_connection_stays_usable);
