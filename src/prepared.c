@@ -247,9 +247,10 @@ static void put_parse(struct buf_out *out, const struct pstmt *st)
 
 /*
  * Makes sure the linked server has st, queueing a Parse of kind (the
- * client's own, or hidden) when it has not. at_batch_start: no message of
- * the current batch has been sent yet, so an evicting Close is safe here.
- * Returns true when the server had it already.
+ * client's own, or hidden) when it has not. Room is made by evicting the
+ * least recently used statements only when no message of the client's
+ * current batch has been sent yet (!ext_open): there nothing can make
+ * PostgreSQL skip the Close. Returns true when the server had st already.
  */
 static bool ensure_prepared(struct client *c, struct server *s, struct pstmt *st,
 			    enum server_request kind)
