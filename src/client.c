@@ -626,6 +626,12 @@ static bool relay_prepared(struct client *c, const struct pkt_hdr *h, bool *stop
 	switch (rc) {
 	case PREPARED_RELAY:
 		return false;
+	case PREPARED_WAIT:
+		/* Read nothing more until the server's answers move on (server.c resumes us). */
+		c->prepared_wait = true;
+		stream_pause(st);
+		*stop = true;
+		return true;
 	case PREPARED_MORE:
 	case PREPARED_FAILED:
 		*stop = true;
@@ -792,6 +798,19 @@ void client_unlinked(struct client *c)
 	client_set_state(c, CLIENT_IDLE);
 	c->ext_open = false;
 	c->pass_remaining = 0;
+	if (c->prepared_wait) {
+		c->prepared_wait = false;
+		stream_resume(&c->stream);
+	}
+	client_process(c);
+}
+
+void client_prepared_resume(struct client *c)
+{
+	if (!c->prepared_wait)
+		return;
+	c->prepared_wait = false;
+	stream_resume(&c->stream);
 	client_process(c);
 }
 

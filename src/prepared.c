@@ -15,6 +15,13 @@
  * failure does not remove a statement prepared again since. Evicting Closes
  * are sent only at the start of a batch, where no earlier error can make
  * PostgreSQL skip them; within a batch the set may exceed the limit.
+ *
+ * Optimism is safe within a batch, because an error makes PostgreSQL skip
+ * the rest of it and the request queue reports exactly what was skipped.
+ * Across batches of a pipeline it is not: a message that would act on a
+ * Parse or Close of an earlier, unanswered batch waits (PREPARED_WAIT) until
+ * that batch is answered. A client's Close forgets its name only when
+ * answered; until then the name is "closing" and unusable.
  */
 #include "sluice/prepared.h"
 
@@ -50,6 +57,8 @@ struct pstmt {
 struct prepared_name {
 	UT_hash_handle hh;
 	struct pstmt *stmt;
+	uint64_t id; /* this binding of the name: a new Parse of the name makes a new one */
+	bool closing; /* a Close of it awaits its answer */
 	char name[];
 };
 
@@ -109,6 +118,13 @@ static struct prepared_name *name_find(struct prepared_client *pc, const char *n
 	return n;
 }
 
+/* The name as Bind, Describe and Close see it: not while a Close of it is pending. */
+static struct prepared_name *name_live(struct prepared_client *pc, const char *name)
+{
+	struct prepared_name *n = name_find(pc, name);
+	return n && !n->closing ? n : NULL;
+}
+
 static void name_drop(struct worker *w, struct prepared_client *pc, struct prepared_name *n)
 {
 	HASH_DEL(pc->by_name, n);
@@ -118,21 +134,34 @@ static void name_drop(struct worker *w, struct prepared_client *pc, struct prepa
 }
 
 /* Names st; a name the client had already is taken over (PgBouncer does the same). */
-static void name_bind(struct worker *w, struct prepared_client *pc, const char *name,
-		      struct pstmt *st)
+static struct prepared_name *name_bind(struct worker *w, struct prepared_client *pc,
+				       const char *name, struct pstmt *st)
 {
 	struct prepared_name *n = name_find(pc, name);
 	if (n) {
 		pstmt_unref(w, n->stmt);
-		n->stmt = st;
-		return;
+	} else {
+		size_t len = strlen(name) + 1;
+		n = xmalloc(sizeof(*n) + len);
+		memcpy(n->name, name, len);
+		HASH_ADD_STR(pc->by_name, name, n);
+		pc->n++;
 	}
-	size_t len = strlen(name) + 1;
-	n = xmalloc(sizeof(*n) + len);
-	memcpy(n->name, name, len);
 	n->stmt = st;
-	HASH_ADD_STR(pc->by_name, name, n);
-	pc->n++;
+	n->id = ++w->prepared.next_name_id;
+	n->closing = false;
+	return n;
+}
+
+/* The binding id, if the client still has it. */
+static struct prepared_name *name_by_id(struct prepared_client *pc, uint64_t id)
+{
+	struct prepared_name *n, *tmp;
+	HASH_ITER(hh, pc->by_name, n, tmp) {
+		if (n->id == id)
+			return n;
+	}
+	return NULL;
 }
 
 void prepared_client_forget_all(struct worker *w, struct prepared_client *pc)
@@ -212,15 +241,17 @@ void prepared_request_done(struct server *s, const struct server_rq *rq, bool an
 {
 	struct prepared_server *ps = &s->prepared;
 	struct pstmt *st = rq->stmt;
-	if (!answered && s->client &&
-	    (rq->kind == SERVER_RQ_PARSE || rq->kind == SERVER_RQ_FAKE_PARSE)) {
+	struct prepared_client *pc = s->client ? &s->client->prepared : NULL;
+	struct prepared_name *n = pc && rq->name_id ? name_by_id(pc, rq->name_id) : NULL;
+	if (n && !answered && (rq->kind == SERVER_RQ_PARSE || rq->kind == SERVER_RQ_FAKE_PARSE)) {
 		/* The client's Parse failed or was skipped: as on PostgreSQL, its name does not exist. */
-		struct prepared_client *pc = &s->client->prepared;
-		struct prepared_name *n, *tmp;
-		HASH_ITER(hh, pc->by_name, n, tmp) {
-			if (n->stmt == st)
-				name_drop(s->w, pc, n);
-		}
+		name_drop(s->w, pc, n);
+	} else if (n && n->closing && rq->kind == SERVER_RQ_FAKE_CLOSE) {
+		/* The client's Close took effect, or was skipped and the name lives on. */
+		if (answered)
+			name_drop(s->w, pc, n);
+		else
+			n->closing = false;
 	}
 	if (!answered && (rq->kind == SERVER_RQ_PARSE || rq->kind == SERVER_RQ_PARSE_HIDDEN)) {
 		/* PostgreSQL did not prepare it, unless a later Parse did. */
@@ -253,7 +284,7 @@ static void put_parse(struct buf_out *out, const struct pstmt *st)
  * PostgreSQL skip the Close. Returns true when the server had st already.
  */
 static bool ensure_prepared(struct client *c, struct server *s, struct pstmt *st,
-			    enum server_request kind)
+			    enum server_request kind, uint64_t name_id)
 {
 	struct prepared_server *ps = &s->prepared;
 	struct prepared_entry *e = entry_find(ps, st);
@@ -278,7 +309,7 @@ static bool ensure_prepared(struct client *c, struct server *s, struct pstmt *st
 	put_parse(&out, st);
 	stream_write(&s->stream, out.data, out.len);
 	buf_out_deinit(&out);
-	server_push_request(s, kind, pstmt_ref(st));
+	server_push_named_request(s, kind, pstmt_ref(st), name_id);
 	entry_add(ps, pstmt_ref(st), s->rq_seq);
 	c->pool->stats.total.server_parse_count++;
 	return false;
@@ -307,6 +338,33 @@ static bool have_whole(struct client *c, const struct pkt_hdr *h)
 	return false;
 }
 
+/*
+ * The server has st, but its transaction has failed: PostgreSQL refuses
+ * every Parse then except of COMMIT/ROLLBACK-like statements. A Parse of the
+ * same text under a throwaway name gets the answer PostgreSQL would give the
+ * client (ParseComplete or 25P02), and a hidden Close of that name follows.
+ */
+static void parse_in_failed_transaction(struct client *c, struct server *s, struct pstmt *st,
+					uint64_t name_id)
+{
+	static const char tmp_name[] = "sluice_probe";
+	struct buf_out out;
+	buf_out_init(&out);
+	size_t m = pkt_begin(&out, PKT_Parse);
+	buf_out_put(&out, tmp_name, sizeof(tmp_name));
+	buf_out_put(&out, st->text, st->text_len);
+	pkt_end(&out, m);
+	m = pkt_begin(&out, PKT_Close);
+	buf_out_put_u8(&out, 'S');
+	buf_out_put(&out, tmp_name, sizeof(tmp_name));
+	pkt_end(&out, m);
+	stream_write(&s->stream, out.data, out.len);
+	buf_out_deinit(&out);
+	server_push_named_request(s, SERVER_RQ_PARSE, pstmt_ref(st), name_id);
+	server_push_request(s, SERVER_RQ_CLOSE_HIDDEN, NULL);
+	c->pool->stats.total.server_parse_count++;
+}
+
 static enum prepared_rc on_parse(struct client *c, const struct pkt_hdr *h)
 {
 	struct stream *cs = &c->stream;
@@ -332,11 +390,22 @@ static enum prepared_rc on_parse(struct client *c, const struct pkt_hdr *h)
 
 	struct worker *w = c->w;
 	struct server *s = c->server;
+	if (server_prepared_unsettled(s))
+		return PREPARED_WAIT;
 	struct pstmt *st = pstmt_get(w, r.p + text_at, (uint32_t)(r.len - text_at));
-	name_bind(w, &c->prepared, name, st);
+	if (entry_find(&s->prepared, st) && server_batches_pending(s)) {
+		/* Answering it needs the transaction state the earlier batches leave. */
+		pstmt_unref(w, st);
+		return PREPARED_WAIT;
+	}
+	uint64_t name_id = name_bind(w, &c->prepared, name, st)->id;
 	c->pool->stats.total.client_parse_count++;
-	if (ensure_prepared(c, s, st, SERVER_RQ_PARSE))
-		server_push_request(s, SERVER_RQ_FAKE_PARSE, pstmt_ref(st));
+	if (ensure_prepared(c, s, st, SERVER_RQ_PARSE, name_id)) {
+		if (s->txn_status == 'E')
+			parse_in_failed_transaction(c, s, st, name_id);
+		else
+			server_push_named_request(s, SERVER_RQ_FAKE_PARSE, pstmt_ref(st), name_id);
+	}
 	stream_consume(cs, h->len);
 	return PREPARED_DONE;
 }
@@ -366,13 +435,15 @@ static enum prepared_rc on_bind(struct client *c, const struct pkt_hdr *h, uint3
 	const char *portal = (const char *)names;
 	const char *name = (const char *)end1 + 1;
 	struct prepared_name *n = *name ? name_find(&c->prepared, name) : NULL;
-	if (!n)
+	struct server *s = c->server;
+	if (n && server_prepared_unsettled(s))
+		return PREPARED_WAIT; /* whether the name lives depends on an earlier batch */
+	if (!n || n->closing)
 		return PREPARED_RELAY; /* unnamed, or unknown: PostgreSQL answers */
 
-	struct server *s = c->server;
 	struct pstmt *st = n->stmt;
 	c->pool->stats.total.bind_count++;
-	ensure_prepared(c, s, st, SERVER_RQ_PARSE_HIDDEN);
+	ensure_prepared(c, s, st, SERVER_RQ_PARSE_HIDDEN, 0);
 	size_t portal_len = (size_t)(end1 - names) + 1, name_len = strlen(name) + 1;
 	size_t consumed = PKT_HDR_LEN + portal_len + name_len;
 	struct buf_out out;
@@ -408,7 +479,14 @@ static struct prepared_name *statement_named(struct client *c, const struct pkt_
 		*rc = malformed(c, what);
 		return NULL;
 	}
-	return kind == 'S' && *name ? name_find(&c->prepared, name) : NULL;
+	if (kind != 'S' || !*name)
+		return NULL;
+	struct prepared_name *n = name_find(&c->prepared, name);
+	if (n && server_prepared_unsettled(c->server)) {
+		*rc = PREPARED_WAIT; /* whether the name lives depends on an earlier batch */
+		return NULL;
+	}
+	return n && !n->closing ? n : NULL;
 }
 
 static enum prepared_rc on_describe(struct client *c, const struct pkt_hdr *h)
@@ -419,7 +497,7 @@ static enum prepared_rc on_describe(struct client *c, const struct pkt_hdr *h)
 		return rc;
 	struct server *s = c->server;
 	struct pstmt *st = n->stmt;
-	ensure_prepared(c, s, st, SERVER_RQ_PARSE_HIDDEN);
+	ensure_prepared(c, s, st, SERVER_RQ_PARSE_HIDDEN, 0);
 	struct buf_out out;
 	buf_out_init(&out);
 	size_t m = pkt_begin(&out, PKT_Describe);
@@ -440,8 +518,8 @@ static enum prepared_rc on_close(struct client *c, const struct pkt_hdr *h)
 	if (!n)
 		return rc;
 	/* The server keeps the statement for other clients and later use. */
-	name_drop(c->w, &c->prepared, n);
-	server_push_request(c->server, SERVER_RQ_FAKE_CLOSE, NULL);
+	n->closing = true;
+	server_push_named_request(c->server, SERVER_RQ_FAKE_CLOSE, pstmt_ref(n->stmt), n->id);
 	stream_consume(&c->stream, h->len);
 	return PREPARED_DONE;
 }
@@ -548,7 +626,7 @@ enum prepared_rc prepared_client_deallocate(struct client *c, const struct pkt_h
 	if (all) {
 		prepared_client_forget_all(c->w, &c->prepared);
 	} else {
-		struct prepared_name *n = name_find(&c->prepared, name);
+		struct prepared_name *n = name_live(&c->prepared, name);
 		if (!n)
 			return PREPARED_RELAY; /* not ours: PostgreSQL answers */
 		name_drop(c->w, &c->prepared, n);

@@ -107,7 +107,15 @@ void server_set_state(struct server *s, enum server_state st)
 
 /* ---- request queue ------------------------------------------------------- */
 
-static void rq_push(struct server *s, enum server_request kind, struct pstmt *stmt)
+/* Entries that end a batch: what follows them is not skipped by an error before them. */
+static bool rq_is_boundary(int kind)
+{
+	return kind == SERVER_RQ_QUERY || kind == SERVER_RQ_SYNC || kind == SERVER_RQ_FUNCTION ||
+	       kind == SERVER_RQ_INTERNAL;
+}
+
+static void rq_push(struct server *s, enum server_request kind, struct pstmt *stmt,
+		    uint64_t name_id)
 {
 	if (s->rq_len == s->rq_cap) {
 		uint32_t cap = s->rq_cap ? s->rq_cap * 2 : 16;
@@ -120,8 +128,15 @@ static void rq_push(struct server *s, enum server_request kind, struct pstmt *st
 		s->rq_head = 0;
 	}
 	s->rq[(s->rq_head + s->rq_len) % s->rq_cap] =
-		(struct server_rq){ .kind = (uint8_t)kind, .seq = ++s->rq_seq, .stmt = stmt };
+		(struct server_rq){ .kind = (uint8_t)kind, .seq = ++s->rq_seq, .stmt = stmt,
+				    .name_id = name_id };
 	s->rq_len++;
+	if (stmt)
+		s->rq_stmts++;
+	if (rq_is_boundary(kind)) {
+		s->rq_boundaries++;
+		s->batch_first_seq = s->rq_seq + 1;
+	}
 }
 
 static int rq_head(const struct server *s)
@@ -135,8 +150,12 @@ static void rq_pop(struct server *s, bool answered)
 	struct server_rq e = s->rq[s->rq_head];
 	s->rq_head = (s->rq_head + 1) % s->rq_cap;
 	s->rq_len--;
-	if (e.stmt)
+	if (rq_is_boundary(e.kind))
+		s->rq_boundaries--;
+	if (e.stmt) {
+		s->rq_stmts--;
 		prepared_request_done(s, &e, answered);
+	}
 }
 
 /* Removes the first entry of kind (not the head), keeping the others in order. */
@@ -148,6 +167,8 @@ static void rq_remove_first(struct server *s, enum server_request kind)
 		for (uint32_t j = i; j + 1 < s->rq_len; j++)
 			s->rq[(s->rq_head + j) % s->rq_cap] = s->rq[(s->rq_head + j + 1) % s->rq_cap];
 		s->rq_len--;
+		if (rq_is_boundary(kind))
+			s->rq_boundaries--;
 		return;
 	}
 }
@@ -177,7 +198,8 @@ static bool rq_is_extended(int kind)
  */
 static void rq_settle(struct server *s)
 {
-	while (s->pass_remaining == 0 && s->rq_len) {
+	/* While PostgreSQL skips the batch, fakes are skipped with it (at its ReadyForQuery). */
+	while (s->pass_remaining == 0 && s->rq_len && !s->skipping) {
 		int kind = rq_head(s);
 		uint8_t type;
 		if (kind == SERVER_RQ_FAKE_PARSE)
@@ -238,14 +260,46 @@ static int rq_retire(struct server *s, uint8_t type)
 			rq_pop(s, true);
 		return 0;
 	case PKT_ErrorResponse:
-		rq_skip_batch(s);
+		if (rq_is_extended(head)) {
+			rq_skip_batch(s);
+			/*
+			 * No Sync sent yet: whatever the client sends until its Sync is
+			 * skipped too, even what is held back now and sent later.
+			 */
+			if (s->rq_len == 0)
+				s->skipping = true;
+		}
 		return 0;
 	default:
 		return 0;
 	}
 }
 
+bool server_prepared_unsettled(const struct server *s)
+{
+	if (s->rq_stmts == 0)
+		return false;
+	/* Entries retire in order: the oldest one carrying a statement decides. */
+	for (uint32_t i = 0; i < s->rq_len; i++) {
+		const struct server_rq *e = &s->rq[(s->rq_head + i) % s->rq_cap];
+		if (e->stmt)
+			return (int32_t)(e->seq - s->batch_first_seq) < 0;
+	}
+	return false;
+}
+
+bool server_batches_pending(const struct server *s)
+{
+	return s->rq_boundaries > 0;
+}
+
 void server_push_request(struct server *s, enum server_request kind, struct pstmt *stmt)
+{
+	server_push_named_request(s, kind, stmt, 0);
+}
+
+void server_push_named_request(struct server *s, enum server_request kind, struct pstmt *stmt,
+			       uint64_t name_id)
 {
 	/* PostgreSQL ignores Sync during COPY IN: it will not answer it. */
 	if (kind == SERVER_RQ_SYNC && s->copy_in)
@@ -258,7 +312,7 @@ void server_push_request(struct server *s, enum server_request kind, struct pstm
 	} else if (s->rq_len == 1 && rq_head(s) == SERVER_RQ_INTERNAL) {
 		s->busy_since = uv_now(s->w->loop);
 	}
-	rq_push(s, kind, stmt);
+	rq_push(s, kind, stmt, name_id);
 	if (s->rq_len == 1)
 		rq_settle(s);
 }
@@ -271,7 +325,7 @@ static void send_internal(struct server *s, const char *sql)
 	pkt_put_Query(&out, sql);
 	stream_write(&s->stream, out.data, out.len);
 	buf_out_deinit(&out);
-	rq_push(s, SERVER_RQ_INTERNAL, NULL);
+	rq_push(s, SERVER_RQ_INTERNAL, NULL, 0);
 	slog(LOG_LEVEL_NOISE, s, "internal query: %s", sql);
 }
 
@@ -585,8 +639,9 @@ static bool handle_inspected(struct server *s, const uint8_t *msg, uint32_t len,
 		if (blen != 1)
 			return fail_protocol(s, "malformed ReadyForQuery"), false;
 		s->txn_status = (char)body[0];
-		/* Anything extended still queued was skipped (e.g. after COPY failed). */
+		/* Anything extended still queued was skipped (after an error, or COPY failed). */
 		rq_skip_batch(s);
+		s->skipping = false;
 		int kind = rq_head(s);
 		if (kind < 0)
 			return fail_protocol(s, "unexpected ReadyForQuery"), false;
@@ -743,8 +798,10 @@ static void server_relay(struct server *s)
 		rq_settle(s);
 	}
 	rq_settle(s);
-	if (s->client && s->state != SERVER_CLOSED)
+	if (s->client && s->state != SERVER_CLOSED) {
 		client_check_backpressure(s->client);
+		client_prepared_resume(s->client);
+	}
 }
 
 /* ---- login ----------------------------------------------------------------- */

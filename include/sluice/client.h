@@ -93,6 +93,7 @@ struct client {
 	bool ext_open; /* extended-protocol messages sent since the last Sync */
 	bool over_limit; /* accepted beyond max_client_conn: refused at startup */
 	bool linger; /* ending with an error: close without a reset (stream_close_linger) */
+	bool prepared_wait; /* a message waits for answers to an earlier batch (prepared.h) */
 
 	/* admin console */
 	uint8_t admin_role; /* enum admin_role; 0 for ordinary clients */
@@ -118,6 +119,8 @@ void client_linked(struct client *c);
 void client_unlinked(struct client *c);
 /* The pool has a welcome for a WAITING_LOGIN client. */
 void client_welcome(struct client *c);
+/* The server's request queue moved on: a message held by PREPARED_WAIT may go now. */
+void client_prepared_resume(struct client *c);
 /* Bytes from the linked server were queued to this client: apply backpressure. */
 void client_check_backpressure(struct client *c);
 

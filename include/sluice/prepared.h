@@ -48,6 +48,7 @@ struct server_rq;
 struct prepared_registry {
 	struct pstmt *by_text; /* uthash */
 	uint64_t next_id;
+	uint64_t next_name_id; /* numbers clients' name bindings */
 	uint32_t n; /* statements alive */
 	size_t bytes; /* their memory, for SHOW MEM */
 };
@@ -78,12 +79,15 @@ void pstmt_unref(struct worker *w, struct pstmt *st);
  * Outcome of prepared_client_message: RELAY (not a tracked statement: relay
  * the message as it is), DONE (handled; *rest bytes of it, already counted,
  * still follow in the client's stream and are to be relayed unchanged),
- * MORE (buffer more of the message first), FAILED (the client was failed).
+ * MORE (buffer more of the message first), WAIT (it depends on answers to an
+ * earlier batch of the pipeline: hold it until the server's request queue
+ * has moved on), FAILED (the client was failed).
  */
 enum prepared_rc {
 	PREPARED_RELAY,
 	PREPARED_DONE,
 	PREPARED_MORE,
+	PREPARED_WAIT,
 	PREPARED_FAILED,
 };
 

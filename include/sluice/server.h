@@ -71,7 +71,7 @@ enum server_request {
 	SERVER_RQ_CLOSE = 'C',
 	SERVER_RQ_CLOSE_HIDDEN = 'c', /* sluice's Close of an evicted statement */
 	SERVER_RQ_FAKE_PARSE = '1', /* answer ParseComplete */
-	SERVER_RQ_FAKE_CLOSE = '3', /* answer CloseComplete */
+	SERVER_RQ_FAKE_CLOSE = '3', /* answer CloseComplete; the client's name goes when it is answered */
 };
 
 /*
@@ -83,6 +83,7 @@ struct server_rq {
 	uint8_t kind;
 	uint32_t seq;
 	struct pstmt *stmt;
+	uint64_t name_id; /* a client's Parse or Close: which binding of its name (prepared.c) */
 };
 
 struct pool;
@@ -115,6 +116,10 @@ struct server {
 	struct server_rq *rq;
 	uint32_t rq_head, rq_len, rq_cap;
 	uint32_t rq_seq; /* seq of the last entry queued */
+	uint32_t rq_stmts; /* entries that carry a statement */
+	uint32_t rq_boundaries; /* Query, Sync, FunctionCall and internal entries */
+	uint32_t batch_first_seq; /* seq the first entry of the current batch has or will have */
+	bool skipping; /* an error was answered and PostgreSQL skips messages until the next Sync */
 	uint32_t answering_seq; /* seq of the request the message being relayed answers */
 	char txn_status; /* from the last ReadyForQuery */
 	bool copy_in;
@@ -155,8 +160,19 @@ bool server_is_clean(const struct server *s);
  * head is answered at once.
  */
 void server_push_request(struct server *s, enum server_request kind, struct pstmt *stmt);
+/* The same for a client's own Parse or Close of the name binding name_id. */
+void server_push_named_request(struct server *s, enum server_request kind, struct pstmt *stmt,
+			       uint64_t name_id);
 /* Re-examine a linked server for release (transaction/statement mode). */
 void server_maybe_release(struct server *s);
+/*
+ * Pipelines: whether a Parse or Close of a named statement sent in an
+ * earlier batch (before the last Sync or Query) is still unanswered, so the
+ * statements the server has, and the client's names, are not settled yet.
+ */
+bool server_prepared_unsettled(const struct server *s);
+/* Whether an earlier batch is unanswered, so the transaction state it leaves is unknown. */
+bool server_batches_pending(const struct server *s);
 /* Runs the server_check_query before the server is handed out. */
 void server_start_check(struct server *s);
 /* Servers in open order: server_next(w, NULL) is the first. */
