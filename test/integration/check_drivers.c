@@ -21,13 +21,10 @@
 #include "harness.h"
 
 #include <errno.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define USERLIST "\"md5user\" \"md5userpw\"\n"
@@ -88,66 +85,13 @@ static void require_installed(const char *path, const char *what)
  */
 static int run_program(char *const argv[], int port, char **out)
 {
-	int pfd[2];
-	ck_assert_int_eq(pipe(pfd), 0);
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		dup2(pfd[1], 1);
-		dup2(pfd[1], 2);
-		close(pfd[0]);
-		close(pfd[1]);
-		if (port != 0) {
-			char portstr[16];
-			snprintf(portstr, sizeof(portstr), "%d", port);
-			setenv("PGHOST", "127.0.0.1", 1);
-			setenv("PGPORT", portstr, 1);
-			setenv("PGUSER", "md5user", 1);
-			setenv("PGPASSWORD", "md5userpw", 1);
-			setenv("PGDATABASE", HARNESS_DATABASE, 1);
-		}
-		unsetenv("PGOPTIONS");
-		unsetenv("PGSERVICE");
-		/* No __pycache__ in the source tree. */
-		setenv("PYTHONDONTWRITEBYTECODE", "1", 1);
-		execvp(argv[0], argv);
-		fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(pfd[1]);
-	size_t len = 0, cap = 8192;
-	char *buf = xmalloc(cap);
-	long deadline = harness_now_ms() + PROGRAM_TIMEOUT_MS;
-	bool killed = false;
-	for (;;) {
-		long left = deadline - harness_now_ms();
-		if (left <= 0) {
-			kill(pid, SIGKILL);
-			killed = true;
-			break;
-		}
-		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
-		if (poll(&p, 1, (int)left) <= 0)
-			continue;
-		if (len + 1024 > cap) {
-			cap *= 2;
-			buf = xrealloc(buf, cap);
-		}
-		ssize_t n = read(pfd[0], buf + len, cap - len - 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	buf[len] = '\0';
-	close(pfd[0]);
-	int status = 0;
-	waitpid(pid, &status, 0);
-	*out = buf;
-	if (killed || !WIFEXITED(status))
-		return -1;
-	return WEXITSTATUS(status);
+	char portstr[32];
+	snprintf(portstr, sizeof(portstr), "PGPORT=%d", port);
+	/* The first five connect to sluice; the rest apply to every program. */
+	const char *const env[] = { "PGHOST=127.0.0.1", portstr, "PGUSER=md5user",
+		"PGPASSWORD=md5userpw", "PGDATABASE=" HARNESS_DATABASE, "PGOPTIONS", "PGSERVICE",
+		"PYTHONDONTWRITEBYTECODE=1" /* no __pycache__ in the source tree */, NULL };
+	return harness_run_program(argv[0], argv, port ? env : env + 5, PROGRAM_TIMEOUT_MS, out);
 }
 
 /* Whether out has a line that starts with "OK ", the programs' success line. */

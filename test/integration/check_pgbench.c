@@ -13,115 +13,13 @@
 #include "harness.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define USERLIST "\"md5user\" \"md5userpw\"\n"
-
-/* pgbench from PG_BINDIR when it is there, else whatever PATH finds. */
-static char *pgbench_path(void)
-{
-	const char *dir = getenv("PG_BINDIR");
-	if (dir) {
-		char *p = xasprintf("%s/pgbench", dir);
-		if (access(p, X_OK) == 0)
-			return p;
-		free(p);
-	}
-	return xstrdup("pgbench");
-}
-
-/*
- * Runs pgbench with argv (NULL-terminated, argv[0] ignored) as md5user with
- * PGPASSWORD set, collecting stdout and stderr together into *out (heap).
- * Kills it after timeout_ms. Returns its exit status, or -1 if killed or not
- * run.
- */
-static int run_pgbench(char *const argv[], int timeout_ms, char **out)
-{
-	int pfd[2];
-	ck_assert_int_eq(pipe(pfd), 0);
-	char *bin = pgbench_path();
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		dup2(pfd[1], 1);
-		dup2(pfd[1], 2);
-		close(pfd[0]);
-		close(pfd[1]);
-		setenv("PGPASSWORD", "md5userpw", 1);
-		unsetenv("PGOPTIONS");
-		execvp(bin, (char *const *)argv);
-		fprintf(stderr, "cannot run %s: %s\n", bin, strerror(errno));
-		_exit(127);
-	}
-	free(bin);
-	close(pfd[1]);
-
-	size_t len = 0, cap = 4096;
-	char *buf = xmalloc(cap);
-	long deadline = harness_now_ms() + timeout_ms;
-	bool killed = false;
-	for (;;) {
-		long left = deadline - harness_now_ms();
-		if (left <= 0) {
-			kill(pid, SIGKILL);
-			killed = true;
-			break;
-		}
-		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
-		if (poll(&p, 1, (int)left) <= 0)
-			continue;
-		if (len + 1024 > cap) {
-			cap *= 2;
-			buf = xrealloc(buf, cap);
-		}
-		ssize_t n = read(pfd[0], buf + len, cap - len - 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	buf[len] = '\0';
-	close(pfd[0]);
-	int status = 0;
-	waitpid(pid, &status, 0);
-	*out = buf;
-	if (killed || !WIFEXITED(status))
-		return -1;
-	return WEXITSTATUS(status);
-}
-
-/*
- * pgbench -i -s 1 directly on PostgreSQL, as md5user, in database app, unless
- * an earlier test of this executable did it already (the tables outlive a
- * test; the checks below hold for any number of earlier runs).
- */
-static void init_pgbench_tables(void)
-{
-	char *exists = harness_pg_exec("SELECT to_regclass('pgbench_accounts')::text");
-	bool done_before = exists != NULL;
-	free(exists);
-	if (done_before)
-		return;
-	char port[16];
-	snprintf(port, sizeof(port), "%d", harness_pg()->port);
-	char *const argv[] = { "pgbench", "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p", port,
-		"-U", "md5user", "app", NULL };
-	char *out = NULL;
-	int rc = run_pgbench(argv, 60000, &out);
-	ck_assert_msg(rc == 0, "pgbench -i exited %d:\n%s", rc, out);
-	free(out);
-	ck_assert_int_eq(harness_pg_exec_long("SELECT count(*) FROM pgbench_accounts"), 100000);
-}
 
 static const struct bench_case {
 	const char *name;
@@ -137,7 +35,7 @@ static const struct bench_case {
 START_TEST(test_pgbench_runs_through_transaction_pool_without_failures)
 {
 	const struct bench_case *bc = &bench_cases[_i];
-	init_pgbench_tables();
+	harness_pgbench_init();
 	long history_before = harness_pg_exec_long("SELECT count(*) FROM pgbench_history");
 
 	struct harness_sluice *s = harness_sluice_start(
@@ -170,7 +68,7 @@ START_TEST(test_pgbench_runs_through_transaction_pool_without_failures)
 	argv[n] = NULL;
 
 	char *out = NULL;
-	int rc = run_pgbench(argv, 30000, &out);
+	int rc = harness_run_pgbench(argv, 30000, &out);
 	ck_assert_msg(rc == 0, "%s: pgbench exited %d:\n%s", bc->name, rc, out);
 	ck_assert_msg(strstr(out, "number of failed transactions: 0 ") != NULL,
 		"%s: failures reported:\n%s", bc->name, out);

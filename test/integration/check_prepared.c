@@ -18,12 +18,9 @@
 #include "harness.h"
 
 #include <errno.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define USERLIST "\"md5user\" \"md5userpw\"\n"
@@ -691,101 +688,10 @@ END_TEST
 
 /* ---- 8. pgbench -M prepared ---------------------------------------------------------------- */
 
-/* pgbench from PG_BINDIR when it is there, else whatever PATH finds. */
-static char *pgbench_path(void)
-{
-	const char *dir = getenv("PG_BINDIR");
-	if (dir) {
-		char *p = xasprintf("%s/pgbench", dir);
-		if (access(p, X_OK) == 0)
-			return p;
-		free(p);
-	}
-	return xstrdup("pgbench");
-}
-
-/*
- * Runs pgbench with argv (NULL-terminated) as md5user, stdout and stderr
- * together into *out (heap). Killed after timeout_ms. Returns its exit status,
- * or -1 when it was killed or did not exit normally.
- */
-static int run_pgbench(char *const argv[], int timeout_ms, char **out)
-{
-	int pfd[2];
-	ck_assert_int_eq(pipe(pfd), 0);
-	char *bin = pgbench_path();
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		dup2(pfd[1], 1);
-		dup2(pfd[1], 2);
-		close(pfd[0]);
-		close(pfd[1]);
-		setenv("PGPASSWORD", "md5userpw", 1);
-		unsetenv("PGOPTIONS");
-		execvp(bin, argv);
-		fprintf(stderr, "cannot run %s: %s\n", bin, strerror(errno));
-		_exit(127);
-	}
-	free(bin);
-	close(pfd[1]);
-	size_t len = 0, cap = 8192;
-	char *buf = xmalloc(cap);
-	long deadline = harness_now_ms() + timeout_ms;
-	bool killed = false;
-	for (;;) {
-		long left = deadline - harness_now_ms();
-		if (left <= 0) {
-			kill(pid, SIGKILL);
-			killed = true;
-			break;
-		}
-		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
-		if (poll(&p, 1, (int)left) <= 0)
-			continue;
-		if (len + 1024 > cap) {
-			cap *= 2;
-			buf = xrealloc(buf, cap);
-		}
-		ssize_t n = read(pfd[0], buf + len, cap - len - 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	buf[len] = '\0';
-	close(pfd[0]);
-	int status = 0;
-	waitpid(pid, &status, 0);
-	*out = buf;
-	if (killed || !WIFEXITED(status))
-		return -1;
-	return WEXITSTATUS(status);
-}
-
-/* pgbench -i -s 1 directly on PostgreSQL, unless an earlier test did it. */
-static void init_pgbench_tables(void)
-{
-	char *exists = harness_pg_exec("SELECT to_regclass('pgbench_accounts')::text");
-	bool done_before = exists != NULL;
-	free(exists);
-	if (done_before)
-		return;
-	char port[16];
-	snprintf(port, sizeof(port), "%d", harness_pg()->port);
-	char *argv[] = { "pgbench", "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p", port, "-U",
-		"md5user", "app", NULL };
-	char *out = NULL;
-	int rc = run_pgbench(argv, 60000, &out);
-	ck_assert_msg(rc == 0, "pgbench -i exited %d:\n%s", rc, out);
-	free(out);
-}
-
 START_TEST(test_pgbench_prepared_mode_through_transaction_pool)
 {
 	bool select_only = _i == 1;
-	init_pgbench_tables();
+	harness_pgbench_init();
 	struct harness_sluice *s = start("transaction", 2, NULL);
 	char port[16];
 	snprintf(port, sizeof(port), "%d", s->port);
@@ -812,7 +718,7 @@ START_TEST(test_pgbench_prepared_mode_through_transaction_pool)
 	argv[n++] = "app";
 	argv[n] = NULL;
 	char *out = NULL;
-	int rc = run_pgbench(argv, 40000, &out);
+	int rc = harness_run_pgbench(argv, 40000, &out);
 	ck_assert_msg(rc == 0, "pgbench exited %d:\n%s", rc, out);
 	ck_assert_msg(strstr(out, "number of failed transactions: 0 ") != NULL, "%s", out);
 	ck_assert_msg(strstr(out, "number of transactions actually processed: 800/800") != NULL,

@@ -1251,3 +1251,106 @@ void harness_sluice_edit_ini(const struct harness_sluice *s, const char *from, c
 	free(edited);
 	free(ini);
 }
+
+/* ---- external programs ------------------------------------------------------------ */
+
+int harness_run_program(const char *file, char *const argv[], const char *const env[],
+			long timeout_ms, char **out)
+{
+	int pfd[2];
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		close(pfd[0]);
+		close(pfd[1]);
+		for (size_t i = 0; env && env[i]; i++) {
+			const char *eq = strchr(env[i], '=');
+			if (!eq) {
+				unsetenv(env[i]);
+				continue;
+			}
+			char *name = xstrndup(env[i], (size_t)(eq - env[i]));
+			setenv(name, eq + 1, 1);
+			free(name);
+		}
+		execvp(file, argv);
+		fprintf(stderr, "cannot run %s: %s\n", file, strerror(errno));
+		_exit(127);
+	}
+	close(pfd[1]);
+	size_t len = 0, cap = 8192;
+	char *buf = xmalloc(cap);
+	long deadline = harness_now_ms() + timeout_ms;
+	bool killed = false;
+	for (;;) {
+		long left = deadline - harness_now_ms();
+		if (left <= 0) {
+			kill(pid, SIGKILL);
+			killed = true;
+			break;
+		}
+		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+		if (poll(&p, 1, (int)left) <= 0)
+			continue;
+		if (len + 1024 > cap) {
+			cap *= 2;
+			buf = xrealloc(buf, cap);
+		}
+		ssize_t n = read(pfd[0], buf + len, cap - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	close(pfd[0]);
+	int status = 0;
+	waitpid(pid, &status, 0);
+	*out = buf;
+	if (killed || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+int harness_run_pgbench(char *const argv[], long timeout_ms, char **out)
+{
+	static const char *const env[] = { "PGPASSWORD=md5userpw", "PGOPTIONS", NULL };
+	char *bin = harness_pgbench_path();
+	int rc = harness_run_program(bin, argv, env, timeout_ms, out);
+	free(bin);
+	return rc;
+}
+
+char *harness_pgbench_path(void)
+{
+	const char *dir = getenv("PG_BINDIR");
+	if (dir) {
+		char *p = xasprintf("%s/pgbench", dir);
+		if (access(p, X_OK) == 0)
+			return p;
+		free(p);
+	}
+	return xstrdup("pgbench");
+}
+
+void harness_pgbench_init(void)
+{
+	char *exists = harness_pg_exec("SELECT to_regclass('pgbench_accounts')::text");
+	bool done_before = exists != NULL;
+	free(exists);
+	if (done_before)
+		return;
+	char port[16];
+	snprintf(port, sizeof(port), "%d", harness_pg()->port);
+	char *const argv[] = { "pgbench", "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p", port,
+		"-U", "md5user", HARNESS_DATABASE, NULL };
+	char *out = NULL;
+	int rc = harness_run_pgbench(argv, 60000, &out);
+	ck_assert_msg(rc == 0, "pgbench -i exited %d:\n%s", rc, out);
+	free(out);
+	ck_assert_int_eq(harness_pg_exec_long("SELECT count(*) FROM pgbench_accounts"), 100000);
+}

@@ -331,3 +331,22 @@ char *harness_read_file(const char *path);
  * the test if from is not there. Send SIGHUP or RELOAD afterwards.
  */
 void harness_sluice_edit_ini(const struct harness_sluice *s, const char *from, const char *to);
+
+/*
+ * Runs file (a path, or a name looked up on PATH) with argv (NULL-terminated)
+ * and stdout and stderr together collected into *out (heap). env is NULL or a
+ * NULL-terminated list applied in the child first: "NAME=value" sets NAME,
+ * "NAME" alone unsets it. Killed after timeout_ms. Returns the exit status,
+ * or -1 when it was killed or did not exit normally.
+ */
+int harness_run_program(const char *file, char *const argv[], const char *const env[],
+			long timeout_ms, char **out);
+/* pgbench from PG_BINDIR when it is there, else "pgbench" for PATH (heap). */
+char *harness_pgbench_path(void);
+/* harness_run_program() of that pgbench with md5user's password and no PGOPTIONS. */
+int harness_run_pgbench(char *const argv[], long timeout_ms, char **out);
+/*
+ * pgbench -i -s 1 directly on PostgreSQL, as md5user, in the test database,
+ * unless an earlier test of this executable did it (the tables outlive tests).
+ */
+void harness_pgbench_init(void);
