@@ -106,7 +106,7 @@ static void on_stream_closed(struct stream *st)
 {
 	struct client *c = container_of(st, struct client, stream);
 	param_set_deinit(&c->params);
-	prepared_client_deinit(c->w, &c->prepared);
+	prepared_client_forget_all(c->w, &c->prepared);
 	free(c->db_name);
 	free(c->user_name);
 	free(c->admin_wait_db);

@@ -99,7 +99,7 @@ static struct pstmt *pstmt_ref(struct pstmt *st)
 	return st;
 }
 
-void pstmt_unref(struct worker *w, struct pstmt *st)
+static void pstmt_unref(struct worker *w, struct pstmt *st)
 {
 	if (--st->refs)
 		return;
@@ -169,11 +169,6 @@ void prepared_client_forget_all(struct worker *w, struct prepared_client *pc)
 	struct prepared_name *n, *tmp;
 	HASH_ITER(hh, pc->by_name, n, tmp)
 		name_drop(w, pc, n);
-}
-
-void prepared_client_deinit(struct worker *w, struct prepared_client *pc)
-{
-	prepared_client_forget_all(w, pc);
 }
 
 /* ---- a server's set ------------------------------------------------------- */

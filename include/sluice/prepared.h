@@ -69,11 +69,6 @@ struct prepared_server {
 void prepared_server_init(struct prepared_server *ps);
 /* The server is gone: drop its set. */
 void prepared_server_deinit(struct worker *w, struct prepared_server *ps);
-/* The client is gone: drop its names. */
-void prepared_client_deinit(struct worker *w, struct prepared_client *pc);
-
-/* A request queue entry's reference is no longer needed. */
-void pstmt_unref(struct worker *w, struct pstmt *st);
 
 /*
  * Outcome of prepared_client_message: RELAY (not a tracked statement: relay
@@ -121,5 +116,5 @@ void prepared_request_done(struct server *s, const struct server_rq *e, bool ans
  * statements prepared before it are gone (those sent after it are not).
  */
 void prepared_server_forget_all(struct worker *w, struct prepared_server *ps, uint32_t seq);
-/* ... and the client that sent it has no names left. */
+/* ... and the client that sent it has no names left (also: the client is gone). */
 void prepared_client_forget_all(struct worker *w, struct prepared_client *pc);
