@@ -194,50 +194,36 @@ static bool take_param(struct client *c, const char *key, const char *val)
 	return ignored_param(c, key);
 }
 
-/* Parses "-c key=value --key=value" as libpq sends PGOPTIONS. */
-static bool take_options(struct client *c, const char *opts, char *bad, size_t badlen)
+/*
+ * Takes the settings of the startup "options" value. false, with why (always
+ * written) the message for the client, in PgBouncer's words: a malformed
+ * value or a parameter that is neither tracked nor ignored.
+ */
+static bool take_options(struct client *c, const char *opts, char *why, size_t whylen)
 {
-	char *copy = xstrdup(opts), *save = NULL;
-	bool ok = true, expect_c = false;
-	for (char *tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
-		char *kv = NULL;
-		if (expect_c) {
-			kv = tok;
-			expect_c = false;
-		} else if (strcmp(tok, "-c") == 0) {
-			expect_c = true;
-			continue;
-		} else if (strncmp(tok, "-c", 2) == 0) {
-			kv = tok + 2;
-		} else if (strncmp(tok, "--", 2) == 0) {
-			kv = tok + 2;
-		} else {
-			snprintf(bad, badlen, "%s", tok);
-			ok = false;
-			break;
-		}
-		char *eq = strchr(kv, '=');
-		if (!eq) {
-			snprintf(bad, badlen, "%s", kv);
-			ok = false;
-			break;
-		}
-		*eq = '\0';
-		for (char *p = kv; *p; p++)
-			if (*p == '-')
-				*p = '_';
+	struct pkt_options o;
+	char detail[128];
+	if (pkt_parse_options(opts, &o, detail, sizeof(detail)) != PKT_OK) {
+		clog(LOG_LEVEL_DEBUG, c, "startup options refused: %s", detail);
+		snprintf(why, whylen,
+			 "unsupported options startup parameter: only '-c config=val' and "
+			 "'--config=val' are allowed");
+		return false;
+	}
+	bool ok = true;
+	for (int i = 0; i < o.n && ok; i++) {
 		/*
 		 * With "options" itself in ignore_startup_parameters, untracked keys
 		 * inside it are dropped rather than refused, as in PgBouncer.
 		 */
-		if (!take_param(c, kv, eq + 1) && !ignored_param(c, "options")) {
-			snprintf(bad, badlen, "%s", kv);
+		if (!take_param(c, o.names[i], o.values[i]) && !ignored_param(c, "options")) {
+			snprintf(why, whylen, "unsupported startup parameter in options: %s",
+				 o.names[i]);
 			ok = false;
-			break;
 		}
 	}
-	free(copy);
-	return ok && !expect_c;
+	pkt_options_free(&o);
+	return ok;
 }
 
 static void write_out(struct client *c, struct buf_out *out)
@@ -424,7 +410,7 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 
 	for (int i = 0; i < st->nparams; i++) {
 		const char *k = st->keys[i], *v = st->vals[i];
-		char bad[128];
+		char why[256];
 		if (strcmp(k, "user") == 0 || strcmp(k, "database") == 0 ||
 		    strncmp(k, "_pq_.", 5) == 0)
 			continue;
@@ -434,9 +420,8 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 			return;
 		}
 		if (strcmp(k, "options") == 0) {
-			if (!take_options(c, v, bad, sizeof(bad))) {
-				client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
-					    "unsupported startup parameter in options: %s", bad);
+			if (!take_options(c, v, why, sizeof(why))) {
+				client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED, "%s", why);
 				return;
 			}
 			continue;

@@ -2,10 +2,13 @@
  * pkt.c - PostgreSQL v3 framing, readers and builders (see pkt.h).
  *
  * Everything here works on byte ranges the caller owns; nothing allocates
- * except the builders, which append to a caller's buf_out.
+ * except the builders, which append to a caller's buf_out, and the options
+ * parser, whose result the caller frees.
  */
 #include "sluice/pkt.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int pkt_frame(const uint8_t *p, size_t avail, uint32_t max_len, struct pkt_hdr *h)
@@ -82,10 +85,114 @@ int pkt_parse_startup(const uint8_t *p, uint32_t len, struct pkt_startup *st)
 
 const char *pkt_startup_get(const struct pkt_startup *st, const char *key)
 {
+	const char *v = NULL;
 	for (int i = 0; i < st->nparams; i++)
 		if (strcmp(st->keys[i], key) == 0)
-			return st->vals[i];
-	return NULL;
+			v = st->vals[i];
+	return v;
+}
+
+/*
+ * The next word of an options string into word (at most cap - 1 bytes, then
+ * a NUL); *s moves past it. false at the end of the string or when the word
+ * does not fit.
+ */
+static bool options_word(const char **s, char *word, size_t cap, bool *too_long)
+{
+	const char *p = *s;
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' || *p == '\v')
+		p++;
+	if (!*p) {
+		*s = p;
+		return false;
+	}
+	size_t n = 0;
+	while (*p && !(*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' ||
+		       *p == '\v')) {
+		if (*p == '\\' && p[1])
+			p++;
+		if (n + 1 < cap)
+			word[n] = *p;
+		n++;
+		p++;
+	}
+	*s = p;
+	if (n + 1 > cap) {
+		*too_long = true;
+		return false;
+	}
+	word[n] = '\0';
+	return true;
+}
+
+static void options_add(struct pkt_options *o, const char *kv, const char *eq)
+{
+	o->names = xrealloc(o->names, (size_t)(o->n + 1) * sizeof(*o->names));
+	o->values = xrealloc(o->values, (size_t)(o->n + 1) * sizeof(*o->values));
+	char *name = xstrndup(kv, (size_t)(eq - kv));
+	for (char *c = name; *c; c++)
+		if (*c == '-')
+			*c = '_';
+	o->names[o->n] = name;
+	o->values[o->n] = xstrdup(eq + 1);
+	o->n++;
+}
+
+int pkt_parse_options(const char *opts, struct pkt_options *o, char *err, size_t errlen)
+{
+	memset(o, 0, sizeof(*o));
+	if (errlen)
+		err[0] = '\0';
+	/* A startup packet is at most PKT_STARTUP_MAX bytes, so no word is longer. */
+	char *word = xmalloc(PKT_STARTUP_MAX + 1);
+	bool too_long = false, want_value = false;
+	int rc = PKT_OK;
+	const char *s = opts;
+	while (options_word(&s, word, PKT_STARTUP_MAX + 1, &too_long)) {
+		const char *kv;
+		if (want_value) {
+			kv = word;
+			want_value = false;
+		} else if (strcmp(word, "-c") == 0) {
+			want_value = true;
+			continue;
+		} else if (strncmp(word, "-c", 2) == 0 || strncmp(word, "--", 2) == 0) {
+			kv = word + 2;
+		} else {
+			snprintf(err, errlen, "unsupported switch \"%.64s\"", word);
+			rc = PKT_MALFORMED;
+			break;
+		}
+		const char *eq = strchr(kv, '=');
+		if (!eq || eq == kv) {
+			snprintf(err, errlen, "\"%.64s\" is not of the form name=value", kv);
+			rc = PKT_MALFORMED;
+			break;
+		}
+		options_add(o, kv, eq);
+	}
+	if (rc == PKT_OK && too_long) {
+		snprintf(err, errlen, "a word is too long");
+		rc = PKT_MALFORMED;
+	} else if (rc == PKT_OK && want_value) {
+		snprintf(err, errlen, "\"-c\" requires a value");
+		rc = PKT_MALFORMED;
+	}
+	free(word);
+	if (rc != PKT_OK)
+		pkt_options_free(o);
+	return rc;
+}
+
+void pkt_options_free(struct pkt_options *o)
+{
+	for (int i = 0; i < o->n; i++) {
+		free(o->names[i]);
+		free(o->values[i]);
+	}
+	free(o->names);
+	free(o->values);
+	memset(o, 0, sizeof(*o));
 }
 
 uint8_t pkt_get_u8(struct pkt_reader *r)

@@ -126,7 +126,29 @@ struct pkt_startup {
  * NUL, too many parameters, a CancelRequest of the wrong size.
  */
 int pkt_parse_startup(const uint8_t *p, uint32_t len, struct pkt_startup *st) WUR;
+/* The value of key, or NULL. A key named twice has its last value, as in PostgreSQL. */
 const char *pkt_startup_get(const struct pkt_startup *st, const char *key);
+
+/*
+ * The settings in a startup packet's "options" value, read the way
+ * PostgreSQL reads them: pg_split_opts() splits on white space and a
+ * backslash takes the next character literally; each word is "-c", which
+ * takes the next word, "-cname=value" or "--name=value", and dashes in a
+ * name become underscores. Other command-line switches are refused.
+ */
+struct pkt_options {
+	int n;
+	char **names; /* heap; released by pkt_options_free */
+	char **values;
+};
+
+/*
+ * Parses opts into *o. PKT_OK, or PKT_MALFORMED with *o empty; either way err
+ * holds a NUL-terminated description of the first problem ("" on success),
+ * fit to quote to the client. Release o with pkt_options_free in both cases.
+ */
+int pkt_parse_options(const char *opts, struct pkt_options *o, char *err, size_t errlen) WUR;
+void pkt_options_free(struct pkt_options *o);
 
 /* Bounds-checked reader over one message body. Any overrun sets bad. */
 struct pkt_reader {

@@ -1,9 +1,10 @@
 /*
  * fuzz_pkt.c - the libFuzzer target for the pkt parsers.
  *
- * One input is read three ways: as a startup-phase packet (pkt_frame_startup
- * then pkt_parse_startup), as the whole of a startup packet of its own size,
- * and as a stream of typed messages delivered in chunks whose sizes come from
+ * One input is read four ways: as a startup-phase packet (pkt_frame_startup
+ * then pkt_parse_startup, and the packet's "options" through
+ * pkt_parse_options), as the whole of a startup packet of its own size, as an
+ * "options" value itself, and as a stream of typed messages delivered in chunks whose sizes come from
  * a fixed generator, framed with pkt_frame the way a connection would; each
  * whole message body goes through pkt_parse_error and the body reader. Parsed
  * data is copied into exact-size heap blocks first, so any read past what a
@@ -44,6 +45,23 @@ static size_t touch(const char *s)
 	return s ? strlen(s) : 0;
 }
 
+/* An "options" value: every result is well formed, and err is always a string. */
+static void fuzz_options(const char *opts)
+{
+	struct pkt_options o;
+	char err[64];
+	memset(err, 0xAA, sizeof(err));
+	int rc = pkt_parse_options(opts, &o, err, sizeof(err));
+	FUZZ_CHECK(memchr(err, '\0', sizeof(err)) != NULL);
+	FUZZ_CHECK(rc == PKT_OK || rc == PKT_MALFORMED);
+	FUZZ_CHECK(rc == PKT_OK ? err[0] == '\0' : (err[0] != '\0' && o.n == 0));
+	for (int i = 0; i < o.n; i++) {
+		FUZZ_CHECK(touch(o.names[i]) > 0 && strchr(o.names[i], '-') == NULL);
+		(void)touch(o.values[i]);
+	}
+	pkt_options_free(&o);
+}
+
 static void fuzz_startup(const uint8_t *data, size_t size)
 {
 	uint32_t len = 0;
@@ -64,6 +82,9 @@ static void fuzz_startup(const uint8_t *data, size_t size)
 				total += touch(st.keys[i]) + touch(st.vals[i]) + 2;
 			FUZZ_CHECK(total <= len);
 			(void)touch(pkt_startup_get(&st, "user"));
+			const char *opts = pkt_startup_get(&st, "options");
+			if (opts)
+				fuzz_options(opts);
 		}
 		free(p);
 	}
@@ -180,6 +201,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size = FUZZ_MAX_INPUT;
 	uint8_t *in = copy_exact(data, size);
 	fuzz_startup(in, size);
+	/* The input as an "options" value, up to its first NUL. */
+	char *text = xstrndup((const char *)in, size);
+	fuzz_options(text);
+	free(text);
 	/* A realistic limit, and a tiny one that makes TOO_LARGE common. */
 	fuzz_stream(in, size, 1u << 20, (uint32_t)size * 2654435761u);
 	fuzz_stream(in, size, 64, (uint32_t)size + 0x9e3779b9u);

@@ -478,6 +478,66 @@ START_TEST(test_protocol_3_2_with_pq_option_gets_negotiate_then_login)
 }
 END_TEST
 
+/* ---- startup "options" ------------------------------------------------------- */
+
+#define OPTIONS_REFUSED                                                                            \
+	"0A000 unsupported options startup parameter: only '-c config=val' and '--config=val' "  \
+	"are allowed"
+
+static const struct options_case {
+	const char *options;
+	const char *error; /* the whole "SQLSTATE message" the client must get */
+} options_cases[] = {
+	/* A bare "-c" at the end once sent 128 bytes of uninitialised stack. */
+	{ "-c", OPTIONS_REFUSED },
+	{ "-c DateStyle=ISO -c", OPTIONS_REFUSED },
+	{ "-c timezone", OPTIONS_REFUSED },
+	{ "-d", OPTIONS_REFUSED },
+	{ "-c enable_seqscan=false", "0A000 unsupported startup parameter in options: enable_seqscan" },
+};
+
+START_TEST(test_bad_startup_options_get_an_exact_error)
+{
+	const struct options_case *oc = &options_cases[_i];
+	struct harness_sluice *s = harness_sluice_start(SLUICE_EXTRA, NULL, USERLIST);
+	int fd = harness_raw_connect(s->port);
+	char pairs[256];
+	int plen = snprintf(pairs, sizeof(pairs), "user%ctrustuser%cdatabase%capp%coptions%c%s",
+		0, 0, 0, 0, 0, oc->options);
+	unsigned char pkt[300];
+	size_t n = build_startup(pkt, 0x00030000, pairs, (size_t)plen + 1, true);
+	send_all(fd, pkt, n);
+	char *err = harness_raw_read_error(fd);
+	close(fd);
+	ck_assert_ptr_nonnull(err);
+	ck_assert_str_eq(err, oc->error);
+	free(err);
+	assert_sluice_serves(s);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/* PostgreSQL takes the last of a repeated key; so does sluice (the first user does not exist). */
+START_TEST(test_startup_with_user_twice_logs_in_as_the_last)
+{
+	struct harness_sluice *s = harness_sluice_start(SLUICE_EXTRA, NULL, USERLIST);
+	int fd = harness_raw_connect(s->port);
+	static const char pairs[] = "user\0nosuchuser\0database\0app\0user\0trustuser";
+	unsigned char pkt[128];
+	size_t n = build_startup(pkt, 0x00030000, pairs, sizeof(pairs), true);
+	send_all(fd, pkt, n);
+	struct reply r;
+	read_reply(fd, &r, 5000, 'Z');
+	close(fd);
+	size_t len;
+	ck_assert_ptr_null(find_msg(&r, 0, 'E', &len));
+	ck_assert_ptr_nonnull(find_msg(&r, 0, 'Z', &len));
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
 static Suite *bad_input_suite(void)
 {
 	Suite *s = suite_create("bad_input");
@@ -488,6 +548,9 @@ static Suite *bad_input_suite(void)
 	tcase_add_test(tc, test_startup_without_final_nul_is_08P01);
 	tcase_add_test(tc, test_random_bytes_are_closed);
 	tcase_add_test(tc, test_protocol_3_2_with_pq_option_gets_negotiate_then_login);
+	tcase_add_loop_test(tc, test_bad_startup_options_get_an_exact_error, 0,
+		(int)ARRAY_SIZE(options_cases));
+	tcase_add_test(tc, test_startup_with_user_twice_logs_in_as_the_last);
 	suite_add_tcase(s, tc);
 
 	tc = harness_tcase("encryption");

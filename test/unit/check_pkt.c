@@ -424,6 +424,88 @@ START_TEST(test_pkt_parse_startup_rejects_length_below_8)
 }
 END_TEST
 
+START_TEST(test_pkt_startup_get_takes_the_last_of_a_repeated_key)
+{
+	static const uint8_t p[] = "\0\0\0\0\0\3\0\0user\0first\0database\0app\0user\0last\0";
+	uint8_t *c = exact_copy(p, sizeof(p));
+	c[3] = (uint8_t)sizeof(p);
+	struct pkt_startup st;
+	ck_assert_int_eq(pkt_parse_startup(c, sizeof(p), &st), PKT_OK);
+	ck_assert_str_eq(pkt_startup_get(&st, "user"), "last");
+	ck_assert_str_eq(pkt_startup_get(&st, "database"), "app");
+	ck_assert_ptr_null(pkt_startup_get(&st, "options"));
+	free(c);
+}
+END_TEST
+
+/* ---- startup "options" ----------------------------------------------------- */
+
+struct options_case {
+	const char *in;
+	int rc;
+	const char *want; /* "name=value;name=value;" on PKT_OK, a part of err otherwise */
+};
+
+static const struct options_case options_cases[] = {
+	{ "", PKT_OK, "" },
+	{ "   ", PKT_OK, "" },
+	{ "-c DateStyle=ISO", PKT_OK, "DateStyle=ISO;" },
+	{ "-cDateStyle=ISO", PKT_OK, "DateStyle=ISO;" },
+	{ "--DateStyle=ISO", PKT_OK, "DateStyle=ISO;" },
+	{ "-c  a=1\t--b=2   -cc=3", PKT_OK, "a=1;b=2;c=3;" },
+	{ "-c statement-timeout=5", PKT_OK, "statement_timeout=5;" },
+	{ "-c a=", PKT_OK, "a=;" },
+	{ "-c a=b=c", PKT_OK, "a=b=c;" },
+	/* pg_split_opts: a backslash takes the next character, spaces included. */
+	{ "-c datestyle=German,\\ YMD", PKT_OK, "datestyle=German, YMD;" },
+	{ "-c t\\imezone=\\P\\o\\rtugal", PKT_OK, "timezone=Portugal;" },
+	{ "-c dat\\estyle\\=\\Ge\\rman", PKT_OK, "datestyle=German;" },
+	{ "-c a=x\\\\y", PKT_OK, "a=x\\y;" },
+	{ "-c a=x\\", PKT_OK, "a=x\\;" },
+	/* The bare "-c" at the end that once left the caller's buffer unwritten. */
+	{ "-c", PKT_MALFORMED, "requires a value" },
+	{ "-c a=1 -c", PKT_MALFORMED, "requires a value" },
+	{ "-c timezone", PKT_MALFORMED, "name=value" },
+	{ "-c =1", PKT_MALFORMED, "name=value" },
+	{ "-d", PKT_MALFORMED, "unsupported switch" },
+	{ "-B 100", PKT_MALFORMED, "unsupported switch" },
+	{ "a=1", PKT_MALFORMED, "unsupported switch" },
+};
+
+START_TEST(test_pkt_parse_options_table)
+{
+	const struct options_case *tc = &options_cases[_i];
+	struct pkt_options o;
+	char err[128];
+	memset(err, 'X', sizeof(err));
+	int rc = pkt_parse_options(tc->in, &o, err, sizeof(err));
+	ck_assert_msg(rc == tc->rc, "%s: rc %d", tc->in, rc);
+	ck_assert_msg(memchr(err, '\0', sizeof(err)) != NULL, "%s: err not terminated", tc->in);
+	if (rc == PKT_OK) {
+		ck_assert_str_eq(err, "");
+		char got[256] = "";
+		for (int i = 0; i < o.n; i++)
+			snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s=%s;", o.names[i],
+				 o.values[i]);
+		ck_assert_str_eq(got, tc->want);
+	} else {
+		ck_assert_int_eq(o.n, 0);
+		ck_assert_msg(strstr(err, tc->want) != NULL, "%s: err \"%s\"", tc->in, err);
+	}
+	pkt_options_free(&o);
+}
+END_TEST
+
+START_TEST(test_pkt_parse_options_with_tiny_err_buffer_still_terminates)
+{
+	struct pkt_options o;
+	char err[4] = { 'X', 'X', 'X', 'X' };
+	ck_assert_int_eq(pkt_parse_options("-c", &o, err, sizeof(err)), PKT_MALFORMED);
+	ck_assert_int_eq(err[3], '\0');
+	pkt_options_free(&o);
+}
+END_TEST
+
 /* ---- the body reader ------------------------------------------------------ */
 
 enum getter { G_U8, G_BE16, G_BE32, G_CSTR, G_BYTES3 };
@@ -887,6 +969,9 @@ static Suite *pkt_suite(void)
 	tcase_add_loop_test(tc, test_pkt_parse_startup_table, 0, (int)ARRAY_SIZE(startup_cases));
 	tcase_add_test(tc, test_pkt_parse_startup_accepts_max_params_rejects_one_more);
 	tcase_add_test(tc, test_pkt_parse_startup_rejects_length_below_8);
+	tcase_add_test(tc, test_pkt_startup_get_takes_the_last_of_a_repeated_key);
+	tcase_add_loop_test(tc, test_pkt_parse_options_table, 0, (int)ARRAY_SIZE(options_cases));
+	tcase_add_test(tc, test_pkt_parse_options_with_tiny_err_buffer_still_terminates);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("reader");
