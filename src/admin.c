@@ -336,11 +336,12 @@ static void show_pools(struct client *c)
 		put_text(&r, v[i]->user_name);
 		put_int(&r, pc.cl_active);
 		put_int(&r, pc.cl_waiting);
-		put_int(&r, 0);
+		/* sluice forwards a cancel at once: none waits, and each uses one connection. */
+		put_int(&r, pc.cancels_active);
 		put_int(&r, 0);
 		put_int(&r, pc.sv_active);
-		put_int(&r, 0);
-		put_int(&r, 0);
+		put_int(&r, pc.cancels_active);
+		put_int(&r, pc.sv_being_canceled);
 		put_int(&r, pc.sv_idle);
 		put_int(&r, 0);
 		put_int(&r, pc.sv_tested);

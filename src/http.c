@@ -645,13 +645,15 @@ static void render_metrics(struct worker *w, struct text *t)
 			text_printf(t, ",state=\"%s\"} %d\n", cl_states[k], v[k]);
 		}
 	}
-	static const char *const sv_states[] = { "active", "idle", "tested", "login" };
+	static const char *const sv_states[] = { "active", "idle", "tested", "login",
+						 "being_canceled" };
 	family(t, "sluice_pool_server_connections", "gauge",
 	       "Server connections of the pool by state.");
 	FOR_POOLS(w, p) {
 		struct pool_counts pc;
 		pool_get_counts(p, &pc);
-		int v[] = { pc.sv_active, pc.sv_idle, pc.sv_tested, pc.sv_login };
+		int v[] = { pc.sv_active, pc.sv_idle, pc.sv_tested, pc.sv_login,
+			    pc.sv_being_canceled };
 		for (size_t k = 0; k < ARRAY_SIZE(sv_states); k++) {
 			pool_series(t, "sluice_pool_server_connections", "", p);
 			text_printf(t, ",state=\"%s\"} %d\n", sv_states[k], v[k]);

@@ -39,6 +39,7 @@ struct pool *pool_get(struct worker *w, const char *db_name, const char *user_na
 	TAILQ_INIT(&p->sv_idle);
 	TAILQ_INIT(&p->sv_active);
 	TAILQ_INIT(&p->sv_tested);
+	TAILQ_INIT(&p->sv_being_canceled);
 	param_set_init(&p->welcome);
 	param_set_init(&p->defaults);
 	buf_out_init(&p->last_error);
@@ -65,7 +66,7 @@ void pool_free(struct pool *p)
 bool pool_is_empty(const struct pool *p)
 {
 	return p->n_cl_waiting_login + p->n_cl_waiting + p->n_cl_active + p->n_cl_idle +
-		       p->n_sv_login + p->n_sv_idle + p->n_sv_active + p->n_sv_tested ==
+		       pool_servers_of(p) ==
 	       0;
 }
 
@@ -107,9 +108,10 @@ static int reserve_size_of(const struct pool *p)
 					     : p->w->cfg->reserve_pool_size;
 }
 
-static int servers_of(const struct pool *p)
+int pool_servers_of(const struct pool *p)
 {
-	return p->n_sv_login + p->n_sv_idle + p->n_sv_active + p->n_sv_tested;
+	return p->n_sv_login + p->n_sv_idle + p->n_sv_active + p->n_sv_tested +
+	       p->n_sv_being_canceled;
 }
 
 /* ---- opening servers ------------------------------------------------------- */
@@ -153,7 +155,7 @@ static bool user_full(const struct pool *p)
 static bool may_open(const struct pool *p, bool with_reserve)
 {
 	int limit = pool_size_of(p) + (with_reserve ? reserve_size_of(p) : 0);
-	if (servers_of(p) >= limit)
+	if (pool_servers_of(p) >= limit)
 		return false;
 	return !db_full(p) && !user_full(p);
 }
@@ -166,7 +168,7 @@ static bool may_open(const struct pool *p, bool with_reserve)
  */
 static bool evict_idle_elsewhere(struct pool *p, bool with_reserve)
 {
-	if (servers_of(p) >= pool_size_of(p) + (with_reserve ? reserve_size_of(p) : 0))
+	if (pool_servers_of(p) >= pool_size_of(p) + (with_reserve ? reserve_size_of(p) : 0))
 		return false;
 	bool by_db = db_full(p), by_user = user_full(p);
 	if (!by_db && !by_user)
@@ -228,7 +230,7 @@ void pool_kick(struct pool *p)
 
 	if (login_retry_blocks(p, now)) {
 		/* The last login failed recently: tell waiters instead of hammering the server. */
-		if (servers_of(p) == 0) {
+		if (pool_servers_of(p) == 0) {
 			struct client *c;
 			while ((c = TAILQ_FIRST(&p->waiting_login)) != NULL)
 				client_fail_with(c, p->last_error.data, p->last_error.len,
@@ -258,7 +260,7 @@ void pool_kick(struct pool *p)
 	}
 	/* Keep min_pool_size warm (only once logins work). */
 	while (!paused && w->shutdown == WORKER_RUNNING && p->have_welcome &&
-	       servers_of(p) < pool_min_size_of(p) && may_open(p, false))
+	       pool_servers_of(p) < pool_min_size_of(p) && may_open(p, false))
 		server_connect(p);
 }
 
@@ -332,7 +334,7 @@ void pool_tick(struct pool *p, uint64_t now)
 		next = TAILQ_NEXT(c, state_link);
 		client_tick(c, now);
 	}
-	if (p->n_cl_waiting > 0 || servers_of(p) < pool_min_size_of(p))
+	if (p->n_cl_waiting > 0 || pool_servers_of(p) < pool_min_size_of(p))
 		worker_schedule_kick(p->w, p);
 }
 
@@ -371,6 +373,8 @@ void pool_get_counts(const struct pool *p, struct pool_counts *out)
 	out->sv_idle = p->n_sv_idle;
 	out->sv_tested = p->n_sv_tested;
 	out->sv_login = p->n_sv_login;
+	out->sv_being_canceled = p->n_sv_being_canceled;
+	out->cancels_active = p->n_cancels_active;
 	out->maxwait_us = 0;
 	const struct client *oldest = TAILQ_FIRST(&p->waiting);
 	if (oldest)

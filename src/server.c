@@ -54,6 +54,7 @@ static struct server_list *list_of(struct server *s, enum server_state st)
 	case SERVER_IDLE: return &p->sv_idle;
 	case SERVER_ACTIVE: return &p->sv_active;
 	case SERVER_TESTED: return &p->sv_tested;
+	case SERVER_BEING_CANCELED: return &p->sv_being_canceled;
 	case SERVER_CLOSED: return NULL;
 	}
 	return NULL;
@@ -67,6 +68,7 @@ static int *count_of(struct server *s, enum server_state st)
 	case SERVER_IDLE: return &p->n_sv_idle;
 	case SERVER_ACTIVE: return &p->n_sv_active;
 	case SERVER_TESTED: return &p->n_sv_tested;
+	case SERVER_BEING_CANCELED: return &p->n_sv_being_canceled;
 	case SERVER_CLOSED: return NULL;
 	}
 	return NULL;
@@ -77,7 +79,9 @@ void server_check(const struct server *s)
 #ifndef NDEBUG
 	assert((s->state == SERVER_ACTIVE) == (s->client != NULL));
 	if (s->state == SERVER_IDLE)
-		assert(s->rq_len == 0 && s->txn_status == 'I');
+		assert(s->rq_len == 0 && s->txn_status == 'I' && TAILQ_EMPTY(&s->cancels));
+	if (s->state == SERVER_BEING_CANCELED)
+		assert(!TAILQ_EMPTY(&s->cancels));
 #else
 	(void)s;
 #endif
@@ -101,6 +105,8 @@ void server_set_state(struct server *s, enum server_state st)
 	s->state = st; /* the one write of server->state: server_set_state */
 	if (st == SERVER_IDLE)
 		s->idle_since = uv_now(s->w->loop);
+	if (st == SERVER_BEING_CANCELED)
+		s->being_canceled_since = uv_now(s->w->loop);
 	slog(LOG_LEVEL_DEBUG, s, "%s -> %s", state_names[old], state_names[st]);
 	server_check(s);
 }
@@ -358,6 +364,7 @@ void server_close(struct server *s, const char *reason)
 		c->server = NULL;
 	}
 	server_set_state(s, SERVER_CLOSED);
+	cancel_server_closed(s);
 	TAILQ_REMOVE(&w->servers, s, link);
 	worker_count_adjust(&w->db_counts, p->db_name, -1);
 	worker_count_adjust(&w->user_counts, p->server_user, -1);
@@ -408,6 +415,12 @@ static void after_release(struct server *s, bool run_reset)
 	struct pool *p = s->pool;
 	const struct config *cfg = s->w->cfg;
 	uint64_t now = uv_now(s->w->loop);
+	if (!TAILQ_EMPTY(&s->cancels)) {
+		/* A cancel still on its way could hit the next client's query. */
+		s->reset_after_cancel = run_reset;
+		server_set_state(s, SERVER_BEING_CANCELED);
+		return;
+	}
 	if (s->close_needed || p->config_changed) {
 		close_because(s, STATS_CLOSE_reload, "configuration changed");
 		return;
@@ -423,6 +436,12 @@ static void after_release(struct server *s, bool run_reset)
 	}
 	server_set_state(s, SERVER_IDLE);
 	worker_schedule_kick(s->w, p);
+}
+
+void server_cancels_done(struct server *s)
+{
+	if (s->state == SERVER_BEING_CANCELED)
+		after_release(s, s->reset_after_cancel);
 }
 
 static void unlink_client(struct server *s)
@@ -1096,6 +1115,7 @@ void server_connect(struct pool *p)
 	s->close_reason = STATS_CLOSE_error;
 	param_set_init(&s->params);
 	prepared_server_init(&s->prepared);
+	TAILQ_INIT(&s->cancels);
 	TAILQ_INSERT_TAIL(&w->servers, s, link);
 	worker_count_adjust(&w->db_counts, p->db_name, +1);
 	worker_count_adjust(&w->user_counts, p->server_user, +1);
@@ -1153,9 +1173,18 @@ void server_tick(struct server *s, uint64_t now)
 		else if (expired(s, now))
 			close_because(s, STATS_CLOSE_lifetime, "server_lifetime reached");
 		else if (s->idle_timeout_ms && now - s->idle_since >= s->idle_timeout_ms &&
-			 s->pool->n_sv_idle + s->pool->n_sv_active + s->pool->n_sv_tested >
-				 pool_min_size_of(s->pool))
+			 pool_servers_of(s->pool) - s->pool->n_sv_login > pool_min_size_of(s->pool))
 			close_because(s, STATS_CLOSE_idle, "server_idle_timeout reached");
+		break;
+	case SERVER_BEING_CANCELED:
+		/*
+		 * PostgreSQL closes a cancel connection as soon as it has signalled
+		 * the backend; one that stays open is not coming back, and the
+		 * server's state is unknown.
+		 */
+		if (cfg->server_connect_timeout &&
+		    now - s->being_canceled_since >= (uint64_t)cfg->server_connect_timeout)
+			server_close(s, "a cancel request sent for it did not finish");
 		break;
 	case SERVER_ACTIVE:
 		if (!s->client)
@@ -1204,6 +1233,10 @@ void server_info(const struct server *s, struct conn_info *out)
 	case SERVER_ACTIVE: out->state_name = "active"; out->socket_state = "sv_active"; break;
 	case SERVER_IDLE: out->state_name = "idle"; out->socket_state = "sv_idle"; break;
 	case SERVER_TESTED: out->state_name = "tested"; out->socket_state = "sv_tested"; break;
+	case SERVER_BEING_CANCELED:
+		out->state_name = "being_canceled";
+		out->socket_state = "sv_being_canceled";
+		break;
 	default: out->state_name = "new"; out->socket_state = "sv_login"; break;
 	}
 	const char *colon = strrchr(s->addr, ':');

@@ -6,7 +6,10 @@
  * for the server never leaves sluice. A CancelRequest with a known pair is
  * sent, on a new connection, to the server the client is linked to at that
  * moment (never to a server that has moved on to another client); an
- * unknown pair does nothing, as PostgreSQL does.
+ * unknown pair does nothing, as PostgreSQL does. The server is not handed to
+ * another client until every cancel sent for it has finished (PostgreSQL
+ * closed the cancel connection), so a late cancel cannot hit the next
+ * client's query.
  */
 #pragma once
 
@@ -15,9 +18,19 @@
 #include "sluice/worker.h"
 
 struct client;
+struct server;
 
 /* Gives c a fresh random cancel key and indexes it. */
 void cancel_register(struct worker *w, struct client *c);
 void cancel_unregister(struct worker *w, struct client *c);
-/* Handles a CancelRequest that arrived with (pid, key). */
+/*
+ * Handles a CancelRequest that arrived with (pid, key): forwards it to the
+ * server the client is linked to and records it there (server->cancels)
+ * until PostgreSQL closes the cancel connection; then server_cancels_done().
+ */
 void cancel_request(struct worker *w, uint32_t pid, uint32_t key);
+/*
+ * s is closing: its cancels are forgotten, without server_cancels_done();
+ * one still connecting is sent, then closed without waiting for an answer.
+ */
+void cancel_server_closed(struct server *s);

@@ -44,7 +44,9 @@ struct pool {
 	struct server_list sv_idle; /* most recently used first */
 	struct server_list sv_active;
 	struct server_list sv_tested;
-	int n_sv_login, n_sv_idle, n_sv_active, n_sv_tested;
+	struct server_list sv_being_canceled; /* released, waiting for their cancels to finish */
+	int n_sv_login, n_sv_idle, n_sv_active, n_sv_tested, n_sv_being_canceled;
+	int n_cancels_active; /* CancelRequests forwarded to its servers, not finished */
 
 	/* What new clients are greeted with, learned from the first server login. */
 	struct param_set welcome;
@@ -86,6 +88,8 @@ struct pool_counts {
 	int sv_idle;
 	int sv_tested;
 	int sv_login;
+	int sv_being_canceled; /* released servers waiting for their cancels to finish */
+	int cancels_active; /* CancelRequests forwarded and not finished */
 	uint64_t maxwait_us; /* how long the oldest waiter has waited */
 };
 
@@ -102,6 +106,8 @@ void pool_free(struct pool *p);
 enum pool_mode pool_mode_of(const struct pool *p);
 int pool_size_of(const struct pool *p);
 int pool_min_size_of(const struct pool *p);
+/* Server connections the pool has, in every state: what its limits count. */
+int pool_servers_of(const struct pool *p);
 
 /*
  * Asks for a server for client c (already in state WAITING). The pool links

@@ -5,6 +5,8 @@
  *   IDLE --(pool links a client)--> ACTIVE
  *   ACTIVE --(released clean, nothing to reset)--> IDLE
  *   ACTIVE --(released, reset/param query needed)--> TESTED --(its ReadyForQuery)--> IDLE
+ *   ACTIVE --(released clean, cancels still in flight)--> BEING_CANCELED
+ *   BEING_CANCELED --(the last cancel finished)--> IDLE or TESTED, as on release
  *   IDLE --(idle longer than server_check_delay, on assignment)--> TESTED
  *   any --(error, EOF, lifetime/idle expiry, dirty release)--> CLOSED
  *
@@ -17,7 +19,8 @@
  * half-sent message or open extended batch; only then is it released.
  *
  * Transitions: server_set_state() only. Invariants (server_check): ACTIVE
- * <=> client != NULL; IDLE => request queue empty and status 'I'.
+ * <=> client != NULL; IDLE => request queue empty, status 'I' and no cancel
+ * in flight; BEING_CANCELED => some cancel in flight.
  */
 #pragma once
 
@@ -39,7 +42,8 @@
 	X(LOGIN, "login")                                                                          \
 	X(IDLE, "idle")                                                                            \
 	X(ACTIVE, "active")                                                                        \
-	X(TESTED, "tested")
+	X(TESTED, "tested")                                                                        \
+	X(BEING_CANCELED, "being_canceled")
 
 enum server_state {
 #define X(name, text) SERVER_##name,
@@ -88,6 +92,8 @@ struct server_rq {
 
 struct pool;
 struct client;
+struct cancel_conn;
+TAILQ_HEAD(cancel_list, cancel_conn);
 
 struct server {
 	struct stream stream;
@@ -140,6 +146,11 @@ struct server {
 	enum stats_close_reason close_reason; /* counted when it closes; error unless set */
 	bool close_needed; /* close instead of reusing on release */
 	bool dirty_release_reset; /* after release: run the reset query */
+
+	/* CancelRequests forwarded for it and not finished (cancel.c owns the entries). */
+	struct cancel_list cancels;
+	bool reset_after_cancel; /* BEING_CANCELED: run the reset query once they finish */
+	uint64_t being_canceled_since; /* uv_now */
 };
 
 /* Opens a new server connection for the pool (state LOGIN). */
@@ -178,6 +189,8 @@ void server_start_check(struct server *s);
 /* Servers in open order: server_next(w, NULL) is the first. */
 struct server *server_next(struct worker *w, struct server *s);
 void server_info(const struct server *s, struct conn_info *out);
+/* The last cancel forwarded for s finished: a released server goes on to idle. */
+void server_cancels_done(struct server *s);
 /* RECONNECT: close s now if idle, else when it is released. */
 void server_mark_close_needed(struct server *s);
 

@@ -146,6 +146,83 @@ START_TEST(test_old_cancel_key_of_client_a_never_cancels_client_b)
 }
 END_TEST
 
+/* A raw-protocol login as trustuser: returns the socket, with the cancel key sluice gave. */
+static int raw_login_with_key(const struct harness_sluice *s, uint32_t *pid, uint32_t *key)
+{
+	int fd = harness_raw_connect(s->port);
+	harness_raw_send_startup(fd, "trustuser", "app");
+	bool have_key = false;
+	struct harness_msg m;
+	for (;;) {
+		ck_assert_msg(harness_raw_read_msg(fd, &m), "login ended early");
+		char type = m.type;
+		if (type == 'K' && m.len == 8) {
+			*pid = get_be32((const uint8_t *)m.body);
+			*key = get_be32((const uint8_t *)m.body + 4);
+			have_key = true;
+		}
+		free(m.body);
+		ck_assert_msg(type != 'E', "login failed");
+		if (type == 'Z')
+			break;
+	}
+	ck_assert(have_key);
+	return fd;
+}
+
+/*
+ * PgBouncer's test_cancel_race: client A's query is cancelled by a burst of
+ * CancelRequests while client B waits for the only server. The first cancel
+ * ends A's query and releases the server; the others are still on their way
+ * to PostgreSQL, and B's query must not be what they hit.
+ */
+START_TEST(test_cancel_burst_for_a_never_hits_b_queued_behind_it)
+{
+	struct harness_sluice *s = harness_sluice_start("auth_type = trust\n"
+							"pool_mode = transaction\n",
+		"app = host=@PGHOST@ port=@PGPORT@ dbname=app pool_size=1\n", USERLIST);
+	uint32_t pid = 0, key = 0;
+	int a = raw_login_with_key(s, &pid, &key);
+	static const char sql[] = "SELECT pg_sleep(5)";
+	uint8_t q[64];
+	q[0] = 'Q';
+	put_be32(q + 1, (uint32_t)(4 + sizeof(sql)));
+	memcpy(q + 5, sql, sizeof(sql));
+	harness_write_all(a, q, 5 + sizeof(sql));
+	harness_wait_query_running(sql);
+	PGconn *b = harness_connect(s, CONNINFO);
+	ck_assert_int_eq(PQsendQuery(b, "SELECT pg_sleep(0.5), 'b'"), 1);
+
+	/* 100 CancelRequests for A, all written before any answer is read. */
+	enum { BURST = 100 };
+	uint8_t req[16];
+	put_be32(req, 16);
+	put_be32(req + 4, 80877102);
+	put_be32(req + 8, pid);
+	put_be32(req + 12, key);
+	int fds[BURST];
+	for (int i = 0; i < BURST; i++)
+		fds[i] = harness_raw_connect(s->port);
+	for (int i = 0; i < BURST; i++)
+		harness_write_all(fds[i], req, sizeof(req));
+
+	char *err = harness_raw_read_error(a);
+	ck_assert_ptr_nonnull(err);
+	ck_assert_msg(strncmp(err, "57014 ", 6) == 0, "%s", err);
+	free(err);
+	char state[6], value[32];
+	finish_query(b, state, value, sizeof(value));
+	ck_assert_msg(state[0] == '\0', "A's cancels hit B's query: %s", state);
+	ck_assert_str_eq(value, "");
+	for (int i = 0; i < BURST; i++)
+		close(fds[i]);
+	close(a);
+	PQfinish(b);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
 static Suite *cancel_suite(void)
 {
 	Suite *s = suite_create("cancel");
@@ -154,6 +231,7 @@ static Suite *cancel_suite(void)
 		(int)ARRAY_SIZE(pool_modes));
 	tcase_add_test(tc, test_cancel_request_with_unknown_key_cancels_nothing);
 	tcase_add_test(tc, test_old_cancel_key_of_client_a_never_cancels_client_b);
+	tcase_add_test(tc, test_cancel_burst_for_a_never_hits_b_queued_behind_it);
 	suite_add_tcase(s, tc);
 	return s;
 }
