@@ -462,6 +462,12 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 	run_auth(c, type);
 }
 
+/*
+ * The longest authentication message read: PgBouncer takes passwords of up
+ * to 64 KiB, so a client configured for it must not be refused here.
+ */
+#define CLIENT_AUTH_MAX (65536 + PKT_HDR_LEN + 1)
+
 /* Reads the startup phase: SSLRequest, CancelRequest, StartupMessage, auth. */
 static void login_read(struct client *c)
 {
@@ -516,9 +522,16 @@ static void login_read(struct client *c)
 		}
 		/* Authentication messages. */
 		struct pkt_hdr h;
-		int rc = pkt_frame(p, avail, PKT_STARTUP_MAX, &h);
+		int rc = pkt_frame(p, avail, CLIENT_AUTH_MAX, &h);
 		if (rc == PKT_INCOMPLETE)
 			return;
+		if (rc == PKT_TOO_LARGE && p[0] == PKT_PasswordMessage && c->auth) {
+			/* No password is this long: a wrong one, not a broken client. */
+			clog(LOG_LEVEL_WARNING, c, "authentication failed: password message too long");
+			client_fail(c, SQLSTATE_INVALID_PASSWORD,
+				    "password authentication failed for user \"%s\"", c->user_name);
+			return;
+		}
 		if (rc != PKT_OK || h.type != PKT_PasswordMessage || !c->auth) {
 			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
 				    "expected a password message during authentication");

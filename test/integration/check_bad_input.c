@@ -538,6 +538,40 @@ START_TEST(test_startup_with_user_twice_logs_in_as_the_last)
 }
 END_TEST
 
+/* Password messages longer than any startup packet: a wrong password, 28P01, at any size. */
+static const size_t long_password_sizes[] = { 20000, 65000, 200000 };
+
+START_TEST(test_long_password_message_fails_authentication_not_the_protocol)
+{
+	struct harness_sluice *s = harness_sluice_start("auth_type = plain\n", NULL, USERLIST);
+	int fd = harness_raw_connect(s->port);
+	harness_raw_send_startup(fd, "trustuser", "app");
+	struct harness_msg m;
+	ck_assert(harness_raw_read_msg(fd, &m));
+	ck_assert_int_eq(m.type, 'R');
+	ck_assert_int_eq(get_be32((const uint8_t *)m.body), 3); /* AuthenticationCleartextPassword */
+	free(m.body);
+	size_t n = long_password_sizes[_i];
+	unsigned char *pw = malloc(5 + n + 1);
+	pw[0] = 'p';
+	put_be32(pw + 1, (uint32_t)(4 + n + 1));
+	memset(pw + 5, 'x', n);
+	pw[5 + n] = '\0';
+	harness_write_all(fd, pw, 5 + n + 1);
+	free(pw);
+	char *err = harness_raw_read_error(fd);
+	close(fd);
+	ck_assert_ptr_nonnull(err);
+	ck_assert_str_eq(err, "28P01 password authentication failed for user \"trustuser\"");
+	free(err);
+	PGconn *conn = harness_connect(s, "dbname=app user=trustuser password=trustuserpw");
+	harness_expect_answer(conn, "SELECT count(*) FROM items", "3");
+	PQfinish(conn);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
 static Suite *bad_input_suite(void)
 {
 	Suite *s = suite_create("bad_input");
@@ -551,6 +585,8 @@ static Suite *bad_input_suite(void)
 	tcase_add_loop_test(tc, test_bad_startup_options_get_an_exact_error, 0,
 		(int)ARRAY_SIZE(options_cases));
 	tcase_add_test(tc, test_startup_with_user_twice_logs_in_as_the_last);
+	tcase_add_loop_test(tc, test_long_password_message_fails_authentication_not_the_protocol, 0,
+		(int)ARRAY_SIZE(long_password_sizes));
 	suite_add_tcase(s, tc);
 
 	tc = harness_tcase("encryption");
