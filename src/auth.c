@@ -36,8 +36,7 @@
 
 /* ---- md5 ---------------------------------------------------------------- */
 
-/* PostgreSQL's test: "md5" and exactly 32 lowercase hex digits. */
-static bool is_md5_secret(const char *s)
+bool auth_is_md5_secret(const char *s)
 {
 	if (strlen(s) != MD5_SECRET_LEN || strncmp(s, MD5_PREFIX, 3) != 0)
 		return false;
@@ -85,7 +84,7 @@ void auth_md5_secret(const char *password, const char *user, char out[36])
 void auth_md5_response(const char *secret, const char *user, const uint8_t salt[4], char out[36])
 {
 	char inner[36];
-	if (is_md5_secret(secret))
+	if (auth_is_md5_secret(secret))
 		memcpy(inner, secret, sizeof(inner));
 	else
 		auth_md5_secret(secret, user, inner);
@@ -165,7 +164,7 @@ static int secret_init(struct auth_secret *sec, char *text)
 		sec->kind = AUTH_SECRET_SCRAM;
 		return scram_parse_secret(text, &sec->scram);
 	}
-	if (is_md5_secret(text))
+	if (auth_is_md5_secret(text))
 		sec->kind = AUTH_SECRET_MD5;
 	else if (text[0] == '\0')
 		sec->kind = AUTH_SECRET_NONE;

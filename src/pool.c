@@ -229,8 +229,14 @@ void pool_kick(struct pool *p)
 	}
 
 	if (login_retry_blocks(p, now)) {
-		/* The last login failed recently: tell waiters instead of hammering the server. */
-		if (pool_servers_of(p) == 0) {
+		/*
+		 * The last login failed recently: tell waiters why instead of
+		 * hammering the server, unless a login now under way may still
+		 * succeed. Servers already logged in do not count: after a password
+		 * change they may stay busy for as long as their clients like
+		 * (PgBouncer fails the waiters too).
+		 */
+		if (p->n_sv_login == 0) {
 			struct client *c;
 			while ((c = TAILQ_FIRST(&p->waiting_login)) != NULL)
 				client_fail_with(c, p->last_error.data, p->last_error.len,

@@ -670,6 +670,11 @@ fail:
 	return -1;
 }
 
+bool scram_client_done(const struct scram_client *c)
+{
+	return c->step == SCRAM_CLIENT_DONE;
+}
+
 int scram_client_verify(struct scram_client *c, const uint8_t *msg, size_t len)
 {
 	if (c->step != SCRAM_CLIENT_FINAL_SENT)

@@ -373,8 +373,11 @@ void server_close(struct server *s, const char *reason)
 		scram_client_free(s->scram);
 		s->scram = NULL;
 	}
-	if (was_login && !s->logged_in_once)
-		pool_server_login_failed(p, NULL, 0, reason);
+	if (was_login && !s->logged_in_once) {
+		char why[300];
+		snprintf(why, sizeof(why), "server login failed: %s", reason);
+		pool_server_login_failed(p, NULL, 0, why);
+	}
 	if (c)
 		client_fail(c, SQLSTATE_CONNECTION_FAILURE, "server connection failed: %s", reason);
 	if (s->gai_pending)
@@ -856,10 +859,15 @@ static bool login_auth(struct server *s, const uint8_t *body, size_t len)
 	struct pool *p = s->pool;
 	switch (code) {
 	case PKT_AUTH_OK:
-		s->logged_in_once = true;
+		if (s->scram && !scram_client_done(s->scram)) {
+			server_close(s, "server sent AuthenticationOk without a verified SCRAM "
+					"server signature");
+			return false;
+		}
+		s->auth_ok = true;
 		return true;
 	case PKT_AUTH_CLEARTEXT:
-		if (!pw || strncmp(pw, "md5", 3) == 0)
+		if (!pw || auth_is_md5_secret(pw))
 			goto nopw;
 		pkt_put_PasswordMessage(&out, pw);
 		send_out(s, &out);
@@ -889,7 +897,7 @@ static bool login_auth(struct server *s, const uint8_t *body, size_t len)
 		}
 		if (s->scram)
 			scram_client_free(s->scram);
-		if (pw && strncmp(pw, "md5", 3) != 0)
+		if (pw && !auth_is_md5_secret(pw))
 			s->scram = scram_client_new(pw, NULL, NULL);
 		else if (p->have_scram_keys)
 			s->scram = scram_client_new(NULL, p->scram_client_key, p->scram_server_key);
@@ -987,7 +995,12 @@ static void login_read(struct server *s)
 			return;
 		}
 		case PKT_ReadyForQuery:
+			if (!s->auth_ok) {
+				server_close(s, "server sent ReadyForQuery before AuthenticationOk");
+				return;
+			}
 			s->txn_status = (char)(blen ? body[0] : 'I');
+			s->logged_in_once = true;
 			stream_consume(st, h.len);
 			if (s->pool->db->connect_query && *s->pool->db->connect_query) {
 				send_internal(s, s->pool->db->connect_query);

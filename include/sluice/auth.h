@@ -58,6 +58,11 @@ void auth_md5_secret(const char *password, const char *user, char out[36]);
  * The md5 response a client sends for salt: "md5" + md5_hex(md5_hex(pw||user)
  * || salt). secret is a plaintext password or an "md5..." secret. out: 36 bytes.
  */
+/*
+ * Whether s is an md5 secret rather than a password: "md5" and exactly 32
+ * lowercase hex digits, PostgreSQL's test (a password may start with "md5").
+ */
+bool auth_is_md5_secret(const char *s);
 void auth_md5_response(const char *secret, const char *user, const uint8_t salt[4], char out[36]);
 
 enum auth_status {

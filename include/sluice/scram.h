@@ -97,6 +97,12 @@ int scram_client_final(struct scram_client *c, const uint8_t *msg, size_t len,
 		       char **client_final) WUR;
 /* Checks the server-final-message's signature. 0 if the server proved itself. */
 int scram_client_verify(struct scram_client *c, const uint8_t *msg, size_t len) WUR;
+/*
+ * Whether the exchange is complete: the server's signature was verified.
+ * Until then an AuthenticationOk proves nothing (a fake server can send one
+ * without knowing the password) and must not count.
+ */
+bool scram_client_done(const struct scram_client *c);
 
 /*
  * ---- for tests only ----

@@ -114,7 +114,12 @@ struct server {
 
 	/* login */
 	struct scram_client *scram;
-	bool logged_in_once; /* saw AuthenticationOk */
+	bool auth_ok; /* saw AuthenticationOk (after a verified SCRAM signature, if SCRAM) */
+	/*
+	 * Login completed (the first ReadyForQuery) or its failure was already
+	 * reported: any other end before that is a login failure, with backoff.
+	 */
+	bool logged_in_once;
 	uint32_t be_pid, be_key;
 	struct param_set params; /* as PostgreSQL last reported them */
 

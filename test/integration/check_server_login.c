@@ -1,0 +1,245 @@
+/*
+ * check_server_login.c - server logins that go wrong: a fake PostgreSQL that
+ * skips the proof of a SCRAM exchange or fails after AuthenticationOk, and a
+ * real one whose password changes while a server of the pool is still busy.
+ * Each failure is a login failure: the waiting client hears the reason at
+ * once, and sluice backs off for server_login_retry instead of reconnecting
+ * in a loop.
+ *
+ * The fake server is a forked child of the test that accepts connections
+ * one at a time on a free port and reports each accept on a pipe, so the test
+ * counts how often sluice tried.
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define USERLIST "\"trustuser\" \"trustuserpw\"\n\"md5user\" \"md5userpw\"\n"
+
+enum fake_mode {
+	FAKE_OK_WITHOUT_SCRAM_PROOF, /* SASL, then AuthenticationOk with no SASLFinal */
+	FAKE_CLOSE_AFTER_OK, /* AuthenticationOk, then the connection ends */
+	FAKE_GARBAGE_AFTER_OK, /* AuthenticationOk, then a message no login has */
+};
+
+struct fake {
+	pid_t pid;
+	int port;
+	int accepts_fd; /* read end: one byte per accepted connection */
+};
+
+static void put_msg(int fd, char type, const void *body, uint32_t len)
+{
+	uint8_t hdr[5];
+	hdr[0] = (uint8_t)type;
+	put_be32(hdr + 1, len + 4);
+	if (write(fd, hdr, 5) != 5 || (len && write(fd, body, len) != (ssize_t)len))
+		_exit(0);
+}
+
+static void put_auth(int fd, uint32_t code, const void *extra, uint32_t extra_len)
+{
+	uint8_t body[64];
+	put_be32(body, code);
+	memcpy(body + 4, extra, extra_len);
+	put_msg(fd, 'R', body, 4 + extra_len);
+}
+
+/* Reads one length-prefixed packet (typed or not); false at EOF. */
+static bool skip_packet(int fd, bool typed)
+{
+	uint8_t hdr[5];
+	size_t hl = typed ? 5 : 4;
+	if (!harness_read_full(fd, hdr, hl))
+		return false;
+	uint32_t len = get_be32(hdr + hl - 4);
+	if (len < 4 || len > 65536)
+		return false;
+	uint8_t *rest = malloc(len);
+	bool ok = len == 4 || harness_read_full(fd, rest, len - 4);
+	free(rest);
+	return ok;
+}
+
+static void fake_serve(int conn, enum fake_mode mode)
+{
+	if (!skip_packet(conn, false))
+		return;
+	if (mode == FAKE_OK_WITHOUT_SCRAM_PROOF) {
+		put_auth(conn, 10, "SCRAM-SHA-256\0", 15);
+		if (!skip_packet(conn, true))
+			return;
+	}
+	put_auth(conn, 0, "", 0);
+	if (mode == FAKE_CLOSE_AFTER_OK)
+		return;
+	if (mode == FAKE_GARBAGE_AFTER_OK)
+		put_msg(conn, 'W', "\0\0", 2);
+	uint8_t kd[8] = { 0, 0, 0, 1, 0, 0, 0, 2 };
+	put_msg(conn, 'K', kd, 8);
+	put_msg(conn, 'Z', "I", 1);
+	while (skip_packet(conn, true))
+		;
+}
+
+static struct fake fake_start(enum fake_mode mode)
+{
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(lfd, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(lfd, 64), 0);
+	socklen_t al = sizeof(a);
+	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&a, &al), 0);
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(p[0]);
+		for (;;) {
+			int conn = accept(lfd, NULL, NULL);
+			if (conn < 0)
+				_exit(0);
+			struct timeval tv = { .tv_sec = 10 };
+			setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+			if (write(p[1], "a", 1) != 1)
+				_exit(0);
+			fake_serve(conn, mode);
+			close(conn);
+		}
+	}
+	close(lfd);
+	close(p[1]);
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	return (struct fake){ .pid = pid, .port = ntohs(a.sin_port), .accepts_fd = p[0] };
+}
+
+/* Connections the fake accepted since the last call. */
+static int fake_accepts(struct fake *f)
+{
+	char b[256];
+	int n = 0;
+	ssize_t r;
+	while ((r = read(f->accepts_fd, b, sizeof(b))) > 0)
+		n += (int)r;
+	return n;
+}
+
+static void fake_stop(struct fake *f)
+{
+	kill(f->pid, SIGKILL);
+	waitpid(f->pid, NULL, 0);
+	close(f->accepts_fd);
+}
+
+static struct harness_sluice *start_in_front_of(const struct fake *f)
+{
+	char dbs[256];
+	snprintf(dbs, sizeof(dbs), "fake = host=127.0.0.1 port=%d dbname=fake\n"
+		 "app = host=@PGHOST@ port=@PGPORT@ dbname=app\n", f->port);
+	return harness_sluice_start("auth_type = trust\n"
+				    "server_login_retry = 10\n"
+				    "query_wait_timeout = 30\n",
+		dbs, USERLIST);
+}
+
+static const struct fake_case {
+	enum fake_mode mode;
+	const char *error; /* part of the message the client must get */
+} fake_cases[] = {
+	{ FAKE_OK_WITHOUT_SCRAM_PROOF, "without a verified SCRAM server signature" },
+	{ FAKE_CLOSE_AFTER_OK, "server login failed: server closed the connection" },
+	{ FAKE_GARBAGE_AFTER_OK, "server login failed: unexpected message from server" },
+};
+
+START_TEST(test_bad_login_fails_the_client_at_once_and_backs_off)
+{
+	const struct fake_case *fc = &fake_cases[_i];
+	struct fake f = fake_start(fc->mode);
+	struct harness_sluice *s = start_in_front_of(&f);
+	long start = harness_now_ms();
+	char *err = harness_connect_error(s, "dbname=fake user=trustuser");
+	long took = harness_now_ms() - start;
+	ck_assert_msg(strstr(err, fc->error) != NULL, "%s", err);
+	free(err);
+	ck_assert_msg(took < 5000, "the client heard after %ld ms", took);
+
+	/* Within server_login_retry the next client gets the same answer without a new login. */
+	err = harness_connect_error(s, "dbname=fake user=trustuser");
+	ck_assert_msg(strstr(err, fc->error) != NULL, "%s", err);
+	free(err);
+	harness_sleep_ms(1000);
+	int n = fake_accepts(&f);
+	ck_assert_msg(n == 1, "sluice connected %d times instead of backing off", n);
+
+	/* Other pools are untouched. */
+	PGconn *c = harness_connect(s, "dbname=app user=trustuser");
+	harness_expect_answer(c, "SELECT 1", "1");
+	PQfinish(c);
+	fake_stop(&f);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/*
+ * PgBouncer's test_change_server_password_reconnect: the server password
+ * changes while a server of the pool is busy in a transaction; a client that
+ * needs a new server hears PostgreSQL's error at once instead of waiting for
+ * query_wait_timeout.
+ */
+START_TEST(test_password_change_fails_waiters_while_a_server_is_busy)
+{
+	struct harness_sluice *s = harness_sluice_start("auth_type = trust\n"
+							"pool_mode = transaction\n"
+							"server_login_retry = 10\n"
+							"query_wait_timeout = 30\n",
+		"app = host=@PGHOST@ port=@PGPORT@ dbname=app pool_size=2\n", USERLIST);
+	PGconn *a = harness_connect(s, "dbname=app user=md5user");
+	free(harness_query_text(a, "BEGIN"));
+	free(harness_query_text(a, "SELECT 1"));
+	free(harness_pg_exec("ALTER ROLE md5user PASSWORD 'changed'"));
+	PGconn *b = harness_connect(s, "dbname=app user=md5user");
+	long start = harness_now_ms();
+	char *err = harness_query_error(b, "SELECT 2");
+	long took = harness_now_ms() - start;
+	free(harness_pg_exec("SET password_encryption = 'md5'; "
+			     "ALTER ROLE md5user PASSWORD 'md5userpw'"));
+	ck_assert_msg(strstr(err, "password authentication failed") != NULL, "%s", err);
+	free(err);
+	ck_assert_msg(took < 5000, "the waiter heard after %ld ms", took);
+	/* The busy client is untouched. */
+	harness_expect_answer(a, "SELECT 3", "3");
+	free(harness_query_text(a, "COMMIT"));
+	PQfinish(a);
+	PQfinish(b);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+static Suite *server_login_suite(void)
+{
+	Suite *s = suite_create("server_login");
+	TCase *tc = harness_tcase("server_login");
+	tcase_add_loop_test(tc, test_bad_login_fails_the_client_at_once_and_backs_off, 0,
+		(int)ARRAY_SIZE(fake_cases));
+	tcase_add_test(tc, test_password_change_fails_waiters_while_a_server_is_busy);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return harness_run_suite(server_login_suite());
+}
