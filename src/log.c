@@ -5,6 +5,8 @@
  * per destination, so lines from a crashing process are not interleaved.
  * Logging is never on the relay path at the default level: callers check
  * log_enabled() (the log_debug macro does) before formatting anything.
+ * Control characters are escaped in both formats, so nothing a client sends
+ * can start a line of its own.
  */
 #include "sluice/log.h"
 
@@ -101,6 +103,36 @@ static size_t json_escape(char *dst, size_t cap, size_t n, const char *s)
 	return n;
 }
 
+/*
+ * Appends s to a text line with control characters escaped (\n, \r, \t,
+ * \xHH): user and database names, and messages quoting what a client sent,
+ * come from the network, and a raw newline there would forge a log line.
+ */
+static size_t text_escape(char *dst, size_t cap, size_t n, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	for (; *s && n + 5 < cap; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c >= 0x20 && c != 0x7f) {
+			dst[n++] = (char)c;
+			continue;
+		}
+		dst[n++] = '\\';
+		if (c == '\n') {
+			dst[n++] = 'n';
+		} else if (c == '\r') {
+			dst[n++] = 'r';
+		} else if (c == '\t') {
+			dst[n++] = 't';
+		} else {
+			dst[n++] = 'x';
+			dst[n++] = hex[c >> 4];
+			dst[n++] = hex[c & 15];
+		}
+	}
+	return n;
+}
+
 static size_t append(char *dst, size_t cap, size_t n, const char *fmt, ...) PRINTF_LIKE(4, 5);
 static size_t append(char *dst, size_t cap, size_t n, const char *fmt, ...)
 {
@@ -156,12 +188,17 @@ void log_write(enum log_level lvl, const struct log_conn *conn, const char *fmt,
 		n = append(line, cap, n, "\"}");
 	} else {
 		n = append(line, cap, n, "%s %d %s ", ts, (int)getpid(), level_names[lvl]);
-		if (conn)
-			n = append(line, cap, n, "%c-%llu %s/%s@%s: ", conn->kind,
-				   (unsigned long long)conn->id, conn->db ? conn->db : "(nodb)",
-				   conn->user ? conn->user : "(nouser)",
-				   conn->addr ? conn->addr : "?");
-		n = append(line, cap, n, "%s", msg);
+		if (conn) {
+			n = append(line, cap, n, "%c-%llu ", conn->kind,
+				   (unsigned long long)conn->id);
+			n = text_escape(line, cap, n, conn->db ? conn->db : "(nodb)");
+			n = append(line, cap, n, "/");
+			n = text_escape(line, cap, n, conn->user ? conn->user : "(nouser)");
+			n = append(line, cap, n, "@");
+			n = text_escape(line, cap, n, conn->addr ? conn->addr : "?");
+			n = append(line, cap, n, ": ");
+		}
+		n = text_escape(line, cap, n, msg);
 	}
 	line[n++] = '\n';
 

@@ -3,7 +3,8 @@
  * and per close, prefixed with the connection's tag (C-<id> db/user@addr),
  * with the reason for every close; log_format = json prints one JSON object
  * per line with the same facts as fields; log_connections and
- * log_disconnections turn those lines off.
+ * log_disconnections turn those lines off; control characters a client
+ * puts in its user or database name are escaped in both formats.
  *
  * It reads sluice's log (its stderr) through the harness; it does not test
  * log rotation or syslog.
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define USERLIST "\"trustuser\" \"trustuserpw\"\n"
 #define CONNINFO "dbname=app user=trustuser"
@@ -147,6 +149,43 @@ START_TEST(test_json_log_is_one_object_per_line_with_connection_fields)
 }
 END_TEST
 
+/* A user name that tries to write a log line of its own, in both formats. */
+static const char *const formats[] = { "text", "json" };
+
+START_TEST(test_newline_in_user_name_cannot_forge_a_log_line)
+{
+	char extra[96];
+	snprintf(extra, sizeof(extra), "auth_type = md5\nlog_format = %s\n", formats[_i]);
+	struct harness_sluice *s = harness_sluice_start(extra, NULL, USERLIST);
+	int fd = harness_raw_connect(s->port);
+	harness_raw_send_startup(fd, "x\nFORGED 1 LOG C-9 app/admin@10.0.0.1: login ok\x1b[2J",
+		"app\rFORGEDDB");
+	free(harness_raw_read_error(fd));
+	close(fd);
+	/* The failed login is logged, with the name in it. */
+	ck_assert(harness_sluice_log_wait(s, "FORGED 1 LOG", 3000));
+	char *log = harness_sluice_log(s);
+	for (const char *line = log; *line;) {
+		const char *end = strchr(line, '\n');
+		size_t len = end ? (size_t)(end - line) : strlen(line);
+		ck_assert_msg(strncmp(line, "FORGED", 6) != 0, "a forged line: %.*s", (int)len, line);
+		ck_assert_msg(memchr(line, '\r', len) == NULL && memchr(line, 0x1b, len) == NULL,
+			      "a raw control character: %.*s", (int)len, line);
+		if (_i == 1 && len > 0)
+			ck_assert_msg(looks_like_json_object(line, len), "not JSON: %.*s", (int)len,
+				      line);
+		if (!end)
+			break;
+		line = end + 1;
+	}
+	const char *escaped = _i == 0 ? "x\\nFORGED" : "x\\u000aFORGED";
+	ck_assert_msg(strstr(log, escaped) != NULL, "%s", log);
+	free(log);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
 START_TEST(test_log_connections_and_disconnections_off_log_neither)
 {
 	struct harness_sluice *s = harness_sluice_start(
@@ -175,6 +214,8 @@ static Suite *logging_suite(void)
 	tcase_add_test(tc, test_refused_login_logs_the_reason);
 	tcase_add_test(tc, test_json_log_is_one_object_per_line_with_connection_fields);
 	tcase_add_test(tc, test_log_connections_and_disconnections_off_log_neither);
+	tcase_add_loop_test(tc, test_newline_in_user_name_cannot_forge_a_log_line, 0,
+		(int)ARRAY_SIZE(formats));
 	suite_add_tcase(s, tc);
 	return s;
 }
