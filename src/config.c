@@ -336,6 +336,18 @@ static const struct setting settings[] = {
 	S(server_login_retry, ST_DURATION, "15", RELOAD, 0, 0,
 	  "wait before retrying after a failed server login"),
 
+	/* TCP options of every client and server socket (0: the OS default). */
+	S(tcp_keepalive, ST_BOOL, "1", RELOAD, 0, 0,
+	  "turn on TCP keepalive, so half-open connections are noticed"),
+	S(tcp_keepidle, ST_INT, "0", RELOAD, 0, INT_MAX,
+	  "idle seconds before the first keepalive probe; 0 OS default"),
+	S(tcp_keepintvl, ST_INT, "0", RELOAD, 0, INT_MAX,
+	  "seconds between keepalive probes; 0 OS default"),
+	S(tcp_keepcnt, ST_INT, "0", RELOAD, 0, INT_MAX,
+	  "unanswered keepalive probes before the connection is dropped; 0 OS default"),
+	S(tcp_user_timeout, ST_INT, "0", RELOAD, 0, INT_MAX,
+	  "milliseconds sent data may stay unacknowledged before the connection is dropped; 0 OS default"),
+
 	/* Client limits and timeouts. */
 	S(query_timeout, ST_DURATION, "0", RELOAD, 0, 0,
 	  "cancel a query that runs longer than this; 0 never"),
@@ -439,12 +451,7 @@ static const char *const unimplemented_settings[] = {
 	"syslog_facility",
 	"syslog_ident",
 	"tcp_defer_accept",
-	"tcp_keepalive",
-	"tcp_keepcnt",
-	"tcp_keepidle",
-	"tcp_keepintvl",
 	"tcp_socket_buffer",
-	"tcp_user_timeout",
 	"transaction_timeout",
 	"unix_socket_group",
 	"user",

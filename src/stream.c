@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include "sluice/worker.h"
@@ -33,10 +35,43 @@ int stream_init(struct worker *w, struct stream *s, bool pipe)
 	return rc;
 }
 
+/*
+ * Keepalive and user timeout on a TCP socket that exists (accepted or
+ * connected), from tcp_keepalive and friends; 0 leaves the kernel's value.
+ * Failures are harmless (the socket works without them) and not reported.
+ */
+static void apply_tcp_options(struct stream *s)
+{
+	const struct config *cfg = s->w->cfg;
+	uv_os_fd_t fd;
+	if (s->is_pipe || uv_fileno(&s->h.handle, &fd) != 0)
+		return;
+	int on = cfg->tcp_keepalive ? 1 : 0;
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	if (on) {
+		if (cfg->tcp_keepidle > 0)
+			(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &cfg->tcp_keepidle,
+					 sizeof(int));
+		if (cfg->tcp_keepintvl > 0)
+			(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &cfg->tcp_keepintvl,
+					 sizeof(int));
+		if (cfg->tcp_keepcnt > 0)
+			(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cfg->tcp_keepcnt,
+					 sizeof(int));
+	}
+	if (cfg->tcp_user_timeout > 0) {
+		unsigned int ms = (unsigned int)cfg->tcp_user_timeout;
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+	}
+}
+
 int stream_accept(struct stream *s, uv_stream_t *listener)
 {
 	/* TCP_NODELAY was requested in stream_init; libuv applies it to the accepted socket. */
-	return uv_accept(listener, &s->h.base);
+	int rc = uv_accept(listener, &s->h.base);
+	if (rc == 0)
+		apply_tcp_options(s);
+	return rc;
 }
 
 /*
@@ -51,6 +86,8 @@ static void on_connect(uv_connect_t *req, int status)
 	free(req);
 	if (s->closing)
 		return;
+	if (status == 0)
+		apply_tcp_options(s);
 	s->connect_cb(s, status);
 }
 

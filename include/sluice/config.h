@@ -99,6 +99,11 @@ struct config {
 	int64_t server_idle_timeout; /* ms */
 	int64_t server_connect_timeout; /* ms */
 	int64_t server_login_retry; /* ms */
+	bool tcp_keepalive;
+	int tcp_keepidle; /* s; 0 OS default */
+	int tcp_keepintvl; /* s; 0 OS default */
+	int tcp_keepcnt; /* 0 OS default */
+	int tcp_user_timeout; /* ms; 0 OS default */
 	int64_t query_timeout; /* ms */
 	int64_t query_wait_timeout; /* ms */
 	int64_t client_idle_timeout; /* ms */
