@@ -1148,7 +1148,14 @@ static void cmd_set(struct client *c, const char *key, const char *value)
 		return;
 	}
 	struct config_error err;
-	if (worker_set(w, key, value, &err) != 0) {
+	int rc = worker_set(w, key, value, &err);
+	if (rc == CONFIG_APPLY_IGNORED) {
+		struct buf_out out;
+		buf_out_init(&out);
+		pkt_put_NoticeResponse(&out, "01000", err.text);
+		stream_write(&c->stream, out.data, out.len);
+		buf_out_deinit(&out);
+	} else if (rc != 0) {
 		send_error(c, SQLSTATE_INVALID_PARAMETER_VALUE, "SET failed: %s", err.text);
 		return;
 	}

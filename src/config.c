@@ -609,6 +609,12 @@ int config_apply(struct config *cfg, const char *key, const char *value,
 {
 	char msg[MSG_LEN];
 	const struct setting *s = setting_find(key);
+	if (!s && is_unimplemented(key)) {
+		/* As in the file: a PgBouncer setting sluice lacks is named, not refused. */
+		snprintf(err->text, sizeof(err->text),
+			 "setting %s is not implemented by sluice yet and is ignored", key);
+		return CONFIG_APPLY_IGNORED;
+	}
 	if (!s) {
 		snprintf(err->text, sizeof(err->text), "unknown setting: %s", key);
 		return -1;

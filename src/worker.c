@@ -308,9 +308,12 @@ int worker_set(struct worker *w, const char *key, const char *value, struct conf
 {
 	/* Only this key changes: unreloaded edits of the file stay unapplied. */
 	struct config *cfg = config_copy(w->cfg);
-	if (config_apply(cfg, key, value, err) != 0) {
+	int rc = config_apply(cfg, key, value, err);
+	if (rc != 0) {
 		config_free(cfg);
-		return -1;
+		if (rc == CONFIG_APPLY_IGNORED)
+			log_warning("console SET: %s", err->text);
+		return rc;
 	}
 	if (install_config(w, cfg, false) != 0) {
 		snprintf(err->text, sizeof(err->text), "the new configuration could not be installed");

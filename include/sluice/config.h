@@ -175,8 +175,11 @@ const struct config_setting_info *config_setting_at(size_t i);
 /*
  * Sets one reloadable [sluice] setting in a snapshot that is not published
  * yet (the admin console's SET). Unknown keys, keys that need a restart and
- * bad values are errors with a message for the client.
+ * bad values are errors (-1) with a message for the client. A PgBouncer
+ * setting sluice does not implement changes nothing and returns
+ * CONFIG_APPLY_IGNORED with a warning in err, as the file does.
  */
+#define CONFIG_APPLY_IGNORED 1
 int config_apply(struct config *cfg, const char *key, const char *value,
 		 struct config_error *err) WUR;
 /* Index of a setting in the table, or -1. */

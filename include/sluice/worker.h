@@ -140,7 +140,11 @@ void worker_deinit(struct worker *w);
 
 /* Replaces the config snapshot and user list (SIGHUP). Errors keep the old ones. */
 int worker_reload(struct worker *w) WUR;
-/* The console's SET: a new snapshot with key = value. Errors keep the old one. */
+/*
+ * The console's SET: a new snapshot with key = value. Errors (-1) keep the
+ * old one; so does CONFIG_APPLY_IGNORED (a PgBouncer setting sluice lacks,
+ * warned about in err).
+ */
 int worker_set(struct worker *w, const char *key, const char *value,
 	       struct config_error *err) WUR;
 void worker_begin_shutdown(struct worker *w, enum worker_shutdown how);

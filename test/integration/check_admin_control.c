@@ -387,6 +387,42 @@ START_TEST(test_set_changes_reloadable_keys_and_refuses_others)
 }
 END_TEST
 
+static void capture_notice(void *arg, const PGresult *res)
+{
+	char **out = arg;
+	const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	free(*out);
+	*out = xstrdup(m ? m : "");
+}
+
+/*
+ * A PgBouncer setting sluice does not implement is taken by SET as by the
+ * file: a warning that names it, and the command succeeds (PgBouncer's own
+ * tests SET server_tls_sslmode before anything else).
+ */
+START_TEST(test_set_of_a_pgbouncer_only_setting_warns_and_succeeds)
+{
+	struct harness_sluice *s = start(NULL);
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	char *notice = NULL;
+	PQsetNoticeReceiver(c, capture_notice, &notice);
+	command_ok(c, "SET server_tls_sslmode = disable", "SET");
+	ck_assert_ptr_nonnull(notice);
+	ck_assert_str_eq(notice,
+		"setting server_tls_sslmode is not implemented by sluice yet and is ignored");
+	free(notice);
+	notice = NULL;
+	ck_assert(harness_sluice_log_wait(s, "console SET: setting server_tls_sslmode", 3000));
+	/* Unknown keys are still refused. */
+	char *e = harness_query_error(c, "SET server_tls_sslmod = disable");
+	ck_assert_msg(strstr(e, "unknown setting: server_tls_sslmod"), "%s", e);
+	free(e);
+	PQsetNoticeReceiver(c, NULL, NULL);
+	PQfinish(c);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
 START_TEST(test_later_set_of_a_key_wins_over_earlier_ones)
 {
 	struct harness_sluice *s = start(NULL);
@@ -591,6 +627,7 @@ static Suite *admin_control_suite(void)
 	tc = harness_tcase("config");
 	tcase_add_test(tc, test_reload_applies_a_changed_ini_and_refuses_a_broken_one);
 	tcase_add_test(tc, test_set_changes_reloadable_keys_and_refuses_others);
+	tcase_add_test(tc, test_set_of_a_pgbouncer_only_setting_warns_and_succeeds);
 	tcase_add_test(tc, test_later_set_of_a_key_wins_over_earlier_ones);
 	suite_add_tcase(suite, tc);
 	tc = harness_tcase("shutdown");
