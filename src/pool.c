@@ -72,9 +72,14 @@ bool pool_is_empty(const struct pool *p)
 
 /* ---- effective settings ---------------------------------------------------- */
 
+/*
+ * The [users] entry whose settings apply: the server-side user's, so that a
+ * database with a forced user takes that user's pool_size and pool_mode, not
+ * those of whoever connected (PgBouncer's test_pool_size).
+ */
 static const struct config_user *user_cfg(const struct pool *p)
 {
-	return config_find_user(p->w->cfg, p->user_name);
+	return config_find_user(p->w->cfg, p->server_user);
 }
 
 enum pool_mode pool_mode_of(const struct pool *p)

@@ -194,6 +194,15 @@ static const struct cap_case {
 		"app = host=@PGHOST@ port=@PGPORT@ dbname=app pool_size=1\n"
 		"[users]\ntrustuser = pool_size=3\n",
 		{ "trustuser", "trustuser", "trustuser", NULL }, 3 },
+	/* PgBouncer's test_pool_size: the forced user's settings, not the connecting user's. */
+	{ "forced user: the connecting user's pool_size does not apply", "default_pool_size = 1\n",
+		"app = host=@PGHOST@ port=@PGPORT@ dbname=app user=trustuser pool_size=2\n"
+		"[users]\nmd5user = pool_size=1\n",
+		{ "md5user", "md5user", "md5user", "md5user", NULL }, 2 },
+	{ "forced user: its own [users] pool_size applies", "default_pool_size = 1\n",
+		"app = host=@PGHOST@ port=@PGPORT@ dbname=app user=trustuser pool_size=1\n"
+		"[users]\ntrustuser = pool_size=3\nmd5user = pool_size=1\n",
+		{ "md5user", "md5user", "md5user", NULL }, 3 },
 	{ "max_db_connections across users", "default_pool_size = 5\nmax_db_connections = 2\n",
 		"app = host=@PGHOST@ port=@PGPORT@ dbname=app\n",
 		{ "trustuser", "md5user", "trustuser", "md5user", NULL }, 2 },
