@@ -220,7 +220,20 @@ void pool_kick(struct pool *p)
 	}
 	if (p->is_admin)
 		return; /* the console's pseudo-pool never has servers */
-	bool paused = w->shutdown == WORKER_WAIT_SERVERS || worker_db_paused(w, p->db_name);
+	if (w->shutdown == WORKER_WAIT_SERVERS) {
+		/*
+		 * Shutting down once servers are released: a client that wants a
+		 * server for a new transaction would wait forever (PgBouncer closes
+		 * it the same way). Clients inside a transaction keep their server.
+		 */
+		struct client *c;
+		while ((c = TAILQ_FIRST(&p->waiting)) != NULL)
+			client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "server shutting down");
+		while ((c = TAILQ_FIRST(&p->waiting_login)) != NULL)
+			client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "server shutting down");
+		return;
+	}
+	bool paused = worker_db_paused(w, p->db_name);
 
 	/* Idle servers to waiters, oldest waiter first. */
 	while (!paused && p->n_cl_waiting > 0 && p->n_sv_idle > 0) {

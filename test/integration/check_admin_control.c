@@ -502,6 +502,33 @@ START_TEST(test_shutdown_wait_for_servers_exits_once_transactions_end)
 }
 END_TEST
 
+/* PgBouncer's test_newly_paused_client_during_wait_for_servers_shutdown. */
+START_TEST(test_shutdown_wait_for_servers_closes_a_client_starting_a_transaction)
+{
+	struct harness_sluice *s = start(NULL);
+	PGconn *app = harness_connect(s, APP_CONN);
+	PGconn *other = harness_connect(s, APP_CONN);
+	PQclear(PQexec(app, "BEGIN"));
+	expect_select_1(app);
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	command_ok(c, "SHUTDOWN WAIT_FOR_SERVERS", "SHUTDOWN");
+	long start_ms = harness_now_ms();
+	char *e = harness_query_error(other, "SELECT 1");
+	ck_assert_msg(strstr(e, "server shutting down") != NULL, "%s", e);
+	free(e);
+	ck_assert_int_lt(harness_now_ms() - start_ms, 3000);
+	ck_assert(harness_sluice_log_wait(s, "closing because: server shutting down", 3000));
+	/* The transaction under way finishes, then sluice exits. */
+	expect_select_1(app);
+	PQclear(PQexec(app, "COMMIT"));
+	ck_assert_int_eq(harness_sluice_wait(s, 5000), 0);
+	PQfinish(c);
+	PQfinish(other);
+	PQfinish(app);
+	harness_sluice_free(s);
+}
+END_TEST
+
 START_TEST(test_kill_without_database_drops_every_client_but_the_console)
 {
 	struct harness_sluice *s = start(NULL);
@@ -634,6 +661,7 @@ static Suite *admin_control_suite(void)
 	tcase_add_test(tc, test_shutdown_wait_for_clients_exits_once_clients_are_gone);
 	tcase_add_test(tc, test_plain_shutdown_exits_at_once);
 	tcase_add_test(tc, test_shutdown_wait_for_servers_exits_once_transactions_end);
+	tcase_add_test(tc, test_shutdown_wait_for_servers_closes_a_client_starting_a_transaction);
 	suite_add_tcase(suite, tc);
 	if (getenv("SLUICE_TEST_EXPORTER")) {
 		tc = harness_tcase("exporter");
