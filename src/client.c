@@ -835,6 +835,39 @@ static void on_drain(struct stream *st)
 		stream_resume(&c->server->stream);
 }
 
+/*
+ * A login gets this long before a newcomer may take its place at
+ * max_client_conn: real clients authenticate in milliseconds.
+ */
+#define LOGIN_EVICT_AFTER_MS 1000
+
+/*
+ * max_client_conn is reached: makes room for newcomer by closing the oldest
+ * connection that has still not authenticated after LOGIN_EVICT_AFTER_MS.
+ * So sockets that connect and stay silent (or stall inside authentication)
+ * cannot keep real clients out until client_login_timeout: each newcomer
+ * displaces one of them. Logged-in clients are never displaced. The scan is
+ * from the oldest connection and runs only at the limit. false: none to close.
+ */
+static bool evict_stalled_login(struct worker *w, struct client *newcomer)
+{
+	uint64_t now = uv_now(w->loop);
+	struct client *c;
+	TAILQ_FOREACH(c, &w->clients, link) {
+		if (c == newcomer || now - c->connect_time < LOGIN_EVICT_AFTER_MS)
+			break; /* accept order: every later one is younger */
+		if (c->state != CLIENT_LOGIN)
+			continue;
+		w->stats_logins_evicted++;
+		client_fail(c, SQLSTATE_TOO_MANY_CONNECTIONS,
+			    "no more connections allowed (max_client_conn): closing a connection "
+			    "that had not logged in after %llu ms",
+			    (unsigned long long)(now - c->connect_time));
+		return true;
+	}
+	return false;
+}
+
 void client_accept(struct worker *w, uv_stream_t *listener, bool is_unix)
 {
 	struct client *c = xcalloc(1, sizeof(*c));
@@ -866,7 +899,8 @@ void client_accept(struct worker *w, uv_stream_t *listener, bool is_unix)
 	 * arrived: libpq first sends SSLRequest and cannot take an error in reply,
 	 * and a CancelRequest must still get through. PostgreSQL does the same.
 	 */
-	c->over_limit = w->client_count > w->cfg->max_client_conn;
+	if (w->client_count > w->cfg->max_client_conn)
+		c->over_limit = !evict_stalled_login(w, c);
 	stream_read_start(&c->stream);
 	stream_read_now(&c->stream);
 }

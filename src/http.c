@@ -621,6 +621,10 @@ static void render_metrics(struct worker *w, struct text *t)
 	family(t, "sluice_client_connections", "gauge",
 	       "Client connections open, in every state, including admin console sessions.");
 	text_printf(t, "sluice_client_connections %d\n", w->client_count);
+	family(t, "sluice_client_logins_evicted_total", "counter",
+	       "Connections that had not logged in after a second, closed at max_client_conn "
+	       "to make room for a new one.");
+	text_printf(t, "sluice_client_logins_evicted_total %" PRIu64 "\n", w->stats_logins_evicted);
 	int servers = 0;
 	for (struct server *s = server_next(w, NULL); s; s = server_next(w, s))
 		servers++;

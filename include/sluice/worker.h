@@ -88,6 +88,7 @@ struct worker {
 	uint64_t stats_rolled_at; /* uv_now of the last stats period roll */
 	struct http *http; /* NULL unless metrics_port is set */
 	int client_count;
+	uint64_t stats_logins_evicted; /* logins closed at max_client_conn to make room */
 	uint64_t next_client_id;
 	uint64_t next_server_id;
 

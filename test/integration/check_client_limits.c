@@ -76,6 +76,41 @@ START_TEST(test_max_client_conn_refuses_one_more_with_53300)
 }
 END_TEST
 
+/*
+ * Silent sockets fill max_client_conn (and more wait beyond it): real clients
+ * still get in, each taking the place of a connection that has not logged
+ * in for a second, instead of waiting for client_login_timeout (60 s here).
+ */
+START_TEST(test_silent_connections_at_max_client_conn_do_not_lock_out_real_clients)
+{
+	struct harness_sluice *s = harness_sluice_start(COMMON "max_client_conn = 50\n",
+		NULL, USERLIST);
+	enum { SILENT = 200, REAL = 5 };
+	int fds[SILENT];
+	for (int i = 0; i < SILENT; i++)
+		fds[i] = harness_raw_connect(s->port);
+	harness_sleep_ms(1300);
+	long start = harness_now_ms();
+	PGconn *real[REAL];
+	for (int i = 0; i < REAL; i++) {
+		real[i] = harness_connect(s, "dbname=app user=trustuser");
+		harness_expect_answer(real[i], "SELECT 1", "1");
+	}
+	long took = harness_now_ms() - start;
+	ck_assert_msg(took < 5000, "%d real clients took %ld ms to get in", REAL, took);
+	ck_assert(harness_sluice_log_wait(s, "closing a connection that had not logged in", 3000));
+	/* Logged-in clients are never displaced: they all still work. */
+	for (int i = 0; i < REAL; i++) {
+		harness_expect_answer(real[i], "SELECT 2", "2");
+		PQfinish(real[i]);
+	}
+	for (int i = 0; i < SILENT; i++)
+		close(fds[i]);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
 /* ---- client_login_timeout --------------------------------------------------------- */
 
 START_TEST(test_client_login_timeout_disconnects_silent_client)
@@ -208,6 +243,7 @@ static Suite *client_limits_suite(void)
 	Suite *s = suite_create("client_limits");
 	TCase *tc = harness_tcase("max_client_conn");
 	tcase_add_test(tc, test_max_client_conn_refuses_one_more_with_53300);
+	tcase_add_test(tc, test_silent_connections_at_max_client_conn_do_not_lock_out_real_clients);
 	suite_add_tcase(s, tc);
 
 	tc = harness_tcase("timeouts");
