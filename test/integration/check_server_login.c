@@ -1,6 +1,7 @@
 /*
  * check_server_login.c - server logins that go wrong: a fake PostgreSQL that
- * skips the proof of a SCRAM exchange or fails after AuthenticationOk, and a
+ * skips the proof of a SCRAM exchange, asks for ten million PBKDF2 rounds or
+ * fails after AuthenticationOk, and a
  * real one whose password changes while a server of the pool is still busy.
  * Each failure is a login failure: the waiting client hears the reason at
  * once, and sluice backs off for server_login_retry instead of reconnecting
@@ -29,6 +30,7 @@ enum fake_mode {
 	FAKE_OK_WITHOUT_SCRAM_PROOF, /* SASL, then AuthenticationOk with no SASLFinal */
 	FAKE_CLOSE_AFTER_OK, /* AuthenticationOk, then the connection ends */
 	FAKE_GARBAGE_AFTER_OK, /* AuthenticationOk, then a message no login has */
+	FAKE_SCRAM_10M_ITERATIONS, /* SASLContinue asking for ten million PBKDF2 rounds */
 };
 
 struct fake {
@@ -54,8 +56,11 @@ static void put_auth(int fd, uint32_t code, const void *extra, uint32_t extra_le
 	put_msg(fd, 'R', body, 4 + extra_len);
 }
 
-/* Reads one length-prefixed packet (typed or not); false at EOF. */
-static bool skip_packet(int fd, bool typed)
+/*
+ * Reads one length-prefixed packet (typed or not); false at EOF. The body,
+ * NUL-terminated, goes to body when it is not NULL (the caller frees it).
+ */
+static bool read_packet(int fd, bool typed, char **body)
 {
 	uint8_t hdr[5];
 	size_t hl = typed ? 5 : 4;
@@ -64,18 +69,47 @@ static bool skip_packet(int fd, bool typed)
 	uint32_t len = get_be32(hdr + hl - 4);
 	if (len < 4 || len > 65536)
 		return false;
-	uint8_t *rest = malloc(len);
+	char *rest = calloc(1, len - 4 + 1);
 	bool ok = len == 4 || harness_read_full(fd, rest, len - 4);
-	free(rest);
+	if (ok && body)
+		*body = rest;
+	else
+		free(rest);
 	return ok;
+}
+
+static bool skip_packet(int fd, bool typed)
+{
+	return read_packet(fd, typed, NULL);
+}
+
+/* Answers a SASLInitialResponse with a SASLContinue that asks for 10M iterations. */
+static void continue_with_10m_iterations(int conn)
+{
+	char *body = NULL;
+	if (!read_packet(conn, true, &body))
+		return;
+	/* mechanism NUL, int32 length, "n,,n=,r=<nonce>" */
+	const char *data = body + strlen(body) + 1 + 4;
+	const char *r = strstr(data, "r=");
+	char msg[256];
+	int n = snprintf(msg, sizeof(msg), "r=%sFAKE,s=QUJDREVGR0g=,i=10000000", r ? r + 2 : "");
+	free(body);
+	put_auth(conn, 11, msg, (uint32_t)n);
 }
 
 static void fake_serve(int conn, enum fake_mode mode)
 {
 	if (!skip_packet(conn, false))
 		return;
-	if (mode == FAKE_OK_WITHOUT_SCRAM_PROOF) {
+	if (mode == FAKE_OK_WITHOUT_SCRAM_PROOF || mode == FAKE_SCRAM_10M_ITERATIONS) {
 		put_auth(conn, 10, "SCRAM-SHA-256\0", 15);
+		if (mode == FAKE_SCRAM_10M_ITERATIONS) {
+			continue_with_10m_iterations(conn);
+			while (skip_packet(conn, true))
+				;
+			return;
+		}
 		if (!skip_packet(conn, true))
 			return;
 	}
@@ -160,6 +194,8 @@ static const struct fake_case {
 	{ FAKE_OK_WITHOUT_SCRAM_PROOF, "without a verified SCRAM server signature" },
 	{ FAKE_CLOSE_AFTER_OK, "server login failed: server closed the connection" },
 	{ FAKE_GARBAGE_AFTER_OK, "server login failed: unexpected message from server" },
+	/* Ten million rounds once stalled every client of the process for 19.5 s. */
+	{ FAKE_SCRAM_10M_ITERATIONS, "server login failed: SCRAM exchange with server failed" },
 };
 
 START_TEST(test_bad_login_fails_the_client_at_once_and_backs_off)

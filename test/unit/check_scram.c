@@ -427,6 +427,8 @@ static const struct msg_case server_first_cases[] = {
 	{ "r=cnonceSN,s=QUJD,i=", 0, -1 },
 	{ "r=cnonceSN,s=QUJD,i=99999999999", 0, -1 },
 	{ "r=cnonceSN,s=QUJD,i=2000000000", 0, -1 }, /* above the sanity bound */
+	{ "r=cnonceSN,s=QUJD,i=10000000", 0, -1 }, /* once stalled every client for 19.5 s */
+	{ "r=cnonceSN,s=QUJD,i=100001", 0, -1 },
 	{ "r=cnonceSN,s=QUJD", 0, -1 },
 	{ "r=cnonceSN,s=QUJD,", 0, -1 },
 	{ "r=cnonceSN,i=1,s=QUJD", 0, -1 },
