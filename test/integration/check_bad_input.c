@@ -151,6 +151,22 @@ static void assert_sluice_serves(const struct harness_sluice *s)
 	PQfinish(conn);
 }
 
+/*
+ * Sends one StartupMessage with protocol code and pairs on a new raw socket
+ * and collects the reply until ReadyForQuery, an error close, or 5 s.
+ */
+static void startup_until_ready(const struct harness_sluice *s, uint32_t code, const char *pairs,
+	size_t pairs_len, struct reply *r)
+{
+	int fd = harness_raw_connect(s->port);
+	unsigned char pkt[128];
+	ck_assert_uint_le(8 + pairs_len + 1, sizeof(pkt));
+	size_t n = build_startup(pkt, code, pairs, pairs_len, true);
+	send_all(fd, pkt, n);
+	read_reply(fd, r, 5000, 'Z');
+	close(fd);
+}
+
 /* Logs in on a raw socket and reads up to the first ReadyForQuery. */
 static int raw_login(const struct harness_sluice *s)
 {
@@ -451,14 +467,9 @@ END_TEST
 START_TEST(test_protocol_3_2_with_pq_option_gets_negotiate_then_login)
 {
 	struct harness_sluice *s = harness_sluice_start(SLUICE_EXTRA, NULL, USERLIST);
-	int fd = harness_raw_connect(s->port);
 	static const char pairs[] = "user\0trustuser\0database\0app\0_pq_.foo\0bar";
-	unsigned char pkt[128];
-	size_t n = build_startup(pkt, 0x00030002, pairs, sizeof(pairs), true);
-	send_all(fd, pkt, n);
 	struct reply r;
-	read_reply(fd, &r, 5000, 'Z');
-	close(fd);
+	startup_until_ready(s, 0x00030002, pairs, sizeof(pairs), &r);
 	size_t len;
 	const unsigned char *v = find_msg(&r, 0, 'v', &len);
 	ck_assert_msg(v != NULL, "no NegotiateProtocolVersion (%zu bytes)", r.len);
@@ -522,14 +533,9 @@ END_TEST
 START_TEST(test_startup_with_user_twice_logs_in_as_the_last)
 {
 	struct harness_sluice *s = harness_sluice_start(SLUICE_EXTRA, NULL, USERLIST);
-	int fd = harness_raw_connect(s->port);
 	static const char pairs[] = "user\0nosuchuser\0database\0app\0user\0trustuser";
-	unsigned char pkt[128];
-	size_t n = build_startup(pkt, 0x00030000, pairs, sizeof(pairs), true);
-	send_all(fd, pkt, n);
 	struct reply r;
-	read_reply(fd, &r, 5000, 'Z');
-	close(fd);
+	startup_until_ready(s, 0x00030000, pairs, sizeof(pairs), &r);
 	size_t len;
 	ck_assert_ptr_null(find_msg(&r, 0, 'E', &len));
 	ck_assert_ptr_nonnull(find_msg(&r, 0, 'Z', &len));
