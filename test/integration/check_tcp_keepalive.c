@@ -32,7 +32,7 @@ static bool socket_timer(int port, int *tr, long *when_s)
 		unsigned lport, rport, st, t;
 		unsigned long when;
 		char laddr[64], raddr[64];
-		if (sscanf(line, " %*d: %64[0-9A-Fa-f]:%x %64[0-9A-Fa-f]:%x %x %*x:%*x %x:%lx", laddr,
+		if (sscanf(line, " %*d: %63[0-9A-Fa-f]:%x %63[0-9A-Fa-f]:%x %x %*x:%*x %x:%lx", laddr,
 			   &lport, raddr, &rport, &st, &t, &when) != 7)
 			continue;
 		if ((int)lport != port || st != 1)
