@@ -31,6 +31,7 @@ enum fake_mode {
 	FAKE_CLOSE_AFTER_OK, /* AuthenticationOk, then the connection ends */
 	FAKE_GARBAGE_AFTER_OK, /* AuthenticationOk, then a message no login has */
 	FAKE_SCRAM_10M_ITERATIONS, /* SASLContinue asking for ten million PBKDF2 rounds */
+	FAKE_SLOW_ANSWERS, /* a good login; each Query answered after 500 ms; cancels never read */
 };
 
 struct fake {
@@ -121,6 +122,23 @@ static void fake_serve(int conn, enum fake_mode mode)
 	uint8_t kd[8] = { 0, 0, 0, 1, 0, 0, 0, 2 };
 	put_msg(conn, 'K', kd, 8);
 	put_msg(conn, 'Z', "I", 1);
+	uint8_t type;
+	while (mode == FAKE_SLOW_ANSWERS && harness_read_full(conn, &type, 1)) {
+		/* The connection is served alone: a cancel waits in the backlog, unanswered. */
+		uint8_t len[4];
+		if (!harness_read_full(conn, len, 4) || get_be32(len) < 4 || get_be32(len) > 65536)
+			return;
+		char *body = malloc(get_be32(len));
+		bool ok = harness_read_full(conn, body, get_be32(len) - 4);
+		free(body);
+		if (!ok || type == 'X')
+			return;
+		if (type == 'Q') {
+			harness_sleep_ms(500);
+			put_msg(conn, 'C', "SELECT 0", 9);
+			put_msg(conn, 'Z', "I", 1);
+		}
+	}
 	while (skip_packet(conn, true))
 		;
 }
@@ -264,6 +282,54 @@ START_TEST(test_password_change_fails_waiters_while_a_server_is_busy)
 }
 END_TEST
 
+/*
+ * A cancel that PostgreSQL never finishes: the server its client released is
+ * handed to nobody (being_canceled in SHOW POOLS), and is closed once
+ * server_connect_timeout has passed rather than kept forever.
+ */
+START_TEST(test_server_with_unfinished_cancel_is_held_then_closed)
+{
+	struct fake f = fake_start(FAKE_SLOW_ANSWERS);
+	char dbs[128];
+	snprintf(dbs, sizeof(dbs), "fake = host=127.0.0.1 port=%d dbname=fake\n", f.port);
+	struct harness_sluice *s = harness_sluice_start("auth_type = trust\n"
+							"pool_mode = transaction\n"
+							"admin_users = trustuser\n"
+							"server_connect_timeout = 2\n",
+		dbs, USERLIST);
+	PGconn *c = harness_connect(s, "dbname=fake user=trustuser");
+	ck_assert_int_eq(PQsendQuery(c, "SELECT 1"), 1);
+	harness_sleep_ms(100);
+	PGcancel *cancel = PQgetCancel(c);
+	char errbuf[256];
+	ck_assert_msg(PQcancel(cancel, errbuf, sizeof(errbuf)) == 1, "%s", errbuf);
+	PQfreeCancel(cancel);
+	ck_assert(harness_wait_not_busy(c, 5000));
+	PGresult *res;
+	while ((res = PQgetResult(c)) != NULL) {
+		ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+		PQclear(res);
+	}
+
+	PGconn *admin = harness_connect(s, "dbname=pgbouncer user=trustuser");
+	const char *pools = "SHOW POOLS";
+	ck_assert_int_eq(harness_show_long(admin, pools, "database", "fake", "sv_being_canceled"), 1);
+	ck_assert_int_eq(harness_show_long(admin, pools, "database", "fake", "cl_active_cancel_req"),
+		1);
+	ck_assert_int_eq(harness_show_long(admin, pools, "database", "fake", "sv_active_cancel"), 1);
+	ck_assert_int_eq(harness_show_long(admin, pools, "database", "fake", "sv_idle"), 0);
+	ck_assert(harness_sluice_log_wait(s, "a cancel request sent for it did not finish", 5000));
+	ck_assert_int_eq(harness_show_long(admin, pools, "database", "fake", "sv_being_canceled"), 0);
+	ck_assert_int_eq(harness_show_long(admin, pools, "database", "fake", "cl_active_cancel_req"),
+		0);
+	PQfinish(admin);
+	PQfinish(c);
+	fake_stop(&f);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
 static Suite *server_login_suite(void)
 {
 	Suite *s = suite_create("server_login");
@@ -271,6 +337,7 @@ static Suite *server_login_suite(void)
 	tcase_add_loop_test(tc, test_bad_login_fails_the_client_at_once_and_backs_off, 0,
 		(int)ARRAY_SIZE(fake_cases));
 	tcase_add_test(tc, test_password_change_fails_waiters_while_a_server_is_busy);
+	tcase_add_test(tc, test_server_with_unfinished_cancel_is_held_then_closed);
 	suite_add_tcase(s, tc);
 	return s;
 }
