@@ -32,6 +32,7 @@
 #include <uthash.h>
 
 #include "sluice/client.h"
+#include "sluice/log.h"
 #include "sluice/pool.h"
 #include "sluice/server.h"
 #include "sluice/sqlstate.h"
@@ -133,7 +134,7 @@ static void name_drop(struct worker *w, struct prepared_client *pc, struct prepa
 	free(n);
 }
 
-/* Names st; a name the client had already is taken over (PgBouncer does the same). */
+/* Names st; a closing name the client had is taken over (its Close was sent first). */
 static struct prepared_name *name_bind(struct worker *w, struct prepared_client *pc,
 				       const char *name, struct pstmt *st)
 {
@@ -241,6 +242,16 @@ void prepared_request_done(struct server *s, const struct server_rq *rq, bool an
 	if (n && !answered && (rq->kind == SERVER_RQ_PARSE || rq->kind == SERVER_RQ_FAKE_PARSE)) {
 		/* The client's Parse failed or was skipped: as on PostgreSQL, its name does not exist. */
 		name_drop(s->w, pc, n);
+	} else if (answered && rq->kind == SERVER_RQ_PARSE_IN_USE) {
+		/*
+		 * PostgreSQL took the Parse that should have been refused: the
+		 * session was reset (DISCARD ALL) within the batch. The server now
+		 * holds a text sluice does not know under that name, and the client
+		 * a name sluice cannot map: neither may be used again.
+		 */
+		server_mark_close_needed(s);
+		if (n)
+			name_drop(s->w, pc, n);
 	} else if (n && n->closing && rq->kind == SERVER_RQ_FAKE_CLOSE) {
 		/* The client's Close took effect, or was skipped and the name lives on. */
 		if (answered)
@@ -360,6 +371,54 @@ static void parse_in_failed_transaction(struct client *c, struct server *s, stru
 	c->pool->stats.total.server_parse_count++;
 }
 
+/*
+ * A Parse of a name the client has prepared already: PostgreSQL refuses it
+ * with 42P05, and the refusal must leave the session as PostgreSQL's would
+ * (the rest of the batch skipped, a transaction block aborted). So the
+ * server itself is asked to refuse it: the new text is parsed under the
+ * server-side name of the statement the name has, which the server holds,
+ * and fails at the same check in the same place. Its ErrorResponse names
+ * sluice's statement; prepared_name_in_use_error tells the client its own.
+ */
+static void refuse_name_in_use(struct client *c, struct server *s, struct prepared_name *n,
+			       const struct pstmt *text)
+{
+	ensure_prepared(c, s, n->stmt, SERVER_RQ_PARSE_HIDDEN, 0);
+	struct buf_out out;
+	buf_out_init(&out);
+	size_t m = pkt_begin(&out, PKT_Parse);
+	buf_out_put(&out, n->stmt->name, n->stmt->name_len + 1);
+	buf_out_put(&out, text->text, text->text_len);
+	pkt_end(&out, m);
+	stream_write(&s->stream, out.data, out.len);
+	buf_out_deinit(&out);
+	server_push_named_request(s, SERVER_RQ_PARSE_IN_USE, pstmt_ref(n->stmt), n->id);
+	c->pool->stats.total.server_parse_count++;
+}
+
+bool prepared_name_in_use_error(struct server *s, const struct server_rq *rq, const uint8_t *msg,
+				uint32_t len)
+{
+	struct pkt_error e;
+	if (pkt_parse_error(msg + PKT_HDR_LEN, len - PKT_HDR_LEN, &e) != PKT_OK || !e.sqlstate ||
+	    strcmp(e.sqlstate, SQLSTATE_DUPLICATE_PSTATEMENT) != 0 || !s->client)
+		return false; /* any other refusal is what PostgreSQL would tell the client */
+	struct client *c = s->client;
+	struct prepared_name *n = name_by_id(&c->prepared, rq->name_id);
+	if (!n)
+		return false;
+	log_write(LOG_LEVEL_INFO, &c->lc, "prepared statement '%s' was already prepared", n->name);
+	char *text = xasprintf("prepared statement \"%s\" already exists", n->name);
+	struct buf_out out;
+	buf_out_init(&out);
+	pkt_put_ErrorResponse(&out, e.severity ? e.severity : "ERROR", SQLSTATE_DUPLICATE_PSTATEMENT,
+			      text);
+	free(text);
+	stream_write(&c->stream, out.data, out.len);
+	buf_out_deinit(&out);
+	return true;
+}
+
 static enum prepared_rc on_parse(struct client *c, const struct pkt_hdr *h)
 {
 	struct stream *cs = &c->stream;
@@ -393,8 +452,20 @@ static enum prepared_rc on_parse(struct client *c, const struct pkt_hdr *h)
 		pstmt_unref(w, st);
 		return PREPARED_WAIT;
 	}
-	uint64_t name_id = name_bind(w, &c->prepared, name, st)->id;
+	struct prepared_name *in_use = name_live(&c->prepared, name);
+	if (in_use && server_batches_pending(s)) {
+		/* Whether it is still in use depends on earlier batches (a DISCARD ALL). */
+		pstmt_unref(w, st);
+		return PREPARED_WAIT;
+	}
 	c->pool->stats.total.client_parse_count++;
+	if (in_use) {
+		refuse_name_in_use(c, s, in_use, st);
+		pstmt_unref(w, st);
+		stream_consume(cs, h->len);
+		return PREPARED_DONE;
+	}
+	uint64_t name_id = name_bind(w, &c->prepared, name, st)->id;
 	if (ensure_prepared(c, s, st, SERVER_RQ_PARSE, name_id)) {
 		if (s->txn_status == 'E')
 			parse_in_failed_transaction(c, s, st, name_id);

@@ -192,6 +192,7 @@ static bool rq_is_extended(int kind)
 	case SERVER_RQ_CLOSE_HIDDEN:
 	case SERVER_RQ_FAKE_PARSE:
 	case SERVER_RQ_FAKE_CLOSE:
+	case SERVER_RQ_PARSE_IN_USE:
 		return true;
 	default:
 		return false;
@@ -240,7 +241,8 @@ static int rq_retire(struct server *s, uint8_t type)
 	int head = rq_head(s);
 	switch (type) {
 	case PKT_ParseComplete:
-		if (head != SERVER_RQ_PARSE && head != SERVER_RQ_PARSE_HIDDEN)
+		if (head != SERVER_RQ_PARSE && head != SERVER_RQ_PARSE_HIDDEN &&
+		    head != SERVER_RQ_PARSE_IN_USE)
 			return -1;
 		rq_pop(s, true);
 		return head == SERVER_RQ_PARSE_HIDDEN;
@@ -741,6 +743,8 @@ static bool must_inspect(const struct server *s, uint8_t type, bool swallow)
 	case PKT_CommandComplete:
 		/* Only a session with named statements cares about DISCARD ALL. */
 		return swallow || s->prepared.n || (s->client && s->client->prepared.n);
+	case PKT_ErrorResponse:
+		return swallow || rq_head(s) == SERVER_RQ_PARSE_IN_USE;
 	default:
 		return swallow;
 	}
@@ -782,6 +786,13 @@ static void server_relay(struct server *s)
 			}
 			stream_reserve(st, h.len);
 			break;
+		}
+		if (h.type == PKT_ErrorResponse && c && rq_head(s) == SERVER_RQ_PARSE_IN_USE &&
+		    prepared_name_in_use_error(s, &s->rq[s->rq_head], stream_data(st), h.len)) {
+			rq_retire(s, h.type);
+			stream_consume(st, h.len);
+			rq_settle(s);
+			continue;
 		}
 		/* Retired once, now that the whole message (if inspected) is here. */
 		s->answering_seq = s->rq_len ? s->rq[s->rq_head].seq : s->rq_seq + 1;

@@ -15,7 +15,8 @@
  * linked server: Parse of a statement the server has is answered by sluice
  * (a fake ParseComplete), Bind and Describe get the server-side name and a
  * hidden Parse first when the server lacks it, Close of a client name only
- * forgets the name. The answers are put in order through the server's
+ * forgets the name, and a Parse of a name in use is sent so that the server
+ * refuses it (42P05) where PostgreSQL would have. The answers are put in order through the server's
  * request queue (server.h), which also tells this module, entry by entry,
  * whether PostgreSQL carried each Parse and Close out (an error makes it
  * skip everything up to the next Sync), so that the per-server sets always
@@ -110,6 +111,15 @@ enum prepared_rc prepared_client_deallocate(struct client *c, const struct pkt_h
  * line, and drop the entry's reference.
  */
 void prepared_request_done(struct server *s, const struct server_rq *e, bool answered);
+
+/*
+ * The server refused rq, the Parse that stands for a client's Parse of a
+ * name it has already (msg is the whole ErrorResponse). When the refusal is
+ * 42P05, the client is sent PostgreSQL's error with its own name instead and
+ * true is returned: swallow msg.
+ */
+bool prepared_name_in_use_error(struct server *s, const struct server_rq *rq, const uint8_t *msg,
+				uint32_t len);
 
 /*
  * DISCARD ALL or DEALLOCATE ALL ran on the server as request seq: the

@@ -76,6 +76,7 @@ enum server_request {
 	SERVER_RQ_CLOSE_HIDDEN = 'c', /* sluice's Close of an evicted statement */
 	SERVER_RQ_FAKE_PARSE = '1', /* answer ParseComplete */
 	SERVER_RQ_FAKE_CLOSE = '3', /* answer CloseComplete; the client's name goes when it is answered */
+	SERVER_RQ_PARSE_IN_USE = '5', /* a Parse PostgreSQL is expected to refuse (prepared.c) */
 };
 
 /*

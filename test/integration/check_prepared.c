@@ -135,6 +135,31 @@ static long query_long(PGconn *c, const char *sql)
 	return n;
 }
 
+/* The next result must have status want (and SQLSTATE sqlstate when given); then NULL. */
+static void expect_pipeline_result(PGconn *c, ExecStatusType want, const char *sqlstate,
+	const char *value)
+{
+	PGresult *res = PQgetResult(c);
+	ck_assert_msg(res != NULL, "no result where %s was expected", PQresStatus(want));
+	ck_assert_msg(PQresultStatus(res) == want, "got %s (%s), want %s",
+		PQresStatus(PQresultStatus(res)), PQresultErrorMessage(res), PQresStatus(want));
+	if (sqlstate) {
+		const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		ck_assert_str_eq(st ? st : "", sqlstate);
+	}
+	if (value)
+		ck_assert_str_eq(PQgetvalue(res, 0, 0), value);
+	PQclear(res);
+	if (want != PGRES_PIPELINE_SYNC)
+		ck_assert_ptr_null(PQgetResult(c));
+}
+
+static void send_exec(PGconn *c, const char *name, const char *param)
+{
+	const char *vals[1] = { param };
+	ck_assert_int_eq(PQsendQueryPrepared(c, name, 1, vals, NULL, NULL, 0), 1);
+}
+
 /* ---- 1. names are per client ------------------------------------------------------------- */
 
 START_TEST(test_two_clients_same_name_different_queries_on_one_server)
@@ -368,17 +393,48 @@ START_TEST(test_unknown_statement_gives_26000_and_connection_stays_usable)
 }
 END_TEST
 
-START_TEST(test_parse_of_an_existing_name_replaces_the_statement)
+START_TEST(test_parse_of_a_name_in_use_is_refused_as_postgresql_refuses_it)
 {
 	struct harness_sluice *s = start("transaction", 1, NULL);
 	PGconn *c = harness_connect(s, APP);
 	prepare_ok(c, "r", "select $1::int + 1");
 	expect_prepared(c, "r", "1", "2");
-	/* As PgBouncer: no 42P05, the name now means the new query. */
-	prepare_ok(c, "r", "select $1::int + 2");
-	expect_prepared(c, "r", "1", "3");
-	prepare_ok(c, "r", "select $1::int + 1");
+	PGresult *res = PQprepare(c, "r", "select $1::int + 2", 0, NULL);
+	ck_assert_int_eq(PQresultStatus(res), PGRES_FATAL_ERROR);
+	ck_assert_str_eq(PQresultErrorField(res, PG_DIAG_SQLSTATE), "42P05");
+	ck_assert_str_eq(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
+		"prepared statement \"r\" already exists");
+	PQclear(res);
+	ck_assert(harness_sluice_log_wait(s, "prepared statement 'r' was already prepared", 5000));
+	/* The name keeps its first statement. */
 	expect_prepared(c, "r", "1", "2");
+	/* PostgreSQL parses the text before it looks at the name: a syntax error wins. */
+	char *st = prepare_error(c, "r", "selec 2");
+	ck_assert_str_eq(st, "42601");
+	free(st);
+	/* In a transaction block the refusal aborts it, as PostgreSQL's does. */
+	command_ok(c, "begin", "BEGIN");
+	st = prepare_error(c, "r", "select 3");
+	ck_assert_str_eq(st, "42P05");
+	free(st);
+	st = sqlstate_of(PQexec(c, "select 1"), "select in aborted transaction");
+	ck_assert_str_eq(st, "25P02");
+	free(st);
+	command_ok(c, "rollback", "ROLLBACK");
+	/* In a pipeline it ends the batch: the Execute after it is skipped. */
+	ck_assert_int_eq(PQenterPipelineMode(c), 1);
+	ck_assert_int_eq(PQsendPrepare(c, "r", "select $1::int + 3", 0, NULL), 1);
+	send_exec(c, "r", "5");
+	ck_assert_int_eq(PQpipelineSync(c), 1);
+	expect_pipeline_result(c, PGRES_FATAL_ERROR, "42P05", NULL);
+	expect_pipeline_result(c, PGRES_PIPELINE_ABORTED, NULL, NULL);
+	expect_pipeline_result(c, PGRES_PIPELINE_SYNC, NULL, NULL);
+	ck_assert_ptr_null(PQgetResult(c));
+	ck_assert_int_eq(PQexitPipelineMode(c), 1);
+	/* Once deallocated, the name takes a new statement. */
+	command_ok(c, "deallocate r", "DEALLOCATE");
+	prepare_ok(c, "r", "select $1::int + 4");
+	expect_prepared(c, "r", "1", "5");
 	PQfinish(c);
 	harness_sluice_stop_ok(s);
 }
@@ -484,31 +540,6 @@ START_TEST(test_discard_all_forgets_the_clients_statements_only)
 END_TEST
 
 /* ---- 7. pipelines ------------------------------------------------------------------------- */
-
-/* The next result must have status want (and SQLSTATE sqlstate when given); then NULL. */
-static void expect_pipeline_result(PGconn *c, ExecStatusType want, const char *sqlstate,
-	const char *value)
-{
-	PGresult *res = PQgetResult(c);
-	ck_assert_msg(res != NULL, "no result where %s was expected", PQresStatus(want));
-	ck_assert_msg(PQresultStatus(res) == want, "got %s (%s), want %s",
-		PQresStatus(PQresultStatus(res)), PQresultErrorMessage(res), PQresStatus(want));
-	if (sqlstate) {
-		const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-		ck_assert_str_eq(st ? st : "", sqlstate);
-	}
-	if (value)
-		ck_assert_str_eq(PQgetvalue(res, 0, 0), value);
-	PQclear(res);
-	if (want != PGRES_PIPELINE_SYNC)
-		ck_assert_ptr_null(PQgetResult(c));
-}
-
-static void send_exec(PGconn *c, const char *name, const char *param)
-{
-	const char *vals[1] = { param };
-	ck_assert_int_eq(PQsendQueryPrepared(c, name, 1, vals, NULL, NULL, 0), 1);
-}
 
 START_TEST(test_pipeline_with_failing_execution_aborts_the_rest)
 {
@@ -1098,7 +1129,7 @@ static Suite *prepared_suite(void)
 	tcase_add_test(tc, test_parse_error_then_same_name_prepares_correctly);
 	tcase_add_test(tc, test_unknown_statement_gives_26000_and_connection_stays_usable);
 	tcase_add_test(tc, test_skipped_parse_of_a_shared_statement_leaves_no_name);
-	tcase_add_test(tc, test_parse_of_an_existing_name_replaces_the_statement);
+	tcase_add_test(tc, test_parse_of_a_name_in_use_is_refused_as_postgresql_refuses_it);
 	tcase_add_test(tc, test_describe_prepared_works_on_a_server_that_lacks_the_statement);
 	tcase_add_test(tc, test_deallocate_forgets_only_the_clients_names);
 	tcase_add_test(tc, test_discard_all_forgets_the_clients_statements_only);

@@ -19,8 +19,7 @@
  * sequences of every batch must be equal.
  *
  * The documented differences (doc/prepared-statements.md) are kept out by
- * construction: a client never parses a name it has parsed before (so never a
- * live one), error texts and server-side names are not compared, and the
+ * construction: error texts and server-side names are not compared, and the
  * unnamed statement is only used after a Parse of it before the next Sync
  * (outside of that it belongs to whichever client used the server last, on
  * any pooler).
@@ -197,6 +196,10 @@ static void gen_segment(uint64_t *r, struct batch *b, struct gen_client *g)
 			if (rng_pct(r, 20) || g->next_name >= 255) {
 				m->name[0] = '\0';
 				g->unnamed_query = q;
+			} else if (g->next_name > 1 && rng_pct(r, 15)) {
+				/* A name parsed before: 42P05 while it lives, taken once closed. */
+				int k = 1 + rng_below(r, g->next_name - 1);
+				snprintf(m->name, sizeof(m->name), "s%d", k);
 			} else {
 				int k = g->next_name++;
 				snprintf(m->name, sizeof(m->name), "s%d", k);
