@@ -31,7 +31,6 @@
 
 /* The PgBouncer release whose console sluice answers like. */
 #define ADMIN_COMPAT_VERSION "1.26.0"
-#define ADMIN_DB "pgbouncer"
 
 /* ---- access ---------------------------------------------------------------------- */
 
@@ -568,15 +567,6 @@ static void show_sockets(struct client *c, bool clients, bool servers, bool extr
 	rs_finish(c, &r, "SHOW");
 }
 
-static int count_clients_of_db(struct worker *w, const char *db)
-{
-	int n = 0;
-	for (struct client *x = client_next(w, NULL); x; x = client_next(w, x))
-		if (x->db_name && x->state != CLIENT_LOGIN && strcmp(x->db_name, db) == 0)
-			n++;
-	return n;
-}
-
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -607,8 +597,8 @@ static void put_database_row(struct rs *r, struct worker *w, const char *name,
 	int max = db->max_db_connections >= 0 ? db->max_db_connections : cfg->max_db_connections;
 	put_int(r, is_admin ? 0 : max);
 	put_int(r, is_admin ? 0 : worker_count_adjust(&w->db_counts, name, 0));
-	put_int(r, 0);
-	put_int(r, count_clients_of_db(w, name));
+	put_int(r, config_db_client_limit(cfg, is_admin ? NULL : db));
+	put_int(r, worker_count_adjust(&w->db_client_counts, name, 0));
 	put_int(r, (w->paused_all || (ds && ds->paused)) ? 1 : 0);
 	put_int(r, ds && ds->disabled ? 1 : 0);
 	row_end(r);
@@ -647,15 +637,6 @@ static void show_databases(struct client *c)
 	rs_finish(c, &r, "SHOW");
 }
 
-static int count_clients_of_user(struct worker *w, const char *user)
-{
-	int n = 0;
-	for (struct client *x = client_next(w, NULL); x; x = client_next(w, x))
-		if (x->user_name && x->state != CLIENT_LOGIN && strcmp(x->user_name, user) == 0)
-			n++;
-	return n;
-}
-
 static void show_users(struct client *c)
 {
 	struct worker *w = c->w;
@@ -665,6 +646,7 @@ static void show_users(struct client *c)
 		cap += (int)HASH_COUNT(w->userlist->users);
 	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))
 		cap++;
+	cap += (int)HASH_COUNT(w->user_client_counts);
 	const char **names = xmalloc(sizeof(*names) * (size_t)cap);
 	int n = 0;
 #define ADD_NAME(nm)                                                                               \
@@ -683,6 +665,9 @@ static void show_users(struct client *c)
 	ADD_NAME(ADMIN_DB);
 	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))
 		ADD_NAME(p->user_name);
+	/* Users with clients but no pool yet (logging in, or only on the console). */
+	for (struct conn_count *cc = w->user_client_counts; cc; cc = cc->hh.next)
+		ADD_NAME(cc->name);
 #undef ADD_NAME
 	qsort(names, (size_t)n, sizeof(*names), cmp_str);
 	struct rs r;
@@ -701,8 +686,8 @@ static void show_users(struct client *c)
 		put_int(&r, u && u->max_user_connections >= 0 ? u->max_user_connections
 							    : cfg->max_user_connections);
 		put_int(&r, worker_count_adjust(&w->user_counts, names[i], 0));
-		put_int(&r, 0);
-		put_int(&r, count_clients_of_user(w, names[i]));
+		put_int(&r, config_user_client_limit(cfg, names[i]));
+		put_int(&r, worker_count_adjust(&w->user_client_counts, names[i], 0));
 		row_end(&r);
 	}
 	free(names);

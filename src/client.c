@@ -134,6 +134,11 @@ void client_close(struct client *c, const char *reason)
 	}
 	TAILQ_REMOVE(&w->clients, c, link);
 	w->client_count--;
+	if (c->counted_db)
+		worker_count_adjust(&w->db_client_counts, c->counted_db, -1);
+	if (c->counted_user)
+		worker_count_adjust(&w->user_client_counts, c->counted_user, -1);
+	c->counted_db = c->counted_user = NULL;
 	cancel_unregister(w, c);
 	if (c->auth) {
 		auth_session_free(c->auth);
@@ -175,6 +180,56 @@ void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
 }
 
 /* ---- login ----------------------------------------------------------------- */
+
+/*
+ * max_db_client_connections and max_user_client_connections, checked as
+ * PgBouncer checks them: once the startup packet names a database and a
+ * user, before authentication. A client is counted first and refused when
+ * the count is then above the limit, so a client that goes on to fail its
+ * login holds its place until it leaves (client_close releases it).
+ *
+ * db is the name counted (the console's aliases count as ADMIN_DB); user is
+ * the name counted for the user limit, or NULL when PgBouncer would not count
+ * the user (see the callers). pass is the console's exemption: a login name
+ * in admin_users is counted but never refused. false: c was refused and is
+ * closing.
+ */
+static bool client_admit(struct client *c, const char *db, int db_limit, const char *user,
+			 bool pass)
+{
+	struct worker *w = c->w;
+	c->counted_db = db;
+	int n = worker_count_adjust(&w->db_client_counts, db, +1);
+	if (db_limit > 0 && n > db_limit && !pass) {
+		clog(LOG_LEVEL_DEBUG, c, "database %s full of clients (%d > %d)", db, n, db_limit);
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+			    "client connections exceeded (max_db_client_connections)");
+		return false;
+	}
+	if (!user)
+		return true;
+	c->counted_user = user;
+	n = worker_count_adjust(&w->user_client_counts, user, +1);
+	int user_limit = config_user_client_limit(w->cfg, user);
+	if (user_limit > 0 && n > user_limit && !pass) {
+		clog(LOG_LEVEL_DEBUG, c, "user %s full of clients (%d > %d)", user, n, user_limit);
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+			    "client connections exceeded (max_user_client_connections)");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Whether PgBouncer would count a login as this user: it counts users it
+ * knows (auth_file, [users]), not names that will fail authentication.
+ * Without an auth_file sluice knows every name (anyone may log in).
+ */
+static bool user_is_known(struct worker *w, const char *user)
+{
+	return !w->userlist || auth_userlist_find(w->userlist, user) ||
+	       config_find_user(w->cfg, user);
+}
 
 static bool ignored_param(struct client *c, const char *key)
 {
@@ -352,16 +407,36 @@ static bool peer_is_self(struct client *c)
 /* A login to the admin console database: decide the role, then authenticate. */
 static void start_console_login(struct client *c)
 {
+	const struct config *cfg = c->w->cfg;
 	bool self = peer_is_self(c);
-	enum admin_role role = admin_role_of(c->w->cfg, c->user_name, self);
+	bool peer_login = self && strcmp(c->user_name, "pgbouncer") == 0;
+	/*
+	 * The client limits, as PgBouncer applies them to its console: a peer
+	 * login or auth_type=any logs in with the console's own credentials, so
+	 * the exemption of admin_users is decided on the name "pgbouncer", and the
+	 * user counted is "pgbouncer" (none for a peer login or, under any, for a
+	 * name in admin_users). Otherwise the client's name, when it is known.
+	 */
+	const char *counted = NULL;
+	bool any = cfg->auth_type == AUTH_TYPE_ANY;
+	if (peer_login)
+		counted = NULL;
+	else if (any)
+		counted = config_list_contains(cfg->admin_users, c->user_name) ? NULL : ADMIN_DB;
+	else if (user_is_known(c->w, c->user_name))
+		counted = c->user_name;
+	const char *login_name = peer_login || any ? ADMIN_DB : c->user_name;
+	if (!client_admit(c, ADMIN_DB, config_db_client_limit(cfg, NULL), counted,
+			  config_list_contains(cfg->admin_users, login_name)))
+		return;
+	enum admin_role role = admin_role_of(cfg, c->user_name, self);
 	if (role == ADMIN_ROLE_NONE) {
 		client_fail(c, SQLSTATE_INVALID_AUTHORIZATION,
 			    "not allowed to connect to the admin console as user \"%s\"", c->user_name);
 		return;
 	}
 	c->admin_role = (uint8_t)role;
-	bool peer_login = self && strcmp(c->user_name, "pgbouncer") == 0;
-	if (peer_login || c->w->cfg->auth_type == AUTH_TYPE_ANY) {
+	if (peer_login || any) {
 		/* Peer credentials (or auth_type=any) are the authentication. */
 		login_done(c);
 		return;
@@ -442,11 +517,6 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 		client_fail(c, SQLSTATE_INVALID_CATALOG_NAME, "no such database: %s", c->db_name);
 		return;
 	}
-	struct db_state *ds = worker_db_state(w, c->db_name, false);
-	if (ds && ds->disabled) {
-		client_fail(c, SQLSTATE_CANNOT_CONNECT_NOW, "database \"%s\" is disabled", c->db_name);
-		return;
-	}
 	enum auth_type type = w->cfg->auth_type;
 	if (type == AUTH_TYPE_ANY) {
 		if (!dbc->user) {
@@ -458,6 +528,16 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 		free(c->user_name);
 		c->user_name = xstrdup(dbc->user);
 		c->lc.user = c->user_name;
+	}
+	/* With auth_type=any the forced user is the login, and always counted. */
+	const char *counted =
+		type == AUTH_TYPE_ANY || user_is_known(w, c->user_name) ? c->user_name : NULL;
+	if (!client_admit(c, c->db_name, config_db_client_limit(w->cfg, dbc), counted, false))
+		return;
+	struct db_state *ds = worker_db_state(w, c->db_name, false);
+	if (ds && ds->disabled) {
+		client_fail(c, SQLSTATE_CANNOT_CONNECT_NOW, "database \"%s\" is disabled", c->db_name);
+		return;
 	}
 	run_auth(c, type);
 }

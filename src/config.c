@@ -317,6 +317,10 @@ static const struct setting settings[] = {
 	  "most server connections per database; 0 unlimited"),
 	S(max_user_connections, ST_INT, "0", RELOAD, 0, INT_MAX,
 	  "most server connections per user; 0 unlimited"),
+	S(max_db_client_connections, ST_INT, "0", RELOAD, 0, INT_MAX,
+	  "most client connections per database; 0 unlimited"),
+	S(max_user_client_connections, ST_INT, "0", RELOAD, 0, INT_MAX,
+	  "most client connections per user; 0 unlimited"),
 
 	/* Server connections. */
 	S(server_reset_query, ST_STRING, "DISCARD ALL", RELOAD, 0, 0,
@@ -426,8 +430,6 @@ static const char *const unimplemented_settings[] = {
 	"job_name",
 	"listen_backlog",
 	"login_notify_message",
-	"max_db_client_connections",
-	"max_user_client_connections",
 	"peer_id",
 	"pkt_buf",
 	"pool_idle_timeout",
@@ -823,6 +825,7 @@ static const struct entry_key database_keys[] = {
 	{ "reserve_pool_size", EK_INT, D(reserve_pool_size), 0 },
 	{ "reserve_pool", EK_INT, D(reserve_pool_size), 0 }, /* PgBouncer's old name */
 	{ "max_db_connections", EK_INT, D(max_db_connections), 0 },
+	{ "max_db_client_connections", EK_INT, D(max_db_client_connections), 0 },
 	{ "pool_mode", EK_POOL_MODE, D(pool_mode), 0 },
 	{ "server_lifetime", EK_DURATION, D(server_lifetime), 0 },
 	{ "connect_query", EK_STRING, D(connect_query), 0 },
@@ -833,7 +836,6 @@ static const struct entry_key database_keys[] = {
 	{ "auth_user", EK_STRING, D(auth_user), 0 },
 	{ "auth_query", EK_UNIMPLEMENTED, 0, 0 },
 	{ "auth_dbname", EK_UNIMPLEMENTED, 0, 0 },
-	{ "max_db_client_connections", EK_UNIMPLEMENTED, 0, 0 },
 	{ "load_balance_hosts", EK_UNIMPLEMENTED, 0, 0 },
 	{ "target_session_attrs", EK_UNIMPLEMENTED, 0, 0 },
 	{ "query_wait_timeout", EK_UNIMPLEMENTED, 0, 0 },
@@ -845,8 +847,8 @@ static const struct entry_key user_keys[] = {
 	{ "pool_mode", EK_POOL_MODE, U(pool_mode), 0 },
 	{ "pool_size", EK_INT, U(pool_size), 1 },
 	{ "max_user_connections", EK_INT, U(max_user_connections), 0 },
+	{ "max_user_client_connections", EK_INT, U(max_user_client_connections), 0 },
 	{ "reserve_pool_size", EK_UNIMPLEMENTED, 0, 0 },
-	{ "max_user_client_connections", EK_UNIMPLEMENTED, 0, 0 },
 	{ "query_timeout", EK_UNIMPLEMENTED, 0, 0 },
 	{ "query_wait_timeout", EK_UNIMPLEMENTED, 0, 0 },
 	{ "idle_transaction_timeout", EK_UNIMPLEMENTED, 0, 0 },
@@ -1017,6 +1019,7 @@ static int add_database(struct load *ld, const char *name, const char *value, bo
 	db->min_pool_size = -1;
 	db->reserve_pool_size = -1;
 	db->max_db_connections = -1;
+	db->max_db_client_connections = -1;
 	db->pool_mode = -1;
 	db->server_lifetime = -1;
 	db->line = ld->line;
@@ -1101,6 +1104,7 @@ static int add_user(struct load *ld, const char *name, const char *value)
 	u->pool_mode = -1;
 	u->pool_size = -1;
 	u->max_user_connections = -1;
+	u->max_user_client_connections = -1;
 	u->line = ld->line;
 
 	if (kv_tokenize(value, &kvs, msg) < 0)
@@ -1111,7 +1115,7 @@ static int add_user(struct load *ld, const char *name, const char *value)
 		if (!k) {
 			snprintf(msg, sizeof(msg),
 				 "unknown key \"%s\" (known: pool_mode, pool_size, "
-				 "max_user_connections)",
+				 "max_user_connections, max_user_client_connections)",
 				 kvs.items[i].key);
 			goto fail;
 		}
@@ -1631,6 +1635,21 @@ const struct config_user *config_find_user(const struct config *cfg, const char 
 	struct config_user *u = NULL;
 	HASH_FIND_STR(cfg->users, name, u);
 	return u;
+}
+
+int config_db_client_limit(const struct config *cfg, const struct config_database *db)
+{
+	if (db && db->max_db_client_connections > 0)
+		return db->max_db_client_connections;
+	return cfg->max_db_client_connections;
+}
+
+int config_user_client_limit(const struct config *cfg, const char *user)
+{
+	const struct config_user *u = config_find_user(cfg, user);
+	if (u && u->max_user_client_connections > 0)
+		return u->max_user_client_connections;
+	return cfg->max_user_client_connections;
 }
 
 bool config_list_contains(const char *list, const char *name)

@@ -39,8 +39,8 @@ int worker_count_adjust(struct conn_count **table, const char *name, int delta)
 		cc->name = xstrdup(name);
 		HASH_ADD_KEYPTR(hh, *table, cc->name, strlen(cc->name), cc);
 	}
-	cc->servers += delta;
-	int n = cc->servers;
+	cc->n += delta;
+	int n = cc->n;
 	if (n == 0) {
 		HASH_DEL(*table, cc);
 		free(cc->name);
@@ -417,19 +417,22 @@ int worker_start(struct worker *w)
 	return rc;
 }
 
-void worker_deinit(struct worker *w)
+static void count_table_free(struct conn_count **table)
 {
 	struct conn_count *cc, *tmp;
-	HASH_ITER(hh, w->db_counts, cc, tmp) {
-		HASH_DEL(w->db_counts, cc);
+	HASH_ITER(hh, *table, cc, tmp) {
+		HASH_DEL(*table, cc);
 		free(cc->name);
 		free(cc);
 	}
-	HASH_ITER(hh, w->user_counts, cc, tmp) {
-		HASH_DEL(w->user_counts, cc);
-		free(cc->name);
-		free(cc);
-	}
+}
+
+void worker_deinit(struct worker *w)
+{
+	count_table_free(&w->db_counts);
+	count_table_free(&w->user_counts);
+	count_table_free(&w->db_client_counts);
+	count_table_free(&w->user_client_counts);
 	struct db_state *ds, *dtmp;
 	HASH_ITER(hh, w->db_states, ds, dtmp) {
 		HASH_DEL(w->db_states, ds);

@@ -15,6 +15,12 @@
 
 struct client;
 
+/*
+ * The console's database name as SHOW DATABASES lists it (the alias
+ * "sluice" counts as it), and the user its pseudo-pool is for.
+ */
+#define ADMIN_DB "pgbouncer"
+
 enum admin_role {
 	ADMIN_ROLE_NONE = 0,
 	ADMIN_ROLE_STATS = 1, /* read-only SHOW commands */

@@ -95,6 +95,15 @@ struct client {
 	bool linger; /* ending with an error: close without a reset (stream_close_linger) */
 	bool prepared_wait; /* a message waits for answers to an earlier batch (prepared.h) */
 
+	/*
+	 * What client_admit counted this client against, for client_close to
+	 * release: a database and a user name of the worker's client count
+	 * tables (db_name/user_name or the console's constant name); NULL when
+	 * not counted.
+	 */
+	const char *counted_db;
+	const char *counted_user;
+
 	/* admin console */
 	uint8_t admin_role; /* enum admin_role; 0 for ordinary clients */
 	uint8_t admin_wait; /* enum admin_wait: a PAUSE/WAIT_CLOSE in progress */

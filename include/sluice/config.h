@@ -52,6 +52,7 @@ struct config_database {
 	int min_pool_size;
 	int reserve_pool_size;
 	int max_db_connections;
+	int max_db_client_connections; /* -1 unset; 0 too means the global value (as PgBouncer) */
 	int pool_mode; /* enum pool_mode or -1 */
 	int64_t server_lifetime; /* ms, -1 unset */
 	char *connect_query;
@@ -69,6 +70,7 @@ struct config_user {
 	int pool_mode; /* -1 unset */
 	int pool_size; /* -1 unset */
 	int max_user_connections; /* -1 unset */
+	int max_user_client_connections; /* -1 unset; 0 too means the global value (as PgBouncer) */
 	int line;
 	UT_hash_handle hh;
 };
@@ -91,6 +93,8 @@ struct config {
 	int max_client_conn;
 	int max_db_connections; /* 0 unlimited */
 	int max_user_connections; /* 0 unlimited */
+	int max_db_client_connections; /* 0 unlimited */
+	int max_user_client_connections; /* 0 unlimited */
 	char *server_reset_query;
 	bool server_reset_query_always;
 	char *server_check_query;
@@ -156,6 +160,15 @@ struct config *config_copy(const struct config *cfg);
 /* The entry for a client's database name: exact match, else the fallback, else NULL. */
 const struct config_database *config_find_database(const struct config *cfg, const char *name);
 const struct config_user *config_find_user(const struct config *cfg, const char *name);
+
+/*
+ * The client connection limits that apply (0 unlimited): the [databases]
+ * entry's max_db_client_connections, or the [users] entry's
+ * max_user_client_connections, when it is above 0, else the global value.
+ * db may be NULL (no entry: the global value).
+ */
+int config_db_client_limit(const struct config *cfg, const struct config_database *db);
+int config_user_client_limit(const struct config *cfg, const char *user);
 
 /* true if name is in the comma-separated list (case-insensitive, spaces trimmed). */
 bool config_list_contains(const char *list, const char *name);

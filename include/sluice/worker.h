@@ -38,10 +38,14 @@ TAILQ_HEAD(client_list, client);
 TAILQ_HEAD(server_list, server);
 TAILQ_HEAD(pool_list, pool);
 
-/* Per-name connection counts for max_db_connections / max_user_connections. */
+/*
+ * Per-name connection counts: servers for max_db_connections /
+ * max_user_connections, clients for max_db_client_connections /
+ * max_user_client_connections. An entry exists while its count is above 0.
+ */
 struct conn_count {
 	char *name;
-	int servers;
+	int n;
 	UT_hash_handle hh;
 };
 
@@ -78,6 +82,8 @@ struct worker {
 	struct pool_list pools;
 	struct conn_count *db_counts;
 	struct conn_count *user_counts;
+	struct conn_count *db_client_counts; /* clients past their startup packet, by database */
+	struct conn_count *user_client_counts; /* the same, by user (see client_admit) */
 	struct client *cancel_keys; /* uthash on client->cancel_key64 */
 	struct db_state *db_states;
 	struct prepared_registry prepared; /* named statements of all clients */
@@ -160,5 +166,5 @@ struct db_state *worker_db_state(struct worker *w, const char *db, bool create);
 /* Whether servers of db may be handed out (no PAUSE in effect). */
 bool worker_db_paused(struct worker *w, const char *db);
 
-/* Count of server connections for a database / user name; delta adjusts. */
+/* The count of a database / user name in one of the tables above; delta adjusts. */
 int worker_count_adjust(struct conn_count **table, const char *name, int delta);

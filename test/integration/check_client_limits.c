@@ -1,6 +1,7 @@
 /*
  * check_client_limits.c - proves the settings that bound clients rather than
- * servers: max_client_conn, client_login_timeout, client_idle_timeout and
+ * servers: max_client_conn, max_db_client_connections,
+ * max_user_client_connections, client_login_timeout, client_idle_timeout and
  * query_wait_timeout. Each is shown to act (the right client gets the right
  * error, within a bound) and to spare everyone else (the other clients keep
  * working).
@@ -108,6 +109,338 @@ START_TEST(test_silent_connections_at_max_client_conn_do_not_lock_out_real_clien
 		close(fds[i]);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
+}
+END_TEST
+
+/* ---- max_db_client_connections, max_user_client_connections ------------------------ */
+
+/* Every harness role, so that any of them may log in under trust or plain. */
+#define ALL_USERS                                                                                  \
+	"\"trustuser\" \"trustuserpw\"\n\"md5user\" \"md5userpw\"\n"                               \
+	"\"scramuser\" \"scramuserpw\"\n\"plainuser\" \"plainuserpw\"\n"
+/* app and postgres, as the harness's default, but each on a line of its own to edit. */
+#define TWO_DBS                                                                                    \
+	"app = host=@PGHOST@ port=@PGPORT@ dbname=app\n"                                           \
+	"postgres = host=@PGHOST@ port=@PGPORT@ dbname=postgres\n"
+
+/* A libpq connection as user (password <user>pw) to db; fails the test unless it works. */
+static PGconn *conn_as(const struct harness_sluice *s, const char *user, const char *db)
+{
+	char *ci = xasprintf("dbname=%s user=%s password=%spw", db, user, user);
+	PGconn *c = harness_connect(s, ci);
+	free(ci);
+	return c;
+}
+
+/* The console, as plainuser (every test here makes it an admin_users entry). */
+static PGconn *console(const struct harness_sluice *s)
+{
+	return conn_as(s, "plainuser", "pgbouncer");
+}
+
+/*
+ * A login as user to db is refused as PgBouncer refuses it: the first message
+ * sluice sends is FATAL 08P01 "client connections exceeded (<setting>)",
+ * before any authentication request.
+ */
+static void expect_refusal(const struct harness_sluice *s, const char *user, const char *db,
+	const char *setting)
+{
+	int fd = harness_raw_connect(s->port);
+	harness_raw_send_startup(fd, user, db);
+	struct harness_msg m;
+	ck_assert_msg(harness_raw_read_msg(fd, &m), "%s@%s: closed without a message", user, db);
+	ck_assert_msg(m.type == 'E', "%s@%s: got '%c' first, not the refusal", user, db, m.type);
+	char *want = xasprintf("client connections exceeded (%s)", setting);
+	ck_assert_str_eq(harness_msg_field(&m, 'S'), "FATAL");
+	ck_assert_str_eq(harness_msg_field(&m, 'C'), "08P01");
+	ck_assert_str_eq(harness_msg_field(&m, 'M'), want);
+	free(want);
+	free(m.body);
+	close(fd);
+}
+
+/* Polls (3 s at most) until the console shows want in col of the row key; returns the last. */
+static long wait_show_long(PGconn *c, const char *sql, const char *key, const char *col,
+	long want)
+{
+	long deadline = harness_now_ms() + 3000, v;
+	while ((v = harness_show_long(c, sql, "name", key, col)) != want &&
+	       harness_now_ms() < deadline)
+		harness_sleep_ms(20);
+	return v;
+}
+
+static void console_ok(PGconn *c, const char *cmd)
+{
+	PGresult *res = PQexec(c, cmd);
+	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s", cmd,
+		PQresultErrorMessage(res));
+	PQclear(res);
+}
+
+START_TEST(test_max_db_client_connections_refuses_before_authentication_with_08P01)
+{
+	struct harness_sluice *s = harness_sluice_start("auth_type = plain\n"
+							"max_db_client_connections = 2\n"
+							"admin_users = plainuser\n",
+		TWO_DBS, ALL_USERS);
+	/* All users together count against the database. */
+	PGconn *a = conn_as(s, "trustuser", "app");
+	PGconn *b = conn_as(s, "md5user", "app");
+	/* Twice: a refused client does not keep a place either. */
+	expect_refusal(s, "scramuser", "app", "max_db_client_connections");
+	expect_refusal(s, "trustuser", "app", "max_db_client_connections");
+	/* Another database counts on its own. */
+	PGconn *other = conn_as(s, "trustuser", "postgres");
+	harness_expect_answer(other, "SELECT 1", "1");
+
+	PGconn *c = console(s);
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app",
+				 "max_client_connections"), 2);
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app",
+				 "current_client_connections"), 2);
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "postgres",
+				 "current_client_connections"), 1);
+	/* The console is a database like the others: its own client counts. */
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "pgbouncer",
+				 "max_client_connections"), 2);
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "pgbouncer",
+				 "current_client_connections"), 1);
+	/* The clients inside the limit are untouched. */
+	harness_expect_answer(a, "SELECT count(*) FROM items", "3");
+	harness_expect_answer(b, "SELECT count(*) FROM items", "3");
+
+	/* One leaves: its place is free again. */
+	PQfinish(a);
+	ck_assert_int_eq(wait_show_long(c, "SHOW DATABASES", "app", "current_client_connections",
+				 1), 1);
+	PGconn *d = conn_as(s, "scramuser", "app");
+	harness_expect_answer(d, "SELECT 2", "2");
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app",
+				 "current_client_connections"), 2);
+	PQfinish(b);
+	PQfinish(d);
+	PQfinish(other);
+	PQfinish(c);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
+/*
+ * A client counts from its startup packet: while it authenticates it holds
+ * its place, and a failed (or abandoned) login gives the place back.
+ */
+START_TEST(test_max_db_client_connections_counts_a_login_until_it_ends)
+{
+	struct harness_sluice *s = harness_sluice_start("auth_type = plain\n"
+							"admin_users = plainuser\n",
+		"app = host=@PGHOST@ port=@PGPORT@ dbname=app max_db_client_connections=1\n",
+		ALL_USERS);
+	PGconn *c = console(s);
+	for (int round = 0; round < 2; round++) {
+		int fd = harness_raw_connect(s->port);
+		harness_raw_send_startup(fd, "md5user", "app");
+		struct harness_msg m;
+		ck_assert(harness_raw_read_msg(fd, &m));
+		ck_assert_msg(m.type == 'R', "got '%c', not an authentication request", m.type);
+		free(m.body);
+		/* Not authenticated, yet it holds the only place. */
+		ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app",
+					 "current_client_connections"), 1);
+		expect_refusal(s, "trustuser", "app", "max_db_client_connections");
+		if (round == 0) {
+			/* A wrong password: 28P01, and the place is released. */
+			static const uint8_t wrong[] = { 'p', 0, 0, 0, 10, 'w', 'r', 'o', 'n', 'g', 0 };
+			harness_write_all(fd, wrong, sizeof(wrong));
+			char *err = harness_raw_read_error(fd);
+			ck_assert_msg(err && strncmp(err, "28P01 ", 6) == 0, "%s", err ? err : "EOF");
+			free(err);
+		}
+		/* Round 1: the client just goes away in the middle of its login. */
+		close(fd);
+		ck_assert_int_eq(wait_show_long(c, "SHOW DATABASES", "app",
+					 "current_client_connections", 0), 0);
+		PGconn *ok = conn_as(s, "trustuser", "app");
+		harness_expect_answer(ok, "SELECT 1", "1");
+		PQfinish(ok);
+		ck_assert_int_eq(wait_show_long(c, "SHOW DATABASES", "app",
+					 "current_client_connections", 0), 0);
+	}
+	PQfinish(c);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
+/* A database's own value beats the global one; 0 there takes the global one (PgBouncer). */
+START_TEST(test_max_db_client_connections_per_database_overrides_global)
+{
+	struct harness_sluice *s = harness_sluice_start(COMMON "max_db_client_connections = 1\n"
+							      "admin_users = plainuser\n",
+		"app = host=@PGHOST@ port=@PGPORT@ dbname=app max_db_client_connections=2\n"
+		"zero = host=@PGHOST@ port=@PGPORT@ dbname=app max_db_client_connections=0\n"
+		"postgres = host=@PGHOST@ port=@PGPORT@ dbname=postgres\n",
+		ALL_USERS);
+	PGconn *a1 = conn_as(s, "trustuser", "app");
+	PGconn *a2 = conn_as(s, "trustuser", "app");
+	expect_refusal(s, "trustuser", "app", "max_db_client_connections");
+	PGconn *z = conn_as(s, "trustuser", "zero");
+	expect_refusal(s, "trustuser", "zero", "max_db_client_connections");
+	PGconn *p = conn_as(s, "trustuser", "postgres");
+	expect_refusal(s, "md5user", "postgres", "max_db_client_connections");
+
+	PGconn *c = console(s);
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app",
+				 "max_client_connections"), 2);
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "zero",
+				 "max_client_connections"), 1);
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "postgres",
+				 "max_client_connections"), 1);
+	PQfinish(a1);
+	PQfinish(a2);
+	PQfinish(z);
+	PQfinish(p);
+	PQfinish(c);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
+START_TEST(test_max_user_client_connections_global_and_per_user_across_databases)
+{
+	struct harness_sluice *s = harness_sluice_start(COMMON "max_user_client_connections = 1\n"
+							      "admin_users = plainuser\n",
+		TWO_DBS "[users]\ntrustuser = max_user_client_connections=2\n", ALL_USERS);
+	/* A user's clients of every database count together. */
+	PGconn *t1 = conn_as(s, "trustuser", "app");
+	PGconn *t2 = conn_as(s, "trustuser", "postgres");
+	expect_refusal(s, "trustuser", "app", "max_user_client_connections");
+	expect_refusal(s, "trustuser", "postgres", "max_user_client_connections");
+	PGconn *m1 = conn_as(s, "md5user", "app");
+	expect_refusal(s, "md5user", "postgres", "max_user_client_connections");
+
+	PGconn *c = console(s);
+	ck_assert_int_eq(harness_show_long(c, "SHOW USERS", "name", "trustuser",
+				 "max_user_client_connections"), 2);
+	ck_assert_int_eq(harness_show_long(c, "SHOW USERS", "name", "trustuser",
+				 "current_client_connections"), 2);
+	ck_assert_int_eq(harness_show_long(c, "SHOW USERS", "name", "md5user",
+				 "max_user_client_connections"), 1);
+	ck_assert_int_eq(harness_show_long(c, "SHOW USERS", "name", "md5user",
+				 "current_client_connections"), 1);
+	ck_assert_int_eq(harness_show_long(c, "SHOW USERS", "name", "scramuser",
+				 "current_client_connections"), 0);
+	harness_expect_answer(t1, "SELECT 1", "1");
+	harness_expect_answer(m1, "SELECT 1", "1");
+
+	PQfinish(t2);
+	ck_assert_int_eq(wait_show_long(c, "SHOW USERS", "trustuser", "current_client_connections",
+				 1), 1);
+	t2 = conn_as(s, "trustuser", "postgres");
+	harness_expect_answer(t2, "SELECT 2", "2");
+	PQfinish(t1);
+	PQfinish(t2);
+	PQfinish(m1);
+	PQfinish(c);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
+/* With auth_type=any the forced user logs in, so it is the one counted (as PgBouncer). */
+START_TEST(test_max_user_client_connections_counts_the_forced_user_under_auth_type_any)
+{
+	struct harness_sluice *s = harness_sluice_start("auth_type = any\n"
+							"max_user_client_connections = 1\n"
+							"admin_users = plainuser\n",
+		"app = host=@PGHOST@ port=@PGPORT@ dbname=app user=trustuser\n", NULL);
+	PGconn *a = harness_connect(s, "dbname=app user=alice");
+	expect_refusal(s, "bob", "app", "max_user_client_connections");
+	PGconn *c = harness_connect(s, "dbname=pgbouncer user=plainuser");
+	ck_assert_int_eq(harness_show_long(c, "SHOW USERS", "name", "trustuser",
+				 "current_client_connections"), 1);
+	harness_expect_answer(a, "SELECT current_user", "trustuser");
+	PQfinish(a);
+	PQfinish(c);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
+/* On the console, admin_users are counted but pass both limits; stats_users do not. */
+START_TEST(test_console_admin_users_are_counted_but_never_refused)
+{
+	struct harness_sluice *s = harness_sluice_start(COMMON "max_db_client_connections = 1\n"
+							      "admin_users = plainuser\n"
+							      "stats_users = scramuser\n",
+		TWO_DBS, ALL_USERS);
+	PGconn *adm[4];
+	for (int i = 0; i < 3; i++)
+		adm[i] = console(s);
+	ck_assert_int_eq(harness_show_long(adm[0], "SHOW DATABASES", "name", "pgbouncer",
+				 "current_client_connections"), 3);
+	expect_refusal(s, "scramuser", "pgbouncer", "max_db_client_connections");
+
+	console_ok(adm[0], "SET max_db_client_connections = 0");
+	console_ok(adm[0], "SET max_user_client_connections = 1");
+	PGconn *st = conn_as(s, "scramuser", "pgbouncer");
+	expect_refusal(s, "scramuser", "pgbouncer", "max_user_client_connections");
+	adm[3] = console(s); /* the fourth of a user limited to 1 */
+	ck_assert_int_eq(harness_show_long(adm[3], "SHOW USERS", "name", "plainuser",
+				 "current_client_connections"), 4);
+	ck_assert_int_eq(harness_show_long(adm[3], "SHOW USERS", "name", "scramuser",
+				 "current_client_connections"), 1);
+	/* The alias "sluice" is the console database too. */
+	PGconn *alias = conn_as(s, "plainuser", "sluice");
+	ck_assert_int_eq(harness_show_long(alias, "SHOW DATABASES", "name", "pgbouncer",
+				 "current_client_connections"), 6);
+	PQfinish(alias);
+	PQfinish(st);
+	for (int i = 0; i < 4; i++)
+		PQfinish(adm[i]);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
+/*
+ * The global values follow the console's SET, the [databases] and [users]
+ * values a RELOAD; clients already in stay when a limit drops below them.
+ */
+START_TEST(test_client_connection_limits_follow_set_and_reload)
+{
+	struct harness_sluice *s = harness_sluice_start(COMMON "admin_users = plainuser\n",
+		TWO_DBS, ALL_USERS);
+	PGconn *c = console(s);
+	PGconn *t[5];
+	for (int i = 0; i < 3; i++)
+		t[i] = conn_as(s, "trustuser", "app");
+
+	console_ok(c, "SET max_db_client_connections = 2");
+	expect_refusal(s, "trustuser", "app", "max_db_client_connections");
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app",
+				 "max_client_connections"), 2);
+	for (int i = 0; i < 3; i++)
+		harness_expect_answer(t[i], "SELECT 1", "1");
+
+	harness_sluice_edit_ini(s, "dbname=app\n", "dbname=app max_db_client_connections=4\n");
+	console_ok(c, "RELOAD");
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app",
+				 "max_client_connections"), 4);
+	t[3] = conn_as(s, "trustuser", "app");
+	expect_refusal(s, "trustuser", "app", "max_db_client_connections");
+
+	console_ok(c, "SET max_user_client_connections = 4");
+	expect_refusal(s, "trustuser", "postgres", "max_user_client_connections");
+	harness_sluice_edit_ini(s, "[users]\n", "[users]\ntrustuser = max_user_client_connections=6\n");
+	console_ok(c, "RELOAD");
+	t[4] = conn_as(s, "trustuser", "postgres");
+	ck_assert_int_eq(harness_show_long(c, "SHOW USERS", "name", "trustuser",
+				 "max_user_client_connections"), 6);
+	ck_assert_int_eq(harness_show_long(c, "SHOW USERS", "name", "trustuser",
+				 "current_client_connections"), 5);
+	for (int i = 0; i < 5; i++) {
+		harness_expect_answer(t[i], "SELECT 3", "3");
+		PQfinish(t[i]);
+	}
+	PQfinish(c);
+	harness_sluice_stop_ok(s);
 }
 END_TEST
 
@@ -244,6 +577,16 @@ static Suite *client_limits_suite(void)
 	TCase *tc = harness_tcase("max_client_conn");
 	tcase_add_test(tc, test_max_client_conn_refuses_one_more_with_53300);
 	tcase_add_test(tc, test_silent_connections_at_max_client_conn_do_not_lock_out_real_clients);
+	suite_add_tcase(s, tc);
+
+	tc = harness_tcase("client_connections");
+	tcase_add_test(tc, test_max_db_client_connections_refuses_before_authentication_with_08P01);
+	tcase_add_test(tc, test_max_db_client_connections_counts_a_login_until_it_ends);
+	tcase_add_test(tc, test_max_db_client_connections_per_database_overrides_global);
+	tcase_add_test(tc, test_max_user_client_connections_global_and_per_user_across_databases);
+	tcase_add_test(tc, test_max_user_client_connections_counts_the_forced_user_under_auth_type_any);
+	tcase_add_test(tc, test_console_admin_users_are_counted_but_never_refused);
+	tcase_add_test(tc, test_client_connection_limits_follow_set_and_reload);
 	suite_add_tcase(s, tc);
 
 	tc = harness_tcase("timeouts");

@@ -120,6 +120,8 @@ START_TEST(test_config_defaults_are_pgbouncer_defaults)
 	ck_assert_int_eq(cfg->max_client_conn, 100);
 	ck_assert_int_eq(cfg->max_db_connections, 0);
 	ck_assert_int_eq(cfg->max_user_connections, 0);
+	ck_assert_int_eq(cfg->max_db_client_connections, 0);
+	ck_assert_int_eq(cfg->max_user_client_connections, 0);
 	ck_assert_str_eq(cfg->server_reset_query, "DISCARD ALL");
 	ck_assert(!cfg->server_reset_query_always);
 	ck_assert_str_eq(cfg->server_check_query, "select 1");
@@ -387,9 +389,9 @@ START_TEST(test_config_unimplemented_pgbouncer_key_warns_but_loads)
 				       "server_round_robin = 1\n"
 				       "listen_port = 6500\n"
 				       "[databases]\n"
-				       "app = host=db max_db_client_connections=10\n"
+				       "app = host=db target_session_attrs=any\n"
 				       "[users]\n"
-				       "bob = max_user_client_connections=5\n"
+				       "bob = query_timeout=5\n"
 				       "[peers]\n"
 				       "1 = host=peer1\n",
 				       &path, &err);
@@ -403,8 +405,8 @@ START_TEST(test_config_unimplemented_pgbouncer_key_warns_but_loads)
 	const char *expect[] = {
 		":3: setting client_tls_sslmode is not implemented by sluice yet and is ignored",
 		":4: setting server_round_robin is not implemented by sluice yet and is ignored",
-		":7: database \"app\": max_db_client_connections is not implemented by sluice yet",
-		":9: user \"bob\": max_user_client_connections is not implemented by sluice yet",
+		":7: database \"app\": target_session_attrs is not implemented by sluice yet",
+		":9: user \"bob\": query_timeout is not implemented by sluice yet",
 		":10: section [peers] is not implemented by sluice yet and is ignored",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(expect); i++) {
@@ -598,6 +600,44 @@ START_TEST(test_config_users_section_sets_per_user_limits)
 	ck_assert_int_eq(u->max_user_connections, -1);
 	ck_assert_ptr_null(config_find_user(cfg, "carol"));
 	config_free(cfg);
+}
+END_TEST
+
+/*
+ * max_db_client_connections / max_user_client_connections: an entry's value
+ * above 0 overrides the global one; unset or 0 takes the global one (as
+ * PgBouncer), which 0 makes unlimited.
+ */
+START_TEST(test_config_client_connection_limits_entry_over_global)
+{
+	struct config_error err;
+	struct config *cfg =
+		load_text("[sluice]\nmax_db_client_connections = 7\nmax_user_client_connections = 4\n"
+			  "[databases]\n"
+			  "own = host=db max_db_client_connections=2\n"
+			  "zero = host=db max_db_client_connections=0\n"
+			  "plain = host=db\n"
+			  "[users]\n"
+			  "alice = max_user_client_connections=9\n"
+			  "bob = max_user_client_connections=0\n",
+			  NULL, &err);
+	ck_assert_msg(cfg != NULL, "%s", err.text);
+	ck_assert_int_eq(config_db_client_limit(cfg, config_find_database(cfg, "own")), 2);
+	ck_assert_int_eq(config_db_client_limit(cfg, config_find_database(cfg, "zero")), 7);
+	ck_assert_int_eq(config_db_client_limit(cfg, config_find_database(cfg, "plain")), 7);
+	ck_assert_int_eq(config_db_client_limit(cfg, NULL), 7);
+	ck_assert_int_eq(config_user_client_limit(cfg, "alice"), 9);
+	ck_assert_int_eq(config_user_client_limit(cfg, "bob"), 4);
+	ck_assert_int_eq(config_user_client_limit(cfg, "carol"), 4);
+	config_free(cfg);
+
+	/* A negative value is refused, naming the key. */
+	cfg = load_text("[databases]\napp = host=db max_db_client_connections=-1\n", NULL, &err);
+	ck_assert_ptr_null(cfg);
+	ck_assert_msg(strstr(err.text, "max_db_client_connections") != NULL, "%s", err.text);
+	cfg = load_text("[users]\nbob = max_user_client_connections=x\n", NULL, &err);
+	ck_assert_ptr_null(cfg);
+	ck_assert_msg(strstr(err.text, "max_user_client_connections") != NULL, "%s", err.text);
 }
 END_TEST
 
@@ -877,6 +917,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_config_databases_parse_connection_strings);
 	tcase_add_test(tc, test_config_fallback_database_catches_unknown_names);
 	tcase_add_test(tc, test_config_users_section_sets_per_user_limits);
+	tcase_add_test(tc, test_config_client_connection_limits_entry_over_global);
 	tcase_add_test(tc, test_config_env_overrides_file);
 	tcase_add_test(tc, test_config_env_bad_value_names_the_variable);
 	tcase_add_test(tc, test_config_load_without_file_uses_env);
