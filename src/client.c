@@ -202,7 +202,7 @@ static bool client_admit(struct client *c, const char *db, int db_limit, const c
 	int n = worker_count_adjust(&w->db_client_counts, db, +1);
 	if (db_limit > 0 && n > db_limit && !pass) {
 		clog(LOG_LEVEL_DEBUG, c, "database %s full of clients (%d > %d)", db, n, db_limit);
-		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+		client_fail(c, SQLSTATE_TOO_MANY_CONNECTIONS,
 			    "client connections exceeded (max_db_client_connections)");
 		return false;
 	}
@@ -213,7 +213,7 @@ static bool client_admit(struct client *c, const char *db, int db_limit, const c
 	int user_limit = config_user_client_limit(w->cfg, user);
 	if (user_limit > 0 && n > user_limit && !pass) {
 		clog(LOG_LEVEL_DEBUG, c, "user %s full of clients (%d > %d)", user, n, user_limit);
-		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+		client_fail(c, SQLSTATE_TOO_MANY_CONNECTIONS,
 			    "client connections exceeded (max_user_client_connections)");
 		return false;
 	}

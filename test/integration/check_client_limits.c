@@ -139,9 +139,10 @@ static PGconn *console(const struct harness_sluice *s)
 }
 
 /*
- * A login as user to db is refused as PgBouncer refuses it: the first message
- * sluice sends is FATAL 08P01 "client connections exceeded (<setting>)",
- * before any authentication request.
+ * A login as user to db is refused with PgBouncer's words: the first message
+ * sluice sends is FATAL "client connections exceeded (<setting>)", before any
+ * authentication request, with PostgreSQL's SQLSTATE for too many
+ * connections (53300; PgBouncer sends 08P01).
  */
 static void expect_refusal(const struct harness_sluice *s, const char *user, const char *db,
 	const char *setting)
@@ -153,7 +154,7 @@ static void expect_refusal(const struct harness_sluice *s, const char *user, con
 	ck_assert_msg(m.type == 'E', "%s@%s: got '%c' first, not the refusal", user, db, m.type);
 	char *want = xasprintf("client connections exceeded (%s)", setting);
 	ck_assert_str_eq(harness_msg_field(&m, 'S'), "FATAL");
-	ck_assert_str_eq(harness_msg_field(&m, 'C'), "08P01");
+	ck_assert_str_eq(harness_msg_field(&m, 'C'), "53300");
 	ck_assert_str_eq(harness_msg_field(&m, 'M'), want);
 	free(want);
 	free(m.body);
@@ -179,7 +180,7 @@ static void console_ok(PGconn *c, const char *cmd)
 	PQclear(res);
 }
 
-START_TEST(test_max_db_client_connections_refuses_before_authentication_with_08P01)
+START_TEST(test_max_db_client_connections_refuses_before_authentication_with_53300)
 {
 	struct harness_sluice *s = harness_sluice_start("auth_type = plain\n"
 							"max_db_client_connections = 2\n"
@@ -580,7 +581,7 @@ static Suite *client_limits_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = harness_tcase("client_connections");
-	tcase_add_test(tc, test_max_db_client_connections_refuses_before_authentication_with_08P01);
+	tcase_add_test(tc, test_max_db_client_connections_refuses_before_authentication_with_53300);
 	tcase_add_test(tc, test_max_db_client_connections_counts_a_login_until_it_ends);
 	tcase_add_test(tc, test_max_db_client_connections_per_database_overrides_global);
 	tcase_add_test(tc, test_max_user_client_connections_global_and_per_user_across_databases);
