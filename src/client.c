@@ -948,12 +948,13 @@ static bool evict_stalled_login(struct worker *w, struct client *newcomer)
 	return false;
 }
 
-void client_accept(struct worker *w, uv_stream_t *listener, bool is_unix)
+void client_accept(struct worker *w, int fd, bool is_unix)
 {
 	struct client *c = xcalloc(1, sizeof(*c));
 	c->w = w; /* state: CLIENT_LOGIN is 0, as calloc leaves it */
 	param_set_init(&c->params);
 	if (stream_init(w, &c->stream, is_unix) != 0) {
+		close(fd);
 		free(c);
 		return;
 	}
@@ -965,7 +966,7 @@ void client_accept(struct worker *w, uv_stream_t *listener, bool is_unix)
 	c->connect_time = c->state_since = uv_now(w->loop);
 	TAILQ_INSERT_TAIL(&w->clients, c, link);
 	w->client_count++;
-	if (stream_accept(&c->stream, listener) != 0) {
+	if (stream_adopt(&c->stream, fd) != 0) {
 		snprintf(c->addr, sizeof(c->addr), "?");
 		c->lc = (struct log_conn){ 'C', c->id, NULL, NULL, c->addr };
 		client_close(c, "accept failed");

@@ -625,6 +625,9 @@ static void render_metrics(struct worker *w, struct text *t)
 	       "Connections that had not logged in after a second, closed at max_client_conn "
 	       "to make room for a new one.");
 	text_printf(t, "sluice_client_logins_evicted_total %" PRIu64 "\n", w->stats_logins_evicted);
+	family(t, "sluice_accept_failures_total", "counter",
+	       "accept() calls that failed (out of file descriptors); each pauses accepting.");
+	text_printf(t, "sluice_accept_failures_total %" PRIu64 "\n", w->accept.failures);
 	int servers = 0;
 	for (struct server *s = server_next(w, NULL); s; s = server_next(w, s))
 		servers++;

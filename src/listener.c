@@ -1,88 +1,223 @@
 /*
  * listener.c - binding, listening and accepting (see listener.h).
+ *
+ * The listening sockets are sluice's own, watched with uv_poll, rather than
+ * libuv's uv_listen: when accept() fails because the process or the system
+ * is out of file descriptors, libuv accepts and closes the waiting
+ * connections to stop its loop from spinning, so every one of them is
+ * dropped without a word. Here accepting pauses instead, and the kernel keeps
+ * them in its backlog until descriptors are free again.
  */
 #include "sluice/listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "sluice/client.h"
 #include "sluice/log.h"
 
-#define LISTEN_BACKLOG 128
+/* One callback accepts at most this many: other work of the loop gets its turn. */
+#define ACCEPT_BATCH 64
+/* Accepting pauses for this long after a failure, doubling while it fails again. */
+#define BACKOFF_FIRST_MS 250
+#define BACKOFF_MAX_MS 4000
+/* A failing accept is logged at most once per this period (with a count). */
+#define FAILURE_LOG_MS 10000
 
-static void on_connection(uv_stream_t *h, int status)
+static void pause_accepting(struct worker *w, int err)
 {
-	struct listener *l = container_of(h, struct listener, h.base);
+	struct accept_state *a = &w->accept;
+	uint64_t now = uv_now(w->loop);
+	a->backoff_ms = a->backoff_ms ? MIN(a->backoff_ms * 2, BACKOFF_MAX_MS) : BACKOFF_FIRST_MS;
+	a->resume_at = now + a->backoff_ms;
+	a->failures++;
+	a->unlogged++;
+	if (!a->logged_at || now - a->logged_at >= FAILURE_LOG_MS) {
+		log_error("accept() failed: %s (%llu time(s) since the last report); accepting "
+			  "paused for %u ms, waiting connections stay queued",
+			  strerror(err), (unsigned long long)a->unlogged, a->backoff_ms);
+		a->logged_at = now;
+		a->unlogged = 0;
+	}
+	for (struct listener *l = w->listeners; l; l = l->next)
+		uv_poll_stop(&l->poll);
+}
+
+static void on_readable(uv_poll_t *h, int status, int events);
+
+static void resume_accepting(struct worker *w)
+{
+	w->accept.resume_at = 0;
+	for (struct listener *l = w->listeners; l; l = l->next)
+		uv_poll_start(&l->poll, UV_READABLE, on_readable);
+}
+
+void listener_tick(struct worker *w, uint64_t now)
+{
+	if (w->accept.resume_at && now >= w->accept.resume_at && w->listeners)
+		resume_accepting(w);
+}
+
+static void on_readable(uv_poll_t *h, int status, int events)
+{
+	struct listener *l = container_of(h, struct listener, poll);
+	struct worker *w = l->w;
+	(void)events;
 	if (status < 0) {
-		log_warning("accept on %s failed: %s", l->name, uv_strerror(status));
+		log_warning("listening socket %s: %s", l->name, uv_strerror(status));
 		return;
 	}
-	client_accept(l->w, h, l->is_unix);
+	for (int i = 0; i < ACCEPT_BATCH && !w->accept.resume_at; i++) {
+		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			w->accept.backoff_ms = 0;
+			client_accept(w, fd, l->is_unix);
+			continue;
+		}
+		switch (errno) {
+		case EAGAIN:
+#if EAGAIN != EWOULDBLOCK
+		case EWOULDBLOCK:
+#endif
+			return;
+		case EINTR:
+		case ECONNABORTED:
+		case EPROTO:
+			continue; /* that connection is gone; the next may be fine */
+		default:
+			/* EMFILE, ENFILE, ENOBUFS, ENOMEM: trying again at once cannot help. */
+			pause_accepting(w, errno);
+			return;
+		}
+	}
 }
 
 static void on_closed(uv_handle_t *h)
 {
-	free(container_of(h, struct listener, h.handle));
+	struct listener *l = container_of(h, struct listener, poll);
+	close(l->fd);
+	free(l);
 }
 
-static void add(struct worker *w, struct listener *l)
+/* Watches fd (bound and listening) as listener name; closes fd on failure. */
+static int watch(struct worker *w, int fd, const char *name, bool is_unix)
 {
+	struct listener *l = xcalloc(1, sizeof(*l));
 	l->w = w;
+	l->fd = fd;
+	l->is_unix = is_unix;
+	snprintf(l->name, sizeof(l->name), "%s", name);
+	int rc = uv_poll_init_socket(w->loop, &l->poll, fd);
+	if (rc < 0) {
+		log_error("cannot listen on %s: %s", name, uv_strerror(rc));
+		close(fd);
+		free(l);
+		return rc;
+	}
 	l->next = w->listeners;
 	w->listeners = l;
+	if (!w->accept.resume_at)
+		uv_poll_start(&l->poll, UV_READABLE, on_readable);
+	log_info("listening on %s", name);
+	return 0;
 }
 
+static int listen_sockaddr(struct worker *w, const struct sockaddr *sa, socklen_t len)
+{
+	const struct config *cfg = w->cfg;
+	bool v6 = sa->sa_family == AF_INET6;
+	char ip[INET6_ADDRSTRLEN] = "?", name[160];
+	const void *a = v6 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+			   : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+	inet_ntop(sa->sa_family, a, ip, sizeof(ip));
+	int port = ntohs(v6 ? ((const struct sockaddr_in6 *)sa)->sin6_port
+			    : ((const struct sockaddr_in *)sa)->sin_port);
+	snprintf(name, sizeof(name), v6 ? "[%s]:%d" : "%s:%d", ip, port);
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		int rc = -errno;
+		log_error("cannot listen on %s: %s", name, strerror(errno));
+		return rc;
+	}
+	int on = 1;
+	/* A restart must not wait for the old process's connections in TIME_WAIT. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (cfg->so_reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0)
+		log_warning("so_reuseport on %s: %s", name, strerror(errno));
+	if (v6)
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+	if (bind(fd, sa, len) != 0 || listen(fd, cfg->listen_backlog) != 0) {
+		int rc = -errno;
+		log_error("cannot listen on %s: %s", name, strerror(errno));
+		close(fd);
+		return rc;
+	}
+	return watch(w, fd, name, false);
+}
+
+/* host is an IP address or a name, which is resolved now (startup) to every address it has. */
 static int listen_tcp(struct worker *w, const char *host, int port)
 {
-	struct sockaddr_storage ss;
-	int rc;
-	if (strchr(host, ':'))
-		rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
-	else
-		rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
-	if (rc < 0) {
-		log_error("listen_addr %s is not an IP address: %s", host, uv_strerror(rc));
-		return rc;
+	char service[16];
+	snprintf(service, sizeof(service), "%d", port);
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *res = NULL;
+	int rc = getaddrinfo(host, service, &hints, &res);
+	if (rc != 0) {
+		log_error("listen_addr %s: %s", host, gai_strerror(rc));
+		return UV_EINVAL;
 	}
-	struct listener *l = xcalloc(1, sizeof(*l));
-	snprintf(l->name, sizeof(l->name), "%s:%d", host, port);
-	uv_tcp_init(w->loop, &l->h.tcp);
-	add(w, l);
-	rc = uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss, strchr(host, ':') ? UV_TCP_IPV6ONLY : 0);
-	if (rc == 0)
-		rc = uv_listen(&l->h.base, LISTEN_BACKLOG, on_connection);
-	if (rc < 0) {
-		log_error("cannot listen on %s: %s", l->name, uv_strerror(rc));
-		return rc;
+	/* A name is served when one of its addresses is (localhost without IPv6). */
+	int ok = 0, err = UV_EADDRNOTAVAIL;
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+			continue;
+		int one = listen_sockaddr(w, ai->ai_addr, ai->ai_addrlen);
+		if (one == 0)
+			ok++;
+		else
+			err = one;
 	}
-	log_info("listening on %s", l->name);
-	return 0;
+	freeaddrinfo(res);
+	return ok ? 0 : err;
 }
 
 static int listen_unix(struct worker *w, const char *dir, int port, int mode)
 {
-	struct listener *l = xcalloc(1, sizeof(*l));
-	l->is_unix = true;
-	snprintf(l->name, sizeof(l->name), "%s/.s.PGSQL.%d", dir, port);
-	uv_pipe_init(w->loop, &l->h.pipe, 0);
-	add(w, l);
-	/* A socket file left by a process that died would make bind fail. */
-	unlink(l->name);
-	int rc = uv_pipe_bind(&l->h.pipe, l->name);
-	if (rc == 0)
-		rc = uv_listen(&l->h.base, LISTEN_BACKLOG, on_connection);
-	if (rc < 0) {
-		log_error("cannot listen on %s: %s", l->name, uv_strerror(rc));
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/.s.PGSQL.%d", dir, port);
+	if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
+		log_error("cannot listen in %s: the socket path is too long", dir);
+		return UV_ENAMETOOLONG;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		int rc = -errno;
+		log_error("cannot listen on %s: %s", sa.sun_path, strerror(errno));
 		return rc;
 	}
-	chmod(l->name, (mode_t)mode);
-	log_info("listening on %s", l->name);
-	return 0;
+	/* A socket file left by a process that died would make bind fail. */
+	unlink(sa.sun_path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    listen(fd, w->cfg->listen_backlog) != 0) {
+		int rc = -errno;
+		log_error("cannot listen on %s: %s", sa.sun_path, strerror(errno));
+		close(fd);
+		return rc;
+	}
+	chmod(sa.sun_path, (mode_t)mode);
+	return watch(w, fd, sa.sun_path, true);
 }
 
 int listener_start_all(struct worker *w)
@@ -117,7 +252,7 @@ void listener_stop_all(struct worker *w)
 		struct listener *next = l->next;
 		if (l->is_unix)
 			unlink(l->name);
-		uv_close(&l->h.handle, on_closed);
+		uv_close((uv_handle_t *)&l->poll, on_closed);
 		l = next;
 	}
 }

@@ -74,6 +74,19 @@ int stream_accept(struct stream *s, uv_stream_t *listener)
 	return rc;
 }
 
+int stream_adopt(struct stream *s, int fd)
+{
+	int rc = s->is_pipe ? uv_pipe_open(&s->h.pipe, fd) : uv_tcp_open(&s->h.tcp, fd);
+	if (rc != 0) {
+		close(fd);
+		return rc;
+	}
+	if (!s->is_pipe)
+		uv_tcp_nodelay(&s->h.tcp, 1);
+	apply_tcp_options(s);
+	return 0;
+}
+
 /*
  * Connect and shutdown requests are allocated for their one use: only a few
  * streams ever connect or linger, so they do not weigh on every idle client.

@@ -189,6 +189,7 @@ static void on_tick(uv_timer_t *t)
 		server_tick(s, now);
 	}
 	stream_linger_expire(w, now, LINGER_MS);
+	listener_tick(w, now);
 	struct pool *p, *pn;
 	for (p = TAILQ_FIRST(&w->pools); p; p = pn) {
 		pn = TAILQ_NEXT(p, link);

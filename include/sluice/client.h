@@ -112,8 +112,8 @@ struct client {
 	int peer_pid; /* unix socket peer's pid, 0 for TCP */
 };
 
-/* Starts a client on a freshly accepted stream (listener.c). */
-void client_accept(struct worker *w, uv_stream_t *listener, bool is_unix);
+/* Starts a client on a freshly accepted socket, which it owns from here (listener.c). */
+void client_accept(struct worker *w, int fd, bool is_unix);
 void client_set_state(struct client *c, enum client_state st);
 /* Ends the connection with an ErrorResponse (FATAL) carrying sqlstate. */
 void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...) PRINTF_LIKE(3, 4);

@@ -83,6 +83,8 @@ struct config {
 	int listen_port;
 	char *unix_socket_dir; /* "" disables the unix socket */
 	int unix_socket_mode;
+	int listen_backlog;
+	bool so_reuseport;
 	enum auth_type auth_type;
 	char *auth_file;
 	enum pool_mode pool_mode;

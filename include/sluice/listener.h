@@ -1,25 +1,24 @@
 /*
  * listener.h - the TCP and unix-socket listeners of a worker.
  *
- * It owns the listening handles and hands each accepted connection to
+ * It owns the listening sockets and hands each accepted connection to
  * client_accept(); max_client_conn is enforced there, where the client can be
- * told why in an ErrorResponse.
+ * told why in an ErrorResponse. When accept() fails (out of file
+ * descriptors), accepting pauses with a growing backoff and the waiting
+ * connections stay in the kernel's backlog (worker->accept).
  */
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "sluice/common.h"
 #include "sluice/worker.h"
 
 struct listener {
-	union {
-		uv_handle_t handle;
-		uv_stream_t base;
-		uv_tcp_t tcp;
-		uv_pipe_t pipe;
-	} h;
+	uv_poll_t poll; /* readable: connections wait in the backlog */
+	int fd;
 	struct worker *w;
 	bool is_unix;
 	char name[160];
@@ -30,3 +29,5 @@ struct listener {
 int listener_start_all(struct worker *w) WUR;
 /* Closes all listeners (shutdown): no new clients. */
 void listener_stop_all(struct worker *w);
+/* From the worker's tick: resumes accepting once a pause after a failure is over. */
+void listener_tick(struct worker *w, uint64_t now);

@@ -104,8 +104,10 @@ struct stream_out {
 
 /* Initialises s as a TCP or unix-socket stream on w's loop. */
 int stream_init(struct worker *w, struct stream *s, bool pipe) WUR;
-/* Accepts a pending connection from a listening handle into s (after stream_init). */
+/* Accepts a pending connection from a libuv listening handle into s (after stream_init). */
 int stream_accept(struct stream *s, uv_stream_t *listener) WUR;
+/* Makes the accepted socket fd (non-blocking) s's connection, after stream_init; fd is s's now, even on failure. */
+int stream_adopt(struct stream *s, int fd) WUR;
 /* Connects to addr (TCP) or path (pipe); cb reports the outcome. */
 int stream_connect_tcp(struct stream *s, const struct sockaddr *addr, stream_connect_cb *cb) WUR;
 void stream_connect_pipe(struct stream *s, const char *path, stream_connect_cb *cb);

@@ -67,6 +67,15 @@ enum worker_shutdown {
 	WORKER_EXIT, /* stop now */
 };
 
+/* Accepting after accept() failed (listener.c): paused until resume_at. */
+struct accept_state {
+	uint64_t resume_at; /* uv_now; 0 while accepting */
+	uint32_t backoff_ms; /* the last pause; 0 after a successful accept */
+	uint64_t logged_at; /* uv_now of the last log line about it */
+	uint64_t unlogged; /* failures since that line */
+	uint64_t failures; /* all of them: sluice_accept_failures_total */
+};
+
 struct worker {
 	uv_loop_t *loop;
 	struct config *cfg; /* current snapshot; owned */
@@ -77,6 +86,7 @@ struct worker {
 	int out_free_count;
 
 	struct listener *listeners;
+	struct accept_state accept; /* listener.c's */
 	struct client_list clients; /* every client connection */
 	struct server_list servers; /* every server connection */
 	struct pool_list pools;

@@ -13,11 +13,13 @@
  */
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -107,6 +109,82 @@ START_TEST(test_silent_connections_at_max_client_conn_do_not_lock_out_real_clien
 	}
 	for (int i = 0; i < SILENT; i++)
 		close(fds[i]);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/* ---- out of file descriptors ------------------------------------------------------ */
+
+/* How many descriptors process pid has open. */
+static int open_fds(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(path);
+	ck_assert_msg(d != NULL, "%s: %s", path, strerror(errno));
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d)) != NULL;)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* The lines of the log that contain needle. */
+static int log_count(const struct harness_sluice *s, const char *needle)
+{
+	char *log = harness_sluice_log(s);
+	int n = 0;
+	for (const char *p = log; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		n++;
+	free(log);
+	return n;
+}
+
+/*
+ * With its descriptors used up, sluice cannot accept: it says so once (not
+ * once per attempt), stops accepting for a while, and the connections that
+ * arrive meanwhile wait in the kernel's backlog. Once descriptors are free
+ * again, they are served; none is dropped. (libuv's own listener accepts and closes
+ * them, so each would see the connection closed without a word.)
+ */
+START_TEST(test_out_of_file_descriptors_pauses_accepting_and_drops_no_connection)
+{
+	struct harness_sluice *s = harness_sluice_start(COMMON "max_client_conn = 100\n", NULL,
+		USERLIST);
+	PGconn *holder = harness_connect(s, "dbname=app user=trustuser");
+	harness_expect_answer(holder, "SELECT 1", "1");
+	struct rlimit lim;
+	ck_assert_int_eq(prlimit(s->pid, RLIMIT_NOFILE, NULL, &lim), 0);
+	struct rlimit low = { .rlim_cur = (rlim_t)open_fds(s->pid), .rlim_max = lim.rlim_max };
+	ck_assert_int_eq(prlimit(s->pid, RLIMIT_NOFILE, &low, NULL), 0);
+
+	enum { WAITING = 5 };
+	int fds[WAITING];
+	for (int i = 0; i < WAITING; i++) {
+		fds[i] = harness_raw_connect(s->port);
+		harness_raw_send_startup(fds[i], "trustuser", "app");
+	}
+	ck_assert(harness_sluice_log_wait(s, "accept() failed: Too many open files", 5000));
+	harness_sleep_ms(1500); /* several pauses: still one line, not one per attempt */
+	ck_assert_int_eq(log_count(s, "accept() failed"), 1);
+	harness_expect_answer(holder, "SELECT 2", "2"); /* logged-in clients go on */
+
+	/* Room for everyone again: each waiting connection logs in. */
+	ck_assert_int_eq(prlimit(s->pid, RLIMIT_NOFILE, &lim, NULL), 0);
+	for (int i = 0; i < WAITING; i++) {
+		struct harness_msg m;
+		bool ready = false;
+		while (!ready && harness_raw_read_msg(fds[i], &m)) {
+			ck_assert_msg(m.type != 'E', "waiting connection %d refused: %s", i,
+				harness_msg_field(&m, 'M'));
+			ready = m.type == 'Z';
+			free(m.body);
+		}
+		ck_assert_msg(ready, "waiting connection %d was dropped", i);
+		close(fds[i]);
+	}
+	PQfinish(holder);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
 }
@@ -578,6 +656,7 @@ static Suite *client_limits_suite(void)
 	TCase *tc = harness_tcase("max_client_conn");
 	tcase_add_test(tc, test_max_client_conn_refuses_one_more_with_53300);
 	tcase_add_test(tc, test_silent_connections_at_max_client_conn_do_not_lock_out_real_clients);
+	tcase_add_test(tc, test_out_of_file_descriptors_pauses_accepting_and_drops_no_connection);
 	suite_add_tcase(s, tc);
 
 	tc = harness_tcase("client_connections");

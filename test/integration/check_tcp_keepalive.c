@@ -4,6 +4,9 @@
  * keepalive timer on the client's connection, with the idle time asked for;
  * with tcp_keepalive = 0 it runs none.
  *
+ * And listen_backlog, so_reuseport and a host name in listen_addr reach the
+ * listening sockets (ss(8) shows a listening socket's backlog).
+ *
  * It reads the kernel's view from /proc/net/tcp (the "tr" field is 2 while
  * a keepalive timer is pending, "tm->when" its remaining jiffies), so it needs
  * no privileges. It does not check server sockets: PostgreSQL and libpq turn
@@ -11,9 +14,12 @@
  */
 #include "harness.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define USERLIST "\"trustuser\" \"trustuserpw\"\n"
@@ -86,12 +92,77 @@ START_TEST(test_accepted_socket_gets_the_keepalive_asked_for)
 }
 END_TEST
 
+/* ---- listening sockets -------------------------------------------------------- */
+
+/* The backlog of the socket listening on 127.0.0.1:port, as ss(8) reports it (Send-Q). */
+static long listen_backlog_of(int port)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "ss -Hltn 'sport = :%d'", port);
+	FILE *p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	char line[256];
+	long backlog = -1;
+	if (fgets(line, sizeof(line), p) &&
+	    sscanf(line, "%*s %*d %ld", &backlog) != 1)
+		backlog = -1;
+	pclose(p);
+	return backlog;
+}
+
+/* Whether this process may bind a listening socket to 127.0.0.1:port with SO_REUSEPORT. */
+static bool can_share_port(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	int on = 1;
+	ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)), 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	bool ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(fd, 1) == 0;
+	close(fd);
+	return ok;
+}
+
+START_TEST(test_listen_backlog_and_so_reuseport_reach_the_listening_socket)
+{
+	bool reuse = _i == 1;
+	struct harness_sluice *s = harness_sluice_start(reuse ? "listen_backlog = 37\nso_reuseport = 1\n"
+							      : "auth_type = trust\n",
+		NULL, USERLIST);
+	ck_assert_int_eq(listen_backlog_of(s->port), reuse ? 37 : 128);
+	/* Another process can listen on the same port only when sluice allows it. */
+	ck_assert_int_eq(can_share_port(s->port), reuse);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/* listen_addr may name a host, as in PgBouncer: sluice listens on its addresses. */
+START_TEST(test_listen_addr_may_be_a_host_name)
+{
+	struct harness_sluice *s =
+		harness_sluice_start("auth_type = trust\nlisten_addr = localhost\n", NULL, USERLIST);
+	ck_assert(harness_sluice_log_wait(s, "listening on 127.0.0.1:", 5000));
+	PGconn *c = harness_connect(s, "dbname=app user=trustuser");
+	harness_expect_answer(c, "SELECT 1", "1");
+	PQfinish(c);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
 static Suite *tcp_keepalive_suite(void)
 {
 	Suite *s = suite_create("tcp_keepalive");
 	TCase *tc = harness_tcase("keepalive");
 	tcase_add_loop_test(tc, test_accepted_socket_gets_the_keepalive_asked_for, 0,
 		(int)ARRAY_SIZE(keepalive_cases));
+	suite_add_tcase(s, tc);
+
+	tc = harness_tcase("listeners");
+	tcase_add_loop_test(tc, test_listen_backlog_and_so_reuseport_reach_the_listening_socket, 0, 2);
+	tcase_add_test(tc, test_listen_addr_may_be_a_host_name);
 	suite_add_tcase(s, tc);
 	return s;
 }
