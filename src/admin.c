@@ -29,8 +29,6 @@
 #include "sluice/stats.h"
 #include "sluice_version.h"
 
-/* The PgBouncer release whose console sluice answers like. */
-#define ADMIN_COMPAT_VERSION "1.26.0"
 
 /* ---- access ---------------------------------------------------------------------- */
 
@@ -833,7 +831,7 @@ static void show_version(struct client *c)
 	struct rs r;
 	rs_begin(&r, version_columns, ARRAY_SIZE(version_columns));
 	row_begin(&r);
-	put_text(&r, "PgBouncer " ADMIN_COMPAT_VERSION " (sluice " SLUICE_VERSION ")");
+	put_text(&r, SLUICE_PRODUCT);
 	row_end(&r);
 	rs_finish(c, &r, "SHOW");
 }
@@ -1403,7 +1401,7 @@ void admin_welcome(struct client *c)
 	struct buf_out out;
 	buf_out_init(&out);
 	pkt_put_AuthenticationOk(&out);
-	pkt_put_ParameterStatus(&out, "server_version", ADMIN_COMPAT_VERSION "/sluice-" SLUICE_VERSION);
+	pkt_put_ParameterStatus(&out, "server_version", SLUICE_COMPAT_VERSION "/sluice-" SLUICE_VERSION);
 	pkt_put_ParameterStatus(&out, "client_encoding", "UTF8");
 	pkt_put_ParameterStatus(&out, "server_encoding", "UTF8");
 	pkt_put_ParameterStatus(&out, "DateStyle", "ISO");

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <uv.h>
 
 #include "sluice/config.h"
@@ -118,7 +119,11 @@ int main(int argc, char **argv)
 		case 'd': daemon = true; break;
 		case 'v': verbose++; break;
 		case 'q': quiet = true; break;
-		case 'V': printf("sluice %s\n", SLUICE_VERSION); return 0;
+		case 'V':
+			/* The first line is SHOW VERSION's, as PgBouncer's is. */
+			printf("%s\nsluice %s\nlibuv %s\n%s\n", SLUICE_PRODUCT, SLUICE_VERSION,
+			       uv_version_string(), OpenSSL_version(OPENSSL_VERSION));
+			return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

@@ -566,7 +566,7 @@ kernel: $(uname -r)
 PostgreSQL: $("$PG_BINDIR/postgres" --version)
 pgbench: $("$pgbench" --version)
 PgBouncer: $("$pgbouncer" --version | head -n1)
-sluice: $("$sluice_bin" --version) ($tree_state)
+sluice: $("$sluice_bin" --version | sed -n 2p) ($tree_state)
 load average at start: $load_start
 load average at end: $(cut -d' ' -f1-3 /proc/loadavg)
 EOF
