@@ -1450,6 +1450,9 @@ void admin_handle(struct client *c)
 				stream_write(st, out.data, out.len);
 				buf_out_deinit(&out);
 			} else {
+				/* As PgBouncer counts them: a command is a transaction and a query. */
+				c->pool->stats.total.xact_count++;
+				c->pool->stats.total.query_count++;
 				run_command(c, sql);
 			}
 			free(sql);

@@ -485,6 +485,12 @@ START_TEST(test_stats_totals_count_queries_and_bytes)
 	char *v = harness_show_value(c, q, "database", "postgres", "query_count");
 	ck_assert_msg(v == NULL || strcmp(v, "0") == 0, "postgres: %s", v);
 	free(v);
+	/* Console commands count too, as PgBouncer's do: each a transaction and a query. */
+	long before = harness_show_long(c, q, "database", "pgbouncer", "query_count");
+	ck_assert_int_eq(before, 11); /* the ten commands above and this one */
+	ck_assert_int_eq(harness_show_long(c, q, "database", "pgbouncer", "xact_count"), before + 1);
+	ck_assert_int_eq(harness_show_long(c, "SHOW TOTALS", "name", "total_query_count", "value"),
+		5 + before + 2);
 	PQfinish(c);
 	PQfinish(app);
 	harness_sluice_stop_ok(s);
