@@ -962,7 +962,7 @@ void client_accept(struct worker *w, int fd, bool is_unix)
 	c->stream.error_cb = on_error;
 	c->stream.drain_cb = on_drain;
 	c->stream.close_cb = on_stream_closed;
-	c->id = ++w->next_client_id;
+	c->id = ++w->next_conn_id;
 	c->connect_time = c->state_since = uv_now(w->loop);
 	TAILQ_INSERT_TAIL(&w->clients, c, link);
 	w->client_count++;

@@ -1133,7 +1133,7 @@ void server_connect(struct pool *p)
 	const struct config *cfg = w->cfg;
 	struct server *s = xcalloc(1, sizeof(*s));
 	s->w = w;
-	s->id = ++w->next_server_id;
+	s->id = ++w->next_conn_id;
 	s->pool = p; /* state: SERVER_CLOSED is 0, as calloc leaves it */
 	s->txn_status = 'I';
 	s->close_reason = STATS_CLOSE_error;

@@ -105,8 +105,7 @@ struct worker {
 	struct http *http; /* NULL unless metrics_port is set */
 	int client_count;
 	uint64_t stats_logins_evicted; /* logins closed at max_client_conn to make room */
-	uint64_t next_client_id;
-	uint64_t next_server_id;
+	uint64_t next_conn_id; /* clients and servers share one sequence, as in PgBouncer */
 
 	struct stream_list flush_queue;
 	struct stream_list linger_queue; /* closing streams waiting for the peer's close, oldest first */

@@ -593,6 +593,24 @@ START_TEST(test_waiting_client_shows_in_pools_clients_and_pool_waits)
 }
 END_TEST
 
+/* Clients and servers are numbered from one sequence (PgBouncer's SHOW SOCKETS relies on it). */
+START_TEST(test_clients_and_servers_share_one_id_sequence)
+{
+	struct harness_sluice *s = start(NULL, NULL);
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	PGconn *app = harness_connect(s, APP_CONN);
+	free(harness_query_text(app, "SELECT 1"));
+	long console = harness_show_long(c, "SHOW CLIENTS", "database", "pgbouncer", "id");
+	long client = harness_show_long(c, "SHOW CLIENTS", "database", "app", "id");
+	long server = harness_show_long(c, "SHOW SERVERS", "database", "app", "id");
+	ck_assert_int_eq(client, console + 1);
+	ck_assert_int_eq(server, client + 1);
+	PQfinish(app);
+	PQfinish(c);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
 START_TEST(test_show_servers_remote_pid_is_the_backend_pid)
 {
 	struct harness_sluice *s = start(NULL, NULL);
@@ -896,6 +914,7 @@ static Suite *admin_console_suite(void)
 	tcase_add_test(tc, test_log_stats_writes_a_stats_line_every_period);
 	tcase_add_test(tc, test_waiting_client_shows_in_pools_clients_and_pool_waits);
 	tcase_add_test(tc, test_show_servers_remote_pid_is_the_backend_pid);
+	tcase_add_test(tc, test_clients_and_servers_share_one_id_sequence);
 	tcase_add_test(tc, test_databases_users_and_config_reflect_the_ini);
 	tcase_add_test(tc, test_user_overrides_show_in_users_and_pools);
 	suite_add_tcase(suite, tc);

@@ -79,7 +79,7 @@ START_TEST(test_text_log_has_tagged_login_and_close_with_reason)
 				  "closing because: client sent Terminate") == 1,
 		      "%s", log);
 	/* The server connection logs with its own tag. */
-	ck_assert_msg(count_lines(log, "S-1 app/trustuser@127.0.0.1:", "login succeeded") == 1,
+	ck_assert_msg(count_lines(log, "S-2 app/trustuser@127.0.0.1:", "login succeeded") == 1,
 		      "%s", log);
 	free(log);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
