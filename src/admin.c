@@ -1339,7 +1339,8 @@ static void run_command(struct client *c, const char *sql)
 	if (strcmp(verb, "reload") == 0) {
 		if (worker_reload(w) != 0)
 			send_error(c, SQLSTATE_CONFIG_FILE_ERROR,
-				   "RELOAD failed; the previous configuration stays in effect (see the log)");
+				   "RELOAD failed, see logs for additional details; the previous "
+				   "configuration stays in effect");
 		else
 			send_complete(c, "RELOAD");
 	} else if (strcmp(verb, "pause") == 0) {
@@ -1360,11 +1361,18 @@ static void run_command(struct client *c, const char *sql)
 	} else if (strcmp(verb, "kill") == 0) {
 		cmd_kill(c, arg);
 	} else if (strcmp(verb, "kill_client") == 0) {
+		/* PgBouncer's words, which scripts match. */
 		char *end = NULL;
 		unsigned long long id = arg ? strtoull(arg, &end, 10) : 0;
-		struct client *x = arg && end && !*end ? client_find(w, id) : NULL;
+		if (!arg || !end || *end || end == arg) {
+			send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
+				   "invalid client pointer supplied: \"%s\" is not a client id",
+				   arg ? arg : "");
+			return;
+		}
+		struct client *x = client_find(w, id);
 		if (!x || x->state == CLIENT_CLOSED) {
-			send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "no such client: %s", arg ? arg : "");
+			send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "client not found: %llu", id);
 			return;
 		}
 		if (x != c)

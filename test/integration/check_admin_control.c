@@ -264,8 +264,14 @@ START_TEST(test_kill_client_drops_exactly_that_client)
 	expect_select_1(other);
 	char *gone = harness_show_value(c, "SHOW CLIENTS", "application_name", "victim", "id");
 	ck_assert_ptr_null(gone);
-	/* The same id is no longer there. */
+	/* The same id is no longer there; PgBouncer's words, which scripts match. */
 	e = harness_query_error(c, sql);
+	char *want = xasprintf("08P01 client not found: %s", id);
+	ck_assert_str_eq(e, want);
+	free(want);
+	free(e);
+	e = harness_query_error(c, "KILL_CLIENT C-1");
+	ck_assert_msg(strstr(e, "invalid client pointer supplied") != NULL, "%s", e);
 	free(e);
 	free(id);
 	PQfinish(c);
@@ -334,7 +340,8 @@ START_TEST(test_reload_applies_a_changed_ini_and_refuses_a_broken_one)
 
 	harness_sluice_edit_ini(s, "default_pool_size = 8", "default_pool_size = lots");
 	char *e = harness_query_error(c, "RELOAD");
-	ck_assert_msg(strncmp(e, "F0000", 5) == 0, "%s", e);
+	ck_assert_msg(strncmp(e, "F0000 RELOAD failed, see logs for additional details", 52) == 0,
+		"%s", e);
 	free(e);
 	v = harness_show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
 	ck_assert_str_eq(v, "8");
