@@ -1078,12 +1078,14 @@ static void cmd_resume(struct client *c, const char *db)
 			return;
 		}
 		ds->paused = false;
+		kick_all(w);
 	} else {
-		w->paused_all = false;
-		for (struct db_state *ds = w->db_states; ds; ds = ds->hh.next)
-			ds->paused = false;
+		if (w->shutdown != WORKER_RUNNING) {
+			send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "pooler is shutting down");
+			return;
+		}
+		worker_resume_all(w);
 	}
-	kick_all(w);
 	send_complete(c, "RESUME");
 }
 

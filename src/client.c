@@ -449,10 +449,6 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 {
 	struct worker *w = c->w;
 	uint32_t major = st->code >> 16, minor = st->code & 0xffff;
-	if (w->shutdown != WORKER_RUNNING) {
-		client_fail(c, SQLSTATE_CANNOT_CONNECT_NOW, "sluice is shutting down");
-		return;
-	}
 	if (c->over_limit) {
 		client_fail(c, SQLSTATE_TOO_MANY_CONNECTIONS,
 			    "no more connections allowed (max_client_conn)");
@@ -509,7 +505,12 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 	}
 
 	if (admin_is_console_db(c->db_name)) {
+		/* The console stays reachable (on the unix socket) while shutting down. */
 		start_console_login(c);
+		return;
+	}
+	if (w->shutdown != WORKER_RUNNING) {
+		client_fail(c, SQLSTATE_CANNOT_CONNECT_NOW, "pooler is shutting down");
 		return;
 	}
 	const struct config_database *dbc = config_find_database(w->cfg, c->db_name);

@@ -244,15 +244,18 @@ int listener_start_all(struct worker *w)
 	return rc;
 }
 
-void listener_stop_all(struct worker *w)
+void listener_stop(struct worker *w, bool keep_unix)
 {
-	struct listener *l = w->listeners;
-	w->listeners = NULL;
-	while (l) {
-		struct listener *next = l->next;
+	struct listener **link = &w->listeners;
+	while (*link) {
+		struct listener *l = *link;
+		if (keep_unix && l->is_unix) {
+			link = &l->next;
+			continue;
+		}
+		*link = l->next;
 		if (l->is_unix)
 			unlink(l->name);
 		uv_close((uv_handle_t *)&l->poll, on_closed);
-		l = next;
 	}
 }

@@ -230,14 +230,49 @@ static void on_signal(uv_signal_t *h, int signum)
 			worker_begin_shutdown(w, WORKER_WAIT_SERVERS);
 		}
 		break;
+	case SIGQUIT:
+		log_info("SIGQUIT: exiting now");
+		worker_begin_shutdown(w, WORKER_EXIT);
+		break;
+	case SIGUSR1:
+		if (w->paused_all) {
+			log_info("SIGUSR1: already paused");
+		} else {
+			log_info("SIGUSR1: pausing all databases (as PAUSE)");
+			w->paused_all = true;
+		}
+		break;
+	case SIGUSR2:
+		if (w->shutdown != WORKER_RUNNING)
+			log_info("got SIGUSR2 while shutting down, ignoring");
+		else if (worker_resume_all(w))
+			log_info("SIGUSR2: resuming (as RESUME)");
+		else
+			log_info("SIGUSR2: not paused");
+		break;
 	}
+}
+
+bool worker_resume_all(struct worker *w)
+{
+	bool paused = w->paused_all;
+	w->paused_all = false;
+	for (struct db_state *ds = w->db_states; ds; ds = ds->hh.next) {
+		paused = paused || ds->paused;
+		ds->paused = false;
+	}
+	struct pool *p;
+	TAILQ_FOREACH(p, &w->pools, link)
+		worker_schedule_kick(w, p);
+	return paused;
 }
 
 void worker_begin_shutdown(struct worker *w, enum worker_shutdown how)
 {
 	if (how > w->shutdown)
 		w->shutdown = how;
-	listener_stop_all(w);
+	/* While waiting, new logins are refused (pooler is shutting down) except the console's. */
+	listener_stop(w, how != WORKER_EXIT);
 	/* Wake the check step even if no I/O happens. */
 	uv_timer_start(&w->tick, on_tick, 0, TICK_MS);
 	struct pool *p;
@@ -265,7 +300,7 @@ static void finish_exit(struct worker *w)
 	struct pool *p;
 	while ((p = TAILQ_FIRST(&w->pools)) != NULL)
 		pool_free(p);
-	listener_stop_all(w);
+	listener_stop(w, false);
 	http_stop(w);
 	uv_timer_stop(&w->tick);
 	close_handle((uv_handle_t *)&w->tick);
@@ -274,6 +309,9 @@ static void finish_exit(struct worker *w)
 	close_handle((uv_handle_t *)&w->sig_term);
 	close_handle((uv_handle_t *)&w->sig_int);
 	close_handle((uv_handle_t *)&w->sig_hup);
+	close_handle((uv_handle_t *)&w->sig_quit);
+	close_handle((uv_handle_t *)&w->sig_usr1);
+	close_handle((uv_handle_t *)&w->sig_usr2);
 }
 
 static int load_userlist(const struct config *cfg, struct auth_userlist **out)
@@ -400,7 +438,11 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg)
 	uv_signal_init(loop, &w->sig_term);
 	uv_signal_init(loop, &w->sig_int);
 	uv_signal_init(loop, &w->sig_hup);
+	uv_signal_init(loop, &w->sig_quit);
+	uv_signal_init(loop, &w->sig_usr1);
+	uv_signal_init(loop, &w->sig_usr2);
 	w->sig_term.data = w->sig_int.data = w->sig_hup.data = w;
+	w->sig_quit.data = w->sig_usr1.data = w->sig_usr2.data = w;
 	return 0;
 }
 
@@ -412,6 +454,9 @@ int worker_start(struct worker *w)
 	uv_signal_start(&w->sig_term, on_signal, SIGTERM);
 	uv_signal_start(&w->sig_int, on_signal, SIGINT);
 	uv_signal_start(&w->sig_hup, on_signal, SIGHUP);
+	uv_signal_start(&w->sig_quit, on_signal, SIGQUIT);
+	uv_signal_start(&w->sig_usr1, on_signal, SIGUSR1);
+	uv_signal_start(&w->sig_usr2, on_signal, SIGUSR2);
 	int rc = listener_start_all(w);
 	if (rc == 0)
 		rc = http_start(w);

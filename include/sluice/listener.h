@@ -27,7 +27,10 @@ struct listener {
 
 /* Opens every listener cfg asks for. Errors are logged and returned. */
 int listener_start_all(struct worker *w) WUR;
-/* Closes all listeners (shutdown): no new clients. */
-void listener_stop_all(struct worker *w);
+/*
+ * Closes the listeners: all of them, or (keep_unix) the TCP ones only, so that
+ * the console stays reachable on the unix socket while a shutdown waits.
+ */
+void listener_stop(struct worker *w, bool keep_unix);
 /* From the worker's tick: resumes accepting once a pause after a failure is over. */
 void listener_tick(struct worker *w, uint64_t now);

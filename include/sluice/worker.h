@@ -112,7 +112,7 @@ struct worker {
 	struct pool_list kick_queue;
 	uv_check_t flush_check;
 	uv_timer_t tick;
-	uv_signal_t sig_term, sig_int, sig_hup;
+	uv_signal_t sig_term, sig_int, sig_hup, sig_quit, sig_usr1, sig_usr2;
 	enum worker_shutdown shutdown;
 	int exit_code;
 };
@@ -164,6 +164,8 @@ int worker_reload(struct worker *w) WUR;
 int worker_set(struct worker *w, const char *key, const char *value,
 	       struct config_error *err) WUR;
 void worker_begin_shutdown(struct worker *w, enum worker_shutdown how);
+/* RESUME of everything (console, SIGUSR2); false when nothing was paused. */
+bool worker_resume_all(struct worker *w);
 
 /* Queues s for the flush step of this loop iteration. */
 void worker_schedule_flush(struct worker *w, struct stream *s);

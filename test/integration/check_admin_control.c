@@ -470,6 +470,46 @@ START_TEST(test_shutdown_wait_for_clients_exits_once_clients_are_gone)
 }
 END_TEST
 
+/*
+ * While a shutdown waits, as in PgBouncer: TCP is closed; the unix socket
+ * stays for the console, and refuses other logins with "pooler is shutting
+ * down"; RESUME is refused with the same words.
+ */
+START_TEST(test_shutdown_keeps_the_console_on_the_unix_socket_while_waiting)
+{
+	struct harness_sluice *s = start(NULL);
+	PGconn *app = harness_connect(s, APP_CONN);
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	command_ok(c, "PAUSE app", "PAUSE");
+	command_ok(c, "SHUTDOWN WAIT_FOR_CLIENTS", "SHUTDOWN");
+	char *e = harness_query_error(c, "RESUME");
+	ck_assert_str_eq(e, "08P01 pooler is shutting down");
+	free(e);
+	char *err = harness_connect_error(s, APP_CONN);
+	ck_assert_msg(strstr(err, "refused") || strstr(err, "closed the connection"), "%s", err);
+	free(err);
+	char *unix_app = xasprintf("host=%s " APP_CONN, s->dir);
+	char *unix_console = xasprintf("host=%s " ADMIN_CONN, s->dir);
+	err = harness_connect_error(s, unix_app);
+	ck_assert_msg(strstr(err, "pooler is shutting down"), "%s", err);
+	free(err);
+	PGconn *late = harness_connect(s, unix_console);
+	char *v = harness_query_text(late, "SHOW VERSION");
+	ck_assert_ptr_nonnull(v);
+	free(v);
+	PQfinish(late);
+	PQfinish(c);
+	PQfinish(app);
+	ck_assert_int_eq(harness_sluice_wait(s, 5000), 0);
+	char *sock = xasprintf("%s/.s.PGSQL.%d", s->dir, s->port);
+	ck_assert_msg(access(sock, F_OK) != 0, "%s is left behind", sock);
+	free(sock);
+	free(unix_app);
+	free(unix_console);
+	harness_sluice_free(s);
+}
+END_TEST
+
 START_TEST(test_plain_shutdown_exits_at_once)
 {
 	struct harness_sluice *s = start(NULL);
@@ -666,6 +706,7 @@ static Suite *admin_control_suite(void)
 	suite_add_tcase(suite, tc);
 	tc = harness_tcase("shutdown");
 	tcase_add_test(tc, test_shutdown_wait_for_clients_exits_once_clients_are_gone);
+	tcase_add_test(tc, test_shutdown_keeps_the_console_on_the_unix_socket_while_waiting);
 	tcase_add_test(tc, test_plain_shutdown_exits_at_once);
 	tcase_add_test(tc, test_shutdown_wait_for_servers_exits_once_transactions_end);
 	tcase_add_test(tc, test_shutdown_wait_for_servers_closes_a_client_starting_a_transaction);

@@ -238,6 +238,52 @@ START_TEST(test_sigint_waits_for_open_transaction)
 }
 END_TEST
 
+/* SIGUSR1 pauses as PAUSE does, SIGUSR2 resumes; SIGUSR2 during a shutdown is ignored. */
+START_TEST(test_sigusr1_pauses_and_sigusr2_resumes)
+{
+	struct harness_sluice *s = harness_sluice_start("auth_type = trust\npool_mode = transaction\n", NULL,
+		TRUST_USERLIST);
+	PGconn *conn = harness_connect(s, CONNINFO);
+	harness_expect_answer(conn, "SELECT 1", "1");
+	harness_sluice_signal(s, SIGUSR1);
+	ck_assert(harness_sluice_log_wait(s, "SIGUSR1: pausing", 5000));
+	ck_assert_int_eq(PQsendQuery(conn, "SELECT 2"), 1);
+	harness_sleep_ms(500);
+	ck_assert_int_eq(PQconsumeInput(conn), 1);
+	ck_assert_msg(PQisBusy(conn), "the query ran while paused");
+	harness_sluice_signal(s, SIGUSR2);
+	PGresult *res = PQgetResult(conn);
+	ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+	ck_assert_str_eq(PQgetvalue(res, 0, 0), "2");
+	PQclear(res);
+	ck_assert_ptr_null(PQgetResult(conn));
+	ck_assert(harness_sluice_log_wait(s, "SIGUSR2: resuming", 5000));
+
+	harness_sluice_signal(s, SIGTERM);
+	ck_assert(harness_sluice_log_wait(s, "SIGTERM", 5000));
+	harness_sluice_signal(s, SIGUSR2);
+	ck_assert(harness_sluice_log_wait(s, "got SIGUSR2 while shutting down, ignoring", 5000));
+	harness_expect_answer(conn, "SELECT 3", "3");
+	PQfinish(conn);
+	ck_assert_int_eq(harness_sluice_wait(s, 5000), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/* SIGQUIT exits at once, clients or not (PgBouncer's harness stops it so). */
+START_TEST(test_sigquit_exits_at_once)
+{
+	struct harness_sluice *s = harness_sluice_start("auth_type = trust\n", NULL,
+		TRUST_USERLIST);
+	PGconn *conn = harness_connect(s, CONNINFO);
+	PQclear(PQexec(conn, "BEGIN"));
+	harness_sluice_signal(s, SIGQUIT);
+	ck_assert_int_eq(harness_sluice_wait(s, 5000), 0);
+	PQfinish(conn);
+	harness_sluice_free(s);
+}
+END_TEST
+
 /* ---- the command line ----------------------------------------------------------- */
 
 /* Runs $SLUICE_BIN with args (a shell word list); returns its exit status and output. */
@@ -433,6 +479,8 @@ static Suite *signals_suite(void)
 	tcase_add_test(tc, test_sigterm_serves_connected_client_refuses_new_and_exits_0);
 	tcase_add_test(tc, test_second_sigterm_exits_promptly_with_clients);
 	tcase_add_test(tc, test_sigint_with_idle_client_exits_promptly);
+	tcase_add_test(tc, test_sigusr1_pauses_and_sigusr2_resumes);
+	tcase_add_test(tc, test_sigquit_exits_at_once);
 	tcase_add_test(tc, test_sigint_waits_for_open_transaction);
 	suite_add_tcase(s, tc);
 
