@@ -1419,6 +1419,8 @@ void admin_welcome(struct client *c)
 	pkt_put_ParameterStatus(&out, "standard_conforming_strings", "on");
 	pkt_put_ParameterStatus(&out, "is_superuser", "on");
 	pkt_put_BackendKeyData(&out, c->cancel_pid, c->cancel_key);
+	if (*c->w->cfg->login_notify_message)
+		pkt_put_NoticeResponse(&out, "00000", c->w->cfg->login_notify_message);
 	pkt_put_ReadyForQuery(&out, 'I');
 	stream_write(&c->stream, out.data, out.len);
 	buf_out_deinit(&out);

@@ -179,6 +179,15 @@ void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
 	buf_out_deinit(&out);
 }
 
+void client_notice(struct client *c, const char *text)
+{
+	struct buf_out out;
+	buf_out_init(&out);
+	pkt_put_NoticeResponse(&out, "00000", text);
+	stream_write(&c->stream, out.data, out.len);
+	buf_out_deinit(&out);
+}
+
 /* ---- login ----------------------------------------------------------------- */
 
 /*

@@ -308,6 +308,8 @@ void pool_send_welcome(struct pool *p, struct client *c)
 		pkt_put_ParameterStatus(&out, wp->name, v ? v : wp->value);
 	}
 	pkt_put_BackendKeyData(&out, c->cancel_pid, c->cancel_key);
+	if (*p->w->cfg->login_notify_message)
+		pkt_put_NoticeResponse(&out, "00000", p->w->cfg->login_notify_message);
 	pkt_put_ReadyForQuery(&out, 'I');
 	stream_write(&c->stream, out.data, out.len);
 	buf_out_deinit(&out);
@@ -354,8 +356,16 @@ void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len
 void pool_tick(struct pool *p, uint64_t now)
 {
 	struct client *c = TAILQ_FIRST(&p->waiting), *next;
+	int64_t notify = p->w->cfg->query_wait_notify;
 	for (; c; c = next) {
 		next = TAILQ_NEXT(c, state_link);
+		/* Once per wait (state_since marks its start), as PgBouncer's janitor does. */
+		if (notify > 0 && now - c->state_since >= (uint64_t)notify &&
+		    c->wait_notified_since != c->state_since) {
+			c->wait_notified_since = c->state_since;
+			client_notice(c, "No server connection available in postgres backend, "
+					 "client being queued");
+		}
 		client_tick(c, now);
 	}
 	if (p->n_cl_waiting > 0 || pool_servers_of(p) < pool_min_size_of(p))

@@ -86,6 +86,7 @@ struct client {
 
 	uint64_t connect_time; /* uv_now */
 	uint64_t state_since; /* uv_now at the last state change */
+	uint64_t wait_notified_since; /* state_since of the wait query_wait_notify told it of */
 	uint64_t wait_start_us; /* uv_hrtime/1000 when it started waiting */
 
 	/* relay */
@@ -115,6 +116,8 @@ struct client {
 /* Starts a client on a freshly accepted socket, which it owns from here (listener.c). */
 void client_accept(struct worker *w, int fd, bool is_unix);
 void client_set_state(struct client *c, enum client_state st);
+/* Sends c a NOTICE (00000): only between messages, e.g. while it waits for a server. */
+void client_notice(struct client *c, const char *text);
 /* Ends the connection with an ErrorResponse (FATAL) carrying sqlstate. */
 void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...) PRINTF_LIKE(3, 4);
 /* Ends the connection without a message (EOF, Terminate). */

@@ -85,6 +85,8 @@ struct config {
 	int unix_socket_mode;
 	int listen_backlog;
 	bool so_reuseport;
+	char *login_notify_message; /* "" sends none */
+	int64_t query_wait_notify; /* ms; 0 never */
 	enum auth_type auth_type;
 	char *auth_file;
 	enum pool_mode pool_mode;

@@ -650,6 +650,90 @@ START_TEST(test_query_wait_timeout_fails_waiting_client_and_spares_holder)
 }
 END_TEST
 
+/* ---- notices: login_notify_message, query_wait_notify ------------------------------ */
+
+static void count_notice(void *arg, const PGresult *res)
+{
+	const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	if (m && strstr(m, "client being queued"))
+		(*(int *)arg)++;
+}
+
+/* A client that waits longer than query_wait_notify is told once that it is queued. */
+START_TEST(test_query_wait_notify_tells_a_queued_client_once)
+{
+	struct harness_sluice *s = harness_sluice_start(COMMON "default_pool_size = 1\n"
+							      "query_wait_notify = 0.3\n",
+		NULL, USERLIST);
+	PGconn *holder = harness_connect(s, "dbname=app user=trustuser");
+	PGconn *waiter = harness_connect(s, "dbname=app user=trustuser");
+	int notices = 0;
+	PQsetNoticeReceiver(waiter, count_notice, &notices);
+	PQclear(PQexec(holder, "BEGIN"));
+	ck_assert_int_eq(PQsendQuery(waiter, "SELECT 7"), 1);
+	for (int i = 0; i < 40 && notices == 0; i++) {
+		harness_sleep_ms(50);
+		ck_assert_int_eq(PQconsumeInput(waiter), 1);
+		(void)PQisBusy(waiter); /* parses what arrived: notices reach the receiver */
+	}
+	ck_assert_int_eq(notices, 1);
+	harness_sleep_ms(700);
+	ck_assert_int_eq(PQconsumeInput(waiter), 1);
+	ck_assert_msg(PQisBusy(waiter), "the waiter got a server while the holder has it");
+	PQclear(PQexec(holder, "COMMIT"));
+	PGresult *res = PQgetResult(waiter);
+	ck_assert_str_eq(PQgetvalue(res, 0, 0), "7");
+	PQclear(res);
+	ck_assert_ptr_null(PQgetResult(waiter));
+	ck_assert_int_eq(notices, 1);
+	/* A query that does not wait is told nothing. */
+	harness_expect_answer(waiter, "SELECT 8", "8");
+	ck_assert_int_eq(notices, 1);
+	PQfinish(waiter);
+	PQfinish(holder);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/* The NOTICE of login_notify_message comes after login, before the first ReadyForQuery. */
+static void expect_login_notice(const struct harness_sluice *s, const char *db, const char *want)
+{
+	int fd = harness_raw_connect(s->port);
+	harness_raw_send_startup(fd, "trustuser", db);
+	struct harness_msg m;
+	bool authenticated = false, noticed = false, ready = false;
+	while (!ready && harness_raw_read_msg(fd, &m)) {
+		ck_assert_msg(m.type != 'E', "%s: %s", db, harness_msg_field(&m, 'M'));
+		if (m.type == 'R')
+			authenticated = true;
+		if (m.type == 'N') {
+			ck_assert(authenticated);
+			ck_assert_str_eq(harness_msg_field(&m, 'C'), "00000");
+			ck_assert_str_eq(harness_msg_field(&m, 'M'), want);
+			noticed = true;
+		}
+		ready = m.type == 'Z';
+		free(m.body);
+	}
+	ck_assert_msg(ready && noticed, "%s: ready %d, notice %d", db, ready, noticed);
+	close(fd);
+}
+
+START_TEST(test_login_notify_message_follows_every_login)
+{
+	struct harness_sluice *s = harness_sluice_start(COMMON "admin_users = trustuser\n"
+							      "login_notify_message = You are now "
+							      "connected to a pooler\n",
+		NULL, USERLIST);
+	expect_login_notice(s, "app", "You are now connected to a pooler");
+	expect_login_notice(s, "app", "You are now connected to a pooler"); /* pooled welcome */
+	expect_login_notice(s, "pgbouncer", "You are now connected to a pooler");
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
 static Suite *client_limits_suite(void)
 {
 	Suite *s = suite_create("client_limits");
@@ -674,6 +758,11 @@ static Suite *client_limits_suite(void)
 	tcase_add_test(tc, test_client_login_timeout_spares_a_client_that_logs_in_in_time);
 	tcase_add_test(tc, test_client_idle_timeout_closes_idle_client_only);
 	tcase_add_test(tc, test_query_wait_timeout_fails_waiting_client_and_spares_holder);
+	suite_add_tcase(s, tc);
+
+	tc = harness_tcase("notices");
+	tcase_add_test(tc, test_query_wait_notify_tells_a_queued_client_once);
+	tcase_add_test(tc, test_login_notify_message_follows_every_login);
 	suite_add_tcase(s, tc);
 	return s;
 }
