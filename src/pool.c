@@ -258,10 +258,10 @@ void pool_kick(struct pool *p)
 			struct client *c;
 			while ((c = TAILQ_FIRST(&p->waiting_login)) != NULL)
 				client_fail_with(c, p->last_error.data, p->last_error.len,
-						 "server login has been failing");
+						 p->last_error_reason);
 			while ((c = TAILQ_FIRST(&p->waiting)) != NULL)
 				client_fail_with(c, p->last_error.data, p->last_error.len,
-						 "server login has been failing");
+						 p->last_error_reason);
 		}
 		return;
 	}
@@ -343,6 +343,7 @@ void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len
 	else
 		pkt_put_ErrorResponse(&p->last_error, "FATAL", SQLSTATE_CONNECTION_FAILURE, reason);
 	p->last_error_at = uv_now(p->w->loop);
+	snprintf(p->last_error_reason, sizeof(p->last_error_reason), "%s", reason);
 	p->last_login_ok = false;
 	/* Clients that cannot be greeted without a server learn why now. */
 	struct client *c;

@@ -993,12 +993,14 @@ static void login_read(struct server *s)
 			break;
 		case PKT_ErrorResponse: {
 			struct pkt_error e;
-			char reason[256];
 			if (pkt_parse_error(body, blen, &e) != PKT_OK)
-				e.message = "malformed error";
-			snprintf(reason, sizeof(reason), "server login failed: %s",
-				 e.message ? e.message : "?");
-			slog(LOG_LEVEL_WARNING, s, "%s", reason);
+				e.severity = NULL, e.message = NULL;
+			/* PgBouncer's words: operators grep for them. */
+			char reason[256];
+			snprintf(reason, sizeof(reason), "%s",
+				 e.message ? e.message : "server login failed: malformed error");
+			slog(LOG_LEVEL_WARNING, s, "server login failed: %s %s",
+			     e.severity ? e.severity : "?", reason);
 			pool_server_login_failed(s->pool, msg, h.len, reason);
 			s->logged_in_once = true; /* already reported */
 			stream_consume(st, h.len);
@@ -1066,6 +1068,14 @@ static void on_connected(struct stream *st, int status)
 		return;
 	}
 	struct pool *p = s->pool;
+	if (p->w->cfg->log_connections) {
+		char local[80];
+		stream_local_name(&s->stream, local, sizeof(local));
+		if (strcmp(local, "unix") == 0)
+			slog(LOG_LEVEL_INFO, s, "new connection to server");
+		else
+			slog(LOG_LEVEL_INFO, s, "new connection to server (from %s)", local);
+	}
 	const struct config_database *db = p->db;
 	const char *keys[8], *vals[8];
 	int n = 0;

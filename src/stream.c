@@ -123,7 +123,8 @@ void stream_connect_pipe(struct stream *s, const char *path, stream_connect_cb *
 	uv_pipe_connect(req, &s->h.pipe, path, on_connect);
 }
 
-void stream_peer_name(struct stream *s, char *out, size_t len)
+/* "host:port" of one end of a TCP stream ("unix" for a pipe). */
+static void sock_name(struct stream *s, bool local, char *out, size_t len)
 {
 	if (s->is_pipe) {
 		snprintf(out, len, "unix");
@@ -133,7 +134,9 @@ void stream_peer_name(struct stream *s, char *out, size_t len)
 	int n = sizeof(ss);
 	char host[64] = "?";
 	int port = 0;
-	if (uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &n) == 0) {
+	int rc = local ? uv_tcp_getsockname(&s->h.tcp, (struct sockaddr *)&ss, &n)
+		       : uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &n);
+	if (rc == 0) {
 		if (ss.ss_family == AF_INET) {
 			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
 			uv_ip4_name(a, host, sizeof(host));
@@ -145,6 +148,16 @@ void stream_peer_name(struct stream *s, char *out, size_t len)
 		}
 	}
 	snprintf(out, len, "%s:%d", host, port);
+}
+
+void stream_peer_name(struct stream *s, char *out, size_t len)
+{
+	sock_name(s, false, out, len);
+}
+
+void stream_local_name(struct stream *s, char *out, size_t len)
+{
+	sock_name(s, true, out, len);
 }
 
 static void finish_close(struct stream *s);

@@ -114,6 +114,8 @@ void stream_connect_pipe(struct stream *s, const char *path, stream_connect_cb *
 
 /* "1.2.3.4:5678" of the peer, or "unix". */
 void stream_peer_name(struct stream *s, char *out, size_t len);
+/* The same for this end of the connection. */
+void stream_local_name(struct stream *s, char *out, size_t len);
 
 void stream_read_start(struct stream *s);
 /*

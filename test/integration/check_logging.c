@@ -78,10 +78,30 @@ START_TEST(test_text_log_has_tagged_login_and_close_with_reason)
 	ck_assert_msg(count_lines(log, "C-1 app/trustuser@127.0.0.1:",
 				  "closing because: client sent Terminate") == 1,
 		      "%s", log);
-	/* The server connection logs with its own tag. */
+	/* The server connection logs with its own tag, in PgBouncer's words. */
+	ck_assert_msg(count_lines(log, "S-2 app/trustuser@127.0.0.1:",
+				  "new connection to server (from 127.0.0.1:") == 1,
+		      "%s", log);
 	ck_assert_msg(count_lines(log, "S-2 app/trustuser@127.0.0.1:", "login succeeded") == 1,
 		      "%s", log);
 	free(log);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/* A server that refuses the login: logged as PgBouncer logs it, and so is the client's end. */
+START_TEST(test_server_login_failure_is_logged_in_pgbouncers_words)
+{
+	struct harness_sluice *s = harness_sluice_start("auth_type = trust\n",
+		"gone = host=@PGHOST@ port=@PGPORT@ dbname=no_such_pg_db\n", USERLIST);
+	char *err = harness_connect_error(s, "dbname=gone user=trustuser");
+	ck_assert_msg(strstr(err, "database \"no_such_pg_db\" does not exist"), "%s", err);
+	free(err);
+	ck_assert(harness_sluice_log_wait(s,
+		"server login failed: FATAL database \"no_such_pg_db\" does not exist", 3000));
+	ck_assert(harness_sluice_log_wait(s,
+		"closing because: database \"no_such_pg_db\" does not exist", 3000));
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
 }
@@ -212,6 +232,7 @@ static Suite *logging_suite(void)
 	TCase *tc = harness_tcase("connections");
 	tcase_add_test(tc, test_text_log_has_tagged_login_and_close_with_reason);
 	tcase_add_test(tc, test_refused_login_logs_the_reason);
+	tcase_add_test(tc, test_server_login_failure_is_logged_in_pgbouncers_words);
 	tcase_add_test(tc, test_json_log_is_one_object_per_line_with_connection_fields);
 	tcase_add_test(tc, test_log_connections_and_disconnections_off_log_neither);
 	tcase_add_loop_test(tc, test_newline_in_user_name_cannot_forge_a_log_line, 0,
