@@ -22,9 +22,17 @@ struct pool *pool_get(struct worker *w, const char *db_name, const char *user_na
 		      const struct config_database *db)
 {
 	struct pool *p;
-	TAILQ_FOREACH(p, &w->pools, link)
-		if (strcmp(p->db_name, db_name) == 0 && strcmp(p->user_name, user_name) == 0)
+	bool new_db = true;
+	TAILQ_FOREACH(p, &w->pools, link) {
+		if (strcmp(p->db_name, db_name) != 0)
+			continue;
+		if (strcmp(p->user_name, user_name) == 0)
 			return p;
+		new_db = false;
+	}
+	/* PgBouncer's words for the first use of a name through [databases] "*". */
+	if (new_db && db == w->cfg->fallback)
+		log_info("registered new auto-database: %s", db_name);
 	p = xcalloc(1, sizeof(*p));
 	p->w = w;
 	p->db_name = xstrdup(db_name);

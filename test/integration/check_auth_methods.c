@@ -422,6 +422,12 @@ START_TEST(test_client_fallback_entry_serves_any_database_name)
 	assert_connect_fails_with(s, "dbname=authit_nowhere user=trustuser",
 		"database \"authit_nowhere\" does not exist");
 	assert_logs_in_as(s, "dbname=app user=trustuser", "trustuser", "app");
+	/* Each name's first use is logged once, in PgBouncer's words. */
+	char *log = harness_sluice_log(s);
+	const char *first = strstr(log, "registered new auto-database: app");
+	ck_assert_msg(first && !strstr(first + 1, "registered new auto-database: app"), "%s", log);
+	ck_assert_msg(strstr(log, "registered new auto-database: postgres"), "%s", log);
+	free(log);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
 }
