@@ -189,14 +189,15 @@ void log_write(enum log_level lvl, const struct log_conn *conn, const char *fmt,
 	} else {
 		n = append(line, cap, n, "%s %d %s ", ts, (int)getpid(), level_names[lvl]);
 		if (conn) {
-			n = append(line, cap, n, "%c-%llu ", conn->kind,
+			/* PgBouncer's layout, which operators' patterns match: "C-17: db/user@addr msg". */
+			n = append(line, cap, n, "%c-%llu: ", conn->kind,
 				   (unsigned long long)conn->id);
 			n = text_escape(line, cap, n, conn->db ? conn->db : "(nodb)");
 			n = append(line, cap, n, "/");
 			n = text_escape(line, cap, n, conn->user ? conn->user : "(nouser)");
 			n = append(line, cap, n, "@");
 			n = text_escape(line, cap, n, conn->addr ? conn->addr : "?");
-			n = append(line, cap, n, ": ");
+			n = append(line, cap, n, " ");
 		}
 		n = text_escape(line, cap, n, msg);
 	}

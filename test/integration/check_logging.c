@@ -73,16 +73,16 @@ START_TEST(test_text_log_has_tagged_login_and_close_with_reason)
 	ck_assert(harness_sluice_log_wait(s, "closing because: client sent Terminate", 3000));
 	char *log = harness_sluice_log(s);
 	/* Login and close of the same client, with its tag and address. */
-	ck_assert_msg(count_lines(log, "C-1 app/trustuser@127.0.0.1:", "login attempt") == 1,
+	ck_assert_msg(count_lines(log, "C-1: app/trustuser@127.0.0.1:", "login attempt") == 1,
 		      "%s", log);
-	ck_assert_msg(count_lines(log, "C-1 app/trustuser@127.0.0.1:",
+	ck_assert_msg(count_lines(log, "C-1: app/trustuser@127.0.0.1:",
 				  "closing because: client sent Terminate") == 1,
 		      "%s", log);
 	/* The server connection logs with its own tag, in PgBouncer's words. */
-	ck_assert_msg(count_lines(log, "S-2 app/trustuser@127.0.0.1:",
+	ck_assert_msg(count_lines(log, "S-2: app/trustuser@127.0.0.1:",
 				  "new connection to server (from 127.0.0.1:") == 1,
 		      "%s", log);
-	ck_assert_msg(count_lines(log, "S-2 app/trustuser@127.0.0.1:", "login succeeded") == 1,
+	ck_assert_msg(count_lines(log, "S-2: app/trustuser@127.0.0.1:", "login succeeded") == 1,
 		      "%s", log);
 	free(log);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
