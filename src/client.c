@@ -1000,6 +1000,8 @@ void client_tick(struct client *c, uint64_t now)
 {
 	const struct config *cfg = c->w->cfg;
 	uint64_t age = now - c->state_since;
+	const struct config_user *u;
+	int64_t limit;
 	switch (c->state) {
 	case CLIENT_LOGIN:
 	case CLIENT_WAITING_LOGIN:
@@ -1007,13 +1009,25 @@ void client_tick(struct client *c, uint64_t now)
 			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "client_login_timeout");
 		break;
 	case CLIENT_WAITING:
-		if (cfg->query_wait_timeout && age >= (uint64_t)cfg->query_wait_timeout) {
+		/*
+		 * As PgBouncer: the global query_timeout bounds a wait too (a query
+		 * that never got a server has run that long, as far as its client
+		 * knows); query_wait_timeout comes from [users], [databases] or the
+		 * global value.
+		 */
+		u = config_find_user(cfg, c->user_name);
+		limit = config_query_wait_timeout(cfg, u, c->pool->db);
+		if (cfg->query_timeout && age >= (uint64_t)cfg->query_timeout) {
+			c->pool->stats.timeout_count++;
+			client_fail(c, SQLSTATE_QUERY_CANCELED, "query_timeout");
+		} else if (limit && age >= (uint64_t)limit) {
 			c->pool->stats.timeout_count++;
 			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "query_wait_timeout");
 		}
 		break;
 	case CLIENT_IDLE:
-		if (cfg->client_idle_timeout && age >= (uint64_t)cfg->client_idle_timeout)
+		limit = config_client_idle_timeout(cfg, config_find_user(cfg, c->user_name));
+		if (limit && age >= (uint64_t)limit)
 			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "client_idle_timeout");
 		break;
 	default:

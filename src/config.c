@@ -371,6 +371,12 @@ static const struct setting settings[] = {
 	  "close a client that has not logged in within this time"),
 	S(idle_transaction_timeout, ST_DURATION, "0", RELOAD, 0, 0,
 	  "close a client idle in a transaction this long; 0 never"),
+	S(transaction_timeout, ST_DURATION, "0", RELOAD, 0, 0,
+	  "close a client whose transaction has been open this long; 0 never"),
+	S(pool_idle_timeout, ST_DURATION, "0", RELOAD, 0, 0,
+	  "forget a pool with no clients and no servers for this long; 0 never"),
+	S(server_fast_close, ST_BOOL, "0", RELOAD, 0, 0,
+	  "session mode: close a server marked for closing as soon as its transaction ends"),
 	S(ignore_startup_parameters, ST_LIST, "extra_float_digits", RELOAD, 0, 0,
 	  "startup parameters accepted from clients and not passed on"),
 	S(track_extra_parameters, ST_LIST, "IntervalStyle", RELOAD, 0, 0,
@@ -438,11 +444,9 @@ static const char *const unimplemented_settings[] = {
 	"job_name",
 	"peer_id",
 	"pkt_buf",
-	"pool_idle_timeout",
 	"resolv_conf",
 	"sbuf_loopcnt",
 	"scram_iterations",
-	"server_fast_close",
 	"server_round_robin",
 	"server_tls13_ciphers",
 	"server_tls_ca_file",
@@ -458,7 +462,6 @@ static const char *const unimplemented_settings[] = {
 	"syslog_ident",
 	"tcp_defer_accept",
 	"tcp_socket_buffer",
-	"transaction_timeout",
 	"unix_socket_group",
 	"user",
 };
@@ -842,7 +845,7 @@ static const struct entry_key database_keys[] = {
 	{ "auth_dbname", EK_UNIMPLEMENTED, 0, 0 },
 	{ "load_balance_hosts", EK_UNIMPLEMENTED, 0, 0 },
 	{ "target_session_attrs", EK_UNIMPLEMENTED, 0, 0 },
-	{ "query_wait_timeout", EK_UNIMPLEMENTED, 0, 0 },
+	{ "query_wait_timeout", EK_DURATION, D(query_wait_timeout), 0 },
 };
 #undef D
 
@@ -852,12 +855,12 @@ static const struct entry_key user_keys[] = {
 	{ "pool_size", EK_INT, U(pool_size), 1 },
 	{ "max_user_connections", EK_INT, U(max_user_connections), 0 },
 	{ "max_user_client_connections", EK_INT, U(max_user_client_connections), 0 },
-	{ "reserve_pool_size", EK_UNIMPLEMENTED, 0, 0 },
-	{ "query_timeout", EK_UNIMPLEMENTED, 0, 0 },
-	{ "query_wait_timeout", EK_UNIMPLEMENTED, 0, 0 },
-	{ "idle_transaction_timeout", EK_UNIMPLEMENTED, 0, 0 },
-	{ "transaction_timeout", EK_UNIMPLEMENTED, 0, 0 },
-	{ "client_idle_timeout", EK_UNIMPLEMENTED, 0, 0 },
+	{ "reserve_pool_size", EK_INT, U(reserve_pool_size), 0 },
+	{ "query_timeout", EK_DURATION, U(query_timeout), 0 },
+	{ "query_wait_timeout", EK_DURATION, U(query_wait_timeout), 0 },
+	{ "idle_transaction_timeout", EK_DURATION, U(idle_transaction_timeout), 0 },
+	{ "transaction_timeout", EK_DURATION, U(transaction_timeout), 0 },
+	{ "client_idle_timeout", EK_DURATION, U(client_idle_timeout), 0 },
 };
 #undef U
 
@@ -1026,6 +1029,7 @@ static int add_database(struct load *ld, const char *name, const char *value, bo
 	db->max_db_client_connections = -1;
 	db->pool_mode = -1;
 	db->server_lifetime = -1;
+	db->query_wait_timeout = -1;
 	db->line = ld->line;
 
 	if (kv_tokenize(value, &kvs, msg) < 0)
@@ -1109,6 +1113,12 @@ static int add_user(struct load *ld, const char *name, const char *value)
 	u->pool_size = -1;
 	u->max_user_connections = -1;
 	u->max_user_client_connections = -1;
+	u->reserve_pool_size = -1;
+	u->query_timeout = -1;
+	u->idle_transaction_timeout = -1;
+	u->transaction_timeout = -1;
+	u->client_idle_timeout = -1;
+	u->query_wait_timeout = -1;
 	u->line = ld->line;
 
 	if (kv_tokenize(value, &kvs, msg) < 0)
@@ -1118,8 +1128,10 @@ static int add_user(struct load *ld, const char *name, const char *value)
 			entry_key_find(user_keys, ARRAY_SIZE(user_keys), kvs.items[i].key);
 		if (!k) {
 			snprintf(msg, sizeof(msg),
-				 "unknown key \"%s\" (known: pool_mode, pool_size, "
-				 "max_user_connections, max_user_client_connections)",
+				 "unknown key \"%s\" (known: pool_mode, pool_size, reserve_pool_size, "
+				 "max_user_connections, max_user_client_connections, query_timeout, "
+				 "query_wait_timeout, idle_transaction_timeout, transaction_timeout, "
+				 "client_idle_timeout)",
 				 kvs.items[i].key);
 			goto fail;
 		}
@@ -1654,6 +1666,43 @@ int config_user_client_limit(const struct config *cfg, const char *user)
 	if (u && u->max_user_client_connections > 0)
 		return u->max_user_client_connections;
 	return cfg->max_user_client_connections;
+}
+
+/* A [users] timeout overrides the global one only when above 0, as in PgBouncer. */
+static int64_t user_over_global(int64_t user_value, int64_t global)
+{
+	return user_value > 0 ? user_value : global;
+}
+
+int64_t config_query_timeout(const struct config *cfg, const struct config_user *u)
+{
+	return user_over_global(u ? u->query_timeout : -1, cfg->query_timeout);
+}
+
+int64_t config_idle_transaction_timeout(const struct config *cfg, const struct config_user *u)
+{
+	return user_over_global(u ? u->idle_transaction_timeout : -1,
+				cfg->idle_transaction_timeout);
+}
+
+int64_t config_transaction_timeout(const struct config *cfg, const struct config_user *u)
+{
+	return user_over_global(u ? u->transaction_timeout : -1, cfg->transaction_timeout);
+}
+
+int64_t config_client_idle_timeout(const struct config *cfg, const struct config_user *u)
+{
+	return user_over_global(u ? u->client_idle_timeout : -1, cfg->client_idle_timeout);
+}
+
+int64_t config_query_wait_timeout(const struct config *cfg, const struct config_user *u,
+				  const struct config_database *db)
+{
+	if (u && u->query_wait_timeout >= 0)
+		return u->query_wait_timeout;
+	if (db && db->query_wait_timeout >= 0)
+		return db->query_wait_timeout;
+	return cfg->query_wait_timeout;
 }
 
 bool config_list_contains(const char *list, const char *name)

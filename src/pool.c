@@ -51,6 +51,7 @@ struct pool *pool_get(struct worker *w, const char *db_name, const char *user_na
 	param_set_init(&p->welcome);
 	param_set_init(&p->defaults);
 	buf_out_init(&p->last_error);
+	p->last_active = uv_now(w->loop);
 	TAILQ_INSERT_TAIL(&w->pools, p, link);
 	return p;
 }
@@ -85,14 +86,14 @@ bool pool_is_empty(const struct pool *p)
  * database with a forced user takes that user's pool_size and pool_mode, not
  * those of whoever connected (PgBouncer's test_pool_size).
  */
-static const struct config_user *user_cfg(const struct pool *p)
+const struct config_user *pool_user_cfg(const struct pool *p)
 {
 	return config_find_user(p->w->cfg, p->server_user);
 }
 
 enum pool_mode pool_mode_of(const struct pool *p)
 {
-	const struct config_user *u = user_cfg(p);
+	const struct config_user *u = pool_user_cfg(p);
 	if (u && u->pool_mode >= 0)
 		return (enum pool_mode)u->pool_mode;
 	if (p->db->pool_mode >= 0)
@@ -102,7 +103,7 @@ enum pool_mode pool_mode_of(const struct pool *p)
 
 int pool_size_of(const struct pool *p)
 {
-	const struct config_user *u = user_cfg(p);
+	const struct config_user *u = pool_user_cfg(p);
 	if (u && u->pool_size >= 0)
 		return u->pool_size;
 	if (p->db->pool_size >= 0)
@@ -115,8 +116,12 @@ int pool_min_size_of(const struct pool *p)
 	return p->db->min_pool_size >= 0 ? p->db->min_pool_size : p->w->cfg->min_pool_size;
 }
 
+/* [users] over [databases] over the global value, as PgBouncer's pool_res_pool_size. */
 static int reserve_size_of(const struct pool *p)
 {
+	const struct config_user *u = pool_user_cfg(p);
+	if (u && u->reserve_pool_size >= 0)
+		return u->reserve_pool_size;
 	return p->db->reserve_pool_size >= 0 ? p->db->reserve_pool_size
 					     : p->w->cfg->reserve_pool_size;
 }
@@ -143,7 +148,7 @@ static int max_db_of(const struct pool *p)
 
 static int max_user_of(const struct pool *p)
 {
-	const struct config_user *u = user_cfg(p);
+	const struct config_user *u = pool_user_cfg(p);
 	if (u && u->max_user_connections >= 0)
 		return u->max_user_connections;
 	return p->w->cfg->max_user_connections;
@@ -362,6 +367,29 @@ void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len
 
 /* ---- periodic work --------------------------------------------------------------- */
 
+/*
+ * pool_idle_timeout, as PgBouncer: a pool with no clients and no servers for
+ * that long is freed (its statistics go with it). Not the console's, and not
+ * one with a forced user and min_pool_size, which sluice would only open
+ * again to keep its servers warm. Returns whether p was freed.
+ */
+static bool free_if_idle(struct pool *p, uint64_t now)
+{
+	int64_t timeout = p->w->cfg->pool_idle_timeout;
+	if (!pool_is_empty(p) || p->is_admin ||
+	    (pool_min_size_of(p) > 0 && p->db->user != NULL)) {
+		p->last_active = now;
+		return false;
+	}
+	if (timeout <= 0 || now - p->last_active <= (uint64_t)timeout)
+		return false;
+	log_info("cleaning up idle pool for user %s on db %s because: pool idle timeout "
+		 "(age= %llus)",
+		 p->user_name, p->db_name, (unsigned long long)((now - p->last_active) / 1000));
+	pool_free(p);
+	return true;
+}
+
 void pool_tick(struct pool *p, uint64_t now)
 {
 	struct client *c = TAILQ_FIRST(&p->waiting), *next;
@@ -377,6 +405,8 @@ void pool_tick(struct pool *p, uint64_t now)
 		}
 		client_tick(c, now);
 	}
+	if (free_if_idle(p, now))
+		return;
 	if (p->n_cl_waiting > 0 || pool_servers_of(p) < pool_min_size_of(p))
 		worker_schedule_kick(p->w, p);
 }
@@ -388,11 +418,24 @@ void pool_reconfigure(struct pool *p)
 	if (!db)
 		return; /* the caller closes the pool's connections */
 #define CHANGED(f) ((old->f == NULL) != (db->f == NULL) || (old->f && strcmp(old->f, db->f) != 0))
-	if (CHANGED(host) || CHANGED(dbname) || CHANGED(user) || CHANGED(password) ||
-	    CHANGED(connect_query) || old->port != db->port)
-		p->config_changed = true;
+	bool changed = CHANGED(host) || CHANGED(dbname) || CHANGED(user) || CHANGED(password) ||
+		       CHANGED(connect_query) || old->port != db->port;
 #undef CHANGED
 	p->db = db;
+	/*
+	 * The servers open now were made for the old settings: each closes when
+	 * released (at once if idle, or with server_fast_close as soon as its
+	 * session is between transactions). Servers opened from now on are not
+	 * affected.
+	 */
+	if (changed) {
+		struct server *s, *next;
+		for (s = server_next(p->w, NULL); s; s = next) {
+			next = server_next(p->w, s);
+			if (s->pool == p && s->state != SERVER_CLOSED)
+				server_mark_close_needed(s);
+		}
+	}
 }
 
 const char *pool_param_of(const struct pool *p, const struct client *c, const char *name)

@@ -359,7 +359,10 @@ void server_close(struct server *s, const char *reason)
 	struct pool *p = s->pool;
 	struct worker *w = s->w;
 	bool was_login = s->state == SERVER_LOGIN;
-	slog(LOG_LEVEL_INFO, s, "closing server: %s", reason);
+	/* PgBouncer's line, which operators grep for; log_disconnections covers servers too. */
+	slog(w->cfg->log_disconnections ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, s,
+	     "closing because: %s (age=%llus)", reason,
+	     (unsigned long long)((uv_now(w->loop) - s->connect_time) / 1000));
 	struct client *c = s->client;
 	if (c) {
 		s->client = NULL;
@@ -426,8 +429,8 @@ static void after_release(struct server *s, bool run_reset)
 		server_set_state(s, SERVER_BEING_CANCELED);
 		return;
 	}
-	if (s->close_needed || p->config_changed) {
-		close_because(s, STATS_CLOSE_reload, "configuration changed");
+	if (s->close_needed) {
+		close_because(s, STATS_CLOSE_reload, "database configuration changed");
 		return;
 	}
 	if (expired(s, now)) {
@@ -1192,6 +1195,62 @@ void server_connect(struct pool *p)
 	}
 }
 
+/*
+ * Ends a linked server together with its client: the client gets reason
+ * (PgBouncer's words) as a FATAL error with sqlstate, and the server is
+ * closed with the same reason in the log, whatever state its session is in.
+ */
+static void end_with_client(struct server *s, enum stats_close_reason why, const char *sqlstate,
+			    const char *reason)
+{
+	struct client *c = s->client;
+	s->client = NULL;
+	c->server = NULL;
+	client_fail(c, sqlstate, "%s", reason);
+	close_because(s, why, reason);
+}
+
+/*
+ * The timeouts of a linked server, in PgBouncer's order (query, idle
+ * transaction, transaction), each from the [users] entry of the pool or the
+ * global value; then server_fast_close. A query still running is cancelled
+ * on PostgreSQL as well: a backend busy in a query does not notice that its
+ * socket was closed, and would run on. The CancelRequest goes on a
+ * connection of its own, which outlives this server.
+ */
+static void tick_linked(struct server *s, uint64_t now)
+{
+	const struct config *cfg = s->w->cfg;
+	const struct config_user *u = pool_user_cfg(s->pool);
+	int64_t query = config_query_timeout(cfg, u);
+	int64_t idle_xact = config_idle_transaction_timeout(cfg, u);
+	int64_t xact = config_transaction_timeout(cfg, u);
+	bool ready = s->rq_len == 0 && s->txn_status == 'I';
+	struct client *c = s->client;
+
+	if (query && s->rq_len > 0 && now - s->busy_since >= (uint64_t)query) {
+		cancel_request(s->w, c->cancel_pid, c->cancel_key);
+		end_with_client(s, STATS_CLOSE_other, SQLSTATE_QUERY_CANCELED, "query timeout");
+	} else if (idle_xact && s->rq_len == 0 && s->txn_status != 'I' &&
+		   now - s->last_rfq >= (uint64_t)idle_xact) {
+		end_with_client(s, STATS_CLOSE_other, SQLSTATE_IDLE_IN_TRANSACTION_TIMEOUT,
+				"idle transaction timeout");
+	} else if (xact && !ready && (uv_hrtime() - s->xact_start_ns) / 1000000 >= (uint64_t)xact) {
+		if (s->rq_len > 0)
+			cancel_request(s->w, c->cancel_pid, c->cancel_key);
+		end_with_client(s, STATS_CLOSE_other, SQLSTATE_TRANSACTION_TIMEOUT,
+				"transaction timeout");
+	} else if (cfg->server_fast_close && s->close_needed && server_is_clean(s)) {
+		/*
+		 * Session mode only in effect: in the other modes a clean server
+		 * has already been released, and closed there. The client loses
+		 * its session, never a transaction.
+		 */
+		end_with_client(s, STATS_CLOSE_reload, SQLSTATE_ADMIN_SHUTDOWN,
+				"database configuration changed");
+	}
+}
+
 void server_tick(struct server *s, uint64_t now)
 {
 	const struct config *cfg = s->w->cfg;
@@ -1202,8 +1261,8 @@ void server_tick(struct server *s, uint64_t now)
 			server_close(s, "server_connect_timeout reached");
 		break;
 	case SERVER_IDLE:
-		if (s->close_needed || s->pool->config_changed)
-			close_because(s, STATS_CLOSE_reload, "configuration changed");
+		if (s->close_needed)
+			close_because(s, STATS_CLOSE_reload, "database configuration changed");
 		else if (expired(s, now))
 			close_because(s, STATS_CLOSE_lifetime, "server_lifetime reached");
 		else if (s->idle_timeout_ms && now - s->idle_since >= s->idle_timeout_ms &&
@@ -1221,22 +1280,8 @@ void server_tick(struct server *s, uint64_t now)
 			server_close(s, "a cancel request sent for it did not finish");
 		break;
 	case SERVER_ACTIVE:
-		if (!s->client)
-			break;
-		if (cfg->query_timeout && s->rq_len > 0 &&
-		    now - s->busy_since >= (uint64_t)cfg->query_timeout) {
-			/*
-			 * Cancel it on PostgreSQL as well: a backend busy in a query does
-			 * not notice that its socket was closed, and would run on. The
-			 * CancelRequest is sent on a connection of its own, which
-			 * outlives this server.
-			 */
-			cancel_request(s->w, s->client->cancel_pid, s->client->cancel_key);
-			client_fail(s->client, SQLSTATE_QUERY_CANCELED, "query_timeout");
-		} else if (cfg->idle_transaction_timeout && s->rq_len == 0 && s->txn_status != 'I' &&
-			 now - s->last_rfq >= (uint64_t)cfg->idle_transaction_timeout)
-			client_fail(s->client, SQLSTATE_IDLE_IN_TRANSACTION_TIMEOUT,
-				    "idle transaction timeout");
+		if (s->client)
+			tick_linked(s, now);
 		break;
 	default:
 		break;
@@ -1254,7 +1299,7 @@ void server_mark_close_needed(struct server *s)
 {
 	s->close_needed = true;
 	if (s->state == SERVER_IDLE)
-		close_because(s, STATS_CLOSE_reload, "RECONNECT requested");
+		close_because(s, STATS_CLOSE_reload, "database configuration changed");
 }
 
 void server_info(const struct server *s, struct conn_info *out)
@@ -1298,7 +1343,7 @@ void server_info(const struct server *s, struct conn_info *out)
 	out->connect_time = now_s - (now_ms - s->connect_time) / 1000;
 	uint64_t req = s->state == SERVER_IDLE ? s->idle_since : s->busy_since;
 	out->request_time = now_s - (now_ms - (req ? req : s->connect_time)) / 1000;
-	out->close_needed = s->close_needed || s->pool->config_changed;
+	out->close_needed = s->close_needed;
 	out->ptr = s;
 	out->link = s->client;
 	out->remote_pid = (int)s->be_pid;

@@ -53,6 +53,7 @@ struct config_database {
 	int reserve_pool_size;
 	int max_db_connections;
 	int max_db_client_connections; /* -1 unset; 0 too means the global value (as PgBouncer) */
+	int64_t query_wait_timeout; /* ms, -1 unset; 0 is a value (never) */
 	int pool_mode; /* enum pool_mode or -1 */
 	int64_t server_lifetime; /* ms, -1 unset */
 	char *connect_query;
@@ -71,6 +72,16 @@ struct config_user {
 	int pool_size; /* -1 unset */
 	int max_user_connections; /* -1 unset */
 	int max_user_client_connections; /* -1 unset; 0 too means the global value (as PgBouncer) */
+	int reserve_pool_size; /* -1 unset */
+	/*
+	 * Timeouts in ms, -1 unset. As in PgBouncer, 0 counts as unset for all but
+	 * query_wait_timeout, where 0 is a value (never): see config_*_timeout.
+	 */
+	int64_t query_timeout;
+	int64_t idle_transaction_timeout;
+	int64_t transaction_timeout;
+	int64_t client_idle_timeout;
+	int64_t query_wait_timeout;
 	int line;
 	UT_hash_handle hh;
 };
@@ -117,6 +128,9 @@ struct config {
 	int64_t client_idle_timeout; /* ms */
 	int64_t client_login_timeout; /* ms */
 	int64_t idle_transaction_timeout; /* ms */
+	int64_t transaction_timeout; /* ms */
+	int64_t pool_idle_timeout; /* ms; 0 never */
+	bool server_fast_close;
 	char *ignore_startup_parameters; /* comma-separated */
 	char *track_extra_parameters; /* comma-separated */
 	uint32_t max_packet_size;
@@ -173,6 +187,21 @@ const struct config_user *config_find_user(const struct config *cfg, const char 
  */
 int config_db_client_limit(const struct config *cfg, const struct config_database *db);
 int config_user_client_limit(const struct config *cfg, const char *user);
+
+/*
+ * The timeouts that apply (ms, 0 never), decided as PgBouncer decides them.
+ * u is the [users] entry (NULL: none), db the [databases] entry (NULL: none).
+ * query_timeout, idle_transaction_timeout, transaction_timeout and
+ * client_idle_timeout: the user's value when above 0, else the global one
+ * (there are no per-database values). query_wait_timeout: the user's value
+ * if set (0 included), else the database's if set, else the global one.
+ */
+int64_t config_query_timeout(const struct config *cfg, const struct config_user *u);
+int64_t config_idle_transaction_timeout(const struct config *cfg, const struct config_user *u);
+int64_t config_transaction_timeout(const struct config *cfg, const struct config_user *u);
+int64_t config_client_idle_timeout(const struct config *cfg, const struct config_user *u);
+int64_t config_query_wait_timeout(const struct config *cfg, const struct config_user *u,
+				  const struct config_database *db);
 
 /* true if name is in the comma-separated list (case-insensitive, spaces trimmed). */
 bool config_list_contains(const char *list, const char *name);

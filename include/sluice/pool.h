@@ -73,9 +73,9 @@ struct pool {
 	uint8_t scram_server_key[32];
 	char *client_password;
 
+	uint64_t last_active; /* uv_now of the last tick that found it in use (pool_idle_timeout) */
 	bool is_admin; /* the console's pgbouncer/pgbouncer pseudo-pool: never has servers */
 	bool kick_scheduled;
-	bool config_changed; /* servers close on release after a reload changed the db */
 	struct pool_stats stats;
 	TAILQ_ENTRY(pool) link;
 	TAILQ_ENTRY(pool) kick_link;
@@ -103,6 +103,11 @@ struct pool *pool_get(struct worker *w, const char *db_name, const char *user_na
 		      const struct config_database *db);
 void pool_free(struct pool *p);
 
+/*
+ * The [users] entry whose settings apply to the pool (pool size and mode,
+ * reserve, the server-side timeouts): the server-side user's, or NULL.
+ */
+const struct config_user *pool_user_cfg(const struct pool *p);
 /* Effective settings for this pool: [users] over [databases] over [sluice]. */
 enum pool_mode pool_mode_of(const struct pool *p);
 int pool_size_of(const struct pool *p);
@@ -128,7 +133,10 @@ const char *pool_param_of(const struct pool *p, const struct client *c, const ch
 /* Sends the welcome (AuthenticationOk..ReadyForQuery) to a client. */
 void pool_send_welcome(struct pool *p, struct client *c);
 
-/* Periodic work: wait timeouts, expiry of idle servers, min_pool_size. */
+/*
+ * Periodic work: wait timeouts, min_pool_size, and pool_idle_timeout, which
+ * may free p (callers iterating the pools keep the next one first).
+ */
 void pool_tick(struct pool *p, uint64_t now);
 /* Re-resolve the pool's database entry after a reload. */
 void pool_reconfigure(struct pool *p);

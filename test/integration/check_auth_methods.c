@@ -82,7 +82,7 @@ static int failed_server_logins(const struct harness_sluice *s)
 	int n = 0;
 	for (char *line = strtok(log, "\n"); line; line = strtok(NULL, "\n"))
 		if (strstr(line, " WARNING ") && strstr(line, "server login failed:") &&
-			!strstr(line, "closing server"))
+			!strstr(line, "closing because"))
 			n++;
 	if (getenv("AUTHIT_SHOW_LOG")) {
 		free(log);

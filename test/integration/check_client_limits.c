@@ -2,7 +2,8 @@
  * check_client_limits.c - proves the settings that bound clients rather than
  * servers: max_client_conn, max_db_client_connections,
  * max_user_client_connections, client_login_timeout, client_idle_timeout and
- * query_wait_timeout. Each is shown to act (the right client gets the right
+ * query_wait_timeout (also from [users] and [databases]), and query_timeout
+ * for a client still waiting for a server. Each is shown to act (the right client gets the right
  * error, within a bound) and to spare everyone else (the other clients keep
  * working).
  *
@@ -16,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -729,6 +731,98 @@ START_TEST(test_login_notify_message_follows_every_login)
 	expect_login_notice(s, "app", "You are now connected to a pooler");
 	expect_login_notice(s, "app", "You are now connected to a pooler"); /* pooled welcome */
 	expect_login_notice(s, "pgbouncer", "You are now connected to a pooler");
+
+/* Puts a [users] line in s's ini and reloads it. */
+static void reload_with_user(struct harness_sluice *s, const char *user_line)
+{
+	char *users = xasprintf("[users]\n%s\n", user_line);
+	harness_sluice_edit_ini(s, "[users]\n", users);
+	free(users);
+	harness_sluice_signal(s, SIGHUP);
+	ck_assert(harness_sluice_log_wait(s, "configuration reloaded", 3000));
+}
+
+/* A [users] client_idle_timeout wins over the global value (here: none), for that user. */
+START_TEST(test_client_idle_timeout_per_user)
+{
+	struct harness_sluice *s = harness_sluice_start(COMMON, NULL, USERLIST);
+	reload_with_user(s, "trustuser = client_idle_timeout=0.5");
+	PGconn *idle = harness_connect(s, "dbname=app user=trustuser");
+	PGconn *other = harness_connect(s, "dbname=app user=md5user");
+	harness_expect_answer(idle, "SELECT 1", "1");
+	harness_expect_answer(other, "SELECT 1", "1");
+	long waited = harness_wait_readable(idle, 3000);
+	ck_assert_msg(waited >= 0, "the idle client was not closed");
+	char *err = harness_query_error(idle, "SELECT 1");
+	ck_assert_msg(strstr(err, "client_idle_timeout") != NULL, "%s", err);
+	free(err);
+	harness_expect_answer(other, "SELECT 2", "2");
+	PQfinish(idle);
+	PQfinish(other);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/*
+ * The effective query_wait_timeout, as PgBouncer's test_query_wait_timeout
+ * sets it up: from the global value, [users] over a long global one,
+ * [databases] over a long global one, [users] 0 (wait for ever) over
+ * [databases]; and the global query_timeout ending a wait of its own.
+ */
+static const struct wait_case {
+	const char *ini;
+	const char *db_keys;
+	const char *user_line; /* NULL: none */
+	const char *want; /* error text; NULL: still waiting after 1.2 s */
+} wait_cases[] = {
+	{ "query_wait_timeout = 0.5\n", "", NULL, "query_wait_timeout" },
+	{ "query_wait_timeout = 200\n", "", "trustuser = query_wait_timeout=0.5",
+		"query_wait_timeout" },
+	{ "query_wait_timeout = 200\n", " query_wait_timeout=0.5", NULL, "query_wait_timeout" },
+	{ "query_wait_timeout = 200\n", " query_wait_timeout=0.5", "trustuser = query_wait_timeout=0",
+		NULL },
+	{ "query_wait_timeout = 200\nquery_timeout = 0.5\n", "", NULL, "query_timeout" },
+};
+
+START_TEST(test_query_wait_timeout_from_users_databases_or_global)
+{
+	const struct wait_case *wc = &wait_cases[_i];
+	char *extra = xasprintf(COMMON "default_pool_size = 1\n%s", wc->ini);
+	char *dbs = xasprintf("app = host=@PGHOST@ port=@PGPORT@ dbname=app%s\n", wc->db_keys);
+	struct harness_sluice *s = harness_sluice_start(extra, dbs, USERLIST);
+	free(extra);
+	free(dbs);
+	if (wc->user_line)
+		reload_with_user(s, wc->user_line);
+	PGconn *holder = harness_connect(s, "dbname=app user=trustuser");
+	PGconn *waiter = harness_connect(s, "dbname=app user=trustuser");
+	free(harness_query_text(holder, "BEGIN"));
+	free(harness_query_text(holder, "SELECT 1"));
+
+	ck_assert(PQsendQuery(waiter, "SELECT 'served'"));
+	if (!wc->want) {
+		struct pollfd pfd = { .fd = PQsocket(waiter), .events = POLLIN };
+		ck_assert_msg(poll(&pfd, 1, 1200) == 0, "the waiter was answered");
+		free(harness_query_text(holder, "COMMIT"));
+	} else {
+		long waited = harness_wait_readable(waiter, 3000);
+		ck_assert_msg(waited >= 450 && waited < 2500, "answered after %ld ms", waited);
+	}
+	PGresult *res = PQgetResult(waiter);
+	if (wc->want) {
+		ck_assert_int_eq(PQresultStatus(res), PGRES_FATAL_ERROR);
+		const char *msg = PQresultErrorMessage(res);
+		ck_assert_msg(strstr(msg, wc->want) != NULL, "%s", msg);
+	} else {
+		ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+	}
+	PQclear(res);
+	while ((res = PQgetResult(waiter)) != NULL)
+		PQclear(res);
+	harness_expect_answer(holder, "SELECT 5", "5");
+	PQfinish(holder);
+	PQfinish(waiter);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
 }
@@ -758,6 +852,9 @@ static Suite *client_limits_suite(void)
 	tcase_add_test(tc, test_client_login_timeout_spares_a_client_that_logs_in_in_time);
 	tcase_add_test(tc, test_client_idle_timeout_closes_idle_client_only);
 	tcase_add_test(tc, test_query_wait_timeout_fails_waiting_client_and_spares_holder);
+	tcase_add_test(tc, test_client_idle_timeout_per_user);
+	tcase_add_loop_test(tc, test_query_wait_timeout_from_users_databases_or_global, 0,
+		(int)ARRAY_SIZE(wait_cases));
 	suite_add_tcase(s, tc);
 
 	tc = harness_tcase("notices");

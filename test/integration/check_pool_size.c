@@ -14,6 +14,7 @@
 #include "harness.h"
 
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -326,13 +327,23 @@ END_TEST
  * One client holds the only pool server in a transaction, a second asks for a
  * query. With a reserve it is served by an extra server once it has waited
  * reserve_pool_timeout; without one it keeps waiting until the first commits.
+ * The reserve's size comes from [users] over [databases] over the global
+ * value, as PgBouncer's pool_res_pool_size (a [users] line is put in by a
+ * reload, so that path is proved too).
  */
 static const struct reserve_case {
 	const char *extra;
+	const char *db_keys; /* appended to the app entry */
+	const char *user_line; /* a [users] line, or NULL */
 	bool reserve;
 } reserve_cases[] = {
-	{ "reserve_pool_size = 1\nreserve_pool_timeout = 0.4\n", true },
-	{ "reserve_pool_size = 0\nreserve_pool_timeout = 0.4\n", false },
+	{ "reserve_pool_size = 1\n", "", NULL, true },
+	{ "reserve_pool_size = 0\n", "", NULL, false },
+	{ "reserve_pool_size = 0\n", " reserve_pool=1", NULL, true },
+	{ "reserve_pool_size = 0\n", "", "trustuser = reserve_pool_size=1", true },
+	{ "reserve_pool_size = 1\n", "", "trustuser = reserve_pool_size=0", false },
+	{ "reserve_pool_size = 0\n", " reserve_pool_size=0", "trustuser = reserve_pool_size=1",
+		true },
 };
 
 START_TEST(test_reserve_pool_opens_extra_server_after_timeout)
@@ -340,10 +351,19 @@ START_TEST(test_reserve_pool_opens_extra_server_after_timeout)
 	const struct reserve_case *rc = &reserve_cases[_i];
 	expect_no_servers();
 	char *extra = xasprintf("auth_type = trust\npool_mode = transaction\n"
-				"default_pool_size = 1\n%s",
+				"default_pool_size = 1\nreserve_pool_timeout = 0.4\n%s",
 		rc->extra);
-	struct harness_sluice *s = harness_sluice_start(extra, NULL, USERLIST);
+	char *dbs = xasprintf("app = host=@PGHOST@ port=@PGPORT@ dbname=app%s\n", rc->db_keys);
+	struct harness_sluice *s = harness_sluice_start(extra, dbs, USERLIST);
 	free(extra);
+	free(dbs);
+	if (rc->user_line) {
+		char *users = xasprintf("[users]\n%s\n", rc->user_line);
+		harness_sluice_edit_ini(s, "[users]\n", users);
+		free(users);
+		harness_sluice_signal(s, SIGHUP);
+		ck_assert(harness_sluice_log_wait(s, "configuration reloaded", 3000));
+	}
 
 	PGconn *holder = harness_connect(s, "dbname=app user=trustuser");
 	PGconn *waiter = harness_connect(s, "dbname=app user=trustuser");

@@ -2,7 +2,9 @@
  * check_server_timeouts.c - proves the settings that end or check server
  * connections: server_idle_timeout, server_lifetime, server_connect_timeout
  * (and a database whose server refuses connections), idle_transaction_timeout,
- * query_timeout, and server_check_query with server_check_delay.
+ * query_timeout and transaction_timeout (global, set on the console, and per
+ * user in [users]), server_fast_close, pool_idle_timeout, and
+ * server_check_query with server_check_delay.
  *
  * Server connections are observed in PostgreSQL's pg_stat_activity, by
  * backend pid. server_check_query is observed by making the check itself
@@ -15,6 +17,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define USERLIST "\"trustuser\" \"trustuserpw\"\n"
+#define USERLIST "\"trustuser\" \"trustuserpw\"\n\"md5user\" \"md5userpw\"\n"
 #define COMMON "auth_type = trust\npool_mode = transaction\n"
 #define APP_DB "app = host=@PGHOST@ port=@PGPORT@ dbname=app\n"
 
@@ -240,8 +243,10 @@ START_TEST(test_query_timeout_ends_a_long_query)
 	char *err = harness_query_error(conn, "SELECT pg_sleep(5)");
 	long waited = harness_now_ms() - t0;
 	/* libpq reports the FATAL with the lost connection: its text, not always its SQLSTATE. */
-	ck_assert_msg(strstr(err, "query_timeout") != NULL, "%s", err);
+	ck_assert_msg(strstr(err, "query timeout") != NULL, "%s", err);
 	free(err);
+	/* PgBouncer's log line, which its tests (and operators) grep for. */
+	ck_assert(harness_sluice_log_wait(s, "closing because: query timeout", 2000));
 	ck_assert_msg(waited >= 450 && waited < 2500, "the query ended after %ld ms", waited);
 
 	/* The query does not go on running on PostgreSQL. */
@@ -258,6 +263,276 @@ START_TEST(test_query_timeout_ends_a_long_query)
 	free(v);
 	PQfinish(conn);
 	PQfinish(other);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/* ---- transaction_timeout ---------------------------------------------------------- */
+
+/* Puts a [users] line in s's ini and reloads it. */
+static void reload_with_user(struct harness_sluice *s, const char *user_line)
+{
+	char *users = xasprintf("[users]\n%s\n", user_line);
+	harness_sluice_edit_ini(s, "[users]\n", users);
+	free(users);
+	harness_sluice_signal(s, SIGHUP);
+	ck_assert(harness_sluice_log_wait(s, "configuration reloaded", 3000));
+}
+
+#define ADMIN "admin_users = trustuser\n"
+
+/*
+ * transaction_timeout from the file, from the console's SET, and from a
+ * [users] entry (put in by a reload) over a longer global value: a
+ * transaction open longer is ended, idle or running a query, while a client
+ * outside a transaction, or another user, is not touched.
+ */
+static const struct xact_case {
+	const char *what;
+	const char *ini;
+	const char *set; /* console command, or NULL */
+	const char *user_line; /* [users] line, or NULL */
+} xact_cases[] = {
+	{ "ini", "transaction_timeout = 0.8\n", NULL, NULL },
+	{ "console SET", "", "SET transaction_timeout = 0.8", NULL },
+	{ "[users] over global", "transaction_timeout = 60\n", NULL,
+		"trustuser = transaction_timeout=0.8" },
+};
+
+START_TEST(test_transaction_timeout_ends_a_transaction_open_too_long)
+{
+	const struct xact_case *xc = &xact_cases[_i];
+	char *extra = xasprintf(COMMON ADMIN "%s", xc->ini);
+	struct harness_sluice *s = harness_sluice_start(extra, NULL, USERLIST);
+	free(extra);
+	if (xc->set) {
+		PGconn *admin = harness_connect(s, "dbname=pgbouncer user=trustuser");
+		free(harness_query_text(admin, xc->set));
+		PQfinish(admin);
+	}
+	if (xc->user_line)
+		reload_with_user(s, xc->user_line);
+
+	PGconn *txn = harness_connect(s, "dbname=app user=trustuser");
+	PGconn *outside = harness_connect(s, "dbname=app user=trustuser");
+	PGconn *sleeper = harness_connect(s, "dbname=app user=trustuser");
+	PGconn *other = harness_connect(s, "dbname=app user=md5user");
+	long t0 = harness_now_ms();
+	free(harness_query_text(txn, "BEGIN"));
+	long pid = backend_pid(txn);
+	harness_expect_answer(outside, "SELECT 1", "1");
+	free(harness_query_text(other, "BEGIN"));
+	/* Within the limit the transaction goes on. */
+	harness_sleep_ms(300);
+	harness_expect_answer(txn, "SELECT 2", "2");
+
+	/* A single statement counts as a transaction: cancelled and ended too. */
+	char *err = harness_query_error(sleeper, "SELECT pg_sleep(5)");
+	ck_assert_msg(strstr(err, "transaction timeout") != NULL, "%s: %s", xc->what, err);
+	free(err);
+
+	long waited = harness_wait_readable(txn, 3000) + (harness_now_ms() - t0);
+	ck_assert_msg(waited >= 750, "%s: closed after %ld ms", xc->what, waited);
+	err = harness_query_error(txn, "COMMIT");
+	ck_assert_msg(strstr(err, "transaction timeout") != NULL, "%s: %s", xc->what, err);
+	free(err);
+	ck_assert(harness_sluice_log_wait(s, "closing because: transaction timeout", 2000));
+	ck_assert_msg(wait_backend_gone(pid, 2000), "%s: server %ld lives", xc->what, pid);
+
+	/* Idle outside a transaction for longer is fine; so is the unlimited user. */
+	harness_expect_answer(outside, "SELECT 3", "3");
+	if (xc->user_line)
+		harness_expect_answer(other, "SELECT 4", "4");
+	PQfinish(txn);
+	PQfinish(outside);
+	PQfinish(sleeper);
+	PQfinish(other);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/*
+ * query_timeout and idle_transaction_timeout from [users] win over long
+ * global values, for that user only.
+ */
+static const struct user_case {
+	const char *ini;
+	const char *user_line;
+	const char *sql; /* what trustuser does; it must end with want */
+	const char *want;
+} user_cases[] = {
+	{ "query_timeout = 60\n", "trustuser = query_timeout=0.5", "SELECT pg_sleep(5)",
+		"query timeout" },
+	{ "idle_transaction_timeout = 60\n", "trustuser = idle_transaction_timeout=0.5", NULL,
+		"idle transaction timeout" },
+};
+
+START_TEST(test_user_timeouts_override_the_global_ones)
+{
+	const struct user_case *uc = &user_cases[_i];
+	char *extra = xasprintf(COMMON "%s", uc->ini);
+	struct harness_sluice *s = harness_sluice_start(extra, NULL, USERLIST);
+	free(extra);
+	reload_with_user(s, uc->user_line);
+	PGconn *conn = harness_connect(s, "dbname=app user=trustuser");
+	PGconn *other = harness_connect(s, "dbname=app user=md5user");
+	free(harness_query_text(other, "BEGIN"));
+	long t0 = harness_now_ms();
+	char *err;
+	if (uc->sql) {
+		err = harness_query_error(conn, uc->sql);
+	} else {
+		free(harness_query_text(conn, "BEGIN"));
+		ck_assert_int_ge(harness_wait_readable(conn, 3000), 0);
+		err = harness_query_error(conn, "SELECT 1");
+	}
+	long waited = harness_now_ms() - t0;
+	ck_assert_msg(strstr(err, uc->want) != NULL, "%s", err);
+	free(err);
+	ck_assert_msg(waited >= 450 && waited < 2500, "ended after %ld ms", waited);
+	char *line = xasprintf("closing because: %s", uc->want);
+	ck_assert(harness_sluice_log_wait(s, line, 2000));
+	free(line);
+	/* The other user has the global value. */
+	free(harness_query_text(other, "SELECT pg_sleep(0.7)"));
+	harness_expect_answer(other, "SELECT 1", "1");
+	PQfinish(conn);
+	PQfinish(other);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/* ---- server_fast_close ------------------------------------------------------------ */
+
+/*
+ * Session mode: RECONNECT, or a reload that changes the database, marks the
+ * servers for closing. With server_fast_close a client between transactions
+ * loses its server (and is disconnected) at once, one inside a transaction
+ * when it ends; without it both keep their sessions. Servers opened after
+ * the change are not marked.
+ */
+static const struct fast_case {
+	bool fast;
+	const char *set; /* how server_fast_close is turned on: console SET, or in the ini */
+	const char *trigger; /* "RECONNECT app" or "RELOAD" (after an ini edit) */
+} fast_cases[] = {
+	{ false, NULL, "RECONNECT app" },
+	{ true, "SET server_fast_close = 1", "RECONNECT app" },
+	{ true, NULL, "RELOAD" },
+};
+
+START_TEST(test_server_fast_close_ends_sessions_between_transactions)
+{
+	const struct fast_case *fc = &fast_cases[_i];
+	struct harness_sluice *s = harness_sluice_start(
+		fc->fast && !fc->set ? "auth_type = trust\npool_mode = session\n" ADMIN
+				       "server_fast_close = 1\n"
+				     : "auth_type = trust\npool_mode = session\n" ADMIN,
+		APP_DB, USERLIST);
+	PGconn *admin = harness_connect(s, "dbname=pgbouncer user=trustuser");
+	if (fc->set)
+		free(harness_query_text(admin, fc->set));
+	PGconn *idle = harness_connect(s, "dbname=app user=trustuser");
+	PGconn *txn = harness_connect(s, "dbname=app user=trustuser");
+	long idle_pid = backend_pid(idle);
+	free(harness_query_text(txn, "BEGIN"));
+	free(harness_query_text(txn, "SELECT 1"));
+	if (strcmp(fc->trigger, "RELOAD") == 0)
+		harness_sluice_edit_ini(s, "dbname=app\n", "dbname=app connect_query='SELECT 1'\n");
+	free(harness_query_text(admin, fc->trigger));
+
+	if (!fc->fast) {
+		harness_sleep_ms(800);
+		ck_assert_int_eq(backend_pid(idle), idle_pid);
+		free(harness_query_text(txn, "COMMIT"));
+		harness_sleep_ms(600);
+		harness_expect_answer(txn, "SELECT 2", "2");
+		goto done;
+	}
+	/* Between transactions: closed within a tick or two. */
+	ck_assert_msg(harness_wait_readable(idle, 2000) >= 0, "idle session kept its server");
+	char *err = harness_query_error(idle, "SELECT 1");
+	ck_assert_msg(strstr(err, "database configuration changed") != NULL, "%s", err);
+	free(err);
+	ck_assert(harness_sluice_log_wait(s, "closing because: database configuration changed",
+		2000));
+	ck_assert_msg(wait_backend_gone(idle_pid, 2000), "server %ld lives", idle_pid);
+
+	/* Inside a transaction: untouched until it ends, then closed. */
+	harness_sleep_ms(500);
+	harness_expect_answer(txn, "SELECT 3", "3");
+	free(harness_query_text(txn, "COMMIT"));
+	ck_assert_msg(harness_wait_readable(txn, 2000) >= 0, "session kept its server");
+
+	/* A server opened after the change is an ordinary one. */
+	PGconn *fresh = harness_connect(s, "dbname=app user=trustuser");
+	long fresh_pid = backend_pid(fresh);
+	harness_sleep_ms(700);
+	ck_assert_int_eq(backend_pid(fresh), fresh_pid);
+	PQfinish(fresh);
+done:
+	PQfinish(idle);
+	PQfinish(txn);
+	PQfinish(admin);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/* ---- pool_idle_timeout ------------------------------------------------------------- */
+
+/* Whether SHOW POOLS has a row for database db. */
+static bool pool_listed(PGconn *admin, const char *db)
+{
+	char *v = harness_show_value(admin, "SHOW POOLS", "database", db, "database");
+	bool listed = v != NULL;
+	free(v);
+	return listed;
+}
+
+/*
+ * A pool with no clients and no servers for pool_idle_timeout is freed (SHOW
+ * POOLS no longer lists it) and made again by the next client; one whose
+ * database forces a user and keeps a min_pool_size is never freed.
+ */
+START_TEST(test_pool_idle_timeout_frees_an_empty_pool)
+{
+	int dead_port = harness_free_port();
+	char *dbs = xasprintf(APP_DB "dead = host=127.0.0.1 port=%d dbname=app user=trustuser "
+				     "min_pool_size=1\n",
+		dead_port);
+	struct harness_sluice *s = harness_sluice_start(COMMON ADMIN "pool_idle_timeout = 0.5\n"
+								     "server_idle_timeout = 0.3\n"
+								     "server_login_retry = 0.2\n",
+		dbs, USERLIST);
+	free(dbs);
+	PGconn *admin = harness_connect(s, "dbname=pgbouncer user=trustuser");
+	PGconn *conn = harness_connect(s, "dbname=app user=trustuser");
+	harness_expect_answer(conn, "SELECT 1", "1");
+	free(harness_connect_error(s, "dbname=dead user=trustuser"));
+	ck_assert(pool_listed(admin, "app"));
+	ck_assert(pool_listed(admin, "dead"));
+
+	/* In use (a client connected, idle): kept. */
+	harness_sleep_ms(1000);
+	ck_assert(pool_listed(admin, "app"));
+	PQfinish(conn);
+
+	/* Empty: its server closes after server_idle_timeout, the pool after pool_idle_timeout. */
+	ck_assert(harness_sluice_log_wait(s, "cleaning up idle pool for user trustuser on db app "
+					     "because: pool idle timeout",
+		3000));
+	ck_assert(!pool_listed(admin, "app"));
+	ck_assert(pool_listed(admin, "dead"));
+
+	conn = harness_connect(s, "dbname=app user=trustuser");
+	harness_expect_answer(conn, "SELECT 2", "2");
+	ck_assert(pool_listed(admin, "app"));
+	PQfinish(conn);
+	PQfinish(admin);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
 }
@@ -328,6 +603,16 @@ static Suite *server_timeouts_suite(void)
 	tc = harness_tcase("client_bound");
 	tcase_add_test(tc, test_idle_transaction_timeout_closes_client_and_discards_its_server);
 	tcase_add_test(tc, test_query_timeout_ends_a_long_query);
+	tcase_add_loop_test(tc, test_transaction_timeout_ends_a_transaction_open_too_long, 0,
+		(int)ARRAY_SIZE(xact_cases));
+	tcase_add_loop_test(tc, test_user_timeouts_override_the_global_ones, 0,
+		(int)ARRAY_SIZE(user_cases));
+	suite_add_tcase(s, tc);
+
+	tc = harness_tcase("reconfigure");
+	tcase_add_loop_test(tc, test_server_fast_close_ends_sessions_between_transactions, 0,
+		(int)ARRAY_SIZE(fast_cases));
+	tcase_add_test(tc, test_pool_idle_timeout_frees_an_empty_pool);
 	suite_add_tcase(s, tc);
 
 	tc = harness_tcase("check");

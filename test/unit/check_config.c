@@ -391,13 +391,15 @@ START_TEST(test_config_unimplemented_pgbouncer_key_warns_but_loads)
 				       "[databases]\n"
 				       "app = host=db target_session_attrs=any\n"
 				       "[users]\n"
-				       "bob = query_timeout=5\n"
+				       "bob = query_timeout=5 reserve_pool_size=1\n"
 				       "[peers]\n"
 				       "1 = host=peer1\n",
 				       &path, &err);
 	ck_assert_msg(cfg != NULL, "%s", err.text);
 	ck_assert_int_eq(cfg->listen_port, 6500);
-	ck_assert_uint_eq(cfg->warnings, 5);
+	ck_assert_uint_eq(cfg->warnings, 4);
+	/* [users] timeouts are implemented now: taken, not warned about. */
+	ck_assert_int_eq(config_find_user(cfg, "bob")->query_timeout, 5000);
 	config_free(cfg);
 	log_shutdown();
 
@@ -406,7 +408,6 @@ START_TEST(test_config_unimplemented_pgbouncer_key_warns_but_loads)
 		":3: setting client_tls_sslmode is not implemented by sluice yet and is ignored",
 		":4: setting server_round_robin is not implemented by sluice yet and is ignored",
 		":7: database \"app\": target_session_attrs is not implemented by sluice yet",
-		":9: user \"bob\": query_timeout is not implemented by sluice yet",
 		":10: section [peers] is not implemented by sluice yet and is ignored",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(expect); i++) {
@@ -600,6 +601,72 @@ START_TEST(test_config_users_section_sets_per_user_limits)
 	ck_assert_int_eq(u->max_user_connections, -1);
 	ck_assert_ptr_null(config_find_user(cfg, "carol"));
 	config_free(cfg);
+}
+END_TEST
+
+/*
+ * The timeouts PgBouncer reads per user (and query_wait_timeout per database
+ * too), decided as its janitor decides them: a user's query_timeout,
+ * idle_transaction_timeout, transaction_timeout and client_idle_timeout win
+ * only above 0; query_wait_timeout is user if set (0 included), else
+ * database if set, else global.
+ */
+START_TEST(test_config_timeouts_user_over_database_over_global)
+{
+	struct config_error err;
+	struct config *cfg = load_text(
+		"[sluice]\nquery_timeout = 30\nidle_transaction_timeout = 20\n"
+		"transaction_timeout = 40\nclient_idle_timeout = 50\nquery_wait_timeout = 60\n"
+		"[databases]\n"
+		"waitdb = host=db query_wait_timeout=7\n"
+		"plain = host=db\n"
+		"[users]\n"
+		"alice = query_timeout=1 idle_transaction_timeout=2 transaction_timeout=0.5 "
+		"client_idle_timeout=250ms query_wait_timeout=3 reserve_pool_size=4\n"
+		"zero = query_timeout=0 idle_transaction_timeout=0 transaction_timeout=0 "
+		"client_idle_timeout=0 query_wait_timeout=0\n"
+		"bob = pool_size=2\n",
+		NULL, &err);
+	ck_assert_msg(cfg != NULL, "%s", err.text);
+	const struct config_user *alice = config_find_user(cfg, "alice");
+	const struct config_user *zero = config_find_user(cfg, "zero");
+	const struct config_user *bob = config_find_user(cfg, "bob");
+	const struct config_database *waitdb = config_find_database(cfg, "waitdb");
+	const struct config_database *plain = config_find_database(cfg, "plain");
+	ck_assert_int_eq(alice->reserve_pool_size, 4);
+	ck_assert_int_eq(bob->reserve_pool_size, -1);
+
+	ck_assert_int_eq(config_query_timeout(cfg, alice), 1000);
+	ck_assert_int_eq(config_idle_transaction_timeout(cfg, alice), 2000);
+	ck_assert_int_eq(config_transaction_timeout(cfg, alice), 500);
+	ck_assert_int_eq(config_client_idle_timeout(cfg, alice), 250);
+	/* 0 in [users] means "the global value" for these four... */
+	ck_assert_int_eq(config_query_timeout(cfg, zero), 30000);
+	ck_assert_int_eq(config_idle_transaction_timeout(cfg, zero), 20000);
+	ck_assert_int_eq(config_transaction_timeout(cfg, zero), 40000);
+	ck_assert_int_eq(config_client_idle_timeout(cfg, zero), 50000);
+	ck_assert_int_eq(config_query_timeout(cfg, bob), 30000);
+	ck_assert_int_eq(config_transaction_timeout(cfg, NULL), 40000);
+
+	/* ... but a value for query_wait_timeout: user, then database, then global. */
+	ck_assert_int_eq(config_query_wait_timeout(cfg, alice, waitdb), 3000);
+	ck_assert_int_eq(config_query_wait_timeout(cfg, zero, waitdb), 0);
+	ck_assert_int_eq(config_query_wait_timeout(cfg, bob, waitdb), 7000);
+	ck_assert_int_eq(config_query_wait_timeout(cfg, NULL, waitdb), 7000);
+	ck_assert_int_eq(config_query_wait_timeout(cfg, bob, plain), 60000);
+	ck_assert_int_eq(config_query_wait_timeout(cfg, NULL, NULL), 60000);
+	config_free(cfg);
+
+	/* Bad values are refused, naming the key. */
+	cfg = load_text("[users]\nbob = transaction_timeout=soon\n", NULL, &err);
+	ck_assert_ptr_null(cfg);
+	ck_assert_msg(strstr(err.text, "transaction_timeout") != NULL, "%s", err.text);
+	cfg = load_text("[databases]\napp = host=db query_wait_timeout=-1\n", NULL, &err);
+	ck_assert_ptr_null(cfg);
+	ck_assert_msg(strstr(err.text, "query_wait_timeout") != NULL, "%s", err.text);
+	/* Per-database query_timeout is not PgBouncer's: libpq refuses it, as PgBouncer does. */
+	cfg = load_text("[databases]\napp = host=db query_timeout=1\n", NULL, &err);
+	ck_assert_ptr_null(cfg);
 }
 END_TEST
 
@@ -918,6 +985,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_config_fallback_database_catches_unknown_names);
 	tcase_add_test(tc, test_config_users_section_sets_per_user_limits);
 	tcase_add_test(tc, test_config_client_connection_limits_entry_over_global);
+	tcase_add_test(tc, test_config_timeouts_user_over_database_over_global);
 	tcase_add_test(tc, test_config_env_overrides_file);
 	tcase_add_test(tc, test_config_env_bad_value_names_the_variable);
 	tcase_add_test(tc, test_config_load_without_file_uses_env);
