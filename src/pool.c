@@ -292,6 +292,10 @@ void pool_kick(struct pool *p)
 		if (!may_open(p, with_reserve) &&
 		    !(evict_idle_elsewhere(p, with_reserve) && may_open(p, with_reserve)))
 			break;
+		/* PgBouncer's line (its tests count it), on the waiter that earned it. */
+		if (pool_servers_of(p) >= pool_size_of(p))
+			log_write(LOG_LEVEL_WARNING, &TAILQ_FIRST(&p->waiting)->lc,
+				  "taking connection from reserve_pool");
 		server_connect(p);
 		need--;
 	}

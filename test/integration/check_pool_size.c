@@ -386,6 +386,7 @@ START_TEST(test_reserve_pool_opens_extra_server_after_timeout)
 		ck_assert_msg(waited >= 350, "served after %ld ms, before reserve_pool_timeout",
 			waited);
 		ck_assert_int_eq(count_servers(), 2);
+		ck_assert(harness_sluice_log_wait(s, "taking connection from reserve_pool", 2000));
 	} else {
 		ck_assert_msg(rc_poll == 0, "served after %ld ms without a reserve", waited);
 		ck_assert_int_eq(count_servers(), 1);
