@@ -731,6 +731,10 @@ START_TEST(test_login_notify_message_follows_every_login)
 	expect_login_notice(s, "app", "You are now connected to a pooler");
 	expect_login_notice(s, "app", "You are now connected to a pooler"); /* pooled welcome */
 	expect_login_notice(s, "pgbouncer", "You are now connected to a pooler");
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
 
 /* Puts a [users] line in s's ini and reloads it. */
 static void reload_with_user(struct harness_sluice *s, const char *user_line)
