@@ -10,6 +10,10 @@
  * AuthenticationOk that follows success, or the ErrorResponse after failure:
  * the client module sends those. The SCRAM exchange itself is scram.c's.
  *
+ * Key derivations (PBKDF2) never run here: a step that needs one stops in a
+ * DERIVE step with a scram_job for the caller to run, and
+ * auth_session_resume() continues from the job's keys.
+ *
  * Failure never tells the client why (no user enumeration): an unknown user,
  * a user without a password and a wrong password go through the same
  * messages and fail at the same step; auth_session_failure() says which, for
@@ -308,12 +312,17 @@ enum auth_method {
 /*
  * trust: START -> OK.
  * cleartext, md5: START -> WAIT_PASSWORD -> OK | FAILED.
+ *   cleartext against a SCRAM secret: WAIT_PASSWORD -> DERIVE_PASSWORD -> OK | FAILED.
  * scram: START -> WAIT_SASL_INITIAL -> WAIT_SASL_RESPONSE -> OK | FAILED.
- * Any call in OK or FAILED fails.
+ *   scram against a plaintext secret: START -> DERIVE_SECRET -> WAIT_SASL_INITIAL ...
+ * The DERIVE steps are left only by auth_session_resume(); any message then
+ * fails, as does any call in OK or FAILED.
  */
 enum auth_step {
 	AUTH_STEP_START,
+	AUTH_STEP_DERIVE_SECRET, /* a SCRAM secret for this exchange is being derived */
 	AUTH_STEP_WAIT_PASSWORD,
+	AUTH_STEP_DERIVE_PASSWORD, /* a cleartext password's keys are being derived */
 	AUTH_STEP_WAIT_SASL_INITIAL,
 	AUTH_STEP_WAIT_SASL_RESPONSE,
 	AUTH_STEP_OK,
@@ -340,6 +349,7 @@ struct auth_session {
 	uint8_t client_key[SCRAM_KEY_LEN];
 	uint8_t server_key[SCRAM_KEY_LEN];
 	char *password; /* after AUTH_OK via cleartext */
+	struct scram_job *job; /* after AUTH_DERIVE, until taken */
 };
 
 static int fail(struct auth_session *s, const char *why)
@@ -398,12 +408,23 @@ void auth_session_free(struct auth_session *s)
 	free(s->user_name);
 	secret_deinit(&s->secret);
 	scram_server_free(s->scram);
+	scram_job_free(s->job);
 	if (s->password) {
 		OPENSSL_cleanse(s->password, strlen(s->password));
 		free(s->password);
 	}
 	OPENSSL_cleanse(s, sizeof(*s));
 	free(s);
+}
+
+/* Sends AuthenticationSASL for an exchange against secret (NULL: the mock). */
+static int offer_sasl(struct auth_session *s, const struct scram_secret *secret,
+		      struct buf_out *out)
+{
+	s->scram = scram_server_new(secret, s->user_name, s->mock_seed);
+	pkt_put_AuthenticationSASL(out, SCRAM_MECHANISM);
+	s->step = AUTH_STEP_WAIT_SASL_INITIAL;
+	return AUTH_CONTINUE;
 }
 
 int auth_session_start(struct auth_session *s, struct buf_out *out)
@@ -427,29 +448,19 @@ int auth_session_start(struct auth_session *s, struct buf_out *out)
 		break;
 	}
 
-	const struct scram_secret *secret = NULL;
-	struct scram_secret built;
-	if (!s->doomed) {
-		if (s->secret.kind == AUTH_SECRET_SCRAM) {
-			secret = &s->secret.scram;
-		} else {
-			/*
-			 * A plaintext secret: SCRAM against a secret made for this
-			 * exchange. Its keys are of no use for logging in to a server
-			 * (different salt), so none are handed on.
-			 */
-			if (scram_secret_from_password(s->secret.text, SCRAM_DEFAULT_ITERATIONS,
-						       &built) < 0)
-				return fail(s, "cannot derive a SCRAM secret from the password");
-			secret = &built;
-		}
+	if (!s->doomed && s->secret.kind != AUTH_SECRET_SCRAM) {
+		/*
+		 * A plaintext secret: SCRAM against a secret made for this
+		 * exchange, once the caller has derived it. Its keys are of no use
+		 * for logging in to a server (different salt), so none are handed
+		 * on.
+		 */
+		s->job = scram_job_new_secret(s->secret.text, SCRAM_DEFAULT_ITERATIONS);
+		s->step = AUTH_STEP_DERIVE_SECRET;
+		return AUTH_DERIVE;
 	}
-	/* secret NULL: the mock exchange that fails at the last step. */
-	s->scram = scram_server_new(secret, s->user_name, s->mock_seed);
-	OPENSSL_cleanse(&built, sizeof(built));
-	pkt_put_AuthenticationSASL(out, SCRAM_MECHANISM);
-	s->step = AUTH_STEP_WAIT_SASL_INITIAL;
-	return AUTH_CONTINUE;
+	/* doomed: secret NULL, the mock exchange that fails at the last step. */
+	return offer_sasl(s, s->doomed ? NULL : &s->secret.scram, out);
 }
 
 /* The password of a PasswordMessage: a cstring that fills the body exactly. */
@@ -469,7 +480,7 @@ static bool str_equal_ct(const char *a, const char *b)
 	return mem_equal_ct(ha, hb, sizeof(ha));
 }
 
-/* A cleartext password against whatever secret is stored. */
+/* A cleartext password against a plaintext or md5 secret (SCRAM: scram_keys_match). */
 static bool check_cleartext(struct auth_session *s, const char *password)
 {
 	switch (s->secret.kind) {
@@ -480,32 +491,46 @@ static bool check_cleartext(struct auth_session *s, const char *password)
 		auth_md5_secret(password, s->user_name, md5);
 		return str_equal_ct(md5, s->secret.text);
 	}
-	case AUTH_SECRET_SCRAM: {
-		/*
-		 * Derive the keys as a SCRAM client would. On a match they are the
-		 * secret's own keys, so they are kept for server login exactly as
-		 * after a SCRAM exchange.
-		 */
-		const struct scram_secret *st = &s->secret.scram;
-		uint8_t ck[SCRAM_KEY_LEN], sk[SCRAM_KEY_LEN], stored[SCRAM_KEY_LEN];
-		if (scram_derive_keys(password, st->salt, st->salt_len, st->iterations, ck, sk) < 0)
-			return false;
-		SHA256(ck, SCRAM_KEY_LEN, stored);
-		bool ok = mem_equal_ct(stored, st->stored_key, SCRAM_KEY_LEN) &&
-			  mem_equal_ct(sk, st->server_key, SCRAM_KEY_LEN);
-		if (ok) {
-			memcpy(s->client_key, ck, SCRAM_KEY_LEN);
-			memcpy(s->server_key, sk, SCRAM_KEY_LEN);
-			s->have_keys = true;
-		}
-		OPENSSL_cleanse(ck, sizeof(ck));
-		OPENSSL_cleanse(sk, sizeof(sk));
-		return ok;
-	}
+	case AUTH_SECRET_SCRAM:
 	case AUTH_SECRET_NONE:
 		break;
 	}
 	return false;
+}
+
+/*
+ * The keys a job derived from a cleartext password, as a SCRAM client would,
+ * against the stored SCRAM secret. On a match they are the secret's own
+ * keys, so they are kept for server login exactly as after a SCRAM exchange.
+ */
+static bool scram_keys_match(struct auth_session *s, const struct scram_job *job)
+{
+	const struct scram_secret *st = &s->secret.scram;
+	uint8_t stored[SCRAM_KEY_LEN];
+	if (job->rc != 0)
+		return false;
+	SHA256(job->client_key, SCRAM_KEY_LEN, stored);
+	bool ok = mem_equal_ct(stored, st->stored_key, SCRAM_KEY_LEN) &&
+		  mem_equal_ct(job->server_key, st->server_key, SCRAM_KEY_LEN);
+	if (ok) {
+		memcpy(s->client_key, job->client_key, SCRAM_KEY_LEN);
+		memcpy(s->server_key, job->server_key, SCRAM_KEY_LEN);
+		s->have_keys = true;
+	}
+	return ok;
+}
+
+/* The end of a password exchange: ok says whether password matched. */
+static int password_verdict(struct auth_session *s, bool ok, const char *password)
+{
+	if (s->doomed)
+		return fail(s, s->doomed);
+	if (!ok)
+		return fail(s, "password does not match");
+	if (s->method == AUTH_METHOD_CLEARTEXT)
+		s->password = xstrdup(password);
+	s->step = AUTH_STEP_OK;
+	return AUTH_OK;
 }
 
 static int step_password(struct auth_session *s, const uint8_t *body, size_t len)
@@ -514,6 +539,15 @@ static int step_password(struct auth_session *s, const uint8_t *body, size_t len
 	if (!password)
 		return fail(s, "malformed password message");
 	bool ok;
+	if (s->method == AUTH_METHOD_CLEARTEXT && s->secret.kind == AUTH_SECRET_SCRAM) {
+		/* The keys are derived by the caller; auth_session_resume() judges them. */
+		const struct scram_secret *st = &s->secret.scram;
+		s->job = scram_job_new(password, st->salt, st->salt_len, st->iterations);
+		if (!s->job)
+			return fail(s, "the SCRAM secret cannot be used");
+		s->step = AUTH_STEP_DERIVE_PASSWORD;
+		return AUTH_DERIVE;
+	}
 	if (s->method == AUTH_METHOD_CLEARTEXT) {
 		ok = check_cleartext(s, password);
 	} else {
@@ -525,14 +559,7 @@ static int step_password(struct auth_session *s, const uint8_t *body, size_t len
 			ok = expect[0] != '\0' && str_equal_ct(password, expect);
 		}
 	}
-	if (s->doomed)
-		return fail(s, s->doomed);
-	if (!ok)
-		return fail(s, "password does not match");
-	if (s->method == AUTH_METHOD_CLEARTEXT)
-		s->password = xstrdup(password);
-	s->step = AUTH_STEP_OK;
-	return AUTH_OK;
+	return password_verdict(s, ok, password);
 }
 
 static int step_sasl_initial(struct auth_session *s, const uint8_t *body, size_t len,
@@ -593,11 +620,46 @@ int auth_session_step(struct auth_session *s, const uint8_t *body, size_t len,
 	case AUTH_STEP_WAIT_SASL_RESPONSE:
 		return step_sasl_response(s, body, len, out);
 	case AUTH_STEP_START:
+	case AUTH_STEP_DERIVE_SECRET:
+	case AUTH_STEP_DERIVE_PASSWORD:
 	case AUTH_STEP_OK:
 	case AUTH_STEP_FAILED:
 		break;
 	}
 	return fail(s, "unexpected password message");
+}
+
+struct scram_job *auth_session_take_job(struct auth_session *s)
+{
+	struct scram_job *j = s->job;
+	s->job = NULL;
+	return j;
+}
+
+int auth_session_resume(struct auth_session *s, const struct scram_job *job, struct buf_out *out)
+{
+	if (!job)
+		return fail(s, "key derivation resumed without its job");
+	switch (s->step) {
+	case AUTH_STEP_DERIVE_SECRET: {
+		struct scram_secret built;
+		if (scram_secret_from_job(job, &built) < 0)
+			return fail(s, "cannot derive a SCRAM secret from the password");
+		int rc = offer_sasl(s, &built, out);
+		OPENSSL_cleanse(&built, sizeof(built));
+		return rc;
+	}
+	case AUTH_STEP_DERIVE_PASSWORD:
+		return password_verdict(s, scram_keys_match(s, job), job->password);
+	case AUTH_STEP_START:
+	case AUTH_STEP_WAIT_PASSWORD:
+	case AUTH_STEP_WAIT_SASL_INITIAL:
+	case AUTH_STEP_WAIT_SASL_RESPONSE:
+	case AUTH_STEP_OK:
+	case AUTH_STEP_FAILED:
+		break;
+	}
+	return fail(s, "key derivation resumed out of turn");
 }
 
 const char *auth_session_failure(const struct auth_session *s)

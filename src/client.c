@@ -371,6 +371,33 @@ static void send_negotiate(struct client *c, const struct pkt_startup *st)
 	buf_out_deinit(&out);
 }
 
+/*
+ * Acts on what an authentication step returned: AUTH_OK logs in, AUTH_FAILED
+ * ends the client with 28P01, AUTH_DERIVE runs the key derivation the step
+ * asked for and continues the exchange, AUTH_CONTINUE waits for the client.
+ */
+static void auth_next(struct client *c, int rc)
+{
+	while (rc == AUTH_DERIVE) {
+		struct scram_job *job = auth_session_take_job(c->auth);
+		scram_job_run(job);
+		struct buf_out out;
+		buf_out_init(&out);
+		rc = auth_session_resume(c->auth, job, &out);
+		scram_job_free(job);
+		write_out(c, &out);
+		buf_out_deinit(&out);
+	}
+	if (rc == AUTH_OK) {
+		login_done(c);
+	} else if (rc == AUTH_FAILED) {
+		clog(LOG_LEVEL_WARNING, c, "authentication failed: %s",
+		     auth_session_failure(c->auth));
+		client_fail(c, SQLSTATE_INVALID_PASSWORD,
+			    "password authentication failed for user \"%s\"", c->user_name);
+	}
+}
+
 /* Runs the authentication exchange with the stored secret of the client's user. */
 static void run_auth(struct client *c, enum auth_type type)
 {
@@ -390,11 +417,7 @@ static void run_auth(struct client *c, enum auth_type type)
 	int rc = auth_session_start(c->auth, &out);
 	write_out(c, &out);
 	buf_out_deinit(&out);
-	if (rc == AUTH_OK)
-		login_done(c);
-	else if (rc == AUTH_FAILED)
-		client_fail(c, SQLSTATE_INVALID_PASSWORD, "password authentication failed for user \"%s\"",
-			    c->user_name);
+	auth_next(c, rc);
 }
 
 /* Whether the unix-socket peer runs as our own OS user (SO_PEERCRED). */
@@ -637,15 +660,7 @@ static void login_read(struct client *c)
 		stream_consume(st, h.len);
 		write_out(c, &out);
 		buf_out_deinit(&out);
-		if (ar == AUTH_FAILED) {
-			clog(LOG_LEVEL_WARNING, c, "authentication failed: %s",
-			     auth_session_failure(c->auth));
-			client_fail(c, SQLSTATE_INVALID_PASSWORD,
-				    "password authentication failed for user \"%s\"", c->user_name);
-			return;
-		}
-		if (ar == AUTH_OK)
-			login_done(c);
+		auth_next(c, ar);
 	}
 }
 

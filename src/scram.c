@@ -8,6 +8,10 @@
  * login code wrap them. All cryptography is OpenSSL's: HMAC(), SHA256(),
  * PKCS5_PBKDF2_HMAC() and EVP base64; random bytes from rand.h.
  *
+ * PBKDF2 runs only inside scram_job_run(), which may be called on any thread;
+ * everything else here runs on the caller's (the event loop's) thread. The
+ * connection code decides where jobs run; this file knows nothing of threads.
+ *
  * Channel binding is never offered. A client may send "n,," or "y,," (the
  * latter means "I could bind but you did not offer -PLUS", which is true); a
  * "p=" request is refused. Authorization identities ("a=") are refused, as
@@ -106,11 +110,16 @@ static int b64_decode(const char *s, size_t n, uint8_t *out, size_t cap, size_t 
 	return 0;
 }
 
-/* ClientKey and ServerKey from a password, as RFC 5802 section 3 defines them. */
+/*
+ * ClientKey and ServerKey from a password, as RFC 5802 section 3 defines them.
+ * Thread-safe (scram_job_run calls it on a pool thread): it touches only its
+ * arguments and OpenSSL, and reports OpenSSL failures by -1 rather than xoom().
+ */
 int scram_derive_keys(const char *password, const uint8_t *salt, size_t salt_len, int iterations,
 		      uint8_t client_key[SCRAM_KEY_LEN], uint8_t server_key[SCRAM_KEY_LEN])
 {
 	uint8_t salted[SCRAM_KEY_LEN];
+	unsigned int n1 = SCRAM_KEY_LEN, n2 = SCRAM_KEY_LEN;
 	/*
 	 * PostgreSQL normalizes passwords with SASLprep and, when that fails
 	 * (prohibited characters, invalid UTF-8), uses the bytes unchanged.
@@ -121,10 +130,12 @@ int scram_derive_keys(const char *password, const uint8_t *salt, size_t salt_len
 	if (PKCS5_PBKDF2_HMAC(password, (int)strlen(password), salt, (int)salt_len, iterations,
 			      EVP_sha256(), SCRAM_KEY_LEN, salted) != 1)
 		return -1;
-	hmac256(salted, sizeof(salted), "Client Key", strlen("Client Key"), client_key);
-	hmac256(salted, sizeof(salted), "Server Key", strlen("Server Key"), server_key);
+	bool ok = HMAC(EVP_sha256(), salted, sizeof(salted), (const uint8_t *)"Client Key",
+		       strlen("Client Key"), client_key, &n1) &&
+		  HMAC(EVP_sha256(), salted, sizeof(salted), (const uint8_t *)"Server Key",
+		       strlen("Server Key"), server_key, &n2);
 	OPENSSL_cleanse(salted, sizeof(salted));
-	return 0;
+	return ok ? 0 : -1;
 }
 
 /* Parses a decimal iteration count in [1, max]; -1 otherwise. */
@@ -200,9 +211,13 @@ int scram_secret_build(const char *password, const uint8_t *salt, size_t salt_le
 
 int scram_secret_from_password(const char *password, int iterations, struct scram_secret *out)
 {
-	uint8_t salt[SCRAM_SALT_BYTES];
-	rand_bytes(salt, sizeof(salt));
-	return scram_secret_build(password, salt, sizeof(salt), iterations, out);
+	struct scram_job *j = scram_job_new_secret(password, iterations);
+	if (!j)
+		return -1;
+	scram_job_run(j);
+	int rc = scram_secret_from_job(j, out);
+	scram_job_free(j);
+	return rc;
 }
 
 char *scram_secret_format(const struct scram_secret *s)
@@ -215,6 +230,58 @@ char *scram_secret_format(const struct scram_secret *s)
 	free(stored);
 	free(server);
 	return text;
+}
+
+/* ---- derivation jobs ---------------------------------------------------- */
+
+struct scram_job *scram_job_new(const char *password, const uint8_t *salt, size_t salt_len,
+				int iterations)
+{
+	if (salt_len == 0 || salt_len > SCRAM_JOB_SALT_MAX || iterations < 1)
+		return NULL;
+	struct scram_job *j = xcalloc(1, sizeof(*j));
+	j->password = xstrdup(password);
+	memcpy(j->salt, salt, salt_len);
+	j->salt_len = salt_len;
+	j->iterations = iterations;
+	j->rc = -1;
+	return j;
+}
+
+struct scram_job *scram_job_new_secret(const char *password, int iterations)
+{
+	uint8_t salt[SCRAM_SALT_BYTES];
+	rand_bytes(salt, sizeof(salt));
+	return scram_job_new(password, salt, sizeof(salt), iterations);
+}
+
+void scram_job_run(struct scram_job *j)
+{
+	j->rc = scram_derive_keys(j->password, j->salt, j->salt_len, j->iterations, j->client_key,
+				  j->server_key);
+}
+
+void scram_job_free(struct scram_job *j)
+{
+	if (!j)
+		return;
+	OPENSSL_cleanse(j->password, strlen(j->password));
+	free(j->password);
+	OPENSSL_cleanse(j, sizeof(*j));
+	free(j);
+}
+
+int scram_secret_from_job(const struct scram_job *j, struct scram_secret *out)
+{
+	if (j->rc != 0 || j->salt_len > sizeof(out->salt))
+		return -1;
+	memset(out, 0, sizeof(*out));
+	out->iterations = j->iterations;
+	memcpy(out->salt, j->salt, j->salt_len);
+	out->salt_len = j->salt_len;
+	sha256(j->client_key, SCRAM_KEY_LEN, out->stored_key);
+	memcpy(out->server_key, j->server_key, SCRAM_KEY_LEN);
+	return 0;
 }
 
 /* ---- message attributes ------------------------------------------------- */
@@ -530,6 +597,7 @@ bool scram_server_keys(const struct scram_server *s, uint8_t client_key[SCRAM_KE
 enum scram_client_state {
 	SCRAM_CLIENT_INIT, /* client-first not built yet */
 	SCRAM_CLIENT_FIRST_SENT, /* waiting for server-first */
+	SCRAM_CLIENT_FIRST_RECEIVED, /* server-first taken: client-final to build */
 	SCRAM_CLIENT_FINAL_SENT, /* waiting for server-final */
 	SCRAM_CLIENT_DONE, /* the server proved itself */
 	SCRAM_CLIENT_FAILED,
@@ -543,6 +611,8 @@ struct scram_client {
 	char *user; /* the n= attribute: "" unless a test sets it */
 	char *nonce; /* our nonce */
 	char *client_first_bare;
+	char *server_first; /* as received, in SCRAM_CLIENT_FIRST_RECEIVED */
+	char *full_nonce; /* ours and the server's, from server-first */
 	uint8_t server_signature[SCRAM_KEY_LEN]; /* expected in server-final */
 };
 
@@ -578,6 +648,8 @@ void scram_client_free(struct scram_client *c)
 	free(c->user);
 	free(c->nonce);
 	free(c->client_first_bare);
+	free(c->server_first);
+	free(c->full_nonce);
 	OPENSSL_cleanse(c, sizeof(*c));
 	free(c);
 }
@@ -604,10 +676,10 @@ char *scram_client_first(struct scram_client *c)
 	return xasprintf("n,,%s", c->client_first_bare);
 }
 
-int scram_client_final(struct scram_client *c, const uint8_t *msg, size_t len,
-		       char **client_final)
+int scram_client_receive_first(struct scram_client *c, const uint8_t *msg, size_t len,
+			       struct scram_job **job)
 {
-	*client_final = NULL;
+	*job = NULL;
 	if (c->step != SCRAM_CLIENT_FIRST_SENT)
 		goto fail;
 	char *text = msg_dup(msg, len);
@@ -622,7 +694,7 @@ int scram_client_final(struct scram_client *c, const uint8_t *msg, size_t len,
 	size_t ours = strlen(c->nonce);
 	if (nonce.len <= ours || memcmp(nonce.val, c->nonce, ours) != 0)
 		goto fail_text;
-	uint8_t salt_bytes[1024];
+	uint8_t salt_bytes[SCRAM_JOB_SALT_MAX];
 	size_t salt_len;
 	if (expect_attr(&p, 's', &salt) < 0 ||
 	    b64_decode(salt.val, salt.len, salt_bytes, sizeof(salt_bytes), &salt_len) < 0 ||
@@ -635,19 +707,36 @@ int scram_client_final(struct scram_client *c, const uint8_t *msg, size_t len,
 	if (skip_extensions(&p) < 0)
 		goto fail_text;
 
-	uint8_t client_key[SCRAM_KEY_LEN], server_key[SCRAM_KEY_LEN];
-	if (c->password) {
-		if (scram_derive_keys(c->password, salt_bytes, salt_len, iterations, client_key,
-				server_key) < 0)
-			goto fail_text;
-	} else {
-		memcpy(client_key, c->client_key, SCRAM_KEY_LEN);
-		memcpy(server_key, c->server_key, SCRAM_KEY_LEN);
-	}
-	char *without_proof = xasprintf("c=" SCRAM_CBIND_NONE ",r=%.*s", (int)nonce.len, nonce.val);
-	char *auth_message =
-		xasprintf("%s,%s,%s", c->client_first_bare, text, without_proof);
+	if (c->password)
+		*job = scram_job_new(c->password, salt_bytes, salt_len, iterations);
+	c->full_nonce = xstrndup(nonce.val, nonce.len);
+	c->server_first = text;
+	c->step = SCRAM_CLIENT_FIRST_RECEIVED;
+	return 0;
+
+fail_text:
 	free(text);
+fail:
+	c->step = SCRAM_CLIENT_FAILED;
+	return -1;
+}
+
+int scram_client_final_build(struct scram_client *c, const struct scram_job *job,
+			     char **client_final)
+{
+	*client_final = NULL;
+	if (c->step != SCRAM_CLIENT_FIRST_RECEIVED)
+		goto fail;
+	const uint8_t *client_key = c->client_key, *server_key = c->server_key;
+	if (c->password) {
+		if (!job || job->rc != 0)
+			goto fail;
+		client_key = job->client_key;
+		server_key = job->server_key;
+	}
+	char *without_proof = xasprintf("c=" SCRAM_CBIND_NONE ",r=%s", c->full_nonce);
+	char *auth_message =
+		xasprintf("%s,%s,%s", c->client_first_bare, c->server_first, without_proof);
 	uint8_t stored[SCRAM_KEY_LEN], signature[SCRAM_KEY_LEN], proof[SCRAM_KEY_LEN];
 	sha256(client_key, SCRAM_KEY_LEN, stored);
 	hmac256(stored, SCRAM_KEY_LEN, auth_message, strlen(auth_message), signature);
@@ -656,20 +745,31 @@ int scram_client_final(struct scram_client *c, const uint8_t *msg, size_t len,
 	hmac256(server_key, SCRAM_KEY_LEN, auth_message, strlen(auth_message),
 		c->server_signature);
 	free(auth_message);
-	OPENSSL_cleanse(client_key, sizeof(client_key));
-	OPENSSL_cleanse(server_key, sizeof(server_key));
 	char *proof_b64 = b64_encode(proof, SCRAM_KEY_LEN);
+	OPENSSL_cleanse(proof, sizeof(proof));
 	*client_final = xasprintf("%s,p=%s", without_proof, proof_b64);
 	free(proof_b64);
 	free(without_proof);
 	c->step = SCRAM_CLIENT_FINAL_SENT;
 	return 0;
 
-fail_text:
-	free(text);
 fail:
 	c->step = SCRAM_CLIENT_FAILED;
 	return -1;
+}
+
+int scram_client_final(struct scram_client *c, const uint8_t *msg, size_t len,
+		       char **client_final)
+{
+	struct scram_job *job = NULL;
+	*client_final = NULL;
+	if (scram_client_receive_first(c, msg, len, &job) < 0)
+		return -1;
+	if (job)
+		scram_job_run(job);
+	int rc = scram_client_final_build(c, job, client_final);
+	scram_job_free(job);
+	return rc;
 }
 
 bool scram_client_done(const struct scram_client *c)

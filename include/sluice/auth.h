@@ -7,6 +7,11 @@
  * authentication exchange: it writes Authentication* requests into a buf_out
  * and consumes the client's password-type ('p') messages, ending with a
  * verdict. It never touches a socket or a timer; the client module does.
+ *
+ * Nor does it run PBKDF2: where a step needs a key derivation (a SCRAM
+ * exchange against a plaintext secret, a cleartext password against a SCRAM
+ * secret) it returns AUTH_DERIVE and holds a scram_job, which the caller
+ * takes, runs (off the event loop) and hands back to auth_session_resume().
  */
 #pragma once
 
@@ -69,6 +74,12 @@ enum auth_status {
 	AUTH_CONTINUE = 0, /* a request was written to out; feed the next 'p' message */
 	AUTH_OK = 1, /* authenticated; AuthenticationOk NOT yet written (the client does it) */
 	AUTH_FAILED = -1, /* wrong password, unknown user, or malformed message */
+	/*
+	 * A key derivation must run first: take it with auth_session_take_job(),
+	 * run it (scram_job_run, on any thread), then call auth_session_resume().
+	 * Until then the session takes no message (auth_session_step fails).
+	 */
+	AUTH_DERIVE = 2,
 };
 
 struct auth_session;
@@ -87,6 +98,19 @@ int auth_session_start(struct auth_session *s, struct buf_out *out) WUR;
 /* Feeds the body (after type and length) of one 'p' message. */
 int auth_session_step(struct auth_session *s, const uint8_t *body, size_t len,
 		      struct buf_out *out) WUR;
+/*
+ * After AUTH_DERIVE: the job to run. Ownership passes to the caller, who
+ * frees it after auth_session_resume() (or, if the session is abandoned,
+ * whenever the job is no longer running). NULL when none is pending.
+ */
+struct scram_job *auth_session_take_job(struct auth_session *s);
+/*
+ * Continues the exchange with the job taken after AUTH_DERIVE, now run
+ * (borrowed for the call). Returns what auth_session_step() would have:
+ * AUTH_CONTINUE with the next request in out, AUTH_OK or AUTH_FAILED.
+ */
+int auth_session_resume(struct auth_session *s, const struct scram_job *job,
+			struct buf_out *out) WUR;
 /* Why it failed, for the log (never sent to the client: no user enumeration). */
 const char *auth_session_failure(const struct auth_session *s);
 /* After AUTH_OK via SCRAM against a SCRAM secret: the keys for server login. */

@@ -49,6 +49,55 @@ int scram_derive_keys(const char *password, const uint8_t *salt, size_t salt_len
 /* The secret in PostgreSQL's text form; the caller frees it. */
 char *scram_secret_format(const struct scram_secret *s);
 
+/*
+ * ---- key derivation as a job ----
+ *
+ * PBKDF2 is the one expensive step of SCRAM: milliseconds at PostgreSQL's
+ * 4096 rounds, tens of milliseconds at SCRAM_MAX_ITERATIONS, as long as an auth_file
+ * secret says at its own count. So the steps that need it do not derive
+ * inline: they hand back a struct scram_job, which the caller runs wherever
+ * it likes (the connection code: libuv's thread pool, see derive.h) and then
+ * hands to the step that continues the exchange.
+ *
+ * scram_job_run() reads and writes the job and nothing else: no shared
+ * state, no logging, no allocation, so it is safe on any thread while the
+ * session that asked for it lives on, or is freed, on another. The job owns
+ * copies of its inputs for that reason.
+ */
+
+/* Salts up to this long can be derived from (a server's salt is not ours to bound lower). */
+#define SCRAM_JOB_SALT_MAX 1024
+
+struct scram_job {
+	/* inputs, set by scram_job_new() */
+	char *password; /* owned copy, cleansed by scram_job_free() */
+	uint8_t salt[SCRAM_JOB_SALT_MAX];
+	size_t salt_len;
+	int iterations;
+	/* outputs, set by scram_job_run(); rc stays -1 for a job never run */
+	int rc; /* 0, or -1 if the derivation failed */
+	uint8_t client_key[SCRAM_KEY_LEN];
+	uint8_t server_key[SCRAM_KEY_LEN];
+};
+
+/*
+ * A job deriving ClientKey and ServerKey from password, salt (1 to
+ * SCRAM_JOB_SALT_MAX bytes, else NULL) and iterations. The caller owns it.
+ */
+struct scram_job *scram_job_new(const char *password, const uint8_t *salt, size_t salt_len,
+				int iterations);
+/* A job for a new secret of password: a fresh random salt (drawn now, on the caller's thread). */
+struct scram_job *scram_job_new_secret(const char *password, int iterations);
+/* The derivation: thread-safe, see above. */
+void scram_job_run(struct scram_job *j);
+/* Cleanses and frees j (NULL is fine). */
+void scram_job_free(struct scram_job *j);
+/*
+ * The secret a run job's keys make (StoredKey = H(ClientKey)). -1 if the job
+ * failed or its salt is longer than a secret holds (64 bytes).
+ */
+int scram_secret_from_job(const struct scram_job *j, struct scram_secret *out) WUR;
+
 /* ---- server role: sluice authenticating a client ---- */
 
 struct scram_server;
@@ -92,7 +141,27 @@ struct scram_client *scram_client_new(const char *password, const uint8_t *clien
 void scram_client_free(struct scram_client *c);
 /* The client-first-message ("n,,n=,r=<nonce>"). */
 char *scram_client_first(struct scram_client *c);
-/* server-first-message -> client-final-message. -1 on malformed input or a bad nonce. */
+/*
+ * Takes the server-first-message. With a password, *job is the derivation
+ * the proof needs (the caller owns and runs it, then calls
+ * scram_client_final_build with it); with keys from a client, *job is NULL
+ * and the proof can be built at once. -1 on malformed input, a bad nonce or
+ * more than SCRAM_MAX_ITERATIONS rounds.
+ */
+int scram_client_receive_first(struct scram_client *c, const uint8_t *msg, size_t len,
+			       struct scram_job **job) WUR;
+/*
+ * The client-final-message, from the job scram_client_receive_first() asked
+ * for (run; borrowed for the call), or job NULL when it asked for none. -1
+ * if called out of turn, without the job it needs, or if the job failed.
+ */
+int scram_client_final_build(struct scram_client *c, const struct scram_job *job,
+			     char **client_final) WUR;
+/*
+ * server-first-message -> client-final-message, deriving inline: the two
+ * calls above with the job run on the calling thread. For tests and tools;
+ * the event loop never calls it.
+ */
 int scram_client_final(struct scram_client *c, const uint8_t *msg, size_t len,
 		       char **client_final) WUR;
 /* Checks the server-final-message's signature. 0 if the server proved itself. */

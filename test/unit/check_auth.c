@@ -237,7 +237,29 @@ struct conv_result {
 	uint8_t server_key[SCRAM_KEY_LEN];
 	bool password_kept;
 	bool failure_set;
+	int derived; /* how many times the session asked for a key derivation */
 };
+
+/*
+ * Plays the connection code's part after a step: while the session asks for
+ * a key derivation (AUTH_DERIVE), it has written nothing and takes no
+ * message; the job is taken, run and handed back. Returns the final status.
+ */
+static int run_derivations(struct auth_session *s, int rc, struct buf_out *out,
+			   struct conv_result *res)
+{
+	while (rc == AUTH_DERIVE) {
+		res->derived++;
+		ck_assert_uint_eq(out->len, 0);
+		struct scram_job *job = auth_session_take_job(s);
+		ck_assert_ptr_nonnull(job);
+		ck_assert_ptr_null(auth_session_take_job(s));
+		scram_job_run(job);
+		rc = auth_session_resume(s, job, out);
+		scram_job_free(job);
+	}
+	return rc;
+}
 
 /* Plays a well-behaved client that knows password through a whole exchange. */
 static struct conv_result converse(enum auth_type type, const struct auth_user *u,
@@ -249,7 +271,7 @@ static struct conv_result converse(enum auth_type type, const struct auth_user *
 	buf_out_init(&out);
 	uint8_t data[512];
 	size_t dlen;
-	int rc = auth_session_start(s, &out);
+	int rc = run_derivations(s, auth_session_start(s, &out), &out, &res);
 	if (rc == AUTH_OK) {
 		ck_assert_uint_eq(out.len, 0);
 		goto done;
@@ -260,12 +282,14 @@ static struct conv_result converse(enum auth_type type, const struct auth_user *
 	case PKT_AUTH_CLEARTEXT:
 		ck_assert_uint_eq(dlen, 0);
 		rc = auth_session_step(s, (const uint8_t *)password, strlen(password) + 1, &out);
+		rc = run_derivations(s, rc, &out, &res);
 		break;
 	case PKT_AUTH_MD5: {
 		ck_assert_uint_eq(dlen, 4);
 		char resp[36];
 		auth_md5_response(password, USER, data, resp);
 		rc = auth_session_step(s, (const uint8_t *)resp, strlen(resp) + 1, &out);
+		rc = run_derivations(s, rc, &out, &res);
 		break;
 	}
 	case PKT_AUTH_SASL: {
@@ -320,31 +344,37 @@ struct conv_case {
 	uint32_t request;
 	bool right_ok; /* does the right password succeed? (a wrong one never does) */
 	bool keys; /* are SCRAM keys handed on after success? */
+	/*
+	 * Does the session ask its caller for a PBKDF2 derivation (AUTH_DERIVE),
+	 * which the client module runs off the event loop? Only these two
+	 * combinations derive; everything else is cheap enough to run inline.
+	 */
+	bool derives;
 };
 
 static const struct conv_case conv_cases[] = {
-	{ AUTH_TYPE_TRUST, SC_PLAIN, NO_REQUEST, true, false },
-	{ AUTH_TYPE_TRUST, SC_MD5, NO_REQUEST, true, false },
-	{ AUTH_TYPE_TRUST, SC_SCRAM, NO_REQUEST, true, false },
-	{ AUTH_TYPE_TRUST, SC_NONE, NO_REQUEST, true, false },
-	{ AUTH_TYPE_TRUST, SC_UNKNOWN, NO_REQUEST, true, false },
-	{ AUTH_TYPE_ANY, SC_PLAIN, NO_REQUEST, true, false },
-	{ AUTH_TYPE_ANY, SC_UNKNOWN, NO_REQUEST, true, false },
-	{ AUTH_TYPE_PLAIN, SC_PLAIN, PKT_AUTH_CLEARTEXT, true, false },
-	{ AUTH_TYPE_PLAIN, SC_MD5, PKT_AUTH_CLEARTEXT, true, false },
-	{ AUTH_TYPE_PLAIN, SC_SCRAM, PKT_AUTH_CLEARTEXT, true, true },
-	{ AUTH_TYPE_PLAIN, SC_NONE, PKT_AUTH_CLEARTEXT, false, false },
-	{ AUTH_TYPE_PLAIN, SC_UNKNOWN, PKT_AUTH_CLEARTEXT, false, false },
-	{ AUTH_TYPE_MD5, SC_PLAIN, PKT_AUTH_MD5, true, false },
-	{ AUTH_TYPE_MD5, SC_MD5, PKT_AUTH_MD5, true, false },
-	{ AUTH_TYPE_MD5, SC_SCRAM, PKT_AUTH_SASL, true, true },
-	{ AUTH_TYPE_MD5, SC_NONE, PKT_AUTH_MD5, false, false },
-	{ AUTH_TYPE_MD5, SC_UNKNOWN, PKT_AUTH_MD5, false, false },
-	{ AUTH_TYPE_SCRAM_SHA_256, SC_PLAIN, PKT_AUTH_SASL, true, false },
-	{ AUTH_TYPE_SCRAM_SHA_256, SC_MD5, PKT_AUTH_SASL, false, false },
-	{ AUTH_TYPE_SCRAM_SHA_256, SC_SCRAM, PKT_AUTH_SASL, true, true },
-	{ AUTH_TYPE_SCRAM_SHA_256, SC_NONE, PKT_AUTH_SASL, false, false },
-	{ AUTH_TYPE_SCRAM_SHA_256, SC_UNKNOWN, PKT_AUTH_SASL, false, false },
+	{ AUTH_TYPE_TRUST, SC_PLAIN, NO_REQUEST, true, false, false },
+	{ AUTH_TYPE_TRUST, SC_MD5, NO_REQUEST, true, false, false },
+	{ AUTH_TYPE_TRUST, SC_SCRAM, NO_REQUEST, true, false, false },
+	{ AUTH_TYPE_TRUST, SC_NONE, NO_REQUEST, true, false, false },
+	{ AUTH_TYPE_TRUST, SC_UNKNOWN, NO_REQUEST, true, false, false },
+	{ AUTH_TYPE_ANY, SC_PLAIN, NO_REQUEST, true, false, false },
+	{ AUTH_TYPE_ANY, SC_UNKNOWN, NO_REQUEST, true, false, false },
+	{ AUTH_TYPE_PLAIN, SC_PLAIN, PKT_AUTH_CLEARTEXT, true, false, false },
+	{ AUTH_TYPE_PLAIN, SC_MD5, PKT_AUTH_CLEARTEXT, true, false, false },
+	{ AUTH_TYPE_PLAIN, SC_SCRAM, PKT_AUTH_CLEARTEXT, true, true, true },
+	{ AUTH_TYPE_PLAIN, SC_NONE, PKT_AUTH_CLEARTEXT, false, false, false },
+	{ AUTH_TYPE_PLAIN, SC_UNKNOWN, PKT_AUTH_CLEARTEXT, false, false, false },
+	{ AUTH_TYPE_MD5, SC_PLAIN, PKT_AUTH_MD5, true, false, false },
+	{ AUTH_TYPE_MD5, SC_MD5, PKT_AUTH_MD5, true, false, false },
+	{ AUTH_TYPE_MD5, SC_SCRAM, PKT_AUTH_SASL, true, true, false },
+	{ AUTH_TYPE_MD5, SC_NONE, PKT_AUTH_MD5, false, false, false },
+	{ AUTH_TYPE_MD5, SC_UNKNOWN, PKT_AUTH_MD5, false, false, false },
+	{ AUTH_TYPE_SCRAM_SHA_256, SC_PLAIN, PKT_AUTH_SASL, true, false, true },
+	{ AUTH_TYPE_SCRAM_SHA_256, SC_MD5, PKT_AUTH_SASL, false, false, false },
+	{ AUTH_TYPE_SCRAM_SHA_256, SC_SCRAM, PKT_AUTH_SASL, true, true, false },
+	{ AUTH_TYPE_SCRAM_SHA_256, SC_NONE, PKT_AUTH_SASL, false, false, false },
+	{ AUTH_TYPE_SCRAM_SHA_256, SC_UNKNOWN, PKT_AUTH_SASL, false, false, false },
 };
 
 /* Loop index i: case i / 2, with the right password when i is even. */
@@ -361,6 +391,8 @@ START_TEST(test_auth_session_conversation_table)
 		      r.status);
 	ck_assert_msg(r.failure_set == !want_ok, "case %d: failure reason", _i);
 	ck_assert_msg(r.keys == (want_ok && tc->keys), "case %d: keys %d", _i, r.keys);
+	ck_assert_msg(r.derived == (tc->derives ? 1 : 0), "case %d: derived %d times", _i,
+		      r.derived);
 	ck_assert(r.password_kept == (want_ok && tc->request == PKT_AUTH_CLEARTEXT));
 	if (r.keys) {
 		/* The keys handed on are the ones the password derives for the stored salt. */
@@ -526,6 +558,70 @@ START_TEST(test_auth_session_rejects_messages_out_of_turn)
 }
 END_TEST
 
+/*
+ * While a derivation is pending the session takes no message, a resume
+ * without the job or with a job that failed fails the login, and a session
+ * freed before its job was taken frees the job (the leak checkers see it).
+ */
+START_TEST(test_auth_session_pending_derivation_is_strict)
+{
+	struct buf_out out;
+	buf_out_init(&out);
+	struct auth_user *plain = make_user(SC_PLAIN), *scram = make_user(SC_SCRAM);
+
+	/* SCRAM against a plaintext secret: nothing is sent until the secret exists. */
+	struct auth_session *s = auth_session_new(AUTH_TYPE_SCRAM_SHA_256, USER, plain, seed);
+	ck_assert_int_eq(auth_session_start(s, &out), AUTH_DERIVE);
+	ck_assert_uint_eq(out.len, 0);
+	struct scram_job *job = auth_session_take_job(s);
+	ck_assert_ptr_nonnull(job);
+	ck_assert_int_eq(auth_session_step(s, (const uint8_t *)GOOD_INITIAL,
+					   sizeof(GOOD_INITIAL) - 1, &out),
+			 AUTH_FAILED);
+	ck_assert_uint_eq(out.len, 0);
+	/* The session failed: the job, now run, is refused too. */
+	scram_job_run(job);
+	ck_assert_int_eq(auth_session_resume(s, job, &out), AUTH_FAILED);
+	ck_assert_uint_eq(out.len, 0);
+	auth_session_free(s);
+	/* The job outlives its session: the connection code frees it. */
+	scram_job_free(job);
+
+	/* A job that never ran (rc -1) fails the login rather than passing it. */
+	s = auth_session_new(AUTH_TYPE_PLAIN, USER, scram, seed);
+	ck_assert_int_eq(auth_session_start(s, &out), AUTH_CONTINUE);
+	buf_out_reset(&out);
+	ck_assert_int_eq(auth_session_step(s, (const uint8_t *)PASSWORD, sizeof(PASSWORD), &out),
+			 AUTH_DERIVE);
+	job = auth_session_take_job(s);
+	ck_assert_int_eq(auth_session_resume(s, job, &out), AUTH_FAILED);
+	ck_assert_ptr_null(auth_session_password(s));
+	scram_job_free(job);
+	auth_session_free(s);
+
+	/* Resumed with no job, or when none was asked for. */
+	s = auth_session_new(AUTH_TYPE_PLAIN, USER, scram, seed);
+	ck_assert_int_eq(auth_session_start(s, &out), AUTH_CONTINUE);
+	buf_out_reset(&out);
+	ck_assert_int_eq(auth_session_step(s, (const uint8_t *)PASSWORD, sizeof(PASSWORD), &out),
+			 AUTH_DERIVE);
+	ck_assert_int_eq(auth_session_resume(s, NULL, &out), AUTH_FAILED);
+	auth_session_free(s); /* with its job never taken */
+	s = auth_session_new(AUTH_TYPE_PLAIN, USER, plain, seed);
+	ck_assert_int_eq(auth_session_start(s, &out), AUTH_CONTINUE);
+	buf_out_reset(&out);
+	job = scram_job_new(PASSWORD, (const uint8_t *)"salt", 4, 1);
+	scram_job_run(job);
+	ck_assert_int_eq(auth_session_resume(s, job, &out), AUTH_FAILED);
+	scram_job_free(job);
+	auth_session_free(s);
+
+	user_free(plain);
+	user_free(scram);
+	buf_out_deinit(&out);
+}
+END_TEST
+
 START_TEST(test_auth_md5_salt_is_random)
 {
 	struct auth_user *u = make_user(SC_MD5);
@@ -568,6 +664,7 @@ static Suite *auth_suite(void)
 	tcase_add_loop_test(tc, test_auth_session_rejects_malformed_messages, 0,
 			    (int)ARRAY_SIZE(bad_cases));
 	tcase_add_test(tc, test_auth_session_rejects_messages_out_of_turn);
+	tcase_add_test(tc, test_auth_session_pending_derivation_is_strict);
 	suite_add_tcase(s, tc);
 	return s;
 }

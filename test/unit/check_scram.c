@@ -65,6 +65,66 @@ START_TEST(test_scram_rfc7677_vector_client_role)
 }
 END_TEST
 
+/*
+ * The client role in two steps, as the event loop runs it: the
+ * server-first-message yields a job carrying the server's salt and count,
+ * which runs apart from the exchange (here, after the client was asked for
+ * nothing else); the final message built from it is the vector's.
+ */
+START_TEST(test_scram_client_role_derives_in_a_separate_job)
+{
+	struct scram_client *c = scram_client_new(V_PASSWORD, NULL, NULL);
+	scram_client_set_user(c, V_USER);
+	scram_client_set_nonce(c, V_CNONCE);
+	free(scram_client_first(c));
+	struct scram_job *job = NULL;
+	ck_assert_int_eq(scram_client_receive_first(c, STR(V_SERVER_FIRST), &job), 0);
+	ck_assert_ptr_nonnull(job);
+	ck_assert_int_eq(job->iterations, 4096);
+	ck_assert_uint_eq(job->salt_len, 16);
+	ck_assert_str_eq(job->password, V_PASSWORD);
+	char *final = NULL;
+	/* Without the run job there is no proof to build. */
+	struct scram_client *c2 = scram_client_new(V_PASSWORD, NULL, NULL);
+	scram_client_set_nonce(c2, V_CNONCE);
+	free(scram_client_first(c2));
+	struct scram_job *job2 = NULL;
+	ck_assert_int_eq(scram_client_receive_first(c2, STR(V_SERVER_FIRST), &job2), 0);
+	ck_assert_int_eq(scram_client_final_build(c2, NULL, &final), -1);
+	ck_assert_ptr_null(final);
+	scram_client_free(c2);
+	ck_assert_int_eq(job2->rc, -1); /* never run */
+	/* The job outlives the exchange that asked for it. */
+	scram_job_run(job2);
+	ck_assert_int_eq(job2->rc, 0);
+	ck_assert_mem_eq(job2->client_key, v_client_key, SCRAM_KEY_LEN);
+	scram_job_free(job2);
+
+	scram_job_run(job);
+	ck_assert_int_eq(scram_client_final_build(c, job, &final), 0);
+	scram_job_free(job);
+	ck_assert_str_eq(final, V_CLIENT_FINAL);
+	ck_assert_int_eq(scram_client_verify(c, STR(V_SERVER_FINAL)), 0);
+	free(final);
+	scram_client_free(c);
+
+	/* Pass-through keys need no derivation: no job, and the proof at once. */
+	struct scram_secret sec = vector_secret();
+	c = scram_client_new(NULL, v_client_key, sec.server_key);
+	scram_client_set_user(c, V_USER);
+	scram_client_set_nonce(c, V_CNONCE);
+	free(scram_client_first(c));
+	job = (struct scram_job *)1;
+	ck_assert_int_eq(scram_client_receive_first(c, STR(V_SERVER_FIRST), &job), 0);
+	ck_assert_ptr_null(job);
+	ck_assert_int_eq(scram_client_final_build(c, NULL, &final), 0);
+	ck_assert_str_eq(final, V_CLIENT_FINAL);
+	ck_assert_int_eq(scram_client_verify(c, STR(V_SERVER_FINAL)), 0);
+	free(final);
+	scram_client_free(c);
+}
+END_TEST
+
 START_TEST(test_scram_rfc7677_vector_server_role)
 {
 	struct scram_secret sec = vector_secret();
@@ -555,6 +615,7 @@ static Suite *scram_suite(void)
 	Suite *s = suite_create("scram");
 	TCase *tc = tcase_create("vector");
 	tcase_add_test(tc, test_scram_rfc7677_vector_client_role);
+	tcase_add_test(tc, test_scram_client_role_derives_in_a_separate_job);
 	tcase_add_test(tc, test_scram_rfc7677_vector_server_role);
 	tcase_add_test(tc, test_scram_secret_build_matches_vector);
 	tcase_add_test(tc, test_scram_secret_from_password_uses_fresh_salt);
