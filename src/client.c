@@ -23,6 +23,7 @@
 
 #include "sluice/admin.h"
 #include "sluice/cancel.h"
+#include "sluice/derive.h"
 #include "sluice/pkt.h"
 #include "sluice/pool.h"
 #include "sluice/server.h"
@@ -46,6 +47,7 @@ const char *client_state_name(enum client_state st)
 	} while (0)
 
 static void client_process(struct client *c);
+static void login_read(struct client *c);
 
 /* ---- state ----------------------------------------------------------------- */
 
@@ -70,6 +72,9 @@ void client_check(const struct client *c)
 	assert((c->state == CLIENT_ACTIVE) == (c->server != NULL));
 	if (c->state != CLIENT_LOGIN && c->state != CLIENT_CLOSED)
 		assert(c->pool != NULL);
+	/* A key derivation belongs to a login; client_close() abandons it. */
+	if (c->derive)
+		assert(c->state == CLIENT_LOGIN && c->auth != NULL);
 #else
 	(void)c;
 #endif
@@ -126,6 +131,11 @@ void client_close(struct client *c, const char *reason)
 	if (s) {
 		c->server = NULL;
 		server_client_gone(s);
+	}
+	if (c->derive) {
+		/* Its memory goes in the close callback; the job must not come back to it. */
+		derive_abandon(c->derive);
+		c->derive = NULL;
 	}
 	client_set_state(c, CLIENT_CLOSED);
 	if (c->admin_wait) {
@@ -371,22 +381,21 @@ static void send_negotiate(struct client *c, const struct pkt_startup *st)
 	buf_out_deinit(&out);
 }
 
+static void on_derived(void *owner, struct scram_job *job);
+
 /*
  * Acts on what an authentication step returned: AUTH_OK logs in, AUTH_FAILED
- * ends the client with 28P01, AUTH_DERIVE runs the key derivation the step
- * asked for and continues the exchange, AUTH_CONTINUE waits for the client.
+ * ends the client with 28P01, AUTH_CONTINUE waits for the client's next
+ * message, and AUTH_DERIVE hands the key derivation the step asked for to
+ * the thread pool (derive.h); on_derived() continues the exchange. Until
+ * then login_read() leaves the client's bytes alone.
  */
 static void auth_next(struct client *c, int rc)
 {
-	while (rc == AUTH_DERIVE) {
-		struct scram_job *job = auth_session_take_job(c->auth);
-		scram_job_run(job);
-		struct buf_out out;
-		buf_out_init(&out);
-		rc = auth_session_resume(c->auth, job, &out);
-		scram_job_free(job);
-		write_out(c, &out);
-		buf_out_deinit(&out);
+	if (rc == AUTH_DERIVE) {
+		c->derive = derive_start(c->w, auth_session_take_job(c->auth), on_derived, c);
+		clog(LOG_LEVEL_DEBUG, c, "client key derivation handed to the thread pool");
+		return;
 	}
 	if (rc == AUTH_OK) {
 		login_done(c);
@@ -396,6 +405,30 @@ static void auth_next(struct client *c, int rc)
 		client_fail(c, SQLSTATE_INVALID_PASSWORD,
 			    "password authentication failed for user \"%s\"", c->user_name);
 	}
+}
+
+/*
+ * The derivation a step asked for has run (on the loop again). The client
+ * is still in LOGIN: client_close() abandons the job, so a closed client is
+ * never called back.
+ */
+static void on_derived(void *owner, struct scram_job *job)
+{
+	struct client *c = owner;
+	c->derive = NULL;
+	struct buf_out out;
+	buf_out_init(&out);
+	int rc = auth_session_resume(c->auth, job, &out);
+	scram_job_free(job);
+	write_out(c, &out);
+	buf_out_deinit(&out);
+	auth_next(c, rc);
+	if (c->state == CLIENT_CLOSED)
+		return;
+	/* Bytes that arrived meanwhile: the next auth message, or more. */
+	stream_resume(&c->stream);
+	if (c->state == CLIENT_LOGIN)
+		login_read(c);
 }
 
 /* Runs the authentication exchange with the stored secret of the client's user. */
@@ -585,7 +618,13 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 static void login_read(struct client *c)
 {
 	struct stream *st = &c->stream;
-	while (c->state == CLIENT_LOGIN && stream_avail(st) > 0) {
+	if (c->derive) {
+		/* A key derivation is pending: hold what arrives, within a bound. */
+		if (stream_avail(st) >= BUF_SIZE / 2)
+			stream_pause(st);
+		return;
+	}
+	while (c->state == CLIENT_LOGIN && !c->derive && stream_avail(st) > 0) {
 		size_t avail = stream_avail(st);
 		const uint8_t *p = stream_data(st);
 		if (!c->user_name) {

@@ -19,6 +19,7 @@
 #include "sluice/auth.h"
 #include "sluice/cancel.h"
 #include "sluice/client.h"
+#include "sluice/derive.h"
 #include "sluice/pkt.h"
 #include "sluice/pool.h"
 #include "sluice/sqlstate.h"
@@ -82,6 +83,9 @@ void server_check(const struct server *s)
 		assert(s->rq_len == 0 && s->txn_status == 'I' && TAILQ_EMPTY(&s->cancels));
 	if (s->state == SERVER_BEING_CANCELED)
 		assert(!TAILQ_EMPTY(&s->cancels));
+	/* A key derivation belongs to a login; server_close() abandons it. */
+	if (s->derive)
+		assert(s->state == SERVER_LOGIN && s->scram != NULL);
 #else
 	(void)s;
 #endif
@@ -367,6 +371,11 @@ void server_close(struct server *s, const char *reason)
 	if (c) {
 		s->client = NULL;
 		c->server = NULL;
+	}
+	if (s->derive) {
+		/* Its memory goes in the close callback; the job must not come back to it. */
+		derive_abandon(s->derive);
+		s->derive = NULL;
 	}
 	server_set_state(s, SERVER_CLOSED);
 	cancel_server_closed(s);
@@ -861,6 +870,47 @@ static void send_out(struct server *s, struct buf_out *out)
 	buf_out_deinit(out);
 }
 
+/*
+ * Sends the SCRAM client-final-message, built from job (run) or from the
+ * pass-through keys (job NULL). false: the exchange failed and s is closed.
+ */
+static bool send_scram_final(struct server *s, const struct scram_job *job)
+{
+	char *fin = NULL;
+	if (scram_client_final_build(s->scram, job, &fin) != 0) {
+		server_close(s, "SCRAM exchange with server failed");
+		return false;
+	}
+	struct buf_out out;
+	buf_out_init(&out);
+	pkt_put_SASLResponse(&out, fin, strlen(fin));
+	free(fin);
+	send_out(s, &out);
+	return true;
+}
+
+static void login_read(struct server *s);
+
+/*
+ * The SaltedPassword derivation of a SCRAM login has run (on the loop
+ * again). The server is still in LOGIN: server_close() abandons the job, so
+ * a closed server is never called back. Messages that arrived meanwhile
+ * (a well-behaved server sends none) are read now.
+ */
+static void on_derived(void *owner, struct scram_job *job)
+{
+	struct server *s = owner;
+	s->derive = NULL;
+	bool ok = send_scram_final(s, job);
+	scram_job_free(job);
+	if (!ok)
+		return;
+	stream_resume(&s->stream);
+	login_read(s);
+	if (s->state != SERVER_LOGIN && s->state != SERVER_CLOSED)
+		server_relay(s);
+}
+
 /* Handles an Authentication request during login. false: closed. */
 static bool login_auth(struct server *s, const uint8_t *body, size_t len)
 {
@@ -924,15 +974,19 @@ static bool login_auth(struct server *s, const uint8_t *body, size_t len)
 		return true;
 	}
 	case PKT_AUTH_SASL_CONTINUE: {
-		char *fin = NULL;
-		if (!s->scram || scram_client_final(s->scram, body + 4, len - 4, &fin) != 0) {
+		struct scram_job *job = NULL;
+		buf_out_deinit(&out);
+		if (!s->scram || scram_client_receive_first(s->scram, body + 4, len - 4, &job) != 0) {
 			server_close(s, "SCRAM exchange with server failed");
 			return false;
 		}
-		pkt_put_SASLResponse(&out, fin, strlen(fin));
-		free(fin);
-		send_out(s, &out);
-		return true;
+		if (job) {
+			/* With a password: derive off the loop; on_derived() answers. */
+			s->derive = derive_start(s->w, job, on_derived, s);
+			slog(LOG_LEVEL_DEBUG, s, "SCRAM proof derivation handed to the thread pool");
+			return true;
+		}
+		return send_scram_final(s, NULL);
 	}
 	case PKT_AUTH_SASL_FINAL:
 		if (!s->scram || scram_client_verify(s->scram, body + 4, len - 4) != 0) {
@@ -953,7 +1007,13 @@ nopw:
 static void login_read(struct server *s)
 {
 	struct stream *st = &s->stream;
-	while (s->state == SERVER_LOGIN && st->rbuf && buf_avail(st->rbuf) > 0) {
+	if (s->derive) {
+		/* The SCRAM proof is being derived: hold what arrives, within a bound. */
+		if (stream_avail(st) >= BUF_SIZE / 2)
+			stream_pause(st);
+		return;
+	}
+	while (s->state == SERVER_LOGIN && !s->derive && st->rbuf && buf_avail(st->rbuf) > 0) {
 		size_t avail = buf_avail(st->rbuf);
 		struct pkt_hdr h;
 		int rc = pkt_frame(stream_data(st), avail, SERVER_MAX_INSPECT, &h);

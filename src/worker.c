@@ -14,6 +14,7 @@
 
 #include "sluice/admin.h"
 #include "sluice/client.h"
+#include "sluice/derive.h"
 #include "sluice/http.h"
 #include "sluice/listener.h"
 #include "sluice/log.h"
@@ -300,6 +301,14 @@ static void finish_exit(struct worker *w)
 	struct pool *p;
 	while ((p = TAILQ_FIRST(&w->pools)) != NULL)
 		pool_free(p);
+	/*
+	 * The connections above abandoned their key derivations: queued ones
+	 * are cancelled, running ones cannot be. uv_run() returns once they are
+	 * all back (derive.h), so the loop closes with no work pending.
+	 */
+	if (w->derive_jobs)
+		log_info("waiting for %d key derivation(s) to come back from the thread pool",
+			 w->derive_jobs);
 	listener_stop(w, false);
 	http_stop(w);
 	uv_timer_stop(&w->tick);
@@ -428,6 +437,7 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg)
 	TAILQ_INIT(&w->flush_queue);
 	TAILQ_INIT(&w->linger_queue);
 	TAILQ_INIT(&w->kick_queue);
+	derive_init(w);
 	w->start_time = (uint64_t)time(NULL);
 	w->stats_rolled_at = uv_now(loop);
 	rand_bytes(w->mock_seed, sizeof(w->mock_seed));

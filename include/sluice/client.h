@@ -23,7 +23,8 @@
  * Transitions: client_set_state() only (it moves the client between the
  * worker's login list and its pool's lists, keeps counts, stamps times and
  * logs at debug level). Invariants (client_check): ACTIVE <=> server != NULL;
- * WAITING/WAITING_LOGIN/IDLE/ACTIVE => pool != NULL; CLOSED => on no list.
+ * WAITING/WAITING_LOGIN/IDLE/ACTIVE => pool != NULL; CLOSED => on no list;
+ * a pending key derivation (derive) => LOGIN.
  * One exit: client_fail() (error to the client, log, close) or client_close().
  */
 #pragma once
@@ -58,6 +59,7 @@ const char *client_state_name(enum client_state st);
 
 struct pool;
 struct server;
+struct derive;
 
 struct client {
 	struct stream stream;
@@ -75,6 +77,7 @@ struct client {
 	struct log_conn lc;
 
 	struct auth_session *auth;
+	struct derive *derive; /* a key derivation of auth runs on the thread pool (derive.h) */
 	struct param_set params; /* what this client's session should look like */
 	struct prepared_client prepared; /* its named prepared statements */
 

@@ -20,7 +20,8 @@
  *
  * Transitions: server_set_state() only. Invariants (server_check): ACTIVE
  * <=> client != NULL; IDLE => request queue empty, status 'I' and no cancel
- * in flight; BEING_CANCELED => some cancel in flight.
+ * in flight; BEING_CANCELED => some cancel in flight; a pending key
+ * derivation (derive) => LOGIN.
  */
 #pragma once
 
@@ -94,6 +95,7 @@ struct server_rq {
 struct pool;
 struct client;
 struct cancel_conn;
+struct derive;
 TAILQ_HEAD(cancel_list, cancel_conn);
 
 struct server {
@@ -115,6 +117,7 @@ struct server {
 
 	/* login */
 	struct scram_client *scram;
+	struct derive *derive; /* scram's SaltedPassword runs on the thread pool (derive.h) */
 	bool auth_ok; /* saw AuthenticationOk (after a verified SCRAM signature, if SCRAM) */
 	/*
 	 * Login completed (the first ReadyForQuery) or its failure was already

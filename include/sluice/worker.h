@@ -33,10 +33,12 @@ struct pool;
 struct client;
 struct server;
 struct listener;
+struct derive;
 
 TAILQ_HEAD(client_list, client);
 TAILQ_HEAD(server_list, server);
 TAILQ_HEAD(pool_list, pool);
+TAILQ_HEAD(derive_list, derive);
 
 /*
  * Per-name connection counts: servers for max_db_connections /
@@ -104,6 +106,10 @@ struct worker {
 	uint64_t stats_rolled_at; /* uv_now of the last stats period roll */
 	struct http *http; /* NULL unless metrics_port is set */
 	int client_count;
+	/* key derivations (derive.h) */
+	int derive_jobs; /* handed to the thread pool, not yet back */
+	int derive_max; /* how many may be in the pool at a time */
+	struct derive_list derive_waiting; /* not handed over yet, oldest first */
 	uint64_t stats_logins_evicted; /* logins closed at max_client_conn to make room */
 	uint64_t next_conn_id; /* clients and servers share one sequence, as in PgBouncer */
 

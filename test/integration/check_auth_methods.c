@@ -526,16 +526,25 @@ START_TEST(test_server_login_trust_needs_no_password_anywhere)
 }
 END_TEST
 
+/*
+ * Client auth_types against a SCRAM secret, then a SCRAM server login: a
+ * SCRAM exchange (scram-sha-256, and md5, which means SCRAM with such a
+ * secret) reveals the keys in the proof and the server login uses them; a
+ * cleartext password (plain) is checked by deriving the keys from the
+ * secret's salt and count, and the server login then derives its proof from
+ * that password. Both derivations run on the thread pool.
+ */
+static const char *const passthrough_auth_types[] = { "scram-sha-256", "md5", "plain" };
+
 START_TEST(test_server_login_scram_passthrough_uses_client_keys)
 {
 	/*
-	 * auth_file holds only the SCRAM secret PostgreSQL has: sluice never
-	 * learns the password, and can log in to PostgreSQL only with the keys
-	 * the client's SCRAM proof revealed.
+	 * auth_file holds only the SCRAM secret PostgreSQL has: sluice can log
+	 * in to PostgreSQL only with what the client's login gave it.
 	 */
 	char *list = userlist_line("scramuser", SECRET_SCRAM);
 	ck_assert_ptr_null(strstr(list, "scramuserpw"));
-	struct harness_sluice *s = start_with_auth("scram-sha-256", list, NULL);
+	struct harness_sluice *s = start_with_auth(passthrough_auth_types[_i], list, NULL);
 	free(list);
 	/* Fresh servers for each client: the keys are reused for logins after the first. */
 	PGconn *a = harness_connect(s, "dbname=app user=scramuser password=scramuserpw");
@@ -683,7 +692,8 @@ static Suite *auth_methods_suite(void)
 	tcase_add_loop_test(tc, test_server_login_uses_the_secret_the_server_method_needs, 0,
 		(int)ARRAY_SIZE(server_cases));
 	tcase_add_test(tc, test_server_login_trust_needs_no_password_anywhere);
-	tcase_add_test(tc, test_server_login_scram_passthrough_uses_client_keys);
+	tcase_add_loop_test(tc, test_server_login_scram_passthrough_uses_client_keys, 0,
+		(int)ARRAY_SIZE(passthrough_auth_types));
 	tcase_add_test(tc, test_server_login_without_usable_secret_fails_the_client);
 	tcase_add_test(tc,
 		test_server_login_failure_gives_postgres_error_and_fails_fast_within_retry);
