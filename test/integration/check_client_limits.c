@@ -132,17 +132,6 @@ static int open_fds(pid_t pid)
 	return n;
 }
 
-/* The lines of the log that contain needle. */
-static int log_count(const struct harness_sluice *s, const char *needle)
-{
-	char *log = harness_sluice_log(s);
-	int n = 0;
-	for (const char *p = log; (p = strstr(p, needle)) != NULL; p += strlen(needle))
-		n++;
-	free(log);
-	return n;
-}
-
 /*
  * With its descriptors used up, sluice cannot accept: it says so once (not
  * once per attempt), stops accepting for a while, and the connections that
@@ -169,7 +158,7 @@ START_TEST(test_out_of_file_descriptors_pauses_accepting_and_drops_no_connection
 	}
 	ck_assert(harness_sluice_log_wait(s, "accept() failed: Too many open files", 5000));
 	harness_sleep_ms(1500); /* several pauses: still one line, not one per attempt */
-	ck_assert_int_eq(log_count(s, "accept() failed"), 1);
+	ck_assert_int_eq(harness_sluice_log_count(s, "accept() failed"), 1);
 	harness_expect_answer(holder, "SELECT 2", "2"); /* logged-in clients go on */
 
 	/* Room for everyone again: each waiting connection logs in. */

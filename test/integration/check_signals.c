@@ -35,24 +35,13 @@ static void write_file(const char *path, const char *text)
 	free(tmp);
 }
 
-/* Counts occurrences of needle in the log. */
-static int log_count(const struct harness_sluice *s, const char *needle)
-{
-	char *log = harness_sluice_log(s);
-	int n = 0;
-	for (const char *p = log; (p = strstr(p, needle)) != NULL; p += strlen(needle))
-		n++;
-	free(log);
-	return n;
-}
-
 /* Sends SIGHUP and waits until the log shows one more reload outcome. */
 static void reload_and_wait(struct harness_sluice *s, const char *outcome)
 {
-	int before = log_count(s, outcome);
+	int before = harness_sluice_log_count(s, outcome);
 	harness_sluice_signal(s, SIGHUP);
 	long deadline = harness_now_ms() + 5000;
-	while (log_count(s, outcome) <= before) {
+	while (harness_sluice_log_count(s, outcome) <= before) {
 		ck_assert_msg(harness_now_ms() < deadline, "no '%s' in the log after SIGHUP", outcome);
 		usleep(20 * 1000);
 	}

@@ -918,6 +918,16 @@ char *harness_sluice_log(const struct harness_sluice *s)
 	return log ? log : xstrdup("");
 }
 
+int harness_sluice_log_count(const struct harness_sluice *s, const char *needle)
+{
+	char *log = harness_sluice_log(s);
+	int n = 0;
+	for (const char *p = log; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		n++;
+	free(log);
+	return n;
+}
+
 bool harness_sluice_log_wait(const struct harness_sluice *s, const char *needle, int timeout_ms)
 {
 	long deadline = harness_now_ms() + (long)timeout_ms * wait_scale();

@@ -148,6 +148,8 @@ void harness_sluice_free(struct harness_sluice *s);
 
 /* The whole log so far, as a heap string the caller frees. */
 char *harness_sluice_log(const struct harness_sluice *s);
+/* How many times needle occurs in the log so far. */
+int harness_sluice_log_count(const struct harness_sluice *s, const char *needle);
 
 /*
  * Waits (bounded by timeout_ms) until the log contains needle; returns whether
