@@ -1050,34 +1050,41 @@ void client_accept(struct worker *w, int fd, bool is_unix)
 	stream_read_now(&c->stream);
 }
 
+/*
+ * As PgBouncer: the global query_timeout bounds a wait for a server too (a
+ * query that never got one has run that long, as far as its client knows);
+ * query_wait_timeout comes from [users], [databases] or the global value.
+ * Waiting for the pool's first login is such a wait.
+ */
+static void wait_timed_out(struct client *c, uint64_t age)
+{
+	const struct config *cfg = c->w->cfg;
+	int64_t limit = config_query_wait_timeout(cfg, config_find_user(cfg, c->user_name),
+						  c->pool->db);
+	if (cfg->query_timeout && age >= (uint64_t)cfg->query_timeout) {
+		c->pool->stats.timeout_count++;
+		client_fail(c, SQLSTATE_QUERY_CANCELED, "query_timeout");
+	} else if (limit && age >= (uint64_t)limit) {
+		c->pool->stats.timeout_count++;
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "query_wait_timeout");
+	}
+}
+
 void client_tick(struct client *c, uint64_t now)
 {
 	const struct config *cfg = c->w->cfg;
 	uint64_t age = now - c->state_since;
-	const struct config_user *u;
 	int64_t limit;
 	switch (c->state) {
 	case CLIENT_LOGIN:
 	case CLIENT_WAITING_LOGIN:
 		if (cfg->client_login_timeout && now - c->connect_time >= (uint64_t)cfg->client_login_timeout)
 			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "client_login_timeout");
+		else if (c->state == CLIENT_WAITING_LOGIN)
+			wait_timed_out(c, age);
 		break;
 	case CLIENT_WAITING:
-		/*
-		 * As PgBouncer: the global query_timeout bounds a wait too (a query
-		 * that never got a server has run that long, as far as its client
-		 * knows); query_wait_timeout comes from [users], [databases] or the
-		 * global value.
-		 */
-		u = config_find_user(cfg, c->user_name);
-		limit = config_query_wait_timeout(cfg, u, c->pool->db);
-		if (cfg->query_timeout && age >= (uint64_t)cfg->query_timeout) {
-			c->pool->stats.timeout_count++;
-			client_fail(c, SQLSTATE_QUERY_CANCELED, "query_timeout");
-		} else if (limit && age >= (uint64_t)limit) {
-			c->pool->stats.timeout_count++;
-			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "query_wait_timeout");
-		}
+		wait_timed_out(c, age);
 		break;
 	case CLIENT_IDLE:
 		limit = config_client_idle_timeout(cfg, config_find_user(cfg, c->user_name));

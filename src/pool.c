@@ -222,6 +222,45 @@ static void link_waiter(struct pool *p, struct client *c, struct server *s)
 	client_linked(c);
 }
 
+/* Fails the clients of q that started waiting after since; see below. */
+static void fail_waiters_since(struct client_list *q, uint64_t since, const char *reason)
+{
+	struct client *c, *next;
+	for (c = TAILQ_FIRST(q); c; c = next) {
+		next = TAILQ_NEXT(c, state_link);
+		if (c->state_since > since)
+			client_fail(c, SQLSTATE_CONNECTION_FAILURE,
+				    "server login has been failing, cached error: %s (server_login_retry)",
+				    reason);
+	}
+}
+
+/*
+ * Within server_login_retry of a failed login, waiters learn why instead of
+ * hammering the server. After PostgreSQL refused the login, all of them get
+ * its error: servers already logged in do not count, since after a password
+ * change they may stay busy for as long as their clients like (PgBouncer
+ * fails the waiters too). After a transient failure (PostgreSQL unreachable,
+ * starting or stopping), the clients that were waiting stay queued for the
+ * next attempt, and only those that came since, while the pool has no server
+ * at all, are failed at once, with PgBouncer's words for it.
+ */
+static void fail_waiters_while_login_fails(struct pool *p)
+{
+	struct client *c;
+	if (p->last_error_transient) {
+		if (pool_servers_of(p) - p->n_sv_login > 0)
+			return;
+		fail_waiters_since(&p->waiting_login, p->last_error_at, p->last_error_reason);
+		fail_waiters_since(&p->waiting, p->last_error_at, p->last_error_reason);
+		return;
+	}
+	while ((c = TAILQ_FIRST(&p->waiting_login)) != NULL)
+		client_fail_with(c, p->last_error.data, p->last_error.len, p->last_error_reason);
+	while ((c = TAILQ_FIRST(&p->waiting)) != NULL)
+		client_fail_with(c, p->last_error.data, p->last_error.len, p->last_error_reason);
+}
+
 void pool_kick(struct pool *p)
 {
 	struct worker *w = p->w;
@@ -251,8 +290,7 @@ void pool_kick(struct pool *p)
 	/* Idle servers to waiters, oldest waiter first. */
 	while (!paused && p->n_cl_waiting > 0 && p->n_sv_idle > 0) {
 		struct server *s = TAILQ_FIRST(&p->sv_idle);
-		if (cfg->server_check_query && *cfg->server_check_query && cfg->server_check_delay >= 0 &&
-		    now - s->idle_since > (uint64_t)cfg->server_check_delay) {
+		if (server_needs_check(s, now)) {
 			server_start_check(s);
 			continue;
 		}
@@ -260,22 +298,9 @@ void pool_kick(struct pool *p)
 	}
 
 	if (login_retry_blocks(p, now)) {
-		/*
-		 * The last login failed recently: tell waiters why instead of
-		 * hammering the server, unless a login now under way may still
-		 * succeed. Servers already logged in do not count: after a password
-		 * change they may stay busy for as long as their clients like
-		 * (PgBouncer fails the waiters too).
-		 */
-		if (p->n_sv_login == 0) {
-			struct client *c;
-			while ((c = TAILQ_FIRST(&p->waiting_login)) != NULL)
-				client_fail_with(c, p->last_error.data, p->last_error.len,
-						 p->last_error_reason);
-			while ((c = TAILQ_FIRST(&p->waiting)) != NULL)
-				client_fail_with(c, p->last_error.data, p->last_error.len,
-						 p->last_error_reason);
-		}
+		/* Unless a login now under way may still succeed. */
+		if (p->n_sv_login == 0)
+			fail_waiters_while_login_fails(p);
 		return;
 	}
 
@@ -352,7 +377,7 @@ void pool_server_logged_in(struct pool *p, struct server *s)
 }
 
 void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len,
-			      const char *reason)
+			      const char *reason, bool transient)
 {
 	buf_out_reset(&p->last_error);
 	if (err_msg)
@@ -362,6 +387,11 @@ void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len
 	p->last_error_at = uv_now(p->w->loop);
 	snprintf(p->last_error_reason, sizeof(p->last_error_reason), "%s", reason);
 	p->last_login_ok = false;
+	p->last_error_transient = transient;
+	if (transient) {
+		worker_schedule_kick(p->w, p);
+		return;
+	}
 	/* Clients that cannot be greeted without a server learn why now. */
 	struct client *c;
 	while ((c = TAILQ_FIRST(&p->waiting_login)) != NULL)
@@ -411,7 +441,8 @@ void pool_tick(struct pool *p, uint64_t now)
 	}
 	if (free_if_idle(p, now))
 		return;
-	if (p->n_cl_waiting > 0 || pool_servers_of(p) < pool_min_size_of(p))
+	if (p->n_cl_waiting > 0 || p->n_cl_waiting_login > 0 ||
+	    pool_servers_of(p) < pool_min_size_of(p))
 		worker_schedule_kick(p->w, p);
 }
 

@@ -390,7 +390,7 @@ void server_close(struct server *s, const char *reason)
 	if (was_login && !s->logged_in_once) {
 		char why[300];
 		snprintf(why, sizeof(why), "server login failed: %s", reason);
-		pool_server_login_failed(p, NULL, 0, why);
+		pool_server_login_failed(p, NULL, 0, why, false);
 	}
 	if (c)
 		client_fail(c, SQLSTATE_CONNECTION_FAILURE, "server connection failed: %s", reason);
@@ -407,6 +407,22 @@ static void close_because(struct server *s, enum stats_close_reason why, const c
 {
 	s->close_reason = why;
 	server_close(s, text);
+}
+
+/*
+ * The login never reached PostgreSQL's verdict: the server could not be
+ * reached or did not answer in time. That is transient (a restart, a
+ * fail-over), so the waiting clients stay queued for the next attempt after
+ * server_login_retry, as PgBouncer keeps them. why is PgBouncer's word for
+ * the close line; detail says what happened, for the log and for the clients
+ * failed with the cached error meanwhile.
+ */
+static void close_unreached(struct server *s, const char *why, const char *detail)
+{
+	slog(LOG_LEVEL_WARNING, s, "%s", detail);
+	pool_server_login_failed(s->pool, NULL, 0, detail, true);
+	s->logged_in_once = true; /* reported */
+	server_close(s, why);
 }
 
 /* ---- release ------------------------------------------------------------- */
@@ -443,7 +459,7 @@ static void after_release(struct server *s, bool run_reset)
 		return;
 	}
 	if (expired(s, now)) {
-		close_because(s, STATS_CLOSE_lifetime, "server_lifetime reached");
+		close_because(s, STATS_CLOSE_lifetime, "server lifetime over");
 		return;
 	}
 	if (run_reset && cfg->server_reset_query && *cfg->server_reset_query) {
@@ -543,6 +559,7 @@ void server_link(struct server *s, struct client *c)
 {
 	s->client = c;
 	c->server = s;
+	s->checked = false;
 	server_set_state(s, SERVER_ACTIVE);
 	s->link_count++;
 	/* Time the client's first request from the link (a parameter SET may come first). */
@@ -571,10 +588,21 @@ void server_link(struct server *s, struct client *c)
 	buf_out_deinit(&sql);
 }
 
+bool server_needs_check(const struct server *s, uint64_t now)
+{
+	const struct config *cfg = s->w->cfg;
+	/* 0 checks before every reuse, as PgBouncer; once, not in a loop. */
+	return cfg->server_check_query && *cfg->server_check_query && !s->checked &&
+	       cfg->server_check_delay >= 0 &&
+	       now - s->idle_since >= (uint64_t)cfg->server_check_delay;
+}
+
 void server_start_check(struct server *s)
 {
 	server_set_state(s, SERVER_TESTED);
-	send_internal(s, s->w->cfg->server_check_query);
+	/* PgBouncer's "<empty>": an empty query, the cheapest round trip there is. */
+	const char *sql = s->w->cfg->server_check_query;
+	send_internal(s, strcmp(sql, "<empty>") == 0 ? "" : sql);
 }
 
 /* ---- messages from PostgreSQL ------------------------------------------- */
@@ -614,8 +642,10 @@ static void internal_done(struct server *s)
 		pool_server_logged_in(s->pool, s);
 		return;
 	}
-	if (s->state == SERVER_TESTED && !s->client)
+	if (s->state == SERVER_TESTED && !s->client) {
+		s->checked = true; /* it answered: alive, and clean */
 		after_release(s, false);
+	}
 }
 
 /*
@@ -1064,7 +1094,9 @@ static void login_read(struct server *s)
 				 e.message ? e.message : "server login failed: malformed error");
 			slog(LOG_LEVEL_WARNING, s, "server login failed: %s %s",
 			     e.severity ? e.severity : "?", reason);
-			pool_server_login_failed(s->pool, msg, h.len, reason);
+			/* "starting up" or "shutting down": the next attempt may well succeed. */
+			bool transient = e.sqlstate && strcmp(e.sqlstate, SQLSTATE_CANNOT_CONNECT_NOW) == 0;
+			pool_server_login_failed(s->pool, msg, h.len, reason, transient);
 			s->logged_in_once = true; /* already reported */
 			stream_consume(st, h.len);
 			server_close(s, reason);
@@ -1124,10 +1156,10 @@ static void on_connected(struct stream *st, int status)
 {
 	struct server *s = container_of(st, struct server, stream);
 	if (status < 0) {
-		char reason[160];
-		snprintf(reason, sizeof(reason), "could not connect to %s: %s", s->addr,
+		char detail[160];
+		snprintf(detail, sizeof(detail), "could not connect to %s: %s", s->addr,
 			 uv_strerror(status));
-		server_close(s, reason);
+		close_unreached(s, "connect failed", detail);
 		return;
 	}
 	struct pool *p = s->pool;
@@ -1162,7 +1194,7 @@ static void on_connected(struct stream *st, int status)
 static void start_stream(struct server *s, bool pipe)
 {
 	if (stream_init(s->w, &s->stream, pipe) != 0) {
-		server_close(s, "cannot create socket");
+		close_unreached(s, "cannot create socket", "cannot create a socket for the server");
 		return;
 	}
 	s->stream_open = true;
@@ -1183,11 +1215,11 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		return;
 	}
 	if (status < 0 || !res) {
-		char reason[160];
-		snprintf(reason, sizeof(reason), "could not resolve %s: %s", s->addr,
+		char detail[160];
+		snprintf(detail, sizeof(detail), "could not resolve %s: %s", s->addr,
 			 uv_strerror(status));
 		uv_freeaddrinfo(res);
-		server_close(s, reason);
+		close_unreached(s, "server DNS lookup failed", detail);
 		return;
 	}
 	start_stream(s, false);
@@ -1251,7 +1283,7 @@ void server_connect(struct pool *p)
 	int rc = uv_getaddrinfo(w->loop, &s->gai, on_resolved, host, portstr, &hints);
 	if (rc < 0) {
 		s->gai_pending = false;
-		server_close(s, "name resolution failed to start");
+		close_unreached(s, "server DNS lookup failed", "name resolution failed to start");
 	}
 }
 
@@ -1318,16 +1350,16 @@ void server_tick(struct server *s, uint64_t now)
 	case SERVER_LOGIN:
 		if (cfg->server_connect_timeout &&
 		    now - s->connect_time >= (uint64_t)cfg->server_connect_timeout)
-			server_close(s, "server_connect_timeout reached");
+			close_unreached(s, "connect timeout", "server_connect_timeout reached");
 		break;
 	case SERVER_IDLE:
 		if (s->close_needed)
 			close_because(s, STATS_CLOSE_reload, "database configuration changed");
 		else if (expired(s, now))
-			close_because(s, STATS_CLOSE_lifetime, "server_lifetime reached");
+			close_because(s, STATS_CLOSE_lifetime, "server lifetime over");
 		else if (s->idle_timeout_ms && now - s->idle_since >= s->idle_timeout_ms &&
 			 pool_servers_of(s->pool) - s->pool->n_sv_login > pool_min_size_of(s->pool))
-			close_because(s, STATS_CLOSE_idle, "server_idle_timeout reached");
+			close_because(s, STATS_CLOSE_idle, "server idle timeout");
 		break;
 	case SERVER_BEING_CANCELED:
 		/*

@@ -62,6 +62,7 @@ struct pool {
 	uint64_t last_error_at; /* uv_now; 0 = none */
 	char last_error_reason[256]; /* why, for the log lines of the clients it fails */
 	bool last_login_ok; /* the most recent login attempt succeeded */
+	bool last_error_transient; /* it kept the waiters queued (pool_server_login_failed) */
 
 	/*
 	 * Credentials a client proved that can log in to the server for this
@@ -125,9 +126,14 @@ void pool_kick(struct pool *p);
 
 /* A server finished login: adopt its parameters as the welcome set. */
 void pool_server_logged_in(struct pool *p, struct server *s);
-/* A server login failed with this ErrorResponse (whole message) or a local reason. */
+/*
+ * A server login failed with this ErrorResponse (whole message) or a local
+ * reason. A transient failure (the server could not be reached, or it is
+ * starting up or shutting down) keeps the waiting clients queued for the
+ * next attempt, as PgBouncer does; any other fails them with the reason.
+ */
 void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len,
-			      const char *reason);
+			      const char *reason, bool transient);
 /* A tracked parameter as client c's session has it: its own choice or the default. */
 const char *pool_param_of(const struct pool *p, const struct client *c, const char *name);
 /* Sends the welcome (AuthenticationOk..ReadyForQuery) to a client. */

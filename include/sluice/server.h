@@ -124,6 +124,7 @@ struct server {
 	 * reported: any other end before that is a login failure, with backoff.
 	 */
 	bool logged_in_once;
+	bool checked; /* answered an internal query since its last client (server_needs_check) */
 	uint32_t be_pid, be_key;
 	struct param_set params; /* as PostgreSQL last reported them */
 
@@ -193,6 +194,8 @@ void server_maybe_release(struct server *s);
 bool server_prepared_unsettled(const struct server *s);
 /* Whether an earlier batch is unanswered, so the transaction state it leaves is unknown. */
 bool server_batches_pending(const struct server *s);
+/* Whether an idle server must pass server_check_query before it is handed out. */
+bool server_needs_check(const struct server *s, uint64_t now);
 /* Runs the server_check_query before the server is handed out. */
 void server_start_check(struct server *s);
 /* Servers in open order: server_next(w, NULL) is the first. */

@@ -148,20 +148,22 @@ static int silent_listener(int *port)
 }
 
 /*
- * A client of a database whose server is broken gets an error in bounded time
- * (a refused port at once, a silent one after server_connect_timeout), and
- * sluice keeps serving the healthy database meanwhile.
+ * A database whose server cannot be reached (a refused port, or a silent one
+ * until server_connect_timeout): as PgBouncer, the client that was waiting
+ * stays queued for the next attempt and ends at query_wait_timeout; a client
+ * that comes while the pool has no server is failed at once with the cached
+ * error; and sluice keeps serving the healthy database meanwhile.
  */
 static const struct dead_case {
 	const char *what;
 	bool silent; /* a silent listener rather than a closed port */
-	long min_ms; /* the error may not come before this */
+	const char *logged; /* the warning of the failed attempt */
 } dead_cases[] = {
-	{ "closed port", false, 0 },
-	{ "silent server, server_connect_timeout", true, 400 },
+	{ "closed port", false, "could not connect to 127.0.0.1:" },
+	{ "silent server, server_connect_timeout", true, "server_connect_timeout reached" },
 };
 
-START_TEST(test_broken_database_fails_its_client_quickly_and_others_keep_working)
+START_TEST(test_unreachable_database_queues_its_client_and_others_keep_working)
 {
 	const struct dead_case *dc = &dead_cases[_i];
 	int port, fd = -1;
@@ -171,22 +173,39 @@ START_TEST(test_broken_database_fails_its_client_quickly_and_others_keep_working
 		port = harness_free_port();
 	char *dbs = xasprintf(APP_DB "dead = host=127.0.0.1 port=%d dbname=app\n", port);
 	struct harness_sluice *s = harness_sluice_start(COMMON "server_connect_timeout = 0.5\n"
-							       "server_login_retry = 0.2\n",
+							       "server_login_retry = 30\n"
+							       "query_wait_timeout = 2\n",
 		dbs, USERLIST);
 	free(dbs);
 	PGconn *good = harness_connect(s, "dbname=app user=trustuser");
 
 	long t0 = harness_now_ms();
+	int first = harness_raw_connect(s->port);
+	harness_raw_send_startup(first, "trustuser", "dead");
+	ck_assert_msg(harness_sluice_log_wait(s, dc->logged, 3000), "%s", dc->what);
+
+	long t1 = harness_now_ms();
 	char *err = harness_connect_error(s, "dbname=dead user=trustuser");
-	long waited = harness_now_ms() - t0;
-	ck_assert_msg(waited < 3000, "%s: the error took %ld ms", dc->what, waited);
-	ck_assert_msg(waited >= dc->min_ms, "%s: the error came after %ld ms: %s", dc->what, waited,
-		err);
-	ck_assert_msg(strstr(err, "server") != NULL || strstr(err, "connect") != NULL, "%s: %s",
-		dc->what, err);
+	ck_assert_msg(harness_now_ms() - t1 < 1000, "%s: the second client waited %ld ms", dc->what,
+		harness_now_ms() - t1);
+	ck_assert_msg(strstr(err, "server login has been failing, cached error: ") &&
+			      strstr(err, dc->logged) && strstr(err, "(server_login_retry)"),
+		"%s: %s", dc->what, err);
 	free(err);
 
 	harness_expect_answer(good, "SELECT count(*) FROM items", "3");
+
+	err = harness_raw_read_error(first);
+	long waited = harness_now_ms() - t0;
+	ck_assert_msg(err && strstr(err, "query_wait_timeout"), "%s: %s", dc->what,
+		err ? err : "(none)");
+	ck_assert_msg(waited >= 1900 && waited < 5000, "%s: the first client waited %ld ms", dc->what,
+		waited);
+	free(err);
+	close(first);
+	/* One attempt (its warning is the only server's): the retry is 30 s away. */
+	ck_assert_int_eq(harness_sluice_log_count(s, " WARNING S-"), 1);
+
 	PGconn *fresh = harness_connect(s, "dbname=app user=trustuser");
 	harness_expect_answer(fresh, "SELECT 1", "1");
 	PQfinish(fresh);
@@ -587,6 +606,30 @@ START_TEST(test_server_check_query_runs_before_reuse_per_check_delay)
 }
 END_TEST
 
+/*
+ * The default check is PgBouncer's empty query: PostgreSQL answers it with
+ * EmptyQueryResponse, which must count as a passed check (the same server,
+ * not a new one, serves the next query).
+ */
+START_TEST(test_default_server_check_is_an_empty_query_that_passes)
+{
+	struct harness_sluice *s = harness_sluice_start(COMMON "default_pool_size = 1\n"
+							       "server_check_delay = 0\n"
+							       "verbose = 2\n",
+		NULL, USERLIST);
+	PGconn *conn = harness_connect(s, "dbname=app user=trustuser");
+	long pid = backend_pid(conn);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(backend_pid(conn), pid);
+	PQfinish(conn);
+	/* The log line ends right after the (empty) text. */
+	ck_assert_int_ge(harness_sluice_log_count(s, "internal query: \n"), 3);
+	ck_assert_int_eq(harness_sluice_log_count(s, "internal query: select 1"), 0);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
 static Suite *server_timeouts_suite(void)
 {
 	Suite *s = suite_create("server_timeouts");
@@ -596,7 +639,7 @@ static Suite *server_timeouts_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = harness_tcase("connect");
-	tcase_add_loop_test(tc, test_broken_database_fails_its_client_quickly_and_others_keep_working,
+	tcase_add_loop_test(tc, test_unreachable_database_queues_its_client_and_others_keep_working,
 		0, (int)ARRAY_SIZE(dead_cases));
 	suite_add_tcase(s, tc);
 
@@ -616,6 +659,7 @@ static Suite *server_timeouts_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = harness_tcase("check");
+	tcase_add_test(tc, test_default_server_check_is_an_empty_query_that_passes);
 	tcase_add_loop_test(tc, test_server_check_query_runs_before_reuse_per_check_delay, 0,
 		(int)ARRAY_SIZE(check_cases));
 	suite_add_tcase(s, tc);

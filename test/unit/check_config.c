@@ -124,7 +124,7 @@ START_TEST(test_config_defaults_are_pgbouncer_defaults)
 	ck_assert_int_eq(cfg->max_user_client_connections, 0);
 	ck_assert_str_eq(cfg->server_reset_query, "DISCARD ALL");
 	ck_assert(!cfg->server_reset_query_always);
-	ck_assert_str_eq(cfg->server_check_query, "select 1");
+	ck_assert_str_eq(cfg->server_check_query, "<empty>");
 	ck_assert_int_eq(cfg->server_check_delay, 30000);
 	ck_assert_int_eq(cfg->server_lifetime, 3600000);
 	ck_assert_int_eq(cfg->server_idle_timeout, 600000);
