@@ -638,6 +638,7 @@ static void internal_done(struct server *s)
 		return;
 	}
 	if (s->state == SERVER_LOGIN) {
+		s->checked = true; /* a new server needs no check, as in PgBouncer */
 		server_set_state(s, SERVER_IDLE);
 		pool_server_logged_in(s->pool, s);
 		return;
@@ -1115,6 +1116,7 @@ static void login_read(struct server *s)
 				continue;
 			}
 			slog(LOG_LEVEL_INFO, s, "login succeeded");
+			s->checked = true; /* a new server needs no check, as in PgBouncer */
 			server_set_state(s, SERVER_IDLE);
 			pool_server_logged_in(s->pool, s);
 			return;

@@ -124,7 +124,7 @@ struct server {
 	 * reported: any other end before that is a login failure, with backoff.
 	 */
 	bool logged_in_once;
-	bool checked; /* answered an internal query since its last client (server_needs_check) */
+	bool checked; /* new, or answered an internal query, since its last client (server_needs_check) */
 	uint32_t be_pid, be_key;
 	struct param_set params; /* as PostgreSQL last reported them */
 
