@@ -969,7 +969,12 @@ static bool login_auth(struct server *s, const uint8_t *body, size_t len)
 		return true;
 	case PKT_AUTH_MD5: {
 		const uint8_t *salt = pkt_get_bytes(&r, 4);
-		if (!salt || !pw)
+		if (!salt) {
+			buf_out_deinit(&out);
+			server_close(s, "malformed message from server during login");
+			return false;
+		}
+		if (!pw)
 			goto nopw;
 		char resp[36];
 		auth_md5_response(pw, p->server_user, salt, resp);
@@ -1031,7 +1036,8 @@ static bool login_auth(struct server *s, const uint8_t *body, size_t len)
 	}
 nopw:
 	buf_out_deinit(&out);
-	server_close(s, "no password available to log in to the server");
+	/* PgBouncer's words when the secret it has (an MD5 hash) cannot answer this method. */
+	server_close(s, pw ? "wrong password type" : "no password available to log in to the server");
 	return false;
 }
 

@@ -576,14 +576,27 @@ START_TEST(test_server_login_scram_passthrough_uses_client_keys)
 }
 END_TEST
 
+/*
+ * trust for the client, and a secret that cannot answer the server's SCRAM
+ * request: none (only a SCRAM secret, without the client's keys), or an MD5
+ * hash, for which PgBouncer's words are "wrong password type".
+ */
+static const struct unusable_case {
+	enum secret_kind kind;
+	const char *error;
+} unusable_cases[] = {
+	{ SECRET_SCRAM, "server login failed: no password available" },
+	{ SECRET_MD5, "server login failed: wrong password type" },
+};
+
 START_TEST(test_server_login_without_usable_secret_fails_the_client)
 {
-	/* trust for the client, and only a SCRAM secret: no keys, no password for the server. */
-	char *list = userlist_line("scramuser", SECRET_SCRAM);
+	const struct unusable_case *uc = &unusable_cases[_i];
+	char *list = userlist_line("scramuser", uc->kind);
 	struct harness_sluice *s = start_with_auth("trust", list, NULL);
 	free(list);
 	char *err = harness_connect_error(s, "dbname=app user=scramuser");
-	ck_assert_msg(strstr(err, "no password available") != NULL, "%s", err);
+	ck_assert_msg(strstr(err, uc->error) != NULL, "%s", err);
 	free(err);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
@@ -694,7 +707,8 @@ static Suite *auth_methods_suite(void)
 	tcase_add_test(tc, test_server_login_trust_needs_no_password_anywhere);
 	tcase_add_loop_test(tc, test_server_login_scram_passthrough_uses_client_keys, 0,
 		(int)ARRAY_SIZE(passthrough_auth_types));
-	tcase_add_test(tc, test_server_login_without_usable_secret_fails_the_client);
+	tcase_add_loop_test(tc, test_server_login_without_usable_secret_fails_the_client, 0,
+		(int)ARRAY_SIZE(unusable_cases));
 	tcase_add_test(tc,
 		test_server_login_failure_gives_postgres_error_and_fails_fast_within_retry);
 	tcase_add_test(tc, test_server_login_is_tried_again_after_server_login_retry);
