@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "sluice/log.h"
 
@@ -979,6 +980,18 @@ static int database_take_libpq(struct config_database *db, const char *conninfo,
 
 /* ---- the load state -------------------------------------------------------- */
 
+/* PgBouncer's limit on nested %include files; deeper nesting is an error. */
+#define INCLUDE_MAX 10
+
+/* One file of the stack being read: the config file and the %include files it opened. */
+struct load_file {
+	FILE *fp;
+	char *path;   /* as written, so messages name it as the operator did */
+	int line;     /* this file's line count while an included file is read */
+	dev_t dev;    /* identity, to refuse a file that includes itself */
+	ino_t ino;
+};
+
 struct load {
 	struct config *cfg;
 	struct config_error *err;
@@ -986,7 +999,8 @@ struct load {
 	int line;	   /* the line being handled */
 	int section_line;  /* the line of the last [section] header */
 	bool line_start;   /* the reader is at the start of a physical line */
-	FILE *fp;
+	struct load_file files[INCLUDE_MAX + 1]; /* [0] the config file */
+	int depth;	   /* index in files of the file being read */
 	bool failed; /* err holds a message */
 	enum { SEC_NONE, SEC_SLUICE, SEC_DATABASES, SEC_USERS, SEC_IGNORED } section;
 	char section_name[64];
@@ -1170,17 +1184,148 @@ fail:
 /* ---- the INI file ----------------------------------------------------------- */
 
 /*
- * fgets for inih that counts physical lines. inih may call it several times
- * for one long line (growing its buffer); a new line starts only after a
- * chunk that ended in '\n'. When inih calls the handler, ld->line is the
- * line it is handling.
+ * "%include FILE", as PgBouncer reads it: at the start of a line (after
+ * blanks), the word, at least one blank, then the file name to the end of the
+ * line with trailing blanks cut. Returns the name's start in line, or NULL.
+ */
+static const char *include_directive(const char *line)
+{
+	while (*line == ' ' || *line == '\t')
+		line++;
+	if (strncmp(line, "%include", 8) != 0 || (line[8] != ' ' && line[8] != '\t'))
+		return NULL;
+	line += 8;
+	while (*line == ' ' || *line == '\t')
+		line++;
+	return line;
+}
+
+/*
+ * Starts reading the file an %include line names, whose text (the first chunk
+ * inih asked for) is in chunk. A relative name is taken from the working
+ * directory, as PgBouncer does. The file goes on the stack and its lines are
+ * handed to inih as if they stood in place of the directive, so a [section]
+ * in it carries on after it, as in PgBouncer. -1 with err set on failure.
+ */
+static int include_push(struct load *ld, const char *chunk)
+{
+	struct load_file *cur = &ld->files[ld->depth];
+	char *text = xstrdup(chunk);
+	size_t n = strlen(text);
+	if (n > 0 && text[n - 1] != '\n') {
+		/* A name longer than inih's buffer: the rest of the line is still unread. */
+		char *rest = NULL;
+		size_t cap = 0;
+		ssize_t got = getline(&rest, &cap, cur->fp);
+		if (got > 0) {
+			text = xrealloc(text, n + (size_t)got + 1);
+			memcpy(text + n, rest, (size_t)got + 1);
+		}
+		free(rest);
+	}
+	ld->line_start = true;
+	char *name = (char *)include_directive(text);
+	n = strlen(name);
+	while (n > 0 && isspace((unsigned char)name[n - 1]))
+		name[--n] = '\0';
+
+	int rc = -1;
+	FILE *fp = NULL;
+	struct stat st;
+	if (!*name) {
+		set_error(ld->err, ld->where, ld->line, "%%include needs a file name");
+		goto out;
+	}
+	if (ld->depth >= INCLUDE_MAX) {
+		set_error(ld->err, ld->where, ld->line,
+			  "%%include %s: include nesting level too deep (more than %d files)", name,
+			  INCLUDE_MAX);
+		goto out;
+	}
+	fp = fopen(name, "r");
+	if (!fp || fstat(fileno(fp), &st) != 0) {
+		set_error(ld->err, ld->where, ld->line, "%%include %s: cannot open: %s", name,
+			  strerror(errno));
+		goto out;
+	}
+	for (int i = 0; i <= ld->depth; i++) {
+		if (ld->files[i].dev == st.st_dev && ld->files[i].ino == st.st_ino) {
+			set_error(ld->err, ld->where, ld->line,
+				  "%%include %s: include loop: %s is already being read", name,
+				  ld->files[i].path);
+			goto out;
+		}
+	}
+	cur->line = ld->line;
+	ld->depth++;
+	ld->files[ld->depth] = (struct load_file){
+		.fp = fp, .path = xstrdup(name), .dev = st.st_dev, .ino = st.st_ino
+	};
+	fp = NULL;
+	ld->where = ld->files[ld->depth].path;
+	ld->line = 0;
+	log_debug("%s: reading %%include file %s", ld->files[ld->depth - 1].path, name);
+	rc = 0;
+out:
+	if (fp)
+		fclose(fp);
+	if (rc < 0)
+		ld->failed = true;
+	free(text);
+	return rc;
+}
+
+/* Closes the file on top of the stack; the one that included it goes on. */
+static void include_pop(struct load *ld)
+{
+	struct load_file *f = &ld->files[ld->depth];
+	fclose(f->fp);
+	free(f->path);
+	*f = (struct load_file){ 0 };
+	ld->depth--;
+	ld->where = ld->files[ld->depth].path;
+	ld->line = ld->files[ld->depth].line;
+}
+
+/*
+ * fgets for inih over the stack of files, counting physical lines. inih may
+ * call it several times for one long line (growing its buffer); a new line
+ * starts only after a chunk that ended in '\n'. %include lines are followed
+ * here and never reach inih. When inih calls the handler, ld->where and
+ * ld->line name the file and line it is handling.
  */
 static char *read_counting_lines(char *str, int num, void *stream)
 {
 	struct load *ld = stream;
-	char *r = fgets(str, num, ld->fp);
-	if (!r)
-		return NULL;
+	char *r;
+	for (;;) {
+		r = fgets(str, num, ld->files[ld->depth].fp);
+		if (!r) {
+			if (ferror(ld->files[ld->depth].fp)) {
+				set_error(ld->err, ld->where, ld->line, "read error: %s",
+					  strerror(errno));
+				ld->failed = true;
+				return NULL;
+			}
+			if (ld->depth == 0)
+				return NULL;
+			include_pop(ld);
+			if (!ld->line_start && num > 1) {
+				/* The included file's last line had no newline: end it here. */
+				ld->line_start = true;
+				memcpy(str, "\n", 2);
+				return str;
+			}
+			continue;
+		}
+		if (ld->line_start && include_directive(r)) {
+			ld->line++;
+			if (include_push(ld, r) < 0)
+				return NULL;
+			continue;
+		}
+		break;
+	}
 	if (ld->line_start)
 		ld->line++;
 	/* inih calls the handler only for keys: remember where sections start. */
@@ -1342,12 +1487,19 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
 
 static int load_file(struct load *ld, const char *path)
 {
-	ld->fp = fopen(path, "r");
-	if (!ld->fp) {
+	FILE *fp = fopen(path, "r");
+	struct stat st;
+	if (!fp || fstat(fileno(fp), &st) != 0) {
 		set_error(ld->err, path, 0, "cannot open: %s", strerror(errno));
+		if (fp)
+			fclose(fp);
 		return -1;
 	}
-	ld->where = path;
+	ld->depth = 0;
+	ld->files[0] = (struct load_file){
+		.fp = fp, .path = xstrdup(path), .dev = st.st_dev, .ino = st.st_ino
+	};
+	ld->where = ld->files[0].path;
 	ld->line = 0;
 	ld->line_start = true;
 	ld->section = SEC_NONE;
@@ -1363,18 +1515,24 @@ static int load_file(struct load *ld, const char *path)
 	ini_stop_on_first_error = true;
 
 	int rc = ini_parse_stream(read_counting_lines, ld, on_ini_entry, ld);
-	fclose(ld->fp);
-	ld->fp = NULL;
-	if (rc == 0 && !ld->failed)
-		return 0;
-	if (!ld->failed) {
+	if (rc != 0 && !ld->failed) {
+		/*
+		 * inih counts lines across the files as one stream; it stops at
+		 * the first error, so the reader's position names the line.
+		 */
 		if (rc == -2)
 			set_error(ld->err, path, 0, "out of memory");
 		else
-			set_error(ld->err, path, rc,
+			set_error(ld->err, ld->where, ld->line,
 				  "syntax error: expected \"key = value\" or \"[section]\"");
 	}
-	return -1;
+	while (ld->depth > 0)
+		include_pop(ld);
+	fclose(ld->files[0].fp);
+	free(ld->files[0].path);
+	ld->files[0] = (struct load_file){ 0 };
+	ld->where = path;
+	return rc == 0 && !ld->failed ? 0 : -1;
 }
 
 /* ---- the environment --------------------------------------------------------- */

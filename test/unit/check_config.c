@@ -98,6 +98,15 @@ static char *read_file(const char *path)
 	return s;
 }
 
+/* Replaces the contents of an existing file. */
+static void write_file_over(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert_msg(f != NULL, "cannot write %s", path);
+	ck_assert_int_eq(fputs(text, f) >= 0, 1);
+	fclose(f);
+}
+
 /* ---- defaults ----------------------------------------------------------------- */
 
 START_TEST(test_config_defaults_are_pgbouncer_defaults)
@@ -306,7 +315,10 @@ static const struct error_case {
 	  ":1: setting \"listen_port\" is outside any section (start with [sluice])" },
 	{ "[sluice]\nthis line has no equals sign\n",
 	  ":2: syntax error: expected \"key = value\" or \"[section]\"" },
-	{ "[sluice]\n%include other.ini\n", ":2: syntax error" },
+	{ "[sluice]\n%include /nonexistent/other.ini\n",
+	  ":2: %include /nonexistent/other.ini: cannot open: No such file or directory" },
+	{ "[sluice]\n%include   \n", ":2: %include needs a file name" },
+	{ "[sluice]\n%includex.ini\n", ":2: syntax error" },
 	{ "[databases]\napp = host=db prot=5432\n",
 	  ":2: database \"app\": invalid connection option \"prot\"" },
 	{ "[databases]\napp = host=db port=x\n",
@@ -371,6 +383,146 @@ START_TEST(test_config_missing_file_is_an_error)
 	ck_assert_ptr_null(cfg);
 	ck_assert_str_eq(err.text,
 			 "/nonexistent/sluice.ini: cannot open: No such file or directory");
+}
+END_TEST
+
+/* ---- %include ------------------------------------------------------------------- */
+
+START_TEST(test_config_include_reads_the_file_in_place)
+{
+	/* No section header in the included file: its keys stay in [sluice], as in PgBouncer. */
+	char *inc = write_temp("listen_port = 6501\n\n[databases]\nother = host=h2");
+	char *text = xasprintf("[sluice]\nmax_client_conn = 7\n  %%include  %s  \n"
+			       "app = host=h1\n",
+			       inc);
+	struct config_error err;
+	struct config *cfg = load_text(text, NULL, &err);
+	ck_assert_msg(cfg != NULL, "%s", err.text);
+	ck_assert_int_eq(cfg->listen_port, 6501);
+	ck_assert_int_eq(cfg->max_client_conn, 7);
+	/* The included file switched to [databases] and its last line had no newline. */
+	ck_assert_str_eq(config_find_database(cfg, "other")->host, "h2");
+	ck_assert_str_eq(config_find_database(cfg, "app")->host, "h1");
+	config_free(cfg);
+	free(text);
+	unlink(inc);
+	free(inc);
+}
+END_TEST
+
+START_TEST(test_config_include_relative_name_is_from_the_working_directory)
+{
+	char *inc = write_temp("[sluice]\nlisten_port = 6502\n");
+	ck_assert_int_eq(chdir("/tmp"), 0);
+	char *text = xasprintf("%%include %s\n", inc + strlen("/tmp/"));
+	struct config_error err;
+	struct config *cfg = load_text(text, NULL, &err);
+	ck_assert_msg(cfg != NULL, "%s", err.text);
+	ck_assert_int_eq(cfg->listen_port, 6502);
+	config_free(cfg);
+	free(text);
+	unlink(inc);
+	free(inc);
+}
+END_TEST
+
+START_TEST(test_config_include_errors_name_the_included_file_and_line)
+{
+	char *inc = write_temp("[sluice]\n\nlisten_port = x\n");
+	char *text = xasprintf("[sluice]\n%%include %s\n", inc);
+	char *path;
+	struct config_error err;
+	struct config *cfg = load_text(text, &path, &err);
+	ck_assert_ptr_null(cfg);
+	char *want = xasprintf("%s:3: listen_port: \"x\" is not an integer", inc);
+	ck_assert_str_eq(err.text, want);
+	free(want);
+	free(text);
+	unlink(path);
+	free(path);
+
+	/* After the include, the main file's own line numbers go on where they were. */
+	text = xasprintf("[sluice]\n%%include %s\n\nlisten_port = y\n", inc);
+	write_file_over(inc, "listen_port = 6503\n");
+	cfg = load_text(text, &path, &err);
+	ck_assert_ptr_null(cfg);
+	want = xasprintf("%s:4: listen_port: \"y\" is not an integer", path);
+	ck_assert_str_eq(err.text, want);
+	free(want);
+	free(text);
+	unlink(path);
+	free(path);
+	unlink(inc);
+	free(inc);
+}
+END_TEST
+
+START_TEST(test_config_include_loop_is_an_error)
+{
+	/* a includes b, b includes a: refused at once, naming the file already being read. */
+	char *a = write_temp("");
+	char *b = write_temp("");
+	char *text_a = xasprintf("[sluice]\n%%include %s\n", b);
+	char *text_b = xasprintf("listen_port = 6504\n%%include %s\n", a);
+	write_file_over(a, text_a);
+	write_file_over(b, text_b);
+	struct config_error err;
+	struct config *cfg = config_load(a, &err);
+	ck_assert_ptr_null(cfg);
+	char *want = xasprintf("%s:2: %%include %s: include loop: %s is already being read", b, a,
+			       a);
+	ck_assert_str_eq(err.text, want);
+	free(want);
+
+	/* A file that includes itself. */
+	char *self = xasprintf("[sluice]\n%%include %s\n", a);
+	write_file_over(a, self);
+	cfg = config_load(a, &err);
+	ck_assert_ptr_null(cfg);
+	ck_assert_msg(strstr(err.text, "include loop") != NULL, "%s", err.text);
+	free(self);
+	free(text_a);
+	free(text_b);
+	unlink(a);
+	unlink(b);
+	free(a);
+	free(b);
+}
+END_TEST
+
+START_TEST(test_config_include_nesting_deeper_than_ten_is_an_error)
+{
+	/* files[0] includes files[1] ... : ten levels of include are fine, eleven are not. */
+	char *files[12];
+	for (int i = 0; i < 12; i++)
+		files[i] = write_temp("");
+	for (int depth = 10; depth <= 11; depth++) {
+		for (int i = 0; i < depth; i++) {
+			char *t = xasprintf("%s%%include %s\n", i == 0 ? "[sluice]\n" : "",
+					    files[i + 1]);
+			write_file_over(files[i], t);
+			free(t);
+		}
+		write_file_over(files[depth], "listen_port = 6505\n");
+		struct config_error err;
+		struct config *cfg = config_load(files[0], &err);
+		if (depth == 10) {
+			ck_assert_msg(cfg != NULL, "%s", err.text);
+			ck_assert_int_eq(cfg->listen_port, 6505);
+			config_free(cfg);
+		} else {
+			ck_assert_ptr_null(cfg);
+			char *want = xasprintf("%s:1: %%include %s: include nesting level too deep "
+					       "(more than 10 files)",
+					       files[10], files[11]);
+			ck_assert_str_eq(err.text, want);
+			free(want);
+		}
+	}
+	for (int i = 0; i < 12; i++) {
+		unlink(files[i]);
+		free(files[i]);
+	}
 }
 END_TEST
 
@@ -976,6 +1128,11 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_config_long_line_keeps_line_numbers);
 	tcase_add_loop_test(tc, test_config_error_names_file_and_line, 0, ARRAY_SIZE(error_cases));
 	tcase_add_test(tc, test_config_missing_file_is_an_error);
+	tcase_add_test(tc, test_config_include_reads_the_file_in_place);
+	tcase_add_test(tc, test_config_include_relative_name_is_from_the_working_directory);
+	tcase_add_test(tc, test_config_include_errors_name_the_included_file_and_line);
+	tcase_add_test(tc, test_config_include_loop_is_an_error);
+	tcase_add_test(tc, test_config_include_nesting_deeper_than_ten_is_an_error);
 	tcase_add_test(tc, test_config_unimplemented_pgbouncer_key_warns_but_loads);
 	tcase_add_loop_test(tc, test_config_duration_parses_seconds_and_units, 0,
 			    ARRAY_SIZE(duration_cases));
