@@ -248,6 +248,8 @@ static int parse_log_format(const char *s, int *out, char *msg)
 	return 0;
 }
 
+static char *dup_or_null(const char *s);
+
 /* ---- the [sluice] settings table ------------------------------------------ */
 
 enum setting_type {
@@ -261,7 +263,14 @@ enum setting_type {
 	ST_POOL_MODE,  /* enum pool_mode */
 	ST_AUTH_TYPE,  /* enum auth_type */
 	ST_LOG_FORMAT, /* int holding enum log_format */
+	ST_FACILITY,   /* char *, a syslog facility name (log_syslog_facility) */
 };
+
+/* The types whose field is a char * owned by the snapshot. */
+static bool type_is_string(enum setting_type t)
+{
+	return t == ST_STRING || t == ST_LIST || t == ST_FACILITY;
+}
 
 struct setting {
 	struct config_setting_info info; /* first: config_setting_at returns &info */
@@ -390,6 +399,10 @@ static const struct setting settings[] = {
 	/* Logging and process. */
 	S(logfile, ST_STRING, "", RELOAD, 0, 0, "log file; empty logs to stderr only"),
 	S(pidfile, ST_STRING, "", RESTART, 0, 0, "file to write the process id to; empty none"),
+	S(syslog, ST_BOOL, "0", RELOAD, 0, 0, "log to syslog(3) as well"),
+	S(syslog_ident, ST_STRING, "pgbouncer", RELOAD, 0, 0, "the name syslog lines carry"),
+	S(syslog_facility, ST_FACILITY, "daemon", RELOAD, 0, 0,
+	  "syslog facility: auth, authpriv, daemon, user, local0 to local7"),
 	S(log_connections, ST_BOOL, "1", RELOAD, 0, 0, "log each client login"),
 	S(log_disconnections, ST_BOOL, "1", RELOAD, 0, 0,
 	  "log each client disconnection, with the reason"),
@@ -458,9 +471,6 @@ static const char *const unimplemented_settings[] = {
 	"server_tls_sslmode",
 	"service_name",
 	"suspend_timeout",
-	"syslog",
-	"syslog_facility",
-	"syslog_ident",
 	"tcp_defer_accept",
 	"tcp_socket_buffer",
 	"unix_socket_group",
@@ -549,6 +559,17 @@ static int setting_set(struct config *cfg, const struct setting *s, const char *
 			return -1;
 		*(int *)field = iv;
 		return 0;
+	case ST_FACILITY:
+		if (log_syslog_facility(text) < 0) {
+			snprintf(msg, MSG_LEN,
+				 "\"%s\" is not a syslog facility (auth, authpriv, daemon, user, "
+				 "local0 to local7)",
+				 text);
+			return -1;
+		}
+		free(*(char **)field);
+		*(char **)field = xstrdup(text);
+		return 0;
 	}
 	snprintf(msg, MSG_LEN, "internal error: unknown setting type");
 	return -1;
@@ -594,6 +615,7 @@ void config_setting_value(const struct config *cfg, size_t i, char *buf, size_t 
 		return;
 	case ST_STRING:
 	case ST_LIST:
+	case ST_FACILITY:
 		str = *(char *const *)field;
 		snprintf(buf, len, "%s", str ? str : "");
 		return;
@@ -640,6 +662,37 @@ int config_apply(struct config *cfg, const char *key, const char *value,
 		return -1;
 	}
 	return 0;
+}
+
+void config_keep_restart_settings(struct config *next, const struct config *running)
+{
+	char was[512], now[512];
+	for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
+		const struct setting *s = &settings[i];
+		if (s->info.reloadable)
+			continue;
+		config_setting_value(running, i, was, sizeof(was));
+		config_setting_value(next, i, now, sizeof(now));
+		if (strcmp(was, now) != 0) {
+			log_warning("%s changed from \"%s\" to \"%s\": it takes effect at the next "
+				    "restart",
+				    s->info.name, was, now);
+			next->warnings++;
+		}
+		void *dst = (char *)next + s->offset;
+		const void *src = (const char *)running + s->offset;
+		if (type_is_string(s->type)) {
+			free(*(char **)dst);
+			*(char **)dst = dup_or_null(*(char *const *)src);
+			continue;
+		}
+		switch (s->type) {
+		case ST_BOOL: *(bool *)dst = *(const bool *)src; break;
+		case ST_U32: *(uint32_t *)dst = *(const uint32_t *)src; break;
+		case ST_DURATION: *(int64_t *)dst = *(const int64_t *)src; break;
+		default: *(int *)dst = *(const int *)src; break;
+		}
+	}
 }
 
 int config_setting_index(const char *key)
@@ -1723,7 +1776,7 @@ void config_free(struct config *cfg)
 	if (!cfg)
 		return;
 	for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
-		if (settings[i].type == ST_STRING || settings[i].type == ST_LIST)
+		if (type_is_string(settings[i].type))
 			free(*(char **)((char *)cfg + settings[i].offset));
 	}
 	struct config_database *db, *dtmp;
@@ -1773,7 +1826,7 @@ struct config *config_copy(const struct config *src)
 	*cfg = *src;
 	cfg->path = dup_or_null(src->path);
 	for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
-		if (settings[i].type == ST_STRING || settings[i].type == ST_LIST) {
+		if (type_is_string(settings[i].type)) {
 			char **field = (char **)((char *)cfg + settings[i].offset);
 			*field = dup_or_null(*field);
 		}

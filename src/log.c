@@ -1,5 +1,6 @@
 /*
- * log.c - levelled logging as text or JSON lines, to stderr and/or a file.
+ * log.c - levelled logging as text or JSON lines, to stderr and/or a file,
+ * and to syslog(3) when asked.
  *
  * A line is formatted once into a stack buffer and written with one write(2)
  * per destination, so lines from a crashing process are not interleaved.
@@ -16,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,9 +30,58 @@ static struct {
 	int fd; /* -1: none */
 	char *path;
 	bool also_stderr;
-} L = { LOG_FORMAT_TEXT, -1, NULL, true };
+	bool syslog_open;
+	char *syslog_ident; /* openlog() keeps the pointer: freed only after closelog() */
+	int syslog_facility;
+} L = { LOG_FORMAT_TEXT, -1, NULL, true, false, NULL, 0 };
 
 static const char *const level_names[] = { "ERROR", "WARNING", "LOG", "DEBUG", "NOISE" };
+
+/* syslog priorities by level; debug detail stays out of syslog, as in PgBouncer. */
+static const int syslog_priorities[] = { LOG_ERR, LOG_WARNING, LOG_INFO, -1, -1 };
+
+/* PgBouncer's facility names. */
+static const struct {
+	const char *name;
+	int code;
+} facilities[] = {
+	{ "auth", LOG_AUTH },	  { "authpriv", LOG_AUTHPRIV }, { "daemon", LOG_DAEMON },
+	{ "user", LOG_USER },	  { "local0", LOG_LOCAL0 },	{ "local1", LOG_LOCAL1 },
+	{ "local2", LOG_LOCAL2 }, { "local3", LOG_LOCAL3 },	{ "local4", LOG_LOCAL4 },
+	{ "local5", LOG_LOCAL5 }, { "local6", LOG_LOCAL6 },	{ "local7", LOG_LOCAL7 },
+};
+
+int log_syslog_facility(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(facilities); i++)
+		if (strcasecmp(facilities[i].name, name) == 0)
+			return facilities[i].code;
+	return -1;
+}
+
+void log_setup_syslog(bool on, const char *ident, const char *facility)
+{
+	int code = facility ? log_syslog_facility(facility) : -1;
+	if (code < 0)
+		code = LOG_DAEMON;
+	if (on && L.syslog_open && L.syslog_facility == code && strcmp(L.syslog_ident, ident) == 0)
+		return;
+	if (L.syslog_open)
+		closelog();
+	L.syslog_open = false;
+	free(L.syslog_ident);
+	L.syslog_ident = NULL;
+	if (!on)
+		return;
+	L.syslog_ident = xstrdup(ident);
+	L.syslog_facility = code;
+	/*
+	 * LOG_NDELAY connects to /dev/log now, not at the first line, so that
+	 * the socket is open before sluice gives up root (-u).
+	 */
+	openlog(L.syslog_ident, LOG_PID | LOG_NDELAY, code);
+	L.syslog_open = true;
+}
 
 int log_setup(enum log_level level, enum log_format format, const char *logfile,
 	      bool also_stderr)
@@ -78,6 +130,7 @@ void log_shutdown(void)
 	L.fd = -1;
 	free(L.path);
 	L.path = NULL;
+	log_setup_syslog(false, NULL, NULL);
 }
 
 /* Appends s to the line as a JSON string body (without quotes). */
@@ -167,6 +220,8 @@ void log_write(enum log_level lvl, const struct log_conn *conn, const char *fmt,
 
 	char line[4096];
 	size_t n = 0, cap = sizeof(line) - 2;
+	/* Where the line starts without time, pid and level (syslog adds its own). */
+	size_t body = 0;
 	if (L.format == LOG_FORMAT_JSON) {
 		n = append(line, cap, n, "{\"ts\":\"%s\",\"pid\":%d,\"level\":\"%s\"", ts,
 			   (int)getpid(), level_names[lvl]);
@@ -188,6 +243,7 @@ void log_write(enum log_level lvl, const struct log_conn *conn, const char *fmt,
 		n = append(line, cap, n, "\"}");
 	} else {
 		n = append(line, cap, n, "%s %d %s ", ts, (int)getpid(), level_names[lvl]);
+		body = n;
 		if (conn) {
 			/* PgBouncer's layout, which operators' patterns match: "C-17: db/user@addr msg". */
 			n = append(line, cap, n, "%c-%llu: ", conn->kind,
@@ -200,6 +256,10 @@ void log_write(enum log_level lvl, const struct log_conn *conn, const char *fmt,
 			n = append(line, cap, n, " ");
 		}
 		n = text_escape(line, cap, n, msg);
+	}
+	if (L.syslog_open && syslog_priorities[lvl] >= 0) {
+		line[n] = '\0';
+		syslog(syslog_priorities[lvl], "%s", line + body);
 	}
 	line[n++] = '\n';
 

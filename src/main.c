@@ -32,11 +32,12 @@ static void usage(FILE *out)
 		"SLUICE_* environment variables only.\n"
 		"\n"
 		"Options:\n"
-		"  -d, --daemon    run in the background (needs logfile or pidfile to be useful)\n"
-		"  -v, --verbose   more logging (repeat for more)\n"
-		"  -q, --quiet     log nothing to stderr when a logfile is set\n"
-		"  -V, --version   print the version and exit\n"
-		"  -h, --help      print this help and exit\n"
+		"  -d, --daemon     run in the background (needs logfile, syslog or pidfile\n"
+		"                   to be useful)\n"
+		"  -v, --verbose    more logging (repeat for more; kept over reloads)\n"
+		"  -q, --quiet      log nothing to stderr when a logfile is set\n"
+		"  -V, --version    print the version and exit\n"
+		"  -h, --help       print this help and exit\n"
 		"\n"
 		"Signals: SIGHUP reloads, SIGTERM exits when clients are gone (twice: now),\n"
 		"SIGINT exits when servers are released (twice: now).\n",
@@ -140,11 +141,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sluice: %s\n", err.text);
 		return 1;
 	}
-	cfg->verbose += verbose;
-	enum log_level lvl = cfg->verbose >= 2 ? LOG_LEVEL_NOISE
-			     : cfg->verbose == 1 ? LOG_LEVEL_DEBUG
-						 : LOG_LEVEL_INFO;
-	if (log_setup(lvl, (enum log_format)cfg->log_format, cfg->logfile, !daemon && !quiet) != 0) {
+	cfg->verbose = MIN(cfg->verbose + verbose, 3);
+	if (worker_log_setup(cfg, !daemon && !quiet) != 0) {
 		fprintf(stderr, "sluice: cannot open logfile %s: %s\n", cfg->logfile, strerror(errno));
 		config_free(cfg);
 		return 1;
@@ -162,6 +160,8 @@ int main(int argc, char **argv)
 		log_error("start-up failed");
 		goto out;
 	}
+	w.verbose_extra = verbose;
+	w.log_stderr = !daemon && !quiet;
 	if (worker_start(&w) != 0) {
 		worker_begin_shutdown(&w, WORKER_EXIT);
 		uv_run(&loop, UV_RUN_DEFAULT);

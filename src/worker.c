@@ -338,6 +338,16 @@ static int load_userlist(const struct config *cfg, struct auth_userlist **out)
 
 static int install_config(struct worker *w, struct config *cfg, bool read_auth_file);
 
+int worker_log_setup(const struct config *cfg, bool also_stderr)
+{
+	enum log_level lvl = cfg->verbose >= 2	 ? LOG_LEVEL_NOISE
+			     : cfg->verbose == 1 ? LOG_LEVEL_DEBUG
+						 : LOG_LEVEL_INFO;
+	int rc = log_setup(lvl, (enum log_format)cfg->log_format, cfg->logfile, also_stderr);
+	log_setup_syslog(cfg->syslog, cfg->syslog_ident, cfg->syslog_facility);
+	return rc;
+}
+
 int worker_reload(struct worker *w)
 {
 	struct config_error err;
@@ -346,6 +356,10 @@ int worker_reload(struct worker *w)
 		log_error("%s", err.text);
 		return -1;
 	}
+	config_keep_restart_settings(cfg, w->cfg);
+	cfg->verbose = MIN(cfg->verbose + w->verbose_extra, 3);
+	/* A rotated logfile is let go here, as PgBouncer does on reload. */
+	log_reopen();
 	if (install_config(w, cfg, true) != 0)
 		return -1;
 	log_info("configuration reloaded");
@@ -382,10 +396,7 @@ static int install_config(struct worker *w, struct config *cfg, bool read_auth_f
 		config_free(cfg);
 		return -1;
 	}
-	if (log_setup(cfg->verbose >= 2 ? LOG_LEVEL_NOISE
-			  : cfg->verbose == 1 ? LOG_LEVEL_DEBUG
-					      : LOG_LEVEL_INFO,
-		      (enum log_format)cfg->log_format, cfg->logfile, true) != 0)
+	if (worker_log_setup(cfg, w->log_stderr) != 0)
 		log_warning("cannot open logfile %s; logging stays where it was", cfg->logfile);
 	struct config *old = w->cfg;
 	struct auth_userlist *old_ul = w->userlist;
@@ -428,6 +439,7 @@ static int install_config(struct worker *w, struct config *cfg, bool read_auth_f
 int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg)
 {
 	memset(w, 0, sizeof(*w));
+	w->log_stderr = true;
 	w->loop = loop;
 	w->cfg = cfg;
 	buf_pool_init(&w->bufs, BUF_FREE_MAX);

@@ -137,6 +137,9 @@ struct config {
 	int max_prepared_statements; /* per server; 0 disables renaming */
 	char *logfile;
 	char *pidfile;
+	bool syslog;
+	char *syslog_ident;
+	char *syslog_facility; /* a name log_syslog_facility knows */
 	bool log_connections;
 	bool log_disconnections;
 	bool log_pooler_errors;
@@ -228,6 +231,14 @@ const struct config_setting_info *config_setting_at(size_t i);
 #define CONFIG_APPLY_IGNORED 1
 int config_apply(struct config *cfg, const char *key, const char *value,
 		 struct config_error *err) WUR;
+/*
+ * For a reload: gives next (a snapshot just loaded) the running values of
+ * every setting that needs a restart, since the listeners, pidfile and user
+ * stay as they are until then, so that SHOW CONFIG tells what is in effect.
+ * Each one the file changed is logged as a warning (PgBouncer ignores such
+ * a change silently).
+ */
+void config_keep_restart_settings(struct config *next, const struct config *running);
 /* Index of a setting in the table, or -1. */
 int config_setting_index(const char *key);
 /* The default of setting i, as text. */

@@ -45,6 +45,18 @@ extern enum log_level log_level_current;
  */
 int log_setup(enum log_level level, enum log_format format, const char *logfile,
 	      bool also_stderr) WUR;
+/*
+ * Sends lines to syslog(3) as well (on), or stops (off): ident and facility
+ * (a name of log_syslog_facility's, NULL or unknown: daemon) as syslog_ident
+ * and syslog_facility say. Errors, warnings and informational lines go,
+ * debug detail does not, as in PgBouncer. Text lines go without the time,
+ * pid and level (syslog records those), JSON lines whole. Reconnects only
+ * when something changed.
+ */
+void log_setup_syslog(bool on, const char *ident, const char *facility);
+/* The syslog(3) facility code of a PgBouncer facility name (auth, authpriv,
+ * daemon, user, local0..local7; any case), or -1. */
+int log_syslog_facility(const char *name);
 /* Reopens the log file (after rotation, on SIGHUP). */
 void log_reopen(void);
 void log_shutdown(void);

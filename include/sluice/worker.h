@@ -121,6 +121,10 @@ struct worker {
 	uv_signal_t sig_term, sig_int, sig_hup, sig_quit, sig_usr1, sig_usr2;
 	enum worker_shutdown shutdown;
 	int exit_code;
+	/* From the command line, kept over reloads (main sets them): added to verbose (-v)... */
+	int verbose_extra;
+	/* ...and whether lines also go to stderr when there is a logfile (not with -q or -d). */
+	bool log_stderr;
 };
 
 /*
@@ -160,7 +164,20 @@ int worker_start(struct worker *w) WUR;
 /* Frees what remains after the loop has stopped. */
 void worker_deinit(struct worker *w);
 
-/* Replaces the config snapshot and user list (SIGHUP). Errors keep the old ones. */
+/*
+ * Points logging where cfg says: level (verbose), format, logfile (with
+ * stderr too when also_stderr), syslog. Returns 0 or log_setup's -errno when
+ * the logfile cannot be opened (logging then stays where it was).
+ */
+int worker_log_setup(const struct config *cfg, bool also_stderr) WUR;
+/*
+ * Replaces the config snapshot and user list (SIGHUP, RELOAD) with the
+ * file's, as PgBouncer does: settings the file does not name go back to
+ * their defaults, console SETs included. Settings that need a restart keep
+ * their running values (a warning names each the file changed), -v stays
+ * added to verbose, and the logfile is reopened (log rotation). Errors keep
+ * the old ones.
+ */
 int worker_reload(struct worker *w) WUR;
 /*
  * The console's SET: a new snapshot with key = value. Errors (-1) keep the

@@ -430,6 +430,105 @@ START_TEST(test_set_of_a_pgbouncer_only_setting_warns_and_succeeds)
 }
 END_TEST
 
+/*
+ * RELOAD rebuilds from the file, as PgBouncer's does (it fills in every
+ * default at the [pgbouncer] header, then the file): a console SET of a key
+ * the file does not name is gone after it. A setting that needs a restart
+ * keeps its running value, so SHOW CONFIG tells what is in effect, and the
+ * change is named in a warning.
+ */
+START_TEST(test_reload_forgets_set_values_and_keeps_restart_settings)
+{
+	struct harness_sluice *s = start(NULL);
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	command_ok(c, "SET default_pool_size = 3", "SET");
+	char *port = xasprintf("listen_port = %d", s->port);
+	harness_sluice_edit_ini(s, port, "listen_port = 1");
+	command_ok(c, "RELOAD", "RELOAD");
+	char *v = harness_show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
+	ck_assert_str_eq(v, "20");
+	free(v);
+	v = harness_show_value(c, "SHOW CONFIG", "key", "listen_port", "value");
+	ck_assert_int_eq(atoi(v), s->port);
+	free(v);
+	char *warning = xasprintf("WARNING listen_port changed from \"%d\" to \"1\": it takes "
+				  "effect at the next restart",
+		s->port);
+	ck_assert_int_eq(harness_sluice_log_count(s, warning), 1);
+	free(warning);
+	free(port);
+	PGconn *app = harness_connect(s, APP_CONN);
+	expect_select_1(app);
+	PQfinish(app);
+	PQfinish(c);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
+/* RELOAD reads the %include files again, and an error in one keeps the running config. */
+START_TEST(test_reload_reads_included_files_again)
+{
+	char dir[] = "/tmp/check_admin_control_XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char *inc = xasprintf("%s/pool.ini", dir);
+	char *extra = xasprintf("%%include %s\n", inc);
+	FILE *f = fopen(inc, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("default_pool_size = 5\n", f);
+	fclose(f);
+	struct harness_sluice *s = start(extra);
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app", "pool_size"), 5);
+
+	f = fopen(inc, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("default_pool_size = 7\n", f);
+	fclose(f);
+	command_ok(c, "RELOAD", "RELOAD");
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app", "pool_size"), 7);
+
+	f = fopen(inc, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("default_pool_size = seven\n", f);
+	fclose(f);
+	char *e = harness_query_error(c, "RELOAD");
+	ck_assert_msg(strstr(e, "RELOAD failed") != NULL, "%s", e);
+	free(e);
+	char *want = xasprintf("ERROR %s:1: default_pool_size: \"seven\" is not an integer", inc);
+	ck_assert_int_eq(harness_sluice_log_count(s, want), 1);
+	free(want);
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app", "pool_size"), 7);
+	PQfinish(c);
+	harness_sluice_stop_ok(s);
+	unlink(inc);
+	rmdir(dir);
+	free(inc);
+	free(extra);
+}
+END_TEST
+
+/* RELOAD reopens logfile, so a rotated file is let go, as PgBouncer does. */
+START_TEST(test_reload_reopens_the_logfile)
+{
+	struct harness_sluice *s = start("logfile = @DIR@/file.log\n");
+	char *path = xasprintf("%s/file.log", s->dir);
+	char *rotated = xasprintf("%s/file.log.1", s->dir);
+	ck_assert_int_eq(rename(path, rotated), 0);
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	command_ok(c, "RELOAD", "RELOAD");
+	PQfinish(c);
+	char *text = harness_read_file(path);
+	ck_assert_msg(strstr(text, "configuration reloaded") != NULL, "new logfile: %s", text);
+	free(text);
+	text = harness_read_file(rotated);
+	ck_assert_msg(strstr(text, "configuration reloaded") == NULL, "rotated logfile: %s", text);
+	free(text);
+	free(path);
+	free(rotated);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
 START_TEST(test_later_set_of_a_key_wins_over_earlier_ones)
 {
 	struct harness_sluice *s = start(NULL);
@@ -703,6 +802,9 @@ static Suite *admin_control_suite(void)
 	tcase_add_test(tc, test_set_changes_reloadable_keys_and_refuses_others);
 	tcase_add_test(tc, test_set_of_a_pgbouncer_only_setting_warns_and_succeeds);
 	tcase_add_test(tc, test_later_set_of_a_key_wins_over_earlier_ones);
+	tcase_add_test(tc, test_reload_forgets_set_values_and_keeps_restart_settings);
+	tcase_add_test(tc, test_reload_reads_included_files_again);
+	tcase_add_test(tc, test_reload_reopens_the_logfile);
 	suite_add_tcase(suite, tc);
 	tc = harness_tcase("shutdown");
 	tcase_add_test(tc, test_shutdown_wait_for_clients_exits_once_clients_are_gone);

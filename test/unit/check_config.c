@@ -307,6 +307,10 @@ static const struct error_case {
 	{ "[sluice]\nlog_format = xml\n",
 	  ":2: log_format: \"xml\" is not a log format (text, json)" },
 	{ "[sluice]\nverbose = 9\n", ":2: verbose: 9 is out of range (0..3)" },
+	{ "[sluice]\nsyslog_facility = local8\n",
+	  ":2: syslog_facility: \"local8\" is not a syslog facility (auth, authpriv, daemon, user, "
+	  "local0 to local7)" },
+	{ "[sluice]\nsyslog = sometimes\n", ":2: syslog: \"sometimes\" is not a boolean" },
 	{ "[sluice]\nno_such_setting = 1\n",
 	  ":2: unknown setting \"no_such_setting\" in [sluice]" },
 	{ "[sluice]\nlisten_port = 1\n[mystery]\nx = 1\n",
