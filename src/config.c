@@ -303,6 +303,8 @@ static const struct setting settings[] = {
 	S(unix_socket_dir, ST_STRING, "/tmp", RESTART, 0, 0,
 	  "directory of the unix socket; empty disables it"),
 	S(unix_socket_mode, ST_MODE, "0777", RESTART, 0, 0, "file mode of the unix socket, octal"),
+	S(unix_socket_group, ST_STRING, "", RESTART, 0, 0,
+	  "group of the unix socket file (name or number); empty leaves it"),
 	S(listen_backlog, ST_INT, "128", RESTART, 1, INT_MAX,
 	  "listen(2) backlog: connections the kernel queues before sluice accepts them"),
 	S(so_reuseport, ST_BOOL, "0", RESTART, 0, 0,
@@ -399,6 +401,8 @@ static const struct setting settings[] = {
 	/* Logging and process. */
 	S(logfile, ST_STRING, "", RELOAD, 0, 0, "log file; empty logs to stderr only"),
 	S(pidfile, ST_STRING, "", RESTART, 0, 0, "file to write the process id to; empty none"),
+	S(user, ST_STRING, "", RESTART, 0, 0,
+	  "run as this OS user once listening (from root); -u overrides; empty stays"),
 	S(syslog, ST_BOOL, "0", RELOAD, 0, 0, "log to syslog(3) as well"),
 	S(syslog_ident, ST_STRING, "pgbouncer", RELOAD, 0, 0, "the name syslog lines carry"),
 	S(syslog_facility, ST_FACILITY, "daemon", RELOAD, 0, 0,
@@ -473,8 +477,6 @@ static const char *const unimplemented_settings[] = {
 	"suspend_timeout",
 	"tcp_defer_accept",
 	"tcp_socket_buffer",
-	"unix_socket_group",
-	"user",
 };
 
 size_t config_setting_count(void)

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -193,6 +194,35 @@ static int listen_tcp(struct worker *w, const char *host, int port)
 	return ok ? 0 : err;
 }
 
+/*
+ * Gives the socket file unix_socket_group (a name or a number), as PgBouncer
+ * does, so that members of that group may connect with a mode like 0770.
+ */
+static int set_group(const char *path, const char *group)
+{
+	if (!group || !*group)
+		return 0;
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(group, &end, 10);
+	gid_t gid;
+	if (!*end && !errno) {
+		gid = (gid_t)v;
+	} else {
+		const struct group *gr = getgrnam(group);
+		if (!gr) {
+			log_error("could not find group '%s'", group);
+			return -1;
+		}
+		gid = gr->gr_gid;
+	}
+	if (chown(path, (uid_t)-1, gid) != 0) {
+		log_error("chown(%s, group %s) failed: %s", path, group, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static int listen_unix(struct worker *w, const char *dir, int port, int mode)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -217,7 +247,28 @@ static int listen_unix(struct worker *w, const char *dir, int port, int mode)
 		return rc;
 	}
 	chmod(sa.sun_path, (mode_t)mode);
+	if (set_group(sa.sun_path, w->cfg->unix_socket_group) != 0) {
+		close(fd);
+		unlink(sa.sun_path);
+		return UV_EINVAL;
+	}
 	return watch(w, fd, sa.sun_path, true);
+}
+
+int listener_chown_unix(struct worker *w, unsigned uid, unsigned gid)
+{
+	for (struct listener *l = w->listeners; l; l = l->next) {
+		if (!l->is_unix)
+			continue;
+		/* A group set by unix_socket_group stays. */
+		gid_t g = *w->cfg->unix_socket_group ? (gid_t)-1 : (gid_t)gid;
+		if (chown(l->name, (uid_t)uid, g) != 0) {
+			int rc = -errno;
+			log_error("chown(%s) failed: %s", l->name, strerror(errno));
+			return rc;
+		}
+	}
+	return 0;
 }
 
 int listener_start_all(struct worker *w)

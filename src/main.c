@@ -1,10 +1,13 @@
 /*
- * main.c - the command line, daemonizing, the pidfile, and wiring the worker
- * to its loop. Nothing else: every behaviour lives in its module.
+ * main.c - the command line, daemonizing, giving up root, the pidfile, and
+ * wiring the worker to its loop. Nothing else: every behaviour lives in its
+ * module.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +20,7 @@
 #include <uv.h>
 
 #include "sluice/config.h"
+#include "sluice/listener.h"
 #include "sluice/log.h"
 #include "sluice/worker.h"
 #include "sluice_version.h"
@@ -34,6 +38,8 @@ static void usage(FILE *out)
 		"Options:\n"
 		"  -d, --daemon     run in the background (needs logfile, syslog or pidfile\n"
 		"                   to be useful)\n"
+		"  -u, --user=USER  run as USER once listening (started as root); overrides\n"
+		"                   the user setting\n"
 		"  -v, --verbose    more logging (repeat for more; kept over reloads)\n"
 		"  -q, --quiet      log nothing to stderr when a logfile is set\n"
 		"  -V, --version    print the version and exit\n"
@@ -54,6 +60,45 @@ static int write_pidfile(const char *path)
 	ssize_t w = write(fd, buf, (size_t)n);
 	close(fd);
 	return w == n ? 0 : -EIO;
+}
+
+/* Who -u or the user setting names; looked up before anything is opened. */
+struct run_as {
+	char *name;
+	uid_t uid;
+	gid_t gid;
+};
+
+/*
+ * Becomes the user, as PgBouncer's -u does, once the listeners are open (so
+ * that a port below 1024 works) and before the pidfile is written: the unix
+ * socket is handed to the user first, so that it can remove it at exit. The
+ * groups become the user's own (initgroups), then the gid, then the uid; a
+ * process that could get root back is refused. Not being root, only the
+ * current user is possible. 0, or -1 with the reason logged in PgBouncer's
+ * words.
+ */
+static int become_user(struct worker *w, const struct run_as *u)
+{
+	if (getuid() == u->uid && geteuid() == u->uid && getgid() == u->gid)
+		return 0;
+	if (geteuid() == 0 && listener_chown_unix(w, u->uid, u->gid) != 0)
+		return -1;
+	if (geteuid() == 0 && initgroups(u->name, u->gid) != 0) {
+		log_error("failed to reset groups: %s", strerror(errno));
+		return -1;
+	}
+	if (setgid(u->gid) != 0 || setuid(u->uid) != 0) {
+		log_error("failed to assume identity of user '%s': %s", u->name, strerror(errno));
+		return -1;
+	}
+	if (getuid() != u->uid || geteuid() != u->uid || (u->uid != 0 && setuid(0) == 0)) {
+		log_error("setuid() failed to work");
+		return -1;
+	}
+	log_info("running as user %s (uid %u, gid %u)", u->name, (unsigned)u->uid,
+		 (unsigned)u->gid);
+	return 0;
 }
 
 /*
@@ -111,13 +156,16 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "daemon", no_argument, NULL, 'd' },  { "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },   { "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },    { NULL, 0, NULL, 0 },
+		{ "help", no_argument, NULL, 'h' },    { "user", required_argument, NULL, 'u' },
+		{ NULL, 0, NULL, 0 },
 	};
 	bool daemon = false, quiet = false;
+	const char *user = NULL;
 	int verbose = 0, ch;
-	while ((ch = getopt_long(argc, argv, "dvqVh", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "dvqVhu:", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'd': daemon = true; break;
+		case 'u': user = optarg; break;
 		case 'v': verbose++; break;
 		case 'q': quiet = true; break;
 		case 'V':
@@ -147,6 +195,21 @@ int main(int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
+	/* The command line wins over the file, as in PgBouncer. */
+	if (!user && *cfg->user)
+		user = cfg->user;
+	struct run_as run_as = { 0 };
+	if (user) {
+		errno = 0;
+		const struct passwd *pw = getpwnam(user);
+		if (!pw) {
+			log_error("could not find user '%s' to switch to", user);
+			config_free(cfg);
+			log_shutdown();
+			return 1;
+		}
+		run_as = (struct run_as){ xstrdup(pw->pw_name), pw->pw_uid, pw->pw_gid };
+	}
 	int report_fd = daemon ? daemonize() : -1;
 	char *pidfile = cfg->pidfile && *cfg->pidfile ? xstrdup(cfg->pidfile) : NULL;
 	signal(SIGPIPE, SIG_IGN);
@@ -162,12 +225,14 @@ int main(int argc, char **argv)
 	}
 	w.verbose_extra = verbose;
 	w.log_stderr = !daemon && !quiet;
-	if (worker_start(&w) != 0) {
+	if (worker_start(&w) != 0 || (run_as.name && become_user(&w, &run_as) != 0)) {
 		worker_begin_shutdown(&w, WORKER_EXIT);
 		uv_run(&loop, UV_RUN_DEFAULT);
 		worker_deinit(&w);
 		goto out;
 	}
+	if (!run_as.name && geteuid() == 0)
+		log_warning("running as root: set user (or -u) to give root up once listening");
 	/* The pidfile appears once sluice listens: its presence means "serving". */
 	if (pidfile && write_pidfile(pidfile) != 0) {
 		log_error("cannot write pidfile %s", pidfile);
@@ -192,6 +257,7 @@ out:
 		unlink(pidfile);
 		free(pidfile);
 	}
+	free(run_as.name);
 	log_shutdown();
 	return rc;
 }

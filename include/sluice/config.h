@@ -94,6 +94,7 @@ struct config {
 	int listen_port;
 	char *unix_socket_dir; /* "" disables the unix socket */
 	int unix_socket_mode;
+	char *unix_socket_group; /* "" leaves the socket's group as created */
 	int listen_backlog;
 	bool so_reuseport;
 	char *login_notify_message; /* "" sends none */
@@ -137,6 +138,7 @@ struct config {
 	int max_prepared_statements; /* per server; 0 disables renaming */
 	char *logfile;
 	char *pidfile;
+	char *user; /* "" stays the user sluice was started as */
 	bool syslog;
 	char *syslog_ident;
 	char *syslog_facility; /* a name log_syslog_facility knows */

@@ -32,5 +32,11 @@ int listener_start_all(struct worker *w) WUR;
  * the console stays reachable on the unix socket while a shutdown waits.
  */
 void listener_stop(struct worker *w, bool keep_unix);
+/*
+ * Gives the unix socket file to uid (and gid, unless unix_socket_group set
+ * one), so that after sluice gives up root (-u) the file is the user's, as
+ * PgBouncer's is, and can be removed at exit. 0 or -errno (logged).
+ */
+int listener_chown_unix(struct worker *w, unsigned uid, unsigned gid) WUR;
 /* From the worker's tick: resumes accepting once a pause after a failure is over. */
 void listener_tick(struct worker *w, uint64_t now);
