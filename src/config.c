@@ -896,7 +896,8 @@ static const struct entry_key database_keys[] = {
 	{ "datestyle", EK_STRING, D(datestyle), 0 },
 	{ "timezone", EK_STRING, D(timezone), 0 },
 	{ "application_name", EK_STRING, D(application_name), 0 },
-	{ "auth_user", EK_STRING, D(auth_user), 0 },
+	/* auth_user serves auth_query, which sluice lacks: naming it must not look like it works. */
+	{ "auth_user", EK_UNIMPLEMENTED, 0, 0 },
 	{ "auth_query", EK_UNIMPLEMENTED, 0, 0 },
 	{ "auth_dbname", EK_UNIMPLEMENTED, 0, 0 },
 	{ "load_balance_hosts", EK_UNIMPLEMENTED, 0, 0 },
@@ -974,7 +975,6 @@ static void database_free(struct config_database *db)
 	free(db->dbname);
 	free(db->user);
 	free(db->password);
-	free(db->auth_user);
 	free(db->connect_query);
 	free(db->client_encoding);
 	free(db->datestyle);
@@ -1813,7 +1813,6 @@ static struct config_database *database_copy(const struct config_database *src)
 	db->dbname = dup_or_null(src->dbname);
 	db->user = dup_or_null(src->user);
 	db->password = dup_or_null(src->password);
-	db->auth_user = dup_or_null(src->auth_user);
 	db->connect_query = dup_or_null(src->connect_query);
 	db->client_encoding = dup_or_null(src->client_encoding);
 	db->datestyle = dup_or_null(src->datestyle);

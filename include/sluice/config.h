@@ -47,7 +47,6 @@ struct config_database {
 	char *dbname; /* database on the server; default: name (fallback: NULL = the client's) */
 	char *user; /* force this server user; NULL: the client's */
 	char *password; /* password for user; NULL: from auth_file */
-	char *auth_user;
 	int pool_size;
 	int min_pool_size;
 	int reserve_pool_size;
