@@ -232,7 +232,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (!run_as.name && geteuid() == 0)
-		log_warning("running as root: set user (or -u) to give root up once listening");
+		log_info("running as root: set user (or -u) to give root up once listening");
 	/* The pidfile appears once sluice listens: its presence means "serving". */
 	if (pidfile && write_pidfile(pidfile) != 0) {
 		log_error("cannot write pidfile %s", pidfile);
