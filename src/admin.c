@@ -319,6 +319,12 @@ static struct pool **sorted_pools(struct worker *w, int *n)
 	return v;
 }
 
+/* The load_balance_hosts column: set only for a database with a host list, as PgBouncer. */
+static const char *load_balance_of(const struct config_database *db)
+{
+	return db->n_hosts > 1 ? config_load_balance_hosts_name(db->load_balance_hosts) : NULL;
+}
+
 static void show_pools(struct client *c)
 {
 	struct rs r;
@@ -346,7 +352,7 @@ static void show_pools(struct client *c)
 		put_int(&r, (long long)(pc.maxwait_us / 1000000));
 		put_int(&r, (long long)(pc.maxwait_us % 1000000));
 		put_text(&r, config_pool_mode_name(pool_mode_of(v[i])));
-		put_text(&r, NULL);
+		put_text(&r, load_balance_of(v[i]->db));
 		row_end(&r);
 	}
 	free(v);
@@ -591,7 +597,7 @@ static void put_database_row(struct rs *r, struct worker *w, const char *name,
 	put_int(r, is_admin ? 0 : (long long)(life / 1000));
 	put_text(r, db->pool_mode >= 0 && !is_admin ? config_pool_mode_name((enum pool_mode)db->pool_mode)
 						  : (is_admin ? "statement" : NULL));
-	put_text(r, NULL);
+	put_text(r, load_balance_of(db));
 	int max = db->max_db_connections >= 0 ? db->max_db_connections : cfg->max_db_connections;
 	put_int(r, is_admin ? 0 : max);
 	put_int(r, is_admin ? 0 : worker_count_adjust(&w->db_counts, name, 0));

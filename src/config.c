@@ -51,6 +51,11 @@ static const char *const auth_type_names[] = {
 	[AUTH_TYPE_SCRAM_SHA_256] = "scram-sha-256",
 };
 
+static const char *const load_balance_hosts_names[] = {
+	[LOAD_BALANCE_HOSTS_ROUND_ROBIN] = "round-robin",
+	[LOAD_BALANCE_HOSTS_DISABLE] = "disable",
+};
+
 /* PgBouncer auth_type values that sluice rejects with a clear message. */
 static const char *const auth_type_unsupported[] = { "cert", "hba", "pam", "ldap" };
 
@@ -83,6 +88,13 @@ const char *config_auth_type_name(enum auth_type t)
 {
 	if ((size_t)t < ARRAY_SIZE(auth_type_names))
 		return auth_type_names[t];
+	return "unknown";
+}
+
+const char *config_load_balance_hosts_name(enum load_balance_hosts lb)
+{
+	if ((size_t)lb < ARRAY_SIZE(load_balance_hosts_names))
+		return load_balance_hosts_names[lb];
 	return "unknown";
 }
 
@@ -217,6 +229,17 @@ static int parse_pool_mode(const char *s, int *out, char *msg)
 		return -1;
 	}
 	*out = m;
+	return 0;
+}
+
+static int parse_load_balance_hosts(const char *s, int *out, char *msg)
+{
+	int lb = name_index(load_balance_hosts_names, ARRAY_SIZE(load_balance_hosts_names), s);
+	if (lb < 0) {
+		snprintf(msg, MSG_LEN, "\"%s\" is not round-robin or disable", s);
+		return -1;
+	}
+	*out = lb;
 	return 0;
 }
 
@@ -868,6 +891,7 @@ static void conninfo_append(char **str, const char *key, const char *value)
 enum entry_key_type {
 	EK_INT,		  /* int >= min */
 	EK_POOL_MODE,	  /* int holding enum pool_mode */
+	EK_LOAD_BALANCE,  /* int holding enum load_balance_hosts */
 	EK_DURATION,	  /* int64_t ms */
 	EK_STRING,	  /* char * */
 	EK_UNIMPLEMENTED, /* PgBouncer knows it, sluice ignores it with a warning */
@@ -900,7 +924,7 @@ static const struct entry_key database_keys[] = {
 	{ "auth_user", EK_UNIMPLEMENTED, 0, 0 },
 	{ "auth_query", EK_UNIMPLEMENTED, 0, 0 },
 	{ "auth_dbname", EK_UNIMPLEMENTED, 0, 0 },
-	{ "load_balance_hosts", EK_UNIMPLEMENTED, 0, 0 },
+	{ "load_balance_hosts", EK_LOAD_BALANCE, D(load_balance_hosts), 0 },
 	{ "target_session_attrs", EK_UNIMPLEMENTED, 0, 0 },
 	{ "query_wait_timeout", EK_DURATION, D(query_wait_timeout), 0 },
 };
@@ -951,6 +975,11 @@ static int entry_key_set(void *base, const struct entry_key *k, const char *valu
 			return -1;
 		*(int *)field = iv;
 		return 0;
+	case EK_LOAD_BALANCE:
+		if (parse_load_balance_hosts(value, &iv, msg) < 0)
+			return -1;
+		*(int *)field = iv;
+		return 0;
 	case EK_DURATION:
 		if (parse_duration(value, &i64, msg) < 0)
 			return -1;
@@ -972,6 +1001,9 @@ static void database_free(struct config_database *db)
 		return;
 	free(db->name);
 	free(db->host);
+	for (int i = 0; i < db->n_hosts; i++)
+		free(db->hosts[i].host);
+	free(db->hosts);
 	free(db->dbname);
 	free(db->user);
 	free(db->password);
@@ -983,8 +1015,12 @@ static void database_free(struct config_database *db)
 	free(db);
 }
 
-/* Reads host/port/dbname/user/password from libpq's parse of the rest. */
-static int database_take_libpq(struct config_database *db, const char *conninfo, char *msg)
+/*
+ * Reads host/dbname/user/password from libpq's parse of the rest; the port
+ * text goes to *ports (the caller owns it) for database_split_hosts.
+ */
+static int database_take_libpq(struct config_database *db, const char *conninfo, char **ports,
+			       char *msg)
 {
 	char *pqerr = NULL;
 	PQconninfoOption *opts = PQconninfoParse(conninfo, &pqerr);
@@ -1014,13 +1050,8 @@ static int database_take_libpq(struct config_database *db, const char *conninfo,
 		} else if (strcmp(o->keyword, "password") == 0) {
 			db->password = xstrdup(o->val);
 		} else if (strcmp(o->keyword, "port") == 0) {
-			int64_t port;
-			if (parse_int64(o->val, 1, 65535, &port, msg) < 0) {
-				msg_prefix(msg, "port");
-				rc = -1;
-				break;
-			}
-			db->port = (int)port;
+			free(*ports);
+			*ports = xstrdup(o->val);
 		} else {
 			/* libpq knows it, but sluice does not pass it on: refuse, not ignore. */
 			snprintf(msg, MSG_LEN,
@@ -1031,6 +1062,63 @@ static int database_take_libpq(struct config_database *db, const char *conninfo,
 	}
 	PQconninfoFree(opts);
 	return rc;
+}
+
+/* The number of comma-separated items in list. */
+static int list_items(const char *list)
+{
+	int n = 1;
+	for (const char *p = list; *p; p++)
+		n += *p == ',';
+	return n;
+}
+
+/*
+ * Fills db->hosts from db->host and the port text (NULL: 5432), as libpq
+ * pairs them: one port for every host, or one port per host. An empty host
+ * item is refused: PgBouncer skips it, libpq reads it as its default socket,
+ * and neither is likely what was meant.
+ */
+static int database_split_hosts(struct config_database *db, const char *ports, char *msg)
+{
+	int n = db->host ? list_items(db->host) : 1;
+	int n_ports = ports ? list_items(ports) : 1;
+	if (n_ports != 1 && n_ports != n) {
+		snprintf(msg, MSG_LEN, "port: %d ports for %d hosts (give one, or one per host)",
+			 n_ports, n);
+		return -1;
+	}
+	db->hosts = xcalloc((size_t)n, sizeof(*db->hosts));
+	db->n_hosts = n;
+	const char *h = db->host, *pt = ports;
+	for (int i = 0; i < n; i++) {
+		int port = 5432;
+		if (pt) {
+			size_t len = strcspn(pt, ",");
+			char text[32];
+			int64_t v;
+			snprintf(text, sizeof(text), "%.*s", (int)MIN(len, sizeof(text) - 1), pt);
+			if (parse_int64(text, 1, 65535, &v, msg) < 0) {
+				msg_prefix(msg, "port");
+				return -1;
+			}
+			port = (int)v;
+			if (n_ports > 1)
+				pt += len + (pt[len] == ',');
+		}
+		db->hosts[i].port = port;
+		if (h) {
+			size_t len = strcspn(h, ",");
+			if (len == 0) {
+				snprintf(msg, MSG_LEN, "host: empty item in \"%s\"", db->host);
+				return -1;
+			}
+			db->hosts[i].host = xstrndup(h, len);
+			h += len + (h[len] == ',');
+		}
+	}
+	db->port = db->hosts[0].port;
+	return 0;
 }
 
 /* ---- the load state -------------------------------------------------------- */
@@ -1085,7 +1173,7 @@ static int add_database(struct load *ld, const char *name, const char *value, bo
 	struct config *cfg = ld->cfg;
 	struct config_database *db = xcalloc(1, sizeof(*db));
 	struct kv_list kvs = { 0 };
-	char *conninfo = NULL;
+	char *conninfo = NULL, *ports = NULL;
 	char msg[MSG_LEN];
 	bool fallback = strcmp(name, "*") == 0;
 
@@ -1121,13 +1209,16 @@ static int add_database(struct load *ld, const char *name, const char *value, bo
 				  "ignored",
 				  name, k->name);
 	}
-	if (conninfo && database_take_libpq(db, conninfo, msg) < 0)
+	if (conninfo && database_take_libpq(db, conninfo, &ports, msg) < 0)
+		goto fail;
+	if (database_split_hosts(db, ports, msg) < 0)
 		goto fail;
 	/* The fallback keeps dbname NULL: it connects to the database the client asked for. */
 	if (!db->dbname && !fallback)
 		db->dbname = xstrdup(name);
 	kv_list_free(&kvs);
 	free(conninfo);
+	free(ports);
 
 	struct config_database *old = NULL;
 	if (fallback)
@@ -1158,6 +1249,7 @@ fail:
 	ld->failed = true;
 	kv_list_free(&kvs);
 	free(conninfo);
+	free(ports);
 	database_free(db);
 	return -1;
 }
@@ -1818,6 +1910,11 @@ static struct config_database *database_copy(const struct config_database *src)
 	db->datestyle = dup_or_null(src->datestyle);
 	db->timezone = dup_or_null(src->timezone);
 	db->application_name = dup_or_null(src->application_name);
+	db->hosts = xcalloc((size_t)src->n_hosts, sizeof(*db->hosts));
+	for (int i = 0; i < src->n_hosts; i++) {
+		db->hosts[i].host = dup_or_null(src->hosts[i].host);
+		db->hosts[i].port = src->hosts[i].port;
+	}
 	return db;
 }
 

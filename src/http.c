@@ -398,17 +398,22 @@ static void probe_start(struct http *h, const char *host, int port)
 	}
 }
 
-/* Adds d's host:port to targets unless it is there already; returns the new count. */
+/* Adds each of d's host:port pairs to targets unless it is there already; returns the new count. */
 static int probe_target_add(const struct config_database *d, const char **hosts, int *ports, int n)
 {
-	const char *host = d->host && *d->host ? d->host : PROBE_DEFAULT_SOCKET_DIR;
-	int port = d->port > 0 ? d->port : 5432;
-	for (int k = 0; k < n; k++)
-		if (ports[k] == port && strcmp(hosts[k], host) == 0)
-			return n;
-	hosts[n] = host;
-	ports[n] = port;
-	return n + 1;
+	for (int i = 0; i < d->n_hosts && n < PROBE_MAX_TARGETS; i++) {
+		const struct config_host *ch = &d->hosts[i];
+		const char *host = ch->host && *ch->host ? ch->host : PROBE_DEFAULT_SOCKET_DIR;
+		bool seen = false;
+		for (int k = 0; k < n && !seen; k++)
+			seen = ports[k] == ch->port && strcmp(hosts[k], host) == 0;
+		if (seen)
+			continue;
+		hosts[n] = host;
+		ports[n] = ch->port;
+		n++;
+	}
+	return n;
 }
 
 /* One probe per distinct host:port of the [databases] entries and the fallback. */

@@ -357,10 +357,22 @@ void pool_send_welcome(struct pool *p, struct client *c)
 	buf_out_deinit(&out);
 }
 
+int pool_pick_host(struct pool *p)
+{
+	int n = p->db->n_hosts;
+	if (n <= 1)
+		return 0;
+	int host = (int)(p->host_next % (unsigned)n);
+	if (p->db->load_balance_hosts == LOAD_BALANCE_HOSTS_ROUND_ROBIN)
+		p->host_next++;
+	return host;
+}
+
 void pool_server_logged_in(struct pool *p, struct server *s)
 {
 	p->last_login_ok = true;
 	p->last_error_at = 0;
+	p->hosts_failed = 0;
 	if (!p->have_welcome) {
 		param_set_copy(&p->welcome, &s->params);
 		for (int i = 0; i < p->welcome.n; i++) {
@@ -376,9 +388,21 @@ void pool_server_logged_in(struct pool *p, struct server *s)
 	pool_kick(p);
 }
 
-void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len,
+void pool_server_login_failed(struct pool *p, int host, const uint8_t *err_msg, size_t len,
 			      const char *reason, bool transient)
 {
+	int n = p->db->n_hosts;
+	if (n > 1) {
+		/* disable: stay with a host until it fails (not when an older choice fails). */
+		if (p->db->load_balance_hosts == LOAD_BALANCE_HOSTS_DISABLE &&
+		    (unsigned)host == p->host_next % (unsigned)n)
+			p->host_next++;
+		if (++p->hosts_failed < n) {
+			worker_schedule_kick(p->w, p);
+			return;
+		}
+		p->hosts_failed = 0;
+	}
 	buf_out_reset(&p->last_error);
 	if (err_msg)
 		buf_out_put(&p->last_error, err_msg, len);
@@ -453,8 +477,11 @@ void pool_reconfigure(struct pool *p)
 	if (!db)
 		return; /* the caller closes the pool's connections */
 #define CHANGED(f) ((old->f == NULL) != (db->f == NULL) || (old->f && strcmp(old->f, db->f) != 0))
-	bool changed = CHANGED(host) || CHANGED(dbname) || CHANGED(user) || CHANGED(password) ||
-		       CHANGED(connect_query) || old->port != db->port;
+	bool changed = CHANGED(dbname) || CHANGED(user) || CHANGED(password) ||
+		       CHANGED(connect_query) || old->n_hosts != db->n_hosts ||
+		       old->load_balance_hosts != db->load_balance_hosts;
+	for (int i = 0; !changed && i < db->n_hosts; i++)
+		changed = CHANGED(hosts[i].host) || old->hosts[i].port != db->hosts[i].port;
 #undef CHANGED
 	p->db = db;
 	/*

@@ -390,7 +390,7 @@ void server_close(struct server *s, const char *reason)
 	if (was_login && !s->logged_in_once) {
 		char why[300];
 		snprintf(why, sizeof(why), "server login failed: %s", reason);
-		pool_server_login_failed(p, NULL, 0, why, false);
+		pool_server_login_failed(p, s->host_index, NULL, 0, why, false);
 	}
 	if (c)
 		client_fail(c, SQLSTATE_CONNECTION_FAILURE, "server connection failed: %s", reason);
@@ -420,7 +420,7 @@ static void close_because(struct server *s, enum stats_close_reason why, const c
 static void close_unreached(struct server *s, const char *why, const char *detail)
 {
 	slog(LOG_LEVEL_WARNING, s, "%s", detail);
-	pool_server_login_failed(s->pool, NULL, 0, detail, true);
+	pool_server_login_failed(s->pool, s->host_index, NULL, 0, detail, true);
 	s->logged_in_once = true; /* reported */
 	server_close(s, why);
 }
@@ -1103,7 +1103,7 @@ static void login_read(struct server *s)
 			     e.severity ? e.severity : "?", reason);
 			/* "starting up" or "shutting down": the next attempt may well succeed. */
 			bool transient = e.sqlstate && strcmp(e.sqlstate, SQLSTATE_CANNOT_CONNECT_NOW) == 0;
-			pool_server_login_failed(s->pool, msg, h.len, reason, transient);
+			pool_server_login_failed(s->pool, s->host_index, msg, h.len, reason, transient);
 			s->logged_in_once = true; /* already reported */
 			stream_consume(st, h.len);
 			server_close(s, reason);
@@ -1224,7 +1224,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	}
 	if (status < 0 || !res) {
 		char detail[160];
-		snprintf(detail, sizeof(detail), "could not resolve %s: %s", s->addr,
+		/* PgBouncer's words first: operators and its tests match them. */
+		snprintf(detail, sizeof(detail), "server DNS lookup failed: %s: %s", s->addr,
 			 uv_strerror(status));
 		uv_freeaddrinfo(res);
 		close_unreached(s, "server DNS lookup failed", detail);
@@ -1258,11 +1259,16 @@ void server_connect(struct pool *p)
 	worker_count_adjust(&w->user_counts, p->server_user, +1);
 	p->stats.servers_opened++;
 
-	const char *host = p->db->host ? p->db->host : DEFAULT_UNIX_SOCKET_DIR;
-	int port = p->db->port > 0 ? p->db->port : 5432;
+	s->host_index = pool_pick_host(p);
+	const struct config_host *ch = &p->db->hosts[s->host_index];
+	const char *host = ch->host ? ch->host : DEFAULT_UNIX_SOCKET_DIR;
+	int port = ch->port;
 	bool unix_socket = host[0] == '/';
+	s->port = port;
 	if (unix_socket)
 		snprintf(s->addr, sizeof(s->addr), "%s/.s.PGSQL.%d", host, port);
+	else if (strchr(host, ':'))
+		snprintf(s->addr, sizeof(s->addr), "[%s]:%d", host, port);
 	else
 		snprintf(s->addr, sizeof(s->addr), "%s:%d", host, port);
 	s->lc = (struct log_conn){ 'S', s->id, p->db_name, p->server_user, s->addr };
@@ -1418,13 +1424,14 @@ void server_info(const struct server *s, struct conn_info *out)
 		break;
 	default: out->state_name = "new"; out->socket_state = "sv_login"; break;
 	}
-	const char *colon = strrchr(s->addr, ':');
-	if (colon && s->addr[0] != '/') {
-		snprintf(out->addr, sizeof(out->addr), "%.*s", (int)(colon - s->addr), s->addr);
-		out->port = atoi(colon + 1);
-	} else {
+	out->port = s->port;
+	if (s->addr[0] == '/') {
 		snprintf(out->addr, sizeof(out->addr), "unix");
-		out->port = s->pool->db->port > 0 ? s->pool->db->port : 5432;
+	} else {
+		/* The host part of addr, without the brackets of an IPv6 address. */
+		const char *h = s->addr + (s->addr[0] == '[');
+		size_t len = strlen(h) - strlen(strrchr(h, ':')) - (s->addr[0] == '[');
+		snprintf(out->addr, sizeof(out->addr), "%.*s", (int)len, h);
 	}
 	if (s->stream_open && !s->stream.is_pipe) {
 		struct sockaddr_storage ss;

@@ -34,16 +34,41 @@ enum auth_type {
 	AUTH_TYPE_SCRAM_SHA_256,
 };
 
+/*
+ * How a new server connection of a database with several hosts picks one
+ * (PgBouncer's load_balance_hosts): the next in the list each time, or the
+ * same one until a connection to it fails.
+ */
+enum load_balance_hosts {
+	LOAD_BALANCE_HOSTS_ROUND_ROBIN = 0,
+	LOAD_BALANCE_HOSTS_DISABLE = 1,
+};
+
 /* "session"/"transaction"/"statement"; -1 if none matches. */
 int config_parse_pool_mode(const char *s);
 const char *config_pool_mode_name(enum pool_mode m);
 const char *config_auth_type_name(enum auth_type t);
+const char *config_load_balance_hosts_name(enum load_balance_hosts lb);
+
+/* One address of a [databases] entry's host list. */
+struct config_host {
+	char *host; /* name, address or unix socket directory (starts with '/') */
+	int port;
+};
 
 /* One [databases] entry. Unset numeric fields are -1 (use the global). */
 struct config_database {
 	char *name; /* the name clients ask for; "*" is the fallback entry */
-	char *host; /* NULL: unix socket in /var/run/postgresql... as libpq's default */
-	int port; /* default 5432 */
+	char *host; /* as written, maybe a list; NULL: libpq's default unix socket directory */
+	int port; /* the first port; default 5432 */
+	/*
+	 * host and port split into the addresses to try, at least one: "a,b"
+	 * with one port gives both that port, a list of ports pairs with the
+	 * hosts. A NULL host is libpq's default unix socket directory.
+	 */
+	struct config_host *hosts;
+	int n_hosts;
+	int load_balance_hosts; /* enum load_balance_hosts; matters only with n_hosts > 1 */
 	char *dbname; /* database on the server; default: name (fallback: NULL = the client's) */
 	char *user; /* force this server user; NULL: the client's */
 	char *password; /* password for user; NULL: from auth_file */

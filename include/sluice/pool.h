@@ -63,6 +63,16 @@ struct pool {
 	char last_error_reason[256]; /* why, for the log lines of the clients it fails */
 	bool last_login_ok; /* the most recent login attempt succeeded */
 	bool last_error_transient; /* it kept the waiters queued (pool_server_login_failed) */
+	/*
+	 * A database with several hosts: the host the next server tries is
+	 * host_next modulo their number (round-robin moves it on every connect,
+	 * disable only when a login to that host failed), and how many logins
+	 * have failed in a row since the last success. Until every host has
+	 * had its turn, a failure is not the pool's: the next host is tried at
+	 * once and waiters keep waiting.
+	 */
+	unsigned host_next;
+	int hosts_failed;
 
 	/*
 	 * Credentials a client proved that can log in to the server for this
@@ -124,15 +134,22 @@ void pool_want_server(struct pool *p, struct client *c);
 /* Runs assignment now: idle servers to waiters, new servers for the rest. */
 void pool_kick(struct pool *p);
 
+/*
+ * The index in p->db->hosts a new server connects to, as load_balance_hosts
+ * says; a round-robin pick moves on to the next host.
+ */
+int pool_pick_host(struct pool *p);
 /* A server finished login: adopt its parameters as the welcome set. */
 void pool_server_logged_in(struct pool *p, struct server *s);
 /*
- * A server login failed with this ErrorResponse (whole message) or a local
- * reason. A transient failure (the server could not be reached, or it is
- * starting up or shutting down) keeps the waiting clients queued for the
- * next attempt, as PgBouncer does; any other fails them with the reason.
+ * A login to host (an index in p->db->hosts) failed with this ErrorResponse
+ * (whole message) or a local reason. With other hosts still to try, the next
+ * one is tried at once. Else a transient failure (the server could not be
+ * reached, or it is starting up or shutting down) keeps the waiting clients
+ * queued for the next attempt, as PgBouncer does; any other fails them with
+ * the reason; either way the pool waits server_login_retry.
  */
-void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len,
+void pool_server_login_failed(struct pool *p, int host, const uint8_t *err_msg, size_t len,
 			      const char *reason, bool transient);
 /* A tracked parameter as client c's session has it: its own choice or the default. */
 const char *pool_param_of(const struct pool *p, const struct client *c, const char *name);

@@ -108,7 +108,9 @@ struct server {
 	struct pool *pool;
 	struct client *client;
 
-	char addr[128];
+	char addr[128]; /* host:port ([v6]:port) or the unix socket's path, as logged */
+	int host_index; /* which of pool->db->hosts (at connect time) it went to */
+	int port;
 	struct sockaddr_storage peer; /* resolved address, for cancel requests */
 	struct log_conn lc;
 	uv_getaddrinfo_t gai;

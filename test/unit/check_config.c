@@ -333,6 +333,13 @@ static const struct error_case {
 	  ":2: database \"app\": pool_size: \"zero\" is not an integer" },
 	{ "[databases]\napp = host=db pool_size=0\n",
 	  ":2: database \"app\": pool_size: 0 is out of range (1..2147483647)" },
+	{ "[databases]\napp = host=a,b,c port=1,2\n",
+	  ":2: database \"app\": port: 2 ports for 3 hosts (give one, or one per host)" },
+	{ "[databases]\napp = host=a,b port=1,x\n",
+	  ":2: database \"app\": port: \"x\" is not an integer" },
+	{ "[databases]\napp = host=a,,b\n", ":2: database \"app\": host: empty item in \"a,,b\"" },
+	{ "[databases]\napp = host=a,b load_balance_hosts=random\n",
+	  ":2: database \"app\": load_balance_hosts: \"random\" is not round-robin or disable" },
 	{ "[databases]\napp = pool_mode=never\n",
 	  ":2: database \"app\": pool_mode: \"never\" is not a pool mode" },
 	{ "[databases]\napp = server_lifetime=soon\n",
@@ -732,6 +739,54 @@ START_TEST(test_config_fallback_database_catches_unknown_names)
 	/* The fallback connects to whatever database the client asked for. */
 	ck_assert_ptr_null(db->dbname);
 	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_config_host_list_pairs_ports_with_hosts)
+{
+	struct config_error err;
+	struct config *cfg = load_text("[databases]\n"
+				       "one = host=db\n"
+				       "same = host=a,/tmp/sock port=6000\n"
+				       "paired = host=a,b,c port=1,2,3 load_balance_hosts=DISABLE\n"
+				       "none = dbname=x\n",
+				       NULL, &err);
+	ck_assert_msg(cfg != NULL, "%s", err.text);
+	const struct config_database *db = config_find_database(cfg, "one");
+	ck_assert_int_eq(db->n_hosts, 1);
+	ck_assert_str_eq(db->hosts[0].host, "db");
+	ck_assert_int_eq(db->hosts[0].port, 5432);
+	ck_assert_int_eq(db->load_balance_hosts, LOAD_BALANCE_HOSTS_ROUND_ROBIN);
+
+	db = config_find_database(cfg, "same");
+	ck_assert_str_eq(db->host, "a,/tmp/sock"); /* as written, for SHOW DATABASES */
+	ck_assert_int_eq(db->n_hosts, 2);
+	ck_assert_str_eq(db->hosts[0].host, "a");
+	ck_assert_str_eq(db->hosts[1].host, "/tmp/sock");
+	ck_assert_int_eq(db->hosts[0].port, 6000);
+	ck_assert_int_eq(db->hosts[1].port, 6000);
+
+	db = config_find_database(cfg, "paired");
+	ck_assert_int_eq(db->n_hosts, 3);
+	ck_assert_int_eq(db->port, 1);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(db->hosts[i].host[0], "abc"[i]);
+		ck_assert_int_eq(db->hosts[i].port, i + 1);
+	}
+	ck_assert_int_eq(db->load_balance_hosts, LOAD_BALANCE_HOSTS_DISABLE);
+
+	/* No host: one entry, libpq's default socket directory. */
+	db = config_find_database(cfg, "none");
+	ck_assert_int_eq(db->n_hosts, 1);
+	ck_assert_ptr_null(db->hosts[0].host);
+
+	/* A copy (console SET) has hosts of its own. */
+	struct config *copy = config_copy(cfg);
+	config_free(cfg);
+	db = config_find_database(copy, "paired");
+	ck_assert_str_eq(db->hosts[2].host, "c");
+	ck_assert_int_eq(db->hosts[2].port, 3);
+	config_free(copy);
 }
 END_TEST
 
@@ -1144,6 +1199,7 @@ static Suite *config_suite(void)
 			    ARRAY_SIZE(bool_cases));
 	tcase_add_test(tc, test_config_databases_parse_connection_strings);
 	tcase_add_test(tc, test_config_fallback_database_catches_unknown_names);
+	tcase_add_test(tc, test_config_host_list_pairs_ports_with_hosts);
 	tcase_add_test(tc, test_config_users_section_sets_per_user_limits);
 	tcase_add_test(tc, test_config_client_connection_limits_entry_over_global);
 	tcase_add_test(tc, test_config_timeouts_user_over_database_over_global);
