@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sluice/cancel.h"
 #include "sluice/client.h"
 #include "sluice/log.h"
 #include "sluice/pkt.h"
@@ -750,9 +751,9 @@ static void show_lists(struct client *c)
 	} rows[] = {
 		{ "databases", (int)HASH_COUNT(w->cfg->databases) + 1 },
 		{ "users", users },
-		{ "peers", 0 },
+		{ "peers", (int)HASH_COUNT(w->cfg->peers) },
 		{ "pools", pools },
-		{ "peer_pools", 0 },
+		{ "peer_pools", (int)HASH_COUNT(w->cfg->peers) }, /* SHOW PEER_POOLS's rows */
 		{ "free_clients", 0 },
 		{ "used_clients", used_clients },
 		{ "login_clients", login_clients },
@@ -947,8 +948,69 @@ static void show_all_sockets(struct client *c) { show_sockets(c, true, true, tru
 static void show_active_sockets(struct client *c) { show_sockets(c, true, true, true, true); }
 static void show_dns_hosts(struct client *c) { show_empty(c, dns_hosts_columns, ARRAY_SIZE(dns_hosts_columns)); }
 static void show_dns_zones(struct client *c) { show_empty(c, dns_zones_columns, ARRAY_SIZE(dns_zones_columns)); }
-static void show_peers(struct client *c) { show_empty(c, peers_columns, ARRAY_SIZE(peers_columns)); }
-static void show_peer_pools(struct client *c) { show_empty(c, peer_pools_columns, ARRAY_SIZE(peer_pools_columns)); }
+static int cmp_peer_id(const void *a, const void *b)
+{
+	int x = (*(const struct config_peer *const *)a)->peer_id;
+	int y = (*(const struct config_peer *const *)b)->peer_id;
+	return (x > y) - (x < y);
+}
+
+/* The [peers] entries in peer_id order, as PgBouncer lists them; the caller frees it. */
+static const struct config_peer **sorted_peers(const struct config *cfg, int *n)
+{
+	*n = (int)HASH_COUNT(cfg->peers);
+	const struct config_peer **v = xmalloc(sizeof(*v) * (size_t)(*n + 1));
+	int i = 0;
+	for (const struct config_peer *pe = cfg->peers; pe; pe = pe->hh.next)
+		v[i++] = pe;
+	qsort(v, (size_t)*n, sizeof(*v), cmp_peer_id);
+	return v;
+}
+
+static void show_peers(struct client *c)
+{
+	const struct config *cfg = c->w->cfg;
+	struct rs r;
+	int n;
+	const struct config_peer **v = sorted_peers(cfg, &n);
+	rs_begin(&r, peers_columns, ARRAY_SIZE(peers_columns));
+	for (int i = 0; i < n; i++) {
+		row_begin(&r);
+		put_int(&r, v[i]->peer_id);
+		put_text(&r, v[i]->host);
+		put_int(&r, v[i]->port);
+		put_int(&r, config_peer_pool_size(cfg, v[i]));
+		row_end(&r);
+	}
+	free(v);
+	rs_finish(c, &r, "SHOW");
+}
+
+/*
+ * One row per peer: a forwarded cancel is a client request (active while in
+ * flight, waiting for a slot under pool_size) and a connection to the peer
+ * (sv_login until sent, then sv_active_cancel until the peer closes it).
+ */
+static void show_peer_pools(struct client *c)
+{
+	struct rs r;
+	int n;
+	const struct config_peer **v = sorted_peers(c->w->cfg, &n);
+	rs_begin(&r, peer_pools_columns, ARRAY_SIZE(peer_pools_columns));
+	for (int i = 0; i < n; i++) {
+		struct cancel_peer_counts pc;
+		cancel_peer_counts(c->w, v[i]->peer_id, &pc);
+		row_begin(&r);
+		put_int(&r, v[i]->peer_id);
+		put_int(&r, pc.active);
+		put_int(&r, pc.waiting);
+		put_int(&r, pc.sent);
+		put_int(&r, pc.connecting);
+		row_end(&r);
+	}
+	free(v);
+	rs_finish(c, &r, "SHOW");
+}
 
 static const struct show_cmd show_cmds[] = {
 	{ "help", show_help },

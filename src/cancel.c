@@ -8,35 +8,97 @@
  * kept from other clients (SERVER_BEING_CANCELED) until every cancel sent
  * for it has finished. A server that closes first forgets its cancels; each
  * is still sent, then closed without waiting.
+ *
+ * Peering. Several processes behind one port (so_reuseport, or a TCP load
+ * balancer) each see cancels meant for the others' clients. With peer_id
+ * set, a key carries the id of the process that handed it out (PgBouncer's
+ * layout, so sluice and PgBouncer processes may be peers): bytes 1 and 2 of
+ * the eight (the pid's second byte the id's low byte, its third the high
+ * byte), and the last two bits a TTL, 3 when handed out. A cancel for
+ * another id is forwarded, TTL one lower, to that [peers] entry as a
+ * CancelRequest of its own, which the peer handles like any other; a TTL of
+ * 0 stops a loop between misconfigured peers. At most pool_size forwards
+ * to a peer are in flight; the rest wait, in order, for one to finish.
  */
 #include "sluice/cancel.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sluice/client.h"
+#include "sluice/config.h"
 #include "sluice/log.h"
 #include "sluice/pkt.h"
 #include "sluice/pool.h"
 #include "sluice/rand.h"
 #include "sluice/server.h"
 
+/* The TTL bits of a peered key: the low bits of its last byte. */
+#define CANCEL_TTL_MASK 0x03u
+
 struct cancel_conn {
 	struct stream stream;
+	struct worker *w;
 	struct server *server; /* NULL once finished or detached */
-	TAILQ_ENTRY(cancel_conn) link; /* server->cancels while server is set */
+	struct cancel_peer *peer; /* a forward to a peer: NULL once finished */
+	/* server->cancels while server is set; its peer's active or waiting list while peer is */
+	TAILQ_ENTRY(cancel_conn) link;
 	bool sent; /* connected and the request queued */
+	bool stream_ready; /* stream_init done: closing goes through the stream */
+	bool gai_pending;
+	uv_getaddrinfo_t gai;
+	uint64_t started; /* uv_now when it started connecting (a peer forward) */
 	uint8_t msg[16];
 };
 
+TAILQ_HEAD(cancel_queue, cancel_conn);
+
+/* The forwards of one worker to one peer (by id: it outlives reloads of [peers]). */
+struct cancel_peer {
+	int peer_id;
+	struct cancel_queue active; /* connecting or sent */
+	struct cancel_queue waiting; /* for a slot under the peer's pool_size */
+	int n_active, n_sent, n_waiting;
+	UT_hash_handle hh;
+};
+
+static struct cancel_peer *peer_get(struct worker *w, int peer_id)
+{
+	struct cancel_peer *cp;
+	HASH_FIND_INT(w->cancel_peers, &peer_id, cp);
+	if (!cp) {
+		cp = xcalloc(1, sizeof(*cp));
+		cp->peer_id = peer_id;
+		TAILQ_INIT(&cp->active);
+		TAILQ_INIT(&cp->waiting);
+		HASH_ADD_INT(w->cancel_peers, peer_id, cp);
+	}
+	return cp;
+}
+
+/* The peer id a key carries (meaningful only when its issuer had peering on). */
+static int key_peer_id(uint32_t pid)
+{
+	return (int)(((pid >> 16) & 0xffu) | (((pid >> 8) & 0xffu) << 8));
+}
+
 void cancel_register(struct worker *w, struct client *c)
 {
+	int peer_id = w->cfg->peer_id;
 	struct client *other;
 	do {
 		uint8_t r[8];
 		rand_bytes(r, sizeof(r));
 		c->cancel_pid = get_be32(r) & 0x7fffffffu;
 		c->cancel_key = get_be32(r + 4);
+		if (peer_id > 0) {
+			/* 45 random bits are left, as in PgBouncer's keys. */
+			c->cancel_pid = (c->cancel_pid & 0x7f0000ffu) |
+					((uint32_t)(peer_id & 0xff) << 16) |
+					((uint32_t)((peer_id >> 8) & 0xff) << 8);
+			c->cancel_key |= CANCEL_TTL_MASK;
+		}
 		c->cancel_key64 = ((uint64_t)c->cancel_pid << 32) | c->cancel_key;
 		HASH_FIND(hh, w->cancel_keys, &c->cancel_key64, sizeof(uint64_t), other);
 	} while (other);
@@ -49,6 +111,27 @@ void cancel_unregister(struct worker *w, struct client *c)
 	HASH_FIND(hh, w->cancel_keys, &c->cancel_key64, sizeof(uint64_t), found);
 	if (found == c)
 		HASH_DELETE(hh, w->cancel_keys, c);
+}
+
+static void peer_start(struct worker *w, struct cancel_conn *cc);
+
+/* Takes cc off its peer's active list and lets the next waiting forward start. */
+static void peer_detach(struct worker *w, struct cancel_conn *cc)
+{
+	struct cancel_peer *cp = cc->peer;
+	if (!cp)
+		return;
+	cc->peer = NULL;
+	TAILQ_REMOVE(&cp->active, cc, link);
+	cp->n_active--;
+	if (cc->sent)
+		cp->n_sent--;
+	struct cancel_conn *next = TAILQ_FIRST(&cp->waiting);
+	if (next) {
+		TAILQ_REMOVE(&cp->waiting, next, link);
+		cp->n_waiting--;
+		peer_start(w, next);
+	}
 }
 
 /* Takes cc off its server's list; tells the server when it was the last. */
@@ -68,7 +151,11 @@ static void detach(struct cancel_conn *cc, bool notify)
 static void finish(struct cancel_conn *cc)
 {
 	detach(cc, true);
-	stream_close(&cc->stream);
+	peer_detach(cc->w, cc);
+	if (cc->stream_ready)
+		stream_close(&cc->stream);
+	else if (!cc->gai_pending)
+		free(cc);
 }
 
 static void on_closed(struct stream *st)
@@ -97,6 +184,12 @@ static void on_connected(struct stream *st, int status)
 	}
 	stream_write(st, cc->msg, sizeof(cc->msg));
 	cc->sent = true;
+	if (cc->peer) {
+		/* Wait for the peer to close: it has passed the cancel on by then. */
+		cc->peer->n_sent++;
+		stream_read_start(st);
+		return;
+	}
 	if (!cc->server) {
 		/* Nobody waits for this one any more: send it and go. */
 		stream_close(st);
@@ -116,6 +209,7 @@ void cancel_request(struct worker *w, uint32_t pid, uint32_t key)
 	}
 	struct server *s = c->server;
 	struct cancel_conn *cc = xcalloc(1, sizeof(*cc));
+	cc->w = w;
 	struct buf_out out;
 	buf_out_init(&out);
 	pkt_put_CancelRequest(&out, s->be_pid, s->be_key);
@@ -126,6 +220,7 @@ void cancel_request(struct worker *w, uint32_t pid, uint32_t key)
 		free(cc);
 		return;
 	}
+	cc->stream_ready = true;
 	cc->stream.read_cb = on_read;
 	cc->stream.error_cb = on_error;
 	cc->stream.close_cb = on_closed;
@@ -155,4 +250,191 @@ void cancel_server_closed(struct server *s)
 		if (cc->sent)
 			stream_close(&cc->stream);
 	}
+}
+
+/* ---- peering ------------------------------------------------------------------ */
+
+/* Connects a forward whose address is resolved (ai) or a unix socket (ai NULL, path). */
+static void peer_connect(struct worker *w, struct cancel_conn *cc, const struct sockaddr *ai,
+			 const char *path)
+{
+	if (stream_init(w, &cc->stream, ai == NULL) != 0) {
+		finish(cc);
+		return;
+	}
+	cc->stream_ready = true;
+	cc->stream.read_cb = on_read;
+	cc->stream.error_cb = on_error;
+	cc->stream.close_cb = on_closed;
+	if (!ai) {
+		stream_connect_pipe(&cc->stream, path, on_connected);
+		return;
+	}
+	if (stream_connect_tcp(&cc->stream, ai, on_connected) != 0)
+		finish(cc);
+}
+
+static void peer_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct cancel_conn *cc = container_of(req, struct cancel_conn, gai);
+	struct worker *w = cc->w;
+	cc->gai_pending = false;
+	if (!cc->peer) {
+		/* Shut down meanwhile (cancel_stop): nobody else holds it. */
+		uv_freeaddrinfo(res);
+		free(cc);
+		return;
+	}
+	if (status < 0 || !res) {
+		log_warning("cancel request for peer %d not forwarded: could not resolve its host: %s",
+			    cc->peer->peer_id, uv_strerror(status));
+		uv_freeaddrinfo(res);
+		finish(cc);
+		return;
+	}
+	peer_connect(w, cc, res->ai_addr, NULL);
+	uv_freeaddrinfo(res);
+}
+
+/* cc has a slot under its peer's pool_size: resolve and connect. */
+static void peer_start(struct worker *w, struct cancel_conn *cc)
+{
+	struct cancel_peer *cp = cc->peer;
+	TAILQ_INSERT_TAIL(&cp->active, cc, link);
+	cp->n_active++;
+	cc->started = uv_now(w->loop);
+	const struct config_peer *peer = config_find_peer(w->cfg, cp->peer_id);
+	if (!peer) {
+		log_warning("cancel request for peer %d dropped: [peers] no longer has it",
+			    cp->peer_id);
+		finish(cc);
+		return;
+	}
+	if (peer->host[0] == '/') {
+		char path[256];
+		snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", peer->host, peer->port);
+		peer_connect(w, cc, NULL, path);
+		return;
+	}
+	char port[16];
+	snprintf(port, sizeof(port), "%d", peer->port);
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	cc->gai_pending = true;
+	if (uv_getaddrinfo(w->loop, &cc->gai, peer_on_resolved, peer->host, port, &hints) < 0) {
+		cc->gai_pending = false;
+		finish(cc);
+	}
+}
+
+/* Forwards (pid, key) to the peer that issued it; says what happened in reason. */
+static void forward_to_peer(struct worker *w, int peer_id, uint32_t pid, uint32_t key,
+			    char *reason, size_t len)
+{
+	if ((key & CANCEL_TTL_MASK) == 0) {
+		snprintf(reason, len, "failed to forward cancel request because its TTL was exhausted");
+		return;
+	}
+	const struct config_peer *peer = config_find_peer(w->cfg, peer_id);
+	if (!peer) {
+		snprintf(reason, len, "could not find peer to forward request to");
+		return;
+	}
+	struct cancel_conn *cc = xcalloc(1, sizeof(*cc));
+	cc->w = w;
+	struct buf_out out;
+	buf_out_init(&out);
+	pkt_put_CancelRequest(&out, pid, key - 1); /* one hop fewer left */
+	memcpy(cc->msg, out.data, sizeof(cc->msg));
+	buf_out_deinit(&out);
+	struct cancel_peer *cp = peer_get(w, peer_id);
+	cc->peer = cp;
+	snprintf(reason, len, "cancel request forwarded to peer %d", peer_id);
+	if (cp->n_active >= config_peer_pool_size(w->cfg, peer)) {
+		TAILQ_INSERT_TAIL(&cp->waiting, cc, link);
+		cp->n_waiting++;
+		return;
+	}
+	peer_start(w, cc);
+}
+
+void cancel_accept(struct worker *w, uint32_t pid, uint32_t key, char *reason, size_t len)
+{
+	snprintf(reason, len, "cancel request handled");
+	int own = w->cfg->peer_id;
+	if (own > 0) {
+		/*
+		 * A key of ours has its TTL bits set; one a peer passed on has
+		 * fewer. A key ours by id but not known here (or issued under
+		 * another peer_id before a reload) is looked up too, so a reload
+		 * never strands the clients already connected.
+		 */
+		uint64_t k = ((uint64_t)pid << 32) | (key | CANCEL_TTL_MASK);
+		struct client *c;
+		HASH_FIND(hh, w->cancel_keys, &k, sizeof(uint64_t), c);
+		int target = key_peer_id(pid);
+		if (!c && target != own) {
+			forward_to_peer(w, target, pid, key, reason, len);
+			return;
+		}
+		key |= CANCEL_TTL_MASK;
+	}
+	cancel_request(w, pid, key);
+}
+
+void cancel_tick(struct worker *w, uint64_t now)
+{
+	uint64_t limit = (uint64_t)w->cfg->server_connect_timeout;
+	if (!limit)
+		return;
+	struct cancel_peer *cp, *tmp;
+	HASH_ITER(hh, w->cancel_peers, cp, tmp) {
+		struct cancel_conn *cc, *next;
+		for (cc = TAILQ_FIRST(&cp->active); cc; cc = next) {
+			next = TAILQ_NEXT(cc, link);
+			/* A peer that keeps the connection open is not coming back: free the slot. */
+			if (now - cc->started >= limit && !cc->gai_pending) {
+				log_warning("cancel request forwarded to peer %d: no answer within "
+					    "server_connect_timeout",
+					    cp->peer_id);
+				finish(cc);
+			}
+		}
+	}
+}
+
+void cancel_stop(struct worker *w)
+{
+	struct cancel_peer *cp, *tmp;
+	HASH_ITER(hh, w->cancel_peers, cp, tmp) {
+		struct cancel_conn *cc;
+		while ((cc = TAILQ_FIRST(&cp->waiting)) != NULL) {
+			TAILQ_REMOVE(&cp->waiting, cc, link);
+			free(cc);
+		}
+		while ((cc = TAILQ_FIRST(&cp->active)) != NULL) {
+			TAILQ_REMOVE(&cp->active, cc, link);
+			cc->peer = NULL;
+			if (cc->gai_pending)
+				uv_cancel((uv_req_t *)&cc->gai); /* its callback frees it */
+			else if (cc->stream_ready)
+				stream_close(&cc->stream);
+			else
+				free(cc);
+		}
+		HASH_DEL(w->cancel_peers, cp);
+		free(cp);
+	}
+}
+
+void cancel_peer_counts(struct worker *w, int peer_id, struct cancel_peer_counts *out)
+{
+	struct cancel_peer *cp;
+	HASH_FIND_INT(w->cancel_peers, &peer_id, cp);
+	memset(out, 0, sizeof(*out));
+	if (!cp)
+		return;
+	out->active = cp->n_active;
+	out->waiting = cp->n_waiting;
+	out->sent = cp->n_sent;
+	out->connecting = cp->n_active - cp->n_sent;
 }

@@ -658,8 +658,10 @@ static void login_read(struct client *c)
 			}
 			if (sp.code == PKT_CANCEL_REQUEST_CODE) {
 				stream_consume(st, len);
-				cancel_request(c->w, sp.cancel_pid, sp.cancel_key);
-				client_close(c, "cancel request handled");
+				char reason[128];
+				cancel_accept(c->w, sp.cancel_pid, sp.cancel_key, reason,
+					      sizeof(reason));
+				client_close(c, reason);
 				return;
 			}
 			/*

@@ -449,6 +449,10 @@ static const struct setting settings[] = {
 	  "port of the HTTP /metrics, /health and /ready endpoints; 0 off"),
 	S(metrics_addr, ST_STRING, "127.0.0.1", RESTART, 0, 0,
 	  "address the HTTP endpoints listen on"),
+
+	/* Peering: cancel requests that reach the wrong process behind one port. */
+	S(peer_id, ST_INT, "0", RELOAD, 0, 16383,
+	  "this process's id among its [peers], kept in its cancel keys; 0 off"),
 };
 
 #undef S
@@ -483,7 +487,6 @@ static const char *const unimplemented_settings[] = {
 	"dns_nxdomain_ttl",
 	"dns_zone_check_period",
 	"job_name",
-	"peer_id",
 	"pkt_buf",
 	"resolv_conf",
 	"sbuf_loopcnt",
@@ -1145,7 +1148,7 @@ struct load {
 	struct load_file files[INCLUDE_MAX + 1]; /* [0] the config file */
 	int depth;	   /* index in files of the file being read */
 	bool failed; /* err holds a message */
-	enum { SEC_NONE, SEC_SLUICE, SEC_DATABASES, SEC_USERS, SEC_IGNORED } section;
+	enum { SEC_NONE, SEC_SLUICE, SEC_DATABASES, SEC_USERS, SEC_PEERS } section;
 	char section_name[64];
 };
 
@@ -1328,6 +1331,75 @@ fail:
 	return -1;
 }
 
+static void peer_free(struct config_peer *peer)
+{
+	if (!peer)
+		return;
+	free(peer->host);
+	free(peer);
+}
+
+/* One [peers] line: "<peer_id> = host=... port=... pool_size=...", as PgBouncer's. */
+static int add_peer(struct load *ld, const char *name, const char *value)
+{
+	struct config *cfg = ld->cfg;
+	struct config_peer *peer = xcalloc(1, sizeof(*peer));
+	struct kv_list kvs = { 0 };
+	char msg[MSG_LEN];
+	int64_t v;
+
+	peer->port = 6432;
+	peer->pool_size = -1;
+	peer->line = ld->line;
+	if (parse_int64(name, 1, 65535, &v, msg) < 0) {
+		set_error(ld->err, ld->where, ld->line, "peer \"%s\": the id %s", name, msg);
+		goto fail_set;
+	}
+	peer->peer_id = (int)v;
+	if (kv_tokenize(value, &kvs, msg) < 0)
+		goto fail;
+	for (size_t i = 0; i < kvs.n; i++) {
+		const char *k = kvs.items[i].key, *val = kvs.items[i].value;
+		if (strcasecmp(k, "host") == 0) {
+			free(peer->host);
+			peer->host = xstrdup(val);
+		} else if (strcasecmp(k, "port") == 0 || strcasecmp(k, "pool_size") == 0) {
+			bool port = strcasecmp(k, "port") == 0;
+			if (parse_int64(val, 1, port ? 65535 : INT_MAX, &v, msg) < 0) {
+				msg_prefix(msg, port ? "port" : "pool_size");
+				goto fail;
+			}
+			*(port ? &peer->port : &peer->pool_size) = (int)v;
+		} else {
+			snprintf(msg, sizeof(msg), "unknown key \"%s\" (known: host, port, pool_size)",
+				 k);
+			goto fail;
+		}
+	}
+	kv_list_free(&kvs);
+	if (!peer->host || !*peer->host) {
+		snprintf(msg, sizeof(msg), "host is not set");
+		goto fail;
+	}
+	struct config_peer *old = NULL;
+	HASH_FIND_INT(cfg->peers, &peer->peer_id, old);
+	if (old) {
+		set_error(ld->err, ld->where, ld->line, "peer %d is already defined at line %d",
+			  peer->peer_id, old->line);
+		goto fail_set;
+	}
+	HASH_ADD_INT(cfg->peers, peer_id, peer);
+	return 0;
+
+fail:
+	set_error(ld->err, ld->where, ld->line, "peer %s: %s", name, msg);
+fail_set:
+	ld->failed = true;
+	kv_list_free(&kvs);
+	peer_free(peer);
+	return -1;
+}
+
 /* ---- the INI file ----------------------------------------------------------- */
 
 /*
@@ -1493,7 +1565,7 @@ static char *read_counting_lines(char *str, int num, void *stream)
 			if (!ok) {
 				set_error(ld->err, ld->where, ld->line,
 					  "unknown section [%.*s] (known: sluice, pgbouncer, databases, "
-					  "users)",
+					  "users, peers)",
 					  (int)(end - p - 1), p + 1);
 				ld->failed = true;
 				return NULL;
@@ -1596,13 +1668,7 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
 		} else if (strcasecmp(section, "users") == 0) {
 			ld->section = SEC_USERS;
 		} else if (strcasecmp(section, "peers") == 0) {
-			ld->section = SEC_IGNORED;
-			int line = ld->line;
-			ld->line = ld->section_line;
-			load_warn(
-				ld,
-				"section [peers] is not implemented by sluice yet and is ignored");
-			ld->line = line;
+			ld->section = SEC_PEERS;
 		} else if (!*section) {
 			set_error(ld->err, ld->where, ld->line,
 				  "setting \"%s\" is outside any section (start with [sluice])",
@@ -1612,7 +1678,8 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
 		} else {
 			set_error(
 				ld->err, ld->where, ld->section_line,
-				"unknown section [%s] (known: sluice, pgbouncer, databases, users)",
+				"unknown section [%s] (known: sluice, pgbouncer, databases, users, "
+				"peers)",
 				section);
 			ld->failed = true;
 			return 0;
@@ -1624,8 +1691,8 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
 	case SEC_DATABASES:
 	case SEC_USERS:
 		return on_entry(ld, name, value);
-	case SEC_IGNORED:
-		return 1;
+	case SEC_PEERS:
+		return add_peer(ld, name, value) == 0;
 	case SEC_NONE:
 		break;
 	}
@@ -1884,6 +1951,11 @@ void config_free(struct config *cfg)
 		HASH_DEL(cfg->users, u);
 		user_free(u);
 	}
+	struct config_peer *peer, *ptmp;
+	HASH_ITER (hh, cfg->peers, peer, ptmp) {
+		HASH_DEL(cfg->peers, peer);
+		peer_free(peer);
+	}
 	free(cfg->path);
 	free(cfg);
 }
@@ -1943,6 +2015,14 @@ struct config *config_copy(const struct config *src)
 		c->name = xstrdup(u->name);
 		HASH_ADD_KEYPTR(hh, cfg->users, c->name, strlen(c->name), c);
 	}
+	cfg->peers = NULL;
+	for (const struct config_peer *pe = src->peers; pe; pe = pe->hh.next) {
+		struct config_peer *c = xmalloc(sizeof(*c));
+		*c = *pe;
+		memset(&c->hh, 0, sizeof(c->hh));
+		c->host = xstrdup(pe->host);
+		HASH_ADD_INT(cfg->peers, peer_id, c);
+	}
 	return cfg;
 }
 
@@ -1960,6 +2040,18 @@ const struct config_user *config_find_user(const struct config *cfg, const char 
 	struct config_user *u = NULL;
 	HASH_FIND_STR(cfg->users, name, u);
 	return u;
+}
+
+const struct config_peer *config_find_peer(const struct config *cfg, int peer_id)
+{
+	struct config_peer *peer = NULL;
+	HASH_FIND_INT(cfg->peers, &peer_id, peer);
+	return peer;
+}
+
+int config_peer_pool_size(const struct config *cfg, const struct config_peer *peer)
+{
+	return peer->pool_size > 0 ? peer->pool_size : cfg->default_pool_size;
 }
 
 int config_db_client_limit(const struct config *cfg, const struct config_database *db)

@@ -13,6 +13,7 @@
 
 
 #include "sluice/admin.h"
+#include "sluice/cancel.h"
 #include "sluice/client.h"
 #include "sluice/derive.h"
 #include "sluice/http.h"
@@ -190,6 +191,7 @@ static void on_tick(uv_timer_t *t)
 		server_tick(s, now);
 	}
 	stream_linger_expire(w, now, LINGER_MS);
+	cancel_tick(w, now);
 	listener_tick(w, now);
 	struct pool *p, *pn;
 	for (p = TAILQ_FIRST(&w->pools); p; p = pn) {
@@ -301,6 +303,7 @@ static void finish_exit(struct worker *w)
 	struct pool *p;
 	while ((p = TAILQ_FIRST(&w->pools)) != NULL)
 		pool_free(p);
+	cancel_stop(w);
 	/*
 	 * The connections above abandoned their key derivations: queued ones
 	 * are cancelled, running ones cannot be. uv_run() returns once they are

@@ -1,6 +1,7 @@
 /*
  * cancel.h - the cancel keys sluice hands to clients, and forwarding of a
- * client's CancelRequest to the server it is linked to right now.
+ * client's CancelRequest to the server it is linked to right now, or to the
+ * peer process that handed out its key (peer_id, [peers]).
  *
  * A client gets its own (pid, key) pair in BackendKeyData; PostgreSQL's pair
  * for the server never leaves sluice. A CancelRequest with a known pair is
@@ -29,6 +30,27 @@ void cancel_unregister(struct worker *w, struct client *c);
  * until PostgreSQL closes the cancel connection; then server_cancels_done().
  */
 void cancel_request(struct worker *w, uint32_t pid, uint32_t key);
+/*
+ * A CancelRequest a client sent with (pid, key). With peer_id set, a key
+ * another process handed out (its id is in the key) is forwarded to that
+ * [peers] entry; anything else goes to cancel_request(). reason (len bytes)
+ * gets what happened, for the log line that closes the request's connection.
+ */
+void cancel_accept(struct worker *w, uint32_t pid, uint32_t key, char *reason, size_t len);
+/* Periodic: a forward to a peer unanswered after server_connect_timeout is given up. */
+void cancel_tick(struct worker *w, uint64_t now);
+/* Shutdown: forwards to peers are dropped (waiting) or closed (in flight). */
+void cancel_stop(struct worker *w);
+
+/* SHOW PEER_POOLS: one peer's forwards. */
+struct cancel_peer_counts {
+	int active; /* in flight */
+	int waiting; /* for a slot under the peer's pool_size */
+	int connecting; /* in flight and not sent yet */
+	int sent; /* in flight, sent, waiting for the peer to close */
+};
+void cancel_peer_counts(struct worker *w, int peer_id, struct cancel_peer_counts *out);
+
 /*
  * s is closing: its cancels are forgotten, without server_cancels_done();
  * one still connecting is sent, then closed without waiting for an answer.

@@ -110,6 +110,19 @@ struct config_user {
 	UT_hash_handle hh;
 };
 
+/*
+ * One [peers] entry: another sluice (or PgBouncer) process behind the same
+ * port, to which CancelRequests for its clients are forwarded.
+ */
+struct config_peer {
+	int peer_id; /* the key; 1..65535 */
+	char *host; /* address, name or unix socket directory (starts with '/') */
+	int port; /* default 6432 */
+	int pool_size; /* cancels in flight to it at once; -1: default_pool_size */
+	int line;
+	UT_hash_handle hh;
+};
+
 struct config {
 	char *path; /* the file read, NULL when configured from the environment only */
 
@@ -177,11 +190,13 @@ struct config {
 	char *stats_users; /* comma-separated */
 	int metrics_port; /* 0: no HTTP listener */
 	char *metrics_addr;
+	int peer_id; /* 0: peering off; else encoded in the cancel keys handed out */
 
 	/* [databases] and [users], hashed by name; fallback is the "*" entry or NULL. */
 	struct config_database *databases;
 	struct config_database *fallback;
 	struct config_user *users;
+	struct config_peer *peers; /* [peers], hashed by peer_id */
 
 	/* How many warnings config_load logged (unimplemented keys...), for --check-config. */
 	unsigned warnings;
@@ -207,6 +222,9 @@ struct config *config_copy(const struct config *cfg);
 /* The entry for a client's database name: exact match, else the fallback, else NULL. */
 const struct config_database *config_find_database(const struct config *cfg, const char *name);
 const struct config_user *config_find_user(const struct config *cfg, const char *name);
+const struct config_peer *config_find_peer(const struct config *cfg, int peer_id);
+/* The pool_size of a peer: its own, else default_pool_size. */
+int config_peer_pool_size(const struct config *cfg, const struct config_peer *peer);
 
 /*
  * The client connection limits that apply (0 unlimited): the [databases]

@@ -31,6 +31,7 @@
 
 struct pool;
 struct client;
+struct cancel_peer;
 struct server;
 struct listener;
 struct derive;
@@ -97,6 +98,7 @@ struct worker {
 	struct conn_count *db_client_counts; /* clients past their startup packet, by database */
 	struct conn_count *user_client_counts; /* the same, by user (see client_admit) */
 	struct client *cancel_keys; /* uthash on client->cancel_key64 */
+	struct cancel_peer *cancel_peers; /* cancel.c's forwards to [peers], by peer_id */
 	struct db_state *db_states;
 	struct prepared_registry prepared; /* named statements of all clients */
 	bool paused_all; /* PAUSE without a database */

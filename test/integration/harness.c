@@ -789,8 +789,23 @@ static void write_sluice_files(struct harness_sluice *s, const char *sluice_extr
 	free(userlist_path);
 }
 
+static struct harness_sluice *sluice_start(const char *sluice_extra, const char *databases,
+	const char *userlist, int fixed_port);
+
 struct harness_sluice *harness_sluice_start(const char *sluice_extra, const char *databases,
 	const char *userlist)
+{
+	return sluice_start(sluice_extra, databases, userlist, 0);
+}
+
+struct harness_sluice *harness_sluice_start_on_port(const char *sluice_extra,
+	const char *databases, const char *userlist, int port)
+{
+	return sluice_start(sluice_extra, databases, userlist, port);
+}
+
+static struct harness_sluice *sluice_start(const char *sluice_extra, const char *databases,
+	const char *userlist, int fixed_port)
 {
 	const char *base = harness_dir();
 	struct harness_sluice *s = xcalloc(1, sizeof(*s));
@@ -806,10 +821,11 @@ struct harness_sluice *harness_sluice_start(const char *sluice_extra, const char
 	e->next = live_sluices;
 	live_sluices = e;
 
-	bool tcp = !(sluice_extra && ini_has_key(sluice_extra, "listen_addr"));
+	/* On a shared port the TCP port says nothing: its own unix socket does. */
+	bool tcp = !(sluice_extra && ini_has_key(sluice_extra, "listen_addr")) && !fixed_port;
 	int timeout = SLUICE_START_TIMEOUT_MS * wait_scale();
 	for (int attempt = 1;; attempt++) {
-		s->port = harness_free_port();
+		s->port = fixed_port ? fixed_port : harness_free_port();
 		write_sluice_files(s, sluice_extra, databases, userlist);
 		s->pid = spawn_sluice(s);
 		char *sock = xasprintf("%s/.s.PGSQL.%d", s->dir, s->port);
@@ -831,7 +847,8 @@ struct harness_sluice *harness_sluice_start(const char *sluice_extra, const char
 		if (up)
 			return s;
 		char *log = read_text_file(s->log_path);
-		if (exited && log && strstr(log, "in use") && attempt < START_ATTEMPTS) {
+		if (exited && log && strstr(log, "in use") && attempt < START_ATTEMPTS &&
+			!fixed_port) {
 			/* Someone took the free port first; truncate the log and try another. */
 			free(log);
 			write_text_file(s->log_path, "", false);

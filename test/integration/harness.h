@@ -124,6 +124,14 @@ struct harness_sluice *harness_sluice_start(const char *sluice_extra, const char
 	const char *userlist);
 
 /*
+ * harness_sluice_start() on a given listen_port, for several processes
+ * sharing one port (so_reuseport = 1 in sluice_extra of each): it is up when
+ * its own unix socket exists. No retry on another port.
+ */
+struct harness_sluice *harness_sluice_start_on_port(const char *sluice_extra,
+	const char *databases, const char *userlist, int port);
+
+/*
  * Sends SIGTERM and waits (bounded, 15 s; longer under SLUICE_WRAPPER) for the
  * process. Returns its exit status (0..255), 128 + the signal number when a
  * signal ended it, or -1 when it did not exit in time and had to be killed

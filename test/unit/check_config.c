@@ -314,7 +314,7 @@ static const struct error_case {
 	{ "[sluice]\nno_such_setting = 1\n",
 	  ":2: unknown setting \"no_such_setting\" in [sluice]" },
 	{ "[sluice]\nlisten_port = 1\n[mystery]\nx = 1\n",
-	  ":3: unknown section [mystery] (known: sluice, pgbouncer, databases, users)" },
+	  ":3: unknown section [mystery] (known: sluice, pgbouncer, databases, users, peers)" },
 	{ "listen_port = 1\n",
 	  ":1: setting \"listen_port\" is outside any section (start with [sluice])" },
 	{ "[sluice]\nthis line has no equals sign\n",
@@ -340,6 +340,14 @@ static const struct error_case {
 	{ "[databases]\napp = host=a,,b\n", ":2: database \"app\": host: empty item in \"a,,b\"" },
 	{ "[databases]\napp = host=a,b load_balance_hosts=random\n",
 	  ":2: database \"app\": load_balance_hosts: \"random\" is not round-robin or disable" },
+	{ "[peers]\nx = host=a\n", ":2: peer \"x\": the id \"x\" is not an integer" },
+	{ "[peers]\n0 = host=a\n", ":2: peer \"0\": the id 0 is out of range (1..65535)" },
+	{ "[peers]\n1 = port=6000\n", ":2: peer 1: host is not set" },
+	{ "[peers]\n1 = host=a colour=red\n", ":2: peer 1: unknown key \"colour\"" },
+	{ "[peers]\n1 = host=a pool_size=0\n", ":2: peer 1: pool_size: 0 is out of range" },
+	{ "[peers]\n1 = host=a\n2 = host=b\n1 = host=c\n",
+	  ":4: peer 1 is already defined at line 2" },
+	{ "[sluice]\npeer_id = 16384\n", ":2: peer_id: 16384 is out of range (0..16383)" },
 	{ "[databases]\napp = pool_mode=never\n",
 	  ":2: database \"app\": pool_mode: \"never\" is not a pool mode" },
 	{ "[databases]\napp = server_lifetime=soon\n",
@@ -554,13 +562,11 @@ START_TEST(test_config_unimplemented_pgbouncer_key_warns_but_loads)
 				       "[databases]\n"
 				       "app = host=db target_session_attrs=any auth_user=x\n"
 				       "[users]\n"
-				       "bob = query_timeout=5 reserve_pool_size=1\n"
-				       "[peers]\n"
-				       "1 = host=peer1\n",
+				       "bob = query_timeout=5 reserve_pool_size=1\n",
 				       &path, &err);
 	ck_assert_msg(cfg != NULL, "%s", err.text);
 	ck_assert_int_eq(cfg->listen_port, 6500);
-	ck_assert_uint_eq(cfg->warnings, 5);
+	ck_assert_uint_eq(cfg->warnings, 4);
 	/* [users] timeouts are implemented now: taken, not warned about. */
 	ck_assert_int_eq(config_find_user(cfg, "bob")->query_timeout, 5000);
 	config_free(cfg);
@@ -572,7 +578,6 @@ START_TEST(test_config_unimplemented_pgbouncer_key_warns_but_loads)
 		":4: setting server_round_robin is not implemented by sluice yet and is ignored",
 		":7: database \"app\": target_session_attrs is not implemented by sluice yet",
 		":7: database \"app\": auth_user is not implemented by sluice yet",
-		":10: section [peers] is not implemented by sluice yet and is ignored",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(expect); i++) {
 		char *want = xasprintf("%s%s", path, expect[i]);
@@ -786,6 +791,32 @@ START_TEST(test_config_host_list_pairs_ports_with_hosts)
 	db = config_find_database(copy, "paired");
 	ck_assert_str_eq(db->hosts[2].host, "c");
 	ck_assert_int_eq(db->hosts[2].port, 3);
+	config_free(copy);
+}
+END_TEST
+
+START_TEST(test_config_peers_section_names_the_other_processes)
+{
+	struct config_error err;
+	struct config *cfg = load_text("[sluice]\npeer_id = 2\ndefault_pool_size = 7\n"
+				       "[peers]\n"
+				       "1 = host=/tmp/sluice-1 port=6000 pool_size=3\n"
+				       "3 = host=10.0.0.3\n",
+				       NULL, &err);
+	ck_assert_msg(cfg != NULL, "%s", err.text);
+	ck_assert_int_eq(cfg->peer_id, 2);
+	const struct config_peer *p1 = config_find_peer(cfg, 1);
+	ck_assert_str_eq(p1->host, "/tmp/sluice-1");
+	ck_assert_int_eq(p1->port, 6000);
+	ck_assert_int_eq(config_peer_pool_size(cfg, p1), 3);
+	const struct config_peer *p3 = config_find_peer(cfg, 3);
+	ck_assert_str_eq(p3->host, "10.0.0.3");
+	ck_assert_int_eq(p3->port, 6432); /* PgBouncer's default for a peer */
+	ck_assert_int_eq(config_peer_pool_size(cfg, p3), 7);
+	ck_assert_ptr_null(config_find_peer(cfg, 2));
+	struct config *copy = config_copy(cfg);
+	config_free(cfg);
+	ck_assert_str_eq(config_find_peer(copy, 1)->host, "/tmp/sluice-1");
 	config_free(copy);
 }
 END_TEST
@@ -1200,6 +1231,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_config_databases_parse_connection_strings);
 	tcase_add_test(tc, test_config_fallback_database_catches_unknown_names);
 	tcase_add_test(tc, test_config_host_list_pairs_ports_with_hosts);
+	tcase_add_test(tc, test_config_peers_section_names_the_other_processes);
 	tcase_add_test(tc, test_config_users_section_sets_per_user_limits);
 	tcase_add_test(tc, test_config_client_connection_limits_entry_over_global);
 	tcase_add_test(tc, test_config_timeouts_user_over_database_over_global);
