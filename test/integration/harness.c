@@ -843,6 +843,15 @@ static struct harness_sluice *sluice_start(const char *sluice_extra, const char 
 			if (!up)
 				harness_sleep_ms(POLL_INTERVAL_MS);
 		}
+		/*
+		 * sluice binds its TCP port a moment before its unix socket (so that
+		 * a port in use stops it before it replaces another process's socket
+		 * file): give the socket that moment. A fake sluice may have none.
+		 */
+		bool own_unix = !(sluice_extra && ini_has_key(sluice_extra, "unix_socket_dir"));
+		for (long end = harness_now_ms() + 1000;
+		     up && tcp && own_unix && access(sock, F_OK) != 0 && harness_now_ms() < end;)
+			harness_sleep_ms(POLL_INTERVAL_MS);
 		free(sock);
 		if (up)
 			return s;
