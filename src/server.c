@@ -434,9 +434,10 @@ bool server_is_clean(const struct server *s)
 	       (!c || (c->pass_remaining == 0 && !c->ext_open));
 }
 
+/* server_lifetime 0 means used once, as PgBouncer's: closed at its first release. */
 static bool expired(const struct server *s, uint64_t now)
 {
-	return s->lifetime_ms && now - s->connect_time >= s->lifetime_ms;
+	return now - s->connect_time >= s->lifetime_ms;
 }
 
 /*
@@ -1369,7 +1370,7 @@ void server_tick(struct server *s, uint64_t now)
 	case SERVER_IDLE:
 		if (s->close_needed)
 			close_because(s, STATS_CLOSE_reload, "database configuration changed");
-		else if (expired(s, now))
+		else if (s->lifetime_ms && expired(s, now)) /* a new server gets its one use */
 			close_because(s, STATS_CLOSE_lifetime, "server lifetime over");
 		else if (s->idle_timeout_ms && now - s->idle_since >= s->idle_timeout_ms &&
 			 pool_servers_of(s->pool) - s->pool->n_sv_login > pool_min_size_of(s->pool))

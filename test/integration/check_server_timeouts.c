@@ -127,6 +127,27 @@ START_TEST(test_server_lifetime_closes_servers_only_when_idle)
 }
 END_TEST
 
+/* server_lifetime = 0: every server serves one transaction, then closes (PgBouncer's meaning). */
+START_TEST(test_server_lifetime_zero_uses_each_server_once)
+{
+	struct harness_sluice *s = harness_sluice_start(COMMON "default_pool_size = 1\n"
+							       "server_lifetime = 0\n",
+		NULL, USERLIST);
+	PGconn *conn = harness_connect(s, "dbname=app user=trustuser");
+	long pids[3];
+	for (int i = 0; i < 3; i++) {
+		pids[i] = backend_pid(conn);
+		for (int j = 0; j < i; j++)
+			ck_assert_int_ne(pids[i], pids[j]);
+		ck_assert_msg(wait_backend_gone(pids[i], 2000), "used server %ld still open", pids[i]);
+	}
+	ck_assert_int_eq(harness_sluice_log_count(s, "closing because: server lifetime over"), 3);
+	PQfinish(conn);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
 /* ---- unreachable servers ----------------------------------------------------------- */
 
 /*
@@ -637,6 +658,7 @@ static Suite *server_timeouts_suite(void)
 	TCase *tc = harness_tcase("expiry");
 	tcase_add_test(tc, test_server_idle_timeout_closes_idle_servers_down_to_min_pool_size);
 	tcase_add_test(tc, test_server_lifetime_closes_servers_only_when_idle);
+	tcase_add_test(tc, test_server_lifetime_zero_uses_each_server_once);
 	suite_add_tcase(s, tc);
 
 	tc = harness_tcase("connect");
