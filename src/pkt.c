@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 int pkt_frame(const uint8_t *p, size_t avail, uint32_t max_len, struct pkt_hdr *h)
 {
@@ -90,6 +91,53 @@ const char *pkt_startup_get(const struct pkt_startup *st, const char *key)
 		if (strcmp(st->keys[i], key) == 0)
 			v = st->vals[i];
 	return v;
+}
+
+/* parse_bool_with_len() of PostgreSQL: a prefix of word, at least min bytes long. */
+static bool bool_word(const char *v, size_t len, const char *word, size_t min)
+{
+	return len >= min && len <= strlen(word) && strncasecmp(v, word, len) == 0;
+}
+
+int pkt_parse_replication(const char *value, enum pkt_replication *out)
+{
+	size_t len = strlen(value);
+	bool on;
+	if (strcmp(value, "database") == 0) {
+		*out = PKT_REPLICATION_LOGICAL;
+		return PKT_OK;
+	}
+	/* "o" alone is neither on nor off; every other first letter decides with one byte. */
+	if (bool_word(value, len, "true", 1) || bool_word(value, len, "yes", 1) ||
+	    bool_word(value, len, "on", 2) || strcmp(value, "1") == 0)
+		on = true;
+	else if (bool_word(value, len, "false", 1) || bool_word(value, len, "no", 1) ||
+		 bool_word(value, len, "off", 2) || strcmp(value, "0") == 0)
+		on = false;
+	else
+		return PKT_MALFORMED;
+	*out = on ? PKT_REPLICATION_PHYSICAL : PKT_REPLICATION_NONE;
+	return PKT_OK;
+}
+
+const char *pkt_replication_name(enum pkt_replication r)
+{
+	switch (r) {
+	case PKT_REPLICATION_LOGICAL: return "logical";
+	case PKT_REPLICATION_PHYSICAL: return "physical";
+	case PKT_REPLICATION_NONE: break;
+	}
+	return "none";
+}
+
+const char *pkt_replication_startup_value(enum pkt_replication r)
+{
+	switch (r) {
+	case PKT_REPLICATION_LOGICAL: return "database";
+	case PKT_REPLICATION_PHYSICAL: return "true";
+	case PKT_REPLICATION_NONE: break;
+	}
+	return NULL;
 }
 
 /*

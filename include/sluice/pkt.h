@@ -150,6 +150,29 @@ struct pkt_options {
 int pkt_parse_options(const char *opts, struct pkt_options *o, char *err, size_t errlen) WUR;
 void pkt_options_free(struct pkt_options *o);
 
+/*
+ * What a StartupMessage's "replication" parameter asks for: a walsender
+ * for logical replication ("database") or for physical replication (true),
+ * or an ordinary session (false, or no parameter).
+ */
+enum pkt_replication {
+	PKT_REPLICATION_NONE = 0,
+	PKT_REPLICATION_LOGICAL,
+	PKT_REPLICATION_PHYSICAL,
+};
+
+/*
+ * Reads a "replication" value as PostgreSQL does: exactly "database" is
+ * logical; otherwise a boolean in parse_bool()'s spellings (true/false,
+ * yes/no, on/off, 1/0, a unique prefix of the words, any case). PKT_OK with
+ * *out set, or PKT_MALFORMED for anything else (PostgreSQL refuses it).
+ */
+int pkt_parse_replication(const char *value, enum pkt_replication *out) WUR;
+/* The word SHOW CLIENTS and SHOW SERVERS print: none, logical, physical. */
+const char *pkt_replication_name(enum pkt_replication r);
+/* The value a server's StartupMessage carries for r: "database", "true" (NULL for none). */
+const char *pkt_replication_startup_value(enum pkt_replication r);
+
 /* Bounds-checked reader over one message body. Any overrun sets bad. */
 struct pkt_reader {
 	const uint8_t *p;

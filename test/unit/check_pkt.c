@@ -506,6 +506,65 @@ START_TEST(test_pkt_parse_options_with_tiny_err_buffer_still_terminates)
 }
 END_TEST
 
+/* ---- startup "replication" --------------------------------------------------- */
+
+struct replication_case {
+	const char *in;
+	int rc;
+	enum pkt_replication want;
+};
+
+/* PostgreSQL's ProcessStartupPacket(): "database", or what parse_bool() takes. */
+static const struct replication_case replication_cases[] = {
+	{ "database", PKT_OK, PKT_REPLICATION_LOGICAL },
+	{ "true", PKT_OK, PKT_REPLICATION_PHYSICAL },
+	{ "TRUE", PKT_OK, PKT_REPLICATION_PHYSICAL },
+	{ "t", PKT_OK, PKT_REPLICATION_PHYSICAL },
+	{ "yes", PKT_OK, PKT_REPLICATION_PHYSICAL },
+	{ "Y", PKT_OK, PKT_REPLICATION_PHYSICAL },
+	{ "on", PKT_OK, PKT_REPLICATION_PHYSICAL },
+	{ "1", PKT_OK, PKT_REPLICATION_PHYSICAL },
+	{ "false", PKT_OK, PKT_REPLICATION_NONE },
+	{ "fal", PKT_OK, PKT_REPLICATION_NONE },
+	{ "no", PKT_OK, PKT_REPLICATION_NONE },
+	{ "off", PKT_OK, PKT_REPLICATION_NONE },
+	{ "OF", PKT_OK, PKT_REPLICATION_NONE },
+	{ "0", PKT_OK, PKT_REPLICATION_NONE },
+	/* "database" is matched exactly, as PostgreSQL matches it. */
+	{ "Database", PKT_MALFORMED, PKT_REPLICATION_NONE },
+	{ "databases", PKT_MALFORMED, PKT_REPLICATION_NONE },
+	{ "o", PKT_MALFORMED, PKT_REPLICATION_NONE },
+	{ "truex", PKT_MALFORMED, PKT_REPLICATION_NONE },
+	{ "offf", PKT_MALFORMED, PKT_REPLICATION_NONE },
+	{ "01", PKT_MALFORMED, PKT_REPLICATION_NONE },
+	{ "", PKT_MALFORMED, PKT_REPLICATION_NONE },
+	{ "physical", PKT_MALFORMED, PKT_REPLICATION_NONE },
+};
+
+START_TEST(test_pkt_parse_replication_table)
+{
+	const struct replication_case *tc = &replication_cases[_i];
+	enum pkt_replication r = (enum pkt_replication)99;
+	int rc = pkt_parse_replication(tc->in, &r);
+	ck_assert_msg(rc == tc->rc, "\"%s\": rc %d", tc->in, rc);
+	if (rc == PKT_OK)
+		ck_assert_msg(r == tc->want, "\"%s\": %d", tc->in, (int)r);
+	else
+		ck_assert_msg(r == (enum pkt_replication)99, "\"%s\": out written", tc->in);
+}
+END_TEST
+
+START_TEST(test_pkt_replication_names_match_pgbouncer_and_postgresql)
+{
+	ck_assert_str_eq(pkt_replication_name(PKT_REPLICATION_NONE), "none");
+	ck_assert_str_eq(pkt_replication_name(PKT_REPLICATION_LOGICAL), "logical");
+	ck_assert_str_eq(pkt_replication_name(PKT_REPLICATION_PHYSICAL), "physical");
+	ck_assert_ptr_null(pkt_replication_startup_value(PKT_REPLICATION_NONE));
+	ck_assert_str_eq(pkt_replication_startup_value(PKT_REPLICATION_LOGICAL), "database");
+	ck_assert_str_eq(pkt_replication_startup_value(PKT_REPLICATION_PHYSICAL), "true");
+}
+END_TEST
+
 /* ---- the body reader ------------------------------------------------------ */
 
 enum getter { G_U8, G_BE16, G_BE32, G_CSTR, G_BYTES3 };
@@ -972,6 +1031,8 @@ static Suite *pkt_suite(void)
 	tcase_add_test(tc, test_pkt_startup_get_takes_the_last_of_a_repeated_key);
 	tcase_add_loop_test(tc, test_pkt_parse_options_table, 0, (int)ARRAY_SIZE(options_cases));
 	tcase_add_test(tc, test_pkt_parse_options_with_tiny_err_buffer_still_terminates);
+	tcase_add_loop_test(tc, test_pkt_parse_replication_table, 0, (int)ARRAY_SIZE(replication_cases));
+	tcase_add_test(tc, test_pkt_replication_names_match_pgbouncer_and_postgresql);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("reader");
