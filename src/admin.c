@@ -512,7 +512,7 @@ static void put_socket_row(struct rs *r, const struct conn_info *ci, bool extra)
 	put_text(r, type);
 	put_text(r, ci->user ? ci->user : "(nouser)");
 	put_text(r, ci->database ? ci->database : "(nodb)");
-	put_text(r, "none");
+	put_text(r, pkt_replication_name((enum pkt_replication)ci->replication));
 	put_text(r, extra ? ci->socket_state : ci->state_name);
 	put_text(r, ci->addr);
 	put_int(r, ci->port);

@@ -58,6 +58,7 @@ static struct client_list *list_of(struct client *c, enum client_state st, int *
 	switch (st) {
 	case CLIENT_WAITING_LOGIN: *count = &p->n_cl_waiting_login; return &p->waiting_login;
 	case CLIENT_WAITING: *count = &p->n_cl_waiting; return &p->waiting;
+	case CLIENT_WAITING_REPLICATION: *count = &p->n_cl_waiting_repl; return &p->waiting_repl;
 	case CLIENT_ACTIVE: *count = &p->n_cl_active; return &p->active;
 	case CLIENT_IDLE: *count = &p->n_cl_idle; return &p->idle;
 	case CLIENT_LOGIN:
@@ -75,6 +76,15 @@ void client_check(const struct client *c)
 	/* A key derivation belongs to a login; client_close() abandons it. */
 	if (c->derive)
 		assert(c->state == CLIENT_LOGIN && c->auth != NULL);
+	/* A replication client never shares a server, nor an ordinary client a replication one. */
+	if (c->state == CLIENT_WAITING_REPLICATION)
+		assert(c->replication != PKT_REPLICATION_NONE);
+	if (c->repl_server)
+		assert(c->state == CLIENT_WAITING_REPLICATION);
+	if (c->server)
+		assert(c->server->replication == c->replication);
+	if (c->replication && c->state != CLIENT_LOGIN && c->state != CLIENT_CLOSED)
+		assert(c->state == CLIENT_WAITING_REPLICATION || c->state == CLIENT_ACTIVE);
 #else
 	(void)c;
 #endif
@@ -99,7 +109,7 @@ void client_set_state(struct client *c, enum client_state st)
 	}
 	c->state = st; /* the one write of client->state: client_set_state */
 	c->state_since = uv_now(c->w->loop);
-	if (st == CLIENT_WAITING)
+	if (st == CLIENT_WAITING || st == CLIENT_WAITING_REPLICATION)
 		c->wait_start_us = uv_hrtime() / 1000;
 	clog(LOG_LEVEL_DEBUG, c, "%s -> %s", state_names[old], state_names[st]);
 	client_check(c);
@@ -115,6 +125,7 @@ static void on_stream_closed(struct stream *st)
 	free(c->db_name);
 	free(c->user_name);
 	free(c->admin_wait_db);
+	free(c->startup_options);
 	free(c);
 }
 
@@ -131,6 +142,12 @@ void client_close(struct client *c, const char *reason)
 	if (s) {
 		c->server = NULL;
 		server_client_gone(s);
+	}
+	if (c->repl_server) {
+		/* Its own server, still logging in: nobody else may have it. */
+		s = c->repl_server;
+		c->repl_server = NULL;
+		server_owner_gone(s);
 	}
 	if (c->derive) {
 		/* Its memory goes in the close callback; the job must not come back to it. */
@@ -346,6 +363,13 @@ static void login_done(struct client *c)
 	}
 	if (w->cfg->log_connections)
 		clog(LOG_LEVEL_INFO, c, "login attempt: db=%s user=%s", c->db_name, c->user_name);
+	if (c->replication) {
+		/* Greeted from a server of its own, once pool.c has opened it and it logged in. */
+		c->request_time = uv_now(w->loop);
+		client_set_state(c, CLIENT_WAITING_REPLICATION);
+		pool_want_server(p, c);
+		return;
+	}
 	if (p->have_welcome) {
 		client_set_state(c, CLIENT_WAITING_LOGIN);
 		client_welcome(c);
@@ -544,16 +568,35 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 	c->lc.db = c->db_name;
 	c->lc.user = c->user_name;
 
+	/* Read first: it decides how "options" is taken. */
+	const char *repl = pkt_startup_get(st, "replication");
+	if (repl) {
+		enum pkt_replication r;
+		if (pkt_parse_replication(repl, &r) != PKT_OK) {
+			/* PostgreSQL's words; PgBouncer would take it for a normal login. */
+			client_fail(c, SQLSTATE_INVALID_PARAMETER_VALUE,
+				    "invalid value for parameter \"replication\": \"%s\"", repl);
+			return;
+		}
+		c->replication = (uint8_t)r;
+	}
+
 	for (int i = 0; i < st->nparams; i++) {
 		const char *k = st->keys[i], *v = st->vals[i];
 		char why[256];
 		if (strcmp(k, "user") == 0 || strcmp(k, "database") == 0 ||
 		    strncmp(k, "_pq_.", 5) == 0)
 			continue;
-		if (strcmp(k, "replication") == 0) {
-			client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
-				    "replication connections are not supported by sluice");
-			return;
+		if (strcmp(k, "replication") == 0)
+			continue;
+		if (strcmp(k, "options") == 0 && c->replication) {
+			/*
+			 * Its server is its own, so every option can go there as it is,
+			 * tracked or not; PostgreSQL judges them (as PgBouncer does).
+			 */
+			free(c->startup_options);
+			c->startup_options = xstrdup(v);
+			continue;
 		}
 		if (strcmp(k, "options") == 0) {
 			if (!take_options(c, v, why, sizeof(why))) {
@@ -570,6 +613,11 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 	}
 
 	if (admin_is_console_db(c->db_name)) {
+		if (c->replication) {
+			client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
+				    "the admin console does not take replication connections");
+			return;
+		}
 		/* The console stays reachable (on the unix socket) while shutting down. */
 		start_console_login(c);
 		return;
@@ -919,6 +967,7 @@ static void client_process(struct client *c)
 	}
 	case CLIENT_WAITING:
 	case CLIENT_WAITING_LOGIN:
+	case CLIENT_WAITING_REPLICATION:
 		/* Keep reading to notice a disconnect, but bound what we hold. */
 		if (stream_avail(st) >= BUF_SIZE / 2)
 			stream_pause(st);
@@ -1086,6 +1135,7 @@ void client_tick(struct client *c, uint64_t now)
 			wait_timed_out(c, age);
 		break;
 	case CLIENT_WAITING:
+	case CLIENT_WAITING_REPLICATION: /* greeted, then waiting: a waiter to PgBouncer too */
 		wait_timed_out(c, age);
 		break;
 	case CLIENT_IDLE:
@@ -1144,7 +1194,11 @@ void client_info(const struct client *c, struct conn_info *out)
 	case CLIENT_ACTIVE: out->state_name = "active"; out->socket_state = "cl_active"; break;
 	case CLIENT_IDLE: out->state_name = "idle"; out->socket_state = "cl_active"; break;
 	case CLIENT_WAITING:
-	case CLIENT_WAITING_LOGIN: out->state_name = "waiting"; out->socket_state = "cl_waiting"; break;
+	case CLIENT_WAITING_LOGIN:
+	case CLIENT_WAITING_REPLICATION:
+		out->state_name = "waiting";
+		out->socket_state = "cl_waiting";
+		break;
 	default: out->state_name = "login"; out->socket_state = "cl_login"; break;
 	}
 	if (c->stream.is_pipe) {
@@ -1168,7 +1222,7 @@ void client_info(const struct client *c, struct conn_info *out)
 	}
 	out->connect_time = wall_of(c->w, c->connect_time);
 	out->request_time = wall_of(c->w, c->request_time ? c->request_time : c->connect_time);
-	if (c->state == CLIENT_WAITING)
+	if (c->state == CLIENT_WAITING || c->state == CLIENT_WAITING_REPLICATION)
 		out->wait_us = uv_hrtime() / 1000 - c->wait_start_us;
 	out->ptr = c;
 	out->link = c->server;
@@ -1180,4 +1234,5 @@ void client_info(const struct client *c, struct conn_info *out)
 	out->pkt_remain = c->pass_remaining;
 	out->send_pending = (uint32_t)stream_unsent(&c->stream);
 	out->prepared_statements = c->prepared.n;
+	out->replication = c->replication;
 }

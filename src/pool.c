@@ -43,6 +43,7 @@ struct pool *pool_get(struct worker *w, const char *db_name, const char *user_na
 	TAILQ_INIT(&p->waiting);
 	TAILQ_INIT(&p->active);
 	TAILQ_INIT(&p->idle);
+	TAILQ_INIT(&p->waiting_repl);
 	TAILQ_INIT(&p->sv_login);
 	TAILQ_INIT(&p->sv_idle);
 	TAILQ_INIT(&p->sv_active);
@@ -75,7 +76,7 @@ void pool_free(struct pool *p)
 bool pool_is_empty(const struct pool *p)
 {
 	return p->n_cl_waiting_login + p->n_cl_waiting + p->n_cl_active + p->n_cl_idle +
-		       pool_servers_of(p) ==
+		       p->n_cl_waiting_repl + pool_servers_of(p) ==
 	       0;
 }
 
@@ -204,6 +205,30 @@ static bool evict_idle_elsewhere(struct pool *p, bool with_reserve)
 	return false;
 }
 
+/*
+ * Greets client c: AuthenticationOk, the parameters (own: the client's
+ * choices over those of params, or NULL), the client's cancel key,
+ * login_notify_message, ReadyForQuery.
+ */
+static void send_welcome(struct pool *p, struct client *c, const struct param_set *params,
+			 const struct param_set *own)
+{
+	struct buf_out out;
+	buf_out_init(&out);
+	pkt_put_AuthenticationOk(&out);
+	for (int i = 0; i < params->n; i++) {
+		const struct param *wp = &params->items[i];
+		const char *v = own ? param_set_get(own, wp->name) : NULL;
+		pkt_put_ParameterStatus(&out, wp->name, v ? v : wp->value);
+	}
+	pkt_put_BackendKeyData(&out, c->cancel_pid, c->cancel_key);
+	if (*p->w->cfg->login_notify_message)
+		pkt_put_NoticeResponse(&out, "00000", p->w->cfg->login_notify_message);
+	pkt_put_ReadyForQuery(&out, 'I');
+	stream_write(&c->stream, out.data, out.len);
+	buf_out_deinit(&out);
+}
+
 static void link_waiter(struct pool *p, struct client *c, struct server *s)
 {
 	uint64_t waited = uv_hrtime() / 1000 - c->wait_start_us;
@@ -217,6 +242,12 @@ static void link_waiter(struct pool *p, struct client *c, struct server *s)
 		p->stats.max_wait_us = waited;
 	if (s->link_count > 0)
 		p->stats.reuse_count++;
+	/*
+	 * A replication client is greeted now, from its own server: what
+	 * PostgreSQL reported for the parameters that server was opened with.
+	 */
+	if (s->replication)
+		send_welcome(p, c, &s->params, NULL);
 	server_link(s, c);
 	client_set_state(c, CLIENT_ACTIVE);
 	client_linked(c);
@@ -261,6 +292,57 @@ static void fail_waiters_while_login_fails(struct pool *p)
 		client_fail_with(c, p->last_error.data, p->last_error.len, p->last_error_reason);
 }
 
+/*
+ * A replication client waits and the pool (or its database or user) is
+ * full: close the pool's least recently used idle server to make room, as
+ * PgBouncer evicts one for it. Ordinary waiters would have had that server
+ * already, so this takes nothing from them. Returns whether one was closed.
+ */
+static bool evict_idle_here(struct pool *p)
+{
+	struct server *s = TAILQ_LAST(&p->sv_idle, server_list);
+	if (!s)
+		return false;
+	server_close(s, "evicted for a replication connection");
+	return true;
+}
+
+/*
+ * Every replication client gets a server of its own, opened with its
+ * startup parameters, never shared and closed when it leaves. Waiters are
+ * served oldest first, within the limits any server obeys (pool_size,
+ * reserve_pool_size after reserve_pool_timeout, max_db_connections,
+ * max_user_connections), making room by evicting idle servers.
+ */
+static void open_replication_servers(struct pool *p, uint64_t now)
+{
+	const struct config *cfg = p->w->cfg;
+	struct client *c, *next;
+	for (c = TAILQ_FIRST(&p->waiting_repl); c; c = next) {
+		next = TAILQ_NEXT(c, state_link);
+		if (c->repl_server)
+			continue;
+		bool with_reserve = now - c->state_since >= (uint64_t)cfg->reserve_pool_timeout;
+		if (!may_open(p, with_reserve) &&
+		    !(evict_idle_here(p) && may_open(p, with_reserve)) &&
+		    !(evict_idle_elsewhere(p, with_reserve) && may_open(p, with_reserve)))
+			break;
+		if (pool_servers_of(p) >= pool_size_of(p))
+			log_write(LOG_LEVEL_WARNING, &c->lc, "taking connection from reserve_pool");
+		server_connect_replication(p, c);
+	}
+}
+
+/* Replication servers logging in: they are no help to ordinary waiters. */
+static int replication_logins(const struct pool *p)
+{
+	int n = 0;
+	const struct client *c;
+	TAILQ_FOREACH(c, &p->waiting_repl, state_link)
+		n += c->repl_server != NULL;
+	return n;
+}
+
 void pool_kick(struct pool *p)
 {
 	struct worker *w = p->w;
@@ -283,6 +365,8 @@ void pool_kick(struct pool *p)
 			client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "server shutting down");
 		while ((c = TAILQ_FIRST(&p->waiting_login)) != NULL)
 			client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "server shutting down");
+		while ((c = TAILQ_FIRST(&p->waiting_repl)) != NULL)
+			client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "server shutting down");
 		return;
 	}
 	bool paused = worker_db_paused(w, p->db_name);
@@ -297,6 +381,13 @@ void pool_kick(struct pool *p)
 		link_waiter(p, TAILQ_FIRST(&p->waiting), s);
 	}
 
+	/*
+	 * Before the login backoff: a replication login may fail for reasons
+	 * of its own, and each such client hears its own server's answer.
+	 */
+	if (!paused)
+		open_replication_servers(p, now);
+
 	if (login_retry_blocks(p, now)) {
 		/* Unless a login now under way may still succeed. */
 		if (p->n_sv_login == 0)
@@ -305,7 +396,7 @@ void pool_kick(struct pool *p)
 	}
 
 	/* New servers for waiters that the servers logging in will not cover. */
-	int need = p->n_cl_waiting - p->n_sv_login - p->n_sv_tested;
+	int need = p->n_cl_waiting - (p->n_sv_login - replication_logins(p)) - p->n_sv_tested;
 	if (!p->have_welcome && p->n_cl_waiting_login > 0 && p->n_sv_login == 0)
 		need = MAX(need, 1);
 	bool with_reserve = false;
@@ -340,21 +431,8 @@ void pool_want_server(struct pool *p, struct client *c)
 
 void pool_send_welcome(struct pool *p, struct client *c)
 {
-	struct buf_out out;
-	buf_out_init(&out);
-	pkt_put_AuthenticationOk(&out);
 	/* The client's own values where it chose them, the server's defaults elsewhere. */
-	for (int i = 0; i < p->welcome.n; i++) {
-		const struct param *wp = &p->welcome.items[i];
-		const char *v = param_set_get(&c->params, wp->name);
-		pkt_put_ParameterStatus(&out, wp->name, v ? v : wp->value);
-	}
-	pkt_put_BackendKeyData(&out, c->cancel_pid, c->cancel_key);
-	if (*p->w->cfg->login_notify_message)
-		pkt_put_NoticeResponse(&out, "00000", p->w->cfg->login_notify_message);
-	pkt_put_ReadyForQuery(&out, 'I');
-	stream_write(&c->stream, out.data, out.len);
-	buf_out_deinit(&out);
+	send_welcome(p, c, &p->welcome, &c->params);
 }
 
 int pool_pick_host(struct pool *p)
@@ -370,6 +448,18 @@ int pool_pick_host(struct pool *p)
 
 void pool_server_logged_in(struct pool *p, struct server *s)
 {
+	if (s->replication) {
+		/*
+		 * Its client was waiting for it alone. Its parameters are that
+		 * client's, not the pool's, so they do not become the welcome, and
+		 * its login proves nothing about ordinary ones (no backoff reset).
+		 */
+		struct client *c = s->repl_client;
+		s->repl_client = NULL;
+		c->repl_server = NULL;
+		link_waiter(p, c, s);
+		return;
+	}
 	p->last_login_ok = true;
 	p->last_error_at = 0;
 	p->hosts_failed = 0;
@@ -465,7 +555,7 @@ void pool_tick(struct pool *p, uint64_t now)
 	}
 	if (free_if_idle(p, now))
 		return;
-	if (p->n_cl_waiting > 0 || p->n_cl_waiting_login > 0 ||
+	if (p->n_cl_waiting > 0 || p->n_cl_waiting_login > 0 || p->n_cl_waiting_repl > 0 ||
 	    pool_servers_of(p) < pool_min_size_of(p))
 		worker_schedule_kick(p->w, p);
 }
@@ -516,7 +606,7 @@ struct pool *pool_next(struct worker *w, struct pool *p)
 void pool_get_counts(const struct pool *p, struct pool_counts *out)
 {
 	out->cl_active = p->n_cl_active + p->n_cl_idle;
-	out->cl_waiting = p->n_cl_waiting + p->n_cl_waiting_login;
+	out->cl_waiting = p->n_cl_waiting + p->n_cl_waiting_login + p->n_cl_waiting_repl;
 	out->sv_active = p->n_sv_active;
 	out->sv_idle = p->n_sv_idle;
 	out->sv_tested = p->n_sv_tested;
@@ -525,6 +615,9 @@ void pool_get_counts(const struct pool *p, struct pool_counts *out)
 	out->cancels_active = p->n_cancels_active;
 	out->maxwait_us = 0;
 	const struct client *oldest = TAILQ_FIRST(&p->waiting);
+	const struct client *repl = TAILQ_FIRST(&p->waiting_repl);
+	if (!oldest || (repl && repl->wait_start_us < oldest->wait_start_us))
+		oldest = repl;
 	if (oldest)
 		out->maxwait_us = uv_hrtime() / 1000 - oldest->wait_start_us;
 }

@@ -325,7 +325,9 @@ static bool ensure_prepared(struct client *c, struct server *s, struct pstmt *st
 
 static bool tracking(const struct client *c)
 {
-	return c->w->cfg->max_prepared_statements > 0 && pool_mode_of(c->pool) != POOL_MODE_SESSION;
+	/* A replication client has its server to itself, as in session mode. */
+	return c->w->cfg->max_prepared_statements > 0 && !c->replication &&
+	       pool_mode_of(c->pool) != POOL_MODE_SESSION;
 }
 
 /* A message naming a statement was malformed: PostgreSQL would end the session too. */

@@ -86,6 +86,15 @@ void server_check(const struct server *s)
 	/* A key derivation belongs to a login; server_close() abandons it. */
 	if (s->derive)
 		assert(s->state == SERVER_LOGIN && s->scram != NULL);
+	/* A replication server belongs to one client: it is never pooled. */
+	if (s->replication)
+		assert(s->state == SERVER_LOGIN || s->state == SERVER_ACTIVE ||
+		       s->state == SERVER_CLOSED);
+	if (s->repl_client)
+		assert(s->state == SERVER_LOGIN && s->replication &&
+		       s->repl_client->repl_server == s);
+	if (s->client)
+		assert(s->client->replication == s->replication);
 #else
 	(void)s;
 #endif
@@ -343,6 +352,30 @@ static void send_internal(struct server *s, const char *sql)
 
 /* ---- closing ------------------------------------------------------------- */
 
+/*
+ * A replication server's login failed (why: PostgreSQL's message or a local
+ * reason): the client it was opened for hears it in PgBouncer's words, with
+ * PostgreSQL's reason and SQLSTATE after them, and is closed. The pool's
+ * other clients are not told, as PgBouncer does not tell them: a replication
+ * login fails for reasons of its own (no REPLICATION role, no pg_hba.conf
+ * line for replication) while ordinary logins work.
+ */
+static void fail_repl_client(struct server *s, const char *sqlstate, const char *why)
+{
+	struct client *c = s->repl_client;
+	if (!c)
+		return;
+	s->repl_client = NULL;
+	c->repl_server = NULL;
+	char msg[512];
+	snprintf(msg, sizeof(msg), "login failed: %s", why);
+	struct buf_out out;
+	buf_out_init(&out);
+	pkt_put_ErrorResponse(&out, "FATAL", sqlstate ? sqlstate : SQLSTATE_CONNECTION_FAILURE, msg);
+	client_fail_with(c, out.data, out.len, "login failed");
+	buf_out_deinit(&out);
+}
+
 static void on_stream_closed(struct stream *st)
 {
 	struct server *s = container_of(st, struct server, stream);
@@ -387,7 +420,9 @@ void server_close(struct server *s, const char *reason)
 		scram_client_free(s->scram);
 		s->scram = NULL;
 	}
-	if (was_login && !s->logged_in_once) {
+	if (s->repl_client)
+		fail_repl_client(s, SQLSTATE_CONNECTION_FAILURE, reason);
+	else if (was_login && !s->logged_in_once && !s->replication) {
 		char why[300];
 		snprintf(why, sizeof(why), "server login failed: %s", reason);
 		pool_server_login_failed(p, s->host_index, NULL, 0, why, false);
@@ -489,7 +524,8 @@ static void unlink_client(struct server *s)
 void server_maybe_release(struct server *s)
 {
 	struct client *c = s->client;
-	if (!c || s->state != SERVER_ACTIVE)
+	/* A replication server is its client's until the client leaves, whatever the pool_mode. */
+	if (!c || s->state != SERVER_ACTIVE || s->replication)
 		return;
 	enum pool_mode mode = pool_mode_of(s->pool);
 	if (mode == POOL_MODE_SESSION)
@@ -517,6 +553,11 @@ void server_client_gone(struct server *s)
 	s->client = NULL;
 	if (c)
 		c->server = NULL;
+	if (s->replication) {
+		/* A walsender's session is its client's: nobody else may continue it. */
+		close_because(s, STATS_CLOSE_other, "replication client disconnected");
+		return;
+	}
 	if (!clean) {
 		close_because(s, STATS_CLOSE_other,
 			      "client disconnected with the server in a transaction or mid-request");
@@ -526,6 +567,16 @@ void server_client_gone(struct server *s)
 	bool reset = pool_mode_of(s->pool) == POOL_MODE_SESSION ||
 		     s->w->cfg->server_reset_query_always;
 	after_release(s, reset);
+}
+
+void server_owner_gone(struct server *s)
+{
+	struct client *c = s->repl_client;
+	if (c) {
+		s->repl_client = NULL;
+		c->repl_server = NULL;
+	}
+	close_because(s, STATS_CLOSE_other, "replication client disconnected");
 }
 
 /* ---- linking ------------------------------------------------------------- */
@@ -567,6 +618,12 @@ void server_link(struct server *s, struct client *c)
 	s->query_start_ns = uv_hrtime();
 	if (s->txn_status == 'I')
 		s->xact_start_ns = s->query_start_ns;
+	/*
+	 * A replication server got the client's parameters in its startup
+	 * packet; a physical walsender would refuse a SET anyway.
+	 */
+	if (s->replication)
+		return;
 
 	/* Bring the server's session parameters in line with the client's. */
 	struct buf_out sql;
@@ -1102,6 +1159,13 @@ static void login_read(struct server *s)
 				 e.message ? e.message : "server login failed: malformed error");
 			slog(LOG_LEVEL_WARNING, s, "server login failed: %s %s",
 			     e.severity ? e.severity : "?", reason);
+			if (s->replication) {
+				fail_repl_client(s, e.sqlstate, reason);
+				s->logged_in_once = true; /* already reported */
+				stream_consume(st, h.len);
+				server_close(s, "login failed");
+				return;
+			}
 			/* "starting up" or "shutting down": the next attempt may well succeed. */
 			bool transient = e.sqlstate && strcmp(e.sqlstate, SQLSTATE_CANNOT_CONNECT_NOW) == 0;
 			pool_server_login_failed(s->pool, s->host_index, msg, h.len, reason, transient);
@@ -1118,13 +1182,16 @@ static void login_read(struct server *s)
 			s->txn_status = (char)(blen ? body[0] : 'I');
 			s->logged_in_once = true;
 			stream_consume(st, h.len);
-			if (s->pool->db->connect_query && *s->pool->db->connect_query) {
+			/* Not on a walsender: its session is its client's, and physical ones take no SQL. */
+			if (!s->replication && s->pool->db->connect_query &&
+			    *s->pool->db->connect_query) {
 				send_internal(s, s->pool->db->connect_query);
 				continue;
 			}
 			slog(LOG_LEVEL_INFO, s, "login succeeded");
 			s->checked = true; /* a new server needs no check, as in PgBouncer */
-			server_set_state(s, SERVER_IDLE);
+			if (!s->replication)
+				server_set_state(s, SERVER_IDLE);
 			pool_server_logged_in(s->pool, s);
 			return;
 		default:
@@ -1161,6 +1228,47 @@ static void on_drain(struct stream *st)
 		stream_resume(&s->client->stream);
 }
 
+/*
+ * The StartupMessage: the pool's user and database and the [databases]
+ * parameters. A replication server also carries its client's replication
+ * value, tracked parameters (over the [databases] ones) and raw options:
+ * a physical walsender takes no SET, so they must arrive here.
+ */
+static void send_startup(struct server *s)
+{
+	struct pool *p = s->pool;
+	const struct config_database *db = p->db;
+	const struct client *c = s->repl_client;
+	const struct param_set *own = c ? &c->params : NULL;
+	int cap = 8 + (own ? own->n : 0);
+	const char **keys = xmalloc((size_t)cap * sizeof(*keys));
+	const char **vals = xmalloc((size_t)cap * sizeof(*vals));
+	int n = 0;
+	keys[n] = "user", vals[n++] = p->server_user;
+	keys[n] = "database", vals[n++] = db->dbname ? db->dbname : p->db_name;
+	const char *const db_keys[] = { "client_encoding", "DateStyle", "TimeZone",
+					"application_name" };
+	const char *const db_vals[] = { db->client_encoding, db->datestyle, db->timezone,
+					db->application_name };
+	for (size_t i = 0; i < ARRAY_SIZE(db_keys); i++)
+		if (db_vals[i] && !(own && param_set_get(own, db_keys[i])))
+			keys[n] = db_keys[i], vals[n++] = db_vals[i];
+	if (c) {
+		for (int i = 0; i < own->n; i++)
+			keys[n] = own->items[i].name, vals[n++] = own->items[i].value;
+		keys[n] = "replication";
+		vals[n++] = pkt_replication_startup_value((enum pkt_replication)s->replication);
+		if (c->startup_options)
+			keys[n] = "options", vals[n++] = c->startup_options;
+	}
+	struct buf_out out;
+	buf_out_init(&out);
+	pkt_put_StartupMessage(&out, keys, vals, n);
+	send_out(s, &out);
+	free(keys);
+	free(vals);
+}
+
 static void on_connected(struct stream *st, int status)
 {
 	struct server *s = container_of(st, struct server, stream);
@@ -1172,6 +1280,10 @@ static void on_connected(struct stream *st, int status)
 		return;
 	}
 	struct pool *p = s->pool;
+	if (s->replication && !s->repl_client) {
+		server_close(s, "replication client disconnected");
+		return;
+	}
 	if (p->w->cfg->log_connections) {
 		char local[80];
 		stream_local_name(&s->stream, local, sizeof(local));
@@ -1180,23 +1292,7 @@ static void on_connected(struct stream *st, int status)
 		else
 			slog(LOG_LEVEL_INFO, s, "new connection to server (from %s)", local);
 	}
-	const struct config_database *db = p->db;
-	const char *keys[8], *vals[8];
-	int n = 0;
-	keys[n] = "user", vals[n++] = p->server_user;
-	keys[n] = "database", vals[n++] = db->dbname ? db->dbname : p->db_name;
-	if (db->client_encoding)
-		keys[n] = "client_encoding", vals[n++] = db->client_encoding;
-	if (db->datestyle)
-		keys[n] = "DateStyle", vals[n++] = db->datestyle;
-	if (db->timezone)
-		keys[n] = "TimeZone", vals[n++] = db->timezone;
-	if (db->application_name)
-		keys[n] = "application_name", vals[n++] = db->application_name;
-	struct buf_out out;
-	buf_out_init(&out);
-	pkt_put_StartupMessage(&out, keys, vals, n);
-	send_out(s, &out);
+	send_startup(s);
 	stream_read_start(st);
 }
 
@@ -1242,7 +1338,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	uv_freeaddrinfo(res);
 }
 
-void server_connect(struct pool *p)
+/* Opens a server for the pool, or for replication client owner (NULL: pooled). */
+static void open_server(struct pool *p, struct client *owner)
 {
 	struct worker *w = p->w;
 	const struct config *cfg = w->cfg;
@@ -1250,6 +1347,11 @@ void server_connect(struct pool *p)
 	s->w = w;
 	s->id = ++w->next_conn_id;
 	s->pool = p; /* state: SERVER_CLOSED is 0, as calloc leaves it */
+	if (owner) {
+		s->replication = owner->replication;
+		s->repl_client = owner;
+		owner->repl_server = s;
+	}
 	s->txn_status = 'I';
 	s->close_reason = STATS_CLOSE_error;
 	param_set_init(&s->params);
@@ -1302,6 +1404,16 @@ void server_connect(struct pool *p)
 	}
 }
 
+void server_connect(struct pool *p)
+{
+	open_server(p, NULL);
+}
+
+void server_connect_replication(struct pool *p, struct client *c)
+{
+	open_server(p, c);
+}
+
 /*
  * Ends a linked server together with its client: the client gets reason
  * (PgBouncer's words) as a FATAL error with sqlstate, and the server is
@@ -1347,11 +1459,12 @@ static void tick_linked(struct server *s, uint64_t now)
 			cancel_request(s->w, c->cancel_pid, c->cancel_key);
 		end_with_client(s, STATS_CLOSE_other, SQLSTATE_TRANSACTION_TIMEOUT,
 				"transaction timeout");
-	} else if (cfg->server_fast_close && s->close_needed && server_is_clean(s)) {
+	} else if (s->close_needed && (s->replication || (cfg->server_fast_close && server_is_clean(s)))) {
 		/*
 		 * Session mode only in effect: in the other modes a clean server
 		 * has already been released, and closed there. The client loses
-		 * its session, never a transaction.
+		 * its session, never a transaction. A replication session may
+		 * last for ever, so it is closed at once, as PgBouncer does.
 		 */
 		end_with_client(s, STATS_CLOSE_reload, SQLSTATE_ADMIN_SHUTDOWN,
 				"database configuration changed");
@@ -1463,4 +1576,5 @@ void server_info(const struct server *s, struct conn_info *out)
 	}
 	out->pkt_remain = s->pass_remaining;
 	out->prepared_statements = s->prepared.n;
+	out->replication = s->replication;
 }

@@ -20,11 +20,22 @@
  *                                                 |
  *   any state --- client_fail / EOF --> CLOSED <--+
  *
+ * A replication client (startup parameter replication=database or true)
+ * takes another way after authentication: it waits for a server of its own,
+ * opened with its startup parameters, and is greeted from that server's
+ * login; it stays linked to it for its whole life and never goes IDLE:
+ *
+ *   LOGIN -> WAITING_REPLICATION (pool room, then its server's login)
+ *         -> ACTIVE (welcomed from its server) -> CLOSED, closing the server
+ *
  * Transitions: client_set_state() only (it moves the client between the
  * worker's login list and its pool's lists, keeps counts, stamps times and
  * logs at debug level). Invariants (client_check): ACTIVE <=> server != NULL;
- * WAITING/WAITING_LOGIN/IDLE/ACTIVE => pool != NULL; CLOSED => on no list;
- * a pending key derivation (derive) => LOGIN.
+ * WAITING/WAITING_LOGIN/WAITING_REPLICATION/IDLE/ACTIVE => pool != NULL;
+ * CLOSED => on no list; a pending key derivation (derive) => LOGIN;
+ * WAITING_REPLICATION <=> a replication client not yet linked, past LOGIN;
+ * repl_server => WAITING_REPLICATION; a linked server is a replication
+ * server exactly when the client is a replication client, of the same kind.
  * One exit: client_fail() (error to the client, log, close) or client_close().
  */
 #pragma once
@@ -47,6 +58,7 @@
 	X(IDLE, "idle")                                                                            \
 	X(WAITING, "waiting")                                                                      \
 	X(ACTIVE, "active")                                                                        \
+	X(WAITING_REPLICATION, "waiting_replication")                                              \
 	X(CLOSED, "closed")
 
 enum client_state {
@@ -98,6 +110,17 @@ struct client {
 	bool over_limit; /* accepted beyond max_client_conn: refused at startup */
 	bool linger; /* ending with an error: close without a reset (stream_close_linger) */
 	bool prepared_wait; /* a message waits for answers to an earlier batch (prepared.h) */
+
+	/* replication */
+	uint8_t replication; /* enum pkt_replication, from the startup packet */
+	/*
+	 * A replication client's startup "options", passed to its server as
+	 * they are (PostgreSQL reads them; a subscriber sets extra_float_digits
+	 * there, which sluice does not track); NULL when none.
+	 */
+	char *startup_options;
+	/* WAITING_REPLICATION: the server logging in for it, NULL while it waits for room. */
+	struct server *repl_server;
 
 	/*
 	 * What client_admit counted this client against, for client_close to

@@ -37,7 +37,8 @@ struct pool {
 	struct client_list waiting; /* FIFO: oldest first */
 	struct client_list active;
 	struct client_list idle;
-	int n_cl_waiting_login, n_cl_waiting, n_cl_active, n_cl_idle;
+	struct client_list waiting_repl; /* replication clients waiting for their own server; FIFO */
+	int n_cl_waiting_login, n_cl_waiting, n_cl_active, n_cl_idle, n_cl_waiting_repl;
 
 	/* Server lists by state (see server.h). */
 	struct server_list sv_login;
@@ -128,7 +129,10 @@ int pool_servers_of(const struct pool *p);
 
 /*
  * Asks for a server for client c (already in state WAITING). The pool links
- * one during this loop iteration's assignment step, or keeps c queued.
+ * one during this loop iteration's assignment step, or keeps c queued. A
+ * replication client (WAITING_REPLICATION) gets a new server of its own
+ * when the limits allow; an idle server of the pool is closed to make room
+ * when the pool is full.
  */
 void pool_want_server(struct pool *p, struct client *c);
 /* Runs assignment now: idle servers to waiters, new servers for the rest. */
@@ -139,7 +143,11 @@ void pool_kick(struct pool *p);
  * says; a round-robin pick moves on to the next host.
  */
 int pool_pick_host(struct pool *p);
-/* A server finished login: adopt its parameters as the welcome set. */
+/*
+ * A server finished login: adopt its parameters as the welcome set. A
+ * replication server is linked to the client it was opened for instead,
+ * which is greeted with that server's own parameters.
+ */
 void pool_server_logged_in(struct pool *p, struct server *s);
 /*
  * A login to host (an index in p->db->hosts) failed with this ErrorResponse

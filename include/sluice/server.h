@@ -10,6 +10,13 @@
  *   IDLE --(idle longer than server_check_delay, on assignment)--> TESTED
  *   any --(error, EOF, lifetime/idle expiry, dirty release)--> CLOSED
  *
+ * A replication server is opened for one replication client (repl_client
+ * while it logs in) with that client's startup parameters, linked to it
+ * when its login completes, and closed when the client leaves; it is never
+ * idle and never serves anyone else:
+ *
+ *   LOGIN --(logged in)--> ACTIVE --(its client leaves, or any end)--> CLOSED
+ *
  * Every request sent to PostgreSQL is recorded in the server's request
  * queue: a client Query, Sync or FunctionCall (its response is forwarded) or
  * an internal query of sluice's own (SET of tracked parameters, reset,
@@ -21,7 +28,8 @@
  * Transitions: server_set_state() only. Invariants (server_check): ACTIVE
  * <=> client != NULL; IDLE => request queue empty, status 'I' and no cancel
  * in flight; BEING_CANCELED => some cancel in flight; a pending key
- * derivation (derive) => LOGIN.
+ * derivation (derive) => LOGIN; replication => LOGIN, ACTIVE or CLOSED;
+ * repl_client => LOGIN and a replication server.
  */
 #pragma once
 
@@ -107,6 +115,9 @@ struct server {
 	TAILQ_ENTRY(server) state_link; /* the pool list of its state */
 	struct pool *pool;
 	struct client *client;
+	uint8_t replication; /* enum pkt_replication: a replication server, never pooled */
+	/* LOGIN: the replication client it is being opened for (its repl_server). */
+	struct client *repl_client;
 
 	char addr[128]; /* host:port ([v6]:port) or the unix socket's path, as logged */
 	int host_index; /* which of pool->db->hosts (at connect time) it went to */
@@ -167,6 +178,11 @@ struct server {
 
 /* Opens a new server connection for the pool (state LOGIN). */
 void server_connect(struct pool *p);
+/*
+ * Opens a replication server for replication client c (WAITING_REPLICATION),
+ * with c's startup parameters; pool_server_logged_in() links them.
+ */
+void server_connect_replication(struct pool *p, struct client *c);
 void server_set_state(struct server *s, enum server_state st);
 /* Closes the server; reason is logged. */
 void server_close(struct server *s, const char *reason);
@@ -175,6 +191,8 @@ void server_close(struct server *s, const char *reason);
 void server_link(struct server *s, struct client *c);
 /* The client is leaving (or finished a transaction): release or close s. */
 void server_client_gone(struct server *s);
+/* The replication client s is logging in for is leaving: close s. */
+void server_owner_gone(struct server *s);
 /* True if s can be handed to another client right now. */
 bool server_is_clean(const struct server *s);
 /*

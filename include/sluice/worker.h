@@ -157,6 +157,7 @@ struct conn_info {
 	uint32_t pkt_remain; /* bytes of the current message still to relay */
 	uint32_t send_pending; /* bytes queued to send */
 	uint32_t prepared_statements; /* a client's names, a server's prepared statements */
+	uint8_t replication; /* enum pkt_replication */
 };
 
 /* Sets up the worker on loop with cfg (ownership passes to the worker). */

@@ -415,6 +415,8 @@ static char *find_bindir(void)
 static const char pg_hba_conf[] =
 	"# Written by the sluice integration harness.\n"
 	"local all all trust\n"
+	"local replication " HARNESS_SUPERUSER " trust\n"
+	"host replication " HARNESS_SUPERUSER " 127.0.0.1/32 trust\n"
 	"host all md5user 127.0.0.1/32 md5\n"
 	"host all scramuser 127.0.0.1/32 scram-sha-256\n"
 	"host all plainuser 127.0.0.1/32 password\n"
@@ -432,6 +434,10 @@ static void write_pg_settings(void)
 			       "synchronous_commit = off\n"
 			       "full_page_writes = off\n"
 			       "max_connections = 200\n"
+			       /* check_replication: pg_recvlogical and subscribers. */
+			       "wal_level = logical\n"
+			       "max_wal_senders = 20\n"
+			       "max_replication_slots = 20\n"
 			       "shared_buffers = 32MB\n",
 		pg.port, pg.dir);
 	write_text_file(conf, text, true);

@@ -25,7 +25,11 @@
  *   scramuser  password stored as SCRAM, pg_hba: scram-sha-256 from 127.0.0.1
  *   plainuser  password stored as SCRAM, pg_hba: password (cleartext)
  *   trustuser  password stored as SCRAM, pg_hba: trust
- * plus the bootstrap superuser HARNESS_SUPERUSER (trust locally and over TCP).
+ * plus the bootstrap superuser HARNESS_SUPERUSER (trust locally and over TCP),
+ * the only role with pg_hba lines for physical replication (local and
+ * 127.0.0.1, trust). wal_level is logical, so logical replication slots
+ * (test_decoding, pgoutput) work; max_wal_senders and max_replication_slots
+ * are 20.
  * Database `app` (everyone may connect, create and use schema public) holds a
  * table `items (id int primary key, name text)` with rows 1..3, writable by
  * every role.
