@@ -396,8 +396,9 @@ void pool_kick(struct pool *p)
 	}
 
 	/* New servers for waiters that the servers logging in will not cover. */
-	int need = p->n_cl_waiting - (p->n_sv_login - replication_logins(p)) - p->n_sv_tested;
-	if (!p->have_welcome && p->n_cl_waiting_login > 0 && p->n_sv_login == 0)
+	int logins = p->n_sv_login - replication_logins(p);
+	int need = p->n_cl_waiting - logins - p->n_sv_tested;
+	if (!p->have_welcome && p->n_cl_waiting_login > 0 && logins == 0)
 		need = MAX(need, 1);
 	bool with_reserve = false;
 	if (p->n_cl_waiting > 0) {
