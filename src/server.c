@@ -371,7 +371,9 @@ static void fail_repl_client(struct server *s, const char *sqlstate, const char 
 	snprintf(msg, sizeof(msg), "login failed: %s", why);
 	struct buf_out out;
 	buf_out_init(&out);
-	pkt_put_ErrorResponse(&out, "FATAL", sqlstate ? sqlstate : SQLSTATE_CONNECTION_FAILURE, msg);
+	if (!sqlstate)
+		sqlstate = SQLSTATE_CONNECTION_FAILURE;
+	pkt_put_ErrorResponse(&out, "FATAL", sqlstate, msg);
 	client_fail_with(c, out.data, out.len, "login failed");
 	buf_out_deinit(&out);
 }
@@ -1182,7 +1184,7 @@ static void login_read(struct server *s)
 			s->txn_status = (char)(blen ? body[0] : 'I');
 			s->logged_in_once = true;
 			stream_consume(st, h.len);
-			/* Not on a walsender: its session is its client's, and physical ones take no SQL. */
+			/* Not on a walsender: the session is its client's (and may refuse SQL). */
 			if (!s->replication && s->pool->db->connect_query &&
 			    *s->pool->db->connect_query) {
 				send_internal(s, s->pool->db->connect_query);
@@ -1459,7 +1461,8 @@ static void tick_linked(struct server *s, uint64_t now)
 			cancel_request(s->w, c->cancel_pid, c->cancel_key);
 		end_with_client(s, STATS_CLOSE_other, SQLSTATE_TRANSACTION_TIMEOUT,
 				"transaction timeout");
-	} else if (s->close_needed && (s->replication || (cfg->server_fast_close && server_is_clean(s)))) {
+	} else if (s->close_needed &&
+		   (s->replication || (cfg->server_fast_close && server_is_clean(s)))) {
 		/*
 		 * Session mode only in effect: in the other modes a clean server
 		 * has already been released, and closed there. The client loses

@@ -37,7 +37,7 @@ struct pool {
 	struct client_list waiting; /* FIFO: oldest first */
 	struct client_list active;
 	struct client_list idle;
-	struct client_list waiting_repl; /* replication clients waiting for their own server; FIFO */
+	struct client_list waiting_repl; /* replication clients waiting for a server: FIFO */
 	int n_cl_waiting_login, n_cl_waiting, n_cl_active, n_cl_idle, n_cl_waiting_repl;
 
 	/* Server lists by state (see server.h). */

@@ -71,6 +71,12 @@ static void expect_no_walsenders(void)
 	ck_assert_msg(n == 0, "%ld walsenders left over from an earlier test", n);
 }
 
+/* A number from the console's SHOW POOLS row of database db. */
+static long pools_long(PGconn *console, const char *db, const char *col)
+{
+	return harness_show_long(console, "SHOW POOLS", "database", db, col);
+}
+
 /* Column col of the console's row of kind sql whose replication column is want. */
 static char *show_repl_row(PGconn *console, const char *sql, const char *want, const char *col)
 {
@@ -137,8 +143,8 @@ START_TEST(test_logical_session_has_its_own_walsender_with_its_startup_parameter
 	ck_assert_str_eq(v, "abc");
 	free(v);
 	/* The ordinary servers went back to the pool idle; the walsender stays active. */
-	ck_assert_int_eq(harness_show_long(console, "SHOW POOLS", "database", "app", "sv_active"), 1);
-	ck_assert_int_eq(harness_show_long(console, "SHOW POOLS", "database", "app", "cl_active"), 3);
+	ck_assert_int_eq(pools_long(console, "app", "sv_active"), 1);
+	ck_assert_int_eq(pools_long(console, "app", "cl_active"), 3);
 
 	PQfinish(a);
 	PQfinish(b);
@@ -187,8 +193,8 @@ START_TEST(test_leaving_replication_client_closes_its_server)
 	ck_assert(harness_sluice_log_wait(s, "closing because: replication client disconnected",
 		5000));
 	PGconn *console = harness_connect(s, CONSOLE);
-	ck_assert_int_eq(harness_show_long(console, "SHOW POOLS", "database", "app", "sv_idle"), 0);
-	ck_assert_int_eq(harness_show_long(console, "SHOW POOLS", "database", "app", "sv_active"), 0);
+	ck_assert_int_eq(pools_long(console, "app", "sv_idle"), 0);
+	ck_assert_int_eq(pools_long(console, "app", "sv_active"), 0);
 	PQfinish(console);
 	harness_sluice_stop_ok(s);
 }
@@ -234,7 +240,8 @@ static uint64_t read_stream_until(PGconn *conn, char kind, const char *needle, l
 		bool match = false;
 		if (buf[0] == 'w' && n >= 25) {
 			end = get_be64((const uint8_t *)buf + 9);
-			match = kind == 'w' && memmem(buf + 25, (size_t)n - 25, needle, strlen(needle));
+			match = kind == 'w' &&
+				memmem(buf + 25, (size_t)n - 25, needle, strlen(needle)) != NULL;
 		} else if (buf[0] == 'k' && n >= 18) {
 			end = get_be64((const uint8_t *)buf + 1);
 			match = kind == 'k';
@@ -291,8 +298,8 @@ START_TEST(test_logical_stream_relays_copy_both_both_ways_past_idle_timeouts)
 	char *got = NULL;
 	for (;;) {
 		free(got);
-		got = harness_pg_exec("SELECT confirmed_flush_lsn >= '%s' FROM pg_replication_slots "
-				      "WHERE slot_name = 'repl_stream'",
+		got = harness_pg_exec("SELECT confirmed_flush_lsn >= '%s' "
+				      "FROM pg_replication_slots WHERE slot_name = 'repl_stream'",
 			want);
 		if (strcmp(got, "t") == 0 || harness_now_ms() > deadline)
 			break;
@@ -329,7 +336,8 @@ START_TEST(test_pg_receivewal_streams_wal_through_sluice)
 	struct harness_sluice *s = start_sluice(NULL);
 	free(harness_pg_exec("CREATE TABLE IF NOT EXISTS repl_wal (a int)"));
 	/* The slot keeps the WAL from here, and pg_receivewal starts where it points. */
-	free(harness_pg_exec("SELECT 1 FROM pg_create_physical_replication_slot('repl_wal', true)"));
+	free(harness_pg_exec(
+		"SELECT 1 FROM pg_create_physical_replication_slot('repl_wal', true)"));
 	free(harness_pg_exec("INSERT INTO repl_wal SELECT generate_series(1, 100)"));
 	/* pg_receivewal exits with 0 once it has WAL past endpos: the switch writes some. */
 	char *endpos = harness_pg_exec("SELECT pg_current_wal_insert_lsn()");
@@ -465,8 +473,8 @@ START_TEST(test_replication_servers_count_towards_pool_size)
 	ck_assert(!harness_wait_not_busy(plain, 500));
 
 	PGconn *console = harness_connect(s, CONSOLE);
-	ck_assert_int_eq(harness_show_long(console, "SHOW POOLS", "database", "one", "cl_waiting"), 2);
-	ck_assert_int_eq(harness_show_long(console, "SHOW POOLS", "database", "one", "sv_active"), 1);
+	ck_assert_int_eq(pools_long(console, "one", "cl_waiting"), 2);
+	ck_assert_int_eq(pools_long(console, "one", "sv_active"), 1);
 	ck_assert_int_eq(count_walsenders(), 1);
 
 	/* The walsender's server is closed, not pooled: the second gets a new one, first come. */

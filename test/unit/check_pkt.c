@@ -1031,7 +1031,8 @@ static Suite *pkt_suite(void)
 	tcase_add_test(tc, test_pkt_startup_get_takes_the_last_of_a_repeated_key);
 	tcase_add_loop_test(tc, test_pkt_parse_options_table, 0, (int)ARRAY_SIZE(options_cases));
 	tcase_add_test(tc, test_pkt_parse_options_with_tiny_err_buffer_still_terminates);
-	tcase_add_loop_test(tc, test_pkt_parse_replication_table, 0, (int)ARRAY_SIZE(replication_cases));
+	tcase_add_loop_test(tc, test_pkt_parse_replication_table, 0,
+			    (int)ARRAY_SIZE(replication_cases));
 	tcase_add_test(tc, test_pkt_replication_names_match_pgbouncer_and_postgresql);
 	suite_add_tcase(s, tc);
 
