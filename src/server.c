@@ -352,21 +352,29 @@ static void send_internal(struct server *s, const char *sql)
 
 /* ---- closing ------------------------------------------------------------- */
 
-/*
- * A replication server's login failed (why: PostgreSQL's message or a local
- * reason): the client it was opened for hears it in PgBouncer's words, with
- * PostgreSQL's reason and SQLSTATE after them, and is closed. The pool's
- * other clients are not told, as PgBouncer does not tell them: a replication
- * login fails for reasons of its own (no REPLICATION role, no pg_hba.conf
- * line for replication) while ordinary logins work.
- */
-static void fail_repl_client(struct server *s, const char *sqlstate, const char *why)
+/* Undoes the pairing of a replication server that logs in and its client; returns the client. */
+static struct client *detach_repl_client(struct server *s)
 {
 	struct client *c = s->repl_client;
-	if (!c)
-		return;
-	s->repl_client = NULL;
-	c->repl_server = NULL;
+	if (c) {
+		s->repl_client = NULL;
+		c->repl_server = NULL;
+	}
+	return c;
+}
+
+/*
+ * The login of c's replication server failed (why: PostgreSQL's message or
+ * a local reason; sqlstate NULL for a local one): c hears it in PgBouncer's
+ * words, with the reason and SQLSTATE after them, and is closed. Called once
+ * the server's close is logged, so that both lines are in the log before
+ * the client can read its error (PgBouncer's tests count them then). The
+ * pool's other clients are not told, as PgBouncer does not tell them: a
+ * replication login fails for reasons of its own (no REPLICATION role, no
+ * pg_hba.conf line for replication) while ordinary logins work.
+ */
+static void fail_repl_login(struct client *c, const char *sqlstate, const char *why)
+{
 	char msg[512];
 	snprintf(msg, sizeof(msg), "login failed: %s", why);
 	struct buf_out out;
@@ -407,6 +415,7 @@ void server_close(struct server *s, const char *reason)
 		s->client = NULL;
 		c->server = NULL;
 	}
+	struct client *owner = detach_repl_client(s);
 	if (s->derive) {
 		/* Its memory goes in the close callback; the job must not come back to it. */
 		derive_abandon(s->derive);
@@ -422,8 +431,8 @@ void server_close(struct server *s, const char *reason)
 		scram_client_free(s->scram);
 		s->scram = NULL;
 	}
-	if (s->repl_client)
-		fail_repl_client(s, SQLSTATE_CONNECTION_FAILURE, reason);
+	if (owner)
+		fail_repl_login(owner, NULL, reason);
 	else if (was_login && !s->logged_in_once && !s->replication) {
 		char why[300];
 		snprintf(why, sizeof(why), "server login failed: %s", reason);
@@ -573,11 +582,7 @@ void server_client_gone(struct server *s)
 
 void server_owner_gone(struct server *s)
 {
-	struct client *c = s->repl_client;
-	if (c) {
-		s->repl_client = NULL;
-		c->repl_server = NULL;
-	}
+	detach_repl_client(s);
 	close_because(s, STATS_CLOSE_other, "replication client disconnected");
 }
 
@@ -1162,10 +1167,14 @@ static void login_read(struct server *s)
 			slog(LOG_LEVEL_WARNING, s, "server login failed: %s %s",
 			     e.severity ? e.severity : "?", reason);
 			if (s->replication) {
-				fail_repl_client(s, e.sqlstate, reason);
-				s->logged_in_once = true; /* already reported */
+				char code[6] = "";
+				if (e.sqlstate)
+					snprintf(code, sizeof(code), "%s", e.sqlstate);
+				struct client *owner = detach_repl_client(s);
 				stream_consume(st, h.len);
 				server_close(s, "login failed");
+				if (owner)
+					fail_repl_login(owner, *code ? code : NULL, reason);
 				return;
 			}
 			/* "starting up" or "shutting down": the next attempt may well succeed. */
