@@ -466,6 +466,11 @@ static void close_because(struct server *s, enum stats_close_reason why, const c
 static void close_unreached(struct server *s, const char *why, const char *detail)
 {
 	slog(LOG_LEVEL_WARNING, s, "%s", detail);
+	/* A replication server's own client hears it, with the detail; the pool does not. */
+	if (s->replication) {
+		server_close(s, detail);
+		return;
+	}
 	pool_server_login_failed(s->pool, s->host_index, NULL, 0, detail, true);
 	s->logged_in_once = true; /* reported */
 	server_close(s, why);
