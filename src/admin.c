@@ -679,13 +679,16 @@ static void show_users(struct client *c)
 	rs_begin(&r, users_columns, ARRAY_SIZE(users_columns));
 	for (int i = 0; i < n; i++) {
 		const struct config_user *u = config_find_user(cfg, names[i]);
-		char ps[16] = "";
+		/* Blank where the entry sets none, as PgBouncer (with its width). */
+		char ps[16] = "", rps[16] = "";
 		if (u && u->pool_size >= 0)
 			snprintf(ps, sizeof(ps), "%9d", u->pool_size);
+		if (u && u->reserve_pool_size >= 0)
+			snprintf(rps, sizeof(rps), "%9d", u->reserve_pool_size);
 		row_begin(&r);
 		put_text(&r, names[i]);
 		put_text(&r, ps);
-		put_text(&r, "");
+		put_text(&r, rps);
 		put_text(&r, u && u->pool_mode >= 0 ? config_pool_mode_name((enum pool_mode)u->pool_mode)
 						     : NULL);
 		put_int(&r, u && u->max_user_connections >= 0 ? u->max_user_connections

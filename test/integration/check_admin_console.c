@@ -711,12 +711,24 @@ START_TEST(test_user_overrides_show_in_users_and_pools)
 	/* The harness writes an empty [users] after the databases; a section may repeat. */
 	struct harness_sluice *s = start(NULL, "app = host=@PGHOST@ port=@PGPORT@ dbname=app\n"
 					       "[users]\n"
-					       "md5user = pool_size=3 pool_mode=transaction\n");
+					       "md5user = pool_size=3 pool_mode=transaction "
+					       "reserve_pool_size=2\n"
+					       "trustuser =\n");
 	PGconn *app = harness_connect(s, APP_CONN);
 	free(harness_query_text(app, "SELECT 1"));
 	PGconn *c = harness_connect(s, ADMIN_CONN);
 	char *v = harness_show_value(c, "SHOW USERS", "name", "md5user", "pool_size");
 	ck_assert_str_eq(v, "        3"); /* PgBouncer's %9d */
+	free(v);
+	v = harness_show_value(c, "SHOW USERS", "name", "md5user", "reserve_pool_size");
+	ck_assert_str_eq(v, "        2");
+	free(v);
+	/* An entry that sets nothing shows blanks, not the previous row's values. */
+	v = harness_show_value(c, "SHOW USERS", "name", "trustuser", "pool_size");
+	ck_assert_str_eq(v, "");
+	free(v);
+	v = harness_show_value(c, "SHOW USERS", "name", "trustuser", "reserve_pool_size");
+	ck_assert_str_eq(v, "");
 	free(v);
 	v = harness_show_value(c, "SHOW USERS", "name", "md5user", "pool_mode");
 	ck_assert_str_eq(v, "transaction");
