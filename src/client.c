@@ -627,11 +627,20 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 		return;
 	}
 	const struct config_database *dbc = config_find_database(w->cfg, c->db_name);
+	enum auth_type type = w->cfg->auth_type;
 	if (!dbc) {
-		client_fail(c, SQLSTATE_INVALID_CATALOG_NAME, "no such database: %s", c->db_name);
+		/*
+		 * As PgBouncer and PostgreSQL: the client authenticates first, and
+		 * only then hears that the database does not exist (login_done), so
+		 * that database names cannot be probed without a password.
+		 */
+		if (type == AUTH_TYPE_ANY)
+			client_fail(c, SQLSTATE_INVALID_CATALOG_NAME, "no such database: %s",
+				    c->db_name);
+		else
+			run_auth(c, type);
 		return;
 	}
-	enum auth_type type = w->cfg->auth_type;
 	if (type == AUTH_TYPE_ANY) {
 		if (!dbc->user) {
 			client_fail(c, SQLSTATE_INVALID_AUTHORIZATION,

@@ -396,17 +396,24 @@ START_TEST(test_client_trust_refuses_user_missing_from_auth_file)
 }
 END_TEST
 
-START_TEST(test_client_unknown_database_is_3D000_before_authentication)
+/*
+ * An unknown database is named only to a client that authenticated, as
+ * PostgreSQL and PgBouncer do: without the password, database names cannot
+ * be probed (the answer is the same as for a wrong password).
+ */
+START_TEST(test_client_unknown_database_is_3D000_only_after_authentication)
 {
 	char *list = userlist_line("trustuser", SECRET_PLAIN);
 	struct harness_sluice *s = start_with_auth("scram-sha-256", list, NULL);
 	free(list);
 	struct raw_outcome o = raw_first_answer(s->port, "trustuser", "nosuchdb");
-	ck_assert_int_eq(o.auth_code, -1);
-	ck_assert_str_eq(o.sqlstate, "3D000");
-	ck_assert_msg(strstr(o.message, "no such database") != NULL, "%s", o.message);
+	ck_assert_int_eq(o.auth_code, 10); /* AuthenticationSASL, as for a database that exists */
+	assert_connect_fails_with(s, "dbname=nosuchdb user=trustuser password=wrong",
+		"password authentication failed for user \"trustuser\"");
+	assert_connect_fails_with(s, "dbname=nosuchdb user=nosuchuser password=wrong",
+		"password authentication failed for user \"nosuchuser\"");
 	assert_connect_fails_with(s, "dbname=nosuchdb user=trustuser password=trustuserpw",
-		"no such database");
+		"no such database: nosuchdb");
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
 }
@@ -696,7 +703,7 @@ static Suite *auth_methods_suite(void)
 	tcase_add_test(tc, test_client_auth_any_lets_any_name_in_as_forced_user);
 	tcase_add_test(tc, test_client_auth_any_refuses_database_without_forced_user);
 	tcase_add_test(tc, test_client_trust_refuses_user_missing_from_auth_file);
-	tcase_add_test(tc, test_client_unknown_database_is_3D000_before_authentication);
+	tcase_add_test(tc, test_client_unknown_database_is_3D000_only_after_authentication);
 	tcase_add_test(tc, test_client_fallback_entry_serves_any_database_name);
 	tcase_add_test(tc, test_client_welcome_has_server_version_and_sluice_backend_key);
 	suite_add_tcase(s, tc);
