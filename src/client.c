@@ -461,11 +461,14 @@ static void run_auth(struct client *c, enum auth_type type)
 	struct worker *w = c->w;
 	const struct auth_user *au =
 		w->userlist ? auth_userlist_find(w->userlist, c->user_name) : NULL;
-	/* trust still requires the user to be listed when there is an auth_file (as PgBouncer). */
+	/*
+	 * trust still requires the user to be listed when there is an auth_file
+	 * (as PgBouncer, in its words). No password hides anything here: a
+	 * listed user gets in at once, so the answer names no secret.
+	 */
 	if (type == AUTH_TYPE_TRUST && w->userlist && !au) {
 		clog(LOG_LEVEL_WARNING, c, "authentication failed: no such user in the auth_file");
-		client_fail(c, SQLSTATE_INVALID_PASSWORD,
-			    "password authentication failed for user \"%s\"", c->user_name);
+		client_fail(c, SQLSTATE_INVALID_AUTHORIZATION, "\"trust\" authentication failed");
 		return;
 	}
 	c->auth = auth_session_new(type, c->user_name, au, w->mock_seed);

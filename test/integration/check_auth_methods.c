@@ -386,10 +386,11 @@ START_TEST(test_client_trust_refuses_user_missing_from_auth_file)
 	/* Refused by sluice itself, before any server login is tried for it. */
 	struct raw_outcome o = raw_first_answer(s->port, "scramuser", "app");
 	ck_assert_int_eq(o.auth_code, -1);
-	ck_assert_str_eq(o.sqlstate, "28P01");
-	ck_assert_str_eq(o.message, "password authentication failed for user \"scramuser\"");
-	assert_connect_fails_with(s, "dbname=app user=scramuser",
-		"password authentication failed for user \"scramuser\"");
+	/* PgBouncer's words: no password is involved. */
+	ck_assert_str_eq(o.sqlstate, "28000");
+	ck_assert_str_eq(o.message, "\"trust\" authentication failed");
+	assert_connect_fails_with(s, "dbname=app user=scramuser", "\"trust\" authentication failed");
+	ck_assert_int_eq(harness_sluice_log_count(s, "closing because: \"trust\" authentication failed"), 2);
 	ck_assert_int_eq(failed_server_logins(s), 0);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
