@@ -725,21 +725,11 @@ START_TEST(test_login_notify_message_follows_every_login)
 }
 END_TEST
 
-/* Puts a [users] line in s's ini and reloads it. */
-static void reload_with_user(struct harness_sluice *s, const char *user_line)
-{
-	char *users = xasprintf("[users]\n%s\n", user_line);
-	harness_sluice_edit_ini(s, "[users]\n", users);
-	free(users);
-	harness_sluice_signal(s, SIGHUP);
-	ck_assert(harness_sluice_log_wait(s, "configuration reloaded", 3000));
-}
-
 /* A [users] client_idle_timeout wins over the global value (here: none), for that user. */
 START_TEST(test_client_idle_timeout_per_user)
 {
 	struct harness_sluice *s = harness_sluice_start(COMMON, NULL, USERLIST);
-	reload_with_user(s, "trustuser = client_idle_timeout=0.5");
+	harness_sluice_reload_with_user(s, "trustuser = client_idle_timeout=0.5");
 	PGconn *idle = harness_connect(s, "dbname=app user=trustuser");
 	PGconn *other = harness_connect(s, "dbname=app user=md5user");
 	harness_expect_answer(idle, "SELECT 1", "1");
@@ -787,7 +777,7 @@ START_TEST(test_query_wait_timeout_from_users_databases_or_global)
 	free(extra);
 	free(dbs);
 	if (wc->user_line)
-		reload_with_user(s, wc->user_line);
+		harness_sluice_reload_with_user(s, wc->user_line);
 	PGconn *holder = harness_connect(s, "dbname=app user=trustuser");
 	PGconn *waiter = harness_connect(s, "dbname=app user=trustuser");
 	free(harness_query_text(holder, "BEGIN"));

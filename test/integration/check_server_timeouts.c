@@ -310,16 +310,6 @@ END_TEST
 
 /* ---- transaction_timeout ---------------------------------------------------------- */
 
-/* Puts a [users] line in s's ini and reloads it. */
-static void reload_with_user(struct harness_sluice *s, const char *user_line)
-{
-	char *users = xasprintf("[users]\n%s\n", user_line);
-	harness_sluice_edit_ini(s, "[users]\n", users);
-	free(users);
-	harness_sluice_signal(s, SIGHUP);
-	ck_assert(harness_sluice_log_wait(s, "configuration reloaded", 3000));
-}
-
 #define ADMIN "admin_users = trustuser\n"
 
 /*
@@ -352,7 +342,7 @@ START_TEST(test_transaction_timeout_ends_a_transaction_open_too_long)
 		PQfinish(admin);
 	}
 	if (xc->user_line)
-		reload_with_user(s, xc->user_line);
+		harness_sluice_reload_with_user(s, xc->user_line);
 
 	PGconn *txn = harness_connect(s, "dbname=app user=trustuser");
 	PGconn *outside = harness_connect(s, "dbname=app user=trustuser");
@@ -415,7 +405,7 @@ START_TEST(test_user_timeouts_override_the_global_ones)
 	char *extra = xasprintf(COMMON "%s", uc->ini);
 	struct harness_sluice *s = harness_sluice_start(extra, NULL, USERLIST);
 	free(extra);
-	reload_with_user(s, uc->user_line);
+	harness_sluice_reload_with_user(s, uc->user_line);
 	PGconn *conn = harness_connect(s, "dbname=app user=trustuser");
 	PGconn *other = harness_connect(s, "dbname=app user=md5user");
 	free(harness_query_text(other, "BEGIN"));

@@ -1294,6 +1294,21 @@ void harness_sluice_edit_ini(const struct harness_sluice *s, const char *from, c
 	free(ini);
 }
 
+void harness_sluice_reload_with_user(struct harness_sluice *s, const char *user_line)
+{
+	char *users = xasprintf("[users]\n%s\n", user_line);
+	harness_sluice_edit_ini(s, "[users]\n", users);
+	free(users);
+	int before = harness_sluice_log_count(s, "configuration reloaded");
+	harness_sluice_signal(s, SIGHUP);
+	long deadline = harness_now_ms() + 3000;
+	while (harness_sluice_log_count(s, "configuration reloaded") == before &&
+	       harness_now_ms() < deadline)
+		harness_sleep_ms(POLL_INTERVAL_MS);
+	ck_assert_msg(harness_sluice_log_count(s, "configuration reloaded") > before,
+		"sluice did not log the reload");
+}
+
 /* ---- external programs ------------------------------------------------------------ */
 
 int harness_run_program(const char *file, char *const argv[], const char *const env[],

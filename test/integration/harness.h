@@ -345,6 +345,11 @@ char *harness_read_file(const char *path);
  * the test if from is not there. Send SIGHUP or RELOAD afterwards.
  */
 void harness_sluice_edit_ini(const struct harness_sluice *s, const char *from, const char *to);
+/*
+ * Adds user_line ("name = key=value ...") to the [users] section of s's ini
+ * and reloads with SIGHUP, returning once sluice has logged the reload.
+ */
+void harness_sluice_reload_with_user(struct harness_sluice *s, const char *user_line);
 
 /*
  * Runs file (a path, or a name looked up on PATH) with argv (NULL-terminated)
