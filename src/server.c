@@ -965,6 +965,14 @@ static const char *server_password(struct server *s)
 	return p->client_password;
 }
 
+/* Whether the configuration holds any secret for the server's user. */
+static bool has_stored_secret(const struct server *s)
+{
+	const struct pool *p = s->pool;
+	return p->db->password ||
+	       (s->w->userlist && auth_userlist_find(s->w->userlist, p->server_user));
+}
+
 static void send_out(struct server *s, struct buf_out *out)
 {
 	stream_write(&s->stream, out->data, out->len);
@@ -1106,8 +1114,12 @@ static bool login_auth(struct server *s, const uint8_t *body, size_t len)
 	}
 nopw:
 	buf_out_deinit(&out);
-	/* PgBouncer's words when the secret it has (an MD5 hash) cannot answer this method. */
-	server_close(s, pw ? "wrong password type" : "no password available to log in to the server");
+	/*
+	 * PgBouncer's words when the secret there is cannot answer this method
+	 * (an MD5 hash, or a SCRAM secret without the client's keys).
+	 */
+	server_close(s, pw || has_stored_secret(s) ? "wrong password type"
+						   : "no password available to log in to the server");
 	return false;
 }
 

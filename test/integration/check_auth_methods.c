@@ -585,22 +585,24 @@ START_TEST(test_server_login_scram_passthrough_uses_client_keys)
 END_TEST
 
 /*
- * trust for the client, and a secret that cannot answer the server's SCRAM
- * request: none (only a SCRAM secret, without the client's keys), or an MD5
- * hash, for which PgBouncer's words are "wrong password type".
+ * trust for the client, and no secret that can answer the server's SCRAM
+ * request: a SCRAM secret without the client's keys, or an MD5 hash (in
+ * PgBouncer's words, "wrong password type"), or no auth_file at all.
  */
 static const struct unusable_case {
+	bool with_file;
 	enum secret_kind kind;
 	const char *error;
 } unusable_cases[] = {
-	{ SECRET_SCRAM, "server login failed: no password available" },
-	{ SECRET_MD5, "server login failed: wrong password type" },
+	{ true, SECRET_SCRAM, "server login failed: wrong password type" },
+	{ true, SECRET_MD5, "server login failed: wrong password type" },
+	{ false, SECRET_PLAIN, "server login failed: no password available" },
 };
 
 START_TEST(test_server_login_without_usable_secret_fails_the_client)
 {
 	const struct unusable_case *uc = &unusable_cases[_i];
-	char *list = userlist_line("scramuser", uc->kind);
+	char *list = uc->with_file ? userlist_line("scramuser", uc->kind) : NULL;
 	struct harness_sluice *s = start_with_auth("trust", list, NULL);
 	free(list);
 	char *err = harness_connect_error(s, "dbname=app user=scramuser");
