@@ -699,6 +699,33 @@ static void fail_protocol(struct server *s, const char *what)
 	server_close(s, what);
 }
 
+/*
+ * The SET that server_link() sent for c succeeded (so every value of c's
+ * that the server still spells differently was just applied). A value PostgreSQL took
+ * but spells otherwise ("ISO" kept as "ISO, MDY") changes nothing it would
+ * report, so the two spellings would differ again at every link, and cost a
+ * SET each time: c adopts the server's spelling, and hears it as a direct
+ * connection would have (PgBouncer's varcache_set_canonical).
+ */
+static void adopt_canonical_values(struct server *s, struct client *c)
+{
+	struct buf_out out;
+	buf_out_init(&out);
+	for (int i = 0; i < c->params.n; i++) {
+		struct param *cp = &c->params.items[i];
+		const char *sv = param_set_get(&s->params, cp->name);
+		if (sv && strcmp(sv, cp->value) != 0) {
+			slog(LOG_LEVEL_NOISE, s, "%s is spelled %s by the server, not %s", cp->name, sv,
+			     cp->value);
+			pkt_put_ParameterStatus(&out, cp->name, sv);
+			param_set_put(&c->params, cp->name, sv);
+		}
+	}
+	if (out.len)
+		stream_write(&c->stream, out.data, out.len);
+	buf_out_deinit(&out);
+}
+
 /* An internal query (or the login's connect_query) finished. */
 static void internal_done(struct server *s)
 {
@@ -795,6 +822,8 @@ static bool handle_inspected(struct server *s, const uint8_t *msg, uint32_t len,
 				if (s->state != SERVER_CLOSED)
 					server_close(s, "parameter SET failed");
 				return false;
+			} else if (c) {
+				adopt_canonical_values(s, c);
 			}
 			return s->state != SERVER_CLOSED;
 		}

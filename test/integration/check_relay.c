@@ -625,6 +625,25 @@ START_TEST(test_relay_timezone_and_datestyle_follow_each_client)
 }
 END_TEST
 
+/*
+ * A client asks for DateStyle=ISO, which PostgreSQL reports as "ISO, MDY":
+ * the server gets one SET, and later links see the equivalent value as
+ * already in place (PgBouncer's test_equivalent_startup_param).
+ */
+START_TEST(test_relay_equivalent_parameter_spelling_is_set_once)
+{
+	struct harness_sluice *s = start_tx(1, "verbose = 2\n");
+	PGconn *c = harness_connect(s, MD5USER " options='-c DateStyle=ISO'");
+	for (int i = 0; i < 3; i++)
+		assert_show(c, "SHOW DateStyle", "ISO, MDY");
+	ck_assert_int_eq(harness_sluice_log_count(s, "internal query: SET DateStyle"), 1);
+	ck_assert_str_eq(PQparameterStatus(c, "DateStyle"), "ISO, MDY");
+	PQfinish(c);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
 START_TEST(test_relay_untracked_startup_parameter_refused)
 {
 	struct harness_sluice *s = start_tx(1, NULL);
@@ -806,6 +825,7 @@ static Suite *relay_suite(void)
 	tc = harness_tcase("parameters");
 	tcase_add_test(tc, test_relay_application_name_follows_each_client);
 	tcase_add_test(tc, test_relay_timezone_and_datestyle_follow_each_client);
+	tcase_add_test(tc, test_relay_equivalent_parameter_spelling_is_set_once);
 	tcase_add_test(tc, test_relay_untracked_startup_parameter_refused);
 	tcase_add_loop_test(tc, test_relay_ignored_startup_parameter_accepted, 0,
 		(int)ARRAY_SIZE(ignore_cases));
