@@ -2,8 +2,8 @@
  * check_harness.c - proves the integration harness itself, against PostgreSQL
  * directly: the server starts, each provisioned role logs in over TCP with
  * the method pg_hba.conf gives it, the superuser helpers work, a restart
- * keeps data and port, and the sluice process helpers start, signal, log and
- * stop a process.
+ * keeps data and port, the sluice process helpers start, signal, log and
+ * stop a process, and the fake PostgreSQL serves and reports every connection.
  *
  * It does not test sluice. The process helpers are proven on a stand-in: this
  * very executable, re-run with HARNESS_FAKE_SLUICE=1, behaves like a minimal
@@ -256,6 +256,56 @@ START_TEST(test_harness_raw_connect_gets_sslrequest_answer)
 }
 END_TEST
 
+/* ---- the fake PostgreSQL ---------------------------------------------------- */
+
+/*
+ * harness_fake_serve_cb: reports arg as an event, then echoes one typed
+ * message's body back as a ReadyForQuery. The event goes first so that a test
+ * holding the answer knows the event is on the pipe too.
+ */
+static void report_and_echo(int conn, int events_fd, int arg)
+{
+	char *body = NULL;
+	if (!harness_fake_read_packet(conn, true, &body))
+		return;
+	harness_fake_report(events_fd, (char)arg);
+	harness_fake_put_msg(conn, 'Z', body, (uint32_t)strlen(body));
+	free(body);
+}
+
+/* One exchange with a report_and_echo fake: Query "I", answered by ReadyForQuery "I". */
+static void exchange_with_fake(const struct harness_fake *f)
+{
+	static const uint8_t query[] = { 'Q', 0, 0, 0, 6, 'I', 0 };
+	int fd = harness_raw_connect(f->port);
+	harness_write_all(fd, query, sizeof(query));
+	struct harness_msg m;
+	ck_assert(harness_raw_read_msg(fd, &m));
+	ck_assert_int_eq(m.type, 'Z');
+	ck_assert_str_eq(m.body, "I");
+	free(m.body);
+	close(fd);
+}
+
+START_TEST(test_harness_fake_serves_each_connection_and_keeps_every_event)
+{
+	struct harness_fake f = harness_fake_start(report_and_echo, 'x');
+	exchange_with_fake(&f);
+	exchange_with_fake(&f);
+	ck_assert(harness_fake_wait_event(&f, 'x', 5000));
+	ck_assert(harness_fake_wait_event(&f, 'x', 5000));
+	ck_assert(!harness_fake_wait_event(&f, 'x', 0));
+	/* Waiting for 'x' passed the accepts by without taking them. */
+	ck_assert_int_eq(harness_fake_count_events(&f, 'a'), 2);
+	ck_assert_int_eq(harness_fake_count_events(&f, 'a'), 0);
+	/* And counting accepts leaves the 'x' that came with them. */
+	exchange_with_fake(&f);
+	ck_assert_int_eq(harness_fake_count_events(&f, 'a'), 1);
+	ck_assert(harness_fake_wait_event(&f, 'x', 0));
+	harness_fake_stop(&f);
+}
+END_TEST
+
 /* ---- sluice process helpers, on the stand-in ---------------------------------- */
 
 START_TEST(test_harness_sluice_helpers_start_signal_log_and_stop)
@@ -352,6 +402,7 @@ static Suite *harness_suite(void)
 	tc = harness_tcase("sockets");
 	tcase_add_test(tc, test_harness_free_port_can_be_bound);
 	tcase_add_test(tc, test_harness_raw_connect_gets_sslrequest_answer);
+	tcase_add_test(tc, test_harness_fake_serves_each_connection_and_keeps_every_event);
 	suite_add_tcase(s, tc);
 
 	tc = harness_tcase("processes");

@@ -15,21 +15,19 @@
  * UV_THREADPOOL_SIZE=2 (one thread for derivations, one left for resolving
  * host names) behind such a client derivation.
  *
- * The fake server is a forked child that serves one connection at a time and
- * reports on a pipe: 'a' per accept, 'c' when it has sent the SASLContinue,
- * 'f' when the SASLResponse (the derived proof) arrived.
+ * The fake server is the harness's (harness_fake_start()) running this
+ * file's script, one connection at a time. Its events: 'a' per accept, 'c'
+ * when it has sent the SASLContinue, 'f' when the SASLResponse (the derived
+ * proof) arrived.
  */
 #include "harness.h"
 
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 /*
@@ -44,63 +42,18 @@ enum fake_mode {
 	FAKE_SCRAM_100K_THEN_CLOSE, /* SASLContinue with i=100000, then close at once */
 };
 
-struct fake {
-	pid_t pid;
-	int port;
-	int events_fd; /* read end: 'a', 'c', 'f' as they happen */
-};
-
-/*
- * One message in one write: split in two, the body would wait for the
- * header's delayed ACK (Nagle), tens of milliseconds that would blur the
- * derivation the first test times.
- */
-static void put_msg(int fd, char type, const void *body, uint32_t len)
-{
-	uint8_t msg[512];
-	if (len > sizeof(msg) - 5)
-		_exit(0);
-	msg[0] = (uint8_t)type;
-	put_be32(msg + 1, len + 4);
-	memcpy(msg + 5, body, len);
-	if (write(fd, msg, 5 + len) != (ssize_t)(5 + len))
-		_exit(0);
-}
-
-/* One length-prefixed packet (typed or not) into a heap body; false at EOF. */
-static bool read_packet(int fd, bool typed, char **body)
-{
-	uint8_t hdr[5];
-	size_t hl = typed ? 5 : 4;
-	if (!harness_read_full(fd, hdr, hl))
-		return false;
-	uint32_t len = get_be32(hdr + hl - 4);
-	if (len < 4 || len > 65536)
-		return false;
-	*body = calloc(1, len - 4 + 1);
-	if (len == 4 || harness_read_full(fd, *body, len - 4))
-		return true;
-	free(*body);
-	return false;
-}
-
-static void report(int fd, char ev)
-{
-	if (write(fd, &ev, 1) != 1)
-		_exit(0);
-}
-
-static void fake_serve(int conn, enum fake_mode mode, int events)
+/* harness_fake_serve_cb: one connection of a fake in mode (an enum fake_mode). */
+static void fake_serve(int conn, int events, int mode)
 {
 	char *body = NULL;
-	if (!read_packet(conn, false, &body))
+	if (!harness_fake_read_packet(conn, false, &body))
 		return;
 	free(body);
 	uint8_t sasl[4 + 15];
 	put_be32(sasl, 10);
 	memcpy(sasl + 4, "SCRAM-SHA-256\0", 15);
-	put_msg(conn, 'R', sasl, sizeof(sasl));
-	if (!read_packet(conn, true, &body))
+	harness_fake_put_msg(conn, 'R', sasl, sizeof(sasl));
+	if (!harness_fake_read_packet(conn, true, &body))
 		return;
 	/* mechanism NUL, int32 length, "n,,n=,r=<nonce>" */
 	const char *r = strstr(body + strlen(body) + 1 + 4, "r=");
@@ -108,70 +61,14 @@ static void fake_serve(int conn, enum fake_mode mode, int events)
 	int n = snprintf(msg, sizeof(msg), "%c%c%c%cr=%sFAKE,s=QUJDREVGR0g=,i=100000", 0, 0, 0,
 			 11, r ? r + 2 : "");
 	free(body);
-	put_msg(conn, 'R', msg, (uint32_t)n);
-	report(events, 'c');
+	harness_fake_put_msg(conn, 'R', msg, (uint32_t)n);
+	harness_fake_report(events, 'c');
 	if (mode == FAKE_SCRAM_100K_THEN_CLOSE)
 		return;
-	if (!read_packet(conn, true, &body))
+	if (!harness_fake_read_packet(conn, true, &body))
 		return;
 	free(body);
-	report(events, 'f');
-}
-
-static struct fake fake_start(enum fake_mode mode)
-{
-	int lfd = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert_int_ge(lfd, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-	ck_assert_int_eq(listen(lfd, 64), 0);
-	socklen_t al = sizeof(a);
-	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&a, &al), 0);
-	int p[2];
-	ck_assert_int_eq(pipe(p), 0);
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		close(p[0]);
-		for (;;) {
-			int conn = accept(lfd, NULL, NULL);
-			if (conn < 0)
-				_exit(0);
-			struct timeval tv = { .tv_sec = 10 };
-			setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-			report(p[1], 'a');
-			fake_serve(conn, mode, p[1]);
-			close(conn);
-		}
-	}
-	close(lfd);
-	close(p[1]);
-	fcntl(p[0], F_SETFL, O_NONBLOCK);
-	return (struct fake){ .pid = pid, .port = ntohs(a.sin_port), .events_fd = p[0] };
-}
-
-/* Waits up to timeout_ms for the event ev (skipping others); returns whether it came. */
-static bool fake_wait_event(struct fake *f, char ev, long timeout_ms)
-{
-	long deadline = harness_now_ms() + timeout_ms;
-	for (;;) {
-		char c;
-		while (read(f->events_fd, &c, 1) == 1)
-			if (c == ev)
-				return true;
-		long left = deadline - harness_now_ms();
-		if (left <= 0)
-			return false;
-		struct pollfd pfd = { .fd = f->events_fd, .events = POLLIN };
-		poll(&pfd, 1, (int)left);
-	}
-}
-
-static void fake_stop(struct fake *f)
-{
-	kill(f->pid, SIGKILL);
-	waitpid(f->pid, NULL, 0);
-	close(f->events_fd);
+	harness_fake_report(events, 'f');
 }
 
 /* Whether fd has something to read (or was closed) right now. */
@@ -274,7 +171,7 @@ static void calibrate_slow_login(struct harness_sluice *s, const char *ini_from,
  */
 START_TEST(test_server_derivation_leaves_other_pools_served)
 {
-	struct fake f = fake_start(FAKE_SCRAM_100K);
+	struct harness_fake f = harness_fake_start(fake_serve, FAKE_SCRAM_100K);
 	char dbs[512];
 	snprintf(dbs, sizeof(dbs),
 		"fake1 = host=127.0.0.1 port=%d dbname=fake\n"
@@ -292,7 +189,8 @@ START_TEST(test_server_derivation_leaves_other_pools_served)
 	for (size_t i = 0; i < ARRAY_SIZE(pools); i++) {
 		int fd = harness_raw_connect(s->port);
 		harness_raw_send_startup(fd, "trustuser", pools[i]);
-		ck_assert_msg(fake_wait_event(&f, 'c', 10000), "no SASLContinue for %s", pools[i]);
+		ck_assert_msg(harness_fake_wait_event(&f, 'c', 10000), "no SASLContinue for %s",
+			pools[i]);
 		long start = harness_now_ms(), longest = 0;
 		int done = 0;
 		bool proof = false;
@@ -301,7 +199,7 @@ START_TEST(test_server_derivation_leaves_other_pools_served)
 			harness_expect_answer(app, "SELECT 1", "1");
 			t = harness_now_ms() - t;
 			/* The last query counts too: on a stalled loop it waited for the proof. */
-			proof = fake_wait_event(&f, 'f', 0);
+			proof = harness_fake_wait_event(&f, 'f', 0);
 			done++;
 			longest = t > longest ? t : longest;
 		}
@@ -317,7 +215,7 @@ START_TEST(test_server_derivation_leaves_other_pools_served)
 		close(fd);
 	}
 	PQfinish(app);
-	fake_stop(&f);
+	harness_fake_stop(&f);
 	harness_sluice_stop_ok(s);
 }
 END_TEST
@@ -335,8 +233,8 @@ END_TEST
 START_TEST(test_logins_ending_while_derivations_are_pending_lose_nothing)
 {
 	ck_assert_int_eq(setenv("UV_THREADPOOL_SIZE", "2", 1), 0);
-	struct fake dying = fake_start(FAKE_SCRAM_100K_THEN_CLOSE);
-	struct fake alive = fake_start(FAKE_SCRAM_100K);
+	struct harness_fake dying = harness_fake_start(fake_serve, FAKE_SCRAM_100K_THEN_CLOSE);
+	struct harness_fake alive = harness_fake_start(fake_serve, FAKE_SCRAM_100K);
 	char dbs[512];
 	snprintf(dbs, sizeof(dbs),
 		"fake1 = host=127.0.0.1 port=%d dbname=fake\n"
@@ -367,7 +265,7 @@ START_TEST(test_logins_ending_while_derivations_are_pending_lose_nothing)
 		close(fds[i]);
 	}
 	int killed = raw_cleartext_login(s->port, "fake3", "trustuser", "trustuserpw");
-	ck_assert(fake_wait_event(&alive, 'c', 5000));
+	ck_assert(harness_fake_wait_event(&alive, 'c', 5000));
 	PGconn *admin = harness_connect(s, "dbname=pgbouncer user=trustuser password=trustuserpw");
 	PQclear(PQexec(admin, "KILL fake3"));
 	char *err = harness_raw_read_error(killed);
@@ -376,7 +274,7 @@ START_TEST(test_logins_ending_while_derivations_are_pending_lose_nothing)
 	close(killed);
 	PQfinish(admin);
 	/* The queued server jobs never ran: the fake that waits never saw a proof. */
-	ck_assert(!fake_wait_event(&alive, 'f', 0));
+	ck_assert(!harness_fake_wait_event(&alive, 'f', 0));
 	ck_assert_msg(!readable_now(slow), "the long derivation ended before the test could use it");
 
 	/* Other pools are served meanwhile, and the client with the long derivation leaves. */
@@ -391,8 +289,8 @@ START_TEST(test_logins_ending_while_derivations_are_pending_lose_nothing)
 	/* No second signal: the first one's handler is gone once the exit has begun. */
 	ck_assert_int_eq(harness_sluice_wait(s, 15000), 0);
 	harness_sluice_free(s);
-	fake_stop(&dying);
-	fake_stop(&alive);
+	harness_fake_stop(&dying);
+	harness_fake_stop(&alive);
 }
 END_TEST
 
@@ -431,7 +329,7 @@ END_TEST
 START_TEST(test_server_connect_timeout_applies_while_derivation_waits)
 {
 	ck_assert_int_eq(setenv("UV_THREADPOOL_SIZE", "2", 1), 0);
-	struct fake f = fake_start(FAKE_SCRAM_100K);
+	struct harness_fake f = harness_fake_start(fake_serve, FAKE_SCRAM_100K);
 	char dbs[256];
 	snprintf(dbs, sizeof(dbs),
 		"fake = host=127.0.0.1 port=%d dbname=fake\n"
@@ -453,7 +351,7 @@ START_TEST(test_server_connect_timeout_applies_while_derivation_waits)
 	ck_assert_msg(!readable_now(fd), "the waiting client was answered");
 	close(fd);
 	char *err;
-	ck_assert(!fake_wait_event(&f, 'f', 0));
+	ck_assert(!harness_fake_wait_event(&f, 'f', 0));
 	ck_assert_msg(!readable_now(slow), "the long derivation ended before the timeout");
 	/* The long derivation ends in its own verdict: the keys of this secret are wrong. */
 	err = harness_raw_read_error(slow);
@@ -461,7 +359,7 @@ START_TEST(test_server_connect_timeout_applies_while_derivation_waits)
 		err ? err : "(none)");
 	free(err);
 	close(slow);
-	fake_stop(&f);
+	harness_fake_stop(&f);
 	harness_sluice_stop_ok(s);
 }
 END_TEST

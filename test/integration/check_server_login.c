@@ -7,22 +7,15 @@
  * once, and sluice backs off for server_login_retry instead of reconnecting
  * in a loop.
  *
- * The fake server is a forked child of the test that accepts connections
- * one at a time on a free port and reports each accept on a pipe, so the test
- * counts how often sluice tried.
+ * The fake server is the harness's (harness_fake_start()) running this
+ * file's script; it reports each accept, so the test counts how often sluice
+ * tried.
  */
 #include "harness.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #define USERLIST "\"trustuser\" \"trustuserpw\"\n\"md5user\" \"md5userpw\"\n"
 
@@ -34,61 +27,24 @@ enum fake_mode {
 	FAKE_SLOW_ANSWERS, /* a good login; each Query answered after 500 ms; cancels never read */
 };
 
-struct fake {
-	pid_t pid;
-	int port;
-	int accepts_fd; /* read end: one byte per accepted connection */
-};
-
-static void put_msg(int fd, char type, const void *body, uint32_t len)
-{
-	uint8_t hdr[5];
-	hdr[0] = (uint8_t)type;
-	put_be32(hdr + 1, len + 4);
-	if (write(fd, hdr, 5) != 5 || (len && write(fd, body, len) != (ssize_t)len))
-		_exit(0);
-}
-
 static void put_auth(int fd, uint32_t code, const void *extra, uint32_t extra_len)
 {
 	uint8_t body[64];
 	put_be32(body, code);
 	memcpy(body + 4, extra, extra_len);
-	put_msg(fd, 'R', body, 4 + extra_len);
-}
-
-/*
- * Reads one length-prefixed packet (typed or not); false at EOF. The body,
- * NUL-terminated, goes to body when it is not NULL (the caller frees it).
- */
-static bool read_packet(int fd, bool typed, char **body)
-{
-	uint8_t hdr[5];
-	size_t hl = typed ? 5 : 4;
-	if (!harness_read_full(fd, hdr, hl))
-		return false;
-	uint32_t len = get_be32(hdr + hl - 4);
-	if (len < 4 || len > 65536)
-		return false;
-	char *rest = calloc(1, len - 4 + 1);
-	bool ok = len == 4 || harness_read_full(fd, rest, len - 4);
-	if (ok && body)
-		*body = rest;
-	else
-		free(rest);
-	return ok;
+	harness_fake_put_msg(fd, 'R', body, 4 + extra_len);
 }
 
 static bool skip_packet(int fd, bool typed)
 {
-	return read_packet(fd, typed, NULL);
+	return harness_fake_read_packet(fd, typed, NULL);
 }
 
 /* Answers a SASLInitialResponse with a SASLContinue that asks for 10M iterations. */
 static void continue_with_10m_iterations(int conn)
 {
 	char *body = NULL;
-	if (!read_packet(conn, true, &body))
+	if (!harness_fake_read_packet(conn, true, &body))
 		return;
 	/* mechanism NUL, int32 length, "n,,n=,r=<nonce>" */
 	const char *data = body + strlen(body) + 1 + 4;
@@ -99,8 +55,10 @@ static void continue_with_10m_iterations(int conn)
 	put_auth(conn, 11, msg, (uint32_t)n);
 }
 
-static void fake_serve(int conn, enum fake_mode mode)
+/* harness_fake_serve_cb: one connection of a fake in mode (an enum fake_mode). */
+static void fake_serve(int conn, int events_fd, int mode)
 {
+	(void)events_fd;
 	if (!skip_packet(conn, false))
 		return;
 	if (mode == FAKE_OK_WITHOUT_SCRAM_PROOF || mode == FAKE_SCRAM_10M_ITERATIONS) {
@@ -118,10 +76,10 @@ static void fake_serve(int conn, enum fake_mode mode)
 	if (mode == FAKE_CLOSE_AFTER_OK)
 		return;
 	if (mode == FAKE_GARBAGE_AFTER_OK)
-		put_msg(conn, 'W', "\0\0", 2);
+		harness_fake_put_msg(conn, 'W', "\0\0", 2);
 	uint8_t kd[8] = { 0, 0, 0, 1, 0, 0, 0, 2 };
-	put_msg(conn, 'K', kd, 8);
-	put_msg(conn, 'Z', "I", 1);
+	harness_fake_put_msg(conn, 'K', kd, 8);
+	harness_fake_put_msg(conn, 'Z', "I", 1);
 	uint8_t type;
 	while (mode == FAKE_SLOW_ANSWERS && harness_read_full(conn, &type, 1)) {
 		/* The connection is served alone: a cancel waits in the backlog, unanswered. */
@@ -135,66 +93,15 @@ static void fake_serve(int conn, enum fake_mode mode)
 			return;
 		if (type == 'Q') {
 			harness_sleep_ms(500);
-			put_msg(conn, 'C', "SELECT 0", 9);
-			put_msg(conn, 'Z', "I", 1);
+			harness_fake_put_msg(conn, 'C', "SELECT 0", 9);
+			harness_fake_put_msg(conn, 'Z', "I", 1);
 		}
 	}
 	while (skip_packet(conn, true))
 		;
 }
 
-static struct fake fake_start(enum fake_mode mode)
-{
-	int lfd = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert_int_ge(lfd, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-	ck_assert_int_eq(listen(lfd, 64), 0);
-	socklen_t al = sizeof(a);
-	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&a, &al), 0);
-	int p[2];
-	ck_assert_int_eq(pipe(p), 0);
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		close(p[0]);
-		for (;;) {
-			int conn = accept(lfd, NULL, NULL);
-			if (conn < 0)
-				_exit(0);
-			struct timeval tv = { .tv_sec = 10 };
-			setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-			if (write(p[1], "a", 1) != 1)
-				_exit(0);
-			fake_serve(conn, mode);
-			close(conn);
-		}
-	}
-	close(lfd);
-	close(p[1]);
-	fcntl(p[0], F_SETFL, O_NONBLOCK);
-	return (struct fake){ .pid = pid, .port = ntohs(a.sin_port), .accepts_fd = p[0] };
-}
-
-/* Connections the fake accepted since the last call. */
-static int fake_accepts(struct fake *f)
-{
-	char b[256];
-	int n = 0;
-	ssize_t r;
-	while ((r = read(f->accepts_fd, b, sizeof(b))) > 0)
-		n += (int)r;
-	return n;
-}
-
-static void fake_stop(struct fake *f)
-{
-	kill(f->pid, SIGKILL);
-	waitpid(f->pid, NULL, 0);
-	close(f->accepts_fd);
-}
-
-static struct harness_sluice *start_in_front_of(const struct fake *f)
+static struct harness_sluice *start_in_front_of(const struct harness_fake *f)
 {
 	char dbs[256];
 	snprintf(dbs, sizeof(dbs), "fake = host=127.0.0.1 port=%d dbname=fake\n"
@@ -219,7 +126,7 @@ static const struct fake_case {
 START_TEST(test_bad_login_fails_the_client_at_once_and_backs_off)
 {
 	const struct fake_case *fc = &fake_cases[_i];
-	struct fake f = fake_start(fc->mode);
+	struct harness_fake f = harness_fake_start(fake_serve, fc->mode);
 	struct harness_sluice *s = start_in_front_of(&f);
 	long start = harness_now_ms();
 	char *err = harness_connect_error(s, "dbname=fake user=trustuser");
@@ -233,14 +140,14 @@ START_TEST(test_bad_login_fails_the_client_at_once_and_backs_off)
 	ck_assert_msg(strstr(err, fc->error) != NULL, "%s", err);
 	free(err);
 	harness_sleep_ms(1000);
-	int n = fake_accepts(&f);
+	int n = harness_fake_count_events(&f, 'a');
 	ck_assert_msg(n == 1, "sluice connected %d times instead of backing off", n);
 
 	/* Other pools are untouched. */
 	PGconn *c = harness_connect(s, "dbname=app user=trustuser");
 	harness_expect_answer(c, "SELECT 1", "1");
 	PQfinish(c);
-	fake_stop(&f);
+	harness_fake_stop(&f);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
 }
@@ -289,7 +196,7 @@ END_TEST
  */
 START_TEST(test_server_with_unfinished_cancel_is_held_then_closed)
 {
-	struct fake f = fake_start(FAKE_SLOW_ANSWERS);
+	struct harness_fake f = harness_fake_start(fake_serve, FAKE_SLOW_ANSWERS);
 	char dbs[128];
 	snprintf(dbs, sizeof(dbs), "fake = host=127.0.0.1 port=%d dbname=fake\n", f.port);
 	struct harness_sluice *s = harness_sluice_start("auth_type = trust\n"
@@ -324,7 +231,7 @@ START_TEST(test_server_with_unfinished_cancel_is_held_then_closed)
 		0);
 	PQfinish(admin);
 	PQfinish(c);
-	fake_stop(&f);
+	harness_fake_stop(&f);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
 }

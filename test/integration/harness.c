@@ -1411,3 +1411,131 @@ void harness_pgbench_init(void)
 	free(out);
 	ck_assert_int_eq(harness_pg_exec_long("SELECT count(*) FROM pgbench_accounts"), 100000);
 }
+
+/* ---- a fake PostgreSQL ------------------------------------------------------------ */
+
+/* The fake's child: never returns into the test it was forked from. */
+static void fake_accept_loop(int lfd, int events_fd, harness_fake_serve_cb *serve, int arg)
+	__attribute__((noreturn));
+static void fake_accept_loop(int lfd, int events_fd, harness_fake_serve_cb *serve, int arg)
+{
+	for (;;) {
+		int conn = accept(lfd, NULL, NULL);
+		if (conn < 0)
+			_exit(0);
+		struct timeval tv = { .tv_sec = 10 };
+		setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		harness_fake_report(events_fd, 'a');
+		serve(conn, events_fd, arg);
+		close(conn);
+	}
+}
+
+struct harness_fake harness_fake_start(harness_fake_serve_cb *serve, int arg)
+{
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(lfd, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(lfd, 64), 0);
+	socklen_t al = sizeof(a);
+	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&a, &al), 0);
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(p[0]);
+		fake_accept_loop(lfd, p[1], serve, arg);
+	}
+	close(lfd);
+	close(p[1]);
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	struct harness_fake f = { .pid = pid, .port = ntohs(a.sin_port), .events_fd = p[0] };
+	return f;
+}
+
+/* Moves what the pipe holds into f->pending; returns false once the fake has exited. */
+static bool fake_drain_events(struct harness_fake *f)
+{
+	unsigned char b[256];
+	ssize_t r;
+	while ((r = read(f->events_fd, b, sizeof(b))) > 0)
+		for (ssize_t i = 0; i < r; i++)
+			f->pending[b[i]]++;
+	return r < 0 && (errno == EAGAIN || errno == EINTR);
+}
+
+bool harness_fake_wait_event(struct harness_fake *f, char ev, long timeout_ms)
+{
+	long deadline = harness_now_ms() + timeout_ms;
+	for (;;) {
+		bool open = fake_drain_events(f);
+		if (f->pending[(unsigned char)ev] > 0) {
+			f->pending[(unsigned char)ev]--;
+			return true;
+		}
+		long left = deadline - harness_now_ms();
+		if (!open || left <= 0)
+			return false;
+		struct pollfd pfd = { .fd = f->events_fd, .events = POLLIN };
+		(void)poll(&pfd, 1, (int)left);
+	}
+}
+
+int harness_fake_count_events(struct harness_fake *f, char ev)
+{
+	(void)fake_drain_events(f);
+	int n = f->pending[(unsigned char)ev];
+	f->pending[(unsigned char)ev] = 0;
+	return n;
+}
+
+void harness_fake_stop(struct harness_fake *f)
+{
+	kill(f->pid, SIGKILL);
+	waitpid(f->pid, NULL, 0);
+	close(f->events_fd);
+}
+
+void harness_fake_report(int events_fd, char ev)
+{
+	if (write(events_fd, &ev, 1) != 1)
+		_exit(0);
+}
+
+void harness_fake_put_msg(int fd, char type, const void *body, uint32_t len)
+{
+	/*
+	 * One message in one write: split in two, the body would wait for the
+	 * header's delayed ACK (Nagle), tens of milliseconds that would blur
+	 * what a test times (check_key_derivation times a derivation).
+	 */
+	uint8_t *msg = xmalloc(5 + (size_t)len);
+	msg[0] = (uint8_t)type;
+	put_be32(msg + 1, len + 4);
+	if (len)
+		memcpy(msg + 5, body, len);
+	bool written = write(fd, msg, 5 + (size_t)len) == (ssize_t)(5 + (size_t)len);
+	free(msg);
+	if (!written)
+		_exit(0);
+}
+
+bool harness_fake_read_packet(int fd, bool typed, char **body)
+{
+	uint8_t hdr[5];
+	size_t hl = typed ? 5 : 4;
+	if (!harness_read_full(fd, hdr, hl))
+		return false;
+	uint32_t len = get_be32(hdr + hl - 4);
+	if (len < 4 || len > 65536)
+		return false;
+	char *rest = xcalloc(1, len - 4 + 1);
+	bool ok = len == 4 || harness_read_full(fd, rest, len - 4);
+	if (ok && body)
+		*body = rest;
+	else
+		free(rest);
+	return ok;
+}

@@ -1,7 +1,8 @@
 /*
  * harness.h - the integration test harness: a throwaway PostgreSQL per test
- * executable, sluice processes started per test on free ports, and libpq
- * helpers that fail the running Check test instead of returning errors.
+ * executable, sluice processes started per test on free ports, a scripted fake
+ * PostgreSQL for what the real one never does, and libpq helpers that fail the
+ * running Check test instead of returning errors.
  *
  * It owns the temporary directory of the executable (the PostgreSQL data
  * directory, its socket, its log, and one sub-directory per sluice started),
@@ -369,3 +370,69 @@ int harness_run_pgbench(char *const argv[], long timeout_ms, char **out);
  * unless an earlier test of this executable did it (the tables outlive tests).
  */
 void harness_pgbench_init(void);
+
+/* ---- a fake PostgreSQL ---------------------------------------------------------------- */
+
+/*
+ * A scripted stand-in for PostgreSQL, for what the real one never does (skip
+ * the SCRAM proof, ask for ten million rounds, never finish a cancel). It is a
+ * forked child of the test, listening on a free port of 127.0.0.1, that
+ * accepts one connection at a time (the next waits in the backlog, unanswered)
+ * and runs the suite's serve on it with a 10 s receive timeout, so that no
+ * read hangs it. It tells the test what happened as one-byte events on a pipe:
+ * 'a' for every accepted connection, and whatever serve reports with
+ * harness_fake_report(). Check kills it with the test's process group if the
+ * test fails before harness_fake_stop().
+ */
+
+/*
+ * Runs in the fake's child for one accepted connection conn, which the child
+ * closes when serve returns. arg is harness_fake_start()'s, e.g. the mode of
+ * the suite's script. serve may _exit(0) (the helpers below do on a failed
+ * write); it must not use Check's assertions, which belong to the test.
+ */
+typedef void harness_fake_serve_cb(int conn, int events_fd, int arg);
+
+struct harness_fake {
+	pid_t pid;
+	int port;
+	int events_fd; /* read end of the event pipe, non-blocking */
+	/*
+	 * Events read from the pipe and not yet taken, by kind: taking one kind
+	 * (waiting for 'f', counting 'a') leaves the others for their own readers.
+	 */
+	int pending[256];
+};
+
+/* Starts a fake running serve(conn, events_fd, arg) on each connection; fails the test on error. */
+struct harness_fake harness_fake_start(harness_fake_serve_cb *serve, int arg);
+
+/*
+ * Waits up to timeout_ms (0: only what has arrived) for an event ev not taken
+ * before, takes it and returns true; events of other kinds stay pending.
+ * Returns false when none comes in time or the fake has exited.
+ */
+bool harness_fake_wait_event(struct harness_fake *f, char ev, long timeout_ms) WUR;
+
+/* Takes every event ev that has arrived and not been taken, and returns how many. */
+int harness_fake_count_events(struct harness_fake *f, char ev);
+
+/* Kills the fake, reaps it and closes the pipe. */
+void harness_fake_stop(struct harness_fake *f);
+
+/* In serve: reports ev to the test. Ends the child (_exit(0)) when the test is gone. */
+void harness_fake_report(int events_fd, char ev);
+
+/*
+ * In serve: writes one regular message (type, length, body) in a single
+ * write(). Ends the child (_exit(0)) when the connection is gone.
+ */
+void harness_fake_put_msg(int fd, char type, const void *body, uint32_t len);
+
+/*
+ * In serve: reads one length-prefixed packet, typed (a type byte first) or
+ * not (a startup packet). Returns false at EOF, on the receive timeout or on a
+ * length below 4 or above 64 KiB. On success the body, NUL-terminated, goes to
+ * *body (heap, the caller frees it) unless body is NULL, when it is skipped.
+ */
+bool harness_fake_read_packet(int fd, bool typed, char **body) WUR;
