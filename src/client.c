@@ -346,7 +346,11 @@ static void login_done(struct client *c)
 	struct pool *p = pool_get(w, c->db_name, c->user_name, db);
 	c->pool = p;
 	p->stats.total.client_login_count++;
-	if (c->auth) {
+	/*
+	 * What the client proved is a secret of its own user: it can log in to
+	 * the server only for a pool of that user, not for a forced user's.
+	 */
+	if (c->auth && strcmp(c->user_name, p->user_name) == 0) {
 		uint8_t ck[32], sk[32];
 		if (auth_session_scram_keys(c->auth, ck, sk)) {
 			memcpy(p->scram_client_key, ck, 32);
@@ -358,6 +362,8 @@ static void login_done(struct client *c)
 			free(p->client_password);
 			p->client_password = xstrdup(pw);
 		}
+	}
+	if (c->auth) {
 		auth_session_free(c->auth);
 		c->auth = NULL;
 	}

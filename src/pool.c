@@ -23,6 +23,9 @@ struct pool *pool_get(struct worker *w, const char *db_name, const char *user_na
 {
 	struct pool *p;
 	bool new_db = true;
+	/* A forced user owns the database's one pool, as in PgBouncer: its size counts once. */
+	if (db->user)
+		user_name = db->user;
 	TAILQ_FOREACH(p, &w->pools, link) {
 		if (strcmp(p->db_name, db_name) != 0)
 			continue;
@@ -38,7 +41,6 @@ struct pool *pool_get(struct worker *w, const char *db_name, const char *user_na
 	p->db_name = xstrdup(db_name);
 	p->user_name = xstrdup(user_name);
 	p->db = db;
-	p->server_user = xstrdup(db->user ? db->user : user_name);
 	TAILQ_INIT(&p->waiting_login);
 	TAILQ_INIT(&p->waiting);
 	TAILQ_INIT(&p->active);
@@ -68,7 +70,6 @@ void pool_free(struct pool *p)
 	buf_out_deinit(&p->last_error);
 	free(p->db_name);
 	free(p->user_name);
-	free(p->server_user);
 	free(p->client_password);
 	free(p);
 }
@@ -83,13 +84,13 @@ bool pool_is_empty(const struct pool *p)
 /* ---- effective settings ---------------------------------------------------- */
 
 /*
- * The [users] entry whose settings apply: the server-side user's, so that a
+ * The [users] entry whose settings apply: the pool's user, so that a
  * database with a forced user takes that user's pool_size and pool_mode, not
  * those of whoever connected (PgBouncer's test_pool_size).
  */
 const struct config_user *pool_user_cfg(const struct pool *p)
 {
-	return config_find_user(p->w->cfg, p->server_user);
+	return config_find_user(p->w->cfg, p->user_name);
 }
 
 enum pool_mode pool_mode_of(const struct pool *p)
@@ -166,7 +167,7 @@ static bool user_full(const struct pool *p)
 {
 	int max_user = max_user_of(p);
 	return max_user > 0 &&
-	       worker_count_adjust((struct conn_count **)&p->w->user_counts, p->server_user, 0) >=
+	       worker_count_adjust((struct conn_count **)&p->w->user_counts, p->user_name, 0) >=
 		       max_user;
 }
 
@@ -197,7 +198,7 @@ static bool evict_idle_elsewhere(struct pool *p, bool with_reserve)
 		if (q == p || q->n_sv_idle == 0)
 			continue;
 		if ((by_db && strcmp(q->db_name, p->db_name) != 0) ||
-		    (by_user && strcmp(q->server_user, p->server_user) != 0))
+		    (by_user && strcmp(q->user_name, p->user_name) != 0))
 			continue;
 		server_close(TAILQ_FIRST(&q->sv_idle), "evicted for a pool at a connection limit");
 		return true;

@@ -425,7 +425,7 @@ void server_close(struct server *s, const char *reason)
 	cancel_server_closed(s);
 	TAILQ_REMOVE(&w->servers, s, link);
 	worker_count_adjust(&w->db_counts, p->db_name, -1);
-	worker_count_adjust(&w->user_counts, p->server_user, -1);
+	worker_count_adjust(&w->user_counts, p->user_name, -1);
 	p->stats.servers_closed[s->close_reason]++;
 	if (s->scram) {
 		scram_client_free(s->scram);
@@ -987,7 +987,7 @@ static const char *server_password(struct server *s)
 	if (p->db->password)
 		return p->db->password;
 	if (s->w->userlist) {
-		const struct auth_user *u = auth_userlist_find(s->w->userlist, p->server_user);
+		const struct auth_user *u = auth_userlist_find(s->w->userlist, p->user_name);
 		if (u && (u->secret.kind == AUTH_SECRET_PLAIN || u->secret.kind == AUTH_SECRET_MD5))
 			return u->secret.text;
 	}
@@ -999,7 +999,7 @@ static bool has_stored_secret(const struct server *s)
 {
 	const struct pool *p = s->pool;
 	return p->db->password ||
-	       (s->w->userlist && auth_userlist_find(s->w->userlist, p->server_user));
+	       (s->w->userlist && auth_userlist_find(s->w->userlist, p->user_name));
 }
 
 static void send_out(struct server *s, struct buf_out *out)
@@ -1084,7 +1084,7 @@ static bool login_auth(struct server *s, const uint8_t *body, size_t len)
 		if (!pw)
 			goto nopw;
 		char resp[36];
-		auth_md5_response(pw, p->server_user, salt, resp);
+		auth_md5_response(pw, p->user_name, salt, resp);
 		pkt_put_PasswordMessage(&out, resp);
 		send_out(s, &out);
 		return true;
@@ -1301,7 +1301,7 @@ static void send_startup(struct server *s)
 	const char **keys = xmalloc((size_t)cap * sizeof(*keys));
 	const char **vals = xmalloc((size_t)cap * sizeof(*vals));
 	int n = 0;
-	keys[n] = "user", vals[n++] = p->server_user;
+	keys[n] = "user", vals[n++] = p->user_name;
 	keys[n] = "database", vals[n++] = db->dbname ? db->dbname : p->db_name;
 	const char *const db_keys[] = { "client_encoding", "DateStyle", "TimeZone",
 					"application_name" };
@@ -1416,7 +1416,7 @@ static void open_server(struct pool *p, struct client *owner)
 	TAILQ_INIT(&s->cancels);
 	TAILQ_INSERT_TAIL(&w->servers, s, link);
 	worker_count_adjust(&w->db_counts, p->db_name, +1);
-	worker_count_adjust(&w->user_counts, p->server_user, +1);
+	worker_count_adjust(&w->user_counts, p->user_name, +1);
 	p->stats.servers_opened++;
 
 	s->host_index = pool_pick_host(p);
@@ -1431,7 +1431,7 @@ static void open_server(struct pool *p, struct client *owner)
 		snprintf(s->addr, sizeof(s->addr), "[%s]:%d", host, port);
 	else
 		snprintf(s->addr, sizeof(s->addr), "%s:%d", host, port);
-	s->lc = (struct log_conn){ 'S', s->id, p->db_name, p->server_user, s->addr };
+	s->lc = (struct log_conn){ 'S', s->id, p->db_name, p->user_name, s->addr };
 	s->connect_time = uv_now(w->loop);
 
 	/* Jitter (up to 10% shorter) so servers opened together do not expire together. */
@@ -1584,7 +1584,7 @@ void server_info(const struct server *s, struct conn_info *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->type = 'S';
-	out->user = s->pool->server_user;
+	out->user = s->pool->user_name;
 	out->database = s->pool->db_name;
 	switch (s->state) {
 	case SERVER_ACTIVE: out->state_name = "active"; out->socket_state = "sv_active"; break;

@@ -28,9 +28,14 @@ struct server;
 struct pool {
 	struct worker *w;
 	char *db_name; /* the name clients use */
-	char *user_name; /* the client-side user */
+	/*
+	 * The user servers log in as, and the pool's name in SHOW POOLS: the
+	 * database's forced user= when it has one (then every client of the
+	 * database shares this pool, whoever it logged in as), else the
+	 * clients' own user name.
+	 */
+	char *user_name;
 	const struct config_database *db; /* from the current snapshot */
-	char *server_user; /* user for server login (db->user or user_name) */
 
 	/* Client lists by state (see client.h). */
 	struct client_list waiting_login;
@@ -110,14 +115,18 @@ struct pool_counts {
 struct pool *pool_next(struct worker *w, struct pool *p);
 void pool_get_counts(const struct pool *p, struct pool_counts *out);
 
-/* The pool for (db, user), created on first use. db comes from w->cfg. */
+/*
+ * The pool a client of db_name that logged in as user_name joins, created on
+ * first use: (db_name, the forced user) when db has one, else (db_name,
+ * user_name). db comes from w->cfg.
+ */
 struct pool *pool_get(struct worker *w, const char *db_name, const char *user_name,
 		      const struct config_database *db);
 void pool_free(struct pool *p);
 
 /*
  * The [users] entry whose settings apply to the pool (pool size and mode,
- * reserve, the server-side timeouts): the server-side user's, or NULL.
+ * reserve, the server-side timeouts): its user_name's, or NULL.
  */
 const struct config_user *pool_user_cfg(const struct pool *p);
 /* Effective settings for this pool: [users] over [databases] over [sluice]. */

@@ -98,6 +98,8 @@ static long run_jobs(struct job *jobs, int n, const char *sql, long gap_ms, bool
 {
 	long t0 = harness_now_ms(), next_send = t0, last_sample = 0, max_seen = -1;
 	int sent = 0, done = 0;
+	for (int i = 0; i < n; i++) /* a connection may run a second round */
+		jobs[i] = (struct job){ .conn = jobs[i].conn };
 	while (done < n) {
 		long now = harness_now_ms();
 		ck_assert_msg(now - t0 < JOB_DEADLINE_MS, "only %d of %d clients were answered in %d ms",
@@ -204,6 +206,10 @@ static const struct cap_case {
 		"app = host=@PGHOST@ port=@PGPORT@ dbname=app user=trustuser pool_size=1\n"
 		"[users]\ntrustuser = pool_size=3\nmd5user = pool_size=1\n",
 		{ "md5user", "md5user", "md5user", NULL }, 3 },
+	/* The forced user owns the database's one pool: clients of every user share it. */
+	{ "forced user: one pool whoever connects", "default_pool_size = 5\n",
+		"app = host=@PGHOST@ port=@PGPORT@ dbname=app user=trustuser pool_size=2\n",
+		{ "md5user", "scramuser", "trustuser", "md5user", "scramuser", NULL }, 2 },
 	{ "max_db_connections across users", "default_pool_size = 5\nmax_db_connections = 2\n",
 		"app = host=@PGHOST@ port=@PGPORT@ dbname=app\n",
 		{ "trustuser", "md5user", "trustuser", "md5user", NULL }, 2 },
@@ -249,6 +255,75 @@ START_TEST(test_pool_limit_caps_server_connections_of_a_crowd)
 		elapsed, rounds, SLEEP_MS);
 	ck_assert_int_le(count_servers(), cc->cap);
 
+	finish_jobs(jobs, n);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/*
+ * A database with a forced user has one pool, named after that user in SHOW
+ * POOLS, whoever the clients logged in as (PgBouncer's get_pool of the forced
+ * user); each client still shows its own user in SHOW CLIENTS.
+ */
+START_TEST(test_forced_user_database_has_one_pool)
+{
+	expect_no_servers();
+	struct harness_sluice *s = harness_sluice_start(
+		"auth_type = trust\npool_mode = transaction\nadmin_users = md5user\n",
+		"app = host=@PGHOST@ port=@PGPORT@ dbname=app user=trustuser\n", USERLIST);
+	static const char *const clients[] = { "md5user", "scramuser", NULL };
+	struct job jobs[MAX_JOBS];
+	int n = connect_jobs(s, jobs, clients);
+	run_jobs(jobs, n, "SELECT 1", 0, false);
+
+	PGconn *console = harness_connect(s, "dbname=pgbouncer user=md5user");
+	PGresult *res = PQexec(console, "SHOW POOLS");
+	ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+	int rows = 0, db_col = PQfnumber(res, "database"), user_col = PQfnumber(res, "user");
+	for (int i = 0; i < PQntuples(res); i++) {
+		if (strcmp(PQgetvalue(res, i, db_col), "app") != 0)
+			continue;
+		rows++;
+		ck_assert_str_eq(PQgetvalue(res, i, user_col), "trustuser");
+	}
+	PQclear(res);
+	ck_assert_int_eq(rows, 1);
+	ck_assert_int_eq(harness_show_long(console, "SHOW POOLS", "database", "app", "cl_active"), 2);
+	char *who = harness_show_value(console, "SHOW CLIENTS", "user", "scramuser", "database");
+	ck_assert_ptr_nonnull(who);
+	ck_assert_str_eq(who, "app");
+	free(who);
+
+	PQfinish(console);
+	finish_jobs(jobs, n);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/*
+ * SET default_pool_size on the console applies to the pools that exist
+ * already, not only to new ones (PgBouncer's GH issue #248).
+ */
+START_TEST(test_console_default_pool_size_applies_to_existing_pools)
+{
+	expect_no_servers();
+	struct harness_sluice *s = harness_sluice_start("auth_type = trust\npool_mode = transaction\n"
+							"admin_users = md5user\ndefault_pool_size = 1\n",
+		NULL, USERLIST);
+	static const char *const clients[] = { "trustuser", "trustuser", "trustuser", NULL };
+	struct job jobs[MAX_JOBS];
+	int n = connect_jobs(s, jobs, clients);
+	ck_assert_int_eq(run_jobs(jobs, n, "SELECT pg_sleep(0.3)", 0, true), 1);
+
+	PGconn *console = harness_connect(s, "dbname=pgbouncer user=md5user");
+	PGresult *res = PQexec(console, "SET default_pool_size = 3");
+	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	ck_assert_int_eq(run_jobs(jobs, n, "SELECT pg_sleep(0.3)", 0, true), 3);
+
+	PQfinish(console);
 	finish_jobs(jobs, n);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
@@ -413,6 +488,8 @@ static Suite *pool_size_suite(void)
 	TCase *tc = harness_tcase("caps");
 	tcase_add_loop_test(tc, test_pool_limit_caps_server_connections_of_a_crowd, 0,
 		(int)ARRAY_SIZE(cap_cases));
+	tcase_add_test(tc, test_forced_user_database_has_one_pool);
+	tcase_add_test(tc, test_console_default_pool_size_applies_to_existing_pools);
 	tcase_add_test(tc, test_waiting_clients_are_served_in_arrival_order);
 	suite_add_tcase(s, tc);
 
