@@ -118,6 +118,21 @@ int pool_min_size_of(const struct pool *p)
 	return p->db->min_pool_size >= 0 ? p->db->min_pool_size : p->w->cfg->min_pool_size;
 }
 
+/*
+ * How many servers the pool keeps open without being asked: min_pool_size,
+ * within pool_size (which a console SET may have lowered), while the pool
+ * has clients, and always for a database with a forced user, as PgBouncer's
+ * janitor keeps them. A pool of a client's own user is kept warm only while
+ * that user is connected: sluice does not log in as users on speculation.
+ */
+static int warm_size_of(const struct pool *p)
+{
+	bool has_clients = p->n_cl_waiting_login + p->n_cl_waiting + p->n_cl_active + p->n_cl_idle > 0;
+	if (p->is_admin || (!has_clients && !p->db->user))
+		return 0;
+	return MIN(pool_min_size_of(p), pool_size_of(p));
+}
+
 /* [users] over [databases] over the global value, as PgBouncer's pool_res_pool_size. */
 static int reserve_size_of(const struct pool *p)
 {
@@ -417,9 +432,14 @@ void pool_kick(struct pool *p)
 		server_connect(p);
 		need--;
 	}
-	/* Keep min_pool_size warm (only once logins work). */
-	while (!paused && w->shutdown == WORKER_RUNNING && p->have_welcome &&
-	       pool_servers_of(p) < pool_min_size_of(p) && may_open(p, false))
+	/*
+	 * Keep the warm servers, within the limits and evicting nobody. Until a
+	 * login has worked, one at a time: a server that refuses logins is
+	 * tried once per server_login_retry, not min_pool_size times.
+	 */
+	int warm = warm_size_of(p);
+	while (!paused && w->shutdown == WORKER_RUNNING && pool_servers_of(p) < warm &&
+	       (p->have_welcome || p->n_sv_login == 0) && may_open(p, false))
 		server_connect(p);
 }
 
@@ -558,8 +578,20 @@ void pool_tick(struct pool *p, uint64_t now)
 	if (free_if_idle(p, now))
 		return;
 	if (p->n_cl_waiting > 0 || p->n_cl_waiting_login > 0 || p->n_cl_waiting_repl > 0 ||
-	    pool_servers_of(p) < pool_min_size_of(p))
+	    pool_servers_of(p) < warm_size_of(p))
 		worker_schedule_kick(p->w, p);
+}
+
+void pool_create_warm(struct worker *w)
+{
+	if (w->shutdown != WORKER_RUNNING)
+		return;
+	const struct config_database *db;
+	for (db = w->cfg->databases; db; db = db->hh.next) {
+		int min = db->min_pool_size >= 0 ? db->min_pool_size : w->cfg->min_pool_size;
+		if (db->user && min > 0 && db != w->cfg->fallback)
+			worker_schedule_kick(w, pool_get(w, db->name, db->user, db));
+	}
 }
 
 void pool_reconfigure(struct pool *p)

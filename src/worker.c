@@ -193,6 +193,7 @@ static void on_tick(uv_timer_t *t)
 	stream_linger_expire(w, now, LINGER_MS);
 	cancel_tick(w, now);
 	listener_tick(w, now);
+	pool_create_warm(w);
 	struct pool *p, *pn;
 	for (p = TAILQ_FIRST(&w->pools); p; p = pn) {
 		pn = TAILQ_NEXT(p, link);
@@ -434,6 +435,7 @@ static int install_config(struct worker *w, struct config *cfg, bool read_auth_f
 	if (old_ul != ul)
 		auth_userlist_free(old_ul);
 	kick_all_pools(w);
+	pool_create_warm(w);
 	return 0;
 }
 

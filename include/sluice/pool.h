@@ -178,6 +178,13 @@ void pool_send_welcome(struct pool *p, struct client *c);
  * may free p (callers iterating the pools keep the next one first).
  */
 void pool_tick(struct pool *p, uint64_t now);
+/*
+ * Creates the pool of every database with a forced user and a
+ * min_pool_size, if it is not there, and schedules its assignment, so that
+ * its servers are opened before any client comes (as PgBouncer's janitor
+ * does). Run by the tick and after a reload.
+ */
+void pool_create_warm(struct worker *w);
 /* Re-resolve the pool's database entry after a reload. */
 void pool_reconfigure(struct pool *p);
 bool pool_is_empty(const struct pool *p);

@@ -362,7 +362,22 @@ END_TEST
 
 /* ---- min_pool_size ----------------------------------------------------------- */
 
-START_TEST(test_min_pool_size_opens_servers_after_first_login_and_refills)
+/* Terminates one backend of user on PostgreSQL, as a crash or an operator would. */
+static void terminate_one_backend(const char *user)
+{
+	ck_assert_int_eq(harness_pg_exec_long("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
+					      "FROM (SELECT pid FROM pg_stat_activity WHERE "
+					      "usename = '%s' LIMIT 1) t",
+				 user),
+		1);
+}
+
+/*
+ * Without a forced user, a pool is kept at min_pool_size while it has
+ * clients, and only then (as PgBouncer's janitor): sluice logs in as a
+ * client's user for that user, not on speculation once everyone has left.
+ */
+START_TEST(test_min_pool_size_keeps_servers_warm_while_clients_are_connected)
 {
 	expect_no_servers();
 	struct harness_sluice *s = harness_sluice_start("auth_type = trust\npool_mode = transaction\n"
@@ -379,10 +394,7 @@ START_TEST(test_min_pool_size_opens_servers_after_first_login_and_refills)
 	ck_assert_int_eq(count_servers(), 3);
 
 	/* A server that dies is replaced. */
-	ck_assert_int_eq(harness_pg_exec_long("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
-					      "FROM (SELECT pid FROM pg_stat_activity WHERE "
-					      "usename = 'trustuser' LIMIT 1) t"),
-		1);
+	terminate_one_backend("trustuser");
 	harness_sleep_ms(100);
 	n = wait_servers(3, 3000);
 	ck_assert_msg(n == 3, "after one server was terminated the pool has %ld", n);
@@ -391,6 +403,51 @@ START_TEST(test_min_pool_size_opens_servers_after_first_login_and_refills)
 	ck_assert_str_eq(v, "42");
 	free(v);
 	PQfinish(conn);
+
+	/* With no client left, a server that dies is not replaced. */
+	harness_sleep_ms(300);
+	terminate_one_backend("trustuser");
+	ck_assert_int_eq(wait_servers(2, 3000), 2);
+	harness_sleep_ms(600);
+	ck_assert_int_eq(count_servers(), 2);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/*
+ * A database with a forced user and min_pool_size has its servers opened
+ * before any client comes: at start, and when a RELOAD adds it (PgBouncer's
+ * test_min_pool_size). A dead one is replaced with no client in sight.
+ */
+START_TEST(test_min_pool_size_warms_a_forced_user_database_without_clients)
+{
+	expect_no_servers();
+	struct harness_sluice *s = harness_sluice_start(
+		"auth_type = trust\npool_mode = transaction\ndefault_pool_size = 4\n",
+		"app = host=@PGHOST@ port=@PGPORT@ dbname=app user=trustuser min_pool_size=2\n"
+		"plain = host=@PGHOST@ port=@PGPORT@ dbname=app min_pool_size=3\n"
+		";other\n",
+		USERLIST);
+	long n = harness_wait_backends("trustuser", 2, 3000);
+	ck_assert_msg(n == 2, "forced user, min_pool_size = 2: %ld servers without clients", n);
+	harness_sleep_ms(400);
+	ck_assert_int_eq(count_servers(), 2); /* nothing for "plain", which has no forced user */
+
+	terminate_one_backend("trustuser");
+	harness_sleep_ms(100);
+	ck_assert_int_eq(harness_wait_backends("trustuser", 2, 3000), 2);
+
+	const struct harness_pg *pg = harness_pg();
+	char *other = xasprintf("other = host=%s port=%d dbname=app user=md5user min_pool_size=1\n",
+		pg->host, pg->port);
+	harness_sluice_edit_ini(s, ";other\n", other);
+	free(other);
+	harness_sluice_signal(s, SIGHUP);
+	ck_assert(harness_sluice_log_wait(s, "configuration reloaded", 3000));
+	ck_assert_int_eq(harness_wait_backends("md5user", 1, 3000), 1);
+	ck_assert_int_eq(count_servers(), 3);
+
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
 }
@@ -494,7 +551,8 @@ static Suite *pool_size_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = harness_tcase("warm_and_reserve");
-	tcase_add_test(tc, test_min_pool_size_opens_servers_after_first_login_and_refills);
+	tcase_add_test(tc, test_min_pool_size_keeps_servers_warm_while_clients_are_connected);
+	tcase_add_test(tc, test_min_pool_size_warms_a_forced_user_database_without_clients);
 	tcase_add_loop_test(tc, test_reserve_pool_opens_extra_server_after_timeout, 0,
 		(int)ARRAY_SIZE(reserve_cases));
 	suite_add_tcase(s, tc);
