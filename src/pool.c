@@ -195,30 +195,159 @@ static bool may_open(const struct pool *p, bool with_reserve)
 	return !db_full(p) && !user_full(p);
 }
 
+/* ---- sharing max_db_connections and max_user_connections ------------------------ */
+
+/*
+ * Pools of one database (max_db_connections) or of one user
+ * (max_user_connections) share the servers the limit allows. A free place
+ * under it goes to the pool whose oldest waiting client not yet covered by
+ * a server on its way started waiting first, whichever pool that is (a
+ * "line" per limit); when the limit is full, that pool may close the
+ * longest-idle server of another pool of the line to make room, as
+ * PgBouncer evicts one. Within a pool, a released server goes to the
+ * pool's own waiters first. The line is computed from the pools, never
+ * stored: a kick of a pool that is not first in a line schedules the first
+ * one's kick instead, and every kick ends by scheduling the first of each
+ * line it belongs to, so a place freed by a close or an idle server that
+ * can be evicted reaches the oldest waiter in the same round. Ordered by
+ * (wait start, pool order), so the kicks scheduled this way cannot cycle.
+ */
+
+/* Has the oldest waiter of p waited reserve_pool_timeout? */
+static bool reserve_due(const struct pool *p, uint64_t now)
+{
+	const struct client *oldest = TAILQ_FIRST(&p->waiting);
+	return oldest && now - oldest->state_since >= (uint64_t)p->w->cfg->reserve_pool_timeout;
+}
+
+static int own_limit_of(const struct pool *p, bool with_reserve)
+{
+	return pool_size_of(p) + (with_reserve ? reserve_size_of(p) : 0);
+}
+
+/*
+ * Whether p is in line for a new server, and since when: the wait start of
+ * its oldest client that the servers logging in or being tested will not
+ * serve. Not in line when it cannot open one for a reason of its own
+ * (paused, server_login_retry, its pool_size).
+ */
+static bool uncovered_since(const struct pool *p, uint64_t now, uint64_t *since)
+{
+	if (p->is_admin || worker_db_paused(p->w, p->db_name) || login_retry_blocks(p, now) ||
+	    pool_servers_of(p) >= own_limit_of(p, reserve_due(p, now)))
+		return false;
+	bool found = false;
+	const struct client *c = TAILQ_FIRST(&p->waiting_login);
+	if (c && !p->have_welcome && p->n_sv_login == 0) {
+		*since = c->state_since;
+		found = true;
+	}
+	int covered = p->n_sv_login + p->n_sv_tested;
+	for (c = TAILQ_FIRST(&p->waiting); c && covered > 0; covered--)
+		c = TAILQ_NEXT(c, state_link);
+	if (c && (!found || c->state_since < *since)) {
+		*since = c->state_since;
+		found = true;
+	}
+	return found;
+}
+
+/*
+ * The first pool in the line of p's database (by_db) or of p's user, or
+ * NULL when nobody is in it. A pool the other limit keeps from opening is
+ * not in this line.
+ */
+static struct pool *first_in_line(const struct pool *p, uint64_t now, bool by_db)
+{
+	struct pool *q, *first = NULL;
+	uint64_t first_since = 0, since;
+	TAILQ_FOREACH(q, &p->w->pools, link) {
+		if (by_db ? strcmp(q->db_name, p->db_name) != 0 : strcmp(q->user_name, p->user_name) != 0)
+			continue;
+		if (!uncovered_since(q, now, &since) || (by_db ? user_full(q) : db_full(q)))
+			continue;
+		if (!first || since < first_since) {
+			first = q;
+			first_since = since;
+		}
+	}
+	return first;
+}
+
+/* A pool ahead of p in a line p's limits put it in, or NULL. */
+static struct pool *ahead_in_line(const struct pool *p, uint64_t now)
+{
+	struct pool *q;
+	if (max_db_of(p) > 0 && (q = first_in_line(p, now, true)) && q != p)
+		return q;
+	if (max_user_of(p) > 0 && (q = first_in_line(p, now, false)) && q != p)
+		return q;
+	return NULL;
+}
+
+/* Schedules the kick of the first pool of each line p is in (see above). */
+static void pass_turn(struct pool *p, uint64_t now)
+{
+	struct pool *q;
+	if (max_db_of(p) > 0 && (q = first_in_line(p, now, true)) && q != p)
+		worker_schedule_kick(p->w, q);
+	if (max_user_of(p) > 0 && (q = first_in_line(p, now, false)) && q != p)
+		worker_schedule_kick(p->w, q);
+}
+
+/*
+ * How long a server that has served no client yet is kept from eviction
+ * while its pool has clients: it was opened for them, and the welcome of a
+ * new pool's clients leaves it idle until their first query arrives, a
+ * round trip later. Closing it then would pay a login for nothing, over
+ * and over between pools at a limit (PgBouncer's test_max_db_connections
+ * saw that). Bounded, so that clients which log in and stay silent do not
+ * hold the place for ever.
+ */
+#define FRESH_SERVER_GRACE_MS 250
+
+/* May s be closed to make room for another pool? */
+static bool evictable(const struct server *s, uint64_t now)
+{
+	const struct pool *q = s->pool;
+	return s->link_count > 0 || now - s->idle_since >= FRESH_SERVER_GRACE_MS ||
+	       q->n_cl_waiting_login + q->n_cl_waiting + q->n_cl_active + q->n_cl_idle == 0;
+}
+
 /*
  * The pool has room of its own but max_db_connections or max_user_connections
- * is full: close an idle server of another pool under the same full limits (as
- * PgBouncer evicts one), or that pool's idle servers would keep this pool's
+ * is full: close the longest-idle evictable server of another pool under the
+ * same full limits, or that pool's idle servers would keep this pool's
  * clients waiting for ever. Returns whether one was closed.
  */
-static bool evict_idle_elsewhere(struct pool *p, bool with_reserve)
+static bool evict_idle_elsewhere(struct pool *p, uint64_t now, bool with_reserve)
 {
-	if (pool_servers_of(p) >= pool_size_of(p) + (with_reserve ? reserve_size_of(p) : 0))
+	if (pool_servers_of(p) >= own_limit_of(p, with_reserve))
 		return false;
 	bool by_db = db_full(p), by_user = user_full(p);
 	if (!by_db && !by_user)
 		return false;
 	struct pool *q;
+	struct server *victim = NULL;
 	TAILQ_FOREACH(q, &p->w->pools, link) {
 		if (q == p || q->n_sv_idle == 0)
 			continue;
 		if ((by_db && strcmp(q->db_name, p->db_name) != 0) ||
 		    (by_user && strcmp(q->user_name, p->user_name) != 0))
 			continue;
-		server_close(TAILQ_FIRST(&q->sv_idle), "evicted for a pool at a connection limit");
-		return true;
+		struct server *s;
+		TAILQ_FOREACH_REVERSE(s, &q->sv_idle, server_list, state_link) {
+			if (!evictable(s, now))
+				continue;
+			if (!victim || s->idle_since < victim->idle_since)
+				victim = s;
+			break; /* the list is most recently used first */
+		}
 	}
-	return false;
+	if (!victim)
+		return false;
+	server_close(victim, "evicted for a pool at a connection limit");
+	return true;
 }
 
 /*
@@ -341,7 +470,7 @@ static void open_replication_servers(struct pool *p, uint64_t now)
 		bool with_reserve = now - c->state_since >= (uint64_t)cfg->reserve_pool_timeout;
 		if (!may_open(p, with_reserve) &&
 		    !(evict_idle_here(p) && may_open(p, with_reserve)) &&
-		    !(evict_idle_elsewhere(p, with_reserve) && may_open(p, with_reserve)))
+		    !(evict_idle_elsewhere(p, now, with_reserve) && may_open(p, with_reserve)))
 			break;
 		if (pool_servers_of(p) >= pool_size_of(p))
 			log_write(LOG_LEVEL_WARNING, &c->lc, "taking connection from reserve_pool");
@@ -362,7 +491,6 @@ static int replication_logins(const struct pool *p)
 void pool_kick(struct pool *p)
 {
 	struct worker *w = p->w;
-	const struct config *cfg = w->cfg;
 	uint64_t now = uv_now(w->loop);
 	if (p->kick_scheduled) {
 		TAILQ_REMOVE(&w->kick_queue, p, kick_link);
@@ -408,6 +536,7 @@ void pool_kick(struct pool *p)
 		/* Unless a login now under way may still succeed. */
 		if (p->n_sv_login == 0)
 			fail_waiters_while_login_fails(p);
+		pass_turn(p, now); /* a failed login may have freed a place */
 		return;
 	}
 
@@ -416,14 +545,15 @@ void pool_kick(struct pool *p)
 	int need = p->n_cl_waiting - logins - p->n_sv_tested;
 	if (!p->have_welcome && p->n_cl_waiting_login > 0 && logins == 0)
 		need = MAX(need, 1);
-	bool with_reserve = false;
-	if (p->n_cl_waiting > 0) {
-		struct client *oldest = TAILQ_FIRST(&p->waiting);
-		with_reserve = now - oldest->state_since >= (uint64_t)cfg->reserve_pool_timeout;
-	}
+	bool with_reserve = reserve_due(p, now);
 	while (!paused && need > 0) {
+		struct pool *ahead = ahead_in_line(p, now);
+		if (ahead) {
+			worker_schedule_kick(w, ahead);
+			break;
+		}
 		if (!may_open(p, with_reserve) &&
-		    !(evict_idle_elsewhere(p, with_reserve) && may_open(p, with_reserve)))
+		    !(evict_idle_elsewhere(p, now, with_reserve) && may_open(p, with_reserve)))
 			break;
 		/* PgBouncer's line (its tests count it), on the waiter that earned it. */
 		if (pool_servers_of(p) >= pool_size_of(p))
@@ -439,8 +569,10 @@ void pool_kick(struct pool *p)
 	 */
 	int warm = warm_size_of(p);
 	while (!paused && w->shutdown == WORKER_RUNNING && pool_servers_of(p) < warm &&
-	       (p->have_welcome || p->n_sv_login == 0) && may_open(p, false))
+	       (p->have_welcome || p->n_sv_login == 0) && may_open(p, false) &&
+	       !ahead_in_line(p, now))
 		server_connect(p);
+	pass_turn(p, now);
 }
 
 void pool_want_server(struct pool *p, struct client *c)

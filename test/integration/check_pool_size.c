@@ -360,6 +360,83 @@ START_TEST(test_waiting_clients_are_served_in_arrival_order)
 }
 END_TEST
 
+/*
+ * Drives an asynchronous connection (PQconnectStart) for up to ms; returns
+ * whether it is established. Fails the test if it failed.
+ */
+static bool drive_connect(PGconn *conn, long ms)
+{
+	long deadline = harness_now_ms() + ms;
+	for (;;) {
+		PostgresPollingStatusType st = PQconnectPoll(conn);
+		ck_assert_msg(st != PGRES_POLLING_FAILED, "%s", PQerrorMessage(conn));
+		if (st == PGRES_POLLING_OK)
+			return true;
+		long left = deadline - harness_now_ms();
+		if (left <= 0)
+			return false;
+		struct pollfd pfd = { .fd = PQsocket(conn),
+			.events = st == PGRES_POLLING_WRITING ? POLLOUT : POLLIN };
+		ck_assert_int_ge(poll(&pfd, 1, (int)MIN(left, 50)), 0);
+	}
+}
+
+/*
+ * At a full max_db_connections, a server that becomes free goes to the pool
+ * whose client has waited longest, not to whichever pool asks first: here a
+ * client of a new pool (scramuser), waiting for its first server, comes
+ * before a second md5user client that waits too, and the server trustuser's
+ * client gives up is evicted for scramuser's. Before, the first pool in
+ * creation order took it, over and over, and a late pool could wait until
+ * its clients' connect_timeout (PgBouncer's test_max_db_connections).
+ */
+START_TEST(test_max_db_connections_serves_the_longest_waiting_pool_first)
+{
+	expect_no_servers();
+	struct harness_sluice *s = harness_sluice_start(
+		"auth_type = trust\npool_mode = transaction\ndefault_pool_size = 5\n",
+		"app = host=@PGHOST@ port=@PGPORT@ dbname=app max_db_connections=2\n", USERLIST);
+	PGconn *x1 = harness_connect(s, "dbname=app user=trustuser");
+	PGconn *x2 = harness_connect(s, "dbname=app user=md5user");
+	PGconn *y2 = harness_connect(s, "dbname=app user=md5user");
+	free(harness_query_text(x1, "BEGIN"));
+	free(harness_query_text(x2, "BEGIN"));
+	ck_assert_int_eq(count_servers(), 2);
+
+	char *conninfo = xasprintf("host=127.0.0.1 port=%d dbname=app user=scramuser", s->port);
+	PGconn *x3 = PQconnectStart(conninfo);
+	free(conninfo);
+	ck_assert_ptr_nonnull(x3);
+	ck_assert_msg(!drive_connect(x3, 300), "scramuser logged in with no server free");
+	ck_assert(PQsendQuery(y2, "SELECT 'y2'"));
+	harness_sleep_ms(300);
+
+	free(harness_query_text(x1, "COMMIT"));
+	ck_assert_msg(drive_connect(x3, 2000),
+		"the longest-waiting client (scramuser) did not get the freed server");
+	harness_expect_answer(x3, "SELECT 'x3'", "x3");
+	ck_assert(PQconsumeInput(y2));
+	ck_assert_msg(PQisBusy(y2), "md5user's later client was served first");
+	ck_assert_int_le(count_servers(), 2);
+
+	free(harness_query_text(x2, "COMMIT"));
+	ck_assert(harness_wait_not_busy(y2, 3000));
+	PGresult *res = PQgetResult(y2);
+	ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+	ck_assert_str_eq(PQgetvalue(res, 0, 0), "y2");
+	PQclear(res);
+	ck_assert_ptr_null(PQgetResult(y2));
+	ck_assert_int_le(count_servers(), 2);
+
+	PQfinish(x1);
+	PQfinish(x2);
+	PQfinish(y2);
+	PQfinish(x3);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
 /* ---- min_pool_size ----------------------------------------------------------- */
 
 /* Terminates one backend of user on PostgreSQL, as a crash or an operator would. */
@@ -548,6 +625,7 @@ static Suite *pool_size_suite(void)
 	tcase_add_test(tc, test_forced_user_database_has_one_pool);
 	tcase_add_test(tc, test_console_default_pool_size_applies_to_existing_pools);
 	tcase_add_test(tc, test_waiting_clients_are_served_in_arrival_order);
+	tcase_add_test(tc, test_max_db_connections_serves_the_longest_waiting_pool_first);
 	suite_add_tcase(s, tc);
 
 	tc = harness_tcase("warm_and_reserve");
