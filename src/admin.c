@@ -6,8 +6,8 @@
  *
  * It owns no connection state: console clients are struct client, pools,
  * servers and statistics are read through their modules' functions, and
- * control commands act through those modules too (worker_reload,
- * worker_begin_shutdown, server_mark_close_needed, client_fail...).
+ * control commands act through those modules too (process_reload,
+ * process_shutdown, server_mark_close_needed, client_fail...).
  */
 #include "sluice/admin.h"
 
@@ -25,6 +25,7 @@
 #include "sluice/log.h"
 #include "sluice/pkt.h"
 #include "sluice/pool.h"
+#include "sluice/process.h"
 #include "sluice/server.h"
 #include "sluice/sqlstate.h"
 #include "sluice/stats.h"
@@ -1155,7 +1156,7 @@ static void cmd_resume(struct client *c, const char *db)
 			send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "pooler is shutting down");
 			return;
 		}
-		worker_resume_all(w);
+		process_resume_all(w->process);
 	}
 	send_complete(c, "RESUME");
 }
@@ -1204,7 +1205,7 @@ static void cmd_set(struct client *c, const char *key, const char *value)
 		return;
 	}
 	struct config_error err;
-	int rc = worker_set(w, key, value, &err);
+	int rc = process_set(w->process, key, value, &err);
 	if (rc == CONFIG_APPLY_IGNORED) {
 		struct buf_out out;
 		buf_out_init(&out);
@@ -1410,7 +1411,7 @@ static void run_command(struct client *c, const char *sql)
 	}
 
 	if (strcmp(verb, "reload") == 0) {
-		if (worker_reload(w) != 0)
+		if (process_reload(w->process) != 0)
 			send_error(c, SQLSTATE_CONFIG_FILE_ERROR,
 				   "RELOAD failed, see logs for additional details; the previous "
 				   "configuration stays in effect");
@@ -1468,7 +1469,7 @@ static void run_command(struct client *c, const char *sql)
 		}
 		log_info("SHUTDOWN requested from the admin console");
 		send_complete(c, "SHUTDOWN");
-		worker_begin_shutdown(w, how);
+		process_shutdown(w->process, how);
 	} else if (strcmp(verb, "suspend") == 0) {
 		send_error(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
 			   "SUSPEND is not supported: sluice has no online restart");

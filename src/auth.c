@@ -238,6 +238,7 @@ int auth_userlist_load(const char *path, struct auth_userlist **out, char *err, 
 		return -1;
 	}
 	struct auth_userlist *list = xcalloc(1, sizeof(*list));
+	atomic_init(&list->refs, 1);
 	char *line = NULL;
 	size_t cap = 0;
 	int lineno = 0, rc = 0;
@@ -272,16 +273,23 @@ out:
 	}
 	fclose(f);
 	if (rc < 0) {
-		auth_userlist_free(list);
+		auth_userlist_unref(list);
 		return -1;
 	}
 	*out = list;
 	return 0;
 }
 
-void auth_userlist_free(struct auth_userlist *list)
+struct auth_userlist *auth_userlist_ref(struct auth_userlist *list)
 {
-	if (!list)
+	if (list)
+		atomic_fetch_add_explicit(&list->refs, 1, memory_order_relaxed);
+	return list;
+}
+
+void auth_userlist_unref(struct auth_userlist *list)
+{
+	if (!list || atomic_fetch_sub_explicit(&list->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	struct auth_user *u, *tmp;
 	HASH_ITER(hh, list->users, u, tmp)

@@ -1904,6 +1904,7 @@ static int validate(struct load *ld)
 struct config *config_load(const char *path, struct config_error *err)
 {
 	struct config *cfg = xcalloc(1, sizeof(*cfg));
+	atomic_init(&cfg->refs, 1);
 	struct load ld = { .cfg = cfg, .err = err };
 	char msg[MSG_LEN];
 
@@ -1928,13 +1929,20 @@ struct config *config_load(const char *path, struct config_error *err)
 	return cfg;
 
 fail:
-	config_free(cfg);
+	config_unref(cfg);
 	return NULL;
 }
 
-void config_free(struct config *cfg)
+struct config *config_ref(struct config *cfg)
 {
-	if (!cfg)
+	atomic_fetch_add_explicit(&cfg->refs, 1, memory_order_relaxed);
+	return cfg;
+}
+
+void config_unref(struct config *cfg)
+{
+	/* acq_rel: the freeing thread must see every write made before other releases. */
+	if (!cfg || atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
 		if (type_is_string(settings[i].type))
@@ -1994,6 +2002,7 @@ struct config *config_copy(const struct config *src)
 {
 	struct config *cfg = xmalloc(sizeof(*cfg));
 	*cfg = *src;
+	atomic_init(&cfg->refs, 1);
 	cfg->path = dup_or_null(src->path);
 	for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
 		if (type_is_string(settings[i].type)) {

@@ -1,6 +1,6 @@
 /*
  * main.c - the command line, daemonizing, giving up root, the pidfile, and
- * wiring the worker to its loop. Nothing else: every behaviour lives in its
+ * wiring the process (process.h: configuration, signals, workers) to its loop. Nothing else: every behaviour lives in its
  * module.
  */
 #include <errno.h>
@@ -22,7 +22,7 @@
 #include "sluice/config.h"
 #include "sluice/listener.h"
 #include "sluice/log.h"
-#include "sluice/worker.h"
+#include "sluice/process.h"
 #include "sluice_version.h"
 
 static void usage(FILE *out)
@@ -190,9 +190,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	cfg->verbose = MIN(cfg->verbose + verbose, 3);
-	if (worker_log_setup(cfg, !daemon && !quiet) != 0) {
+	if (process_log_setup(cfg, !daemon && !quiet) != 0) {
 		fprintf(stderr, "sluice: cannot open logfile %s: %s\n", cfg->logfile, strerror(errno));
-		config_free(cfg);
+		config_unref(cfg);
 		return 1;
 	}
 	/* The command line wins over the file, as in PgBouncer. */
@@ -204,7 +204,7 @@ int main(int argc, char **argv)
 		const struct passwd *pw = getpwnam(user);
 		if (!pw) {
 			log_error("could not find user '%s' to switch to", user);
-			config_free(cfg);
+			config_unref(cfg);
 			log_shutdown();
 			return 1;
 		}
@@ -217,18 +217,16 @@ int main(int argc, char **argv)
 
 	uv_loop_t loop;
 	uv_loop_init(&loop);
-	struct worker w;
+	struct process pr;
 	int rc = 1;
-	if (worker_init(&w, &loop, cfg) != 0) {
+	if (process_init(&pr, &loop, cfg, verbose, !daemon && !quiet) != 0) {
 		log_error("start-up failed");
 		goto out;
 	}
-	w.verbose_extra = verbose;
-	w.log_stderr = !daemon && !quiet;
-	if (worker_start(&w) != 0 || (run_as.name && become_user(&w, &run_as) != 0)) {
-		worker_begin_shutdown(&w, WORKER_EXIT);
+	if (process_start(&pr) != 0 || (run_as.name && become_user(&pr.worker, &run_as) != 0)) {
+		process_shutdown(&pr, WORKER_EXIT);
 		uv_run(&loop, UV_RUN_DEFAULT);
-		worker_deinit(&w);
+		process_deinit(&pr);
 		goto out;
 	}
 	if (!run_as.name && geteuid() == 0)
@@ -239,16 +237,16 @@ int main(int argc, char **argv)
 		free(pidfile);
 		pidfile = NULL;
 		report_start(&report_fd, false);
-		worker_begin_shutdown(&w, WORKER_EXIT);
+		process_shutdown(&pr, WORKER_EXIT);
 		uv_run(&loop, UV_RUN_DEFAULT);
-		worker_deinit(&w);
+		process_deinit(&pr);
 		goto out;
 	}
 	report_start(&report_fd, true);
 	log_info("sluice %s started (pid %d)", SLUICE_VERSION, (int)getpid());
 	uv_run(&loop, UV_RUN_DEFAULT);
-	rc = w.exit_code;
-	worker_deinit(&w);
+	rc = 0;
+	process_deinit(&pr);
 	log_info("sluice stopped");
 out:
 	report_start(&report_fd, false);

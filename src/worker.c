@@ -5,7 +5,6 @@
  */
 #include "sluice/worker.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,19 +104,26 @@ static int total_active_servers(struct worker *w)
 	return n;
 }
 
-/*
- * The deferred step, run by libuv's check phase right after polling:
- *   1. assignment for every pool that gained a waiter or lost a server;
- *   2. every stream's queued output, one writev each (assignment may have
- *      queued some, so it runs first);
- *   3. a shutdown whose condition now holds.
- */
-static void on_check(uv_check_t *h)
+static void run_kicks(struct worker *w)
 {
-	struct worker *w = container_of(h, struct worker, flush_check);
 	struct pool *p;
 	while ((p = TAILQ_FIRST(&w->kick_queue)) != NULL)
 		pool_kick(p); /* removes p from the queue */
+}
+
+/* The deferred step, run by libuv's check phase right after polling (see worker.h). */
+static void on_check(uv_check_t *h)
+{
+	struct worker *w = container_of(h, struct worker, flush_check);
+	run_kicks(w);
+	/*
+	 * Before the output: a PAUSE or WAIT_CLOSE that this round completed is
+	 * answered in this round's writev, not a tick later. The console
+	 * commands that follow it in the client's input run then too, and may
+	 * kick pools (RESUME): those kicks run in this round as well.
+	 */
+	admin_poll(w);
+	run_kicks(w);
 
 	struct stream *s;
 	while ((s = TAILQ_FIRST(&w->flush_queue)) != NULL) {
@@ -125,8 +131,6 @@ static void on_check(uv_check_t *h)
 		s->in_flush_queue = false;
 		stream_flush(s);
 	}
-
-	admin_poll(w);
 
 	if ((w->shutdown == WORKER_WAIT_CLIENTS && w->client_count == 0) ||
 	    (w->shutdown == WORKER_WAIT_SERVERS && total_active_servers(w) == 0) ||
@@ -205,57 +209,7 @@ static void on_tick(uv_timer_t *t)
 	}
 }
 
-/* ---- signals, reload, shutdown --------------------------------------------------- */
-
-static void on_signal(uv_signal_t *h, int signum)
-{
-	struct worker *w = h->data;
-	switch (signum) {
-	case SIGHUP:
-		log_info("SIGHUP: reloading configuration");
-		if (worker_reload(w) != 0)
-			log_error("reload failed; the previous configuration stays in effect");
-		break;
-	case SIGTERM:
-		if (w->shutdown == WORKER_WAIT_CLIENTS) {
-			log_info("second SIGTERM: exiting now");
-			worker_begin_shutdown(w, WORKER_EXIT);
-		} else {
-			log_info("SIGTERM: no new connections; exiting when clients are gone");
-			worker_begin_shutdown(w, WORKER_WAIT_CLIENTS);
-		}
-		break;
-	case SIGINT:
-		if (w->shutdown == WORKER_WAIT_SERVERS) {
-			log_info("second SIGINT: exiting now");
-			worker_begin_shutdown(w, WORKER_EXIT);
-		} else {
-			log_info("SIGINT: no new connections; exiting when servers are released");
-			worker_begin_shutdown(w, WORKER_WAIT_SERVERS);
-		}
-		break;
-	case SIGQUIT:
-		log_info("SIGQUIT: exiting now");
-		worker_begin_shutdown(w, WORKER_EXIT);
-		break;
-	case SIGUSR1:
-		if (w->paused_all) {
-			log_info("SIGUSR1: already paused");
-		} else {
-			log_info("SIGUSR1: pausing all databases (as PAUSE)");
-			w->paused_all = true;
-		}
-		break;
-	case SIGUSR2:
-		if (w->shutdown != WORKER_RUNNING)
-			log_info("got SIGUSR2 while shutting down, ignoring");
-		else if (worker_resume_all(w))
-			log_info("SIGUSR2: resuming (as RESUME)");
-		else
-			log_info("SIGUSR2: not paused");
-		break;
-	}
-}
+/* ---- configuration, pause, shutdown ---------------------------------------------- */
 
 bool worker_resume_all(struct worker *w)
 {
@@ -319,93 +273,16 @@ static void finish_exit(struct worker *w)
 	close_handle((uv_handle_t *)&w->tick);
 	uv_check_stop(&w->flush_check);
 	close_handle((uv_handle_t *)&w->flush_check);
-	close_handle((uv_handle_t *)&w->sig_term);
-	close_handle((uv_handle_t *)&w->sig_int);
-	close_handle((uv_handle_t *)&w->sig_hup);
-	close_handle((uv_handle_t *)&w->sig_quit);
-	close_handle((uv_handle_t *)&w->sig_usr1);
-	close_handle((uv_handle_t *)&w->sig_usr2);
+	if (w->exit_cb)
+		w->exit_cb(w);
 }
 
-static int load_userlist(const struct config *cfg, struct auth_userlist **out)
+void worker_install_config(struct worker *w, struct config *cfg, struct auth_userlist *ul)
 {
-	*out = NULL;
-	if (!cfg->auth_file || !*cfg->auth_file)
-		return 0;
-	char err[512];
-	if (auth_userlist_load(cfg->auth_file, out, err, sizeof(err)) != 0) {
-		log_error("%s", err);
-		return -1;
-	}
-	return 0;
-}
-
-static int install_config(struct worker *w, struct config *cfg, bool read_auth_file);
-
-int worker_log_setup(const struct config *cfg, bool also_stderr)
-{
-	enum log_level lvl = cfg->verbose >= 2	 ? LOG_LEVEL_NOISE
-			     : cfg->verbose == 1 ? LOG_LEVEL_DEBUG
-						 : LOG_LEVEL_INFO;
-	int rc = log_setup(lvl, (enum log_format)cfg->log_format, cfg->logfile, also_stderr);
-	log_setup_syslog(cfg->syslog, cfg->syslog_ident, cfg->syslog_facility);
-	return rc;
-}
-
-int worker_reload(struct worker *w)
-{
-	struct config_error err;
-	struct config *cfg = config_load(w->cfg->path, &err);
-	if (!cfg) {
-		log_error("%s", err.text);
-		return -1;
-	}
-	config_keep_restart_settings(cfg, w->cfg);
-	cfg->verbose = MIN(cfg->verbose + w->verbose_extra, 3);
-	/* A rotated logfile is let go here, as PgBouncer does on reload. */
-	log_reopen();
-	if (install_config(w, cfg, true) != 0)
-		return -1;
-	log_info("configuration reloaded");
-	return 0;
-}
-
-int worker_set(struct worker *w, const char *key, const char *value, struct config_error *err)
-{
-	/* Only this key changes: unreloaded edits of the file stay unapplied. */
-	struct config *cfg = config_copy(w->cfg);
-	int rc = config_apply(cfg, key, value, err);
-	if (rc != 0) {
-		config_free(cfg);
-		if (rc == CONFIG_APPLY_IGNORED)
-			log_warning("console SET: %s", err->text);
-		return rc;
-	}
-	if (install_config(w, cfg, false) != 0) {
-		snprintf(err->text, sizeof(err->text), "the new configuration could not be installed");
-		return -1;
-	}
-	log_info("console SET %s = %s", key, value);
-	return 0;
-}
-
-/*
- * Publishes cfg (taking ownership), with a freshly read auth file when asked
- * (RELOAD) or the current one (SET; an auth_file change needs RELOAD).
- */
-static int install_config(struct worker *w, struct config *cfg, bool read_auth_file)
-{
-	struct auth_userlist *ul = w->userlist;
-	if (read_auth_file && load_userlist(cfg, &ul) != 0) {
-		config_free(cfg);
-		return -1;
-	}
-	if (worker_log_setup(cfg, w->log_stderr) != 0)
-		log_warning("cannot open logfile %s; logging stays where it was", cfg->logfile);
 	struct config *old = w->cfg;
 	struct auth_userlist *old_ul = w->userlist;
-	w->cfg = cfg;
-	w->userlist = ul;
+	w->cfg = config_ref(cfg);
+	w->userlist = auth_userlist_ref(ul);
 	struct pool *p, *pn;
 	for (p = TAILQ_FIRST(&w->pools); p; p = pn) {
 		pn = TAILQ_NEXT(p, link);
@@ -431,22 +308,20 @@ static int install_config(struct worker *w, struct config *cfg, bool read_auth_f
 		}
 		pool_free(p);
 	}
-	config_free(old);
-	if (old_ul != ul)
-		auth_userlist_free(old_ul);
+	config_unref(old);
+	auth_userlist_unref(old_ul);
 	kick_all_pools(w);
 	pool_create_warm(w);
-	return 0;
 }
 
 /* ---- lifecycle ------------------------------------------------------------------ */
 
-int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg)
+int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg, struct auth_userlist *ul)
 {
 	memset(w, 0, sizeof(*w));
-	w->log_stderr = true;
 	w->loop = loop;
-	w->cfg = cfg;
+	w->cfg = config_ref(cfg);
+	w->userlist = auth_userlist_ref(ul);
 	buf_pool_init(&w->bufs, BUF_FREE_MAX);
 	TAILQ_INIT(&w->clients);
 	TAILQ_INIT(&w->servers);
@@ -458,18 +333,8 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg)
 	w->start_time = (uint64_t)time(NULL);
 	w->stats_rolled_at = uv_now(loop);
 	rand_bytes(w->mock_seed, sizeof(w->mock_seed));
-	if (load_userlist(cfg, &w->userlist) != 0)
-		return -1;
 	uv_check_init(loop, &w->flush_check);
 	uv_timer_init(loop, &w->tick);
-	uv_signal_init(loop, &w->sig_term);
-	uv_signal_init(loop, &w->sig_int);
-	uv_signal_init(loop, &w->sig_hup);
-	uv_signal_init(loop, &w->sig_quit);
-	uv_signal_init(loop, &w->sig_usr1);
-	uv_signal_init(loop, &w->sig_usr2);
-	w->sig_term.data = w->sig_int.data = w->sig_hup.data = w;
-	w->sig_quit.data = w->sig_usr1.data = w->sig_usr2.data = w;
 	return 0;
 }
 
@@ -478,12 +343,6 @@ int worker_start(struct worker *w)
 	/* The check step first: a failed start exits through it (finish_exit). */
 	uv_check_start(&w->flush_check, on_check);
 	uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
-	uv_signal_start(&w->sig_term, on_signal, SIGTERM);
-	uv_signal_start(&w->sig_int, on_signal, SIGINT);
-	uv_signal_start(&w->sig_hup, on_signal, SIGHUP);
-	uv_signal_start(&w->sig_quit, on_signal, SIGQUIT);
-	uv_signal_start(&w->sig_usr1, on_signal, SIGUSR1);
-	uv_signal_start(&w->sig_usr2, on_signal, SIGUSR2);
 	int rc = listener_start_all(w);
 	if (rc == 0)
 		rc = http_start(w);
@@ -512,7 +371,7 @@ void worker_deinit(struct worker *w)
 		free(ds->name);
 		free(ds);
 	}
-	auth_userlist_free(w->userlist);
+	auth_userlist_unref(w->userlist);
 	w->userlist = NULL;
 	while (w->out_free) {
 		struct stream_out *o = w->out_free;
@@ -520,6 +379,6 @@ void worker_deinit(struct worker *w)
 		free(o);
 	}
 	buf_pool_deinit(&w->bufs);
-	config_free(w->cfg);
+	config_unref(w->cfg);
 	w->cfg = NULL;
 }

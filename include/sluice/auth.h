@@ -15,6 +15,7 @@
  */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,17 +45,22 @@ struct auth_user {
 	UT_hash_handle hh;
 };
 
+/* Immutable once loaded, and shared like a config snapshot: one reference per holder. */
 struct auth_userlist {
+	atomic_int refs;
 	struct auth_user *users;
 };
 
 /*
- * Loads an auth_file. 0 and *out on success; -1 with err = "file:line: what"
+ * Loads an auth_file. 0 and *out (one reference) on success; -1 with err = "file:line: what"
  * on a syntax error or unreadable file. An empty file is a valid empty list.
  */
 int auth_userlist_load(const char *path, struct auth_userlist **out, char *err,
 		       size_t errlen) WUR;
-void auth_userlist_free(struct auth_userlist *list);
+/* Another reference to list (NULL allowed); returns list. Any thread. */
+struct auth_userlist *auth_userlist_ref(struct auth_userlist *list);
+/* Drops a reference (NULL is ignored); the last one frees the list. Any thread. */
+void auth_userlist_unref(struct auth_userlist *list);
 const struct auth_user *auth_userlist_find(const struct auth_userlist *list, const char *name);
 
 /* "md5" + md5_hex(password || user): the form PostgreSQL stores. out: 36 bytes. */

@@ -14,6 +14,7 @@
  */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uthash.h>
@@ -124,6 +125,12 @@ struct config_peer {
 };
 
 struct config {
+	/*
+	 * Snapshots are immutable and shared: each holder (the process, each
+	 * worker) owns one reference, so a reload can replace the process's
+	 * snapshot while a worker still serves with the old one.
+	 */
+	atomic_int refs;
 	char *path; /* the file read, NULL when configured from the environment only */
 
 	/* [sluice] */
@@ -209,14 +216,20 @@ struct config_error {
 
 /*
  * Reads path (NULL: defaults and environment only) and applies SLUICE_*
- * overrides. Returns a new snapshot or NULL with err filled. Unknown keys are
+ * overrides. Returns a new snapshot (one reference) or NULL with err filled. Unknown keys are
  * errors; keys PgBouncer knows but sluice does not implement yet are logged
  * as warnings naming them. Not thread-safe: it sets inih's process-wide
  * parser options, so call it from the main thread only.
  */
 struct config *config_load(const char *path, struct config_error *err) WUR;
-void config_free(struct config *cfg);
-/* A deep copy of a snapshot (the console's SET changes a copy, then swaps it in). */
+/* Takes another reference to cfg; returns cfg. Any thread. */
+struct config *config_ref(struct config *cfg);
+/* Drops a reference (NULL is ignored); the last one frees the snapshot. Any thread. */
+void config_unref(struct config *cfg);
+/*
+ * A deep copy of a snapshot, with one reference (the console's SET changes a
+ * copy, then swaps it in).
+ */
 struct config *config_copy(const struct config *cfg);
 
 /* The entry for a client's database name: exact match, else the fallback, else NULL. */

@@ -2,17 +2,27 @@
  * worker.h - one event loop and everything that lives on it.
  *
  * All mutable state of the pooler hangs off struct worker: listeners,
- * clients, servers, pools, buffers, timers. Besides the worker, the only
- * process-wide state is the immutable config snapshot. sluice runs one worker
- * today; nothing else being global is what makes N workers a later step.
+ * clients, servers, pools, buffers, timers. Besides the workers, the
+ * process (process.h) holds the configuration snapshot in force, the user
+ * list and the signals; a worker serves with references to the snapshot
+ * and list it was last handed. sluice runs one worker today; nothing else
+ * being global is what makes N workers a later step.
  *
- * The loop agenda, per iteration (libuv phases):
- *   1. timers: the tick (timeouts, expiry, pool maintenance; worker_tick)
- *   2. poll: reads, writes, accepts, connects on every socket
- *   3. check (worker_flush, "after this round of I/O"): in this order,
- *      a. send every stream's queued output (one writev per stream);
- *      b. run deferred pool assignment for pools marked dirty during the round;
- *      c. finish a pending shutdown once its condition holds.
+ * The loop agenda, per iteration (libuv phases). This is the one written
+ * description; doc/internals.md points here.
+ *   1. timers: the tick, every 250 ms (on_tick): client and server
+ *      timeouts, lingering closes, cancel forwards, the accept pause, warm
+ *      pools, pool expiry and waiter timeouts (pool_tick), the stats period.
+ *   2. poll: reads, writes, accepts, connects, signals (the process's).
+ *   3. check (on_check, "after this round of I/O"), in this order:
+ *      a. pool assignment for every pool kicked during the round
+ *         (worker_schedule_kick): waiters get idle servers, servers open;
+ *      b. console clients waiting for PAUSE or WAIT_CLOSE that the round
+ *         completed are answered (admin_poll), then a. again for the pools
+ *         their next commands kicked;
+ *      c. every stream's queued output, one writev per stream
+ *         (worker_schedule_flush; a., b. queue output too, so this is last);
+ *      d. a shutdown whose condition now holds is finished (finish_exit).
  *   4. close callbacks: connection memory is freed here, never earlier.
  */
 #pragma once
@@ -30,6 +40,7 @@
 #include "sluice/stream.h"
 
 struct pool;
+struct process;
 struct client;
 struct cancel_peer;
 struct server;
@@ -81,8 +92,11 @@ struct accept_state {
 
 struct worker {
 	uv_loop_t *loop;
-	struct config *cfg; /* current snapshot; owned */
-	struct auth_userlist *userlist; /* owned; NULL without auth_file */
+	struct process *process; /* what the console's process-wide verbs act on; NULL in unit tests */
+	/* Called once the worker has closed its handles at exit (process.c closes its own). */
+	void (*exit_cb)(struct worker *w);
+	struct config *cfg; /* the snapshot this worker serves with; one reference */
+	struct auth_userlist *userlist; /* one reference; NULL without auth_file */
 	uint8_t mock_seed[32]; /* SCRAM mock for unknown users */
 	struct buf_pool bufs;
 	struct stream_out *out_free; /* free list of output batches */
@@ -120,13 +134,7 @@ struct worker {
 	struct pool_list kick_queue;
 	uv_check_t flush_check;
 	uv_timer_t tick;
-	uv_signal_t sig_term, sig_int, sig_hup, sig_quit, sig_usr1, sig_usr2;
 	enum worker_shutdown shutdown;
-	int exit_code;
-	/* From the command line, kept over reloads (main sets them): added to verbose (-v)... */
-	int verbose_extra;
-	/* ...and whether lines also go to stderr when there is a logfile (not with -q or -d). */
-	bool log_stderr;
 };
 
 /*
@@ -160,37 +168,24 @@ struct conn_info {
 	uint8_t replication; /* enum pkt_replication */
 };
 
-/* Sets up the worker on loop with cfg (ownership passes to the worker). */
-int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg) WUR;
+/* Sets up the worker on loop with cfg and ul (NULL: no auth_file); it takes a reference to each. */
+int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg,
+		struct auth_userlist *ul) WUR;
 /* Opens listeners and starts the tick; after this the loop may run. */
 int worker_start(struct worker *w) WUR;
 /* Frees what remains after the loop has stopped. */
 void worker_deinit(struct worker *w);
 
 /*
- * Points logging where cfg says: level (verbose), format, logfile (with
- * stderr too when also_stderr), syslog. Returns 0 or log_setup's -errno when
- * the logfile cannot be opened (logging then stays where it was).
+ * Serves with cfg and ul from now on (the worker takes a reference to each
+ * and drops the old ones): pools take their new settings, pools of a
+ * database no longer configured are closed with their clients, and the
+ * warm pools are opened (process.c's reload and SET).
  */
-int worker_log_setup(const struct config *cfg, bool also_stderr) WUR;
-/*
- * Replaces the config snapshot and user list (SIGHUP, RELOAD) with the
- * file's, as PgBouncer does: settings the file does not name go back to
- * their defaults, console SETs included. Settings that need a restart keep
- * their running values (a warning names each the file changed), -v stays
- * added to verbose, and the logfile is reopened (log rotation). Errors keep
- * the old ones.
- */
-int worker_reload(struct worker *w) WUR;
-/*
- * The console's SET: a new snapshot with key = value. Errors (-1) keep the
- * old one; so does CONFIG_APPLY_IGNORED (a PgBouncer setting sluice lacks,
- * warned about in err).
- */
-int worker_set(struct worker *w, const char *key, const char *value,
-	       struct config_error *err) WUR;
+void worker_install_config(struct worker *w, struct config *cfg, struct auth_userlist *ul);
+/* Stops accepting and begins the shutdown given; a harsher one may follow, never a milder. */
 void worker_begin_shutdown(struct worker *w, enum worker_shutdown how);
-/* RESUME of everything (console, SIGUSR2); false when nothing was paused. */
+/* RESUME of every database of this worker; false when nothing was paused. */
 bool worker_resume_all(struct worker *w);
 
 /* Queues s for the flush step of this loop iteration. */

@@ -137,6 +137,28 @@ START_TEST(test_pause_waits_for_active_servers_and_holds_queries_until_resume)
 }
 END_TEST
 
+/*
+ * A PAUSE that nothing holds up is answered in the loop round that runs it:
+ * the answer goes out with that round's output, not at the next tick (up to
+ * 250 ms later, when the console was polled after the flush). Twelve of
+ * them would take about 1.5 s that way.
+ */
+START_TEST(test_pause_with_nothing_active_is_answered_at_once)
+{
+	struct harness_sluice *s = start(NULL);
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	long t0 = harness_now_ms();
+	for (int i = 0; i < 12; i++) {
+		command_ok(c, "PAUSE", "PAUSE");
+		command_ok(c, "RESUME", "RESUME");
+	}
+	long took = harness_now_ms() - t0;
+	ck_assert_msg(took < 600, "12 PAUSE/RESUME round trips took %ld ms", took);
+	PQfinish(c);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
 START_TEST(test_pause_of_one_database_leaves_the_others_running)
 {
 	struct harness_sluice *s = start(NULL);
@@ -789,6 +811,7 @@ static Suite *admin_control_suite(void)
 	Suite *suite = suite_create("admin_control");
 	TCase *tc = harness_tcase("flow");
 	tcase_add_test(tc, test_pause_waits_for_active_servers_and_holds_queries_until_resume);
+	tcase_add_test(tc, test_pause_with_nothing_active_is_answered_at_once);
 	tcase_add_test(tc, test_pause_of_one_database_leaves_the_others_running);
 	tcase_add_test(tc, test_console_leaving_during_pause_leaves_sluice_paused_and_sound);
 	tcase_add_test(tc, test_disable_refuses_new_logins_until_enable);

@@ -138,7 +138,7 @@ START_TEST(test_auth_userlist_load_table)
 		}
 		ck_assert_ptr_null(auth_userlist_find(list, "nobody"));
 	}
-	auth_userlist_free(list);
+	auth_userlist_unref(list);
 	unlink(path);
 	free(path);
 }

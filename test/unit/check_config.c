@@ -157,7 +157,7 @@ START_TEST(test_config_defaults_are_pgbouncer_defaults)
 	ck_assert_ptr_null(cfg->databases);
 	ck_assert_ptr_null(cfg->fallback);
 	ck_assert_ptr_null(cfg->users);
-	config_free(cfg);
+	config_unref(cfg);
 }
 END_TEST
 
@@ -213,7 +213,7 @@ START_TEST(test_config_good_file_sets_every_value_type)
 	ck_assert_int_eq(cfg->log_format, LOG_FORMAT_JSON);
 	ck_assert_int_eq(cfg->verbose, 2);
 	ck_assert_uint_eq(cfg->warnings, 0);
-	config_free(cfg);
+	config_unref(cfg);
 }
 END_TEST
 
@@ -227,7 +227,7 @@ START_TEST(test_config_pgbouncer_section_is_an_alias)
 	ck_assert_int_eq(cfg->listen_port, 6543);
 	ck_assert_int_eq(cfg->pool_mode, POOL_MODE_STATEMENT);
 	ck_assert_ptr_nonnull(config_find_database(cfg, "foo"));
-	config_free(cfg);
+	config_unref(cfg);
 }
 END_TEST
 
@@ -238,7 +238,7 @@ START_TEST(test_config_later_key_wins)
 		"[sluice]\nlisten_port = 1000\n[pgbouncer]\nlisten_port = 2000\n", NULL, &err);
 	ck_assert_msg(cfg != NULL, "%s", err.text);
 	ck_assert_int_eq(cfg->listen_port, 2000);
-	config_free(cfg);
+	config_unref(cfg);
 }
 END_TEST
 
@@ -265,7 +265,7 @@ START_TEST(test_config_long_line_keeps_line_numbers)
 	cfg = load_text(text, NULL, &err);
 	ck_assert_msg(cfg != NULL, "%s", err.text);
 	ck_assert_str_eq(config_find_database(cfg, "app")->password, pw);
-	config_free(cfg);
+	config_unref(cfg);
 	free(text);
 }
 END_TEST
@@ -422,7 +422,7 @@ START_TEST(test_config_include_reads_the_file_in_place)
 	/* The included file switched to [databases] and its last line had no newline. */
 	ck_assert_str_eq(config_find_database(cfg, "other")->host, "h2");
 	ck_assert_str_eq(config_find_database(cfg, "app")->host, "h1");
-	config_free(cfg);
+	config_unref(cfg);
 	free(text);
 	unlink(inc);
 	free(inc);
@@ -438,7 +438,7 @@ START_TEST(test_config_include_relative_name_is_from_the_working_directory)
 	struct config *cfg = load_text(text, NULL, &err);
 	ck_assert_msg(cfg != NULL, "%s", err.text);
 	ck_assert_int_eq(cfg->listen_port, 6502);
-	config_free(cfg);
+	config_unref(cfg);
 	free(text);
 	unlink(inc);
 	free(inc);
@@ -528,7 +528,7 @@ START_TEST(test_config_include_nesting_deeper_than_ten_is_an_error)
 		if (depth == 10) {
 			ck_assert_msg(cfg != NULL, "%s", err.text);
 			ck_assert_int_eq(cfg->listen_port, 6505);
-			config_free(cfg);
+			config_unref(cfg);
 		} else {
 			ck_assert_ptr_null(cfg);
 			char *want = xasprintf("%s:1: %%include %s: include nesting level too deep "
@@ -569,7 +569,7 @@ START_TEST(test_config_unimplemented_pgbouncer_key_warns_but_loads)
 	ck_assert_uint_eq(cfg->warnings, 4);
 	/* [users] timeouts are implemented now: taken, not warned about. */
 	ck_assert_int_eq(config_find_user(cfg, "bob")->query_timeout, 5000);
-	config_free(cfg);
+	config_unref(cfg);
 	log_shutdown();
 
 	char *log = read_file(logpath);
@@ -621,7 +621,7 @@ START_TEST(test_config_duration_parses_seconds_and_units)
 	}
 	ck_assert_msg(cfg != NULL, "\"%s\": %s", duration_cases[_i].text, err.text);
 	ck_assert_int_eq(cfg->server_idle_timeout, duration_cases[_i].ms);
-	config_free(cfg);
+	config_unref(cfg);
 }
 END_TEST
 
@@ -645,7 +645,7 @@ START_TEST(test_config_bool_accepts_pgbouncer_spellings)
 	}
 	ck_assert_msg(cfg != NULL, "%s", err.text);
 	ck_assert_int_eq(cfg->log_pooler_errors, bool_cases[_i].value);
-	config_free(cfg);
+	config_unref(cfg);
 }
 END_TEST
 
@@ -725,7 +725,7 @@ START_TEST(test_config_databases_parse_connection_strings)
 	ck_assert_str_eq(config_find_database(cfg, "sock")->host, "/var/run/postgresql");
 	ck_assert_ptr_null(config_find_database(cfg, "missing"));
 	ck_assert_ptr_null(config_find_database(cfg, "*"));
-	config_free(cfg);
+	config_unref(cfg);
 }
 END_TEST
 
@@ -743,7 +743,7 @@ START_TEST(test_config_fallback_database_catches_unknown_names)
 	ck_assert_int_eq(db->port, 6000);
 	/* The fallback connects to whatever database the client asked for. */
 	ck_assert_ptr_null(db->dbname);
-	config_free(cfg);
+	config_unref(cfg);
 }
 END_TEST
 
@@ -787,11 +787,11 @@ START_TEST(test_config_host_list_pairs_ports_with_hosts)
 
 	/* A copy (console SET) has hosts of its own. */
 	struct config *copy = config_copy(cfg);
-	config_free(cfg);
+	config_unref(cfg);
 	db = config_find_database(copy, "paired");
 	ck_assert_str_eq(db->hosts[2].host, "c");
 	ck_assert_int_eq(db->hosts[2].port, 3);
-	config_free(copy);
+	config_unref(copy);
 }
 END_TEST
 
@@ -815,9 +815,9 @@ START_TEST(test_config_peers_section_names_the_other_processes)
 	ck_assert_int_eq(config_peer_pool_size(cfg, p3), 7);
 	ck_assert_ptr_null(config_find_peer(cfg, 2));
 	struct config *copy = config_copy(cfg);
-	config_free(cfg);
+	config_unref(cfg);
 	ck_assert_str_eq(config_find_peer(copy, 1)->host, "/tmp/sluice-1");
-	config_free(copy);
+	config_unref(copy);
 }
 END_TEST
 
@@ -842,7 +842,7 @@ START_TEST(test_config_users_section_sets_per_user_limits)
 	ck_assert_int_eq(u->pool_size, -1);
 	ck_assert_int_eq(u->max_user_connections, -1);
 	ck_assert_ptr_null(config_find_user(cfg, "carol"));
-	config_free(cfg);
+	config_unref(cfg);
 }
 END_TEST
 
@@ -897,7 +897,7 @@ START_TEST(test_config_timeouts_user_over_database_over_global)
 	ck_assert_int_eq(config_query_wait_timeout(cfg, NULL, waitdb), 7000);
 	ck_assert_int_eq(config_query_wait_timeout(cfg, bob, plain), 60000);
 	ck_assert_int_eq(config_query_wait_timeout(cfg, NULL, NULL), 60000);
-	config_free(cfg);
+	config_unref(cfg);
 
 	/* Bad values are refused, naming the key. */
 	cfg = load_text("[users]\nbob = transaction_timeout=soon\n", NULL, &err);
@@ -938,7 +938,7 @@ START_TEST(test_config_client_connection_limits_entry_over_global)
 	ck_assert_int_eq(config_user_client_limit(cfg, "alice"), 9);
 	ck_assert_int_eq(config_user_client_limit(cfg, "bob"), 4);
 	ck_assert_int_eq(config_user_client_limit(cfg, "carol"), 4);
-	config_free(cfg);
+	config_unref(cfg);
 
 	/* A negative value is refused, naming the key. */
 	cfg = load_text("[databases]\napp = host=db max_db_client_connections=-1\n", NULL, &err);
@@ -965,7 +965,7 @@ START_TEST(test_config_env_overrides_file)
 	ck_assert_int_eq(cfg->pool_mode, POOL_MODE_TRANSACTION);
 	ck_assert_int_eq(cfg->server_lifetime, 1500);
 	ck_assert_int_eq(cfg->verbose, 1);
-	config_free(cfg);
+	config_unref(cfg);
 }
 END_TEST
 
@@ -1011,7 +1011,7 @@ START_TEST(test_config_load_without_file_uses_env)
 	ck_assert_ptr_nonnull(cfg->fallback);
 	ck_assert_ptr_eq(config_find_database(cfg, "nope"), cfg->fallback);
 	ck_assert_uint_eq(cfg->warnings, 0);
-	config_free(cfg);
+	config_unref(cfg);
 }
 END_TEST
 
@@ -1024,7 +1024,7 @@ START_TEST(test_config_sluice_databases_replaces_file_entries)
 	ck_assert_msg(cfg != NULL, "%s", err.text);
 	ck_assert_str_eq(config_find_database(cfg, "app")->host, "fromenv");
 	ck_assert_str_eq(config_find_database(cfg, "keep")->host, "k");
-	config_free(cfg);
+	config_unref(cfg);
 }
 END_TEST
 
@@ -1091,7 +1091,7 @@ START_TEST(test_config_setting_value_renders_as_show_config)
 	}
 	ck_assert_uint_eq(found, ARRAY_SIZE(want));
 	ck_assert_ptr_null(config_setting_at(config_setting_count()));
-	config_free(cfg);
+	config_unref(cfg);
 }
 END_TEST
 
@@ -1138,7 +1138,7 @@ START_TEST(test_config_sample_ini_loads)
 	ck_assert_uint_eq(cfg->warnings, 0);
 	ck_assert_ptr_nonnull(cfg->databases);
 	ck_assert_ptr_nonnull(cfg->users);
-	config_free(cfg);
+	config_unref(cfg);
 }
 END_TEST
 
@@ -1186,7 +1186,7 @@ START_TEST(test_config_copy_is_deep_and_apply_changes_only_the_copy)
 	ck_assert_msg(strstr(err.text, "restart") != NULL, "%s", err.text);
 	ck_assert_int_ne(config_apply(copy, "no_such_key", "1", &err), 0);
 	ck_assert_int_eq(cfg->default_pool_size, 20);
-	config_free(cfg); /* the copy must not share anything with it */
+	config_unref(cfg); /* the copy must not share anything with it */
 	ck_assert_int_eq(copy->default_pool_size, 33);
 	ck_assert_int_eq(copy->listen_port, 7001);
 	ck_assert_str_eq(copy->admin_users, "alice, bob");
@@ -1202,7 +1202,7 @@ START_TEST(test_config_copy_is_deep_and_apply_changes_only_the_copy)
 	const struct config_user *u = config_find_user(copy, "carol");
 	ck_assert_ptr_nonnull(u);
 	ck_assert_int_eq(u->pool_mode, POOL_MODE_STATEMENT);
-	config_free(copy);
+	config_unref(copy);
 }
 END_TEST
 

@@ -32,7 +32,8 @@ static void setup(void)
 	struct config *cfg = config_load(NULL, &err);
 	ck_assert_msg(cfg != NULL, "%s", err.text);
 	ck_assert_int_eq(uv_loop_init(&loop), 0);
-	ck_assert_int_eq(worker_init(&w, &loop, cfg), 0);
+	ck_assert_int_eq(worker_init(&w, &loop, cfg, NULL), 0);
+	config_unref(cfg); /* the worker holds its own reference */
 	static struct config_database db = {
 		.name = "app", .port = 5432, .pool_size = -1, .min_pool_size = -1,
 		.reserve_pool_size = -1, .max_db_connections = -1, .pool_mode = -1,

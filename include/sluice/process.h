@@ -1,0 +1,76 @@
+/*
+ * process.h - what there is one of per process: the configuration in force
+ * and the user list, the signals, and the process-wide verbs (reload, SET,
+ * shutdown, pause and resume of everything) carried to every worker.
+ *
+ * Workers never read the configuration file, the auth_file or a signal:
+ * the process hands each a snapshot (worker_install_config) and tells it to
+ * pause, resume or shut down. The snapshot and the user list are
+ * reference-counted, so a worker keeps the one it serves with until it
+ * installs the next. Today there is one worker, on the process's loop.
+ *
+ * Signals keep PgBouncer's meanings: SIGHUP reloads; SIGTERM waits for the
+ * clients to leave, SIGINT for the servers to be released (either a second
+ * time: exit now); SIGQUIT exits now; SIGUSR1 pauses and SIGUSR2 resumes
+ * every database.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "sluice/auth.h"
+#include "sluice/config.h"
+#include "sluice/worker.h"
+
+struct process {
+	uv_loop_t *loop;
+	struct config *cfg; /* in force; one reference */
+	struct auth_userlist *userlist; /* one reference; NULL without auth_file */
+	struct worker worker; /* the only one, for now */
+	/* From the command line, kept over reloads: added to verbose (-v)... */
+	int verbose_extra;
+	/* ...and whether lines also go to stderr when there is a logfile (not with -q or -d). */
+	bool log_stderr;
+	uv_signal_t sig_term, sig_int, sig_hup, sig_quit, sig_usr1, sig_usr2;
+};
+
+/*
+ * Sets the process up on loop with cfg (one reference passes to it): reads
+ * the auth_file and initialises the worker. -1 with the reason logged.
+ */
+int process_init(struct process *pr, uv_loop_t *loop, struct config *cfg, int verbose_extra,
+		 bool log_stderr) WUR;
+/* Starts the worker (listeners, tick) and the signal watchers. */
+int process_start(struct process *pr) WUR;
+/* Frees what remains once the loop has stopped. */
+void process_deinit(struct process *pr);
+
+/*
+ * Points logging where cfg says: level (verbose), format, logfile (with
+ * stderr too when also_stderr), syslog. Returns 0 or log_setup's -errno when
+ * the logfile cannot be opened (logging then stays where it was).
+ */
+int process_log_setup(const struct config *cfg, bool also_stderr) WUR;
+/*
+ * Replaces the snapshot and user list (SIGHUP, RELOAD) with the files', as
+ * PgBouncer does: settings the file does not name go back to their
+ * defaults, console SETs included. Settings that need a restart keep their
+ * running values (a warning names each the file changed), -v stays added to
+ * verbose, and the logfile is reopened (log rotation). Errors keep the old
+ * ones and return -1.
+ */
+int process_reload(struct process *pr) WUR;
+/*
+ * The console's SET: a new snapshot with key = value. Errors (-1) keep the
+ * old one; so does CONFIG_APPLY_IGNORED (a PgBouncer setting sluice lacks,
+ * warned about in err).
+ */
+int process_set(struct process *pr, const char *key, const char *value,
+		struct config_error *err) WUR;
+/* Every worker begins to shut down the way given (a later, harsher call wins). */
+void process_shutdown(struct process *pr, enum worker_shutdown how);
+/* PAUSE of everything (SIGUSR1); false when it already was. */
+bool process_pause_all(struct process *pr);
+/* RESUME of everything (console, SIGUSR2); false when nothing was paused. */
+bool process_resume_all(struct process *pr);

@@ -1,0 +1,213 @@
+/*
+ * process.c - the configuration in force, the signals and the process-wide
+ * verbs, carried to the workers (see process.h).
+ */
+#include "sluice/process.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sluice/log.h"
+
+int process_log_setup(const struct config *cfg, bool also_stderr)
+{
+	enum log_level lvl = cfg->verbose >= 2	 ? LOG_LEVEL_NOISE
+			     : cfg->verbose == 1 ? LOG_LEVEL_DEBUG
+						 : LOG_LEVEL_INFO;
+	int rc = log_setup(lvl, (enum log_format)cfg->log_format, cfg->logfile, also_stderr);
+	log_setup_syslog(cfg->syslog, cfg->syslog_ident, cfg->syslog_facility);
+	return rc;
+}
+
+static int load_userlist(const struct config *cfg, struct auth_userlist **out)
+{
+	*out = NULL;
+	if (!cfg->auth_file || !*cfg->auth_file)
+		return 0;
+	char err[512];
+	if (auth_userlist_load(cfg->auth_file, out, err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Makes cfg (whose reference passes to the process) and ul (likewise; NULL
+ * without auth_file) the ones in force, and hands them to every worker.
+ */
+static void install(struct process *pr, struct config *cfg, struct auth_userlist *ul)
+{
+	if (process_log_setup(cfg, pr->log_stderr) != 0)
+		log_warning("cannot open logfile %s; logging stays where it was", cfg->logfile);
+	config_unref(pr->cfg);
+	auth_userlist_unref(pr->userlist);
+	pr->cfg = cfg;
+	pr->userlist = ul;
+	worker_install_config(&pr->worker, cfg, ul);
+}
+
+int process_reload(struct process *pr)
+{
+	struct config_error err;
+	struct config *cfg = config_load(pr->cfg->path, &err);
+	if (!cfg) {
+		log_error("%s", err.text);
+		return -1;
+	}
+	config_keep_restart_settings(cfg, pr->cfg);
+	cfg->verbose = MIN(cfg->verbose + pr->verbose_extra, 3);
+	struct auth_userlist *ul;
+	if (load_userlist(cfg, &ul) != 0) {
+		config_unref(cfg);
+		return -1;
+	}
+	/* A rotated logfile is let go here, as PgBouncer does on reload. */
+	log_reopen();
+	install(pr, cfg, ul);
+	log_info("configuration reloaded");
+	return 0;
+}
+
+int process_set(struct process *pr, const char *key, const char *value, struct config_error *err)
+{
+	/* Only this key changes: unreloaded edits of the file stay unapplied. */
+	struct config *cfg = config_copy(pr->cfg);
+	int rc = config_apply(cfg, key, value, err);
+	if (rc != 0) {
+		config_unref(cfg);
+		if (rc == CONFIG_APPLY_IGNORED)
+			log_warning("console SET: %s", err->text);
+		return rc;
+	}
+	/* An auth_file change needs RELOAD: SET keeps the list in force. */
+	install(pr, cfg, auth_userlist_ref(pr->userlist));
+	log_info("console SET %s = %s", key, value);
+	return 0;
+}
+
+void process_shutdown(struct process *pr, enum worker_shutdown how)
+{
+	worker_begin_shutdown(&pr->worker, how);
+}
+
+bool process_pause_all(struct process *pr)
+{
+	bool was = pr->worker.paused_all;
+	pr->worker.paused_all = true;
+	return !was;
+}
+
+bool process_resume_all(struct process *pr)
+{
+	return worker_resume_all(&pr->worker);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct process *pr = h->data;
+	enum worker_shutdown state = pr->worker.shutdown;
+	switch (signum) {
+	case SIGHUP:
+		log_info("SIGHUP: reloading configuration");
+		if (process_reload(pr) != 0)
+			log_error("reload failed; the previous configuration stays in effect");
+		break;
+	case SIGTERM:
+		if (state == WORKER_WAIT_CLIENTS) {
+			log_info("second SIGTERM: exiting now");
+			process_shutdown(pr, WORKER_EXIT);
+		} else {
+			log_info("SIGTERM: no new connections; exiting when clients are gone");
+			process_shutdown(pr, WORKER_WAIT_CLIENTS);
+		}
+		break;
+	case SIGINT:
+		if (state == WORKER_WAIT_SERVERS) {
+			log_info("second SIGINT: exiting now");
+			process_shutdown(pr, WORKER_EXIT);
+		} else {
+			log_info("SIGINT: no new connections; exiting when servers are released");
+			process_shutdown(pr, WORKER_WAIT_SERVERS);
+		}
+		break;
+	case SIGQUIT:
+		log_info("SIGQUIT: exiting now");
+		process_shutdown(pr, WORKER_EXIT);
+		break;
+	case SIGUSR1:
+		if (process_pause_all(pr))
+			log_info("SIGUSR1: pausing all databases (as PAUSE)");
+		else
+			log_info("SIGUSR1: already paused");
+		break;
+	case SIGUSR2:
+		if (state != WORKER_RUNNING)
+			log_info("got SIGUSR2 while shutting down, ignoring");
+		else if (process_resume_all(pr))
+			log_info("SIGUSR2: resuming (as RESUME)");
+		else
+			log_info("SIGUSR2: not paused");
+		break;
+	}
+}
+
+static uv_signal_t *signal_handle(struct process *pr, int i)
+{
+	uv_signal_t *const all[] = { &pr->sig_term, &pr->sig_int,  &pr->sig_hup,
+				     &pr->sig_quit, &pr->sig_usr1, &pr->sig_usr2 };
+	return i < (int)ARRAY_SIZE(all) ? all[i] : NULL;
+}
+
+/*
+ * The worker has stopped its handles: so do the signal watchers, or the loop
+ * would never end.
+ */
+static void on_worker_exit(struct worker *w)
+{
+	struct process *pr = w->process;
+	uv_signal_t *h;
+	for (int i = 0; (h = signal_handle(pr, i)) != NULL; i++)
+		if (!uv_is_closing((uv_handle_t *)h))
+			uv_close((uv_handle_t *)h, NULL);
+}
+
+int process_init(struct process *pr, uv_loop_t *loop, struct config *cfg, int verbose_extra,
+		 bool log_stderr)
+{
+	memset(pr, 0, sizeof(*pr));
+	pr->loop = loop;
+	pr->cfg = cfg;
+	pr->verbose_extra = verbose_extra;
+	pr->log_stderr = log_stderr;
+	if (load_userlist(cfg, &pr->userlist) != 0)
+		return -1;
+	if (worker_init(&pr->worker, loop, cfg, pr->userlist) != 0)
+		return -1;
+	pr->worker.process = pr;
+	pr->worker.exit_cb = on_worker_exit;
+	uv_signal_t *h;
+	for (int i = 0; (h = signal_handle(pr, i)) != NULL; i++) {
+		uv_signal_init(loop, h);
+		h->data = pr;
+	}
+	return 0;
+}
+
+int process_start(struct process *pr)
+{
+	static const int signums[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+	for (size_t i = 0; i < ARRAY_SIZE(signums); i++)
+		uv_signal_start(signal_handle(pr, (int)i), on_signal, signums[i]);
+	return worker_start(&pr->worker);
+}
+
+void process_deinit(struct process *pr)
+{
+	worker_deinit(&pr->worker);
+	auth_userlist_unref(pr->userlist);
+	config_unref(pr->cfg);
+	pr->userlist = NULL;
+	pr->cfg = NULL;
+}
