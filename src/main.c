@@ -125,7 +125,8 @@ static int daemonize(void)
 		do
 			n = read(fds[0], &c, 1);
 		while (n < 0 && errno == EINTR);
-		exit(n == 1 && c == '0' ? 0 : 1);
+		/* _exit: what the parent holds (the config) and its stdio buffers are the child's now. */
+		_exit(n == 1 && c == '0' ? 0 : 1);
 	}
 	close(fds[0]);
 	setsid();
