@@ -8,8 +8,8 @@
  * strings and [users] entries, SLUICE_<NAME> and SLUICE_DATABASES overrides,
  * and validation with "file:line: message" errors. It does not own what the
  * settings mean at run time (listener, pool, client and server read the
- * snapshot), reloading (main builds a new snapshot and swaps it), or the
- * auth_file contents (auth reads that file).
+ * snapshot), reloading (process.c builds a new snapshot and hands it to the
+ * workers), or the auth_file contents (auth reads that file).
  *
  * inih does the INI lexing. Debian's inih has run-time knobs; config_load sets
  * them on every call (process-wide, but config is the only inih user): heap

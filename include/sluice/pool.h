@@ -2,13 +2,18 @@
  * pool.h - the servers and waiting clients of one (database, user).
  *
  * A pool owns the lists its connections sit on (one list per state, so a
- * count is a list length kept by the state setters), the FIFO of clients
- * waiting for a server, the welcome parameters new clients are greeted with,
- * and the decisions: which waiter gets which idle server, when to open a new
- * server (pool_size, reserve_pool_size after reserve_pool_timeout,
- * max_db_connections, max_user_connections, min_pool_size), and when an idle
- * server has lived long enough (server_lifetime, server_idle_timeout, with
- * jitter). It never reads or writes a socket: client.c and server.c do.
+ * count is a list length kept by the state setters; the waiting lists are
+ * FIFOs: clients waiting for a server, for the pool's first login, and
+ * replication clients each waiting for a server of its own), the welcome
+ * parameters new clients are greeted with, the state of failing logins
+ * (server_login_retry, the cached error, the host to try next), and the
+ * decisions: which waiter gets which idle server, when to open a new server
+ * (pool_size, reserve_pool_size after reserve_pool_timeout,
+ * max_db_connections and max_user_connections shared oldest waiter first,
+ * min_pool_size), and when an idle server is checked or closed
+ * (server_check_delay, server_lifetime, server_idle_timeout; the jitter on
+ * the last two is drawn per server in server.c). It never reads or writes a
+ * socket: client.c and server.c do.
  */
 #pragma once
 
