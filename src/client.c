@@ -155,6 +155,10 @@ void client_close(struct client *c, const char *reason)
 		c->derive = NULL;
 	}
 	client_set_state(c, CLIENT_CLOSED);
+	if (c->released_queued) {
+		TAILQ_REMOVE(&w->released, c, released_link);
+		c->released_queued = false;
+	}
 	if (c->admin_wait) {
 		c->admin_wait = 0;
 		w->admin_waiters--;
@@ -1013,7 +1017,26 @@ void client_unlinked(struct client *c)
 		c->prepared_wait = false;
 		stream_resume(&c->stream);
 	}
-	client_process(c);
+	/*
+	 * What the client sent meanwhile runs in the check phase, not here: the
+	 * caller is its server's read callback (or the client's own relay), and
+	 * the client's next request could otherwise take a server, even the same
+	 * one, before the caller has finished with it.
+	 */
+	if (!c->released_queued) {
+		c->released_queued = true;
+		TAILQ_INSERT_TAIL(&c->w->released, c, released_link);
+	}
+}
+
+void client_run_released(struct worker *w)
+{
+	struct client *c;
+	while ((c = TAILQ_FIRST(&w->released)) != NULL) {
+		TAILQ_REMOVE(&w->released, c, released_link);
+		c->released_queued = false;
+		client_process(c);
+	}
 }
 
 void client_prepared_resume(struct client *c)

@@ -492,8 +492,9 @@ static bool expired(const struct server *s, uint64_t now)
 }
 
 /*
- * The server has no client any more and is clean. Decide its fate: close it
- * (expired, config changed, reconnect asked), reset it, or make it idle.
+ * The server has no client any more and is clean (still ACTIVE, or
+ * BEING_CANCELED). Decide its fate: wait for its cancels, close it (expired,
+ * config changed, reconnect asked), reset it (TESTED), or make it idle.
  */
 static void after_release(struct server *s, bool run_reset)
 {
@@ -555,11 +556,7 @@ void server_maybe_release(struct server *s)
 		return;
 	}
 	unlink_client(s);
-	/* The state may have changed under client_unlinked; re-check. */
-	if (s->state == SERVER_ACTIVE) {
-		server_set_state(s, SERVER_TESTED);
-		after_release(s, s->w->cfg->server_reset_query_always);
-	}
+	after_release(s, s->w->cfg->server_reset_query_always);
 }
 
 void server_client_gone(struct server *s)
@@ -579,7 +576,6 @@ void server_client_gone(struct server *s)
 			      "client disconnected with the server in a transaction or mid-request");
 		return;
 	}
-	server_set_state(s, SERVER_TESTED);
 	bool reset = pool_mode_of(s->pool) == POOL_MODE_SESSION ||
 		     s->w->cfg->server_reset_query_always;
 	after_release(s, reset);

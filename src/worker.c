@@ -115,6 +115,8 @@ static void run_kicks(struct worker *w)
 static void on_check(uv_check_t *h)
 {
 	struct worker *w = container_of(h, struct worker, flush_check);
+	/* First: their next requests may wait for a server, and the kicks below serve them. */
+	client_run_released(w);
 	run_kicks(w);
 	/*
 	 * Before the output: a PAUSE or WAIT_CLOSE that this round completed is
@@ -326,6 +328,7 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg, struct au
 	TAILQ_INIT(&w->clients);
 	TAILQ_INIT(&w->servers);
 	TAILQ_INIT(&w->pools);
+	TAILQ_INIT(&w->released);
 	TAILQ_INIT(&w->flush_queue);
 	TAILQ_INIT(&w->linger_queue);
 	TAILQ_INIT(&w->kick_queue);

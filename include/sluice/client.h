@@ -80,6 +80,8 @@ struct client {
 	enum client_state state;
 	TAILQ_ENTRY(client) link; /* worker->clients */
 	TAILQ_ENTRY(client) state_link; /* the list of its state */
+	TAILQ_ENTRY(client) released_link; /* worker->released, while released_queued */
+	bool released_queued;
 	struct pool *pool;
 	struct server *server;
 
@@ -153,8 +155,13 @@ void client_fail_with(struct client *c, const uint8_t *msg, size_t len, const ch
 
 /* The pool linked a server: start relaying. */
 void client_linked(struct client *c);
-/* The server is released: back to IDLE (called by server.c). */
+/*
+ * The server is released: back to IDLE (called by server.c). What the client
+ * sent meanwhile is processed later, in the check phase (client_run_released).
+ */
 void client_unlinked(struct client *c);
+/* The check phase: processes the input of the clients released this round. */
+void client_run_released(struct worker *w);
 /* The pool has a welcome for a WAITING_LOGIN client. */
 void client_welcome(struct client *c);
 /* The server's request queue moved on: a message held by PREPARED_WAIT may go now. */

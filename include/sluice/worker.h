@@ -15,14 +15,18 @@
  *      pools, pool expiry and waiter timeouts (pool_tick), the stats period.
  *   2. poll: reads, writes, accepts, connects, signals (the process's).
  *   3. check (on_check, "after this round of I/O"), in this order:
- *      a. pool assignment for every pool kicked during the round
+ *      a. clients whose servers were released this round process what they
+ *         sent meanwhile (client_run_released): a release never re-enters
+ *         the client from inside its server's read callback;
+ *      b. pool assignment for every pool kicked during the round
  *         (worker_schedule_kick): waiters get idle servers, servers open;
- *      b. console clients waiting for PAUSE or WAIT_CLOSE that the round
- *         completed are answered (admin_poll), then a. again for the pools
+ *      c. console clients waiting for PAUSE or WAIT_CLOSE that the round
+ *         completed are answered (admin_poll), then b. again for the pools
  *         their next commands kicked;
- *      c. every stream's queued output, one writev per stream
- *         (worker_schedule_flush; a., b. queue output too, so this is last);
- *      d. a shutdown whose condition now holds is finished (finish_exit).
+ *      d. every stream's queued output, one writev per stream
+ *         (worker_schedule_flush; a. to c. queue output too, so this is
+ *         late);
+ *      e. a shutdown whose condition now holds is finished (finish_exit).
  *   4. close callbacks: connection memory is freed here, never earlier.
  */
 #pragma once
@@ -129,6 +133,8 @@ struct worker {
 	uint64_t stats_logins_evicted; /* logins closed at max_client_conn to make room */
 	uint64_t next_conn_id; /* clients and servers share one sequence, as in PgBouncer */
 
+	/* Clients their servers let go of this round, to run in the check phase (client_unlinked). */
+	struct client_list released;
 	struct stream_list flush_queue;
 	struct stream_list linger_queue; /* closing streams waiting for the peer's close, oldest first */
 	struct pool_list kick_queue;
