@@ -152,7 +152,15 @@ static void report_start(int *fd, bool ok)
 	*fd = -1;
 }
 
-int main(int argc, char **argv)
+struct cmdline {
+	bool daemon, quiet;
+	const char *user; /* -u */
+	int verbose; /* how many -v */
+	const char *path; /* the ini file, or NULL */
+};
+
+/* Reads the options into cl. Returns -1 to go on, or the exit status (--help, --version, errors). */
+static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
 	static const struct option opts[] = {
 		{ "daemon", no_argument, NULL, 'd' },  { "verbose", no_argument, NULL, 'v' },
@@ -160,15 +168,14 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },    { "user", required_argument, NULL, 'u' },
 		{ NULL, 0, NULL, 0 },
 	};
-	bool daemon = false, quiet = false;
-	const char *user = NULL;
-	int verbose = 0, ch;
+	*cl = (struct cmdline){ 0 };
+	int ch;
 	while ((ch = getopt_long(argc, argv, "dvqVhu:", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'd': daemon = true; break;
-		case 'u': user = optarg; break;
-		case 'v': verbose++; break;
-		case 'q': quiet = true; break;
+		case 'd': cl->daemon = true; break;
+		case 'u': cl->user = optarg; break;
+		case 'v': cl->verbose++; break;
+		case 'q': cl->quiet = true; break;
 		case 'V':
 			/* The first line is SHOW VERSION's, as PgBouncer's is. */
 			printf("%s\nsluice %s\nlibuv %s\n%s\n", SLUICE_PRODUCT, SLUICE_VERSION,
@@ -182,23 +189,74 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	const char *path = optind < argc ? argv[optind] : NULL;
+	cl->path = optind < argc ? argv[optind] : NULL;
+	return -1;
+}
+
+/*
+ * Runs the process on loop until it exits: start, give root up, write the
+ * pidfile, tell a waiting parent (report_fd after -d) how start-up went.
+ * cfg's reference passes to the process. Returns the exit status;
+ * *wrote_pidfile says whether the pidfile is this process's to remove.
+ */
+static int serve(uv_loop_t *loop, struct config *cfg, const struct cmdline *cl,
+		 const struct run_as *run_as, int *report_fd, const char *pidfile,
+		 bool *wrote_pidfile)
+{
+	struct process pr;
+	if (process_init(&pr, loop, cfg, cl->verbose, !cl->daemon && !cl->quiet) != 0) {
+		log_error("start-up failed");
+		return 1;
+	}
+	int rc = 0;
+	if (process_start(&pr) != 0 || (run_as->name && become_user(&pr.worker, run_as) != 0)) {
+		rc = 1;
+	} else {
+		if (!run_as->name && geteuid() == 0)
+			log_info("running as root: set user (or -u) to give root up once listening");
+		/* The pidfile appears once sluice listens: its presence means "serving". */
+		if (pidfile && write_pidfile(pidfile) != 0) {
+			log_error("cannot write pidfile %s", pidfile);
+			rc = 1;
+		}
+		*wrote_pidfile = pidfile && rc == 0;
+	}
+	if (rc != 0) {
+		report_start(report_fd, false);
+		process_shutdown(&pr, WORKER_EXIT);
+		uv_run(loop, UV_RUN_DEFAULT);
+		process_deinit(&pr);
+		return rc;
+	}
+	report_start(report_fd, true);
+	log_info("sluice %s started (pid %d)", SLUICE_VERSION, (int)getpid());
+	uv_run(loop, UV_RUN_DEFAULT);
+	process_deinit(&pr);
+	log_info("sluice stopped");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct cmdline cl;
+	int rc = parse_cmdline(argc, argv, &cl);
+	if (rc >= 0)
+		return rc;
 
 	struct config_error err;
-	struct config *cfg = config_load(path, &err);
+	struct config *cfg = config_load(cl.path, &err);
 	if (!cfg) {
 		fprintf(stderr, "sluice: %s\n", err.text);
 		return 1;
 	}
-	cfg->verbose = MIN(cfg->verbose + verbose, 3);
-	if (process_log_setup(cfg, !daemon && !quiet) != 0) {
+	cfg->verbose = MIN(cfg->verbose + cl.verbose, 3);
+	if (process_log_setup(cfg, !cl.daemon && !cl.quiet) != 0) {
 		fprintf(stderr, "sluice: cannot open logfile %s: %s\n", cfg->logfile, strerror(errno));
 		config_unref(cfg);
 		return 1;
 	}
 	/* The command line wins over the file, as in PgBouncer. */
-	if (!user && *cfg->user)
-		user = cfg->user;
+	const char *user = cl.user ? cl.user : *cfg->user ? cfg->user : NULL;
 	struct run_as run_as = { 0 };
 	if (user) {
 		errno = 0;
@@ -211,51 +269,21 @@ int main(int argc, char **argv)
 		}
 		run_as = (struct run_as){ xstrdup(pw->pw_name), pw->pw_uid, pw->pw_gid };
 	}
-	int report_fd = daemon ? daemonize() : -1;
+	int report_fd = cl.daemon ? daemonize() : -1;
 	char *pidfile = cfg->pidfile && *cfg->pidfile ? xstrdup(cfg->pidfile) : NULL;
 	signal(SIGPIPE, SIG_IGN);
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 
 	uv_loop_t loop;
 	uv_loop_init(&loop);
-	struct process pr;
-	int rc = 1;
-	if (process_init(&pr, &loop, cfg, verbose, !daemon && !quiet) != 0) {
-		log_error("start-up failed");
-		goto out;
-	}
-	if (process_start(&pr) != 0 || (run_as.name && become_user(&pr.worker, &run_as) != 0)) {
-		process_shutdown(&pr, WORKER_EXIT);
-		uv_run(&loop, UV_RUN_DEFAULT);
-		process_deinit(&pr);
-		goto out;
-	}
-	if (!run_as.name && geteuid() == 0)
-		log_info("running as root: set user (or -u) to give root up once listening");
-	/* The pidfile appears once sluice listens: its presence means "serving". */
-	if (pidfile && write_pidfile(pidfile) != 0) {
-		log_error("cannot write pidfile %s", pidfile);
-		free(pidfile);
-		pidfile = NULL;
-		report_start(&report_fd, false);
-		process_shutdown(&pr, WORKER_EXIT);
-		uv_run(&loop, UV_RUN_DEFAULT);
-		process_deinit(&pr);
-		goto out;
-	}
-	report_start(&report_fd, true);
-	log_info("sluice %s started (pid %d)", SLUICE_VERSION, (int)getpid());
-	uv_run(&loop, UV_RUN_DEFAULT);
-	rc = 0;
-	process_deinit(&pr);
-	log_info("sluice stopped");
-out:
+	bool wrote_pidfile = false;
+	rc = serve(&loop, cfg, &cl, &run_as, &report_fd, pidfile, &wrote_pidfile);
 	report_start(&report_fd, false);
 	uv_loop_close(&loop);
-	if (pidfile) {
+	/* Only our own: after a failed start, the file may be another instance's. */
+	if (wrote_pidfile)
 		unlink(pidfile);
-		free(pidfile);
-	}
+	free(pidfile);
 	free(run_as.name);
 	log_shutdown();
 	return rc;

@@ -488,6 +488,66 @@ static int replication_logins(const struct pool *p)
 	return n;
 }
 
+/*
+ * Shutting down once servers are released: a client that wants a server for
+ * a new transaction would wait forever (PgBouncer closes it the same way).
+ * Clients inside a transaction keep their server.
+ */
+static void fail_waiters_at_shutdown(struct pool *p)
+{
+	struct client *c;
+	while ((c = TAILQ_FIRST(&p->waiting)) != NULL)
+		client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "server shutting down");
+	while ((c = TAILQ_FIRST(&p->waiting_login)) != NULL)
+		client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "server shutting down");
+	while ((c = TAILQ_FIRST(&p->waiting_repl)) != NULL)
+		client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "server shutting down");
+}
+
+/*
+ * Opens servers for the waiters that the servers logging in or being
+ * tested will not cover (one for the first login when the pool has no
+ * welcome yet), within the limits, giving way to a pool ahead in a shared
+ * limit's line.
+ */
+static void open_for_waiters(struct pool *p, uint64_t now)
+{
+	int logins = p->n_sv_login - replication_logins(p);
+	int need = p->n_cl_waiting - logins - p->n_sv_tested;
+	if (!p->have_welcome && p->n_cl_waiting_login > 0 && logins == 0)
+		need = MAX(need, 1);
+	bool with_reserve = reserve_due(p, now);
+	for (; need > 0; need--) {
+		struct pool *ahead = ahead_in_line(p, now);
+		if (ahead) {
+			worker_schedule_kick(p->w, ahead);
+			return;
+		}
+		if (!may_open(p, with_reserve) &&
+		    !(evict_idle_elsewhere(p, now, with_reserve) && may_open(p, with_reserve)))
+			return;
+		/* PgBouncer's line (its tests count it), on the waiter that earned it. */
+		if (pool_servers_of(p) >= pool_size_of(p))
+			log_write(LOG_LEVEL_WARNING, &TAILQ_FIRST(&p->waiting)->lc,
+				  "taking connection from reserve_pool");
+		server_connect(p);
+	}
+}
+
+/*
+ * Keeps min_pool_size servers, within the limits and evicting nobody. Until
+ * a login has worked, one at a time: a server that refuses logins is tried
+ * once per server_login_retry, not min_pool_size times.
+ */
+static void keep_warm(struct pool *p, uint64_t now)
+{
+	int warm = warm_size_of(p);
+	while (p->w->shutdown == WORKER_RUNNING && pool_servers_of(p) < warm &&
+	       (p->have_welcome || p->n_sv_login == 0) && may_open(p, false) &&
+	       !ahead_in_line(p, now))
+		server_connect(p);
+}
+
 void pool_kick(struct pool *p)
 {
 	struct worker *w = p->w;
@@ -499,18 +559,7 @@ void pool_kick(struct pool *p)
 	if (p->is_admin)
 		return; /* the console's pseudo-pool never has servers */
 	if (w->shutdown == WORKER_WAIT_SERVERS) {
-		/*
-		 * Shutting down once servers are released: a client that wants a
-		 * server for a new transaction would wait forever (PgBouncer closes
-		 * it the same way). Clients inside a transaction keep their server.
-		 */
-		struct client *c;
-		while ((c = TAILQ_FIRST(&p->waiting)) != NULL)
-			client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "server shutting down");
-		while ((c = TAILQ_FIRST(&p->waiting_login)) != NULL)
-			client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "server shutting down");
-		while ((c = TAILQ_FIRST(&p->waiting_repl)) != NULL)
-			client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "server shutting down");
+		fail_waiters_at_shutdown(p);
 		return;
 	}
 	bool paused = worker_db_paused(w, p->db_name);
@@ -536,43 +585,11 @@ void pool_kick(struct pool *p)
 		/* Unless a login now under way may still succeed. */
 		if (p->n_sv_login == 0)
 			fail_waiters_while_login_fails(p);
-		pass_turn(p, now); /* a failed login may have freed a place */
-		return;
+	} else if (!paused) {
+		open_for_waiters(p, now);
+		keep_warm(p, now);
 	}
-
-	/* New servers for waiters that the servers logging in will not cover. */
-	int logins = p->n_sv_login - replication_logins(p);
-	int need = p->n_cl_waiting - logins - p->n_sv_tested;
-	if (!p->have_welcome && p->n_cl_waiting_login > 0 && logins == 0)
-		need = MAX(need, 1);
-	bool with_reserve = reserve_due(p, now);
-	while (!paused && need > 0) {
-		struct pool *ahead = ahead_in_line(p, now);
-		if (ahead) {
-			worker_schedule_kick(w, ahead);
-			break;
-		}
-		if (!may_open(p, with_reserve) &&
-		    !(evict_idle_elsewhere(p, now, with_reserve) && may_open(p, with_reserve)))
-			break;
-		/* PgBouncer's line (its tests count it), on the waiter that earned it. */
-		if (pool_servers_of(p) >= pool_size_of(p))
-			log_write(LOG_LEVEL_WARNING, &TAILQ_FIRST(&p->waiting)->lc,
-				  "taking connection from reserve_pool");
-		server_connect(p);
-		need--;
-	}
-	/*
-	 * Keep the warm servers, within the limits and evicting nobody. Until a
-	 * login has worked, one at a time: a server that refuses logins is
-	 * tried once per server_login_retry, not min_pool_size times.
-	 */
-	int warm = warm_size_of(p);
-	while (!paused && w->shutdown == WORKER_RUNNING && pool_servers_of(p) < warm &&
-	       (p->have_welcome || p->n_sv_login == 0) && may_open(p, false) &&
-	       !ahead_in_line(p, now))
-		server_connect(p);
-	pass_turn(p, now);
+	pass_turn(p, now); /* a close or a failed login may have freed a place */
 }
 
 void pool_want_server(struct pool *p, struct client *c)

@@ -10,11 +10,15 @@
  */
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -455,6 +459,64 @@ START_TEST(test_daemon_writes_pidfile_and_removes_it_at_exit)
 }
 END_TEST
 
+/*
+ * A start that fails (here: the port is taken) leaves the pidfile alone: the
+ * file it names may be the running instance's, whose port it is.
+ */
+START_TEST(test_failed_start_leaves_the_pidfile_of_another_instance)
+{
+	const char *bin = getenv("SLUICE_BIN");
+	ck_assert_ptr_nonnull(bin);
+	char *dir = xasprintf("%s/pidfile-%d", harness_pg()->dir, (int)getpid());
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	char *ini = xasprintf("%s/sluice.ini", dir);
+	char *pidfile = xasprintf("%s/sluice.pid", dir);
+	FILE *f = fopen(pidfile, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("4242\n", f);
+	fclose(f);
+
+	/* The port is taken by a listening socket of the test's own. */
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(lfd, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(lfd, 1), 0);
+	socklen_t len = sizeof(sa);
+	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
+	f = fopen(ini, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f,
+		"[sluice]\nlisten_addr = 127.0.0.1\nlisten_port = %d\nunix_socket_dir =\n"
+		"pidfile = %s\nauth_type = trust\n"
+		"[databases]\napp = host=127.0.0.1 port=%d dbname=app\n",
+		ntohs(sa.sin_port), pidfile, harness_pg()->port);
+	fclose(f);
+
+	pid_t child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, STDERR_FILENO);
+		execl(bin, bin, ini, (char *)NULL);
+		_exit(127);
+	}
+	int status;
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	close(lfd);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1, "sluice exited %d", status);
+	char *content = harness_read_file(pidfile);
+	ck_assert_str_eq(content, "4242\n");
+	free(content);
+	unlink(pidfile);
+	unlink(ini);
+	rmdir(dir);
+	free(dir);
+	free(ini);
+	free(pidfile);
+}
+END_TEST
+
 static Suite *signals_suite(void)
 {
 	Suite *s = suite_create("signals");
@@ -479,6 +541,7 @@ static Suite *signals_suite(void)
 	tcase_add_loop_test(tc, test_invalid_config_file_reports_file_and_line, 0,
 		(int)ARRAY_SIZE(bad_ini_cases));
 	tcase_add_test(tc, test_daemon_writes_pidfile_and_removes_it_at_exit);
+	tcase_add_test(tc, test_failed_start_leaves_the_pidfile_of_another_instance);
 	suite_add_tcase(s, tc);
 	return s;
 }
