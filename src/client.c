@@ -547,40 +547,14 @@ static void start_console_login(struct client *c)
 }
 
 /* Handles a whole StartupMessage. */
-static void handle_startup(struct client *c, const struct pkt_startup *st)
+/*
+ * Takes the startup parameters other than user and database: replication
+ * (first, as it decides how options is taken), options, and the session
+ * parameters the client sets. false when one is refused (the client has
+ * been failed).
+ */
+static bool take_startup_params(struct client *c, const struct pkt_startup *st)
 {
-	struct worker *w = c->w;
-	uint32_t major = st->code >> 16, minor = st->code & 0xffff;
-	if (c->over_limit) {
-		client_fail(c, SQLSTATE_TOO_MANY_CONNECTIONS,
-			    "no more connections allowed (max_client_conn)");
-		return;
-	}
-	if (major != 3) {
-		client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
-			    "unsupported frontend protocol %u.%u: server supports 3.0", major, minor);
-		return;
-	}
-	bool has_pq = false;
-	for (int i = 0; i < st->nparams; i++)
-		if (strncmp(st->keys[i], "_pq_.", 5) == 0)
-			has_pq = true;
-	if (minor > 0 || has_pq)
-		send_negotiate(c, st);
-
-	const char *user = pkt_startup_get(st, "user");
-	if (!user || !*user) {
-		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "no user name in startup packet");
-		return;
-	}
-	const char *db = pkt_startup_get(st, "database");
-	if (!db || !*db)
-		db = user;
-	c->user_name = xstrdup(user);
-	c->db_name = xstrdup(db);
-	c->lc.db = c->db_name;
-	c->lc.user = c->user_name;
-
 	/* Read first: it decides how "options" is taken. */
 	const char *repl = pkt_startup_get(st, "replication");
 	if (repl) {
@@ -589,7 +563,7 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 			/* PostgreSQL's words; PgBouncer would take it for a normal login. */
 			client_fail(c, SQLSTATE_INVALID_PARAMETER_VALUE,
 				    "invalid value for parameter \"replication\": \"%s\"", repl);
-			return;
+			return false;
 		}
 		c->replication = (uint8_t)r;
 	}
@@ -614,17 +588,28 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 		if (strcmp(k, "options") == 0) {
 			if (!take_options(c, v, why, sizeof(why))) {
 				client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED, "%s", why);
-				return;
+				return false;
 			}
 			continue;
 		}
 		if (!take_param(c, k, v)) {
 			client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
 				    "unsupported startup parameter: %s", k);
-			return;
+			return false;
 		}
 	}
 
+	return true;
+}
+
+/*
+ * Where a client with its names and parameters goes next: the console's
+ * login, a refusal (shutting down, auth_type=any without a forced user,
+ * client limits, DISABLE), or authentication.
+ */
+static void route_login(struct client *c)
+{
+	struct worker *w = c->w;
 	if (admin_is_console_db(c->db_name)) {
 		if (c->replication) {
 			client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
@@ -676,6 +661,44 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 		return;
 	}
 	run_auth(c, type);
+}
+
+/* A StartupMessage: the protocol version, the names, the parameters, then route_login. */
+static void handle_startup(struct client *c, const struct pkt_startup *st)
+{
+	uint32_t major = st->code >> 16, minor = st->code & 0xffff;
+	if (c->over_limit) {
+		client_fail(c, SQLSTATE_TOO_MANY_CONNECTIONS,
+			    "no more connections allowed (max_client_conn)");
+		return;
+	}
+	if (major != 3) {
+		client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
+			    "unsupported frontend protocol %u.%u: server supports 3.0", major, minor);
+		return;
+	}
+	bool has_pq = false;
+	for (int i = 0; i < st->nparams; i++)
+		if (strncmp(st->keys[i], "_pq_.", 5) == 0)
+			has_pq = true;
+	if (minor > 0 || has_pq)
+		send_negotiate(c, st);
+
+	const char *user = pkt_startup_get(st, "user");
+	if (!user || !*user) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "no user name in startup packet");
+		return;
+	}
+	const char *db = pkt_startup_get(st, "database");
+	if (!db || !*db)
+		db = user;
+	c->user_name = xstrdup(user);
+	c->db_name = xstrdup(db);
+	c->lc.db = c->db_name;
+	c->lc.user = c->user_name;
+
+	if (take_startup_params(c, st))
+		route_login(c);
 }
 
 /*
