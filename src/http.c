@@ -613,7 +613,8 @@ static void put_histogram(struct text *t, struct worker *w, const char *name, si
 	}
 }
 
-static void render_metrics(struct worker *w, struct text *t)
+/* The process-wide series: identity, start time, connection counts, process counters. */
+static void render_process_metrics(struct worker *w, struct text *t)
 {
 	family(t, "sluice_up", "gauge", "1 while sluice is running.");
 	text_put(t, "sluice_up 1\n");
@@ -643,7 +644,11 @@ static void render_metrics(struct worker *w, struct text *t)
 	       "Distinct named prepared statements (query text and parameter types) in use by "
 	       "clients or servers.");
 	text_printf(t, "sluice_prepared_statements %u\n", w->prepared.n);
+}
 
+/* The per-pool series: one line per pool (and state, reason or bucket) in each family. */
+static void render_pool_metrics(struct worker *w, struct text *t)
+{
 	static const char *const cl_states[] = { "active", "waiting" };
 	family(t, "sluice_pool_client_connections", "gauge",
 	       "Client connections of the pool by state: active (linked to a server or idle "
@@ -820,7 +825,8 @@ static void serve(struct http_conn *c, const struct http_request *r)
 		}
 	} else {
 		struct text t = { 0 };
-		render_metrics(h->w, &t);
+		render_process_metrics(h->w, &t);
+		render_pool_metrics(h->w, &t);
 		respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", NULL, t.p, t.len,
 			head_only);
 		free(t.p);
