@@ -1148,6 +1148,42 @@ nopw:
 	return false;
 }
 
+/*
+ * PostgreSQL refused the login with the ErrorResponse msg (len bytes, still
+ * in the read buffer): logged in PgBouncer's words, reported to the pool
+ * (or to its one client, for a replication server), and the server closed.
+ */
+static void login_refused(struct server *s, const uint8_t *msg, uint32_t len)
+{
+	struct pkt_error e;
+	if (pkt_parse_error(msg + PKT_HDR_LEN, len - PKT_HDR_LEN, &e) != PKT_OK)
+		e.severity = NULL, e.message = NULL, e.sqlstate = NULL;
+	/* PgBouncer's words: operators grep for them. */
+	char reason[256];
+	snprintf(reason, sizeof(reason), "%s",
+		 e.message ? e.message : "server login failed: malformed error");
+	slog(LOG_LEVEL_WARNING, s, "server login failed: %s %s", e.severity ? e.severity : "?",
+	     reason);
+	if (s->replication) {
+		char code[6] = "";
+		if (e.sqlstate)
+			snprintf(code, sizeof(code), "%s", e.sqlstate);
+		struct client *owner = detach_repl_client(s);
+		stream_consume(&s->stream, len);
+		server_close(s, "login failed");
+		if (owner)
+			fail_repl_login(owner, *code ? code : NULL, reason);
+		return;
+	}
+	/* "starting up" or "shutting down": the next attempt may well succeed. */
+	bool transient = e.sqlstate && strcmp(e.sqlstate, SQLSTATE_CANNOT_CONNECT_NOW) == 0;
+	pool_server_login_failed(s->pool, s->host_index, msg, len, reason, transient);
+	s->logged_in_once = true; /* already reported */
+	stream_consume(&s->stream, len);
+	server_close(s, reason);
+}
+
+/* The messages of a login, up to its first ReadyForQuery (and connect_query's). */
 static void login_read(struct server *s)
 {
 	struct stream *st = &s->stream;
@@ -1198,35 +1234,9 @@ static void login_read(struct server *s)
 		case PKT_NoticeResponse:
 		case PKT_NegotiateProtocolVersion:
 			break;
-		case PKT_ErrorResponse: {
-			struct pkt_error e;
-			if (pkt_parse_error(body, blen, &e) != PKT_OK)
-				e.severity = NULL, e.message = NULL;
-			/* PgBouncer's words: operators grep for them. */
-			char reason[256];
-			snprintf(reason, sizeof(reason), "%s",
-				 e.message ? e.message : "server login failed: malformed error");
-			slog(LOG_LEVEL_WARNING, s, "server login failed: %s %s",
-			     e.severity ? e.severity : "?", reason);
-			if (s->replication) {
-				char code[6] = "";
-				if (e.sqlstate)
-					snprintf(code, sizeof(code), "%s", e.sqlstate);
-				struct client *owner = detach_repl_client(s);
-				stream_consume(st, h.len);
-				server_close(s, "login failed");
-				if (owner)
-					fail_repl_login(owner, *code ? code : NULL, reason);
-				return;
-			}
-			/* "starting up" or "shutting down": the next attempt may well succeed. */
-			bool transient = e.sqlstate && strcmp(e.sqlstate, SQLSTATE_CANNOT_CONNECT_NOW) == 0;
-			pool_server_login_failed(s->pool, s->host_index, msg, h.len, reason, transient);
-			s->logged_in_once = true; /* already reported */
-			stream_consume(st, h.len);
-			server_close(s, reason);
+		case PKT_ErrorResponse:
+			login_refused(s, msg, h.len);
 			return;
-		}
 		case PKT_ReadyForQuery:
 			if (!s->auth_ok) {
 				server_close(s, "server sent ReadyForQuery before AuthenticationOk");
