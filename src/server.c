@@ -1045,6 +1045,57 @@ static void on_derived(void *owner, struct scram_job *job)
 		server_relay(s);
 }
 
+/* The closing words when the secret cannot answer the method the server asked for. */
+static void close_no_password(struct server *s, const char *pw)
+{
+	/*
+	 * PgBouncer's words when the secret there is cannot answer this method
+	 * (an MD5 hash, or a SCRAM secret without the client's keys).
+	 */
+	server_close(s, pw || has_stored_secret(s) ? "wrong password type"
+						   : "no password available to log in to the server");
+}
+
+/*
+ * AuthenticationSASL (r after its code): picks SCRAM-SHA-256 and sends the
+ * client-first message, with the password pw or the SCRAM keys a client
+ * passed through. false: closed.
+ */
+static bool start_scram(struct server *s, struct pkt_reader *r, const char *pw)
+{
+	struct pool *p = s->pool;
+	bool found = false;
+	for (;;) {
+		const char *mech = pkt_get_cstr(r);
+		if (!mech || !*mech)
+			break;
+		if (strcmp(mech, "SCRAM-SHA-256") == 0)
+			found = true;
+	}
+	if (!found) {
+		server_close(s, "server offers no supported SASL mechanism");
+		return false;
+	}
+	if (s->scram)
+		scram_client_free(s->scram);
+	s->scram = NULL;
+	if (pw && !auth_is_md5_secret(pw))
+		s->scram = scram_client_new(pw, NULL, NULL);
+	else if (p->have_scram_keys)
+		s->scram = scram_client_new(NULL, p->scram_client_key, p->scram_server_key);
+	if (!s->scram) {
+		close_no_password(s, pw);
+		return false;
+	}
+	char *first = scram_client_first(s->scram);
+	struct buf_out out;
+	buf_out_init(&out);
+	pkt_put_SASLInitialResponse(&out, "SCRAM-SHA-256", first, strlen(first));
+	free(first);
+	send_out(s, &out);
+	return true;
+}
+
 /* Handles an Authentication request during login. false: closed. */
 static bool login_auth(struct server *s, const uint8_t *body, size_t len)
 {
@@ -1085,33 +1136,9 @@ static bool login_auth(struct server *s, const uint8_t *body, size_t len)
 		send_out(s, &out);
 		return true;
 	}
-	case PKT_AUTH_SASL: {
-		bool found = false;
-		for (;;) {
-			const char *mech = pkt_get_cstr(&r);
-			if (!mech || !*mech)
-				break;
-			if (strcmp(mech, "SCRAM-SHA-256") == 0)
-				found = true;
-		}
-		if (!found) {
-			server_close(s, "server offers no supported SASL mechanism");
-			return false;
-		}
-		if (s->scram)
-			scram_client_free(s->scram);
-		if (pw && !auth_is_md5_secret(pw))
-			s->scram = scram_client_new(pw, NULL, NULL);
-		else if (p->have_scram_keys)
-			s->scram = scram_client_new(NULL, p->scram_client_key, p->scram_server_key);
-		else
-			goto nopw;
-		char *first = scram_client_first(s->scram);
-		pkt_put_SASLInitialResponse(&out, "SCRAM-SHA-256", first, strlen(first));
-		free(first);
-		send_out(s, &out);
-		return true;
-	}
+	case PKT_AUTH_SASL:
+		buf_out_deinit(&out);
+		return start_scram(s, &r, pw);
 	case PKT_AUTH_SASL_CONTINUE: {
 		struct scram_job *job = NULL;
 		buf_out_deinit(&out);
@@ -1139,12 +1166,7 @@ static bool login_auth(struct server *s, const uint8_t *body, size_t len)
 	}
 nopw:
 	buf_out_deinit(&out);
-	/*
-	 * PgBouncer's words when the secret there is cannot answer this method
-	 * (an MD5 hash, or a SCRAM secret without the client's keys).
-	 */
-	server_close(s, pw || has_stored_secret(s) ? "wrong password type"
-						   : "no password available to log in to the server");
+	close_no_password(s, pw);
 	return false;
 }
 
