@@ -798,7 +798,7 @@ static void show_mem(struct client *c)
 		{ "pool_cache", sizeof(struct pool), (size_t)pools, 0 },
 		{ "server_cache", sizeof(struct server), (size_t)servers, 0 },
 		{ "client_cache", sizeof(struct client), (size_t)clients, 0 },
-		{ "iobuf_cache", sizeof(struct buf) + BUF_SIZE, w->bufs.in_use, w->bufs.free_count },
+		{ "iobuf_cache", sizeof(struct buf) + BUF_SIZE, w->io.bufs.in_use, w->io.bufs.free_count },
 		/* Statements vary in size: size is their average, memtotal exact. */
 		{ "server_prepared_statement_cache",
 		  w->prepared.n ? w->prepared.bytes / w->prepared.n : 0, w->prepared.n, 0 },

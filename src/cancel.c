@@ -216,7 +216,7 @@ void cancel_request(struct worker *w, uint32_t pid, uint32_t key)
 	memcpy(cc->msg, out.data, sizeof(cc->msg));
 	buf_out_deinit(&out);
 	bool pipe = s->stream.is_pipe;
-	if (stream_init(w, &cc->stream, pipe) != 0) {
+	if (stream_init(&w->io, &cc->stream, pipe) != 0) {
 		free(cc);
 		return;
 	}
@@ -258,7 +258,7 @@ void cancel_server_closed(struct server *s)
 static void peer_connect(struct worker *w, struct cancel_conn *cc, const struct sockaddr *ai,
 			 const char *path)
 {
-	if (stream_init(w, &cc->stream, ai == NULL) != 0) {
+	if (stream_init(&w->io, &cc->stream, ai == NULL) != 0) {
 		finish(cc);
 		return;
 	}

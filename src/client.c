@@ -17,8 +17,6 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "sluice/admin.h"
@@ -427,7 +425,7 @@ static void on_derived(void *owner, struct scram_job *job);
 static void auth_next(struct client *c, int rc)
 {
 	if (rc == AUTH_DERIVE) {
-		c->derive = derive_start(c->w, auth_session_take_job(c->auth), on_derived, c);
+		c->derive = derive_start(&c->w->derive, auth_session_take_job(c->auth), on_derived, c);
 		clog(LOG_LEVEL_DEBUG, c, "client key derivation handed to the thread pool");
 		return;
 	}
@@ -495,15 +493,10 @@ static bool peer_is_self(struct client *c)
 {
 	if (!c->stream.is_pipe)
 		return false;
-	uv_os_fd_t fd;
-	if (uv_fileno(&c->stream.h.handle, &fd) != 0)
+	unsigned uid;
+	if (!stream_peer_cred(&c->stream, &uid, &c->peer_pid))
 		return false;
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
-		return false;
-	c->peer_pid = (int)cred.pid;
-	return cred.uid == geteuid();
+	return uid == (unsigned)geteuid();
 }
 
 /* A login to the admin console database: decide the role, then authenticate. */
@@ -1132,7 +1125,7 @@ void client_accept(struct worker *w, int fd, bool is_unix)
 	struct client *c = xcalloc(1, sizeof(*c));
 	c->w = w; /* state: CLIENT_LOGIN is 0, as calloc leaves it */
 	param_set_init(&c->params);
-	if (stream_init(w, &c->stream, is_unix) != 0) {
+	if (stream_init(&w->io, &c->stream, is_unix) != 0) {
 		close(fd);
 		free(c);
 		return;
@@ -1272,17 +1265,8 @@ void client_info(const struct client *c, struct conn_info *out)
 		out->local_port = c->w->cfg->listen_port;
 	} else {
 		split_addr(c->addr, out->addr, sizeof(out->addr), &out->port);
-		struct sockaddr_storage ss;
-		int n = sizeof(ss);
-		if (uv_tcp_getsockname(&c->stream.h.tcp, (struct sockaddr *)&ss, &n) == 0) {
-			if (ss.ss_family == AF_INET) {
-				uv_ip4_name((struct sockaddr_in *)&ss, out->local_addr, sizeof(out->local_addr));
-				out->local_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-			} else if (ss.ss_family == AF_INET6) {
-				uv_ip6_name((struct sockaddr_in6 *)&ss, out->local_addr, sizeof(out->local_addr));
-				out->local_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-			}
-		}
+		(void)stream_address(&c->stream, true, out->local_addr, sizeof(out->local_addr),
+				     &out->local_port);
 	}
 	out->connect_time = wall_of(c->w, c->connect_time);
 	out->request_time = wall_of(c->w, c->request_time ? c->request_time : c->connect_time);

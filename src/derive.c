@@ -1,12 +1,12 @@
 /*
  * derive.c - SCRAM key derivations on libuv's thread pool (see derive.h).
  *
- * It owns struct derive, the uv_work_t of one job, and the worker's queue of
+ * It owns struct derive, the uv_work_t of one job, and the loop's queue of
  * jobs not yet handed to the pool. It does not know what the job is for:
  * clients and servers continue their exchange in their done callbacks.
  *
- * A struct derive is in exactly one place: the worker's waiting list
- * (in_pool false), or libuv's pool (in_pool true, counted in derive_jobs)
+ * A struct derive is in exactly one place: the queue's waiting list
+ * (in_pool false), or libuv's pool (in_pool true, counted in jobs)
  * until its after-work callback, where it is freed.
  *
  * Threads: on_work() runs on a pool thread and touches only the scram_job
@@ -24,23 +24,25 @@
 
 struct derive {
 	uv_work_t req;
-	struct worker *w;
+	struct derive_queue *q;
 	struct scram_job *job; /* owned until handed to done */
 	derive_done_cb *done;
 	void *owner; /* NULL once abandoned */
-	bool in_pool; /* handed to uv_queue_work; else on w->derive_waiting */
-	TAILQ_ENTRY(derive) link; /* w->derive_waiting */
+	bool in_pool; /* handed to uv_queue_work; else on q->waiting */
+	TAILQ_ENTRY(derive) link; /* q->waiting */
 };
 
-void derive_init(struct worker *w)
+void derive_queue_init(struct derive_queue *q, uv_loop_t *loop)
 {
-	TAILQ_INIT(&w->derive_waiting);
+	q->loop = loop;
+	q->jobs = 0;
+	TAILQ_INIT(&q->waiting);
 	/* As libuv reads it: unset means 4, anything below 1 means 1. */
 	const char *env = getenv("UV_THREADPOOL_SIZE");
 	int threads = env ? atoi(env) : DEFAULT_THREADPOOL_SIZE;
 	if (threads < 1)
 		threads = 1;
-	w->derive_max = threads > 1 ? threads - 1 : 1;
+	q->max = threads > 1 ? threads - 1 : 1;
 }
 
 /* On a pool thread. */
@@ -54,11 +56,11 @@ static void on_after_work(uv_work_t *req, int status);
 
 static void hand_to_pool(struct derive *d)
 {
-	struct worker *w = d->w;
+	struct derive_queue *q = d->q;
 	d->in_pool = true;
-	w->derive_jobs++;
+	q->jobs++;
 	/* libuv refuses only a missing work callback: a bug, not a condition. */
-	int rc = uv_queue_work(w->loop, &d->req, on_work, on_after_work);
+	int rc = uv_queue_work(q->loop, &d->req, on_work, on_after_work);
 	if (rc != 0) {
 		log_error("uv_queue_work: %s", uv_strerror(rc));
 		abort();
@@ -69,11 +71,11 @@ static void hand_to_pool(struct derive *d)
 static void on_after_work(uv_work_t *req, int status)
 {
 	struct derive *d = container_of(req, struct derive, req);
-	struct worker *w = d->w;
-	w->derive_jobs--;
-	struct derive *next = TAILQ_FIRST(&w->derive_waiting);
-	if (next && w->derive_jobs < w->derive_max) {
-		TAILQ_REMOVE(&w->derive_waiting, next, link);
+	struct derive_queue *q = d->q;
+	q->jobs--;
+	struct derive *next = TAILQ_FIRST(&q->waiting);
+	if (next && q->jobs < q->max) {
+		TAILQ_REMOVE(&q->waiting, next, link);
 		hand_to_pool(next);
 	}
 	struct scram_job *job = d->job;
@@ -92,25 +94,25 @@ static void on_after_work(uv_work_t *req, int status)
 		scram_job_free(job);
 }
 
-struct derive *derive_start(struct worker *w, struct scram_job *job, derive_done_cb *done,
+struct derive *derive_start(struct derive_queue *q, struct scram_job *job, derive_done_cb *done,
 			    void *owner)
 {
 	struct derive *d = xcalloc(1, sizeof(*d));
-	d->w = w;
+	d->q = q;
 	d->job = job;
 	d->done = done;
 	d->owner = owner;
-	if (w->derive_jobs < w->derive_max && TAILQ_EMPTY(&w->derive_waiting))
+	if (q->jobs < q->max && TAILQ_EMPTY(&q->waiting))
 		hand_to_pool(d);
 	else
-		TAILQ_INSERT_TAIL(&w->derive_waiting, d, link);
+		TAILQ_INSERT_TAIL(&q->waiting, d, link);
 	return d;
 }
 
 void derive_abandon(struct derive *d)
 {
 	if (!d->in_pool) {
-		TAILQ_REMOVE(&d->w->derive_waiting, d, link);
+		TAILQ_REMOVE(&d->q->waiting, d, link);
 		scram_job_free(d->job);
 		free(d);
 		return;

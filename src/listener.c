@@ -24,7 +24,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "sluice/client.h"
 #include "sluice/log.h"
 
 /* One callback accepts at most this many: other work of the loop gets its turn. */
@@ -35,10 +34,10 @@
 /* A failing accept is logged at most once per this period (with a count). */
 #define FAILURE_LOG_MS 10000
 
-static void pause_accepting(struct worker *w, int err)
+static void pause_accepting(struct listener_set *ls, int err)
 {
-	struct accept_state *a = &w->accept;
-	uint64_t now = uv_now(w->loop);
+	struct accept_state *a = &ls->accept;
+	uint64_t now = uv_now(ls->loop);
 	a->backoff_ms = a->backoff_ms ? MIN(a->backoff_ms * 2, BACKOFF_MAX_MS) : BACKOFF_FIRST_MS;
 	a->resume_at = now + a->backoff_ms;
 	a->failures++;
@@ -50,39 +49,45 @@ static void pause_accepting(struct worker *w, int err)
 		a->logged_at = now;
 		a->unlogged = 0;
 	}
-	for (struct listener *l = w->listeners; l; l = l->next)
+	for (struct listener *l = ls->list; l; l = l->next)
 		uv_poll_stop(&l->poll);
 }
 
 static void on_readable(uv_poll_t *h, int status, int events);
 
-static void resume_accepting(struct worker *w)
+static void resume_accepting(struct listener_set *ls)
 {
-	w->accept.resume_at = 0;
-	for (struct listener *l = w->listeners; l; l = l->next)
+	ls->accept.resume_at = 0;
+	for (struct listener *l = ls->list; l; l = l->next)
 		uv_poll_start(&l->poll, UV_READABLE, on_readable);
 }
 
-void listener_tick(struct worker *w, uint64_t now)
+void listener_tick(struct listener_set *ls, uint64_t now)
 {
-	if (w->accept.resume_at && now >= w->accept.resume_at && w->listeners)
-		resume_accepting(w);
+	if (ls->accept.resume_at && now >= ls->accept.resume_at && ls->list)
+		resume_accepting(ls);
+}
+
+void listener_set_init(struct listener_set *ls, uv_loop_t *loop, listener_accept_cb *cb,
+		       void *owner)
+{
+	*ls = (struct listener_set){ .loop = loop, .accept_cb = cb, .owner = owner };
 }
 
 static void on_readable(uv_poll_t *h, int status, int events)
 {
 	struct listener *l = container_of(h, struct listener, poll);
-	struct worker *w = l->w;
+	struct listener_set *ls = l->set;
 	(void)events;
 	if (status < 0) {
 		log_warning("listening socket %s: %s", l->name, uv_strerror(status));
 		return;
 	}
-	for (int i = 0; i < ACCEPT_BATCH && !w->accept.resume_at; i++) {
+	for (int i = 0; i < ACCEPT_BATCH && !ls->accept.resume_at; i++) {
 		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
-			w->accept.backoff_ms = 0;
-			client_accept(w, fd, l->is_unix);
+			ls->accept.backoff_ms = 0;
+			ls->accept_cb(ls->owner, fd, l->is_unix);
 			continue;
 		}
 		switch (errno) {
@@ -97,7 +102,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
 			continue; /* that connection is gone; the next may be fine */
 		default:
 			/* EMFILE, ENFILE, ENOBUFS, ENOMEM: trying again at once cannot help. */
-			pause_accepting(w, errno);
+			pause_accepting(ls, errno);
 			return;
 		}
 	}
@@ -111,31 +116,31 @@ static void on_closed(uv_handle_t *h)
 }
 
 /* Watches fd (bound and listening) as listener name; closes fd on failure. */
-static int watch(struct worker *w, int fd, const char *name, bool is_unix)
+static int watch(struct listener_set *ls, int fd, const char *name, bool is_unix)
 {
 	struct listener *l = xcalloc(1, sizeof(*l));
-	l->w = w;
+	l->set = ls;
 	l->fd = fd;
 	l->is_unix = is_unix;
 	snprintf(l->name, sizeof(l->name), "%s", name);
-	int rc = uv_poll_init_socket(w->loop, &l->poll, fd);
+	int rc = uv_poll_init_socket(ls->loop, &l->poll, fd);
 	if (rc < 0) {
 		log_error("cannot listen on %s: %s", name, uv_strerror(rc));
 		close(fd);
 		free(l);
 		return rc;
 	}
-	l->next = w->listeners;
-	w->listeners = l;
-	if (!w->accept.resume_at)
+	l->next = ls->list;
+	ls->list = l;
+	if (!ls->accept.resume_at)
 		uv_poll_start(&l->poll, UV_READABLE, on_readable);
 	log_info("listening on %s", name);
 	return 0;
 }
 
-static int listen_sockaddr(struct worker *w, const struct sockaddr *sa, socklen_t len)
+static int listen_sockaddr(struct listener_set *ls, const struct config *cfg,
+			   const struct sockaddr *sa, socklen_t len)
 {
-	const struct config *cfg = w->cfg;
 	bool v6 = sa->sa_family == AF_INET6;
 	char ip[INET6_ADDRSTRLEN] = "?", name[160];
 	const void *a = v6 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
@@ -163,11 +168,12 @@ static int listen_sockaddr(struct worker *w, const struct sockaddr *sa, socklen_
 		close(fd);
 		return rc;
 	}
-	return watch(w, fd, name, false);
+	return watch(ls, fd, name, false);
 }
 
 /* host is an IP address or a name, which is resolved now (startup) to every address it has. */
-static int listen_tcp(struct worker *w, const char *host, int port)
+static int listen_tcp(struct listener_set *ls, const struct config *cfg, const char *host,
+		      int port)
 {
 	char service[16];
 	snprintf(service, sizeof(service), "%d", port);
@@ -184,7 +190,7 @@ static int listen_tcp(struct worker *w, const char *host, int port)
 	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
 		if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
 			continue;
-		int one = listen_sockaddr(w, ai->ai_addr, ai->ai_addrlen);
+		int one = listen_sockaddr(ls, cfg, ai->ai_addr, ai->ai_addrlen);
 		if (one == 0)
 			ok++;
 		else
@@ -223,8 +229,10 @@ static int set_group(const char *path, const char *group)
 	return 0;
 }
 
-static int listen_unix(struct worker *w, const char *dir, int port, int mode)
+static int listen_unix(struct listener_set *ls, const struct config *cfg)
 {
+	const char *dir = cfg->unix_socket_dir;
+	int port = cfg->listen_port;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/.s.PGSQL.%d", dir, port);
 	if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
@@ -240,28 +248,29 @@ static int listen_unix(struct worker *w, const char *dir, int port, int mode)
 	/* A socket file left by a process that died would make bind fail. */
 	unlink(sa.sun_path);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-	    listen(fd, w->cfg->listen_backlog) != 0) {
+	    listen(fd, cfg->listen_backlog) != 0) {
 		int rc = -errno;
 		log_error("cannot listen on %s: %s", sa.sun_path, strerror(errno));
 		close(fd);
 		return rc;
 	}
-	chmod(sa.sun_path, (mode_t)mode);
-	if (set_group(sa.sun_path, w->cfg->unix_socket_group) != 0) {
+	chmod(sa.sun_path, (mode_t)cfg->unix_socket_mode);
+	if (set_group(sa.sun_path, cfg->unix_socket_group) != 0) {
 		close(fd);
 		unlink(sa.sun_path);
 		return UV_EINVAL;
 	}
-	return watch(w, fd, sa.sun_path, true);
+	return watch(ls, fd, sa.sun_path, true);
 }
 
-int listener_chown_unix(struct worker *w, unsigned uid, unsigned gid)
+int listener_chown_unix(struct listener_set *ls, const struct config *cfg, unsigned uid,
+			unsigned gid)
 {
-	for (struct listener *l = w->listeners; l; l = l->next) {
+	for (struct listener *l = ls->list; l; l = l->next) {
 		if (!l->is_unix)
 			continue;
 		/* A group set by unix_socket_group stays. */
-		gid_t g = *w->cfg->unix_socket_group ? (gid_t)-1 : (gid_t)gid;
+		gid_t g = *cfg->unix_socket_group ? (gid_t)-1 : (gid_t)gid;
 		if (chown(l->name, (uid_t)uid, g) != 0) {
 			int rc = -errno;
 			log_error("chown(%s) failed: %s", l->name, strerror(errno));
@@ -271,33 +280,32 @@ int listener_chown_unix(struct worker *w, unsigned uid, unsigned gid)
 	return 0;
 }
 
-int listener_start_all(struct worker *w)
+int listener_start_all(struct listener_set *ls, const struct config *cfg)
 {
-	const struct config *cfg = w->cfg;
 	int rc = 0;
 	if (cfg->listen_addr && *cfg->listen_addr) {
 		char *list = xstrdup(cfg->listen_addr), *save = NULL;
 		for (char *tok = strtok_r(list, ", ", &save); tok && rc == 0;
 		     tok = strtok_r(NULL, ", ", &save)) {
 			if (strcmp(tok, "*") == 0) {
-				rc = listen_tcp(w, "0.0.0.0", cfg->listen_port);
+				rc = listen_tcp(ls, cfg, "0.0.0.0", cfg->listen_port);
 				/* IPv6 is optional: a host without it still serves IPv4. */
-				if (rc == 0 && listen_tcp(w, "::", cfg->listen_port) != 0)
+				if (rc == 0 && listen_tcp(ls, cfg, "::", cfg->listen_port) != 0)
 					log_warning("IPv6 listener not available");
 			} else {
-				rc = listen_tcp(w, tok, cfg->listen_port);
+				rc = listen_tcp(ls, cfg, tok, cfg->listen_port);
 			}
 		}
 		free(list);
 	}
 	if (rc == 0 && cfg->unix_socket_dir && *cfg->unix_socket_dir)
-		rc = listen_unix(w, cfg->unix_socket_dir, cfg->listen_port, cfg->unix_socket_mode);
+		rc = listen_unix(ls, cfg);
 	return rc;
 }
 
-void listener_stop(struct worker *w, bool keep_unix)
+void listener_stop(struct listener_set *ls, bool keep_unix)
 {
-	struct listener **link = &w->listeners;
+	struct listener **link = &ls->list;
 	while (*link) {
 		struct listener *l = *link;
 		if (keep_unix && l->is_unix) {

@@ -82,7 +82,7 @@ static int become_user(struct worker *w, const struct run_as *u)
 {
 	if (getuid() == u->uid && geteuid() == u->uid && getgid() == u->gid)
 		return 0;
-	if (geteuid() == 0 && listener_chown_unix(w, u->uid, u->gid) != 0)
+	if (geteuid() == 0 && listener_chown_unix(&w->listeners, w->cfg, u->uid, u->gid) != 0)
 		return -1;
 	if (geteuid() == 0 && initgroups(u->name, u->gid) != 0) {
 		log_error("failed to reset groups: %s", strerror(errno));

@@ -1148,7 +1148,7 @@ static bool login_auth(struct server *s, const uint8_t *body, size_t len)
 		}
 		if (job) {
 			/* With a password: derive off the loop; on_derived() answers. */
-			s->derive = derive_start(s->w, job, on_derived, s);
+			s->derive = derive_start(&s->w->derive, job, on_derived, s);
 			slog(LOG_LEVEL_DEBUG, s, "SCRAM proof derivation handed to the thread pool");
 			return true;
 		}
@@ -1383,7 +1383,7 @@ static void on_connected(struct stream *st, int status)
 
 static void start_stream(struct server *s, bool pipe)
 {
-	if (stream_init(s->w, &s->stream, pipe) != 0) {
+	if (stream_init(&s->w->io, &s->stream, pipe) != 0) {
 		close_unreached(s, "cannot create socket", "cannot create a socket for the server");
 		return;
 	}
@@ -1633,19 +1633,9 @@ void server_info(const struct server *s, struct conn_info *out)
 		size_t len = strlen(h) - strlen(strrchr(h, ':')) - (s->addr[0] == '[');
 		snprintf(out->addr, sizeof(out->addr), "%.*s", (int)len, h);
 	}
-	if (s->stream_open && !s->stream.is_pipe) {
-		struct sockaddr_storage ss;
-		int n = sizeof(ss);
-		if (uv_tcp_getsockname(&s->stream.h.tcp, (struct sockaddr *)&ss, &n) == 0) {
-			if (ss.ss_family == AF_INET) {
-				uv_ip4_name((struct sockaddr_in *)&ss, out->local_addr, sizeof(out->local_addr));
-				out->local_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-			} else if (ss.ss_family == AF_INET6) {
-				uv_ip6_name((struct sockaddr_in6 *)&ss, out->local_addr, sizeof(out->local_addr));
-				out->local_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-			}
-		}
-	}
+	if (s->stream_open)
+		(void)stream_address(&s->stream, true, out->local_addr, sizeof(out->local_addr),
+				     &out->local_port);
 	uint64_t now_ms = uv_now(s->w->loop), now_s = (uint64_t)time(NULL);
 	out->connect_time = now_s - (now_ms - s->connect_time) / 1000;
 	uint64_t req = s->state == SERVER_IDLE ? s->idle_since : s->busy_since;

@@ -3,8 +3,9 @@
  *
  * This is the only file that starts or stops reads and issues writes. Writes
  * are batched per loop iteration: the owner queues slices during its read
- * callback and the worker's flush step calls stream_flush, which tries one
- * non-blocking writev (uv_try_write) and hands only a remainder to uv_write.
+ * callback, and the loop owner's check step calls stream_ctx_flush, which
+ * tries one non-blocking writev per stream (uv_try_write) and hands only a
+ * remainder to uv_write.
  * A request that goes to uv_write holds a reference on every buffer it
  * points into until its callback.
  */
@@ -18,18 +19,59 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
-#include "sluice/worker.h"
-
 /* Below this much free space at the end of rbuf a new read gets a fresh area. */
 #define READ_MIN_SPACE 2048
 
-int stream_init(struct worker *w, struct stream *s, bool pipe)
+/* Batches kept for reuse; beyond this (after a burst) they go back to malloc. */
+#define OUT_FREE_MAX 256
+
+void stream_ctx_init(struct stream_ctx *ctx, uv_loop_t *loop, int buf_free_max)
+{
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->loop = loop;
+	buf_pool_init(&ctx->bufs, buf_free_max);
+	TAILQ_INIT(&ctx->flush_queue);
+	TAILQ_INIT(&ctx->linger_queue);
+	ctx->max_packet_size = UINT32_MAX;
+}
+
+void stream_ctx_deinit(struct stream_ctx *ctx)
+{
+	while (ctx->out_free) {
+		struct stream_out *o = ctx->out_free;
+		ctx->out_free = o->next_free;
+		free(o);
+	}
+	ctx->out_free_count = 0;
+	buf_pool_deinit(&ctx->bufs);
+}
+
+void stream_ctx_flush(struct stream_ctx *ctx)
+{
+	struct stream *s;
+	while ((s = TAILQ_FIRST(&ctx->flush_queue)) != NULL) {
+		TAILQ_REMOVE(&ctx->flush_queue, s, flush_link);
+		s->in_flush_queue = false;
+		stream_flush(s);
+	}
+}
+
+/* Queues s for stream_ctx_flush. */
+static void schedule_flush(struct stream *s)
+{
+	if (s->in_flush_queue)
+		return;
+	s->in_flush_queue = true;
+	TAILQ_INSERT_TAIL(&s->ctx->flush_queue, s, flush_link);
+}
+
+int stream_init(struct stream_ctx *ctx, struct stream *s, bool pipe)
 {
 	memset(s, 0, sizeof(*s));
-	s->w = w;
+	s->ctx = ctx;
 	s->is_pipe = pipe;
-	s->read_max = w->cfg->max_packet_size;
-	int rc = pipe ? uv_pipe_init(w->loop, &s->h.pipe, 0) : uv_tcp_init(w->loop, &s->h.tcp);
+	s->read_max = ctx->max_packet_size;
+	int rc = pipe ? uv_pipe_init(ctx->loop, &s->h.pipe, 0) : uv_tcp_init(ctx->loop, &s->h.tcp);
 	if (rc == 0 && !pipe)
 		uv_tcp_nodelay(&s->h.tcp, 1);
 	return rc;
@@ -42,25 +84,22 @@ int stream_init(struct worker *w, struct stream *s, bool pipe)
  */
 static void apply_tcp_options(struct stream *s)
 {
-	const struct config *cfg = s->w->cfg;
+	const struct stream_tcp_options *o = &s->ctx->tcp;
 	uv_os_fd_t fd;
 	if (s->is_pipe || uv_fileno(&s->h.handle, &fd) != 0)
 		return;
-	int on = cfg->tcp_keepalive ? 1 : 0;
+	int on = o->keepalive ? 1 : 0;
 	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
 	if (on) {
-		if (cfg->tcp_keepidle > 0)
-			(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &cfg->tcp_keepidle,
-					 sizeof(int));
-		if (cfg->tcp_keepintvl > 0)
-			(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &cfg->tcp_keepintvl,
-					 sizeof(int));
-		if (cfg->tcp_keepcnt > 0)
-			(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cfg->tcp_keepcnt,
-					 sizeof(int));
+		if (o->keepidle > 0)
+			(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &o->keepidle, sizeof(int));
+		if (o->keepintvl > 0)
+			(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &o->keepintvl, sizeof(int));
+		if (o->keepcnt > 0)
+			(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &o->keepcnt, sizeof(int));
 	}
-	if (cfg->tcp_user_timeout > 0) {
-		unsigned int ms = (unsigned int)cfg->tcp_user_timeout;
+	if (o->user_timeout > 0) {
+		unsigned int ms = (unsigned int)o->user_timeout;
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
 	}
 }
@@ -123,6 +162,45 @@ void stream_connect_pipe(struct stream *s, const char *path, stream_connect_cb *
 	uv_pipe_connect(req, &s->h.pipe, path, on_connect);
 }
 
+bool stream_address(const struct stream *s, bool local, char *host, size_t len, int *port)
+{
+	if (s->is_pipe)
+		return false;
+	struct sockaddr_storage ss;
+	int n = sizeof(ss);
+	int rc = local ? uv_tcp_getsockname(&s->h.tcp, (struct sockaddr *)&ss, &n)
+		       : uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &n);
+	if (rc != 0)
+		return false;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+		uv_ip4_name(a, host, len);
+		*port = ntohs(a->sin_port);
+		return true;
+	}
+	if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+		uv_ip6_name(a, host, len);
+		*port = ntohs(a->sin6_port);
+		return true;
+	}
+	return false;
+}
+
+bool stream_peer_cred(const struct stream *s, unsigned *uid, int *pid)
+{
+	uv_os_fd_t fd;
+	if (!s->is_pipe || uv_fileno(&s->h.handle, &fd) != 0)
+		return false;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+		return false;
+	*uid = (unsigned)cred.uid;
+	*pid = (int)cred.pid;
+	return true;
+}
+
 /* "host:port" of one end of a TCP stream ("unix" for a pipe). */
 static void sock_name(struct stream *s, bool local, char *out, size_t len)
 {
@@ -130,23 +208,9 @@ static void sock_name(struct stream *s, bool local, char *out, size_t len)
 		snprintf(out, len, "unix");
 		return;
 	}
-	struct sockaddr_storage ss;
-	int n = sizeof(ss);
 	char host[64] = "?";
 	int port = 0;
-	int rc = local ? uv_tcp_getsockname(&s->h.tcp, (struct sockaddr *)&ss, &n)
-		       : uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &n);
-	if (rc == 0) {
-		if (ss.ss_family == AF_INET) {
-			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-			uv_ip4_name(a, host, sizeof(host));
-			port = ntohs(a->sin_port);
-		} else if (ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-			uv_ip6_name(a, host, sizeof(host));
-			port = ntohs(a->sin6_port);
-		}
-	}
+	(void)stream_address(s, local, host, sizeof(host), &port);
 	snprintf(out, len, "%s:%d", host, port);
 }
 
@@ -184,7 +248,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 	struct buf *b = s->rbuf;
 	(void)suggested;
 	if (!b) {
-		b = s->rbuf = buf_get(&s->w->bufs, BUF_SIZE);
+		b = s->rbuf = buf_get(&s->ctx->bufs, BUF_SIZE);
 	} else if (buf_space(b) < READ_MIN_SPACE) {
 		uint32_t left = buf_avail(b);
 		if (b->refs == 1 && left + READ_MIN_SPACE <= b->cap) {
@@ -194,7 +258,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 			b->end = left;
 		} else {
 			/* Writes still reference it (or it is full): continue in a new one. */
-			struct buf *nb = buf_get(&s->w->bufs, MAX((size_t)BUF_SIZE, (size_t)left + READ_MIN_SPACE));
+			struct buf *nb = buf_get(&s->ctx->bufs, MAX((size_t)BUF_SIZE, (size_t)left + READ_MIN_SPACE));
 			memcpy(nb->data, b->data + b->start, left);
 			nb->end = left;
 			buf_unref(b);
@@ -290,20 +354,20 @@ void stream_reserve(struct stream *s, size_t len)
 	if (b->start + len <= b->cap)
 		return;
 	uint32_t left = buf_avail(b);
-	struct buf *nb = buf_get(&s->w->bufs, MAX(len + READ_MIN_SPACE, (size_t)BUF_SIZE));
+	struct buf *nb = buf_get(&s->ctx->bufs, MAX(len + READ_MIN_SPACE, (size_t)BUF_SIZE));
 	memcpy(nb->data, b->data + b->start, left);
 	nb->end = left;
 	buf_unref(b);
 	s->rbuf = nb;
 }
 
-/* An output batch from the worker's free list: streams hold one only while output is pending. */
-static struct stream_out *out_get(struct worker *w)
+/* An output batch from the free list: streams hold one only while output is pending. */
+static struct stream_out *out_get(struct stream_ctx *ctx)
 {
-	struct stream_out *o = w->out_free;
+	struct stream_out *o = ctx->out_free;
 	if (o) {
-		w->out_free = o->next_free;
-		w->out_free_count--;
+		ctx->out_free = o->next_free;
+		ctx->out_free_count--;
 	} else {
 		o = xmalloc(sizeof(*o));
 	}
@@ -313,18 +377,15 @@ static struct stream_out *out_get(struct worker *w)
 	return o;
 }
 
-/* Batches kept for reuse; beyond this (after a burst) they go back to malloc. */
-#define OUT_FREE_MAX 256
-
-static void out_put(struct worker *w, struct stream_out *o)
+static void out_put(struct stream_ctx *ctx, struct stream_out *o)
 {
-	if (w->out_free_count >= OUT_FREE_MAX) {
+	if (ctx->out_free_count >= OUT_FREE_MAX) {
 		free(o);
 		return;
 	}
-	o->next_free = w->out_free;
-	w->out_free = o;
-	w->out_free_count++;
+	o->next_free = ctx->out_free;
+	ctx->out_free = o;
+	ctx->out_free_count++;
 }
 
 static void queue_slice(struct stream *dst, struct buf *b, const uint8_t *p, size_t len)
@@ -333,8 +394,8 @@ static void queue_slice(struct stream *dst, struct buf *b, const uint8_t *p, siz
 		return;
 	struct stream_out *o = dst->out;
 	if (!o) {
-		o = dst->out = out_get(dst->w);
-		worker_schedule_flush(dst->w, dst);
+		o = dst->out = out_get(dst->ctx);
+		schedule_flush(dst);
 	} else if (o->n > 0) {
 		uv_buf_t *last = &o->iov[o->n - 1];
 		/* Consecutive slices of one buffer become one iovec. */
@@ -348,8 +409,8 @@ static void queue_slice(struct stream *dst, struct buf *b, const uint8_t *p, siz
 		stream_flush(dst);
 		if (dst->closing)
 			return;
-		o = dst->out = out_get(dst->w);
-		worker_schedule_flush(dst->w, dst);
+		o = dst->out = out_get(dst->ctx);
+		schedule_flush(dst);
 	}
 	buf_ref(b);
 	o->iov[o->n] = uv_buf_init((char *)p, (unsigned int)len);
@@ -375,7 +436,7 @@ void stream_write(struct stream *dst, const void *p, size_t len)
 	if (!st || buf_space(st) < len) {
 		if (st)
 			buf_unref(st);
-		st = dst->stage = buf_get(&dst->w->bufs, MAX(len, (size_t)BUF_SIZE));
+		st = dst->stage = buf_get(&dst->ctx->bufs, MAX(len, (size_t)BUF_SIZE));
 	}
 	memcpy(st->data + st->end, p, len);
 	st->end += (uint32_t)len;
@@ -389,7 +450,7 @@ static void release_out(struct stream *s)
 	if (o) {
 		for (int i = o->first; i < o->n; i++)
 			buf_unref(o->bufs[i]);
-		out_put(s->w, o);
+		out_put(s->ctx, o);
 		s->out = NULL;
 	}
 	s->pending = 0;
@@ -406,7 +467,7 @@ static void on_write(uv_write_t *req, int status)
 	for (int i = o->first; i < o->n; i++)
 		buf_unref(o->bufs[i]);
 	s->queued -= o->bytes;
-	out_put(s->w, o);
+	out_put(s->ctx, o);
 	if (s->closing)
 		return;
 	if (status < 0) {
@@ -454,7 +515,7 @@ void stream_flush(struct stream *s)
 	s->pending = 0;
 	s->out = NULL;
 	if (o->first == n) {
-		out_put(s->w, o);
+		out_put(s->ctx, o);
 		/* A reader paused for our sake waits for this, even if no uv_write ran. */
 		if (s->drain_cb)
 			s->drain_cb(s);
@@ -469,7 +530,7 @@ void stream_flush(struct stream *s)
 	if (rc < 0) {
 		for (int i = o->first; i < n; i++)
 			buf_unref(o->bufs[i]);
-		out_put(s->w, o);
+		out_put(s->ctx, o);
 		s->error_cb(s, rc);
 		return;
 	}
@@ -491,16 +552,16 @@ static void on_close(uv_handle_t *h)
 		s->close_cb(s);
 }
 
-/* Takes the stream off every worker queue and hands the handle to uv_close. */
+/* Takes the stream off every queue of its context and hands the handle to uv_close. */
 static void finish_close(struct stream *s)
 {
 	release_out(s);
 	if (s->in_flush_queue) {
-		TAILQ_REMOVE(&s->w->flush_queue, s, flush_link);
+		TAILQ_REMOVE(&s->ctx->flush_queue, s, flush_link);
 		s->in_flush_queue = false;
 	}
 	if (s->lingering) {
-		TAILQ_REMOVE(&s->w->linger_queue, s, flush_link);
+		TAILQ_REMOVE(&s->ctx->linger_queue, s, flush_link);
 		s->lingering = false;
 	}
 	if (s->reading) {
@@ -544,7 +605,7 @@ void stream_close_linger(struct stream *s)
 	 * destroys an ErrorResponse the peer has not read yet (the rest of an
 	 * oversized message may still be on its way). So: send what is queued,
 	 * half-close, and discard input until the peer closes too or the linger
-	 * time runs out (worker_tick calls stream_linger_expire).
+	 * time runs out (the loop owner's tick calls stream_ctx_expire_lingering).
 	 */
 	stream_flush(s);
 	if (s->closing)
@@ -552,12 +613,12 @@ void stream_close_linger(struct stream *s)
 	s->closing = true;
 	/* Both queues use flush_link: leave the flush queue first. */
 	if (s->in_flush_queue) {
-		TAILQ_REMOVE(&s->w->flush_queue, s, flush_link);
+		TAILQ_REMOVE(&s->ctx->flush_queue, s, flush_link);
 		s->in_flush_queue = false;
 	}
 	s->lingering = true;
-	s->linger_since = uv_now(s->w->loop);
-	TAILQ_INSERT_TAIL(&s->w->linger_queue, s, flush_link);
+	s->linger_since = uv_now(s->ctx->loop);
+	TAILQ_INSERT_TAIL(&s->ctx->linger_queue, s, flush_link);
 	uv_shutdown_t *req = xmalloc(sizeof(*req));
 	req->data = s;
 	if (uv_shutdown(req, &s->h.base, on_linger_shutdown) != 0) {
@@ -569,9 +630,9 @@ void stream_close_linger(struct stream *s)
 		s->reading = true;
 }
 
-void stream_linger_expire(struct worker *w, uint64_t now, uint64_t max_ms)
+void stream_ctx_expire_lingering(struct stream_ctx *ctx, uint64_t now, uint64_t max_ms)
 {
 	struct stream *s;
-	while ((s = TAILQ_FIRST(&w->linger_queue)) != NULL && now - s->linger_since >= max_ms)
+	while ((s = TAILQ_FIRST(&ctx->linger_queue)) != NULL && now - s->linger_since >= max_ms)
 		finish_close(s);
 }

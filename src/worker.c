@@ -70,14 +70,6 @@ bool worker_db_paused(struct worker *w, const char *db)
 	return ds && ds->paused;
 }
 
-void worker_schedule_flush(struct worker *w, struct stream *s)
-{
-	if (s->in_flush_queue)
-		return;
-	s->in_flush_queue = true;
-	TAILQ_INSERT_TAIL(&w->flush_queue, s, flush_link);
-}
-
 void worker_schedule_kick(struct worker *w, struct pool *p)
 {
 	if (p->kick_scheduled)
@@ -127,12 +119,7 @@ static void on_check(uv_check_t *h)
 	admin_poll(w);
 	run_kicks(w);
 
-	struct stream *s;
-	while ((s = TAILQ_FIRST(&w->flush_queue)) != NULL) {
-		TAILQ_REMOVE(&w->flush_queue, s, flush_link);
-		s->in_flush_queue = false;
-		stream_flush(s);
-	}
+	stream_ctx_flush(&w->io);
 
 	if ((w->shutdown == WORKER_WAIT_CLIENTS && w->client_count == 0) ||
 	    (w->shutdown == WORKER_WAIT_SERVERS && total_active_servers(w) == 0) ||
@@ -196,9 +183,9 @@ static void on_tick(uv_timer_t *t)
 		sn = TAILQ_NEXT(s, link);
 		server_tick(s, now);
 	}
-	stream_linger_expire(w, now, LINGER_MS);
+	stream_ctx_expire_lingering(&w->io, now, LINGER_MS);
 	cancel_tick(w, now);
-	listener_tick(w, now);
+	listener_tick(&w->listeners, now);
 	pool_create_warm(w);
 	struct pool *p, *pn;
 	for (p = TAILQ_FIRST(&w->pools); p; p = pn) {
@@ -232,7 +219,7 @@ void worker_begin_shutdown(struct worker *w, enum worker_shutdown how)
 	if (how > w->shutdown)
 		w->shutdown = how;
 	/* While waiting, new logins are refused (pooler is shutting down) except the console's. */
-	listener_stop(w, how != WORKER_EXIT);
+	listener_stop(&w->listeners, how != WORKER_EXIT);
 	/* Wake the check step even if no I/O happens. */
 	uv_timer_start(&w->tick, on_tick, 0, TICK_MS);
 	struct pool *p;
@@ -253,7 +240,7 @@ static void finish_exit(struct worker *w)
 	while ((c = TAILQ_FIRST(&w->clients)) != NULL)
 		client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "sluice is shutting down");
 	/* Exiting: no waiting for peers to close (the tick that would end it stops now). */
-	stream_linger_expire(w, UINT64_MAX, 0);
+	stream_ctx_expire_lingering(&w->io, UINT64_MAX, 0);
 	struct server *s;
 	while ((s = TAILQ_FIRST(&w->servers)) != NULL)
 		server_close(s, "shutdown");
@@ -266,10 +253,10 @@ static void finish_exit(struct worker *w)
 	 * are cancelled, running ones cannot be. uv_run() returns once they are
 	 * all back (derive.h), so the loop closes with no work pending.
 	 */
-	if (w->derive_jobs)
+	if (w->derive.jobs)
 		log_info("waiting for %d key derivation(s) to come back from the thread pool",
-			 w->derive_jobs);
-	listener_stop(w, false);
+			 w->derive.jobs);
+	listener_stop(&w->listeners, false);
 	http_stop(w);
 	uv_timer_stop(&w->tick);
 	close_handle((uv_handle_t *)&w->tick);
@@ -279,12 +266,33 @@ static void finish_exit(struct worker *w)
 		w->exit_cb(w);
 }
 
+/* A listener accepted fd: it becomes a client of this worker. */
+static void on_accept(void *owner, int fd, bool is_unix)
+{
+	client_accept(owner, fd, is_unix);
+}
+
+/* The settings the stream layer applies to sockets from now on. */
+static void configure_streams(struct worker *w)
+{
+	const struct config *cfg = w->cfg;
+	w->io.max_packet_size = (uint32_t)cfg->max_packet_size;
+	w->io.tcp = (struct stream_tcp_options){
+		.keepalive = cfg->tcp_keepalive,
+		.keepidle = cfg->tcp_keepidle,
+		.keepintvl = cfg->tcp_keepintvl,
+		.keepcnt = cfg->tcp_keepcnt,
+		.user_timeout = (int)cfg->tcp_user_timeout,
+	};
+}
+
 void worker_install_config(struct worker *w, struct config *cfg, struct auth_userlist *ul)
 {
 	struct config *old = w->cfg;
 	struct auth_userlist *old_ul = w->userlist;
 	w->cfg = config_ref(cfg);
 	w->userlist = auth_userlist_ref(ul);
+	configure_streams(w);
 	struct pool *p, *pn;
 	for (p = TAILQ_FIRST(&w->pools); p; p = pn) {
 		pn = TAILQ_NEXT(p, link);
@@ -324,15 +332,15 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg, struct au
 	w->loop = loop;
 	w->cfg = config_ref(cfg);
 	w->userlist = auth_userlist_ref(ul);
-	buf_pool_init(&w->bufs, BUF_FREE_MAX);
+	stream_ctx_init(&w->io, loop, BUF_FREE_MAX);
+	listener_set_init(&w->listeners, loop, on_accept, w);
+	configure_streams(w);
 	TAILQ_INIT(&w->clients);
 	TAILQ_INIT(&w->servers);
 	TAILQ_INIT(&w->pools);
 	TAILQ_INIT(&w->released);
-	TAILQ_INIT(&w->flush_queue);
-	TAILQ_INIT(&w->linger_queue);
 	TAILQ_INIT(&w->kick_queue);
-	derive_init(w);
+	derive_queue_init(&w->derive, loop);
 	w->start_time = (uint64_t)time(NULL);
 	w->stats_rolled_at = uv_now(loop);
 	rand_bytes(w->mock_seed, sizeof(w->mock_seed));
@@ -346,7 +354,7 @@ int worker_start(struct worker *w)
 	/* The check step first: a failed start exits through it (finish_exit). */
 	uv_check_start(&w->flush_check, on_check);
 	uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
-	int rc = listener_start_all(w);
+	int rc = listener_start_all(&w->listeners, w->cfg);
 	if (rc == 0)
 		rc = http_start(w);
 	return rc;
@@ -376,12 +384,7 @@ void worker_deinit(struct worker *w)
 	}
 	auth_userlist_unref(w->userlist);
 	w->userlist = NULL;
-	while (w->out_free) {
-		struct stream_out *o = w->out_free;
-		w->out_free = o->next_free;
-		free(o);
-	}
-	buf_pool_deinit(&w->bufs);
+	stream_ctx_deinit(&w->io);
 	config_unref(w->cfg);
 	w->cfg = NULL;
 }

@@ -17,7 +17,7 @@
  * and it also resolves server host names (uv_getaddrinfo). So that
  * derivations cannot hold up every new server connection, at most
  * UV_THREADPOOL_SIZE - 1 of them (at least 1) are handed to the pool at a
- * time; the others wait in the worker's own queue, first come first served.
+ * time; the others wait in the loop's own queue, first come first served.
  *
  * Shutdown: a job in the pool counts as an active request of the loop, so
  * uv_run() does not return (and uv_loop_close() is not reached) before every
@@ -26,16 +26,27 @@
  */
 #pragma once
 
+#include <sys/queue.h>
+#include <uv.h>
+
 #include "sluice/scram.h"
-#include "sluice/worker.h"
 
 struct derive;
+TAILQ_HEAD(derive_list, derive);
+
+/* The derivations of one loop (the worker embeds it). */
+struct derive_queue {
+	uv_loop_t *loop;
+	int jobs; /* handed to the thread pool, not yet back */
+	int max; /* how many may be in the pool at a time */
+	struct derive_list waiting; /* not handed over yet, oldest first */
+};
 
 /*
- * Sets up the worker's derivation queue (worker_init calls it), with the
- * concurrency limit taken from UV_THREADPOOL_SIZE as libuv reads it.
+ * Sets up q on loop, with the concurrency limit taken from
+ * UV_THREADPOOL_SIZE as libuv reads it.
  */
-void derive_init(struct worker *w);
+void derive_queue_init(struct derive_queue *q, uv_loop_t *loop);
 
 /*
  * Called on the loop when the job has run. owner is what derive_start() was
@@ -49,7 +60,7 @@ typedef void derive_done_cb(void *owner, struct scram_job *job);
  * job) afterwards, unless derive_abandon() is called first. The returned
  * handle is valid until done is called or derive_abandon() returns.
  */
-struct derive *derive_start(struct worker *w, struct scram_job *job, derive_done_cb *done,
+struct derive *derive_start(struct derive_queue *q, struct scram_job *job, derive_done_cb *done,
 			    void *owner);
 /*
  * The owner goes away: done will not be called, and the job is freed when

@@ -1,11 +1,12 @@
 /*
- * listener.h - the TCP and unix-socket listeners of a worker.
+ * listener.h - the TCP and unix-socket listeners of one loop.
  *
- * It owns the listening sockets and hands each accepted connection to
- * client_accept(); max_client_conn is enforced there, where the client can be
- * told why in an ErrorResponse. When accept() fails (out of file
- * descriptors), accepting pauses with a growing backoff and the waiting
- * connections stay in the kernel's backlog (worker->accept).
+ * A listener set owns the listening sockets and hands each accepted socket
+ * to its owner's callback (the worker's, which makes it a client:
+ * max_client_conn is enforced there, where the client can be told why in an
+ * ErrorResponse). When accept() fails (out of file descriptors), accepting
+ * pauses with a growing backoff and the waiting connections stay in the
+ * kernel's backlog.
  */
 #pragma once
 
@@ -14,29 +15,53 @@
 #include <uv.h>
 
 #include "sluice/common.h"
-#include "sluice/worker.h"
+#include "sluice/config.h"
+
+/* A connection was accepted: fd is non-blocking and the callee's. */
+typedef void listener_accept_cb(void *owner, int fd, bool is_unix);
 
 struct listener {
 	uv_poll_t poll; /* readable: connections wait in the backlog */
 	int fd;
-	struct worker *w;
+	struct listener_set *set;
 	bool is_unix;
 	char name[160];
 	struct listener *next;
 };
 
+/* Accepting after accept() failed: paused until resume_at. */
+struct accept_state {
+	uint64_t resume_at; /* uv_now; 0 while accepting */
+	uint32_t backoff_ms; /* the last pause; 0 after a successful accept */
+	uint64_t logged_at; /* uv_now of the last log line about it */
+	uint64_t unlogged; /* failures since that line */
+	uint64_t failures; /* all of them: sluice_accept_failures_total */
+};
+
+struct listener_set {
+	uv_loop_t *loop;
+	struct listener *list; /* NULL when none is open */
+	struct accept_state accept;
+	listener_accept_cb *accept_cb;
+	void *owner;
+};
+
+void listener_set_init(struct listener_set *ls, uv_loop_t *loop, listener_accept_cb *cb,
+		       void *owner);
 /* Opens every listener cfg asks for. Errors are logged and returned. */
-int listener_start_all(struct worker *w) WUR;
+int listener_start_all(struct listener_set *ls, const struct config *cfg) WUR;
 /*
  * Closes the listeners: all of them, or (keep_unix) the TCP ones only, so that
  * the console stays reachable on the unix socket while a shutdown waits.
  */
-void listener_stop(struct worker *w, bool keep_unix);
+void listener_stop(struct listener_set *ls, bool keep_unix);
 /*
- * Gives the unix socket file to uid (and gid, unless unix_socket_group set
- * one), so that after sluice gives up root (-u) the file is the user's, as
- * PgBouncer's is, and can be removed at exit. 0 or -errno (logged).
+ * Gives the unix socket file to uid (and gid, unless cfg's
+ * unix_socket_group set one), so that after sluice gives up root (-u) the
+ * file is the user's, as PgBouncer's is, and can be removed at exit. 0 or
+ * -errno (logged).
  */
-int listener_chown_unix(struct worker *w, unsigned uid, unsigned gid) WUR;
-/* From the worker's tick: resumes accepting once a pause after a failure is over. */
-void listener_tick(struct worker *w, uint64_t now);
+int listener_chown_unix(struct listener_set *ls, const struct config *cfg, unsigned uid,
+			unsigned gid) WUR;
+/* From the owner's tick: resumes accepting once a pause after a failure is over. */
+void listener_tick(struct listener_set *ls, uint64_t now);

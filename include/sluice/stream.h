@@ -15,8 +15,14 @@
  * Writing: stream_forward() queues a slice of another stream's read buffer
  * (no copy; the buffer is referenced until the write completes) and
  * stream_write() queues a copy of synthesized bytes. Queued bytes are sent
- * "after this round of I/O" by the worker's flush step (see worker.h), in
- * order, with one writev when the socket takes it all.
+ * "after this round of I/O" when the loop's owner calls stream_ctx_flush
+ * (the worker's check step, see worker.h), in order, with one writev when the
+ * socket takes it all.
+ *
+ * The streams of one loop share a struct stream_ctx: the loop, the read
+ * buffers' free list, the output batches' free list, the flush and linger
+ * queues and the socket settings. The worker embeds it; the stream layer
+ * knows nothing of the worker or of the connections that own streams.
  *
  * Closing: stream_close() starts an asynchronous close; close_cb runs when
  * libuv has released the handle, and only then may the owner free memory.
@@ -31,7 +37,6 @@
 #include "sluice/buf.h"
 #include "sluice/common.h"
 
-struct worker;
 struct stream;
 
 /* New bytes are in s->rbuf. The callback may close the stream. */
@@ -55,7 +60,7 @@ struct stream {
 		uv_tcp_t tcp;
 		uv_pipe_t pipe;
 	} h;
-	struct worker *w;
+	struct stream_ctx *ctx;
 	struct buf *rbuf;
 	uint32_t read_max; /* largest message we are willing to buffer whole */
 
@@ -85,6 +90,25 @@ struct stream {
 
 TAILQ_HEAD(stream_list, stream);
 
+/* What sockets get once they exist (accepted or connected): tcp_keepalive and friends. */
+struct stream_tcp_options {
+	bool keepalive;
+	int keepidle, keepintvl, keepcnt; /* seconds / count; 0 leaves the kernel's */
+	int user_timeout; /* ms; 0 leaves the kernel's */
+};
+
+/* What the streams of one loop share (see above). */
+struct stream_ctx {
+	uv_loop_t *loop;
+	struct buf_pool bufs; /* read buffers */
+	struct stream_out *out_free; /* free list of output batches */
+	int out_free_count;
+	struct stream_list flush_queue; /* output queued this round */
+	struct stream_list linger_queue; /* closing streams waiting for the peer's close, oldest first */
+	uint32_t max_packet_size; /* the largest message a new stream buffers whole */
+	struct stream_tcp_options tcp;
+};
+
 /*
  * A batch of output slices. A stream takes one from the worker's free list
  * when it queues its first slice of a loop iteration; at flush the batch goes
@@ -102,8 +126,17 @@ struct stream_out {
 	struct stream_out *next_free;
 };
 
-/* Initialises s as a TCP or unix-socket stream on w's loop. */
-int stream_init(struct worker *w, struct stream *s, bool pipe) WUR;
+/* Sets up ctx on loop, keeping up to buf_free_max read buffers for reuse. */
+void stream_ctx_init(struct stream_ctx *ctx, uv_loop_t *loop, int buf_free_max);
+/* Frees the free lists; every stream of ctx must be closed. */
+void stream_ctx_deinit(struct stream_ctx *ctx);
+/* Sends the output every stream queued this round (the loop owner's check step). */
+void stream_ctx_flush(struct stream_ctx *ctx);
+/* Closes lingering streams older than max_ms (the loop owner's tick). */
+void stream_ctx_expire_lingering(struct stream_ctx *ctx, uint64_t now, uint64_t max_ms);
+
+/* Initialises s as a TCP or unix-socket stream of ctx. */
+int stream_init(struct stream_ctx *ctx, struct stream *s, bool pipe) WUR;
 /* Accepts a pending connection from a libuv listening handle into s (after stream_init). */
 int stream_accept(struct stream *s, uv_stream_t *listener) WUR;
 /* Makes the accepted socket fd (non-blocking) s's connection, after stream_init; fd is s's now, even on failure. */
@@ -116,6 +149,17 @@ void stream_connect_pipe(struct stream *s, const char *path, stream_connect_cb *
 void stream_peer_name(struct stream *s, char *out, size_t len);
 /* The same for this end of the connection. */
 void stream_local_name(struct stream *s, char *out, size_t len);
+/*
+ * The address of this end (local) or of the peer of a TCP stream, as host
+ * (IPv6 without brackets) and port. false for a pipe or when the socket
+ * cannot tell (host and port are then left as they were).
+ */
+bool stream_address(const struct stream *s, bool local, char *host, size_t len, int *port);
+/*
+ * The peer's process credentials on a unix socket (SO_PEERCRED). false for
+ * TCP or when the kernel cannot tell.
+ */
+bool stream_peer_cred(const struct stream *s, unsigned *uid, int *pid);
 
 void stream_read_start(struct stream *s);
 /*
@@ -153,7 +197,7 @@ void stream_reserve(struct stream *s, size_t len);
 void stream_forward(struct stream *dst, struct stream *src, size_t len);
 /* Queues a copy of p[0..len). */
 void stream_write(struct stream *dst, const void *p, size_t len);
-/* Sends everything queued now (normally the worker's flush step does it). */
+/* Sends everything queued on s now (normally stream_ctx_flush does it). */
 void stream_flush(struct stream *s);
 /* Bytes queued or in flight. */
 static inline size_t stream_unsent(const struct stream *s)
@@ -174,5 +218,3 @@ void stream_close(struct stream *s);
  * destroys the error. close_cb follows as for stream_close.
  */
 void stream_close_linger(struct stream *s);
-/* Closes lingering streams older than max_ms (the worker's tick). */
-void stream_linger_expire(struct worker *w, uint64_t now, uint64_t max_ms);

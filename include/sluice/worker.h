@@ -24,7 +24,7 @@
  *         completed are answered (admin_poll), then b. again for the pools
  *         their next commands kicked;
  *      d. every stream's queued output, one writev per stream
- *         (worker_schedule_flush; a. to c. queue output too, so this is
+ *         (stream_ctx_flush; a. to c. queue output too, so this is
  *         late);
  *      e. a shutdown whose condition now holds is finished (finish_exit).
  *   4. close callbacks: connection memory is freed here, never earlier.
@@ -40,6 +40,8 @@
 #include "sluice/buf.h"
 #include "sluice/common.h"
 #include "sluice/config.h"
+#include "sluice/derive.h"
+#include "sluice/listener.h"
 #include "sluice/prepared.h"
 #include "sluice/stream.h"
 
@@ -48,13 +50,10 @@ struct process;
 struct client;
 struct cancel_peer;
 struct server;
-struct listener;
-struct derive;
 
 TAILQ_HEAD(client_list, client);
 TAILQ_HEAD(server_list, server);
 TAILQ_HEAD(pool_list, pool);
-TAILQ_HEAD(derive_list, derive);
 
 /*
  * Per-name connection counts: servers for max_db_connections /
@@ -85,15 +84,6 @@ enum worker_shutdown {
 	WORKER_EXIT, /* stop now */
 };
 
-/* Accepting after accept() failed (listener.c): paused until resume_at. */
-struct accept_state {
-	uint64_t resume_at; /* uv_now; 0 while accepting */
-	uint32_t backoff_ms; /* the last pause; 0 after a successful accept */
-	uint64_t logged_at; /* uv_now of the last log line about it */
-	uint64_t unlogged; /* failures since that line */
-	uint64_t failures; /* all of them: sluice_accept_failures_total */
-};
-
 struct worker {
 	uv_loop_t *loop;
 	struct process *process; /* what the console's process-wide verbs act on; NULL in unit tests */
@@ -102,12 +92,9 @@ struct worker {
 	struct config *cfg; /* the snapshot this worker serves with; one reference */
 	struct auth_userlist *userlist; /* one reference; NULL without auth_file */
 	uint8_t mock_seed[32]; /* SCRAM mock for unknown users */
-	struct buf_pool bufs;
-	struct stream_out *out_free; /* free list of output batches */
-	int out_free_count;
+	struct stream_ctx io; /* what its streams share: buffers, flush and linger queues */
 
-	struct listener *listeners;
-	struct accept_state accept; /* listener.c's */
+	struct listener_set listeners;
 	struct client_list clients; /* every client connection */
 	struct server_list servers; /* every server connection */
 	struct pool_list pools;
@@ -126,17 +113,12 @@ struct worker {
 	uint64_t stats_rolled_at; /* uv_now of the last stats period roll */
 	struct http *http; /* NULL unless metrics_port is set */
 	int client_count;
-	/* key derivations (derive.h) */
-	int derive_jobs; /* handed to the thread pool, not yet back */
-	int derive_max; /* how many may be in the pool at a time */
-	struct derive_list derive_waiting; /* not handed over yet, oldest first */
+	struct derive_queue derive; /* key derivations on the thread pool (derive.h) */
 	uint64_t stats_logins_evicted; /* logins closed at max_client_conn to make room */
 	uint64_t next_conn_id; /* clients and servers share one sequence, as in PgBouncer */
 
 	/* Clients their servers let go of this round, to run in the check phase (client_unlinked). */
 	struct client_list released;
-	struct stream_list flush_queue;
-	struct stream_list linger_queue; /* closing streams waiting for the peer's close, oldest first */
 	struct pool_list kick_queue;
 	uv_check_t flush_check;
 	uv_timer_t tick;
@@ -194,8 +176,6 @@ void worker_begin_shutdown(struct worker *w, enum worker_shutdown how);
 /* RESUME of every database of this worker; false when nothing was paused. */
 bool worker_resume_all(struct worker *w);
 
-/* Queues s for the flush step of this loop iteration. */
-void worker_schedule_flush(struct worker *w, struct stream *s);
 /* Queues a pool for the assignment step of this loop iteration. */
 void worker_schedule_kick(struct worker *w, struct pool *p);
 

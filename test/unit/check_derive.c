@@ -4,8 +4,8 @@
  * the loop, and, once abandoned, never come back but are freed (the leak
  * checkers of the ASan and valgrind builds see it) and let the loop close.
  *
- * A bare loop and a zeroed struct worker are enough: derive.c uses only the
- * worker's loop and its job count.
+ * A bare loop and a derive_queue are enough: derive.c knows nothing of the
+ * worker that embeds the queue.
  */
 #include <check.h>
 #include <pthread.h>
@@ -53,12 +53,10 @@ static void on_tick(uv_timer_t *t)
 	(void)t;
 }
 
-static void worker_setup(struct worker *w, uv_loop_t *loop)
+static void queue_setup(struct derive_queue *q, uv_loop_t *loop)
 {
 	ck_assert_int_eq(uv_loop_init(loop), 0);
-	memset(w, 0, sizeof(*w));
-	w->loop = loop;
-	derive_init(w);
+	derive_queue_init(q, loop);
 	loop_thread = pthread_self();
 	ticks = 0;
 }
@@ -66,20 +64,20 @@ static void worker_setup(struct worker *w, uv_loop_t *loop)
 START_TEST(test_derive_runs_on_the_pool_and_answers_on_the_loop)
 {
 	uv_loop_t loop;
-	struct worker w;
-	worker_setup(&w, &loop);
+	struct derive_queue q;
+	queue_setup(&q, &loop);
 	struct owner o = { 0 };
 	struct scram_job *job = scram_job_new("pencil", v_salt, sizeof(v_salt), 4096);
-	struct derive *d = derive_start(&w, job, on_done, &o);
+	struct derive *d = derive_start(&q, job, on_done, &o);
 	ck_assert_ptr_nonnull(d);
-	ck_assert_int_eq(w.derive_jobs, 1);
+	ck_assert_int_eq(q.jobs, 1);
 	ck_assert_int_eq(o.calls, 0); /* never from inside derive_start */
 	ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
 	ck_assert_int_eq(o.calls, 1);
 	ck_assert(o.on_loop_thread);
 	ck_assert_int_eq(o.rc, 0);
 	ck_assert_mem_eq(o.client_key, v_client_key, SCRAM_KEY_LEN);
-	ck_assert_int_eq(w.derive_jobs, 0);
+	ck_assert_int_eq(q.jobs, 0);
 	ck_assert_int_eq(uv_loop_close(&loop), 0);
 }
 END_TEST
@@ -87,23 +85,23 @@ END_TEST
 static void stop_when_done(uv_timer_t *t)
 {
 	on_tick(t);
-	struct worker *w = t->data;
-	if (w->derive_jobs == 0)
+	struct derive_queue *q = t->data;
+	if (q->jobs == 0)
 		uv_close((uv_handle_t *)t, NULL);
 }
 
 START_TEST(test_derive_leaves_the_loop_running_meanwhile)
 {
 	uv_loop_t loop;
-	struct worker w;
-	worker_setup(&w, &loop);
+	struct derive_queue q;
+	queue_setup(&q, &loop);
 	struct owner o = { 0 };
 	uv_timer_t timer;
 	uv_timer_init(&loop, &timer);
-	timer.data = &w;
+	timer.data = &q;
 	uv_timer_start(&timer, stop_when_done, 1, 1);
 	struct scram_job *job = scram_job_new("pencil", v_salt, sizeof(v_salt), SLOW_ITERATIONS);
-	(void)derive_start(&w, job, on_done, &o);
+	(void)derive_start(&q, job, on_done, &o);
 	ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
 	ck_assert_int_eq(o.calls, 1);
 	ck_assert_int_eq(o.rc, 0);
@@ -115,7 +113,7 @@ END_TEST
 
 /*
  * With one pool thread, the first job runs and the others wait in the
- * worker's queue; the running one and a waiting one are abandoned (the
+ * queue; the running one and a waiting one are abandoned (the
  * running one cannot be stopped, the waiting one is dropped at once).
  * Neither owner hears back, both jobs are freed, the job behind them runs,
  * and the loop has nothing left when uv_run returns.
@@ -124,30 +122,30 @@ START_TEST(test_derive_abandoned_jobs_never_answer_and_are_freed)
 {
 	ck_assert_int_eq(setenv("UV_THREADPOOL_SIZE", "1", 1), 0);
 	uv_loop_t loop;
-	struct worker w;
-	worker_setup(&w, &loop);
+	struct derive_queue q;
+	queue_setup(&q, &loop);
 	struct owner running = { 0 }, queued = { 0 }, kept = { 0 };
 	struct derive *a = derive_start(
-		&w, scram_job_new("pencil", v_salt, sizeof(v_salt), SLOW_ITERATIONS), on_done,
+		&q, scram_job_new("pencil", v_salt, sizeof(v_salt), SLOW_ITERATIONS), on_done,
 		&running);
 	struct derive *b = derive_start(
-		&w, scram_job_new("pencil", v_salt, sizeof(v_salt), SLOW_ITERATIONS), on_done,
+		&q, scram_job_new("pencil", v_salt, sizeof(v_salt), SLOW_ITERATIONS), on_done,
 		&queued);
-	(void)derive_start(&w, scram_job_new("pencil", v_salt, sizeof(v_salt), 4096), on_done,
+	(void)derive_start(&q, scram_job_new("pencil", v_salt, sizeof(v_salt), 4096), on_done,
 			   &kept);
 	/* Let the pool thread start and pick up the first job (microseconds). */
 	uv_sleep(100);
-	ck_assert_int_eq(w.derive_jobs, 1);
+	ck_assert_int_eq(q.jobs, 1);
 	derive_abandon(a);
 	derive_abandon(b);
-	ck_assert_int_eq(w.derive_jobs, 1); /* the running job still owes its after-work callback */
+	ck_assert_int_eq(q.jobs, 1); /* the running job still owes its after-work callback */
 	ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
 	ck_assert_int_eq(running.calls, 0);
 	ck_assert_int_eq(queued.calls, 0);
 	ck_assert_int_eq(kept.calls, 1);
 	ck_assert_int_eq(kept.rc, 0);
 	ck_assert_mem_eq(kept.client_key, v_client_key, SCRAM_KEY_LEN);
-	ck_assert_int_eq(w.derive_jobs, 0);
+	ck_assert_int_eq(q.jobs, 0);
 	ck_assert_int_eq(uv_loop_close(&loop), 0);
 }
 END_TEST
@@ -169,20 +167,20 @@ START_TEST(test_derive_leaves_a_pool_thread_for_name_resolution)
 		else
 			ck_assert_int_eq(unsetenv("UV_THREADPOOL_SIZE"), 0);
 		uv_loop_t loop;
-		struct worker w;
-		worker_setup(&w, &loop);
-		ck_assert_int_eq(w.derive_max, cases[i].max);
+		struct derive_queue q;
+		queue_setup(&q, &loop);
+		ck_assert_int_eq(q.max, cases[i].max);
 		struct owner o[4] = { { 0 } };
 		for (int j = 0; j < 4; j++)
-			(void)derive_start(&w, scram_job_new("pencil", v_salt, sizeof(v_salt), 4096),
+			(void)derive_start(&q, scram_job_new("pencil", v_salt, sizeof(v_salt), 4096),
 					   on_done, &o[j]);
-		ck_assert_int_eq(w.derive_jobs, cases[i].max);
+		ck_assert_int_eq(q.jobs, cases[i].max);
 		ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
 		for (int j = 0; j < 4; j++) {
 			ck_assert_int_eq(o[j].calls, 1);
 			ck_assert_mem_eq(o[j].client_key, v_client_key, SCRAM_KEY_LEN);
 		}
-		ck_assert_int_eq(w.derive_jobs, 0);
+		ck_assert_int_eq(q.jobs, 0);
 		ck_assert_int_eq(uv_loop_close(&loop), 0);
 	}
 }

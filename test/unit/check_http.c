@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "sluice/common.h"
-#include "sluice/http.h"
+#include "sluice/http_parse.h"
 
 /* A heap copy of exactly n bytes, so reading byte n is an ASan error. */
 static char *exact_copy(const void *p, size_t n)
