@@ -883,29 +883,19 @@ static void show_pool_waits(struct client *c)
 	rs_finish(c, &r, "SHOW");
 }
 
-static const char help_text[] =
-	"Console usage\n"
-	"\tSHOW HELP|CONFIG|USERS|DATABASES|POOLS|CLIENTS|SERVERS|SOCKETS|ACTIVE_SOCKETS\n"
-	"\tSHOW LISTS|MEM|STATE|VERSION|DNS_HOSTS|DNS_ZONES|PEERS|PEER_POOLS\n"
-	"\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n"
-	"\tSHOW POOL_WAITS (sluice)\n"
-	"\tSET key = arg\n"
-	"\tRELOAD\n"
-	"\tPAUSE [<db>]\n"
-	"\tRESUME [<db>]\n"
-	"\tDISABLE <db>\n"
-	"\tENABLE <db>\n"
-	"\tRECONNECT [<db>]\n"
-	"\tKILL [<db>]\n"
-	"\tKILL_CLIENT <client_id>\n"
-	"\tWAIT_CLOSE [<db>]\n"
-	"\tSHUTDOWN [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]";
+static void help_append(struct buf_out *t, const char *s);
 
+/* SHOW HELP: a notice listing the commands, written from the two tables below. */
 static void show_help(struct client *c)
 {
+	struct buf_out text;
+	buf_out_init(&text);
+	help_append(&text, "Console usage");
 	struct buf_out out;
 	buf_out_init(&out);
-	pkt_put_NoticeResponse(&out, "00000", help_text);
+	buf_out_put_u8(&text, 0);
+	pkt_put_NoticeResponse(&out, "00000", (const char *)text.data);
+	buf_out_deinit(&text);
 	pkt_put_CommandComplete(&out, "SHOW");
 	pkt_put_ReadyForQuery(&out, 'I');
 	stream_write(&c->stream, out.data, out.len);
@@ -941,6 +931,8 @@ static bool show_fake_guc(struct client *c, const char *name)
 struct show_cmd {
 	const char *name;
 	void (*fn)(struct client *c);
+	uint8_t help_line; /* SHOW HELP lists the names of a line together */
+	bool sluice_only; /* marked so in SHOW HELP */
 };
 
 static void show_stats_cmd(struct client *c) { show_stats(c, true, true, "total_", "avg_"); }
@@ -1016,29 +1008,30 @@ static void show_peer_pools(struct client *c)
 	rs_finish(c, &r, "SHOW");
 }
 
+/* The SHOW commands, one row each, in SHOW HELP's order. */
 static const struct show_cmd show_cmds[] = {
-	{ "help", show_help },
-	{ "pools", show_pools },
-	{ "stats", show_stats_cmd },
-	{ "stats_totals", show_stats_totals },
-	{ "stats_averages", show_stats_averages },
-	{ "totals", show_totals },
-	{ "clients", show_clients },
-	{ "servers", show_servers },
-	{ "sockets", show_all_sockets },
-	{ "active_sockets", show_active_sockets },
-	{ "databases", show_databases },
-	{ "users", show_users },
-	{ "config", show_config },
-	{ "lists", show_lists },
-	{ "mem", show_mem },
-	{ "state", show_state },
-	{ "version", show_version },
-	{ "dns_hosts", show_dns_hosts },
-	{ "dns_zones", show_dns_zones },
-	{ "peers", show_peers },
-	{ "peer_pools", show_peer_pools },
-	{ "pool_waits", show_pool_waits },
+	{ "help", show_help, 0, false },
+	{ "config", show_config, 0, false },
+	{ "users", show_users, 0, false },
+	{ "databases", show_databases, 0, false },
+	{ "pools", show_pools, 0, false },
+	{ "clients", show_clients, 0, false },
+	{ "servers", show_servers, 0, false },
+	{ "sockets", show_all_sockets, 0, false },
+	{ "active_sockets", show_active_sockets, 0, false },
+	{ "lists", show_lists, 1, false },
+	{ "mem", show_mem, 1, false },
+	{ "state", show_state, 1, false },
+	{ "version", show_version, 1, false },
+	{ "dns_hosts", show_dns_hosts, 1, false },
+	{ "dns_zones", show_dns_zones, 1, false },
+	{ "peers", show_peers, 1, false },
+	{ "peer_pools", show_peer_pools, 1, false },
+	{ "stats", show_stats_cmd, 2, false },
+	{ "stats_totals", show_stats_totals, 2, false },
+	{ "stats_averages", show_stats_averages, 2, false },
+	{ "totals", show_totals, 2, false },
+	{ "pool_waits", show_pool_waits, 3, true },
 };
 
 /* ---- control commands -------------------------------------------------------------- */
@@ -1340,6 +1333,163 @@ static bool parse_command(const char *sql, struct command *cmd)
 	return at_end(s);
 }
 
+static void cmd_reload(struct client *c, const char *arg)
+{
+	(void)arg;
+	if (process_reload(c->w->process) != 0)
+		send_error(c, SQLSTATE_CONFIG_FILE_ERROR,
+			   "RELOAD failed, see logs for additional details; the previous "
+			   "configuration stays in effect");
+	else
+		send_complete(c, "RELOAD");
+}
+
+static void cmd_disable(struct client *c, const char *db)
+{
+	worker_db_state(c->w, db, true)->disabled = true;
+	send_complete(c, "DISABLE");
+}
+
+static void cmd_enable(struct client *c, const char *db)
+{
+	worker_db_state(c->w, db, true)->disabled = false;
+	send_complete(c, "ENABLE");
+}
+
+static void cmd_reconnect(struct client *c, const char *db)
+{
+	struct worker *w = c->w;
+	struct server *s = server_next(w, NULL), *next;
+	for (; s; s = next) {
+		next = server_next(w, s);
+		if (s->state != SERVER_CLOSED && db_matches(db, s->pool->db_name))
+			server_mark_close_needed(s);
+	}
+	send_complete(c, "RECONNECT");
+}
+
+static void cmd_kill_client(struct client *c, const char *arg)
+{
+	/* PgBouncer's words, which scripts match. */
+	char *end = NULL;
+	unsigned long long id = arg ? strtoull(arg, &end, 10) : 0;
+	if (!arg || !end || *end || end == arg) {
+		send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
+			   "invalid client pointer supplied: \"%s\" is not a client id", arg ? arg : "");
+		return;
+	}
+	struct client *x = client_find(c->w, id);
+	if (!x || x->state == CLIENT_CLOSED) {
+		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "client not found: %llu", id);
+		return;
+	}
+	/* Killing itself: the answer goes out first. */
+	if (x != c)
+		client_fail(x, SQLSTATE_ADMIN_SHUTDOWN, "client killed by admin (KILL_CLIENT)");
+	send_complete(c, "KILL_CLIENT");
+	if (x == c)
+		client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "client killed by admin (KILL_CLIENT)");
+}
+
+static void cmd_wait_close(struct client *c, const char *db)
+{
+	start_wait(c, ADMIN_WAIT_CLOSE, db);
+}
+
+static void cmd_shutdown(struct client *c, const char *arg)
+{
+	enum worker_shutdown how = WORKER_EXIT;
+	if (arg && strcmp(arg, "wait_for_servers") == 0)
+		how = WORKER_WAIT_SERVERS;
+	else if (arg && strcmp(arg, "wait_for_clients") == 0)
+		how = WORKER_WAIT_CLIENTS;
+	else if (arg) {
+		send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
+			   "SHUTDOWN takes WAIT_FOR_SERVERS or WAIT_FOR_CLIENTS");
+		return;
+	}
+	log_info("SHUTDOWN requested from the admin console");
+	send_complete(c, "SHUTDOWN");
+	process_shutdown(c->w->process, how);
+}
+
+static void cmd_suspend(struct client *c, const char *arg)
+{
+	(void)arg;
+	send_error(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
+		   "SUSPEND is not supported: sluice has no online restart");
+}
+
+/* What a control command's argument is, which run_command checks before the handler runs. */
+enum cmd_arg {
+	CMD_ARG_NONE, /* ignored if given */
+	CMD_ARG_DB, /* an optional database name: all databases without it */
+	CMD_ARG_DB_REQUIRED,
+	CMD_ARG_OTHER, /* the handler reads it */
+};
+
+/*
+ * The control commands, one row each, in SHOW HELP's order: adding a
+ * command is adding a row. help is SHOW HELP's text after the name; NULL
+ * leaves the command out of it (SUSPEND, refused).
+ */
+static const struct control_cmd {
+	const char *name;
+	enum cmd_arg arg;
+	const char *help;
+	void (*fn)(struct client *c, const char *arg);
+} control_cmds[] = {
+	{ "reload", CMD_ARG_NONE, "", cmd_reload },
+	{ "pause", CMD_ARG_DB, " [<db>]", cmd_pause },
+	{ "resume", CMD_ARG_DB, " [<db>]", cmd_resume },
+	{ "disable", CMD_ARG_DB_REQUIRED, " <db>", cmd_disable },
+	{ "enable", CMD_ARG_DB_REQUIRED, " <db>", cmd_enable },
+	{ "reconnect", CMD_ARG_DB, " [<db>]", cmd_reconnect },
+	{ "kill", CMD_ARG_DB, " [<db>]", cmd_kill },
+	{ "kill_client", CMD_ARG_OTHER, " <client_id>", cmd_kill_client },
+	{ "wait_close", CMD_ARG_DB, " [<db>]", cmd_wait_close },
+	{ "shutdown", CMD_ARG_OTHER, " [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]", cmd_shutdown },
+	{ "suspend", CMD_ARG_NONE, NULL, cmd_suspend },
+};
+
+static const struct control_cmd *find_control(const char *verb)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(control_cmds); i++)
+		if (strcmp(verb, control_cmds[i].name) == 0)
+			return &control_cmds[i];
+	return NULL;
+}
+
+static void put_upper(struct buf_out *t, const char *s)
+{
+	for (; *s; s++)
+		buf_out_put_u8(t, (uint8_t)toupper((unsigned char)*s));
+}
+
+/* SHOW HELP's text under title, from show_cmds and control_cmds (no trailing newline). */
+static void help_append(struct buf_out *t, const char *title)
+{
+	buf_out_put(t, title, strlen(title));
+	for (size_t i = 0; i < ARRAY_SIZE(show_cmds); i++) {
+		bool first = i == 0 || show_cmds[i].help_line != show_cmds[i - 1].help_line;
+		buf_out_put(t, first ? "\n\tSHOW " : "|", first ? 7 : 1);
+		put_upper(t, show_cmds[i].name);
+		bool last = i + 1 == ARRAY_SIZE(show_cmds) ||
+			    show_cmds[i + 1].help_line != show_cmds[i].help_line;
+		if (last && show_cmds[i].sluice_only)
+			buf_out_put(t, " (sluice)", 9);
+	}
+	static const char set_line[] = "\n\tSET key = arg";
+	buf_out_put(t, set_line, strlen(set_line));
+	for (size_t i = 0; i < ARRAY_SIZE(control_cmds); i++) {
+		if (!control_cmds[i].help)
+			continue;
+		buf_out_put(t, "\n\t", 2);
+		put_upper(t, control_cmds[i].name);
+		buf_out_put(t, control_cmds[i].help, strlen(control_cmds[i].help));
+	}
+}
+
 static void run_command(struct client *c, const char *sql)
 {
 	struct worker *w = c->w;
@@ -1377,27 +1527,18 @@ static void run_command(struct client *c, const char *sql)
 		return;
 	}
 
-	/* Everything below changes something: admin users only. */
-	static const char *const commands[] = {
-		"reload", "pause", "resume", "disable", "enable", "reconnect", "kill",
-		"kill_client", "wait_close", "shutdown", "suspend",
-	};
-	bool known = false;
-	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
-		known = known || strcmp(verb, commands[i]) == 0;
-	if (!known) {
+	const struct control_cmd *cc = find_control(verb);
+	if (!cc) {
 		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid command '%s', use SHOW HELP;", sql);
 		return;
 	}
+	/* Everything but SHOW changes something: admin users only. */
 	if (c->admin_role != ADMIN_ROLE_ADMIN) {
 		send_error(c, SQLSTATE_INSUFFICIENT_PRIVILEGE, "admin access needed");
 		return;
 	}
-	bool needs_db = strcmp(verb, "disable") == 0 || strcmp(verb, "enable") == 0;
-	bool takes_db = needs_db || strcmp(verb, "pause") == 0 || strcmp(verb, "resume") == 0 ||
-			strcmp(verb, "reconnect") == 0 || strcmp(verb, "kill") == 0 ||
-			strcmp(verb, "wait_close") == 0;
-	if (needs_db && !arg) {
+	bool takes_db = cc->arg == CMD_ARG_DB || cc->arg == CMD_ARG_DB_REQUIRED;
+	if (cc->arg == CMD_ARG_DB_REQUIRED && !arg) {
 		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "%s needs a database name", verb);
 		return;
 	}
@@ -1409,71 +1550,7 @@ static void run_command(struct client *c, const char *sql)
 		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "cannot %s the admin database", verb);
 		return;
 	}
-
-	if (strcmp(verb, "reload") == 0) {
-		if (process_reload(w->process) != 0)
-			send_error(c, SQLSTATE_CONFIG_FILE_ERROR,
-				   "RELOAD failed, see logs for additional details; the previous "
-				   "configuration stays in effect");
-		else
-			send_complete(c, "RELOAD");
-	} else if (strcmp(verb, "pause") == 0) {
-		cmd_pause(c, arg);
-	} else if (strcmp(verb, "resume") == 0) {
-		cmd_resume(c, arg);
-	} else if (strcmp(verb, "disable") == 0 || strcmp(verb, "enable") == 0) {
-		worker_db_state(w, arg, true)->disabled = verb[0] == 'd';
-		send_complete(c, verb[0] == 'd' ? "DISABLE" : "ENABLE");
-	} else if (strcmp(verb, "reconnect") == 0) {
-		struct server *s = server_next(w, NULL), *next;
-		for (; s; s = next) {
-			next = server_next(w, s);
-			if (s->state != SERVER_CLOSED && db_matches(arg, s->pool->db_name))
-				server_mark_close_needed(s);
-		}
-		send_complete(c, "RECONNECT");
-	} else if (strcmp(verb, "kill") == 0) {
-		cmd_kill(c, arg);
-	} else if (strcmp(verb, "kill_client") == 0) {
-		/* PgBouncer's words, which scripts match. */
-		char *end = NULL;
-		unsigned long long id = arg ? strtoull(arg, &end, 10) : 0;
-		if (!arg || !end || *end || end == arg) {
-			send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
-				   "invalid client pointer supplied: \"%s\" is not a client id",
-				   arg ? arg : "");
-			return;
-		}
-		struct client *x = client_find(w, id);
-		if (!x || x->state == CLIENT_CLOSED) {
-			send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "client not found: %llu", id);
-			return;
-		}
-		if (x != c)
-			client_fail(x, SQLSTATE_ADMIN_SHUTDOWN, "client killed by admin (KILL_CLIENT)");
-		send_complete(c, "KILL_CLIENT");
-		if (x == c)
-			client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "client killed by admin (KILL_CLIENT)");
-	} else if (strcmp(verb, "wait_close") == 0) {
-		start_wait(c, ADMIN_WAIT_CLOSE, arg);
-	} else if (strcmp(verb, "shutdown") == 0) {
-		enum worker_shutdown how = WORKER_EXIT;
-		if (arg && strcmp(arg, "wait_for_servers") == 0)
-			how = WORKER_WAIT_SERVERS;
-		else if (arg && strcmp(arg, "wait_for_clients") == 0)
-			how = WORKER_WAIT_CLIENTS;
-		else if (arg) {
-			send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
-				   "SHUTDOWN takes WAIT_FOR_SERVERS or WAIT_FOR_CLIENTS");
-			return;
-		}
-		log_info("SHUTDOWN requested from the admin console");
-		send_complete(c, "SHUTDOWN");
-		process_shutdown(w->process, how);
-	} else if (strcmp(verb, "suspend") == 0) {
-		send_error(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
-			   "SUSPEND is not supported: sluice has no online restart");
-	}
+	cc->fn(c, arg);
 }
 
 /* ---- the connection ---------------------------------------------------------------- */

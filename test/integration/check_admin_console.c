@@ -756,6 +756,59 @@ END_TEST
 
 /* ---- access ------------------------------------------------------------------------- */
 
+/*
+ * The control commands' arguments are checked before anything runs, with
+ * the same answers for every command of a kind (the command table's
+ * argument column); SHOW HELP names every command.
+ */
+START_TEST(test_control_command_arguments_are_checked_by_kind)
+{
+	static const struct {
+		const char *sql;
+		const char *error; /* "SQLSTATE message" prefix of the answer */
+	} cases[] = {
+		{ "FROBNICATE", "08P01 invalid command 'FROBNICATE', use SHOW HELP;" },
+		{ "DISABLE", "08P01 disable needs a database name" },
+		{ "ENABLE", "08P01 enable needs a database name" },
+		{ "PAUSE nosuchdb", "08P01 no such database: nosuchdb" },
+		{ "RECONNECT nosuchdb", "08P01 no such database: nosuchdb" },
+		{ "WAIT_CLOSE nosuchdb", "08P01 no such database: nosuchdb" },
+		{ "KILL_CLIENT abc", "08P01 invalid client pointer supplied" },
+		{ "KILL_CLIENT 999999", "08P01 client not found: 999999" },
+		{ "SHUTDOWN NOW", "08P01 SHUTDOWN takes WAIT_FOR_SERVERS or WAIT_FOR_CLIENTS" },
+		{ "SUSPEND", "0A000 SUSPEND is not supported" },
+		{ "SHOW", "08P01 SHOW needs an argument" },
+		{ "SHOW FDS", "0A000 SHOW FDS is not supported" },
+	};
+	struct harness_sluice *s = start(NULL, NULL);
+	PGconn *c = harness_connect(s, ADMIN_CONN);
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		char *e = harness_query_error(c, cases[i].sql);
+		ck_assert_msg(strncmp(e, cases[i].error, strlen(cases[i].error)) == 0, "%s: %s",
+			      cases[i].sql, e);
+		free(e);
+	}
+	/* Nothing was paused or disabled by a refused command. */
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app", "paused"), 0);
+	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app", "disabled"), 0);
+
+	notice_buf[0] = '\0';
+	PQsetNoticeReceiver(c, on_notice, NULL);
+	PQclear(PQexec(c, "SHOW HELP"));
+	static const char *const named[] = {
+		"SHOW HELP|CONFIG|USERS|DATABASES|POOLS|CLIENTS|SERVERS|SOCKETS|ACTIVE_SOCKETS",
+		"SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS", "SHOW POOL_WAITS (sluice)",
+		"\tRELOAD\n", "\tPAUSE [<db>]", "\tDISABLE <db>", "\tKILL_CLIENT <client_id>",
+		"\tSHUTDOWN [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(named); i++)
+		ck_assert_msg(strstr(notice_buf, named[i]), "SHOW HELP lacks %s: %s", named[i],
+			      notice_buf);
+	PQfinish(c);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
 START_TEST(test_stats_user_may_show_but_not_control)
 {
 	struct harness_sluice *s = start(NULL, NULL);
@@ -931,6 +984,7 @@ static Suite *admin_console_suite(void)
 	tcase_add_test(tc, test_user_overrides_show_in_users_and_pools);
 	suite_add_tcase(suite, tc);
 	tc = harness_tcase("access");
+	tcase_add_test(tc, test_control_command_arguments_are_checked_by_kind);
 	tcase_add_test(tc, test_stats_user_may_show_but_not_control);
 	tcase_add_test(tc, test_console_login_refusals_carry_their_sqlstates);
 	tcase_add_test(tc, test_console_login_sqlstates_on_the_wire);
