@@ -847,7 +847,7 @@ static bool relay_prepared(struct client *c, const struct pkt_hdr *h, bool *stop
 	*stop = false;
 	if (h->type == PKT_Query) {
 		/* Answered without PostgreSQL only when nothing else is under way. */
-		if (!c->prepared.n || s->rq_len || s->pass_remaining || s->txn_status == 'E')
+		if (!c->prepared.n || s->rq.len || s->pass_remaining || s->txn_status == 'E')
 			return false;
 		rc = prepared_client_deallocate(c, h, s->txn_status);
 	} else {
@@ -896,7 +896,7 @@ static void relay(struct client *c)
 			stream_forward(&s->stream, st, n);
 			c->pool->stats.total.bytes_received += n;
 			c->pass_remaining -= (uint32_t)n;
-			if (c->pass_remaining == 0 && s->rq_len == 0)
+			if (c->pass_remaining == 0 && s->rq.len == 0)
 				server_maybe_release(s);
 			continue;
 		}
@@ -914,14 +914,14 @@ static void relay(struct client *c)
 					goto out;
 				continue;
 			}
-			server_push_request(s, SERVER_RQ_QUERY, NULL);
+			server_push_request(s, RQ_QUERY, NULL);
 			break;
 		case PKT_Sync:
-			server_push_request(s, SERVER_RQ_SYNC, NULL);
+			server_push_request(s, RQ_SYNC, NULL);
 			c->ext_open = false;
 			break;
 		case PKT_FunctionCall:
-			server_push_request(s, SERVER_RQ_FUNCTION, NULL);
+			server_push_request(s, RQ_FUNCTION, NULL);
 			break;
 		case PKT_Parse:
 		case PKT_Bind:
@@ -932,11 +932,11 @@ static void relay(struct client *c)
 					goto out;
 				continue;
 			}
-			server_push_request(s, (enum server_request)h.type, NULL);
+			server_push_request(s, (enum rq_kind)h.type, NULL);
 			c->ext_open = true;
 			break;
 		case PKT_Execute:
-			server_push_request(s, SERVER_RQ_EXECUTE, NULL);
+			server_push_request(s, RQ_EXECUTE, NULL);
 			c->ext_open = true;
 			break;
 		case PKT_Flush:

@@ -233,16 +233,16 @@ void prepared_server_deinit(struct worker *w, struct prepared_server *ps)
 		pstmt_unref(w, entry_remove(ps, e));
 }
 
-void prepared_request_done(struct server *s, const struct server_rq *rq, bool answered)
+void prepared_request_done(struct server *s, const struct rq_entry *rq, bool answered)
 {
 	struct prepared_server *ps = &s->prepared;
 	struct pstmt *st = rq->stmt;
 	struct prepared_client *pc = s->client ? &s->client->prepared : NULL;
 	struct prepared_name *n = pc && rq->name_id ? name_by_id(pc, rq->name_id) : NULL;
-	if (n && !answered && (rq->kind == SERVER_RQ_PARSE || rq->kind == SERVER_RQ_FAKE_PARSE)) {
+	if (n && !answered && (rq->kind == RQ_PARSE || rq->kind == RQ_FAKE_PARSE)) {
 		/* The client's Parse failed or was skipped: as on PostgreSQL, its name does not exist. */
 		name_drop(s->w, pc, n);
-	} else if (answered && rq->kind == SERVER_RQ_PARSE_IN_USE) {
+	} else if (answered && rq->kind == RQ_PARSE_IN_USE) {
 		/*
 		 * PostgreSQL took the Parse that should have been refused: the
 		 * session was reset (DISCARD ALL) within the batch. The server now
@@ -252,19 +252,19 @@ void prepared_request_done(struct server *s, const struct server_rq *rq, bool an
 		server_mark_close_needed(s);
 		if (n)
 			name_drop(s->w, pc, n);
-	} else if (n && n->closing && rq->kind == SERVER_RQ_FAKE_CLOSE) {
+	} else if (n && n->closing && rq->kind == RQ_FAKE_CLOSE) {
 		/* The client's Close took effect, or was skipped and the name lives on. */
 		if (answered)
 			name_drop(s->w, pc, n);
 		else
 			n->closing = false;
 	}
-	if (!answered && (rq->kind == SERVER_RQ_PARSE || rq->kind == SERVER_RQ_PARSE_HIDDEN)) {
+	if (!answered && (rq->kind == RQ_PARSE || rq->kind == RQ_PARSE_HIDDEN)) {
 		/* PostgreSQL did not prepare it, unless a later Parse did. */
 		struct prepared_entry *e = entry_find(ps, st);
 		if (e && e->seq == rq->seq)
 			pstmt_unref(s->w, entry_remove(ps, e));
-	} else if (!answered && rq->kind == SERVER_RQ_CLOSE_HIDDEN) {
+	} else if (!answered && rq->kind == RQ_CLOSE_HIDDEN) {
 		/*
 		 * Closes are sent where nothing can make PostgreSQL skip them; if
 		 * one was skipped all the same, what the server holds is unknown.
@@ -290,7 +290,7 @@ static void put_parse(struct buf_out *out, const struct pstmt *st)
  * PostgreSQL skip the Close. Returns true when the server had st already.
  */
 static bool ensure_prepared(struct client *c, struct server *s, struct pstmt *st,
-			    enum server_request kind, uint64_t name_id)
+			    enum rq_kind kind, uint64_t name_id)
 {
 	struct prepared_server *ps = &s->prepared;
 	struct prepared_entry *e = entry_find(ps, st);
@@ -310,13 +310,13 @@ static bool ensure_prepared(struct client *c, struct server *s, struct pstmt *st
 		pkt_end(&out, m);
 		stream_write(&s->stream, out.data, out.len);
 		buf_out_reset(&out);
-		server_push_request(s, SERVER_RQ_CLOSE_HIDDEN, entry_remove(ps, old));
+		server_push_request(s, RQ_CLOSE_HIDDEN, entry_remove(ps, old));
 	}
 	put_parse(&out, st);
 	stream_write(&s->stream, out.data, out.len);
 	buf_out_deinit(&out);
 	server_push_named_request(s, kind, pstmt_ref(st), name_id);
-	entry_add(ps, pstmt_ref(st), s->rq_seq);
+	entry_add(ps, pstmt_ref(st), s->rq.seq);
 	c->pool->stats.total.server_parse_count++;
 	return false;
 }
@@ -368,8 +368,8 @@ static void parse_in_failed_transaction(struct client *c, struct server *s, stru
 	pkt_end(&out, m);
 	stream_write(&s->stream, out.data, out.len);
 	buf_out_deinit(&out);
-	server_push_named_request(s, SERVER_RQ_PARSE, pstmt_ref(st), name_id);
-	server_push_request(s, SERVER_RQ_CLOSE_HIDDEN, NULL);
+	server_push_named_request(s, RQ_PARSE, pstmt_ref(st), name_id);
+	server_push_request(s, RQ_CLOSE_HIDDEN, NULL);
 	c->pool->stats.total.server_parse_count++;
 }
 
@@ -385,7 +385,7 @@ static void parse_in_failed_transaction(struct client *c, struct server *s, stru
 static void refuse_name_in_use(struct client *c, struct server *s, struct prepared_name *n,
 			       const struct pstmt *text)
 {
-	ensure_prepared(c, s, n->stmt, SERVER_RQ_PARSE_HIDDEN, 0);
+	ensure_prepared(c, s, n->stmt, RQ_PARSE_HIDDEN, 0);
 	struct buf_out out;
 	buf_out_init(&out);
 	size_t m = pkt_begin(&out, PKT_Parse);
@@ -394,11 +394,11 @@ static void refuse_name_in_use(struct client *c, struct server *s, struct prepar
 	pkt_end(&out, m);
 	stream_write(&s->stream, out.data, out.len);
 	buf_out_deinit(&out);
-	server_push_named_request(s, SERVER_RQ_PARSE_IN_USE, pstmt_ref(n->stmt), n->id);
+	server_push_named_request(s, RQ_PARSE_IN_USE, pstmt_ref(n->stmt), n->id);
 	c->pool->stats.total.server_parse_count++;
 }
 
-bool prepared_name_in_use_error(struct server *s, const struct server_rq *rq, const uint8_t *msg,
+bool prepared_name_in_use_error(struct server *s, const struct rq_entry *rq, const uint8_t *msg,
 				uint32_t len)
 {
 	struct pkt_error e;
@@ -446,16 +446,16 @@ static enum prepared_rc on_parse(struct client *c, const struct pkt_hdr *h)
 
 	struct worker *w = c->w;
 	struct server *s = c->server;
-	if (server_prepared_unsettled(s))
+	if (rq_prepared_unsettled(&s->rq))
 		return PREPARED_WAIT;
 	struct pstmt *st = pstmt_get(w, r.p + text_at, (uint32_t)(r.len - text_at));
-	if (entry_find(&s->prepared, st) && server_batches_pending(s)) {
+	if (entry_find(&s->prepared, st) && rq_batches_pending(&s->rq)) {
 		/* Answering it needs the transaction state the earlier batches leave. */
 		pstmt_unref(w, st);
 		return PREPARED_WAIT;
 	}
 	struct prepared_name *in_use = name_live(&c->prepared, name);
-	if (in_use && server_batches_pending(s)) {
+	if (in_use && rq_batches_pending(&s->rq)) {
 		/* Whether it is still in use depends on earlier batches (a DISCARD ALL). */
 		pstmt_unref(w, st);
 		return PREPARED_WAIT;
@@ -468,11 +468,11 @@ static enum prepared_rc on_parse(struct client *c, const struct pkt_hdr *h)
 		return PREPARED_DONE;
 	}
 	uint64_t name_id = name_bind(w, &c->prepared, name, st)->id;
-	if (ensure_prepared(c, s, st, SERVER_RQ_PARSE, name_id)) {
+	if (ensure_prepared(c, s, st, RQ_PARSE, name_id)) {
 		if (s->txn_status == 'E')
 			parse_in_failed_transaction(c, s, st, name_id);
 		else
-			server_push_named_request(s, SERVER_RQ_FAKE_PARSE, pstmt_ref(st), name_id);
+			server_push_named_request(s, RQ_FAKE_PARSE, pstmt_ref(st), name_id);
 	}
 	stream_consume(cs, h->len);
 	return PREPARED_DONE;
@@ -504,14 +504,14 @@ static enum prepared_rc on_bind(struct client *c, const struct pkt_hdr *h, uint3
 	const char *name = (const char *)end1 + 1;
 	struct prepared_name *n = *name ? name_find(&c->prepared, name) : NULL;
 	struct server *s = c->server;
-	if (n && server_prepared_unsettled(s))
+	if (n && rq_prepared_unsettled(&s->rq))
 		return PREPARED_WAIT; /* whether the name lives depends on an earlier batch */
 	if (!n || n->closing)
 		return PREPARED_RELAY; /* unnamed, or unknown: PostgreSQL answers */
 
 	struct pstmt *st = n->stmt;
 	c->pool->stats.total.bind_count++;
-	ensure_prepared(c, s, st, SERVER_RQ_PARSE_HIDDEN, 0);
+	ensure_prepared(c, s, st, RQ_PARSE_HIDDEN, 0);
 	size_t portal_len = (size_t)(end1 - names) + 1, name_len = strlen(name) + 1;
 	size_t consumed = PKT_HDR_LEN + portal_len + name_len;
 	struct buf_out out;
@@ -522,7 +522,7 @@ static enum prepared_rc on_bind(struct client *c, const struct pkt_hdr *h, uint3
 	buf_out_put(&out, st->name, st->name_len + 1);
 	stream_write(&s->stream, out.data, out.len);
 	buf_out_deinit(&out);
-	server_push_request(s, SERVER_RQ_BIND, NULL);
+	server_push_request(s, RQ_BIND, NULL);
 	stream_consume(cs, consumed);
 	*rest = h->len - (uint32_t)consumed;
 	return PREPARED_DONE;
@@ -550,7 +550,7 @@ static struct prepared_name *statement_named(struct client *c, const struct pkt_
 	if (kind != 'S' || !*name)
 		return NULL;
 	struct prepared_name *n = name_find(&c->prepared, name);
-	if (n && server_prepared_unsettled(c->server)) {
+	if (n && rq_prepared_unsettled(&c->server->rq)) {
 		*rc = PREPARED_WAIT; /* whether the name lives depends on an earlier batch */
 		return NULL;
 	}
@@ -565,7 +565,7 @@ static enum prepared_rc on_describe(struct client *c, const struct pkt_hdr *h)
 		return rc;
 	struct server *s = c->server;
 	struct pstmt *st = n->stmt;
-	ensure_prepared(c, s, st, SERVER_RQ_PARSE_HIDDEN, 0);
+	ensure_prepared(c, s, st, RQ_PARSE_HIDDEN, 0);
 	struct buf_out out;
 	buf_out_init(&out);
 	size_t m = pkt_begin(&out, PKT_Describe);
@@ -574,7 +574,7 @@ static enum prepared_rc on_describe(struct client *c, const struct pkt_hdr *h)
 	pkt_end(&out, m);
 	stream_write(&s->stream, out.data, out.len);
 	buf_out_deinit(&out);
-	server_push_request(s, SERVER_RQ_DESCRIBE, NULL);
+	server_push_request(s, RQ_DESCRIBE, NULL);
 	stream_consume(&c->stream, h->len);
 	return PREPARED_DONE;
 }
@@ -587,7 +587,7 @@ static enum prepared_rc on_close(struct client *c, const struct pkt_hdr *h)
 		return rc;
 	/* The server keeps the statement for other clients and later use. */
 	n->closing = true;
-	server_push_named_request(c->server, SERVER_RQ_FAKE_CLOSE, pstmt_ref(n->stmt), n->id);
+	server_push_named_request(c->server, RQ_FAKE_CLOSE, pstmt_ref(n->stmt), n->id);
 	stream_consume(&c->stream, h->len);
 	return PREPARED_DONE;
 }

@@ -80,7 +80,7 @@ void server_check(const struct server *s)
 #ifndef NDEBUG
 	assert((s->state == SERVER_ACTIVE) == (s->client != NULL));
 	if (s->state == SERVER_IDLE)
-		assert(s->rq_len == 0 && s->txn_status == 'I' && TAILQ_EMPTY(&s->cancels));
+		assert(s->rq.len == 0 && s->txn_status == 'I' && TAILQ_EMPTY(&s->cancels));
 	if (s->state == SERVER_BEING_CANCELED)
 		assert(!TAILQ_EMPTY(&s->cancels));
 	/* A key derivation belongs to a login; server_close() abandons it. */
@@ -124,218 +124,51 @@ void server_set_state(struct server *s, enum server_state st)
 	server_check(s);
 }
 
-/* ---- request queue ------------------------------------------------------- */
+/* ---- request queue (rq.h) ------------------------------------------------ */
 
-/* Entries that end a batch: what follows them is not skipped by an error before them. */
-static bool rq_is_boundary(int kind)
+/* An entry with a prepared statement left the queue: prepared.c keeps its books. */
+static void on_rq_done(void *owner, const struct rq_entry *e, bool answered)
 {
-	return kind == SERVER_RQ_QUERY || kind == SERVER_RQ_SYNC || kind == SERVER_RQ_FUNCTION ||
-	       kind == SERVER_RQ_INTERNAL;
-}
-
-static void rq_push(struct server *s, enum server_request kind, struct pstmt *stmt,
-		    uint64_t name_id)
-{
-	if (s->rq_len == s->rq_cap) {
-		uint32_t cap = s->rq_cap ? s->rq_cap * 2 : 16;
-		struct server_rq *n = xmalloc(cap * sizeof(*n));
-		for (uint32_t i = 0; i < s->rq_len; i++)
-			n[i] = s->rq[(s->rq_head + i) % s->rq_cap];
-		free(s->rq);
-		s->rq = n;
-		s->rq_cap = cap;
-		s->rq_head = 0;
-	}
-	s->rq[(s->rq_head + s->rq_len) % s->rq_cap] =
-		(struct server_rq){ .kind = (uint8_t)kind, .seq = ++s->rq_seq, .stmt = stmt,
-				    .name_id = name_id };
-	s->rq_len++;
-	if (stmt)
-		s->rq_stmts++;
-	if (rq_is_boundary(kind)) {
-		s->rq_boundaries++;
-		s->batch_first_seq = s->rq_seq + 1;
-	}
-}
-
-static int rq_head(const struct server *s)
-{
-	return s->rq_len ? s->rq[s->rq_head].kind : -1;
-}
-
-/* Retires the head entry; answered says whether PostgreSQL carried it out. */
-static void rq_pop(struct server *s, bool answered)
-{
-	struct server_rq e = s->rq[s->rq_head];
-	s->rq_head = (s->rq_head + 1) % s->rq_cap;
-	s->rq_len--;
-	if (rq_is_boundary(e.kind))
-		s->rq_boundaries--;
-	if (e.stmt) {
-		s->rq_stmts--;
-		prepared_request_done(s, &e, answered);
-	}
-}
-
-/* Removes the first entry of kind (not the head), keeping the others in order. */
-static void rq_remove_first(struct server *s, enum server_request kind)
-{
-	for (uint32_t i = 1; i < s->rq_len; i++) {
-		if (s->rq[(s->rq_head + i) % s->rq_cap].kind != kind)
-			continue;
-		for (uint32_t j = i; j + 1 < s->rq_len; j++)
-			s->rq[(s->rq_head + j) % s->rq_cap] = s->rq[(s->rq_head + j + 1) % s->rq_cap];
-		s->rq_len--;
-		if (rq_is_boundary(kind))
-			s->rq_boundaries--;
-		return;
-	}
-}
-
-/* Entries retired by an extended-protocol completion rather than by ReadyForQuery. */
-static bool rq_is_extended(int kind)
-{
-	switch (kind) {
-	case SERVER_RQ_PARSE:
-	case SERVER_RQ_PARSE_HIDDEN:
-	case SERVER_RQ_BIND:
-	case SERVER_RQ_DESCRIBE:
-	case SERVER_RQ_EXECUTE:
-	case SERVER_RQ_CLOSE:
-	case SERVER_RQ_CLOSE_HIDDEN:
-	case SERVER_RQ_FAKE_PARSE:
-	case SERVER_RQ_FAKE_CLOSE:
-	case SERVER_RQ_PARSE_IN_USE:
-		return true;
-	default:
-		return false;
-	}
+	prepared_request_done(owner, e, answered);
 }
 
 /*
  * Answers the fake entries at the head of the queue. Only between messages:
  * while a server message is half relayed, the client's stream belongs to it.
  */
-static void rq_settle(struct server *s)
+static void settle_fakes(struct server *s)
 {
-	/* While PostgreSQL skips the batch, fakes are skipped with it (at its ReadyForQuery). */
-	while (s->pass_remaining == 0 && s->rq_len && !s->skipping) {
-		int kind = rq_head(s);
-		uint8_t type;
-		if (kind == SERVER_RQ_FAKE_PARSE)
-			type = PKT_ParseComplete;
-		else if (kind == SERVER_RQ_FAKE_CLOSE)
-			type = PKT_CloseComplete;
-		else
-			return;
+	uint8_t type;
+	while (s->pass_remaining == 0 && (type = rq_take_fake(&s->rq)) != 0) {
 		if (s->client) {
 			const uint8_t msg[PKT_HDR_LEN] = { type, 0, 0, 0, 4 };
 			stream_write(&s->client->stream, msg, sizeof(msg));
 		}
-		rq_pop(s, true);
 	}
 }
 
-/* An ErrorResponse: PostgreSQL skips the rest of the batch, up to its Sync. */
-static void rq_skip_batch(struct server *s)
-{
-	while (rq_is_extended(rq_head(s)))
-		rq_pop(s, false);
-}
-
-/*
- * Retires the extended-protocol request that a server message of this type
- * completes. Returns 1 when the message answers one of sluice's hidden
- * requests (swallow it), 0 to relay it, -1 when it answers nothing that was
- * asked (the server is out of step: close it).
- */
-static int rq_retire(struct server *s, uint8_t type)
-{
-	int head = rq_head(s);
-	switch (type) {
-	case PKT_ParseComplete:
-		if (head != SERVER_RQ_PARSE && head != SERVER_RQ_PARSE_HIDDEN &&
-		    head != SERVER_RQ_PARSE_IN_USE)
-			return -1;
-		rq_pop(s, true);
-		return head == SERVER_RQ_PARSE_HIDDEN;
-	case PKT_BindComplete:
-		if (head != SERVER_RQ_BIND)
-			return -1;
-		rq_pop(s, true);
-		return 0;
-	case PKT_CloseComplete:
-		if (head != SERVER_RQ_CLOSE && head != SERVER_RQ_CLOSE_HIDDEN)
-			return -1;
-		rq_pop(s, true);
-		return head == SERVER_RQ_CLOSE_HIDDEN;
-	case PKT_RowDescription:
-	case PKT_NoData:
-		if (head == SERVER_RQ_DESCRIBE)
-			rq_pop(s, true);
-		return 0;
-	case PKT_CommandComplete:
-	case PKT_EmptyQueryResponse:
-	case PKT_PortalSuspended:
-		if (head == SERVER_RQ_EXECUTE)
-			rq_pop(s, true);
-		return 0;
-	case PKT_ErrorResponse:
-		if (rq_is_extended(head)) {
-			rq_skip_batch(s);
-			/*
-			 * No Sync sent yet: whatever the client sends until its Sync is
-			 * skipped too, even what is held back now and sent later.
-			 */
-			if (s->rq_len == 0)
-				s->skipping = true;
-		}
-		return 0;
-	default:
-		return 0;
-	}
-}
-
-bool server_prepared_unsettled(const struct server *s)
-{
-	if (s->rq_stmts == 0)
-		return false;
-	/* Entries retire in order: the oldest one carrying a statement decides. */
-	for (uint32_t i = 0; i < s->rq_len; i++) {
-		const struct server_rq *e = &s->rq[(s->rq_head + i) % s->rq_cap];
-		if (e->stmt)
-			return (int32_t)(e->seq - s->batch_first_seq) < 0;
-	}
-	return false;
-}
-
-bool server_batches_pending(const struct server *s)
-{
-	return s->rq_boundaries > 0;
-}
-
-void server_push_request(struct server *s, enum server_request kind, struct pstmt *stmt)
+void server_push_request(struct server *s, enum rq_kind kind, struct pstmt *stmt)
 {
 	server_push_named_request(s, kind, stmt, 0);
 }
 
-void server_push_named_request(struct server *s, enum server_request kind, struct pstmt *stmt,
+void server_push_named_request(struct server *s, enum rq_kind kind, struct pstmt *stmt,
 			       uint64_t name_id)
 {
 	/* PostgreSQL ignores Sync during COPY IN: it will not answer it. */
-	if (kind == SERVER_RQ_SYNC && s->copy_in)
+	if (kind == RQ_SYNC && s->copy_in)
 		return;
-	if (s->rq_len == 0) {
+	if (s->rq.len == 0) {
 		s->busy_since = uv_now(s->w->loop);
 		s->query_start_ns = uv_hrtime();
 		if (s->txn_status == 'I')
 			s->xact_start_ns = s->query_start_ns;
-	} else if (s->rq_len == 1 && rq_head(s) == SERVER_RQ_INTERNAL) {
+	} else if (s->rq.len == 1 && rq_head(&s->rq) == RQ_INTERNAL) {
 		s->busy_since = uv_now(s->w->loop);
 	}
-	rq_push(s, kind, stmt, name_id);
-	if (s->rq_len == 1)
-		rq_settle(s);
+	rq_push(&s->rq, kind, stmt, name_id);
+	if (s->rq.len == 1)
+		settle_fakes(s);
 }
 
 /* Sends one of sluice's own queries; its response is swallowed. */
@@ -346,7 +179,7 @@ static void send_internal(struct server *s, const char *sql)
 	pkt_put_Query(&out, sql);
 	stream_write(&s->stream, out.data, out.len);
 	buf_out_deinit(&out);
-	rq_push(s, SERVER_RQ_INTERNAL, NULL, 0);
+	rq_push(&s->rq, RQ_INTERNAL, NULL, 0);
 	slog(LOG_LEVEL_NOISE, s, "internal query: %s", sql);
 }
 
@@ -392,10 +225,8 @@ static void on_stream_closed(struct stream *st)
 	if (s->gai_pending)
 		return; /* the resolver callback frees it */
 	param_set_deinit(&s->params);
-	while (s->rq_len)
-		rq_pop(s, false);
+	rq_deinit(&s->rq);
 	prepared_server_deinit(s->w, &s->prepared);
-	free(s->rq);
 	free(s);
 }
 
@@ -481,7 +312,7 @@ static void close_unreached(struct server *s, const char *why, const char *detai
 bool server_is_clean(const struct server *s)
 {
 	const struct client *c = s->client;
-	return s->rq_len == 0 && s->txn_status == 'I' && !s->copy_in && s->pass_remaining == 0 &&
+	return s->rq.len == 0 && s->txn_status == 'I' && !s->copy_in && s->pass_remaining == 0 &&
 	       (!c || (c->pass_remaining == 0 && !c->ext_open));
 }
 
@@ -548,7 +379,7 @@ void server_maybe_release(struct server *s)
 	if (mode == POOL_MODE_SESSION)
 		return;
 	if (!server_is_clean(s)) {
-		if (mode == POOL_MODE_STATEMENT && s->rq_len == 0 && s->txn_status != 'I' &&
+		if (mode == POOL_MODE_STATEMENT && s->rq.len == 0 && s->txn_status != 'I' &&
 		    !s->copy_in) {
 			client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
 				    "transaction blocks not allowed in statement pooling mode");
@@ -799,17 +630,13 @@ static bool handle_inspected(struct server *s, const uint8_t *msg, uint32_t len,
 		if (blen != 1)
 			return fail_protocol(s, "malformed ReadyForQuery"), false;
 		s->txn_status = (char)body[0];
-		/* Anything extended still queued was skipped (after an error, or COPY failed). */
-		rq_skip_batch(s);
-		s->skipping = false;
-		int kind = rq_head(s);
+		int kind = rq_ready(&s->rq);
 		if (kind < 0)
 			return fail_protocol(s, "unexpected ReadyForQuery"), false;
-		rq_pop(s, true);
 		s->copy_in = false;
-		if (kind == SERVER_RQ_INTERNAL) {
+		if (kind == RQ_INTERNAL) {
 			stream_consume(&s->stream, len);
-			if (s->rq_len == 0 && (!c || s->internal_error))
+			if (s->rq.len == 0 && (!c || s->internal_error))
 				internal_done(s);
 			else if (s->internal_error && c) {
 				s->internal_error = false;
@@ -840,7 +667,7 @@ static bool handle_inspected(struct server *s, const uint8_t *msg, uint32_t len,
 			     e.sqlstate ? e.sqlstate : "?", e.message ? e.message : "?");
 			s->internal_error = true;
 		}
-		if (!c && rq_head(s) != SERVER_RQ_INTERNAL) {
+		if (!c && rq_head(&s->rq) != RQ_INTERNAL) {
 			stream_consume(&s->stream, len);
 			server_close(s, e.message ? e.message : "error from idle server");
 			return false;
@@ -859,7 +686,7 @@ static bool handle_inspected(struct server *s, const uint8_t *msg, uint32_t len,
 		 * (server_reset_query, server_check_query) may arrive; it is
 		 * swallowed below.
 		 */
-		if (!c && rq_head(s) != SERVER_RQ_INTERNAL)
+		if (!c && rq_head(&s->rq) != RQ_INTERNAL)
 			return fail_protocol(s, "unexpected message from idle server"), false;
 		break;
 	}
@@ -882,7 +709,7 @@ static bool must_inspect(const struct server *s, uint8_t type, bool swallow)
 		/* Only a session with named statements cares about DISCARD ALL. */
 		return swallow || s->prepared.n || (s->client && s->client->prepared.n);
 	case PKT_ErrorResponse:
-		return swallow || rq_head(s) == SERVER_RQ_PARSE_IN_USE;
+		return swallow || rq_head(&s->rq) == RQ_PARSE_IN_USE;
 	default:
 		return swallow;
 	}
@@ -904,7 +731,7 @@ static void server_relay(struct server *s)
 				s->pool->stats.total.bytes_sent += n;
 			}
 			s->pass_remaining -= (uint32_t)n;
-			rq_settle(s);
+			settle_fakes(s);
 			continue;
 		}
 		struct pkt_hdr h;
@@ -915,7 +742,7 @@ static void server_relay(struct server *s)
 			fail_protocol(s, "malformed message from server");
 			return;
 		}
-		bool swallow = !c || rq_head(s) == SERVER_RQ_INTERNAL;
+		bool swallow = !c || rq_head(&s->rq) == RQ_INTERNAL;
 		bool inspect = must_inspect(s, h.type, swallow);
 		if (inspect && h.len > avail) {
 			if (h.len > SERVER_MAX_INSPECT) {
@@ -925,16 +752,16 @@ static void server_relay(struct server *s)
 			stream_reserve(st, h.len);
 			break;
 		}
-		if (h.type == PKT_ErrorResponse && c && rq_head(s) == SERVER_RQ_PARSE_IN_USE &&
-		    prepared_name_in_use_error(s, &s->rq[s->rq_head], stream_data(st), h.len)) {
-			rq_retire(s, h.type);
+		if (h.type == PKT_ErrorResponse && c && rq_head(&s->rq) == RQ_PARSE_IN_USE &&
+		    prepared_name_in_use_error(s, rq_head_entry(&s->rq), stream_data(st), h.len)) {
+			rq_retire(&s->rq, h.type);
 			stream_consume(st, h.len);
-			rq_settle(s);
+			settle_fakes(s);
 			continue;
 		}
 		/* Retired once, now that the whole message (if inspected) is here. */
-		s->answering_seq = s->rq_len ? s->rq[s->rq_head].seq : s->rq_seq + 1;
-		int hidden = rq_retire(s, h.type);
+		s->answering_seq = rq_answering_seq(&s->rq);
+		int hidden = rq_retire(&s->rq, h.type);
 		if (hidden < 0) {
 			fail_protocol(s, "response to no request from server");
 			return;
@@ -943,7 +770,7 @@ static void server_relay(struct server *s)
 		if (inspect) {
 			if (!handle_inspected(s, stream_data(st), h.len, swallow))
 				return;
-			rq_settle(s);
+			settle_fakes(s);
 			continue;
 		}
 		if (h.type == PKT_CopyInResponse) {
@@ -952,10 +779,7 @@ static void server_relay(struct server *s)
 			 * in copy mode and will not be answered.
 			 */
 			s->copy_in = true;
-			if (rq_head(s) == SERVER_RQ_SYNC)
-				rq_pop(s, true);
-			else if (rq_head(s) == SERVER_RQ_EXECUTE)
-				rq_remove_first(s, SERVER_RQ_SYNC);
+			rq_copy_in(&s->rq);
 		}
 		size_t n = MIN(avail, (size_t)h.len);
 		if (swallow || !c)
@@ -966,9 +790,9 @@ static void server_relay(struct server *s)
 		}
 		s->pass_remaining = h.len - (uint32_t)n;
 		s->pass_swallow = swallow;
-		rq_settle(s);
+		settle_fakes(s);
 	}
-	rq_settle(s);
+	settle_fakes(s);
 	if (s->client && s->state != SERVER_CLOSED) {
 		client_check_backpressure(s->client);
 		client_prepared_resume(s->client);
@@ -1232,7 +1056,7 @@ static void login_read(struct server *s)
 		const uint8_t *msg = stream_data(st);
 		const uint8_t *body = msg + PKT_HDR_LEN;
 		size_t blen = h.len - PKT_HDR_LEN;
-		if (rq_head(s) == SERVER_RQ_INTERNAL) {
+		if (rq_head(&s->rq) == RQ_INTERNAL) {
 			/* connect_query running: reuse the relay's inspection. */
 			if (!handle_inspected(s, msg, h.len, true))
 				return;
@@ -1441,6 +1265,7 @@ static void open_server(struct pool *p, struct client *owner)
 	s->close_reason = STATS_CLOSE_error;
 	param_set_init(&s->params);
 	prepared_server_init(&s->prepared);
+	rq_init(&s->rq, on_rq_done, s);
 	TAILQ_INIT(&s->cancels);
 	TAILQ_INSERT_TAIL(&w->servers, s, link);
 	worker_count_adjust(&w->db_counts, p->db_name, +1);
@@ -1529,18 +1354,18 @@ static void tick_linked(struct server *s, uint64_t now)
 	int64_t query = config_query_timeout(cfg, u);
 	int64_t idle_xact = config_idle_transaction_timeout(cfg, u);
 	int64_t xact = config_transaction_timeout(cfg, u);
-	bool ready = s->rq_len == 0 && s->txn_status == 'I';
+	bool ready = s->rq.len == 0 && s->txn_status == 'I';
 	struct client *c = s->client;
 
-	if (query && s->rq_len > 0 && now - s->busy_since >= (uint64_t)query) {
+	if (query && s->rq.len > 0 && now - s->busy_since >= (uint64_t)query) {
 		cancel_request(s->w, c->cancel_pid, c->cancel_key);
 		end_with_client(s, STATS_CLOSE_other, SQLSTATE_QUERY_CANCELED, "query timeout");
-	} else if (idle_xact && s->rq_len == 0 && s->txn_status != 'I' &&
+	} else if (idle_xact && s->rq.len == 0 && s->txn_status != 'I' &&
 		   now - s->last_rfq >= (uint64_t)idle_xact) {
 		end_with_client(s, STATS_CLOSE_other, SQLSTATE_IDLE_IN_TRANSACTION_TIMEOUT,
 				"idle transaction timeout");
 	} else if (xact && !ready && (uv_hrtime() - s->xact_start_ns) / 1000000 >= (uint64_t)xact) {
-		if (s->rq_len > 0)
+		if (s->rq.len > 0)
 			cancel_request(s->w, c->cancel_pid, c->cancel_key);
 		end_with_client(s, STATS_CLOSE_other, SQLSTATE_TRANSACTION_TIMEOUT,
 				"transaction timeout");

@@ -43,7 +43,7 @@ struct worker;
 struct pstmt;
 struct prepared_name;
 struct prepared_entry;
-struct server_rq;
+struct rq_entry;
 
 /* The worker's statements by query text and parameter types. */
 struct prepared_registry {
@@ -110,7 +110,7 @@ enum prepared_rc prepared_client_deallocate(struct client *c, const struct pkt_h
  * server's set, and the names of the linked client whose Parse failed, in
  * line, and drop the entry's reference.
  */
-void prepared_request_done(struct server *s, const struct server_rq *e, bool answered);
+void prepared_request_done(struct server *s, const struct rq_entry *e, bool answered);
 
 /*
  * The server refused rq, the Parse that stands for a client's Parse of a
@@ -118,7 +118,7 @@ void prepared_request_done(struct server *s, const struct server_rq *e, bool ans
  * 42P05, the client is sent PostgreSQL's error with its own name instead and
  * true is returned: swallow msg.
  */
-bool prepared_name_in_use_error(struct server *s, const struct server_rq *rq, const uint8_t *msg,
+bool prepared_name_in_use_error(struct server *s, const struct rq_entry *rq, const uint8_t *msg,
 				uint32_t len);
 
 /*

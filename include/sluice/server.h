@@ -18,10 +18,10 @@
  *   LOGIN --(logged in)--> ACTIVE --(its client leaves, or any end)--> CLOSED
  *
  * Every request sent to PostgreSQL is recorded in the server's request
- * queue: a client Query, Sync or FunctionCall (its response is forwarded) or
- * an internal query of sluice's own (SET of tracked parameters, reset,
- * check, connect_query: its response is swallowed). Each ReadyForQuery
- * retires one entry. The server is clean only when the queue is empty, the
+ * queue (rq.h): a client Query, Sync or FunctionCall (its response is
+ * forwarded), an internal query of sluice's own (SET of tracked parameters,
+ * reset, check, connect_query: its response is swallowed), and each
+ * extended-protocol message. The server is clean only when the queue is empty, the
  * last ReadyForQuery said 'I', no COPY is in progress and the client has no
  * half-sent message or open extended batch; only then is it released.
  *
@@ -40,6 +40,7 @@
 #include "sluice/log.h"
 #include "sluice/param.h"
 #include "sluice/prepared.h"
+#include "sluice/rq.h"
 #include "sluice/scram.h"
 #include "sluice/stats.h"
 #include "sluice/stream.h"
@@ -61,44 +62,6 @@ enum server_state {
 };
 
 const char *server_state_name(enum server_state st);
-
-/*
- * Kinds of entries in the request queue. Each is retired by the message
- * that completes its answer: ReadyForQuery for the first four, the
- * extended-protocol completions (ParseComplete, BindComplete, ...) for the
- * others, and an ErrorResponse retires, unanswered, every extended-protocol
- * entry up to the next Sync (PostgreSQL skips them). Fake entries are
- * answered by sluice itself as soon as they reach the head of the queue, so
- * the client sees the answer where PostgreSQL would have put it.
- */
-enum server_request {
-	SERVER_RQ_QUERY = 'Q', /* a client's simple Query */
-	SERVER_RQ_SYNC = 'S', /* a client's Sync */
-	SERVER_RQ_FUNCTION = 'F', /* a client's FunctionCall */
-	SERVER_RQ_INTERNAL = 'i', /* sluice's own query: swallow the response */
-	SERVER_RQ_PARSE = 'P',
-	SERVER_RQ_PARSE_HIDDEN = 'p', /* sluice's Parse before a Bind: swallow ParseComplete */
-	SERVER_RQ_BIND = 'B',
-	SERVER_RQ_DESCRIBE = 'D',
-	SERVER_RQ_EXECUTE = 'E',
-	SERVER_RQ_CLOSE = 'C',
-	SERVER_RQ_CLOSE_HIDDEN = 'c', /* sluice's Close of an evicted statement */
-	SERVER_RQ_FAKE_PARSE = '1', /* answer ParseComplete */
-	SERVER_RQ_FAKE_CLOSE = '3', /* answer CloseComplete; the client's name goes when it is answered */
-	SERVER_RQ_PARSE_IN_USE = '5', /* a Parse PostgreSQL is expected to refuse (prepared.c) */
-};
-
-/*
- * One request queue entry: stmt (referenced) for Parse (also fake) and
- * Close entries of named statements; seq numbers the server's requests in
- * the order sent.
- */
-struct server_rq {
-	uint8_t kind;
-	uint32_t seq;
-	struct pstmt *stmt;
-	uint64_t name_id; /* a client's Parse or Close: which binding of its name (prepared.c) */
-};
 
 struct pool;
 struct client;
@@ -141,14 +104,7 @@ struct server {
 	uint32_t be_pid, be_key;
 	struct param_set params; /* as PostgreSQL last reported them */
 
-	/* request queue: a ring of entries */
-	struct server_rq *rq;
-	uint32_t rq_head, rq_len, rq_cap;
-	uint32_t rq_seq; /* seq of the last entry queued */
-	uint32_t rq_stmts; /* entries that carry a statement */
-	uint32_t rq_boundaries; /* Query, Sync, FunctionCall and internal entries */
-	uint32_t batch_first_seq; /* seq the first entry of the current batch has or will have */
-	bool skipping; /* an error was answered and PostgreSQL skips messages until the next Sync */
+	struct rq rq; /* what was sent and not yet answered (rq.h) */
 	uint32_t answering_seq; /* seq of the request the message being relayed answers */
 	char txn_status; /* from the last ReadyForQuery */
 	bool copy_in;
@@ -200,20 +156,12 @@ bool server_is_clean(const struct server *s);
  * it. stmt, if any, is a reference the entry takes over. A fake entry at the
  * head is answered at once.
  */
-void server_push_request(struct server *s, enum server_request kind, struct pstmt *stmt);
+void server_push_request(struct server *s, enum rq_kind kind, struct pstmt *stmt);
 /* The same for a client's own Parse or Close of the name binding name_id. */
-void server_push_named_request(struct server *s, enum server_request kind, struct pstmt *stmt,
+void server_push_named_request(struct server *s, enum rq_kind kind, struct pstmt *stmt,
 			       uint64_t name_id);
 /* Re-examine a linked server for release (transaction/statement mode). */
 void server_maybe_release(struct server *s);
-/*
- * Pipelines: whether a Parse or Close of a named statement sent in an
- * earlier batch (before the last Sync or Query) is still unanswered, so the
- * statements the server has, and the client's names, are not settled yet.
- */
-bool server_prepared_unsettled(const struct server *s);
-/* Whether an earlier batch is unanswered, so the transaction state it leaves is unknown. */
-bool server_batches_pending(const struct server *s);
 /* Whether an idle server must pass server_check_query before it is handed out. */
 bool server_needs_check(const struct server *s, uint64_t now);
 /* Runs the server_check_query before the server is handed out. */

@@ -1,0 +1,131 @@
+/*
+ * rq.h - a server connection's request queue, with no I/O: what was sent to
+ * PostgreSQL and not yet answered, in order, and so when the server is done.
+ *
+ * Every request sent to a server is pushed as an entry: a client's Query,
+ * Sync or FunctionCall (answered up to its ReadyForQuery), one of sluice's
+ * own queries (INTERNAL: its answer is swallowed), and the extended-protocol
+ * messages (Parse, Bind, Describe, Execute, Close), each retired by the
+ * message that completes it (ParseComplete, BindComplete, RowDescription or
+ * NoData, CommandComplete..., CloseComplete).
+ *
+ * For each message from the server the owner asks rq_retire() for a
+ * verdict: relay it, swallow it (the answer to a hidden request of
+ * sluice's), or close the server (it answers nothing that was asked). An
+ * ErrorResponse to an extended request retires, unanswered, every extended
+ * entry up to the next Sync, as PostgreSQL skips them; with no Sync queued
+ * yet, the queue skips what the client sends until its Sync as well.
+ *
+ * Fake entries stand for answers sluice gives itself (a Parse of a
+ * statement the server already has, a Close of one it keeps): the owner
+ * takes them with rq_take_fake() as soon as they reach the head, so the
+ * client sees the answer where PostgreSQL would have put it.
+ *
+ * Entries may carry a prepared statement (an opaque reference, with the
+ * client's name binding name_id): the done callback is told of each entry
+ * that leaves, and whether PostgreSQL carried it out, so that prepared.c
+ * can keep its names and sets exact.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sluice/common.h"
+
+struct pstmt;
+
+/* Kinds of entries; the values are the letters the debug log shows. */
+enum rq_kind {
+	RQ_QUERY = 'Q', /* a client's simple Query */
+	RQ_SYNC = 'S', /* a client's Sync */
+	RQ_FUNCTION = 'F', /* a client's FunctionCall */
+	RQ_INTERNAL = 'i', /* sluice's own query: swallow the response */
+	RQ_PARSE = 'P',
+	RQ_PARSE_HIDDEN = 'p', /* sluice's Parse before a Bind: swallow ParseComplete */
+	RQ_BIND = 'B',
+	RQ_DESCRIBE = 'D',
+	RQ_EXECUTE = 'E',
+	RQ_CLOSE = 'C',
+	RQ_CLOSE_HIDDEN = 'c', /* sluice's Close of an evicted statement */
+	RQ_FAKE_PARSE = '1', /* answer ParseComplete */
+	RQ_FAKE_CLOSE = '3', /* answer CloseComplete; the client's name goes when it is answered */
+	RQ_PARSE_IN_USE = '5', /* a Parse PostgreSQL is expected to refuse (prepared.c) */
+};
+
+/*
+ * One entry: stmt (referenced; the done callback takes it over) for Parse
+ * (also fake) and Close entries of named statements; seq numbers the
+ * server's requests in the order sent.
+ */
+struct rq_entry {
+	uint8_t kind;
+	uint32_t seq;
+	struct pstmt *stmt;
+	uint64_t name_id; /* a client's Parse or Close: which binding of its name (prepared.c) */
+};
+
+/* An entry left the queue; answered: PostgreSQL carried it out (else it skipped it). */
+typedef void rq_done_cb(void *owner, const struct rq_entry *e, bool answered);
+
+struct rq {
+	struct rq_entry *ring;
+	uint32_t head, len, cap;
+	uint32_t seq; /* seq of the last entry pushed */
+	uint32_t stmts; /* entries that carry a statement */
+	uint32_t boundaries; /* Query, Sync, FunctionCall and internal entries */
+	uint32_t batch_first_seq; /* seq the first entry of the current batch has or will have */
+	bool skipping; /* an error was answered and PostgreSQL skips messages until the next Sync */
+	rq_done_cb *done; /* called for entries with a statement */
+	void *owner;
+};
+
+void rq_init(struct rq *q, rq_done_cb *done, void *owner);
+/* Retires what is left, unanswered, and frees the ring. */
+void rq_deinit(struct rq *q);
+
+void rq_push(struct rq *q, enum rq_kind kind, struct pstmt *stmt, uint64_t name_id);
+/* The head entry's kind, or -1 when the queue is empty. */
+int rq_head(const struct rq *q);
+/* The head entry, or NULL. */
+const struct rq_entry *rq_head_entry(const struct rq *q);
+/* Retires the head entry; answered says whether PostgreSQL carried it out. */
+void rq_pop(struct rq *q, bool answered);
+
+/*
+ * The verdict for a server message of type that is not ReadyForQuery:
+ * retires the extended-protocol entry it completes. 1: it answers one of
+ * sluice's hidden requests (swallow it); 0: relay it; -1: it answers
+ * nothing that was asked (the server is out of step).
+ */
+int rq_retire(struct rq *q, uint8_t type);
+/*
+ * ReadyForQuery: retires what is left of a skipped batch and then the
+ * entry it completes, which is returned (its kind), or -1 when none was
+ * waiting (the server is out of step).
+ */
+int rq_ready(struct rq *q);
+/*
+ * CopyInResponse: the Sync of the batch that started COPY reached the
+ * server in copy mode and will not be answered; it leaves the queue.
+ */
+void rq_copy_in(struct rq *q);
+/*
+ * The message type (ParseComplete, CloseComplete) of the fake entry at the
+ * head, which leaves the queue, or 0. Not while the batch is being skipped.
+ */
+uint8_t rq_take_fake(struct rq *q);
+
+/* The seq of the request the next message from the server answers. */
+uint32_t rq_answering_seq(const struct rq *q);
+/*
+ * Whether an entry carrying a statement belongs to a batch sent before the
+ * current one: until it is answered, what the server has prepared is not
+ * known for sure.
+ */
+bool rq_prepared_unsettled(const struct rq *q);
+/* Whether a Query, Sync, FunctionCall or internal query is still queued. */
+static inline bool rq_batches_pending(const struct rq *q)
+{
+	return q->boundaries > 0;
+}
