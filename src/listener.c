@@ -247,18 +247,25 @@ static int listen_unix(struct listener_set *ls, const struct config *cfg)
 	}
 	/* A socket file left by a process that died would make bind fail. */
 	unlink(sa.sun_path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-	    listen(fd, cfg->listen_backlog) != 0) {
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
 		int rc = -errno;
 		log_error("cannot listen on %s: %s", sa.sun_path, strerror(errno));
 		close(fd);
 		return rc;
 	}
+	/* Mode and group before listen(): no client connects while they are the defaults. */
 	chmod(sa.sun_path, (mode_t)cfg->unix_socket_mode);
 	if (set_group(sa.sun_path, cfg->unix_socket_group) != 0) {
 		close(fd);
 		unlink(sa.sun_path);
 		return UV_EINVAL;
+	}
+	if (listen(fd, cfg->listen_backlog) != 0) {
+		int rc = -errno;
+		log_error("cannot listen on %s: %s", sa.sun_path, strerror(errno));
+		close(fd);
+		unlink(sa.sun_path);
+		return rc;
 	}
 	return watch(ls, fd, sa.sun_path, true);
 }

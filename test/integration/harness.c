@@ -674,6 +674,29 @@ int harness_raw_connect(int port)
  * /proc/net/tcp so that waiting for sluice does not itself open a client
  * connection that would show up in sluice's logs and statistics.
  */
+/*
+ * Whether a socket listens at path (/proc/net/unix, flag __SO_ACCEPTCON),
+ * without connecting: a probe would be a client in sluice's log and ids.
+ * The file alone says less: it exists from bind(), before listen().
+ */
+static bool unix_socket_listening(const char *path)
+{
+	FILE *f = fopen("/proc/net/unix", "r");
+	if (!f)
+		return access(path, F_OK) == 0;
+	char line[1024];
+	bool found = false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		unsigned flags;
+		char p[512];
+		if (sscanf(line, "%*x: %*x %*x %x %*x %*x %*u %511s", &flags, p) != 2)
+			continue;
+		found = (flags & 0x10000) && strcmp(p, path) == 0;
+	}
+	fclose(f);
+	return found;
+}
+
 static bool tcp_port_listening(int port)
 {
 	FILE *f = fopen("/proc/net/tcp", "r");
@@ -845,7 +868,7 @@ static struct harness_sluice *sluice_start(const char *sluice_extra, const char 
 				exited = true;
 				break;
 			}
-			up = tcp ? tcp_port_listening(s->port) : access(sock, F_OK) == 0;
+			up = tcp ? tcp_port_listening(s->port) : unix_socket_listening(sock);
 			if (!up)
 				harness_sleep_ms(POLL_INTERVAL_MS);
 		}
@@ -856,7 +879,7 @@ static struct harness_sluice *sluice_start(const char *sluice_extra, const char 
 		 */
 		bool own_unix = !(sluice_extra && ini_has_key(sluice_extra, "unix_socket_dir"));
 		for (long end = harness_now_ms() + 1000;
-		     up && tcp && own_unix && access(sock, F_OK) != 0 && harness_now_ms() < end;)
+		     up && tcp && own_unix && !unix_socket_listening(sock) && harness_now_ms() < end;)
 			harness_sleep_ms(POLL_INTERVAL_MS);
 		free(sock);
 		if (up)
