@@ -11,6 +11,10 @@
  * parser was given is an AddressSanitizer error, and every contract in pkt.h
  * that can be checked from outside is checked with abort().
  *
+ * The same input is also an HTTP request head for http_parse_request (the
+ * metrics endpoint's parser): a complete head lies within the input, its
+ * fields within the head, and its own prefix parses to the same head.
+ *
  * It owns no I/O and no state between inputs. fuzz_replay.c runs it on fixed
  * inputs in every build; -Dfuzz=true builds it for libFuzzer under clang.
  */
@@ -18,6 +22,7 @@
 #include <string.h>
 
 #include "sluice/buf.h"
+#include "sluice/http_parse.h"
 #include "sluice/pkt.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -195,6 +200,35 @@ static void fuzz_stream(const uint8_t *data, size_t size, uint32_t max_len, uint
 	}
 }
 
+static bool within(const char *p, size_t n, const uint8_t *buf, size_t len)
+{
+	return p >= (const char *)buf && p + n <= (const char *)buf + len;
+}
+
+static void fuzz_http(const uint8_t *in, size_t size)
+{
+	struct http_request r;
+	int rc = http_parse_request((const char *)in, size, &r);
+	FUZZ_CHECK(rc == HTTP_PARSE_COMPLETE || rc == HTTP_PARSE_INCOMPLETE ||
+		   rc == HTTP_PARSE_MALFORMED || rc == HTTP_PARSE_TOO_LARGE);
+	if (rc == HTTP_PARSE_INCOMPLETE)
+		FUZZ_CHECK(size < HTTP_MAX_HEAD);
+	if (rc != HTTP_PARSE_COMPLETE)
+		return;
+	FUZZ_CHECK(r.head_len <= size && r.head_len <= HTTP_MAX_HEAD);
+	FUZZ_CHECK(r.method_len > 0 && within(r.method, r.method_len, in, r.head_len));
+	FUZZ_CHECK(r.path_len > 0 && within(r.path, r.path_len, in, r.head_len));
+	FUZZ_CHECK(!r.query || within(r.query, r.query_len, in, r.head_len));
+	FUZZ_CHECK(r.version_minor == 0 || r.version_minor == 1);
+	/* Stateless: the head alone parses to the same head. */
+	uint8_t *head = copy_exact(in, r.head_len);
+	struct http_request again;
+	FUZZ_CHECK(http_parse_request((const char *)head, r.head_len, &again) ==
+		   HTTP_PARSE_COMPLETE);
+	FUZZ_CHECK(again.head_len == r.head_len && again.path_len == r.path_len);
+	free(head);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size > FUZZ_MAX_INPUT)
@@ -208,6 +242,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* A realistic limit, and a tiny one that makes TOO_LARGE common. */
 	fuzz_stream(in, size, 1u << 20, (uint32_t)size * 2654435761u);
 	fuzz_stream(in, size, 64, (uint32_t)size + 0x9e3779b9u);
+	fuzz_http(in, size);
 	free(in);
 	return 0;
 }

@@ -31,6 +31,9 @@ struct input {
 /* clang-format off */
 static const struct input nasty[] = {
 	IN(""),
+	IN("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+	IN("GET http://h:9/ready?x=1 HTTP/1.0\n\n"),
+	IN("GET / HTTP/1.1\r\nBad Header\r\n\r\n"),
 	IN("Q"),
 	IN("Q\0\0\0"),
 	IN("Q\0\0\0\0"),                             /* length 0 */
