@@ -22,6 +22,7 @@
  */
 #include "sluice/cancel.h"
 
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,9 +46,7 @@ struct cancel_conn {
 	/* server->cancels while server is set; its peer's active or waiting list while peer is */
 	TAILQ_ENTRY(cancel_conn) link;
 	bool sent; /* connected and the request queued */
-	bool stream_ready; /* stream_init done: closing goes through the stream */
-	bool gai_pending;
-	uv_getaddrinfo_t gai;
+	bool stream_ready; /* dialing: closing goes through the stream */
 	uint64_t started; /* uv_now when it started connecting (a peer forward) */
 	uint8_t msg[16];
 };
@@ -154,7 +153,7 @@ static void finish(struct cancel_conn *cc)
 	peer_detach(cc->w, cc);
 	if (cc->stream_ready)
 		stream_close(&cc->stream);
-	else if (!cc->gai_pending)
+	else
 		free(cc);
 }
 
@@ -179,6 +178,10 @@ static void on_connected(struct stream *st, int status)
 {
 	struct cancel_conn *cc = container_of(st, struct cancel_conn, stream);
 	if (status != 0) {
+		if (cc->peer)
+			log_warning("cancel request for peer %d not forwarded: %s%s",
+				    cc->peer->peer_id, st->resolved ? "" : "could not resolve its host: ",
+				    uv_strerror(status));
 		finish(cc);
 		return;
 	}
@@ -215,8 +218,16 @@ void cancel_request(struct worker *w, uint32_t pid, uint32_t key)
 	pkt_put_CancelRequest(&out, s->be_pid, s->be_key);
 	memcpy(cc->msg, out.data, sizeof(cc->msg));
 	buf_out_deinit(&out);
-	bool pipe = s->stream.is_pipe;
-	if (stream_init(&w->io, &cc->stream, pipe) != 0) {
+	/* The address the server's socket is connected to: a name may resolve elsewhere now. */
+	char host[INET6_ADDRSTRLEN] = "";
+	int port = 0;
+	if (!s->stream.is_pipe && !stream_address(&s->stream, false, host, sizeof(host), &port)) {
+		log_debug("cancel request not forwarded: the server's address is unknown");
+		free(cc);
+		return;
+	}
+	if (stream_dial(&w->io, &cc->stream, s->stream.is_pipe ? s->addr : host, port, 0,
+			on_connected) != 0) {
 		free(cc);
 		return;
 	}
@@ -229,12 +240,6 @@ void cancel_request(struct worker *w, uint32_t pid, uint32_t key)
 	s->pool->n_cancels_active++;
 	log_write(LOG_LEVEL_INFO, &c->lc, "forwarding cancel request to S-%llu",
 		  (unsigned long long)s->id);
-	if (pipe) {
-		stream_connect_pipe(&cc->stream, s->addr, on_connected);
-		return;
-	}
-	if (stream_connect_tcp(&cc->stream, (const struct sockaddr *)&s->peer, on_connected) != 0)
-		finish(cc);
 }
 
 void cancel_server_closed(struct server *s)
@@ -254,48 +259,6 @@ void cancel_server_closed(struct server *s)
 
 /* ---- peering ------------------------------------------------------------------ */
 
-/* Connects a forward whose address is resolved (ai) or a unix socket (ai NULL, path). */
-static void peer_connect(struct worker *w, struct cancel_conn *cc, const struct sockaddr *ai,
-			 const char *path)
-{
-	if (stream_init(&w->io, &cc->stream, ai == NULL) != 0) {
-		finish(cc);
-		return;
-	}
-	cc->stream_ready = true;
-	cc->stream.read_cb = on_read;
-	cc->stream.error_cb = on_error;
-	cc->stream.close_cb = on_closed;
-	if (!ai) {
-		stream_connect_pipe(&cc->stream, path, on_connected);
-		return;
-	}
-	if (stream_connect_tcp(&cc->stream, ai, on_connected) != 0)
-		finish(cc);
-}
-
-static void peer_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-	struct cancel_conn *cc = container_of(req, struct cancel_conn, gai);
-	struct worker *w = cc->w;
-	cc->gai_pending = false;
-	if (!cc->peer) {
-		/* Shut down meanwhile (cancel_stop): nobody else holds it. */
-		uv_freeaddrinfo(res);
-		free(cc);
-		return;
-	}
-	if (status < 0 || !res) {
-		log_warning("cancel request for peer %d not forwarded: could not resolve its host: %s",
-			    cc->peer->peer_id, uv_strerror(status));
-		uv_freeaddrinfo(res);
-		finish(cc);
-		return;
-	}
-	peer_connect(w, cc, res->ai_addr, NULL);
-	uv_freeaddrinfo(res);
-}
-
 /* cc has a slot under its peer's pool_size: resolve and connect. */
 static void peer_start(struct worker *w, struct cancel_conn *cc)
 {
@@ -310,20 +273,15 @@ static void peer_start(struct worker *w, struct cancel_conn *cc)
 		finish(cc);
 		return;
 	}
-	if (peer->host[0] == '/') {
-		char path[256];
-		snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", peer->host, peer->port);
-		peer_connect(w, cc, NULL, path);
+	if (stream_dial(&w->io, &cc->stream, peer->host, peer->port,
+			(uint64_t)w->cfg->server_connect_timeout, on_connected) != 0) {
+		finish(cc);
 		return;
 	}
-	char port[16];
-	snprintf(port, sizeof(port), "%d", peer->port);
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-	cc->gai_pending = true;
-	if (uv_getaddrinfo(w->loop, &cc->gai, peer_on_resolved, peer->host, port, &hints) < 0) {
-		cc->gai_pending = false;
-		finish(cc);
-	}
+	cc->stream_ready = true;
+	cc->stream.read_cb = on_read;
+	cc->stream.error_cb = on_error;
+	cc->stream.close_cb = on_closed;
 }
 
 /* Forwards (pid, key) to the peer that issued it; says what happened in reason. */
@@ -391,8 +349,11 @@ void cancel_tick(struct worker *w, uint64_t now)
 		struct cancel_conn *cc, *next;
 		for (cc = TAILQ_FIRST(&cp->active); cc; cc = next) {
 			next = TAILQ_NEXT(cc, link);
-			/* A peer that keeps the connection open is not coming back: free the slot. */
-			if (now - cc->started >= limit && !cc->gai_pending) {
+			/*
+			 * A peer that keeps the connection open is not coming back:
+			 * free the slot (stream_dial bounds the connecting).
+			 */
+			if (cc->sent && now - cc->started >= limit) {
 				log_warning("cancel request forwarded to peer %d: no answer within "
 					    "server_connect_timeout",
 					    cp->peer_id);
@@ -414,9 +375,7 @@ void cancel_stop(struct worker *w)
 		while ((cc = TAILQ_FIRST(&cp->active)) != NULL) {
 			TAILQ_REMOVE(&cp->active, cc, link);
 			cc->peer = NULL;
-			if (cc->gai_pending)
-				uv_cancel((uv_req_t *)&cc->gai); /* its callback frees it */
-			else if (cc->stream_ready)
+			if (cc->stream_ready)
 				stream_close(&cc->stream);
 			else
 				free(cc);

@@ -93,11 +93,8 @@ struct http_probe {
 	struct stream stream;
 	struct http *h;
 	TAILQ_ENTRY(http_probe) link;
-	uv_getaddrinfo_t gai;
-	bool gai_pending; /* the resolver still holds gai: the probe must outlive it */
 	bool stream_open; /* the handle exists: memory is released by its close callback */
 	bool done;
-	uint64_t deadline;
 	char host[256];
 	int port;
 };
@@ -153,7 +150,7 @@ static void probe_on_closed(struct stream *s)
 	probe_free(container_of(s, struct http_probe, stream));
 }
 
-/* Ends a probe; its memory goes when the handle is closed and the resolver is done. */
+/* Ends a probe; its memory goes when the handle is closed. */
 static void probe_finish(struct http_probe *pr)
 {
 	if (pr->done)
@@ -161,7 +158,7 @@ static void probe_finish(struct http_probe *pr)
 	pr->done = true;
 	if (pr->stream_open)
 		stream_close(&pr->stream);
-	else if (!pr->gai_pending)
+	else
 		probe_free(pr);
 }
 
@@ -185,64 +182,22 @@ static void probe_on_connected(struct stream *s, int status)
 	probe_finish(pr);
 }
 
-static bool probe_open_stream(struct http_probe *pr, bool pipe)
-{
-	if (stream_init(&pr->h->w->io, &pr->stream, pipe) != 0)
-		return false;
-	pr->stream_open = true;
-	pr->stream.error_cb = probe_on_error;
-	pr->stream.close_cb = probe_on_closed;
-	return true;
-}
-
-static void probe_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-	struct http_probe *pr = container_of(req, struct http_probe, gai);
-	pr->gai_pending = false;
-	if (pr->done) {
-		uv_freeaddrinfo(res);
-		probe_free(pr);
-		return;
-	}
-	if (status < 0 || !res || !probe_open_stream(pr, false)) {
-		uv_freeaddrinfo(res);
-		probe_finish(pr);
-		return;
-	}
-	int rc = stream_connect_tcp(&pr->stream, res->ai_addr, probe_on_connected);
-	uv_freeaddrinfo(res);
-	if (rc < 0)
-		probe_finish(pr);
-}
-
 static void probe_start(struct http *h, const char *host, int port)
 {
 	struct http_probe *pr = xcalloc(1, sizeof(*pr));
 	pr->h = h;
 	pr->port = port;
-	pr->deadline = uv_now(h->w->loop) + PROBE_TIMEOUT_MS;
 	snprintf(pr->host, sizeof(pr->host), "%s", host);
 	TAILQ_INSERT_TAIL(&h->probes, pr, link);
 	h->open++;
-	timer_arm(h);
-	if (host[0] == '/') {
-		char path[300];
-		snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", host, port);
-		if (!probe_open_stream(pr, true)) {
-			probe_finish(pr);
-			return;
-		}
-		stream_connect_pipe(&pr->stream, path, probe_on_connected);
+	if (stream_dial(&h->w->io, &pr->stream, host, port, PROBE_TIMEOUT_MS,
+			probe_on_connected) != 0) {
+		probe_finish(pr);
 		return;
 	}
-	char portstr[16];
-	snprintf(portstr, sizeof(portstr), "%d", port);
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-	pr->gai_pending = true;
-	if (uv_getaddrinfo(h->w->loop, &pr->gai, probe_on_resolved, host, portstr, &hints) < 0) {
-		pr->gai_pending = false;
-		probe_finish(pr);
-	}
+	pr->stream_open = true;
+	pr->stream.error_cb = probe_on_error;
+	pr->stream.close_cb = probe_on_closed;
 }
 
 /* Adds each of d's host:port pairs to targets unless it is there already; returns the new count. */
@@ -741,7 +696,7 @@ static void on_connection(uv_stream_t *ls, int status)
 	stream_read_start(&c->stream);
 }
 
-/* Deadlines of connections and probes; the timer stops when there is nothing to watch. */
+/* Deadlines of connections; the timer stops when there is nothing to watch. */
 static void on_timer(uv_timer_t *t)
 {
 	struct http *h = container_of(t, struct http, timer);
@@ -755,15 +710,7 @@ static void on_timer(uv_timer_t *t)
 			conn_close(c);
 		}
 	}
-	struct http_probe *pr, *pn;
-	for (pr = TAILQ_FIRST(&h->probes); pr; pr = pn) {
-		pn = TAILQ_NEXT(pr, link);
-		if (!pr->done && now >= pr->deadline) {
-			log_debug("http: probe of %s:%d timed out", pr->host, pr->port);
-			probe_finish(pr);
-		}
-	}
-	if (TAILQ_EMPTY(&h->conns) && TAILQ_EMPTY(&h->probes))
+	if (TAILQ_EMPTY(&h->conns))
 		uv_timer_stop(&h->timer);
 }
 

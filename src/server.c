@@ -222,8 +222,6 @@ static void fail_repl_login(struct client *c, const char *sqlstate, const char *
 static void on_stream_closed(struct stream *st)
 {
 	struct server *s = container_of(st, struct server, stream);
-	if (s->gai_pending)
-		return; /* the resolver callback frees it */
 	param_set_deinit(&s->params);
 	rq_deinit(&s->rq);
 	prepared_server_deinit(s->w, &s->prepared);
@@ -271,11 +269,9 @@ void server_close(struct server *s, const char *reason)
 	}
 	if (c)
 		client_fail(c, SQLSTATE_CONNECTION_FAILURE, "server connection failed: %s", reason);
-	if (s->gai_pending)
-		uv_cancel((uv_req_t *)&s->gai);
 	if (s->stream_open)
 		stream_close(&s->stream);
-	else if (!s->gai_pending)
+	else
 		on_stream_closed(&s->stream);
 	worker_schedule_kick(w, p);
 }
@@ -1183,9 +1179,18 @@ static void on_connected(struct stream *st, int status)
 	struct server *s = container_of(st, struct server, stream);
 	if (status < 0) {
 		char detail[160];
-		snprintf(detail, sizeof(detail), "could not connect to %s: %s", s->addr,
-			 uv_strerror(status));
-		close_unreached(s, "connect failed", detail);
+		if (status == UV_ETIMEDOUT) {
+			close_unreached(s, "connect timeout", "server_connect_timeout reached");
+		} else if (!st->resolved) {
+			/* PgBouncer's words first: operators and its tests match them. */
+			snprintf(detail, sizeof(detail), "server DNS lookup failed: %s: %s", s->addr,
+				 uv_strerror(status));
+			close_unreached(s, "server DNS lookup failed", detail);
+		} else {
+			snprintf(detail, sizeof(detail), "could not connect to %s: %s", s->addr,
+				 uv_strerror(status));
+			close_unreached(s, "connect failed", detail);
+		}
 		return;
 	}
 	struct pool *p = s->pool;
@@ -1203,48 +1208,6 @@ static void on_connected(struct stream *st, int status)
 	}
 	send_startup(s);
 	stream_read_start(st);
-}
-
-static void start_stream(struct server *s, bool pipe)
-{
-	if (stream_init(&s->w->io, &s->stream, pipe) != 0) {
-		close_unreached(s, "cannot create socket", "cannot create a socket for the server");
-		return;
-	}
-	s->stream_open = true;
-	s->stream.read_cb = on_read;
-	s->stream.error_cb = on_error;
-	s->stream.drain_cb = on_drain;
-	s->stream.close_cb = on_stream_closed;
-	s->stream.read_max = SERVER_MAX_INSPECT;
-}
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-	struct server *s = container_of(req, struct server, gai);
-	s->gai_pending = false;
-	if (s->state == SERVER_CLOSED) {
-		uv_freeaddrinfo(res);
-		on_stream_closed(&s->stream);
-		return;
-	}
-	if (status < 0 || !res) {
-		char detail[160];
-		/* PgBouncer's words first: operators and its tests match them. */
-		snprintf(detail, sizeof(detail), "server DNS lookup failed: %s: %s", s->addr,
-			 uv_strerror(status));
-		uv_freeaddrinfo(res);
-		close_unreached(s, "server DNS lookup failed", detail);
-		return;
-	}
-	start_stream(s, false);
-	memcpy(&s->peer, res->ai_addr, MIN(sizeof(s->peer), (size_t)res->ai_addrlen));
-	if (s->state != SERVER_CLOSED) {
-		int rc = stream_connect_tcp(&s->stream, res->ai_addr, on_connected);
-		if (rc < 0)
-			on_connected(&s->stream, rc);
-	}
-	uv_freeaddrinfo(res);
 }
 
 /* Opens a server for the pool, or for replication client owner (NULL: pooled). */
@@ -1276,9 +1239,8 @@ static void open_server(struct pool *p, struct client *owner)
 	const struct config_host *ch = &p->db->hosts[s->host_index];
 	const char *host = ch->host ? ch->host : DEFAULT_UNIX_SOCKET_DIR;
 	int port = ch->port;
-	bool unix_socket = host[0] == '/';
 	s->port = port;
-	if (unix_socket)
+	if (host[0] == '/')
 		snprintf(s->addr, sizeof(s->addr), "%s/.s.PGSQL.%d", host, port);
 	else if (strchr(host, ':'))
 		snprintf(s->addr, sizeof(s->addr), "[%s]:%d", host, port);
@@ -1297,21 +1259,17 @@ static void open_server(struct pool *p, struct client *owner)
 
 	server_set_state(s, SERVER_LOGIN);
 	slog(LOG_LEVEL_DEBUG, s, "connecting");
-	if (unix_socket) {
-		start_stream(s, true);
-		if (s->state != SERVER_CLOSED)
-			stream_connect_pipe(&s->stream, s->addr, on_connected);
+	if (stream_dial(&w->io, &s->stream, host, port, (uint64_t)cfg->server_connect_timeout,
+			on_connected) != 0) {
+		close_unreached(s, "cannot create socket", "cannot create a socket for the server");
 		return;
 	}
-	char portstr[16];
-	snprintf(portstr, sizeof(portstr), "%d", port);
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-	s->gai_pending = true;
-	int rc = uv_getaddrinfo(w->loop, &s->gai, on_resolved, host, portstr, &hints);
-	if (rc < 0) {
-		s->gai_pending = false;
-		close_unreached(s, "server DNS lookup failed", "name resolution failed to start");
-	}
+	s->stream_open = true;
+	s->stream.read_cb = on_read;
+	s->stream.error_cb = on_error;
+	s->stream.drain_cb = on_drain;
+	s->stream.close_cb = on_stream_closed;
+	s->stream.read_max = SERVER_MAX_INSPECT;
 }
 
 void server_connect(struct pool *p)

@@ -12,6 +12,7 @@
 #include "sluice/stream.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@ void stream_ctx_init(struct stream_ctx *ctx, uv_loop_t *loop, int buf_free_max)
 	buf_pool_init(&ctx->bufs, buf_free_max);
 	TAILQ_INIT(&ctx->flush_queue);
 	TAILQ_INIT(&ctx->linger_queue);
+	TAILQ_INIT(&ctx->dial_queue);
 	ctx->max_packet_size = UINT32_MAX;
 }
 
@@ -127,25 +129,66 @@ int stream_adopt(struct stream *s, int fd)
 }
 
 /*
- * Connect and shutdown requests are allocated for their one use: only a few
- * streams ever connect or linger, so they do not weigh on every idle client.
- * libuv always calls their callbacks (with UV_ECANCELED on close), and the
- * callbacks free them.
+ * Connect, resolve and shutdown requests are allocated for their one use:
+ * only a few streams ever connect or linger, so they do not weigh on every
+ * idle client. libuv always calls their callbacks (a connect's with
+ * UV_ECANCELED when its handle is closed), and the callbacks free them.
  */
+
+/* A name being resolved; it outlives its stream if the stream is closed first. */
+struct dial_req {
+	uv_getaddrinfo_t gai;
+	struct stream *s; /* NULL once the stream stopped waiting for it */
+};
+
+/* Forgets a resolution in progress: its callback will only free it. */
+static void dial_abandon_resolve(struct stream *s)
+{
+	if (!s->dial)
+		return;
+	s->dial->s = NULL;
+	(void)uv_cancel((uv_req_t *)&s->dial->gai);
+	s->dial = NULL;
+}
+
+/* Takes s off the dial queue; a connect or resolution still running is ignored from now on. */
+static void dial_stop(struct stream *s)
+{
+	if (!s->dialing)
+		return;
+	s->dialing = false;
+	TAILQ_REMOVE(&s->ctx->dial_queue, s, dial_link);
+	dial_abandon_resolve(s);
+}
+
+static void dial_done(struct stream *s, int status)
+{
+	if (!s->dialing)
+		return; /* timed out or closed meanwhile */
+	dial_stop(s);
+	if (status == 0)
+		apply_tcp_options(s);
+	s->connect_cb(s, status);
+}
+
+/* An error found while stream_dial runs is reported at the next tick, never from within it. */
+static void dial_fail_later(struct stream *s, int err)
+{
+	s->dial_error = err;
+	s->dial_deadline = 0;
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
 	struct stream *s = req->data;
 	free(req);
 	if (s->closing)
 		return;
-	if (status == 0)
-		apply_tcp_options(s);
-	s->connect_cb(s, status);
+	dial_done(s, status);
 }
 
-int stream_connect_tcp(struct stream *s, const struct sockaddr *addr, stream_connect_cb *cb)
+static int connect_tcp(struct stream *s, const struct sockaddr *addr)
 {
-	s->connect_cb = cb;
 	uv_connect_t *req = xmalloc(sizeof(*req));
 	req->data = s;
 	int rc = uv_tcp_connect(req, &s->h.tcp, addr, on_connect);
@@ -154,12 +197,71 @@ int stream_connect_tcp(struct stream *s, const struct sockaddr *addr, stream_con
 	return rc;
 }
 
-void stream_connect_pipe(struct stream *s, const char *path, stream_connect_cb *cb)
+static void on_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
 {
+	struct dial_req *d = container_of(gai, struct dial_req, gai);
+	struct stream *s = d->s;
+	free(d);
+	if (s) {
+		s->dial = NULL;
+		if (status == 0 && !res)
+			status = UV_EAI_NONAME;
+		if (status == 0) {
+			s->resolved = true;
+			status = connect_tcp(s, res->ai_addr);
+		}
+		if (status != 0)
+			dial_done(s, status);
+	}
+	uv_freeaddrinfo(res);
+}
+
+int stream_dial(struct stream_ctx *ctx, struct stream *s, const char *host, int port,
+		uint64_t timeout_ms, stream_connect_cb *cb)
+{
+	bool pipe = host[0] == '/';
+	int rc = stream_init(ctx, s, pipe);
+	if (rc != 0)
+		return rc;
 	s->connect_cb = cb;
-	uv_connect_t *req = xmalloc(sizeof(*req));
-	req->data = s;
-	uv_pipe_connect(req, &s->h.pipe, path, on_connect);
+	s->dialing = true;
+	s->dial_deadline = timeout_ms ? uv_now(ctx->loop) + timeout_ms : UINT64_MAX;
+	TAILQ_INSERT_TAIL(&ctx->dial_queue, s, dial_link);
+	if (pipe) {
+		char path[PATH_MAX];
+		if (port > 0)
+			snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", host, port);
+		else
+			snprintf(path, sizeof(path), "%s", host);
+		s->resolved = true;
+		uv_connect_t *req = xmalloc(sizeof(*req));
+		req->data = s;
+		uv_pipe_connect(req, &s->h.pipe, path, on_connect); /* reports errors through on_connect */
+		return 0;
+	}
+	/* A numeric address needs no trip to the thread pool. */
+	struct sockaddr_storage ss;
+	if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) == 0 ||
+	    uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) == 0) {
+		s->resolved = true;
+		rc = connect_tcp(s, (const struct sockaddr *)&ss);
+		if (rc != 0)
+			dial_fail_later(s, rc);
+		return 0;
+	}
+	char portstr[16];
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	struct dial_req *d = xcalloc(1, sizeof(*d));
+	d->s = s;
+	rc = uv_getaddrinfo(ctx->loop, &d->gai, on_resolved, host, portstr, &hints);
+	if (rc != 0) {
+		free(d);
+		dial_fail_later(s, rc);
+		return 0;
+	}
+	s->dial = d;
+	return 0;
 }
 
 bool stream_address(const struct stream *s, bool local, char *host, size_t len, int *port)
@@ -577,6 +679,7 @@ void stream_close(struct stream *s)
 	if (s->closing)
 		return;
 	s->closing = true;
+	dial_stop(s);
 	/* One last non-blocking attempt, errors ignored: the connection is ending. */
 	if (s->out && s->queued == 0)
 		(void)uv_try_write(&s->h.base, s->out->iov + s->out->first,
@@ -596,7 +699,7 @@ void stream_close_linger(struct stream *s)
 {
 	if (s->closing)
 		return;
-	if (s->eof) {
+	if (s->eof || s->dialing) {
 		stream_close(s);
 		return;
 	}
@@ -605,7 +708,7 @@ void stream_close_linger(struct stream *s)
 	 * destroys an ErrorResponse the peer has not read yet (the rest of an
 	 * oversized message may still be on its way). So: send what is queued,
 	 * half-close, and discard input until the peer closes too or the linger
-	 * time runs out (the loop owner's tick calls stream_ctx_expire_lingering).
+	 * time runs out (the loop owner's tick calls stream_ctx_tick).
 	 */
 	stream_flush(s);
 	if (s->closing)
@@ -630,9 +733,21 @@ void stream_close_linger(struct stream *s)
 		s->reading = true;
 }
 
-void stream_ctx_expire_lingering(struct stream_ctx *ctx, uint64_t now, uint64_t max_ms)
+void stream_ctx_tick(struct stream_ctx *ctx, uint64_t now, uint64_t linger_ms)
 {
 	struct stream *s;
-	while ((s = TAILQ_FIRST(&ctx->linger_queue)) != NULL && now - s->linger_since >= max_ms)
+	while ((s = TAILQ_FIRST(&ctx->linger_queue)) != NULL && now - s->linger_since >= linger_ms)
 		finish_close(s);
+	/* From the head after each report: its owner may close other dialing streams. */
+	bool reported;
+	do {
+		reported = false;
+		TAILQ_FOREACH(s, &ctx->dial_queue, dial_link) {
+			if (now >= s->dial_deadline) {
+				dial_done(s, s->dial_error ? s->dial_error : UV_ETIMEDOUT);
+				reported = true;
+				break;
+			}
+		}
+	} while (reported);
 }

@@ -183,7 +183,7 @@ static void on_tick(uv_timer_t *t)
 		sn = TAILQ_NEXT(s, link);
 		server_tick(s, now);
 	}
-	stream_ctx_expire_lingering(&w->io, now, LINGER_MS);
+	stream_ctx_tick(&w->io, now, LINGER_MS);
 	cancel_tick(w, now);
 	listener_tick(&w->listeners, now);
 	pool_create_warm(w);
@@ -239,8 +239,6 @@ static void finish_exit(struct worker *w)
 	struct client *c;
 	while ((c = TAILQ_FIRST(&w->clients)) != NULL)
 		client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "sluice is shutting down");
-	/* Exiting: no waiting for peers to close (the tick that would end it stops now). */
-	stream_ctx_expire_lingering(&w->io, UINT64_MAX, 0);
 	struct server *s;
 	while ((s = TAILQ_FIRST(&w->servers)) != NULL)
 		server_close(s, "shutdown");
@@ -258,6 +256,11 @@ static void finish_exit(struct worker *w)
 			 w->derive.jobs);
 	listener_stop(&w->listeners, false);
 	http_stop(w);
+	/*
+	 * Exiting: no waiting for peers to close (the tick that would end it
+	 * stops now). Every stream that was dialing is closed by now.
+	 */
+	stream_ctx_tick(&w->io, UINT64_MAX, 0);
 	uv_timer_stop(&w->tick);
 	close_handle((uv_handle_t *)&w->tick);
 	uv_check_stop(&w->flush_check);

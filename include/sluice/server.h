@@ -85,11 +85,8 @@ struct server {
 	char addr[128]; /* host:port ([v6]:port) or the unix socket's path, as logged */
 	int host_index; /* which of pool->db->hosts (at connect time) it went to */
 	int port;
-	struct sockaddr_storage peer; /* resolved address, for cancel requests */
 	struct log_conn lc;
-	uv_getaddrinfo_t gai;
-	bool gai_pending;
-	bool stream_open; /* the socket handle exists (after name resolution) */
+	bool stream_open; /* the socket handle exists: memory goes in its close callback */
 
 	/* login */
 	struct scram_client *scram;

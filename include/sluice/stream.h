@@ -47,7 +47,14 @@ typedef void stream_error_cb(struct stream *s, int err);
 typedef void stream_drain_cb(struct stream *s);
 /* The handle is closed: the owner may free the memory holding the stream. */
 typedef void stream_close_cb(struct stream *s);
+/*
+ * stream_dial's outcome: 0 (connected), or an error: a libuv resolver error
+ * (UV_EAI_*) while s->resolved is false, UV_ETIMEDOUT when the time given ran
+ * out, else the connect's error. After an error the owner closes the stream.
+ */
 typedef void stream_connect_cb(struct stream *s, int status);
+
+struct dial_req;
 
 /* Unsent bytes above which a reader that feeds this stream stops reading. */
 #define STREAM_HIGH_WATER (256 * 1024)
@@ -81,6 +88,14 @@ struct stream {
 	bool in_flush_queue;
 	TAILQ_ENTRY(stream) flush_link;
 
+	/* stream_dial: in ctx->dial_queue until connect_cb has run */
+	bool dialing;
+	bool resolved; /* the address is known: a failure is the connect's */
+	struct dial_req *dial; /* the name being resolved, if it is */
+	int dial_error; /* a failure to report at the next tick (it could not be reported at once) */
+	uint64_t dial_deadline; /* uv_now */
+	TAILQ_ENTRY(stream) dial_link;
+
 	stream_read_cb *read_cb;
 	stream_error_cb *error_cb;
 	stream_drain_cb *drain_cb;
@@ -105,6 +120,7 @@ struct stream_ctx {
 	int out_free_count;
 	struct stream_list flush_queue; /* output queued this round */
 	struct stream_list linger_queue; /* closing streams waiting for the peer's close, oldest first */
+	struct stream_list dial_queue; /* streams connecting (stream_dial) */
 	uint32_t max_packet_size; /* the largest message a new stream buffers whole */
 	struct stream_tcp_options tcp;
 };
@@ -132,8 +148,11 @@ void stream_ctx_init(struct stream_ctx *ctx, uv_loop_t *loop, int buf_free_max);
 void stream_ctx_deinit(struct stream_ctx *ctx);
 /* Sends the output every stream queued this round (the loop owner's check step). */
 void stream_ctx_flush(struct stream_ctx *ctx);
-/* Closes lingering streams older than max_ms (the loop owner's tick). */
-void stream_ctx_expire_lingering(struct stream_ctx *ctx, uint64_t now, uint64_t max_ms);
+/*
+ * The loop owner's tick: closes lingering streams older than linger_ms and
+ * reports connects whose time ran out (UV_ETIMEDOUT).
+ */
+void stream_ctx_tick(struct stream_ctx *ctx, uint64_t now, uint64_t linger_ms);
 
 /* Initialises s as a TCP or unix-socket stream of ctx. */
 int stream_init(struct stream_ctx *ctx, struct stream *s, bool pipe) WUR;
@@ -141,9 +160,19 @@ int stream_init(struct stream_ctx *ctx, struct stream *s, bool pipe) WUR;
 int stream_accept(struct stream *s, uv_stream_t *listener) WUR;
 /* Makes the accepted socket fd (non-blocking) s's connection, after stream_init; fd is s's now, even on failure. */
 int stream_adopt(struct stream *s, int fd) WUR;
-/* Connects to addr (TCP) or path (pipe); cb reports the outcome. */
-int stream_connect_tcp(struct stream *s, const struct sockaddr *addr, stream_connect_cb *cb) WUR;
-void stream_connect_pipe(struct stream *s, const char *path, stream_connect_cb *cb);
+/*
+ * The one way sluice connects out (servers, cancel requests, readiness
+ * probes): initialises s as stream_init does and connects it to a PostgreSQL
+ * address. host is a name or numeric address (resolved on libuv's thread
+ * pool unless numeric), or, starting with '/', a unix socket: the directory
+ * holding PostgreSQL's ".s.PGSQL.<port>", or the socket itself when port is
+ * 0. cb runs once, from the loop, never from within this call, unless s is
+ * closed first; timeout_ms (0: none) bounds resolving and connecting
+ * together, to the owner's tick. Non-zero only if s could not be
+ * initialised (it is then not open).
+ */
+int stream_dial(struct stream_ctx *ctx, struct stream *s, const char *host, int port,
+		uint64_t timeout_ms, stream_connect_cb *cb) WUR;
 
 /* "1.2.3.4:5678" of the peer, or "unix". */
 void stream_peer_name(struct stream *s, char *out, size_t len);

@@ -732,8 +732,16 @@ START_TEST(test_pgbench_prepared_mode_through_transaction_pool)
 	argv[n++] = "-n";
 	argv[n++] = "-c";
 	argv[n++] = "4";
+	/*
+	 * One thread per client: pgbench prepares each statement lazily with a
+	 * blocking PQprepare(), so a thread whose client waits for a server there
+	 * freezes its other clients, and one frozen inside a transaction holds a
+	 * server: with two clients per thread both servers can end up held that
+	 * way (seen: backends idle in transaction, the other two clients queued
+	 * until query_wait_timeout), a deadlock of pgbench's, not of the pool.
+	 */
 	argv[n++] = "-j";
-	argv[n++] = "2";
+	argv[n++] = "4";
 	argv[n++] = "-t";
 	argv[n++] = "200";
 	argv[n++] = "-M";

@@ -150,48 +150,65 @@ END_TEST
 
 /* ---- unreachable servers ----------------------------------------------------------- */
 
+enum dead_kind {
+	DEAD_CLOSED, /* nothing listens: connect is refused */
+	DEAD_SILENT, /* the kernel completes TCP handshakes but nobody ever answers: a hung PostgreSQL */
+	DEAD_UNANSWERED, /* the listener's accept queue is full: SYNs go unanswered, connect hangs */
+};
+
 /*
- * A port on which the kernel completes TCP handshakes but nobody ever
- * answers: the server side of a hung PostgreSQL.
+ * A listener on a free loopback port for kind (DEAD_CLOSED: none, -1), with
+ * its port; for DEAD_UNANSWERED the accept queue is filled by the test's own
+ * connections (filler), which the caller closes with the listener.
  */
-static int silent_listener(int *port)
+static int dead_listener(enum dead_kind kind, int *port, int *filler)
 {
+	*filler = -1;
+	if (kind == DEAD_CLOSED) {
+		*port = harness_free_port();
+		return -1;
+	}
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	ck_assert_int_ge(fd, 0);
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(listen(fd, 16), 0);
+	ck_assert_int_eq(listen(fd, kind == DEAD_UNANSWERED ? 0 : 16), 0);
 	socklen_t len = sizeof(sa);
 	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
 	*port = ntohs(sa.sin_port);
+	if (kind == DEAD_UNANSWERED) {
+		/* A backlog of 0 holds one connection: this one. */
+		*filler = socket(AF_INET, SOCK_STREAM, 0);
+		ck_assert_int_eq(connect(*filler, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	}
 	return fd;
 }
 
 /*
- * A database whose server cannot be reached (a refused port, or a silent one
- * until server_connect_timeout): as PgBouncer, the client that was waiting
- * stays queued for the next attempt and ends at query_wait_timeout; a client
- * that comes while the pool has no server is failed at once with the cached
- * error; and sluice keeps serving the healthy database meanwhile.
+ * A database whose server cannot be reached (a refused port, a silent one or
+ * one whose connect hangs, until server_connect_timeout): as PgBouncer, the
+ * client that was waiting stays queued for the next attempt and ends at
+ * query_wait_timeout; a client that comes while the pool has no server is
+ * failed at once with the cached error; and sluice keeps serving the healthy
+ * database meanwhile.
  */
 static const struct dead_case {
 	const char *what;
-	bool silent; /* a silent listener rather than a closed port */
+	enum dead_kind kind;
 	const char *logged; /* the warning of the failed attempt */
 } dead_cases[] = {
-	{ "closed port", false, "could not connect to 127.0.0.1:" },
-	{ "silent server, server_connect_timeout", true, "server_connect_timeout reached" },
+	{ "closed port", DEAD_CLOSED, "could not connect to 127.0.0.1:" },
+	{ "silent server, server_connect_timeout", DEAD_SILENT, "server_connect_timeout reached" },
+	{ "connect unanswered, server_connect_timeout", DEAD_UNANSWERED,
+		"server_connect_timeout reached" },
 };
 
 START_TEST(test_unreachable_database_queues_its_client_and_others_keep_working)
 {
 	const struct dead_case *dc = &dead_cases[_i];
-	int port, fd = -1;
-	if (dc->silent)
-		fd = silent_listener(&port);
-	else
-		port = harness_free_port();
+	int port, filler;
+	int fd = dead_listener(dc->kind, &port, &filler);
 	char *dbs = xasprintf(APP_DB "dead = host=127.0.0.1 port=%d dbname=app\n", port);
 	struct harness_sluice *s = harness_sluice_start(COMMON "server_connect_timeout = 0.5\n"
 							       "server_login_retry = 30\n"
@@ -233,6 +250,8 @@ START_TEST(test_unreachable_database_queues_its_client_and_others_keep_working)
 	PQfinish(good);
 	if (fd >= 0)
 		close(fd);
+	if (filler >= 0)
+		close(filler);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
 }
