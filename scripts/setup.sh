@@ -26,6 +26,9 @@ test_packages=(
 	prometheus-pgbouncer-exporter
 	# ss(8) shows a listening socket's backlog (check_tcp_keepalive).
 	iproute2
+	# The format suite checks src/ and include/ against .clang-format with
+	# version 14, the one bookworm ships.
+	clang-format-14
 	# check_drivers runs real client drivers through sluice: psycopg 3 and
 	# asyncpg (run with /usr/bin/python3), the PostgreSQL JDBC driver with a
 	# JDK to compile its test program; node-postgres and postgres.js come from

@@ -86,6 +86,8 @@ struct column {
 
 #define COL(t, n) { #t[0], #n },
 
+/* Rows laid out to be read, one column per X(): */
+/* clang-format off */
 #define POOLS_COLUMNS(X)                                                                           \
 	X(s, database) X(s, user) X(i, cl_active) X(i, cl_waiting) X(i, cl_active_cancel_req)     \
 	X(i, cl_waiting_cancel_req) X(i, sv_active) X(i, sv_active_cancel) X(i, sv_being_canceled) \
@@ -150,6 +152,8 @@ static const struct column peer_pools_columns[] = {
 	{ 'i', "sv_active_cancel" }, { 'i', "sv_login" },
 };
 
+/* clang-format on */
+
 /* One response being built: RowDescription, DataRows, then the tag. */
 struct rs {
 	struct buf_out out;
@@ -163,20 +167,28 @@ struct rs {
 static uint32_t type_oid(char t)
 {
 	switch (t) {
-	case 'i': return 23;
-	case 'q': return 20;
-	case 'N': return 1700;
-	case 'b': return 17;
-	default: return 25;
+	case 'i':
+		return 23;
+	case 'q':
+		return 20;
+	case 'N':
+		return 1700;
+	case 'b':
+		return 17;
+	default:
+		return 25;
 	}
 }
 
 static int16_t type_len(char t)
 {
 	switch (t) {
-	case 'i': return 4;
-	case 'q': return 8;
-	default: return -1;
+	case 'i':
+		return 4;
+	case 'q':
+		return 8;
+	default:
+		return -1;
 	}
 }
 
@@ -454,20 +466,32 @@ static void show_stats(struct client *c, bool totals, bool averages, const char 
 static void show_totals(struct client *c)
 {
 	static const char *const total_names[] = {
-		"total_server_assignment_count", "total_xact_count",
-		"total_query_count",		 "total_client_bytes",
-		"total_server_bytes",		 "total_xact_time",
-		"total_query_time",		 "total_wait_time",
-		"total_ps_client_parse_count",	 "total_ps_server_parse_count",
-		"total_ps_bind_count",		 "total_client_login_count",
+		"total_server_assignment_count",
+		"total_xact_count",
+		"total_query_count",
+		"total_client_bytes",
+		"total_server_bytes",
+		"total_xact_time",
+		"total_query_time",
+		"total_wait_time",
+		"total_ps_client_parse_count",
+		"total_ps_server_parse_count",
+		"total_ps_bind_count",
+		"total_client_login_count",
 	};
 	static const char *const avg_names[] = {
-		"avg_server_assignment_count", "avg_xact_count",
-		"avg_query_count",	       "avg_client_bytes",
-		"avg_server_bytes",	       "avg_xact_time",
-		"avg_query_time",	       "avg_wait_time",
-		"avg_ps_client_parse_count",   "avg_ps_server_parse_count",
-		"avg_ps_bind_count",	       "avg_client_login_count",
+		"avg_server_assignment_count",
+		"avg_xact_count",
+		"avg_query_count",
+		"avg_client_bytes",
+		"avg_server_bytes",
+		"avg_xact_time",
+		"avg_query_time",
+		"avg_wait_time",
+		"avg_ps_client_parse_count",
+		"avg_ps_server_parse_count",
+		"avg_ps_bind_count",
+		"avg_client_login_count",
 	};
 	struct stats_counters total = { 0 }, start = { 0 }, end = { 0 }, avg;
 	int n;
@@ -591,14 +615,16 @@ static void put_database_row(struct rs *r, struct worker *w, const char *name,
 	put_text(r, is_admin ? ADMIN_DB : (db->dbname ? db->dbname : name));
 	put_text(r, db->user);
 	put_int(r, is_admin ? 2 : (db->pool_size >= 0 ? db->pool_size : cfg->default_pool_size));
-	put_int(r, is_admin ? 0 : (db->min_pool_size >= 0 ? db->min_pool_size : cfg->min_pool_size));
+	put_int(r,
+		is_admin ? 0 : (db->min_pool_size >= 0 ? db->min_pool_size : cfg->min_pool_size));
 	put_int(r, is_admin ? 0
 			    : (db->reserve_pool_size >= 0 ? db->reserve_pool_size
 							  : cfg->reserve_pool_size));
 	int64_t life = db->server_lifetime >= 0 ? db->server_lifetime : cfg->server_lifetime;
 	put_int(r, is_admin ? 0 : (long long)(life / 1000));
-	put_text(r, db->pool_mode >= 0 && !is_admin ? config_pool_mode_name((enum pool_mode)db->pool_mode)
-						  : (is_admin ? "statement" : NULL));
+	put_text(r, db->pool_mode >= 0 && !is_admin
+			    ? config_pool_mode_name((enum pool_mode)db->pool_mode)
+			    : (is_admin ? "statement" : NULL));
 	put_text(r, load_balance_of(db));
 	int max = db->max_db_connections >= 0 ? db->max_db_connections : cfg->max_db_connections;
 	put_int(r, is_admin ? 0 : max);
@@ -634,8 +660,9 @@ static void show_databases(struct client *c)
 	struct rs r;
 	rs_begin(&r, databases_columns, ARRAY_SIZE(databases_columns));
 	for (int i = 0; i < n; i++) {
-		const struct config_database *db =
-			strcmp(names[i], ADMIN_DB) == 0 ? &admin_db : config_find_database(cfg, names[i]);
+		const struct config_database *db = strcmp(names[i], ADMIN_DB) == 0
+							   ? &admin_db
+							   : config_find_database(cfg, names[i]);
 		if (db)
 			put_database_row(&r, w, names[i], db);
 	}
@@ -690,10 +717,11 @@ static void show_users(struct client *c)
 		put_text(&r, names[i]);
 		put_text(&r, ps);
 		put_text(&r, rps);
-		put_text(&r, u && u->pool_mode >= 0 ? config_pool_mode_name((enum pool_mode)u->pool_mode)
-						     : NULL);
+		put_text(&r, u && u->pool_mode >= 0
+				     ? config_pool_mode_name((enum pool_mode)u->pool_mode)
+				     : NULL);
 		put_int(&r, u && u->max_user_connections >= 0 ? u->max_user_connections
-							    : cfg->max_user_connections);
+							      : cfg->max_user_connections);
 		put_int(&r, worker_count_adjust(&w->user_counts, names[i], 0));
 		put_int(&r, config_user_client_limit(cfg, names[i]));
 		put_int(&r, worker_count_adjust(&w->user_client_counts, names[i], 0));
@@ -748,7 +776,8 @@ static void show_lists(struct client *c)
 	for (struct server *s = server_next(w, NULL); s; s = server_next(w, s))
 		if (s->state != SERVER_CLOSED)
 			used_servers++;
-	int users = (int)HASH_COUNT(w->cfg->users) + (w->userlist ? (int)HASH_COUNT(w->userlist->users) : 0);
+	int users = (int)HASH_COUNT(w->cfg->users) +
+		    (w->userlist ? (int)HASH_COUNT(w->userlist->users) : 0);
 	struct {
 		const char *name;
 		int items;
@@ -798,7 +827,8 @@ static void show_mem(struct client *c)
 		{ "pool_cache", sizeof(struct pool), (size_t)pools, 0 },
 		{ "server_cache", sizeof(struct server), (size_t)servers, 0 },
 		{ "client_cache", sizeof(struct client), (size_t)clients, 0 },
-		{ "iobuf_cache", sizeof(struct buf) + BUF_SIZE, w->io.bufs.in_use, w->io.bufs.free_count },
+		{ "iobuf_cache", sizeof(struct buf) + BUF_SIZE, w->io.bufs.in_use,
+		  w->io.bufs.free_count },
 		/* Statements vary in size: size is their average, memtotal exact. */
 		{ "server_prepared_statement_cache",
 		  w->prepared.n ? w->prepared.bytes / w->prepared.n : 0, w->prepared.n, 0 },
@@ -864,7 +894,8 @@ static void show_pool_waits(struct client *c)
 		const struct pool_stats *st = &v[i]->stats;
 		uint64_t acq = st->total.server_assignment_count;
 		char ratio[32];
-		snprintf(ratio, sizeof(ratio), "%.4f", acq ? (double)st->reuse_count / (double)acq : 0.0);
+		snprintf(ratio, sizeof(ratio), "%.4f",
+			 acq ? (double)st->reuse_count / (double)acq : 0.0);
 		row_begin(&r);
 		put_text(&r, v[i]->db_name);
 		put_text(&r, v[i]->user_name);
@@ -935,6 +966,8 @@ struct show_cmd {
 	bool sluice_only; /* marked so in SHOW HELP */
 };
 
+/* One line per SHOW variant: */
+/* clang-format off */
 static void show_stats_cmd(struct client *c) { show_stats(c, true, true, "total_", "avg_"); }
 static void show_stats_totals(struct client *c) { show_stats(c, true, false, "", ""); }
 static void show_stats_averages(struct client *c) { show_stats(c, false, true, "", "avg_"); }
@@ -944,6 +977,8 @@ static void show_all_sockets(struct client *c) { show_sockets(c, true, true, tru
 static void show_active_sockets(struct client *c) { show_sockets(c, true, true, true, true); }
 static void show_dns_hosts(struct client *c) { show_empty(c, dns_hosts_columns, ARRAY_SIZE(dns_hosts_columns)); }
 static void show_dns_zones(struct client *c) { show_empty(c, dns_zones_columns, ARRAY_SIZE(dns_zones_columns)); }
+/* clang-format on */
+
 static int cmp_peer_id(const void *a, const void *b)
 {
 	int x = (*(const struct config_peer *const *)a)->peer_id;
@@ -1092,7 +1127,8 @@ void admin_poll(struct worker *w)
 		if (!c->admin_wait || c->state == CLIENT_CLOSED)
 			continue;
 		const char *db = c->admin_wait_db;
-		bool done = c->admin_wait == ADMIN_WAIT_PAUSE ? pause_done(w, db) : close_done(w, db);
+		bool done = c->admin_wait == ADMIN_WAIT_PAUSE ? pause_done(w, db)
+							      : close_done(w, db);
 		if (!done)
 			continue;
 		if (c->admin_wait == ADMIN_WAIT_PAUSE)
@@ -1375,7 +1411,8 @@ static void cmd_kill_client(struct client *c, const char *arg)
 	unsigned long long id = arg ? strtoull(arg, &end, 10) : 0;
 	if (!arg || !end || *end || end == arg) {
 		send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
-			   "invalid client pointer supplied: \"%s\" is not a client id", arg ? arg : "");
+			   "invalid client pointer supplied: \"%s\" is not a client id",
+			   arg ? arg : "");
 		return;
 	}
 	struct client *x = client_find(c->w, id);
@@ -1495,7 +1532,8 @@ static void run_command(struct client *c, const char *sql)
 	struct worker *w = c->w;
 	struct command cmd;
 	if (!parse_command(sql, &cmd)) {
-		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid command '%s', use SHOW HELP;", sql);
+		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid command '%s', use SHOW HELP;",
+			   sql);
 		return;
 	}
 	log_write(LOG_LEVEL_INFO, &c->lc, "console: %s", sql);
@@ -1507,7 +1545,8 @@ static void run_command(struct client *c, const char *sql)
 	}
 	if (strcmp(verb, "show") == 0 || strcmp(verb, "select") == 0) {
 		if (!arg) {
-			send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "SHOW needs an argument, use SHOW HELP;");
+			send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
+				   "SHOW needs an argument, use SHOW HELP;");
 			return;
 		}
 		if (show_fake_guc(c, arg))
@@ -1523,13 +1562,15 @@ static void run_command(struct client *c, const char *sql)
 				   "SHOW FDS is not supported: sluice has no online restart");
 			return;
 		}
-		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "unknown SHOW argument: %s, use SHOW HELP;", arg);
+		send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
+			   "unknown SHOW argument: %s, use SHOW HELP;", arg);
 		return;
 	}
 
 	const struct control_cmd *cc = find_control(verb);
 	if (!cc) {
-		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid command '%s', use SHOW HELP;", sql);
+		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid command '%s', use SHOW HELP;",
+			   sql);
 		return;
 	}
 	/* Everything but SHOW changes something: admin users only. */
@@ -1560,7 +1601,8 @@ void admin_welcome(struct client *c)
 	struct buf_out out;
 	buf_out_init(&out);
 	pkt_put_AuthenticationOk(&out);
-	pkt_put_ParameterStatus(&out, "server_version", SLUICE_COMPAT_VERSION "/sluice-" SLUICE_VERSION);
+	pkt_put_ParameterStatus(&out, "server_version",
+				SLUICE_COMPAT_VERSION "/sluice-" SLUICE_VERSION);
 	pkt_put_ParameterStatus(&out, "client_encoding", "UTF8");
 	pkt_put_ParameterStatus(&out, "server_encoding", "UTF8");
 	pkt_put_ParameterStatus(&out, "DateStyle", "ISO");
@@ -1585,7 +1627,8 @@ void admin_handle(struct client *c)
 		if (rc == PKT_INCOMPLETE)
 			return;
 		if (rc != PKT_OK) {
-			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid message on the admin console");
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+				    "invalid message on the admin console");
 			return;
 		}
 		if (h.len > avail) {
@@ -1597,7 +1640,8 @@ void admin_handle(struct client *c)
 		case PKT_Query: {
 			size_t blen = h.len - PKT_HDR_LEN;
 			if (blen == 0 || msg[h.len - 1] != '\0') {
-				client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "malformed Query message");
+				client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+					    "malformed Query message");
 				return;
 			}
 			char *sql = xstrndup((const char *)msg + PKT_HDR_LEN, blen - 1);

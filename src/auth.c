@@ -292,8 +292,7 @@ void auth_userlist_unref(struct auth_userlist *list)
 	if (!list || atomic_fetch_sub_explicit(&list->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	struct auth_user *u, *tmp;
-	HASH_ITER(hh, list->users, u, tmp)
-	{
+	HASH_ITER(hh, list->users, u, tmp) {
 		HASH_DEL(list->users, u);
 		user_free(u);
 	}
@@ -397,7 +396,7 @@ struct auth_session *auth_session_new(enum auth_type type, const char *user_name
 	case AUTH_TYPE_MD5:
 		/* As PgBouncer: md5 means SCRAM when only a SCRAM secret is known. */
 		s->method = s->secret.kind == AUTH_SECRET_SCRAM ? AUTH_METHOD_SCRAM
-								 : AUTH_METHOD_MD5;
+								: AUTH_METHOD_MD5;
 		break;
 	case AUTH_TYPE_SCRAM_SHA_256:
 	default:
@@ -617,8 +616,7 @@ static int step_sasl_response(struct auth_session *s, const uint8_t *body, size_
 	return AUTH_OK;
 }
 
-int auth_session_step(struct auth_session *s, const uint8_t *body, size_t len,
-		      struct buf_out *out)
+int auth_session_step(struct auth_session *s, const uint8_t *body, size_t len, struct buf_out *out)
 {
 	switch (s->step) {
 	case AUTH_STEP_WAIT_PASSWORD:

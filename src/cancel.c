@@ -180,7 +180,8 @@ static void on_connected(struct stream *st, int status)
 	if (status != 0) {
 		if (cc->peer)
 			log_warning("cancel request for peer %d not forwarded: %s%s",
-				    cc->peer->peer_id, st->resolved ? "" : "could not resolve its host: ",
+				    cc->peer->peer_id,
+				    st->resolved ? "" : "could not resolve its host: ",
 				    uv_strerror(status));
 		finish(cc);
 		return;
@@ -285,11 +286,12 @@ static void peer_start(struct worker *w, struct cancel_conn *cc)
 }
 
 /* Forwards (pid, key) to the peer that issued it; says what happened in reason. */
-static void forward_to_peer(struct worker *w, int peer_id, uint32_t pid, uint32_t key,
-			    char *reason, size_t len)
+static void forward_to_peer(struct worker *w, int peer_id, uint32_t pid, uint32_t key, char *reason,
+			    size_t len)
 {
 	if ((key & CANCEL_TTL_MASK) == 0) {
-		snprintf(reason, len, "failed to forward cancel request because its TTL was exhausted");
+		snprintf(reason, len,
+			 "failed to forward cancel request because its TTL was exhausted");
 		return;
 	}
 	const struct config_peer *peer = config_find_peer(w->cfg, peer_id);

@@ -54,13 +54,24 @@ static struct client_list *list_of(struct client *c, enum client_state st, int *
 	struct pool *p = c->pool;
 	*count = NULL;
 	switch (st) {
-	case CLIENT_WAITING_LOGIN: *count = &p->n_cl_waiting_login; return &p->waiting_login;
-	case CLIENT_WAITING: *count = &p->n_cl_waiting; return &p->waiting;
-	case CLIENT_WAITING_REPLICATION: *count = &p->n_cl_waiting_repl; return &p->waiting_repl;
-	case CLIENT_ACTIVE: *count = &p->n_cl_active; return &p->active;
-	case CLIENT_IDLE: *count = &p->n_cl_idle; return &p->idle;
+	case CLIENT_WAITING_LOGIN:
+		*count = &p->n_cl_waiting_login;
+		return &p->waiting_login;
+	case CLIENT_WAITING:
+		*count = &p->n_cl_waiting;
+		return &p->waiting;
+	case CLIENT_WAITING_REPLICATION:
+		*count = &p->n_cl_waiting_repl;
+		return &p->waiting_repl;
+	case CLIENT_ACTIVE:
+		*count = &p->n_cl_active;
+		return &p->active;
+	case CLIENT_IDLE:
+		*count = &p->n_cl_idle;
+		return &p->idle;
 	case CLIENT_LOGIN:
-	case CLIENT_CLOSED: return NULL;
+	case CLIENT_CLOSED:
+		return NULL;
 	}
 	return NULL;
 }
@@ -425,7 +436,8 @@ static void on_derived(void *owner, struct scram_job *job);
 static void auth_next(struct client *c, int rc)
 {
 	if (rc == AUTH_DERIVE) {
-		c->derive = derive_start(&c->w->derive, auth_session_take_job(c->auth), on_derived, c);
+		c->derive = derive_start(&c->w->derive, auth_session_take_job(c->auth), on_derived,
+					 c);
 		clog(LOG_LEVEL_DEBUG, c, "client key derivation handed to the thread pool");
 		return;
 	}
@@ -467,8 +479,8 @@ static void on_derived(void *owner, struct scram_job *job)
 static void run_auth(struct client *c, enum auth_type type)
 {
 	struct worker *w = c->w;
-	const struct auth_user *au =
-		w->userlist ? auth_userlist_find(w->userlist, c->user_name) : NULL;
+	const struct auth_user *au = w->userlist ? auth_userlist_find(w->userlist, c->user_name)
+						 : NULL;
 	/*
 	 * trust still requires the user to be listed when there is an auth_file
 	 * (as PgBouncer, in its words). No password hides anything here: a
@@ -527,7 +539,8 @@ static void start_console_login(struct client *c)
 	enum admin_role role = admin_role_of(cfg, c->user_name, self);
 	if (role == ADMIN_ROLE_NONE) {
 		client_fail(c, SQLSTATE_INVALID_AUTHORIZATION,
-			    "not allowed to connect to the admin console as user \"%s\"", c->user_name);
+			    "not allowed to connect to the admin console as user \"%s\"",
+			    c->user_name);
 		return;
 	}
 	c->admin_role = (uint8_t)role;
@@ -644,13 +657,14 @@ static void route_login(struct client *c)
 		c->lc.user = c->user_name;
 	}
 	/* With auth_type=any the forced user is the login, and always counted. */
-	const char *counted =
-		type == AUTH_TYPE_ANY || user_is_known(w, c->user_name) ? c->user_name : NULL;
+	const char *counted = type == AUTH_TYPE_ANY || user_is_known(w, c->user_name) ? c->user_name
+										      : NULL;
 	if (!client_admit(c, c->db_name, config_db_client_limit(w->cfg, dbc), counted, false))
 		return;
 	struct db_state *ds = worker_db_state(w, c->db_name, false);
 	if (ds && ds->disabled) {
-		client_fail(c, SQLSTATE_CANNOT_CONNECT_NOW, "database \"%s\" is disabled", c->db_name);
+		client_fail(c, SQLSTATE_CANNOT_CONNECT_NOW, "database \"%s\" is disabled",
+			    c->db_name);
 		return;
 	}
 	run_auth(c, type);
@@ -667,7 +681,8 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 	}
 	if (major != 3) {
 		client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
-			    "unsupported frontend protocol %u.%u: server supports 3.0", major, minor);
+			    "unsupported frontend protocol %u.%u: server supports 3.0", major,
+			    minor);
 		return;
 	}
 	bool has_pq = false;
@@ -700,7 +715,100 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
  */
 #define CLIENT_AUTH_MAX (65536 + PKT_HDR_LEN + 1)
 
-/* Reads the startup phase: SSLRequest, CancelRequest, StartupMessage, auth. */
+/*
+ * Handles the packet at the head of the input before the client has a name:
+ * an SSLRequest or GSSENCRequest (answered 'N'), a CancelRequest, or the
+ * StartupMessage. false when reading must stop: incomplete input, or the
+ * client was failed or closed.
+ */
+static bool read_startup_packet(struct client *c)
+{
+	struct stream *st = &c->stream;
+	size_t avail = stream_avail(st);
+	const uint8_t *p = stream_data(st);
+	uint32_t len;
+	int rc = pkt_frame_startup(p, avail, &len);
+	if (rc == PKT_INCOMPLETE)
+		return false;
+	if (rc != PKT_OK) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid startup packet length");
+		return false;
+	}
+	if (len > avail) {
+		stream_reserve(st, len);
+		return false;
+	}
+	struct pkt_startup sp;
+	if (pkt_parse_startup(p, len, &sp) != PKT_OK) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "malformed startup packet");
+		return false;
+	}
+	if (sp.code == PKT_SSL_REQUEST_CODE || sp.code == PKT_GSSENC_REQUEST_CODE) {
+		/* Bytes sent before our answer would be a spoofing attempt (CVE-2021-23222). */
+		if (avail > len) {
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+				    "unexpected data after encryption request");
+			return false;
+		}
+		stream_consume(st, len);
+		stream_write(&c->stream, "N", 1);
+		return true;
+	}
+	if (sp.code == PKT_CANCEL_REQUEST_CODE) {
+		stream_consume(st, len);
+		char reason[128];
+		cancel_accept(c->w, sp.cancel_pid, sp.cancel_key, reason, sizeof(reason));
+		client_close(c, reason);
+		return false;
+	}
+	/*
+	 * Consumed before it is handled (sp still points into the buffer, which
+	 * consuming does not release): with trust a login completes inside
+	 * handle_startup(), and the welcomed client must not see its own
+	 * startup packet as a request.
+	 */
+	stream_consume(st, len);
+	handle_startup(c, &sp);
+	return true;
+}
+
+/* Hands the password message at the head of the input to the authentication; false as above. */
+static bool read_auth_message(struct client *c)
+{
+	struct stream *st = &c->stream;
+	size_t avail = stream_avail(st);
+	const uint8_t *p = stream_data(st);
+	struct pkt_hdr h;
+	int rc = pkt_frame(p, avail, CLIENT_AUTH_MAX, &h);
+	if (rc == PKT_INCOMPLETE)
+		return false;
+	if (rc == PKT_TOO_LARGE && p[0] == PKT_PasswordMessage && c->auth) {
+		/* No password is this long: a wrong one, not a broken client. */
+		clog(LOG_LEVEL_WARNING, c, "authentication failed: password message too long");
+		client_fail(c, SQLSTATE_INVALID_PASSWORD,
+			    "password authentication failed for user \"%s\"", c->user_name);
+		return false;
+	}
+	if (rc != PKT_OK || h.type != PKT_PasswordMessage || !c->auth) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+			    "expected a password message during authentication");
+		return false;
+	}
+	if (h.len > avail) {
+		stream_reserve(st, h.len);
+		return false;
+	}
+	struct buf_out out;
+	buf_out_init(&out);
+	int ar = auth_session_step(c->auth, p + PKT_HDR_LEN, h.len - PKT_HDR_LEN, &out);
+	stream_consume(st, h.len);
+	write_out(c, &out);
+	buf_out_deinit(&out);
+	auth_next(c, ar);
+	return true;
+}
+
+/* Reads the login phase: the startup packets, then the authentication messages. */
 static void login_read(struct client *c)
 {
 	struct stream *st = &c->stream;
@@ -711,83 +819,9 @@ static void login_read(struct client *c)
 		return;
 	}
 	while (c->state == CLIENT_LOGIN && !c->derive && stream_avail(st) > 0) {
-		size_t avail = stream_avail(st);
-		const uint8_t *p = stream_data(st);
-		if (!c->user_name) {
-			uint32_t len;
-			int rc = pkt_frame_startup(p, avail, &len);
-			if (rc == PKT_INCOMPLETE)
-				return;
-			if (rc != PKT_OK) {
-				client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid startup packet length");
-				return;
-			}
-			if (len > avail) {
-				stream_reserve(st, len);
-				return;
-			}
-			struct pkt_startup sp;
-			if (pkt_parse_startup(p, len, &sp) != PKT_OK) {
-				client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "malformed startup packet");
-				return;
-			}
-			if (sp.code == PKT_SSL_REQUEST_CODE || sp.code == PKT_GSSENC_REQUEST_CODE) {
-				/* Bytes sent before our answer would be a spoofing attempt. */
-				if (avail > len) {
-					client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
-						    "unexpected data after encryption request");
-					return;
-				}
-				stream_consume(st, len);
-				stream_write(&c->stream, "N", 1);
-				continue;
-			}
-			if (sp.code == PKT_CANCEL_REQUEST_CODE) {
-				stream_consume(st, len);
-				char reason[128];
-				cancel_accept(c->w, sp.cancel_pid, sp.cancel_key, reason,
-					      sizeof(reason));
-				client_close(c, reason);
-				return;
-			}
-			/*
-			 * Consumed before it is handled (sp still points into the
-			 * buffer, which consuming does not release): with trust a login
-			 * completes inside handle_startup(), and the welcomed client
-			 * must not see its own startup packet as a request.
-			 */
-			stream_consume(st, len);
-			handle_startup(c, &sp);
-			continue;
-		}
-		/* Authentication messages. */
-		struct pkt_hdr h;
-		int rc = pkt_frame(p, avail, CLIENT_AUTH_MAX, &h);
-		if (rc == PKT_INCOMPLETE)
+		bool more = c->user_name ? read_auth_message(c) : read_startup_packet(c);
+		if (!more)
 			return;
-		if (rc == PKT_TOO_LARGE && p[0] == PKT_PasswordMessage && c->auth) {
-			/* No password is this long: a wrong one, not a broken client. */
-			clog(LOG_LEVEL_WARNING, c, "authentication failed: password message too long");
-			client_fail(c, SQLSTATE_INVALID_PASSWORD,
-				    "password authentication failed for user \"%s\"", c->user_name);
-			return;
-		}
-		if (rc != PKT_OK || h.type != PKT_PasswordMessage || !c->auth) {
-			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
-				    "expected a password message during authentication");
-			return;
-		}
-		if (h.len > avail) {
-			stream_reserve(st, h.len);
-			return;
-		}
-		struct buf_out out;
-		buf_out_init(&out);
-		int ar = auth_session_step(c->auth, p + PKT_HDR_LEN, h.len - PKT_HDR_LEN, &out);
-		stream_consume(st, h.len);
-		write_out(c, &out);
-		buf_out_deinit(&out);
-		auth_next(c, ar);
 	}
 }
 
@@ -953,8 +987,8 @@ static void relay(struct client *c)
 			client_close(c, "client sent Terminate");
 			return;
 		default:
-			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "unexpected message type 0x%02x",
-				    h.type);
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+				    "unexpected message type 0x%02x", h.type);
 			return;
 		}
 		size_t n = MIN(avail, (size_t)h.len);
@@ -1186,7 +1220,8 @@ void client_tick(struct client *c, uint64_t now)
 	switch (c->state) {
 	case CLIENT_LOGIN:
 	case CLIENT_WAITING_LOGIN:
-		if (cfg->client_login_timeout && now - c->connect_time >= (uint64_t)cfg->client_login_timeout)
+		if (cfg->client_login_timeout &&
+		    now - c->connect_time >= (uint64_t)cfg->client_login_timeout)
 			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "client_login_timeout");
 		else if (c->state == CLIENT_WAITING_LOGIN)
 			wait_timed_out(c, age);
@@ -1248,15 +1283,24 @@ void client_info(const struct client *c, struct conn_info *out)
 	out->user = c->user_name;
 	out->database = c->db_name;
 	switch (c->state) {
-	case CLIENT_ACTIVE: out->state_name = "active"; out->socket_state = "cl_active"; break;
-	case CLIENT_IDLE: out->state_name = "idle"; out->socket_state = "cl_active"; break;
+	case CLIENT_ACTIVE:
+		out->state_name = "active";
+		out->socket_state = "cl_active";
+		break;
+	case CLIENT_IDLE:
+		out->state_name = "idle";
+		out->socket_state = "cl_active";
+		break;
 	case CLIENT_WAITING:
 	case CLIENT_WAITING_LOGIN:
 	case CLIENT_WAITING_REPLICATION:
 		out->state_name = "waiting";
 		out->socket_state = "cl_waiting";
 		break;
-	default: out->state_name = "login"; out->socket_state = "cl_login"; break;
+	default:
+		out->state_name = "login";
+		out->socket_state = "cl_login";
+		break;
 	}
 	if (c->stream.is_pipe) {
 		snprintf(out->addr, sizeof(out->addr), "unix");
@@ -1276,7 +1320,7 @@ void client_info(const struct client *c, struct conn_info *out)
 	out->link = c->server;
 	out->remote_pid = c->peer_pid;
 	out->application_name = c->pool ? pool_param_of(c->pool, c, "application_name")
-					 : param_set_get(&c->params, "application_name");
+					: param_set_get(&c->params, "application_name");
 	out->id = c->id;
 	out->recv_avail = (uint32_t)stream_avail(&c->stream);
 	out->pkt_remain = c->pass_remaining;

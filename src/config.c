@@ -279,14 +279,14 @@ enum setting_type {
 	ST_INT, /* int, within [min, max] */
 	ST_U32, /* uint32_t, within [min, max] */
 	ST_BOOL,
-	ST_DURATION,   /* int64_t milliseconds */
-	ST_MODE,       /* int, octal */
-	ST_STRING,     /* char *, owned by the snapshot */
-	ST_LIST,       /* char *, comma-separated; kept as text */
-	ST_POOL_MODE,  /* enum pool_mode */
-	ST_AUTH_TYPE,  /* enum auth_type */
+	ST_DURATION, /* int64_t milliseconds */
+	ST_MODE, /* int, octal */
+	ST_STRING, /* char *, owned by the snapshot */
+	ST_LIST, /* char *, comma-separated; kept as text */
+	ST_POOL_MODE, /* enum pool_mode */
+	ST_AUTH_TYPE, /* enum auth_type */
 	ST_LOG_FORMAT, /* int holding enum log_format */
-	ST_FACILITY,   /* char *, a syslog facility name (log_syslog_facility) */
+	ST_FACILITY, /* char *, a syslog facility name (log_syslog_facility) */
 };
 
 /* The types whose field is a char * owned by the snapshot. */
@@ -299,7 +299,7 @@ struct setting {
 	struct config_setting_info info; /* first: config_setting_at returns &info */
 	enum setting_type type;
 	size_t offset;
-	const char *def;  /* parsed like file text, so defaults obey the same rules */
+	const char *def; /* parsed like file text, so defaults obey the same rules */
 	int64_t min, max; /* ST_INT and ST_U32 only */
 };
 
@@ -436,7 +436,8 @@ static const struct setting settings[] = {
 	S(log_pooler_errors, ST_BOOL, "1", RELOAD, 0, 0, "log the errors sluice sends to clients"),
 	S(verbose, ST_INT, "0", RELOAD, 0, 3, "log detail: 0 info, 1 debug, 2 and more noise"),
 	S(log_format, ST_LOG_FORMAT, "text", RELOAD, 0, 0, "log line format: text or json"),
-	S(log_stats, ST_BOOL, "1", RELOAD, 0, 0, "log a stats: line per database every stats_period"),
+	S(log_stats, ST_BOOL, "1", RELOAD, 0, 0,
+	  "log a stats: line per database every stats_period"),
 	S(stats_period, ST_DURATION, "60", RELOAD, 0, 0,
 	  "period over which SHOW STATS averages are computed"),
 
@@ -664,8 +665,7 @@ void config_setting_value(const struct config *cfg, size_t i, char *buf, size_t 
 	snprintf(buf, len, "?");
 }
 
-int config_apply(struct config *cfg, const char *key, const char *value,
-		 struct config_error *err)
+int config_apply(struct config *cfg, const char *key, const char *value, struct config_error *err)
 {
 	char msg[MSG_LEN];
 	const struct setting *s = setting_find(key);
@@ -715,10 +715,18 @@ void config_keep_restart_settings(struct config *next, const struct config *runn
 			continue;
 		}
 		switch (s->type) {
-		case ST_BOOL: *(bool *)dst = *(const bool *)src; break;
-		case ST_U32: *(uint32_t *)dst = *(const uint32_t *)src; break;
-		case ST_DURATION: *(int64_t *)dst = *(const int64_t *)src; break;
-		default: *(int *)dst = *(const int *)src; break;
+		case ST_BOOL:
+			*(bool *)dst = *(const bool *)src;
+			break;
+		case ST_U32:
+			*(uint32_t *)dst = *(const uint32_t *)src;
+			break;
+		case ST_DURATION:
+			*(int64_t *)dst = *(const int64_t *)src;
+			break;
+		default:
+			*(int *)dst = *(const int *)src;
+			break;
 		}
 	}
 }
@@ -892,11 +900,11 @@ static void conninfo_append(char **str, const char *key, const char *value)
 /* ---- [databases] and [users] keys ----------------------------------------- */
 
 enum entry_key_type {
-	EK_INT,		  /* int >= min */
-	EK_POOL_MODE,	  /* int holding enum pool_mode */
-	EK_LOAD_BALANCE,  /* int holding enum load_balance_hosts */
-	EK_DURATION,	  /* int64_t ms */
-	EK_STRING,	  /* char * */
+	EK_INT, /* int >= min */
+	EK_POOL_MODE, /* int holding enum pool_mode */
+	EK_LOAD_BALANCE, /* int holding enum load_balance_hosts */
+	EK_DURATION, /* int64_t ms */
+	EK_STRING, /* char * */
 	EK_UNIMPLEMENTED, /* PgBouncer knows it, sluice ignores it with a warning */
 };
 
@@ -1132,9 +1140,9 @@ static int database_split_hosts(struct config_database *db, const char *ports, c
 /* One file of the stack being read: the config file and the %include files it opened. */
 struct load_file {
 	FILE *fp;
-	char *path;   /* as written, so messages name it as the operator did */
-	int line;     /* this file's line count while an included file is read */
-	dev_t dev;    /* identity, to refuse a file that includes itself */
+	char *path; /* as written, so messages name it as the operator did */
+	int line; /* this file's line count while an included file is read */
+	dev_t dev; /* identity, to refuse a file that includes itself */
 	ino_t ino;
 };
 
@@ -1142,11 +1150,11 @@ struct load {
 	struct config *cfg;
 	struct config_error *err;
 	const char *where; /* file name, or the environment variable */
-	int line;	   /* the line being handled */
-	int section_line;  /* the line of the last [section] header */
-	bool line_start;   /* the reader is at the start of a physical line */
+	int line; /* the line being handled */
+	int section_line; /* the line of the last [section] header */
+	bool line_start; /* the reader is at the start of a physical line */
 	struct load_file files[INCLUDE_MAX + 1]; /* [0] the config file */
-	int depth;	   /* index in files of the file being read */
+	int depth; /* index in files of the file being read */
 	bool failed; /* err holds a message */
 	enum { SEC_NONE, SEC_SLUICE, SEC_DATABASES, SEC_USERS, SEC_PEERS } section;
 	char section_name[64];
@@ -1195,8 +1203,8 @@ static int add_database(struct load *ld, const char *name, const char *value, bo
 	if (kv_tokenize(value, &kvs, msg) < 0)
 		goto fail;
 	for (size_t i = 0; i < kvs.n; i++) {
-		const struct entry_key *k =
-			entry_key_find(database_keys, ARRAY_SIZE(database_keys), kvs.items[i].key);
+		const struct entry_key *k = entry_key_find(database_keys, ARRAY_SIZE(database_keys),
+							   kvs.items[i].key);
 		if (!k) {
 			conninfo_append(&conninfo, kvs.items[i].key, kvs.items[i].value);
 			continue;
@@ -1288,15 +1296,16 @@ static int add_user(struct load *ld, const char *name, const char *value)
 	if (kv_tokenize(value, &kvs, msg) < 0)
 		goto fail;
 	for (size_t i = 0; i < kvs.n; i++) {
-		const struct entry_key *k =
-			entry_key_find(user_keys, ARRAY_SIZE(user_keys), kvs.items[i].key);
+		const struct entry_key *k = entry_key_find(user_keys, ARRAY_SIZE(user_keys),
+							   kvs.items[i].key);
 		if (!k) {
-			snprintf(msg, sizeof(msg),
-				 "unknown key \"%s\" (known: pool_mode, pool_size, reserve_pool_size, "
-				 "max_user_connections, max_user_client_connections, query_timeout, "
-				 "query_wait_timeout, idle_transaction_timeout, transaction_timeout, "
-				 "client_idle_timeout)",
-				 kvs.items[i].key);
+			snprintf(
+				msg, sizeof(msg),
+				"unknown key \"%s\" (known: pool_mode, pool_size, reserve_pool_size, "
+				"max_user_connections, max_user_client_connections, query_timeout, "
+				"query_wait_timeout, idle_transaction_timeout, transaction_timeout, "
+				"client_idle_timeout)",
+				kvs.items[i].key);
 			goto fail;
 		}
 		int rc = entry_key_set(u, k, kvs.items[i].value, msg);
@@ -1371,8 +1380,8 @@ static int add_peer(struct load *ld, const char *name, const char *value)
 			}
 			*(port ? &peer->port : &peer->pool_size) = (int)v;
 		} else {
-			snprintf(msg, sizeof(msg), "unknown key \"%s\" (known: host, port, pool_size)",
-				 k);
+			snprintf(msg, sizeof(msg),
+				 "unknown key \"%s\" (known: host, port, pool_size)", k);
 			goto fail;
 		}
 	}
@@ -1556,8 +1565,8 @@ static char *read_counting_lines(char *str, int num, void *stream)
 			ld->section_line = ld->line;
 			/* inih reports sections only through their keys: check empty ones here. */
 			const char *end = strchr(p, ']');
-			static const char *const known[] = { "sluice", "pgbouncer", "databases", "users",
-							     "peers" };
+			static const char *const known[] = { "sluice", "pgbouncer", "databases",
+							     "users", "peers" };
 			bool ok = !end;
 			for (size_t i = 0; end && i < ARRAY_SIZE(known) && !ok; i++)
 				ok = (size_t)(end - p - 1) == strlen(known[i]) &&
@@ -1676,11 +1685,10 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
 			ld->failed = true;
 			return 0;
 		} else {
-			set_error(
-				ld->err, ld->where, ld->section_line,
-				"unknown section [%s] (known: sluice, pgbouncer, databases, users, "
-				"peers)",
-				section);
+			set_error(ld->err, ld->where, ld->section_line,
+				  "unknown section [%s] (known: sluice, pgbouncer, databases, users, "
+				  "peers)",
+				  section);
 			ld->failed = true;
 			return 0;
 		}
@@ -1884,7 +1892,7 @@ static int validate(struct load *ld)
 		return -1;
 	}
 	struct config_database *db, *tmp;
-	HASH_ITER (hh, cfg->databases, db, tmp) {
+	HASH_ITER(hh, cfg->databases, db, tmp) {
 		if (check_database_sizes(ld, where, db) < 0)
 			return -1;
 	}
@@ -1949,18 +1957,18 @@ void config_unref(struct config *cfg)
 			free(*(char **)((char *)cfg + settings[i].offset));
 	}
 	struct config_database *db, *dtmp;
-	HASH_ITER (hh, cfg->databases, db, dtmp) {
+	HASH_ITER(hh, cfg->databases, db, dtmp) {
 		HASH_DEL(cfg->databases, db);
 		database_free(db);
 	}
 	database_free(cfg->fallback);
 	struct config_user *u, *utmp;
-	HASH_ITER (hh, cfg->users, u, utmp) {
+	HASH_ITER(hh, cfg->users, u, utmp) {
 		HASH_DEL(cfg->users, u);
 		user_free(u);
 	}
 	struct config_peer *peer, *ptmp;
-	HASH_ITER (hh, cfg->peers, peer, ptmp) {
+	HASH_ITER(hh, cfg->peers, peer, ptmp) {
 		HASH_DEL(cfg->peers, peer);
 		peer_free(peer);
 	}

@@ -190,8 +190,8 @@ static void probe_start(struct http *h, const char *host, int port)
 	snprintf(pr->host, sizeof(pr->host), "%s", host);
 	TAILQ_INSERT_TAIL(&h->probes, pr, link);
 	h->open++;
-	if (stream_dial(&h->w->io, &pr->stream, host, port, PROBE_TIMEOUT_MS,
-			probe_on_connected) != 0) {
+	if (stream_dial(&h->w->io, &pr->stream, host, port, PROBE_TIMEOUT_MS, probe_on_connected) !=
+	    0) {
 		probe_finish(pr);
 		return;
 	}
@@ -392,7 +392,8 @@ static void put_histogram(struct text *t, struct worker *w, const char *name, si
 			  const char *help)
 {
 	family(t, name, "histogram", help);
-	FOR_POOLS(w, p) {
+	FOR_POOLS(w, p)
+	{
 		const struct stats_hist *hist =
 			(const struct stats_hist *)((const char *)&p->stats + offset);
 		uint64_t cum = 0;
@@ -455,7 +456,8 @@ static void render_pool_metrics(struct worker *w, struct text *t)
 	family(t, "sluice_pool_client_connections", "gauge",
 	       "Client connections of the pool by state: active (linked to a server or idle "
 	       "between transactions) and waiting (for a server).");
-	FOR_POOLS(w, p) {
+	FOR_POOLS(w, p)
+	{
 		struct pool_counts pc;
 		pool_get_counts(p, &pc);
 		int v[] = { pc.cl_active, pc.cl_waiting };
@@ -468,7 +470,8 @@ static void render_pool_metrics(struct worker *w, struct text *t)
 						 "being_canceled" };
 	family(t, "sluice_pool_server_connections", "gauge",
 	       "Server connections of the pool by state.");
-	FOR_POOLS(w, p) {
+	FOR_POOLS(w, p)
+	{
 		struct pool_counts pc;
 		pool_get_counts(p, &pc);
 		int v[] = { pc.sv_active, pc.sv_idle, pc.sv_tested, pc.sv_login,
@@ -480,7 +483,8 @@ static void render_pool_metrics(struct worker *w, struct text *t)
 	}
 	family(t, "sluice_pool_max_wait_seconds", "gauge",
 	       "How long the oldest client now waiting for a server has waited (0 if none).");
-	FOR_POOLS(w, p) {
+	FOR_POOLS(w, p)
+	{
 		struct pool_counts pc;
 		pool_get_counts(p, &pc);
 		pool_series(t, "sluice_pool_max_wait_seconds", "", p);
@@ -490,7 +494,8 @@ static void render_pool_metrics(struct worker *w, struct text *t)
 	}
 	family(t, "sluice_pool_longest_wait_seconds", "gauge",
 	       "The longest any client has waited for a server since the pool was created.");
-	FOR_POOLS(w, p) {
+	FOR_POOLS(w, p)
+	{
 		pool_series(t, "sluice_pool_longest_wait_seconds", "", p);
 		text_put(t, "} ");
 		put_seconds(t, p->stats.max_wait_us);
@@ -500,7 +505,8 @@ static void render_pool_metrics(struct worker *w, struct text *t)
 	for (size_t k = 0; k < ARRAY_SIZE(counter_metrics); k++) {
 		const struct counter_metric *m = &counter_metrics[k];
 		family(t, m->name, "counter", m->help);
-		FOR_POOLS(w, p) {
+		FOR_POOLS(w, p)
+		{
 			uint64_t v = *(const uint64_t *)((const char *)&p->stats + m->offset);
 			pool_series(t, m->name, "", p);
 			text_put(t, "} ");
@@ -513,7 +519,8 @@ static void render_pool_metrics(struct worker *w, struct text *t)
 	}
 	family(t, "sluice_pool_servers_closed_total", "counter",
 	       "Server connections closed, by reason (lifetime, idle, error, reload, other).");
-	FOR_POOLS(w, p) {
+	FOR_POOLS(w, p)
+	{
 		for (int r = 0; r < STATS_CLOSE_COUNT; r++) {
 			pool_series(t, "sluice_pool_servers_closed_total", "", p);
 			text_printf(t, ",reason=\"%s\"} %" PRIu64 "\n",
@@ -722,7 +729,7 @@ int http_start(struct worker *w)
 	if (cfg->metrics_port == 0)
 		return 0;
 	const char *addr = cfg->metrics_addr && *cfg->metrics_addr ? cfg->metrics_addr
-								    : "127.0.0.1";
+								   : "127.0.0.1";
 	if (strcmp(addr, "*") == 0)
 		addr = "0.0.0.0";
 	struct http *h = xcalloc(1, sizeof(*h));

@@ -10,10 +10,10 @@
  */
 #include "sluice/listener.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -172,12 +172,12 @@ static int listen_sockaddr(struct listener_set *ls, const struct config *cfg,
 }
 
 /* host is an IP address or a name, which is resolved now (startup) to every address it has. */
-static int listen_tcp(struct listener_set *ls, const struct config *cfg, const char *host,
-		      int port)
+static int listen_tcp(struct listener_set *ls, const struct config *cfg, const char *host, int port)
 {
 	char service[16];
 	snprintf(service, sizeof(service), "%d", port);
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+				  .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
 	struct addrinfo *res = NULL;
 	int rc = getaddrinfo(host, service, &hints, &res);

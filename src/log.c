@@ -83,8 +83,7 @@ void log_setup_syslog(bool on, const char *ident, const char *facility)
 	L.syslog_open = true;
 }
 
-int log_setup(enum log_level level, enum log_format format, const char *logfile,
-	      bool also_stderr)
+int log_setup(enum log_level level, enum log_format format, const char *logfile, bool also_stderr)
 {
 	log_level_current = level;
 	L.format = format;

@@ -163,26 +163,41 @@ struct cmdline {
 static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
 	static const struct option opts[] = {
-		{ "daemon", no_argument, NULL, 'd' },  { "verbose", no_argument, NULL, 'v' },
-		{ "quiet", no_argument, NULL, 'q' },   { "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },    { "user", required_argument, NULL, 'u' },
+		{ "daemon", no_argument, NULL, 'd' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "user", required_argument, NULL, 'u' },
 		{ NULL, 0, NULL, 0 },
 	};
 	*cl = (struct cmdline){ 0 };
 	int ch;
 	while ((ch = getopt_long(argc, argv, "dvqVhu:", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'd': cl->daemon = true; break;
-		case 'u': cl->user = optarg; break;
-		case 'v': cl->verbose++; break;
-		case 'q': cl->quiet = true; break;
+		case 'd':
+			cl->daemon = true;
+			break;
+		case 'u':
+			cl->user = optarg;
+			break;
+		case 'v':
+			cl->verbose++;
+			break;
+		case 'q':
+			cl->quiet = true;
+			break;
 		case 'V':
 			/* The first line is SHOW VERSION's, as PgBouncer's is. */
 			printf("%s\nsluice %s\nlibuv %s\n%s\n", SLUICE_PRODUCT, SLUICE_VERSION,
 			       uv_version_string(), OpenSSL_version(OPENSSL_VERSION));
 			return 0;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (argc - optind > 1) {
@@ -213,7 +228,8 @@ static int serve(uv_loop_t *loop, struct config *cfg, const struct cmdline *cl,
 		rc = 1;
 	} else {
 		if (!run_as->name && geteuid() == 0)
-			log_info("running as root: set user (or -u) to give root up once listening");
+			log_info(
+				"running as root: set user (or -u) to give root up once listening");
 		/* The pidfile appears once sluice listens: its presence means "serving". */
 		if (pidfile && write_pidfile(pidfile) != 0) {
 			log_error("cannot write pidfile %s", pidfile);
@@ -251,7 +267,8 @@ int main(int argc, char **argv)
 	}
 	cfg->verbose = MIN(cfg->verbose + cl.verbose, 3);
 	if (process_log_setup(cfg, !cl.daemon && !cl.quiet) != 0) {
-		fprintf(stderr, "sluice: cannot open logfile %s: %s\n", cfg->logfile, strerror(errno));
+		fprintf(stderr, "sluice: cannot open logfile %s: %s\n", cfg->logfile,
+			strerror(errno));
 		config_unref(cfg);
 		return 1;
 	}

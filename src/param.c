@@ -54,7 +54,7 @@ void param_set_copy(struct param_set *dst, const struct param_set *src)
 bool param_is_tracked(const char *name, const char *track_extra_parameters)
 {
 	static const char *const fixed[] = {
-		"client_encoding", "DateStyle", "TimeZone", "standard_conforming_strings",
+		"client_encoding",  "DateStyle", "TimeZone", "standard_conforming_strings",
 		"application_name",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)

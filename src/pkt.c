@@ -123,9 +123,12 @@ int pkt_parse_replication(const char *value, enum pkt_replication *out)
 const char *pkt_replication_name(enum pkt_replication r)
 {
 	switch (r) {
-	case PKT_REPLICATION_LOGICAL: return "logical";
-	case PKT_REPLICATION_PHYSICAL: return "physical";
-	case PKT_REPLICATION_NONE: break;
+	case PKT_REPLICATION_LOGICAL:
+		return "logical";
+	case PKT_REPLICATION_PHYSICAL:
+		return "physical";
+	case PKT_REPLICATION_NONE:
+		break;
 	}
 	return "none";
 }
@@ -133,9 +136,12 @@ const char *pkt_replication_name(enum pkt_replication r)
 const char *pkt_replication_startup_value(enum pkt_replication r)
 {
 	switch (r) {
-	case PKT_REPLICATION_LOGICAL: return "database";
-	case PKT_REPLICATION_PHYSICAL: return "true";
-	case PKT_REPLICATION_NONE: break;
+	case PKT_REPLICATION_LOGICAL:
+		return "database";
+	case PKT_REPLICATION_PHYSICAL:
+		return "true";
+	case PKT_REPLICATION_NONE:
+		break;
 	}
 	return NULL;
 }
@@ -155,8 +161,8 @@ static bool options_word(const char **s, char *word, size_t cap, bool *too_long)
 		return false;
 	}
 	size_t n = 0;
-	while (*p && !(*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' ||
-		       *p == '\v')) {
+	while (*p &&
+	       !(*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' || *p == '\v')) {
 		if (*p == '\\' && p[1])
 			p++;
 		if (n + 1 < cap)
@@ -315,12 +321,23 @@ int pkt_parse_error(const uint8_t *body, size_t len, struct pkt_error *e)
 		if (!v)
 			return PKT_MALFORMED;
 		switch (code) {
-		case 'S': sev_s = v; break;
-		case 'V': sev_v = v; break;
-		case 'C': e->sqlstate = v; break;
-		case 'M': e->message = v; break;
-		case 'D': e->detail = v; break;
-		default: break;
+		case 'S':
+			sev_s = v;
+			break;
+		case 'V':
+			sev_v = v;
+			break;
+		case 'C':
+			e->sqlstate = v;
+			break;
+		case 'M':
+			e->message = v;
+			break;
+		case 'D':
+			e->detail = v;
+			break;
+		default:
+			break;
 		}
 	}
 	e->severity = sev_v ? sev_v : sev_s;

@@ -127,7 +127,8 @@ int pool_min_size_of(const struct pool *p)
  */
 static int warm_size_of(const struct pool *p)
 {
-	bool has_clients = p->n_cl_waiting_login + p->n_cl_waiting + p->n_cl_active + p->n_cl_idle > 0;
+	bool has_clients = p->n_cl_waiting_login + p->n_cl_waiting + p->n_cl_active + p->n_cl_idle >
+			   0;
 	if (p->is_admin || (!has_clients && !p->db->user))
 		return 0;
 	return MIN(pool_min_size_of(p), pool_size_of(p));
@@ -181,9 +182,8 @@ static bool db_full(const struct pool *p)
 static bool user_full(const struct pool *p)
 {
 	int max_user = max_user_of(p);
-	return max_user > 0 &&
-	       worker_count_adjust((struct conn_count **)&p->w->user_counts, p->user_name, 0) >=
-		       max_user;
+	return max_user > 0 && worker_count_adjust((struct conn_count **)&p->w->user_counts,
+						   p->user_name, 0) >= max_user;
 }
 
 /* May one more server be opened? with_reserve: a waiter has waited long enough. */
@@ -262,7 +262,8 @@ static struct pool *first_in_line(const struct pool *p, uint64_t now, bool by_db
 	struct pool *q, *first = NULL;
 	uint64_t first_since = 0, since;
 	TAILQ_FOREACH(q, &p->w->pools, link) {
-		if (by_db ? strcmp(q->db_name, p->db_name) != 0 : strcmp(q->user_name, p->user_name) != 0)
+		if (by_db ? strcmp(q->db_name, p->db_name) != 0
+			  : strcmp(q->user_name, p->user_name) != 0)
 			continue;
 		if (!uncovered_since(q, now, &since) || (by_db ? user_full(q) : db_full(q)))
 			continue;
@@ -405,9 +406,10 @@ static void fail_waiters_since(struct client_list *q, uint64_t since, const char
 	for (c = TAILQ_FIRST(q); c; c = next) {
 		next = TAILQ_NEXT(c, state_link);
 		if (c->state_since > since)
-			client_fail(c, SQLSTATE_CONNECTION_FAILURE,
-				    "server login has been failing, cached error: %s (server_login_retry)",
-				    reason);
+			client_fail(
+				c, SQLSTATE_CONNECTION_FAILURE,
+				"server login has been failing, cached error: %s (server_login_retry)",
+				reason);
 	}
 }
 
@@ -695,8 +697,7 @@ void pool_server_login_failed(struct pool *p, int host, const uint8_t *err_msg, 
 static bool free_if_idle(struct pool *p, uint64_t now)
 {
 	int64_t timeout = p->w->cfg->pool_idle_timeout;
-	if (!pool_is_empty(p) || p->is_admin ||
-	    (pool_min_size_of(p) > 0 && p->db->user != NULL)) {
+	if (!pool_is_empty(p) || p->is_admin || (pool_min_size_of(p) > 0 && p->db->user != NULL)) {
 		p->last_active = now;
 		return false;
 	}

@@ -289,8 +289,8 @@ static void put_parse(struct buf_out *out, const struct pstmt *st)
  * current batch has been sent yet (!ext_open): there nothing can make
  * PostgreSQL skip the Close. Returns true when the server had st already.
  */
-static bool ensure_prepared(struct client *c, struct server *s, struct pstmt *st,
-			    enum rq_kind kind, uint64_t name_id)
+static bool ensure_prepared(struct client *c, struct server *s, struct pstmt *st, enum rq_kind kind,
+			    uint64_t name_id)
 {
 	struct prepared_server *ps = &s->prepared;
 	struct prepared_entry *e = entry_find(ps, st);
@@ -413,8 +413,8 @@ bool prepared_name_in_use_error(struct server *s, const struct rq_entry *rq, con
 	char *text = xasprintf("prepared statement \"%s\" already exists", n->name);
 	struct buf_out out;
 	buf_out_init(&out);
-	pkt_put_ErrorResponse(&out, e.severity ? e.severity : "ERROR", SQLSTATE_DUPLICATE_PSTATEMENT,
-			      text);
+	pkt_put_ErrorResponse(&out, e.severity ? e.severity : "ERROR",
+			      SQLSTATE_DUPLICATE_PSTATEMENT, text);
 	free(text);
 	stream_write(&c->stream, out.data, out.len);
 	buf_out_deinit(&out);
@@ -592,16 +592,20 @@ static enum prepared_rc on_close(struct client *c, const struct pkt_hdr *h)
 	return PREPARED_DONE;
 }
 
-enum prepared_rc prepared_client_message(struct client *c, const struct pkt_hdr *h,
-					 uint32_t *rest)
+enum prepared_rc prepared_client_message(struct client *c, const struct pkt_hdr *h, uint32_t *rest)
 {
 	*rest = 0;
 	switch (h->type) {
-	case PKT_Parse: return on_parse(c, h);
-	case PKT_Bind: return on_bind(c, h, rest);
-	case PKT_Describe: return on_describe(c, h);
-	case PKT_Close: return on_close(c, h);
-	default: return PREPARED_RELAY;
+	case PKT_Parse:
+		return on_parse(c, h);
+	case PKT_Bind:
+		return on_bind(c, h, rest);
+	case PKT_Describe:
+		return on_describe(c, h);
+	case PKT_Close:
+		return on_close(c, h);
+	default:
+		return PREPARED_RELAY;
 	}
 }
 
@@ -647,7 +651,8 @@ static const char *identifier(const char *p, char *out, size_t cap)
 		unsigned char ch = (unsigned char)*p;
 		if (!(isalpha(ch) || ch == '_' || ch >= 0x80))
 			return NULL;
-		for (; (ch = (unsigned char)*p) && (isalnum(ch) || ch == '_' || ch == '$' || ch >= 0x80);
+		for (; (ch = (unsigned char)*p) &&
+		       (isalnum(ch) || ch == '_' || ch == '$' || ch >= 0x80);
 		     p++) {
 			if (n + 1 >= cap)
 				return NULL;

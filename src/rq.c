@@ -66,8 +66,9 @@ void rq_push(struct rq *q, enum rq_kind kind, struct pstmt *stmt, uint64_t name_
 		q->cap = cap;
 		q->head = 0;
 	}
-	*at(q, q->len) = (struct rq_entry){ .kind = (uint8_t)kind, .seq = ++q->seq, .stmt = stmt,
-					    .name_id = name_id };
+	*at(q, q->len) = (struct rq_entry){
+		.kind = (uint8_t)kind, .seq = ++q->seq, .stmt = stmt, .name_id = name_id
+	};
 	q->len++;
 	if (stmt)
 		q->stmts++;
@@ -195,9 +196,14 @@ uint8_t rq_take_fake(struct rq *q)
 		return 0;
 	uint8_t type;
 	switch (rq_head(q)) {
-	case RQ_FAKE_PARSE: type = PKT_ParseComplete; break;
-	case RQ_FAKE_CLOSE: type = PKT_CloseComplete; break;
-	default: return 0;
+	case RQ_FAKE_PARSE:
+		type = PKT_ParseComplete;
+		break;
+	case RQ_FAKE_CLOSE:
+		type = PKT_CloseComplete;
+		break;
+	default:
+		return 0;
 	}
 	rq_pop(q, true);
 	return type;

@@ -461,8 +461,7 @@ static int parse_gs2_header(const char **pp)
 	return 0;
 }
 
-int scram_server_first(struct scram_server *s, const uint8_t *msg, size_t len,
-		       char **server_first)
+int scram_server_first(struct scram_server *s, const uint8_t *msg, size_t len, char **server_first)
 {
 	*server_first = NULL;
 	if (s->step != SCRAM_SERVER_INIT)
@@ -503,8 +502,8 @@ fail:
 	return -1;
 }
 
-int scram_server_final(struct scram_server *s, const uint8_t *msg, size_t len,
-		       char **server_final, bool *ok)
+int scram_server_final(struct scram_server *s, const uint8_t *msg, size_t len, char **server_final,
+		       bool *ok)
 {
 	*server_final = NULL;
 	*ok = false;
@@ -735,15 +734,14 @@ int scram_client_final_build(struct scram_client *c, const struct scram_job *job
 		server_key = job->server_key;
 	}
 	char *without_proof = xasprintf("c=" SCRAM_CBIND_NONE ",r=%s", c->full_nonce);
-	char *auth_message =
-		xasprintf("%s,%s,%s", c->client_first_bare, c->server_first, without_proof);
+	char *auth_message = xasprintf("%s,%s,%s", c->client_first_bare, c->server_first,
+				       without_proof);
 	uint8_t stored[SCRAM_KEY_LEN], signature[SCRAM_KEY_LEN], proof[SCRAM_KEY_LEN];
 	sha256(client_key, SCRAM_KEY_LEN, stored);
 	hmac256(stored, SCRAM_KEY_LEN, auth_message, strlen(auth_message), signature);
 	for (size_t i = 0; i < SCRAM_KEY_LEN; i++)
 		proof[i] = client_key[i] ^ signature[i];
-	hmac256(server_key, SCRAM_KEY_LEN, auth_message, strlen(auth_message),
-		c->server_signature);
+	hmac256(server_key, SCRAM_KEY_LEN, auth_message, strlen(auth_message), c->server_signature);
 	free(auth_message);
 	char *proof_b64 = b64_encode(proof, SCRAM_KEY_LEN);
 	OPENSSL_cleanse(proof, sizeof(proof));
@@ -758,8 +756,7 @@ fail:
 	return -1;
 }
 
-int scram_client_final(struct scram_client *c, const uint8_t *msg, size_t len,
-		       char **client_final)
+int scram_client_final(struct scram_client *c, const uint8_t *msg, size_t len, char **client_final)
 {
 	struct scram_job *job = NULL;
 	*client_final = NULL;

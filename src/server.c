@@ -51,12 +51,18 @@ static struct server_list *list_of(struct server *s, enum server_state st)
 {
 	struct pool *p = s->pool;
 	switch (st) {
-	case SERVER_LOGIN: return &p->sv_login;
-	case SERVER_IDLE: return &p->sv_idle;
-	case SERVER_ACTIVE: return &p->sv_active;
-	case SERVER_TESTED: return &p->sv_tested;
-	case SERVER_BEING_CANCELED: return &p->sv_being_canceled;
-	case SERVER_CLOSED: return NULL;
+	case SERVER_LOGIN:
+		return &p->sv_login;
+	case SERVER_IDLE:
+		return &p->sv_idle;
+	case SERVER_ACTIVE:
+		return &p->sv_active;
+	case SERVER_TESTED:
+		return &p->sv_tested;
+	case SERVER_BEING_CANCELED:
+		return &p->sv_being_canceled;
+	case SERVER_CLOSED:
+		return NULL;
 	}
 	return NULL;
 }
@@ -65,12 +71,18 @@ static int *count_of(struct server *s, enum server_state st)
 {
 	struct pool *p = s->pool;
 	switch (st) {
-	case SERVER_LOGIN: return &p->n_sv_login;
-	case SERVER_IDLE: return &p->n_sv_idle;
-	case SERVER_ACTIVE: return &p->n_sv_active;
-	case SERVER_TESTED: return &p->n_sv_tested;
-	case SERVER_BEING_CANCELED: return &p->n_sv_being_canceled;
-	case SERVER_CLOSED: return NULL;
+	case SERVER_LOGIN:
+		return &p->n_sv_login;
+	case SERVER_IDLE:
+		return &p->n_sv_idle;
+	case SERVER_ACTIVE:
+		return &p->n_sv_active;
+	case SERVER_TESTED:
+		return &p->n_sv_tested;
+	case SERVER_BEING_CANCELED:
+		return &p->n_sv_being_canceled;
+	case SERVER_CLOSED:
+		return NULL;
 	}
 	return NULL;
 }
@@ -538,8 +550,8 @@ static void adopt_canonical_values(struct server *s, struct client *c)
 		struct param *cp = &c->params.items[i];
 		const char *sv = param_set_get(&s->params, cp->name);
 		if (sv && strcmp(sv, cp->value) != 0) {
-			slog(LOG_LEVEL_NOISE, s, "%s is spelled %s by the server, not %s", cp->name, sv,
-			     cp->value);
+			slog(LOG_LEVEL_NOISE, s, "%s is spelled %s by the server, not %s", cp->name,
+			     sv, cp->value);
 			pkt_put_ParameterStatus(&out, cp->name, sv);
 			param_set_put(&c->params, cp->name, sv);
 		}
@@ -577,7 +589,7 @@ static void internal_done(struct server *s)
  * it even then, so that its view matches what a direct connection reports.
  */
 static void handle_parameter_status(struct server *s, const uint8_t *msg, uint32_t len,
-	bool swallow)
+				    bool swallow)
 {
 	struct pkt_reader r;
 	pkt_reader_init(&r, msg + PKT_HDR_LEN, len - PKT_HDR_LEN);
@@ -872,8 +884,9 @@ static void close_no_password(struct server *s, const char *pw)
 	 * PgBouncer's words when the secret there is cannot answer this method
 	 * (an MD5 hash, or a SCRAM secret without the client's keys).
 	 */
-	server_close(s, pw || has_stored_secret(s) ? "wrong password type"
-						   : "no password available to log in to the server");
+	server_close(s, pw || has_stored_secret(s)
+				? "wrong password type"
+				: "no password available to log in to the server");
 }
 
 /*
@@ -962,14 +975,16 @@ static bool login_auth(struct server *s, const uint8_t *body, size_t len)
 	case PKT_AUTH_SASL_CONTINUE: {
 		struct scram_job *job = NULL;
 		buf_out_deinit(&out);
-		if (!s->scram || scram_client_receive_first(s->scram, body + 4, len - 4, &job) != 0) {
+		if (!s->scram ||
+		    scram_client_receive_first(s->scram, body + 4, len - 4, &job) != 0) {
 			server_close(s, "SCRAM exchange with server failed");
 			return false;
 		}
 		if (job) {
 			/* With a password: derive off the loop; on_derived() answers. */
 			s->derive = derive_start(&s->w->derive, job, on_derived, s);
-			slog(LOG_LEVEL_DEBUG, s, "SCRAM proof derivation handed to the thread pool");
+			slog(LOG_LEVEL_DEBUG, s,
+			     "SCRAM proof derivation handed to the thread pool");
 			return true;
 		}
 		return send_scram_final(s, NULL);
@@ -1081,7 +1096,8 @@ static void login_read(struct server *s)
 			return;
 		case PKT_ReadyForQuery:
 			if (!s->auth_ok) {
-				server_close(s, "server sent ReadyForQuery before AuthenticationOk");
+				server_close(s,
+					     "server sent ReadyForQuery before AuthenticationOk");
 				return;
 			}
 			s->txn_status = (char)(blen ? body[0] : 'I');
@@ -1183,8 +1199,8 @@ static void on_connected(struct stream *st, int status)
 			close_unreached(s, "connect timeout", "server_connect_timeout reached");
 		} else if (!st->resolved) {
 			/* PgBouncer's words first: operators and its tests match them. */
-			snprintf(detail, sizeof(detail), "server DNS lookup failed: %s: %s", s->addr,
-				 uv_strerror(status));
+			snprintf(detail, sizeof(detail), "server DNS lookup failed: %s: %s",
+				 s->addr, uv_strerror(status));
 			close_unreached(s, "server DNS lookup failed", detail);
 		} else {
 			snprintf(detail, sizeof(detail), "could not connect to %s: %s", s->addr,
@@ -1398,14 +1414,26 @@ void server_info(const struct server *s, struct conn_info *out)
 	out->user = s->pool->user_name;
 	out->database = s->pool->db_name;
 	switch (s->state) {
-	case SERVER_ACTIVE: out->state_name = "active"; out->socket_state = "sv_active"; break;
-	case SERVER_IDLE: out->state_name = "idle"; out->socket_state = "sv_idle"; break;
-	case SERVER_TESTED: out->state_name = "tested"; out->socket_state = "sv_tested"; break;
+	case SERVER_ACTIVE:
+		out->state_name = "active";
+		out->socket_state = "sv_active";
+		break;
+	case SERVER_IDLE:
+		out->state_name = "idle";
+		out->socket_state = "sv_idle";
+		break;
+	case SERVER_TESTED:
+		out->state_name = "tested";
+		out->socket_state = "sv_tested";
+		break;
 	case SERVER_BEING_CANCELED:
 		out->state_name = "being_canceled";
 		out->socket_state = "sv_being_canceled";
 		break;
-	default: out->state_name = "new"; out->socket_state = "sv_login"; break;
+	default:
+		out->state_name = "new";
+		out->socket_state = "sv_login";
+		break;
 	}
 	out->port = s->port;
 	if (s->addr[0] == '/') {

@@ -7,8 +7,7 @@
 #include "sluice/common.h"
 
 const double stats_hist_bounds[STATS_HIST_BUCKETS] = {
-	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-	0.025,  0.05,    0.1,    0.25,  0.5,    1.0,   5.0,
+	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 };
 
 void stats_hist_add(struct stats_hist *h, uint64_t us)
@@ -16,8 +15,8 @@ void stats_hist_add(struct stats_hist *h, uint64_t us)
 	int i = 0;
 	/* Bounds are seconds; compare in microseconds without floating point per event. */
 	static const uint64_t bounds_us[STATS_HIST_BUCKETS] = {
-		100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
-		1000000, 5000000,
+		100,   250,   500,    1000,   2500,   5000,    10000,
+		25000, 50000, 100000, 250000, 500000, 1000000, 5000000,
 	};
 	while (i < STATS_HIST_BUCKETS && us > bounds_us[i])
 		i++;

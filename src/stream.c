@@ -13,11 +13,11 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 /* Below this much free space at the end of rbuf a new read gets a fresh area. */
@@ -96,7 +96,8 @@ static void apply_tcp_options(struct stream *s)
 		if (o->keepidle > 0)
 			(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &o->keepidle, sizeof(int));
 		if (o->keepintvl > 0)
-			(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &o->keepintvl, sizeof(int));
+			(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &o->keepintvl,
+					 sizeof(int));
 		if (o->keepcnt > 0)
 			(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &o->keepcnt, sizeof(int));
 	}
@@ -236,7 +237,8 @@ int stream_dial(struct stream_ctx *ctx, struct stream *s, const char *host, int 
 		s->resolved = true;
 		uv_connect_t *req = xmalloc(sizeof(*req));
 		req->data = s;
-		uv_pipe_connect(req, &s->h.pipe, path, on_connect); /* reports errors through on_connect */
+		uv_pipe_connect(req, &s->h.pipe, path,
+				on_connect); /* reports errors through on_connect */
 		return 0;
 	}
 	/* A numeric address needs no trip to the thread pool. */
@@ -360,7 +362,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 			b->end = left;
 		} else {
 			/* Writes still reference it (or it is full): continue in a new one. */
-			struct buf *nb = buf_get(&s->ctx->bufs, MAX((size_t)BUF_SIZE, (size_t)left + READ_MIN_SPACE));
+			struct buf *nb = buf_get(&s->ctx->bufs, MAX((size_t)BUF_SIZE,
+								    (size_t)left + READ_MIN_SPACE));
 			memcpy(nb->data, b->data + b->start, left);
 			nb->end = left;
 			buf_unref(b);

@@ -160,11 +160,12 @@ static void roll_stats(struct worker *w)
 			 "%llu server parses/s, %llu binds/s, in %llu B/s, out %llu B/s, "
 			 "xact %llu us, query %llu us, wait %llu us",
 			 p->db_name, (unsigned long long)avg.xact_count,
-			 (unsigned long long)avg.query_count, (unsigned long long)avg.client_parse_count,
-			 (unsigned long long)avg.server_parse_count, (unsigned long long)avg.bind_count,
-			 (unsigned long long)avg.bytes_received, (unsigned long long)avg.bytes_sent,
-			 (unsigned long long)avg.xact_time, (unsigned long long)avg.query_time,
-			 (unsigned long long)avg.wait_time);
+			 (unsigned long long)avg.query_count,
+			 (unsigned long long)avg.client_parse_count,
+			 (unsigned long long)avg.server_parse_count,
+			 (unsigned long long)avg.bind_count, (unsigned long long)avg.bytes_received,
+			 (unsigned long long)avg.bytes_sent, (unsigned long long)avg.xact_time,
+			 (unsigned long long)avg.query_time, (unsigned long long)avg.wait_time);
 	}
 }
 
@@ -192,7 +193,8 @@ static void on_tick(uv_timer_t *t)
 		pn = TAILQ_NEXT(p, link);
 		pool_tick(p, now);
 	}
-	if (w->cfg->stats_period > 0 && now - w->stats_rolled_at >= (uint64_t)w->cfg->stats_period) {
+	if (w->cfg->stats_period > 0 &&
+	    now - w->stats_rolled_at >= (uint64_t)w->cfg->stats_period) {
 		w->stats_rolled_at = now;
 		roll_stats(w);
 	}
@@ -311,7 +313,8 @@ void worker_install_config(struct worker *w, struct config *cfg, struct auth_use
 			cn = TAILQ_NEXT(c, link);
 			if (c->pool == p)
 				client_fail(c, SQLSTATE_ADMIN_SHUTDOWN,
-					    "database %s was removed from the configuration", p->db_name);
+					    "database %s was removed from the configuration",
+					    p->db_name);
 		}
 		struct server *s, *sn;
 		for (s = TAILQ_FIRST(&w->servers); s; s = sn) {

@@ -55,8 +55,7 @@ struct auth_userlist {
  * Loads an auth_file. 0 and *out (one reference) on success; -1 with err = "file:line: what"
  * on a syntax error or unreadable file. An empty file is a valid empty list.
  */
-int auth_userlist_load(const char *path, struct auth_userlist **out, char *err,
-		       size_t errlen) WUR;
+int auth_userlist_load(const char *path, struct auth_userlist **out, char *err, size_t errlen) WUR;
 /* Another reference to list (NULL allowed); returns list. Any thread. */
 struct auth_userlist *auth_userlist_ref(struct auth_userlist *list);
 /* Drops a reference (NULL is ignored); the last one frees the list. Any thread. */

@@ -75,5 +75,5 @@ void log_write(enum log_level lvl, const struct log_conn *conn, const char *fmt,
 #define log_debug(...)                                                                             \
 	do {                                                                                       \
 		if (log_enabled(LOG_LEVEL_DEBUG))                                                  \
-			log_write(LOG_LEVEL_DEBUG, NULL, __VA_ARGS__);                              \
+			log_write(LOG_LEVEL_DEBUG, NULL, __VA_ARGS__);                             \
 	} while (0)

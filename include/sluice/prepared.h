@@ -91,8 +91,7 @@ enum prepared_rc {
  * Handles a client's Parse, Bind, Describe or Close (header h, at the start
  * of the client's read buffer) for its linked server.
  */
-enum prepared_rc prepared_client_message(struct client *c, const struct pkt_hdr *h,
-					 uint32_t *rest);
+enum prepared_rc prepared_client_message(struct client *c, const struct pkt_hdr *h, uint32_t *rest);
 
 /*
  * A simple Query at the start of the client's buffer: when it is DEALLOCATE

@@ -118,8 +118,8 @@ int scram_server_first(struct scram_server *s, const uint8_t *msg, size_t len,
  * the message was well-formed (ok false on a wrong proof; server_final is then
  * NULL); -1 on a malformed message.
  */
-int scram_server_final(struct scram_server *s, const uint8_t *msg, size_t len,
-		       char **server_final, bool *ok) WUR;
+int scram_server_final(struct scram_server *s, const uint8_t *msg, size_t len, char **server_final,
+		       bool *ok) WUR;
 /*
  * After a successful exchange: the ClientKey the client proved it has (and the
  * secret's ServerKey), which let sluice log in to a server that holds the same

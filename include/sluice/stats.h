@@ -59,7 +59,7 @@ enum stats_close_reason {
 #define X(name) STATS_CLOSE_##name,
 	STATS_CLOSE_REASONS(X)
 #undef X
-	STATS_CLOSE_COUNT
+		STATS_CLOSE_COUNT
 };
 
 struct pool_stats {

@@ -119,7 +119,8 @@ struct stream_ctx {
 	struct stream_out *out_free; /* free list of output batches */
 	int out_free_count;
 	struct stream_list flush_queue; /* output queued this round */
-	struct stream_list linger_queue; /* closing streams waiting for the peer's close, oldest first */
+	struct stream_list
+		linger_queue; /* closing streams waiting for the peer's close, oldest first */
 	struct stream_list dial_queue; /* streams connecting (stream_dial) */
 	uint32_t max_packet_size; /* the largest message a new stream buffers whole */
 	struct stream_tcp_options tcp;

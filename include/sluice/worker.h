@@ -86,7 +86,8 @@ enum worker_shutdown {
 
 struct worker {
 	uv_loop_t *loop;
-	struct process *process; /* what the console's process-wide verbs act on; NULL in unit tests */
+	struct process
+		*process; /* what the console's process-wide verbs act on; NULL in unit tests */
 	/* Called once the worker has closed its handles at exit (process.c closes its own). */
 	void (*exit_cb)(struct worker *w);
 	struct config *cfg; /* the snapshot this worker serves with; one reference */
