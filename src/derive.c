@@ -17,6 +17,8 @@
 
 #include <stdlib.h>
 
+#include <openssl/crypto.h>
+
 #include "sluice/log.h"
 
 /* libuv's own default when UV_THREADPOOL_SIZE is not set. */
@@ -45,11 +47,19 @@ void derive_queue_init(struct derive_queue *q, uv_loop_t *loop)
 	q->max = threads > 1 ? threads - 1 : 1;
 }
 
-/* On a pool thread. */
+/*
+ * On a pool thread. OpenSSL keeps per-thread state (its error queue) for a
+ * thread that used it, and frees it only when the thread exits while
+ * OpenSSL is still initialised; libuv's pool threads are joined after
+ * OpenSSL's atexit cleanup, so that state would leak at every exit. It is
+ * released after each job instead: next to a key derivation it costs
+ * nothing.
+ */
 static void on_work(uv_work_t *req)
 {
 	struct derive *d = container_of(req, struct derive, req);
 	scram_job_run(d->job);
+	OPENSSL_thread_stop();
 }
 
 static void on_after_work(uv_work_t *req, int status);
