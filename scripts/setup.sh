@@ -26,6 +26,8 @@ test_packages=(
 	prometheus-pgbouncer-exporter
 	# ss(8) shows a listening socket's backlog (check_tcp_keepalive).
 	iproute2
+	# check_tls makes its certificates with the openssl command.
+	openssl
 	# The format suite checks src/ and include/ against .clang-format with
 	# version 14, the one bookworm ships.
 	clang-format-14

@@ -551,7 +551,7 @@ static void put_socket_row(struct rs *r, const struct conn_info *ci, bool extra)
 	put_ptr(r, ci->ptr);
 	put_ptr(r, ci->link);
 	put_int(r, ci->remote_pid);
-	put_text(r, "");
+	put_text(r, ci->tls);
 	put_text(r, ci->application_name ? ci->application_name : "");
 	put_int(r, ci->prepared_statements);
 	put_int(r, (long long)ci->id);

@@ -685,6 +685,13 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 			    minor);
 		return;
 	}
+	/* As PgBouncer: a unix socket is trusted to be local, TCP must be encrypted. */
+	const struct tls_ctx *tls = c->w->client_tls;
+	if (!c->stream.tls && !c->stream.is_pipe && tls &&
+	    tls_ctx_sslmode(tls) >= SSLMODE_REQUIRE) {
+		client_fail(c, SQLSTATE_INVALID_AUTHORIZATION, "SSL required");
+		return;
+	}
 	bool has_pq = false;
 	for (int i = 0; i < st->nparams; i++)
 		if (strncmp(st->keys[i], "_pq_.", 5) == 0)
@@ -715,6 +722,32 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
  */
 #define CLIENT_AUTH_MAX (65536 + PKT_HDR_LEN + 1)
 
+/* The first byte of a TLS handshake record (a ClientHello). */
+#define TLS_RECORD_HANDSHAKE 0x16
+
+/* The client's TLS handshake is over: the StartupMessage follows inside it, or it failed. */
+static void on_tls_ready(struct stream *st, int status)
+{
+	struct client *c = container_of(st, struct client, stream);
+	if (status != 0) {
+		/* The alert, if any, is the client's answer: nothing of the protocol can be sent. */
+		clog(LOG_LEVEL_WARNING, c, "TLS handshake failed: %s", stream_tls_error(st));
+		c->linger = true;
+		client_close(c, "TLS handshake failed");
+		return;
+	}
+	if (c->direct_tls && !tls_conn_alpn_postgresql(st->tls)) {
+		/* PostgreSQL's rule: without ALPN a direct connection could be another protocol's. */
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+			    "received direct SSL connection request without ALPN protocol "
+			    "negotiation extension");
+		return;
+	}
+	char desc[64];
+	stream_tls_describe(st, desc, sizeof(desc));
+	clog(LOG_LEVEL_DEBUG, c, "TLS established: %s", desc);
+}
+
 /*
  * Handles the packet at the head of the input before the client has a name:
  * an SSLRequest or GSSENCRequest (answered 'N'), a CancelRequest, or the
@@ -726,6 +759,15 @@ static bool read_startup_packet(struct client *c)
 	struct stream *st = &c->stream;
 	size_t avail = stream_avail(st);
 	const uint8_t *p = stream_data(st);
+	/*
+	 * A TLS handshake record where a length should be: PostgreSQL 17's
+	 * direct TLS (sslnegotiation=direct), with no SSLRequest first.
+	 */
+	if (p[0] == TLS_RECORD_HANDSHAKE && !st->tls && c->w->client_tls && !st->is_pipe) {
+		c->direct_tls = true;
+		stream_start_tls(st, c->w->client_tls, NULL, on_tls_ready);
+		return false;
+	}
 	uint32_t len;
 	int rc = pkt_frame_startup(p, avail, &len);
 	if (rc == PKT_INCOMPLETE)
@@ -744,14 +786,27 @@ static bool read_startup_packet(struct client *c)
 		return false;
 	}
 	if (sp.code == PKT_SSL_REQUEST_CODE || sp.code == PKT_GSSENC_REQUEST_CODE) {
-		/* Bytes sent before our answer would be a spoofing attempt (CVE-2021-23222). */
+		if (st->tls) {
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+				    "encryption requested on an encrypted connection");
+			return false;
+		}
+		/*
+		 * Bytes sent before our answer would be a spoofing attempt
+		 * (CVE-2021-23222): they would be taken for the TLS peer's.
+		 */
 		if (avail > len) {
 			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
 				    "unexpected data after encryption request");
 			return false;
 		}
 		stream_consume(st, len);
-		stream_write(&c->stream, "N", 1);
+		if (sp.code == PKT_SSL_REQUEST_CODE && c->w->client_tls && !st->is_pipe) {
+			stream_write(st, "S", 1);
+			stream_start_tls(st, c->w->client_tls, NULL, on_tls_ready);
+			return false;
+		}
+		stream_write(st, "N", 1);
 		return true;
 	}
 	if (sp.code == PKT_CANCEL_REQUEST_CODE) {
@@ -1321,6 +1376,7 @@ void client_info(const struct client *c, struct conn_info *out)
 	out->remote_pid = c->peer_pid;
 	out->application_name = c->pool ? pool_param_of(c->pool, c, "application_name")
 					: param_set_get(&c->params, "application_name");
+	stream_tls_describe(&c->stream, out->tls, sizeof(out->tls));
 	out->id = c->id;
 	out->recv_avail = (uint32_t)stream_avail(&c->stream);
 	out->pkt_remain = c->pass_remaining;

@@ -59,6 +59,12 @@ static const char *const load_balance_hosts_names[] = {
 /* PgBouncer auth_type values that sluice rejects with a clear message. */
 static const char *const auth_type_unsupported[] = { "cert", "hba", "pam", "ldap" };
 
+static const char *const sslmode_names[] = {
+	[SSLMODE_DISABLE] = "disable",	   [SSLMODE_ALLOW] = "allow",
+	[SSLMODE_PREFER] = "prefer",	   [SSLMODE_REQUIRE] = "require",
+	[SSLMODE_VERIFY_CA] = "verify-ca", [SSLMODE_VERIFY_FULL] = "verify-full",
+};
+
 static const char *const log_format_names[] = {
 	[LOG_FORMAT_TEXT] = "text",
 	[LOG_FORMAT_JSON] = "json",
@@ -89,6 +95,11 @@ const char *config_auth_type_name(enum auth_type t)
 	if ((size_t)t < ARRAY_SIZE(auth_type_names))
 		return auth_type_names[t];
 	return "unknown";
+}
+
+const char *config_sslmode_name(enum sslmode m)
+{
+	return (size_t)m < ARRAY_SIZE(sslmode_names) ? sslmode_names[m] : "?";
 }
 
 const char *config_load_balance_hosts_name(enum load_balance_hosts lb)
@@ -260,6 +271,20 @@ static int parse_auth_type(const char *s, int *out, char *msg)
 	return -1;
 }
 
+static int parse_sslmode(const char *s, int *out, char *msg)
+{
+	int m = name_index(sslmode_names, ARRAY_SIZE(sslmode_names), s);
+	if (m < 0) {
+		snprintf(msg, MSG_LEN,
+			 "\"%s\" is not an sslmode (disable, allow, prefer, require, verify-ca, "
+			 "verify-full)",
+			 s);
+		return -1;
+	}
+	*out = m;
+	return 0;
+}
+
 static int parse_log_format(const char *s, int *out, char *msg)
 {
 	int f = name_index(log_format_names, ARRAY_SIZE(log_format_names), s);
@@ -287,6 +312,7 @@ enum setting_type {
 	ST_AUTH_TYPE, /* enum auth_type */
 	ST_LOG_FORMAT, /* int holding enum log_format */
 	ST_FACILITY, /* char *, a syslog facility name (log_syslog_facility) */
+	ST_SSLMODE, /* enum sslmode */
 };
 
 /* The types whose field is a char * owned by the snapshot. */
@@ -454,6 +480,28 @@ static const struct setting settings[] = {
 	/* Peering: cancel requests that reach the wrong process behind one port. */
 	S(peer_id, ST_INT, "0", RELOAD, 0, 16383,
 	  "this process's id among its [peers], kept in its cancel keys; 0 off"),
+	S(client_tls_sslmode, ST_SSLMODE, "disable", RELOAD, 0, 0,
+	  "TLS with clients: disable, allow, prefer, require, verify-ca, verify-full"),
+	S(client_tls_key_file, ST_STRING, "", RELOAD, 0, 0, "private key of sluice's certificate"),
+	S(client_tls_cert_file, ST_STRING, "", RELOAD, 0, 0, "sluice's certificate for clients"),
+	S(client_tls_ca_file, ST_STRING, "", RELOAD, 0, 0, "CAs that sign client certificates"),
+	S(client_tls_protocols, ST_STRING, "secure", RELOAD, 0, 0,
+	  "TLS versions offered to clients (secure: TLS 1.2 and 1.3)"),
+	S(client_tls_ciphers, ST_STRING, "default", RELOAD, 0, 0, "TLS 1.2 ciphers for clients"),
+	S(client_tls13_ciphers, ST_STRING, "default", RELOAD, 0, 0, "TLS 1.3 suites for clients"),
+	S(client_tls_ecdhcurve, ST_STRING, "auto", RELOAD, 0, 0, "ECDH groups for clients"),
+	S(client_tls_dheparams, ST_STRING, "auto", RELOAD, 0, 0,
+	  "DH parameters for clients: auto, legacy, none or a file"),
+	S(server_tls_sslmode, ST_SSLMODE, "prefer", RELOAD, 0, 0,
+	  "TLS with servers: disable, allow, prefer, require, verify-ca, verify-full"),
+	S(server_tls_ca_file, ST_STRING, "", RELOAD, 0, 0, "CAs that sign server certificates"),
+	S(server_tls_key_file, ST_STRING, "", RELOAD, 0, 0,
+	  "private key of sluice's client certificate"),
+	S(server_tls_cert_file, ST_STRING, "", RELOAD, 0, 0, "sluice's certificate for servers"),
+	S(server_tls_protocols, ST_STRING, "secure", RELOAD, 0, 0,
+	  "TLS versions offered to servers"),
+	S(server_tls_ciphers, ST_STRING, "default", RELOAD, 0, 0, "TLS 1.2 ciphers for servers"),
+	S(server_tls13_ciphers, ST_STRING, "default", RELOAD, 0, 0, "TLS 1.3 suites for servers"),
 };
 
 #undef S
@@ -473,15 +521,6 @@ static const char *const unimplemented_settings[] = {
 	"auth_user",
 	"autodb_idle_timeout",
 	"cancel_wait_timeout",
-	"client_tls13_ciphers",
-	"client_tls_ca_file",
-	"client_tls_cert_file",
-	"client_tls_ciphers",
-	"client_tls_dheparams",
-	"client_tls_ecdhcurve",
-	"client_tls_key_file",
-	"client_tls_protocols",
-	"client_tls_sslmode",
 	"conffile",
 	"disable_pqexec",
 	"dns_max_ttl",
@@ -493,13 +532,6 @@ static const char *const unimplemented_settings[] = {
 	"sbuf_loopcnt",
 	"scram_iterations",
 	"server_round_robin",
-	"server_tls13_ciphers",
-	"server_tls_ca_file",
-	"server_tls_cert_file",
-	"server_tls_ciphers",
-	"server_tls_key_file",
-	"server_tls_protocols",
-	"server_tls_sslmode",
 	"service_name",
 	"suspend_timeout",
 	"tcp_defer_accept",
@@ -588,6 +620,11 @@ static int setting_set(struct config *cfg, const struct setting *s, const char *
 			return -1;
 		*(int *)field = iv;
 		return 0;
+	case ST_SSLMODE:
+		if (parse_sslmode(text, &iv, msg) < 0)
+			return -1;
+		*(enum sslmode *)field = (enum sslmode)iv;
+		return 0;
 	case ST_FACILITY:
 		if (log_syslog_facility(text) < 0) {
 			snprintf(msg, MSG_LEN,
@@ -653,6 +690,9 @@ void config_setting_value(const struct config *cfg, size_t i, char *buf, size_t 
 		return;
 	case ST_AUTH_TYPE:
 		snprintf(buf, len, "%s", config_auth_type_name(*(const enum auth_type *)field));
+		return;
+	case ST_SSLMODE:
+		snprintf(buf, len, "%s", config_sslmode_name(*(const enum sslmode *)field));
 		return;
 	case ST_LOG_FORMAT: {
 		int f = *(const int *)field;

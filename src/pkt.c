@@ -507,6 +507,12 @@ void pkt_put_StartupMessage(struct buf_out *out, const char *const *keys, const 
 	put_be32(out->data + start, (uint32_t)(out->len - start));
 }
 
+void pkt_put_SSLRequest(struct buf_out *out)
+{
+	buf_out_put_be32(out, 8);
+	buf_out_put_be32(out, PKT_SSL_REQUEST_CODE);
+}
+
 void pkt_put_CancelRequest(struct buf_out *out, uint32_t pid, uint32_t key)
 {
 	buf_out_put_be32(out, 16);

@@ -34,6 +34,57 @@ static int load_userlist(const struct config *cfg, struct auth_userlist **out)
 }
 
 /*
+ * The context cfg asks for on one side (accept: with clients), or NULL when
+ * TLS is off there. When a file or value cannot be used, the reason is
+ * logged, *failed is set and old stays (a new reference).
+ */
+static struct tls_ctx *side_tls(const struct config *cfg, bool accept, struct tls_ctx *old,
+				bool *failed)
+{
+	struct tls_settings ts;
+	if (accept)
+		ts = (struct tls_settings){ cfg->client_tls_sslmode,   cfg->client_tls_key_file,
+					    cfg->client_tls_cert_file, cfg->client_tls_ca_file,
+					    cfg->client_tls_protocols, cfg->client_tls_ciphers,
+					    cfg->client_tls13_ciphers, cfg->client_tls_ecdhcurve,
+					    cfg->client_tls_dheparams };
+	else
+		ts = (struct tls_settings){ cfg->server_tls_sslmode,
+					    cfg->server_tls_key_file,
+					    cfg->server_tls_cert_file,
+					    cfg->server_tls_ca_file,
+					    cfg->server_tls_protocols,
+					    cfg->server_tls_ciphers,
+					    cfg->server_tls13_ciphers,
+					    NULL,
+					    NULL };
+	if (ts.sslmode == SSLMODE_DISABLE)
+		return NULL;
+	char err[256];
+	struct tls_ctx *ctx = tls_ctx_new(&ts, accept, err, sizeof(err));
+	if (ctx)
+		return ctx;
+	log_error("%s_tls settings: %s%s", accept ? "client" : "server", err,
+		  old ? "; the previous TLS context stays in use" : "");
+	*failed = true;
+	return old ? tls_ctx_ref(old) : NULL;
+}
+
+/* Builds both sides' contexts from cfg and hands them to every worker; false if one failed. */
+static bool install_tls(struct process *pr, const struct config *cfg)
+{
+	bool failed = false;
+	struct tls_ctx *c = side_tls(cfg, true, pr->client_tls, &failed);
+	struct tls_ctx *s = side_tls(cfg, false, pr->server_tls, &failed);
+	tls_ctx_unref(pr->client_tls);
+	tls_ctx_unref(pr->server_tls);
+	pr->client_tls = c;
+	pr->server_tls = s;
+	worker_install_tls(&pr->worker, c, s);
+	return !failed;
+}
+
+/*
  * Makes cfg (whose reference passes to the process) and ul (likewise; NULL
  * without auth_file) the ones in force, and hands them to every worker.
  */
@@ -46,6 +97,7 @@ static void install(struct process *pr, struct config *cfg, struct auth_userlist
 	pr->cfg = cfg;
 	pr->userlist = ul;
 	worker_install_config(&pr->worker, cfg, ul);
+	(void)install_tls(pr, cfg);
 }
 
 int process_reload(struct process *pr)
@@ -187,6 +239,8 @@ int process_init(struct process *pr, uv_loop_t *loop, struct config *cfg, int ve
 		return -1;
 	pr->worker.process = pr;
 	pr->worker.exit_cb = on_worker_exit;
+	if (!install_tls(pr, cfg))
+		return -1;
 	uv_signal_t *h;
 	for (int i = 0; (h = signal_handle(pr, i)) != NULL; i++) {
 		uv_signal_init(loop, h);
@@ -206,6 +260,9 @@ int process_start(struct process *pr)
 void process_deinit(struct process *pr)
 {
 	worker_deinit(&pr->worker);
+	tls_ctx_unref(pr->client_tls);
+	tls_ctx_unref(pr->server_tls);
+	pr->client_tls = pr->server_tls = NULL;
 	auth_userlist_unref(pr->userlist);
 	config_unref(pr->cfg);
 	pr->userlist = NULL;

@@ -234,6 +234,7 @@ static void fail_repl_login(struct client *c, const char *sqlstate, const char *
 static void on_stream_closed(struct stream *st)
 {
 	struct server *s = container_of(st, struct server, stream);
+	tls_ctx_unref(s->tls_ctx);
 	param_set_deinit(&s->params);
 	rq_deinit(&s->rq);
 	prepared_server_deinit(s->w, &s->prepared);
@@ -1123,9 +1124,75 @@ static void login_read(struct server *s)
 	}
 }
 
+static void send_startup(struct server *s);
+
+static void on_server_tls(struct stream *st, int status)
+{
+	struct server *s = container_of(st, struct server, stream);
+	if (status != 0) {
+		char detail[300];
+		snprintf(detail, sizeof(detail), "TLS with %s failed: %s", s->addr,
+			 stream_tls_error(st));
+		close_unreached(s, "TLS handshake failed", detail);
+		return;
+	}
+	char desc[64];
+	stream_tls_describe(st, desc, sizeof(desc));
+	slog(LOG_LEVEL_DEBUG, s, "TLS established: %s", desc);
+	send_startup(s);
+}
+
+/*
+ * The server's one-byte answer to the SSLRequest: 'S' starts TLS, 'N' goes
+ * on in the clear unless server_tls_sslmode requires TLS.
+ */
+static void read_ssl_answer(struct server *s)
+{
+	struct stream *st = &s->stream;
+	size_t avail = stream_avail(st);
+	if (avail == 0)
+		return;
+	uint8_t answer = stream_data(st)[0];
+	s->ssl_requested = false;
+	struct tls_ctx *tls = s->tls_ctx;
+	s->tls_ctx = NULL;
+	if (answer == 'S' && avail > 1) {
+		/* Bytes before the handshake would be a man in the middle's (CVE-2021-23214). */
+		tls_ctx_unref(tls);
+		close_unreached(s, "bad SSL response",
+				"server sent unencrypted data after its SSL response");
+		return;
+	}
+	if (answer == 'S') {
+		stream_consume(st, 1);
+		stream_start_tls(st, tls, s->host, on_server_tls);
+		tls_ctx_unref(tls);
+		return;
+	}
+	enum sslmode mode = tls_ctx_sslmode(tls);
+	tls_ctx_unref(tls);
+	if (answer != 'N') {
+		close_unreached(s, "bad SSL response",
+				"server answered SSLRequest with neither S nor N");
+		return;
+	}
+	stream_consume(st, 1);
+	if (mode >= SSLMODE_REQUIRE) {
+		close_unreached(s, "server refused SSL",
+				"server refused SSL, which server_tls_sslmode requires");
+		return;
+	}
+	send_startup(s);
+}
+
 static void on_read(struct stream *st)
 {
 	struct server *s = container_of(st, struct server, stream);
+	if (s->ssl_requested) {
+		read_ssl_answer(s);
+		if (s->ssl_requested || s->state != SERVER_LOGIN || stream_avail(st) == 0)
+			return;
+	}
 	if (s->state == SERVER_LOGIN)
 		login_read(s);
 	if (s->state != SERVER_LOGIN && s->state != SERVER_CLOSED)
@@ -1222,7 +1289,19 @@ static void on_connected(struct stream *st, int status)
 		else
 			slog(LOG_LEVEL_INFO, s, "new connection to server (from %s)", local);
 	}
-	send_startup(s);
+	struct tls_ctx *tls = s->w->server_tls;
+	if (tls && !st->is_pipe) {
+		/* The login starts inside TLS, or in the clear after an 'N' (read_ssl_answer). */
+		struct buf_out out;
+		buf_out_init(&out);
+		pkt_put_SSLRequest(&out);
+		stream_write(st, out.data, out.len);
+		buf_out_deinit(&out);
+		s->ssl_requested = true;
+		s->tls_ctx = tls_ctx_ref(tls);
+	} else {
+		send_startup(s);
+	}
 	stream_read_start(st);
 }
 
@@ -1256,6 +1335,8 @@ static void open_server(struct pool *p, struct client *owner)
 	const char *host = ch->host ? ch->host : DEFAULT_UNIX_SOCKET_DIR;
 	int port = ch->port;
 	s->port = port;
+	if (host[0] != '/')
+		snprintf(s->host, sizeof(s->host), "%s", host);
 	if (host[0] == '/')
 		snprintf(s->addr, sizeof(s->addr), "%s/.s.PGSQL.%d", host, port);
 	else if (strchr(host, ':'))
@@ -1456,6 +1537,7 @@ void server_info(const struct server *s, struct conn_info *out)
 	out->link = s->client;
 	out->remote_pid = (int)s->be_pid;
 	out->application_name = param_set_get(&s->params, "application_name");
+	stream_tls_describe(&s->stream, out->tls, sizeof(out->tls));
 	out->id = s->id;
 	if (s->stream_open) {
 		out->recv_avail = (uint32_t)stream_avail(&s->stream);

@@ -34,6 +34,7 @@ void stream_ctx_init(struct stream_ctx *ctx, uv_loop_t *loop, int buf_free_max)
 	TAILQ_INIT(&ctx->flush_queue);
 	TAILQ_INIT(&ctx->linger_queue);
 	TAILQ_INIT(&ctx->dial_queue);
+	TAILQ_INIT(&ctx->tls_ready);
 	ctx->max_packet_size = UINT32_MAX;
 }
 
@@ -45,12 +46,21 @@ void stream_ctx_deinit(struct stream_ctx *ctx)
 		free(o);
 	}
 	ctx->out_free_count = 0;
+	free(ctx->cipher_in);
+	ctx->cipher_in = NULL;
 	buf_pool_deinit(&ctx->bufs);
 }
+
+static void tls_advance(struct stream *s);
 
 void stream_ctx_flush(struct stream_ctx *ctx)
 {
 	struct stream *s;
+	while ((s = TAILQ_FIRST(&ctx->tls_ready)) != NULL) {
+		TAILQ_REMOVE(&ctx->tls_ready, s, tls_link);
+		s->in_tls_ready = false;
+		tls_advance(s);
+	}
 	while ((s = TAILQ_FIRST(&ctx->flush_queue)) != NULL) {
 		TAILQ_REMOVE(&ctx->flush_queue, s, flush_link);
 		s->in_flush_queue = false;
@@ -346,11 +356,10 @@ static void release_rbuf_after_read(struct stream *s)
 	}
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
+/* Room at the end of s's read buffer for the next bytes (a fresh or moved buffer if needed). */
+static void rbuf_space(struct stream *s, uv_buf_t *out)
 {
-	struct stream *s = container_of(h, struct stream, h.handle);
 	struct buf *b = s->rbuf;
-	(void)suggested;
 	if (!b) {
 		b = s->rbuf = buf_get(&s->ctx->bufs, BUF_SIZE);
 	} else if (buf_space(b) < READ_MIN_SPACE) {
@@ -374,16 +383,37 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 	out->len = buf_space(b);
 }
 
+/* Ciphertext is read into the context's one scratch area and fed to the engine at once. */
+#define CIPHER_IN_SIZE (BUF_SIZE + 1024)
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
+{
+	struct stream *s = container_of(h, struct stream, h.handle);
+	(void)suggested;
+	if (s->tls && !s->lingering) {
+		if (!s->ctx->cipher_in)
+			s->ctx->cipher_in = xmalloc(CIPHER_IN_SIZE);
+		*out = uv_buf_init((char *)s->ctx->cipher_in, CIPHER_IN_SIZE);
+		return;
+	}
+	rbuf_space(s, out);
+}
+
+
 static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *ub)
 {
 	struct stream *s = container_of(h, struct stream, h.base);
-	(void)ub;
 	if (s->lingering) {
 		/* Closing: input is discarded until the peer closes its side. */
 		if (s->rbuf)
 			s->rbuf->start = s->rbuf->end = 0;
 		if (nread < 0)
 			finish_close(s);
+		return;
+	}
+	if (nread > 0 && s->tls) {
+		tls_conn_feed(s->tls, ub->base, (size_t)nread);
+		tls_advance(s);
 		return;
 	}
 	if (nread > 0) {
@@ -423,6 +453,12 @@ static void update_reading(struct stream *s)
 	if (want) {
 		if (uv_read_start(&s->h.base, on_alloc, on_read) == 0)
 			s->reading = true;
+		/* The socket may have nothing more to say: the engine's input is handed over at the check step. */
+		if (s->reading && s->tls && !s->tls_handshaking && !s->in_tls_ready &&
+		    tls_conn_has_input(s->tls)) {
+			s->in_tls_ready = true;
+			TAILQ_INSERT_TAIL(&s->ctx->tls_ready, s, tls_link);
+		}
 	} else {
 		uv_read_stop(&s->h.base);
 		s->reading = false;
@@ -524,10 +560,14 @@ static void queue_slice(struct stream *dst, struct buf *b, const uint8_t *p, siz
 	dst->pending += len;
 }
 
+static void tls_write(struct stream *s, const void *p, size_t len);
+
 void stream_forward(struct stream *dst, struct stream *src, size_t len)
 {
 	struct buf *b = src->rbuf;
-	if (!dst->closing)
+	if (dst->tls)
+		tls_write(dst, b->data + b->start, len);
+	else if (!dst->closing)
 		queue_slice(dst, b, b->data + b->start, len);
 	b->start += (uint32_t)len;
 }
@@ -536,6 +576,10 @@ void stream_write(struct stream *dst, const void *p, size_t len)
 {
 	if (dst->closing || len == 0)
 		return;
+	if (dst->tls) {
+		tls_write(dst, p, len);
+		return;
+	}
 	/* Copies go into a staging buffer that lives only until the next flush. */
 	struct buf *st = dst->stage;
 	if (!st || buf_space(st) < len) {
@@ -583,7 +627,10 @@ static void on_write(uv_write_t *req, int status)
 		s->drain_cb(s);
 }
 
-void stream_flush(struct stream *s)
+static void tls_drain(struct stream *s, bool may_flush);
+
+/* Sends the batch queued on s (for a TLS stream: ciphertext). */
+static void flush_out(struct stream *s)
 {
 	struct stream_out *o = s->out;
 	if (!o)
@@ -642,6 +689,20 @@ void stream_flush(struct stream *s)
 	s->queued += o->bytes;
 }
 
+void stream_flush(struct stream *s)
+{
+	if (s->tls && !s->closing) {
+		if (s->tls_failed) {
+			s->tls_failed = false;
+			release_out(s);
+			s->error_cb(s, UV_EPROTO);
+			return;
+		}
+		tls_drain(s, true);
+	}
+	flush_out(s);
+}
+
 static void on_close(uv_handle_t *h)
 {
 	struct stream *s = container_of(h, struct stream, h.handle);
@@ -653,6 +714,10 @@ static void on_close(uv_handle_t *h)
 		buf_unref(s->stage);
 		s->stage = NULL;
 	}
+	tls_conn_free(s->tls);
+	s->tls = NULL;
+	free(s->tls_early);
+	s->tls_early = NULL;
 	if (s->close_cb)
 		s->close_cb(s);
 }
@@ -669,6 +734,10 @@ static void finish_close(struct stream *s)
 		TAILQ_REMOVE(&s->ctx->linger_queue, s, flush_link);
 		s->lingering = false;
 	}
+	if (s->in_tls_ready) {
+		TAILQ_REMOVE(&s->ctx->tls_ready, s, tls_link);
+		s->in_tls_ready = false;
+	}
 	if (s->reading) {
 		uv_read_stop(&s->h.base);
 		s->reading = false;
@@ -681,8 +750,12 @@ void stream_close(struct stream *s)
 {
 	if (s->closing)
 		return;
-	s->closing = true;
 	dial_stop(s);
+	if (s->tls && !s->tls_handshaking) {
+		tls_conn_shutdown(s->tls);
+		tls_drain(s, false);
+	}
+	s->closing = true;
 	/* One last non-blocking attempt, errors ignored: the connection is ending. */
 	if (s->out && s->queued == 0)
 		(void)uv_try_write(&s->h.base, s->out->iov + s->out->first,
@@ -706,6 +779,8 @@ void stream_close_linger(struct stream *s)
 		stream_close(s);
 		return;
 	}
+	if (s->tls && !s->tls_handshaking)
+		tls_conn_shutdown(s->tls);
 	/*
 	 * Closing a socket with unread input makes the kernel send a reset, which
 	 * destroys an ErrorResponse the peer has not read yet (the rest of an
@@ -753,4 +828,136 @@ void stream_ctx_tick(struct stream_ctx *ctx, uint64_t now, uint64_t linger_ms)
 			}
 		}
 	} while (reported);
+}
+
+/* ---- TLS ----------------------------------------------------------------------- */
+
+/*
+ * Moves the engine's ciphertext into the output batch. may_flush: a full
+ * batch is sent first (the flush path); otherwise what does not fit is left
+ * (closing: the last attempt takes what it can).
+ */
+static void tls_drain(struct stream *s, bool may_flush)
+{
+	while (tls_conn_pending(s->tls) > 0) {
+		if (s->out && s->out->n == STREAM_IOV_MAX) {
+			if (!may_flush)
+				return;
+			flush_out(s);
+			if (s->closing)
+				return;
+		}
+		struct buf *b = buf_get(&s->ctx->bufs, BUF_SIZE);
+		b->end = (uint32_t)tls_conn_take(s->tls, b->data, b->cap);
+		queue_slice(s, b, b->data, b->end);
+		buf_unref(b);
+	}
+}
+
+/*
+ * Plaintext from the owner: encrypted now (the engine copies it), or kept
+ * until the handshake is done. A failure is reported at the flush, not from
+ * inside the owner's write.
+ */
+static void tls_write(struct stream *s, const void *p, size_t len)
+{
+	if (s->closing || len == 0)
+		return;
+	if (s->tls_handshaking) {
+		s->tls_early = xrealloc(s->tls_early, s->tls_early_len + len);
+		memcpy(s->tls_early + s->tls_early_len, p, len);
+		s->tls_early_len += len;
+		return;
+	}
+	if (tls_conn_write(s->tls, p, len) != TLS_OK)
+		s->tls_failed = true;
+	schedule_flush(s);
+}
+
+/* Decrypts what the engine holds into the read buffer for the owner, while it reads. */
+static void tls_deliver(struct stream *s)
+{
+	while (s->reading && !s->closing) {
+		uv_buf_t b;
+		rbuf_space(s, &b);
+		enum tls_status st;
+		size_t n = tls_conn_read(s->tls, b.base, b.len, &st);
+		if (n == 0) {
+			release_rbuf_after_read(s);
+			/* Reading can produce output (a reply to a key update). */
+			if (tls_conn_pending(s->tls) > 0)
+				schedule_flush(s);
+			if (st == TLS_WANT)
+				return;
+			if (st == TLS_CLOSED)
+				s->eof = true;
+			s->error_cb(s, st == TLS_CLOSED ? UV_EOF : UV_EPROTO);
+			return;
+		}
+		s->rbuf->end += (uint32_t)n;
+		s->read_cb(s);
+		release_rbuf_after_read(s);
+	}
+}
+
+/* Runs the engine on the ciphertext fed: the handshake first, then the owner's input. */
+static void tls_advance(struct stream *s)
+{
+	if (s->tls_handshaking) {
+		enum tls_status st = tls_conn_handshake(s->tls);
+		if (tls_conn_pending(s->tls) > 0)
+			schedule_flush(s);
+		if (st == TLS_WANT)
+			return;
+		s->tls_handshaking = false;
+		if (st == TLS_OK && s->tls_early_len) {
+			tls_write(s, s->tls_early, s->tls_early_len);
+			free(s->tls_early);
+			s->tls_early = NULL;
+			s->tls_early_len = 0;
+		}
+		s->tls_cb(s, st == TLS_OK ? 0 : UV_EPROTO);
+		if (st != TLS_OK || s->closing)
+			return;
+	}
+	tls_deliver(s);
+}
+
+void stream_start_tls(struct stream *s, struct tls_ctx *ctx, const char *host, stream_tls_cb *cb)
+{
+	/* What is queued (the 'S') goes out in the clear, ahead of any ciphertext. */
+	flush_out(s);
+	if (s->closing)
+		return;
+	s->tls = tls_conn_new(ctx, host);
+	s->tls_cb = cb;
+	s->tls_handshaking = true;
+	if (s->rbuf && buf_avail(s->rbuf) > 0) {
+		tls_conn_feed(s->tls, s->rbuf->data + s->rbuf->start, buf_avail(s->rbuf));
+		s->rbuf->start = s->rbuf->end;
+	}
+	release_rbuf_after_read(s);
+	stream_read_start(s);
+	/*
+	 * A connecting engine speaks first, an accepting one may have its
+	 * ClientHello already: both take their first step at the check step,
+	 * so cb never runs from inside this call.
+	 */
+	if (!s->in_tls_ready) {
+		s->in_tls_ready = true;
+		TAILQ_INSERT_TAIL(&s->ctx->tls_ready, s, tls_link);
+	}
+}
+
+const char *stream_tls_error(const struct stream *s)
+{
+	return s->tls ? tls_conn_error(s->tls) : "not a TLS connection";
+}
+
+void stream_tls_describe(const struct stream *s, char *out, size_t len)
+{
+	if (s->tls)
+		tls_conn_describe(s->tls, out, len);
+	else if (len)
+		out[0] = 0;
 }

@@ -332,6 +332,14 @@ void worker_install_config(struct worker *w, struct config *cfg, struct auth_use
 
 /* ---- lifecycle ------------------------------------------------------------------ */
 
+void worker_install_tls(struct worker *w, struct tls_ctx *client_tls, struct tls_ctx *server_tls)
+{
+	tls_ctx_unref(w->client_tls);
+	tls_ctx_unref(w->server_tls);
+	w->client_tls = client_tls ? tls_ctx_ref(client_tls) : NULL;
+	w->server_tls = server_tls ? tls_ctx_ref(server_tls) : NULL;
+}
+
 int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg, struct auth_userlist *ul)
 {
 	memset(w, 0, sizeof(*w));
@@ -389,6 +397,7 @@ void worker_deinit(struct worker *w)
 		free(ds);
 	}
 	auth_userlist_unref(w->userlist);
+	worker_install_tls(w, NULL, NULL);
 	w->userlist = NULL;
 	stream_ctx_deinit(&w->io);
 	config_unref(w->cfg);

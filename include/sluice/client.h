@@ -111,6 +111,7 @@ struct client {
 	bool ext_open; /* extended-protocol messages sent since the last Sync */
 	bool over_limit; /* accepted beyond max_client_conn: refused at startup */
 	bool linger; /* ending with an error: close without a reset (stream_close_linger) */
+	bool direct_tls; /* the connection began with a ClientHello, not an SSLRequest */
 	bool prepared_wait; /* a message waits for answers to an earlier batch (prepared.h) */
 
 	/* replication */

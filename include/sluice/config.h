@@ -45,11 +45,22 @@ enum load_balance_hosts {
 	LOAD_BALANCE_HOSTS_DISABLE = 1,
 };
 
+/* PgBouncer's client_tls_sslmode and server_tls_sslmode, in order of strictness. */
+enum sslmode {
+	SSLMODE_DISABLE = 0,
+	SSLMODE_ALLOW,
+	SSLMODE_PREFER,
+	SSLMODE_REQUIRE,
+	SSLMODE_VERIFY_CA,
+	SSLMODE_VERIFY_FULL,
+};
+
 /* "session"/"transaction"/"statement"; -1 if none matches. */
 int config_parse_pool_mode(const char *s);
 const char *config_pool_mode_name(enum pool_mode m);
 const char *config_auth_type_name(enum auth_type t);
 const char *config_load_balance_hosts_name(enum load_balance_hosts lb);
+const char *config_sslmode_name(enum sslmode m);
 
 /* One address of a [databases] entry's host list. */
 struct config_host {
@@ -198,6 +209,24 @@ struct config {
 	int metrics_port; /* 0: no HTTP listener */
 	char *metrics_addr;
 	int peer_id; /* 0: peering off; else encoded in the cancel keys handed out */
+	/* TLS with clients; files and lists are read by tls_ctx_new ("" unset) */
+	enum sslmode client_tls_sslmode;
+	char *client_tls_key_file;
+	char *client_tls_cert_file;
+	char *client_tls_ca_file;
+	char *client_tls_protocols;
+	char *client_tls_ciphers;
+	char *client_tls13_ciphers;
+	char *client_tls_ecdhcurve;
+	char *client_tls_dheparams;
+	/* TLS with servers */
+	enum sslmode server_tls_sslmode;
+	char *server_tls_key_file;
+	char *server_tls_cert_file;
+	char *server_tls_ca_file;
+	char *server_tls_protocols;
+	char *server_tls_ciphers;
+	char *server_tls13_ciphers;
 
 	/* [databases] and [users], hashed by name; fallback is the "*" entry or NULL. */
 	struct config_database *databases;

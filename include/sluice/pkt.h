@@ -240,3 +240,4 @@ void pkt_put_SASLResponse(struct buf_out *out, const void *data, size_t len);
 void pkt_put_StartupMessage(struct buf_out *out, const char *const *keys, const char *const *vals,
 			    int n);
 void pkt_put_CancelRequest(struct buf_out *out, uint32_t pid, uint32_t key);
+void pkt_put_SSLRequest(struct buf_out *out);

@@ -21,12 +21,16 @@
 
 #include "sluice/auth.h"
 #include "sluice/config.h"
+#include "sluice/tls.h"
 #include "sluice/worker.h"
 
 struct process {
 	uv_loop_t *loop;
 	struct config *cfg; /* in force; one reference */
 	struct auth_userlist *userlist; /* one reference; NULL without auth_file */
+	/* The TLS contexts in force, one reference each; NULL: TLS off on that side */
+	struct tls_ctx *client_tls;
+	struct tls_ctx *server_tls;
 	struct worker worker; /* the only one, for now */
 	/* From the command line, kept over reloads: added to verbose (-v)... */
 	int verbose_extra;
@@ -37,7 +41,8 @@ struct process {
 
 /*
  * Sets the process up on loop with cfg (one reference passes to it): reads
- * the auth_file and initialises the worker. -1 with the reason logged.
+ * the auth_file, builds the TLS contexts and initialises the worker. -1 with
+ * the reason logged.
  */
 int process_init(struct process *pr, uv_loop_t *loop, struct config *cfg, int verbose_extra,
 		 bool log_stderr) WUR;
@@ -57,8 +62,9 @@ int process_log_setup(const struct config *cfg, bool also_stderr) WUR;
  * PgBouncer does: settings the file does not name go back to their
  * defaults, console SETs included. Settings that need a restart keep their
  * running values (a warning names each the file changed), -v stays added to
- * verbose, and the logfile is reopened (log rotation). Errors keep the old
- * ones and return -1.
+ * verbose, and the logfile is reopened (log rotation). The TLS files are
+ * read again; a side whose files cannot be used keeps its previous context
+ * (logged). Errors keep the old ones and return -1.
  */
 int process_reload(struct process *pr) WUR;
 /*

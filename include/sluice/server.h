@@ -91,6 +91,10 @@ struct server {
 	/* login */
 	struct scram_client *scram;
 	struct derive *derive; /* scram's SaltedPassword runs on the thread pool (derive.h) */
+	/* TLS: an SSLRequest went out and the next byte is 'S' or 'N'; the context it asked with */
+	bool ssl_requested;
+	struct tls_ctx *tls_ctx; /* one reference until the answer */
+	char host[256]; /* the name connected to, for SNI and verify-full ("" for a unix socket) */
 	bool auth_ok; /* saw AuthenticationOk (after a verified SCRAM signature, if SCRAM) */
 	/*
 	 * Login completed (the first ReadyForQuery) or its failure was already

@@ -36,6 +36,7 @@
 
 #include "sluice/buf.h"
 #include "sluice/common.h"
+#include "sluice/tls.h"
 
 struct stream;
 
@@ -55,6 +56,9 @@ typedef void stream_close_cb(struct stream *s);
 typedef void stream_connect_cb(struct stream *s, int status);
 
 struct dial_req;
+
+/* The TLS handshake is done (status 0) or failed (UV_EPROTO: stream_tls_error says why). */
+typedef void stream_tls_cb(struct stream *s, int status);
 
 /* Unsent bytes above which a reader that feeds this stream stops reading. */
 #define STREAM_HIGH_WATER (256 * 1024)
@@ -96,6 +100,17 @@ struct stream {
 	uint64_t dial_deadline; /* uv_now */
 	TAILQ_ENTRY(stream) dial_link;
 
+	/* TLS (stream_start_tls): bytes on the socket are the engine's ciphertext */
+	struct tls_conn *tls;
+	stream_tls_cb *tls_cb;
+	bool tls_handshaking;
+	bool tls_failed; /* a write failed: reported at the next flush */
+	bool in_tls_ready; /* in ctx->tls_ready: the engine holds input for a resumed reader */
+	TAILQ_ENTRY(stream) tls_link;
+	/* plaintext written during the handshake, encrypted once it is done */
+	uint8_t *tls_early;
+	size_t tls_early_len;
+
 	stream_read_cb *read_cb;
 	stream_error_cb *error_cb;
 	stream_drain_cb *drain_cb;
@@ -122,6 +137,8 @@ struct stream_ctx {
 	struct stream_list
 		linger_queue; /* closing streams waiting for the peer's close, oldest first */
 	struct stream_list dial_queue; /* streams connecting (stream_dial) */
+	struct stream_list tls_ready; /* resumed TLS streams whose engine holds input */
+	uint8_t *cipher_in; /* where TLS streams read ciphertext: fed to their engine at once */
 	uint32_t max_packet_size; /* the largest message a new stream buffers whole */
 	struct stream_tcp_options tcp;
 };
@@ -147,7 +164,10 @@ struct stream_out {
 void stream_ctx_init(struct stream_ctx *ctx, uv_loop_t *loop, int buf_free_max);
 /* Frees the free lists; every stream of ctx must be closed. */
 void stream_ctx_deinit(struct stream_ctx *ctx);
-/* Sends the output every stream queued this round (the loop owner's check step). */
+/*
+ * The loop owner's check step: hands resumed TLS readers the input their
+ * engine held, then sends the output every stream queued this round.
+ */
 void stream_ctx_flush(struct stream_ctx *ctx);
 /*
  * The loop owner's tick: closes lingering streams older than linger_ms and
@@ -174,6 +194,22 @@ int stream_adopt(struct stream *s, int fd) WUR;
  */
 int stream_dial(struct stream_ctx *ctx, struct stream *s, const char *host, int port,
 		uint64_t timeout_ms, stream_connect_cb *cb) WUR;
+
+/*
+ * Makes s a TLS stream from now on, with an engine on ctx (host: see
+ * tls_conn_new): bytes already read and not consumed are its first
+ * ciphertext (a ClientHello that came without an SSLRequest), and reading
+ * starts. Whatever is queued already is sent in the clear first (the 'S'
+ * that answers an SSLRequest). cb runs once, from the loop's check step or
+ * a read, never from inside this call, when the handshake is done or has
+ * failed; until then the owner reads nothing, and what it writes waits.
+ * After a failure an alert may still be sent: close with stream_close_linger.
+ */
+void stream_start_tls(struct stream *s, struct tls_ctx *ctx, const char *host, stream_tls_cb *cb);
+/* Why the TLS handshake or a TLS read or write failed. */
+const char *stream_tls_error(const struct stream *s);
+/* PgBouncer's tls column ("TLSv1.3/TLS_AES_256_GCM_SHA384"), or "" in the clear. */
+void stream_tls_describe(const struct stream *s, char *out, size_t len);
 
 /* "1.2.3.4:5678" of the peer, or "unix". */
 void stream_peer_name(struct stream *s, char *out, size_t len);

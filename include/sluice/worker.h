@@ -92,6 +92,9 @@ struct worker {
 	void (*exit_cb)(struct worker *w);
 	struct config *cfg; /* the snapshot this worker serves with; one reference */
 	struct auth_userlist *userlist; /* one reference; NULL without auth_file */
+	/* The TLS contexts in force (worker_install_tls), one reference each; NULL: off on that side */
+	struct tls_ctx *client_tls;
+	struct tls_ctx *server_tls;
 	uint8_t mock_seed[32]; /* SCRAM mock for unknown users */
 	struct stream_ctx io; /* what its streams share: buffers, flush and linger queues */
 
@@ -149,6 +152,7 @@ struct conn_info {
 	const void *link; /* the linked peer, or NULL */
 	int remote_pid;
 	const char *application_name;
+	char tls[64]; /* "TLSv1.3/TLS_AES_256_GCM_SHA384", or "" in the clear */
 	uint64_t id;
 	uint32_t recv_avail; /* unconsumed bytes read */
 	uint32_t pkt_remain; /* bytes of the current message still to relay */
@@ -160,6 +164,12 @@ struct conn_info {
 /* Sets up the worker on loop with cfg and ul (NULL: no auth_file); it takes a reference to each. */
 int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg,
 		struct auth_userlist *ul) WUR;
+/*
+ * New connections use these contexts from now on (NULL: no TLS on that
+ * side); the worker takes a reference to each. Connections already
+ * encrypted keep the context they started with.
+ */
+void worker_install_tls(struct worker *w, struct tls_ctx *client_tls, struct tls_ctx *server_tls);
 /* Opens listeners and starts the tick; after this the loop may run. */
 int worker_start(struct worker *w) WUR;
 /* Frees what remains after the loop has stopped. */

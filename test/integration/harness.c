@@ -61,6 +61,9 @@ static struct {
 	struct harness_pg pub;
 } pg;
 
+/* harness_pg_enable_ssl() was called: PostgreSQL starts with ssl = on. */
+static bool pg_ssl;
+
 /* The directory's creator removes it at exit; see harness_dir(). */
 static pid_t dir_owner;
 /* true only while harness_run_suite() sets up before the first test. */
@@ -442,6 +445,14 @@ static void write_pg_settings(void)
 		pg.port, pg.dir);
 	write_text_file(conf, text, true);
 	free(text);
+	if (pg_ssl) {
+		const char *tls = harness_tls_dir();
+		text = xasprintf("ssl = on\nssl_cert_file = '%s/server.crt'\n"
+				 "ssl_key_file = '%s/server.key'\nssl_ca_file = '%s/ca.crt'\n",
+			tls, tls, tls);
+		write_text_file(conf, text, true);
+		free(text);
+	}
 	free(conf);
 	char *hba = xasprintf("%s/pg_hba.conf", pg.datadir);
 	write_text_file(hba, pg_hba_conf, false);
@@ -1547,6 +1558,31 @@ void harness_fake_put_msg(int fd, char type, const void *body, uint32_t len)
 
 bool harness_fake_read_packet(int fd, bool typed, char **body)
 {
+	if (!typed) {
+		/*
+		 * sluice asks for TLS first (server_tls_sslmode = prefer, as
+		 * PgBouncer): a fake server declines, as a PostgreSQL without
+		 * ssl does, and the StartupMessage follows.
+		 */
+		uint8_t first[8];
+		if (!harness_read_full(fd, first, 8))
+			return false;
+		if (get_be32(first) == 8 && get_be32(first + 4) == 80877103u) {
+			harness_write_all(fd, "N", 1);
+			return harness_fake_read_packet(fd, false, body);
+		}
+		uint32_t len = get_be32(first);
+		if (len < 8 || len > 65536)
+			return false;
+		char *rest = xcalloc(1, len - 4 + 1);
+		memcpy(rest, first + 4, 4);
+		bool ok = len == 8 || harness_read_full(fd, rest + 4, len - 8);
+		if (ok && body)
+			*body = rest;
+		else
+			free(rest);
+		return ok;
+	}
 	uint8_t hdr[5];
 	size_t hl = typed ? 5 : 4;
 	if (!harness_read_full(fd, hdr, hl))
@@ -1561,4 +1597,61 @@ bool harness_fake_read_packet(int fd, bool typed, char **body)
 	else
 		free(rest);
 	return ok;
+}
+
+/* ---- TLS ------------------------------------------------------------------ */
+
+/*
+ * The certificates, made with the openssl command: a CA, a certificate for
+ * localhost and 127.0.0.1 signed by it (PostgreSQL's and sluice's), a client
+ * certificate for md5user, and a second CA with its own localhost
+ * certificate, which the first CA's clients must refuse.
+ */
+static const char make_certs_sh[] =
+	"set -e\n"
+	"cd \"$1\"\n"
+	"req() { openssl req -new -newkey rsa:2048 -nodes -keyout \"$1.key\" -out \"$1.csr\" "
+	"-subj \"/CN=$2\" 2>/dev/null; }\n"
+	"sign() { openssl x509 -req -in \"$1.csr\" -CA \"$2.crt\" -CAkey \"$2.key\" "
+	"-CAcreateserial -out \"$1.crt\" -days 30 $3 2>/dev/null; }\n"
+	"for ca in ca other-ca; do openssl req -x509 -newkey rsa:2048 -nodes -keyout $ca.key "
+	"-out $ca.crt -days 30 -subj \"/CN=sluice test $ca\" 2>/dev/null; done\n"
+	"printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext\n"
+	"req server localhost && sign server ca '-extfile san.ext'\n"
+	"req other-server localhost && sign other-server other-ca '-extfile san.ext'\n"
+	"req client md5user && sign client ca\n"
+	"chmod 600 *.key\n";
+
+const char *harness_tls_dir(void)
+{
+	static char *dir;
+	if (dir)
+		return dir;
+	char *d = xasprintf("%s/tls", harness_dir());
+	if (mkdir(d, 0700) < 0 && errno != EEXIST)
+		harness_die("mkdir %s: %s", d, strerror(errno));
+	char *argv[] = { "/bin/sh", "-c", (char *)make_certs_sh, "make_certs", d, NULL };
+	char *log = xasprintf("%s/make_certs.log", harness_dir());
+	int status = run_command(argv, false, log, 60000);
+	if (status != 0)
+		harness_die("making the test certificates failed (status %d): %s", status,
+			tail_of(read_text_file(log), 2000));
+	free(log);
+	/* PostgreSQL reads its key as the user it runs as, and wants it private. */
+	if (pg.as_postgres) {
+		const char *files[] = { "", "/server.key", "/server.crt", "/ca.crt" };
+		for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+			char *f = xasprintf("%s%s", d, files[i]);
+			if (chown(f, pg.pg_uid, pg.pg_gid) < 0)
+				harness_die("chown %s: %s", f, strerror(errno));
+			free(f);
+		}
+	}
+	dir = d;
+	return dir;
+}
+
+void harness_pg_enable_ssl(void)
+{
+	pg_ssl = true;
 }

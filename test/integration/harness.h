@@ -108,6 +108,19 @@ const struct harness_pg *harness_pg(void);
 int harness_free_port(void);
 
 /*
+ * The directory of the test certificates (made once per executable with the
+ * openssl command): ca.crt/key; server.crt/key for localhost and 127.0.0.1,
+ * signed by ca; client.crt/key for CN=md5user, signed by ca; other-ca.crt
+ * and other-server.crt/key, a second CA and a localhost certificate of its.
+ */
+const char *harness_tls_dir(void);
+/*
+ * Before harness_run_suite(): this executable's PostgreSQL starts with
+ * ssl = on, serving server.crt, so TLS to servers can be tested.
+ */
+void harness_pg_enable_ssl(void);
+
+/*
  * Starts sluice with a fresh ini in a fresh directory and waits (bounded)
  * until its TCP port accepts connections; fails the test with the log when it
  * does not. The ini has:
@@ -431,7 +444,8 @@ void harness_fake_put_msg(int fd, char type, const void *body, uint32_t len);
 
 /*
  * In serve: reads one length-prefixed packet, typed (a type byte first) or
- * not (a startup packet). Returns false at EOF, on the receive timeout or on a
+ * not (a startup packet; an SSLRequest before it is answered 'N' and skipped).
+ * Returns false at EOF, on the receive timeout or on a
  * length below 4 or above 64 KiB. On success the body, NUL-terminated, goes to
  * *body (heap, the caller frees it) unless body is NULL, when it is skipped.
  */

@@ -556,7 +556,7 @@ START_TEST(test_config_unimplemented_pgbouncer_key_warns_but_loads)
 	struct config_error err;
 	struct config *cfg = load_text("[pgbouncer]\n"
 				       "auth_file = /dev/null\n"
-				       "client_tls_sslmode = require\n"
+				       "dns_max_ttl = 15\n"
 				       "server_round_robin = 1\n"
 				       "listen_port = 6500\n"
 				       "[databases]\n"
@@ -574,7 +574,7 @@ START_TEST(test_config_unimplemented_pgbouncer_key_warns_but_loads)
 
 	char *log = read_file(logpath);
 	const char *expect[] = {
-		":3: setting client_tls_sslmode is not implemented by sluice yet and is ignored",
+		":3: setting dns_max_ttl is not implemented by sluice yet and is ignored",
 		":4: setting server_round_robin is not implemented by sluice yet and is ignored",
 		":7: database \"app\": target_session_attrs is not implemented by sluice yet",
 		":7: database \"app\": auth_user is not implemented by sluice yet",

@@ -1,0 +1,387 @@
+/*
+ * check_tls.c - proves TLS on both sides of sluice with real clients and a
+ * real PostgreSQL started with ssl = on: libpq's sslmodes against
+ * client_tls_sslmode, certificates checked both ways (verify-full by host
+ * name, client certificates under verify-ca), server_tls_sslmode with the
+ * server's certificate verified, data through TLS on both sides compared
+ * byte for byte with PostgreSQL's own answer, and the hostile cases:
+ * plaintext sent after 'S', handshake garbage, a truncated handshake and a
+ * wrong CA, each failing only its own connection.
+ *
+ * The certificates are the harness's (harness_tls_dir()).
+ */
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define USERLIST "\"md5user\" \"md5userpw\"\n"
+#define APP "dbname=app user=md5user password=md5userpw"
+
+/* [sluice] lines for TLS with clients at mode, with the harness's certificate. */
+static char *client_tls(const char *mode)
+{
+	const char *d = harness_tls_dir();
+	return xasprintf("auth_type = md5\nadmin_users = md5user\n"
+			 "client_tls_sslmode = %s\nclient_tls_key_file = %s/server.key\n"
+			 "client_tls_cert_file = %s/server.crt\nclient_tls_ca_file = %s/ca.crt\n",
+		mode, d, d, d);
+}
+
+static struct harness_sluice *start_client_tls(const char *mode, const char *more)
+{
+	char *base = client_tls(mode);
+	char *ini = xasprintf("%s%s", base, more ? more : "");
+	struct harness_sluice *s = harness_sluice_start(ini, NULL, USERLIST);
+	free(ini);
+	free(base);
+	return s;
+}
+
+/* Whether the PostgreSQL session behind conn runs over TLS (pg_stat_ssl). */
+static bool server_side_is_tls(PGconn *conn)
+{
+	char *v = harness_query_text(conn, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
+	bool tls = v && strcmp(v, "t") == 0;
+	free(v);
+	return tls;
+}
+
+/* The tls column of the console's SHOW CLIENTS row of user, or SHOW SERVERS'. */
+static char *tls_column(const struct harness_sluice *s, const char *show, const char *database)
+{
+	PGconn *console = harness_connect(s, "dbname=pgbouncer user=md5user password=md5userpw");
+	char *v = harness_show_value(console, show, "database", database, "tls");
+	PQfinish(console);
+	return v;
+}
+
+/* ---- clients ------------------------------------------------------------------------ */
+
+START_TEST(test_client_require_takes_tls_and_refuses_plaintext_over_tcp)
+{
+	struct harness_sluice *s = start_client_tls("require", NULL);
+	PGconn *c = harness_connect(s, APP " sslmode=require");
+	ck_assert_int_eq(PQsslInUse(c), 1);
+	harness_expect_answer(c, "SELECT 40 + 2", "42");
+	char *tls = tls_column(s, "SHOW CLIENTS", "app");
+	ck_assert_msg(tls && strncmp(tls, "TLSv1.", 6) == 0 && strchr(tls, '/'), "tls column: %s",
+		tls ? tls : "(null)");
+	free(tls);
+	PQfinish(c);
+
+	char *err = harness_connect_error(s, APP " sslmode=disable");
+	ck_assert_msg(strstr(err, "SSL required"), "%s", err);
+	free(err);
+
+	/* A unix socket is local: it needs no TLS, as with PgBouncer. */
+	char *sock = xasprintf("host=%s " APP " sslmode=disable", s->dir);
+	c = harness_connect(s, sock);
+	harness_expect_answer(c, "SELECT 1", "1");
+	PQfinish(c);
+	free(sock);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
+START_TEST(test_client_prefer_serves_tls_and_plaintext_alike)
+{
+	struct harness_sluice *s = start_client_tls("prefer", NULL);
+	PGconn *tls = harness_connect(s, APP " sslmode=require");
+	PGconn *plain = harness_connect(s, APP " sslmode=disable");
+	ck_assert_int_eq(PQsslInUse(tls), 1);
+	ck_assert_int_eq(PQsslInUse(plain), 0);
+	harness_expect_answer(tls, "SELECT 'a'", "a");
+	harness_expect_answer(plain, "SELECT 'b'", "b");
+	PQfinish(tls);
+	PQfinish(plain);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
+START_TEST(test_client_verify_full_checks_sluice_certificate_and_name)
+{
+	const char *d = harness_tls_dir();
+	struct harness_sluice *s = start_client_tls("require", NULL);
+	char *ok = xasprintf("host=localhost " APP " sslmode=verify-full sslrootcert=%s/ca.crt", d);
+	PGconn *c = harness_connect(s, ok);
+	harness_expect_answer(c, "SELECT 1", "1");
+	PQfinish(c);
+	free(ok);
+
+	char *wrong_ca =
+		xasprintf("host=localhost " APP " sslmode=verify-full sslrootcert=%s/other-ca.crt", d);
+	char *err = harness_connect_error(s, wrong_ca);
+	ck_assert_msg(strstr(err, "certificate verify failed"), "%s", err);
+	free(err);
+	free(wrong_ca);
+	/* sluice saw a failed handshake and goes on serving. */
+	ck_assert(harness_sluice_log_wait(s, "TLS handshake failed", 3000));
+	c = harness_connect(s, APP " sslmode=require");
+	harness_expect_answer(c, "SELECT 1", "1");
+	PQfinish(c);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
+START_TEST(test_client_verify_ca_requires_a_client_certificate)
+{
+	const char *d = harness_tls_dir();
+	struct harness_sluice *s = start_client_tls("verify-ca", NULL);
+	char *err = harness_connect_error(s, APP " sslmode=require");
+	ck_assert_msg(strstr(err, "certificate") || strstr(err, "SSL"), "%s", err);
+	free(err);
+	char *with_cert = xasprintf(APP " sslmode=require sslcert=%s/client.crt sslkey=%s/client.key", d, d);
+	PGconn *c = harness_connect(s, with_cert);
+	harness_expect_answer(c, "SELECT current_user", "md5user");
+	PQfinish(c);
+	free(with_cert);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
+/* ---- hostile clients ---------------------------------------------------------------- */
+
+static const uint8_t ssl_request[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
+
+/*
+ * Bytes the client sends right after its SSLRequest, before any answer:
+ * refused in the clear (CVE-2021-23222), never taken as a ClientHello.
+ */
+START_TEST(test_client_data_sent_with_the_ssl_request_is_refused)
+{
+	struct harness_sluice *s = start_client_tls("require", NULL);
+	int fd = harness_raw_connect(s->port);
+	uint8_t both[8 + 64];
+	memcpy(both, ssl_request, 8);
+	memset(both + 8, 0x16, sizeof(both) - 8);
+	harness_write_all(fd, both, sizeof(both));
+	char *err = harness_raw_read_error(fd);
+	ck_assert_msg(err && strstr(err, "unexpected data after encryption request"), "%s",
+		err ? err : "(none)");
+	free(err);
+	close(fd);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
+/*
+ * After the 'S': plaintext where the ClientHello belongs, garbage, or a
+ * handshake cut short. Each costs only its own connection.
+ */
+static const struct hostile_case {
+	const char *what;
+	int kind; /* 0 a StartupMessage in the clear, 1 garbage, 2 half a record then close */
+} hostile_cases[] = {
+	{ "plaintext StartupMessage after S", 0 },
+	{ "garbage after S", 1 },
+	{ "truncated ClientHello", 2 },
+};
+
+START_TEST(test_client_handshake_garbage_fails_only_that_connection)
+{
+	const struct hostile_case *hc = &hostile_cases[_i];
+	struct harness_sluice *s = start_client_tls("require", NULL);
+	PGconn *bystander = harness_connect(s, APP " sslmode=require");
+	free(harness_query_text(bystander, "BEGIN"));
+
+	int fd = harness_raw_connect(s->port);
+	harness_write_all(fd, ssl_request, sizeof(ssl_request));
+	char answer = 0;
+	ck_assert(harness_read_full(fd, &answer, 1));
+	ck_assert_int_eq(answer, 'S');
+	if (hc->kind == 0) {
+		harness_raw_send_startup(fd, "md5user", "app");
+	} else if (hc->kind == 1) {
+		uint8_t junk[300];
+		for (size_t i = 0; i < sizeof(junk); i++)
+			junk[i] = (uint8_t)(i * 37 + 11);
+		harness_write_all(fd, junk, sizeof(junk));
+	} else {
+		/* A handshake record header announcing 512 bytes, and 10 of them. */
+		const uint8_t half[] = { 0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03,
+			0x03, 0, 0, 0, 0 };
+		harness_write_all(fd, half, sizeof(half));
+		shutdown(fd, SHUT_WR);
+	}
+	/* The connection ends: an alert, or nothing, then EOF. */
+	char buf[512];
+	long t0 = harness_now_ms();
+	while (read(fd, buf, sizeof(buf)) > 0 && harness_now_ms() - t0 < 5000)
+		;
+	close(fd);
+	if (hc->kind != 2)
+		ck_assert_msg(harness_sluice_log_wait(s, "TLS handshake failed", 3000), "%s", hc->what);
+
+	harness_expect_answer(bystander, "SELECT 7", "7");
+	free(harness_query_text(bystander, "COMMIT"));
+	PQfinish(bystander);
+	PGconn *c = harness_connect(s, APP " sslmode=require");
+	harness_expect_answer(c, "SELECT 1", "1");
+	PQfinish(c);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
+/* ---- servers ------------------------------------------------------------------------ */
+
+START_TEST(test_server_require_logs_in_over_tls)
+{
+	struct harness_sluice *s = harness_sluice_start(
+		"auth_type = md5\nadmin_users = md5user\nserver_tls_sslmode = require\n", NULL,
+		USERLIST);
+	PGconn *c = harness_connect(s, APP);
+	ck_assert_msg(server_side_is_tls(c), "the server connection is not encrypted");
+	char *tls = tls_column(s, "SHOW SERVERS", "app");
+	ck_assert_msg(tls && strncmp(tls, "TLSv1.", 6) == 0, "tls column: %s", tls ? tls : "(null)");
+	free(tls);
+	PQfinish(c);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
+START_TEST(test_server_disable_logs_in_in_the_clear)
+{
+	struct harness_sluice *s = harness_sluice_start(
+		"auth_type = md5\nserver_tls_sslmode = disable\n", NULL, USERLIST);
+	PGconn *c = harness_connect(s, APP);
+	ck_assert(!server_side_is_tls(c));
+	PQfinish(c);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
+/* verify-full against the host name in [databases]: the right CA passes, another fails the login. */
+START_TEST(test_server_verify_full_checks_the_server_certificate)
+{
+	const char *d = harness_tls_dir();
+	char *ini = xasprintf("auth_type = md5\nserver_tls_sslmode = verify-full\n"
+			      "server_tls_ca_file = %s/ca.crt\nserver_login_retry = 1\n",
+		d);
+	const char *dbs = "app = host=localhost port=@PGPORT@ dbname=app\n";
+	struct harness_sluice *s = harness_sluice_start(ini, dbs, USERLIST);
+	free(ini);
+	PGconn *c = harness_connect(s, APP);
+	ck_assert(server_side_is_tls(c));
+	PQfinish(c);
+	harness_sluice_stop_ok(s);
+
+	/*
+	 * A failed handshake is a server that cannot be reached, as a refused
+	 * connect is: the waiting client stays queued until query_wait_timeout,
+	 * the next one fails at once with the cached reason.
+	 */
+	ini = xasprintf("auth_type = md5\nserver_tls_sslmode = verify-full\n"
+			"server_tls_ca_file = %s/other-ca.crt\nquery_wait_timeout = 2\n",
+		d);
+	s = harness_sluice_start(ini, dbs, USERLIST);
+	free(ini);
+	char *err = harness_connect_error(s, APP);
+	ck_assert_msg(strstr(err, "query_wait_timeout"), "%s", err);
+	free(err);
+	ck_assert(harness_sluice_log_count(s, "certificate verify failed") > 0);
+	err = harness_connect_error(s, APP);
+	ck_assert_msg(strstr(err, "certificate verify failed"), "%s", err);
+	free(err);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
+/* ---- data through TLS on both sides ------------------------------------------------- */
+
+#define COPY_OUT_SQL \
+	"COPY (SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 60000) g) TO STDOUT"
+
+/* Everything a COPY TO STDOUT sends, concatenated. */
+static char *copy_out(PGconn *c, size_t *len)
+{
+	PGresult *res = PQexec(c, COPY_OUT_SQL);
+	ck_assert_int_eq(PQresultStatus(res), PGRES_COPY_OUT);
+	PQclear(res);
+	size_t cap = 1 << 20, n = 0;
+	char *all = xmalloc(cap);
+	char *row;
+	int k;
+	while ((k = PQgetCopyData(c, &row, 0)) > 0) {
+		if (n + (size_t)k > cap) {
+			cap = (n + (size_t)k) * 2;
+			all = xrealloc(all, cap);
+		}
+		memcpy(all + n, row, (size_t)k);
+		n += (size_t)k;
+		PQfreemem(row);
+	}
+	ck_assert_int_eq(k, -1);
+	res = PQgetResult(c);
+	ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+	*len = n;
+	return all;
+}
+
+START_TEST(test_large_copy_both_ways_through_tls_on_both_sides)
+{
+	char *ini = client_tls("require");
+	char *full = xasprintf("%sserver_tls_sslmode = require\n", ini);
+	struct harness_sluice *s = harness_sluice_start(full, NULL, USERLIST);
+	free(full);
+	free(ini);
+	PGconn *via = harness_connect(s, APP " sslmode=require");
+	PGconn *direct = harness_connect(NULL, APP " sslmode=disable");
+	size_t n1, n2;
+	char *a = copy_out(via, &n1);
+	char *b = copy_out(direct, &n2);
+	ck_assert_msg(n1 == n2 && n1 > 4000000 && memcmp(a, b, n1) == 0,
+		"COPY through TLS differs: %zu bytes against %zu", n1, n2);
+
+	/* The same bytes back in through both TLS links, and counted by PostgreSQL. */
+	free(harness_query_text(via, "CREATE TEMP TABLE back (g int, t text)"));
+	PGresult *res = PQexec(via, "COPY back FROM STDIN");
+	ck_assert_int_eq(PQresultStatus(res), PGRES_COPY_IN);
+	PQclear(res);
+	for (size_t off = 0; off < n1; off += 100000) {
+		size_t k = n1 - off < 100000 ? n1 - off : 100000;
+		ck_assert_int_eq(PQputCopyData(via, a + off, (int)k), 1);
+	}
+	ck_assert_int_eq(PQputCopyEnd(via, NULL), 1);
+	res = PQgetResult(via);
+	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	harness_expect_answer(via, "SELECT count(*) FROM back", "60000");
+	harness_expect_answer(via,
+		"SELECT count(*) FROM back WHERE t = repeat(md5(g::text), 8)", "60000");
+	free(a);
+	free(b);
+	PQfinish(via);
+	PQfinish(direct);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
+static Suite *tls_suite(void)
+{
+	Suite *s = suite_create("tls");
+	TCase *tc = harness_tcase("tls");
+	tcase_add_test(tc, test_client_require_takes_tls_and_refuses_plaintext_over_tcp);
+	tcase_add_test(tc, test_client_prefer_serves_tls_and_plaintext_alike);
+	tcase_add_test(tc, test_client_verify_full_checks_sluice_certificate_and_name);
+	tcase_add_test(tc, test_client_verify_ca_requires_a_client_certificate);
+	tcase_add_test(tc, test_client_data_sent_with_the_ssl_request_is_refused);
+	tcase_add_loop_test(tc, test_client_handshake_garbage_fails_only_that_connection, 0,
+		(int)(sizeof(hostile_cases) / sizeof(hostile_cases[0])));
+	tcase_add_test(tc, test_server_require_logs_in_over_tls);
+	tcase_add_test(tc, test_server_disable_logs_in_in_the_clear);
+	tcase_add_test(tc, test_server_verify_full_checks_the_server_certificate);
+	tcase_add_test(tc, test_large_copy_both_ways_through_tls_on_both_sides);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	harness_pg_enable_ssl();
+	return harness_run_suite(tls_suite());
+}
