@@ -729,7 +729,9 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 static void on_tls_ready(struct stream *st, int status)
 {
 	struct client *c = container_of(st, struct client, stream);
+	c->w->stats_tls_handshakes[0]++;
 	if (status != 0) {
+		c->w->stats_tls_failures[0]++;
 		/* The alert, if any, is the client's answer: nothing of the protocol can be sent. */
 		clog(LOG_LEVEL_WARNING, c, "TLS handshake failed: %s", stream_tls_error(st));
 		c->linger = true;

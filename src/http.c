@@ -437,6 +437,17 @@ static void render_process_metrics(struct worker *w, struct text *t)
 	family(t, "sluice_accept_failures_total", "counter",
 	       "accept() calls that failed (out of file descriptors); each pauses accepting.");
 	text_printf(t, "sluice_accept_failures_total %" PRIu64 "\n", w->listeners.accept.failures);
+	static const char *const sides[] = { "client", "server" };
+	family(t, "sluice_tls_handshakes_total", "counter",
+	       "TLS handshakes finished, successful or not, with clients and with servers.");
+	for (int i = 0; i < 2; i++)
+		text_printf(t, "sluice_tls_handshakes_total{side=\"%s\"} %" PRIu64 "\n", sides[i],
+			    w->stats_tls_handshakes[i]);
+	family(t, "sluice_tls_handshake_failures_total", "counter",
+	       "TLS handshakes that failed (bad certificate, no common protocol, garbage).");
+	for (int i = 0; i < 2; i++)
+		text_printf(t, "sluice_tls_handshake_failures_total{side=\"%s\"} %" PRIu64 "\n",
+			    sides[i], w->stats_tls_failures[i]);
 	int servers = 0;
 	for (struct server *s = server_next(w, NULL); s; s = server_next(w, s))
 		servers++;

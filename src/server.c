@@ -1129,7 +1129,9 @@ static void send_startup(struct server *s);
 static void on_server_tls(struct stream *st, int status)
 {
 	struct server *s = container_of(st, struct server, stream);
+	s->w->stats_tls_handshakes[1]++;
 	if (status != 0) {
+		s->w->stats_tls_failures[1]++;
 		char detail[300];
 		snprintf(detail, sizeof(detail), "TLS with %s failed: %s", s->addr,
 			 stream_tls_error(st));

@@ -119,6 +119,9 @@ struct worker {
 	int client_count;
 	struct derive_queue derive; /* key derivations on the thread pool (derive.h) */
 	uint64_t stats_logins_evicted; /* logins closed at max_client_conn to make room */
+	/* TLS handshakes completed and failed, [0] with clients, [1] with servers */
+	uint64_t stats_tls_handshakes[2];
+	uint64_t stats_tls_failures[2];
 	uint64_t next_conn_id; /* clients and servers share one sequence, as in PgBouncer */
 
 	/* Clients their servers let go of this round, to run in the check phase (client_unlinked). */

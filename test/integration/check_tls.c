@@ -12,10 +12,12 @@
  */
 #include "harness.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define USERLIST "\"md5user\" \"md5userpw\"\n"
@@ -57,6 +59,26 @@ static char *tls_column(const struct harness_sluice *s, const char *show, const 
 	char *v = harness_show_value(console, show, "database", database, "tls");
 	PQfinish(console);
 	return v;
+}
+
+/* The body of GET path from sluice's HTTP listener on port (heap). */
+static char *http_get(int port, const char *path)
+{
+	int fd = harness_raw_connect(port);
+	char *req = xasprintf("GET %s HTTP/1.0\r\n\r\n", path);
+	harness_write_all(fd, req, strlen(req));
+	free(req);
+	size_t cap = 65536, n = 0;
+	char *all = xmalloc(cap);
+	ssize_t k;
+	while ((k = read(fd, all + n, cap - n - 1)) > 0) {
+		n += (size_t)k;
+		if (cap - n < 1024)
+			all = xrealloc(all, cap *= 2);
+	}
+	all[n] = 0;
+	close(fd);
+	return all;
 }
 
 /* ---- clients ------------------------------------------------------------------------ */
@@ -105,7 +127,10 @@ END_TEST
 START_TEST(test_client_verify_full_checks_sluice_certificate_and_name)
 {
 	const char *d = harness_tls_dir();
-	struct harness_sluice *s = start_client_tls("require", NULL);
+	int http = harness_free_port();
+	char *metrics = xasprintf("metrics_port = %d\n", http);
+	struct harness_sluice *s = start_client_tls("require", metrics);
+	free(metrics);
 	char *ok = xasprintf("host=localhost " APP " sslmode=verify-full sslrootcert=%s/ca.crt", d);
 	PGconn *c = harness_connect(s, ok);
 	harness_expect_answer(c, "SELECT 1", "1");
@@ -123,6 +148,12 @@ START_TEST(test_client_verify_full_checks_sluice_certificate_and_name)
 	c = harness_connect(s, APP " sslmode=require");
 	harness_expect_answer(c, "SELECT 1", "1");
 	PQfinish(c);
+	/* Three handshakes with clients, one of which failed. */
+	char *body = http_get(http, "/metrics");
+	ck_assert_msg(strstr(body, "sluice_tls_handshakes_total{side=\"client\"} 3\n") &&
+			      strstr(body, "sluice_tls_handshake_failures_total{side=\"client\"} 1\n"),
+		"%s", body);
+	free(body);
 	harness_sluice_stop_ok(s);
 }
 END_TEST
@@ -140,6 +171,90 @@ START_TEST(test_client_verify_ca_requires_a_client_certificate)
 	PQfinish(c);
 	free(with_cert);
 	harness_sluice_stop_ok(s);
+}
+END_TEST
+
+/* Writes text to path, replacing it. */
+static void put_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert_msg(f != NULL, "%s", path);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	char *text = harness_read_file(from);
+	ck_assert_msg(text != NULL, "%s", from);
+	put_file(to, text);
+	free(text);
+}
+
+/* verify-full against ca's certificate, as libpq sees it: NULL when it connects, else the error. */
+static char *verify_full_error(const struct harness_sluice *s, const char *ca)
+{
+	char *ci = xasprintf("host=localhost port=%d connect_timeout=10 " APP
+			     " sslmode=verify-full sslrootcert=%s/%s.crt",
+		s->port, harness_tls_dir(), ca);
+	PGconn *c = PQconnectdb(ci);
+	free(ci);
+	char *err = PQstatus(c) == CONNECTION_OK ? NULL : xstrdup(PQerrorMessage(c));
+	PQfinish(c);
+	return err;
+}
+
+/*
+ * RELOAD reads the certificate and key again for new connections; a file
+ * that cannot be used keeps the context in use, and says why.
+ */
+START_TEST(test_reload_reads_the_certificate_again_and_keeps_it_when_broken)
+{
+	const char *d = harness_tls_dir();
+	struct harness_sluice *s;
+	char *key = NULL, *crt = NULL;
+	char *dir = xasprintf("%s/reload", d);
+	(void)mkdir(dir, 0700);
+	key = xasprintf("%s/tls.key", dir);
+	crt = xasprintf("%s/tls.crt", dir);
+	char *src_key = xasprintf("%s/server.key", d), *src_crt = xasprintf("%s/server.crt", d);
+	copy_file(src_key, key);
+	copy_file(src_crt, crt);
+	char *ini = xasprintf("auth_type = md5\nclient_tls_sslmode = require\n"
+			      "client_tls_key_file = %s\nclient_tls_cert_file = %s\n",
+		key, crt);
+	s = harness_sluice_start(ini, NULL, USERLIST);
+	free(ini);
+	char *err = verify_full_error(s, "ca");
+	ck_assert_msg(err == NULL, "%s", err);
+
+	/* Another CA's certificate in the same files: new clients see it after RELOAD. */
+	char *other_key = xasprintf("%s/other-server.key", d), *other_crt = xasprintf("%s/other-server.crt", d);
+	copy_file(other_key, key);
+	copy_file(other_crt, crt);
+	harness_sluice_signal(s, SIGHUP);
+	ck_assert(harness_sluice_log_wait(s, "configuration reloaded", 5000));
+	err = verify_full_error(s, "other-ca");
+	ck_assert_msg(err == NULL, "%s", err);
+	err = verify_full_error(s, "ca");
+	ck_assert_msg(err && strstr(err, "certificate verify failed"), "%s", err ? err : "(connected)");
+	free(err);
+
+	/* A broken certificate: the reload says so and the context in use stays. */
+	put_file(crt, "-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n");
+	harness_sluice_signal(s, SIGHUP);
+	ck_assert(harness_sluice_log_wait(s, "the previous TLS context stays in use", 5000));
+	ck_assert(harness_sluice_log_count(s, "client_tls settings: cannot load the certificate file") > 0);
+	err = verify_full_error(s, "other-ca");
+	ck_assert_msg(err == NULL, "%s", err);
+	harness_sluice_stop_ok(s);
+	free(key);
+	free(crt);
+	free(src_key);
+	free(src_crt);
+	free(other_key);
+	free(other_crt);
+	free(dir);
 }
 END_TEST
 
@@ -369,6 +484,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(tc, test_client_prefer_serves_tls_and_plaintext_alike);
 	tcase_add_test(tc, test_client_verify_full_checks_sluice_certificate_and_name);
 	tcase_add_test(tc, test_client_verify_ca_requires_a_client_certificate);
+	tcase_add_test(tc, test_reload_reads_the_certificate_again_and_keeps_it_when_broken);
 	tcase_add_test(tc, test_client_data_sent_with_the_ssl_request_is_refused);
 	tcase_add_loop_test(tc, test_client_handshake_garbage_fails_only_that_connection, 0,
 		(int)(sizeof(hostile_cases) / sizeof(hostile_cases[0])));
