@@ -12,6 +12,8 @@
  */
 #include "harness.h"
 
+#include <openssl/ssl.h>
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -258,6 +260,66 @@ START_TEST(test_reload_reads_the_certificate_again_and_keeps_it_when_broken)
 }
 END_TEST
 
+/*
+ * What sluice answers a client that starts with a ClientHello (direct TLS,
+ * offering ALPN postgresql when alpn) and then sends its StartupMessage: the
+ * first message's type byte, and its body for an ErrorResponse.
+ */
+static char direct_tls_answer(int port, bool alpn, char *body, size_t len)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (alpn)
+		SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x0apostgresql", 11);
+	int fd = harness_raw_connect(port);
+	SSL *ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, fd);
+	ck_assert_int_eq(SSL_connect(ssl), 1);
+	static const char params[] = "user\0md5user\0database\0app\0";
+	uint8_t startup[64];
+	uint32_t n = 8 + sizeof(params);
+	startup[0] = 0;
+	startup[1] = 0;
+	startup[2] = 0;
+	startup[3] = (uint8_t)n;
+	startup[4] = 0;
+	startup[5] = 3;
+	startup[6] = 0;
+	startup[7] = 0;
+	memcpy(startup + 8, params, sizeof(params));
+	ck_assert_int_eq(SSL_write(ssl, startup, (int)n), (int)n);
+	uint8_t msg[512];
+	int got = 0, k;
+	while (got < 5 && (k = SSL_read(ssl, msg + got, (int)sizeof(msg) - got)) > 0)
+		got += k;
+	ck_assert_int_ge(got, 5);
+	uint32_t mlen = ((uint32_t)msg[1] << 24) | ((uint32_t)msg[2] << 16) |
+		((uint32_t)msg[3] << 8) | msg[4];
+	while ((uint32_t)got < mlen + 1 && got < (int)sizeof(msg) &&
+		(k = SSL_read(ssl, msg + got, (int)sizeof(msg) - got)) > 0)
+		got += k;
+	size_t blen = (size_t)got - 5 < len - 1 ? (size_t)got - 5 : len - 1;
+	for (size_t i = 0; i < blen; i++)
+		body[i] = msg[5 + i] ? (char)msg[5 + i] : ' ';
+	body[blen] = 0;
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(fd);
+	return (char)msg[0];
+}
+
+/* PostgreSQL 17's direct TLS: a ClientHello first, with ALPN postgresql; without it, refused. */
+START_TEST(test_client_direct_tls_needs_alpn_postgresql)
+{
+	struct harness_sluice *s = start_client_tls("require", NULL);
+	char body[512];
+	/* AuthenticationMD5Password: the login goes on inside TLS. */
+	ck_assert_int_eq(direct_tls_answer(s->port, true, body, sizeof(body)), 'R');
+	ck_assert_int_eq(direct_tls_answer(s->port, false, body, sizeof(body)), 'E');
+	ck_assert_msg(strstr(body, "without ALPN"), "%s", body);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
 /* ---- hostile clients ---------------------------------------------------------------- */
 
 static const uint8_t ssl_request[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
@@ -476,6 +538,57 @@ START_TEST(test_large_copy_both_ways_through_tls_on_both_sides)
 }
 END_TEST
 
+/* sluice's resident memory in KiB, from /proc/<pid>/status. */
+static long sluice_rss_kib(const struct harness_sluice *s)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)s->pid);
+	char *status = harness_read_file(path);
+	const char *line = strstr(status, "VmRSS:");
+	ck_assert_ptr_nonnull(line);
+	long kib = atol(line + strlen("VmRSS:"));
+	free(status);
+	return kib;
+}
+
+/*
+ * A TLS client that asks for a 100 MB result and does not read it: the
+ * engine's output counts as unsent, so sluice stops reading the server and
+ * its memory stays bounded; the result arrives whole when the client reads.
+ */
+START_TEST(test_slow_tls_reader_keeps_sluice_memory_bounded)
+{
+	char *ini = client_tls("require");
+	char *full = xasprintf("%sserver_tls_sslmode = require\n", ini);
+	struct harness_sluice *s = harness_sluice_start(full, NULL, USERLIST);
+	free(full);
+	free(ini);
+	PGconn *conn = harness_connect(s, APP " sslmode=require");
+	harness_expect_answer(conn, "SELECT 1", "1");
+	long before = sluice_rss_kib(s);
+	ck_assert_int_eq(
+		PQsendQuery(conn, "SELECT g, repeat('x', 1000) FROM generate_series(1, 100000) g"), 1);
+	harness_sleep_ms(2000);
+	long during = sluice_rss_kib(s);
+	ck_assert_msg(during - before < 20 * 1024,
+		"sluice grew by %ld KiB while a TLS client did not read a 100 MB result",
+		during - before);
+	long rows = 0, sum = 0;
+	PGresult *res;
+	while ((res = PQgetResult(conn)) != NULL) {
+		ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+		for (int i = 0; i < PQntuples(res); i++)
+			sum += atol(PQgetvalue(res, i, 0));
+		rows += PQntuples(res);
+		PQclear(res);
+	}
+	ck_assert_int_eq(rows, 100000);
+	ck_assert_int_eq(sum, 100000L * 100001L / 2);
+	PQfinish(conn);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
 static Suite *tls_suite(void)
 {
 	Suite *s = suite_create("tls");
@@ -485,6 +598,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(tc, test_client_verify_full_checks_sluice_certificate_and_name);
 	tcase_add_test(tc, test_client_verify_ca_requires_a_client_certificate);
 	tcase_add_test(tc, test_reload_reads_the_certificate_again_and_keeps_it_when_broken);
+	tcase_add_test(tc, test_client_direct_tls_needs_alpn_postgresql);
 	tcase_add_test(tc, test_client_data_sent_with_the_ssl_request_is_refused);
 	tcase_add_loop_test(tc, test_client_handshake_garbage_fails_only_that_connection, 0,
 		(int)(sizeof(hostile_cases) / sizeof(hostile_cases[0])));
@@ -492,6 +606,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(tc, test_server_disable_logs_in_in_the_clear);
 	tcase_add_test(tc, test_server_verify_full_checks_the_server_certificate);
 	tcase_add_test(tc, test_large_copy_both_ways_through_tls_on_both_sides);
+	tcase_add_test(tc, test_slow_tls_reader_keeps_sluice_memory_bounded);
 	suite_add_tcase(s, tc);
 	return s;
 }
