@@ -1,0 +1,141 @@
+/*
+ * fuzz_tls.c - fuzz target for the TLS engine (tls.c) on the bytes a peer
+ * sends before and during the handshake: what an accepting engine reads
+ * after answering 'S' (or first, for direct TLS), and what a connecting one
+ * reads from a server.
+ *
+ * Input: the first byte picks the side (even: accepting, odd: connecting)
+ * and how the rest is cut into chunks fed one at a time, as the socket would
+ * deliver them; after each chunk the engine advances (handshake, then a
+ * read) and its output is taken, as stream.c does. Whatever the bytes, the
+ * engine must not crash or leak, must name the reason when it fails, and
+ * must stay failed once it failed.
+ *
+ * The certificate is made in memory at the first call (an ephemeral P-256
+ * key, self-signed) and written to a private temporary directory, since
+ * contexts are built from files as sluice builds them.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "sluice/tls.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define FUZZ_CHECK(cond)                                                                           \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			abort();                                                                   \
+	} while (0)
+
+static struct tls_ctx *accept_ctx, *connect_ctx;
+
+/* What the engines sent back over all runs: the replay checks that handshakes got somewhere. */
+size_t fuzz_tls_bytes_out;
+
+/* A self-signed certificate for localhost and its key, as PEM files in dir. */
+static void make_identity(const char *dir, char *key_path, char *cert_path, size_t len)
+{
+	EVP_PKEY *key = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	FUZZ_CHECK(key && x);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), 0);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+	X509_set_pubkey(x, key);
+	X509_NAME *name = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1,
+				   -1, 0);
+	X509_set_issuer_name(x, name);
+	FUZZ_CHECK(X509_sign(x, key, EVP_sha256()) > 0);
+	snprintf(key_path, len, "%s/key.pem", dir);
+	snprintf(cert_path, len, "%s/cert.pem", dir);
+	FILE *f = fopen(key_path, "w");
+	FUZZ_CHECK(f && PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL));
+	fclose(f);
+	f = fopen(cert_path, "w");
+	FUZZ_CHECK(f && PEM_write_X509(f, x));
+	fclose(f);
+	X509_free(x);
+	EVP_PKEY_free(key);
+}
+
+static void setup(void)
+{
+	char dir[] = "/tmp/sluice-fuzz-tls.XXXXXX";
+	FUZZ_CHECK(mkdtemp(dir) != NULL);
+	char key[256], cert[256], err[256];
+	make_identity(dir, key, cert, sizeof(key));
+	struct tls_settings as = { .sslmode = SSLMODE_REQUIRE, .key_file = key, .cert_file = cert };
+	accept_ctx = tls_ctx_new(&as, true, err, sizeof(err));
+	struct tls_settings cs = { .sslmode = SSLMODE_REQUIRE };
+	connect_ctx = tls_ctx_new(&cs, false, err, sizeof(err));
+	FUZZ_CHECK(accept_ctx && connect_ctx);
+	/* The files were read into the contexts: the directory is not needed any more. */
+	unlink(key);
+	unlink(cert);
+	rmdir(dir);
+}
+
+/* Takes all the engine's output, as the stream would send it. */
+static void drain(struct tls_conn *tc)
+{
+	uint8_t out[4096];
+	while (tls_conn_pending(tc) > 0) {
+		size_t n = tls_conn_take(tc, out, sizeof(out));
+		FUZZ_CHECK(n > 0);
+		fuzz_tls_bytes_out += n;
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (!accept_ctx)
+		setup();
+	if (size == 0)
+		return 0;
+	bool accept = (data[0] & 1) == 0;
+	size_t chunk = 1 + (data[0] >> 1) * 7; /* 1 to 890 bytes per delivery */
+	data++;
+	size--;
+	struct tls_conn *tc = tls_conn_new(accept ? accept_ctx : connect_ctx, "localhost");
+	bool done = false, failed = false;
+	if (!accept)
+		(void)tls_conn_handshake(tc); /* the ClientHello goes out first */
+	drain(tc);
+	for (size_t off = 0; off < size && !failed; off += chunk) {
+		size_t n = size - off < chunk ? size - off : chunk;
+		tls_conn_feed(tc, data + off, n);
+		if (!done) {
+			enum tls_status st = tls_conn_handshake(tc);
+			failed = st == TLS_FAILED;
+			done = st == TLS_OK;
+			/* A failure names its reason; a finished handshake describes itself. */
+			if (failed)
+				FUZZ_CHECK(tls_conn_error(tc)[0] != 0);
+		}
+		if (done) {
+			uint8_t plain[2048];
+			enum tls_status st;
+			while (tls_conn_read(tc, plain, sizeof(plain), &st) > 0)
+				;
+			failed = st == TLS_FAILED;
+		}
+		drain(tc);
+	}
+	char desc[64];
+	tls_conn_describe(tc, desc, sizeof(desc));
+	FUZZ_CHECK(done || strcmp(desc, "handshake") == 0);
+	if (failed && !done)
+		FUZZ_CHECK(tls_conn_handshake(tc) == TLS_FAILED);
+	tls_conn_shutdown(tc);
+	drain(tc);
+	tls_conn_free(tc);
+	return 0;
+}
