@@ -141,6 +141,12 @@ static int open_fds(pid_t pid)
  */
 START_TEST(test_out_of_file_descriptors_pauses_accepting_and_drops_no_connection)
 {
+	if (getenv("SLUICE_WRAPPER")) {
+		/* valgrind keeps its own descriptor limit: prlimit() from outside does not reach it. */
+		fprintf(stderr, "skipped under SLUICE_WRAPPER: its descriptor limit is not the "
+				"process's\n");
+		return;
+	}
 	struct harness_sluice *s = harness_sluice_start(COMMON "max_client_conn = 100\n", NULL,
 		USERLIST);
 	PGconn *holder = harness_connect(s, "dbname=app user=trustuser");

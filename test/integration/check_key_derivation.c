@@ -205,8 +205,12 @@ START_TEST(test_server_derivation_leaves_other_pools_served)
 		}
 		long window = harness_now_ms() - start;
 		ck_assert_msg(proof, "the proof for %s never came", pools[i]);
-		/* The derivation takes tens of milliseconds; a query, well under one. */
-		ck_assert_msg(done >= 3 && longest * 2 < window,
+		/*
+		 * The derivation takes tens of milliseconds; a query, well under
+		 * one. Not under a wrapper: valgrind runs one thread at a time, so
+		 * the pool's thread and the loop take turns there.
+		 */
+		ck_assert_msg(getenv("SLUICE_WRAPPER") || (done >= 3 && longest * 2 < window),
 			"%s: %d queries answered during a %ld ms derivation, the longest took %ld ms",
 			pools[i], done, window, longest);
 		char *err = harness_raw_read_error(fd);
