@@ -491,6 +491,24 @@ static void run_auth(struct client *c, enum auth_type type)
 		client_fail(c, SQLSTATE_INVALID_AUTHORIZATION, "\"trust\" authentication failed");
 		return;
 	}
+	if (type == AUTH_TYPE_CERT) {
+		/*
+		 * The handshake verified the certificate against client_tls_ca_file;
+		 * its common name must be the user (PgBouncer's words on failure).
+		 */
+		struct tls_conn *tls = c->stream.tls;
+		const char *cn = tls ? tls_conn_peer_cn(tls) : NULL;
+		const char *why = !tls	? "TLS connection required"
+				  : !cn ? "TLS client certificate required"
+				  : strcmp(cn, c->user_name) != 0 ? "TLS certificate name mismatch"
+								  : NULL;
+		if (why) {
+			clog(LOG_LEVEL_WARNING, c, "authentication failed: %s", why);
+			client_fail(c, SQLSTATE_INVALID_AUTHORIZATION, "%s", why);
+			return;
+		}
+		type = AUTH_TYPE_TRUST;
+	}
 	c->auth = auth_session_new(type, c->user_name, au, w->mock_seed);
 	struct buf_out out;
 	buf_out_init(&out);

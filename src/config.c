@@ -49,6 +49,7 @@ static const char *const auth_type_names[] = {
 	[AUTH_TYPE_PLAIN] = "plain",
 	[AUTH_TYPE_MD5] = "md5",
 	[AUTH_TYPE_SCRAM_SHA_256] = "scram-sha-256",
+	[AUTH_TYPE_CERT] = "cert",
 };
 
 static const char *const load_balance_hosts_names[] = {
@@ -57,7 +58,7 @@ static const char *const load_balance_hosts_names[] = {
 };
 
 /* PgBouncer auth_type values that sluice rejects with a clear message. */
-static const char *const auth_type_unsupported[] = { "cert", "hba", "pam", "ldap" };
+static const char *const auth_type_unsupported[] = { "hba", "pam", "ldap" };
 
 static const char *const sslmode_names[] = {
 	[SSLMODE_DISABLE] = "disable",	   [SSLMODE_ALLOW] = "allow",
@@ -267,7 +268,8 @@ static int parse_auth_type(const char *s, int *out, char *msg)
 		snprintf(msg, MSG_LEN, "auth_type = %s is not supported by sluice yet", s);
 	else
 		snprintf(msg, MSG_LEN,
-			 "\"%s\" is not an auth_type (trust, any, plain, md5, scram-sha-256)", s);
+			 "\"%s\" is not an auth_type (trust, any, plain, md5, scram-sha-256, cert)",
+			 s);
 	return -1;
 }
 
@@ -1939,7 +1941,7 @@ static int validate(struct load *ld)
 	if (cfg->fallback && check_database_sizes(ld, where, cfg->fallback) < 0)
 		return -1;
 	if (cfg->auth_type != AUTH_TYPE_TRUST && cfg->auth_type != AUTH_TYPE_ANY &&
-	    !*cfg->auth_file) {
+	    cfg->auth_type != AUTH_TYPE_CERT && !*cfg->auth_file) {
 		cfg->warnings++;
 		log_warning("%s: auth_type = %s but auth_file is not set: no client can log in",
 			    where, config_auth_type_name(cfg->auth_type));

@@ -33,6 +33,7 @@ enum auth_type {
 	AUTH_TYPE_PLAIN, /* cleartext password ("plain"; "password" is an alias) */
 	AUTH_TYPE_MD5, /* md5, or SCRAM when the stored secret is a SCRAM secret */
 	AUTH_TYPE_SCRAM_SHA_256,
+	AUTH_TYPE_CERT, /* a verified TLS client certificate whose common name is the user */
 };
 
 /*

@@ -320,6 +320,43 @@ START_TEST(test_client_direct_tls_needs_alpn_postgresql)
 }
 END_TEST
 
+/*
+ * auth_type = cert: a verified client certificate whose common name is the
+ * user logs in without a password; each way of failing it says why.
+ */
+START_TEST(test_auth_type_cert_takes_the_user_from_the_certificate)
+{
+	const char *d = harness_tls_dir();
+	struct harness_sluice *s = start_client_tls("require", "auth_type = cert\n");
+	char *ci = xasprintf("dbname=app user=md5user sslmode=require sslcert=%s/client.crt "
+			     "sslkey=%s/client.key",
+		d, d);
+	PGconn *c = harness_connect(s, ci);
+	harness_expect_answer(c, "SELECT current_user", "md5user");
+	PQfinish(c);
+	free(ci);
+
+	/* The certificate names md5user, not postgres. */
+	ci = xasprintf("dbname=app user=%s sslmode=require sslcert=%s/client.crt "
+		       "sslkey=%s/client.key",
+		HARNESS_SUPERUSER, d, d);
+	char *err = harness_connect_error(s, ci);
+	ck_assert_msg(strstr(err, "TLS certificate name mismatch"), "%s", err);
+	free(err);
+	free(ci);
+	err = harness_connect_error(s, "dbname=app user=md5user sslmode=require");
+	ck_assert_msg(strstr(err, "TLS client certificate required"), "%s", err);
+	free(err);
+	/* A unix socket has no TLS. */
+	ci = xasprintf("host=%s dbname=app user=md5user", s->dir);
+	err = harness_connect_error(s, ci);
+	ck_assert_msg(strstr(err, "TLS connection required"), "%s", err);
+	free(err);
+	free(ci);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
 /* ---- hostile clients ---------------------------------------------------------------- */
 
 static const uint8_t ssl_request[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
@@ -599,6 +636,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(tc, test_client_verify_ca_requires_a_client_certificate);
 	tcase_add_test(tc, test_reload_reads_the_certificate_again_and_keeps_it_when_broken);
 	tcase_add_test(tc, test_client_direct_tls_needs_alpn_postgresql);
+	tcase_add_test(tc, test_auth_type_cert_takes_the_user_from_the_certificate);
 	tcase_add_test(tc, test_client_data_sent_with_the_ssl_request_is_refused);
 	tcase_add_loop_test(tc, test_client_handshake_garbage_fails_only_that_connection, 0,
 		(int)(sizeof(hostile_cases) / sizeof(hostile_cases[0])));
