@@ -11,6 +11,7 @@
 #include "sluice/client.h"
 
 #include <assert.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 #include "sluice/admin.h"
 #include "sluice/cancel.h"
 #include "sluice/derive.h"
+#include "sluice/hba.h"
 #include "sluice/pkt.h"
 #include "sluice/pool.h"
 #include "sluice/server.h"
@@ -476,6 +478,86 @@ static void on_derived(void *owner, struct scram_job *job)
 }
 
 /* Runs the authentication exchange with the stored secret of the client's user. */
+/* The unix-socket peer's OS user name is user (hba's peer method). */
+static bool peer_user_is(struct client *c, const char *user)
+{
+	unsigned uid;
+	if (!c->stream.is_pipe || !stream_peer_cred(&c->stream, &uid, &c->peer_pid))
+		return false;
+	char buf[1024];
+	struct passwd pw, *found = NULL;
+	return getpwuid_r((uid_t)uid, &pw, buf, sizeof(buf), &found) == 0 && found &&
+	       strcmp(found->pw_name, user) == 0;
+}
+
+/*
+ * auth_type = hba: the method of the first auth_hba_file rule that matches
+ * this login, as an auth_type in *type. false when the rules refuse it (the
+ * client has been failed, in PostgreSQL's words) or a peer check failed.
+ */
+static bool hba_method_of(struct client *c, enum auth_type *type)
+{
+	const struct hba *h = c->w->hba;
+	struct sockaddr_storage ss;
+	bool tcp = stream_peer_sockaddr(&c->stream, &ss);
+	struct hba_conn hc = { .unix_socket = c->stream.is_pipe,
+			       .tls = c->stream.tls != NULL,
+			       .replication = c->replication != 0,
+			       .addr = tcp ? (const struct sockaddr *)&ss : NULL,
+			       .database = c->db_name,
+			       .user = c->user_name };
+	int line = 0;
+	enum hba_method m = h ? hba_match(h, &hc, &line) : HBA_NO_MATCH;
+	char host[64] = "[local]";
+	int port;
+	if (!c->stream.is_pipe)
+		(void)stream_address(&c->stream, false, host, sizeof(host), &port);
+	switch (m) {
+	case HBA_TRUST:
+		*type = AUTH_TYPE_TRUST;
+		return true;
+	case HBA_MD5:
+		*type = AUTH_TYPE_MD5;
+		return true;
+	case HBA_PASSWORD:
+		*type = AUTH_TYPE_PLAIN;
+		return true;
+	case HBA_SCRAM_SHA_256:
+		*type = AUTH_TYPE_SCRAM_SHA_256;
+		return true;
+	case HBA_CERT:
+		*type = AUTH_TYPE_CERT;
+		return true;
+	case HBA_PEER:
+		if (peer_user_is(c, c->user_name)) {
+			*type = AUTH_TYPE_TRUST;
+			return true;
+		}
+		clog(LOG_LEVEL_WARNING, c,
+		     "authentication failed: peer is not OS user \"%s\" (%s line %d)", c->user_name,
+		     c->w->cfg->auth_hba_file, line);
+		client_fail(c, SQLSTATE_INVALID_AUTHORIZATION,
+			    "peer authentication failed for user \"%s\"", c->user_name);
+		return false;
+	case HBA_REJECT:
+		clog(LOG_LEVEL_WARNING, c, "authentication failed: rejected by %s line %d",
+		     c->w->cfg->auth_hba_file, line);
+		client_fail(
+			c, SQLSTATE_INVALID_AUTHORIZATION,
+			"pg_hba.conf rejects connection for host \"%s\", user \"%s\", database \"%s\"%s",
+			host, c->user_name, c->db_name, hc.tls ? ", SSL encryption" : "");
+		return false;
+	case HBA_NO_MATCH:
+	default:
+		clog(LOG_LEVEL_WARNING, c, "authentication failed: no rule of %s matches",
+		     c->w->cfg->auth_hba_file);
+		client_fail(c, SQLSTATE_INVALID_AUTHORIZATION,
+			    "no pg_hba.conf entry for host \"%s\", user \"%s\", database \"%s\"%s",
+			    host, c->user_name, c->db_name, hc.tls ? ", SSL encryption" : "");
+		return false;
+	}
+}
+
 static void run_auth(struct client *c, enum auth_type type)
 {
 	struct worker *w = c->w;
@@ -486,7 +568,11 @@ static void run_auth(struct client *c, enum auth_type type)
 	 * (as PgBouncer, in its words). No password hides anything here: a
 	 * listed user gets in at once, so the answer names no secret.
 	 */
-	if (type == AUTH_TYPE_TRUST && w->userlist && !au) {
+	/* An hba rule's trust (or peer) is PostgreSQL's: no auth_file listing needed. */
+	bool from_hba = type == AUTH_TYPE_HBA;
+	if (from_hba && !hba_method_of(c, &type))
+		return;
+	if (type == AUTH_TYPE_TRUST && !from_hba && w->userlist && !au) {
 		clog(LOG_LEVEL_WARNING, c, "authentication failed: no such user in the auth_file");
 		client_fail(c, SQLSTATE_INVALID_AUTHORIZATION, "\"trust\" authentication failed");
 		return;

@@ -50,6 +50,7 @@ static const char *const auth_type_names[] = {
 	[AUTH_TYPE_MD5] = "md5",
 	[AUTH_TYPE_SCRAM_SHA_256] = "scram-sha-256",
 	[AUTH_TYPE_CERT] = "cert",
+	[AUTH_TYPE_HBA] = "hba",
 };
 
 static const char *const load_balance_hosts_names[] = {
@@ -58,7 +59,7 @@ static const char *const load_balance_hosts_names[] = {
 };
 
 /* PgBouncer auth_type values that sluice rejects with a clear message. */
-static const char *const auth_type_unsupported[] = { "hba", "pam", "ldap" };
+static const char *const auth_type_unsupported[] = { "pam", "ldap" };
 
 static const char *const sslmode_names[] = {
 	[SSLMODE_DISABLE] = "disable",	   [SSLMODE_ALLOW] = "allow",
@@ -268,7 +269,7 @@ static int parse_auth_type(const char *s, int *out, char *msg)
 		snprintf(msg, MSG_LEN, "auth_type = %s is not supported by sluice yet", s);
 	else
 		snprintf(msg, MSG_LEN,
-			 "\"%s\" is not an auth_type (trust, any, plain, md5, scram-sha-256, cert)",
+			 "\"%s\" is not an auth_type (trust, any, plain, md5, scram-sha-256, cert, hba)",
 			 s);
 	return -1;
 }
@@ -372,6 +373,8 @@ static const struct setting settings[] = {
 	  "how clients authenticate: trust, any, plain, md5, scram-sha-256"),
 	S(auth_file, ST_STRING, "", RELOAD, 0, 0,
 	  "file of \"user\" \"secret\" lines (PgBouncer userlist.txt format)"),
+	S(auth_hba_file, ST_STRING, "", RELOAD, 0, 0,
+	  "pg_hba.conf-format rules that choose the method under auth_type = hba"),
 
 	/* Pooling. */
 	S(pool_mode, ST_POOL_MODE, "session", RELOAD, 0, 0,
@@ -516,7 +519,6 @@ static const struct setting settings[] = {
 static const char *const unimplemented_settings[] = {
 	"application_name_add_host",
 	"auth_dbname",
-	"auth_hba_file",
 	"auth_ident_file",
 	"auth_ldap_options",
 	"auth_query",
@@ -1940,8 +1942,13 @@ static int validate(struct load *ld)
 	}
 	if (cfg->fallback && check_database_sizes(ld, where, cfg->fallback) < 0)
 		return -1;
+	if (cfg->auth_type == AUTH_TYPE_HBA && !*cfg->auth_hba_file) {
+		set_error(ld->err, where, 0, "auth_type = hba needs auth_hba_file");
+		return -1;
+	}
 	if (cfg->auth_type != AUTH_TYPE_TRUST && cfg->auth_type != AUTH_TYPE_ANY &&
-	    cfg->auth_type != AUTH_TYPE_CERT && !*cfg->auth_file) {
+	    cfg->auth_type != AUTH_TYPE_CERT && cfg->auth_type != AUTH_TYPE_HBA &&
+	    !*cfg->auth_file) {
 		cfg->warnings++;
 		log_warning("%s: auth_type = %s but auth_file is not set: no client can log in",
 			    where, config_auth_type_name(cfg->auth_type));

@@ -33,6 +33,29 @@ static int load_userlist(const struct config *cfg, struct auth_userlist **out)
 	return 0;
 }
 
+/* The auth_hba_file rules when auth_type = hba (else NULL): 0, or -1 logged. */
+static int load_hba(const struct config *cfg, struct hba **out)
+{
+	*out = NULL;
+	if (cfg->auth_type != AUTH_TYPE_HBA)
+		return 0;
+	char err[512];
+	*out = hba_load(cfg->auth_hba_file, err, sizeof(err));
+	if (!*out) {
+		log_error("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* Makes h (one reference passes) the rules in force, in the process and every worker. */
+static void install_hba(struct process *pr, struct hba *h)
+{
+	hba_unref(pr->hba);
+	pr->hba = h;
+	worker_install_hba(&pr->worker, h);
+}
+
 /*
  * The context cfg asks for on one side (accept: with clients), or NULL when
  * TLS is off there. When a file or value cannot be used, the reason is
@@ -115,9 +138,16 @@ int process_reload(struct process *pr)
 		config_unref(cfg);
 		return -1;
 	}
+	struct hba *h;
+	if (load_hba(cfg, &h) != 0) {
+		auth_userlist_unref(ul);
+		config_unref(cfg);
+		return -1;
+	}
 	/* A rotated logfile is let go here, as PgBouncer does on reload. */
 	log_reopen();
 	install(pr, cfg, ul);
+	install_hba(pr, h);
 	log_info("configuration reloaded");
 	return 0;
 }
@@ -235,10 +265,16 @@ int process_init(struct process *pr, uv_loop_t *loop, struct config *cfg, int ve
 	pr->log_stderr = log_stderr;
 	if (load_userlist(cfg, &pr->userlist) != 0)
 		return -1;
-	if (worker_init(&pr->worker, loop, cfg, pr->userlist) != 0)
+	struct hba *rules;
+	if (load_hba(cfg, &rules) != 0)
 		return -1;
+	if (worker_init(&pr->worker, loop, cfg, pr->userlist) != 0) {
+		hba_unref(rules);
+		return -1;
+	}
 	pr->worker.process = pr;
 	pr->worker.exit_cb = on_worker_exit;
+	install_hba(pr, rules);
 	if (!install_tls(pr, cfg))
 		return -1;
 	uv_signal_t *h;
@@ -263,6 +299,8 @@ void process_deinit(struct process *pr)
 	tls_ctx_unref(pr->client_tls);
 	tls_ctx_unref(pr->server_tls);
 	pr->client_tls = pr->server_tls = NULL;
+	hba_unref(pr->hba);
+	pr->hba = NULL;
 	auth_userlist_unref(pr->userlist);
 	config_unref(pr->cfg);
 	pr->userlist = NULL;

@@ -301,6 +301,12 @@ bool stream_address(const struct stream *s, bool local, char *host, size_t len, 
 	return false;
 }
 
+bool stream_peer_sockaddr(const struct stream *s, struct sockaddr_storage *ss)
+{
+	int n = sizeof(*ss);
+	return !s->is_pipe && uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)ss, &n) == 0;
+}
+
 bool stream_peer_cred(const struct stream *s, unsigned *uid, int *pid)
 {
 	uv_os_fd_t fd;

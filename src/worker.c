@@ -15,6 +15,7 @@
 #include "sluice/cancel.h"
 #include "sluice/client.h"
 #include "sluice/derive.h"
+#include "sluice/hba.h"
 #include "sluice/http.h"
 #include "sluice/listener.h"
 #include "sluice/log.h"
@@ -340,6 +341,12 @@ void worker_install_tls(struct worker *w, struct tls_ctx *client_tls, struct tls
 	w->server_tls = server_tls ? tls_ctx_ref(server_tls) : NULL;
 }
 
+void worker_install_hba(struct worker *w, struct hba *h)
+{
+	hba_unref(w->hba);
+	w->hba = hba_ref(h);
+}
+
 int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg, struct auth_userlist *ul)
 {
 	memset(w, 0, sizeof(*w));
@@ -398,6 +405,7 @@ void worker_deinit(struct worker *w)
 	}
 	auth_userlist_unref(w->userlist);
 	worker_install_tls(w, NULL, NULL);
+	worker_install_hba(w, NULL);
 	w->userlist = NULL;
 	stream_ctx_deinit(&w->io);
 	config_unref(w->cfg);

@@ -34,6 +34,7 @@ enum auth_type {
 	AUTH_TYPE_MD5, /* md5, or SCRAM when the stored secret is a SCRAM secret */
 	AUTH_TYPE_SCRAM_SHA_256,
 	AUTH_TYPE_CERT, /* a verified TLS client certificate whose common name is the user */
+	AUTH_TYPE_HBA, /* the method of the first auth_hba_file rule that matches */
 };
 
 /*
@@ -157,6 +158,7 @@ struct config {
 	int64_t query_wait_notify; /* ms; 0 never */
 	enum auth_type auth_type;
 	char *auth_file;
+	char *auth_hba_file; /* "" none */
 	enum pool_mode pool_mode;
 	int default_pool_size;
 	int min_pool_size;

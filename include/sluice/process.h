@@ -21,6 +21,7 @@
 
 #include "sluice/auth.h"
 #include "sluice/config.h"
+#include "sluice/hba.h"
 #include "sluice/tls.h"
 #include "sluice/worker.h"
 
@@ -31,6 +32,7 @@ struct process {
 	/* The TLS contexts in force, one reference each; NULL: TLS off on that side */
 	struct tls_ctx *client_tls;
 	struct tls_ctx *server_tls;
+	struct hba *hba; /* the auth_hba_file rules, one reference; NULL unless auth_type = hba */
 	struct worker worker; /* the only one, for now */
 	/* From the command line, kept over reloads: added to verbose (-v)... */
 	int verbose_extra;

@@ -221,6 +221,8 @@ void stream_local_name(struct stream *s, char *out, size_t len);
  * cannot tell (host and port are then left as they were).
  */
 bool stream_address(const struct stream *s, bool local, char *host, size_t len, int *port);
+/* The peer's address of a TCP stream as a sockaddr; false for a pipe or when unknown. */
+bool stream_peer_sockaddr(const struct stream *s, struct sockaddr_storage *ss);
 /*
  * The peer's process credentials on a unix socket (SO_PEERCRED). false for
  * TCP or when the kernel cannot tell.

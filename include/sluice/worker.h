@@ -45,6 +45,8 @@
 #include "sluice/prepared.h"
 #include "sluice/stream.h"
 
+struct hba;
+
 struct pool;
 struct process;
 struct client;
@@ -95,6 +97,7 @@ struct worker {
 	/* The TLS contexts in force (worker_install_tls), one reference each; NULL: off on that side */
 	struct tls_ctx *client_tls;
 	struct tls_ctx *server_tls;
+	struct hba *hba; /* auth_hba_file's rules (worker_install_hba), one reference; or NULL */
 	uint8_t mock_seed[32]; /* SCRAM mock for unknown users */
 	struct stream_ctx io; /* what its streams share: buffers, flush and linger queues */
 
@@ -173,6 +176,8 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg,
  * encrypted keep the context they started with.
  */
 void worker_install_tls(struct worker *w, struct tls_ctx *client_tls, struct tls_ctx *server_tls);
+/* New logins are matched against h from now on (NULL: none loaded); the worker takes a reference. */
+void worker_install_hba(struct worker *w, struct hba *h);
 /* Opens listeners and starts the tick; after this the loop may run. */
 int worker_start(struct worker *w) WUR;
 /* Frees what remains after the loop has stopped. */

@@ -357,6 +357,62 @@ START_TEST(test_auth_type_cert_takes_the_user_from_the_certificate)
 }
 END_TEST
 
+/*
+ * auth_type = hba: each rule's effect is observed (TLS with md5, a reject
+ * without TLS, no rule at all, a peer that is not the user), and RELOAD
+ * reads the file again, keeping the rules in force when the new file is
+ * broken.
+ */
+START_TEST(test_hba_rules_choose_the_method_and_reload)
+{
+	char *hba_path = xasprintf("%s/hba-%d.conf", harness_tls_dir(), (int)getpid());
+	put_file(hba_path, "local     app md5user              peer\n"
+			   "hostssl   app md5user 127.0.0.1/32 md5\n"
+			   "hostnossl app md5user 127.0.0.1/32 reject\n");
+	char *more = xasprintf("auth_type = hba\nauth_hba_file = %s\n", hba_path);
+	struct harness_sluice *s = start_client_tls("prefer", more);
+	free(more);
+	PGconn *c = harness_connect(s, APP " sslmode=require");
+	harness_expect_answer(c, "SELECT current_user", "md5user");
+	PQfinish(c);
+	char *err = harness_connect_error(s, APP " sslmode=disable");
+	ck_assert_msg(strstr(err, "pg_hba.conf rejects connection for host \"127.0.0.1\", user "
+				  "\"md5user\", database \"app\""),
+		"%s", err);
+	free(err);
+	err = harness_connect_error(s, "dbname=postgres user=md5user password=md5userpw sslmode=require");
+	ck_assert_msg(strstr(err, "no pg_hba.conf entry for host \"127.0.0.1\", user \"md5user\", "
+				  "database \"postgres\", SSL encryption"),
+		"%s", err);
+	free(err);
+	/* The test runs as another OS user than md5user. */
+	char *sock = xasprintf("host=%s " APP, s->dir);
+	err = harness_connect_error(s, sock);
+	ck_assert_msg(strstr(err, "peer authentication failed for user \"md5user\""), "%s", err);
+	free(err);
+	free(sock);
+
+	/* A new rule before the reject: read at RELOAD. */
+	put_file(hba_path, "hostnossl app md5user 127.0.0.1/32 trust\n"
+			   "hostssl   app md5user 127.0.0.1/32 md5\n");
+	harness_sluice_signal(s, SIGHUP);
+	ck_assert(harness_sluice_log_wait(s, "configuration reloaded", 5000));
+	c = harness_connect(s, "dbname=app user=md5user sslmode=disable");
+	harness_expect_answer(c, "SELECT 1", "1");
+	PQfinish(c);
+	/* A broken file: the reload fails and the rules in force stay. */
+	put_file(hba_path, "hostnossl app md5user 127.0.0.1/32 ident\n");
+	harness_sluice_signal(s, SIGHUP);
+	ck_assert(harness_sluice_log_wait(s, "unsupported authentication method \"ident\"", 5000));
+	c = harness_connect(s, "dbname=app user=md5user sslmode=disable");
+	harness_expect_answer(c, "SELECT 1", "1");
+	PQfinish(c);
+	harness_sluice_stop_ok(s);
+	unlink(hba_path);
+	free(hba_path);
+}
+END_TEST
+
 /* ---- hostile clients ---------------------------------------------------------------- */
 
 static const uint8_t ssl_request[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
@@ -637,6 +693,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(tc, test_reload_reads_the_certificate_again_and_keeps_it_when_broken);
 	tcase_add_test(tc, test_client_direct_tls_needs_alpn_postgresql);
 	tcase_add_test(tc, test_auth_type_cert_takes_the_user_from_the_certificate);
+	tcase_add_test(tc, test_hba_rules_choose_the_method_and_reload);
 	tcase_add_test(tc, test_client_data_sent_with_the_ssl_request_is_refused);
 	tcase_add_loop_test(tc, test_client_handshake_garbage_fails_only_that_connection, 0,
 		(int)(sizeof(hostile_cases) / sizeof(hostile_cases[0])));

@@ -299,7 +299,7 @@ static const struct error_case {
 	  ":2: unix_socket_mode: \"1777\" is not a file mode" },
 	{ "[sluice]\npool_mode = sometimes\n",
 	  ":2: pool_mode: \"sometimes\" is not a pool mode (session, transaction, statement)" },
-	{ "[sluice]\nauth_type = hba\n", ":2: auth_type = hba is not supported by sluice yet" },
+	{ "[sluice]\nauth_type = hba\n", ": auth_type = hba needs auth_hba_file" },
 	{ "[sluice]\nauth_type = pam\n", ":2: auth_type = pam is not supported by sluice yet" },
 	{ "[sluice]\nauth_type = ldap\n", ":2: auth_type = ldap is not supported by sluice yet" },
 	{ "[sluice]\nauth_type = kerberos\n", ":2: auth_type: \"kerberos\" is not an auth_type" },
@@ -977,11 +977,11 @@ START_TEST(test_config_env_bad_value_names_the_variable)
 	ck_assert_str_eq(err.text, "SLUICE_LISTEN_PORT: \"seventy\" is not an integer");
 
 	setenv("SLUICE_LISTEN_PORT", "7000", 1);
-	setenv("SLUICE_AUTH_TYPE", "hba", 1);
+	setenv("SLUICE_AUTH_TYPE", "pam", 1);
 	cfg = config_load(NULL, &err);
 	ck_assert_ptr_null(cfg);
 	ck_assert_str_eq(err.text,
-			 "SLUICE_AUTH_TYPE: auth_type = hba is not supported by sluice yet");
+			 "SLUICE_AUTH_TYPE: auth_type = pam is not supported by sluice yet");
 }
 END_TEST
 
