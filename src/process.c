@@ -93,8 +93,30 @@ static struct tls_ctx *side_tls(const struct config *cfg, bool accept, struct tl
 	return old ? tls_ctx_ref(old) : NULL;
 }
 
-/* Builds both sides' contexts from cfg and hands them to every worker; false if one failed. */
-static bool install_tls(struct process *pr, const struct config *cfg)
+/* Whether a server_tls_* setting differs between a and b. */
+static bool server_tls_differs(const struct config *a, const struct config *b)
+{
+	const char *const sa[] = { a->server_tls_key_file, a->server_tls_cert_file,
+				   a->server_tls_ca_file,  a->server_tls_protocols,
+				   a->server_tls_ciphers,  a->server_tls13_ciphers };
+	const char *const sb[] = { b->server_tls_key_file, b->server_tls_cert_file,
+				   b->server_tls_ca_file,  b->server_tls_protocols,
+				   b->server_tls_ciphers,  b->server_tls13_ciphers };
+	if (a->server_tls_sslmode != b->server_tls_sslmode)
+		return true;
+	for (size_t i = 0; i < ARRAY_SIZE(sa); i++)
+		if (strcmp(sa[i] ? sa[i] : "", sb[i] ? sb[i] : "") != 0)
+			return true;
+	return false;
+}
+
+/*
+ * Builds both sides' contexts from cfg and hands them to every worker;
+ * false if one failed. reconnect: the server settings changed, so the
+ * servers open now are closed as they are released (PgBouncer does the
+ * same), and the next ones log in the new way.
+ */
+static bool install_tls(struct process *pr, const struct config *cfg, bool reconnect)
 {
 	bool failed = false;
 	struct tls_ctx *c = side_tls(cfg, true, pr->client_tls, &failed);
@@ -103,7 +125,7 @@ static bool install_tls(struct process *pr, const struct config *cfg)
 	tls_ctx_unref(pr->server_tls);
 	pr->client_tls = c;
 	pr->server_tls = s;
-	worker_install_tls(&pr->worker, c, s);
+	worker_install_tls(&pr->worker, c, s, reconnect);
 	return !failed;
 }
 
@@ -113,6 +135,7 @@ static bool install_tls(struct process *pr, const struct config *cfg)
  */
 static void install(struct process *pr, struct config *cfg, struct auth_userlist *ul)
 {
+	bool reconnect = server_tls_differs(pr->cfg, cfg);
 	if (process_log_setup(cfg, pr->log_stderr) != 0)
 		log_warning("cannot open logfile %s; logging stays where it was", cfg->logfile);
 	config_unref(pr->cfg);
@@ -120,7 +143,7 @@ static void install(struct process *pr, struct config *cfg, struct auth_userlist
 	pr->cfg = cfg;
 	pr->userlist = ul;
 	worker_install_config(&pr->worker, cfg, ul);
-	(void)install_tls(pr, cfg);
+	(void)install_tls(pr, cfg, reconnect);
 }
 
 int process_reload(struct process *pr)
@@ -275,7 +298,7 @@ int process_init(struct process *pr, uv_loop_t *loop, struct config *cfg, int ve
 	pr->worker.process = pr;
 	pr->worker.exit_cb = on_worker_exit;
 	install_hba(pr, rules);
-	if (!install_tls(pr, cfg))
+	if (!install_tls(pr, cfg, false))
 		return -1;
 	uv_signal_t *h;
 	for (int i = 0; (h = signal_handle(pr, i)) != NULL; i++) {

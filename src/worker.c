@@ -333,8 +333,17 @@ void worker_install_config(struct worker *w, struct config *cfg, struct auth_use
 
 /* ---- lifecycle ------------------------------------------------------------------ */
 
-void worker_install_tls(struct worker *w, struct tls_ctx *client_tls, struct tls_ctx *server_tls)
+void worker_install_tls(struct worker *w, struct tls_ctx *client_tls, struct tls_ctx *server_tls,
+			bool reconnect_servers)
 {
+	if (reconnect_servers) {
+		/* An idle server closes at once and leaves the list: step before it goes. */
+		struct server *s, *next;
+		for (s = TAILQ_FIRST(&w->servers); s; s = next) {
+			next = TAILQ_NEXT(s, link);
+			server_mark_close_needed(s);
+		}
+	}
 	tls_ctx_unref(w->client_tls);
 	tls_ctx_unref(w->server_tls);
 	w->client_tls = client_tls ? tls_ctx_ref(client_tls) : NULL;
@@ -404,7 +413,7 @@ void worker_deinit(struct worker *w)
 		free(ds);
 	}
 	auth_userlist_unref(w->userlist);
-	worker_install_tls(w, NULL, NULL);
+	worker_install_tls(w, NULL, NULL, false);
 	worker_install_hba(w, NULL);
 	w->userlist = NULL;
 	stream_ctx_deinit(&w->io);

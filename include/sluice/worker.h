@@ -173,9 +173,11 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg,
 /*
  * New connections use these contexts from now on (NULL: no TLS on that
  * side); the worker takes a reference to each. Connections already
- * encrypted keep the context they started with.
+ * encrypted keep the context they started with; with reconnect_servers,
+ * every server is closed once released (as RECONNECT does).
  */
-void worker_install_tls(struct worker *w, struct tls_ctx *client_tls, struct tls_ctx *server_tls);
+void worker_install_tls(struct worker *w, struct tls_ctx *client_tls, struct tls_ctx *server_tls,
+			bool reconnect_servers);
 /* New logins are matched against h from now on (NULL: none loaded); the worker takes a reference. */
 void worker_install_hba(struct worker *w, struct hba *h);
 /* Opens listeners and starts the tick; after this the loop may run. */

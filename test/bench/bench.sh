@@ -39,11 +39,12 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-idle_counts=(1000 10000)
+# Idle clients held by each pooler: how many, and their sslmode (require: TLS to the pooler).
+idle_specs=("1000|disable" "10000|disable" "1000|require")
 if [ "$smoke" = 1 ]; then
 	rounds=1
 	duration=3
-	idle_counts=(200)
+	idle_specs=("200|disable" "200|require")
 fi
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -218,6 +219,9 @@ pg_started=1
 	-c "CREATE ROLE bench LOGIN PASSWORD '$password'" \
 	-c "CREATE DATABASE bench OWNER bench" >&2
 export PGPASSWORD=$password
+# Every connection is in the clear unless a scenario asks for TLS (libpq's default, prefer,
+# would encrypt wherever the poolers offer it).
+export PGSSLMODE=disable
 log "pgbench -i -s $scale"
 "$pgbench" -i -s "$scale" -q -h 127.0.0.1 -p "$pg_port" -U bench bench \
 	>"$work/pgbench-init.log" 2>&1 || { cat "$work/pgbench-init.log" >&2; die "pgbench -i failed"; }
@@ -225,6 +229,10 @@ log "pgbench -i -s $scale"
 # ---- the poolers -------------------------------------------------------------------
 
 printf '"bench" "%s"\n' "$password" >"$work/userlist.txt"
+# A certificate for the TLS scenarios: both poolers offer TLS to the clients that ask.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/tls.key" -out "$work/tls.crt" \
+	-days 2 -subj /CN=localhost >"$work/openssl.log" 2>&1 || die "openssl could not make a certificate"
+chmod 600 "$work/tls.key"
 pgbouncer_port=$(free_port "$pg_port")
 sluice_port=$(free_port "$pg_port" "$pgbouncer_port")
 
@@ -247,11 +255,14 @@ max_client_conn = $max_client_conn
 log_connections = 0
 log_disconnections = 0
 logfile = $work/$1.log
+client_tls_sslmode = allow
+client_tls_key_file = $work/tls.key
+client_tls_cert_file = $work/tls.crt
 EOF
 }
 write_ini pgbouncer pgbouncer "$pgbouncer_port"
 write_ini sluice sluice "$sluice_port"
-[ "$is_root" = 1 ] && chown postgres: "$work"/*.ini "$work/userlist.txt"
+[ "$is_root" = 1 ] && chown postgres: "$work"/*.ini "$work/userlist.txt" "$work"/tls.*
 # Copied so that the user postgres can run it wherever the build is.
 cp "$sluice_bin" "$work/sluice"
 chmod 755 "$work/sluice"
@@ -330,9 +341,12 @@ for pooler in pgbouncer sluice; do
 	pid_var=${pooler}_pid
 	sleep 1
 	rss_idle=$(rss_kib "${!pid_var}")
-	for n in "${idle_counts[@]}"; do
-		log "memory: $pooler with $n idle clients"
-		"$idle_tool" "host=127.0.0.1 port=${!port_var} user=bench dbname=bench password=$password" \
+	for spec in "${idle_specs[@]}"; do
+		IFS='|' read -r n sslmode <<<"$spec"
+		label=$pooler
+		[ "$sslmode" = require ] && label="$pooler TLS"
+		log "memory: $label with $n idle clients"
+		"$idle_tool" "host=127.0.0.1 port=${!port_var} user=bench dbname=bench password=$password sslmode=$sslmode" \
 			"$n" >"$work/idle.out" 2>&1 &
 		idle_pid=$!
 		for i in $(seq 600); do
@@ -363,7 +377,7 @@ for pooler in pgbouncer sluice; do
 		sleep 3
 		rss_after=NA
 		kill -0 "${!pid_var}" 2>/dev/null && rss_after=$(rss_kib "${!pid_var}")
-		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$pooler" "$n" "$ok" "$failed" \
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$n" "$ok" "$failed" \
 			"$rss_idle" "$rss_n" "$per" "$rss_after" "$note" >>"$mem_tsv"
 		ensure_pooler "$pooler" "memory test with $n idle clients"
 	done
@@ -372,6 +386,7 @@ done
 # ---- pgbench scenarios ---------------------------------------------------------------
 
 # name | pgbench options | targets (direct n/a where PostgreSQL cannot take the clients)
+# | sslmode of the clients (default disable; the _tls scenarios encrypt client to pooler)
 scenarios=(
 	"select_simple_c50|-S -M simple -c 50 -j 2|direct pgbouncer sluice"
 	"select_connect_c20|-S -M simple -C -c 20 -j 2|direct pgbouncer sluice"
@@ -379,6 +394,9 @@ scenarios=(
 	"select_extended_c50|-S -M extended -c 50 -j 2|direct pgbouncer sluice"
 	"select_simple_c1000|-S -M simple -c 1000 -j 2|pgbouncer sluice"
 	"select_prepared_c50|-S -M prepared -c 50 -j 2|direct sluice"
+	"select_simple_tls_c50|-S -M simple -c 50 -j 2|pgbouncer sluice|require"
+	"select_connect_tls_c20|-S -M simple -C -c 20 -j 2|pgbouncer sluice|require"
+	"tpcb_tls_c50|-M simple -c 50 -j 2|pgbouncer sluice|require"
 )
 
 runs_tsv=$out_dir/runs.tsv
@@ -386,9 +404,10 @@ printf 'round\tscenario\ttarget\texit\ttps\tlat_avg_ms\tlat_p99_ms\ttransactions
 	>"$runs_tsv"
 mkdir -p "$work/txlog" "$out_dir/pgbench"
 
-# Runs scenario $2 ($3 = options) against target $4 in round $1; appends a row.
+# Runs scenario $2 ($3 = options) against target $4 in round $1, with libpq's
+# sslmode $5; appends a row.
 run_one() {
-	local round=$1 scen=$2 opts=$3 target=$4 port pid=
+	local round=$1 scen=$2 opts=$3 target=$4 sslmode=${5:-disable} port pid=
 	case "$target" in
 	direct) port=$pg_port ;;
 	pgbouncer) port=$pgbouncer_port; pid=$pgbouncer_pid ;;
@@ -401,7 +420,7 @@ run_one() {
 	local cpu0=0 cpu1=0 rc=0
 	[ -n "$pid" ] && cpu0=$(cpu_ticks "$pid")
 	# shellcheck disable=SC2086 # $opts is a list of options
-	timeout -k 5 $((duration * 3 + 60)) "$pgbench" -n $opts -T "$duration" \
+	PGSSLMODE=$sslmode timeout -k 5 $((duration * 3 + 60)) "$pgbench" -n $opts -T "$duration" \
 		-h 127.0.0.1 -p "$port" -U bench --log --log-prefix="$prefix" bench \
 		>"$out" 2>&1 &
 	pgbench_pid=$!
@@ -456,12 +475,12 @@ run_one() {
 
 for round in $(seq "$rounds"); do
 	for s in "${scenarios[@]}"; do
-		IFS='|' read -r scen opts targets <<<"$s"
+		IFS='|' read -r scen opts targets sslmode <<<"$s"
 		read -ra tl <<<"$targets"
 		# Rotate the order of the targets by one each round.
 		cnt=${#tl[@]}
 		for i in $(seq 0 $((cnt - 1))); do
-			run_one "$round" "$scen" "$opts" "${tl[$(((i + round - 1) % cnt))]}"
+			run_one "$round" "$scen" "$opts" "${tl[$(((i + round - 1) % cnt))]}" "$sslmode"
 		done
 	done
 done

@@ -524,6 +524,31 @@ START_TEST(test_server_disable_logs_in_in_the_clear)
 }
 END_TEST
 
+/* A change of server_tls_sslmode (SET or RELOAD) replaces the servers open with new ones. */
+START_TEST(test_server_tls_change_reconnects_the_servers)
+{
+	struct harness_sluice *s = harness_sluice_start(
+		"auth_type = md5\nadmin_users = md5user\npool_mode = transaction\n"
+		"server_tls_sslmode = disable\n",
+		NULL,
+		USERLIST);
+	PGconn *c = harness_connect(s, APP);
+	ck_assert(!server_side_is_tls(c));
+	char *pid = harness_query_text(c, "SELECT pg_backend_pid()");
+	PGconn *console = harness_connect(s, "dbname=pgbouncer user=md5user password=md5userpw");
+	free(harness_query_text(console, "SET server_tls_sslmode = require"));
+	PQfinish(console);
+	/* The idle server is gone; the next transaction logs in anew, over TLS. */
+	ck_assert(server_side_is_tls(c));
+	char *pid2 = harness_query_text(c, "SELECT pg_backend_pid()");
+	ck_assert_str_ne(pid, pid2);
+	free(pid);
+	free(pid2);
+	PQfinish(c);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
 /* verify-full against the host name in [databases]: the right CA passes, another fails the login. */
 START_TEST(test_server_verify_full_checks_the_server_certificate)
 {
@@ -716,6 +741,7 @@ static Suite *tls_suite(void)
 		(int)(sizeof(hostile_cases) / sizeof(hostile_cases[0])));
 	tcase_add_test(tc, test_server_require_logs_in_over_tls);
 	tcase_add_test(tc, test_server_disable_logs_in_in_the_clear);
+	tcase_add_test(tc, test_server_tls_change_reconnects_the_servers);
 	tcase_add_test(tc, test_server_verify_full_checks_the_server_certificate);
 	tcase_add_test(tc, test_large_copy_both_ways_through_tls_on_both_sides);
 	tcase_add_test(tc, test_slow_tls_reader_keeps_sluice_memory_bounded);
