@@ -382,8 +382,13 @@ static void login_done(struct client *c)
 		auth_session_free(c->auth);
 		c->auth = NULL;
 	}
-	if (w->cfg->log_connections)
-		clog(LOG_LEVEL_INFO, c, "login attempt: db=%s user=%s", c->db_name, c->user_name);
+	if (w->cfg->log_connections) {
+		/* PgBouncer's line, with its tls= part when the client is encrypted. */
+		char tls[64];
+		stream_tls_describe(&c->stream, tls, sizeof(tls));
+		clog(LOG_LEVEL_INFO, c, "login attempt: db=%s user=%s%s%s", c->db_name,
+		     c->user_name, tls[0] ? " tls=" : "", tls);
+	}
 	if (c->replication) {
 		/* Greeted from a server of its own, once pool.c has opened it and it logged in. */
 		c->request_time = uv_now(w->loop);

@@ -651,6 +651,13 @@ void pool_server_logged_in(struct pool *p, struct server *s)
 	pool_kick(p);
 }
 
+void pool_forget_login_failure(struct pool *p)
+{
+	p->last_error_at = 0;
+	p->hosts_failed = 0;
+	worker_schedule_kick(p->w, p);
+}
+
 void pool_server_login_failed(struct pool *p, int host, const uint8_t *err_msg, size_t len,
 			      const char *reason, bool transient)
 {

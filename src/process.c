@@ -87,7 +87,8 @@ static struct tls_ctx *side_tls(const struct config *cfg, bool accept, struct tl
 	struct tls_ctx *ctx = tls_ctx_new(&ts, accept, err, sizeof(err));
 	if (ctx)
 		return ctx;
-	log_error("%s_tls settings: %s%s", accept ? "client" : "server", err,
+	/* "TLS setup failed" is PgBouncer's, which its operators and tests match. */
+	log_error("TLS setup failed: %s_tls settings: %s%s", accept ? "client" : "server", err,
 		  old ? "; the previous TLS context stays in use" : "");
 	*failed = true;
 	return old ? tls_ctx_ref(old) : NULL;

@@ -225,7 +225,7 @@ struct tls_ctx *tls_ctx_new(const struct tls_settings *ts, bool accept, char *er
 	}
 	if (is_set(ts->tls13_ciphers) && strcasecmp(ts->tls13_ciphers, "default") != 0 &&
 	    SSL_CTX_set_ciphersuites(c, ts->tls13_ciphers) != 1) {
-		openssl_error(err, errlen, "no usable cipher suite in the tls13_ciphers setting");
+		openssl_error(err, errlen, "failed to set the TLSv1.3 cipher suites");
 		goto fail;
 	}
 	if (is_set(ts->ecdhcurve) && strcasecmp(ts->ecdhcurve, "auto") != 0 &&

@@ -343,6 +343,9 @@ void worker_install_tls(struct worker *w, struct tls_ctx *client_tls, struct tls
 			next = TAILQ_NEXT(s, link);
 			server_mark_close_needed(s);
 		}
+		struct pool *p;
+		TAILQ_FOREACH(p, &w->pools, link)
+			pool_forget_login_failure(p);
 	}
 	tls_ctx_unref(w->client_tls);
 	tls_ctx_unref(w->server_tls);

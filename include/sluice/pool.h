@@ -171,6 +171,12 @@ void pool_server_logged_in(struct pool *p, struct server *s);
  * queued for the next attempt, as PgBouncer does; any other fails them with
  * the reason; either way the pool waits server_login_retry.
  */
+/*
+ * Forgets the last failed login (server_login_retry's wait and cached
+ * error): the way servers are reached changed, so the next client tries
+ * again at once.
+ */
+void pool_forget_login_failure(struct pool *p);
 void pool_server_login_failed(struct pool *p, int host, const uint8_t *err_msg, size_t len,
 			      const char *reason, bool transient);
 /* A tracked parameter as client c's session has it: its own choice or the default. */
