@@ -267,10 +267,11 @@ void stream_forward(struct stream *dst, struct stream *src, size_t len);
 void stream_write(struct stream *dst, const void *p, size_t len);
 /* Sends everything queued on s now (normally stream_ctx_flush does it). */
 void stream_flush(struct stream *s);
-/* Bytes queued or in flight. */
+/* Bytes queued or in flight (for backpressure). */
 static inline size_t stream_unsent(const struct stream *s)
 {
-	return s->pending + s->queued;
+	/* A TLS stream's ciphertext waits in its engine until the flush: it counts too. */
+	return s->pending + s->queued + (s->tls ? tls_conn_pending(s->tls) : 0);
 }
 
 /*
