@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz.h"
 
 #define SEED 0x4ba5eedu
 #define RANDOM_FILES 20000
@@ -49,10 +49,7 @@ static uint32_t rng = SEED;
 
 static uint32_t next_random(void)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 17;
-	rng ^= rng << 5;
-	return rng;
+	return fuzz_random(&rng);
 }
 
 int main(void)

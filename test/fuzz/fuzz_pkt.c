@@ -21,20 +21,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "sluice/buf.h"
 #include "sluice/http_parse.h"
 #include "sluice/pkt.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Inputs are cut here so that one run stays fast whatever the fuzzer sends. */
 #define FUZZ_MAX_INPUT (256u * 1024u)
 
-#define FUZZ_CHECK(cond)                                                                           \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			abort();                                                                   \
-	} while (0)
 
 static uint8_t *copy_exact(const uint8_t *p, size_t n)
 {

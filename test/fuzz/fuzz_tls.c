@@ -24,15 +24,10 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "fuzz.h"
 #include "sluice/tls.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FUZZ_CHECK(cond)                                                                           \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			abort();                                                                   \
-	} while (0)
 
 static struct tls_ctx *accept_ctx, *connect_ctx;
 

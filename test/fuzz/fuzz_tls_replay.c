@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "sluice/tls.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 extern size_t fuzz_tls_bytes_out;
 
 #define SEED 0x7151eedu
@@ -23,10 +23,7 @@ static uint32_t rng = SEED;
 
 static uint32_t next_random(void)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 17;
-	rng ^= rng << 5;
-	return rng;
+	return fuzz_random(&rng);
 }
 
 /* The target on (control byte, bytes). */

@@ -744,19 +744,6 @@ START_TEST(test_relay_client_abort_mid_transaction_releases_locks)
 }
 END_TEST
 
-/* sluice's resident memory in KiB, from /proc/<pid>/status. */
-static long sluice_rss_kib(const struct harness_sluice *s)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)s->pid);
-	char *status = harness_read_file(path);
-	const char *line = strstr(status, "VmRSS:");
-	ck_assert_ptr_nonnull(line);
-	long kib = atol(line + strlen("VmRSS:"));
-	free(status);
-	return kib;
-}
-
 /*
  * A client that asks for a 100 MB result and does not read it: sluice stops
  * reading from the server once the client's socket is full (backpressure),
@@ -768,13 +755,13 @@ START_TEST(test_relay_slow_reader_keeps_sluice_memory_bounded)
 	struct harness_sluice *s = start_tx(1, NULL);
 	PGconn *conn = harness_connect(s, MD5USER);
 	harness_expect_answer(conn, "SELECT 1", "1");
-	long before = sluice_rss_kib(s);
+	long before = harness_sluice_rss_kib(s);
 	ck_assert_int_eq(PQsendQuery(conn, "SELECT g, repeat('x', 1000) FROM generate_series(1, "
 					   "100000) g"),
 			 1);
 	/* Long enough for PostgreSQL to have produced all of it if nothing held it back. */
 	harness_sleep_ms(2000);
-	long during = sluice_rss_kib(s);
+	long during = harness_sluice_rss_kib(s);
 	ck_assert_msg(during - before < 20 * 1024,
 		      "sluice grew by %ld KiB while the client did not read a 100 MB result",
 		      during - before);

@@ -656,19 +656,6 @@ START_TEST(test_large_copy_both_ways_through_tls_on_both_sides)
 }
 END_TEST
 
-/* sluice's resident memory in KiB, from /proc/<pid>/status. */
-static long sluice_rss_kib(const struct harness_sluice *s)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)s->pid);
-	char *status = harness_read_file(path);
-	const char *line = strstr(status, "VmRSS:");
-	ck_assert_ptr_nonnull(line);
-	long kib = atol(line + strlen("VmRSS:"));
-	free(status);
-	return kib;
-}
-
 /*
  * A TLS client that asks for a 100 MB result and does not read it: the
  * engine's output counts as unsent, so sluice stops reading the server and
@@ -683,13 +670,13 @@ START_TEST(test_slow_tls_reader_keeps_sluice_memory_bounded)
 	free(ini);
 	PGconn *conn = harness_connect(s, APP " sslmode=require");
 	harness_expect_answer(conn, "SELECT 1", "1");
-	long before = sluice_rss_kib(s);
+	long before = harness_sluice_rss_kib(s);
 	ck_assert_int_eq(
 		PQsendQuery(conn, "SELECT g, repeat('x', 1000) FROM generate_series(1, 100000) g"), 1);
 	harness_sleep_ms(2000);
-	long during = sluice_rss_kib(s);
+	long during = harness_sluice_rss_kib(s);
 	harness_sleep_ms(2000);
-	long later = sluice_rss_kib(s);
+	long later = harness_sluice_rss_kib(s);
 	fprintf(stderr, "slow TLS reader: sluice grew by %ld KiB, then by %ld KiB\n",
 		during - before, later - during);
 #ifdef __SANITIZE_ADDRESS__

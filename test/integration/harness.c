@@ -1655,3 +1655,16 @@ void harness_pg_enable_ssl(void)
 {
 	pg_ssl = true;
 }
+
+long harness_sluice_rss_kib(const struct harness_sluice *s)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)s->pid);
+	char *status = harness_read_file(path);
+	ck_assert_msg(status != NULL, "%s: sluice is gone", path);
+	const char *line = strstr(status, "VmRSS:");
+	ck_assert_ptr_nonnull(line);
+	long kib = atol(line + strlen("VmRSS:"));
+	free(status);
+	return kib;
+}

@@ -172,6 +172,9 @@ void harness_sluice_signal(struct harness_sluice *s, int sig);
 /* Stops the process if it still runs (SIGKILL), removes its directory, frees s. */
 void harness_sluice_free(struct harness_sluice *s);
 
+/* The process's resident memory in KiB (VmRSS of /proc/<pid>/status); fails the test if gone. */
+long harness_sluice_rss_kib(const struct harness_sluice *s);
+
 /* The whole log so far, as a heap string the caller frees. */
 char *harness_sluice_log(const struct harness_sluice *s);
 /* How many times needle occurs in the log so far. */
