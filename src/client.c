@@ -120,6 +120,7 @@ void client_set_state(struct client *c, enum client_state st)
 	}
 	c->state = st; /* the one write of client->state: client_set_state */
 	c->state_since = uv_now(c->w->loop);
+	c->state_seq = ++c->w->state_changes;
 	if (st == CLIENT_WAITING || st == CLIENT_WAITING_REPLICATION)
 		c->wait_start_us = uv_hrtime() / 1000;
 	clog(LOG_LEVEL_DEBUG, c, "%s -> %s", state_names[old], state_names[st]);

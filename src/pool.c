@@ -399,13 +399,14 @@ static void link_waiter(struct pool *p, struct client *c, struct server *s)
 	client_linked(c);
 }
 
-/* Fails the clients of q that started waiting after since; see below. */
-static void fail_waiters_since(struct client_list *q, uint64_t since, const char *reason)
+/* Fails the clients of q that started waiting after the state change seq; see below. */
+static void fail_waiters_since(struct client_list *q, uint64_t seq, const char *reason)
 {
 	struct client *c, *next;
 	for (c = TAILQ_FIRST(q); c; c = next) {
 		next = TAILQ_NEXT(c, state_link);
-		if (c->state_since > since)
+		/* A sequence, not a time: a newcomer may arrive in the failure's millisecond. */
+		if (c->state_seq > seq)
 			client_fail(
 				c, SQLSTATE_CONNECTION_FAILURE,
 				"server login has been failing, cached error: %s (server_login_retry)",
@@ -429,8 +430,8 @@ static void fail_waiters_while_login_fails(struct pool *p)
 	if (p->last_error_transient) {
 		if (pool_servers_of(p) - p->n_sv_login > 0)
 			return;
-		fail_waiters_since(&p->waiting_login, p->last_error_at, p->last_error_reason);
-		fail_waiters_since(&p->waiting, p->last_error_at, p->last_error_reason);
+		fail_waiters_since(&p->waiting_login, p->last_error_seq, p->last_error_reason);
+		fail_waiters_since(&p->waiting, p->last_error_seq, p->last_error_reason);
 		return;
 	}
 	while ((c = TAILQ_FIRST(&p->waiting_login)) != NULL)
@@ -679,6 +680,7 @@ void pool_server_login_failed(struct pool *p, int host, const uint8_t *err_msg, 
 	else
 		pkt_put_ErrorResponse(&p->last_error, "FATAL", SQLSTATE_CONNECTION_FAILURE, reason);
 	p->last_error_at = uv_now(p->w->loop);
+	p->last_error_seq = p->w->state_changes;
 	snprintf(p->last_error_reason, sizeof(p->last_error_reason), "%s", reason);
 	p->last_login_ok = false;
 	p->last_error_transient = transient;

@@ -103,6 +103,7 @@ struct client {
 
 	uint64_t connect_time; /* uv_now */
 	uint64_t state_since; /* uv_now at the last state change */
+	uint64_t state_seq; /* worker->state_changes then: orders changes within a millisecond */
 	uint64_t wait_notified_since; /* state_since of the wait query_wait_notify told it of */
 	uint64_t wait_start_us; /* uv_hrtime/1000 when it started waiting */
 

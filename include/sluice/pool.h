@@ -71,6 +71,7 @@ struct pool {
 	/* The last server login failure, and when: drives server_login_retry. */
 	struct buf_out last_error; /* an ErrorResponse message, ready to send */
 	uint64_t last_error_at; /* uv_now; 0 = none */
+	uint64_t last_error_seq; /* worker->state_changes then: who was waiting before it */
 	char last_error_reason[256]; /* why, for the log lines of the clients it fails */
 	bool last_login_ok; /* the most recent login attempt succeeded */
 	bool last_error_transient; /* it kept the waiters queued (pool_server_login_failed) */

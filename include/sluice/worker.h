@@ -126,6 +126,7 @@ struct worker {
 	uint64_t stats_tls_handshakes[2];
 	uint64_t stats_tls_failures[2];
 	uint64_t next_conn_id; /* clients and servers share one sequence, as in PgBouncer */
+	uint64_t state_changes; /* client state changes so far (client->state_seq) */
 
 	/* Clients their servers let go of this round, to run in the check phase (client_unlinked). */
 	struct client_list released;
