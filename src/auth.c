@@ -177,11 +177,24 @@ static int secret_init(struct auth_secret *sec, char *text)
 	return 0;
 }
 
-static void user_free(struct auth_user *u)
+void auth_user_free(struct auth_user *u)
 {
+	if (!u)
+		return;
 	free(u->name);
 	secret_deinit(&u->secret);
 	free(u);
+}
+
+struct auth_user *auth_user_new(const char *name, const char *secret)
+{
+	struct auth_user *u = xcalloc(1, sizeof(*u));
+	u->name = xstrdup(name);
+	if (secret_init(&u->secret, xstrdup(secret ? secret : "")) < 0) {
+		auth_user_free(u);
+		return NULL;
+	}
+	return u;
 }
 
 /* One line of the file: 1 if it held a user, 0 if blank/comment, -1 with err. */
@@ -218,7 +231,7 @@ static int parse_line(char *line, struct auth_user **out, const char **why)
 	u->name = name;
 	if (secret_init(&u->secret, text) < 0) {
 		*why = "malformed SCRAM-SHA-256 secret";
-		user_free(u);
+		auth_user_free(u);
 		return -1;
 	}
 	*out = u;
@@ -258,7 +271,7 @@ int auth_userlist_load(const char *path, struct auth_userlist **out, char *err, 
 		HASH_FIND_STR(list->users, u->name, old);
 		if (old) {
 			HASH_DEL(list->users, old);
-			user_free(old);
+			auth_user_free(old);
 		}
 		HASH_ADD_KEYPTR(hh, list->users, u->name, strlen(u->name), u);
 	}
@@ -294,7 +307,7 @@ void auth_userlist_unref(struct auth_userlist *list)
 	struct auth_user *u, *tmp;
 	HASH_ITER(hh, list->users, u, tmp) {
 		HASH_DEL(list->users, u);
-		user_free(u);
+		auth_user_free(u);
 	}
 	free(list);
 }
@@ -383,7 +396,7 @@ struct auth_session *auth_session_new(enum auth_type type, const char *user_name
 		s->doomed = "no such user";
 	}
 	if (user && s->secret.kind == AUTH_SECRET_NONE)
-		s->doomed = "user has no password in the auth_file";
+		s->doomed = "user has no password";
 
 	switch (type) {
 	case AUTH_TYPE_TRUST:

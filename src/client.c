@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "sluice/admin.h"
+#include "sluice/authq.h"
 #include "sluice/cancel.h"
 #include "sluice/derive.h"
 #include "sluice/hba.h"
@@ -87,6 +88,9 @@ void client_check(const struct client *c)
 	/* A key derivation belongs to a login; client_close() abandons it. */
 	if (c->derive)
 		assert(c->state == CLIENT_LOGIN && c->auth != NULL);
+	/* So does a look-up, which comes before the exchange. */
+	if (c->authq)
+		assert(c->state == CLIENT_LOGIN && c->auth == NULL && c->derive == NULL);
 	/* A replication client never shares a server, nor an ordinary client a replication one. */
 	if (c->state == CLIENT_WAITING_REPLICATION)
 		assert(c->replication != PKT_REPLICATION_NONE);
@@ -138,6 +142,8 @@ static void on_stream_closed(struct stream *st)
 	free(c->user_name);
 	free(c->admin_wait_db);
 	free(c->startup_options);
+	auth_user_free(c->looked_up);
+	free(c->looked_up_key);
 	free(c);
 }
 
@@ -166,6 +172,8 @@ void client_close(struct client *c, const char *reason)
 		derive_abandon(c->derive);
 		c->derive = NULL;
 	}
+	authq_cancel(c->authq);
+	c->authq = NULL;
 	client_set_state(c, CLIENT_CLOSED);
 	if (c->released_queued) {
 		TAILQ_REMOVE(&w->released, c, released_link);
@@ -246,6 +254,8 @@ void client_notice(struct client *c, const char *text)
  * in admin_users is counted but never refused. false: c was refused and is
  * closing.
  */
+static bool admit_user(struct client *c, const char *user, bool pass);
+
 static bool client_admit(struct client *c, const char *db, int db_limit, const char *user,
 			 bool pass)
 {
@@ -258,10 +268,15 @@ static bool client_admit(struct client *c, const char *db, int db_limit, const c
 			    "client connections exceeded (max_db_client_connections)");
 		return false;
 	}
-	if (!user)
-		return true;
+	return !user || admit_user(c, user, pass);
+}
+
+/* The user half of client_admit, also for a user an auth_query look-up made known. */
+static bool admit_user(struct client *c, const char *user, bool pass)
+{
+	struct worker *w = c->w;
 	c->counted_user = user;
-	n = worker_count_adjust(&w->user_client_counts, user, +1);
+	int n = worker_count_adjust(&w->user_client_counts, user, +1);
 	int user_limit = config_user_client_limit(w->cfg, user);
 	if (user_limit > 0 && n > user_limit && !pass) {
 		clog(LOG_LEVEL_DEBUG, c, "user %s full of clients (%d > %d)", user, n, user_limit);
@@ -373,7 +388,14 @@ static void login_done(struct client *c)
 			memcpy(p->scram_server_key, sk, 32);
 			p->have_scram_keys = true;
 		}
+		/*
+		 * A password the client sent, else a secret auth_query found that
+		 * can answer a server's password or md5 request.
+		 */
 		const char *pw = auth_session_password(c->auth);
+		const struct auth_secret *ls = c->looked_up ? &c->looked_up->secret : NULL;
+		if (!pw && ls && (ls->kind == AUTH_SECRET_PLAIN || ls->kind == AUTH_SECRET_MD5))
+			pw = ls->text;
 		if (pw && (!p->client_password || strcmp(pw, p->client_password) != 0)) {
 			free(p->client_password);
 			p->client_password = xstrdup(pw);
@@ -383,6 +405,8 @@ static void login_done(struct client *c)
 		auth_session_free(c->auth);
 		c->auth = NULL;
 	}
+	auth_user_free(c->looked_up);
+	c->looked_up = NULL;
 	if (w->cfg->log_connections) {
 		/* PgBouncer's line, with its tls= part when the client is encrypted. */
 		char tls[64];
@@ -454,6 +478,9 @@ static void auth_next(struct client *c, int rc)
 	} else if (rc == AUTH_FAILED) {
 		clog(LOG_LEVEL_WARNING, c, "authentication failed: %s",
 		     auth_session_failure(c->auth));
+		/* A password changed since the secret was cached: read it again next time. */
+		if (c->looked_up_key)
+			authq_forget(c->w->authq, c->looked_up_key);
 		client_fail(c, SQLSTATE_INVALID_PASSWORD,
 			    "password authentication failed for user \"%s\"", c->user_name);
 	}
@@ -564,20 +591,20 @@ static bool hba_method_of(struct client *c, enum auth_type *type)
 	}
 }
 
-static void run_auth(struct client *c, enum auth_type type)
+/*
+ * Authenticates c with type (hba already resolved) against au, the user of
+ * the auth_file or of an auth_query look-up (NULL: unknown).
+ */
+static void authenticate(struct client *c, enum auth_type type, bool from_hba,
+			 const struct auth_user *au)
 {
 	struct worker *w = c->w;
-	const struct auth_user *au = w->userlist ? auth_userlist_find(w->userlist, c->user_name)
-						 : NULL;
 	/*
-	 * trust still requires the user to be listed when there is an auth_file
-	 * (as PgBouncer, in its words). No password hides anything here: a
-	 * listed user gets in at once, so the answer names no secret.
+	 * trust still requires the user to be known when there is an auth_file
+	 * (as PgBouncer, in its words); an hba rule's trust (or peer) is
+	 * PostgreSQL's and needs no listing. No password hides anything here:
+	 * a known user gets in at once, so the answer names no secret.
 	 */
-	/* An hba rule's trust (or peer) is PostgreSQL's: no auth_file listing needed. */
-	bool from_hba = type == AUTH_TYPE_HBA;
-	if (from_hba && !hba_method_of(c, &type))
-		return;
 	if (type == AUTH_TYPE_TRUST && !from_hba && w->userlist && !au) {
 		clog(LOG_LEVEL_WARNING, c, "authentication failed: no such user in the auth_file");
 		client_fail(c, SQLSTATE_INVALID_AUTHORIZATION, "\"trust\" authentication failed");
@@ -608,6 +635,161 @@ static void run_auth(struct client *c, enum auth_type type)
 	write_out(c, &out);
 	buf_out_deinit(&out);
 	auth_next(c, rc);
+}
+
+/* A login failed for the configuration's sake: PgBouncer's words to the client, ours to the log. */
+static void fail_config(struct client *c, const char *why)
+{
+	clog(LOG_LEVEL_ERROR, c, "%s", why);
+	client_fail(c, SQLSTATE_CONFIG_FILE_ERROR, "bouncer config error");
+}
+
+/*
+ * Where c's user is looked up when the auth_file does not list it, as
+ * PgBouncer decides: with the auth_user of c's [databases] entry or the
+ * global one, in the database of the entry's auth_dbname, the global
+ * auth_dbname, or else c's own database. 1: t filled; 0: no look-up (no
+ * auth_user, or a database sluice does not know, which fails later); -1: c
+ * was failed.
+ */
+static int lookup_target(struct client *c, struct authq_target *t)
+{
+	struct worker *w = c->w;
+	const struct config *cfg = w->cfg;
+	const struct config_database *dbc = c->admin_role ? NULL
+							  : config_find_database(cfg, c->db_name);
+	if (!c->admin_role && !dbc)
+		return 0;
+	const char *auth_user = dbc && dbc->auth_user ? dbc->auth_user : cfg->auth_user;
+	if (!*auth_user)
+		return 0;
+	const char *auth_db = dbc && dbc->auth_dbname ? dbc->auth_dbname
+			      : *cfg->auth_dbname     ? cfg->auth_dbname
+						      : c->db_name;
+	const struct config_database *adb = config_find_database(cfg, auth_db);
+	char why[256] = "";
+	if (admin_is_console_db(auth_db))
+		snprintf(why, sizeof(why),
+			 "cannot use the reserved \"%s\" database as an auth_dbname", auth_db);
+	else if (!adb)
+		snprintf(why, sizeof(why), "authentication database \"%s\" is not configured",
+			 auth_db);
+	if (why[0]) {
+		fail_config(c, why);
+		return -1;
+	}
+	struct db_state *ds = worker_db_state(w, auth_db, false);
+	if (ds && ds->disabled) {
+		client_fail(c, SQLSTATE_CANNOT_CONNECT_NOW,
+			    "authentication database \"%s\" is disabled", auth_db);
+		return -1;
+	}
+	/*
+	 * auth_user's password: libpq logs in with a password, so an md5 or
+	 * SCRAM secret in the auth_file cannot serve (the server may still
+	 * trust auth_user, as PgBouncer's docs allow).
+	 */
+	const struct auth_user *au = w->userlist ? auth_userlist_find(w->userlist, auth_user)
+						 : NULL;
+	const char *password = NULL;
+	if (au && au->secret.kind == AUTH_SECRET_PLAIN)
+		password = au->secret.text;
+	else if (au && au->secret.kind != AUTH_SECRET_NONE)
+		clog(LOG_LEVEL_WARNING, c,
+		     "auth_user %s has a hashed secret in the auth_file: the look-up logs in "
+		     "without a password",
+		     auth_user);
+	else if (adb->user && adb->password && strcmp(adb->user, auth_user) == 0)
+		password = adb->password;
+	*t = (struct authq_target){
+		.hosts = adb->hosts,
+		.n_hosts = adb->n_hosts,
+		.dbname = adb->dbname ? adb->dbname : auth_db,
+		.user = auth_user,
+		.password = password,
+		.query = dbc && dbc->auth_query ? dbc->auth_query : cfg->auth_query,
+	};
+	return 1;
+}
+
+static void on_looked_up(void *owner, const struct authq_answer *a);
+
+/*
+ * Chooses the method (an hba rule's under auth_type = hba), looks the user
+ * up when the auth_file does not know it and an auth_user is set, then
+ * authenticates.
+ */
+static void run_auth(struct client *c, enum auth_type type)
+{
+	struct worker *w = c->w;
+	bool from_hba = type == AUTH_TYPE_HBA;
+	if (from_hba && !hba_method_of(c, &type))
+		return;
+	const struct auth_user *au = w->userlist ? auth_userlist_find(w->userlist, c->user_name)
+						 : NULL;
+	if (!au && type != AUTH_TYPE_ANY) {
+		struct authq_target t;
+		int rc = lookup_target(c, &t);
+		if (rc < 0)
+			return;
+		if (rc > 0) {
+			c->auth_type = (uint8_t)type;
+			c->auth_from_hba = from_hba;
+			struct authq_answer now;
+			if (authq_lookup(w->authq, &t, c->user_name, on_looked_up, c, &now,
+					 &c->authq))
+				on_looked_up(c, &now);
+			else
+				clog(LOG_LEVEL_DEBUG, c, "looking the user up with auth_query");
+			return;
+		}
+	}
+	authenticate(c, type, from_hba, au);
+}
+
+/*
+ * The auth_query look-up answered: authenticate against what it found, or
+ * end the login (PgBouncer's words to the client: "no such user", "bouncer
+ * config error"). Bytes the client sent meanwhile are read now.
+ */
+static void on_looked_up(void *owner, const struct authq_answer *a)
+{
+	struct client *c = owner;
+	c->authq = NULL;
+	switch (a->status) {
+	case AUTHQ_FOUND:
+		c->looked_up = auth_user_new(c->user_name, a->secret);
+		if (!c->looked_up) {
+			clog(LOG_LEVEL_WARNING, c, "auth_query returned a malformed SCRAM secret");
+			authq_forget(c->w->authq, a->key);
+			client_fail(c, SQLSTATE_INVALID_PASSWORD,
+				    "password authentication failed for user \"%s\"", c->user_name);
+			return;
+		}
+		c->looked_up_key = xstrdup(a->key);
+		/* Known now: counted against its user's client limit, as PgBouncer does. */
+		if (!c->counted_user && !admit_user(c, c->user_name, false))
+			return;
+		authenticate(c, (enum auth_type)c->auth_type, c->auth_from_hba, c->looked_up);
+		break;
+	case AUTHQ_NOT_FOUND:
+		/* PgBouncer's answer: without a mock exchange, the client learns the user is unknown. */
+		clog(LOG_LEVEL_INFO, c, "no such user: %s", c->user_name);
+		client_fail(c, SQLSTATE_INVALID_AUTHORIZATION, "no such user");
+		return;
+	case AUTHQ_QUERY_FAILED:
+		fail_config(c, a->error);
+		return;
+	case AUTHQ_CONNECT_FAILED:
+		clog(LOG_LEVEL_WARNING, c, "auth_query look-up failed: %s", a->error);
+		client_fail(c, SQLSTATE_CONNECTION_FAILURE,
+			    "could not look the user up in the authentication database");
+		return;
+	}
+	if (c->state == CLIENT_LOGIN && !c->derive) {
+		stream_resume(&c->stream);
+		login_read(c);
+	}
 }
 
 /* Whether the unix-socket peer runs as our own OS user (SO_PEERCRED). */
@@ -979,13 +1161,13 @@ static bool read_auth_message(struct client *c)
 static void login_read(struct client *c)
 {
 	struct stream *st = &c->stream;
-	if (c->derive) {
-		/* A key derivation is pending: hold what arrives, within a bound. */
+	if (c->derive || c->authq) {
+		/* A key derivation or a look-up is pending: hold what arrives, within a bound. */
 		if (stream_avail(st) >= BUF_SIZE / 2)
 			stream_pause(st);
 		return;
 	}
-	while (c->state == CLIENT_LOGIN && !c->derive && stream_avail(st) > 0) {
+	while (c->state == CLIENT_LOGIN && !c->derive && !c->authq && stream_avail(st) > 0) {
 		bool more = c->user_name ? read_auth_message(c) : read_startup_packet(c);
 		if (!more)
 			return;

@@ -375,6 +375,16 @@ static const struct setting settings[] = {
 	  "file of \"user\" \"secret\" lines (PgBouncer userlist.txt format)"),
 	S(auth_hba_file, ST_STRING, "", RELOAD, 0, 0,
 	  "pg_hba.conf-format rules that choose the method under auth_type = hba"),
+	S(auth_user, ST_STRING, "", RELOAD, 0, 0,
+	  "user that runs auth_query for users not in auth_file; empty: no look-ups"),
+	S(auth_query, ST_STRING,
+	  "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END "
+	  "FROM pg_authid WHERE rolname=$1 AND rolcanlogin",
+	  RELOAD, 0, 0, "query returning (user, secret) for $1, the user logging in"),
+	S(auth_dbname, ST_STRING, "", RELOAD, 0, 0,
+	  "[databases] entry auth_query runs in; empty: the client's database"),
+	S(auth_query_cache_ttl, ST_DURATION, "0", RELOAD, 0, 0,
+	  "keep a secret auth_query found this long (dropped when a login with it fails); 0 never"),
 
 	/* Pooling. */
 	S(pool_mode, ST_POOL_MODE, "session", RELOAD, 0, 0,
@@ -518,11 +528,8 @@ static const struct setting settings[] = {
  */
 static const char *const unimplemented_settings[] = {
 	"application_name_add_host",
-	"auth_dbname",
 	"auth_ident_file",
 	"auth_ldap_options",
-	"auth_query",
-	"auth_user",
 	"autodb_idle_timeout",
 	"cancel_wait_timeout",
 	"conffile",
@@ -975,10 +982,9 @@ static const struct entry_key database_keys[] = {
 	{ "datestyle", EK_STRING, D(datestyle), 0 },
 	{ "timezone", EK_STRING, D(timezone), 0 },
 	{ "application_name", EK_STRING, D(application_name), 0 },
-	/* auth_user serves auth_query, which sluice lacks: naming it must not look like it works. */
-	{ "auth_user", EK_UNIMPLEMENTED, 0, 0 },
-	{ "auth_query", EK_UNIMPLEMENTED, 0, 0 },
-	{ "auth_dbname", EK_UNIMPLEMENTED, 0, 0 },
+	{ "auth_user", EK_STRING, D(auth_user), 0 },
+	{ "auth_query", EK_STRING, D(auth_query), 0 },
+	{ "auth_dbname", EK_STRING, D(auth_dbname), 0 },
 	{ "load_balance_hosts", EK_LOAD_BALANCE, D(load_balance_hosts), 0 },
 	{ "target_session_attrs", EK_UNIMPLEMENTED, 0, 0 },
 	{ "query_wait_timeout", EK_DURATION, D(query_wait_timeout), 0 },
@@ -1067,6 +1073,9 @@ static void database_free(struct config_database *db)
 	free(db->datestyle);
 	free(db->timezone);
 	free(db->application_name);
+	free(db->auth_user);
+	free(db->auth_query);
+	free(db->auth_dbname);
 	free(db);
 }
 
@@ -1942,6 +1951,13 @@ static int validate(struct load *ld)
 	}
 	if (cfg->fallback && check_database_sizes(ld, where, cfg->fallback) < 0)
 		return -1;
+	/* The console's database answers no queries: PgBouncer refuses it in its words. */
+	if (strcmp(cfg->auth_dbname, "pgbouncer") == 0 || strcmp(cfg->auth_dbname, "sluice") == 0) {
+		set_error(ld->err, where, 0,
+			  "cannot use the reserved \"%s\" database as an auth_dbname",
+			  cfg->auth_dbname);
+		return -1;
+	}
 	if (cfg->auth_type == AUTH_TYPE_HBA && !*cfg->auth_hba_file) {
 		set_error(ld->err, where, 0, "auth_type = hba needs auth_hba_file");
 		return -1;
@@ -2047,6 +2063,9 @@ static struct config_database *database_copy(const struct config_database *src)
 	db->datestyle = dup_or_null(src->datestyle);
 	db->timezone = dup_or_null(src->timezone);
 	db->application_name = dup_or_null(src->application_name);
+	db->auth_user = dup_or_null(src->auth_user);
+	db->auth_query = dup_or_null(src->auth_query);
+	db->auth_dbname = dup_or_null(src->auth_dbname);
 	db->hosts = xcalloc((size_t)src->n_hosts, sizeof(*db->hosts));
 	for (int i = 0; i < src->n_hosts; i++) {
 		db->hosts[i].host = dup_or_null(src->hosts[i].host);

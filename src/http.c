@@ -41,6 +41,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "sluice/authq.h"
 #include "sluice/http_parse.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
@@ -67,8 +68,6 @@
 #define PROBE_TIMEOUT_MS 1000
 /* At most this many distinct targets per round. */
 #define PROBE_MAX_TARGETS 16
-/* Where libpq looks for PostgreSQL's socket when a database names no host (as server.c). */
-#define PROBE_DEFAULT_SOCKET_DIR "/var/run/postgresql"
 
 /* ---- module state ---------------------------------------------------------------- */
 
@@ -205,7 +204,7 @@ static int probe_target_add(const struct config_database *d, const char **hosts,
 {
 	for (int i = 0; i < d->n_hosts && n < PROBE_MAX_TARGETS; i++) {
 		const struct config_host *ch = &d->hosts[i];
-		const char *host = ch->host && *ch->host ? ch->host : PROBE_DEFAULT_SOCKET_DIR;
+		const char *host = ch->host && *ch->host ? ch->host : CONFIG_DEFAULT_SOCKET_DIR;
 		bool seen = false;
 		for (int k = 0; k < n && !seen; k++)
 			seen = ports[k] == ch->port && strcmp(hosts[k], host) == 0;
@@ -448,6 +447,17 @@ static void render_process_metrics(struct worker *w, struct text *t)
 	for (int i = 0; i < 2; i++)
 		text_printf(t, "sluice_tls_handshake_failures_total{side=\"%s\"} %" PRIu64 "\n",
 			    sides[i], w->stats_tls_failures[i]);
+	/* The look-ups' outcomes, then what the cache and the joining spared. */
+	static const char *const results[] = { "found", "not_found", "query_failed",
+					       "connect_failed" };
+	const struct authq_stats *aqs = authq_stats(w->authq);
+	family(t, "sluice_auth_query_total", "counter",
+	       "auth_query look-ups answered, by result; cached and joined ones ran no query.");
+	for (int i = 0; i < 4; i++)
+		text_printf(t, "sluice_auth_query_total{result=\"%s\"} %" PRIu64 "\n", results[i],
+			    aqs->queries[i]);
+	text_printf(t, "sluice_auth_query_total{result=\"cached\"} %" PRIu64 "\n", aqs->cache_hits);
+	text_printf(t, "sluice_auth_query_total{result=\"joined\"} %" PRIu64 "\n", aqs->joined);
 	int servers = 0;
 	for (struct server *s = server_next(w, NULL); s; s = server_next(w, s))
 		servers++;

@@ -28,7 +28,6 @@
 #define SERVER_MAX_MESSAGE 0x7fffffffu
 /* Largest server message sluice buffers whole to look inside. */
 #define SERVER_MAX_INSPECT (1024 * 1024)
-#define DEFAULT_UNIX_SOCKET_DIR "/var/run/postgresql"
 
 static const char *const state_names[] = {
 #define X(name, text) text,
@@ -1334,7 +1333,7 @@ static void open_server(struct pool *p, struct client *owner)
 
 	s->host_index = pool_pick_host(p);
 	const struct config_host *ch = &p->db->hosts[s->host_index];
-	const char *host = ch->host ? ch->host : DEFAULT_UNIX_SOCKET_DIR;
+	const char *host = ch->host ? ch->host : CONFIG_DEFAULT_SOCKET_DIR;
 	int port = ch->port;
 	s->port = port;
 	if (host[0] != '/')

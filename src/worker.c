@@ -12,6 +12,7 @@
 
 
 #include "sluice/admin.h"
+#include "sluice/authq.h"
 #include "sluice/cancel.h"
 #include "sluice/client.h"
 #include "sluice/derive.h"
@@ -186,6 +187,7 @@ static void on_tick(uv_timer_t *t)
 		server_tick(s, now);
 	}
 	stream_ctx_tick(&w->io, now, LINGER_MS);
+	authq_tick(w->authq, now);
 	cancel_tick(w, now);
 	listener_tick(&w->listeners, now);
 	pool_create_warm(w);
@@ -259,6 +261,8 @@ static void finish_exit(struct worker *w)
 			 w->derive.jobs);
 	listener_stop(&w->listeners, false);
 	http_stop(w);
+	authq_free(w->authq);
+	w->authq = NULL;
 	/*
 	 * Exiting: no waiting for peers to close (the tick that would end it
 	 * stops now). Every stream that was dialing is closed by now.
@@ -299,6 +303,7 @@ void worker_install_config(struct worker *w, struct config *cfg, struct auth_use
 	w->cfg = config_ref(cfg);
 	w->userlist = auth_userlist_ref(ul);
 	configure_streams(w);
+	authq_configure(w->authq, cfg);
 	struct pool *p, *pn;
 	for (p = TAILQ_FIRST(&w->pools); p; p = pn) {
 		pn = TAILQ_NEXT(p, link);
@@ -374,6 +379,8 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg, struct au
 	TAILQ_INIT(&w->released);
 	TAILQ_INIT(&w->kick_queue);
 	derive_queue_init(&w->derive, loop);
+	w->authq = authq_new(loop);
+	authq_configure(w->authq, cfg);
 	w->start_time = (uint64_t)time(NULL);
 	w->stats_rolled_at = uv_now(loop);
 	rand_bytes(w->mock_seed, sizeof(w->mock_seed));

@@ -62,6 +62,15 @@ struct auth_userlist *auth_userlist_ref(struct auth_userlist *list);
 void auth_userlist_unref(struct auth_userlist *list);
 const struct auth_user *auth_userlist_find(const struct auth_userlist *list, const char *name);
 
+/*
+ * A user whose secret comes from elsewhere than the auth_file (an auth_query
+ * look-up), classified as the file's are; secret NULL (SQL NULL) or "" is a
+ * user without a password, whom no password matches. NULL on a malformed
+ * SCRAM secret.
+ */
+struct auth_user *auth_user_new(const char *name, const char *secret);
+void auth_user_free(struct auth_user *u);
+
 /* "md5" + md5_hex(password || user): the form PostgreSQL stores. out: 36 bytes. */
 void auth_md5_secret(const char *password, const char *user, char out[36]);
 /*

@@ -32,7 +32,8 @@
  * worker's login list and its pool's lists, keeps counts, stamps times and
  * logs at debug level). Invariants (client_check): ACTIVE <=> server != NULL;
  * WAITING/WAITING_LOGIN/WAITING_REPLICATION/IDLE/ACTIVE => pool != NULL;
- * CLOSED => on no list; a pending key derivation (derive) => LOGIN;
+ * CLOSED => on no list; a pending key derivation (derive) or auth_query
+ * look-up (authq) => LOGIN;
  * WAITING_REPLICATION <=> a replication client not yet linked, past LOGIN;
  * repl_server => WAITING_REPLICATION; a linked server is a replication
  * server exactly when the client is a replication client, of the same kind.
@@ -72,6 +73,7 @@ const char *client_state_name(enum client_state st);
 struct pool;
 struct server;
 struct derive;
+struct authq_wait;
 
 struct client {
 	struct stream stream;
@@ -92,6 +94,12 @@ struct client {
 
 	struct auth_session *auth;
 	struct derive *derive; /* a key derivation of auth runs on the thread pool (derive.h) */
+	/* An auth_query look-up of its user is under way (authq.h); LOGIN holds until it answers. */
+	struct authq_wait *authq;
+	struct auth_user *looked_up; /* what the look-up found, until login_done */
+	char *looked_up_key; /* its identity, to forget the secret if the login fails */
+	uint8_t auth_type; /* enum auth_type: the method chosen (hba resolved) while looking up */
+	bool auth_from_hba; /* auth_type came from an auth_hba_file rule */
 	struct param_set params; /* what this client's session should look like */
 	struct prepared_client prepared; /* its named prepared statements */
 

@@ -65,6 +65,9 @@ const char *config_load_balance_hosts_name(enum load_balance_hosts lb);
 const char *config_sslmode_name(enum sslmode m);
 
 /* One address of a [databases] entry's host list. */
+/* Where libpq looks for PostgreSQL's unix socket when no host is given (Debian's build). */
+#define CONFIG_DEFAULT_SOCKET_DIR "/var/run/postgresql"
+
 struct config_host {
 	char *host; /* name, address or unix socket directory (starts with '/') */
 	int port;
@@ -99,6 +102,10 @@ struct config_database {
 	char *datestyle;
 	char *timezone;
 	char *application_name;
+	/* auth_query look-ups for this database; NULL: the global setting */
+	char *auth_user;
+	char *auth_query;
+	char *auth_dbname;
 	int line; /* where it was defined, for messages */
 	UT_hash_handle hh;
 };
@@ -159,6 +166,10 @@ struct config {
 	enum auth_type auth_type;
 	char *auth_file;
 	char *auth_hba_file; /* "" none */
+	char *auth_user; /* "" none: users not in auth_file are unknown */
+	char *auth_query; /* $1 is the user name */
+	char *auth_dbname; /* "" the client's database */
+	int64_t auth_query_cache_ttl; /* ms; 0 never kept */
 	enum pool_mode pool_mode;
 	int default_pool_size;
 	int min_pool_size;

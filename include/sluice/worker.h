@@ -121,6 +121,7 @@ struct worker {
 	struct http *http; /* NULL unless metrics_port is set */
 	int client_count;
 	struct derive_queue derive; /* key derivations on the thread pool (derive.h) */
+	struct authq *authq; /* auth_query look-ups (authq.h) */
 	uint64_t stats_logins_evicted; /* logins closed at max_client_conn to make room */
 	/* TLS handshakes completed and failed, [0] with clients, [1] with servers */
 	uint64_t stats_tls_handshakes[2];

@@ -729,32 +729,6 @@ END_TEST
 
 #define EXPORTER "/usr/bin/prometheus-pgbouncer-exporter"
 
-/* GET path from 127.0.0.1:port; the whole response as a heap string, or NULL. */
-static char *http_get(int port, const char *path)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert_int_ge(fd, 0);
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		close(fd);
-		return NULL;
-	}
-	struct timeval tv = { 5, 0 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	char req[256];
-	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
-	ck_assert_int_eq(write(fd, req, (size_t)n), n);
-	size_t cap = 1 << 20, len = 0;
-	char *buf = xmalloc(cap);
-	ssize_t r;
-	while (len + 1 < cap && (r = read(fd, buf + len, cap - 1 - len)) > 0)
-		len += (size_t)r;
-	buf[len] = '\0';
-	close(fd);
-	return buf;
-}
-
 START_TEST(test_debian_exporter_scrapes_the_console)
 {
 	if (access(EXPORTER, X_OK) != 0) {
@@ -785,7 +759,7 @@ START_TEST(test_debian_exporter_scrapes_the_console)
 	char *body = NULL;
 	long deadline = harness_now_ms() + 10000;
 	while (!body && harness_now_ms() < deadline && waitpid(pid, NULL, WNOHANG) == 0) {
-		body = http_get(port, "/metrics");
+		body = harness_http_get(port, "/metrics");
 		if (!body)
 			harness_sleep_ms(100);
 	}

@@ -63,26 +63,6 @@ static char *tls_column(const struct harness_sluice *s, const char *show, const 
 	return v;
 }
 
-/* The body of GET path from sluice's HTTP listener on port (heap). */
-static char *http_get(int port, const char *path)
-{
-	int fd = harness_raw_connect(port);
-	char *req = xasprintf("GET %s HTTP/1.0\r\n\r\n", path);
-	harness_write_all(fd, req, strlen(req));
-	free(req);
-	size_t cap = 65536, n = 0;
-	char *all = xmalloc(cap);
-	ssize_t k;
-	while ((k = read(fd, all + n, cap - n - 1)) > 0) {
-		n += (size_t)k;
-		if (cap - n < 1024)
-			all = xrealloc(all, cap *= 2);
-	}
-	all[n] = 0;
-	close(fd);
-	return all;
-}
-
 /* ---- clients ------------------------------------------------------------------------ */
 
 START_TEST(test_client_require_takes_tls_and_refuses_plaintext_over_tcp)
@@ -151,7 +131,7 @@ START_TEST(test_client_verify_full_checks_sluice_certificate_and_name)
 	harness_expect_answer(c, "SELECT 1", "1");
 	PQfinish(c);
 	/* Three handshakes with clients, one of which failed. */
-	char *body = http_get(http, "/metrics");
+	char *body = harness_http_get(http, "/metrics");
 	ck_assert_msg(strstr(body, "sluice_tls_handshakes_total{side=\"client\"} 3\n") &&
 			      strstr(body, "sluice_tls_handshake_failures_total{side=\"client\"} 1\n"),
 		"%s", body);

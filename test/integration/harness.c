@@ -1668,3 +1668,31 @@ long harness_sluice_rss_kib(const struct harness_sluice *s)
 	free(status);
 	return kib;
 }
+
+char *harness_http_get(int port, const char *path)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		close(fd);
+		return NULL;
+	}
+	struct timeval tv = { 5, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	char *req = xasprintf("GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+	harness_write_all(fd, req, strlen(req));
+	free(req);
+	size_t cap = 65536, n = 0;
+	char *all = xmalloc(cap);
+	ssize_t k;
+	while ((k = read(fd, all + n, cap - n - 1)) > 0) {
+		n += (size_t)k;
+		if (cap - n < 1024)
+			all = xrealloc(all, cap *= 2);
+	}
+	all[n] = 0;
+	close(fd);
+	return all;
+}

@@ -237,6 +237,13 @@ void harness_pg_start(void);
 void harness_pg_restart(void);
 
 /*
+ * GET path from an HTTP listener (sluice's metrics_port) on 127.0.0.1:port:
+ * the whole response, status line and headers included, as a heap string;
+ * NULL when nothing listens there. Bounded by a 5 s receive timeout.
+ */
+char *harness_http_get(int port, const char *path);
+
+/*
  * A blocking TCP socket connected to 127.0.0.1:port, with 10 s send and
  * receive timeouts so that no read can hang a test. For tests that send raw
  * or malformed bytes. Fails the test if it cannot connect; the caller closes it.

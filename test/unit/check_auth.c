@@ -109,6 +109,23 @@ static const struct file_case file_cases[] = {
 	  { { 0 } } },
 };
 
+START_TEST(test_auth_user_new_classifies_a_looked_up_secret)
+{
+	/* SQL NULL and "" are a user without a password, whom nothing matches. */
+	struct auth_user *u = auth_user_new("u", NULL);
+	ck_assert_ptr_nonnull(u);
+	ck_assert_int_eq(u->secret.kind, AUTH_SECRET_NONE);
+	ck_assert_str_eq(u->name, "u");
+	auth_user_free(u);
+	/* A malformed SCRAM secret is refused rather than taken for a password. */
+	ck_assert_ptr_null(auth_user_new("u", "SCRAM-SHA-256$4096:bad"));
+	/* A password that merely starts with md5 is a password. */
+	u = auth_user_new("u", "md5notasecret");
+	ck_assert_int_eq(u->secret.kind, AUTH_SECRET_PLAIN);
+	auth_user_free(u);
+}
+END_TEST
+
 START_TEST(test_auth_userlist_load_table)
 {
 	const struct file_case *tc = &file_cases[_i];
@@ -184,29 +201,20 @@ enum secret_case { SC_PLAIN, SC_MD5, SC_SCRAM, SC_NONE, SC_UNKNOWN };
 
 static const char *secret_texts[] = { PASSWORD, MD5_SECRET, SCRAM_SECRET, "" };
 
-/* A user holding secret kind sc (NULL for SC_UNKNOWN); free with user_free. */
+/*
+ * A user holding secret kind sc (NULL for SC_UNKNOWN), made as an auth_query
+ * look-up makes one, so that the classification is checked too.
+ */
 static struct auth_user *make_user(enum secret_case sc)
 {
 	if (sc == SC_UNKNOWN)
 		return NULL;
-	struct auth_user *u = calloc(1, sizeof(*u));
-	u->name = strdup(USER);
-	u->secret.text = strdup(secret_texts[sc]);
 	static const enum auth_secret_kind kinds[] = { AUTH_SECRET_PLAIN, AUTH_SECRET_MD5,
 						       AUTH_SECRET_SCRAM, AUTH_SECRET_NONE };
-	u->secret.kind = kinds[sc];
-	if (sc == SC_SCRAM)
-		ck_assert_int_eq(scram_parse_secret(SCRAM_SECRET, &u->secret.scram), 0);
+	struct auth_user *u = auth_user_new(USER, secret_texts[sc]);
+	ck_assert_ptr_nonnull(u);
+	ck_assert_int_eq(u->secret.kind, kinds[sc]);
 	return u;
-}
-
-static void user_free(struct auth_user *u)
-{
-	if (!u)
-		return;
-	free(u->name);
-	free(u->secret.text);
-	free(u);
 }
 
 /*
@@ -404,7 +412,7 @@ START_TEST(test_auth_session_conversation_table)
 		ck_assert_mem_eq(r.client_key, ck, SCRAM_KEY_LEN);
 		ck_assert_mem_eq(r.server_key, sk, SCRAM_KEY_LEN);
 	}
-	user_free(u);
+	auth_user_free(u);
 }
 END_TEST
 
@@ -430,7 +438,7 @@ START_TEST(test_auth_scram_keys_log_in_to_server_holding_secret)
 	free(sfin);
 	scram_client_free(c);
 	scram_server_free(srv);
-	user_free(u);
+	auth_user_free(u);
 }
 END_TEST
 
@@ -526,7 +534,7 @@ START_TEST(test_auth_session_rejects_malformed_messages)
 	ck_assert_ptr_nonnull(auth_session_failure(s));
 	auth_session_free(s);
 	buf_out_deinit(&out);
-	user_free(u);
+	auth_user_free(u);
 }
 END_TEST
 
@@ -553,7 +561,7 @@ START_TEST(test_auth_session_rejects_messages_out_of_turn)
 	ck_assert_int_eq(auth_session_start(s, &out), AUTH_FAILED);
 	ck_assert_uint_eq(out.len, 0);
 	auth_session_free(s);
-	user_free(u);
+	auth_user_free(u);
 	buf_out_deinit(&out);
 }
 END_TEST
@@ -616,8 +624,8 @@ START_TEST(test_auth_session_pending_derivation_is_strict)
 	scram_job_free(job);
 	auth_session_free(s);
 
-	user_free(plain);
-	user_free(scram);
+	auth_user_free(plain);
+	auth_user_free(scram);
 	buf_out_deinit(&out);
 }
 END_TEST
@@ -638,7 +646,7 @@ START_TEST(test_auth_md5_salt_is_random)
 	}
 	/* 2^-32 chance of a false failure. */
 	ck_assert(memcmp(salts[0], salts[1], 4) != 0);
-	user_free(u);
+	auth_user_free(u);
 }
 END_TEST
 
@@ -647,6 +655,7 @@ static Suite *auth_suite(void)
 	Suite *s = suite_create("auth");
 	TCase *tc = tcase_create("userlist");
 	tcase_add_loop_test(tc, test_auth_userlist_load_table, 0, (int)ARRAY_SIZE(file_cases));
+	tcase_add_test(tc, test_auth_user_new_classifies_a_looked_up_secret);
 	tcase_add_test(tc, test_auth_userlist_missing_file_names_path);
 	suite_add_tcase(s, tc);
 

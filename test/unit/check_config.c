@@ -559,13 +559,13 @@ START_TEST(test_config_unimplemented_pgbouncer_key_warns_but_loads)
 				       "server_round_robin = 1\n"
 				       "listen_port = 6500\n"
 				       "[databases]\n"
-				       "app = host=db target_session_attrs=any auth_user=x\n"
+				       "app = host=db target_session_attrs=any\n"
 				       "[users]\n"
 				       "bob = query_timeout=5 reserve_pool_size=1\n",
 				       &path, &err);
 	ck_assert_msg(cfg != NULL, "%s", err.text);
 	ck_assert_int_eq(cfg->listen_port, 6500);
-	ck_assert_uint_eq(cfg->warnings, 4);
+	ck_assert_uint_eq(cfg->warnings, 3);
 	/* [users] timeouts are implemented now: taken, not warned about. */
 	ck_assert_int_eq(config_find_user(cfg, "bob")->query_timeout, 5000);
 	config_unref(cfg);
@@ -576,7 +576,6 @@ START_TEST(test_config_unimplemented_pgbouncer_key_warns_but_loads)
 		":3: setting dns_max_ttl is not implemented by sluice yet and is ignored",
 		":4: setting server_round_robin is not implemented by sluice yet and is ignored",
 		":7: database \"app\": target_session_attrs is not implemented by sluice yet",
-		":7: database \"app\": auth_user is not implemented by sluice yet",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(expect); i++) {
 		char *want = xasprintf("%s%s", path, expect[i]);
@@ -743,6 +742,42 @@ START_TEST(test_config_fallback_database_catches_unknown_names)
 	/* The fallback connects to whatever database the client asked for. */
 	ck_assert_ptr_null(db->dbname);
 	config_unref(cfg);
+}
+END_TEST
+
+START_TEST(test_config_auth_query_settings_global_and_per_database)
+{
+	struct config_error err;
+	struct config *cfg = load_text(
+		"[databases]\n"
+		"app = host=a auth_user=looker auth_query='SELECT u, p FROM f($1)' auth_dbname=meta\n"
+		"meta = host=b\n"
+		"[pgbouncer]\nauth_user = global_looker\nauth_query_cache_ttl = 30\n",
+		NULL, &err);
+	ck_assert_msg(cfg != NULL, "%s", err.text);
+	const struct config_database *app = config_find_database(cfg, "app");
+	ck_assert_str_eq(app->auth_user, "looker");
+	ck_assert_str_eq(app->auth_query, "SELECT u, p FROM f($1)");
+	ck_assert_str_eq(app->auth_dbname, "meta");
+	ck_assert_ptr_null(config_find_database(cfg, "meta")->auth_user);
+	ck_assert_str_eq(cfg->auth_user, "global_looker");
+	ck_assert_int_eq(cfg->auth_query_cache_ttl, 30000);
+	/* PgBouncer's default query, and no authentication database: the client's own. */
+	ck_assert_ptr_nonnull(strstr(cfg->auth_query, "FROM pg_authid WHERE rolname=$1"));
+	ck_assert_str_eq(cfg->auth_dbname, "");
+	/* A copy (SET, RELOAD) keeps the per-database ones. */
+	struct config *copy = config_copy(cfg);
+	ck_assert_str_eq(config_find_database(copy, "app")->auth_query, "SELECT u, p FROM f($1)");
+	config_unref(copy);
+	config_unref(cfg);
+
+	/* The console's database answers no queries: refused in PgBouncer's words. */
+	for (int i = 0; i < 2; i++) {
+		char *text = xasprintf("[pgbouncer]\nauth_dbname = %s\n", i ? "sluice" : "pgbouncer");
+		ck_assert_ptr_null(load_text(text, NULL, &err));
+		ck_assert_msg(strstr(err.text, "cannot use the reserved") != NULL, "%s", err.text);
+		free(text);
+	}
 }
 END_TEST
 
@@ -1229,6 +1264,7 @@ static Suite *config_suite(void)
 			    ARRAY_SIZE(bool_cases));
 	tcase_add_test(tc, test_config_databases_parse_connection_strings);
 	tcase_add_test(tc, test_config_fallback_database_catches_unknown_names);
+	tcase_add_test(tc, test_config_auth_query_settings_global_and_per_database);
 	tcase_add_test(tc, test_config_host_list_pairs_ports_with_hosts);
 	tcase_add_test(tc, test_config_peers_section_names_the_other_processes);
 	tcase_add_test(tc, test_config_users_section_sets_per_user_limits);

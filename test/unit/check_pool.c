@@ -14,6 +14,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "sluice/authq.h"
 #include "sluice/client.h"
 #include "sluice/config.h"
 #include "sluice/pool.h"
@@ -42,11 +43,20 @@ static void setup(void)
 	pool = pool_get(&w, "app", "alice", &db);
 }
 
+static void close_unless_closing(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
 static void teardown(void)
 {
 	pool_free(pool);
+	authq_free(w.authq);
+	w.authq = NULL;
 	/* The handles worker_init made were never started; close them before the loop. */
-	uv_walk(&loop, (uv_walk_cb)(void (*)(void))uv_close, NULL);
+	uv_walk(&loop, close_unless_closing, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	worker_deinit(&w);
 	uv_loop_close(&loop);
