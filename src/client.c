@@ -144,6 +144,7 @@ static void on_stream_closed(struct stream *st)
 	free(c->startup_options);
 	auth_user_free(c->looked_up);
 	free(c->looked_up_key);
+	free(c->ident_map);
 	free(c);
 }
 
@@ -511,16 +512,26 @@ static void on_derived(void *owner, struct scram_job *job)
 }
 
 /* Runs the authentication exchange with the stored secret of the client's user. */
-/* The unix-socket peer's OS user name is user (hba's peer method). */
-static bool peer_user_is(struct client *c, const char *user)
+/*
+ * hba's peer method: the unix-socket peer's OS user is the user, or, with
+ * an ident map, the map lets that OS user log in as the user.
+ */
+static bool peer_may_be(struct client *c, const char *map)
 {
 	unsigned uid;
 	if (!c->stream.is_pipe || !stream_peer_cred(&c->stream, &uid, &c->peer_pid))
 		return false;
 	char buf[1024];
 	struct passwd pw, *found = NULL;
-	return getpwuid_r((uid_t)uid, &pw, buf, sizeof(buf), &found) == 0 && found &&
-	       strcmp(found->pw_name, user) == 0;
+	if (getpwuid_r((uid_t)uid, &pw, buf, sizeof(buf), &found) != 0 || !found)
+		return false;
+	if (!map)
+		return strcmp(found->pw_name, c->user_name) == 0;
+	if (hba_ident_allows(c->w->hba, map, found->pw_name, c->user_name))
+		return true;
+	/* PgBouncer's words, for operators who grep for them. */
+	clog(LOG_LEVEL_WARNING, c, "ident map %s cannot be matched", map);
+	return false;
 }
 
 /*
@@ -540,7 +551,8 @@ static bool hba_method_of(struct client *c, enum auth_type *type)
 			       .database = c->db_name,
 			       .user = c->user_name };
 	int line = 0;
-	enum hba_method m = h ? hba_match(h, &hc, &line) : HBA_NO_MATCH;
+	const char *map = NULL;
+	enum hba_method m = h ? hba_match(h, &hc, &line, &map) : HBA_NO_MATCH;
 	char host[64] = "[local]";
 	int port;
 	if (!c->stream.is_pipe)
@@ -559,10 +571,13 @@ static bool hba_method_of(struct client *c, enum auth_type *type)
 		*type = AUTH_TYPE_SCRAM_SHA_256;
 		return true;
 	case HBA_CERT:
+		/* Checked once the user is known (authenticate); the map may be reloaded meanwhile. */
+		free(c->ident_map);
+		c->ident_map = map ? xstrdup(map) : NULL;
 		*type = AUTH_TYPE_CERT;
 		return true;
 	case HBA_PEER:
-		if (peer_user_is(c, c->user_name)) {
+		if (peer_may_be(c, map)) {
 			*type = AUTH_TYPE_TRUST;
 			return true;
 		}
@@ -619,8 +634,16 @@ static void authenticate(struct client *c, enum auth_type type, bool from_hba,
 		const char *cn = tls ? tls_conn_peer_cn(tls) : NULL;
 		const char *why = !tls	? "TLS connection required"
 				  : !cn ? "TLS client certificate required"
-				  : strcmp(cn, c->user_name) != 0 ? "TLS certificate name mismatch"
-								  : NULL;
+					: NULL;
+		/* With an hba rule's map=, the ident map says which users the name may be. */
+		if (!why && c->ident_map &&
+		    (!w->hba || !hba_ident_allows(w->hba, c->ident_map, cn, c->user_name))) {
+			clog(LOG_LEVEL_WARNING, c, "ident map: %s does not have a match",
+			     c->ident_map);
+			why = "certificate authentication failed";
+		} else if (!why && !c->ident_map && strcmp(cn, c->user_name) != 0) {
+			why = "TLS certificate name mismatch";
+		}
 		if (why) {
 			clog(LOG_LEVEL_WARNING, c, "authentication failed: %s", why);
 			client_fail(c, SQLSTATE_INVALID_AUTHORIZATION, "%s", why);

@@ -375,6 +375,8 @@ static const struct setting settings[] = {
 	  "file of \"user\" \"secret\" lines (PgBouncer userlist.txt format)"),
 	S(auth_hba_file, ST_STRING, "", RELOAD, 0, 0,
 	  "pg_hba.conf-format rules that choose the method under auth_type = hba"),
+	S(auth_ident_file, ST_STRING, "", RELOAD, 0, 0,
+	  "ident maps (map system-user user) for auth_hba_file rules with map="),
 	S(auth_user, ST_STRING, "", RELOAD, 0, 0,
 	  "user that runs auth_query for users not in auth_file; empty: no look-ups"),
 	S(auth_query, ST_STRING,
@@ -528,7 +530,6 @@ static const struct setting settings[] = {
  */
 static const char *const unimplemented_settings[] = {
 	"application_name_add_host",
-	"auth_ident_file",
 	"auth_ldap_options",
 	"autodb_idle_timeout",
 	"cancel_wait_timeout",

@@ -7,6 +7,10 @@
  * of tokens. A '#' outside quotes ends the line; a '\' at the end of a line
  * joins the next. Names from an @file are read when the file is loaded, so
  * matching never touches the disk.
+ *
+ * The ident maps of auth_ident_file (pg_ident.conf's "map system-user
+ * pg-user" lines) are read with the same tokenizer into the same object, so
+ * a reload replaces rules and maps together.
  */
 #include "sluice/hba.h"
 
@@ -39,12 +43,20 @@ struct rule {
 	int family; /* AF_INET or AF_INET6 when !any_addr */
 	uint8_t addr[16], mask[16];
 	enum hba_method method;
+	char *map; /* the map= option, or NULL */
+};
+
+/* One ident map line; user NULL is the keyword all. */
+struct ident {
+	char *map, *system_user, *user;
 };
 
 struct hba {
 	atomic_int refs;
 	struct rule *rules;
 	int n;
+	struct ident *idents;
+	int n_idents;
 };
 
 static const char *const method_names[] = {
@@ -118,9 +130,12 @@ static bool split_fields(const char *line, struct field **out, int *nout)
 			buf[len] = 0;
 			f.tok = xrealloc(f.tok, sizeof(*f.tok) * (size_t)(f.n + 1));
 			f.tok[f.n++] = (struct name){ xstrdup(buf), !quoted };
-			if (*p != ',')
+			/* A list goes on across blanks next to its commas ("a , b"), as in PgBouncer. */
+			const char *q = p + strspn(p, " \t\r");
+			if (*q != ',')
 				break;
-			p++;
+			p = q + 1;
+			p += strspn(p, " \t\r");
 		}
 		fields = xrealloc(fields, sizeof(*fields) * (size_t)(nf + 1));
 		fields[nf++] = f;
@@ -323,6 +338,7 @@ static int parse_method(const char *s)
 
 static void free_rule(struct rule *r)
 {
+	free(r->map);
 	for (int i = 0; i < r->databases.n; i++)
 		free(r->databases.v[i].text);
 	for (int i = 0; i < r->users.n; i++)
@@ -392,21 +408,80 @@ static int parse_rule(struct rule *r, const struct field *f, int nf, const char 
 		goto fail;
 	}
 	r->method = (enum hba_method)m;
+	/* Options: map= names an ident map (cert and peer); the others are ignored, as PgBouncer. */
+	for (int i = mi + 1; i < nf; i++) {
+		const char *o = f[i].tok[0].text;
+		if (f[i].n == 1 && strncmp(o, "map=", 4) == 0) {
+			if (!o[4] || (m != HBA_CERT && m != HBA_PEER)) {
+				snprintf(msg, sizeof(msg), "map= needs a name, and cert or peer");
+				goto fail;
+			}
+			free(r->map);
+			r->map = xstrdup(o + 4);
+		}
+	}
 	return 0;
 fail:
 	snprintf(err, errlen, "%s:%d: %s", file, line, msg);
 	return -1;
 }
 
-struct hba *hba_parse(const char *text, const char *name, char *err, size_t errlen)
+/* Parses one line's fields into h: a rule, or an ident map line. 0, or -1 with err. */
+typedef int line_parser(struct hba *h, const struct field *f, int nf, const char *file, int line,
+			char *err, size_t errlen);
+
+static int add_rule(struct hba *h, const struct field *f, int nf, const char *file, int line,
+		    char *err, size_t errlen)
 {
-	struct hba *h = xcalloc(1, sizeof(*h));
-	atomic_init(&h->refs, 1);
+	struct rule r = { .line = line };
+	if (parse_rule(&r, f, nf, file, line, err, errlen) < 0) {
+		free_rule(&r);
+		return -1;
+	}
+	h->rules = xrealloc(h->rules, sizeof(*h->rules) * (size_t)(h->n + 1));
+	h->rules[h->n++] = r;
+	return 0;
+}
+
+/*
+ * "map system-user pg-user", PgBouncer's subset of pg_ident.conf: exact
+ * names (quoted or not) and the keyword all for any user; regular
+ * expressions, +groups and include directives are refused rather than read
+ * as names.
+ */
+static int add_ident(struct hba *h, const struct field *f, int nf, const char *file, int line,
+		     char *err, size_t errlen)
+{
+	const char *why = NULL;
+	if (nf != 3 || f[0].n != 1 || f[1].n != 1 || f[2].n != 1)
+		why = "expected map name, system user name and user name";
+	else if (f[1].tok[0].keyword && f[1].tok[0].text[0] == '/')
+		why = "regular expressions are not supported";
+	else if (f[2].tok[0].keyword && f[2].tok[0].text[0] == '+')
+		why = "+group names are not supported";
+	else if (!f[0].tok[0].text[0] || !f[1].tok[0].text[0] || !f[2].tok[0].text[0])
+		why = "empty name";
+	if (why) {
+		snprintf(err, errlen, "%s:%d: %s", file, line, why);
+		return -1;
+	}
+	h->idents = xrealloc(h->idents, sizeof(*h->idents) * (size_t)(h->n_idents + 1));
+	h->idents[h->n_idents++] = (struct ident){
+		.map = xstrdup(f[0].tok[0].text),
+		.system_user = xstrdup(f[1].tok[0].text),
+		.user = is_kw(&f[2].tok[0], "all") ? NULL : xstrdup(f[2].tok[0].text),
+	};
+	return 0;
+}
+
+/* Each logical line of text (physical lines joined where one ends in a backslash) into h. */
+static int parse_lines(struct hba *h, const char *text, const char *name, line_parser *parse,
+		       char *err, size_t errlen)
+{
 	char *copy = xstrdup(text);
 	char *p = copy;
-	int lineno = 0;
-	while (*p) {
-		/* One logical line: physical lines joined where one ends in a backslash. */
+	int lineno = 0, rc = 0;
+	while (*p && rc == 0) {
 		char *start = p;
 		int first = ++lineno;
 		char *nl;
@@ -426,31 +501,34 @@ struct hba *hba_parse(const char *text, const char *name, char *err, size_t errl
 		int nf;
 		if (!split_fields(start, &fields, &nf)) {
 			snprintf(err, errlen, "%s:%d: unterminated quote", name, first);
-			goto fail;
+			rc = -1;
+			break;
 		}
-		if (nf == 0) {
-			free_fields(fields, nf);
-			continue;
-		}
-		struct rule r = { .line = first };
-		int rc = parse_rule(&r, fields, nf, name, first, err, errlen);
+		if (nf > 0)
+			rc = parse(h, fields, nf, name, first, err, errlen);
 		free_fields(fields, nf);
-		if (rc < 0) {
-			free_rule(&r);
-			goto fail;
-		}
-		h->rules = xrealloc(h->rules, sizeof(*h->rules) * (size_t)(h->n + 1));
-		h->rules[h->n++] = r;
 	}
 	free(copy);
-	return h;
-fail:
-	free(copy);
-	hba_unref(h);
-	return NULL;
+	return rc;
 }
 
-struct hba *hba_load(const char *path, char *err, size_t errlen)
+struct hba *hba_parse(const char *text, const char *name, char *err, size_t errlen)
+{
+	struct hba *h = xcalloc(1, sizeof(*h));
+	atomic_init(&h->refs, 1);
+	if (parse_lines(h, text, name, add_rule, err, errlen) < 0) {
+		hba_unref(h);
+		return NULL;
+	}
+	return h;
+}
+
+int hba_parse_ident(struct hba *h, const char *text, const char *name, char *err, size_t errlen)
+{
+	return parse_lines(h, text, name, add_ident, err, errlen);
+}
+
+struct hba *hba_load(const char *path, const char *ident_path, char *err, size_t errlen)
 {
 	char *text = read_whole(path);
 	if (!text) {
@@ -459,7 +537,47 @@ struct hba *hba_load(const char *path, char *err, size_t errlen)
 	}
 	struct hba *h = hba_parse(text, path, err, errlen);
 	free(text);
+	if (!h || !ident_path || !*ident_path)
+		return h;
+	text = read_whole(ident_path);
+	if (!text) {
+		snprintf(err, errlen, "cannot read auth_ident_file %s: %s", ident_path,
+			 strerror(errno));
+		hba_unref(h);
+		return NULL;
+	}
+	int rc = hba_parse_ident(h, text, ident_path, err, errlen);
+	free(text);
+	if (rc < 0) {
+		hba_unref(h);
+		return NULL;
+	}
 	return h;
+}
+
+const char *hba_unknown_map(const struct hba *h)
+{
+	for (int i = 0; i < h->n; i++) {
+		const char *map = h->rules[i].map;
+		bool found = false;
+		for (int k = 0; map && k < h->n_idents && !found; k++)
+			found = strcmp(h->idents[k].map, map) == 0;
+		if (map && !found)
+			return map;
+	}
+	return NULL;
+}
+
+bool hba_ident_allows(const struct hba *h, const char *map, const char *system_user,
+		      const char *user)
+{
+	for (int i = 0; i < h->n_idents; i++) {
+		const struct ident *id = &h->idents[i];
+		if (strcmp(id->map, map) == 0 && strcmp(id->system_user, system_user) == 0 &&
+		    (!id->user || strcmp(id->user, user) == 0))
+			return true;
+	}
+	return false;
 }
 
 struct hba *hba_ref(struct hba *h)
@@ -476,6 +594,12 @@ void hba_unref(struct hba *h)
 	for (int i = 0; i < h->n; i++)
 		free_rule(&h->rules[i]);
 	free(h->rules);
+	for (int i = 0; i < h->n_idents; i++) {
+		free(h->idents[i].map);
+		free(h->idents[i].system_user);
+		free(h->idents[i].user);
+	}
+	free(h->idents);
 	free(h);
 }
 
@@ -519,7 +643,8 @@ static bool user_matches(const struct name_list *l, const char *user)
 	return false;
 }
 
-enum hba_method hba_match(const struct hba *h, const struct hba_conn *c, int *line)
+enum hba_method hba_match(const struct hba *h, const struct hba_conn *c, int *line,
+			  const char **map)
 {
 	for (int i = 0; i < h->n; i++) {
 		const struct rule *r = &h->rules[i];
@@ -532,8 +657,12 @@ enum hba_method hba_match(const struct hba *h, const struct hba_conn *c, int *li
 		if (!database_matches(&r->databases, c) || !user_matches(&r->users, c->user))
 			continue;
 		*line = r->line;
+		if (map)
+			*map = r->map;
 		return r->method;
 	}
 	*line = 0;
+	if (map)
+		*map = NULL;
 	return HBA_NO_MATCH;
 }

@@ -33,18 +33,24 @@ static int load_userlist(const struct config *cfg, struct auth_userlist **out)
 	return 0;
 }
 
-/* The auth_hba_file rules when auth_type = hba (else NULL): 0, or -1 logged. */
+/* The auth_hba_file rules and auth_ident_file maps when auth_type = hba (else NULL): 0, or -1 logged. */
 static int load_hba(const struct config *cfg, struct hba **out)
 {
 	*out = NULL;
 	if (cfg->auth_type != AUTH_TYPE_HBA)
 		return 0;
 	char err[512];
-	*out = hba_load(cfg->auth_hba_file, err, sizeof(err));
+	*out = hba_load(cfg->auth_hba_file, cfg->auth_ident_file, err, sizeof(err));
 	if (!*out) {
 		log_error("%s", err);
 		return -1;
 	}
+	/* PgBouncer loads such a file too; every login its rule matches will fail. */
+	const char *map = hba_unknown_map(*out);
+	if (map)
+		log_warning(
+			"%s: ident map \"%s\" is not in auth_ident_file: logins by its rule fail",
+			cfg->auth_hba_file, map);
 	return 0;
 }
 

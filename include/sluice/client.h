@@ -100,6 +100,7 @@ struct client {
 	char *looked_up_key; /* its identity, to forget the secret if the login fails */
 	uint8_t auth_type; /* enum auth_type: the method chosen (hba resolved) while looking up */
 	bool auth_from_hba; /* auth_type came from an auth_hba_file rule */
+	char *ident_map; /* the map= of the hba rule that chose cert, or NULL */
 	struct param_set params; /* what this client's session should look like */
 	struct prepared_client prepared; /* its named prepared statements */
 

@@ -166,6 +166,7 @@ struct config {
 	enum auth_type auth_type;
 	char *auth_file;
 	char *auth_hba_file; /* "" none */
+	char *auth_ident_file; /* "" none */
 	char *auth_user; /* "" none: users not in auth_file are unknown */
 	char *auth_query; /* $1 is the user name */
 	char *auth_dbname; /* "" the client's database */

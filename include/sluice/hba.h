@@ -7,9 +7,14 @@
  * hostssl and hostnossl; databases all, sameuser, replication, lists and
  * @file; users all, lists and @file; IPv4 and IPv6 addresses with a /prefix
  * or a separate mask, and all; methods trust, reject, md5, password,
- * scram-sha-256, cert and peer. Options after the method are accepted and
- * ignored, as PgBouncer does. Anything else is an error naming the file and
- * line, and the file is not used.
+ * scram-sha-256, cert and peer. Of the options after the method, map= (cert
+ * and peer) names an ident map of auth_ident_file; the others are accepted
+ * and ignored, as PgBouncer does. Anything else is an error naming the file
+ * and line, and the file is not used.
+ *
+ * The ident maps (auth_ident_file) are PgBouncer's subset of pg_ident.conf:
+ * "map system-user user" lines with exact names, and the keyword all for
+ * any user. They live in the same object as the rules that name them.
  *
  * No I/O but reading the file and its @files: the caller matches with what
  * it knows of the connection.
@@ -46,16 +51,32 @@ struct hba_conn {
 };
 
 /*
- * Reads and parses the file at path. NULL with the reason (file:line: what)
- * in err on any error.
+ * Reads and parses the file at path, and the ident maps of ident_path (NULL
+ * or "": none). NULL with the reason (file:line: what) in err on any error.
  */
-struct hba *hba_load(const char *path, char *err, size_t errlen) WUR;
+struct hba *hba_load(const char *path, const char *ident_path, char *err, size_t errlen) WUR;
 /* Parses text as if read from name (for messages; @files are relative to its directory). */
 struct hba *hba_parse(const char *text, const char *name, char *err, size_t errlen) WUR;
+/* Adds the ident map lines of text (read from name) to h. 0, or -1 with err. */
+int hba_parse_ident(struct hba *h, const char *text, const char *name, char *err,
+		    size_t errlen) WUR;
 struct hba *hba_ref(struct hba *h);
 void hba_unref(struct hba *h);
-/* The method of the first rule matching c; *line is that rule's line number (0: none). */
-enum hba_method hba_match(const struct hba *h, const struct hba_conn *c, int *line);
+/*
+ * The method of the first rule matching c; *line is that rule's line number
+ * (0: none) and *map (if map is not NULL) its map= option, or NULL,
+ * borrowed from h.
+ */
+enum hba_method hba_match(const struct hba *h, const struct hba_conn *c, int *line,
+			  const char **map);
+/*
+ * Whether ident map map has a line for system_user (a certificate's common
+ * name, a peer's OS user name) as user.
+ */
+bool hba_ident_allows(const struct hba *h, const char *map, const char *system_user,
+		      const char *user);
+/* A map= that no ident map line defines (its logins will all fail), or NULL. */
+const char *hba_unknown_map(const struct hba *h);
 const char *hba_method_name(enum hba_method m);
 /* How many rules were read. */
 int hba_rule_count(const struct hba *h);

@@ -4,6 +4,10 @@
  * must either give rules or an error naming the file, and the rules given
  * must answer a few connections (a unix socket, IPv4 and IPv6, with and
  * without TLS, a replication connection) with a method that exists.
+ *
+ * The same text is then read as an auth_ident_file into the rules parsed
+ * from a fixed file: an error names the file, and maps answer a few look-ups
+ * (consistently: the same question twice gets the same answer).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -26,6 +30,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(text, data, size);
 	text[size] = 0; /* a NUL inside ends the text, as it would a C string read from the file */
 	char err[256] = "";
+	struct hba *id = hba_parse("local all all peer map=m\n", "hba.conf", err, sizeof(err));
+	FUZZ_CHECK(id != NULL);
+	if (hba_parse_ident(id, text, "/nonexistent/ident.conf", err, sizeof(err)) < 0) {
+		FUZZ_CHECK(strncmp(err, "/nonexistent/ident.conf:", 24) == 0);
+	} else {
+		static const char *const names[] = { "m", "root", "postgres", "all", "", "a b" };
+		for (size_t i = 0; i < 6; i++)
+			for (size_t k = 0; k < 6; k++)
+				FUZZ_CHECK(hba_ident_allows(id, "m", names[i], names[k]) ==
+					   hba_ident_allows(id, "m", names[i], names[k]));
+		(void)hba_unknown_map(id);
+	}
+	hba_unref(id);
 	/* A directory that does not exist: @files fail cleanly instead of reading the disk. */
 	struct hba *h = hba_parse(text, "/nonexistent/hba.conf", err, sizeof(err));
 	free(text);
@@ -45,7 +62,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	};
 	for (size_t i = 0; i < sizeof(conns) / sizeof(conns[0]); i++) {
 		int line = -1;
-		enum hba_method m = hba_match(h, &conns[i], &line);
+		const char *map = NULL;
+		enum hba_method m = hba_match(h, &conns[i], &line, &map);
+		FUZZ_CHECK(!map || m == HBA_CERT || m == HBA_PEER);
 		FUZZ_CHECK(m >= HBA_NO_MATCH && m <= HBA_PEER);
 		FUZZ_CHECK((m == HBA_NO_MATCH) == (line == 0));
 		FUZZ_CHECK(strcmp(hba_method_name(m), "?") != 0);

@@ -36,13 +36,20 @@ static const char *const lines[] = {
 	"\\\n\\\n\\\n",
 	"\"\"\n",
 	"#\n\n\n   \t  \n",
+	/* ident map lines */
+	"m root postgres\nm \"bouncer\" all\n",
+	"m /^(.*)$ \\1\n",
+	"m root +admins\n",
+	"hostssl all all all cert map=m\n",
+	"host all a , b ,c all md5\n",
 };
 
 static const char *const pieces[] = {
 	"local", "host", "hostssl", "hostnossl", "all", "sameuser", "replication", "app", "\"all\"",
 	"\"a b\"", ",", ",,", "@f", "127.0.0.1/32", "::1/128", "10.0.0.0", "255.255.0.0", "0.0.0.0/0",
 	"1.2.3.4/33", "trust", "reject", "md5", "password", "scram-sha-256", "cert", "peer", "ident",
-	"opt=1", "#c", "\\\n", "\n", " ", "\t", "\"", "\r\n",
+	"opt=1", "#c", "\\\n", "\n", " ", "\t", "\"", "\r\n", "map=m", "map=", "m", "root",
+	"/^re$", "+grp", " , ",
 };
 
 static uint32_t rng = SEED;

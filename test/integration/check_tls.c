@@ -14,6 +14,7 @@
 
 #include <openssl/ssl.h>
 
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -393,6 +394,87 @@ START_TEST(test_hba_rules_choose_the_method_and_reload)
 }
 END_TEST
 
+/*
+ * map= on cert and peer rules: the ident maps of auth_ident_file say which
+ * users a certificate's name or an OS user may log in as; a name the map
+ * does not pair with the user fails, in PgBouncer's words in the log. A
+ * RELOAD reads the maps again with the rules.
+ */
+START_TEST(test_hba_ident_maps_for_cert_and_peer)
+{
+	const char *d = harness_tls_dir();
+	struct passwd *me = getpwuid(geteuid());
+	ck_assert_ptr_nonnull(me);
+	char *hba_path = xasprintf("%s/hba-map-%d.conf", d, (int)getpid());
+	char *ident_path = xasprintf("%s/ident-%d.conf", d, (int)getpid());
+	put_file(hba_path, "hostssl app all 127.0.0.1/32 cert map=certs\n"
+			   "local   app all                peer map=osusers\n");
+	char *ident = xasprintf("certs md5user md5user\ncerts md5user \"scramuser\"\n"
+				"osusers %s trustuser\n",
+		me->pw_name);
+	put_file(ident_path, ident);
+	free(ident);
+	char *base = client_tls("require");
+	char *more = xasprintf("%sauth_type = hba\nauth_hba_file = %s\nauth_ident_file = %s\n",
+		base, hba_path, ident_path);
+	/* Passwords for the server logins of the users the maps let in. */
+	struct harness_sluice *s = harness_sluice_start(more, NULL,
+		USERLIST "\"scramuser\" \"scramuserpw\"\n\"plainuser\" \"plainuserpw\"\n");
+	free(more);
+	free(base);
+	/* The certificate names md5user; the map lets it be scramuser too, not plainuser. */
+	static const char *const users[] = { "md5user", "scramuser" };
+	for (int i = 0; i < 2; i++) {
+		char *ci = xasprintf("dbname=app user=%s sslmode=require sslcert=%s/client.crt "
+				     "sslkey=%s/client.key",
+			users[i], d, d);
+		PGconn *c = harness_connect(s, ci);
+		harness_expect_answer(c, "SELECT current_user", users[i]);
+		PQfinish(c);
+		free(ci);
+	}
+	char *ci = xasprintf("dbname=app user=plainuser sslmode=require sslcert=%s/client.crt "
+			     "sslkey=%s/client.key",
+		d, d);
+	char *err = harness_connect_error(s, ci);
+	ck_assert_msg(strstr(err, "certificate authentication failed"), "%s", err);
+	free(err);
+	ck_assert(harness_sluice_log_wait(s, "ident map: certs does not have a match", 5000));
+
+	/* Over the unix socket, this OS user may be trustuser, not md5user. */
+	char *sock = xasprintf("host=%s dbname=app user=trustuser", s->dir);
+	PGconn *c = harness_connect(s, sock);
+	harness_expect_answer(c, "SELECT current_user", "trustuser");
+	PQfinish(c);
+	free(sock);
+	sock = xasprintf("host=%s dbname=app user=md5user", s->dir);
+	err = harness_connect_error(s, sock);
+	ck_assert_msg(strstr(err, "peer authentication failed for user \"md5user\""), "%s", err);
+	free(err);
+	ck_assert(harness_sluice_log_wait(s, "ident map osusers cannot be matched", 5000));
+
+	/* all: any user, once the maps are read again. */
+	ident = xasprintf("certs md5user all\nosusers %s all\n", me->pw_name);
+	put_file(ident_path, ident);
+	free(ident);
+	harness_sluice_signal(s, SIGHUP);
+	ck_assert(harness_sluice_log_wait(s, "configuration reloaded", 5000));
+	c = harness_connect(s, sock);
+	harness_expect_answer(c, "SELECT current_user", "md5user");
+	PQfinish(c);
+	c = harness_connect(s, ci);
+	harness_expect_answer(c, "SELECT current_user", "plainuser");
+	PQfinish(c);
+	free(sock);
+	free(ci);
+	harness_sluice_stop_ok(s);
+	unlink(hba_path);
+	unlink(ident_path);
+	free(hba_path);
+	free(ident_path);
+}
+END_TEST
+
 /* ---- hostile clients ---------------------------------------------------------------- */
 
 static const uint8_t ssl_request[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
@@ -703,6 +785,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(tc, test_client_direct_tls_needs_alpn_postgresql);
 	tcase_add_test(tc, test_auth_type_cert_takes_the_user_from_the_certificate);
 	tcase_add_test(tc, test_hba_rules_choose_the_method_and_reload);
+	tcase_add_test(tc, test_hba_ident_maps_for_cert_and_peer);
 	tcase_add_test(tc, test_client_data_sent_with_the_ssl_request_is_refused);
 	tcase_add_loop_test(tc, test_client_handshake_garbage_fails_only_that_connection, 0,
 		(int)(sizeof(hostile_cases) / sizeof(hostile_cases[0])));

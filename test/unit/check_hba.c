@@ -92,7 +92,7 @@ START_TEST(test_hba_first_matching_rule_decides)
 	struct hba_conn c = { cc->unix_socket, cc->tls, cc->replication,
 		cc->addr ? (struct sockaddr *)&ss : NULL, cc->database, cc->user };
 	int line = -1;
-	enum hba_method m = hba_match(h, &c, &line);
+	enum hba_method m = hba_match(h, &c, &line, NULL);
 	ck_assert_msg(m == cc->want && line == cc->line, "%s: %s at line %d, want %s at line %d",
 		cc->what, hba_method_name(m), line, hba_method_name(cc->want), cc->line);
 	hba_unref(h);
@@ -142,19 +142,118 @@ START_TEST(test_hba_at_files_are_read_relative_to_the_hba_file)
 	fputs("local all @admins.txt trust\nlocal all all reject\n", f);
 	fclose(f);
 	char err[256];
-	struct hba *h = hba_load(path, err, sizeof(err));
+	struct hba *h = hba_load(path, NULL, err, sizeof(err));
 	ck_assert_msg(h != NULL, "%s", err);
 	int line;
 	struct hba_conn c = { true, false, false, NULL, "app", "ben" };
-	ck_assert_int_eq(hba_match(h, &c, &line), HBA_TRUST);
+	ck_assert_int_eq(hba_match(h, &c, &line, NULL), HBA_TRUST);
 	c.user = "carl";
-	ck_assert_int_eq(hba_match(h, &c, &line), HBA_REJECT);
+	ck_assert_int_eq(hba_match(h, &c, &line, NULL), HBA_REJECT);
 	c.user = "all"; /* a user literally named all, from the file */
-	ck_assert_int_eq(hba_match(h, &c, &line), HBA_TRUST);
+	ck_assert_int_eq(hba_match(h, &c, &line, NULL), HBA_TRUST);
 	hba_unref(h);
 	unlink(users);
 	unlink(path);
 	rmdir(dir);
+}
+END_TEST
+
+/* Lists with blanks beside their commas, as PgBouncer's own test rules write them. */
+START_TEST(test_hba_lists_may_have_blanks_around_commas)
+{
+	char err[256];
+	struct hba *h = hba_parse("host tmp1,all user1,user2 , user3  16.0.0.0/8 md5\n"
+				  "host all u1 ,u2,  u3 17.0.0.0/8 trust\n",
+		"hba.conf", err, sizeof(err));
+	ck_assert_msg(h != NULL, "%s", err);
+	struct sockaddr_storage ss;
+	to_sockaddr("16.0.0.1", &ss);
+	struct hba_conn c = { false, false, false, (struct sockaddr *)&ss, "db", "user3" };
+	int line;
+	ck_assert_int_eq(hba_match(h, &c, &line, NULL), HBA_MD5);
+	c.user = "user4";
+	ck_assert_int_eq(hba_match(h, &c, &line, NULL), HBA_NO_MATCH);
+	to_sockaddr("17.0.0.1", &ss);
+	c.user = "u2";
+	ck_assert_int_eq(hba_match(h, &c, &line, NULL), HBA_TRUST);
+	c.user = "u3";
+	ck_assert_int_eq(hba_match(h, &c, &line, NULL), HBA_TRUST);
+	hba_unref(h);
+}
+END_TEST
+
+static const char ident_rules[] = "hostssl app all 0.0.0.0/0 cert map=certs\n"
+				 "hostssl all all 0.0.0.0/0 cert clientcert=verify-full map=open\n"
+				 "local all all peer map=osusers\n";
+static const char ident_text[] = "# MAP  SYSTEM-USER  USER\n"
+				 "certs  pgbouncer.acme.org someuser\n"
+				 "certs  pgbouncer.acme.org \"anotheruser\"\n"
+				 "open   \"bouncer\"          all\n"
+				 "osusers root postgres\n";
+
+START_TEST(test_hba_ident_maps)
+{
+	char err[256];
+	struct hba *h = hba_parse(ident_rules, "hba.conf", err, sizeof(err));
+	ck_assert_msg(h != NULL, "%s", err);
+	/* Before the ident file is read, every map= names an unknown map. */
+	ck_assert_str_eq(hba_unknown_map(h), "certs");
+	ck_assert_int_eq(hba_parse_ident(h, ident_text, "ident.conf", err, sizeof(err)), 0);
+	ck_assert_ptr_null(hba_unknown_map(h));
+
+	struct sockaddr_storage ss;
+	to_sockaddr("203.0.113.5", &ss);
+	struct hba_conn c = { false, true, false, (struct sockaddr *)&ss, "app", "x" };
+	int line;
+	const char *map = "unset";
+	ck_assert_int_eq(hba_match(h, &c, &line, &map), HBA_CERT);
+	ck_assert_str_eq(map, "certs");
+	c.database = "other";
+	ck_assert_int_eq(hba_match(h, &c, &line, &map), HBA_CERT);
+	ck_assert_str_eq(map, "open");
+	struct hba_conn u = { true, false, false, NULL, "app", "postgres" };
+	ck_assert_int_eq(hba_match(h, &u, &line, &map), HBA_PEER);
+	ck_assert_str_eq(map, "osusers");
+
+	static const struct {
+		const char *map, *system_user, *user;
+		bool allowed;
+	} cases[] = {
+		{ "certs", "pgbouncer.acme.org", "someuser", true },
+		{ "certs", "pgbouncer.acme.org", "anotheruser", true },
+		{ "certs", "pgbouncer.acme.org", "bouncer", false },
+		{ "certs", "bouncer", "someuser", false },
+		{ "open", "bouncer", "anyone", true },
+		{ "open", "pgbouncer.acme.org", "anyone", false },
+		{ "osusers", "root", "postgres", true },
+		{ "osusers", "root", "someuser", false },
+		{ "nosuchmap", "root", "postgres", false },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		ck_assert_msg(hba_ident_allows(h, cases[i].map, cases[i].system_user,
+				      cases[i].user) == cases[i].allowed,
+			"%s %s %s", cases[i].map, cases[i].system_user, cases[i].user);
+	hba_unref(h);
+
+	/* What PgBouncer's subset leaves out is an error, not a name. */
+	static const struct {
+		const char *text, *error;
+	} bad[] = {
+		{ "m /^(.*)$ \\1\n", "ident.conf:1: regular expressions are not supported" },
+		{ "m root +admins\n", "ident.conf:1: +group names are not supported" },
+		{ "\nm root\n", "ident.conf:2: expected map name, system user name and user name" },
+		{ "include other.conf\n", "ident.conf:1: expected map name" },
+		{ "m a,b c\n", "ident.conf:1: expected map name" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		h = hba_parse("", "hba.conf", err, sizeof(err));
+		ck_assert_int_eq(hba_parse_ident(h, bad[i].text, "ident.conf", err, sizeof(err)), -1);
+		ck_assert_msg(strstr(err, bad[i].error) != NULL, "%s: %s", bad[i].text, err);
+		hba_unref(h);
+	}
+	/* map= belongs to cert and peer rules. */
+	ck_assert_ptr_null(hba_parse("host all all all md5 map=x\n", "hba.conf", err, sizeof(err)));
+	ck_assert_msg(strstr(err, "map=") != NULL, "%s", err);
 }
 END_TEST
 
@@ -167,6 +266,8 @@ static Suite *hba_suite(void)
 	tcase_add_loop_test(tc, test_hba_broken_lines_name_file_and_line, 0,
 		(int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
 	tcase_add_test(tc, test_hba_at_files_are_read_relative_to_the_hba_file);
+	tcase_add_test(tc, test_hba_lists_may_have_blanks_around_commas);
+	tcase_add_test(tc, test_hba_ident_maps);
 	suite_add_tcase(s, tc);
 	return s;
 }
