@@ -427,7 +427,7 @@ fail:
 }
 
 /* Parses one line's fields into h: a rule, or an ident map line. 0, or -1 with err. */
-typedef int line_parser(struct hba *h, const struct field *f, int nf, const char *file, int line,
+typedef int line_parse_cb(struct hba *h, const struct field *f, int nf, const char *file, int line,
 			char *err, size_t errlen);
 
 static int add_rule(struct hba *h, const struct field *f, int nf, const char *file, int line,
@@ -475,7 +475,7 @@ static int add_ident(struct hba *h, const struct field *f, int nf, const char *f
 }
 
 /* Each logical line of text (physical lines joined where one ends in a backslash) into h. */
-static int parse_lines(struct hba *h, const char *text, const char *name, line_parser *parse,
+static int parse_lines(struct hba *h, const char *text, const char *name, line_parse_cb *parse,
 		       char *err, size_t errlen)
 {
 	char *copy = xstrdup(text);

@@ -575,6 +575,45 @@ START_TEST(test_server_require_logs_in_over_tls)
 }
 END_TEST
 
+/*
+ * auth_query's look-ups are server connections too: made with the
+ * server_tls_* settings, so verify-full checks the authentication database's
+ * certificate and name before any secret is read over it.
+ */
+START_TEST(test_auth_query_lookups_use_server_tls)
+{
+	const char *d = harness_tls_dir();
+	char *ini = xasprintf("auth_type = md5\nauth_user = " HARNESS_SUPERUSER "\n"
+			      "server_tls_sslmode = verify-full\nserver_tls_ca_file = %s/ca.crt\n",
+		d);
+	/* localhost: the name the server's certificate carries. */
+	struct harness_sluice *s = harness_sluice_start(ini,
+		"app = host=localhost port=@PGPORT@ dbname=app\n", USERLIST);
+	free(ini);
+	PGconn *c = harness_connect(s, "dbname=app user=scramuser password=scramuserpw");
+	harness_expect_answer(c, "SELECT current_user", "scramuser");
+	PQfinish(c);
+	char *ssl = harness_pg_exec("SELECT bool_and(ssl)::text FROM pg_stat_ssl JOIN "
+				    "pg_stat_activity USING (pid) WHERE application_name = "
+				    "'sluice auth_query'");
+	ck_assert_msg(ssl && strcmp(ssl, "true") == 0, "look-up over TLS: %s", ssl ? ssl : "none");
+	free(ssl);
+	harness_sluice_stop_ok(s);
+
+	/* A CA that did not sign the server's certificate: no look-up, a clear error. */
+	ini = xasprintf("auth_type = md5\nauth_user = " HARNESS_SUPERUSER "\n"
+			"server_tls_sslmode = verify-full\nserver_tls_ca_file = %s/other-ca.crt\n",
+		d);
+	s = harness_sluice_start(ini, "app = host=localhost port=@PGPORT@ dbname=app\n", USERLIST);
+	free(ini);
+	char *err = harness_connect_error(s, "dbname=app user=scramuser password=scramuserpw");
+	ck_assert_msg(strstr(err, "could not look the user up"), "%s", err);
+	free(err);
+	ck_assert(harness_sluice_log_wait(s, "certificate verify failed", 5000));
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
 START_TEST(test_server_disable_logs_in_in_the_clear)
 {
 	struct harness_sluice *s = harness_sluice_start(
@@ -786,6 +825,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(tc, test_auth_type_cert_takes_the_user_from_the_certificate);
 	tcase_add_test(tc, test_hba_rules_choose_the_method_and_reload);
 	tcase_add_test(tc, test_hba_ident_maps_for_cert_and_peer);
+	tcase_add_test(tc, test_auth_query_lookups_use_server_tls);
 	tcase_add_test(tc, test_client_data_sent_with_the_ssl_request_is_refused);
 	tcase_add_loop_test(tc, test_client_handshake_garbage_fails_only_that_connection, 0,
 		(int)(sizeof(hostile_cases) / sizeof(hostile_cases[0])));
