@@ -428,7 +428,7 @@ fail:
 
 /* Parses one line's fields into h: a rule, or an ident map line. 0, or -1 with err. */
 typedef int line_parse_cb(struct hba *h, const struct field *f, int nf, const char *file, int line,
-			char *err, size_t errlen);
+			  char *err, size_t errlen);
 
 static int add_rule(struct hba *h, const struct field *f, int nf, const char *file, int line,
 		    char *err, size_t errlen)

@@ -126,6 +126,10 @@ public class JdbcPrepared {
 		props.setProperty("password", env("PGPASSWORD"));
 		props.setProperty("connectTimeout", "10");
 		props.setProperty("socketTimeout", "20");
+		// PGSSLMODE=require: TLS without verifying the certificate, as libpq's require.
+		String sslmode = System.getenv("PGSSLMODE");
+		if (sslmode != null)
+			props.setProperty("sslmode", sslmode);
 		try {
 			Client[] clients = new Client[3];
 			for (int n = 0; n < clients.length; n++) {

@@ -43,7 +43,9 @@ async def connect():
     try:
         return await asyncpg.connect(host=env["PGHOST"], port=int(env["PGPORT"]),
                                      user=env["PGUSER"], password=env["PGPASSWORD"],
-                                     database=env["PGDATABASE"], timeout=10)
+                                     database=env["PGDATABASE"], timeout=10,
+                                     # PGSSLMODE=require: TLS without verifying, as libpq's.
+                                     ssl=env.get("PGSSLMODE", "prefer"))
     except KeyError as e:
         raise Wrong(f"environment variable {e} is not set")
 

@@ -82,6 +82,8 @@ async function main() {
 		host: env('PGHOST'), port: Number(env('PGPORT')), user: env('PGUSER'),
 		password: env('PGPASSWORD'), database: env('PGDATABASE'),
 		connectionTimeoutMillis: 10000, query_timeout: 20000,
+		// PGSSLMODE=require: TLS without verifying the certificate, as libpq's require.
+		ssl: process.env.PGSSLMODE === 'require' ? { rejectUnauthorized: false } : false,
 	};
 	const clients = [];
 	for (let n = 0; n < 3; n++) {

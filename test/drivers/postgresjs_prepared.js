@@ -72,6 +72,8 @@ async function main() {
 		host: env('PGHOST'), port: Number(env('PGPORT')), username: env('PGUSER'),
 		password: env('PGPASSWORD'), database: env('PGDATABASE'),
 		max: 3, prepare: true, connect_timeout: 10, onnotice: () => {},
+		// PGSSLMODE=require: TLS without verifying the certificate, as libpq's require.
+		ssl: process.env.PGSSLMODE === 'require' ? 'require' : false,
 	});
 	let queries = 0;
 	try {

@@ -10,6 +10,10 @@
  * tracked the named statements (clients' Parses outnumber those sent to
  * servers).
  *
+ * One more test runs all five programs again with TLS on both sides
+ * (client_tls_sslmode = require refuses them in the clear, so passing proves
+ * they used it, and server_tls_sslmode = require on the servers).
+ *
  * It does not test sluice's statement tracking itself (check_prepared does,
  * with libpq), nor the drivers. A driver that is not installed fails its test:
  * scripts/setup.sh installs them all (Debian packages, and npm ci in
@@ -76,22 +80,31 @@ static void require_installed(const char *path, const char *what)
 		"%s is not installed (%s is missing): run scripts/setup.sh", what, path);
 }
 
+/* "require" while the TLS test runs: the programs connect with PGSSLMODE=require. */
+static const char *programs_sslmode;
+
 /*
  * Runs argv (NULL-terminated; argv[0] is looked up on PATH) with stdout and
  * stderr together into *out (heap). When port is not 0 the program gets
  * sluice's address and md5user's credentials for database app in PGHOST,
- * PGPORT, PGUSER, PGPASSWORD and PGDATABASE. Killed after PROGRAM_TIMEOUT_MS.
- * Returns its exit status, or -1 when it was killed or did not exit normally.
+ * PGPORT, PGUSER, PGPASSWORD and PGDATABASE, and PGSSLMODE as
+ * programs_sslmode says. Killed after PROGRAM_TIMEOUT_MS. Returns its exit
+ * status, or -1 when it was killed or did not exit normally.
  */
 static int run_program(char *const argv[], int port, char **out)
 {
-	char portstr[32];
+	char portstr[32], sslmode[64];
 	snprintf(portstr, sizeof(portstr), "PGPORT=%d", port);
-	/* The first five connect to sluice; the rest apply to every program. */
+	if (programs_sslmode)
+		snprintf(sslmode, sizeof(sslmode), "PGSSLMODE=%s", programs_sslmode);
+	else
+		snprintf(sslmode, sizeof(sslmode), "PGSSLMODE");
+	/* The first six connect to sluice; the rest apply to every program. */
 	const char *const env[] = { "PGHOST=127.0.0.1", portstr, "PGUSER=md5user",
-		"PGPASSWORD=md5userpw", "PGDATABASE=" HARNESS_DATABASE, "PGOPTIONS", "PGSERVICE",
-		"PYTHONDONTWRITEBYTECODE=1" /* no __pycache__ in the source tree */, NULL };
-	return harness_run_program(argv[0], argv, port ? env : env + 5, PROGRAM_TIMEOUT_MS, out);
+		"PGPASSWORD=md5userpw", "PGDATABASE=" HARNESS_DATABASE, sslmode, "PGOPTIONS",
+		"PGSERVICE", "PYTHONDONTWRITEBYTECODE=1" /* no __pycache__ in the source tree */,
+		NULL };
+	return harness_run_program(argv[0], argv, port ? env : env + 6, PROGRAM_TIMEOUT_MS, out);
 }
 
 /* Whether out has a line that starts with "OK ", the programs' success line. */
@@ -285,6 +298,56 @@ START_TEST(test_postgresjs_prepared_statements_in_transaction_mode)
 }
 END_TEST
 
+/*
+ * Every driver again with TLS on both sides: sluice refuses clients in the
+ * clear (client_tls_sslmode = require, over TCP), so each program's success
+ * is proof it spoke TLS, and its servers are TLS too.
+ */
+START_TEST(test_every_driver_over_tls_on_both_sides)
+{
+	const char *d = harness_tls_dir();
+	char *tls = xasprintf("client_tls_sslmode = require\nclient_tls_cert_file = %s/server.crt\n"
+			      "client_tls_key_file = %s/server.key\nserver_tls_sslmode = require\n"
+			      "ignore_startup_parameters = extra_float_digits\n",
+		d, d);
+	struct harness_sluice *s = start(2, tls);
+	free(tls);
+	programs_sslmode = "require";
+	char *py = driver_file("psycopg_prepared.py"), *apy = driver_file("asyncpg_prepared.py");
+	char *pgjs = driver_file("pg_prepared.js"), *pjs = driver_file("postgresjs_prepared.js");
+	char *classpath = jdbc_compile();
+	char *psycopg[] = { PYTHON, py, NULL }, *asyncpg[] = { PYTHON, apy, NULL };
+	char *node_pg[] = { "node", pgjs, NULL }, *postgresjs[] = { "node", pjs, NULL };
+	char *java[] = { "java", "-XX:TieredStopAtLevel=1", "-cp", classpath, "JdbcPrepared",
+		NULL };
+	run_driver(s, "psycopg_prepared.py over TLS", psycopg);
+	run_driver(s, "asyncpg_prepared.py over TLS", asyncpg);
+	run_driver(s, "JdbcPrepared over TLS", java);
+	run_driver(s, "pg_prepared.js over TLS", node_pg);
+	run_driver(s, "postgresjs_prepared.js over TLS", postgresjs);
+	programs_sslmode = NULL;
+	free(py);
+	free(apy);
+	free(pgjs);
+	free(pjs);
+	free(classpath);
+	expect_tracked(s, 80 + 400 + 150 + 140 + 250);
+	/* In the clear: refused (after the programs, whose check fails on a logged refusal). */
+	char *err = harness_connect_error(s, "dbname=app user=md5user password=md5userpw "
+					     "sslmode=disable");
+	ck_assert_msg(strstr(err, "SSL required"), "%s", err);
+	free(err);
+	/* Every server login was TLS: PostgreSQL saw no session of md5user in the clear. */
+	ck_assert_int_eq(harness_pg_exec_long("SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity "
+					      "USING (pid) WHERE usename = 'md5user' AND NOT ssl"),
+		0);
+	ck_assert_int_gt(harness_pg_exec_long("SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity "
+					      "USING (pid) WHERE usename = 'md5user' AND ssl"),
+		0);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
 static Suite *drivers_suite(void)
 {
 	Suite *s = suite_create("drivers");
@@ -295,11 +358,14 @@ static Suite *drivers_suite(void)
 	tcase_add_test(tc, test_jdbc_connects_with_default_settings);
 	tcase_add_test(tc, test_node_postgres_named_statements_in_transaction_mode);
 	tcase_add_test(tc, test_postgresjs_prepared_statements_in_transaction_mode);
+	tcase_add_test(tc, test_every_driver_over_tls_on_both_sides);
 	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
+	/* PostgreSQL serves TLS too, for the test with TLS on both sides. */
+	harness_pg_enable_ssl();
 	return harness_run_suite(drivers_suite());
 }
