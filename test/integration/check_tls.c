@@ -614,6 +614,70 @@ START_TEST(test_auth_query_lookups_use_server_tls)
 }
 END_TEST
 
+/*
+ * Expired certificates, signed by the right CA: a client's is refused by
+ * sluice's handshake (client_tls_sslmode = verify-ca), a server's by sluice's
+ * verify-full towards it. The server here is a second sluice serving the
+ * expired certificate in front of PostgreSQL.
+ */
+START_TEST(test_expired_certificates_are_refused_on_both_sides)
+{
+	const char *d = harness_tls_dir();
+	/* Made a second ago or more: make sure of it. */
+	harness_sleep_ms(1100);
+	char *ca = xasprintf("client_tls_ca_file = %s/ca.crt\n", d);
+	struct harness_sluice *s = start_client_tls("verify-ca", ca);
+	free(ca);
+	char *ci = xasprintf("dbname=app user=md5user sslmode=require sslcert=%s/expired-client.crt "
+			     "sslkey=%s/expired-client.key",
+		d, d);
+	char *err = harness_connect_error(s, ci);
+	ck_assert_msg(strstr(err, "expired"), "%s", err);
+	free(err);
+	free(ci);
+	ck_assert(harness_sluice_log_wait(s, "certificate has expired", 5000));
+	/* The same client with a valid certificate is let in. */
+	ci = xasprintf("dbname=app user=md5user password=md5userpw sslmode=require "
+		       "sslcert=%s/client.crt sslkey=%s/client.key",
+		d, d);
+	PGconn *c = harness_connect(s, ci);
+	harness_expect_answer(c, "SELECT 1", "1");
+	PQfinish(c);
+	free(ci);
+	harness_sluice_stop_ok(s);
+
+	char *inner_ini = xasprintf("auth_type = md5\nclient_tls_sslmode = require\n"
+				    "client_tls_cert_file = %s/expired-server.crt\n"
+				    "client_tls_key_file = %s/expired-server.key\n",
+		d, d);
+	struct harness_sluice *inner = harness_sluice_start(inner_ini, NULL, USERLIST);
+	free(inner_ini);
+	char *outer_ini = xasprintf("auth_type = md5\nserver_tls_sslmode = verify-full\n"
+				    "server_tls_ca_file = %s/ca.crt\nquery_wait_timeout = 2\n",
+		d);
+	char *dbs = xasprintf("app = host=localhost port=%d dbname=app\n", inner->port);
+	struct harness_sluice *outer = harness_sluice_start(outer_ini, dbs, USERLIST);
+	free(outer_ini);
+	free(dbs);
+	/*
+	 * As for any server that cannot be logged in to: the client that was
+	 * waiting waits for the next attempt (query_wait_timeout here), the next
+	 * one hears the cached reason at once.
+	 */
+	err = harness_connect_error(outer, APP);
+	ck_assert_msg(strstr(err, "query_wait_timeout"), "%s", err);
+	free(err);
+	ck_assert(harness_sluice_log_wait(outer, "certificate has expired", 5000));
+	err = harness_connect_error(outer, APP);
+	ck_assert_msg(strstr(err, "server login has been failing") &&
+			      strstr(err, "certificate has expired"),
+		"%s", err);
+	free(err);
+	harness_sluice_stop_ok(outer);
+	harness_sluice_stop_ok(inner);
+}
+END_TEST
+
 START_TEST(test_server_disable_logs_in_in_the_clear)
 {
 	struct harness_sluice *s = harness_sluice_start(
@@ -826,6 +890,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(tc, test_hba_rules_choose_the_method_and_reload);
 	tcase_add_test(tc, test_hba_ident_maps_for_cert_and_peer);
 	tcase_add_test(tc, test_auth_query_lookups_use_server_tls);
+	tcase_add_test(tc, test_expired_certificates_are_refused_on_both_sides);
 	tcase_add_test(tc, test_client_data_sent_with_the_ssl_request_is_refused);
 	tcase_add_loop_test(tc, test_client_handshake_garbage_fails_only_that_connection, 0,
 		(int)(sizeof(hostile_cases) / sizeof(hostile_cases[0])));

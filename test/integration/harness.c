@@ -1605,7 +1605,9 @@ bool harness_fake_read_packet(int fd, bool typed, char **body)
  * The certificates, made with the openssl command: a CA, a certificate for
  * localhost and 127.0.0.1 signed by it (PostgreSQL's and sluice's), a client
  * certificate for md5user, and a second CA with its own localhost
- * certificate, which the first CA's clients must refuse.
+ * certificate, which the first CA's clients must refuse. The expired- ones
+ * are signed by the first CA and valid for no time at all (-days 0: expired
+ * a second after they are made).
  */
 static const char make_certs_sh[] =
 	"set -e\n"
@@ -1620,6 +1622,8 @@ static const char make_certs_sh[] =
 	"req server localhost && sign server ca '-extfile san.ext'\n"
 	"req other-server localhost && sign other-server other-ca '-extfile san.ext'\n"
 	"req client md5user && sign client ca\n"
+	"req expired-client md5user && sign expired-client ca '-days 0'\n"
+	"req expired-server localhost && sign expired-server ca '-extfile san.ext -days 0'\n"
 	"chmod 600 *.key\n";
 
 const char *harness_tls_dir(void)

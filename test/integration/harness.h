@@ -111,7 +111,9 @@ int harness_free_port(void);
  * The directory of the test certificates (made once per executable with the
  * openssl command): ca.crt/key; server.crt/key for localhost and 127.0.0.1,
  * signed by ca; client.crt/key for CN=md5user, signed by ca; other-ca.crt
- * and other-server.crt/key, a second CA and a localhost certificate of its.
+ * and other-server.crt/key, a second CA and a localhost certificate of its;
+ * expired-client.crt/key (CN=md5user) and expired-server.crt/key
+ * (localhost), signed by ca and expired a second after they were made.
  */
 const char *harness_tls_dir(void);
 /*
