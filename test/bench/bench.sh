@@ -118,6 +118,8 @@ mkdir -p "$out_dir"
 pg_started=0
 pgbouncer_pid=
 sluice_pid=
+pgbouncer_tls_pid=
+sluice_tls_pid=
 idle_pid=
 pgbench_pid=
 
@@ -151,6 +153,8 @@ cleanup() {
 	stop_pid "$idle_pid"
 	stop_pid "$sluice_pid"
 	stop_pid "$pgbouncer_pid"
+	stop_pid "$sluice_tls_pid"
+	stop_pid "$pgbouncer_tls_pid"
 	if [ "$pg_started" = 1 ]; then
 		"${as_pg[@]}" "$PG_BINDIR/pg_ctl" -D "$work/pgdata" -m immediate -w -t 30 stop \
 			>/dev/null 2>&1
@@ -192,6 +196,13 @@ free_port() {
 
 # ---- PostgreSQL ------------------------------------------------------------------
 
+# A certificate for the TLS scenarios: both poolers offer TLS to the clients
+# that ask, and PostgreSQL to the poolers' instances that ask.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/tls.key" -out "$work/tls.crt" \
+	-days 2 -subj /CN=localhost >"$work/openssl.log" 2>&1 || die "openssl could not make a certificate"
+chmod 600 "$work/tls.key"
+[ "$is_root" = 1 ] && chown postgres: "$work"/tls.*
+
 pg_port=$(free_port)
 log "PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port"
 "${as_pg[@]}" "$PG_BINDIR/initdb" -D "$work/pgdata" -U postgres -A trust -E UTF8 --no-sync \
@@ -206,6 +217,11 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 password_encryption = md5
+# For the scenarios with TLS on both sides; the other instances of the poolers
+# keep their servers in the clear (server_tls_sslmode = disable).
+ssl = on
+ssl_cert_file = '$work/tls.crt'
+ssl_key_file = '$work/tls.key'
 EOF
 cat >"$work/pgdata/pg_hba.conf" <<EOF
 local all all trust
@@ -229,15 +245,14 @@ log "pgbench -i -s $scale"
 # ---- the poolers -------------------------------------------------------------------
 
 printf '"bench" "%s"\n' "$password" >"$work/userlist.txt"
-# A certificate for the TLS scenarios: both poolers offer TLS to the clients that ask.
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/tls.key" -out "$work/tls.crt" \
-	-days 2 -subj /CN=localhost >"$work/openssl.log" 2>&1 || die "openssl could not make a certificate"
-chmod 600 "$work/tls.key"
 pgbouncer_port=$(free_port "$pg_port")
 sluice_port=$(free_port "$pg_port" "$pgbouncer_port")
+pgbouncer_tls_port=$(free_port "$pg_port" "$pgbouncer_port" "$sluice_port")
+sluice_tls_port=$(free_port "$pg_port" "$pgbouncer_port" "$sluice_port" "$pgbouncer_tls_port")
 
-# Writes the ini of pooler $1 (section name $2) listening on port $3. The
-# settings are the same for both; only the section name and files differ.
+# Writes the ini of pooler instance $1 (section name $2) listening on port $3,
+# with server_tls_sslmode $4. The settings are the same for both poolers; only
+# the section name and files differ.
 write_ini() {
 	cat >"$work/$1.ini" <<EOF
 [databases]
@@ -258,26 +273,29 @@ logfile = $work/$1.log
 client_tls_sslmode = allow
 client_tls_key_file = $work/tls.key
 client_tls_cert_file = $work/tls.crt
+server_tls_sslmode = $4
 EOF
 }
-write_ini pgbouncer pgbouncer "$pgbouncer_port"
-write_ini sluice sluice "$sluice_port"
+write_ini pgbouncer pgbouncer "$pgbouncer_port" disable
+write_ini sluice sluice "$sluice_port" disable
+write_ini pgbouncer_tls pgbouncer "$pgbouncer_tls_port" require
+write_ini sluice_tls sluice "$sluice_tls_port" require
 [ "$is_root" = 1 ] && chown postgres: "$work"/*.ini "$work/userlist.txt" "$work"/tls.*
 # Copied so that the user postgres can run it wherever the build is.
 cp "$sluice_bin" "$work/sluice"
 chmod 755 "$work/sluice"
 
-# Starts pooler $1 in the foreground of a background job; its PID goes in
-# ${1}_pid. Waits until it accepts connections and logs in once (a warm-up that
-# also checks the authentication set-up).
+# Starts pooler instance $1 (pgbouncer, sluice, pgbouncer_tls, sluice_tls) in
+# the foreground of a background job; its PID goes in ${1}_pid. Waits until it
+# accepts connections and logs in once (a warm-up that also checks the
+# authentication set-up).
 start_pooler() {
-	local name=$1 port pid i
-	if [ "$name" = pgbouncer ]; then
-		port=$pgbouncer_port
-		"${as_pg[@]}" "$pgbouncer" "$work/pgbouncer.ini" >>"$work/pgbouncer.out" 2>&1 &
+	local name=$1 port_var=${1}_port port pid i
+	port=${!port_var}
+	if [ "${name%_tls}" = pgbouncer ]; then
+		"${as_pg[@]}" "$pgbouncer" "$work/$name.ini" >>"$work/$name.out" 2>&1 &
 	else
-		port=$sluice_port
-		"${as_pg[@]}" "$work/sluice" "$work/sluice.ini" >>"$work/sluice.out" 2>&1 &
+		"${as_pg[@]}" "$work/sluice" "$work/$name.ini" >>"$work/$name.out" 2>&1 &
 	fi
 	pid=$!
 	printf -v "${name}_pid" '%s' "$pid"
@@ -310,7 +328,10 @@ ensure_pooler() {
 
 start_pooler pgbouncer
 start_pooler sluice
+start_pooler pgbouncer_tls
+start_pooler sluice_tls
 log "PgBouncer pid $pgbouncer_pid on port $pgbouncer_port, sluice pid $sluice_pid on port $sluice_port"
+log "with TLS to PostgreSQL: PgBouncer pid $pgbouncer_tls_pid, sluice pid $sluice_tls_pid"
 
 clk_tck=$(getconf CLK_TCK)
 # utime + stime of process $1 in clock ticks (fields 14 and 15 of /proc/PID/stat;
@@ -386,7 +407,8 @@ done
 # ---- pgbench scenarios ---------------------------------------------------------------
 
 # name | pgbench options | targets (direct n/a where PostgreSQL cannot take the clients)
-# | sslmode of the clients (default disable; the _tls scenarios encrypt client to pooler)
+# | sslmode of the clients (default disable; the _tls scenarios encrypt client to pooler;
+# both: require, to the poolers' instances whose servers are TLS too, the _tls2 scenarios)
 scenarios=(
 	"select_simple_c50|-S -M simple -c 50 -j 2|direct pgbouncer sluice"
 	"select_connect_c20|-S -M simple -C -c 20 -j 2|direct pgbouncer sluice"
@@ -397,6 +419,8 @@ scenarios=(
 	"select_simple_tls_c50|-S -M simple -c 50 -j 2|pgbouncer sluice|require"
 	"select_connect_tls_c20|-S -M simple -C -c 20 -j 2|pgbouncer sluice|require"
 	"tpcb_tls_c50|-M simple -c 50 -j 2|pgbouncer sluice|require"
+	"select_simple_tls2_c50|-S -M simple -c 50 -j 2|pgbouncer sluice|both"
+	"tpcb_tls2_c50|-M simple -c 50 -j 2|pgbouncer sluice|both"
 )
 
 runs_tsv=$out_dir/runs.tsv
@@ -405,13 +429,22 @@ printf 'round\tscenario\ttarget\texit\ttps\tlat_avg_ms\tlat_p99_ms\ttransactions
 mkdir -p "$work/txlog" "$out_dir/pgbench"
 
 # Runs scenario $2 ($3 = options) against target $4 in round $1, with libpq's
-# sslmode $5; appends a row.
+# sslmode $5 (both: require, to the pooler's instance with TLS to PostgreSQL);
+# appends a row.
 run_one() {
-	local round=$1 scen=$2 opts=$3 target=$4 sslmode=${5:-disable} port pid=
+	local round=$1 scen=$2 opts=$3 target=$4 sslmode=${5:-disable} port pid= inst
+	inst=$target
+	if [ "$sslmode" = both ]; then
+		sslmode=require
+		inst=${target}_tls
+	fi
 	case "$target" in
 	direct) port=$pg_port ;;
-	pgbouncer) port=$pgbouncer_port; pid=$pgbouncer_pid ;;
-	sluice) port=$sluice_port; pid=$sluice_pid ;;
+	*)
+		local port_var=${inst}_port pid_var=${inst}_pid
+		port=${!port_var}
+		pid=${!pid_var}
+		;;
 	esac
 	local out=$out_dir/pgbench/r${round}_${scen}_${target}.txt
 	local prefix=$work/txlog/tx
@@ -469,7 +502,7 @@ run_one() {
 	[ "$cpu1" = NA ] && note="$target exited during the run; $note"
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$scen" "$target" "$rc" \
 		"$tps" "$lat_avg" "$lat_p99" "$txns" "$failed" "$cpu" "$note" "$lat_p50" "$spread" >>"$runs_tsv"
-	[ -n "$pid" ] && ensure_pooler "$target" "round $round $scen"
+	[ -n "$pid" ] && ensure_pooler "$inst" "round $round $scen"
 	sleep 1
 }
 
@@ -589,8 +622,8 @@ sluice: $("$sluice_bin" --version | sed -n 2p) ($tree_state)
 load average at start: $load_start
 load average at end: $(cut -d' ' -f1-3 /proc/loadavg)
 EOF
-cp "$work/sluice.ini" "$work/pgbouncer.ini" "$out_dir/"
-cp "$work/sluice.log" "$work/pgbouncer.log" "$out_dir/" 2>/dev/null || true
+cp "$work"/*.ini "$out_dir/"
+cp "$work"/*.log "$out_dir/" 2>/dev/null || true
 
 cat "$summary"
 echo
