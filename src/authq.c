@@ -65,6 +65,7 @@ struct aq_conn {
 	char *dbname, *user, *password;
 	uint64_t deadline; /* of the connect or the query under way; 0 none */
 	uint64_t idle_since;
+	uint64_t answered; /* queries answered on it so far */
 	TAILQ_HEAD(, aq_lookup) queue; /* the first is in flight while QUERYING */
 	/* The result being read: what the answer will be once libpq returns NULL. */
 	struct authq_answer pending;
@@ -83,6 +84,7 @@ struct aq_lookup {
 	char *key; /* conn key, query, user: also the cache key */
 	UT_hash_handle hh;
 	char *user, *query;
+	bool retried; /* moved once to a new connection after its first one broke */
 	struct aq_conn *conn;
 	TAILQ_ENTRY(aq_lookup) link;
 	TAILQ_HEAD(, authq_wait) waiters;
@@ -247,6 +249,7 @@ static void unwatch(struct aq_conn *cn)
 }
 
 static void on_poll(uv_poll_t *h, int status, int events);
+static void on_kick(uv_idle_t *h);
 
 /* Watches libpq's socket for events (UV_READABLE/UV_WRITABLE). false: no socket. */
 static bool watch(struct aq_conn *cn, int events)
@@ -313,6 +316,45 @@ static void conn_close(struct aq_conn *cn, enum authq_status status, const char 
 		answer(aq, l, &a);
 	}
 	conn_free(cn);
+}
+
+static struct aq_conn *conn_new(struct authq *aq, const struct authq_target *t, char *key);
+
+/*
+ * cn broke while a query was sent or read. A connection that answered
+ * before may have been closed by the server in between (a restart,
+ * idle_session_timeout) without it showing yet, so its look-ups get one more
+ * try on a new connection before they fail.
+ */
+static void conn_lost(struct aq_conn *cn, const char *why)
+{
+	struct aq_conn *fresh = NULL;
+	struct aq_lookup *l, *next;
+	for (l = TAILQ_FIRST(&cn->queue); cn->answered > 0 && l; l = next) {
+		next = TAILQ_NEXT(l, link);
+		if (l->retried)
+			continue;
+		if (!fresh) {
+			struct config_host *hosts = xcalloc((size_t)cn->n_hosts, sizeof(*hosts));
+			for (int i = 0; i < cn->n_hosts; i++)
+				hosts[i] = (struct config_host){ cn->hosts[i], cn->ports[i] };
+			struct authq_target t = { hosts,    cn->n_hosts,  cn->dbname,
+						  cn->user, cn->password, NULL };
+			retire(cn);
+			fresh = conn_new(cn->aq, &t, xstrdup(cn->key));
+			free(hosts);
+		}
+		TAILQ_REMOVE(&cn->queue, l, link);
+		l->retried = true;
+		l->conn = fresh;
+		TAILQ_INSERT_TAIL(&fresh->queue, l, link);
+	}
+	if (fresh) {
+		log_debug("auth_query connection lost (%s): trying again on a new one", why);
+		fresh->kicked = true;
+		uv_idle_start(&cn->aq->kick, on_kick);
+	}
+	conn_close(cn, AUTHQ_CONNECT_FAILED, why);
 }
 
 /* libpq's message, one line, for the log. */
@@ -536,6 +578,7 @@ static void query_done(struct aq_conn *cn)
 	answer(cn->aq, l, &a);
 	str_free(secret);
 	free(error);
+	cn->answered++;
 	cn->state = AQ_READY;
 	cn->deadline = 0;
 	cn->idle_since = uv_now(cn->aq->loop);
@@ -547,7 +590,7 @@ static void read_results(struct aq_conn *cn)
 {
 	char err[256];
 	if (!PQconsumeInput(cn->pg)) {
-		conn_close(cn, AUTHQ_CONNECT_FAILED, pg_error(cn->pg, err, sizeof(err)));
+		conn_lost(cn, pg_error(cn->pg, err, sizeof(err)));
 		return;
 	}
 	while (!PQisBusy(cn->pg)) {
@@ -567,24 +610,25 @@ static void send_next(struct aq_conn *cn)
 	struct aq_lookup *l = TAILQ_FIRST(&cn->queue);
 	if (cn->state != AQ_READY)
 		return;
+	char err[256];
 	if (!l) {
+		/* Idle: watched, so that a server that goes away is noticed now, not at next use. */
 		if (cn->retired)
 			conn_close(cn, AUTHQ_CONNECT_FAILED, "settings changed");
-		else
-			unwatch(cn);
+		else if (!watch(cn, UV_READABLE))
+			conn_close(cn, AUTHQ_CONNECT_FAILED, pg_error(cn->pg, err, sizeof(err)));
 		return;
 	}
 	const char *params[1] = { l->user };
-	char err[256];
 	if (!PQsendQueryParams(cn->pg, l->query, 1, NULL, params, NULL, NULL, 0)) {
-		conn_close(cn, AUTHQ_CONNECT_FAILED, pg_error(cn->pg, err, sizeof(err)));
+		conn_lost(cn, pg_error(cn->pg, err, sizeof(err)));
 		return;
 	}
 	cn->state = AQ_QUERYING;
 	cn->deadline = uv_now(cn->aq->loop) + cn->aq->connect_timeout;
 	int rc = PQflush(cn->pg);
 	if (rc < 0 || !watch(cn, UV_READABLE | (rc == 1 ? UV_WRITABLE : 0)))
-		conn_close(cn, AUTHQ_CONNECT_FAILED, pg_error(cn->pg, err, sizeof(err)));
+		conn_lost(cn, pg_error(cn->pg, err, sizeof(err)));
 }
 
 static void connect_step(struct aq_conn *cn)
@@ -623,16 +667,17 @@ static void on_poll(uv_poll_t *h, int status, int events)
 		connect_step(cn);
 		return;
 	}
+	char err[256];
 	if (cn->state != AQ_QUERYING) {
-		/* Idle: the server closed, or sent something unasked. Gone either way. */
-		conn_close(cn, AUTHQ_CONNECT_FAILED, "connection closed while idle");
+		/* Idle: a server that closed goes; what else it sends unasked (a notice) is read. */
+		if (!PQconsumeInput(cn->pg))
+			conn_close(cn, AUTHQ_CONNECT_FAILED, "closed by the server while idle");
 		return;
 	}
 	if (events & UV_WRITABLE) {
-		char err[256];
 		int rc = PQflush(cn->pg);
 		if (rc < 0 || !watch(cn, UV_READABLE | (rc == 1 ? UV_WRITABLE : 0))) {
-			conn_close(cn, AUTHQ_CONNECT_FAILED, pg_error(cn->pg, err, sizeof(err)));
+			conn_lost(cn, pg_error(cn->pg, err, sizeof(err)));
 			return;
 		}
 	}

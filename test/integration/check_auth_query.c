@@ -99,10 +99,17 @@ START_TEST(test_default_query_md5_and_scram_roles)
 	assert_fails_with(s, "dbname=app user=expireduser password=expireduserpw",
 		"password authentication failed for user \"expireduser\"");
 	assert_fails_with(s, "dbname=app user=nologinuser password=nologinuserpw", "no such user");
-	/* The look-up connection shows in pg_stat_activity for what it is. */
+	/* The look-up connection shows in pg_stat_activity for what it is, and is kept. */
 	ck_assert_int_eq(harness_pg_exec_long("SELECT count(*) FROM pg_stat_activity WHERE "
 					      "application_name = 'sluice auth_query'"),
 		1);
+	/* Killed while idle (a restart, idle_session_timeout): the next login makes a new one. */
+	ck_assert_int_eq(harness_pg_exec_long("SELECT count(pg_terminate_backend(pid)) FROM "
+					      "pg_stat_activity WHERE application_name = "
+					      "'sluice auth_query'"),
+		1);
+	assert_logs_in_as(s, "dbname=app user=scramuser password=scramuserpw", "scramuser");
+	ck_assert_int_eq(harness_sluice_log_count(s, "auth_query look-up failed"), 0);
 	/*
 	 * plainuser's server asks for a cleartext password, which a SCRAM secret
 	 * cannot give: under md5 the client's SCRAM keys do not serve...
