@@ -14,7 +14,11 @@
  */
 #include "harness.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -247,6 +251,39 @@ START_TEST(test_auth_user_wrong_password)
 }
 END_TEST
 
+/*
+ * An authentication database that accepts connections and never answers:
+ * server_connect_timeout bounds the look-up, the client hears why, and a
+ * client of the auth_file is served meanwhile.
+ */
+START_TEST(test_silent_auth_database_times_out)
+{
+	int silent = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(silent, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(silent, 16), 0);
+	socklen_t len = sizeof(sa);
+	ck_assert_int_eq(getsockname(silent, (struct sockaddr *)&sa, &len), 0);
+	char *dbs = xasprintf("app = host=@PGHOST@ port=@PGPORT@ dbname=app auth_dbname=silent\n"
+			      "silent = host=127.0.0.1 port=%d dbname=app\n",
+		ntohs(sa.sin_port));
+	struct harness_sluice *s = start("auth_user = postgres\nserver_connect_timeout = 1\n", dbs);
+	free(dbs);
+	PGconn *other = harness_connect(s, "dbname=app user=md5user password=md5userpw");
+	long t0 = harness_now_ms();
+	assert_fails_with(s, "dbname=app user=scramuser password=scramuserpw",
+		"could not look the user up in the authentication database");
+	long took = harness_now_ms() - t0;
+	ck_assert_msg(took >= 900 && took < 5000, "the look-up took %ld ms", took);
+	ck_assert(harness_sluice_log_wait(s, "connect timed out", 5000));
+	harness_expect_answer(other, "SELECT 1", "1");
+	PQfinish(other);
+	harness_sluice_stop_ok(s);
+	close(silent);
+}
+END_TEST
+
 /* Logins under way at once, driven by libpq's non-blocking connect. */
 struct stampede {
 	int n;
@@ -403,6 +440,7 @@ int main(void)
 	tcase_add_test(tc, test_hostile_user_names_are_parameters);
 	tcase_add_test(tc, test_per_database_settings_and_their_errors);
 	tcase_add_test(tc, test_auth_user_wrong_password);
+	tcase_add_test(tc, test_silent_auth_database_times_out);
 	tcase_add_test(tc, test_stampede_runs_one_lookup_and_blocks_nobody);
 	tcase_add_test(tc, test_cache_keeps_secret_and_a_failed_login_forgets_it);
 	tcase_add_test(tc, test_console_login_and_user_limit);
