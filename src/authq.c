@@ -312,6 +312,22 @@ static void conn_close(struct aq_conn *cn, enum authq_status status, const char 
 	unwatch(cn);
 	struct aq_lookup *l;
 	struct authq_answer a = { .status = status, .error = why };
+	/*
+	 * PostgreSQL refused the login: libpq's line (verbose) reads "...
+	 * FATAL:  3D000: database "x" does not exist"; the owner may pass that
+	 * on as PgBouncer passes a failed server login's error.
+	 */
+	char sqlstate[6] = "";
+	const char *fatal = strstr(why, "FATAL:  ");
+	if (fatal) {
+		fatal += strlen("FATAL:  ");
+		if (strlen(fatal) > 7 && fatal[5] == ':' && fatal[6] == ' ') {
+			memcpy(sqlstate, fatal, 5);
+			fatal += 7;
+		}
+		a.server_message = fatal;
+		a.sqlstate = sqlstate[0] ? sqlstate : NULL;
+	}
 	while ((l = TAILQ_FIRST(&cn->queue)) != NULL) {
 		answer(aq, l, &a);
 	}
@@ -431,6 +447,8 @@ static void start_connect(struct aq_conn *cn)
 		return;
 	}
 	PQsetNoticeProcessor(cn->pg, notice_to_log, NULL);
+	/* So that a refused login's message carries its SQLSTATE (conn_close). */
+	PQsetErrorVerbosity(cn->pg, PQERRORS_VERBOSE);
 	cn->state = AQ_CONNECTING;
 	/* libpq's contract: start as if PQconnectPoll had asked to write. */
 	if (!watch(cn, UV_WRITABLE))
@@ -545,10 +563,13 @@ static void take_result(struct aq_conn *cn, PGresult *res)
 		snprintf(buf, sizeof(buf),
 			 "auth_query returned no rows description (not a query?)");
 		break;
-	default:
-		snprintf(buf, sizeof(buf), "error in auth_query: %s", PQresultErrorMessage(res));
+	default: {
+		const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+		snprintf(buf, sizeof(buf), "error in auth_query: %s",
+			 msg ? msg : PQresultErrorMessage(res));
 		buf[strcspn(buf, "\n")] = '\0';
 		break;
+	}
 	}
 	if (!cn->pending_error)
 		cn->pending_error = xstrdup(buf);

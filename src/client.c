@@ -804,6 +804,15 @@ static void on_looked_up(void *owner, const struct authq_answer *a)
 		fail_config(c, a->error);
 		return;
 	case AUTHQ_CONNECT_FAILED:
+		if (a->server_message) {
+			/* As PgBouncer passes on a failed server login: PostgreSQL's words. */
+			clog(LOG_LEVEL_WARNING, c,
+			     "auth_query look-up failed: server login failed: FATAL %s",
+			     a->server_message);
+			client_fail(c, a->sqlstate ? a->sqlstate : SQLSTATE_CONNECTION_FAILURE,
+				    "%s", a->server_message);
+			return;
+		}
 		clog(LOG_LEVEL_WARNING, c, "auth_query look-up failed: %s", a->error);
 		client_fail(c, SQLSTATE_CONNECTION_FAILURE,
 			    "could not look the user up in the authentication database");

@@ -40,6 +40,12 @@ struct authq_answer {
 	enum authq_status status;
 	const char *secret; /* AUTHQ_FOUND: the password column; NULL when it was NULL */
 	const char *error; /* the failures: why, for the log */
+	/*
+	 * AUTHQ_CONNECT_FAILED because PostgreSQL refused the login: its message
+	 * (e.g. database "x" does not exist) and SQLSTATE (NULL if unknown).
+	 */
+	const char *server_message;
+	const char *sqlstate;
 	const char *key; /* the look-up's identity, for authq_forget() */
 };
 

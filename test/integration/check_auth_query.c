@@ -182,7 +182,8 @@ static const char per_db_databases[] =
 	"nowhere = host=@PGHOST@ port=@PGPORT@ dbname=app auth_dbname=not_configured\n"
 	"reserved = host=@PGHOST@ port=@PGPORT@ dbname=app auth_dbname=pgbouncer\n"
 	"down = host=127.0.0.1 port=1 dbname=app\n"
-	"via_down = host=@PGHOST@ port=@PGPORT@ dbname=app auth_dbname=down\n";
+	"via_down = host=@PGHOST@ port=@PGPORT@ dbname=app auth_dbname=down\n"
+	"gone = host=@PGHOST@ port=@PGPORT@ dbname=no_such_database\n";
 
 START_TEST(test_per_database_settings_and_their_errors)
 {
@@ -219,6 +220,12 @@ START_TEST(test_per_database_settings_and_their_errors)
 	ck_assert_int_lt(harness_now_ms() - t0, 5000);
 	ck_assert(harness_sluice_log_wait(s, "auth_query look-up failed", 5000));
 
+	/* The look-up runs in the client's database, which PostgreSQL does not have: its words. */
+	assert_fails_with(s, "dbname=gone user=scramuser password=scramuserpw",
+		"database \"no_such_database\" does not exist");
+	ck_assert(harness_sluice_log_wait(s,
+		"server login failed: FATAL database \"no_such_database\" does not exist", 5000));
+
 	/* A disabled authentication database refuses the login, in PgBouncer's words. */
 	PGconn *console = harness_connect(s, "dbname=pgbouncer user=someone password=someonepw");
 	PQclear(PQexec(console, "DISABLE lookups"));
@@ -242,9 +249,14 @@ START_TEST(test_auth_user_wrong_password)
 		"auth_type = md5\nauth_user = md5user\n"
 		"auth_query = SELECT * FROM lookup_logged($1)\n",
 		NULL, "\"md5user\" \"not-its-password\"\n");
-	assert_fails_with(s, "dbname=app user=scramuser password=scramuserpw",
-		"could not look the user up in the authentication database");
-	ck_assert(harness_sluice_log_wait(s, "password authentication failed for user \"md5user\"",
+	/* PostgreSQL's refusal of the look-up's login reaches the client, as PgBouncer's. */
+	char *err = harness_connect_error(s, "dbname=app user=scramuser password=scramuserpw");
+	ck_assert_msg(strstr(err, "password authentication failed for user \"md5user\""), "%s",
+		err);
+	free(err);
+	ck_assert(harness_sluice_log_wait(s,
+		"auth_query look-up failed: server login failed: FATAL password authentication failed "
+		"for user \"md5user\"",
 		5000));
 	ck_assert_int_eq(lookups_of("scramuser"), 0);
 	harness_sluice_stop_ok(s);
