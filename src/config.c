@@ -519,6 +519,8 @@ static const struct setting settings[] = {
 	  "TLS versions offered to servers"),
 	S(server_tls_ciphers, ST_STRING, "default", RELOAD, 0, 0, "TLS 1.2 ciphers for servers"),
 	S(server_tls13_ciphers, ST_STRING, "default", RELOAD, 0, 0, "TLS 1.3 suites for servers"),
+	S(server_tls_sslnegotiation, ST_STRING, "postgres", RELOAD, 0, 0,
+	  "postgres: SSLRequest first; direct: TLS at once (PostgreSQL 17), needs require"),
 };
 
 #undef S
@@ -1957,6 +1959,19 @@ static int validate(struct load *ld)
 		set_error(ld->err, where, 0,
 			  "cannot use the reserved \"%s\" database as an auth_dbname",
 			  cfg->auth_dbname);
+		return -1;
+	}
+	bool direct = strcmp(cfg->server_tls_sslnegotiation, "direct") == 0;
+	if (!direct && strcmp(cfg->server_tls_sslnegotiation, "postgres") != 0) {
+		set_error(ld->err, where, 0,
+			  "server_tls_sslnegotiation must be postgres or direct");
+		return -1;
+	}
+	/* As libpq: without TLS required there is nothing to fall back to after a ClientHello. */
+	if (direct && cfg->server_tls_sslmode < SSLMODE_REQUIRE) {
+		set_error(ld->err, where, 0,
+			  "server_tls_sslnegotiation = direct needs server_tls_sslmode require, "
+			  "verify-ca or verify-full");
 		return -1;
 	}
 	if (cfg->auth_type == AUTH_TYPE_HBA && !*cfg->auth_hba_file) {

@@ -103,12 +103,14 @@ static struct tls_ctx *side_tls(const struct config *cfg, bool accept, struct tl
 /* Whether a server_tls_* setting differs between a and b. */
 static bool server_tls_differs(const struct config *a, const struct config *b)
 {
-	const char *const sa[] = { a->server_tls_key_file, a->server_tls_cert_file,
-				   a->server_tls_ca_file,  a->server_tls_protocols,
-				   a->server_tls_ciphers,  a->server_tls13_ciphers };
-	const char *const sb[] = { b->server_tls_key_file, b->server_tls_cert_file,
-				   b->server_tls_ca_file,  b->server_tls_protocols,
-				   b->server_tls_ciphers,  b->server_tls13_ciphers };
+	const char *const sa[] = { a->server_tls_key_file,	a->server_tls_cert_file,
+				   a->server_tls_ca_file,	a->server_tls_protocols,
+				   a->server_tls_ciphers,	a->server_tls13_ciphers,
+				   a->server_tls_sslnegotiation };
+	const char *const sb[] = { b->server_tls_key_file,	b->server_tls_cert_file,
+				   b->server_tls_ca_file,	b->server_tls_protocols,
+				   b->server_tls_ciphers,	b->server_tls13_ciphers,
+				   b->server_tls_sslnegotiation };
 	if (a->server_tls_sslmode != b->server_tls_sslmode)
 		return true;
 	for (size_t i = 0; i < ARRAY_SIZE(sa); i++)

@@ -1137,6 +1137,13 @@ static void on_server_tls(struct stream *st, int status)
 		close_unreached(s, "TLS handshake failed", detail);
 		return;
 	}
+	/* As libpq: a server that did not choose ALPN postgresql did not agree to direct TLS. */
+	if (s->direct_tls && !tls_conn_alpn_postgresql(st->tls)) {
+		s->w->stats_tls_failures[1]++;
+		close_unreached(s, "TLS handshake failed",
+				"direct TLS: the server did not select ALPN postgresql");
+		return;
+	}
 	char desc[64];
 	stream_tls_describe(st, desc, sizeof(desc));
 	slog(LOG_LEVEL_DEBUG, s, "TLS established: %s", desc);
@@ -1291,7 +1298,11 @@ static void on_connected(struct stream *st, int status)
 			slog(LOG_LEVEL_INFO, s, "new connection to server (from %s)", local);
 	}
 	struct tls_ctx *tls = s->w->server_tls;
-	if (tls && !st->is_pipe) {
+	if (tls && !st->is_pipe && strcmp(s->w->cfg->server_tls_sslnegotiation, "direct") == 0) {
+		/* PostgreSQL 17's direct TLS: a ClientHello first, with ALPN postgresql. */
+		s->direct_tls = true;
+		stream_start_tls(st, tls, s->host, on_server_tls);
+	} else if (tls && !st->is_pipe) {
 		/* The login starts inside TLS, or in the clear after an 'N' (read_ssl_answer). */
 		struct buf_out out;
 		buf_out_init(&out);

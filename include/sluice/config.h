@@ -242,6 +242,7 @@ struct config {
 	char *server_tls_protocols;
 	char *server_tls_ciphers;
 	char *server_tls13_ciphers;
+	char *server_tls_sslnegotiation; /* "postgres" or "direct" */
 
 	/* [databases] and [users], hashed by name; fallback is the "*" entry or NULL. */
 	struct config_database *databases;

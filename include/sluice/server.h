@@ -93,6 +93,7 @@ struct server {
 	struct derive *derive; /* scram's SaltedPassword runs on the thread pool (derive.h) */
 	/* TLS: an SSLRequest went out and the next byte is 'S' or 'N'; the context it asked with */
 	bool ssl_requested;
+	bool direct_tls; /* server_tls_sslnegotiation = direct: a ClientHello went out first */
 	struct tls_ctx *tls_ctx; /* one reference until the answer */
 	char host[256]; /* the name connected to, for SNI and verify-full ("" for a unix socket) */
 	bool auth_ok; /* saw AuthenticationOk (after a verified SCRAM signature, if SCRAM) */

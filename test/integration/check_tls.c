@@ -678,6 +678,44 @@ START_TEST(test_expired_certificates_are_refused_on_both_sides)
 }
 END_TEST
 
+/*
+ * server_tls_sslnegotiation = direct: sluice opens with a ClientHello (ALPN
+ * postgresql) instead of an SSLRequest. A second sluice, which takes direct
+ * TLS from clients, is the server that accepts it; PostgreSQL 15 does not,
+ * which shows that no SSLRequest went first.
+ */
+START_TEST(test_server_direct_tls)
+{
+	const char *d = harness_tls_dir();
+	struct harness_sluice *inner =
+		start_client_tls("require", "admin_users = md5user\n");
+	char *outer_ini = xasprintf("auth_type = md5\nserver_tls_sslmode = verify-full\n"
+				    "server_tls_ca_file = %s/ca.crt\nserver_tls_sslnegotiation = direct\n"
+				    "query_wait_timeout = 2\n",
+		d);
+	char *dbs = xasprintf("app = host=localhost port=%d dbname=app\n"
+			      "pg15 = host=localhost port=@PGPORT@ dbname=app\n",
+		inner->port);
+	struct harness_sluice *outer = harness_sluice_start(outer_ini, dbs, USERLIST);
+	free(outer_ini);
+	free(dbs);
+	PGconn *c = harness_connect(outer, APP);
+	harness_expect_answer(c, "SELECT current_user", "md5user");
+	/* The inner sluice's client (the outer's server) is encrypted. */
+	char *tls = tls_column(inner, "SHOW CLIENTS", "app");
+	ck_assert_msg(tls && strncmp(tls, "TLSv1.", 6) == 0, "tls column: %s", tls ? tls : "(null)");
+	free(tls);
+	PQfinish(c);
+
+	/* PostgreSQL 15 takes the ClientHello for a malformed startup packet and hangs up. */
+	char *err = harness_connect_error(outer, "dbname=pg15 user=md5user password=md5userpw");
+	ck_assert_msg(strstr(err, "server login failed: server closed the connection"), "%s", err);
+	free(err);
+	harness_sluice_stop_ok(outer);
+	harness_sluice_stop_ok(inner);
+}
+END_TEST
+
 START_TEST(test_server_disable_logs_in_in_the_clear)
 {
 	struct harness_sluice *s = harness_sluice_start(
@@ -891,6 +929,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(tc, test_hba_ident_maps_for_cert_and_peer);
 	tcase_add_test(tc, test_auth_query_lookups_use_server_tls);
 	tcase_add_test(tc, test_expired_certificates_are_refused_on_both_sides);
+	tcase_add_test(tc, test_server_direct_tls);
 	tcase_add_test(tc, test_client_data_sent_with_the_ssl_request_is_refused);
 	tcase_add_loop_test(tc, test_client_handshake_garbage_fails_only_that_connection, 0,
 		(int)(sizeof(hostile_cases) / sizeof(hostile_cases[0])));

@@ -771,6 +771,17 @@ START_TEST(test_config_auth_query_settings_global_and_per_database)
 	config_unref(copy);
 	config_unref(cfg);
 
+	/* Direct TLS to servers: postgres or direct, and direct only where TLS is required. */
+	cfg = load_text("[pgbouncer]\nserver_tls_sslnegotiation = direct\nserver_tls_sslmode = "
+			"verify-full\n",
+		NULL, &err);
+	ck_assert_msg(cfg != NULL, "%s", err.text);
+	config_unref(cfg);
+	ck_assert_ptr_null(load_text("[pgbouncer]\nserver_tls_sslnegotiation = direct\n", NULL, &err));
+	ck_assert_msg(strstr(err.text, "needs server_tls_sslmode require") != NULL, "%s", err.text);
+	ck_assert_ptr_null(load_text("[pgbouncer]\nserver_tls_sslnegotiation = maybe\n", NULL, &err));
+	ck_assert_msg(strstr(err.text, "must be postgres or direct") != NULL, "%s", err.text);
+
 	/* The console's database answers no queries: refused in PgBouncer's words. */
 	for (int i = 0; i < 2; i++) {
 		char *text = xasprintf("[pgbouncer]\nauth_dbname = %s\n", i ? "sluice" : "pgbouncer");
