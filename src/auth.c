@@ -681,6 +681,11 @@ int auth_session_resume(struct auth_session *s, const struct scram_job *job, str
 	return fail(s, "key derivation resumed out of turn");
 }
 
+bool auth_session_is_sasl(const struct auth_session *s)
+{
+	return s->method == AUTH_METHOD_SCRAM;
+}
+
 const char *auth_session_failure(const struct auth_session *s)
 {
 	return s->failure;

@@ -460,6 +460,21 @@ static void send_negotiate(struct client *c, const struct pkt_startup *st)
 static void on_derived(void *owner, struct scram_job *job);
 
 /*
+ * A wrong password, or an unknown user's mock exchange, ends: 28P01 in
+ * PgBouncer's words, "SASL authentication failed" after a SCRAM exchange and
+ * PostgreSQL's "password authentication failed for user" after the others.
+ * Nothing says which of the two it was.
+ */
+static void fail_password(struct client *c)
+{
+	if (c->auth && auth_session_is_sasl(c->auth))
+		client_fail(c, SQLSTATE_INVALID_PASSWORD, "SASL authentication failed");
+	else
+		client_fail(c, SQLSTATE_INVALID_PASSWORD,
+			    "password authentication failed for user \"%s\"", c->user_name);
+}
+
+/*
  * Acts on what an authentication step returned: AUTH_OK logs in, AUTH_FAILED
  * ends the client with 28P01, AUTH_CONTINUE waits for the client's next
  * message, and AUTH_DERIVE hands the key derivation the step asked for to
@@ -482,8 +497,7 @@ static void auth_next(struct client *c, int rc)
 		/* A password changed since the secret was cached: read it again next time. */
 		if (c->looked_up_key)
 			authq_forget(c->w->authq, c->looked_up_key);
-		client_fail(c, SQLSTATE_INVALID_PASSWORD,
-			    "password authentication failed for user \"%s\"", c->user_name);
+		fail_password(c);
 	}
 }
 
@@ -1166,8 +1180,7 @@ static bool read_auth_message(struct client *c)
 	if (rc == PKT_TOO_LARGE && p[0] == PKT_PasswordMessage && c->auth) {
 		/* No password is this long: a wrong one, not a broken client. */
 		clog(LOG_LEVEL_WARNING, c, "authentication failed: password message too long");
-		client_fail(c, SQLSTATE_INVALID_PASSWORD,
-			    "password authentication failed for user \"%s\"", c->user_name);
+		fail_password(c);
 		return false;
 	}
 	if (rc != PKT_OK || h.type != PKT_PasswordMessage || !c->auth) {

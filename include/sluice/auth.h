@@ -125,6 +125,8 @@ struct scram_job *auth_session_take_job(struct auth_session *s);
  */
 int auth_session_resume(struct auth_session *s, const struct scram_job *job,
 			struct buf_out *out) WUR;
+/* Whether the exchange is SCRAM (AuthenticationSASL was, or will be, sent). */
+bool auth_session_is_sasl(const struct auth_session *s);
 /* Why it failed, for the log (never sent to the client: no user enumeration). */
 const char *auth_session_failure(const struct auth_session *s);
 /* After AUTH_OK via SCRAM against a SCRAM secret: the keys for server login. */
