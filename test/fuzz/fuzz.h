@@ -38,6 +38,14 @@ static inline uint32_t fuzz_random(uint32_t *state)
  */
 int fuzz_run_corpus(const char *dir);
 
+/*
+ * Runs the target on per_file mutations of every file of dir (fuzz_corpus.c):
+ * bit flips, interesting bytes, deleted, repeated and cut ranges, numbers,
+ * and pieces of tokens (a NULL-terminated list, or NULL) inserted; all drawn
+ * from seed, so the same inputs on every machine. Returns how many ran.
+ */
+int fuzz_run_mutations(const char *dir, int per_file, uint32_t seed, const char *const *tokens);
+
 /* The corpus of a replay's command line: argv[1], or none (a note on stderr). */
 static inline int fuzz_replay_corpus(int argc, char **argv)
 {
