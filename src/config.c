@@ -1707,7 +1707,12 @@ static int on_entry(struct load *ld, const char *raw, const char *value)
 {
 	char *name = xmalloc(strlen(raw) + 1);
 	int ok = 0;
-	if (entry_name(raw, name) < 0) {
+	if (!*raw) {
+		/* "= value": inih hands an empty key on, which no client could ask for. */
+		set_error(ld->err, ld->where, ld->line, "missing %s name before \"=\"",
+			  ld->section == SEC_DATABASES ? "database" : "user");
+		ld->failed = true;
+	} else if (entry_name(raw, name) < 0) {
 		set_error(ld->err, ld->where, ld->line, "badly quoted name %s", raw);
 		ld->failed = true;
 	} else if (ld->section == SEC_DATABASES && strcmp(name, "pgbouncer") == 0) {

@@ -360,6 +360,8 @@ static const struct error_case {
 	{ "[databases]\npgbouncer = host=a\n",
 	  ":2: database name \"pgbouncer\" is reserved for the admin console" },
 	{ "[databases]\n\"bad = host=a\n", ":2: badly quoted name \"bad" },
+	{ "[databases]\napp = host=a\n= host=b\n", ":3: missing database name before \"=\"" },
+	{ "[users]\n = pool_size=2\n", ":2: missing user name before \"=\"" },
 	{ "[databases]\napp = host=a\n\napp = host=b\n",
 	  ":4: database \"app\" is already defined at line 2" },
 	{ "[users]\nbob = pool_mode=transaction colour=blue\n",
