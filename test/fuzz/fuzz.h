@@ -46,6 +46,13 @@ int fuzz_run_corpus(const char *dir);
  */
 int fuzz_run_mutations(const char *dir, int per_file, uint32_t seed, const char *const *tokens);
 
+struct tls_ctx;
+/*
+ * For the TLS targets (fuzz_tls_ctx.c): an accepting context with a fresh
+ * self-signed certificate for localhost, and a connecting one.
+ */
+void fuzz_tls_contexts(struct tls_ctx **accept_ctx, struct tls_ctx **connect_ctx);
+
 /* The corpus of a replay's command line: argv[1], or none (a note on stderr). */
 static inline int fuzz_replay_corpus(int argc, char **argv)
 {
