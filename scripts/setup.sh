@@ -31,6 +31,8 @@ test_packages=(
 	# The format suite checks src/ and include/ against .clang-format with
 	# version 14, the one bookworm ships.
 	clang-format-14
+	# scripts/fuzz.sh builds the libFuzzer targets with clang (-fsanitize=fuzzer).
+	clang
 	# check_drivers runs real client drivers through sluice: psycopg 3 and
 	# asyncpg (run with /usr/bin/python3), the PostgreSQL JDBC driver with a
 	# JDK to compile its test program; node-postgres and postgres.js come from

@@ -3,11 +3,15 @@
 # then configures, builds and runs every test suite twice, in `build` (the
 # normal build) and in `build-asan` (AddressSanitizer + UndefinedBehavior-
 # Sanitizer, sluice itself included, so an integration test fails when the
-# daemon it drives reports an error or a leak at exit).
+# daemon it drives reports an error or a leak at exit), and last runs every
+# libFuzzer target for a bounded time (scripts/fuzz.sh, a clang build in
+# `build-fuzz`; skipped with a note when clang or libFuzzer is missing).
 #
 # Environment:
 #   SLUICE_TEST_SKIP_ASAN=1  skip the sanitizer build, for a quick local run
 #                            (CI never sets it).
+#   SLUICE_TEST_SKIP_FUZZ=1  skip the fuzz run (CI never sets it).
+#   SLUICE_FUZZ_SECONDS=N    seconds per fuzz target (default 20).
 #   SLUICE_BUILD_DIR=NAME    build in NAME and NAME-asan instead of build and
 #                            build-asan.
 #   MESON_TEST_ARGS          extra arguments for `meson test`, e.g. "--suite unit"
@@ -80,6 +84,24 @@ if [ "${SLUICE_TEST_SKIP_ASAN:-0}" = "1" ]; then
 	summary+=("SKIP  $build-asan  (SLUICE_TEST_SKIP_ASAN=1)")
 else
 	run_build "$build-asan" -Db_sanitize=address,undefined -Db_lundef=false || true
+fi
+
+# The fuzz targets, bounded: a crash fails the run and leaves its input in
+# test/fuzz/corpus/<target>/, where every build's replay runs it from then on.
+if [ "${SLUICE_TEST_SKIP_FUZZ:-0}" = "1" ]; then
+	summary+=("SKIP  fuzz  (SLUICE_TEST_SKIP_FUZZ=1)")
+else
+	start=$SECONDS
+	rc=0
+	./scripts/fuzz.sh "${SLUICE_FUZZ_SECONDS:-20}" || rc=$?
+	case "$rc" in
+	0) summary+=("PASS  fuzz  (every target, no crash) in $((SECONDS - start)) s") ;;
+	77) summary+=("SKIP  fuzz  (no clang with libFuzzer)") ;;
+	*)
+		summary+=("FAIL  fuzz  after $((SECONDS - start)) s (inputs saved in test/fuzz/corpus/)")
+		failed=1
+		;;
+	esac
 fi
 
 echo

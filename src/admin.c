@@ -1,6 +1,6 @@
 /*
- * admin.c - the admin console (see admin.h): PgBouncer's command grammar,
- * its SHOW result sets with the same columns, order and wire types
+ * admin.c - the admin console (see admin.h): PgBouncer's commands (their
+ * grammar is console.c's), its SHOW result sets with the same columns, order and wire types
  * (../shared/reference/pgbouncer-console.md, master/1.26 column set), its
  * control commands, and sluice's own SHOW POOL_WAITS.
  *
@@ -22,6 +22,7 @@
 
 #include "sluice/cancel.h"
 #include "sluice/client.h"
+#include "sluice/console.h"
 #include "sluice/log.h"
 #include "sluice/pkt.h"
 #include "sluice/pool.h"
@@ -1248,127 +1249,6 @@ static void cmd_set(struct client *c, const char *key, const char *value)
 	send_complete(c, "SET");
 }
 
-/* ---- parsing -------------------------------------------------------------------------- */
-
-/*
- * A console command as PgBouncer's grammar allows:
- *   WORD [WORD] [;]          (words: [0-9a-z_]+ or "quoted")
- *   SET key = value [;]      (value: word, number or 'string'; TO for =)
- */
-struct command {
-	char verb[16];
-	char arg[64];
-	bool has_arg;
-	bool is_set;
-	char set_value[256];
-};
-
-static const char *skip_ws(const char *s)
-{
-	while (isspace((unsigned char)*s))
-		s++;
-	return s;
-}
-
-/* Reads one WORD into out (lower-cased unless quoted). NULL on a syntax error. */
-static const char *read_word(const char *s, char *out, size_t len)
-{
-	size_t n = 0;
-	if (*s == '"') {
-		s++;
-		while (*s && *s != '"') {
-			if (n + 1 >= len)
-				return NULL;
-			out[n++] = *s++;
-		}
-		if (*s != '"')
-			return NULL;
-		s++;
-	} else {
-		while (isalnum((unsigned char)*s) || *s == '_' || *s == '.' || *s == '-') {
-			if (n + 1 >= len)
-				return NULL;
-			out[n++] = (char)tolower((unsigned char)*s++);
-		}
-		if (n == 0)
-			return NULL;
-	}
-	out[n] = '\0';
-	return s;
-}
-
-/* Reads SET's value: 'string' (with '' for a quote) or a bare token. */
-static const char *read_value(const char *s, char *out, size_t len)
-{
-	size_t n = 0;
-	if (*s == '\'') {
-		s++;
-		for (;;) {
-			if (!*s)
-				return NULL;
-			if (*s == '\'') {
-				if (s[1] != '\'')
-					break;
-				s++;
-			}
-			if (n + 1 >= len)
-				return NULL;
-			out[n++] = *s++;
-		}
-		s++;
-	} else {
-		while (*s && !isspace((unsigned char)*s) && *s != ';') {
-			if (n + 1 >= len)
-				return NULL;
-			out[n++] = *s++;
-		}
-		if (n == 0)
-			return NULL;
-	}
-	out[n] = '\0';
-	return s;
-}
-
-static bool at_end(const char *s)
-{
-	s = skip_ws(s);
-	if (*s == ';')
-		s = skip_ws(s + 1);
-	return *s == '\0';
-}
-
-static bool parse_command(const char *sql, struct command *cmd)
-{
-	memset(cmd, 0, sizeof(*cmd));
-	const char *s = read_word(skip_ws(sql), cmd->verb, sizeof(cmd->verb));
-	if (!s)
-		return false;
-	if (strcmp(cmd->verb, "set") == 0) {
-		cmd->is_set = true;
-		s = read_word(skip_ws(s), cmd->arg, sizeof(cmd->arg));
-		if (!s)
-			return false;
-		s = skip_ws(s);
-		if (*s == '=')
-			s++;
-		else if (strncasecmp(s, "to", 2) == 0 && isspace((unsigned char)s[2]))
-			s += 2;
-		else
-			return false;
-		s = read_value(skip_ws(s), cmd->set_value, sizeof(cmd->set_value));
-		return s && at_end(s);
-	}
-	if (at_end(s))
-		return true;
-	if (!isspace((unsigned char)*s))
-		return false;
-	s = read_word(skip_ws(s), cmd->arg, sizeof(cmd->arg));
-	if (!s)
-		return false;
-	cmd->has_arg = true;
-	return at_end(s);
-}
-
 static void cmd_reload(struct client *c, const char *arg)
 {
 	(void)arg;
@@ -1530,8 +1410,8 @@ static void help_append(struct buf_out *t, const char *title)
 static void run_command(struct client *c, const char *sql)
 {
 	struct worker *w = c->w;
-	struct command cmd;
-	if (!parse_command(sql, &cmd)) {
+	struct console_command cmd;
+	if (console_parse(sql, &cmd) < 0) {
 		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid command '%s', use SHOW HELP;",
 			   sql);
 		return;
@@ -1646,7 +1526,7 @@ void admin_handle(struct client *c)
 			}
 			char *sql = xstrndup((const char *)msg + PKT_HDR_LEN, blen - 1);
 			stream_consume(st, h.len);
-			if (*skip_ws(sql) == '\0') {
+			if (console_is_empty(sql)) {
 				struct buf_out out;
 				buf_out_init(&out);
 				size_t m = pkt_begin(&out, PKT_EmptyQueryResponse);

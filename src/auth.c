@@ -242,28 +242,38 @@ fail:
 	return -1;
 }
 
-int auth_userlist_load(const char *path, struct auth_userlist **out, char *err, size_t errlen)
+int auth_userlist_parse(const char *text, size_t len, const char *name, struct auth_userlist **out,
+			char *err, size_t errlen)
 {
 	*out = NULL;
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
 	struct auth_userlist *list = xcalloc(1, sizeof(*list));
 	atomic_init(&list->refs, 1);
+	/* One line at a time in a buffer of its own, '\n' included, as getline would give it. */
 	char *line = NULL;
-	size_t cap = 0;
+	size_t cap = 0, pos = 0;
 	int lineno = 0, rc = 0;
-	while (getline(&line, &cap, f) >= 0) {
+	while (pos < len) {
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - (text + pos)) + 1 : len - pos;
+		if (n + 1 > cap) {
+			if (line) {
+				OPENSSL_cleanse(line, cap);
+				free(line);
+			}
+			cap = n + 1;
+			line = xmalloc(cap);
+		}
+		memcpy(line, text + pos, n);
+		line[n] = '\0';
+		pos += n;
 		lineno++;
 		struct auth_user *u = NULL, *old = NULL;
 		const char *why = NULL;
 		int r = parse_line(line, &u, &why);
 		if (r < 0) {
-			set_err(err, errlen, "%s:%d: %s", path, lineno, why);
+			set_err(err, errlen, "%s:%d: %s", name, lineno, why);
 			rc = -1;
-			goto out;
+			break;
 		}
 		if (r == 0)
 			continue;
@@ -275,22 +285,71 @@ int auth_userlist_load(const char *path, struct auth_userlist **out, char *err, 
 		}
 		HASH_ADD_KEYPTR(hh, list->users, u->name, strlen(u->name), u);
 	}
-	if (ferror(f)) {
-		set_err(err, errlen, "%s:%d: read error", path, lineno + 1);
-		rc = -1;
-	}
-out:
 	if (line) {
 		OPENSSL_cleanse(line, cap);
 		free(line);
 	}
-	fclose(f);
 	if (rc < 0) {
 		auth_userlist_unref(list);
 		return -1;
 	}
 	*out = list;
 	return 0;
+}
+
+/*
+ * The whole of f in a heap block (*len bytes, NUL after them); NULL on a read
+ * error. The block holds secrets: every copy left behind while it grows is
+ * cleansed, and so must the caller's be.
+ */
+static char *read_secret_file(FILE *f, size_t *len)
+{
+	size_t cap = 4096, n = 0;
+	char *data = xmalloc(cap);
+	for (;;) {
+		if (n + 1 == cap) {
+			char *bigger = xmalloc(cap * 2);
+			memcpy(bigger, data, n);
+			OPENSSL_cleanse(data, cap);
+			free(data);
+			data = bigger;
+			cap *= 2;
+		}
+		size_t got = fread(data + n, 1, cap - 1 - n, f);
+		n += got;
+		if (got == 0)
+			break;
+	}
+	data[n] = '\0';
+	if (ferror(f)) {
+		OPENSSL_cleanse(data, cap);
+		free(data);
+		return NULL;
+	}
+	*len = n;
+	return data;
+}
+
+int auth_userlist_load(const char *path, struct auth_userlist **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	size_t len = 0;
+	char *text = read_secret_file(f, &len);
+	int saved = errno;
+	fclose(f);
+	if (!text) {
+		set_err(err, errlen, "%s: read error: %s", path, strerror(saved));
+		return -1;
+	}
+	int rc = auth_userlist_parse(text, len, path, out, err, errlen);
+	OPENSSL_cleanse(text, len);
+	free(text);
+	return rc;
 }
 
 struct auth_userlist *auth_userlist_ref(struct auth_userlist *list)

@@ -11,6 +11,10 @@
  * snapshot), reloading (process.c builds a new snapshot and hands it to the
  * workers), or the auth_file contents (auth reads that file).
  *
+ * config_load_text reads the same from text in memory (an fmemopen stream
+ * in place of the file, %include refused), so that the parser runs in tests
+ * and under the fuzzer without files.
+ *
  * inih does the INI lexing. Debian's inih has run-time knobs; config_load sets
  * them on every call (process-wide, but config is the only inih user): heap
  * line buffer that grows, so long connection strings work; no multi-line
@@ -1211,6 +1215,7 @@ struct load {
 	bool line_start; /* the reader is at the start of a physical line */
 	struct load_file files[INCLUDE_MAX + 1]; /* [0] the config file */
 	int depth; /* index in files of the file being read */
+	bool from_text; /* config_load_text: %include lines are refused, not followed */
 	bool failed; /* err holds a message */
 	enum { SEC_NONE, SEC_SLUICE, SEC_DATABASES, SEC_USERS, SEC_PEERS } section;
 	char section_name[64];
@@ -1526,6 +1531,11 @@ static int include_push(struct load *ld, const char *chunk)
 			  INCLUDE_MAX);
 		goto out;
 	}
+	if (ld->from_text) {
+		set_error(ld->err, ld->where, ld->line,
+			  "%%include %s: not followed in a configuration given as text", name);
+		goto out;
+	}
 	fp = fopen(name, "r");
 	if (!fp || fstat(fileno(fp), &st) != 0) {
 		set_error(ld->err, ld->where, ld->line, "%%include %s: cannot open: %s", name,
@@ -1699,7 +1709,12 @@ static int on_entry(struct load *ld, const char *raw, const char *value)
 {
 	char *name = xmalloc(strlen(raw) + 1);
 	int ok = 0;
-	if (entry_name(raw, name) < 0) {
+	if (!*raw) {
+		/* "= value": inih hands an empty key on, which no client could ask for. */
+		set_error(ld->err, ld->where, ld->line, "missing %s name before \"=\"",
+			  ld->section == SEC_DATABASES ? "database" : "user");
+		ld->failed = true;
+	} else if (entry_name(raw, name) < 0) {
 		set_error(ld->err, ld->where, ld->line, "badly quoted name %s", raw);
 		ld->failed = true;
 	} else if (ld->section == SEC_DATABASES && strcmp(name, "pgbouncer") == 0) {
@@ -1763,20 +1778,15 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
 	return 0;
 }
 
-static int load_file(struct load *ld, const char *path)
+/*
+ * Reads the INI stream fp, named path in messages, through inih; closes fp.
+ * dev and ino identify the file for the include-loop check (0 for text).
+ */
+static int load_stream(struct load *ld, FILE *fp, const char *path, dev_t dev, ino_t ino)
 {
-	FILE *fp = fopen(path, "r");
-	struct stat st;
-	if (!fp || fstat(fileno(fp), &st) != 0) {
-		set_error(ld->err, path, 0, "cannot open: %s", strerror(errno));
-		if (fp)
-			fclose(fp);
-		return -1;
-	}
 	ld->depth = 0;
-	ld->files[0] = (struct load_file){
-		.fp = fp, .path = xstrdup(path), .dev = st.st_dev, .ino = st.st_ino
-	};
+	ld->files[0] =
+		(struct load_file){ .fp = fp, .path = xstrdup(path), .dev = dev, .ino = ino };
 	ld->where = ld->files[0].path;
 	ld->line = 0;
 	ld->line_start = true;
@@ -1811,6 +1821,32 @@ static int load_file(struct load *ld, const char *path)
 	ld->files[0] = (struct load_file){ 0 };
 	ld->where = path;
 	return rc == 0 && !ld->failed ? 0 : -1;
+}
+
+static int load_file(struct load *ld, const char *path)
+{
+	FILE *fp = fopen(path, "r");
+	struct stat st;
+	if (!fp || fstat(fileno(fp), &st) != 0) {
+		set_error(ld->err, path, 0, "cannot open: %s", strerror(errno));
+		if (fp)
+			fclose(fp);
+		return -1;
+	}
+	return load_stream(ld, fp, path, st.st_dev, st.st_ino);
+}
+
+/* The text as a stream that reads like the file (NULs included), with no file behind it. */
+static int load_text(struct load *ld, const char *text, size_t len, const char *name)
+{
+	/* fmemopen() in "r" mode only reads the buffer, whatever its prototype says. */
+	FILE *fp = fmemopen((void *)text, len, "r");
+	if (!fp) {
+		set_error(ld->err, name, 0, "cannot read: %s", strerror(errno));
+		return -1;
+	}
+	ld->from_text = true;
+	return load_stream(ld, fp, name, 0, 0);
 }
 
 /* ---- the environment --------------------------------------------------------- */
@@ -1990,7 +2026,11 @@ static int validate(struct load *ld)
 
 /* ---- load and free ------------------------------------------------------------- */
 
-struct config *config_load(const char *path, struct config_error *err)
+/*
+ * A snapshot from the defaults, then the file (path) or the text (text and
+ * len, named path), then the environment; validated.
+ */
+static struct config *load(const char *path, const char *text, size_t len, struct config_error *err)
 {
 	struct config *cfg = xcalloc(1, sizeof(*cfg));
 	atomic_init(&cfg->refs, 1);
@@ -2007,7 +2047,7 @@ struct config *config_load(const char *path, struct config_error *err)
 	}
 	if (path) {
 		cfg->path = xstrdup(path);
-		if (load_file(&ld, path) < 0)
+		if ((text ? load_text(&ld, text, len, path) : load_file(&ld, path)) < 0)
 			goto fail;
 	}
 	ld.line = 0;
@@ -2020,6 +2060,17 @@ struct config *config_load(const char *path, struct config_error *err)
 fail:
 	config_unref(cfg);
 	return NULL;
+}
+
+struct config *config_load(const char *path, struct config_error *err)
+{
+	return load(path, NULL, 0, err);
+}
+
+struct config *config_load_text(const char *text, size_t len, const char *name,
+				struct config_error *err)
+{
+	return load(name, text, len, err);
 }
 
 struct config *config_ref(struct config *cfg)

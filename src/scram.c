@@ -37,14 +37,6 @@
 #define SCRAM_NONCE_BYTES 18
 /* Salt length of secrets we build, as PostgreSQL's SCRAM_DEFAULT_SALT_LEN. */
 #define SCRAM_SALT_BYTES 16
-/*
- * Upper bound on the iteration count a server may ask us to compute.
- * PostgreSQL issues 4096 unless scram_iterations is raised; 100,000 covers
- * hardened setups and costs about 0.2 s of CPU, where a fake server's ten
- * million cost every client of the process 19.5 s. A larger request fails
- * the login like a malformed message.
- */
-#define SCRAM_MAX_ITERATIONS 100000
 /* The channel-binding attribute for "n,,": base64("n,,"). */
 #define SCRAM_CBIND_NONE "biws"
 

@@ -4,7 +4,7 @@
  *
  * A console client is an ordinary struct client whose pool is the
  * pgbouncer/pgbouncer pseudo-pool (it never has servers). Its queries are
- * parsed and answered here; everything it shows is read through the pool,
+ * parsed by console.h's grammar and answered here; everything it shows is read through the pool,
  * client, server and stats functions, never by walking their lists.
  */
 #pragma once

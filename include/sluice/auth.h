@@ -56,6 +56,14 @@ struct auth_userlist {
  * on a syntax error or unreadable file. An empty file is a valid empty list.
  */
 int auth_userlist_load(const char *path, struct auth_userlist **out, char *err, size_t errlen) WUR;
+/*
+ * The parser auth_userlist_load reads the file with, I/O-free: text is the
+ * file's len bytes (borrowed for the call; a NUL ends its line, as in the
+ * file), and name stands for the path in err ("name:line: what"). Same
+ * results as loading a file that holds text.
+ */
+int auth_userlist_parse(const char *text, size_t len, const char *name, struct auth_userlist **out,
+			char *err, size_t errlen) WUR;
 /* Another reference to list (NULL allowed); returns list. Any thread. */
 struct auth_userlist *auth_userlist_ref(struct auth_userlist *list);
 /* Drops a reference (NULL is ignored); the last one frees the list. Any thread. */

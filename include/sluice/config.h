@@ -16,6 +16,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <uthash.h>
 
@@ -267,6 +268,14 @@ struct config_error {
  * parser options, so call it from the main thread only.
  */
 struct config *config_load(const char *path, struct config_error *err) WUR;
+/*
+ * As config_load, on a file's text instead of a file: len bytes of text
+ * (borrowed for the call; NULs are read as in a file), named name in
+ * messages and in cfg->path. It opens no file: an %include line is an
+ * error. The SLUICE_* environment still applies. For tests and the fuzzer.
+ */
+struct config *config_load_text(const char *text, size_t len, const char *name,
+				struct config_error *err) WUR;
 /* Takes another reference to cfg; returns cfg. Any thread. */
 struct config *config_ref(struct config *cfg);
 /* Drops a reference (NULL is ignored); the last one frees the snapshot. Any thread. */

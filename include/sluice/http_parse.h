@@ -22,8 +22,10 @@ enum http_parse_result {
 
 /*
  * A parsed request head. Every pointer borrows from the buffer given to
- * http_parse_request() and is valid as long as that buffer is; the strings
- * are not NUL-terminated. For an absolute-form target
+ * http_parse_request() and is valid as long as that buffer is, but one:
+ * an absolute-form target without a path ("http://host" or
+ * "http://host?x=1") has path pointing at a static "/". The strings are
+ * not NUL-terminated. For an absolute-form target
  * ("http://host:port/metrics?x=1") path is the part after the authority.
  */
 struct http_request {

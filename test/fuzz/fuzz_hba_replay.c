@@ -3,7 +3,8 @@
  * libFuzzer, in every build: a table of hostile and valid lines, each also
  * cut at every length, then lines assembled from random pieces of the
  * grammar (keywords, names, quotes, addresses, masks, methods, commas,
- * comments, continuations) from a fixed seed, so a failure reproduces.
+ * comments, continuations) from a fixed seed, so a failure reproduces; and
+ * first the files of its corpus directory (the first argument).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -59,9 +60,9 @@ static uint32_t next_random(void)
 	return fuzz_random(&rng);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	int runs = 0;
+	int runs = fuzz_replay_corpus(argc, argv);
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
 		size_t len = strlen(lines[i]);
 		for (size_t cut = 0; cut <= len; cut++) {

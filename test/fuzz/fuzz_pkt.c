@@ -212,7 +212,9 @@ static void fuzz_http(const uint8_t *in, size_t size)
 		return;
 	FUZZ_CHECK(r.head_len <= size && r.head_len <= HTTP_MAX_HEAD);
 	FUZZ_CHECK(r.method_len > 0 && within(r.method, r.method_len, in, r.head_len));
-	FUZZ_CHECK(r.path_len > 0 && within(r.path, r.path_len, in, r.head_len));
+	/* The path is within the head, or the static "/" of an absolute target without one. */
+	FUZZ_CHECK(r.path_len > 0 && (within(r.path, r.path_len, in, r.head_len) ||
+				      (r.path_len == 1 && r.path[0] == '/')));
 	FUZZ_CHECK(!r.query || within(r.query, r.query_len, in, r.head_len));
 	FUZZ_CHECK(r.version_minor == 0 || r.version_minor == 1);
 	/* Stateless: the head alone parses to the same head. */

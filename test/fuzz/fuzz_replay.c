@@ -2,7 +2,8 @@
  * fuzz_replay.c - runs the fuzz target without libFuzzer, so its checks run in
  * every build (and under ASan/UBSan in the sanitizer build).
  *
- * It feeds LLVMFuzzerTestOneInput a table of handcrafted hostile inputs and
+ * It feeds LLVMFuzzerTestOneInput the files of its corpus directory (the
+ * first argument: test/fuzz/corpus/fuzz_pkt), a table of handcrafted hostile inputs and
  * then a fixed number of pseudo-random ones from a fixed seed: plain noise,
  * streams of plausible message headers with noisy bodies, and startup packets
  * with noisy parameter lists. The same seed gives the same inputs on every
@@ -13,10 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "sluice/buf.h"
 #include "sluice/pkt.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define RANDOM_INPUTS 20000
 #define SEED 0x5eed1234u
@@ -133,8 +133,9 @@ static void gen_startup(struct buf_out *o, uint32_t *s)
 	put_be32(o->data, len);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	int corpus = fuzz_replay_corpus(argc, argv);
 	for (size_t i = 0; i < ARRAY_SIZE(nasty); i++)
 		(void)LLVMFuzzerTestOneInput(nasty[i].p, nasty[i].len);
 
@@ -175,7 +176,8 @@ int main(void)
 		(void)LLVMFuzzerTestOneInput(o.data ? o.data : (const uint8_t *)"", o.len);
 	}
 	buf_out_deinit(&o);
-	printf("fuzz_pkt replay: %zu handcrafted, 2 startup, 1 long stream, %d pseudo-random inputs (seed %#x)\n",
-	       ARRAY_SIZE(nasty), RANDOM_INPUTS, SEED);
+	printf("fuzz_pkt replay: %d corpus files, %zu handcrafted, 2 startup, 1 long stream, %d "
+	       "pseudo-random inputs (seed %#x)\n",
+	       corpus, ARRAY_SIZE(nasty), RANDOM_INPUTS, SEED);
 	return EXIT_SUCCESS;
 }

@@ -4,8 +4,9 @@
  * ClientHello from a connecting engine and the server's answer to it from
  * an accepting one, each cut at every length and with each byte flipped,
  * delivered whole and in small chunks, to both sides; then noise from a
- * fixed seed, alone and behind a TLS record header. Deterministic, so a
- * failure reproduces.
+ * fixed seed, alone and behind a TLS record header; and first the files of
+ * its corpus directory (the first argument). Deterministic, so a failure
+ * reproduces.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,8 +66,9 @@ static size_t real_flights(uint8_t *hello, size_t *hello_len, uint8_t *answer, s
 	return n;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	int corpus = fuzz_replay_corpus(argc, argv);
 	uint8_t hello[4096], answer[4096];
 	size_t hello_len;
 	size_t answer_len = real_flights(hello, &hello_len, answer, sizeof(answer));
@@ -119,7 +121,7 @@ int main(void)
 		run((uint8_t)next_random(), noise, len);
 		runs++;
 	}
-	printf("fuzz_tls_replay: %d inputs, %zu bytes of TLS sent back, no failure\n", runs,
-	       fuzz_tls_bytes_out);
+	printf("fuzz_tls_replay: %d corpus files, %d inputs, %zu bytes of TLS sent back, no failure\n",
+	       corpus, runs, fuzz_tls_bytes_out);
 	return 0;
 }

@@ -1,6 +1,6 @@
 /*
  * check_auth.c - unit tests of the auth module: auth_file parsing (a table of
- * good and bad files, errors with line numbers), md5 known answers, and whole
+ * good and bad files, errors with line numbers, from a file and from text), md5 known answers, and whole
  * conversations driven through auth_session for every auth_type, every kind
  * of stored secret, right and wrong passwords and unknown users. The test
  * plays the client: it parses the Authentication requests the session writes
@@ -158,6 +158,51 @@ START_TEST(test_auth_userlist_load_table)
 	auth_userlist_unref(list);
 	unlink(path);
 	free(path);
+}
+END_TEST
+
+/* The text parser gives what loading a file of the same text gives, naming the name it was given. */
+START_TEST(test_auth_userlist_parse_agrees_with_load)
+{
+	const struct file_case *tc = &file_cases[_i];
+	char *path = write_temp(tc->text);
+	struct auth_userlist *loaded = NULL, *parsed = NULL;
+	char lerr[256] = "", perr[256] = "";
+	int lrc = auth_userlist_load(path, &loaded, lerr, sizeof(lerr));
+	int prc = auth_userlist_parse(tc->text, strlen(tc->text), "users.txt", &parsed, perr,
+				      sizeof(perr));
+	ck_assert_int_eq(lrc, prc);
+	if (lrc < 0) {
+		ck_assert_ptr_null(parsed);
+		ck_assert_msg(strncmp(perr, "users.txt:", 10) == 0, "%s", perr);
+		ck_assert_str_eq(perr + strlen("users.txt"), lerr + strlen(path));
+	} else {
+		ck_assert_uint_eq(HASH_COUNT(parsed->users), HASH_COUNT(loaded->users));
+		const struct auth_user *u, *tmp;
+		HASH_ITER(hh, loaded->users, u, tmp) {
+			const struct auth_user *p = auth_userlist_find(parsed, u->name);
+			ck_assert_ptr_nonnull(p);
+			ck_assert_str_eq(p->secret.text, u->secret.text);
+		}
+	}
+	auth_userlist_unref(loaded);
+	auth_userlist_unref(parsed);
+	unlink(path);
+	free(path);
+}
+END_TEST
+
+/* A NUL ends its line's text, not the file's, as getline() reads a file. */
+START_TEST(test_auth_userlist_parse_nul_ends_the_line)
+{
+	static const char text[] = "\"a\" \"x\"\0junk \"\n\"b\" \"y\"\n";
+	struct auth_userlist *list = NULL;
+	char err[256] = "";
+	ck_assert_int_eq(auth_userlist_parse(text, sizeof(text) - 1, "u", &list, err, sizeof(err)),
+			 0);
+	ck_assert_uint_eq(HASH_COUNT(list->users), 2);
+	ck_assert_str_eq(auth_userlist_find(list, "b")->secret.text, "y");
+	auth_userlist_unref(list);
 }
 END_TEST
 
@@ -655,6 +700,9 @@ static Suite *auth_suite(void)
 	Suite *s = suite_create("auth");
 	TCase *tc = tcase_create("userlist");
 	tcase_add_loop_test(tc, test_auth_userlist_load_table, 0, (int)ARRAY_SIZE(file_cases));
+	tcase_add_loop_test(tc, test_auth_userlist_parse_agrees_with_load, 0,
+			    (int)ARRAY_SIZE(file_cases));
+	tcase_add_test(tc, test_auth_userlist_parse_nul_ends_the_line);
 	tcase_add_test(tc, test_auth_user_new_classifies_a_looked_up_secret);
 	tcase_add_test(tc, test_auth_userlist_missing_file_names_path);
 	suite_add_tcase(s, tc);

@@ -360,6 +360,8 @@ static const struct error_case {
 	{ "[databases]\npgbouncer = host=a\n",
 	  ":2: database name \"pgbouncer\" is reserved for the admin console" },
 	{ "[databases]\n\"bad = host=a\n", ":2: badly quoted name \"bad" },
+	{ "[databases]\napp = host=a\n= host=b\n", ":3: missing database name before \"=\"" },
+	{ "[users]\n = pool_size=2\n", ":2: missing user name before \"=\"" },
 	{ "[databases]\napp = host=a\n\napp = host=b\n",
 	  ":4: database \"app\" is already defined at line 2" },
 	{ "[users]\nbob = pool_mode=transaction colour=blue\n",
@@ -391,6 +393,41 @@ START_TEST(test_config_error_names_file_and_line)
 	free(want);
 	unlink(path);
 	free(path);
+}
+END_TEST
+
+/* The same text given as text: the same message, naming the name given, and no file opened. */
+START_TEST(test_config_text_errors_name_the_name_given)
+{
+	const struct error_case *c = &error_cases[_i];
+	struct config_error err;
+	struct config *cfg = config_load_text(c->text, strlen(c->text), "mem.ini", &err);
+	ck_assert_msg(cfg == NULL, "case %d loaded but should fail with %s", _i, c->error);
+	const char *error = c->error;
+	if (strstr(c->text, "%include /"))
+		error = ":2: %include /nonexistent/other.ini: not followed in a configuration given "
+			"as text";
+	char *want = xasprintf("mem.ini%s", error);
+	ck_assert_msg(strncmp(err.text, want, strlen(want)) == 0,
+		      "case %d: got \"%s\", want \"%s\"", _i, err.text, want);
+	free(want);
+}
+END_TEST
+
+START_TEST(test_config_text_loads_like_a_file)
+{
+	static const char text[] = "[sluice]\nlisten_port = 6611\n[databases]\napp = host=db\n";
+	struct config_error err;
+	struct config *cfg = config_load_text(text, sizeof(text) - 1, "mem.ini", &err);
+	ck_assert_msg(cfg != NULL, "%s", err.text);
+	ck_assert_int_eq(cfg->listen_port, 6611);
+	ck_assert_str_eq(cfg->path, "mem.ini");
+	ck_assert_ptr_nonnull(config_find_database(cfg, "app"));
+	config_unref(cfg);
+	/* Empty text is an empty file: the defaults. */
+	cfg = config_load_text("", 0, "empty.ini", &err);
+	ck_assert_msg(cfg != NULL, "%s", err.text);
+	config_unref(cfg);
 }
 END_TEST
 
@@ -1262,6 +1299,9 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_config_later_key_wins);
 	tcase_add_test(tc, test_config_long_line_keeps_line_numbers);
 	tcase_add_loop_test(tc, test_config_error_names_file_and_line, 0, ARRAY_SIZE(error_cases));
+	tcase_add_loop_test(tc, test_config_text_errors_name_the_name_given, 0,
+			    ARRAY_SIZE(error_cases));
+	tcase_add_test(tc, test_config_text_loads_like_a_file);
 	tcase_add_test(tc, test_config_missing_file_is_an_error);
 	tcase_add_test(tc, test_config_include_reads_the_file_in_place);
 	tcase_add_test(tc, test_config_include_relative_name_is_from_the_working_directory);
