@@ -7,10 +7,12 @@
 # It does not configure or build anything (scripts/test.sh does).
 set -euo pipefail
 
-# Build: compiler, meson, and the libraries meson.build asks pkg-config for.
+# Build: compiler, meson, and the libraries meson.build asks pkg-config for;
+# scdoc makes the man pages from doc/'s markdown (doc/md2man.py).
 build_packages=(
 	meson ninja-build pkg-config gcc
 	libuv1-dev libssl-dev libpq-dev libinih-dev uthash-dev
+	scdoc
 )
 
 # Tests: Check, a PostgreSQL server the integration harness runs with initdb
@@ -31,6 +33,8 @@ test_packages=(
 	# The format suite checks src/ and include/ against .clang-format with
 	# version 14, the one bookworm ships.
 	clang-format-14
+	# man_lint and the install suite check the man pages with mandoc -T lint.
+	mandoc
 	# scripts/fuzz.sh builds the libFuzzer targets with clang (-fsanitize=fuzzer).
 	clang
 	# check_drivers runs real client drivers through sluice: psycopg 3 and
