@@ -203,6 +203,21 @@ static void on_tick(uv_timer_t *t)
 	}
 }
 
+void worker_summarize(const struct worker *w, struct worker_summary *out)
+{
+	*out = (struct worker_summary){ .clients = w->client_count };
+	const struct pool *p;
+	TAILQ_FOREACH(p, &w->pools, link) {
+		out->clients_waiting += p->n_cl_waiting;
+		out->servers_active += p->n_sv_active;
+		out->servers_idle += p->n_sv_idle;
+		out->servers += p->n_sv_login + p->n_sv_idle + p->n_sv_active + p->n_sv_tested +
+				p->n_sv_being_canceled;
+		out->xact_count += p->stats.total.xact_count;
+		out->query_count += p->stats.total.query_count;
+	}
+}
+
 /* ---- configuration, pause, shutdown ---------------------------------------------- */
 
 bool worker_resume_all(struct worker *w)

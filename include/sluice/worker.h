@@ -199,6 +199,23 @@ void worker_begin_shutdown(struct worker *w, enum worker_shutdown how);
 /* RESUME of every database of this worker; false when nothing was paused. */
 bool worker_resume_all(struct worker *w);
 
+/*
+ * A few numbers for a one-line summary (the service manager's STATUS=,
+ * process.c): connections now, and transaction and query totals of the
+ * pools that exist now (a pool that goes, at a reload, takes its totals
+ * with it). Cheap: a walk over the pools, none over connections.
+ */
+struct worker_summary {
+	int clients; /* every client connection, console included */
+	int clients_waiting; /* waiting for a server */
+	int servers; /* every server connection, logging in included */
+	int servers_active; /* linked to a client */
+	int servers_idle; /* idle in a pool */
+	uint64_t xact_count;
+	uint64_t query_count;
+};
+void worker_summarize(const struct worker *w, struct worker_summary *out);
+
 /* Queues a pool for the assignment step of this loop iteration. */
 void worker_schedule_kick(struct worker *w, struct pool *p);
 
