@@ -51,7 +51,8 @@ static void usage(FILE *out)
 		"SIGINT exits when servers are released (twice: now).\n"
 		"\n"
 		"Under systemd (when built with libsystemd, see --version): Type=notify\n"
-		"units are told READY, RELOADING, STOPPING and a STATUS line.\n",
+		"units are told READY, RELOADING, STOPPING and a STATUS line; sockets passed\n"
+		"by socket activation (LISTEN_FDS) replace listen_addr and unix_socket_dir.\n",
 		SLUICE_VERSION);
 }
 
@@ -198,11 +199,12 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
 			       uv_version_string(), OpenSSL_version(OPENSSL_VERSION));
 			/* Whether a Type=notify unit and socket activation can work. */
 			if (systemd_built_in())
-				printf("systemd support: yes (libsystemd %s: sd_notify)\n",
+				printf("systemd support: yes (libsystemd %s: sd_notify, socket "
+				       "activation)\n",
 				       SLUICE_LIBSYSTEMD_VERSION);
 			else
 				printf("systemd support: no (built without libsystemd: use "
-				       "Type=simple units)\n");
+				       "Type=simple units, no socket activation)\n");
 			return 0;
 		case 'h':
 			usage(stdout);

@@ -6,6 +6,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sluice/log.h"
@@ -390,7 +391,18 @@ int process_start(struct process *pr)
 	/* The first line right after READY=1 (the first loop round), then every interval. */
 	if (systemd_notify_wanted())
 		uv_timer_start(&pr->status_timer, on_status_timer, 0, STATUS_INTERVAL_MS);
-	return worker_start(&pr->worker);
+	/*
+	 * Socket activation: the service manager's sockets, from
+	 * SYSTEMD_LISTEN_FDS_START on. A malformed LISTEN_FDS fails the start
+	 * (worker_start returns that error and opens nothing).
+	 */
+	int n = systemd_listen_fds();
+	int *fds = n > 0 ? xcalloc((size_t)n, sizeof(*fds)) : NULL;
+	for (int i = 0; i < n; i++)
+		fds[i] = SYSTEMD_LISTEN_FDS_START + i;
+	int rc = worker_start(&pr->worker, fds, n);
+	free(fds);
+	return rc;
 }
 
 void process_deinit(struct process *pr)

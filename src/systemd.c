@@ -1,7 +1,7 @@
 /*
- * systemd.c - sd_notify, when sluice is built with
- * libsystemd (see systemd.h). Without it the same functions do nothing but
- * say, once, that the environment asked for what is not built in.
+ * systemd.c - sd_notify and sd_listen_fds, when sluice is built with
+ * libsystemd (see systemd.h). Without it the same functions do nothing
+ * but say, once, that the environment asked for what is not built in.
  *
  * State: one flag per warning, so that a service manager that went away
  * (the notify socket refuses) is reported once, not every few seconds. The
@@ -21,6 +21,10 @@
 
 #if SLUICE_WITH_SYSTEMD
 #include <systemd/sd-daemon.h>
+
+#if SD_LISTEN_FDS_START != SYSTEMD_LISTEN_FDS_START
+#error "SYSTEMD_LISTEN_FDS_START differs from libsystemd's SD_LISTEN_FDS_START"
+#endif
 #endif
 
 /* The longest STATUS= line sent; a longer one is cut. */
@@ -107,4 +111,21 @@ void systemd_notify_status(const char *text)
 		if ((unsigned char)state[i] < 0x20)
 			state[i] = ' ';
 	notify(state);
+}
+
+int systemd_listen_fds(void)
+{
+#if SLUICE_WITH_SYSTEMD
+	int n = sd_listen_fds(1);
+	if (n < 0)
+		log_error("cannot use the sockets passed by the service manager (LISTEN_FDS): %s",
+			  strerror(-n));
+	return n;
+#else
+	if (env_set("LISTEN_FDS"))
+		log_warning("LISTEN_FDS is set, but sluice was built without systemd support: the "
+			    "sockets passed by the service manager are not used; sluice listens "
+			    "where listen_addr and unix_socket_dir say");
+	return 0;
+#endif
 }

@@ -17,7 +17,9 @@
  * A service manager hears of it (systemd.h): READY=1 once the process
  * serves (main.c), RELOADING=1 then READY=1 around every reload,
  * STOPPING=1 when a shutdown begins, and, while NOTIFY_SOCKET is set, a
- * STATUS= line every few seconds when it changed.
+ * STATUS= line every few seconds when it changed. Sockets the service
+ * manager passed (socket activation) are taken at start and handed to the
+ * worker's listeners instead of those the configuration names.
  */
 #pragma once
 
@@ -59,8 +61,9 @@ struct process {
 int process_init(struct process *pr, uv_loop_t *loop, struct config *cfg, int verbose_extra,
 		 bool log_stderr) WUR;
 /*
- * Starts the worker (listeners, tick), the signal watchers, and the status
- * line when a service manager listens.
+ * Starts the worker (listeners: the service manager's sockets when it
+ * passed some, else the configuration's; the tick), the signal watchers,
+ * and the status line when a service manager listens.
  */
 int process_start(struct process *pr) WUR;
 /* Frees what remains once the loop has stopped. */

@@ -182,8 +182,15 @@ void worker_install_tls(struct worker *w, struct tls_ctx *client_tls, struct tls
 			bool reconnect_servers);
 /* New logins are matched against h from now on (NULL: none loaded); the worker takes a reference. */
 void worker_install_hba(struct worker *w, struct hba *h);
-/* Opens listeners and starts the tick; after this the loop may run. */
-int worker_start(struct worker *w) WUR;
+/*
+ * Opens listeners and starts the tick; after this the loop may run, also
+ * when it failed (a shutdown then ends it). With n_listen_fds > 0, the
+ * listeners are listen_fds, sockets the service manager passed (systemd.h),
+ * which are the worker's from this call on; with 0 they are opened where the
+ * snapshot says; a negative n_listen_fds (the passed sockets could not be
+ * taken) is returned as the error, and nothing is opened.
+ */
+int worker_start(struct worker *w, const int *listen_fds, int n_listen_fds) WUR;
 /* Frees what remains after the loop has stopped. */
 void worker_deinit(struct worker *w);
 
