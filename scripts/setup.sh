@@ -9,10 +9,14 @@ set -euo pipefail
 
 # Build: compiler, meson, and the libraries meson.build asks pkg-config for;
 # scdoc makes the man pages from doc/'s markdown (doc/md2man.py).
+# libsystemd-dev is optional for meson (-Dsystemd=auto): with it sluice speaks
+# sd_notify (Type=notify units) and takes socket-activated listeners, and
+# check_systemd runs its tests instead of skipping them.
 build_packages=(
 	meson ninja-build pkg-config gcc
 	libuv1-dev libssl-dev libpq-dev libinih-dev uthash-dev
 	scdoc
+	libsystemd-dev
 )
 
 # Tests: Check, a PostgreSQL server the integration harness runs with initdb

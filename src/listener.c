@@ -16,6 +16,7 @@
 #include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,13 +116,17 @@ static void on_closed(uv_handle_t *h)
 	free(l);
 }
 
-/* Watches fd (bound and listening) as listener name; closes fd on failure. */
-static int watch(struct listener_set *ls, int fd, const char *name, bool is_unix)
+/*
+ * Watches fd (bound and listening) as listener name; closes fd on failure.
+ * owns_file: name is a unix socket file bound here, to remove at close.
+ */
+static int watch(struct listener_set *ls, int fd, const char *name, bool is_unix, bool owns_file)
 {
 	struct listener *l = xcalloc(1, sizeof(*l));
 	l->set = ls;
 	l->fd = fd;
 	l->is_unix = is_unix;
+	l->owns_file = owns_file;
 	snprintf(l->name, sizeof(l->name), "%s", name);
 	int rc = uv_poll_init_socket(ls->loop, &l->poll, fd);
 	if (rc < 0) {
@@ -168,7 +173,7 @@ static int listen_sockaddr(struct listener_set *ls, const struct config *cfg,
 		close(fd);
 		return rc;
 	}
-	return watch(ls, fd, name, false);
+	return watch(ls, fd, name, false, false);
 }
 
 /* host is an IP address or a name, which is resolved now (startup) to every address it has. */
@@ -267,14 +272,15 @@ static int listen_unix(struct listener_set *ls, const struct config *cfg)
 		unlink(sa.sun_path);
 		return rc;
 	}
-	return watch(ls, fd, sa.sun_path, true);
+	return watch(ls, fd, sa.sun_path, true, true);
 }
 
 int listener_chown_unix(struct listener_set *ls, const struct config *cfg, unsigned uid,
 			unsigned gid)
 {
 	for (struct listener *l = ls->list; l; l = l->next) {
-		if (!l->is_unix)
+		/* An adopted socket's file belongs to whoever made it (SocketUser=). */
+		if (!l->is_unix || !l->owns_file)
 			continue;
 		/* A group set by unix_socket_group stays. */
 		gid_t g = *cfg->unix_socket_group ? (gid_t)-1 : (gid_t)gid;
@@ -285,6 +291,128 @@ int listener_chown_unix(struct listener_set *ls, const struct config *cfg, unsig
 		}
 	}
 	return 0;
+}
+
+/*
+ * Why fd cannot be adopted, or NULL when it is a listening stream socket of
+ * a family sluice serves (its address then in *ss, *sslen); *rc is set to
+ * the error to return.
+ */
+static const char *unusable(int fd, struct sockaddr_storage *ss, socklen_t *sslen, int *rc)
+{
+	int type = 0, listening = 0;
+	socklen_t len = sizeof(type);
+	*rc = UV_EINVAL;
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
+		*rc = -errno;
+		return strerror(errno); /* not open, or not a socket */
+	}
+	if (type != SOCK_STREAM)
+		return "not a stream socket (ListenStream= in the .socket unit)";
+	len = sizeof(listening);
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening)
+		return "not listening (Accept=no in the .socket unit)";
+	if (getsockname(fd, (struct sockaddr *)ss, sslen) != 0) {
+		*rc = -errno;
+		return strerror(errno);
+	}
+	if (ss->ss_family != AF_INET && ss->ss_family != AF_INET6 && ss->ss_family != AF_UNIX)
+		return "not a TCP or unix socket";
+	int flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+		*rc = -errno;
+		return strerror(errno);
+	}
+	return NULL;
+}
+
+/*
+ * Adopts fd, a socket the service manager passed: made non-blocking and
+ * watched; its backlog, options and (unix) file are left as they are.
+ * Closes fd on failure.
+ */
+static int adopt(struct listener_set *ls, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+	int rc;
+	memset(&ss, 0, sizeof(ss));
+	const char *why = unusable(fd, &ss, &sslen, &rc);
+	if (why) {
+		log_error("socket fd %d passed by the service manager: %s", fd, why);
+		close(fd);
+		return rc;
+	}
+	/* sd_listen_fds made it close-on-exec already; a hand-made environment may not have. */
+	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+
+	char name[160];
+	bool is_unix = ss.ss_family == AF_UNIX;
+	if (is_unix) {
+		const struct sockaddr_un *un = (const struct sockaddr_un *)&ss;
+		size_t n = sslen > offsetof(struct sockaddr_un, sun_path)
+				   ? sslen - offsetof(struct sockaddr_un, sun_path)
+				   : 0;
+		if (n == 0)
+			snprintf(name, sizeof(name), "an unnamed unix socket");
+		else if (un->sun_path[0] == '\0') /* abstract: the name follows the NUL */
+			snprintf(name, sizeof(name), "@%.*s", (int)MIN(n - 1, 100),
+				 un->sun_path + 1);
+		else
+			snprintf(name, sizeof(name), "%.*s", (int)MIN(n, sizeof(un->sun_path)),
+				 un->sun_path);
+	} else {
+		bool v6 = ss.ss_family == AF_INET6;
+		const struct sockaddr_in *in4 = (const struct sockaddr_in *)&ss;
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+		char ip[INET6_ADDRSTRLEN] = "?";
+		inet_ntop(ss.ss_family,
+			  v6 ? (const void *)&in6->sin6_addr : (const void *)&in4->sin_addr, ip,
+			  sizeof(ip));
+		snprintf(name, sizeof(name), v6 ? "[%s]:%d" : "%s:%d", ip,
+			 ntohs(v6 ? in6->sin6_port : in4->sin_port));
+	}
+	/* The name is only shown (logs): an adopted socket's file is never unlinked or chowned. */
+	size_t len = strlen(name);
+	snprintf(name + len, sizeof(name) - len, " (fd %d, passed by the service manager)", fd);
+	return watch(ls, fd, name, is_unix, false);
+}
+
+/* Whether setting key has its default value in cfg. */
+static bool is_default(const struct config *cfg, const char *key)
+{
+	int i = config_setting_index(key);
+	if (i < 0)
+		return true;
+	char v[256];
+	config_setting_value(cfg, (size_t)i, v, sizeof(v));
+	return strcmp(v, config_setting_default((size_t)i)) == 0;
+}
+
+int listener_adopt_all(struct listener_set *ls, const struct config *cfg, const int *fds, int n)
+{
+	/* What the service manager's socket unit decides instead (PgBouncer warns the same way). */
+	static const char *const unused[] = { "listen_addr",	  "unix_socket_dir",
+					      "unix_socket_mode", "unix_socket_group",
+					      "listen_backlog",	  "so_reuseport" };
+	for (size_t i = 0; i < ARRAY_SIZE(unused); i++) {
+		int k = config_setting_index(unused[i]);
+		if (k < 0 || is_default(cfg, unused[i]))
+			continue;
+		char v[256];
+		config_setting_value(cfg, (size_t)k, v, sizeof(v));
+		log_warning("sockets passed by the service manager: %s = %s is ignored (the "
+			    ".socket unit says where and how to listen)",
+			    unused[i], v);
+	}
+	int rc = 0;
+	for (int i = 0; i < n; i++) {
+		if (rc == 0)
+			rc = adopt(ls, fds[i]);
+		else
+			close(fds[i]);
+	}
+	return rc;
 }
 
 int listener_start_all(struct listener_set *ls, const struct config *cfg)
@@ -320,7 +448,8 @@ void listener_stop(struct listener_set *ls, bool keep_unix)
 			continue;
 		}
 		*link = l->next;
-		if (l->is_unix)
+		/* Only a file bound here: an adopted socket's stays for the next start. */
+		if (l->owns_file)
 			unlink(l->name);
 		uv_close((uv_handle_t *)&l->poll, on_closed);
 	}

@@ -1,7 +1,8 @@
 /*
- * main.c - the command line, daemonizing, giving up root, the pidfile, and
- * wiring the process (process.h: configuration, signals, workers) to its loop. Nothing else: every behaviour lives in its
- * module.
+ * main.c - the command line, daemonizing, giving up root, the pidfile, READY=1
+ * for a service manager (systemd.h), and wiring the process (process.h:
+ * configuration, signals, workers) to its loop. Nothing else: every
+ * behaviour lives in its module.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +24,7 @@
 #include "sluice/listener.h"
 #include "sluice/log.h"
 #include "sluice/process.h"
+#include "sluice/systemd.h"
 #include "sluice_version.h"
 
 static void usage(FILE *out)
@@ -46,7 +48,11 @@ static void usage(FILE *out)
 		"  -h, --help       print this help and exit\n"
 		"\n"
 		"Signals: SIGHUP reloads, SIGTERM exits when clients are gone (twice: now),\n"
-		"SIGINT exits when servers are released (twice: now).\n",
+		"SIGINT exits when servers are released (twice: now).\n"
+		"\n"
+		"Under systemd (when built with libsystemd, see --version): Type=notify\n"
+		"units are told READY, RELOADING, STOPPING and a STATUS line; sockets passed\n"
+		"by socket activation (LISTEN_FDS) replace listen_addr and unix_socket_dir.\n",
 		SLUICE_VERSION);
 }
 
@@ -191,6 +197,14 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
 			/* The first line is SHOW VERSION's, as PgBouncer's is. */
 			printf("%s\nsluice %s\nlibuv %s\n%s\n", SLUICE_PRODUCT, SLUICE_VERSION,
 			       uv_version_string(), OpenSSL_version(OPENSSL_VERSION));
+			/* Whether a Type=notify unit and socket activation can work. */
+			if (systemd_built_in())
+				printf("systemd support: yes (libsystemd %s: sd_notify, socket "
+				       "activation)\n",
+				       SLUICE_LIBSYSTEMD_VERSION);
+			else
+				printf("systemd support: no (built without libsystemd: use "
+				       "Type=simple units, no socket activation)\n");
 			return 0;
 		case 'h':
 			usage(stdout);
@@ -246,6 +260,8 @@ static int serve(uv_loop_t *loop, struct config *cfg, const struct cmdline *cl,
 	}
 	report_start(report_fd, true);
 	log_info("sluice %s started (pid %d)", SLUICE_VERSION, (int)getpid());
+	/* Listening, root given up, pidfile written: a Type=notify unit is now active. */
+	systemd_notify_ready();
 	uv_run(loop, UV_RUN_DEFAULT);
 	process_deinit(&pr);
 	log_info("sluice stopped");
@@ -286,6 +302,14 @@ int main(int argc, char **argv)
 		}
 		run_as = (struct run_as){ xstrdup(pw->pw_name), pw->pw_uid, pw->pw_gid };
 	}
+	/*
+	 * A service manager that waits for READY=1 follows the process it
+	 * started, which exits at once with -d (NotifyAccess=main refuses the
+	 * daemon's messages). Type=notify units run sluice in the foreground.
+	 */
+	if (cl.daemon && getenv("NOTIFY_SOCKET"))
+		log_warning("-d with NOTIFY_SOCKET set: a Type=notify unit must run sluice "
+			    "without -d");
 	int report_fd = cl.daemon ? daemonize() : -1;
 	char *pidfile = cfg->pidfile && *cfg->pidfile ? xstrdup(cfg->pidfile) : NULL;
 	signal(SIGPIPE, SIG_IGN);

@@ -6,9 +6,14 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sluice/log.h"
+#include "sluice/systemd.h"
+
+/* How often the service manager's status line is brought up to date (when it changed). */
+#define STATUS_INTERVAL_MS 2000
 
 int process_log_setup(const struct config *cfg, bool also_stderr)
 {
@@ -155,7 +160,7 @@ static void install(struct process *pr, struct config *cfg, struct auth_userlist
 	(void)install_tls(pr, cfg, reconnect);
 }
 
-int process_reload(struct process *pr)
+static int reload(struct process *pr)
 {
 	struct config_error err;
 	struct config *cfg = config_load(pr->cfg->path, &err);
@@ -184,6 +189,15 @@ int process_reload(struct process *pr)
 	return 0;
 }
 
+int process_reload(struct process *pr)
+{
+	/* notify-reload waits for READY=1 after RELOADING=1, also when the reload failed. */
+	systemd_notify_reloading();
+	int rc = reload(pr);
+	systemd_notify_ready();
+	return rc;
+}
+
 int process_set(struct process *pr, const char *key, const char *value, struct config_error *err)
 {
 	/* Only this key changes: unreloaded edits of the file stay unapplied. */
@@ -203,6 +217,8 @@ int process_set(struct process *pr, const char *key, const char *value, struct c
 
 void process_shutdown(struct process *pr, enum worker_shutdown how)
 {
+	if (pr->worker.shutdown == WORKER_RUNNING)
+		systemd_notify_stopping();
 	worker_begin_shutdown(&pr->worker, how);
 }
 
@@ -267,6 +283,53 @@ static void on_signal(uv_signal_t *h, int signum)
 	}
 }
 
+/*
+ * The service manager's status line: connections now, and transactions and
+ * queries per second since the last sample. Sent only when it changed, so
+ * an idle pooler sends nothing.
+ */
+static void on_status_timer(uv_timer_t *t)
+{
+	struct process *pr = container_of(t, struct process, status_timer);
+	struct worker_summary sum;
+	worker_summarize(&pr->worker, &sum);
+	uint64_t now = uv_now(pr->loop);
+	uint64_t ms = now - pr->status_at;
+	/* A pool that went at a reload took its totals along: no rate for that sample. */
+	uint64_t xacts = sum.xact_count >= pr->status_xacts ? sum.xact_count - pr->status_xacts : 0;
+	uint64_t queries = sum.query_count >= pr->status_queries
+				   ? sum.query_count - pr->status_queries
+				   : 0;
+	bool first = pr->status_at == 0;
+	pr->status_at = now;
+	pr->status_xacts = sum.xact_count;
+	pr->status_queries = sum.query_count;
+	if (first || ms == 0) {
+		xacts = queries = 0;
+	} else {
+		xacts = xacts * 1000 / ms;
+		queries = queries * 1000 / ms;
+	}
+
+	static const char *const states[] = {
+		[WORKER_RUNNING] = "",
+		[WORKER_WAIT_CLIENTS] = "shutting down, waiting for clients; ",
+		[WORKER_WAIT_SERVERS] = "shutting down, waiting for servers; ",
+		[WORKER_EXIT] = "shutting down; ",
+	};
+	char line[sizeof(pr->status_sent)];
+	snprintf(line, sizeof(line),
+		 "%s%sclients: %d (%d waiting), servers: %d (%d active, %d idle), "
+		 "%llu xacts/s, %llu queries/s",
+		 states[pr->worker.shutdown], pr->worker.paused_all ? "paused; " : "", sum.clients,
+		 sum.clients_waiting, sum.servers, sum.servers_active, sum.servers_idle,
+		 (unsigned long long)xacts, (unsigned long long)queries);
+	if (strcmp(line, pr->status_sent) == 0)
+		return;
+	snprintf(pr->status_sent, sizeof(pr->status_sent), "%s", line);
+	systemd_notify_status(line);
+}
+
 static uv_signal_t *signal_handle(struct process *pr, int i)
 {
 	uv_signal_t *const all[] = { &pr->sig_term, &pr->sig_int,  &pr->sig_hup,
@@ -285,6 +348,8 @@ static void on_worker_exit(struct worker *w)
 	for (int i = 0; (h = signal_handle(pr, i)) != NULL; i++)
 		if (!uv_is_closing((uv_handle_t *)h))
 			uv_close((uv_handle_t *)h, NULL);
+	if (!uv_is_closing((uv_handle_t *)&pr->status_timer))
+		uv_close((uv_handle_t *)&pr->status_timer, NULL);
 }
 
 int process_init(struct process *pr, uv_loop_t *loop, struct config *cfg, int verbose_extra,
@@ -314,6 +379,7 @@ int process_init(struct process *pr, uv_loop_t *loop, struct config *cfg, int ve
 		uv_signal_init(loop, h);
 		h->data = pr;
 	}
+	uv_timer_init(loop, &pr->status_timer);
 	return 0;
 }
 
@@ -322,7 +388,21 @@ int process_start(struct process *pr)
 	static const int signums[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
 	for (size_t i = 0; i < ARRAY_SIZE(signums); i++)
 		uv_signal_start(signal_handle(pr, (int)i), on_signal, signums[i]);
-	return worker_start(&pr->worker);
+	/* The first line right after READY=1 (the first loop round), then every interval. */
+	if (systemd_notify_wanted())
+		uv_timer_start(&pr->status_timer, on_status_timer, 0, STATUS_INTERVAL_MS);
+	/*
+	 * Socket activation: the service manager's sockets, from
+	 * SYSTEMD_LISTEN_FDS_START on. A malformed LISTEN_FDS fails the start
+	 * (worker_start returns that error and opens nothing).
+	 */
+	int n = systemd_listen_fds();
+	int *fds = n > 0 ? xcalloc((size_t)n, sizeof(*fds)) : NULL;
+	for (int i = 0; i < n; i++)
+		fds[i] = SYSTEMD_LISTEN_FDS_START + i;
+	int rc = worker_start(&pr->worker, fds, n);
+	free(fds);
+	return rc;
 }
 
 void process_deinit(struct process *pr)

@@ -203,6 +203,21 @@ static void on_tick(uv_timer_t *t)
 	}
 }
 
+void worker_summarize(const struct worker *w, struct worker_summary *out)
+{
+	*out = (struct worker_summary){ .clients = w->client_count };
+	const struct pool *p;
+	TAILQ_FOREACH(p, &w->pools, link) {
+		out->clients_waiting += p->n_cl_waiting;
+		out->servers_active += p->n_sv_active;
+		out->servers_idle += p->n_sv_idle;
+		out->servers += p->n_sv_login + p->n_sv_idle + p->n_sv_active + p->n_sv_tested +
+				p->n_sv_being_canceled;
+		out->xact_count += p->stats.total.xact_count;
+		out->query_count += p->stats.total.query_count;
+	}
+}
+
 /* ---- configuration, pause, shutdown ---------------------------------------------- */
 
 bool worker_resume_all(struct worker *w)
@@ -389,12 +404,16 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg, struct au
 	return 0;
 }
 
-int worker_start(struct worker *w)
+int worker_start(struct worker *w, const int *listen_fds, int n_listen_fds)
 {
 	/* The check step first: a failed start exits through it (finish_exit). */
 	uv_check_start(&w->flush_check, on_check);
 	uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
-	int rc = listener_start_all(&w->listeners, w->cfg);
+	int rc = n_listen_fds;
+	if (n_listen_fds > 0)
+		rc = listener_adopt_all(&w->listeners, w->cfg, listen_fds, n_listen_fds);
+	else if (n_listen_fds == 0)
+		rc = listener_start_all(&w->listeners, w->cfg);
 	if (rc == 0)
 		rc = http_start(w);
 	return rc;

@@ -7,6 +7,12 @@
  * ErrorResponse). When accept() fails (out of file descriptors), accepting
  * pauses with a growing backoff and the waiting connections stay in the
  * kernel's backlog.
+ *
+ * The sockets are opened here from the configuration (listen_addr,
+ * listen_port, unix_socket_dir), or adopted: sockets a service manager opened
+ * and passed (socket activation), which the process layer hands down
+ * (listener_adopt_all). Either way they are the set's, and closed with it; a
+ * unix socket file is removed at close only when this set created it.
  */
 #pragma once
 
@@ -25,6 +31,8 @@ struct listener {
 	int fd;
 	struct listener_set *set;
 	bool is_unix;
+	bool owns_file; /* a unix socket file bound here: removed when it closes */
+	/* An address or a unix socket path (chown, unlink); adopted: with its fd, for the logs. */
 	char name[160];
 	struct listener *next;
 };
@@ -51,15 +59,30 @@ void listener_set_init(struct listener_set *ls, uv_loop_t *loop, listener_accept
 /* Opens every listener cfg asks for. Errors are logged and returned. */
 int listener_start_all(struct listener_set *ls, const struct config *cfg) WUR;
 /*
+ * Listens on fds[0..n) instead of what cfg asks for: listening stream
+ * sockets (TCP over IPv4 or IPv6, or unix) that the service manager opened
+ * and passed. listen_addr and unix_socket_dir are then not used (a warning
+ * names the ones set to other than their defaults); the backlog, the socket
+ * file's mode and owner are the service manager's to set. Every fd is the
+ * set's from this call on, also on error (those not adopted are closed). An
+ * fd that is not a listening stream socket of those families fails the
+ * start: 0, or a negative errno (logged).
+ */
+int listener_adopt_all(struct listener_set *ls, const struct config *cfg, const int *fds,
+		       int n) WUR;
+/*
  * Closes the listeners: all of them, or (keep_unix) the TCP ones only, so that
  * the console stays reachable on the unix socket while a shutdown waits.
+ * Adopted sockets are closed the same way; the service manager keeps its own
+ * copies, and the file of an adopted unix socket is left where it is.
  */
 void listener_stop(struct listener_set *ls, bool keep_unix);
 /*
  * Gives the unix socket file to uid (and gid, unless cfg's
  * unix_socket_group set one), so that after sluice gives up root (-u) the
- * file is the user's, as PgBouncer's is, and can be removed at exit. 0 or
- * -errno (logged).
+ * file is the user's, as PgBouncer's is, and can be removed at exit. A socket
+ * file the set did not create (adopted) is left to its creator. 0 or -errno
+ * (logged).
  */
 int listener_chown_unix(struct listener_set *ls, const struct config *cfg, unsigned uid,
 			unsigned gid) WUR;

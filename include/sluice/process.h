@@ -13,6 +13,13 @@
  * clients to leave, SIGINT for the servers to be released (either a second
  * time: exit now); SIGQUIT exits now; SIGUSR1 pauses and SIGUSR2 resumes
  * every database.
+ *
+ * A service manager hears of it (systemd.h): READY=1 once the process
+ * serves (main.c), RELOADING=1 then READY=1 around every reload,
+ * STOPPING=1 when a shutdown begins, and, while NOTIFY_SOCKET is set, a
+ * STATUS= line every few seconds when it changed. Sockets the service
+ * manager passed (socket activation) are taken at start and handed to the
+ * worker's listeners instead of those the configuration names.
  */
 #pragma once
 
@@ -39,6 +46,11 @@ struct process {
 	/* ...and whether lines also go to stderr when there is a logfile (not with -q or -d). */
 	bool log_stderr;
 	uv_signal_t sig_term, sig_int, sig_hup, sig_quit, sig_usr1, sig_usr2;
+	/* The service manager's status line (only while NOTIFY_SOCKET is set). */
+	uv_timer_t status_timer;
+	uint64_t status_at; /* uv_now of the last sample */
+	uint64_t status_xacts, status_queries; /* the totals then */
+	char status_sent[256]; /* the last line sent, so that an unchanged one is not */
 };
 
 /*
@@ -48,7 +60,11 @@ struct process {
  */
 int process_init(struct process *pr, uv_loop_t *loop, struct config *cfg, int verbose_extra,
 		 bool log_stderr) WUR;
-/* Starts the worker (listeners, tick) and the signal watchers. */
+/*
+ * Starts the worker (listeners: the service manager's sockets when it
+ * passed some, else the configuration's; the tick), the signal watchers,
+ * and the status line when a service manager listens.
+ */
 int process_start(struct process *pr) WUR;
 /* Frees what remains once the loop has stopped. */
 void process_deinit(struct process *pr);
@@ -66,7 +82,8 @@ int process_log_setup(const struct config *cfg, bool also_stderr) WUR;
  * running values (a warning names each the file changed), -v stays added to
  * verbose, and the logfile is reopened (log rotation). The TLS files are
  * read again; a side whose files cannot be used keeps its previous context
- * (logged). Errors keep the old ones and return -1.
+ * (logged). Errors keep the old ones and return -1. The service manager is
+ * told RELOADING=1 before and READY=1 after, whatever the outcome.
  */
 int process_reload(struct process *pr) WUR;
 /*
@@ -76,7 +93,10 @@ int process_reload(struct process *pr) WUR;
  */
 int process_set(struct process *pr, const char *key, const char *value,
 		struct config_error *err) WUR;
-/* Every worker begins to shut down the way given (a later, harsher call wins). */
+/*
+ * Every worker begins to shut down the way given (a later, harsher call
+ * wins). The first call tells the service manager STOPPING=1.
+ */
 void process_shutdown(struct process *pr, enum worker_shutdown how);
 /* PAUSE of everything (SIGUSR1); false when it already was. */
 bool process_pause_all(struct process *pr);

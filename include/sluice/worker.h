@@ -182,8 +182,15 @@ void worker_install_tls(struct worker *w, struct tls_ctx *client_tls, struct tls
 			bool reconnect_servers);
 /* New logins are matched against h from now on (NULL: none loaded); the worker takes a reference. */
 void worker_install_hba(struct worker *w, struct hba *h);
-/* Opens listeners and starts the tick; after this the loop may run. */
-int worker_start(struct worker *w) WUR;
+/*
+ * Opens listeners and starts the tick; after this the loop may run, also
+ * when it failed (a shutdown then ends it). With n_listen_fds > 0, the
+ * listeners are listen_fds, sockets the service manager passed (systemd.h),
+ * which are the worker's from this call on; with 0 they are opened where the
+ * snapshot says; a negative n_listen_fds (the passed sockets could not be
+ * taken) is returned as the error, and nothing is opened.
+ */
+int worker_start(struct worker *w, const int *listen_fds, int n_listen_fds) WUR;
 /* Frees what remains after the loop has stopped. */
 void worker_deinit(struct worker *w);
 
@@ -198,6 +205,23 @@ void worker_install_config(struct worker *w, struct config *cfg, struct auth_use
 void worker_begin_shutdown(struct worker *w, enum worker_shutdown how);
 /* RESUME of every database of this worker; false when nothing was paused. */
 bool worker_resume_all(struct worker *w);
+
+/*
+ * A few numbers for a one-line summary (the service manager's STATUS=,
+ * process.c): connections now, and transaction and query totals of the
+ * pools that exist now (a pool that goes, at a reload, takes its totals
+ * with it). Cheap: a walk over the pools, none over connections.
+ */
+struct worker_summary {
+	int clients; /* every client connection, console included */
+	int clients_waiting; /* waiting for a server */
+	int servers; /* every server connection, logging in included */
+	int servers_active; /* linked to a client */
+	int servers_idle; /* idle in a pool */
+	uint64_t xact_count;
+	uint64_t query_count;
+};
+void worker_summarize(const struct worker *w, struct worker_summary *out);
 
 /* Queues a pool for the assignment step of this loop iteration. */
 void worker_schedule_kick(struct worker *w, struct pool *p);

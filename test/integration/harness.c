@@ -746,8 +746,57 @@ static const char *sluice_bin(void)
 	return bin;
 }
 
-/* Forks and execs `[wrapper words...] sluice ini`, output to the log; returns the child's pid. */
-static pid_t spawn_sluice(const struct harness_sluice *s)
+/* At most this many sockets are passed (struct harness_spawn). */
+#define SPAWN_MAX_FDS 16
+
+/*
+ * In the child, before exec: applies spawn's environment and puts its
+ * sockets at 3, 4, ... with LISTEN_FDS and LISTEN_PID. Returns false when
+ * that cannot be done (the child then exits).
+ */
+static bool apply_spawn(const struct harness_spawn *spawn)
+{
+	for (const char *const *e = spawn->env; e && *e; e++) {
+		const char *eq = strchr(*e, '=');
+		if (eq) {
+			char *name = strndup(*e, (size_t)(eq - *e));
+			bool ok = name && setenv(name, eq + 1, 1) == 0;
+			free(name);
+			if (!ok)
+				return false;
+		} else if (unsetenv(*e) != 0) {
+			return false;
+		}
+	}
+	int n = spawn->n_listen_fds;
+	if (n <= 0)
+		return true;
+	if (n > SPAWN_MAX_FDS)
+		return false;
+	/*
+	 * Copies above the targets first, so that a socket that already is one
+	 * of 3.. is not overwritten before it is moved; they close at exec.
+	 */
+	int tmp[SPAWN_MAX_FDS];
+	for (int i = 0; i < n; i++)
+		if ((tmp[i] = fcntl(spawn->listen_fds[i], F_DUPFD_CLOEXEC, 3 + n)) < 0)
+			return false;
+	for (int i = 0; i < n; i++)
+		if (dup2(tmp[i], 3 + i) < 0) /* the copy at 3 + i is not close-on-exec */
+			return false;
+	char num[16];
+	snprintf(num, sizeof(num), "%d", n);
+	if (setenv("LISTEN_FDS", num, 1) != 0)
+		return false;
+	snprintf(num, sizeof(num), "%d", (int)getpid());
+	return setenv("LISTEN_PID", num, 1) == 0;
+}
+
+/*
+ * Forks and execs `[wrapper words...] sluice ini`, output to the log, with
+ * what spawn adds (may be NULL); returns the child's pid.
+ */
+static pid_t spawn_sluice(const struct harness_sluice *s, const struct harness_spawn *spawn)
 {
 	const char *bin = sluice_bin();
 	const char *wrapper = getenv("SLUICE_WRAPPER");
@@ -775,6 +824,11 @@ static pid_t spawn_sluice(const struct harness_sluice *s)
 		int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		if (out < 0 || in < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
 			_exit(126);
+		if (spawn && !apply_spawn(spawn)) {
+			dprintf(2, "harness: cannot set up the environment or sockets: %s\n",
+				strerror(errno));
+			_exit(126);
+		}
 		execvp(argv[0], argv);
 		dprintf(2, "harness: exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
@@ -830,22 +884,37 @@ static void write_sluice_files(struct harness_sluice *s, const char *sluice_extr
 }
 
 static struct harness_sluice *sluice_start(const char *sluice_extra, const char *databases,
-	const char *userlist, int fixed_port);
+	const char *userlist, int fixed_port, const struct harness_spawn *spawn);
 
 struct harness_sluice *harness_sluice_start(const char *sluice_extra, const char *databases,
 	const char *userlist)
 {
-	return sluice_start(sluice_extra, databases, userlist, 0);
+	return sluice_start(sluice_extra, databases, userlist, 0, NULL);
 }
 
 struct harness_sluice *harness_sluice_start_on_port(const char *sluice_extra,
 	const char *databases, const char *userlist, int port)
 {
-	return sluice_start(sluice_extra, databases, userlist, port);
+	return sluice_start(sluice_extra, databases, userlist, port, NULL);
+}
+
+struct harness_sluice *harness_sluice_start_with(const char *sluice_extra, const char *databases,
+	const char *userlist, const struct harness_spawn *spawn)
+{
+	return sluice_start(sluice_extra, databases, userlist, 0, spawn);
+}
+
+/* Whether sluice's log says it started: it listens, and it has given up root. */
+static bool log_says_started(const struct harness_sluice *s)
+{
+	char *log = read_text_file(s->log_path);
+	bool found = log && strstr(log, " started (pid ") != NULL;
+	free(log);
+	return found;
 }
 
 static struct harness_sluice *sluice_start(const char *sluice_extra, const char *databases,
-	const char *userlist, int fixed_port)
+	const char *userlist, int fixed_port, const struct harness_spawn *spawn)
 {
 	const char *base = harness_dir();
 	struct harness_sluice *s = xcalloc(1, sizeof(*s));
@@ -863,11 +932,13 @@ static struct harness_sluice *sluice_start(const char *sluice_extra, const char 
 
 	/* On a shared port the TCP port says nothing: its own unix socket does. */
 	bool tcp = !(sluice_extra && ini_has_key(sluice_extra, "listen_addr")) && !fixed_port;
+	/* Passed sockets listen before sluice runs: only its log can say that it is up. */
+	bool passed = spawn && spawn->n_listen_fds > 0;
 	int timeout = SLUICE_START_TIMEOUT_MS * wait_scale();
 	for (int attempt = 1;; attempt++) {
 		s->port = fixed_port ? fixed_port : harness_free_port();
 		write_sluice_files(s, sluice_extra, databases, userlist);
-		s->pid = spawn_sluice(s);
+		s->pid = spawn_sluice(s, spawn);
 		char *sock = xasprintf("%s/.s.PGSQL.%d", s->dir, s->port);
 		long deadline = harness_now_ms() + timeout;
 		bool up = false, exited = false;
@@ -879,7 +950,8 @@ static struct harness_sluice *sluice_start(const char *sluice_extra, const char 
 				exited = true;
 				break;
 			}
-			up = tcp ? tcp_port_listening(s->port) : unix_socket_listening(sock);
+			up = passed ? log_says_started(s)
+				    : tcp ? tcp_port_listening(s->port) : unix_socket_listening(sock);
 			if (!up)
 				harness_sleep_ms(POLL_INTERVAL_MS);
 		}
@@ -890,14 +962,15 @@ static struct harness_sluice *sluice_start(const char *sluice_extra, const char 
 		 */
 		bool own_unix = !(sluice_extra && ini_has_key(sluice_extra, "unix_socket_dir"));
 		for (long end = harness_now_ms() + 1000;
-		     up && tcp && own_unix && !unix_socket_listening(sock) && harness_now_ms() < end;)
+		     up && tcp && own_unix && !passed && !unix_socket_listening(sock) &&
+		     harness_now_ms() < end;)
 			harness_sleep_ms(POLL_INTERVAL_MS);
 		free(sock);
 		if (up)
 			return s;
 		char *log = read_text_file(s->log_path);
 		if (exited && log && strstr(log, "in use") && attempt < START_ATTEMPTS &&
-			!fixed_port) {
+			!fixed_port && !passed) {
 			/* Someone took the free port first; truncate the log and try another. */
 			free(log);
 			write_text_file(s->log_path, "", false);

@@ -152,6 +152,37 @@ struct harness_sluice *harness_sluice_start_on_port(const char *sluice_extra,
 	const char *databases, const char *userlist, int port);
 
 /*
+ * What harness_sluice_start_with() adds to a start: environment for sluice,
+ * and listening sockets handed over the way a service manager hands them
+ * (socket activation).
+ */
+struct harness_spawn {
+	/*
+	 * NULL, or a NULL-terminated list applied in sluice's process before
+	 * exec: "NAME=value" sets NAME, "NAME" alone unsets it (e.g.
+	 * NOTIFY_SOCKET=<path of a datagram socket the test reads>).
+	 */
+	const char *const *env;
+	/*
+	 * Sockets passed as descriptors 3, 4, ... (in this order), with
+	 * LISTEN_FDS=n_listen_fds and LISTEN_PID=<sluice's pid> set, as systemd
+	 * does; at most 16. The test keeps its own descriptors (close them to
+	 * see what sluice does with its copies). Since they listen before
+	 * sluice runs, sluice counts as up when its log says it started.
+	 */
+	const int *listen_fds;
+	int n_listen_fds;
+};
+
+/*
+ * harness_sluice_start() with what spawn adds (NULL: nothing). With passed
+ * sockets there is no retry on another port: the ini's listen_port is
+ * then expected to stay unbound anyway.
+ */
+struct harness_sluice *harness_sluice_start_with(const char *sluice_extra, const char *databases,
+	const char *userlist, const struct harness_spawn *spawn);
+
+/*
  * Sends SIGTERM and waits (bounded, 15 s; longer under SLUICE_WRAPPER) for the
  * process. Returns its exit status (0..255), 128 + the signal number when a
  * signal ended it, or -1 when it did not exit in time and had to be killed
