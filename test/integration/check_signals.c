@@ -177,6 +177,78 @@ START_TEST(test_sigterm_serves_connected_client_refuses_new_and_exits_0)
 }
 END_TEST
 
+/*
+ * The sidecar story of doc/deploy.md: Kubernetes sends SIGTERM to sluice
+ * while the application (pgbench here, 4 connections running TPC-B
+ * transactions in transaction mode) is still working. Its transactions all
+ * complete on the connections it has; a new connection is refused; /ready
+ * answers 503 while /health stays 200; sluice exits 0 once the application
+ * has gone, well within a grace period.
+ */
+START_TEST(test_sigterm_lets_a_running_application_finish)
+{
+	harness_pgbench_init();
+	int http = harness_free_port();
+	char *ini = xasprintf("pool_mode = transaction\nauth_type = md5\ndefault_pool_size = 2\n"
+			      "metrics_port = %d\n",
+		http);
+	struct harness_sluice *s = harness_sluice_start(ini, NULL, "\"md5user\" \"md5userpw\"\n");
+	free(ini);
+	char port[16];
+	snprintf(port, sizeof(port), "%d", s->port);
+	char *out_path = xasprintf("%s/pgbench.out", s->dir);
+	pid_t app = fork();
+	ck_assert_int_ge(app, 0);
+	if (app == 0) {
+		char *argv[] = { "pgbench", "-n", "-c", "4", "-j", "2", "-T", "4", "-h", "127.0.0.1",
+			"-p", port, "-U", "md5user", "app", NULL };
+		char *out = NULL;
+		int rc = harness_run_pgbench(argv, 30000, &out);
+		FILE *f = fopen(out_path, "w");
+		if (f) {
+			fputs(out ? out : "", f);
+			fclose(f);
+		}
+		_exit(rc == 0 ? 0 : 1);
+	}
+	/* The application is busy when the pod is deleted. */
+	harness_sleep_ms(1500);
+	char *ready = harness_http_get(http, "/ready");
+	ck_assert_msg(ready && strstr(ready, " 200 "), "%s", ready ? ready : "(nothing)");
+	free(ready);
+	harness_sluice_signal(s, SIGTERM);
+	ck_assert(harness_sluice_log_wait(s, "SIGTERM", 5000));
+	ready = harness_http_get(http, "/ready");
+	ck_assert_msg(ready && strstr(ready, " 503 ") && strstr(ready, "shutting down"), "%s",
+		ready ? ready : "(nothing)");
+	free(ready);
+	char *health = harness_http_get(http, "/health");
+	ck_assert_msg(health && strstr(health, " 200 "), "%s", health ? health : "(nothing)");
+	free(health);
+	/* A new connection during the grace period: refused, as documented. */
+	char *err = harness_connect_error(s, "dbname=app user=md5user password=md5userpw");
+	ck_assert_msg(strstr(err, "refused") || strstr(err, "shutting down") ||
+			      strstr(err, "closed the connection"),
+		"%s", err);
+	free(err);
+
+	int status;
+	ck_assert_int_eq(waitpid(app, &status, 0), app);
+	char *out = harness_read_file(out_path);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "pgbench failed:\n%s", out);
+	ck_assert_msg(strstr(out, "number of failed transactions: 0 ") != NULL, "%s", out);
+	const char *p = strstr(out, "number of transactions actually processed: ");
+	ck_assert_msg(p && strtol(p + strlen("number of transactions actually processed: "), NULL,
+				   10) > 0,
+		"%s", out);
+	free(out);
+	free(out_path);
+	/* The application is gone: sluice follows at once, with status 0. */
+	ck_assert_int_eq(harness_sluice_wait(s, 5000), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
 START_TEST(test_second_sigterm_exits_promptly_with_clients)
 {
 	struct harness_sluice *s = harness_sluice_start("auth_type = trust\n", NULL,
@@ -528,6 +600,7 @@ static Suite *signals_suite(void)
 
 	tc = harness_tcase("shutdown");
 	tcase_add_test(tc, test_sigterm_serves_connected_client_refuses_new_and_exits_0);
+	tcase_add_test(tc, test_sigterm_lets_a_running_application_finish);
 	tcase_add_test(tc, test_second_sigterm_exits_promptly_with_clients);
 	tcase_add_test(tc, test_sigint_with_idle_client_exits_promptly);
 	tcase_add_test(tc, test_sigusr1_pauses_and_sigusr2_resumes);
