@@ -16,7 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/setup.sh
+# Only what building and running need: no test packages, no npm.
+./scripts/setup.sh --run
 
 echo "==== building sluice"
 build="${SLUICE_BUILD_DIR:-build}"
@@ -34,7 +35,8 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/sluice-demo.XXXXXX")
 as_pg=()
 if [ "$(id -u)" -eq 0 ]; then
 	chown postgres: "$tmp"
-	as_pg=(runuser -u postgres --)
+	# In $tmp: the user postgres may not enter the directory the demo runs from.
+	as_pg=(runuser -u postgres -- env --chdir="$tmp")
 fi
 
 sluice_pid=""
@@ -120,6 +122,8 @@ The admin console (SHOW POOLS, SHOW STATS, SHOW POOL_WAITS, ...):
     psql "host=127.0.0.1 port=$port dbname=pgbouncer user=demo password=demo" -c "SHOW POOLS"
 
 Prometheus metrics and probes: http://127.0.0.1:$metrics_port/metrics, /health, /ready
+(curl http://127.0.0.1:$metrics_port/ready; where curl is missing, bash alone:
+    exec 3<>/dev/tcp/127.0.0.1/$metrics_port; printf 'GET /ready HTTP/1.0\r\n\r\n' >&3; cat <&3)
 
 Config: $tmp/sluice.ini. Press Ctrl-C to stop everything.
 

@@ -1,11 +1,33 @@
 #!/usr/bin/env bash
-# setup.sh - installs every package sluice needs to build and test, from
-# Debian's archive with apt-get. Idempotent: when dpkg says everything is
-# installed already it does nothing (no apt-get update, no network).
+# setup.sh - installs the packages sluice needs, from Debian's archive with
+# apt-get. Idempotent: when dpkg says everything is installed already it does
+# nothing (no apt-get update, no network).
+#
+# Usage: setup.sh [--run]
+#   --run   only what building and running need: the build packages and a
+#           PostgreSQL server (scripts/demo.sh); no test packages, no npm.
+#   (none)  everything the test suites need too (scripts/test.sh).
+#
+# Packages are installed without their recommended extras
+# (--no-install-recommends), and no service they would start is started:
+# a policy-rc.d refuses the starts during the installation, and the services
+# of packages installed here are disabled afterwards on a systemd machine
+# (PostgreSQL, Prometheus and the pgbouncer exporter ship enabled units; the
+# test harness and the demo start their own processes instead).
 #
 # It owns the list of dependencies; meson.build finds them with pkg-config.
 # It does not configure or build anything (scripts/test.sh does).
 set -euo pipefail
+
+mode=test
+case "${1:-}" in
+--run) mode=run ;;
+"") ;;
+*)
+	echo "usage: setup.sh [--run]" >&2
+	exit 2
+	;;
+esac
 
 # Build: compiler, meson, and the libraries meson.build asks pkg-config for;
 # scdoc makes the man pages from doc/'s markdown (doc/md2man.py).
@@ -26,7 +48,7 @@ build_packages=(
 # (SLUICE_TEST_EXPORTER=1, see check_admin_control.c).
 test_packages=(
 	check libsubunit-dev
-	postgresql postgresql-contrib
+	postgresql-contrib
 	valgrind
 	prometheus
 	prometheus-pgbouncer-exporter
@@ -57,7 +79,11 @@ fi
 
 # The benchmark (test/bench/bench.sh) installs pgbouncer itself.
 
-packages=("${build_packages[@]}" "${test_packages[@]}")
+# Running: a PostgreSQL server for the demo (initdb, pg_ctl, psql).
+run_packages=(postgresql)
+
+packages=("${build_packages[@]}" "${run_packages[@]}")
+[ "$mode" = test ] && packages+=("${test_packages[@]}")
 
 missing=()
 for p in "${packages[@]}"; do
@@ -76,9 +102,41 @@ else
 
 	echo "setup.sh: installing: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
+	# Nothing the packages would start starts now (exit 101: "action
+	# forbidden", which invoke-rc.d and deb-systemd-invoke obey). An existing
+	# policy-rc.d (a container's) is left as it is.
+	policy=/usr/sbin/policy-rc.d
+	own_policy=0
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\n# scripts/setup.sh: no service starts while it installs.\nexit 101\n' |
+			"${sudo[@]}" tee "$policy" >/dev/null
+		"${sudo[@]}" chmod 755 "$policy"
+		own_policy=1
+		trap '"${sudo[@]}" rm -f "$policy"' EXIT
+	fi
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends "${missing[@]}"
+	if [ "$own_policy" = 1 ]; then
+		"${sudo[@]}" rm -f "$policy"
+		trap - EXIT
+	fi
+	# On a systemd machine, the units of what was installed here stay off
+	# (they would start at the next boot): disabled, and stopped if running.
+	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+		for unit in postgresql prometheus prometheus-pgbouncer-exporter; do
+			for p in "${missing[@]}"; do
+				if [ "$p" = "$unit" ] &&
+					systemctl is-enabled --quiet "$unit" 2>/dev/null; then
+					echo "setup.sh: disabling the $unit service Debian enabled"
+					"${sudo[@]}" systemctl disable --now --quiet "$unit" || true
+				fi
+			done
+		done
+	fi
 fi
+
+[ "$mode" = run ] && exit 0
 
 # The node drivers of check_drivers, from the npm registry at the versions of
 # test/drivers/package-lock.json. Only when they are not installed yet, so
