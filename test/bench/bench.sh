@@ -16,7 +16,9 @@
 # (default build-bench in the repository), BENCH_OUT (where results go, default
 # BENCH_BUILD_DIR/bench-results/DATE), BENCH_SCALE (pgbench scale, default 10),
 # PG_BINDIR (PostgreSQL's initdb/pg_ctl, default the newest under
-# /usr/lib/postgresql).
+# /usr/lib/postgresql), BENCH_SCENARIOS (an extended regular expression: run
+# only the scenarios whose names match it, e.g. 'tls'), BENCH_MEMORY=0 (skip
+# the memory test with idle clients).
 #
 # Every process it starts is stopped on exit, Ctrl-C included, and the
 # temporary directory is removed; the results directory is kept.
@@ -357,7 +359,9 @@ cc -O2 -Wall -I"$(pg_config --includedir)" -o "$idle_tool" "$bench_src/idle_clie
 mem_tsv=$out_dir/memory.tsv
 printf 'pooler\tclients\tlogged_in\tfailed\trss_idle_kib\trss_with_clients_kib\tkib_per_client\trss_after_kib\tnote\n' \
 	>"$mem_tsv"
+[ "${BENCH_MEMORY:-1}" = 0 ] && idle_specs=()
 for pooler in pgbouncer sluice; do
+	[ ${#idle_specs[@]} -eq 0 ] && break
 	port_var=${pooler}_port
 	pid_var=${pooler}_pid
 	sleep 1
@@ -509,6 +513,7 @@ run_one() {
 for round in $(seq "$rounds"); do
 	for s in "${scenarios[@]}"; do
 		IFS='|' read -r scen opts targets sslmode <<<"$s"
+		[[ "$scen" =~ ${BENCH_SCENARIOS:-.} ]] || continue
 		read -ra tl <<<"$targets"
 		# Rotate the order of the targets by one each round.
 		cnt=${#tl[@]}
