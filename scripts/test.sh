@@ -6,9 +6,10 @@
 # daemon it drives reports an error or a leak at exit), and last runs every
 # libFuzzer target for a bounded time (scripts/fuzz.sh, a clang build in
 # `build-fuzz`; skipped with a note when clang or libFuzzer is missing), and
-# then the container image (scripts/container.sh: podman build and a smoke
-# test; at most 15 minutes, under one when the base image and the build's
-# package layer are cached; skipped with a note when podman cannot work here).
+# then the container image (scripts/container.sh: podman build, a smoke
+# test and a `podman kube play` of the sidecar manifest; at most 15 minutes,
+# under one when the base image and the build's package layer are cached;
+# skipped with a note when podman cannot work here).
 #
 # Environment:
 #   SLUICE_TEST_SKIP_ASAN=1  skip the sanitizer build, for a quick local run
@@ -118,7 +119,7 @@ else
 	rc=0
 	timeout -k 30 900 ./scripts/container.sh || rc=$?
 	case "$rc" in
-	0) summary+=("PASS  container  (image built, smoke test) in $((SECONDS - start)) s") ;;
+	0) summary+=("PASS  container  (image built, smoke and kube play tests) in $((SECONDS - start)) s") ;;
 	77) summary+=("SKIP  container  (podman cannot work here: see container.sh's SKIP line above)") ;;
 	124 | 137)
 		summary+=("FAIL  container  timed out after $((SECONDS - start)) s")
