@@ -13,7 +13,8 @@
 #          in a temporary directory), the image in front of it configured
 #          only by SLUICE_* variables and an auth_file mounted read-only;
 #          psql through it, /health and /ready over HTTP, the HEALTHCHECK,
-#          then `podman stop` (SIGTERM) during a query: the query finishes,
+#          then `podman stop` (SIGTERM) during a query: new connections are
+#          refused, /ready is 503 and /health 200, the query finishes, and
 #          sluice exits 0 at once after it.
 #   kube   `podman kube play --network host` of packaging/kubernetes/
 #          sidecar.yaml, rewritten for the test (free ports, this PostgreSQL,
@@ -364,6 +365,12 @@ smoke() {
 	bg_pids+=("$stopper")
 	wait_for 5 bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null" ||
 		die "sluice still accepts connections after SIGTERM"
+	# While it drains: not ready (a Service stops sending clients), alive
+	# (the kubelet does not restart it).
+	ready=$(http_get "$metrics" /ready)
+	health=$(http_get "$metrics" /health)
+	[ "$ready" = 503 ] && [ "$health" = 200 ] ||
+		die "while draining, /ready answered $ready (not 503) and /health $health (not 200)"
 	wait "$inflight" || die "the query in flight at SIGTERM failed: $(cat "$work/inflight.out")"
 	grep -qx finished "$work/inflight.out" || die "the client in flight said: $(cat "$work/inflight.out")"
 	wait "$stopper" || die "podman stop failed: $(cat "$work/stop.err")"
@@ -373,8 +380,9 @@ smoke() {
 	[ "$took" -lt 10 ] || die "podman stop took $took s: sluice did not exit when its client left"
 	podman logs "$name" 2>&1 | grep -q 'SIGTERM: no new connections' ||
 		die "sluice did not log the SIGTERM"
-	log "smoke: SIGTERM (podman stop) during a 3 s query: new connections refused, the query" \
-		"finished, sluice exited with status $code after $took s"
+	log "smoke: SIGTERM (podman stop) during a 3 s query: new connections refused," \
+		"/ready 503 and /health 200 meanwhile, the query finished, sluice exited with" \
+		"status $code after $took s"
 	podman rm "$name" >/dev/null 2>&1
 }
 
