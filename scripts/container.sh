@@ -123,6 +123,7 @@ chmod 755 "$work"
 pg_started=0
 containers=()
 pod_manifest=
+kube_played=0
 bg_pids=()
 
 cleanup() {
@@ -139,6 +140,9 @@ cleanup() {
 	if [ -n "$pod_manifest" ]; then
 		timeout 60 podman kube down "$pod_manifest" >/dev/null 2>&1
 	fi
+	# kube play keeps the manifest's Secret as a podman secret; kube down
+	# (podman 4.3) leaves it.
+	[ "$kube_played" = 1 ] && podman secret rm sluice-users >/dev/null 2>&1
 	for c in "${containers[@]}"; do
 		timeout 30 podman rm -f -t 0 "$c" >/dev/null 2>&1
 	done
@@ -460,6 +464,7 @@ kube() {
 	kube_manifest "$port" "$metrics" >"$work/sidecar.yaml"
 	grep -q "port=$pg_port" "$work/sidecar.yaml" || die "rewriting sidecar.yaml failed"
 	pod_manifest="$work/sidecar.yaml"
+	kube_played=1
 	local t0=$SECONDS
 	timeout 120 podman kube play --network host "$pod_manifest" >"$work/play.log" 2>&1 ||
 		die "podman kube play failed: $(tail -n 5 "$work/play.log")"
