@@ -69,6 +69,10 @@ test_packages=(
 	# npm (test/drivers/package.json, installed below).
 	python3-psycopg python3-asyncpg
 	libpostgresql-jdbc-java default-jdk-headless
+	# scripts/container.sh builds and tests the container image with podman
+	# as root (runtime runc), making the Debian base image with debootstrap
+	# when no registry provides it; catatonit is the pods' pause process.
+	podman runc debootstrap catatonit
 )
 
 # Node.js and npm for the node drivers. Only when npm is missing: a Node.js

@@ -5,13 +5,18 @@
 # Sanitizer, sluice itself included, so an integration test fails when the
 # daemon it drives reports an error or a leak at exit), and last runs every
 # libFuzzer target for a bounded time (scripts/fuzz.sh, a clang build in
-# `build-fuzz`; skipped with a note when clang or libFuzzer is missing).
+# `build-fuzz`; skipped with a note when clang or libFuzzer is missing), and
+# then the container image (scripts/container.sh: podman build, a smoke
+# test and a `podman kube play` of the sidecar manifest; at most 15 minutes,
+# under one when the base image and the build's package layer are cached;
+# skipped with a note when podman cannot work here).
 #
 # Environment:
 #   SLUICE_TEST_SKIP_ASAN=1  skip the sanitizer build, for a quick local run
 #                            (CI never sets it).
 #   SLUICE_TEST_SKIP_FUZZ=1  skip the fuzz run (CI never sets it).
 #   SLUICE_FUZZ_SECONDS=N    seconds per fuzz target (default 20).
+#   SLUICE_TEST_SKIP_CONTAINER=1  skip the container image (CI never sets it).
 #   SLUICE_BUILD_DIR=NAME    build in NAME and NAME-asan instead of build and
 #                            build-asan.
 #   MESON_TEST_ARGS          extra arguments for `meson test`, e.g. "--suite unit"
@@ -99,6 +104,29 @@ else
 	77) summary+=("SKIP  fuzz  (no clang with libFuzzer)") ;;
 	*)
 		summary+=("FAIL  fuzz  after $((SECONDS - start)) s (inputs saved in test/fuzz/corpus/)")
+		failed=1
+		;;
+	esac
+fi
+
+# The container image, bounded: the first run debootstraps the base image and
+# downloads the build stage's packages (a few minutes), later ones reuse both.
+if [ "${SLUICE_TEST_SKIP_CONTAINER:-0}" = "1" ]; then
+	summary+=("SKIP  container  (SLUICE_TEST_SKIP_CONTAINER=1)")
+else
+	echo "==== container"
+	start=$SECONDS
+	rc=0
+	timeout -k 30 900 ./scripts/container.sh || rc=$?
+	case "$rc" in
+	0) summary+=("PASS  container  (image built, smoke and kube play tests) in $((SECONDS - start)) s") ;;
+	77) summary+=("SKIP  container  (podman cannot work here: see container.sh's SKIP line above)") ;;
+	124 | 137)
+		summary+=("FAIL  container  timed out after $((SECONDS - start)) s")
+		failed=1
+		;;
+	*)
+		summary+=("FAIL  container  after $((SECONDS - start)) s")
 		failed=1
 		;;
 	esac
