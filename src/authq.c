@@ -234,6 +234,18 @@ void authq_cancel(struct authq_wait *w)
 
 /* ---- connections ---------------------------------------------------------------- */
 
+/*
+ * The one write of a connection's state: RESOLVING -> CONNECTING -> READY
+ * <-> QUERYING (authq.c's header comment); an end goes through conn_close.
+ */
+static void conn_set_state(struct aq_conn *cn, enum aq_state st)
+{
+	static const char *const names[] = { "resolving", "connecting", "ready", "querying" };
+	log_debug("auth_query connection to %s@%s: %s -> %s", cn->user, cn->dbname,
+		  names[cn->state], names[st]);
+	cn->state = st;
+}
+
 static void on_poll_closed(uv_handle_t *h)
 {
 	free(h);
@@ -449,7 +461,7 @@ static void start_connect(struct aq_conn *cn)
 	PQsetNoticeProcessor(cn->pg, notice_to_log, NULL);
 	/* So that a refused login's message carries its SQLSTATE (conn_close). */
 	PQsetErrorVerbosity(cn->pg, PQERRORS_VERBOSE);
-	cn->state = AQ_CONNECTING;
+	conn_set_state(cn, AQ_CONNECTING);
 	/* libpq's contract: start as if PQconnectPoll had asked to write. */
 	if (!watch(cn, UV_WRITABLE))
 		conn_close(cn, AUTHQ_CONNECT_FAILED, pg_error(cn->pg, err, sizeof(err)));
@@ -531,7 +543,7 @@ static struct aq_conn *conn_new(struct authq *aq, const struct authq_target *t, 
 	TAILQ_INIT(&cn->queue);
 	HASH_ADD_KEYPTR(hh, aq->conns, cn->key, strlen(cn->key), cn);
 	TAILQ_INSERT_TAIL(&aq->all, cn, link);
-	cn->state = AQ_RESOLVING;
+	conn_set_state(cn, AQ_RESOLVING);
 	cn->deadline = uv_now(aq->loop) + aq->connect_timeout;
 	return cn;
 }
@@ -600,7 +612,7 @@ static void query_done(struct aq_conn *cn)
 	str_free(secret);
 	free(error);
 	cn->answered++;
-	cn->state = AQ_READY;
+	conn_set_state(cn, AQ_READY);
 	cn->deadline = 0;
 	cn->idle_since = uv_now(cn->aq->loop);
 	send_next(cn);
@@ -645,7 +657,7 @@ static void send_next(struct aq_conn *cn)
 		conn_lost(cn, pg_error(cn->pg, err, sizeof(err)));
 		return;
 	}
-	cn->state = AQ_QUERYING;
+	conn_set_state(cn, AQ_QUERYING);
 	cn->deadline = uv_now(cn->aq->loop) + cn->aq->connect_timeout;
 	int rc = PQflush(cn->pg);
 	if (rc < 0 || !watch(cn, UV_READABLE | (rc == 1 ? UV_WRITABLE : 0)))
@@ -664,7 +676,7 @@ static void connect_step(struct aq_conn *cn)
 			conn_close(cn, AUTHQ_CONNECT_FAILED, pg_error(cn->pg, err, sizeof(err)));
 			return;
 		}
-		cn->state = AQ_READY;
+		conn_set_state(cn, AQ_READY);
 		cn->deadline = 0;
 		cn->idle_since = uv_now(cn->aq->loop);
 		send_next(cn);
