@@ -33,9 +33,11 @@ esac
 # scdoc makes the man pages from doc/'s markdown (doc/md2man.py).
 # libsystemd-dev is optional for meson (-Dsystemd=auto): with it sluice speaks
 # sd_notify (Type=notify units) and takes socket-activated listeners, and
-# check_systemd runs its tests instead of skipping them.
+# check_systemd runs its tests instead of skipping them. libc6-dev is only
+# gcc's Recommends, which --no-install-recommends leaves out: without it gcc
+# cannot link a program (a fresh debootstrapped Debian showed it).
 build_packages=(
-	meson ninja-build pkg-config gcc
+	meson ninja-build pkg-config gcc libc6-dev
 	libuv1-dev libssl-dev libpq-dev libinih-dev uthash-dev
 	scdoc
 	libsystemd-dev
