@@ -26,7 +26,9 @@ if [ ! -f "$build/build.ninja" ]; then
 	if [ -d "$build/meson-private" ]; then
 		rm -rf "$build"
 	fi
-	meson setup "$build"
+	# No test suites: they need Check, which only the test command installs
+	# (scripts/test.sh reconfigures this directory with -Dtests=true).
+	meson setup "$build" -Dtests=false
 fi
 meson compile -C "$build" sluice:executable
 

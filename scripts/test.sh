@@ -84,11 +84,11 @@ record() {
 }
 
 build="${SLUICE_BUILD_DIR:-build}"
-run_build "$build" || true
+run_build "$build" -Dtests=true || true
 if [ "${SLUICE_TEST_SKIP_ASAN:-0}" = "1" ]; then
 	summary+=("SKIP  $build-asan  (SLUICE_TEST_SKIP_ASAN=1)")
 else
-	run_build "$build-asan" -Db_sanitize=address,undefined -Db_lundef=false || true
+	run_build "$build-asan" -Dtests=true -Db_sanitize=address,undefined -Db_lundef=false || true
 fi
 
 # The fuzz targets, bounded: a crash fails the run and leaves its input in
