@@ -175,6 +175,10 @@ void client_close(struct client *c, const char *reason)
 	}
 	authq_cancel(c->authq);
 	c->authq = NULL;
+	if (c->profile) {
+		param_profile_release(&p->profiles, c->profile);
+		c->profile = NULL;
+	}
 	client_set_state(c, CLIENT_CLOSED);
 	if (c->released_queued) {
 		TAILQ_REMOVE(&w->released, c, released_link);

@@ -3,10 +3,71 @@
  */
 #include "sluice/param.h"
 
+#include <ctype.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
+#include <uthash.h>
+
+#include "sluice/buf.h"
 #include "sluice/config.h"
+
+/*
+ * The interned keys: one entry per case-folded name, never freed. Only
+ * param_set_put and look-ups by name take the lock; the hot comparisons use
+ * the pointers stored in the items.
+ */
+struct key_entry {
+	UT_hash_handle hh;
+	char folded[];
+};
+
+static struct key_entry *keys;
+static unsigned nkeys;
+static pthread_mutex_t keys_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* GUC names are identifiers (NAMEDATALEN 64); anything longer is not interned. */
+#define KEY_LEN_MAX 255
+
+/* Folds name into out (KEY_LEN_MAX + 1 bytes). false: too long. */
+static bool fold(const char *name, char *out, size_t *len)
+{
+	size_t n = strlen(name);
+	if (n > KEY_LEN_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		out[i] = (char)tolower((unsigned char)name[i]);
+	out[n] = '\0';
+	*len = n;
+	return true;
+}
+
+/* The key of name if it was interned already (insert: intern it now), or NULL. */
+static const char *key_of(const char *name, bool insert)
+{
+	char folded[KEY_LEN_MAX + 1];
+	size_t len;
+	if (!fold(name, folded, &len))
+		return NULL;
+	pthread_mutex_lock(&keys_lock);
+	struct key_entry *e;
+	HASH_FIND(hh, keys, folded, len, e);
+	if (!e && insert && nkeys < PARAM_KEYS_MAX) {
+		e = xmalloc(sizeof(*e) + len + 1);
+		memcpy(e->folded, folded, len + 1);
+		HASH_ADD(hh, keys, folded[0], len, e);
+		nkeys++;
+	}
+	pthread_mutex_unlock(&keys_lock);
+	return e ? e->folded : NULL;
+}
+
+const char *param_key(const char *name)
+{
+	return key_of(name, true);
+}
 
 void param_set_deinit(struct param_set *ps)
 {
@@ -18,37 +79,125 @@ void param_set_deinit(struct param_set *ps)
 	param_set_init(ps);
 }
 
-void param_set_put(struct param_set *ps, const char *name, const char *value)
+/* The item named name (whose key is key), or NULL. */
+static struct param *find(const struct param_set *ps, const char *key, const char *name)
 {
 	for (int i = 0; i < ps->n; i++) {
-		if (strcasecmp(ps->items[i].name, name) == 0) {
-			char *v = xstrdup(value);
-			free(ps->items[i].value);
-			ps->items[i].value = v;
-			return;
-		}
+		struct param *it = &ps->items[i];
+		if (key ? it->key == key : !it->key && strcasecmp(it->name, name) == 0)
+			return it;
+	}
+	return NULL;
+}
+
+bool param_set_put(struct param_set *ps, const char *name, const char *value)
+{
+	const char *key = param_key(name);
+	struct param *it = find(ps, key, name);
+	if (it) {
+		if (strcmp(it->value, value) == 0)
+			return false;
+		char *v = xstrdup(value);
+		free(it->value);
+		it->value = v;
+		return true;
 	}
 	if (ps->n == ps->cap) {
 		ps->cap = ps->cap ? ps->cap * 2 : 2;
 		ps->items = xrealloc(ps->items, (size_t)ps->cap * sizeof(*ps->items));
 	}
-	ps->items[ps->n].name = xstrdup(name);
-	ps->items[ps->n].value = xstrdup(value);
-	ps->n++;
+	it = &ps->items[ps->n++];
+	it->key = key;
+	it->name = xstrdup(name);
+	it->value = xstrdup(value);
+	return true;
 }
 
 const char *param_set_get(const struct param_set *ps, const char *name)
 {
-	for (int i = 0; i < ps->n; i++)
-		if (strcasecmp(ps->items[i].name, name) == 0)
-			return ps->items[i].value;
-	return NULL;
+	/* A name that is not interned is only in items whose key is NULL too. */
+	struct param *it = find(ps, key_of(name, false), name);
+	return it ? it->value : NULL;
 }
 
 void param_set_copy(struct param_set *dst, const struct param_set *src)
 {
 	for (int i = 0; i < src->n; i++)
 		param_set_put(dst, src->items[i].name, src->items[i].value);
+}
+
+/* ---- profiles ------------------------------------------------------------- */
+
+struct param_profile {
+	UT_hash_handle hh;
+	uint64_t id;
+	unsigned refs;
+	size_t len;
+	char text[]; /* name\0value\0 per parameter: the identity */
+};
+
+/* Appends name\0value\0 to out, with p's key for its name where it has one. */
+static void put_pair(struct buf_out *out, const struct param *p, const char *value)
+{
+	const char *name = p->key ? p->key : p->name;
+	buf_out_put(out, name, strlen(name) + 1);
+	buf_out_put(out, value, strlen(value) + 1);
+}
+
+struct param_profile *param_profile_get(struct param_profiles *t, const struct param_set *own,
+					const struct param_set *defaults)
+{
+	/*
+	 * The defaults' order first, then own's other names in own's order: two
+	 * clients that chose the same extra names in another order get two
+	 * profiles, which only costs a comparison.
+	 */
+	struct buf_out text;
+	buf_out_init(&text);
+	for (int i = 0; i < defaults->n; i++) {
+		const struct param *d = &defaults->items[i];
+		const char *v = param_set_get_as(own, d);
+		put_pair(&text, d, v ? v : d->value);
+	}
+	for (int i = 0; i < own->n; i++)
+		if (!param_set_get_as(defaults, &own->items[i]))
+			put_pair(&text, &own->items[i], own->items[i].value);
+	struct param_profile *pr;
+	HASH_FIND(hh, t->table, text.data, text.len, pr);
+	if (!pr) {
+		pr = xmalloc(sizeof(*pr) + text.len);
+		pr->id = ++t->last_id;
+		pr->refs = 0;
+		pr->len = text.len;
+		memcpy(pr->text, text.data, text.len);
+		HASH_ADD(hh, t->table, text[0], pr->len, pr);
+	}
+	buf_out_deinit(&text);
+	pr->refs++;
+	return pr;
+}
+
+void param_profile_release(struct param_profiles *t, struct param_profile *pr)
+{
+	if (pr && --pr->refs == 0) {
+		HASH_DEL(t->table, pr);
+		free(pr);
+	}
+}
+
+uint64_t param_profile_id(const struct param_profile *pr)
+{
+	return pr->id;
+}
+
+void param_profiles_deinit(struct param_profiles *t)
+{
+	struct param_profile *pr, *tmp;
+	HASH_ITER(hh, t->table, pr, tmp) {
+		HASH_DEL(t->table, pr);
+		free(pr);
+	}
+	param_profiles_init(t);
 }
 
 bool param_is_tracked(const char *name, const char *track_extra_parameters)

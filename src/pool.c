@@ -53,6 +53,7 @@ struct pool *pool_get(struct worker *w, const char *db_name, const char *user_na
 	TAILQ_INIT(&p->sv_being_canceled);
 	param_set_init(&p->welcome);
 	param_set_init(&p->defaults);
+	param_profiles_init(&p->profiles);
 	buf_out_init(&p->last_error);
 	p->last_active = uv_now(w->loop);
 	TAILQ_INSERT_TAIL(&w->pools, p, link);
@@ -67,6 +68,7 @@ void pool_free(struct pool *p)
 	TAILQ_REMOVE(&w->pools, p, link);
 	param_set_deinit(&p->welcome);
 	param_set_deinit(&p->defaults);
+	param_profiles_deinit(&p->profiles);
 	buf_out_deinit(&p->last_error);
 	free(p->db_name);
 	free(p->user_name);

@@ -441,16 +441,16 @@ static void put_literal(struct buf_out *out, const char *v)
 }
 
 /* Adds "SET name TO value;" to sql unless the server has that value already. */
-static void append_set_if_differs(const struct server *s, struct buf_out *sql, const char *name,
-				  const char *value)
+static void append_set_if_differs(const struct server *s, struct buf_out *sql,
+				  const struct param *want)
 {
-	const char *sv = param_set_get(&s->params, name);
-	if (sv && strcmp(sv, value) == 0)
+	const char *sv = param_set_get_as(&s->params, want);
+	if (sv && strcmp(sv, want->value) == 0)
 		return;
 	buf_out_put(sql, "SET ", 4);
-	buf_out_put(sql, name, strlen(name));
+	buf_out_put(sql, want->name, strlen(want->name));
 	buf_out_put(sql, " TO ", 4);
-	put_literal(sql, value);
+	put_literal(sql, want->value);
 	buf_out_put(sql, ";", 1);
 }
 
@@ -472,25 +472,45 @@ void server_link(struct server *s, struct client *c)
 	if (s->replication)
 		return;
 
-	/* Bring the server's session parameters in line with the client's. */
+	/*
+	 * Bring the server's session parameters in line with the client's,
+	 * unless they are known to match already (the common case: clients of a
+	 * pool mostly want the same values).
+	 */
+	struct pool *p = s->pool;
+	if (!c->profile)
+		c->profile = param_profile_get(&p->profiles, &c->params, &p->defaults);
+	uint64_t profile = param_profile_id(c->profile);
+	if (s->synced_profile == profile)
+		return;
 	struct buf_out sql;
 	buf_out_init(&sql);
-	for (int i = 0; i < c->params.n; i++) {
-		const struct param *cp = &c->params.items[i];
-		append_set_if_differs(s, &sql, cp->name, cp->value);
-	}
+	for (int i = 0; i < c->params.n; i++)
+		append_set_if_differs(s, &sql, &c->params.items[i]);
 	/* Parameters the client did not choose go back to the pool's defaults. */
-	const struct param_set *defs = &s->pool->defaults;
+	const struct param_set *defs = &p->defaults;
 	for (int i = 0; i < defs->n; i++) {
 		const struct param *dp = &defs->items[i];
-		if (!param_set_get(&c->params, dp->name))
-			append_set_if_differs(s, &sql, dp->name, dp->value);
+		if (!param_set_get_as(&c->params, dp))
+			append_set_if_differs(s, &sql, dp);
 	}
 	if (sql.len) {
+		/* The ParameterStatus answers say what the server has now. */
 		buf_out_put_u8(&sql, 0);
 		send_internal(s, (const char *)sql.data);
+	} else {
+		s->synced_profile = profile;
 	}
 	buf_out_deinit(&sql);
+}
+
+/* Sets a parameter of c's session: its profile is then another one. */
+static void client_param_put(struct client *c, const char *name, const char *value)
+{
+	if (param_set_put(&c->params, name, value) && c->profile) {
+		param_profile_release(&c->pool->profiles, c->profile);
+		c->profile = NULL;
+	}
 }
 
 bool server_needs_check(const struct server *s, uint64_t now)
@@ -548,12 +568,12 @@ static void adopt_canonical_values(struct server *s, struct client *c)
 	buf_out_init(&out);
 	for (int i = 0; i < c->params.n; i++) {
 		struct param *cp = &c->params.items[i];
-		const char *sv = param_set_get(&s->params, cp->name);
+		const char *sv = param_set_get_as(&s->params, cp);
 		if (sv && strcmp(sv, cp->value) != 0) {
 			slog(LOG_LEVEL_NOISE, s, "%s is spelled %s by the server, not %s", cp->name,
 			     sv, cp->value);
 			pkt_put_ParameterStatus(&out, cp->name, sv);
-			param_set_put(&c->params, cp->name, sv);
+			client_param_put(c, cp->name, sv);
 		}
 	}
 	if (out.len)
@@ -596,7 +616,8 @@ static void handle_parameter_status(struct server *s, const uint8_t *msg, uint32
 	const char *k = pkt_get_cstr(&r), *v = pkt_get_cstr(&r);
 	if (!k || !v)
 		return;
-	param_set_put(&s->params, k, v);
+	if (param_set_put(&s->params, k, v))
+		s->synced_profile = 0;
 	struct client *c = s->client;
 	if (c && param_is_tracked(k, s->w->cfg->track_extra_parameters)) {
 		const char *told = pool_param_of(s->pool, c, k);
@@ -605,7 +626,7 @@ static void handle_parameter_status(struct server *s, const uint8_t *msg, uint32
 			stream_write(&c->stream, msg, len);
 		/* Only a value that differs from what the client has is worth storing. */
 		if (!same)
-			param_set_put(&c->params, k, v);
+			client_param_put(c, k, v);
 	}
 }
 

@@ -102,6 +102,8 @@ struct client {
 	bool auth_from_hba; /* auth_type came from an auth_hba_file rule */
 	char *ident_map; /* the map= of the hba rule that chose cert, or NULL */
 	struct param_set params; /* what this client's session should look like */
+	/* params over the pool's defaults, interned; NULL until the next link needs it. */
+	struct param_profile *profile;
 	struct prepared_client prepared; /* its named prepared statements */
 
 	/* cancel key handed to the client */

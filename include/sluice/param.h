@@ -11,10 +11,18 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "sluice/common.h"
 
+/*
+ * key is the name's interned, case-folded form (param_key): equal names have
+ * the same pointer, so the sets that server_link() reconciles on every link
+ * compare names with one pointer comparison. NULL only for a name that came
+ * after the table of keys was full; such names compare with strcasecmp.
+ */
 struct param {
+	const char *key;
 	char *name;
 	char *value;
 };
@@ -31,10 +39,29 @@ static inline void param_set_init(struct param_set *ps)
 	ps->n = ps->cap = 0;
 }
 void param_set_deinit(struct param_set *ps);
-/* Sets (adds or replaces) name = value; both are copied. */
-void param_set_put(struct param_set *ps, const char *name, const char *value);
+/* Sets (adds or replaces) name = value; both are copied. true: the set changed. */
+bool param_set_put(struct param_set *ps, const char *name, const char *value);
 /* The value, or NULL. Borrowed until the next put on that name. */
 const char *param_set_get(const struct param_set *ps, const char *name);
+/* The value of the parameter named as p is (an item of another set), or NULL. */
+static inline const char *param_set_get_as(const struct param_set *ps, const struct param *p)
+{
+	if (p->key) {
+		for (int i = 0; i < ps->n; i++)
+			if (ps->items[i].key == p->key)
+				return ps->items[i].value;
+		return NULL;
+	}
+	return param_set_get(ps, p->name);
+}
+/*
+ * The interned key of name: the same pointer for every spelling that differs
+ * only in case. Thread-safe; keys live as long as the process. NULL when the
+ * name is too long or PARAM_KEYS_MAX names were interned already (a server
+ * could report any number of names).
+ */
+const char *param_key(const char *name);
+#define PARAM_KEYS_MAX 1024
 void param_set_copy(struct param_set *dst, const struct param_set *src);
 
 /*
@@ -42,3 +69,31 @@ void param_set_copy(struct param_set *dst, const struct param_set *src);
  * the client is linked to: the fixed PgBouncer set plus track_extra_parameters.
  */
 bool param_is_tracked(const char *name, const char *track_extra_parameters);
+
+/*
+ * A profile is what a client wants its server's session to look like (its
+ * own parameters over its pool's defaults), interned per pool: clients with
+ * the same values share one. A server remembers the id of the profile it
+ * was last found to match, so linking it to a client of that profile needs
+ * no comparison at all (server_link).
+ */
+struct param_profile;
+struct param_profiles {
+	struct param_profile *table;
+	uint64_t last_id;
+};
+
+static inline void param_profiles_init(struct param_profiles *t)
+{
+	t->table = NULL;
+	t->last_id = 0;
+}
+/* Frees the table; every profile must have been released. */
+void param_profiles_deinit(struct param_profiles *t);
+/* The profile of own over defaults, with a reference for the caller. */
+struct param_profile *param_profile_get(struct param_profiles *t, const struct param_set *own,
+					const struct param_set *defaults);
+/* Drops a reference got from param_profile_get (NULL is allowed). */
+void param_profile_release(struct param_profiles *t, struct param_profile *pr);
+/* The profile's id: never 0, never reused within its table. */
+uint64_t param_profile_id(const struct param_profile *pr);

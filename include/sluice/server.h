@@ -105,6 +105,7 @@ struct server {
 	bool checked; /* new, or answered an internal query, since its last client (server_needs_check) */
 	uint32_t be_pid, be_key;
 	struct param_set params; /* as PostgreSQL last reported them */
+	uint64_t synced_profile; /* id of the client profile params match, or 0: unknown */
 
 	struct rq rq; /* what was sent and not yet answered (rq.h) */
 	uint32_t answering_seq; /* seq of the request the message being relayed answers */

@@ -626,6 +626,44 @@ START_TEST(test_relay_timezone_and_datestyle_follow_each_client)
 END_TEST
 
 /*
+ * Clients that want the same values share a profile: a server that matches
+ * it gets no SET when it goes from one such client to another, and one SET
+ * when a client with other values comes, or when a client's own SET made
+ * its values those of another profile.
+ */
+START_TEST(test_relay_clients_with_the_same_parameters_need_no_set)
+{
+	struct harness_sluice *s = start_tx(1, "verbose = 2\n");
+	PGconn *a = harness_connect(s, MD5USER " application_name=same_app");
+	PGconn *b = harness_connect(s, MD5USER " application_name=same_app");
+	PGconn *c = harness_connect(s, MD5USER " application_name=other_app");
+	const char *sets = "internal query: SET application_name";
+	assert_show(a, "SHOW application_name", "same_app");
+	int n = harness_sluice_log_count(s, sets);
+	for (int i = 0; i < 3; i++) {
+		assert_show(b, "SHOW application_name", "same_app");
+		assert_show(a, "SHOW application_name", "same_app");
+	}
+	ck_assert_int_eq(harness_sluice_log_count(s, sets), n);
+	assert_show(c, "SHOW application_name", "other_app");
+	assert_show(b, "SHOW application_name", "same_app");
+	ck_assert_int_eq(harness_sluice_log_count(s, sets), n + 2);
+	/* b's SET makes it a client of c's profile: c's turn needs no SET. */
+	exec_ok(b, "SET application_name = 'other_app'");
+	assert_show(c, "SHOW application_name", "other_app");
+	assert_show(b, "SHOW application_name", "other_app");
+	ck_assert_int_eq(harness_sluice_log_count(s, sets), n + 2);
+	assert_show(a, "SHOW application_name", "same_app");
+	ck_assert_int_eq(harness_sluice_log_count(s, sets), n + 3);
+	PQfinish(a);
+	PQfinish(b);
+	PQfinish(c);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/*
  * A client asks for DateStyle=ISO, which PostgreSQL reports as "ISO, MDY":
  * the server gets one SET, and later links see the equivalent value as
  * already in place (PgBouncer's test_equivalent_startup_param).
@@ -813,6 +851,7 @@ static Suite *relay_suite(void)
 	tcase_add_test(tc, test_relay_application_name_follows_each_client);
 	tcase_add_test(tc, test_relay_timezone_and_datestyle_follow_each_client);
 	tcase_add_test(tc, test_relay_equivalent_parameter_spelling_is_set_once);
+	tcase_add_test(tc, test_relay_clients_with_the_same_parameters_need_no_set);
 	tcase_add_test(tc, test_relay_untracked_startup_parameter_refused);
 	tcase_add_loop_test(tc, test_relay_ignored_startup_parameter_accepted, 0,
 		(int)ARRAY_SIZE(ignore_cases));
