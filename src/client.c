@@ -1552,7 +1552,7 @@ static bool evict_stalled_login(struct worker *w, struct client *newcomer)
 	return false;
 }
 
-void client_accept(struct worker *w, int fd, bool is_unix)
+void client_accept(struct worker *w, int fd, bool is_unix, const struct sockaddr *peer)
 {
 	struct client *c = xcalloc(1, sizeof(*c));
 	c->w = w; /* state: CLIENT_LOGIN is 0, as calloc leaves it */
@@ -1576,7 +1576,7 @@ void client_accept(struct worker *w, int fd, bool is_unix)
 		client_close(c, "accept failed");
 		return;
 	}
-	stream_peer_name(&c->stream, c->addr, sizeof(c->addr));
+	stream_format_address(peer, c->addr, sizeof(c->addr));
 	c->lc = (struct log_conn){ 'C', c->id, NULL, NULL, c->addr };
 	cancel_register(w, c);
 	/*

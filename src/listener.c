@@ -70,9 +70,16 @@ void listener_tick(struct listener_set *ls, uint64_t now)
 }
 
 void listener_set_init(struct listener_set *ls, uv_loop_t *loop, listener_accept_cb *cb,
-		       void *owner)
+		       void *owner, const struct stream_tcp_options *tcp)
 {
-	*ls = (struct listener_set){ .loop = loop, .accept_cb = cb, .owner = owner };
+	*ls = (struct listener_set){ .loop = loop, .accept_cb = cb, .owner = owner, .tcp = tcp };
+}
+
+void listener_set_retune(struct listener_set *ls)
+{
+	for (struct listener *l = ls->list; l; l = l->next)
+		if (!l->is_unix)
+			stream_tune_socket(l->fd, ls->tcp);
 }
 
 static void on_readable(uv_poll_t *h, int status, int events)
@@ -84,12 +91,21 @@ static void on_readable(uv_poll_t *h, int status, int events)
 		log_warning("listening socket %s: %s", l->name, uv_strerror(status));
 		return;
 	}
+	/*
+	 * One connection per readable event: the poll is level-triggered, so
+	 * the next loop iteration comes back for any other in the backlog, and
+	 * an accept that can only say EAGAIN is one syscall per connection
+	 * saved. Only failures that lose a connection try again at once.
+	 */
 	for (int i = 0; i < ACCEPT_BATCH && !ls->accept.resume_at; i++) {
-		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage peer;
+		socklen_t peer_len = sizeof(peer);
+		int fd = accept4(l->fd, (struct sockaddr *)&peer, &peer_len,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
 			ls->accept.backoff_ms = 0;
-			ls->accept_cb(ls->owner, fd, l->is_unix);
-			continue;
+			ls->accept_cb(ls->owner, fd, l->is_unix, (const struct sockaddr *)&peer);
+			return;
 		}
 		switch (errno) {
 		case EAGAIN:
@@ -135,6 +151,8 @@ static int watch(struct listener_set *ls, int fd, const char *name, bool is_unix
 		free(l);
 		return rc;
 	}
+	if (!is_unix)
+		stream_tune_socket(fd, ls->tcp);
 	l->next = ls->list;
 	ls->list = l;
 	if (!ls->accept.resume_at)

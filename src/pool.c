@@ -366,7 +366,7 @@ static void send_welcome(struct pool *p, struct client *c, const struct param_se
 	pkt_put_AuthenticationOk(&out);
 	for (int i = 0; i < params->n; i++) {
 		const struct param *wp = &params->items[i];
-		const char *v = own ? param_set_get(own, wp->name) : NULL;
+		const char *v = own ? param_set_get_as(own, wp) : NULL;
 		pkt_put_ParameterStatus(&out, wp->name, v ? v : wp->value);
 	}
 	pkt_put_BackendKeyData(&out, c->cancel_pid, c->cancel_key);

@@ -292,9 +292,9 @@ static void finish_exit(struct worker *w)
 }
 
 /* A listener accepted fd: it becomes a client of this worker. */
-static void on_accept(void *owner, int fd, bool is_unix)
+static void on_accept(void *owner, int fd, bool is_unix, const struct sockaddr *peer)
 {
-	client_accept(owner, fd, is_unix);
+	client_accept(owner, fd, is_unix, peer);
 }
 
 /* The settings the stream layer applies to sockets from now on. */
@@ -309,6 +309,7 @@ static void configure_streams(struct worker *w)
 		.keepcnt = cfg->tcp_keepcnt,
 		.user_timeout = (int)cfg->tcp_user_timeout,
 	};
+	listener_set_retune(&w->listeners);
 }
 
 void worker_install_config(struct worker *w, struct config *cfg, struct auth_userlist *ul)
@@ -386,7 +387,7 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg, struct au
 	w->cfg = config_ref(cfg);
 	w->userlist = auth_userlist_ref(ul);
 	stream_ctx_init(&w->io, loop, BUF_FREE_MAX);
-	listener_set_init(&w->listeners, loop, on_accept, w);
+	listener_set_init(&w->listeners, loop, on_accept, w, &w->io.tcp);
 	configure_streams(w);
 	TAILQ_INIT(&w->clients);
 	TAILQ_INIT(&w->servers);

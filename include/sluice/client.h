@@ -155,7 +155,7 @@ struct client {
 };
 
 /* Starts a client on a freshly accepted socket, which it owns from here (listener.c). */
-void client_accept(struct worker *w, int fd, bool is_unix);
+void client_accept(struct worker *w, int fd, bool is_unix, const struct sockaddr *peer);
 void client_set_state(struct client *c, enum client_state st);
 /* Sends c a NOTICE (00000): only between messages, e.g. while it waits for a server. */
 void client_notice(struct client *c, const char *text);

@@ -22,9 +22,13 @@
 
 #include "sluice/common.h"
 #include "sluice/config.h"
+#include "sluice/stream.h"
 
-/* A connection was accepted: fd is non-blocking and the callee's. */
-typedef void listener_accept_cb(void *owner, int fd, bool is_unix);
+/*
+ * A connection was accepted: fd is non-blocking and the callee's, with the
+ * listener's socket options; peer is its address (valid during the call).
+ */
+typedef void listener_accept_cb(void *owner, int fd, bool is_unix, const struct sockaddr *peer);
 
 struct listener {
 	uv_poll_t poll; /* readable: connections wait in the backlog */
@@ -52,10 +56,15 @@ struct listener_set {
 	struct accept_state accept;
 	listener_accept_cb *accept_cb;
 	void *owner;
+	/* What TCP listeners get, and so every socket they accept (stream_tune_socket). */
+	const struct stream_tcp_options *tcp;
 };
 
+/* tcp is the owner's, read again at every listener_set_retune. */
 void listener_set_init(struct listener_set *ls, uv_loop_t *loop, listener_accept_cb *cb,
-		       void *owner);
+		       void *owner, const struct stream_tcp_options *tcp);
+/* After *tcp changed (a reload): applies it to the TCP listeners, for the sockets they accept next. */
+void listener_set_retune(struct listener_set *ls);
 /* Opens every listener cfg asks for. Errors are logged and returned. */
 int listener_start_all(struct listener_set *ls, const struct config *cfg) WUR;
 /*

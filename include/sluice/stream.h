@@ -179,8 +179,25 @@ void stream_ctx_tick(struct stream_ctx *ctx, uint64_t now, uint64_t linger_ms);
 int stream_init(struct stream_ctx *ctx, struct stream *s, bool pipe) WUR;
 /* Accepts a pending connection from a libuv listening handle into s (after stream_init). */
 int stream_accept(struct stream *s, uv_stream_t *listener) WUR;
-/* Makes the accepted socket fd (non-blocking) s's connection, after stream_init; fd is s's now, even on failure. */
+/*
+ * Makes the accepted socket fd (non-blocking) s's connection, after
+ * stream_init; fd is s's now, even on failure. fd keeps the options it has:
+ * an accepted socket inherits its listener's (stream_tune_socket).
+ */
 int stream_adopt(struct stream *s, int fd) WUR;
+/*
+ * Gives the TCP socket fd TCP_NODELAY and o's keepalive and user timeout (0
+ * leaves the kernel's value). On a listening socket this is also what every
+ * socket it accepts starts with (Linux copies them): clients' sockets then
+ * need no setsockopt of their own. Failures are harmless and not reported.
+ */
+void stream_tune_socket(int fd, const struct stream_tcp_options *o);
+/*
+ * "1.2.3.4:5678" or "::1:5678" of sa (AF_INET or AF_INET6, the port after
+ * the last colon; "unix" for AF_UNIX, "?" otherwise), as stream_peer_name
+ * writes it.
+ */
+void stream_format_address(const struct sockaddr *sa, char *out, size_t len);
 /*
  * The one way sluice connects out (servers, cancel requests, readiness
  * probes): initialises s as stream_init does and connects it to a PostgreSQL

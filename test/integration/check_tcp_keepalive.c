@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -86,6 +87,45 @@ START_TEST(test_accepted_socket_gets_the_keepalive_asked_for)
 	} else if (tr == 2) {
 		ck_assert_msg(when > 30 * 1000, "keepalive due in %ld jiffies", when);
 	}
+	PQfinish(c);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/*
+ * Accepted sockets inherit their options from the listening socket (sluice
+ * sets none on them), so a reload must reach the listening socket: the next
+ * connection then has the new keepalive.
+ */
+START_TEST(test_reload_gives_the_next_connection_the_new_keepalive)
+{
+	struct harness_sluice *s = harness_sluice_start("auth_type = trust\ntcp_keepalive = 0\n",
+							 NULL, USERLIST);
+	PGconn *c = harness_connect(s, "dbname=app user=trustuser");
+	harness_expect_answer(c, "SELECT 1", "1");
+	int tr = -1;
+	long when = 0;
+	ck_assert(socket_timer(s->port, &tr, &when));
+	ck_assert_msg(tr != 2, "a keepalive timer with tcp_keepalive = 0");
+	PQfinish(c);
+	harness_sluice_edit_ini(s, "tcp_keepalive = 0", "tcp_keepalive = 1\ntcp_keepidle = 30");
+	int reloads = harness_sluice_log_count(s, "reload");
+	harness_sluice_signal(s, SIGHUP);
+	long deadline = harness_now_ms() + 5000;
+	while (harness_sluice_log_count(s, "reload") == reloads && harness_now_ms() < deadline)
+		harness_sleep_ms(20);
+	c = harness_connect(s, "dbname=app user=trustuser");
+	harness_expect_answer(c, "SELECT 1", "1");
+	deadline = harness_now_ms() + 3000;
+	do {
+		ck_assert(socket_timer(s->port, &tr, &when));
+		if (tr != 1)
+			break;
+		harness_sleep_ms(50);
+	} while (harness_now_ms() < deadline);
+	ck_assert_msg(tr == 2, "timer kind %d after the reload, want a keepalive (2)", tr);
+	ck_assert_msg(when > 0 && when <= 30 * 1000, "keepalive due in %ld jiffies", when);
 	PQfinish(c);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
@@ -163,6 +203,7 @@ static Suite *tcp_keepalive_suite(void)
 	tc = harness_tcase("listeners");
 	tcase_add_loop_test(tc, test_listen_backlog_and_so_reuseport_reach_the_listening_socket, 0, 2);
 	tcase_add_test(tc, test_listen_addr_may_be_a_host_name);
+	tcase_add_test(tc, test_reload_gives_the_next_connection_the_new_keepalive);
 	suite_add_tcase(s, tc);
 	return s;
 }
