@@ -40,7 +40,8 @@
 # (CONTAINERS_CONF: runtime runc, cgroupfs, file and process limits, the
 # local pause image for pods); the machine's /etc/containers is not changed.
 # Exits 77 ("skipped", with the reason) when podman cannot work here: not
-# installed, not root, or `podman info` fails.
+# installed, not root, `podman info` fails, or its image storage cannot be
+# opened (inside another container, say).
 # Every container, pod and process it starts is removed at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -115,6 +116,10 @@ export CONTAINERS_CONF="$cache/containers.conf"
 
 timeout 60 podman info >/dev/null 2>"$cache/podman-info.err" ||
 	skip "podman info fails: $(head -c 300 "$cache/podman-info.err")"
+# podman info can pass where the image storage cannot work (inside another
+# container: overlay over overlayfs); listing the images opens it.
+timeout 60 podman images -q >/dev/null 2>"$cache/podman-info.err" ||
+	skip "podman cannot open its image storage: $(head -c 300 "$cache/podman-info.err")"
 
 # ---- cleanup --------------------------------------------------------------
 

@@ -63,8 +63,9 @@ test_packages=(
 	clang-format-14
 	# man_lint and the install suite check the man pages with mandoc -T lint.
 	mandoc
-	# scripts/fuzz.sh builds the libFuzzer targets with clang (-fsanitize=fuzzer).
-	clang
+	# scripts/fuzz.sh builds the libFuzzer targets with clang (-fsanitize=fuzzer);
+	# libFuzzer is in libclang-rt-14-dev, which clang only recommends.
+	clang libclang-rt-14-dev
 	# check_drivers runs real client drivers through sluice: psycopg 3 and
 	# asyncpg (run with /usr/bin/python3), the PostgreSQL JDBC driver with a
 	# JDK to compile its test program; node-postgres and postgres.js come from
