@@ -194,6 +194,16 @@ static int secret_init(struct auth_secret *sec, char *text)
 	return 0;
 }
 
+/* Fills u->md5 from its secret (see auth.h). */
+static void derive_md5(struct auth_user *u)
+{
+	u->md5[0] = '\0';
+	if (u->secret.kind == AUTH_SECRET_MD5)
+		memcpy(u->md5, u->secret.text, MD5_SECRET_LEN + 1);
+	else if (u->secret.kind == AUTH_SECRET_PLAIN)
+		auth_md5_secret(u->secret.text, u->name, u->md5);
+}
+
 void auth_user_free(struct auth_user *u)
 {
 	if (!u)
@@ -211,6 +221,7 @@ struct auth_user *auth_user_new(const char *name, const char *secret)
 		auth_user_free(u);
 		return NULL;
 	}
+	derive_md5(u);
 	return u;
 }
 
@@ -251,6 +262,7 @@ static int parse_line(char *line, struct auth_user **out, const char **why)
 		auth_user_free(u);
 		return -1;
 	}
+	derive_md5(u);
 	*out = u;
 	return 1;
 
@@ -439,6 +451,7 @@ struct auth_session {
 	const char *doomed;
 	const char *failure;
 	uint8_t md5_salt[4];
+	char md5_secret[36]; /* the user's md5 secret, or "" (auth_user.md5) */
 	struct scram_server *scram;
 	uint8_t mock_seed[SCRAM_KEY_LEN];
 	bool have_keys;
@@ -466,6 +479,9 @@ struct auth_session *auth_session_new(enum auth_type type, const char *user_name
 	if (user) {
 		s->secret = user->secret;
 		s->secret.text = xstrdup(user->secret.text ? user->secret.text : "");
+		/* The md5 secret is salted with the name: only the same name may use it. */
+		if (strcmp(user->name, s->user_name) == 0)
+			memcpy(s->md5_secret, user->md5, sizeof(s->md5_secret));
 	} else {
 		s->secret.kind = AUTH_SECRET_NONE;
 		s->secret.text = xstrdup("");
@@ -651,7 +667,9 @@ static int step_password(struct auth_session *s, const uint8_t *body, size_t len
 		char expect[36];
 		ok = false;
 		if (s->secret.kind == AUTH_SECRET_PLAIN || s->secret.kind == AUTH_SECRET_MD5) {
-			auth_md5_response(s->secret.text, s->user_name, s->md5_salt, expect);
+			/* One MD5 with the user's md5 secret, made when the user was loaded. */
+			auth_md5_response(s->md5_secret[0] ? s->md5_secret : s->secret.text,
+					  s->user_name, s->md5_salt, expect);
 			/* Both are "md5" and 32 hex digits: only the length is public. */
 			ok = expect[0] != '\0' && strlen(password) == MD5_SECRET_LEN &&
 			     CRYPTO_memcmp(password, expect, MD5_SECRET_LEN) == 0;

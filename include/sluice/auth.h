@@ -42,6 +42,12 @@ struct auth_secret {
 struct auth_user {
 	char *name;
 	struct auth_secret secret;
+	/*
+	 * The md5 secret ("md5" + 32 hex digits) md5 authentication checks
+	 * against: the file's, or made from a plain password when the user is
+	 * loaded (not at every login); "" for other secrets.
+	 */
+	char md5[36];
 	UT_hash_handle hh;
 };
 

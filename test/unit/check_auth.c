@@ -122,6 +122,21 @@ START_TEST(test_auth_user_new_classifies_a_looked_up_secret)
 	/* A password that merely starts with md5 is a password. */
 	u = auth_user_new("u", "md5notasecret");
 	ck_assert_int_eq(u->secret.kind, AUTH_SECRET_PLAIN);
+	/* Its md5 secret is made once, from the password and the name. */
+	char md5[36];
+	auth_md5_secret("md5notasecret", "u", md5);
+	ck_assert_str_eq(u->md5, md5);
+	auth_user_free(u);
+	/* PostgreSQL's md5 of password "pw" for role "u": md5("pwu"). */
+	u = auth_user_new("u", "pw");
+	ck_assert_str_eq(u->md5, "md5b350798a23d7544eb353a6f8dca231c2");
+	auth_user_free(u);
+	u = auth_user_new("u", "md5b350798a23d7544eb353a6f8dca231c2");
+	ck_assert_int_eq(u->secret.kind, AUTH_SECRET_MD5);
+	ck_assert_str_eq(u->md5, "md5b350798a23d7544eb353a6f8dca231c2");
+	auth_user_free(u);
+	u = auth_user_new("u", NULL);
+	ck_assert_str_eq(u->md5, "");
 	auth_user_free(u);
 }
 END_TEST
