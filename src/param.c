@@ -144,9 +144,44 @@ static void put_pair(struct buf_out *out, const struct param *p, const char *val
 	buf_out_put(out, value, strlen(value) + 1);
 }
 
+/* Whether *pos (within end) starts with name\0value\0 as put_pair writes it; moves past it. */
+static bool match_pair(const char **pos, const char *end, const struct param *p, const char *value)
+{
+	const char *name = p->key ? p->key : p->name;
+	size_t n = strlen(name) + 1, v = strlen(value) + 1;
+	if ((size_t)(end - *pos) < n + v || memcmp(*pos, name, n) != 0 ||
+	    memcmp(*pos + n, value, v) != 0)
+		return false;
+	*pos += n + v;
+	return true;
+}
+
+/* Whether pr is the profile of own over defaults: its text, without writing it. */
+static bool profile_is(const struct param_profile *pr, const struct param_set *own,
+		       const struct param_set *defaults)
+{
+	const char *pos = pr->text, *end = pr->text + pr->len;
+	for (int i = 0; i < defaults->n; i++) {
+		const struct param *d = &defaults->items[i];
+		const char *v = param_set_get_as(own, d);
+		if (!match_pair(&pos, end, d, v ? v : d->value))
+			return false;
+	}
+	for (int i = 0; i < own->n; i++)
+		if (!param_set_get_as(defaults, &own->items[i]) &&
+		    !match_pair(&pos, end, &own->items[i], own->items[i].value))
+			return false;
+	return pos == end;
+}
+
 struct param_profile *param_profile_get(struct param_profiles *t, const struct param_set *own,
 					const struct param_set *defaults)
 {
+	/* Most clients of a pool want what the one before wanted: no text, no hash. */
+	if (t->last && profile_is(t->last, own, defaults)) {
+		t->last->refs++;
+		return t->last;
+	}
 	/*
 	 * The defaults' order first, then own's other names in own's order: two
 	 * clients that chose the same extra names in another order get two
@@ -174,12 +209,15 @@ struct param_profile *param_profile_get(struct param_profiles *t, const struct p
 	}
 	buf_out_deinit(&text);
 	pr->refs++;
+	t->last = pr;
 	return pr;
 }
 
 void param_profile_release(struct param_profiles *t, struct param_profile *pr)
 {
 	if (pr && --pr->refs == 0) {
+		if (t->last == pr)
+			t->last = NULL;
 		HASH_DEL(t->table, pr);
 		free(pr);
 	}

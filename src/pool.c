@@ -54,6 +54,7 @@ struct pool *pool_get(struct worker *w, const char *db_name, const char *user_na
 	param_set_init(&p->welcome);
 	param_set_init(&p->defaults);
 	param_profiles_init(&p->profiles);
+	buf_out_init(&p->welcome_status);
 	buf_out_init(&p->last_error);
 	p->last_active = uv_now(w->loop);
 	TAILQ_INSERT_TAIL(&w->pools, p, link);
@@ -69,6 +70,7 @@ void pool_free(struct pool *p)
 	param_set_deinit(&p->welcome);
 	param_set_deinit(&p->defaults);
 	param_profiles_deinit(&p->profiles);
+	buf_out_deinit(&p->welcome_status);
 	buf_out_deinit(&p->last_error);
 	free(p->db_name);
 	free(p->user_name);
@@ -354,27 +356,29 @@ static bool evict_idle_elsewhere(struct pool *p, uint64_t now, bool with_reserve
 }
 
 /*
- * Greets client c: AuthenticationOk, the parameters (own: the client's
- * choices over those of params, or NULL), the client's cancel key,
- * login_notify_message, ReadyForQuery.
+ * Ends a greeting whose AuthenticationOk and ParameterStatus messages are in
+ * out: the client's cancel key, login_notify_message, ReadyForQuery. Sends
+ * it and frees out.
  */
-static void send_welcome(struct pool *p, struct client *c, const struct param_set *params,
-			 const struct param_set *own)
+static void greet_tail(struct pool *p, struct client *c, struct buf_out *out)
+{
+	pkt_put_BackendKeyData(out, c->cancel_pid, c->cancel_key);
+	if (*p->w->cfg->login_notify_message)
+		pkt_put_NoticeResponse(out, "00000", p->w->cfg->login_notify_message);
+	pkt_put_ReadyForQuery(out, 'I');
+	stream_write(&c->stream, out->data, out->len);
+	buf_out_deinit(out);
+}
+
+/* Greets client c with params as they are (a replication client: its server's). */
+static void send_welcome(struct pool *p, struct client *c, const struct param_set *params)
 {
 	struct buf_out out;
 	buf_out_init(&out);
 	pkt_put_AuthenticationOk(&out);
-	for (int i = 0; i < params->n; i++) {
-		const struct param *wp = &params->items[i];
-		const char *v = own ? param_set_get_as(own, wp) : NULL;
-		pkt_put_ParameterStatus(&out, wp->name, v ? v : wp->value);
-	}
-	pkt_put_BackendKeyData(&out, c->cancel_pid, c->cancel_key);
-	if (*p->w->cfg->login_notify_message)
-		pkt_put_NoticeResponse(&out, "00000", p->w->cfg->login_notify_message);
-	pkt_put_ReadyForQuery(&out, 'I');
-	stream_write(&c->stream, out.data, out.len);
-	buf_out_deinit(&out);
+	for (int i = 0; i < params->n; i++)
+		pkt_put_ParameterStatus(&out, params->items[i].name, params->items[i].value);
+	greet_tail(p, c, &out);
 }
 
 static void link_waiter(struct pool *p, struct client *c, struct server *s)
@@ -395,7 +399,7 @@ static void link_waiter(struct pool *p, struct client *c, struct server *s)
 	 * PostgreSQL reported for the parameters that server was opened with.
 	 */
 	if (s->replication)
-		send_welcome(p, c, &s->params, NULL);
+		send_welcome(p, c, &s->params);
 	server_link(s, c);
 	client_set_state(c, CLIENT_ACTIVE);
 	client_linked(c);
@@ -607,8 +611,30 @@ void pool_want_server(struct pool *p, struct client *c)
 
 void pool_send_welcome(struct pool *p, struct client *c)
 {
-	/* The client's own values where it chose them, the server's defaults elsewhere. */
-	send_welcome(p, c, &p->welcome, &c->params);
+	/*
+	 * The client's own values where it chose them, the server's defaults
+	 * elsewhere: that depends on the client's profile only, which most
+	 * clients of a pool share, so the messages are made once per profile
+	 * in a row. The profile is the one the client's first link needs.
+	 */
+	if (!c->profile)
+		c->profile = param_profile_get(&p->profiles, &c->params, &p->defaults);
+	uint64_t id = param_profile_id(c->profile);
+	if (p->welcome_status_profile != id) {
+		buf_out_reset(&p->welcome_status);
+		for (int i = 0; i < p->welcome.n; i++) {
+			const struct param *wp = &p->welcome.items[i];
+			const char *v = param_set_get_as(&c->params, wp);
+			pkt_put_ParameterStatus(&p->welcome_status, wp->name, v ? v : wp->value);
+		}
+		p->welcome_status_profile = id;
+	}
+	struct buf_out out;
+	buf_out_init(&out);
+	buf_out_reserve(&out, p->welcome_status.len + 64);
+	pkt_put_AuthenticationOk(&out);
+	buf_out_put(&out, p->welcome_status.data, p->welcome_status.len);
+	greet_tail(p, c, &out);
 }
 
 int pool_pick_host(struct pool *p)

@@ -80,12 +80,14 @@ bool param_is_tracked(const char *name, const char *track_extra_parameters);
 struct param_profile;
 struct param_profiles {
 	struct param_profile *table;
+	struct param_profile *last; /* the last one got: tried first */
 	uint64_t last_id;
 };
 
 static inline void param_profiles_init(struct param_profiles *t)
 {
 	t->table = NULL;
+	t->last = NULL;
 	t->last_id = 0;
 }
 /* Frees the table; every profile must have been released. */

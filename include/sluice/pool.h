@@ -69,6 +69,9 @@ struct pool {
 	struct param_set defaults;
 	bool have_welcome;
 	struct param_profiles profiles; /* of its clients (param.h) */
+	/* The ParameterStatus messages of the welcome for clients of one profile. */
+	struct buf_out welcome_status;
+	uint64_t welcome_status_profile; /* that profile's id; 0: none yet */
 	/* The last server login failure, and when: drives server_login_retry. */
 	struct buf_out last_error; /* an ErrorResponse message, ready to send */
 	uint64_t last_error_at; /* uv_now; 0 = none */
