@@ -94,7 +94,13 @@ bool pool_is_empty(const struct pool *p)
  */
 const struct config_user *pool_user_cfg(const struct pool *p)
 {
-	return config_find_user(p->w->cfg, p->user_name);
+	/* Asked several times per transaction: looked up once per snapshot. */
+	if (p->user_cfg_gen != p->w->cfg_gen) {
+		struct pool *mp = (struct pool *)p; /* a cache, not the pool's state */
+		mp->user_cfg = config_find_user(p->w->cfg, p->user_name);
+		mp->user_cfg_gen = p->w->cfg_gen;
+	}
+	return p->user_cfg;
 }
 
 enum pool_mode pool_mode_of(const struct pool *p)

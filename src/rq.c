@@ -78,16 +78,6 @@ void rq_push(struct rq *q, enum rq_kind kind, struct pstmt *stmt, uint64_t name_
 	}
 }
 
-int rq_head(const struct rq *q)
-{
-	return q->len ? q->ring[q->head].kind : -1;
-}
-
-const struct rq_entry *rq_head_entry(const struct rq *q)
-{
-	return q->len ? &q->ring[q->head] : NULL;
-}
-
 void rq_pop(struct rq *q, bool answered)
 {
 	struct rq_entry e = q->ring[q->head];
@@ -207,11 +197,6 @@ uint8_t rq_take_fake(struct rq *q)
 	}
 	rq_pop(q, true);
 	return type;
-}
-
-uint32_t rq_answering_seq(const struct rq *q)
-{
-	return q->len ? q->ring[q->head].seq : q->seq + 1;
 }
 
 bool rq_prepared_unsettled(const struct rq *q)

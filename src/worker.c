@@ -317,6 +317,7 @@ void worker_install_config(struct worker *w, struct config *cfg, struct auth_use
 	struct config *old = w->cfg;
 	struct auth_userlist *old_ul = w->userlist;
 	w->cfg = config_ref(cfg);
+	w->cfg_gen++;
 	w->userlist = auth_userlist_ref(ul);
 	configure_streams(w);
 	authq_configure(w->authq, cfg);
@@ -385,6 +386,7 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg, struct au
 	memset(w, 0, sizeof(*w));
 	w->loop = loop;
 	w->cfg = config_ref(cfg);
+	w->cfg_gen++;
 	w->userlist = auth_userlist_ref(ul);
 	stream_ctx_init(&w->io, loop, BUF_FREE_MAX);
 	listener_set_init(&w->listeners, loop, on_accept, w, &w->io.tcp);

@@ -41,6 +41,9 @@ struct pool {
 	 */
 	char *user_name;
 	const struct config_database *db; /* from the current snapshot */
+	/* Its [users] entry or NULL, looked up when w->cfg_gen was user_cfg_gen (pool_user_cfg). */
+	const struct config_user *user_cfg;
+	uint64_t user_cfg_gen;
 
 	/* Client lists by state (see client.h). */
 	struct client_list waiting_login;

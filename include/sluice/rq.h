@@ -85,10 +85,16 @@ void rq_init(struct rq *q, rq_done_cb *done, void *owner);
 void rq_deinit(struct rq *q);
 
 void rq_push(struct rq *q, enum rq_kind kind, struct pstmt *stmt, uint64_t name_id);
-/* The head entry's kind, or -1 when the queue is empty. */
-int rq_head(const struct rq *q);
+/* The head entry's kind, or -1 when the queue is empty. (Inline: asked for every server message.) */
+static inline int rq_head(const struct rq *q)
+{
+	return q->len ? q->ring[q->head].kind : -1;
+}
 /* The head entry, or NULL. */
-const struct rq_entry *rq_head_entry(const struct rq *q);
+static inline const struct rq_entry *rq_head_entry(const struct rq *q)
+{
+	return q->len ? &q->ring[q->head] : NULL;
+}
 /* Retires the head entry; answered says whether PostgreSQL carried it out. */
 void rq_pop(struct rq *q, bool answered);
 
@@ -117,7 +123,10 @@ void rq_copy_in(struct rq *q);
 uint8_t rq_take_fake(struct rq *q);
 
 /* The seq of the request the next message from the server answers. */
-uint32_t rq_answering_seq(const struct rq *q);
+static inline uint32_t rq_answering_seq(const struct rq *q)
+{
+	return q->len ? q->ring[q->head].seq : q->seq + 1;
+}
 /*
  * Whether an entry carrying a statement belongs to a batch sent before the
  * current one: until it is answered, what the server has prepared is not

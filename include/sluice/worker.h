@@ -93,6 +93,7 @@ struct worker {
 	/* Called once the worker has closed its handles at exit (process.c closes its own). */
 	void (*exit_cb)(struct worker *w);
 	struct config *cfg; /* the snapshot this worker serves with; one reference */
+	uint64_t cfg_gen; /* counts the snapshots installed: what was looked up in cfg is valid while it stays */
 	struct auth_userlist *userlist; /* one reference; NULL without auth_file */
 	/* The TLS contexts in force (worker_install_tls), one reference each; NULL: off on that side */
 	struct tls_ctx *client_tls;
