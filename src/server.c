@@ -745,35 +745,71 @@ static bool must_inspect(const struct server *s, uint8_t type, bool swallow)
 }
 
 /* Relays (or swallows) everything complete in the read buffer. */
+/*
+ * Messages that go to the client unchanged are handed over together, once
+ * something else must happen (a message to inspect or swallow, a fake
+ * answer to write, the end of the input): one slice or TLS record per run
+ * instead of one per message. *fwd bytes at the front of the read buffer
+ * are c's and not yet handed over.
+ */
+static void forward_run(struct server *s, struct client *c, size_t *fwd)
+{
+	if (*fwd) {
+		stream_forward(&c->stream, &s->stream, *fwd);
+		s->pool->stats.total.bytes_sent += *fwd;
+		*fwd = 0;
+	}
+}
+
+/* Whether settle_fakes would write something now. */
+static bool fakes_due(const struct server *s)
+{
+	int head = rq_head(&s->rq);
+	return s->pass_remaining == 0 && (head == RQ_FAKE_PARSE || head == RQ_FAKE_CLOSE);
+}
+
 static void server_relay(struct server *s)
 {
 	struct stream *st = &s->stream;
-	while (s->state != SERVER_CLOSED && st->rbuf && buf_avail(st->rbuf) > 0) {
+	struct client *fwd_to = s->client;
+	size_t fwd = 0;
+	while (s->state != SERVER_CLOSED && st->rbuf && buf_avail(st->rbuf) > fwd) {
 		struct client *c = s->client;
-		size_t avail = buf_avail(st->rbuf);
+		if (c != fwd_to) {
+			/* A handler (run after forward_run) changed the client: fwd is 0. */
+			forward_run(s, fwd_to, &fwd);
+			fwd_to = c;
+		}
+		size_t avail = buf_avail(st->rbuf) - fwd;
+		const uint8_t *data = stream_data(st) + fwd;
 		if (s->pass_remaining) {
 			size_t n = MIN(avail, (size_t)s->pass_remaining);
+			s->pass_remaining -= (uint32_t)n;
 			if (s->pass_swallow || !c) {
+				forward_run(s, fwd_to, &fwd);
 				stream_consume(st, n);
 			} else {
-				stream_forward(&c->stream, st, n);
-				s->pool->stats.total.bytes_sent += n;
+				fwd += n;
 			}
-			s->pass_remaining -= (uint32_t)n;
-			settle_fakes(s);
+			if (fakes_due(s)) {
+				forward_run(s, fwd_to, &fwd);
+				settle_fakes(s);
+			}
 			continue;
 		}
 		struct pkt_hdr h;
-		int rc = pkt_frame(stream_data(st), avail, SERVER_MAX_MESSAGE, &h);
+		int rc = pkt_frame(data, avail, SERVER_MAX_MESSAGE, &h);
 		if (rc == PKT_INCOMPLETE)
 			break;
 		if (rc != PKT_OK) {
+			forward_run(s, fwd_to, &fwd);
 			fail_protocol(s, "malformed message from server");
 			return;
 		}
 		bool swallow = !c || rq_head(&s->rq) == RQ_INTERNAL;
 		bool inspect = must_inspect(s, h.type, swallow);
 		if (inspect && h.len > avail) {
+			forward_run(s, fwd_to, &fwd);
 			if (h.len > SERVER_MAX_INSPECT) {
 				fail_protocol(s, "oversized message from server");
 				return;
@@ -781,22 +817,27 @@ static void server_relay(struct server *s)
 			stream_reserve(st, h.len);
 			break;
 		}
-		if (h.type == PKT_ErrorResponse && c && rq_head(&s->rq) == RQ_PARSE_IN_USE &&
-		    prepared_name_in_use_error(s, rq_head_entry(&s->rq), stream_data(st), h.len)) {
-			rq_retire(&s->rq, h.type);
-			stream_consume(st, h.len);
-			settle_fakes(s);
-			continue;
+		if (h.type == PKT_ErrorResponse && c && rq_head(&s->rq) == RQ_PARSE_IN_USE) {
+			forward_run(s, fwd_to, &fwd);
+			if (prepared_name_in_use_error(s, rq_head_entry(&s->rq), stream_data(st),
+						       h.len)) {
+				rq_retire(&s->rq, h.type);
+				stream_consume(st, h.len);
+				settle_fakes(s);
+				continue;
+			}
 		}
 		/* Retired once, now that the whole message (if inspected) is here. */
 		s->answering_seq = rq_answering_seq(&s->rq);
 		int hidden = rq_retire(&s->rq, h.type);
 		if (hidden < 0) {
+			forward_run(s, fwd_to, &fwd);
 			fail_protocol(s, "response to no request from server");
 			return;
 		}
 		swallow = swallow || hidden;
 		if (inspect) {
+			forward_run(s, fwd_to, &fwd);
 			if (!handle_inspected(s, stream_data(st), h.len, swallow))
 				return;
 			settle_fakes(s);
@@ -811,16 +852,20 @@ static void server_relay(struct server *s)
 			rq_copy_in(&s->rq);
 		}
 		size_t n = MIN(avail, (size_t)h.len);
-		if (swallow || !c)
+		if (swallow || !c) {
+			forward_run(s, fwd_to, &fwd);
 			stream_consume(st, n);
-		else {
-			stream_forward(&c->stream, st, n);
-			s->pool->stats.total.bytes_sent += n;
+		} else {
+			fwd += n;
 		}
 		s->pass_remaining = h.len - (uint32_t)n;
 		s->pass_swallow = swallow;
-		settle_fakes(s);
+		if (fakes_due(s)) {
+			forward_run(s, fwd_to, &fwd);
+			settle_fakes(s);
+		}
 	}
+	forward_run(s, fwd_to, &fwd);
 	settle_fakes(s);
 	if (s->client && s->state != SERVER_CLOSED) {
 		client_check_backpressure(s->client);
