@@ -205,8 +205,19 @@ START_TEST(test_server_with_unfinished_cancel_is_held_then_closed)
 							"server_connect_timeout = 2\n",
 		dbs, USERLIST);
 	PGconn *c = harness_connect(s, "dbname=fake user=trustuser");
+	PGconn *admin = harness_connect(s, "dbname=pgbouncer user=trustuser");
+	const char *pools = "SHOW POOLS";
 	ck_assert_int_eq(PQsendQuery(c, "SELECT 1"), 1);
-	harness_sleep_ms(100);
+	/*
+	 * The cancel must find the query on the server, not still waiting for
+	 * the server's login (then sluice answers it alone, with an error): on a
+	 * loaded machine, under ASan, that login can take more than 100 ms.
+	 */
+	long deadline = harness_now_ms() + 5000;
+	while (harness_show_long(admin, pools, "database", "fake", "sv_active") != 1 &&
+	       harness_now_ms() < deadline)
+		harness_sleep_ms(20);
+	harness_sleep_ms(50);
 	PGcancel *cancel = PQgetCancel(c);
 	char errbuf[256];
 	ck_assert_msg(PQcancel(cancel, errbuf, sizeof(errbuf)) == 1, "%s", errbuf);
@@ -218,8 +229,6 @@ START_TEST(test_server_with_unfinished_cancel_is_held_then_closed)
 		PQclear(res);
 	}
 
-	PGconn *admin = harness_connect(s, "dbname=pgbouncer user=trustuser");
-	const char *pools = "SHOW POOLS";
 	ck_assert_int_eq(harness_show_long(admin, pools, "database", "fake", "sv_being_canceled"), 1);
 	ck_assert_int_eq(harness_show_long(admin, pools, "database", "fake", "cl_active_cancel_req"),
 		1);
