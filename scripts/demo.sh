@@ -61,7 +61,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A port nobody listens on, from $1 upwards.
+# A port nobody listens on, from $1 upwards. Start below Linux's ephemeral
+# range (32768 and up): a port there may be the local end of some outgoing
+# connection, which a connect does not see but a bind fails on.
 free_port() {
 	local port="$1"
 	while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
@@ -71,7 +73,7 @@ free_port() {
 }
 
 echo "==== starting PostgreSQL in $tmp"
-pg_port=$(free_port 55432)
+pg_port=$(free_port 15432)
 "${as_pg[@]}" "$bindir/initdb" -D "$tmp/data" -U postgres -A trust -E UTF8 --no-locale \
 	--no-sync >"$tmp/initdb.log" 2>&1 || { cat "$tmp/initdb.log"; exit 1; }
 cat >>"$tmp/data/postgresql.conf" <<CONF
