@@ -20,8 +20,9 @@
 # only the scenarios whose names match it, e.g. 'tls'; the counts phase too),
 # BENCH_MEMORY=0 (skip the memory test with idle clients), BENCH_COUNTS=0 (skip
 # the counts phase: instructions and syscalls per transaction, with callgrind
-# and strace), BENCH_COUNTS_TXNS (transactions per client in the counts phase,
-# default 100, 5 with --smoke).
+# and strace), BENCH_COUNTS_TXNS (transactions per client in each run of the
+# counts phase, default 100, 5 with --smoke), BENCH_COUNTS_REPEAT (runs per
+# scenario and pooler in the counts phase, default 3, 1 with --smoke).
 #
 # Every process it starts is stopped on exit, Ctrl-C included, and the
 # temporary directory is removed; the results directory is kept.
@@ -570,9 +571,11 @@ done
 counts_scenarios=(select_simple_c50 select_extended_c50 select_prepared_c50 select_connect_c20 tpcb_c50)
 counts_txns=${BENCH_COUNTS_TXNS:-100}
 counts_warm=5
+counts_repeat=${BENCH_COUNTS_REPEAT:-3}
 if [ "$smoke" = 1 ]; then
 	counts_txns=${BENCH_COUNTS_TXNS:-5}
 	counts_warm=2
+	counts_repeat=${BENCH_COUNTS_REPEAT:-1}
 fi
 counts_tsv=$out_dir/counts.tsv
 counts_md=$out_dir/counts.md
@@ -681,23 +684,34 @@ cg_stop() {
 	cg_wrap_pid=
 }
 
-# The instructions of one scenario ($1, options $2) through the callgrind
-# instance of pooler $3: sets cg_txns, cg_ir and cg_note.
+# The instructions of scenario $1 (options $2) through the callgrind instance
+# of pooler $3, repetition $4 (the first warms up): sets cg_txns, cg_ir and
+# cg_note; cg_skip=1 when the next repetitions would fail the same way.
 cg_measure() {
-	local scen=$1 opts=$2 name=$3 out=$out_dir/counts/${1}_${3}
+	local scen=$1 opts=$2 name=$3 rep=$4 out=$out_dir/counts/${1}_${3}
 	local expect before f dump=
-	cg_txns=0 cg_ir=NA cg_note=
-	counts_pgbench "$out.callgrind-warmup.txt" "$cg_port" "$opts" "$counts_warm" "$counts_pgbench_limit"
-	cg_note=$(counts_pgbench_note "$out.callgrind-warmup.txt" \
-		$((counts_warm * counts_clients)) "callgrind warm-up")
-	[ -z "$cg_note" ] || return 0
-	cg_control "$name" -z || { cg_note="callgrind_control -z failed: $(tail -n 2 "$work/cg/control.out" | tr '\n' ' ')"; return 0; }
+	cg_txns=0 cg_ir=NA cg_note='' cg_skip=0
+	if [ "$rep" = 1 ]; then
+		counts_pgbench "$out.callgrind-warmup.txt" "$cg_port" "$opts" "$counts_warm" "$counts_pgbench_limit"
+		cg_note=$(counts_pgbench_note "$out.callgrind-warmup.txt" \
+			$((counts_warm * counts_clients)) "callgrind warm-up")
+		[ -z "$cg_note" ] || { cg_skip=1; return 0; }
+	fi
+	if ! cg_control "$name" -z; then
+		cg_note="callgrind_control -z failed: $(tail -n 2 "$work/cg/control.out" | tr '\n' ' ')"
+		cg_skip=1
+		return 0
+	fi
 	expect=$((counts_txns * counts_clients))
-	counts_pgbench "$out.callgrind.txt" "$cg_port" "$opts" "$counts_txns" "$counts_pgbench_limit"
+	counts_pgbench "$out.callgrind.r$rep.txt" "$cg_port" "$opts" "$counts_txns" "$counts_pgbench_limit"
 	cg_txns=$cp_txns
-	cg_note=$(counts_pgbench_note "$out.callgrind.txt" "$expect" "callgrind run")
+	cg_note=$(counts_pgbench_note "$out.callgrind.r$rep.txt" "$expect" "callgrind run")
 	before=$(cd "$work/cg" && echo ./*)
-	cg_control "$name" -d || { cg_note="callgrind_control -d failed: $(tail -n 2 "$work/cg/control.out" | tr '\n' ' ')"; return 0; }
+	if ! cg_control "$name" -d; then
+		cg_note="callgrind_control -d failed: $(tail -n 2 "$work/cg/control.out" | tr '\n' ' ')"
+		cg_skip=1
+		return 0
+	fi
 	for f in "$work/cg/$name.out".*; do
 		case " $before " in *" ./${f##*/} "*) ;; *) dump=$f ;; esac
 	done
@@ -707,20 +721,23 @@ cg_measure() {
 	fi
 	cg_ir=$(awk '/^summary:/ {print $2; found = 1; exit} /^totals:/ {t = $2} END {if (!found && t != "") print t}' "$dump")
 	: "${cg_ir:=NA}"
-	cp "$dump" "$out.callgrind.out"
+	mv "$dump" "$out.callgrind.r$rep.out"
 }
 
-# The syscalls of one scenario ($1, options $2) through the timed instance of
-# pooler $3: sets st_txns, st_calls and st_note.
+# The syscalls of scenario $1 (options $2) through the timed instance of
+# pooler $3, repetition $4 (the first warms up): sets st_txns, st_calls and
+# st_note; st_skip=1 when the next repetitions would fail the same way.
 st_measure() {
-	local scen=$1 opts=$2 name=$3 out=$out_dir/counts/${1}_${3}
+	local scen=$1 opts=$2 name=$3 rep=$4 out=$out_dir/counts/${1}_${3}
 	local pid_var=${3}_pid port_var=${3}_port pid i expect
-	st_txns=0 st_calls=NA st_note=
+	st_txns=0 st_calls=NA st_note='' st_skip=0
 	ensure_pooler "$name" "counts phase, $scen"
 	pid=${!pid_var}
-	counts_pgbench "$out.strace-warmup.txt" "${!port_var}" "$opts" "$counts_warm" "$counts_strace_limit"
-	st_note=$(counts_pgbench_note "$out.strace-warmup.txt" $((counts_warm * counts_clients)) "strace warm-up")
-	[ -z "$st_note" ] || return 0
+	if [ "$rep" = 1 ]; then
+		counts_pgbench "$out.strace-warmup.txt" "${!port_var}" "$opts" "$counts_warm" "$counts_strace_limit"
+		st_note=$(counts_pgbench_note "$out.strace-warmup.txt" $((counts_warm * counts_clients)) "strace warm-up")
+		[ -z "$st_note" ] || { st_skip=1; return 0; }
+	fi
 	rm -f "$work/strace.out" "$work/strace.err"
 	timeout -k 5 $((counts_strace_limit + 60)) strace -f -c -o "$work/strace.out" -p "$pid" \
 		2>"$work/strace.err" &
@@ -734,14 +751,15 @@ st_measure() {
 	done
 	if ! kill -0 "$strace_pid" 2>/dev/null; then
 		st_note="strace could not attach: $(head -n 2 "$work/strace.err" | tr '\n' ' ')"
+		st_skip=1
 		wait "$strace_pid" 2>/dev/null || true
 		strace_pid=
 		return 0
 	fi
 	expect=$((counts_txns * counts_clients))
-	counts_pgbench "$out.strace.txt" "${!port_var}" "$opts" "$counts_txns" "$counts_strace_limit"
+	counts_pgbench "$out.strace.r$rep.txt" "${!port_var}" "$opts" "$counts_txns" "$counts_strace_limit"
 	st_txns=$cp_txns
-	st_note=$(counts_pgbench_note "$out.strace.txt" "$expect" "strace run")
+	st_note=$(counts_pgbench_note "$out.strace.r$rep.txt" "$expect" "strace run")
 	# timeout passes the SIGINT on to strace, which detaches and writes its table.
 	kill -INT "$strace_pid" 2>/dev/null || true
 	for i in $(seq 300); do
@@ -754,14 +772,21 @@ st_measure() {
 	st_calls=$(awk '$NF == "total" {print $4; exit}' "$work/strace.out" 2>/dev/null || true)
 	: "${st_calls:=NA}"
 	[ "$st_calls" = NA ] && st_note="no strace table; $st_note"
-	cp "$work/strace.out" "$out.strace.out" 2>/dev/null || true
+	cp "$work/strace.out" "$out.strace.r$rep.out" 2>/dev/null || true
+}
+
+# Appends note $2 to the notes of key $1, once.
+counts_add_note() {
+	[ -n "$2" ] || return 0
+	case "; ${cnt_note[$1]:-}; " in *"; $2; "*) return 0 ;; esac
+	cnt_note[$1]="${cnt_note[$1]:+${cnt_note[$1]}; }$2"
 }
 
 if [ "${BENCH_COUNTS:-1}" != 0 ]; then
 	counts_start=$(date +%s)
 	mkdir -p "$out_dir/counts" "$work/cg" "$work/vgdb"
 	[ "$is_root" = 1 ] && chown postgres: "$work/cg" "$work/vgdb"
-	printf 'scenario\tpooler\tclients\ttxns_callgrind\tinstructions\tinstr_per_txn\ttxns_strace\tsyscalls\tsyscalls_per_txn\tnote\n' \
+	printf 'scenario\tpooler\trepetition\tclients\ttxns_callgrind\tinstructions\tinstr_per_txn\ttxns_strace\tsyscalls\tsyscalls_per_txn\tnote\n' \
 		>"$counts_tsv"
 	declare -A cnt_cg_txns=() cnt_cg_ir=() cnt_st_txns=() cnt_st_calls=() cnt_note=()
 	counts_list=()
@@ -773,7 +798,7 @@ if [ "${BENCH_COUNTS:-1}" != 0 ]; then
 	# Instructions: one callgrind instance per pooler, for all the scenarios.
 	for name in pgbouncer sluice; do
 		[ ${#counts_list[@]} -eq 0 ] && break
-		cg_up=0
+		cg_up=0 cg_skip=0
 		for scen in "${counts_list[@]}"; do
 			counts_lookup "$scen"
 			[[ " $counts_targets " == *" $name "* ]] || continue
@@ -788,19 +813,24 @@ if [ "${BENCH_COUNTS:-1}" != 0 ]; then
 					log "counts: $cg_note"
 				fi
 			fi
-			cg_txns=0 cg_ir=NA
-			if [ "$cg_up" = 1 ]; then
-				log "counts: $scen -> $name under callgrind, -t $counts_txns"
-				cg_measure "$scen" "$counts_opts" "$name"
-				if ! kill -0 "$cg_pid" 2>/dev/null; then
-					cg_note="$name under callgrind exited; $cg_note"
-					cg_stop
-					cg_up=0
+			for rep in $(seq "$counts_repeat"); do
+				cg_txns=0 cg_ir=NA
+				if [ "$cg_up" = 1 ]; then
+					log "counts: $scen -> $name under callgrind, -t $counts_txns, $rep/$counts_repeat"
+					cg_measure "$scen" "$counts_opts" "$name" "$rep"
+					if ! kill -0 "$cg_pid" 2>/dev/null; then
+						cg_note="$name under callgrind exited; $cg_note"
+						cg_stop
+						cg_up=0
+					fi
 				fi
-			fi
-			cnt_cg_txns[$scen|$name]=$cg_txns
-			cnt_cg_ir[$scen|$name]=$cg_ir
-			cnt_note[$scen|$name]=$cg_note
+				cnt_cg_txns[$scen|$name|$rep]=$cg_txns
+				cnt_cg_ir[$scen|$name|$rep]=$cg_ir
+				counts_add_note "$scen|$name" "$cg_note"
+				if [ "$cg_up" != 1 ] || [ "$cg_skip" = 1 ]; then
+					break
+				fi
+			done
 		done
 		[ "$cg_up" = 1 ] && cg_stop
 	done
@@ -810,30 +840,38 @@ if [ "${BENCH_COUNTS:-1}" != 0 ]; then
 		counts_clients=$(sed -n 's/.*-c \([0-9]*\).*/\1/p' <<<"$counts_opts")
 		for name in pgbouncer sluice; do
 			[[ " $counts_targets " == *" $name "* ]] || continue
-			log "counts: $scen -> $name under strace, -t $counts_txns"
-			st_measure "$scen" "$counts_opts" "$name"
-			cnt_st_txns[$scen|$name]=$st_txns
-			cnt_st_calls[$scen|$name]=$st_calls
-			[ -n "$st_note" ] && cnt_note[$scen|$name]="${cnt_note[$scen|$name]:+${cnt_note[$scen|$name]}; }$st_note"
+			for rep in $(seq "$counts_repeat"); do
+				log "counts: $scen -> $name under strace, -t $counts_txns, $rep/$counts_repeat"
+				st_measure "$scen" "$counts_opts" "$name" "$rep"
+				cnt_st_txns[$scen|$name|$rep]=$st_txns
+				cnt_st_calls[$scen|$name|$rep]=$st_calls
+				counts_add_note "$scen|$name" "$st_note"
+				if [ "$st_skip" = 1 ]; then
+					break
+				fi
+			done
 		done
 	done
 	for scen in "${counts_list[@]}"; do
 		counts_lookup "$scen"
 		counts_clients=$(sed -n 's/.*-c \([0-9]*\).*/\1/p' <<<"$counts_opts")
 		for name in pgbouncer sluice; do
-			k="$scen|$name"
 			if [[ " $counts_targets " != *" $name "* ]]; then
-				printf '%s\t%s\t%s\t\t\t\t\t\t\tnot run (not a target of %s in the scenarios table)\n' \
+				printf '%s\t%s\t\t%s\t\t\t\t\t\t\tnot run (not a target of %s in the scenarios table)\n' \
 					"$scen" "$name" "$counts_clients" "$scen" >>"$counts_tsv"
 				continue
 			fi
-			awk -v s="$scen" -v p="$name" -v c="$counts_clients" -v ct="${cnt_cg_txns[$k]}" \
-				-v ir="${cnt_cg_ir[$k]}" -v st="${cnt_st_txns[$k]}" -v sc="${cnt_st_calls[$k]}" \
-				-v note="${cnt_note[$k]}" 'BEGIN {
-				ipt = (ir != "NA" && ct > 0) ? sprintf("%.0f", ir / ct) : "NA"
-				spt = (sc != "NA" && st > 0) ? sprintf("%.2f", sc / st) : "NA"
-				printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s, p, c, ct, ir, ipt, st, sc, spt, note
-			}' >>"$counts_tsv"
+			for rep in $(seq "$counts_repeat"); do
+				k="$scen|$name|$rep"
+				awk -v s="$scen" -v p="$name" -v r="$rep" -v c="$counts_clients" \
+					-v ct="${cnt_cg_txns[$k]:-0}" -v ir="${cnt_cg_ir[$k]:-NA}" \
+					-v st="${cnt_st_txns[$k]:-0}" -v sc="${cnt_st_calls[$k]:-NA}" \
+					-v note="${cnt_note[$scen|$name]:-}" 'BEGIN {
+					ipt = (ir != "NA" && ct > 0) ? sprintf("%.0f", ir / ct) : "NA"
+					spt = (sc != "NA" && st > 0) ? sprintf("%.2f", sc / st) : "NA"
+					printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s, p, r, c, ct, ir, ipt, st, sc, spt, note
+				}' >>"$counts_tsv"
+			done
 		done
 	done
 	counts_seconds=$(($(date +%s) - counts_start))
@@ -841,37 +879,66 @@ if [ "${BENCH_COUNTS:-1}" != 0 ]; then
 	{
 		echo "## Instructions and syscalls per transaction"
 		echo
-		echo "Each pooler over pgbench -t $counts_txns per client, after a warm-up of -t $counts_warm with the same"
-		echo "options (the pool's servers logged in already); the run's own client logins are included."
-		echo "Instructions: user space, callgrind's Ir, of an instance under valgrind --tool=callgrind"
-		echo "(counters zeroed after the warm-up, dumped after the run). Syscalls: strace -f -c attached to the"
-		echo "timed instance for a run of its own. The counts phase took $counts_seconds s."
+		echo "Each pooler over pgbench -t $counts_txns per client, $counts_repeat time(s), after a warm-up of -t $counts_warm"
+		echo "with the same options (the pool's servers logged in already); the run's own client logins are"
+		echo "included. Instructions: user space, callgrind's Ir, of an instance under valgrind --tool=callgrind"
+		echo "(counters zeroed before each run, dumped after it). Syscalls: strace -f -c attached to the timed"
+		echo "instance for runs of their own. Medians, and the range over the runs: how many events each"
+		echo "wake-up finds still moves the figures a little. The counts phase took $counts_seconds s."
 		echo
-		echo "| scenario | pooler | transactions | instructions/txn | syscalls/txn | sluice/PgBouncer instructions | sluice/PgBouncer syscalls | note |"
-		echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"
+		echo "| scenario | pooler | transactions | instructions/txn | range | syscalls/txn | range | sluice/PgBouncer instructions | sluice/PgBouncer syscalls | note |"
+		echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 		tail -n +2 "$counts_tsv" | awk -F'\t' '
-		function ratio(a, b) { return (a == "NA" || a == "" || b == "NA" || b == "" || b + 0 == 0) ? "n/a" : sprintf("%.2f", a / b) }
+		function ratio(a, b) { return (a == "n/a" || b == "n/a" || b == "" || b + 0 == 0) ? "n/a" : sprintf("%.2f", a / b) }
 		function commas(x,    s) {
 			if (x !~ /^[0-9]+$/) return x
 			s = ""
 			while (length(x) > 3) { s = "," substr(x, length(x) - 2) s; x = substr(x, 1, length(x) - 3) }
 			return x s
 		}
-		{ row[NR] = $0; ipt[$1, $2] = $6; spt[$1, $2] = $9 }
+		# Median, min and max of a space-separated list (m, lo, hi); m = "n/a" when empty.
+		function stats(list,    v, n, i, j, t) {
+			n = split(list, v, " ")
+			if (n == 0) { m = lo = hi = "n/a"; return }
+			for (i = 2; i <= n; i++)
+				for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+			m = n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+			lo = v[1]; hi = v[n]
+		}
+		{
+			key = $1 SUBSEP $2
+			if (!(key in seen)) { seen[key] = 1; order[++nk] = key; note[key] = $11 }
+			if ($5 == "" && $8 == "") { notrun[key] = 1; next }
+			tx[key] = tx[key] == "" ? $5 "/" $8 : tx[key]
+			if ($7 != "NA") ipt[key] = ipt[key] " " $7
+			if ($10 != "NA") spt[key] = spt[key] " " $10
+		}
 		END {
-			for (i = 1; i <= NR; i++) {
-				split(row[i], f, "\t")
-				if (f[4] == "" && f[7] == "") {
-					printf "| %s | %s | n/a | n/a | n/a | | | %s |\n", f[1], f[2], f[10]
+			for (i = 1; i <= nk; i++) {
+				key = order[i]
+				stats(ipt[key]); im[key] = m; ilo[key] = lo; ihi[key] = hi
+				stats(spt[key]); sm[key] = m; slo[key] = lo; shi[key] = hi
+			}
+			for (i = 1; i <= nk; i++) {
+				key = order[i]
+				split(key, kk, SUBSEP)
+				if (key in notrun) {
+					printf "| %s | %s | n/a | n/a | | n/a | | | | %s |\n", kk[1], kk[2], note[key]
 					continue
 				}
-				tx = f[4] == f[7] ? commas(f[4]) : commas(f[4]) " / " commas(f[7])
+				split(tx[key], t, "/")
+				txs = t[1] == t[2] ? commas(t[1]) : commas(t[1]) " / " commas(t[2])
 				r1 = r2 = ""
-				if (f[2] == "sluice") {
-					r1 = ratio(f[6], ipt[f[1], "pgbouncer"])
-					r2 = ratio(f[9], spt[f[1], "pgbouncer"])
+				if (kk[2] == "sluice") {
+					pk = kk[1] SUBSEP "pgbouncer"
+					r1 = (pk in notrun) ? "n/a" : ratio(im[key], im[pk])
+					r2 = (pk in notrun) ? "n/a" : ratio(sm[key], sm[pk])
 				}
-				printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], tx, commas(f[6]), f[9], r1, r2, f[10]
+				printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", kk[1], kk[2], txs,
+					im[key] == "n/a" ? "n/a" : commas(sprintf("%.0f", im[key])),
+					ilo[key] == ihi[key] ? "" : commas(ilo[key]) "–" commas(ihi[key]),
+					sm[key] == "n/a" ? "n/a" : sprintf("%.2f", sm[key]),
+					slo[key] == shi[key] ? "" : slo[key] "–" shi[key], r1, r2, note[key]
 			}
 		}'
 	} >"$counts_md"
