@@ -1059,4 +1059,8 @@ cp "$work"/*.log "$out_dir/" 2>/dev/null || true
 
 cat "$summary"
 echo
-log "results in $out_dir: summary.md, runs.tsv, memory.tsv, counts.tsv, counts.md, machine.txt, pgbench/, counts/"
+if [ -f "$counts_md" ]; then
+	log "results in $out_dir: summary.md, runs.tsv, memory.tsv, counts.tsv, counts.md, machine.txt, pgbench/, counts/"
+else
+	log "results in $out_dir: summary.md, runs.tsv, memory.tsv, machine.txt, pgbench/"
+fi
