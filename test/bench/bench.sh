@@ -17,8 +17,12 @@
 # BENCH_BUILD_DIR/bench-results/DATE), BENCH_SCALE (pgbench scale, default 10),
 # PG_BINDIR (PostgreSQL's initdb/pg_ctl, default the newest under
 # /usr/lib/postgresql), BENCH_SCENARIOS (an extended regular expression: run
-# only the scenarios whose names match it, e.g. 'tls'), BENCH_MEMORY=0 (skip
-# the memory test with idle clients).
+# only the scenarios whose names match it, e.g. 'tls'; the counts phase too),
+# BENCH_MEMORY=0 (skip the memory test with idle clients), BENCH_COUNTS=0 (skip
+# the counts phase: instructions and syscalls per transaction, with callgrind
+# and strace), BENCH_COUNTS_TXNS (transactions per client in each run of the
+# counts phase, default 100, 5 with --smoke), BENCH_COUNTS_REPEAT (runs per
+# scenario and pooler in the counts phase, default 3, 1 with --smoke).
 #
 # Every process it starts is stopped on exit, Ctrl-C included, and the
 # temporary directory is removed; the results directory is kept.
@@ -70,7 +74,7 @@ sudo=()
 
 # Installs the Debian packages the benchmark needs and the machine lacks.
 install_packages() {
-	local want=(pgbouncer postgresql postgresql-contrib libpq-dev gcc)
+	local want=(pgbouncer postgresql postgresql-contrib libpq-dev gcc valgrind strace)
 	local missing=() p
 	for p in "${want[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' ||
@@ -124,6 +128,11 @@ pgbouncer_tls_pid=
 sluice_tls_pid=
 idle_pid=
 pgbench_pid=
+# The counts phase: the pooler under callgrind (cg_pid is valgrind, cg_wrap_pid
+# the timeout around it) and strace.
+cg_pid=
+cg_wrap_pid=
+strace_pid=
 
 # initdb, pg_ctl and PgBouncer refuse to run as root: as root they, and sluice
 # (so both poolers run alike), run as the OS user postgres. setpriv keeps the
@@ -153,6 +162,9 @@ cleanup() {
 	set +e
 	stop_pid "$pgbench_pid"
 	stop_pid "$idle_pid"
+	stop_pid "$strace_pid"
+	stop_pid "$cg_pid"
+	stop_pid "$cg_wrap_pid"
 	stop_pid "$sluice_pid"
 	stop_pid "$pgbouncer_pid"
 	stop_pid "$sluice_tls_pid"
@@ -310,7 +322,7 @@ start_pooler() {
 		tail -n 20 "$work/$name.out" "$work/$name.log" >&2 2>/dev/null || true
 		die "$name did not start"
 	fi
-	"$psql" -X -q -At -h 127.0.0.1 -p "$port" -U bench -d bench -c 'SELECT 1' >/dev/null ||
+	timeout -k 5 60 "$psql" -X -q -At -h 127.0.0.1 -p "$port" -U bench -d bench -c 'SELECT 1' >/dev/null ||
 		die "logging in through $name failed"
 }
 
@@ -523,6 +535,415 @@ for round in $(seq "$rounds"); do
 	done
 done
 
+# ---- counts: instructions and syscalls per transaction ----------------------------
+
+# Figures that do not move with the machine's noise, for each pooler over a
+# fixed number of transactions (pgbench -t, after a warm-up with the same
+# options, so that the pool's servers are logged in already):
+#
+# * user-space instructions (callgrind's Ir, the pooler's code and the
+#   libraries it calls) of a second instance of each pooler, with the same
+#   settings on a port of its own, run under valgrind --tool=callgrind for the
+#   whole phase. Method: after the warm-up the counters are zeroed
+#   (callgrind_control -z), the measured run goes through, and a dump
+#   (callgrind_control -d) holds exactly what the pooler did in between; its
+#   summary: line is the count. Chosen over subtracting two runs of a fresh
+#   pooler (start + warm-up, then start + warm-up + run) because it is exact
+#   (nothing of start-up, warm-up or shutdown leaks in, no difference of two
+#   noisy totals) and needs one instance per pooler. callgrind_control talks
+#   to the valgrind gdbserver through vgdb, which must run as the same user
+#   as the pooler: run as root against a pooler run as postgres it waits
+#   forever (the valgrind side never answers), so it runs as_pg, and under
+#   timeout like every command here. vgdb wakes a pooler blocked in
+#   epoll_wait with ptrace, so ptrace must be allowed (kernel.yama.ptrace_scope
+#   0, or root); its FIFOs go to the temporary directory (--vgdb-prefix).
+#   PgBouncer runs in the foreground (no -d), its log in pgbouncer_cg.log.
+# * syscalls: strace -f -c attached to the timed instance (not under valgrind)
+#   for a measured run of its own, then stopped with SIGINT; the total line's
+#   calls.
+#
+# Both include what the measured run's own clients cost to log in and out
+# (50 logins over 5,000 transactions in the select scenarios; for -C the
+# logins are what is measured), not the servers' logins.
+
+# Scenarios of the counts phase: names of the table above, with their options
+# and targets (direct is never counted).
+counts_scenarios=(select_simple_c50 select_extended_c50 select_prepared_c50 select_connect_c20 tpcb_c50)
+counts_txns=${BENCH_COUNTS_TXNS:-100}
+counts_warm=5
+counts_repeat=${BENCH_COUNTS_REPEAT:-3}
+if [ "$smoke" = 1 ]; then
+	counts_txns=${BENCH_COUNTS_TXNS:-5}
+	counts_warm=2
+	counts_repeat=${BENCH_COUNTS_REPEAT:-1}
+fi
+counts_tsv=$out_dir/counts.tsv
+counts_md=$out_dir/counts.md
+counts_seconds=
+# Limits: a pgbench run against a pooler under callgrind (about 50x slower),
+# one against the timed instance, a callgrind_control call, the pooler under
+# valgrind as a whole.
+counts_pgbench_limit=900
+counts_strace_limit=600
+counts_ctl_limit=60
+cg_limit=7200
+
+# Options and targets of scenario $1, from the scenarios table: sets
+# counts_opts and counts_targets; fails when there is no such scenario.
+counts_lookup() {
+	local s scen opts targets sslmode
+	for s in "${scenarios[@]}"; do
+		IFS='|' read -r scen opts targets sslmode <<<"$s"
+		if [ "$scen" = "$1" ]; then
+			counts_opts=$opts
+			counts_targets=$targets
+			return 0
+		fi
+	done
+	return 1
+}
+
+# Runs pgbench with options $3 and -t $4 against port $2 within $5 seconds,
+# output to $1. Sets cp_rc (pgbench's exit status, 124 when it was killed)
+# and cp_txns (transactions processed, 0 when unknown).
+counts_pgbench() {
+	local out=$1 port=$2 opts=$3 t=$4 limit=$5
+	cp_rc=0
+	# shellcheck disable=SC2086 # $opts is a list of options
+	timeout -k 10 "$limit" "$pgbench" -n $opts -t "$t" -h 127.0.0.1 -p "$port" -U bench bench \
+		>"$out" 2>&1 &
+	pgbench_pid=$!
+	wait "$pgbench_pid" || cp_rc=$?
+	pgbench_pid=
+	cp_txns=$(awk -F': ' '/^number of transactions actually processed/ {split($2, a, "/"); print a[1]; exit}' "$out")
+	: "${cp_txns:=0}"
+}
+
+# What went wrong in a pgbench run (cp_rc, output $1, expected transactions $2),
+# for the note column; empty when nothing did.
+counts_pgbench_note() {
+	local what=$3
+	if [ "$cp_rc" -eq 124 ] || [ "$cp_rc" -eq 137 ]; then
+		echo "$what: pgbench killed after its time limit (hang)"
+	elif [ "$cp_rc" -ne 0 ] || [ "$cp_txns" != "$2" ]; then
+		echo "$what: pgbench exit $cp_rc, $cp_txns of $2 transactions: $(grep -m1 -iE 'error|abort|fatal|could not' "$1" |
+			tr '\t' ' ' | cut -c1-160)"
+	fi
+}
+
+# Sends command $2 (-z, -d) to the callgrind instance of pooler $1 (PID cg_pid)
+# with callgrind_control, as the pooler's user; fails unless it answers OK.
+cg_control() {
+	local out=$work/cg/control.out
+	timeout -k 5 "$counts_ctl_limit" "${as_pg[@]}" callgrind_control \
+		"--vgdb-prefix=$work/vgdb/$1" "$2" "$cg_pid" >"$out" 2>&1 || true
+	cat "$out" >>"$work/${1}_cg.out"
+	grep -q 'OK' "$out"
+}
+
+# Starts the callgrind instance of pooler $1 (pgbouncer or sluice): cg_pid,
+# cg_wrap_pid, on port cg_port. Fails (with the log's tail in cg_note) when it
+# does not start or take a login within two minutes.
+cg_start() {
+	local name=$1 bin i
+	cg_port=$(free_port "$pg_port" "$pgbouncer_port" "$sluice_port" "$pgbouncer_tls_port" "$sluice_tls_port")
+	write_ini "${name}_cg" "$name" "$cg_port" disable
+	[ "$is_root" = 1 ] && chown postgres: "$work/${name}_cg.ini"
+	bin=$work/sluice
+	[ "$name" = pgbouncer ] && bin=$pgbouncer
+	# Not daemonized: PgBouncer stays in the foreground without -d.
+	timeout -k 10 "$cg_limit" "${as_pg[@]}" valgrind --tool=callgrind --vgdb=yes \
+		"--vgdb-prefix=$work/vgdb/$name" "--callgrind-out-file=$work/cg/$name.out" \
+		"$bin" "$work/${name}_cg.ini" >>"$work/${name}_cg.out" 2>&1 &
+	cg_wrap_pid=$!
+	cg_pid=
+	# setpriv and valgrind exec, so timeout's one child is the pooler under valgrind.
+	for i in $(seq 1200); do
+		[ -n "$cg_pid" ] || cg_pid=$(timeout 5 pgrep -P "$cg_wrap_pid" || true)
+		[ -n "$cg_pid" ] && port_open "$cg_port" && break
+		kill -0 "$cg_wrap_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if [ -z "$cg_pid" ] || ! port_open "$cg_port" ||
+		! timeout -k 5 120 "$psql" -X -q -At -h 127.0.0.1 -p "$cg_port" -U bench -d bench \
+			-c 'SELECT 1' >/dev/null 2>&1; then
+		cg_note="$name under callgrind did not start: $(tail -n 3 "$work/${name}_cg.out" "$work/${name}_cg.log" \
+			2>/dev/null | tr '\t\n' '  ' | cut -c1-200)"
+		cg_stop
+		return 1
+	fi
+	return 0
+}
+
+# Stops the callgrind instance, if any.
+cg_stop() {
+	stop_pid "$cg_pid"
+	stop_pid "$cg_wrap_pid"
+	wait "$cg_wrap_pid" 2>/dev/null || true
+	cg_pid=
+	cg_wrap_pid=
+}
+
+# The instructions of scenario $1 (options $2) through the callgrind instance
+# of pooler $3, repetition $4 (the first warms up): sets cg_txns, cg_ir and
+# cg_note; cg_skip=1 when the next repetitions would fail the same way.
+cg_measure() {
+	local scen=$1 opts=$2 name=$3 rep=$4 out=$out_dir/counts/${1}_${3}
+	local expect before f dump=
+	cg_txns=0 cg_ir=NA cg_note='' cg_skip=0
+	if [ "$rep" = 1 ]; then
+		counts_pgbench "$out.callgrind-warmup.txt" "$cg_port" "$opts" "$counts_warm" "$counts_pgbench_limit"
+		cg_note=$(counts_pgbench_note "$out.callgrind-warmup.txt" \
+			$((counts_warm * counts_clients)) "callgrind warm-up")
+		[ -z "$cg_note" ] || { cg_skip=1; return 0; }
+	fi
+	if ! cg_control "$name" -z; then
+		cg_note="callgrind_control -z failed: $(tail -n 2 "$work/cg/control.out" | tr '\n' ' ')"
+		cg_skip=1
+		return 0
+	fi
+	expect=$((counts_txns * counts_clients))
+	counts_pgbench "$out.callgrind.r$rep.txt" "$cg_port" "$opts" "$counts_txns" "$counts_pgbench_limit"
+	cg_txns=$cp_txns
+	cg_note=$(counts_pgbench_note "$out.callgrind.r$rep.txt" "$expect" "callgrind run")
+	before=$(cd "$work/cg" && echo ./*)
+	if ! cg_control "$name" -d; then
+		cg_note="callgrind_control -d failed: $(tail -n 2 "$work/cg/control.out" | tr '\n' ' ')"
+		cg_skip=1
+		return 0
+	fi
+	for f in "$work/cg/$name.out".*; do
+		case " $before " in *" ./${f##*/} "*) ;; *) dump=$f ;; esac
+	done
+	if [ -z "$dump" ]; then
+		cg_note="no callgrind dump appeared; $cg_note"
+		return 0
+	fi
+	cg_ir=$(awk '/^summary:/ {print $2; found = 1; exit} /^totals:/ {t = $2} END {if (!found && t != "") print t}' "$dump")
+	: "${cg_ir:=NA}"
+	mv "$dump" "$out.callgrind.r$rep.out"
+}
+
+# The syscalls of scenario $1 (options $2) through the timed instance of
+# pooler $3, repetition $4 (the first warms up): sets st_txns, st_calls and
+# st_note; st_skip=1 when the next repetitions would fail the same way.
+st_measure() {
+	local scen=$1 opts=$2 name=$3 rep=$4 out=$out_dir/counts/${1}_${3}
+	local pid_var=${3}_pid port_var=${3}_port pid i expect
+	st_txns=0 st_calls=NA st_note='' st_skip=0
+	ensure_pooler "$name" "counts phase, $scen"
+	pid=${!pid_var}
+	if [ "$rep" = 1 ]; then
+		counts_pgbench "$out.strace-warmup.txt" "${!port_var}" "$opts" "$counts_warm" "$counts_strace_limit"
+		st_note=$(counts_pgbench_note "$out.strace-warmup.txt" $((counts_warm * counts_clients)) "strace warm-up")
+		[ -z "$st_note" ] || { st_skip=1; return 0; }
+	fi
+	rm -f "$work/strace.out" "$work/strace.err"
+	timeout -k 5 $((counts_strace_limit + 60)) strace -f -c -o "$work/strace.out" -p "$pid" \
+		2>"$work/strace.err" &
+	strace_pid=$!
+	# strace says "Process N attached" (with -f: "attached with K threads")
+	# once it has attached to all of the pooler's threads.
+	for i in $(seq 100); do
+		grep -q ' attached' "$work/strace.err" 2>/dev/null && break
+		kill -0 "$strace_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if ! kill -0 "$strace_pid" 2>/dev/null; then
+		st_note="strace could not attach: $(head -n 2 "$work/strace.err" | tr '\n' ' ')"
+		st_skip=1
+		wait "$strace_pid" 2>/dev/null || true
+		strace_pid=
+		return 0
+	fi
+	expect=$((counts_txns * counts_clients))
+	counts_pgbench "$out.strace.r$rep.txt" "${!port_var}" "$opts" "$counts_txns" "$counts_strace_limit"
+	st_txns=$cp_txns
+	st_note=$(counts_pgbench_note "$out.strace.r$rep.txt" "$expect" "strace run")
+	# timeout passes the SIGINT on to strace, which detaches and writes its table.
+	kill -INT "$strace_pid" 2>/dev/null || true
+	for i in $(seq 300); do
+		kill -0 "$strace_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	stop_pid "$strace_pid"
+	wait "$strace_pid" 2>/dev/null || true
+	strace_pid=
+	st_calls=$(awk '$NF == "total" {print $4; exit}' "$work/strace.out" 2>/dev/null || true)
+	: "${st_calls:=NA}"
+	[ "$st_calls" = NA ] && st_note="no strace table; $st_note"
+	cp "$work/strace.out" "$out.strace.r$rep.out" 2>/dev/null || true
+}
+
+# Appends note $2 to the notes of key $1, once.
+counts_add_note() {
+	[ -n "$2" ] || return 0
+	case "; ${cnt_note[$1]:-}; " in *"; $2; "*) return 0 ;; esac
+	cnt_note[$1]="${cnt_note[$1]:+${cnt_note[$1]}; }$2"
+}
+
+if [ "${BENCH_COUNTS:-1}" != 0 ]; then
+	counts_start=$(date +%s)
+	mkdir -p "$out_dir/counts" "$work/cg" "$work/vgdb"
+	[ "$is_root" = 1 ] && chown postgres: "$work/cg" "$work/vgdb"
+	printf 'scenario\tpooler\trepetition\tclients\ttxns_callgrind\tinstructions\tinstr_per_txn\ttxns_strace\tsyscalls\tsyscalls_per_txn\tnote\n' \
+		>"$counts_tsv"
+	declare -A cnt_cg_txns=() cnt_cg_ir=() cnt_st_txns=() cnt_st_calls=() cnt_note=()
+	counts_list=()
+	for scen in "${counts_scenarios[@]}"; do
+		[[ "$scen" =~ ${BENCH_SCENARIOS:-.} ]] || continue
+		counts_lookup "$scen" || die "counts phase: no scenario $scen in the table"
+		counts_list+=("$scen")
+	done
+	# Instructions: one callgrind instance per pooler, for all the scenarios.
+	for name in pgbouncer sluice; do
+		[ ${#counts_list[@]} -eq 0 ] && break
+		cg_up=0 cg_skip=0
+		for scen in "${counts_list[@]}"; do
+			counts_lookup "$scen"
+			[[ " $counts_targets " == *" $name "* ]] || continue
+			counts_clients=$(sed -n 's/.*-c \([0-9]*\).*/\1/p' <<<"$counts_opts")
+			if [ "$cg_up" = 0 ]; then
+				log "counts: starting $name under callgrind"
+				cg_note=
+				if cg_start "$name"; then
+					cg_up=1
+				else
+					cg_up=failed
+					log "counts: $cg_note"
+				fi
+			fi
+			for rep in $(seq "$counts_repeat"); do
+				cg_txns=0 cg_ir=NA
+				if [ "$cg_up" = 1 ]; then
+					log "counts: $scen -> $name under callgrind, -t $counts_txns, $rep/$counts_repeat"
+					cg_measure "$scen" "$counts_opts" "$name" "$rep"
+					if ! kill -0 "$cg_pid" 2>/dev/null; then
+						cg_note="$name under callgrind exited; $cg_note"
+						cg_stop
+						cg_up=0
+					fi
+				fi
+				cnt_cg_txns[$scen|$name|$rep]=$cg_txns
+				cnt_cg_ir[$scen|$name|$rep]=$cg_ir
+				counts_add_note "$scen|$name" "$cg_note"
+				if [ "$cg_up" != 1 ] || [ "$cg_skip" = 1 ]; then
+					break
+				fi
+			done
+		done
+		[ "$cg_up" = 1 ] && cg_stop
+	done
+	# Syscalls: strace on the timed instances.
+	for scen in "${counts_list[@]}"; do
+		counts_lookup "$scen"
+		counts_clients=$(sed -n 's/.*-c \([0-9]*\).*/\1/p' <<<"$counts_opts")
+		for name in pgbouncer sluice; do
+			[[ " $counts_targets " == *" $name "* ]] || continue
+			for rep in $(seq "$counts_repeat"); do
+				log "counts: $scen -> $name under strace, -t $counts_txns, $rep/$counts_repeat"
+				st_measure "$scen" "$counts_opts" "$name" "$rep"
+				cnt_st_txns[$scen|$name|$rep]=$st_txns
+				cnt_st_calls[$scen|$name|$rep]=$st_calls
+				counts_add_note "$scen|$name" "$st_note"
+				if [ "$st_skip" = 1 ]; then
+					break
+				fi
+			done
+		done
+	done
+	for scen in "${counts_list[@]}"; do
+		counts_lookup "$scen"
+		counts_clients=$(sed -n 's/.*-c \([0-9]*\).*/\1/p' <<<"$counts_opts")
+		for name in pgbouncer sluice; do
+			if [[ " $counts_targets " != *" $name "* ]]; then
+				printf '%s\t%s\t\t%s\t\t\t\t\t\t\tnot run (not a target of %s in the scenarios table)\n' \
+					"$scen" "$name" "$counts_clients" "$scen" >>"$counts_tsv"
+				continue
+			fi
+			for rep in $(seq "$counts_repeat"); do
+				k="$scen|$name|$rep"
+				awk -v s="$scen" -v p="$name" -v r="$rep" -v c="$counts_clients" \
+					-v ct="${cnt_cg_txns[$k]:-0}" -v ir="${cnt_cg_ir[$k]:-NA}" \
+					-v st="${cnt_st_txns[$k]:-0}" -v sc="${cnt_st_calls[$k]:-NA}" \
+					-v note="${cnt_note[$scen|$name]:-}" 'BEGIN {
+					ipt = (ir != "NA" && ct > 0) ? sprintf("%.0f", ir / ct) : "NA"
+					spt = (sc != "NA" && st > 0) ? sprintf("%.2f", sc / st) : "NA"
+					printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s, p, r, c, ct, ir, ipt, st, sc, spt, note
+				}' >>"$counts_tsv"
+			done
+		done
+	done
+	counts_seconds=$(($(date +%s) - counts_start))
+	log "counts phase took $counts_seconds s"
+	{
+		echo "## Instructions and syscalls per transaction"
+		echo
+		echo "Each pooler over pgbench -t $counts_txns per client, $counts_repeat time(s), after a warm-up of -t $counts_warm"
+		echo "with the same options (the pool's servers logged in already); the run's own client logins are"
+		echo "included. Instructions: user space, callgrind's Ir, of an instance under valgrind --tool=callgrind"
+		echo "(counters zeroed before each run, dumped after it). Syscalls: strace -f -c attached to the timed"
+		echo "instance for runs of their own. Medians, and the range over the runs: how many events each"
+		echo "wake-up finds still moves the figures a little. The counts phase took $counts_seconds s."
+		echo
+		echo "| scenario | pooler | transactions | instructions/txn | range | syscalls/txn | range | sluice/PgBouncer instructions | sluice/PgBouncer syscalls | note |"
+		echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+		tail -n +2 "$counts_tsv" | awk -F'\t' '
+		function ratio(a, b) { return (a == "n/a" || b == "n/a" || b == "" || b + 0 == 0) ? "n/a" : sprintf("%.2f", a / b) }
+		function commas(x,    s) {
+			if (x !~ /^[0-9]+$/) return x
+			s = ""
+			while (length(x) > 3) { s = "," substr(x, length(x) - 2) s; x = substr(x, 1, length(x) - 3) }
+			return x s
+		}
+		# Median, min and max of a space-separated list (m, lo, hi); m = "n/a" when empty.
+		function stats(list,    v, n, i, j, t) {
+			n = split(list, v, " ")
+			if (n == 0) { m = lo = hi = "n/a"; return }
+			for (i = 2; i <= n; i++)
+				for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+			m = n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+			lo = v[1]; hi = v[n]
+		}
+		{
+			key = $1 SUBSEP $2
+			if (!(key in seen)) { seen[key] = 1; order[++nk] = key; note[key] = $11 }
+			if ($5 == "" && $8 == "") { notrun[key] = 1; next }
+			tx[key] = tx[key] == "" ? $5 "/" $8 : tx[key]
+			if ($7 != "NA") ipt[key] = ipt[key] " " $7
+			if ($10 != "NA") spt[key] = spt[key] " " $10
+		}
+		END {
+			for (i = 1; i <= nk; i++) {
+				key = order[i]
+				stats(ipt[key]); im[key] = m; ilo[key] = lo; ihi[key] = hi
+				stats(spt[key]); sm[key] = m; slo[key] = lo; shi[key] = hi
+			}
+			for (i = 1; i <= nk; i++) {
+				key = order[i]
+				split(key, kk, SUBSEP)
+				if (key in notrun) {
+					printf "| %s | %s | n/a | n/a | | n/a | | | | %s |\n", kk[1], kk[2], note[key]
+					continue
+				}
+				split(tx[key], t, "/")
+				txs = t[1] == t[2] ? commas(t[1]) : commas(t[1]) " / " commas(t[2])
+				r1 = r2 = ""
+				if (kk[2] == "sluice") {
+					pk = kk[1] SUBSEP "pgbouncer"
+					r1 = (pk in notrun) ? "n/a" : ratio(im[key], im[pk])
+					r2 = (pk in notrun) ? "n/a" : ratio(sm[key], sm[pk])
+				}
+				printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", kk[1], kk[2], txs,
+					im[key] == "n/a" ? "n/a" : commas(sprintf("%.0f", im[key])),
+					ilo[key] == ihi[key] ? "" : commas(ilo[key]) "–" commas(ihi[key]),
+					sm[key] == "n/a" ? "n/a" : sprintf("%.2f", sm[key]),
+					slo[key] == shi[key] ? "" : slo[key] "–" shi[key], r1, r2, note[key]
+			}
+		}'
+	} >"$counts_md"
+fi
+
 # ---- summary ---------------------------------------------------------------------
 
 summary=$out_dir/summary.md
@@ -603,6 +1024,10 @@ summary=$out_dir/summary.md
 		echo
 		echo "$notes"
 	fi
+	if [ -f "$counts_md" ]; then
+		echo
+		cat "$counts_md"
+	fi
 	if [ -f "$out_dir/events.txt" ]; then
 		echo
 		echo "## Pooler restarts"
@@ -624,6 +1049,8 @@ PostgreSQL: $("$PG_BINDIR/postgres" --version)
 pgbench: $("$pgbench" --version)
 PgBouncer: $("$pgbouncer" --version | head -n1)
 sluice: $("$sluice_bin" --version | sed -n 2p) ($tree_state)
+valgrind: $(valgrind --version 2>/dev/null || echo none)
+strace: $(strace -V 2>/dev/null | head -n1 || echo none)
 load average at start: $load_start
 load average at end: $(cut -d' ' -f1-3 /proc/loadavg)
 EOF
@@ -632,4 +1059,8 @@ cp "$work"/*.log "$out_dir/" 2>/dev/null || true
 
 cat "$summary"
 echo
-log "results in $out_dir: summary.md, runs.tsv, memory.tsv, machine.txt, pgbench/"
+if [ -f "$counts_md" ]; then
+	log "results in $out_dir: summary.md, runs.tsv, memory.tsv, counts.tsv, counts.md, machine.txt, pgbench/, counts/"
+else
+	log "results in $out_dir: summary.md, runs.tsv, memory.tsv, machine.txt, pgbench/"
+fi
