@@ -197,7 +197,9 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # A port nothing listens on, not one of the arguments.
-next_port=$((20000 + RANDOM % 20000))
+# Below Linux's ephemeral range (32768 and up), where a port may be the local
+# end of an outgoing connection, which port_open cannot see but bind fails on.
+next_port=$((20000 + RANDOM % 10000))
 free_port() {
 	local p
 	while :; do
