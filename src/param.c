@@ -189,6 +189,8 @@ struct param_profile *param_profile_get(struct param_profiles *t, const struct p
 	 */
 	struct buf_out text;
 	buf_out_init(&text);
+	/* Never NULL, even for the empty profile of a server that reports nothing. */
+	buf_out_reserve(&text, 256);
 	for (int i = 0; i < defaults->n; i++) {
 		const struct param *d = &defaults->items[i];
 		const char *v = param_set_get_as(own, d);

@@ -1110,8 +1110,12 @@ PGconn *harness_connect(const struct harness_sluice *s, const char *conninfo)
 	if (PQstatus(conn) != CONNECTION_OK) {
 		char *err = chomp_copy(PQerrorMessage(conn));
 		PQfinish(conn);
-		harness_die("connecting to %s with \"%s\" failed: %s", s ? "sluice" : "PostgreSQL",
-			conninfo, err);
+		/* A failure seen only in CI explains itself with sluice's side of it. */
+		char *log = s ? harness_sluice_log(s) : xstrdup("");
+		size_t len = strlen(log);
+		const char *tail = len > 3000 ? log + len - 3000 : log;
+		harness_die("connecting to %s with \"%s\" failed: %s%s%s", s ? "sluice" : "PostgreSQL",
+			conninfo, err, s ? "\nsluice's log ends with:\n" : "", tail);
 	}
 	return conn;
 }

@@ -88,6 +88,17 @@ START_TEST(test_param_profiles_are_shared_by_equal_values_only)
 	ck_assert_uint_ne(param_profile_id(pa), param_profile_id(pd));
 	ck_assert_uint_ne(param_profile_id(pa), 0);
 
+	/* A server that reports no parameter and a client that sets none: one empty profile. */
+	struct param_set none;
+	param_set_init(&none);
+	struct param_profile *pe = param_profile_get(&t, &none, &none);
+	struct param_profile *pe2 = param_profile_get(&t, &none, &none);
+	ck_assert_ptr_eq(pe, pe2);
+	ck_assert_ptr_ne(pe, pa);
+	param_profile_release(&t, pe2);
+	param_profile_release(&t, pe);
+	param_set_deinit(&none);
+
 	/* Released by all, a profile made again is a new one: ids are never reused. */
 	uint64_t old = param_profile_id(pd);
 	param_profile_release(&t, pd);
