@@ -126,7 +126,7 @@ void client_set_state(struct client *c, enum client_state st)
 	c->state_since = uv_now(c->w->loop);
 	c->state_seq = ++c->w->state_changes;
 	if (st == CLIENT_WAITING || st == CLIENT_WAITING_REPLICATION)
-		c->wait_start_us = uv_hrtime() / 1000;
+		c->wait_start_us = worker_clock_us(c->w);
 	clog(LOG_LEVEL_DEBUG, c, "%s -> %s", state_names[old], state_names[st]);
 	client_check(c);
 }
@@ -1260,6 +1260,8 @@ static int frame_message(struct client *c, struct pkt_hdr *h)
 static void want_server(struct client *c)
 {
 	c->request_time = uv_now(c->w->loop);
+	if (pool_serve_now(c->pool, c))
+		return;
 	client_set_state(c, CLIENT_WAITING);
 	pool_want_server(c->pool, c);
 }

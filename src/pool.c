@@ -387,12 +387,12 @@ static void send_welcome(struct pool *p, struct client *c, const struct param_se
 	greet_tail(p, c, &out);
 }
 
-static void link_waiter(struct pool *p, struct client *c, struct server *s)
+/* Links s to c and counts the assignment: c waited waited µs, in the queue if had_to_wait. */
+static void link_client(struct pool *p, struct client *c, struct server *s, uint64_t waited,
+			bool had_to_wait)
 {
-	uint64_t waited = uv_hrtime() / 1000 - c->wait_start_us;
 	p->stats.total.server_assignment_count++;
-	/* uv_now moves once per loop iteration: a later iteration means it waited. */
-	if (c->state_since != uv_now(p->w->loop))
+	if (had_to_wait)
 		p->stats.wait_count++;
 	p->stats.total.wait_time += waited;
 	stats_hist_add(&p->stats.wait_hist, waited);
@@ -409,6 +409,13 @@ static void link_waiter(struct pool *p, struct client *c, struct server *s)
 	server_link(s, c);
 	client_set_state(c, CLIENT_ACTIVE);
 	client_linked(c);
+}
+
+static void link_waiter(struct pool *p, struct client *c, struct server *s)
+{
+	/* uv_now moves once per loop iteration: a later iteration means it waited. */
+	link_client(p, c, s, worker_clock_us(p->w) - c->wait_start_us,
+		    c->state_since != uv_now(p->w->loop));
 }
 
 /* Fails the clients of q that started waiting after the state change seq; see below. */
@@ -605,6 +612,23 @@ void pool_kick(struct pool *p)
 		keep_warm(p, now);
 	}
 	pass_turn(p, now); /* a close or a failed login may have freed a place */
+}
+
+bool pool_serve_now(struct pool *p, struct client *c)
+{
+	/*
+	 * What pool_kick() would do at once, without queueing c first: taken
+	 * only when nobody waits ahead of c, so the queue's order holds.
+	 */
+	struct worker *w = p->w;
+	if (p->n_cl_waiting > 0 || p->n_sv_idle == 0 || p->is_admin ||
+	    w->shutdown == WORKER_WAIT_SERVERS || worker_db_paused(w, p->db_name))
+		return false;
+	struct server *s = TAILQ_FIRST(&p->sv_idle);
+	if (server_needs_check(s, uv_now(w->loop)))
+		return false;
+	link_client(p, c, s, 0, false);
+	return true;
 }
 
 void pool_want_server(struct pool *p, struct client *c)

@@ -171,7 +171,7 @@ void server_push_named_request(struct server *s, enum rq_kind kind, struct pstmt
 		return;
 	if (s->rq.len == 0) {
 		s->busy_since = uv_now(s->w->loop);
-		s->query_start_ns = uv_hrtime();
+		s->query_start_ns = worker_clock_ns(s->w);
 		if (s->txn_status == 'I')
 			s->xact_start_ns = s->query_start_ns;
 	} else if (s->rq.len == 1 && rq_head(&s->rq) == RQ_INTERNAL) {
@@ -462,7 +462,7 @@ void server_link(struct server *s, struct client *c)
 	server_set_state(s, SERVER_ACTIVE);
 	s->link_count++;
 	/* Time the client's first request from the link (a parameter SET may come first). */
-	s->query_start_ns = uv_hrtime();
+	s->query_start_ns = worker_clock_ns(s->w);
 	if (s->txn_status == 'I')
 		s->xact_start_ns = s->query_start_ns;
 	/*
@@ -536,7 +536,7 @@ void server_start_check(struct server *s)
 static void account_rfq(struct server *s)
 {
 	struct pool_stats *st = &s->pool->stats;
-	uint64_t now = uv_hrtime();
+	uint64_t now = worker_clock_ns(s->w);
 	st->total.query_count++;
 	st->total.query_time += (now - s->query_start_ns) / 1000;
 	s->query_start_ns = now; /* the next pipelined request is timed from here */

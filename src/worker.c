@@ -122,11 +122,18 @@ static void on_check(uv_check_t *h)
 	run_kicks(w);
 
 	stream_ctx_flush(&w->io);
+	w->clock_ns = 0; /* the timers of the next round read it again */
 
 	if ((w->shutdown == WORKER_WAIT_CLIENTS && w->client_count == 0) ||
 	    (w->shutdown == WORKER_WAIT_SERVERS && total_active_servers(w) == 0) ||
 	    w->shutdown == WORKER_EXIT)
 		finish_exit(w);
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+	struct worker *w = container_of(h, struct worker, clock_reset);
+	w->clock_ns = 0; /* what the poll wakes up for reads the clock again */
 }
 
 /* Ends a stats period: averages move on, and log_stats prints one line per database. */
@@ -287,6 +294,8 @@ static void finish_exit(struct worker *w)
 	close_handle((uv_handle_t *)&w->tick);
 	uv_check_stop(&w->flush_check);
 	close_handle((uv_handle_t *)&w->flush_check);
+	uv_prepare_stop(&w->clock_reset);
+	close_handle((uv_handle_t *)&w->clock_reset);
 	if (w->exit_cb)
 		w->exit_cb(w);
 }
@@ -403,6 +412,7 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg, struct au
 	w->stats_rolled_at = uv_now(loop);
 	rand_bytes(w->mock_seed, sizeof(w->mock_seed));
 	uv_check_init(loop, &w->flush_check);
+	uv_prepare_init(loop, &w->clock_reset);
 	uv_timer_init(loop, &w->tick);
 	return 0;
 }
@@ -411,6 +421,7 @@ int worker_start(struct worker *w, const int *listen_fds, int n_listen_fds)
 {
 	/* The check step first: a failed start exits through it (finish_exit). */
 	uv_check_start(&w->flush_check, on_check);
+	uv_prepare_start(&w->clock_reset, on_prepare);
 	uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
 	int rc = n_listen_fds;
 	if (n_listen_fds > 0)

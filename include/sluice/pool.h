@@ -157,6 +157,12 @@ int pool_servers_of(const struct pool *p);
  * when the pool is full.
  */
 void pool_want_server(struct pool *p, struct client *c);
+/*
+ * Links an idle server to client c (IDLE, with a request) at once when
+ * c would be the only waiter and one is ready, and returns true; c's relay
+ * runs before this returns. False: c must queue (pool_want_server).
+ */
+bool pool_serve_now(struct pool *p, struct client *c);
 /* Runs assignment now: idle servers to waiters, new servers for the rest. */
 void pool_kick(struct pool *p);
 

@@ -134,9 +134,28 @@ struct worker {
 	struct client_list released;
 	struct pool_list kick_queue;
 	uv_check_t flush_check;
+	uv_prepare_t clock_reset; /* forgets clock_ns before each poll */
 	uv_timer_t tick;
 	enum worker_shutdown shutdown;
+	uint64_t clock_ns; /* worker_clock_ns(); 0 until read in this wake-up */
 };
+
+/*
+ * uv_hrtime() read once per wake-up of the loop (PgBouncer's cached time):
+ * the statistics of every message handled in one wake-up share a clock
+ * read, which is then as old as that wake-up at most. Timeouts use uv_now.
+ */
+static inline uint64_t worker_clock_ns(struct worker *w)
+{
+	if (w->clock_ns == 0)
+		w->clock_ns = uv_hrtime();
+	return w->clock_ns;
+}
+
+static inline uint64_t worker_clock_us(struct worker *w)
+{
+	return worker_clock_ns(w) / 1000;
+}
 
 /*
  * What the admin console and the metrics know of one connection: one row of
