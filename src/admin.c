@@ -1416,7 +1416,7 @@ static void run_command(struct client *c, const char *sql)
 			   sql);
 		return;
 	}
-	log_write(LOG_LEVEL_INFO, &c->lc, "console: %s", sql);
+	log_write(LOG_LEVEL_INFO, CLIENT_LOG_CONN(c), "console: %s", sql);
 	const char *verb = cmd.verb;
 	const char *arg = cmd.has_arg ? cmd.arg : NULL;
 	if (cmd.is_set) {

@@ -202,6 +202,13 @@ static void on_connected(struct stream *st, int status)
 	stream_read_start(st);
 }
 
+static const struct stream_ops cancel_stream_ops = {
+	.read = on_read,
+	.error = on_error,
+	.close = on_closed,
+	.connect = on_connected,
+};
+
 void cancel_request(struct worker *w, uint32_t pid, uint32_t key)
 {
 	uint64_t k = ((uint64_t)pid << 32) | key;
@@ -227,19 +234,16 @@ void cancel_request(struct worker *w, uint32_t pid, uint32_t key)
 		free(cc);
 		return;
 	}
-	if (stream_dial(&w->io, &cc->stream, s->stream.is_pipe ? s->addr : host, port, 0,
-			on_connected) != 0) {
+	if (stream_dial(&w->io, &cc->stream, &cancel_stream_ops, s->stream.is_pipe ? s->addr : host,
+			port, 0) != 0) {
 		free(cc);
 		return;
 	}
 	cc->stream_ready = true;
-	cc->stream.read_cb = on_read;
-	cc->stream.error_cb = on_error;
-	cc->stream.close_cb = on_closed;
 	cc->server = s;
 	TAILQ_INSERT_TAIL(&s->cancels, cc, link);
 	s->pool->n_cancels_active++;
-	log_write(LOG_LEVEL_INFO, &c->lc, "forwarding cancel request to S-%llu",
+	log_write(LOG_LEVEL_INFO, CLIENT_LOG_CONN(c), "forwarding cancel request to S-%llu",
 		  (unsigned long long)s->id);
 }
 
@@ -274,15 +278,12 @@ static void peer_start(struct worker *w, struct cancel_conn *cc)
 		finish(cc);
 		return;
 	}
-	if (stream_dial(&w->io, &cc->stream, peer->host, peer->port,
-			(uint64_t)w->cfg->server_connect_timeout, on_connected) != 0) {
+	if (stream_dial(&w->io, &cc->stream, &cancel_stream_ops, peer->host, peer->port,
+			(uint64_t)w->cfg->server_connect_timeout) != 0) {
 		finish(cc);
 		return;
 	}
 	cc->stream_ready = true;
-	cc->stream.read_cb = on_read;
-	cc->stream.error_cb = on_error;
-	cc->stream.close_cb = on_closed;
 }
 
 /* Forwards (pid, key) to the peer that issued it; says what happened in reason. */

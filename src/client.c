@@ -44,7 +44,7 @@ const char *client_state_name(enum client_state st)
 #define clog(lvl, c, ...)                                                                          \
 	do {                                                                                       \
 		if (log_enabled(lvl))                                                              \
-			log_write(lvl, &(c)->lc, __VA_ARGS__);                                     \
+			log_write(lvl, CLIENT_LOG_CONN(c), __VA_ARGS__);                           \
 	} while (0)
 
 static void client_process(struct client *c);
@@ -996,7 +996,6 @@ static void route_login(struct client *c)
 		}
 		free(c->user_name);
 		c->user_name = xstrdup(dbc->user);
-		c->lc.user = c->user_name;
 	}
 	/* With auth_type=any the forced user is the login, and always counted. */
 	const char *counted = type == AUTH_TYPE_ANY || user_is_known(w, c->user_name) ? c->user_name
@@ -1051,8 +1050,6 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 		db = user;
 	c->user_name = xstrdup(user);
 	c->db_name = xstrdup(db);
-	c->lc.db = c->db_name;
-	c->lc.user = c->user_name;
 
 	if (take_startup_params(c, st))
 		route_login(c);
@@ -1554,32 +1551,33 @@ static bool evict_stalled_login(struct worker *w, struct client *newcomer)
 	return false;
 }
 
+static const struct stream_ops client_stream_ops = {
+	.read = on_read,
+	.error = on_error,
+	.drain = on_drain,
+	.close = on_stream_closed,
+};
+
 void client_accept(struct worker *w, int fd, bool is_unix, const struct sockaddr *peer)
 {
 	struct client *c = xcalloc(1, sizeof(*c));
 	c->w = w; /* state: CLIENT_LOGIN is 0, as calloc leaves it */
 	param_set_init(&c->params);
-	if (stream_init(&w->io, &c->stream, is_unix) != 0) {
+	if (stream_init(&w->io, &c->stream, is_unix, &client_stream_ops) != 0) {
 		close(fd);
 		free(c);
 		return;
 	}
-	c->stream.read_cb = on_read;
-	c->stream.error_cb = on_error;
-	c->stream.drain_cb = on_drain;
-	c->stream.close_cb = on_stream_closed;
 	c->id = ++w->next_conn_id;
 	c->connect_time = c->state_since = uv_now(w->loop);
 	TAILQ_INSERT_TAIL(&w->clients, c, link);
 	w->client_count++;
 	if (stream_adopt(&c->stream, fd) != 0) {
 		snprintf(c->addr, sizeof(c->addr), "?");
-		c->lc = (struct log_conn){ 'C', c->id, NULL, NULL, c->addr };
 		client_close(c, "accept failed");
 		return;
 	}
 	stream_format_address(peer, c->addr, sizeof(c->addr));
-	c->lc = (struct log_conn){ 'C', c->id, NULL, NULL, c->addr };
 	cancel_register(w, c);
 	/*
 	 * Over the limit, the client is refused only once its StartupMessage has

@@ -181,6 +181,13 @@ static void probe_on_connected(struct stream *s, int status)
 	probe_finish(pr);
 }
 
+/* A probe only connects: it never reads. */
+static const struct stream_ops probe_stream_ops = {
+	.error = probe_on_error,
+	.close = probe_on_closed,
+	.connect = probe_on_connected,
+};
+
 static void probe_start(struct http *h, const char *host, int port)
 {
 	struct http_probe *pr = xcalloc(1, sizeof(*pr));
@@ -189,14 +196,12 @@ static void probe_start(struct http *h, const char *host, int port)
 	snprintf(pr->host, sizeof(pr->host), "%s", host);
 	TAILQ_INSERT_TAIL(&h->probes, pr, link);
 	h->open++;
-	if (stream_dial(&h->w->io, &pr->stream, host, port, PROBE_TIMEOUT_MS, probe_on_connected) !=
+	if (stream_dial(&h->w->io, &pr->stream, &probe_stream_ops, host, port, PROBE_TIMEOUT_MS) !=
 	    0) {
 		probe_finish(pr);
 		return;
 	}
 	pr->stream_open = true;
-	pr->stream.error_cb = probe_on_error;
-	pr->stream.close_cb = probe_on_closed;
 }
 
 /* Adds each of d's host:port pairs to targets unless it is there already; returns the new count. */
@@ -695,6 +700,13 @@ static void conn_on_read(struct stream *s)
 		stream_read_stop(s);
 }
 
+static const struct stream_ops conn_stream_ops = {
+	.read = conn_on_read,
+	.error = conn_on_error,
+	.drain = conn_on_drain,
+	.close = conn_on_closed,
+};
+
 static void on_connection(uv_stream_t *ls, int status)
 {
 	struct http *h = container_of(ls, struct http, listener);
@@ -704,17 +716,13 @@ static void on_connection(uv_stream_t *ls, int status)
 	}
 	struct http_conn *c = xcalloc(1, sizeof(*c));
 	c->h = h;
-	if (stream_init(&h->w->io, &c->stream, false) != 0) {
+	if (stream_init(&h->w->io, &c->stream, false, &conn_stream_ops) != 0) {
 		free(c);
 		return;
 	}
 	TAILQ_INSERT_TAIL(&h->conns, c, link);
 	h->n_conns++;
 	h->open++;
-	c->stream.read_cb = conn_on_read;
-	c->stream.error_cb = conn_on_error;
-	c->stream.drain_cb = conn_on_drain;
-	c->stream.close_cb = conn_on_closed;
 	c->deadline = uv_now(h->w->loop) + HTTP_DEADLINE_MS;
 	if (stream_accept(&c->stream, ls) != 0 || h->n_conns > HTTP_MAX_CONNS) {
 		conn_close(c);

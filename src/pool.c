@@ -495,7 +495,8 @@ static void open_replication_servers(struct pool *p, uint64_t now)
 		    !(evict_idle_elsewhere(p, now, with_reserve) && may_open(p, with_reserve)))
 			break;
 		if (pool_servers_of(p) >= pool_size_of(p))
-			log_write(LOG_LEVEL_WARNING, &c->lc, "taking connection from reserve_pool");
+			log_write(LOG_LEVEL_WARNING, CLIENT_LOG_CONN(c),
+				  "taking connection from reserve_pool");
 		server_connect_replication(p, c);
 	}
 }
@@ -550,7 +551,7 @@ static void open_for_waiters(struct pool *p, uint64_t now)
 			return;
 		/* PgBouncer's line (its tests count it), on the waiter that earned it. */
 		if (pool_servers_of(p) >= pool_size_of(p))
-			log_write(LOG_LEVEL_WARNING, &TAILQ_FIRST(&p->waiting)->lc,
+			log_write(LOG_LEVEL_WARNING, CLIENT_LOG_CONN(TAILQ_FIRST(&p->waiting)),
 				  "taking connection from reserve_pool");
 		server_connect(p);
 	}

@@ -409,7 +409,8 @@ bool prepared_name_in_use_error(struct server *s, const struct rq_entry *rq, con
 	struct prepared_name *n = name_by_id(&c->prepared, rq->name_id);
 	if (!n)
 		return false;
-	log_write(LOG_LEVEL_INFO, &c->lc, "prepared statement '%s' was already prepared", n->name);
+	log_write(LOG_LEVEL_INFO, CLIENT_LOG_CONN(c),
+		  "prepared statement '%s' was already prepared", n->name);
 	char *text = xasprintf("prepared statement \"%s\" already exists", n->name);
 	struct buf_out out;
 	buf_out_init(&out);

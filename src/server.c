@@ -1384,6 +1384,14 @@ static void on_connected(struct stream *st, int status)
 }
 
 /* Opens a server for the pool, or for replication client owner (NULL: pooled). */
+static const struct stream_ops server_stream_ops = {
+	.read = on_read,
+	.error = on_error,
+	.drain = on_drain,
+	.close = on_stream_closed,
+	.connect = on_connected,
+};
+
 static void open_server(struct pool *p, struct client *owner)
 {
 	struct worker *w = p->w;
@@ -1434,16 +1442,12 @@ static void open_server(struct pool *p, struct client *owner)
 
 	server_set_state(s, SERVER_LOGIN);
 	slog(LOG_LEVEL_DEBUG, s, "connecting");
-	if (stream_dial(&w->io, &s->stream, host, port, (uint64_t)cfg->server_connect_timeout,
-			on_connected) != 0) {
+	if (stream_dial(&w->io, &s->stream, &server_stream_ops, host, port,
+			(uint64_t)cfg->server_connect_timeout) != 0) {
 		close_unreached(s, "cannot create socket", "cannot create a socket for the server");
 		return;
 	}
 	s->stream_open = true;
-	s->stream.read_cb = on_read;
-	s->stream.error_cb = on_error;
-	s->stream.drain_cb = on_drain;
-	s->stream.close_cb = on_stream_closed;
 	s->stream.read_max = SERVER_MAX_INSPECT;
 }
 

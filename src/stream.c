@@ -11,6 +11,7 @@
  */
 #include "sluice/stream.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -77,10 +78,11 @@ static void schedule_flush(struct stream *s)
 	TAILQ_INSERT_TAIL(&s->ctx->flush_queue, s, flush_link);
 }
 
-int stream_init(struct stream_ctx *ctx, struct stream *s, bool pipe)
+int stream_init(struct stream_ctx *ctx, struct stream *s, bool pipe, const struct stream_ops *ops)
 {
 	memset(s, 0, sizeof(*s));
 	s->ctx = ctx;
+	s->ops = ops;
 	s->is_pipe = pipe;
 	s->read_max = ctx->max_packet_size;
 	return pipe ? uv_pipe_init(ctx->loop, &s->h.pipe, 0) : uv_tcp_init(ctx->loop, &s->h.tcp);
@@ -171,7 +173,7 @@ static void dial_done(struct stream *s, int status)
 	dial_stop(s);
 	if (status == 0)
 		apply_tcp_options(s);
-	s->connect_cb(s, status);
+	s->ops->connect(s, status);
 }
 
 /* An error found while stream_dial runs is reported at the next tick, never from within it. */
@@ -219,14 +221,13 @@ static void on_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
 	uv_freeaddrinfo(res);
 }
 
-int stream_dial(struct stream_ctx *ctx, struct stream *s, const char *host, int port,
-		uint64_t timeout_ms, stream_connect_cb *cb)
+int stream_dial(struct stream_ctx *ctx, struct stream *s, const struct stream_ops *ops,
+		const char *host, int port, uint64_t timeout_ms)
 {
 	bool pipe = host[0] == '/';
-	int rc = stream_init(ctx, s, pipe);
+	int rc = stream_init(ctx, s, pipe, ops);
 	if (rc != 0)
 		return rc;
-	s->connect_cb = cb;
 	s->dialing = true;
 	s->dial_deadline = timeout_ms ? uv_now(ctx->loop) + timeout_ms : UINT64_MAX;
 	TAILQ_INSERT_TAIL(&ctx->dial_queue, s, dial_link);
@@ -464,14 +465,14 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *ub)
 	}
 	if (nread > 0) {
 		s->rbuf->end += (uint32_t)nread;
-		s->read_cb(s);
+		s->ops->read(s);
 		release_rbuf_after_read(s);
 		return;
 	}
 	if (nread == UV_EOF)
 		s->eof = true;
 	if (nread < 0 && !s->closing)
-		s->error_cb(s, (int)nread);
+		s->ops->error(s, (int)nread);
 	release_rbuf_after_read(s);
 }
 
@@ -666,11 +667,11 @@ static void on_write(uv_write_t *req, int status)
 	if (s->closing)
 		return;
 	if (status < 0) {
-		s->error_cb(s, status);
+		s->ops->error(s, status);
 		return;
 	}
-	if (s->queued == 0 && s->drain_cb)
-		s->drain_cb(s);
+	if (s->queued == 0 && s->ops->drain)
+		s->ops->drain(s);
 }
 
 static void tls_drain(struct stream *s, bool may_flush);
@@ -696,7 +697,7 @@ static void flush_out(struct stream *s)
 		int w = uv_try_write(&s->h.base, o->iov, (unsigned int)n);
 		if (w < 0 && w != UV_EAGAIN) {
 			release_out(s);
-			s->error_cb(s, w);
+			s->ops->error(s, w);
 			return;
 		}
 		size_t done = w > 0 ? (size_t)w : 0;
@@ -715,8 +716,8 @@ static void flush_out(struct stream *s)
 	if (o->first == n) {
 		out_put(s->ctx, o);
 		/* A reader paused for our sake waits for this, even if no uv_write ran. */
-		if (s->drain_cb)
-			s->drain_cb(s);
+		if (s->ops->drain)
+			s->ops->drain(s);
 		return;
 	}
 	/* The batch itself becomes the write request: it keeps the buffer references. */
@@ -729,7 +730,7 @@ static void flush_out(struct stream *s)
 		for (int i = o->first; i < n; i++)
 			buf_unref(o->bufs[i]);
 		out_put(s->ctx, o);
-		s->error_cb(s, rc);
+		s->ops->error(s, rc);
 		return;
 	}
 	s->queued += o->bytes;
@@ -741,7 +742,7 @@ void stream_flush(struct stream *s)
 		if (s->tls_failed) {
 			s->tls_failed = false;
 			release_out(s);
-			s->error_cb(s, UV_EPROTO);
+			s->ops->error(s, UV_EPROTO);
 			return;
 		}
 		tls_drain(s, true);
@@ -760,12 +761,14 @@ static void on_close(uv_handle_t *h)
 		buf_unref(s->stage);
 		s->stage = NULL;
 	}
-	tls_conn_free(s->tls);
-	s->tls = NULL;
-	free(s->tls_early);
-	s->tls_early = NULL;
-	if (s->close_cb)
-		s->close_cb(s);
+	if (s->tls) {
+		tls_conn_free(s->tls);
+		s->tls = NULL;
+		free(s->tls_early);
+		s->tls_early = NULL;
+	}
+	if (s->ops->close)
+		s->ops->close(s);
 }
 
 /* Takes the stream off every queue of its context and hands the handle to uv_close. */
@@ -937,11 +940,11 @@ static void tls_deliver(struct stream *s)
 				return;
 			if (st == TLS_CLOSED)
 				s->eof = true;
-			s->error_cb(s, st == TLS_CLOSED ? UV_EOF : UV_EPROTO);
+			s->ops->error(s, st == TLS_CLOSED ? UV_EOF : UV_EPROTO);
 			return;
 		}
 		s->rbuf->end += (uint32_t)n;
-		s->read_cb(s);
+		s->ops->read(s);
 		release_rbuf_after_read(s);
 	}
 }
@@ -975,8 +978,11 @@ void stream_start_tls(struct stream *s, struct tls_ctx *ctx, const char *host, s
 	flush_out(s);
 	if (s->closing)
 		return;
+	assert(!s->dialing && !s->tls);
 	s->tls = tls_conn_new(ctx, host);
 	s->tls_cb = cb;
+	s->tls_early = NULL;
+	s->tls_early_len = 0;
 	s->tls_handshaking = true;
 	if (s->rbuf && buf_avail(s->rbuf) > 0) {
 		tls_conn_feed(s->tls, s->rbuf->data + s->rbuf->start, buf_avail(s->rbuf));

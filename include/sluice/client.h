@@ -90,7 +90,6 @@ struct client {
 	char addr[64];
 	char *db_name;
 	char *user_name;
-	struct log_conn lc;
 
 	struct auth_session *auth;
 	struct derive *derive; /* a key derivation of auth runs on the thread pool (derive.h) */
@@ -153,6 +152,10 @@ struct client {
 	uint64_t request_time; /* uv_now when the last request arrived */
 	int peer_pid; /* unix socket peer's pid, 0 for TCP */
 };
+
+/* The client as log lines name it, made only when a line is written. */
+#define CLIENT_LOG_CONN(c)                                                                         \
+	(&(const struct log_conn){ 'C', (c)->id, (c)->db_name, (c)->user_name, (c)->addr })
 
 /* Starts a client on a freshly accepted socket, which it owns from here (listener.c). */
 void client_accept(struct worker *w, int fd, bool is_unix, const struct sockaddr *peer);

@@ -55,6 +55,15 @@ typedef void stream_close_cb(struct stream *s);
  */
 typedef void stream_connect_cb(struct stream *s, int status);
 
+/* What an owner's streams call back; one constant table per kind of owner. */
+struct stream_ops {
+	stream_read_cb *read;
+	stream_error_cb *error;
+	stream_drain_cb *drain; /* may be NULL */
+	stream_close_cb *close; /* may be NULL */
+	stream_connect_cb *connect; /* streams made by stream_dial */
+};
+
 struct dial_req;
 
 /* The TLS handshake is done (status 0) or failed (UV_EPROTO: stream_tls_error says why). */
@@ -72,15 +81,17 @@ struct stream {
 		uv_pipe_t pipe;
 	} h;
 	struct stream_ctx *ctx;
+	const struct stream_ops *ops;
 	struct buf *rbuf;
-	uint32_t read_max; /* largest message we are willing to buffer whole */
 
 	/* Output queued in this round and not yet handed to the kernel/libuv. */
 	struct stream_out *out; /* NULL when nothing is pending: idle streams hold none */
 	size_t pending; /* bytes in out */
 	struct buf *stage; /* buffer stream_write copies into, until the next flush */
 	size_t queued; /* bytes handed to uv_write and not yet completed */
+	uint32_t read_max; /* largest message we are willing to buffer whole */
 
+	/* The flags together: a stream is in every client's and server's memory. */
 	bool is_pipe;
 	bool want_read; /* the owner wants to read */
 	bool reading; /* uv_read_start is in effect */
@@ -88,34 +99,36 @@ struct stream {
 	bool closing;
 	bool eof; /* the peer closed its side */
 	bool lingering; /* closing: half-closed, discarding input until the peer closes */
-	uint64_t linger_since; /* uv_now */
 	bool in_flush_queue;
-	TAILQ_ENTRY(stream) flush_link;
-
-	/* stream_dial: in ctx->dial_queue until connect_cb has run */
-	bool dialing;
+	bool dialing; /* stream_dial: in ctx->dial_queue until ops->connect has run */
 	bool resolved; /* the address is known: a failure is the connect's */
-	struct dial_req *dial; /* the name being resolved, if it is */
-	int dial_error; /* a failure to report at the next tick (it could not be reported at once) */
-	uint64_t dial_deadline; /* uv_now */
-	TAILQ_ENTRY(stream) dial_link;
-
-	/* TLS (stream_start_tls): bytes on the socket are the engine's ciphertext */
-	struct tls_conn *tls;
-	stream_tls_cb *tls_cb;
 	bool tls_handshaking;
 	bool tls_failed; /* a write failed: reported at the next flush */
 	bool in_tls_ready; /* in ctx->tls_ready: the engine holds input for a resumed reader */
-	TAILQ_ENTRY(stream) tls_link;
-	/* plaintext written during the handshake, encrypted once it is done */
-	uint8_t *tls_early;
-	size_t tls_early_len;
+	uint64_t linger_since; /* uv_now */
+	TAILQ_ENTRY(stream) flush_link;
 
-	stream_read_cb *read_cb;
-	stream_error_cb *error_cb;
-	stream_drain_cb *drain_cb;
-	stream_close_cb *close_cb;
-	stream_connect_cb *connect_cb;
+	/* TLS (stream_start_tls): bytes on the socket are the engine's ciphertext */
+	struct tls_conn *tls;
+	/*
+	 * A stream dials, then may start TLS, never both at once: what each
+	 * needs shares the memory (stream_start_tls clears the TLS part).
+	 */
+	union {
+		struct { /* stream_dial, while dialing */
+			struct dial_req *dial; /* the name being resolved, if it is */
+			int dial_error; /* to report at the next tick (not at once) */
+			uint64_t dial_deadline; /* uv_now */
+			TAILQ_ENTRY(stream) dial_link;
+		};
+		struct { /* while tls is set */
+			stream_tls_cb *tls_cb;
+			TAILQ_ENTRY(stream) tls_link;
+			/* plaintext written during the handshake, encrypted once it is done */
+			uint8_t *tls_early;
+			size_t tls_early_len;
+		};
+	};
 };
 
 TAILQ_HEAD(stream_list, stream);
@@ -175,8 +188,9 @@ void stream_ctx_flush(struct stream_ctx *ctx);
  */
 void stream_ctx_tick(struct stream_ctx *ctx, uint64_t now, uint64_t linger_ms);
 
-/* Initialises s as a TCP or unix-socket stream of ctx. */
-int stream_init(struct stream_ctx *ctx, struct stream *s, bool pipe) WUR;
+/* Initialises s as a TCP or unix-socket stream of ctx, calling back ops. */
+int stream_init(struct stream_ctx *ctx, struct stream *s, bool pipe,
+		const struct stream_ops *ops) WUR;
 /* Accepts a pending connection from a libuv listening handle into s (after stream_init). */
 int stream_accept(struct stream *s, uv_stream_t *listener) WUR;
 /*
@@ -209,8 +223,8 @@ void stream_format_address(const struct sockaddr *sa, char *out, size_t len);
  * together, to the owner's tick. Non-zero only if s could not be
  * initialised (it is then not open).
  */
-int stream_dial(struct stream_ctx *ctx, struct stream *s, const char *host, int port,
-		uint64_t timeout_ms, stream_connect_cb *cb) WUR;
+int stream_dial(struct stream_ctx *ctx, struct stream *s, const struct stream_ops *ops,
+		const char *host, int port, uint64_t timeout_ms) WUR;
 
 /*
  * Makes s a TLS stream from now on, with an engine on ctx (host: see
