@@ -47,6 +47,19 @@ const char *client_state_name(enum client_state st)
 			log_write(lvl, CLIENT_LOG_CONN(c), __VA_ARGS__);                           \
 	} while (0)
 
+/* What a client needs while it logs in only (client->login). */
+struct client_login {
+	struct auth_session *auth;
+	struct derive *derive; /* a key derivation of auth runs on the thread pool (derive.h) */
+	/* An auth_query look-up of its user is under way (authq.h); LOGIN holds until it answers. */
+	struct authq_wait *authq;
+	struct auth_user *looked_up; /* what the look-up found, until login_done */
+	char *looked_up_key; /* its identity, to forget the secret if the login fails */
+	uint8_t auth_type; /* enum auth_type: the method chosen (hba resolved) while looking up */
+	bool auth_from_hba; /* auth_type came from an auth_hba_file rule */
+	char *ident_map; /* the map= of the hba rule that chose cert, or NULL */
+};
+
 static void client_process(struct client *c);
 static void login_read(struct client *c);
 
@@ -86,11 +99,12 @@ void client_check(const struct client *c)
 	if (c->state != CLIENT_LOGIN && c->state != CLIENT_CLOSED)
 		assert(c->pool != NULL);
 	/* A key derivation belongs to a login; client_close() abandons it. */
-	if (c->derive)
-		assert(c->state == CLIENT_LOGIN && c->auth != NULL);
+	if (c->login && c->login->derive)
+		assert(c->state == CLIENT_LOGIN && c->login->auth != NULL);
 	/* So does a look-up, which comes before the exchange. */
-	if (c->authq)
-		assert(c->state == CLIENT_LOGIN && c->auth == NULL && c->derive == NULL);
+	if (c->login && c->login->authq)
+		assert(c->state == CLIENT_LOGIN && c->login->auth == NULL &&
+		       c->login->derive == NULL);
 	/* A replication client never shares a server, nor an ordinary client a replication one. */
 	if (c->state == CLIENT_WAITING_REPLICATION)
 		assert(c->replication != PKT_REPLICATION_NONE);
@@ -133,18 +147,31 @@ void client_set_state(struct client *c, enum client_state st)
 
 /* ---- ending ---------------------------------------------------------------- */
 
+/* What only the login needed goes once it is done (or the client is). */
+static void login_forget(struct client *c)
+{
+	struct client_login *l = c->login;
+	if (!l)
+		return;
+	assert(!l->derive && !l->authq);
+	auth_session_free(l->auth);
+	auth_user_free(l->looked_up);
+	free(l->looked_up_key);
+	free(l->ident_map);
+	free(l);
+	c->login = NULL;
+}
+
 static void on_stream_closed(struct stream *st)
 {
 	struct client *c = container_of(st, struct client, stream);
+	login_forget(c);
 	param_set_deinit(&c->params);
 	prepared_client_forget_all(c->w, &c->prepared);
 	free(c->db_name);
 	free(c->user_name);
 	free(c->admin_wait_db);
 	free(c->startup_options);
-	auth_user_free(c->looked_up);
-	free(c->looked_up_key);
-	free(c->ident_map);
 	free(c);
 }
 
@@ -168,13 +195,15 @@ void client_close(struct client *c, const char *reason)
 		c->repl_server = NULL;
 		server_owner_gone(s);
 	}
-	if (c->derive) {
+	if (c->login && c->login->derive) {
 		/* Its memory goes in the close callback; the job must not come back to it. */
-		derive_abandon(c->derive);
-		c->derive = NULL;
+		derive_abandon(c->login->derive);
+		c->login->derive = NULL;
 	}
-	authq_cancel(c->authq);
-	c->authq = NULL;
+	if (c->login) {
+		authq_cancel(c->login->authq);
+		c->login->authq = NULL;
+	}
 	if (c->profile) {
 		param_profile_release(&p->profiles, c->profile);
 		c->profile = NULL;
@@ -196,10 +225,7 @@ void client_close(struct client *c, const char *reason)
 		worker_count_adjust(&w->user_client_counts, c->counted_user, -1);
 	c->counted_db = c->counted_user = NULL;
 	cancel_unregister(w, c);
-	if (c->auth) {
-		auth_session_free(c->auth);
-		c->auth = NULL;
-	}
+	login_forget(c);
 	if (c->linger)
 		stream_close_linger(&c->stream);
 	else
@@ -364,9 +390,7 @@ static void login_done(struct client *c)
 {
 	struct worker *w = c->w;
 	if (c->admin_role) {
-		if (c->auth)
-			auth_session_free(c->auth);
-		c->auth = NULL;
+		login_forget(c);
 		c->pool = admin_pool(w);
 		c->pool->stats.total.client_login_count++;
 		client_set_state(c, CLIENT_IDLE);
@@ -386,9 +410,9 @@ static void login_done(struct client *c)
 	 * What the client proved is a secret of its own user: it can log in to
 	 * the server only for a pool of that user, not for a forced user's.
 	 */
-	if (c->auth && strcmp(c->user_name, p->user_name) == 0) {
+	if (c->login->auth && strcmp(c->user_name, p->user_name) == 0) {
 		uint8_t ck[32], sk[32];
-		if (auth_session_scram_keys(c->auth, ck, sk)) {
+		if (auth_session_scram_keys(c->login->auth, ck, sk)) {
 			memcpy(p->scram_client_key, ck, 32);
 			memcpy(p->scram_server_key, sk, 32);
 			p->have_scram_keys = true;
@@ -397,8 +421,9 @@ static void login_done(struct client *c)
 		 * A password the client sent, else a secret auth_query found that
 		 * can answer a server's password or md5 request.
 		 */
-		const char *pw = auth_session_password(c->auth);
-		const struct auth_secret *ls = c->looked_up ? &c->looked_up->secret : NULL;
+		const char *pw = auth_session_password(c->login->auth);
+		const struct auth_secret *ls = c->login->looked_up ? &c->login->looked_up->secret
+								   : NULL;
 		if (!pw && ls && (ls->kind == AUTH_SECRET_PLAIN || ls->kind == AUTH_SECRET_MD5))
 			pw = ls->text;
 		if (pw && (!p->client_password || strcmp(pw, p->client_password) != 0)) {
@@ -406,12 +431,7 @@ static void login_done(struct client *c)
 			p->client_password = xstrdup(pw);
 		}
 	}
-	if (c->auth) {
-		auth_session_free(c->auth);
-		c->auth = NULL;
-	}
-	auth_user_free(c->looked_up);
-	c->looked_up = NULL;
+	login_forget(c);
 	if (w->cfg->log_connections) {
 		/* PgBouncer's line, with its tls= part when the client is encrypted. */
 		char tls[64];
@@ -471,7 +491,7 @@ static void on_derived(void *owner, struct scram_job *job);
  */
 static void fail_password(struct client *c)
 {
-	if (c->auth && auth_session_is_sasl(c->auth))
+	if (c->login->auth && auth_session_is_sasl(c->login->auth))
 		client_fail(c, SQLSTATE_INVALID_PASSWORD, "SASL authentication failed");
 	else
 		client_fail(c, SQLSTATE_INVALID_PASSWORD,
@@ -488,8 +508,9 @@ static void fail_password(struct client *c)
 static void auth_next(struct client *c, int rc)
 {
 	if (rc == AUTH_DERIVE) {
-		c->derive = derive_start(&c->w->derive, auth_session_take_job(c->auth), on_derived,
-					 c);
+		c->login->derive = derive_start(&c->w->derive,
+						auth_session_take_job(c->login->auth), on_derived,
+						c);
 		clog(LOG_LEVEL_DEBUG, c, "client key derivation handed to the thread pool");
 		return;
 	}
@@ -497,10 +518,10 @@ static void auth_next(struct client *c, int rc)
 		login_done(c);
 	} else if (rc == AUTH_FAILED) {
 		clog(LOG_LEVEL_WARNING, c, "authentication failed: %s",
-		     auth_session_failure(c->auth));
+		     auth_session_failure(c->login->auth));
 		/* A password changed since the secret was cached: read it again next time. */
-		if (c->looked_up_key)
-			authq_forget(c->w->authq, c->looked_up_key);
+		if (c->login->looked_up_key)
+			authq_forget(c->w->authq, c->login->looked_up_key);
 		fail_password(c);
 	}
 }
@@ -513,10 +534,10 @@ static void auth_next(struct client *c, int rc)
 static void on_derived(void *owner, struct scram_job *job)
 {
 	struct client *c = owner;
-	c->derive = NULL;
+	c->login->derive = NULL;
 	struct buf_out out;
 	buf_out_init(&out);
-	int rc = auth_session_resume(c->auth, job, &out);
+	int rc = auth_session_resume(c->login->auth, job, &out);
 	scram_job_free(job);
 	write_out(c, &out);
 	buf_out_deinit(&out);
@@ -590,8 +611,8 @@ static bool hba_method_of(struct client *c, enum auth_type *type)
 		return true;
 	case HBA_CERT:
 		/* Checked once the user is known (authenticate); the map may be reloaded meanwhile. */
-		free(c->ident_map);
-		c->ident_map = map ? xstrdup(map) : NULL;
+		free(c->login->ident_map);
+		c->login->ident_map = map ? xstrdup(map) : NULL;
 		*type = AUTH_TYPE_CERT;
 		return true;
 	case HBA_PEER:
@@ -654,12 +675,12 @@ static void authenticate(struct client *c, enum auth_type type, bool from_hba,
 				  : !cn ? "TLS client certificate required"
 					: NULL;
 		/* With an hba rule's map=, the ident map says which users the name may be. */
-		if (!why && c->ident_map &&
-		    (!w->hba || !hba_ident_allows(w->hba, c->ident_map, cn, c->user_name))) {
+		if (!why && c->login->ident_map &&
+		    (!w->hba || !hba_ident_allows(w->hba, c->login->ident_map, cn, c->user_name))) {
 			clog(LOG_LEVEL_WARNING, c, "ident map: %s does not have a match",
-			     c->ident_map);
+			     c->login->ident_map);
 			why = "certificate authentication failed";
-		} else if (!why && !c->ident_map && strcmp(cn, c->user_name) != 0) {
+		} else if (!why && !c->login->ident_map && strcmp(cn, c->user_name) != 0) {
 			why = "TLS certificate name mismatch";
 		}
 		if (why) {
@@ -669,10 +690,10 @@ static void authenticate(struct client *c, enum auth_type type, bool from_hba,
 		}
 		type = AUTH_TYPE_TRUST;
 	}
-	c->auth = auth_session_new(type, c->user_name, au, w->mock_seed);
+	c->login->auth = auth_session_new(type, c->user_name, au, w->mock_seed);
 	struct buf_out out;
 	buf_out_init(&out);
-	int rc = auth_session_start(c->auth, &out);
+	int rc = auth_session_start(c->login->auth, &out);
 	write_out(c, &out);
 	buf_out_deinit(&out);
 	auth_next(c, rc);
@@ -774,11 +795,11 @@ static void run_auth(struct client *c, enum auth_type type)
 		if (rc < 0)
 			return;
 		if (rc > 0) {
-			c->auth_type = (uint8_t)type;
-			c->auth_from_hba = from_hba;
+			c->login->auth_type = (uint8_t)type;
+			c->login->auth_from_hba = from_hba;
 			struct authq_answer now;
 			if (authq_lookup(w->authq, &t, c->user_name, on_looked_up, c, &now,
-					 &c->authq))
+					 &c->login->authq))
 				on_looked_up(c, &now);
 			else
 				clog(LOG_LEVEL_DEBUG, c, "looking the user up with auth_query");
@@ -796,22 +817,23 @@ static void run_auth(struct client *c, enum auth_type type)
 static void on_looked_up(void *owner, const struct authq_answer *a)
 {
 	struct client *c = owner;
-	c->authq = NULL;
+	c->login->authq = NULL;
 	switch (a->status) {
 	case AUTHQ_FOUND:
-		c->looked_up = auth_user_new(c->user_name, a->secret);
-		if (!c->looked_up) {
+		c->login->looked_up = auth_user_new(c->user_name, a->secret);
+		if (!c->login->looked_up) {
 			clog(LOG_LEVEL_WARNING, c, "auth_query returned a malformed SCRAM secret");
 			authq_forget(c->w->authq, a->key);
 			client_fail(c, SQLSTATE_INVALID_PASSWORD,
 				    "password authentication failed for user \"%s\"", c->user_name);
 			return;
 		}
-		c->looked_up_key = xstrdup(a->key);
+		c->login->looked_up_key = xstrdup(a->key);
 		/* Known now: counted against its user's client limit, as PgBouncer does. */
 		if (!c->counted_user && !admit_user(c, c->user_name, false))
 			return;
-		authenticate(c, (enum auth_type)c->auth_type, c->auth_from_hba, c->looked_up);
+		authenticate(c, (enum auth_type)c->login->auth_type, c->login->auth_from_hba,
+			     c->login->looked_up);
 		break;
 	case AUTHQ_NOT_FOUND:
 		/* PgBouncer's answer: without a mock exchange, the client learns the user is unknown. */
@@ -836,7 +858,7 @@ static void on_looked_up(void *owner, const struct authq_answer *a)
 			    "could not look the user up in the authentication database");
 		return;
 	}
-	if (c->state == CLIENT_LOGIN && !c->derive) {
+	if (c->state == CLIENT_LOGIN && !c->login->derive) {
 		stream_resume(&c->stream);
 		login_read(c);
 	}
@@ -1178,13 +1200,13 @@ static bool read_auth_message(struct client *c)
 	int rc = pkt_frame(p, avail, CLIENT_AUTH_MAX, &h);
 	if (rc == PKT_INCOMPLETE)
 		return false;
-	if (rc == PKT_TOO_LARGE && p[0] == PKT_PasswordMessage && c->auth) {
+	if (rc == PKT_TOO_LARGE && p[0] == PKT_PasswordMessage && c->login->auth) {
 		/* No password is this long: a wrong one, not a broken client. */
 		clog(LOG_LEVEL_WARNING, c, "authentication failed: password message too long");
 		fail_password(c);
 		return false;
 	}
-	if (rc != PKT_OK || h.type != PKT_PasswordMessage || !c->auth) {
+	if (rc != PKT_OK || h.type != PKT_PasswordMessage || !c->login->auth) {
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
 			    "expected a password message during authentication");
 		return false;
@@ -1195,7 +1217,7 @@ static bool read_auth_message(struct client *c)
 	}
 	struct buf_out out;
 	buf_out_init(&out);
-	int ar = auth_session_step(c->auth, p + PKT_HDR_LEN, h.len - PKT_HDR_LEN, &out);
+	int ar = auth_session_step(c->login->auth, p + PKT_HDR_LEN, h.len - PKT_HDR_LEN, &out);
 	stream_consume(st, h.len);
 	write_out(c, &out);
 	buf_out_deinit(&out);
@@ -1207,13 +1229,14 @@ static bool read_auth_message(struct client *c)
 static void login_read(struct client *c)
 {
 	struct stream *st = &c->stream;
-	if (c->derive || c->authq) {
+	if (c->login->derive || c->login->authq) {
 		/* A key derivation or a look-up is pending: hold what arrives, within a bound. */
 		if (stream_avail(st) >= BUF_SIZE / 2)
 			stream_pause(st);
 		return;
 	}
-	while (c->state == CLIENT_LOGIN && !c->derive && !c->authq && stream_avail(st) > 0) {
+	while (c->state == CLIENT_LOGIN && !c->login->derive && !c->login->authq &&
+	       stream_avail(st) > 0) {
 		bool more = c->user_name ? read_auth_message(c) : read_startup_packet(c);
 		if (!more)
 			return;
@@ -1562,9 +1585,11 @@ void client_accept(struct worker *w, int fd, bool is_unix, const struct sockaddr
 {
 	struct client *c = xcalloc(1, sizeof(*c));
 	c->w = w; /* state: CLIENT_LOGIN is 0, as calloc leaves it */
+	c->login = xcalloc(1, sizeof(*c->login));
 	param_set_init(&c->params);
 	if (stream_init(&w->io, &c->stream, is_unix, &client_stream_ops) != 0) {
 		close(fd);
+		free(c->login);
 		free(c);
 		return;
 	}

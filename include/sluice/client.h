@@ -74,6 +74,7 @@ struct pool;
 struct server;
 struct derive;
 struct authq_wait;
+struct client_login;
 
 struct client {
 	struct stream stream;
@@ -91,15 +92,7 @@ struct client {
 	char *db_name;
 	char *user_name;
 
-	struct auth_session *auth;
-	struct derive *derive; /* a key derivation of auth runs on the thread pool (derive.h) */
-	/* An auth_query look-up of its user is under way (authq.h); LOGIN holds until it answers. */
-	struct authq_wait *authq;
-	struct auth_user *looked_up; /* what the look-up found, until login_done */
-	char *looked_up_key; /* its identity, to forget the secret if the login fails */
-	uint8_t auth_type; /* enum auth_type: the method chosen (hba resolved) while looking up */
-	bool auth_from_hba; /* auth_type came from an auth_hba_file rule */
-	char *ident_map; /* the map= of the hba rule that chose cert, or NULL */
+	struct client_login *login; /* what only the login needs (client.c); NULL after it */
 	struct param_set params; /* what this client's session should look like */
 	/* params over the pool's defaults, interned; NULL until the next link needs it. */
 	struct param_profile *profile;
