@@ -701,7 +701,8 @@ static void show_users(struct client *c)
 		ADD_NAME(p->user_name);
 	/* Users with clients but no pool yet (logging in, or only on the console). */
 	for (struct conn_count *cc = w->user_client_counts; cc; cc = cc->hh.next)
-		ADD_NAME(cc->name);
+		if (cc->n > 0)
+			ADD_NAME(cc->name);
 #undef ADD_NAME
 	qsort(names, (size_t)n, sizeof(*names), cmp_str);
 	struct rs r;

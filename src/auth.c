@@ -61,9 +61,37 @@ static pthread_once_t md5_once = PTHREAD_ONCE_INIT;
  * tables again (locks, name comparisons): about a third of a login's
  * instructions. Fetched once, it is only referenced.
  */
+/*
+ * Each thread keeps one digest context for MD5: a new one per digest is
+ * two mallocs, and freeing them cleanses them. Freed when its thread ends.
+ */
+static pthread_key_t md5_ctx_key;
+
+static void free_md5_ctx(void *ctx)
+{
+	EVP_MD_CTX_free(ctx);
+}
+
 static void fetch_md5(void)
 {
 	md5_md = EVP_MD_fetch(NULL, "MD5", NULL);
+	if (md5_md && pthread_key_create(&md5_ctx_key, free_md5_ctx) != 0) {
+		EVP_MD_free(md5_md);
+		md5_md = NULL;
+	}
+}
+
+static EVP_MD_CTX *md5_ctx(void)
+{
+	EVP_MD_CTX *ctx = pthread_getspecific(md5_ctx_key);
+	if (!ctx) {
+		ctx = EVP_MD_CTX_new();
+		if (ctx && pthread_setspecific(md5_ctx_key, ctx) != 0) {
+			EVP_MD_CTX_free(ctx);
+			ctx = NULL;
+		}
+	}
+	return ctx;
 }
 
 static void md5_hex(const void *a, size_t alen, const void *b, size_t blen, char out[33])
@@ -75,7 +103,7 @@ static void md5_hex(const void *a, size_t alen, const void *b, size_t blen, char
 	pthread_once(&md5_once, fetch_md5);
 	if (!md5_md)
 		return;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	EVP_MD_CTX *ctx = md5_ctx();
 	if (!ctx)
 		return;
 	if (EVP_DigestInit_ex2(ctx, md5_md, NULL) == 1 && EVP_DigestUpdate(ctx, a, alen) == 1 &&
@@ -87,7 +115,6 @@ static void md5_hex(const void *a, size_t alen, const void *b, size_t blen, char
 		}
 		out[32] = '\0';
 	}
-	EVP_MD_CTX_free(ctx);
 }
 
 void auth_md5_secret(const char *password, const char *user, char out[36])
@@ -170,10 +197,10 @@ static int parse_quoted(const char **pp, char **out)
 static void secret_deinit(struct auth_secret *sec)
 {
 	if (sec->text) {
-		OPENSSL_cleanse(sec->text, strlen(sec->text));
+		explicit_bzero(sec->text, strlen(sec->text));
 		free(sec->text);
 	}
-	OPENSSL_cleanse(sec, sizeof(*sec));
+	explicit_bzero(sec, sizeof(*sec));
 }
 
 /* Classifies text (taking ownership of it) into sec. -1 on a malformed SCRAM secret. */
@@ -286,7 +313,7 @@ int auth_userlist_parse(const char *text, size_t len, const char *name, struct a
 		size_t n = nl ? (size_t)(nl - (text + pos)) + 1 : len - pos;
 		if (n + 1 > cap) {
 			if (line) {
-				OPENSSL_cleanse(line, cap);
+				explicit_bzero(line, cap);
 				free(line);
 			}
 			cap = n + 1;
@@ -315,7 +342,7 @@ int auth_userlist_parse(const char *text, size_t len, const char *name, struct a
 		HASH_ADD_KEYPTR(hh, list->users, u->name, strlen(u->name), u);
 	}
 	if (line) {
-		OPENSSL_cleanse(line, cap);
+		explicit_bzero(line, cap);
 		free(line);
 	}
 	if (rc < 0) {
@@ -339,7 +366,7 @@ static char *read_secret_file(FILE *f, size_t *len)
 		if (n + 1 == cap) {
 			char *bigger = xmalloc(cap * 2);
 			memcpy(bigger, data, n);
-			OPENSSL_cleanse(data, cap);
+			explicit_bzero(data, cap);
 			free(data);
 			data = bigger;
 			cap *= 2;
@@ -351,7 +378,7 @@ static char *read_secret_file(FILE *f, size_t *len)
 	}
 	data[n] = '\0';
 	if (ferror(f)) {
-		OPENSSL_cleanse(data, cap);
+		explicit_bzero(data, cap);
 		free(data);
 		return NULL;
 	}
@@ -376,7 +403,7 @@ int auth_userlist_load(const char *path, struct auth_userlist **out, char *err, 
 		return -1;
 	}
 	int rc = auth_userlist_parse(text, len, path, out, err, errlen);
-	OPENSSL_cleanse(text, len);
+	explicit_bzero(text, len);
 	free(text);
 	return rc;
 }
@@ -522,10 +549,10 @@ void auth_session_free(struct auth_session *s)
 	scram_server_free(s->scram);
 	scram_job_free(s->job);
 	if (s->password) {
-		OPENSSL_cleanse(s->password, strlen(s->password));
+		explicit_bzero(s->password, strlen(s->password));
 		free(s->password);
 	}
-	OPENSSL_cleanse(s, sizeof(*s));
+	explicit_bzero(s, sizeof(*s));
 	free(s);
 }
 
@@ -761,7 +788,7 @@ int auth_session_resume(struct auth_session *s, const struct scram_job *job, str
 		if (scram_secret_from_job(job, &built) < 0)
 			return fail(s, "cannot derive a SCRAM secret from the password");
 		int rc = offer_sasl(s, &built, out);
-		OPENSSL_cleanse(&built, sizeof(built));
+		explicit_bzero(&built, sizeof(built));
 		return rc;
 	}
 	case AUTH_STEP_DERIVE_PASSWORD:

@@ -220,9 +220,9 @@ void client_close(struct client *c, const char *reason)
 	TAILQ_REMOVE(&w->clients, c, link);
 	w->client_count--;
 	if (c->counted_db)
-		worker_count_adjust(&w->db_client_counts, c->counted_db, -1);
+		worker_count_release(&w->db_client_counts, c->counted_db, 1);
 	if (c->counted_user)
-		worker_count_adjust(&w->user_client_counts, c->counted_user, -1);
+		worker_count_release(&w->user_client_counts, c->counted_user, 1);
 	c->counted_db = c->counted_user = NULL;
 	cancel_unregister(w, c);
 	login_forget(c);
@@ -291,8 +291,8 @@ static bool client_admit(struct client *c, const char *db, int db_limit, const c
 			 bool pass)
 {
 	struct worker *w = c->w;
-	c->counted_db = db;
-	int n = worker_count_adjust(&w->db_client_counts, db, +1);
+	c->counted_db = worker_count_entry(&w->db_client_counts, db);
+	int n = ++c->counted_db->n;
 	if (db_limit > 0 && n > db_limit && !pass) {
 		clog(LOG_LEVEL_DEBUG, c, "database %s full of clients (%d > %d)", db, n, db_limit);
 		client_fail(c, SQLSTATE_TOO_MANY_CONNECTIONS,
@@ -306,8 +306,8 @@ static bool client_admit(struct client *c, const char *db, int db_limit, const c
 static bool admit_user(struct client *c, const char *user, bool pass)
 {
 	struct worker *w = c->w;
-	c->counted_user = user;
-	int n = worker_count_adjust(&w->user_client_counts, user, +1);
+	c->counted_user = worker_count_entry(&w->user_client_counts, user);
+	int n = ++c->counted_user->n;
 	int user_limit = config_user_client_limit(w->cfg, user);
 	if (user_limit > 0 && n > user_limit && !pass) {
 		clog(LOG_LEVEL_DEBUG, c, "user %s full of clients (%d > %d)", user, n, user_limit);

@@ -174,6 +174,12 @@ static bool profile_is(const struct param_profile *pr, const struct param_set *o
 	return pos == end;
 }
 
+static void profile_free(struct param_profiles *t, struct param_profile *pr)
+{
+	HASH_DEL(t->table, pr);
+	free(pr);
+}
+
 struct param_profile *param_profile_get(struct param_profiles *t, const struct param_set *own,
 					const struct param_set *defaults)
 {
@@ -211,18 +217,21 @@ struct param_profile *param_profile_get(struct param_profiles *t, const struct p
 	}
 	buf_out_deinit(&text);
 	pr->refs++;
+	struct param_profile *old = t->last;
 	t->last = pr;
+	if (old && old->refs == 0)
+		profile_free(t, old);
 	return pr;
 }
 
 void param_profile_release(struct param_profiles *t, struct param_profile *pr)
 {
-	if (pr && --pr->refs == 0) {
-		if (t->last == pr)
-			t->last = NULL;
-		HASH_DEL(t->table, pr);
-		free(pr);
-	}
+	/*
+	 * The last profile handed out stays when its clients are gone: with a
+	 * connection per transaction, each client would otherwise make it again.
+	 */
+	if (pr && --pr->refs == 0 && pr != t->last)
+		profile_free(t, pr);
 }
 
 uint64_t param_profile_id(const struct param_profile *pr)

@@ -126,7 +126,7 @@ int scram_derive_keys(const char *password, const uint8_t *salt, size_t salt_len
 		       strlen("Client Key"), client_key, &n1) &&
 		  HMAC(EVP_sha256(), salted, sizeof(salted), (const uint8_t *)"Server Key",
 		       strlen("Server Key"), server_key, &n2);
-	OPENSSL_cleanse(salted, sizeof(salted));
+	explicit_bzero(salted, sizeof(salted));
 	return ok ? 0 : -1;
 }
 
@@ -197,7 +197,7 @@ int scram_secret_build(const char *password, const uint8_t *salt, size_t salt_le
 	if (rc < 0)
 		return -1;
 	sha256(client_key, SCRAM_KEY_LEN, out->stored_key);
-	OPENSSL_cleanse(client_key, sizeof(client_key));
+	explicit_bzero(client_key, sizeof(client_key));
 	return 0;
 }
 
@@ -257,9 +257,9 @@ void scram_job_free(struct scram_job *j)
 {
 	if (!j)
 		return;
-	OPENSSL_cleanse(j->password, strlen(j->password));
+	explicit_bzero(j->password, strlen(j->password));
 	free(j->password);
-	OPENSSL_cleanse(j, sizeof(*j));
+	explicit_bzero(j, sizeof(*j));
 	free(j);
 }
 
@@ -425,7 +425,7 @@ void scram_server_free(struct scram_server *s)
 	free(s->client_first_bare);
 	free(s->server_first);
 	free(s->nonce);
-	OPENSSL_cleanse(s, sizeof(*s));
+	explicit_bzero(s, sizeof(*s));
 	free(s);
 }
 
@@ -561,7 +561,7 @@ int scram_server_final(struct scram_server *s, const uint8_t *msg, size_t len, c
 	*server_final = xasprintf("v=%s", v);
 	free(v);
 	memcpy(s->client_key, client_key, SCRAM_KEY_LEN);
-	OPENSSL_cleanse(client_key, sizeof(client_key));
+	explicit_bzero(client_key, sizeof(client_key));
 	s->step = SCRAM_SERVER_DONE;
 	*ok = true;
 	return 0;
@@ -633,7 +633,7 @@ void scram_client_free(struct scram_client *c)
 	if (!c)
 		return;
 	if (c->password) {
-		OPENSSL_cleanse(c->password, strlen(c->password));
+		explicit_bzero(c->password, strlen(c->password));
 		free(c->password);
 	}
 	free(c->user);
@@ -641,7 +641,7 @@ void scram_client_free(struct scram_client *c)
 	free(c->client_first_bare);
 	free(c->server_first);
 	free(c->full_nonce);
-	OPENSSL_cleanse(c, sizeof(*c));
+	explicit_bzero(c, sizeof(*c));
 	free(c);
 }
 
@@ -736,7 +736,7 @@ int scram_client_final_build(struct scram_client *c, const struct scram_job *job
 	hmac256(server_key, SCRAM_KEY_LEN, auth_message, strlen(auth_message), c->server_signature);
 	free(auth_message);
 	char *proof_b64 = b64_encode(proof, SCRAM_KEY_LEN);
-	OPENSSL_cleanse(proof, sizeof(proof));
+	explicit_bzero(proof, sizeof(proof));
 	*client_final = xasprintf("%s,p=%s", without_proof, proof_b64);
 	free(proof_b64);
 	free(without_proof);

@@ -28,28 +28,53 @@
 #define TICK_MS 250
 /* Read buffers kept for reuse (16 KB each); a burst beyond this goes back to malloc. */
 #define BUF_FREE_MAX 256
+/* Names a count table keeps at a count of 0 (worker_count_adjust). */
+#define COUNT_KEEP_MAX 1024
 /* How long a connection closed with an error waits for its peer to close. */
 #define LINGER_MS 2000
 
-int worker_count_adjust(struct conn_count **table, const char *name, int delta)
+struct conn_count *worker_count_entry(struct conn_count **table, const char *name)
 {
 	struct conn_count *cc;
 	HASH_FIND_STR(*table, name, cc);
 	if (!cc) {
-		if (delta == 0)
-			return 0;
 		cc = xcalloc(1, sizeof(*cc));
 		cc->name = xstrdup(name);
 		HASH_ADD_KEYPTR(hh, *table, cc->name, strlen(cc->name), cc);
 	}
-	cc->n += delta;
+	return cc;
+}
+
+int worker_count_release(struct conn_count **table, struct conn_count *cc, int delta)
+{
+	cc->n -= delta;
 	int n = cc->n;
-	if (n == 0) {
+	/*
+	 * An entry may stay at 0: a name that comes and goes with each
+	 * connection would otherwise cost a malloc, a strdup and two frees per
+	 * login. Not beyond COUNT_KEEP_MAX entries, since with a "*" database
+	 * any name a client sends is counted.
+	 */
+	if (n == 0 && HASH_COUNT(*table) > COUNT_KEEP_MAX) {
 		HASH_DEL(*table, cc);
 		free(cc->name);
 		free(cc);
 	}
 	return n;
+}
+
+int worker_count_adjust(struct conn_count **table, const char *name, int delta)
+{
+	if (delta > 0) {
+		struct conn_count *cc = worker_count_entry(table, name);
+		cc->n += delta;
+		return cc->n;
+	}
+	struct conn_count *cc;
+	HASH_FIND_STR(*table, name, cc);
+	if (!cc)
+		return 0;
+	return delta == 0 ? cc->n : worker_count_release(table, cc, -delta);
 }
 
 struct db_state *worker_db_state(struct worker *w, const char *db, bool create)

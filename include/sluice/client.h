@@ -131,12 +131,11 @@ struct client {
 
 	/*
 	 * What client_admit counted this client against, for client_close to
-	 * release: a database and a user name of the worker's client count
-	 * tables (db_name/user_name or the console's constant name); NULL when
-	 * not counted.
+	 * release: entries of the worker's client count tables, by database
+	 * and by user (worker_count_entry); NULL when not counted.
 	 */
-	const char *counted_db;
-	const char *counted_user;
+	struct conn_count *counted_db;
+	struct conn_count *counted_user;
 
 	/* admin console */
 	uint8_t admin_role; /* enum admin_role; 0 for ordinary clients */

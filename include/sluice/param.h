@@ -95,7 +95,11 @@ void param_profiles_deinit(struct param_profiles *t);
 /* The profile of own over defaults, with a reference for the caller. */
 struct param_profile *param_profile_get(struct param_profiles *t, const struct param_set *own,
 					const struct param_set *defaults);
-/* Drops a reference got from param_profile_get (NULL is allowed). */
+/*
+ * Drops a reference got from param_profile_get (NULL is allowed). The last
+ * profile handed out stays without references, with its id, until another
+ * one is handed out.
+ */
 void param_profile_release(struct param_profiles *t, struct param_profile *pr);
 /* The profile's id: never 0, never reused within its table. */
 uint64_t param_profile_id(const struct param_profile *pr);

@@ -253,3 +253,11 @@ bool worker_db_paused(struct worker *w, const char *db);
 
 /* The count of a database / user name in one of the tables above; delta adjusts. */
 int worker_count_adjust(struct conn_count **table, const char *name, int delta);
+/*
+ * The entry of name in table, made (at 0) if there is none; it stays while
+ * its count is above 0: whoever counted on it may keep the pointer and give
+ * the count back with worker_count_release (delta > 0), which returns the
+ * new count.
+ */
+struct conn_count *worker_count_entry(struct conn_count **table, const char *name);
+int worker_count_release(struct conn_count **table, struct conn_count *cc, int delta);
