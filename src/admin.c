@@ -1077,12 +1077,20 @@ static void fds_row_end(struct fds *f, int fd)
 	f->r.out.len = 0;
 }
 
-static void fds_params(struct rs *r, const struct param_set *ps)
+/*
+ * The four parameters PgBouncer lists: a client's own value (startup or
+ * SET), else the pool's welcome value it was told at login (fallback).
+ */
+static void fds_params(struct rs *r, const struct param_set *ps, const struct param_set *fallback)
 {
-	put_text(r, param_set_get(ps, "client_encoding"));
-	put_text(r, param_set_get(ps, "standard_conforming_strings"));
-	put_text(r, param_set_get(ps, "datestyle"));
-	put_text(r, param_set_get(ps, "timezone"));
+	static const char *const names[] = { "client_encoding", "standard_conforming_strings",
+					     "datestyle", "timezone" };
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		const char *v = param_set_get(ps, names[i]);
+		if (!v && fallback)
+			v = param_set_get(fallback, names[i]);
+		put_text(r, v);
+	}
 }
 
 /*
@@ -1160,7 +1168,8 @@ static void show_fds(struct client *c)
 		put_int(&f.r, ci.port);
 		put_int(&f.r, (long long)x->cancel_key64);
 		put_int(&f.r, x->server ? stream_fd(&x->server->stream) : 0);
-		fds_params(&f.r, &x->params);
+		fds_params(&f.r, &x->params,
+			   x->pool && x->pool->have_welcome ? &x->pool->welcome : NULL);
 		fds_row_end(&f, fd);
 	}
 	for (struct server *s = server_next(w, NULL); s && !f.err; s = server_next(w, s)) {
@@ -1182,7 +1191,7 @@ static void show_fds(struct client *c)
 		put_int(&f.r, ci.port);
 		put_int(&f.r, (long long)(((uint64_t)s->be_pid << 32) | s->be_key));
 		put_int(&f.r, s->client ? stream_fd(&s->client->stream) : 0);
-		fds_params(&f.r, &s->params);
+		fds_params(&f.r, &s->params, NULL);
 		fds_row_end(&f, fd);
 	}
 	if (f.err) {
