@@ -178,6 +178,8 @@ static void roll_stats(struct worker *w)
 	}
 }
 
+static void suspend_tick(struct worker *w, uint64_t now);
+
 static void on_tick(uv_timer_t *t)
 {
 	struct worker *w = container_of(t, struct worker, tick);
@@ -193,6 +195,7 @@ static void on_tick(uv_timer_t *t)
 		sn = TAILQ_NEXT(s, link);
 		server_tick(s, now);
 	}
+	suspend_tick(w, now);
 	stream_ctx_tick(&w->io, now, LINGER_MS);
 	authq_tick(w->authq, now);
 	cancel_tick(w, now);
@@ -241,8 +244,30 @@ static void suspend_streams(struct worker *w, bool on)
 void worker_suspend(struct worker *w)
 {
 	w->suspended = true;
+	w->suspended_at = uv_now(w->loop);
 	listener_suspend(&w->listeners, true);
 	suspend_streams(w, true);
+}
+
+/* suspend_timeout: the connections SUSPEND still waits for are closed, as in PgBouncer. */
+static void suspend_tick(struct worker *w, uint64_t now)
+{
+	if (!w->suspended || w->cfg->suspend_timeout <= 0 ||
+	    now - w->suspended_at < (uint64_t)w->cfg->suspend_timeout)
+		return;
+	struct client *c, *cn;
+	for (c = TAILQ_FIRST(&w->clients); c; c = cn) {
+		cn = TAILQ_NEXT(c, link);
+		if (c->state != CLIENT_CLOSED && c->admin_role == ADMIN_ROLE_NONE &&
+		    stream_unsent(&c->stream) > 0)
+			client_fail(c, SQLSTATE_CONNECTION_FAILURE, "suspend_timeout");
+	}
+	struct server *s, *sn;
+	for (s = TAILQ_FIRST(&w->servers); s; s = sn) {
+		sn = TAILQ_NEXT(s, link);
+		if (s->state != SERVER_CLOSED && s->stream_open && stream_unsent(&s->stream) > 0)
+			server_close(s, "suspend_timeout");
+	}
 }
 
 bool worker_suspend_done(struct worker *w)

@@ -116,6 +116,7 @@ struct worker {
 	struct prepared_registry prepared; /* named statements of all clients */
 	bool paused_all; /* PAUSE without a database */
 	bool suspended; /* SUSPEND: no accepting, no reading but the console's (worker_suspend) */
+	uint64_t suspended_at; /* uv_now of the SUSPEND, for suspend_timeout */
 	int admin_waiters; /* console clients waiting for PAUSE/WAIT_CLOSE to finish */
 	struct pool *admin_pool; /* the pgbouncer/pgbouncer pseudo-pool, created on use */
 	uint64_t start_time; /* wall clock, seconds */
@@ -230,7 +231,8 @@ bool worker_resume_all(struct worker *w);
  * The console's SUSPEND: listeners stop accepting (connections wait in the
  * backlog), every client and server socket but the console's stops reading,
  * no server is handed out or opened, and queued output goes on draining
- * (worker_suspend_done). Only worker_resume_all (RESUME, SIGUSR2, the last
+ * (worker_suspend_done); past suspend_timeout, the tick closes the
+ * connections that still have output queued. Only worker_resume_all (RESUME, SIGUSR2, the last
  * console connection going) or the end of the process undoes it.
  */
 void worker_suspend(struct worker *w);

@@ -339,6 +339,31 @@ START_TEST(test_suspend_refused_with_a_paused_database)
 }
 END_TEST
 
+START_TEST(test_suspend_timeout_closes_a_client_that_does_not_read)
+{
+	struct harness_sluice *s = start("pool_mode = transaction\nsuspend_timeout = 1\n");
+	PGconn *slow = harness_connect(s, APP_CONN);
+	PGconn *app = harness_connect(s, APP_CONN);
+	harness_expect_answer(app, "SELECT 1", "1");
+	/* A result far larger than the buffers on the way, which the client does not read. */
+	ck_assert(PQsendQuery(slow, "SELECT repeat('x', 100000) FROM generate_series(1, 500)"));
+	harness_sleep_ms(500);
+	PGconn *console = harness_connect(s, ADMIN_CONN);
+	long t0 = harness_now_ms();
+	expect_command(console, "SUSPEND", "SUSPEND");
+	long took = harness_now_ms() - t0;
+	ck_assert_msg(took >= 700, "SUSPEND answered after %ld ms, before suspend_timeout", took);
+	ck_assert(harness_sluice_log_wait(s, "suspend_timeout", 1000));
+	expect_command(console, "RESUME", "RESUME");
+	/* The other client was not touched. */
+	harness_expect_answer(app, "SELECT 2", "2");
+	PQfinish(slow);
+	PQfinish(app);
+	PQfinish(console);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
 /* ---- SHOW FDS ------------------------------------------------------------------------ */
 
 static int find_fds_row(const struct fds_result *r, const char *task)
@@ -440,6 +465,7 @@ static Suite *takeover_suite(void)
 	tcase_add_test(tc, test_suspend_ends_when_the_last_console_goes);
 	tcase_add_test(tc, test_sigusr2_resumes_a_suspend);
 	tcase_add_test(tc, test_suspend_refused_with_a_paused_database);
+	tcase_add_test(tc, test_suspend_timeout_closes_a_client_that_does_not_read);
 	suite_add_tcase(suite, tc);
 	tc = harness_tcase("show_fds");
 	tcase_add_test(tc, test_show_fds_passes_every_socket_to_a_unix_console);
