@@ -856,9 +856,9 @@ static void show_state(struct client *c)
 	struct rs r;
 	rs_begin(&r, state_columns, ARRAY_SIZE(state_columns));
 	const char *rows[][2] = {
-		{ "active", c->w->paused_all ? "no" : "yes" },
-		{ "paused", c->w->paused_all ? "yes" : "no" },
-		{ "suspended", "no" },
+		{ "active", c->w->paused_all || c->w->suspended ? "no" : "yes" },
+		{ "paused", c->w->paused_all && !c->w->suspended ? "yes" : "no" },
+		{ "suspended", c->w->suspended ? "yes" : "no" },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
 		row_begin(&r);
@@ -1045,6 +1045,172 @@ static void show_peer_pools(struct client *c)
 	rs_finish(c, &r, "SHOW");
 }
 
+/* ---- SHOW FDS ------------------------------------------------------------------------ */
+
+/* clang-format off */
+static const struct column fds_columns[] = {
+	{ 'i', "fd" }, { 's', "task" }, { 's', "user" }, { 's', "database" }, { 's', "addr" },
+	{ 'i', "port" }, { 'q', "cancel" }, { 'i', "link" }, { 's', "client_encoding" },
+	{ 's', "std_strings" }, { 's', "datestyle" }, { 's', "timezone" }, { 's', "password" },
+	{ 'b', "scram_client_key" }, { 'b', "scram_server_key" },
+};
+/* clang-format on */
+
+/* How long SHOW FDS waits for the console's socket to take one row. */
+#define FDS_SEND_TIMEOUT_MS 10000
+
+/* SHOW FDS in progress: rows go out one sendmsg each when fds ride along. */
+struct fds {
+	struct client *c;
+	struct rs r;
+	bool pass_fds; /* a unix socket from our own OS user, in the clear */
+	int err; /* the first failure to send */
+};
+
+/* Ends the row being built: sent now with its fd attached, or left in r.out for rs_finish. */
+static void fds_row_end(struct fds *f, int fd)
+{
+	row_end(&f->r);
+	if (!f->pass_fds || f->err)
+		return;
+	f->err = stream_send_fd(&f->c->stream, f->r.out.data, f->r.out.len, fd,
+				FDS_SEND_TIMEOUT_MS);
+	f->r.out.len = 0;
+}
+
+/*
+ * The four parameters PgBouncer lists: a client's own value (startup or
+ * SET), else the pool's welcome value it was told at login (fallback).
+ */
+static void fds_params(struct rs *r, const struct param_set *ps, const struct param_set *fallback)
+{
+	static const char *const names[] = { "client_encoding", "standard_conforming_strings",
+					     "datestyle", "timezone" };
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		const char *v = param_set_get(ps, names[i]);
+		if (!v && fallback)
+			v = param_set_get(fallback, names[i]);
+		put_text(r, v);
+	}
+}
+
+/*
+ * The listening sockets ("pooler"), then every client and server socket in
+ * the clear, as PgBouncer lists them; each row carries its socket when the
+ * console is a unix socket of our own OS user (PgBouncer's rule). Only
+ * while SUSPENDed: then no socket is read and no buffer holds anything, so
+ * the sockets and the state in the rows are the whole truth.
+ */
+static void show_fds(struct client *c)
+{
+	struct worker *w = c->w;
+	if (c->admin_role != ADMIN_ROLE_ADMIN) {
+		send_error(c, SQLSTATE_INSUFFICIENT_PRIVILEGE, "admin access needed");
+		return;
+	}
+	if (!w->suspended) {
+		send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+			   "SHOW FDS needs the pooler suspended: run SUSPEND first");
+		return;
+	}
+	struct fds f = { .c = c };
+	unsigned uid;
+	int pid;
+	f.pass_fds = c->stream.is_pipe && !c->stream.tls &&
+		     stream_peer_cred(&c->stream, &uid, &pid) && uid == (unsigned)geteuid();
+	rs_begin(&f.r, fds_columns, ARRAY_SIZE(fds_columns));
+	if (f.pass_fds) {
+		/* The RowDescription goes alone first, so nothing queued comes between the rows. */
+		f.err = stream_send_fd(&c->stream, f.r.out.data, f.r.out.len, -1,
+				       FDS_SEND_TIMEOUT_MS);
+		f.r.out.len = 0;
+	}
+	for (struct listener *l = w->listeners.list; l && !f.err; l = l->next) {
+		row_begin(&f.r);
+		put_int(&f.r, l->fd);
+		put_text(&f.r, "pooler");
+		put_text(&f.r, NULL);
+		put_text(&f.r, NULL);
+		if (l->is_unix) {
+			put_text(&f.r, "unix");
+			put_int(&f.r, w->cfg->listen_port);
+		} else {
+			/* "host:port", the host of a v6 address without brackets */
+			char host[sizeof(l->name)];
+			snprintf(host, sizeof(host), "%s", l->name);
+			char *colon = strrchr(host, ':');
+			int port = colon ? atoi(colon + 1) : w->cfg->listen_port;
+			if (colon)
+				*colon = '\0';
+			put_text(&f.r, host);
+			put_int(&f.r, port);
+		}
+		put_int(&f.r, 0);
+		put_int(&f.r, 0);
+		fds_row_end(&f, l->fd);
+	}
+	for (struct client *x = client_next(w, NULL); x && !f.err; x = client_next(w, x)) {
+		if (x->state == CLIENT_CLOSED || x->admin_role != ADMIN_ROLE_NONE)
+			continue;
+		/* PgBouncer skips TLS sockets, and clients linked to one. */
+		if (x->stream.tls || (x->server && x->server->stream.tls))
+			continue;
+		int fd = stream_fd(&x->stream);
+		if (fd < 0)
+			continue;
+		struct conn_info ci;
+		client_info(x, &ci);
+		row_begin(&f.r);
+		put_int(&f.r, fd);
+		put_text(&f.r, "client");
+		put_text(&f.r, ci.user);
+		put_text(&f.r, ci.database);
+		put_text(&f.r, ci.addr);
+		put_int(&f.r, ci.port);
+		put_int(&f.r, (long long)x->cancel_key64);
+		put_int(&f.r, x->server ? stream_fd(&x->server->stream) : 0);
+		fds_params(&f.r, &x->params,
+			   x->pool && x->pool->have_welcome ? &x->pool->welcome : NULL);
+		fds_row_end(&f, fd);
+	}
+	for (struct server *s = server_next(w, NULL); s && !f.err; s = server_next(w, s)) {
+		if (s->state == SERVER_CLOSED || !s->stream_open || s->stream.tls)
+			continue;
+		if (s->client && s->client->stream.tls)
+			continue;
+		int fd = stream_fd(&s->stream);
+		if (fd < 0)
+			continue;
+		struct conn_info ci;
+		server_info(s, &ci);
+		row_begin(&f.r);
+		put_int(&f.r, fd);
+		put_text(&f.r, "server");
+		put_text(&f.r, ci.user);
+		put_text(&f.r, ci.database);
+		put_text(&f.r, ci.addr);
+		put_int(&f.r, ci.port);
+		put_int(&f.r, (long long)(((uint64_t)s->be_pid << 32) | s->be_key));
+		put_int(&f.r, s->client ? stream_fd(&s->client->stream) : 0);
+		fds_params(&f.r, &s->params, NULL);
+		fds_row_end(&f, fd);
+	}
+	if (f.err) {
+		buf_out_deinit(&f.r.out);
+		if (f.err == UV_EBUSY) {
+			/* Nothing went: the console still speaks the protocol. */
+			send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+				   "SHOW FDS: the console connection has output in flight, "
+				   "try again");
+			return;
+		}
+		client_fail(c, SQLSTATE_CONNECTION_FAILURE, "SHOW FDS: sending failed: %s",
+			    uv_strerror(f.err));
+		return;
+	}
+	rs_finish(c, &f.r, "SHOW");
+}
+
 /* The SHOW commands, one row each, in SHOW HELP's order. */
 static const struct show_cmd show_cmds[] = {
 	{ "help", show_help, 0, false },
@@ -1054,6 +1220,7 @@ static const struct show_cmd show_cmds[] = {
 	{ "pools", show_pools, 0, false },
 	{ "clients", show_clients, 0, false },
 	{ "servers", show_servers, 0, false },
+	{ "fds", show_fds, 0, false },
 	{ "sockets", show_all_sockets, 0, false },
 	{ "active_sockets", show_active_sockets, 0, false },
 	{ "lists", show_lists, 1, false },
@@ -1129,13 +1296,27 @@ void admin_poll(struct worker *w)
 		if (!c->admin_wait || c->state == CLIENT_CLOSED)
 			continue;
 		const char *db = c->admin_wait_db;
-		bool done = c->admin_wait == ADMIN_WAIT_PAUSE ? pause_done(w, db)
-							      : close_done(w, db);
+		bool done;
+		const char *tag;
+		switch (c->admin_wait) {
+		case ADMIN_WAIT_PAUSE:
+			done = pause_done(w, db);
+			tag = "PAUSE";
+			break;
+		case ADMIN_WAIT_SUSPEND:
+			done = worker_suspend_done(w);
+			tag = "SUSPEND";
+			break;
+		default:
+			done = close_done(w, db);
+			tag = "WAIT_CLOSE";
+			break;
+		}
 		if (!done)
 			continue;
 		if (c->admin_wait == ADMIN_WAIT_PAUSE)
 			close_idle(w, db);
-		send_complete(c, c->admin_wait == ADMIN_WAIT_PAUSE ? "PAUSE" : "WAIT_CLOSE");
+		send_complete(c, tag);
 		c->admin_wait = ADMIN_WAIT_NONE;
 		free(c->admin_wait_db);
 		c->admin_wait_db = NULL;
@@ -1164,6 +1345,10 @@ static void kick_all(struct worker *w)
 static void cmd_pause(struct client *c, const char *db)
 {
 	struct worker *w = c->w;
+	if (w->suspended) {
+		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "already suspended/paused");
+		return;
+	}
 	if (db)
 		worker_db_state(w, db, true)->paused = true;
 	else
@@ -1331,11 +1516,48 @@ static void cmd_shutdown(struct client *c, const char *arg)
 	process_shutdown(c->w->process, how);
 }
 
+/*
+ * SUSPEND (PgBouncer's): no accepting, no reading from any socket but the
+ * console's; answered once every socket has sent what it had queued. Its
+ * refusals are PgBouncer's.
+ */
 static void cmd_suspend(struct client *c, const char *arg)
 {
-	(void)arg;
-	send_error(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
-		   "SUSPEND is not supported: sluice has no online restart");
+	struct worker *w = c->w;
+	if (arg) {
+		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "SUSPEND takes no argument");
+		return;
+	}
+	if (w->suspended || w->paused_all) {
+		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "already suspended/paused");
+		return;
+	}
+	/* Suspending must be able to flush every buffer: a paused database may hold some. */
+	for (struct db_state *ds = w->db_states; ds; ds = ds->hh.next) {
+		if (ds->paused) {
+			send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
+				   "cannot suspend with paused databases");
+			return;
+		}
+	}
+	if (w->shutdown != WORKER_RUNNING) {
+		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "pooler is shutting down");
+		return;
+	}
+	log_info("SUSPEND command issued");
+	worker_suspend(w);
+	start_wait(c, ADMIN_WAIT_SUSPEND, NULL);
+}
+
+void admin_console_gone(struct worker *w)
+{
+	if (!w->suspended)
+		return;
+	for (struct client *x = client_next(w, NULL); x; x = client_next(w, x))
+		if (x->admin_role != ADMIN_ROLE_NONE && x->state != CLIENT_CLOSED)
+			return;
+	log_info("admin disappeared when suspended, doing RESUME");
+	worker_resume_all(w);
 }
 
 /* What a control command's argument is, which run_command checks before the handler runs. */
@@ -1349,7 +1571,7 @@ enum cmd_arg {
 /*
  * The control commands, one row each, in SHOW HELP's order: adding a
  * command is adding a row. help is SHOW HELP's text after the name; NULL
- * leaves the command out of it (SUSPEND, refused).
+ * leaves the command out of it.
  */
 static const struct control_cmd {
 	const char *name;
@@ -1367,7 +1589,7 @@ static const struct control_cmd {
 	{ "kill_client", CMD_ARG_OTHER, " <client_id>", cmd_kill_client },
 	{ "wait_close", CMD_ARG_DB, " [<db>]", cmd_wait_close },
 	{ "shutdown", CMD_ARG_OTHER, " [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]", cmd_shutdown },
-	{ "suspend", CMD_ARG_NONE, NULL, cmd_suspend },
+	{ "suspend", CMD_ARG_OTHER, "", cmd_suspend },
 };
 
 static const struct control_cmd *find_control(const char *verb)
@@ -1437,11 +1659,6 @@ static void run_command(struct client *c, const char *sql)
 				show_cmds[i].fn(c);
 				return;
 			}
-		}
-		if (strcmp(arg, "fds") == 0) {
-			send_error(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
-				   "SHOW FDS is not supported: sluice has no online restart");
-			return;
 		}
 		send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
 			   "unknown SHOW argument: %s, use SHOW HELP;", arg);

@@ -219,6 +219,8 @@ void client_close(struct client *c, const char *reason)
 	}
 	TAILQ_REMOVE(&w->clients, c, link);
 	w->client_count--;
+	if (c->admin_role != ADMIN_ROLE_NONE)
+		admin_console_gone(w);
 	if (c->counted_db)
 		worker_count_release(&w->db_client_counts, c->counted_db, 1);
 	if (c->counted_user)

@@ -451,6 +451,8 @@ static const struct setting settings[] = {
 	  "close a client idle this long; 0 never"),
 	S(client_login_timeout, ST_DURATION, "60", RELOAD, 0, 0,
 	  "close a client that has not logged in within this time"),
+	S(suspend_timeout, ST_DURATION, "10", RELOAD, 0, 0,
+	  "SUSPEND closes connections whose output has not drained after this long; 0 never"),
 	S(idle_transaction_timeout, ST_DURATION, "0", RELOAD, 0, 0,
 	  "close a client idle in a transaction this long; 0 never"),
 	S(transaction_timeout, ST_DURATION, "0", RELOAD, 0, 0,
@@ -551,7 +553,6 @@ static const char *const unimplemented_settings[] = {
 	"scram_iterations",
 	"server_round_robin",
 	"service_name",
-	"suspend_timeout",
 	"tcp_defer_accept",
 	"tcp_socket_buffer",
 };

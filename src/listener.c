@@ -65,8 +65,19 @@ static void resume_accepting(struct listener_set *ls)
 
 void listener_tick(struct listener_set *ls, uint64_t now)
 {
-	if (ls->accept.resume_at && now >= ls->accept.resume_at && ls->list)
+	if (ls->accept.resume_at && now >= ls->accept.resume_at && ls->list && !ls->suspended)
 		resume_accepting(ls);
+}
+
+void listener_suspend(struct listener_set *ls, bool on)
+{
+	ls->suspended = on;
+	if (on) {
+		for (struct listener *l = ls->list; l; l = l->next)
+			uv_poll_stop(&l->poll);
+	} else if (!ls->accept.resume_at) {
+		resume_accepting(ls);
+	}
 }
 
 void listener_set_init(struct listener_set *ls, uv_loop_t *loop, listener_accept_cb *cb,
@@ -155,7 +166,7 @@ static int watch(struct listener_set *ls, int fd, const char *name, bool is_unix
 		stream_tune_socket(fd, ls->tcp);
 	l->next = ls->list;
 	ls->list = l;
-	if (!ls->accept.resume_at)
+	if (!ls->accept.resume_at && !ls->suspended)
 		uv_poll_start(&l->poll, UV_READABLE, on_readable);
 	log_info("listening on %s", name);
 	return 0;

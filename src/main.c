@@ -169,17 +169,14 @@ struct cmdline {
 static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
 	static const struct option opts[] = {
-		{ "daemon", no_argument, NULL, 'd' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "user", required_argument, NULL, 'u' },
-		{ NULL, 0, NULL, 0 },
+		{ "daemon", no_argument, NULL, 'd' }, { "verbose", no_argument, NULL, 'v' },
+		{ "quiet", no_argument, NULL, 'q' },  { "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },   { "user", required_argument, NULL, 'u' },
+		{ "reboot", no_argument, NULL, 'R' }, { NULL, 0, NULL, 0 },
 	};
 	*cl = (struct cmdline){ 0 };
 	int ch;
-	while ((ch = getopt_long(argc, argv, "dvqVhu:", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "dvqVhRu:", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'd':
 			cl->daemon = true;
@@ -209,6 +206,11 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'R':
+			/* Known, so that the refusal says what it is rather than "invalid option". */
+			fprintf(stderr, "sluice: -R (online restart) is not supported yet; the "
+					"console's SUSPEND and SHOW FDS are\n");
+			return 2;
 		default:
 			usage(stderr);
 			return 2;

@@ -16,6 +16,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -494,7 +495,7 @@ void stream_read_now(struct stream *s)
 
 static void update_reading(struct stream *s)
 {
-	bool want = s->want_read && !s->paused && !s->closing;
+	bool want = s->want_read && !s->paused && !s->suspended && !s->closing;
 	if (want == s->reading)
 		return;
 	if (want) {
@@ -534,6 +535,73 @@ void stream_resume(struct stream *s)
 {
 	s->paused = false;
 	update_reading(s);
+}
+
+void stream_suspend(struct stream *s, bool on)
+{
+	s->suspended = on;
+	update_reading(s);
+}
+
+int stream_fd(const struct stream *s)
+{
+	uv_os_fd_t fd;
+	if (uv_fileno(&s->h.handle, &fd) != 0)
+		return -1;
+	return fd;
+}
+
+int stream_send_fd(struct stream *s, const void *p, size_t len, int fd, uint64_t timeout_ms)
+{
+	if (!s->is_pipe || s->tls || s->closing)
+		return UV_ENOTSUP;
+	stream_flush(s);
+	if (s->pending || s->queued)
+		return UV_EBUSY;
+	int sock = stream_fd(s);
+	if (sock < 0)
+		return UV_EBADF;
+	uint64_t deadline = uv_hrtime() / 1000000 + timeout_ms;
+	const uint8_t *at = p;
+	bool attach = fd >= 0;
+	union {
+		struct cmsghdr align;
+		uint8_t space[CMSG_SPACE(sizeof(int))];
+	} control;
+	while (len > 0) {
+		struct iovec iov = { .iov_base = (void *)at, .iov_len = len };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+		if (attach) {
+			/* The descriptor rides with the first byte that goes: once only. */
+			memset(&control, 0, sizeof(control));
+			msg.msg_control = control.space;
+			msg.msg_controllen = sizeof(control.space);
+			struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+		}
+		ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+		if (n >= 0) {
+			at += n;
+			len -= (size_t)n;
+			attach = false;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return uv_translate_sys_error(errno);
+		uint64_t now = uv_hrtime() / 1000000;
+		if (now >= deadline)
+			return UV_ETIMEDOUT;
+		struct pollfd pfd = { .fd = sock, .events = POLLOUT };
+		if (poll(&pfd, 1, (int)MIN(deadline - now, (uint64_t)INT_MAX)) < 0 &&
+		    errno != EINTR)
+			return uv_translate_sys_error(errno);
+	}
+	return 0;
 }
 
 void stream_reserve(struct stream *s, size_t len)

@@ -91,7 +91,7 @@ struct db_state *worker_db_state(struct worker *w, const char *db, bool create)
 
 bool worker_db_paused(struct worker *w, const char *db)
 {
-	if (w->paused_all)
+	if (w->paused_all || w->suspended)
 		return true;
 	struct db_state *ds = worker_db_state(w, db, false);
 	return ds && ds->paused;
@@ -203,6 +203,8 @@ static void roll_stats(struct worker *w)
 	}
 }
 
+static void suspend_tick(struct worker *w, uint64_t now);
+
 static void on_tick(uv_timer_t *t)
 {
 	struct worker *w = container_of(t, struct worker, tick);
@@ -218,6 +220,7 @@ static void on_tick(uv_timer_t *t)
 		sn = TAILQ_NEXT(s, link);
 		server_tick(s, now);
 	}
+	suspend_tick(w, now);
 	stream_ctx_tick(&w->io, now, LINGER_MS);
 	authq_tick(w->authq, now);
 	cancel_tick(w, now);
@@ -252,10 +255,68 @@ void worker_summarize(const struct worker *w, struct worker_summary *out)
 
 /* ---- configuration, pause, shutdown ---------------------------------------------- */
 
+/* Stops (on) or restarts reading on every socket SUSPEND concerns: all but the console's. */
+static void suspend_streams(struct worker *w, bool on)
+{
+	for (struct client *c = client_next(w, NULL); c; c = client_next(w, c))
+		if (c->state != CLIENT_CLOSED && c->admin_role == ADMIN_ROLE_NONE)
+			stream_suspend(&c->stream, on);
+	for (struct server *s = server_next(w, NULL); s; s = server_next(w, s))
+		if (s->state != SERVER_CLOSED && s->stream_open)
+			stream_suspend(&s->stream, on);
+}
+
+void worker_suspend(struct worker *w)
+{
+	w->suspended = true;
+	w->suspended_at = uv_now(w->loop);
+	listener_suspend(&w->listeners, true);
+	suspend_streams(w, true);
+}
+
+/* suspend_timeout: the connections SUSPEND still waits for are closed, as in PgBouncer. */
+static void suspend_tick(struct worker *w, uint64_t now)
+{
+	if (!w->suspended || w->cfg->suspend_timeout <= 0 ||
+	    now - w->suspended_at < (uint64_t)w->cfg->suspend_timeout)
+		return;
+	struct client *c, *cn;
+	for (c = TAILQ_FIRST(&w->clients); c; c = cn) {
+		cn = TAILQ_NEXT(c, link);
+		if (c->state != CLIENT_CLOSED && c->admin_role == ADMIN_ROLE_NONE &&
+		    stream_unsent(&c->stream) > 0)
+			client_fail(c, SQLSTATE_CONNECTION_FAILURE, "suspend_timeout");
+	}
+	struct server *s, *sn;
+	for (s = TAILQ_FIRST(&w->servers); s; s = sn) {
+		sn = TAILQ_NEXT(s, link);
+		if (s->state != SERVER_CLOSED && s->stream_open && stream_unsent(&s->stream) > 0)
+			server_close(s, "suspend_timeout");
+	}
+}
+
+bool worker_suspend_done(struct worker *w)
+{
+	for (struct client *c = client_next(w, NULL); c; c = client_next(w, c))
+		if (c->state != CLIENT_CLOSED && c->admin_role == ADMIN_ROLE_NONE &&
+		    stream_unsent(&c->stream) > 0)
+			return false;
+	for (struct server *s = server_next(w, NULL); s; s = server_next(w, s))
+		if (s->state != SERVER_CLOSED && s->stream_open && stream_unsent(&s->stream) > 0)
+			return false;
+	return true;
+}
+
 bool worker_resume_all(struct worker *w)
 {
-	bool paused = w->paused_all;
+	bool paused = w->paused_all || w->suspended;
 	w->paused_all = false;
+	if (w->suspended) {
+		w->suspended = false;
+		if (w->shutdown == WORKER_RUNNING)
+			listener_suspend(&w->listeners, false);
+		suspend_streams(w, false);
+	}
 	for (struct db_state *ds = w->db_states; ds; ds = ds->hh.next) {
 		paused = paused || ds->paused;
 		ds->paused = false;
@@ -270,6 +331,12 @@ void worker_begin_shutdown(struct worker *w, enum worker_shutdown how)
 {
 	if (how > w->shutdown)
 		w->shutdown = how;
+	/* A shutdown ends a SUSPEND: the clients it waits for must be able to finish. */
+	if (w->suspended) {
+		w->suspended = false;
+		listener_suspend(&w->listeners, false);
+		suspend_streams(w, false);
+	}
 	/* While waiting, new logins are refused (pooler is shutting down) except the console's. */
 	listener_stop(&w->listeners, how != WORKER_EXIT);
 	/* Wake the check step even if no I/O happens. */

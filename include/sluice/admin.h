@@ -32,6 +32,7 @@ enum admin_wait {
 	ADMIN_WAIT_NONE = 0,
 	ADMIN_WAIT_PAUSE,
 	ADMIN_WAIT_CLOSE,
+	ADMIN_WAIT_SUSPEND,
 };
 
 /* Whether db names the console ("pgbouncer" or "sluice"). */
@@ -45,6 +46,12 @@ bool admin_is_console_db(const char *db);
 enum admin_role admin_role_of(const struct config *cfg, const char *user, bool peer_is_self);
 /* The console's pseudo-pool (created on first use). */
 struct pool *admin_pool(struct worker *w);
+/*
+ * A console client is gone (client.c, after taking it off the worker's
+ * list): if it was the last one while SUSPENDed, the pooler resumes, as
+ * PgBouncer does, so that a takeover that died half-way leaves it serving.
+ */
+void admin_console_gone(struct worker *w);
 /* Greets an authenticated console client. */
 void admin_welcome(struct client *c);
 /* Handles what a console client sent (simple Query protocol only). */

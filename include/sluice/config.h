@@ -199,6 +199,7 @@ struct config {
 	int64_t query_wait_timeout; /* ms */
 	int64_t client_idle_timeout; /* ms */
 	int64_t client_login_timeout; /* ms */
+	int64_t suspend_timeout; /* ms; 0 never */
 	int64_t idle_transaction_timeout; /* ms */
 	int64_t transaction_timeout; /* ms */
 	int64_t pool_idle_timeout; /* ms; 0 never */

@@ -54,6 +54,7 @@ struct listener_set {
 	uv_loop_t *loop;
 	struct listener *list; /* NULL when none is open */
 	struct accept_state accept;
+	bool suspended; /* the console's SUSPEND: nothing is accepted, connections wait in the backlog */
 	listener_accept_cb *accept_cb;
 	void *owner;
 	/* What TCP listeners get, and so every socket they accept (stream_tune_socket). */
@@ -95,5 +96,11 @@ void listener_stop(struct listener_set *ls, bool keep_unix);
  */
 int listener_chown_unix(struct listener_set *ls, const struct config *cfg, unsigned uid,
 			unsigned gid) WUR;
+/*
+ * SUSPEND (on) and its end (off): while on, no listener accepts, and
+ * connections wait in the kernel's backlog (for whoever holds the listening
+ * socket next: this process after RESUME, or a successor).
+ */
+void listener_suspend(struct listener_set *ls, bool on);
 /* From the owner's tick: resumes accepting once a pause after a failure is over. */
 void listener_tick(struct listener_set *ls, uint64_t now);

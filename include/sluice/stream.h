@@ -96,6 +96,7 @@ struct stream {
 	bool want_read; /* the owner wants to read */
 	bool reading; /* uv_read_start is in effect */
 	bool paused; /* backpressure from the peer: read stopped */
+	bool suspended; /* the console's SUSPEND: read stopped until stream_suspend(s, false) */
 	bool closing;
 	bool eof; /* the peer closed its side */
 	bool lingering; /* closing: half-closed, discarding input until the peer closes */
@@ -272,6 +273,24 @@ void stream_read_stop(struct stream *s);
 /* Backpressure: stop/resume reading without changing want_read. */
 void stream_pause(struct stream *s);
 void stream_resume(struct stream *s);
+/*
+ * The console's SUSPEND (on) and its end (off): reading stops, whatever the
+ * owner and backpressure want, until it is turned off again; writing goes
+ * on, so queued output still drains.
+ */
+void stream_suspend(struct stream *s, bool on);
+/* The socket's file descriptor, or -1 when the handle has none (yet). Borrowed: never close it. */
+int stream_fd(const struct stream *s);
+/*
+ * SHOW FDS: sends p[0..len) on the unix-socket stream s now, with a copy of
+ * fd attached by SCM_RIGHTS when fd >= 0, waiting (poll) up to timeout_ms
+ * for the socket to take it all. Nothing else may be unsent: output queued
+ * on s is flushed first, and UV_EBUSY is returned (nothing sent) if some of
+ * it is still in flight. UV_ENOTSUP for TCP or TLS streams, UV_ETIMEDOUT,
+ * or the send's error; after any error but UV_EBUSY and UV_ENOTSUP part of
+ * p may be sent, and the owner closes the stream.
+ */
+int stream_send_fd(struct stream *s, const void *p, size_t len, int fd, uint64_t timeout_ms) WUR;
 
 static inline void stream_consume(struct stream *s, size_t n)
 {

@@ -115,6 +115,8 @@ struct worker {
 	struct db_state *db_states;
 	struct prepared_registry prepared; /* named statements of all clients */
 	bool paused_all; /* PAUSE without a database */
+	bool suspended; /* SUSPEND: no accepting, no reading but the console's (worker_suspend) */
+	uint64_t suspended_at; /* uv_now of the SUSPEND, for suspend_timeout */
 	int admin_waiters; /* console clients waiting for PAUSE/WAIT_CLOSE to finish */
 	struct pool *admin_pool; /* the pgbouncer/pgbouncer pseudo-pool, created on use */
 	uint64_t start_time; /* wall clock, seconds */
@@ -223,8 +225,19 @@ void worker_deinit(struct worker *w);
 void worker_install_config(struct worker *w, struct config *cfg, struct auth_userlist *ul);
 /* Stops accepting and begins the shutdown given; a harsher one may follow, never a milder. */
 void worker_begin_shutdown(struct worker *w, enum worker_shutdown how);
-/* RESUME of every database of this worker; false when nothing was paused. */
+/* RESUME of every database of this worker, and the end of a SUSPEND; false when nothing was paused. */
 bool worker_resume_all(struct worker *w);
+/*
+ * The console's SUSPEND: listeners stop accepting (connections wait in the
+ * backlog), every client and server socket but the console's stops reading,
+ * no server is handed out or opened, and queued output goes on draining
+ * (worker_suspend_done); past suspend_timeout, the tick closes the
+ * connections that still have output queued. Only worker_resume_all (RESUME, SIGUSR2, the last
+ * console connection going) or the end of the process undoes it.
+ */
+void worker_suspend(struct worker *w);
+/* Whether every socket that SUSPEND stopped has sent all it had queued. */
+bool worker_suspend_done(struct worker *w);
 
 /*
  * A few numbers for a one-line summary (the service manager's STATUS=,

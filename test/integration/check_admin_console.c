@@ -776,9 +776,9 @@ START_TEST(test_control_command_arguments_are_checked_by_kind)
 		{ "KILL_CLIENT abc", "08P01 invalid client pointer supplied" },
 		{ "KILL_CLIENT 999999", "08P01 client not found: 999999" },
 		{ "SHUTDOWN NOW", "08P01 SHUTDOWN takes WAIT_FOR_SERVERS or WAIT_FOR_CLIENTS" },
-		{ "SUSPEND", "0A000 SUSPEND is not supported" },
+		{ "SUSPEND now", "08P01 SUSPEND takes no argument" },
 		{ "SHOW", "08P01 SHOW needs an argument" },
-		{ "SHOW FDS", "0A000 SHOW FDS is not supported" },
+		{ "SHOW FDS", "55000 SHOW FDS needs the pooler suspended: run SUSPEND first" },
 	};
 	struct harness_sluice *s = start(NULL, NULL);
 	PGconn *c = harness_connect(s, ADMIN_CONN);
@@ -796,10 +796,10 @@ START_TEST(test_control_command_arguments_are_checked_by_kind)
 	PQsetNoticeReceiver(c, on_notice, NULL);
 	PQclear(PQexec(c, "SHOW HELP"));
 	static const char *const named[] = {
-		"SHOW HELP|CONFIG|USERS|DATABASES|POOLS|CLIENTS|SERVERS|SOCKETS|ACTIVE_SOCKETS",
+		"SHOW HELP|CONFIG|USERS|DATABASES|POOLS|CLIENTS|SERVERS|FDS|SOCKETS|ACTIVE_SOCKETS",
 		"SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS", "SHOW POOL_WAITS (sluice)",
 		"\tRELOAD\n", "\tPAUSE [<db>]", "\tDISABLE <db>", "\tKILL_CLIENT <client_id>",
-		"\tSHUTDOWN [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]",
+		"\tSHUTDOWN [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]", "\tSUSPEND",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(named); i++)
 		ck_assert_msg(strstr(notice_buf, named[i]), "SHOW HELP lacks %s: %s", named[i],
@@ -817,7 +817,7 @@ START_TEST(test_stats_user_may_show_but_not_control)
 	PQclear(show(st, "SHOW STATS"));
 	static const char *const refused[] = {
 		"PAUSE", "SET default_pool_size = 3", "RELOAD", "DISABLE app", "KILL app",
-		"SHUTDOWN",
+		"SHUTDOWN", "SUSPEND", "SHOW FDS",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(refused); i++) {
 		char *e = harness_query_error(st, refused[i]);
