@@ -46,16 +46,6 @@ static struct harness_sluice *start(const char *extra)
 	return harness_sluice_start(ini, DATABASES, USERLIST);
 }
 
-/* Runs an admin command that must succeed with tag; fails the test otherwise. */
-static void command_ok(PGconn *c, const char *sql, const char *tag)
-{
-	PGresult *res = PQexec(c, sql);
-	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s", sql,
-		PQresultErrorMessage(res));
-	ck_assert_str_eq(PQcmdStatus(res), tag);
-	PQclear(res);
-}
-
 /* Whether the answer to a PQsendQuery() on c arrives within ms (consumes it if so). */
 static bool answered_within(PGconn *c, long ms)
 {
@@ -126,7 +116,7 @@ START_TEST(test_pause_waits_for_active_servers_and_holds_queries_until_resume)
 	/* New queries are held, not refused. */
 	ck_assert(PQsendQuery(other, "SELECT 2"));
 	ck_assert_msg(!answered_within(other, HELD_MS), "a query ran while paused");
-	command_ok(c, "RESUME", "RESUME");
+	harness_command_ok(c, "RESUME", "RESUME");
 	ck_assert_msg(answered_within(other, 3000), "the held query did not run after RESUME");
 	ck_assert(finish_ok(other, NULL, 0));
 	expect_select_1(holder);
@@ -149,8 +139,8 @@ START_TEST(test_pause_with_nothing_active_is_answered_at_once)
 	PGconn *c = harness_connect(s, ADMIN_CONN);
 	long t0 = harness_now_ms();
 	for (int i = 0; i < 12; i++) {
-		command_ok(c, "PAUSE", "PAUSE");
-		command_ok(c, "RESUME", "RESUME");
+		harness_command_ok(c, "PAUSE", "PAUSE");
+		harness_command_ok(c, "RESUME", "RESUME");
 	}
 	long took = harness_now_ms() - t0;
 	ck_assert_msg(took < 600, "12 PAUSE/RESUME round trips took %ld ms", took);
@@ -165,7 +155,7 @@ START_TEST(test_pause_of_one_database_leaves_the_others_running)
 	PGconn *app = harness_connect(s, APP_CONN);
 	PGconn *pg = harness_connect(s, "dbname=postgres user=md5user password=md5userpw");
 	PGconn *c = harness_connect(s, ADMIN_CONN);
-	command_ok(c, "PAUSE app", "PAUSE");
+	harness_command_ok(c, "PAUSE app", "PAUSE");
 	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app", "paused"), 1);
 	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "postgres", "paused"), 0);
 	expect_select_1(pg);
@@ -176,7 +166,7 @@ START_TEST(test_pause_of_one_database_leaves_the_others_running)
 	free(e);
 	e = harness_query_error(c, "PAUSE nosuchdb");
 	free(e);
-	command_ok(c, "RESUME app", "RESUME");
+	harness_command_ok(c, "RESUME app", "RESUME");
 	ck_assert_msg(answered_within(app, 3000), "the held query did not run after RESUME app");
 	ck_assert(finish_ok(app, NULL, 0));
 	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app", "paused"), 0);
@@ -202,7 +192,7 @@ START_TEST(test_console_leaving_during_pause_leaves_sluice_paused_and_sound)
 	char *v = harness_show_value(c, "SHOW STATE", "key", "paused", "value");
 	ck_assert_str_eq(v, "yes");
 	free(v);
-	command_ok(c, "RESUME", "RESUME");
+	harness_command_ok(c, "RESUME", "RESUME");
 	expect_select_1(holder);
 	PQfinish(c);
 	PQfinish(holder);
@@ -217,13 +207,13 @@ START_TEST(test_disable_refuses_new_logins_until_enable)
 	struct harness_sluice *s = start(NULL);
 	PGconn *c = harness_connect(s, ADMIN_CONN);
 	PGconn *before = harness_connect(s, APP_CONN);
-	command_ok(c, "DISABLE app", "DISABLE");
+	harness_command_ok(c, "DISABLE app", "DISABLE");
 	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app", "disabled"), 1);
 	char *e = harness_connect_error(s, APP_CONN);
 	free(e);
 	/* Other databases still take logins. */
 	PQfinish(harness_connect(s, "dbname=postgres user=md5user password=md5userpw"));
-	command_ok(c, "ENABLE app", "ENABLE");
+	harness_command_ok(c, "ENABLE app", "ENABLE");
 	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app", "disabled"), 0);
 	PGconn *after = harness_connect(s, APP_CONN);
 	expect_select_1(after);
@@ -243,7 +233,7 @@ START_TEST(test_kill_drops_the_databases_clients_and_pauses_it)
 	expect_select_1(victim);
 	PGconn *bystander = harness_connect(s, "dbname=postgres user=md5user password=md5userpw");
 	PGconn *c = harness_connect(s, ADMIN_CONN);
-	command_ok(c, "KILL app", "KILL");
+	harness_command_ok(c, "KILL app", "KILL");
 	char *e = harness_query_error(victim, "SELECT 1");
 	free(e);
 	/* Its servers are gone too. */
@@ -259,7 +249,7 @@ START_TEST(test_kill_drops_the_databases_clients_and_pauses_it)
 	PGconn *late = harness_connect(s, APP_CONN);
 	ck_assert(PQsendQuery(late, "SELECT 1"));
 	ck_assert_msg(!answered_within(late, HELD_MS), "app answered while killed");
-	command_ok(c, "RESUME", "RESUME");
+	harness_command_ok(c, "RESUME", "RESUME");
 	ck_assert_msg(answered_within(late, 3000), "app did not come back after RESUME");
 	ck_assert(finish_ok(late, NULL, 0));
 	PQfinish(late);
@@ -280,7 +270,7 @@ START_TEST(test_kill_client_drops_exactly_that_client)
 	ck_assert_ptr_nonnull(id);
 	char sql[64];
 	snprintf(sql, sizeof(sql), "KILL_CLIENT %s", id);
-	command_ok(c, sql, "KILL_CLIENT");
+	harness_command_ok(c, sql, "KILL_CLIENT");
 	char *e = harness_query_error(victim, "SELECT 1");
 	free(e);
 	expect_select_1(other);
@@ -314,7 +304,7 @@ START_TEST(test_reconnect_replaces_servers_and_wait_close_returns_when_gone)
 	/* Hold the server in a transaction: RECONNECT marks it, WAIT_CLOSE waits for it. */
 	PQclear(PQexec(app, "BEGIN"));
 	char *pid_tx = harness_query_text(app, "SELECT pg_backend_pid()");
-	command_ok(c, "RECONNECT app", "RECONNECT");
+	harness_command_ok(c, "RECONNECT app", "RECONNECT");
 	char *cn = harness_show_value(c, "SHOW SERVERS", "remote_pid", pid_tx, "close_needed");
 	ck_assert_ptr_nonnull(cn);
 	ck_assert_str_eq(cn, "1");
@@ -354,7 +344,7 @@ START_TEST(test_reload_applies_a_changed_ini_and_refuses_a_broken_one)
 	ck_assert_str_eq(v, "5");
 	free(v);
 	harness_sluice_edit_ini(s, "default_pool_size = 5", "default_pool_size = 8");
-	command_ok(c, "RELOAD", "RELOAD");
+	harness_command_ok(c, "RELOAD", "RELOAD");
 	v = harness_show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
 	ck_assert_str_eq(v, "8");
 	free(v);
@@ -382,12 +372,12 @@ START_TEST(test_set_changes_reloadable_keys_and_refuses_others)
 {
 	struct harness_sluice *s = start(NULL);
 	PGconn *c = harness_connect(s, ADMIN_CONN);
-	command_ok(c, "SET default_pool_size = 3", "SET");
+	harness_command_ok(c, "SET default_pool_size = 3", "SET");
 	char *v = harness_show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
 	ck_assert_str_eq(v, "3");
 	free(v);
 	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app", "pool_size"), 3);
-	command_ok(c, "set default_pool_size to '4';", "SET");
+	harness_command_ok(c, "set default_pool_size to '4';", "SET");
 	v = harness_show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
 	ck_assert_str_eq(v, "4");
 	free(v);
@@ -435,7 +425,7 @@ START_TEST(test_set_of_a_pgbouncer_only_setting_warns_and_succeeds)
 	PGconn *c = harness_connect(s, ADMIN_CONN);
 	char *notice = NULL;
 	PQsetNoticeReceiver(c, capture_notice, &notice);
-	command_ok(c, "SET dns_max_ttl = 15", "SET");
+	harness_command_ok(c, "SET dns_max_ttl = 15", "SET");
 	ck_assert_ptr_nonnull(notice);
 	ck_assert_str_eq(notice,
 		"setting dns_max_ttl is not implemented by sluice yet and is ignored");
@@ -463,10 +453,10 @@ START_TEST(test_reload_forgets_set_values_and_keeps_restart_settings)
 {
 	struct harness_sluice *s = start(NULL);
 	PGconn *c = harness_connect(s, ADMIN_CONN);
-	command_ok(c, "SET default_pool_size = 3", "SET");
+	harness_command_ok(c, "SET default_pool_size = 3", "SET");
 	char *port = xasprintf("listen_port = %d", s->port);
 	harness_sluice_edit_ini(s, port, "listen_port = 1");
-	command_ok(c, "RELOAD", "RELOAD");
+	harness_command_ok(c, "RELOAD", "RELOAD");
 	char *v = harness_show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
 	ck_assert_str_eq(v, "20");
 	free(v);
@@ -506,7 +496,7 @@ START_TEST(test_reload_reads_included_files_again)
 	ck_assert_ptr_nonnull(f);
 	fputs("default_pool_size = 7\n", f);
 	fclose(f);
-	command_ok(c, "RELOAD", "RELOAD");
+	harness_command_ok(c, "RELOAD", "RELOAD");
 	ck_assert_int_eq(harness_show_long(c, "SHOW DATABASES", "name", "app", "pool_size"), 7);
 
 	f = fopen(inc, "w");
@@ -537,7 +527,7 @@ START_TEST(test_reload_reopens_the_logfile)
 	char *rotated = xasprintf("%s/file.log.1", s->dir);
 	ck_assert_int_eq(rename(path, rotated), 0);
 	PGconn *c = harness_connect(s, ADMIN_CONN);
-	command_ok(c, "RELOAD", "RELOAD");
+	harness_command_ok(c, "RELOAD", "RELOAD");
 	PQfinish(c);
 	char *text = harness_read_file(path);
 	ck_assert_msg(strstr(text, "configuration reloaded") != NULL, "new logfile: %s", text);
@@ -555,13 +545,13 @@ START_TEST(test_later_set_of_a_key_wins_over_earlier_ones)
 {
 	struct harness_sluice *s = start(NULL);
 	PGconn *c = harness_connect(s, ADMIN_CONN);
-	command_ok(c, "SET default_pool_size = 3", "SET");
-	command_ok(c, "SET default_pool_size = 4", "SET");
+	harness_command_ok(c, "SET default_pool_size = 3", "SET");
+	harness_command_ok(c, "SET default_pool_size = 4", "SET");
 	char *v = harness_show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
 	ck_assert_str_eq(v, "4");
 	free(v);
 	/* A SET of another key keeps the latest value of the first. */
-	command_ok(c, "SET max_client_conn = 50", "SET");
+	harness_command_ok(c, "SET max_client_conn = 50", "SET");
 	v = harness_show_value(c, "SHOW CONFIG", "key", "default_pool_size", "value");
 	ck_assert_str_eq(v, "4");
 	free(v);
@@ -580,7 +570,7 @@ START_TEST(test_shutdown_wait_for_clients_exits_once_clients_are_gone)
 	struct harness_sluice *s = start(NULL);
 	PGconn *app = harness_connect(s, APP_CONN);
 	PGconn *c = harness_connect(s, ADMIN_CONN);
-	command_ok(c, "SHUTDOWN WAIT_FOR_CLIENTS", "SHUTDOWN");
+	harness_command_ok(c, "SHUTDOWN WAIT_FOR_CLIENTS", "SHUTDOWN");
 	PQfinish(c);
 	/* The connected client keeps it alive and keeps working; new logins are refused. */
 	ck_assert_int_eq(harness_sluice_wait(s, HELD_MS), -1);
@@ -601,8 +591,8 @@ START_TEST(test_shutdown_keeps_the_console_on_the_unix_socket_while_waiting)
 	struct harness_sluice *s = start(NULL);
 	PGconn *app = harness_connect(s, APP_CONN);
 	PGconn *c = harness_connect(s, ADMIN_CONN);
-	command_ok(c, "PAUSE app", "PAUSE");
-	command_ok(c, "SHUTDOWN WAIT_FOR_CLIENTS", "SHUTDOWN");
+	harness_command_ok(c, "PAUSE app", "PAUSE");
+	harness_command_ok(c, "SHUTDOWN WAIT_FOR_CLIENTS", "SHUTDOWN");
 	char *e = harness_query_error(c, "RESUME");
 	ck_assert_str_eq(e, "08P01 pooler is shutting down");
 	free(e);
@@ -656,7 +646,7 @@ START_TEST(test_shutdown_wait_for_servers_exits_once_transactions_end)
 	PQclear(PQexec(app, "BEGIN"));
 	expect_select_1(app);
 	PGconn *c = harness_connect(s, ADMIN_CONN);
-	command_ok(c, "SHUTDOWN WAIT_FOR_SERVERS", "SHUTDOWN");
+	harness_command_ok(c, "SHUTDOWN WAIT_FOR_SERVERS", "SHUTDOWN");
 	/* The open transaction holds its server, so sluice stays until it ends. */
 	ck_assert_int_eq(harness_sluice_wait(s, HELD_MS), -1);
 	expect_select_1(app);
@@ -679,7 +669,7 @@ START_TEST(test_shutdown_wait_for_servers_closes_a_client_starting_a_transaction
 	PQclear(PQexec(app, "BEGIN"));
 	expect_select_1(app);
 	PGconn *c = harness_connect(s, ADMIN_CONN);
-	command_ok(c, "SHUTDOWN WAIT_FOR_SERVERS", "SHUTDOWN");
+	harness_command_ok(c, "SHUTDOWN WAIT_FOR_SERVERS", "SHUTDOWN");
 	long start_ms = harness_now_ms();
 	char *e = harness_query_error(other, "SELECT 1");
 	ck_assert_msg(strstr(e, "server shutting down") != NULL, "%s", e);
@@ -705,7 +695,7 @@ START_TEST(test_kill_without_database_drops_every_client_but_the_console)
 	expect_select_1(a);
 	expect_select_1(b);
 	PGconn *c = harness_connect(s, ADMIN_CONN);
-	command_ok(c, "KILL", "KILL");
+	harness_command_ok(c, "KILL", "KILL");
 	char *e = harness_query_error(a, "SELECT 1");
 	free(e);
 	e = harness_query_error(b, "SELECT 1");
@@ -714,7 +704,7 @@ START_TEST(test_kill_without_database_drops_every_client_but_the_console)
 	char *v = harness_show_value(c, "SHOW STATE", "key", "paused", "value");
 	ck_assert_str_eq(v, "yes");
 	free(v);
-	command_ok(c, "RESUME", "RESUME");
+	harness_command_ok(c, "RESUME", "RESUME");
 	PGconn *late = harness_connect(s, APP_CONN);
 	expect_select_1(late);
 	PQfinish(late);

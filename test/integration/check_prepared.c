@@ -108,18 +108,6 @@ static void expect_exec_error(PGconn *c, const char *name, const char *param, co
 	free(st);
 }
 
-/* A simple-protocol command that must succeed without rows (BEGIN, DEALLOCATE...). */
-static void command_ok(PGconn *c, const char *sql, const char *tag)
-{
-	PGresult *res = PQexec(c, sql);
-	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s", sql,
-		PQresultErrorMessage(res));
-	if (tag)
-		ck_assert_msg(strcmp(PQcmdStatus(res), tag) == 0, "%s: tag %s, want %s", sql,
-			PQcmdStatus(res), tag);
-	PQclear(res);
-}
-
 /* A SHOW STATS counter of database app. */
 static long stat_of(PGconn *console, const char *col)
 {
@@ -203,16 +191,16 @@ START_TEST(test_statement_survives_server_switch)
 	ck_assert_int_eq(parses, 1);
 
 	/* b takes the only server (a's) in an open transaction: a must get a new one. */
-	command_ok(b, "BEGIN", "BEGIN");
+	harness_command_ok(b, "BEGIN", "BEGIN");
 	long pid_b = query_long(b, "select pg_backend_pid()");
 	ck_assert_int_eq(pid_b, pid_a);
 	expect_prepared(a, "st", "7", "21");
 	ck_assert_int_ne(query_long(a, "select pg_backend_pid()"), pid_a);
 	ck_assert_int_eq(stat_of(console, "total_server_parse_count"), parses + 1);
-	command_ok(b, "COMMIT", "COMMIT");
+	harness_command_ok(b, "COMMIT", "COMMIT");
 
 	/* Every server closed: the statement is prepared again on a fresh one. */
-	command_ok(console, "RECONNECT app", "RECONNECT");
+	harness_command_ok(console, "RECONNECT app", "RECONNECT");
 	ck_assert_int_eq(harness_wait_backends("md5user", 0, 5000), 0);
 	expect_prepared(a, "st", "9", "27");
 	ck_assert_int_eq(stat_of(console, "total_server_parse_count"), parses + 2);
@@ -294,7 +282,7 @@ START_TEST(test_statements_are_freed_when_no_client_or_server_holds_them)
 	ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
 	PQclear(res);
 	ck_assert_int_eq(harness_show_long(console, mem, "name", row, "used"), 2);
-	command_ok(console, "RECONNECT app", "RECONNECT");
+	harness_command_ok(console, "RECONNECT app", "RECONNECT");
 	long deadline = harness_now_ms() + 5000;
 	while (harness_show_long(console, mem, "name", row, "used") != 0 &&
 	       harness_now_ms() < deadline)
@@ -413,14 +401,14 @@ START_TEST(test_parse_of_a_name_in_use_is_refused_as_postgresql_refuses_it)
 	ck_assert_str_eq(st, "42601");
 	free(st);
 	/* In a transaction block the refusal aborts it, as PostgreSQL's does. */
-	command_ok(c, "begin", "BEGIN");
+	harness_command_ok(c, "begin", "BEGIN");
 	st = prepare_error(c, "r", "select 3");
 	ck_assert_str_eq(st, "42P05");
 	free(st);
 	st = sqlstate_of(PQexec(c, "select 1"), "select in aborted transaction");
 	ck_assert_str_eq(st, "25P02");
 	free(st);
-	command_ok(c, "rollback", "ROLLBACK");
+	harness_command_ok(c, "rollback", "ROLLBACK");
 	/* In a pipeline it ends the batch: the Execute after it is skipped. */
 	ck_assert_int_eq(PQenterPipelineMode(c), 1);
 	ck_assert_int_eq(PQsendPrepare(c, "r", "select $1::int + 3", 0, NULL), 1);
@@ -432,7 +420,7 @@ START_TEST(test_parse_of_a_name_in_use_is_refused_as_postgresql_refuses_it)
 	ck_assert_ptr_null(PQgetResult(c));
 	ck_assert_int_eq(PQexitPipelineMode(c), 1);
 	/* Once deallocated, the name takes a new statement. */
-	command_ok(c, "deallocate r", "DEALLOCATE");
+	harness_command_ok(c, "deallocate r", "DEALLOCATE");
 	prepare_ok(c, "r", "select $1::int + 4");
 	expect_prepared(c, "r", "1", "5");
 	PQfinish(c);
@@ -465,7 +453,7 @@ START_TEST(test_describe_prepared_works_on_a_server_that_lacks_the_statement)
 	expect_description(a, "d1");
 	long parses = stat_of(console, "total_server_parse_count");
 	/* b holds the server that has d1; a's Describe goes to a new one. */
-	command_ok(b, "BEGIN", "BEGIN");
+	harness_command_ok(b, "BEGIN", "BEGIN");
 	expect_description(a, "d1");
 	ck_assert_int_eq(stat_of(console, "total_server_parse_count"), parses + 1);
 	ck_assert_int_eq(harness_count_backends("md5user"), 2);
@@ -475,7 +463,7 @@ START_TEST(test_describe_prepared_works_on_a_server_that_lacks_the_statement)
 	ck_assert_str_eq(PQgetvalue(res, 0, 0), "3");
 	ck_assert_str_eq(PQgetvalue(res, 0, 1), "three");
 	PQclear(res);
-	command_ok(b, "COMMIT", "COMMIT");
+	harness_command_ok(b, "COMMIT", "COMMIT");
 	PQfinish(a);
 	PQfinish(b);
 	PQfinish(console);
@@ -496,15 +484,15 @@ START_TEST(test_deallocate_forgets_only_the_clients_names)
 	prepare_ok(b, "t1", "select $1::int + 100");
 	expect_prepared(a, "s1", "1", "101");
 
-	command_ok(a, "DEALLOCATE s1", "DEALLOCATE");
+	harness_command_ok(a, "DEALLOCATE s1", "DEALLOCATE");
 	expect_exec_error(a, "s1", "1", "26000");
 	expect_prepared(a, "s2", "1", "201");
 	/* The other spelling, in lower case as many drivers send it. */
-	command_ok(a, "deallocate prepare s2", "DEALLOCATE");
+	harness_command_ok(a, "deallocate prepare s2", "DEALLOCATE");
 	expect_exec_error(a, "s2", "1", "26000");
 	expect_prepared(a, "s3", "1", "301");
 
-	command_ok(a, "DEALLOCATE ALL", "DEALLOCATE ALL");
+	harness_command_ok(a, "DEALLOCATE ALL", "DEALLOCATE ALL");
 	expect_exec_error(a, "s1", "1", "26000");
 	expect_exec_error(a, "s3", "1", "26000");
 	/* The server-side statement b uses was not dropped. */
@@ -526,7 +514,7 @@ START_TEST(test_discard_all_forgets_the_clients_statements_only)
 	prepare_ok(a, "s1", "select $1::int + 10");
 	prepare_ok(b, "t1", "select $1::int + 10");
 	prepare_ok(b, "t2", "select $1::int + 20");
-	command_ok(a, "DISCARD ALL", "DISCARD ALL");
+	harness_command_ok(a, "DISCARD ALL", "DISCARD ALL");
 	expect_exec_error(a, "s1", "1", "26000");
 	/* The server lost everything; sluice must prepare b's statements again. */
 	expect_prepared(b, "t1", "1", "11");
@@ -566,7 +554,7 @@ START_TEST(test_pipeline_with_failing_execution_aborts_the_rest)
 	 * A second pipeline on the same statement runs normally, on a server
 	 * that has not seen it (the other client holds the first one).
 	 */
-	command_ok(other, "BEGIN", "BEGIN");
+	harness_command_ok(other, "BEGIN", "BEGIN");
 	send_exec(c, "p1", "5");
 	send_exec(c, "p1", "6");
 	ck_assert_int_eq(PQpipelineSync(c), 1);
@@ -576,7 +564,7 @@ START_TEST(test_pipeline_with_failing_execution_aborts_the_rest)
 	ck_assert_ptr_null(PQgetResult(c));
 	ck_assert_int_eq(PQexitPipelineMode(c), 1);
 	ck_assert_int_eq(harness_count_backends("md5user"), 2);
-	command_ok(other, "COMMIT", "COMMIT");
+	harness_command_ok(other, "COMMIT", "COMMIT");
 	expect_prepared(c, "p1", "10", "6");
 	PQfinish(c);
 	PQfinish(other);
@@ -855,9 +843,9 @@ START_TEST(test_large_query_text_and_large_parameter)
 	ck_assert_int_eq(PQntuples(res), 0);
 	PQclear(res);
 	/* On a second server sluice must send the whole text again. */
-	command_ok(b, "BEGIN", "BEGIN");
+	harness_command_ok(b, "BEGIN", "BEGIN");
 	expect_prepared(a, "long_in", "2", "2");
-	command_ok(b, "COMMIT", "COMMIT");
+	harness_command_ok(b, "COMMIT", "COMMIT");
 	free(sql);
 
 	/* A 5 MB parameter with recognisable ends. */
@@ -877,9 +865,9 @@ START_TEST(test_large_query_text_and_large_parameter)
 		ck_assert_str_eq(PQgetvalue(res, 0, 2), "END");
 		PQclear(res);
 		/* The second time on the other server, with the Parse injected before the Bind. */
-		command_ok(b, "BEGIN", "BEGIN");
+		harness_command_ok(b, "BEGIN", "BEGIN");
 	}
-	command_ok(b, "COMMIT", "COMMIT");
+	harness_command_ok(b, "COMMIT", "COMMIT");
 	free(param);
 	PQfinish(a);
 	PQfinish(b);

@@ -35,15 +35,6 @@ static struct harness_sluice *start(const char *extra)
 	return harness_sluice_start(ini, NULL, USERLIST);
 }
 
-static void expect_command(PGconn *c, const char *sql, const char *tag)
-{
-	PGresult *res = PQexec(c, sql);
-	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s", sql,
-		PQresultErrorMessage(res));
-	ck_assert_str_eq(PQcmdStatus(res), tag);
-	PQclear(res);
-}
-
 static char *state_of(PGconn *console, const char *key)
 {
 	return harness_show_value(console, "SHOW STATE", "key", key, "value");
@@ -235,7 +226,7 @@ START_TEST(test_suspend_stops_accepting_and_reading_until_resume)
 	PGconn *app = harness_connect(s, APP_CONN);
 	harness_expect_answer(app, "SELECT 1", "1");
 	PGconn *console = harness_connect(s, ADMIN_CONN);
-	expect_command(console, "SUSPEND", "SUSPEND");
+	harness_command_ok(console, "SUSPEND", "SUSPEND");
 	char *v = state_of(console, "suspended");
 	ck_assert_str_eq(v, "yes");
 	free(v);
@@ -258,7 +249,7 @@ START_TEST(test_suspend_stops_accepting_and_reading_until_resume)
 	ck_assert_str_eq(e, "08P01 already suspended/paused");
 	free(e);
 
-	expect_command(console, "RESUME", "RESUME");
+	harness_command_ok(console, "RESUME", "RESUME");
 	ck_assert(harness_wait_not_busy(app, 5000));
 	PGresult *res = PQgetResult(app);
 	ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
@@ -286,7 +277,7 @@ START_TEST(test_suspend_ends_when_the_last_console_goes)
 	struct harness_sluice *s = start(NULL);
 	PGconn *app = harness_connect(s, APP_CONN);
 	PGconn *console = harness_connect(s, ADMIN_CONN);
-	expect_command(console, "SUSPEND", "SUSPEND");
+	harness_command_ok(console, "SUSPEND", "SUSPEND");
 	ck_assert(PQsendQuery(app, "SELECT 7"));
 	ck_assert(!readable_within(PQsocket(app), 300));
 	PQfinish(console);
@@ -307,7 +298,7 @@ START_TEST(test_sigusr2_resumes_a_suspend)
 	struct harness_sluice *s = start(NULL);
 	PGconn *app = harness_connect(s, APP_CONN);
 	PGconn *console = harness_connect(s, ADMIN_CONN);
-	expect_command(console, "SUSPEND", "SUSPEND");
+	harness_command_ok(console, "SUSPEND", "SUSPEND");
 	ck_assert(PQsendQuery(app, "SELECT 8"));
 	ck_assert(!readable_within(PQsocket(app), 300));
 	harness_sluice_signal(s, SIGUSR2);
@@ -329,11 +320,11 @@ START_TEST(test_suspend_refused_with_a_paused_database)
 {
 	struct harness_sluice *s = start(NULL);
 	PGconn *console = harness_connect(s, ADMIN_CONN);
-	expect_command(console, "PAUSE app", "PAUSE");
+	harness_command_ok(console, "PAUSE app", "PAUSE");
 	char *e = harness_query_error(console, "SUSPEND");
 	ck_assert_str_eq(e, "08P01 cannot suspend with paused databases");
 	free(e);
-	expect_command(console, "RESUME app", "RESUME");
+	harness_command_ok(console, "RESUME app", "RESUME");
 	PQfinish(console);
 	harness_sluice_stop_ok(s);
 }
@@ -350,11 +341,11 @@ START_TEST(test_suspend_timeout_closes_a_client_that_does_not_read)
 	harness_sleep_ms(500);
 	PGconn *console = harness_connect(s, ADMIN_CONN);
 	long t0 = harness_now_ms();
-	expect_command(console, "SUSPEND", "SUSPEND");
+	harness_command_ok(console, "SUSPEND", "SUSPEND");
 	long took = harness_now_ms() - t0;
 	ck_assert_msg(took >= 700, "SUSPEND answered after %ld ms, before suspend_timeout", took);
 	ck_assert(harness_sluice_log_wait(s, "suspend_timeout", 1000));
-	expect_command(console, "RESUME", "RESUME");
+	harness_command_ok(console, "RESUME", "RESUME");
 	/* The other client was not touched. */
 	harness_expect_answer(app, "SELECT 2", "2");
 	PQfinish(slow);
@@ -435,7 +426,7 @@ START_TEST(test_show_fds_over_tcp_lists_without_passing)
 	PGconn *app = harness_connect(s, APP_CONN);
 	harness_expect_answer(app, "SELECT 1", "1");
 	PGconn *console = harness_connect(s, ADMIN_CONN);
-	expect_command(console, "SUSPEND", "SUSPEND");
+	harness_command_ok(console, "SUSPEND", "SUSPEND");
 	PGresult *res = PQexec(console, "SHOW FDS");
 	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
 	/* Two listeners, the client, its (idle) server. */
@@ -449,7 +440,7 @@ START_TEST(test_show_fds_over_tcp_lists_without_passing)
 	ck_assert_int_eq(clients, 1);
 	ck_assert_int_eq(servers, 1);
 	PQclear(res);
-	expect_command(console, "RESUME", "RESUME");
+	harness_command_ok(console, "RESUME", "RESUME");
 	harness_expect_answer(app, "SELECT 2", "2");
 	PQfinish(console);
 	PQfinish(app);

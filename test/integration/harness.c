@@ -1134,6 +1134,17 @@ char *harness_connect_error(const struct harness_sluice *s, const char *conninfo
 	return err;
 }
 
+void harness_command_ok(PGconn *conn, const char *sql, const char *tag)
+{
+	PGresult *res = PQexec(conn, sql);
+	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s", sql,
+		PQresultErrorMessage(res));
+	if (tag)
+		ck_assert_msg(strcmp(PQcmdStatus(res), tag) == 0, "%s: tag %s, want %s", sql,
+			PQcmdStatus(res), tag);
+	PQclear(res);
+}
+
 char *harness_query_text(PGconn *conn, const char *sql)
 {
 	PGresult *res = PQexec(conn, sql);

@@ -241,6 +241,11 @@ char *harness_connect_error(const struct harness_sluice *s, const char *conninfo
  * caller frees, or NULL when there is no row or the value is SQL NULL.
  */
 char *harness_query_text(PGconn *conn, const char *sql);
+/*
+ * Runs sql (simple protocol), which must succeed without rows; with tag,
+ * its command tag must be tag. Fails the test otherwise.
+ */
+void harness_command_ok(PGconn *conn, const char *sql, const char *tag);
 
 /*
  * Runs sql on conn expecting an error: returns "SQLSTATE message" (e.g.
