@@ -258,7 +258,10 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # free_port VAR: sets VAR to a port nothing listens on and not handed out
 # before (not in a $(...) subshell, which would forget what it handed out).
-next_port=$((20000 + RANDOM % 20000))
+# From 20000-30000, below the kernel's ephemeral range (32768 and up): a
+# port there can be the local end of another connection, which the probe
+# cannot see but which keeps PostgreSQL from binding it (seen in CI).
+next_port=$((20000 + RANDOM % 10000))
 free_port() {
 	while :; do
 		next_port=$((next_port + 1))

@@ -766,6 +766,12 @@ START_TEST(test_relay_client_abort_mid_transaction_releases_locks)
 	exec_ok(b, "LOCK TABLE items IN ACCESS EXCLUSIVE MODE");
 	ck_assert_int_lt(harness_now_ms() - t0, 5000);
 	exec_ok(b, "COMMIT");
+	/* The backend releases its locks as it rolls back, and leaves just after. */
+	long gone_by = harness_now_ms() + 5000;
+	while (harness_pg_exec_long("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", pid_a) !=
+		       0 &&
+	       harness_now_ms() < gone_by)
+		harness_sleep_ms(20);
 	ck_assert_int_eq(harness_pg_exec_long("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
 				 pid_a),
 		0);
