@@ -44,7 +44,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
-#include <uthash.h>
 
 #include "sluice/auth.h"
 #include "sluice/log.h"
@@ -98,11 +97,9 @@ struct client {
 	struct param_profile *profile;
 	struct prepared_client prepared; /* its named prepared statements */
 
-	/* cancel key handed to the client */
+	/* cancel key handed to the client (worker->cancel_keys finds it by them) */
 	uint32_t cancel_pid;
 	uint32_t cancel_key;
-	uint64_t cancel_key64;
-	UT_hash_handle hh;
 
 	uint64_t connect_time; /* uv_now */
 	uint64_t state_since; /* uv_now at the last state change */
@@ -144,6 +141,12 @@ struct client {
 	uint64_t request_time; /* uv_now when the last request arrived */
 	int peer_pid; /* unix socket peer's pid, 0 for TCP */
 };
+
+/* The cancel key as one number, pid first: the cancel table's key, SHOW FDS's cancel column. */
+static inline uint64_t client_cancel_key(const struct client *c)
+{
+	return ((uint64_t)c->cancel_pid << 32) | c->cancel_key;
+}
 
 /* The client as log lines name it, made only when a line is written. */
 #define CLIENT_LOG_CONN(c)                                                                         \
