@@ -1600,11 +1600,11 @@ void client_accept(struct worker *w, int fd, bool is_unix, const struct sockaddr
 	TAILQ_INSERT_TAIL(&w->clients, c, link);
 	w->client_count++;
 	if (stream_adopt(&c->stream, fd) != 0) {
-		snprintf(c->addr, sizeof(c->addr), "?");
+		stream_addr_set(&c->addr, NULL);
 		client_close(c, "accept failed");
 		return;
 	}
-	stream_format_address(peer, c->addr, sizeof(c->addr));
+	stream_addr_set(&c->addr, peer);
 	cancel_register(w, c);
 	/*
 	 * Over the limit, the client is refused only once its StartupMessage has
@@ -1733,7 +1733,9 @@ void client_info(const struct client *c, struct conn_info *out)
 		snprintf(out->local_addr, sizeof(out->local_addr), "unix");
 		out->local_port = c->w->cfg->listen_port;
 	} else {
-		split_addr(c->addr, out->addr, sizeof(out->addr), &out->port);
+		char text[STREAM_ADDR_TEXT_MAX];
+		split_addr(client_addr_text(c, text, sizeof(text)), out->addr, sizeof(out->addr),
+			   &out->port);
 		(void)stream_address(&c->stream, true, out->local_addr, sizeof(out->local_addr),
 				     &out->local_port);
 	}

@@ -29,8 +29,10 @@
  */
 #pragma once
 
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/queue.h>
 #include <uv.h>
 
@@ -213,6 +215,27 @@ void stream_tune_socket(int fd, const struct stream_tcp_options *o);
  * writes it.
  */
 void stream_format_address(const struct sockaddr *sa, char *out, size_t len);
+
+/*
+ * A peer's address in 20 bytes instead of its text: every client keeps one
+ * for its whole life, and the text is wanted only for a log line or a SHOW
+ * row. Printed, it reads exactly as stream_format_address prints the
+ * sockaddr it was made from (uv_ip6_name prints no scope id, so none is
+ * kept).
+ */
+struct stream_addr {
+	uint8_t family; /* AF_INET, AF_INET6, AF_UNIX; AF_UNSPEC for anything else ("?") */
+	uint16_t port; /* host order */
+	uint8_t ip[16]; /* the first 4 for AF_INET */
+};
+
+/* Room for the longest text: an IPv6 address, ':', a port and the NUL. */
+#define STREAM_ADDR_TEXT_MAX (INET6_ADDRSTRLEN + sizeof(":65535"))
+
+/* Keeps what stream_addr_format needs of sa; sa NULL makes an unknown address ("?"). */
+void stream_addr_set(struct stream_addr *a, const struct sockaddr *sa);
+/* Writes a's text into out (STREAM_ADDR_TEXT_MAX bytes hold any) and returns out. */
+char *stream_addr_format(const struct stream_addr *a, char *out, size_t len);
 /*
  * The one way sluice connects out (servers, cancel requests, readiness
  * probes): initialises s as stream_init does and connects it to a PostgreSQL
