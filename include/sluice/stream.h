@@ -93,21 +93,25 @@ struct stream {
 	size_t queued; /* bytes handed to uv_write and not yet completed */
 	uint32_t read_max; /* largest message we are willing to buffer whole */
 
-	/* The flags together: a stream is in every client's and server's memory. */
-	bool is_pipe;
-	bool want_read; /* the owner wants to read */
-	bool reading; /* uv_read_start is in effect */
-	bool paused; /* backpressure from the peer: read stopped */
-	bool suspended; /* the console's SUSPEND: read stopped until stream_suspend(s, false) */
-	bool closing;
-	bool eof; /* the peer closed its side */
-	bool lingering; /* closing: half-closed, discarding input until the peer closes */
-	bool in_flush_queue;
-	bool dialing; /* stream_dial: in ctx->dial_queue until ops->connect has run */
-	bool resolved; /* the address is known: a failure is the connect's */
-	bool tls_handshaking;
-	bool tls_failed; /* a write failed: reported at the next flush */
-	bool in_tls_ready; /* in ctx->tls_ready: the engine holds input for a resumed reader */
+	/*
+	 * The flags as bits, together: a stream is in every client's and
+	 * server's memory, and fourteen bytes of bools would leave the struct
+	 * eight bytes longer. Only the loop's thread touches them.
+	 */
+	bool is_pipe : 1;
+	bool want_read : 1; /* the owner wants to read */
+	bool reading : 1; /* uv_read_start is in effect */
+	bool paused : 1; /* backpressure from the peer: read stopped */
+	bool suspended : 1; /* the console's SUSPEND: read stopped until stream_suspend(s, false) */
+	bool closing : 1;
+	bool eof : 1; /* the peer closed its side */
+	bool lingering : 1; /* closing: half-closed, discarding input until the peer closes */
+	bool in_flush_queue : 1;
+	bool dialing : 1; /* stream_dial: in ctx->dial_queue until ops->connect has run */
+	bool resolved : 1; /* the address is known: a failure is the connect's */
+	bool tls_handshaking : 1;
+	bool tls_failed : 1; /* a write failed: reported at the next flush */
+	bool in_tls_ready : 1; /* in ctx->tls_ready: the engine holds input for a resumed reader */
 	uint64_t linger_since; /* uv_now */
 	TAILQ_ENTRY(stream) flush_link;
 
