@@ -138,13 +138,14 @@ struct client {
 
 	/* relay */
 	uint32_t pass_remaining; /* bytes of the current message still to forward */
-	bool ext_open; /* extended-protocol messages sent since the last Sync */
-	bool prepared_wait; /* a message waits for answers to an earlier batch (prepared.h) */
 
-	bool released_queued; /* on worker->released */
-	bool over_limit; /* accepted beyond max_client_conn: refused at startup */
-	bool linger; /* ending with an error: close without a reset (stream_close_linger) */
-	bool direct_tls; /* the connection began with a ClientHello, not an SSLRequest */
+	/* One byte of flags: a bool each would put the struct past a malloc size class. */
+	bool ext_open : 1; /* extended-protocol messages sent since the last Sync */
+	bool prepared_wait : 1; /* a message waits for answers to an earlier batch (prepared.h) */
+	bool released_queued : 1; /* on worker->released */
+	bool over_limit : 1; /* accepted beyond max_client_conn: refused at startup */
+	bool linger : 1; /* ending with an error: close without a reset (stream_close_linger) */
+	bool direct_tls : 1; /* the connection began with a ClientHello, not an SSLRequest */
 	uint8_t replication; /* enum pkt_replication, from the startup packet */
 	uint8_t admin_role; /* enum admin_role; 0 for ordinary clients */
 	uint8_t admin_wait; /* enum admin_wait: a PAUSE/WAIT_CLOSE in progress */
