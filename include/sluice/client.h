@@ -93,6 +93,11 @@ struct client {
 	struct pool *pool;
 	struct server *server;
 
+	/*
+	 * Both names live in one allocation, which db_name starts (set_names in
+	 * client.c): one malloc chunk per client instead of two. Only
+	 * set_names and the close callback free or replace them.
+	 */
 	char *db_name;
 	char *user_name;
 
