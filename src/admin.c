@@ -1167,7 +1167,7 @@ static void show_fds(struct client *c)
 		put_text(&f.r, ci.database);
 		put_text(&f.r, ci.addr);
 		put_int(&f.r, ci.port);
-		put_int(&f.r, (long long)x->cancel_key64);
+		put_int(&f.r, (long long)client_cancel_key(x));
 		put_int(&f.r, x->server ? stream_fd(&x->server->stream) : 0);
 		fds_params(&f.r, &x->params,
 			   x->pool && x->pool->have_welcome ? &x->pool->welcome : NULL);

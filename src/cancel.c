@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uthash.h>
 
 #include "sluice/client.h"
 #include "sluice/config.h"
@@ -82,10 +83,108 @@ static int key_peer_id(uint32_t pid)
 	return (int)(((pid >> 16) & 0xffu) | (((pid >> 8) & 0xffu) << 8));
 }
 
+/* ---- the key table --------------------------------------------------------- */
+
+/* The table never holds fewer slots than this once it holds any. */
+#define CANCEL_TABLE_MIN 64u
+
+/*
+ * Fibonacci hashing: the top bits of key times 2^64/phi. Every key bit
+ * reaches them, so the bits peering fixes (the peer id, the TTL) do not
+ * crowd keys together.
+ */
+static uint32_t home_slot(const struct cancel_table *t, uint64_t key)
+{
+	uint64_t h = key * UINT64_C(0x9e3779b97f4a7c15);
+	return (uint32_t)(h >> 32) & t->mask;
+}
+
+void cancel_table_init(struct cancel_table *t)
+{
+	t->slots = NULL;
+	t->mask = 0;
+	t->n = 0;
+}
+
+void cancel_table_deinit(struct cancel_table *t)
+{
+	free(t->slots);
+	cancel_table_init(t);
+}
+
+/* Puts c in the first free slot from its home; the caller made sure one is free. */
+static void place(struct cancel_table *t, struct client *c)
+{
+	uint32_t i = home_slot(t, client_cancel_key(c));
+	while (t->slots[i])
+		i = (i + 1) & t->mask;
+	t->slots[i] = c;
+}
+
+static void grow(struct cancel_table *t)
+{
+	struct client **old = t->slots;
+	uint32_t old_cap = old ? t->mask + 1 : 0;
+	uint32_t cap = old ? old_cap * 2 : CANCEL_TABLE_MIN;
+	t->slots = xcalloc(cap, sizeof(*t->slots));
+	t->mask = cap - 1;
+	for (uint32_t i = 0; i < old_cap; i++)
+		if (old[i])
+			place(t, old[i]);
+	free(old);
+}
+
+void cancel_table_add(struct cancel_table *t, struct client *c)
+{
+	/* At most half full: probes stay short, and find always meets an empty slot. */
+	if (!t->slots || (t->n + 1) * 2 > t->mask + 1)
+		grow(t);
+	place(t, c);
+	t->n++;
+}
+
+struct client *cancel_table_find(const struct cancel_table *t, uint64_t key)
+{
+	if (!t->slots)
+		return NULL;
+	for (uint32_t i = home_slot(t, key); t->slots[i]; i = (i + 1) & t->mask)
+		if (client_cancel_key(t->slots[i]) == key)
+			return t->slots[i];
+	return NULL;
+}
+
+void cancel_table_remove(struct cancel_table *t, struct client *c)
+{
+	if (!t->slots)
+		return;
+	uint32_t i = home_slot(t, client_cancel_key(c));
+	while (t->slots[i] != c) {
+		if (!t->slots[i])
+			return;
+		i = (i + 1) & t->mask;
+	}
+	/*
+	 * Backward shift: a later entry of the same run moves into the hole
+	 * unless its home lies after the hole (cyclically), where a probe for
+	 * it would start past the hole and must still reach it. The run stays
+	 * unbroken, so no tombstone is needed.
+	 */
+	for (uint32_t j = (i + 1) & t->mask; t->slots[j]; j = (j + 1) & t->mask) {
+		uint32_t home = home_slot(t, client_cancel_key(t->slots[j]));
+		if (((j - home) & t->mask) >= ((j - i) & t->mask)) {
+			t->slots[i] = t->slots[j];
+			i = j;
+		}
+	}
+	t->slots[i] = NULL;
+	t->n--;
+}
+
+/* ---- keys ------------------------------------------------------------------- */
+
 void cancel_register(struct worker *w, struct client *c)
 {
 	int peer_id = w->cfg->peer_id;
-	struct client *other;
 	do {
 		uint8_t r[8];
 		rand_bytes(r, sizeof(r));
@@ -98,18 +197,13 @@ void cancel_register(struct worker *w, struct client *c)
 					((uint32_t)((peer_id >> 8) & 0xff) << 8);
 			c->cancel_key |= CANCEL_TTL_MASK;
 		}
-		c->cancel_key64 = ((uint64_t)c->cancel_pid << 32) | c->cancel_key;
-		HASH_FIND(hh, w->cancel_keys, &c->cancel_key64, sizeof(uint64_t), other);
-	} while (other);
-	HASH_ADD(hh, w->cancel_keys, cancel_key64, sizeof(uint64_t), c);
+	} while (cancel_table_find(&w->cancel_keys, client_cancel_key(c)));
+	cancel_table_add(&w->cancel_keys, c);
 }
 
 void cancel_unregister(struct worker *w, struct client *c)
 {
-	struct client *found;
-	HASH_FIND(hh, w->cancel_keys, &c->cancel_key64, sizeof(uint64_t), found);
-	if (found == c)
-		HASH_DELETE(hh, w->cancel_keys, c);
+	cancel_table_remove(&w->cancel_keys, c);
 }
 
 static void peer_start(struct worker *w, struct cancel_conn *cc);
@@ -211,9 +305,7 @@ static const struct stream_ops cancel_stream_ops = {
 
 void cancel_request(struct worker *w, uint32_t pid, uint32_t key)
 {
-	uint64_t k = ((uint64_t)pid << 32) | key;
-	struct client *c;
-	HASH_FIND(hh, w->cancel_keys, &k, sizeof(uint64_t), c);
+	struct client *c = cancel_table_find(&w->cancel_keys, ((uint64_t)pid << 32) | key);
 	if (!c || !c->server || c->server->state != SERVER_ACTIVE) {
 		log_debug("cancel request for an unknown key or an unlinked client: ignored");
 		return;
@@ -330,8 +422,7 @@ void cancel_accept(struct worker *w, uint32_t pid, uint32_t key, char *reason, s
 		 * never strands the clients already connected.
 		 */
 		uint64_t k = ((uint64_t)pid << 32) | (key | CANCEL_TTL_MASK);
-		struct client *c;
-		HASH_FIND(hh, w->cancel_keys, &k, sizeof(uint64_t), c);
+		struct client *c = cancel_table_find(&w->cancel_keys, k);
 		int target = key_peer_id(pid);
 		if (!c && target != own) {
 			forward_to_peer(w, target, pid, key, reason, len);

@@ -162,14 +162,29 @@ static void login_forget(struct client *c)
 	c->login = NULL;
 }
 
+/*
+ * Gives c its database and user names, copied into one allocation ("db\0user\0")
+ * that db_name points at; the old one, if any, is freed after the copy, so
+ * db and user may point into it.
+ */
+static void set_names(struct client *c, const char *db, const char *user)
+{
+	size_t db_len = strlen(db) + 1, user_len = strlen(user) + 1;
+	char *names = xmalloc(db_len + user_len);
+	memcpy(names, db, db_len);
+	memcpy(names + db_len, user, user_len);
+	free(c->db_name);
+	c->db_name = names;
+	c->user_name = names + db_len;
+}
+
 static void on_stream_closed(struct stream *st)
 {
 	struct client *c = container_of(st, struct client, stream);
 	login_forget(c);
 	param_set_deinit(&c->params);
 	prepared_client_forget_all(c->w, &c->prepared);
-	free(c->db_name);
-	free(c->user_name);
+	free(c->db_name); /* and user_name with it */
 	free(c->admin_wait_db);
 	free(c->startup_options);
 	free(c);
@@ -1018,8 +1033,7 @@ static void route_login(struct client *c)
 				    c->db_name);
 			return;
 		}
-		free(c->user_name);
-		c->user_name = xstrdup(dbc->user);
+		set_names(c, c->db_name, dbc->user);
 	}
 	/* With auth_type=any the forced user is the login, and always counted. */
 	const char *counted = type == AUTH_TYPE_ANY || user_is_known(w, c->user_name) ? c->user_name
@@ -1072,8 +1086,7 @@ static void handle_startup(struct client *c, const struct pkt_startup *st)
 	const char *db = pkt_startup_get(st, "database");
 	if (!db || !*db)
 		db = user;
-	c->user_name = xstrdup(user);
-	c->db_name = xstrdup(db);
+	set_names(c, db, user);
 
 	if (take_startup_params(c, st))
 		route_login(c);
@@ -1600,11 +1613,11 @@ void client_accept(struct worker *w, int fd, bool is_unix, const struct sockaddr
 	TAILQ_INSERT_TAIL(&w->clients, c, link);
 	w->client_count++;
 	if (stream_adopt(&c->stream, fd) != 0) {
-		snprintf(c->addr, sizeof(c->addr), "?");
+		stream_addr_set(&c->addr, NULL);
 		client_close(c, "accept failed");
 		return;
 	}
-	stream_format_address(peer, c->addr, sizeof(c->addr));
+	stream_addr_set(&c->addr, peer);
 	cancel_register(w, c);
 	/*
 	 * Over the limit, the client is refused only once its StartupMessage has
@@ -1733,7 +1746,9 @@ void client_info(const struct client *c, struct conn_info *out)
 		snprintf(out->local_addr, sizeof(out->local_addr), "unix");
 		out->local_port = c->w->cfg->listen_port;
 	} else {
-		split_addr(c->addr, out->addr, sizeof(out->addr), &out->port);
+		char text[STREAM_ADDR_TEXT_MAX];
+		split_addr(client_addr_text(c, text, sizeof(text)), out->addr, sizeof(out->addr),
+			   &out->port);
 		(void)stream_address(&c->stream, true, out->local_addr, sizeof(out->local_addr),
 				     &out->local_port);
 	}

@@ -330,9 +330,10 @@ void stream_format_address(const struct sockaddr *sa, char *out, size_t len)
 		return;
 	if (sa->sa_family == AF_INET) {
 		/*
-		 * Every client's address is written at accept, for its log lines
-		 * and SHOW CLIENTS: by hand, which costs a twentieth of inet_ntop
-		 * and snprintf. Written backwards from the port.
+		 * A client's address is printed for every log line and SHOW
+		 * row about it (stream_addr_format): by hand, which costs a
+		 * twentieth of inet_ntop and snprintf. Written backwards from
+		 * the port.
 		 */
 		const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
 		const uint8_t *ip = (const uint8_t *)&a->sin_addr;
@@ -358,6 +359,48 @@ void stream_format_address(const struct sockaddr *sa, char *out, size_t len)
 	} else {
 		snprintf(out, len, "%s", sa->sa_family == AF_UNIX ? "unix" : "?");
 	}
+}
+
+void stream_addr_set(struct stream_addr *a, const struct sockaddr *sa)
+{
+	memset(a, 0, sizeof(*a));
+	if (!sa)
+		return;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		a->family = AF_INET;
+		a->port = ntohs(in->sin_port);
+		memcpy(a->ip, &in->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		a->family = AF_INET6;
+		a->port = ntohs(in6->sin6_port);
+		memcpy(a->ip, &in6->sin6_addr, 16);
+	} else if (sa->sa_family == AF_UNIX) {
+		a->family = AF_UNIX;
+	}
+}
+
+char *stream_addr_format(const struct stream_addr *a, char *out, size_t len)
+{
+	/* Through the sockaddr again, so the text cannot drift from stream_format_address's. */
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	if (a->family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+		in->sin_family = AF_INET;
+		in->sin_port = htons(a->port);
+		memcpy(&in->sin_addr, a->ip, 4);
+	} else if (a->family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(a->port);
+		memcpy(&in6->sin6_addr, a->ip, 16);
+	} else {
+		ss.ss_family = a->family;
+	}
+	stream_format_address((const struct sockaddr *)&ss, out, len);
+	return out;
 }
 
 /* "host:port" of one end of a TCP stream ("unix" for a pipe). */

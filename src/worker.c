@@ -493,6 +493,7 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg, struct au
 	listener_set_init(&w->listeners, loop, on_accept, w, &w->io.tcp);
 	configure_streams(w);
 	TAILQ_INIT(&w->clients);
+	cancel_table_init(&w->cancel_keys);
 	TAILQ_INIT(&w->servers);
 	TAILQ_INIT(&w->pools);
 	TAILQ_INIT(&w->released);
@@ -547,6 +548,7 @@ void worker_deinit(struct worker *w)
 		free(ds->name);
 		free(ds);
 	}
+	cancel_table_deinit(&w->cancel_keys);
 	auth_userlist_unref(w->userlist);
 	worker_install_tls(w, NULL, NULL, false);
 	worker_install_hba(w, NULL);

@@ -14,12 +14,38 @@
  */
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
-
-#include "sluice/worker.h"
 
 struct client;
 struct server;
+struct worker;
+
+/*
+ * A worker's clients by cancel key: open addressing over an array of client
+ * pointers, linear probing, backward-shift deletion (no tombstones), doubled
+ * before it is half full. A slot holds only the pointer and the key is read
+ * from the client (client_cancel_key), so a client costs two to four slots
+ * of 8 bytes instead of a 56-byte uthash handle in every struct client.
+ * Lookups compare the whole 64-bit key. Keys are random, but peering fixes
+ * some of their bits (see cancel.c), so the slot comes from a multiplicative
+ * hash of the whole key, not from its low bits.
+ */
+struct cancel_table {
+	struct client **slots; /* NULL until the first add */
+	uint32_t mask; /* capacity - 1 (a power of two); 0 while slots is NULL */
+	uint32_t n; /* clients in it */
+};
+
+void cancel_table_init(struct cancel_table *t);
+/* Frees the slots; the clients are not the table's. */
+void cancel_table_deinit(struct cancel_table *t);
+/* Adds c under client_cancel_key(c), which no client in t may have. */
+void cancel_table_add(struct cancel_table *t, struct client *c);
+/* The client with this key, or NULL. */
+struct client *cancel_table_find(const struct cancel_table *t, uint64_t key);
+/* Removes c, found by its key and compared by pointer; nothing when c is not in t. */
+void cancel_table_remove(struct cancel_table *t, struct client *c);
 
 /* Gives c a fresh random cancel key and indexes it. */
 void cancel_register(struct worker *w, struct client *c);

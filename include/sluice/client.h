@@ -44,7 +44,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
-#include <uthash.h>
 
 #include "sluice/auth.h"
 #include "sluice/log.h"
@@ -76,19 +75,29 @@ struct derive;
 struct authq_wait;
 struct client_login;
 
+/*
+ * Every logged-in client holds one of these for its whole life, so the
+ * fields are laid out without holes: the pointers and 64-bit times first,
+ * then the 32-bit fields in pairs, then the flags and one-byte enums
+ * together at the end (checked with pahole or gdb's ptype/o).
+ */
 struct client {
 	struct stream stream;
 	struct worker *w;
 	uint64_t id;
 	enum client_state state;
+	int peer_pid; /* unix socket peer's pid, 0 for TCP */
 	TAILQ_ENTRY(client) link; /* worker->clients */
 	TAILQ_ENTRY(client) state_link; /* the list of its state */
 	TAILQ_ENTRY(client) released_link; /* worker->released, while released_queued */
-	bool released_queued;
 	struct pool *pool;
 	struct server *server;
 
-	char addr[64];
+	/*
+	 * Both names live in one allocation, which db_name starts (set_names in
+	 * client.c): one malloc chunk per client instead of two. Only
+	 * set_names and the close callback free or replace them.
+	 */
 	char *db_name;
 	char *user_name;
 
@@ -98,28 +107,18 @@ struct client {
 	struct param_profile *profile;
 	struct prepared_client prepared; /* its named prepared statements */
 
-	/* cancel key handed to the client */
+	/* cancel key handed to the client (worker->cancel_keys finds it by them) */
 	uint32_t cancel_pid;
 	uint32_t cancel_key;
-	uint64_t cancel_key64;
-	UT_hash_handle hh;
 
 	uint64_t connect_time; /* uv_now */
 	uint64_t state_since; /* uv_now at the last state change */
 	uint64_t state_seq; /* worker->state_changes then: orders changes within a millisecond */
 	uint64_t wait_notified_since; /* state_since of the wait query_wait_notify told it of */
 	uint64_t wait_start_us; /* uv_hrtime/1000 when it started waiting */
-
-	/* relay */
-	uint32_t pass_remaining; /* bytes of the current message still to forward */
-	bool ext_open; /* extended-protocol messages sent since the last Sync */
-	bool over_limit; /* accepted beyond max_client_conn: refused at startup */
-	bool linger; /* ending with an error: close without a reset (stream_close_linger) */
-	bool direct_tls; /* the connection began with a ClientHello, not an SSLRequest */
-	bool prepared_wait; /* a message waits for answers to an earlier batch (prepared.h) */
+	uint64_t request_time; /* uv_now when the last request arrived */
 
 	/* replication */
-	uint8_t replication; /* enum pkt_replication, from the startup packet */
 	/*
 	 * A replication client's startup "options", passed to its server as
 	 * they are (PostgreSQL reads them; a subscriber sets extra_float_digits
@@ -137,17 +136,46 @@ struct client {
 	struct conn_count *counted_db;
 	struct conn_count *counted_user;
 
-	/* admin console */
+	/* admin console: a PAUSE/WAIT_CLOSE's database, NULL for all */
+	char *admin_wait_db;
+
+	struct stream_addr addr; /* the peer's: client_addr_text prints it */
+
+	/* relay */
+	uint32_t pass_remaining; /* bytes of the current message still to forward */
+
+	/* One byte of flags: a bool each would put the struct past a malloc size class. */
+	bool ext_open : 1; /* extended-protocol messages sent since the last Sync */
+	bool prepared_wait : 1; /* a message waits for answers to an earlier batch (prepared.h) */
+	bool released_queued : 1; /* on worker->released */
+	bool over_limit : 1; /* accepted beyond max_client_conn: refused at startup */
+	bool linger : 1; /* ending with an error: close without a reset (stream_close_linger) */
+	bool direct_tls : 1; /* the connection began with a ClientHello, not an SSLRequest */
+	uint8_t replication; /* enum pkt_replication, from the startup packet */
 	uint8_t admin_role; /* enum admin_role; 0 for ordinary clients */
 	uint8_t admin_wait; /* enum admin_wait: a PAUSE/WAIT_CLOSE in progress */
-	char *admin_wait_db; /* its database, NULL for all */
-	uint64_t request_time; /* uv_now when the last request arrived */
-	int peer_pid; /* unix socket peer's pid, 0 for TCP */
 };
 
-/* The client as log lines name it, made only when a line is written. */
+/* The cancel key as one number, pid first: the cancel table's key, SHOW FDS's cancel column. */
+static inline uint64_t client_cancel_key(const struct client *c)
+{
+	return ((uint64_t)c->cancel_pid << 32) | c->cancel_key;
+}
+
+/* The peer's "ip:port" ("unix", "?"), written into buf (STREAM_ADDR_TEXT_MAX bytes); buf. */
+static inline char *client_addr_text(const struct client *c, char *buf, size_t len)
+{
+	return stream_addr_format(&c->addr, buf, len);
+}
+
+/*
+ * The client as log lines name it, made only when a line is written; the
+ * address text lives in a compound literal until the end of the caller's block.
+ */
 #define CLIENT_LOG_CONN(c)                                                                         \
-	(&(const struct log_conn){ 'C', (c)->id, (c)->db_name, (c)->user_name, (c)->addr })
+	(&(const struct log_conn){                                                                 \
+		'C', (c)->id, (c)->db_name, (c)->user_name,                                        \
+		client_addr_text((c), (char[STREAM_ADDR_TEXT_MAX]){ 0 }, STREAM_ADDR_TEXT_MAX) })
 
 /* Starts a client on a freshly accepted socket, which it owns from here (listener.c). */
 void client_accept(struct worker *w, int fd, bool is_unix, const struct sockaddr *peer);

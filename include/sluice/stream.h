@@ -29,8 +29,10 @@
  */
 #pragma once
 
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/queue.h>
 #include <uv.h>
 
@@ -91,21 +93,25 @@ struct stream {
 	size_t queued; /* bytes handed to uv_write and not yet completed */
 	uint32_t read_max; /* largest message we are willing to buffer whole */
 
-	/* The flags together: a stream is in every client's and server's memory. */
-	bool is_pipe;
-	bool want_read; /* the owner wants to read */
-	bool reading; /* uv_read_start is in effect */
-	bool paused; /* backpressure from the peer: read stopped */
-	bool suspended; /* the console's SUSPEND: read stopped until stream_suspend(s, false) */
-	bool closing;
-	bool eof; /* the peer closed its side */
-	bool lingering; /* closing: half-closed, discarding input until the peer closes */
-	bool in_flush_queue;
-	bool dialing; /* stream_dial: in ctx->dial_queue until ops->connect has run */
-	bool resolved; /* the address is known: a failure is the connect's */
-	bool tls_handshaking;
-	bool tls_failed; /* a write failed: reported at the next flush */
-	bool in_tls_ready; /* in ctx->tls_ready: the engine holds input for a resumed reader */
+	/*
+	 * The flags as bits, together: a stream is in every client's and
+	 * server's memory, and fourteen bytes of bools would leave the struct
+	 * eight bytes longer. Only the loop's thread touches them.
+	 */
+	bool is_pipe : 1;
+	bool want_read : 1; /* the owner wants to read */
+	bool reading : 1; /* uv_read_start is in effect */
+	bool paused : 1; /* backpressure from the peer: read stopped */
+	bool suspended : 1; /* the console's SUSPEND: read stopped until stream_suspend(s, false) */
+	bool closing : 1;
+	bool eof : 1; /* the peer closed its side */
+	bool lingering : 1; /* closing: half-closed, discarding input until the peer closes */
+	bool in_flush_queue : 1;
+	bool dialing : 1; /* stream_dial: in ctx->dial_queue until ops->connect has run */
+	bool resolved : 1; /* the address is known: a failure is the connect's */
+	bool tls_handshaking : 1;
+	bool tls_failed : 1; /* a write failed: reported at the next flush */
+	bool in_tls_ready : 1; /* in ctx->tls_ready: the engine holds input for a resumed reader */
 	uint64_t linger_since; /* uv_now */
 	TAILQ_ENTRY(stream) flush_link;
 
@@ -213,6 +219,27 @@ void stream_tune_socket(int fd, const struct stream_tcp_options *o);
  * writes it.
  */
 void stream_format_address(const struct sockaddr *sa, char *out, size_t len);
+
+/*
+ * A peer's address in 20 bytes instead of its text: every client keeps one
+ * for its whole life, and the text is wanted only for a log line or a SHOW
+ * row. Printed, it reads exactly as stream_format_address prints the
+ * sockaddr it was made from (uv_ip6_name prints no scope id, so none is
+ * kept).
+ */
+struct stream_addr {
+	uint8_t family; /* AF_INET, AF_INET6, AF_UNIX; AF_UNSPEC for anything else ("?") */
+	uint16_t port; /* host order */
+	uint8_t ip[16]; /* the first 4 for AF_INET */
+};
+
+/* Room for the longest text: an IPv6 address, ':', a port and the NUL. */
+#define STREAM_ADDR_TEXT_MAX (INET6_ADDRSTRLEN + sizeof(":65535"))
+
+/* Keeps what stream_addr_format needs of sa; sa NULL makes an unknown address ("?"). */
+void stream_addr_set(struct stream_addr *a, const struct sockaddr *sa);
+/* Writes a's text into out (STREAM_ADDR_TEXT_MAX bytes hold any) and returns out. */
+char *stream_addr_format(const struct stream_addr *a, char *out, size_t len);
 /*
  * The one way sluice connects out (servers, cancel requests, readiness
  * probes): initialises s as stream_init does and connects it to a PostgreSQL

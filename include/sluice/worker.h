@@ -38,6 +38,7 @@
 
 #include "sluice/auth.h"
 #include "sluice/buf.h"
+#include "sluice/cancel.h"
 #include "sluice/common.h"
 #include "sluice/config.h"
 #include "sluice/derive.h"
@@ -110,7 +111,7 @@ struct worker {
 	struct conn_count *user_counts;
 	struct conn_count *db_client_counts; /* clients past their startup packet, by database */
 	struct conn_count *user_client_counts; /* the same, by user (see client_admit) */
-	struct client *cancel_keys; /* uthash on client->cancel_key64 */
+	struct cancel_table cancel_keys; /* every client, by client_cancel_key */
 	struct cancel_peer *cancel_peers; /* cancel.c's forwards to [peers], by peer_id */
 	struct db_state *db_states;
 	struct prepared_registry prepared; /* named statements of all clients */
