@@ -1094,6 +1094,24 @@ static void fds_params(struct rs *r, const struct param_set *ps, const struct pa
 	}
 }
 
+/* A client's or a server's row: cancel as the column shows it; link, the peer's fd or 0. */
+static void fds_conn_row(struct fds *f, int fd, const char *task, const struct conn_info *ci,
+			 uint64_t cancel, int link, const struct param_set *params,
+			 const struct param_set *welcome)
+{
+	row_begin(&f->r);
+	put_int(&f->r, fd);
+	put_text(&f->r, task);
+	put_text(&f->r, ci->user);
+	put_text(&f->r, ci->database);
+	put_text(&f->r, ci->addr);
+	put_int(&f->r, ci->port);
+	put_int(&f->r, (long long)cancel);
+	put_int(&f->r, link);
+	fds_params(&f->r, params, welcome);
+	fds_row_end(f, fd);
+}
+
 /*
  * The listening sockets ("pooler"), then every client and server socket in
  * the clear, as PgBouncer lists them; each row carries its socket when the
@@ -1160,18 +1178,9 @@ static void show_fds(struct client *c)
 			continue;
 		struct conn_info ci;
 		client_info(x, &ci);
-		row_begin(&f.r);
-		put_int(&f.r, fd);
-		put_text(&f.r, "client");
-		put_text(&f.r, ci.user);
-		put_text(&f.r, ci.database);
-		put_text(&f.r, ci.addr);
-		put_int(&f.r, ci.port);
-		put_int(&f.r, (long long)client_cancel_key(x));
-		put_int(&f.r, x->server ? stream_fd(&x->server->stream) : 0);
-		fds_params(&f.r, &x->params,
-			   x->pool && x->pool->have_welcome ? &x->pool->welcome : NULL);
-		fds_row_end(&f, fd);
+		fds_conn_row(&f, fd, "client", &ci, client_cancel_key(x),
+			     x->server ? stream_fd(&x->server->stream) : 0, &x->params,
+			     x->pool && x->pool->have_welcome ? &x->pool->welcome : NULL);
 	}
 	for (struct server *s = server_next(w, NULL); s && !f.err; s = server_next(w, s)) {
 		if (s->state == SERVER_CLOSED || !s->stream_open || s->stream.tls)
@@ -1183,17 +1192,8 @@ static void show_fds(struct client *c)
 			continue;
 		struct conn_info ci;
 		server_info(s, &ci);
-		row_begin(&f.r);
-		put_int(&f.r, fd);
-		put_text(&f.r, "server");
-		put_text(&f.r, ci.user);
-		put_text(&f.r, ci.database);
-		put_text(&f.r, ci.addr);
-		put_int(&f.r, ci.port);
-		put_int(&f.r, (long long)(((uint64_t)s->be_pid << 32) | s->be_key));
-		put_int(&f.r, s->client ? stream_fd(&s->client->stream) : 0);
-		fds_params(&f.r, &s->params, NULL);
-		fds_row_end(&f, fd);
+		fds_conn_row(&f, fd, "server", &ci, ((uint64_t)s->be_pid << 32) | s->be_key,
+			     s->client ? stream_fd(&s->client->stream) : 0, &s->params, NULL);
 	}
 	if (f.err) {
 		buf_out_deinit(&f.r.out);
