@@ -229,7 +229,7 @@ build_image() {
 	local label
 	label=$(podman image inspect --format '{{index .Labels "org.opencontainers.image.version"}}' "$image")
 	[ "$label" = "$version" ] || die "version label is '$label', not $version"
-	podman run --rm --network host --no-healthcheck "$image" --version | grep -q "sluice $version" ||
+	podman run --rm --network host --no-healthcheck "$image" --version | grep "sluice $version" >/dev/null ||
 		die "sluice --version in the image does not say $version"
 	log "label org.opencontainers.image.version=$label, sluice --version agrees"
 }
@@ -390,7 +390,7 @@ smoke() {
 	code=$(podman inspect --format '{{.State.ExitCode}}' "$name")
 	[ "$code" = 0 ] || die "after SIGTERM sluice exited with $code"
 	[ "$took" -lt 10 ] || die "podman stop took $took s: sluice did not exit when its client left"
-	podman logs "$name" 2>&1 | grep -q 'SIGTERM: no new connections' ||
+	podman logs "$name" 2>&1 | grep 'SIGTERM: no new connections' >/dev/null ||
 		die "sluice did not log the SIGTERM"
 	log "smoke: SIGTERM (podman stop) during a 3 s query: new connections refused," \
 		"/ready 503 and /health 200 meanwhile, the query finished, sluice exited with" \
@@ -487,9 +487,9 @@ kube() {
 		die "/ready did not turn 200 (it says $(http_get "$metrics" /ready))"
 	[ "$(http_get "$metrics" /health)" = 200 ] || die "/health is not 200"
 	log "kube: /ready 200 and /health 200 on :$metrics"
-	wait_for 30 bash -c "podman logs $app 2>&1 | grep -q 'app: query done'" ||
+	wait_for 30 bash -c "podman logs $app 2>&1 | grep 'app: query done' >/dev/null" ||
 		die "the application did not get through sluice: $(podman logs "$app" 2>&1 | tail -n 5)"
-	podman logs "$app" 2>&1 | grep -q 'connected through sluice as app' ||
+	podman logs "$app" 2>&1 | grep 'connected through sluice as app' >/dev/null ||
 		die "the application did not connect as app"
 	log "kube: the application connected through sluice as app and ran queries"
 	# In the middle of a 3 s query, what the kubelet does when the pod is
@@ -515,7 +515,7 @@ kube() {
 	containers=()
 	grep -q 'app: SIGTERM' "$work/app.log" ||
 		die "the application got no SIGTERM: $(tail -n 5 "$work/app.log")"
-	sed -n '/app: SIGTERM/,$p' "$work/app.log" | grep -q 'app: query done' ||
+	sed -n '/app: SIGTERM/,$p' "$work/app.log" | grep 'app: query done' >/dev/null ||
 		die "the query in hand at SIGTERM did not finish: $(tail -n 5 "$work/app.log")"
 	grep -q 'SIGTERM: no new connections' "$work/sluice.log" || die "sluice got no SIGTERM"
 	grep -q 'sluice stopped' "$work/sluice.log" ||
