@@ -30,6 +30,7 @@
 #include "sluice/server.h"
 #include "sluice/sqlstate.h"
 #include "sluice/stats.h"
+#include "sluice/takeover.h"
 #include "sluice_version.h"
 
 
@@ -1307,6 +1308,12 @@ void admin_poll(struct worker *w)
 			done = worker_suspend_done(w);
 			tag = "SUSPEND";
 			break;
+		case ADMIN_WAIT_TAKEOVER:
+			done = takeover_hand_over(w);
+			tag = "TAKEOVER";
+			if (c->state == CLIENT_CLOSED)
+				continue;
+			break;
 		default:
 			done = close_done(w, db);
 			tag = "WAIT_CLOSE";
@@ -1549,6 +1556,30 @@ static void cmd_suspend(struct client *c, const char *arg)
 	start_wait(c, ADMIN_WAIT_SUSPEND, NULL);
 }
 
+/*
+ * TAKEOVER <version> and TAKEOVER CLIENTS (takeover.h): only for a new
+ * sluice process, which logs in on the unix socket as sluice's own OS user
+ * (so only someone who could read sluice's memory anyway gets the sockets).
+ */
+static void cmd_takeover(struct client *c, const char *arg)
+{
+	unsigned uid;
+	int pid;
+	if (c->admin_role != ADMIN_ROLE_ADMIN || !c->stream.is_pipe || c->stream.tls ||
+	    !stream_peer_cred(&c->stream, &uid, &pid) || uid != (unsigned)geteuid()) {
+		send_error(c, SQLSTATE_INSUFFICIENT_PRIVILEGE,
+			   "TAKEOVER is for a new sluice process of the same OS user, on the unix "
+			   "socket");
+		return;
+	}
+	if (arg && strcasecmp(arg, "clients") == 0) {
+		if (takeover_start_clients(c))
+			start_wait(c, ADMIN_WAIT_TAKEOVER, NULL);
+		return;
+	}
+	takeover_send_listeners(c, arg);
+}
+
 void admin_console_gone(struct worker *w)
 {
 	if (!w->suspended)
@@ -1590,6 +1621,8 @@ static const struct control_cmd {
 	{ "wait_close", CMD_ARG_DB, " [<db>]", cmd_wait_close },
 	{ "shutdown", CMD_ARG_OTHER, " [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]", cmd_shutdown },
 	{ "suspend", CMD_ARG_OTHER, "", cmd_suspend },
+	/* A new process's, not an operator's: takeover.h. */
+	{ "takeover", CMD_ARG_OTHER, NULL, cmd_takeover },
 };
 
 static const struct control_cmd *find_control(const char *verb)

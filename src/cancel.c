@@ -201,6 +201,16 @@ void cancel_register(struct worker *w, struct client *c)
 	cancel_table_add(&w->cancel_keys, c);
 }
 
+bool cancel_register_key(struct worker *w, struct client *c)
+{
+	if (cancel_table_find(&w->cancel_keys, client_cancel_key(c))) {
+		cancel_register(w, c);
+		return false;
+	}
+	cancel_table_add(&w->cancel_keys, c);
+	return true;
+}
+
 void cancel_unregister(struct worker *w, struct client *c)
 {
 	cancel_table_remove(&w->cancel_keys, c);

@@ -24,11 +24,13 @@
 #include "sluice/authq.h"
 #include "sluice/cancel.h"
 #include "sluice/derive.h"
+#include "sluice/handover.h"
 #include "sluice/hba.h"
 #include "sluice/pkt.h"
 #include "sluice/pool.h"
 #include "sluice/server.h"
 #include "sluice/sqlstate.h"
+#include "sluice/takeover.h"
 
 static const char *const state_names[] = {
 #define X(name, text) text,
@@ -190,6 +192,9 @@ static void on_stream_closed(struct stream *st)
 	free(c);
 }
 
+/* Takes c off every list and count and starts closing its socket: client_close's work. */
+static void client_end(struct client *c);
+
 void client_close(struct client *c, const char *reason)
 {
 	if (c->state == CLIENT_CLOSED)
@@ -198,6 +203,12 @@ void client_close(struct client *c, const char *reason)
 	if (w->cfg->log_disconnections || log_enabled(LOG_LEVEL_DEBUG))
 		clog(LOG_LEVEL_INFO, c, "closing because: %s (age=%llus)", reason,
 		     (unsigned long long)((uv_now(w->loop) - c->connect_time) / 1000));
+	client_end(c);
+}
+
+static void client_end(struct client *c)
+{
+	struct worker *w = c->w;
 	struct server *s = c->server;
 	struct pool *p = c->pool;
 	if (s) {
@@ -234,8 +245,10 @@ void client_close(struct client *c, const char *reason)
 	}
 	TAILQ_REMOVE(&w->clients, c, link);
 	w->client_count--;
-	if (c->admin_role != ADMIN_ROLE_NONE)
+	if (c->admin_role != ADMIN_ROLE_NONE) {
+		takeover_console_gone(w, c);
 		admin_console_gone(w);
+	}
 	if (c->counted_db)
 		worker_count_release(&w->db_client_counts, c->counted_db, 1);
 	if (c->counted_user)
@@ -1628,6 +1641,187 @@ void client_accept(struct worker *w, int fd, bool is_unix, const struct sockaddr
 		c->over_limit = !evict_stalled_login(w, c);
 	stream_read_start(&c->stream);
 	stream_read_now(&c->stream);
+}
+
+/* ---- online restart (takeover.h) ------------------------------------------------ */
+
+bool client_may_move(const struct client *c)
+{
+	/* TLS state is OpenSSL's; a replication client's server is its own for life. */
+	return c->state != CLIENT_CLOSED && !c->stream.tls && !c->stream.closing && !c->replication;
+}
+
+bool client_can_hand_over(const struct client *c)
+{
+	/*
+	 * Between transactions: no server (a WAITING client's request is still
+	 * in its read buffer, and goes along), nothing queued to it. A console
+	 * client only when no command of its waits.
+	 */
+	bool between = c->state == CLIENT_IDLE || (c->state == CLIENT_WAITING && !c->admin_role);
+	return between && client_may_move(c) && !c->admin_wait && stream_unsent(&c->stream) == 0 &&
+	       stream_fd(&c->stream) >= 0;
+}
+
+struct export
+{
+	struct handover_prepared *items;
+	uint32_t n, cap;
+};
+
+static void export_prepared(void *arg, const char *name, const uint8_t *text, uint32_t len)
+{
+	struct export *e = arg;
+	if (e->n == e->cap) {
+		e->cap = e->cap ? 2 * e->cap : 8;
+		e->items = xrealloc(e->items, e->cap * sizeof(*e->items));
+	}
+	e->items[e->n++] = (struct handover_prepared){ name, text, len };
+}
+
+void client_hand_over_record(const struct client *c, struct buf_out *out)
+{
+	struct worker *w = c->w;
+	uint64_t now = uv_now(w->loop);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t wall_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	struct handover_client h = {
+		.id = c->id,
+		.connect_time_ms = wall_ms - MIN(wall_ms, now - MIN(now, c->connect_time)),
+		.is_unix = c->stream.is_pipe,
+		.admin_role = c->admin_role,
+		.addr_family = c->addr.family,
+		.addr_port = c->addr.port,
+		.peer_pid = c->peer_pid,
+		.cancel_pid = c->cancel_pid,
+		.cancel_key = c->cancel_key,
+		.db = c->db_name,
+		.user = c->user_name,
+		.input = stream_avail(&c->stream) ? stream_data(&c->stream) : NULL,
+		.input_len = (uint32_t)stream_avail(&c->stream),
+	};
+	memcpy(h.addr_ip, c->addr.ip, sizeof(h.addr_ip));
+	const struct pool *p = c->pool;
+	if (p && !p->is_admin) {
+		h.have_scram_keys = p->have_scram_keys;
+		memcpy(h.scram_client_key, p->scram_client_key, 32);
+		memcpy(h.scram_server_key, p->scram_server_key, 32);
+		h.password = p->client_password;
+	}
+	struct handover_param params[HANDOVER_MAX_PARAMS];
+	for (int i = 0; i < c->params.n && i < HANDOVER_MAX_PARAMS; i++)
+		params[h.n_params++] = (struct handover_param){ c->params.items[i].name,
+								c->params.items[i].value };
+	h.params = params;
+	struct export e = { 0 };
+	prepared_client_each(&c->prepared, export_prepared, &e);
+	h.prepared = e.items;
+	h.n_prepared = e.n;
+	handover_client_encode(out, &h);
+	free(e.items);
+}
+
+void client_handed_over(struct client *c)
+{
+	if (c->state == CLIENT_CLOSED)
+		return;
+	clog(LOG_LEVEL_DEBUG, c, "handed over to the new process");
+	/* Whatever was read is in the record: nothing is left for the close to see. */
+	if (c->stream.rbuf)
+		stream_consume(&c->stream, stream_avail(&c->stream));
+	client_end(c);
+}
+
+/* A handed-over client's pool, with the credentials the old process had for it; NULL: failed. */
+static struct pool *adopt_pool(struct client *c, const struct handover_client *h)
+{
+	struct worker *w = c->w;
+	if (c->admin_role) {
+		if (!client_admit(c, ADMIN_DB, 0, NULL, true))
+			return NULL;
+		return admin_pool(w);
+	}
+	const struct config_database *db = config_find_database(w->cfg, c->db_name);
+	if (!db) {
+		client_fail(c, SQLSTATE_INVALID_CATALOG_NAME,
+			    "no such database: %s (not in the configuration of the new process)",
+			    c->db_name);
+		return NULL;
+	}
+	/* Counted as at login, never refused: it was let in already. */
+	if (!client_admit(c, c->db_name, 0, c->user_name, true))
+		return NULL;
+	struct pool *p = pool_get(w, c->db_name, c->user_name, db);
+	if (strcmp(c->user_name, p->user_name) != 0)
+		return p;
+	if (h->have_scram_keys && !p->have_scram_keys) {
+		memcpy(p->scram_client_key, h->scram_client_key, 32);
+		memcpy(p->scram_server_key, h->scram_server_key, 32);
+		p->have_scram_keys = true;
+	}
+	if (h->password && !p->client_password)
+		p->client_password = xstrdup(h->password);
+	return p;
+}
+
+void client_adopt(struct worker *w, int fd, const struct handover_client *h)
+{
+	struct client *c = xcalloc(1, sizeof(*c));
+	c->w = w;
+	param_set_init(&c->params);
+	if (stream_init(&w->io, &c->stream, h->is_unix, &client_stream_ops) != 0) {
+		close(fd);
+		free(c);
+		return;
+	}
+	c->id = ++w->next_conn_id;
+	/* Its age goes on from the old process's connect time (SHOW CLIENTS, the logs). */
+	uint64_t now = uv_now(w->loop);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t wall_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	uint64_t age = wall_ms > h->connect_time_ms ? wall_ms - h->connect_time_ms : 0;
+	c->connect_time = now - MIN(now, age);
+	c->state_since = c->request_time = now;
+	c->addr = (struct stream_addr){ .family = h->addr_family, .port = h->addr_port };
+	memcpy(c->addr.ip, h->addr_ip, sizeof(c->addr.ip));
+	c->peer_pid = h->peer_pid;
+	c->admin_role = h->admin_role;
+	set_names(c, h->db, h->user);
+	TAILQ_INSERT_TAIL(&w->clients, c, link);
+	w->client_count++;
+	if (stream_adopt(&c->stream, fd) != 0) {
+		client_close(c, "taking over the socket failed");
+		return;
+	}
+	c->cancel_pid = h->cancel_pid;
+	c->cancel_key = h->cancel_key;
+	if (!cancel_register_key(w, c))
+		clog(LOG_LEVEL_WARNING, c,
+		     "its cancel key is in use here already: it got a new one, so a cancel "
+		     "request with the old one will not reach it");
+	for (uint32_t i = 0; i < h->n_params; i++)
+		param_set_put(&c->params, h->params[i].name, h->params[i].value);
+	for (uint32_t i = 0; i < h->n_prepared; i++) {
+		const struct handover_prepared *hp = &h->prepared[i];
+		if (!prepared_client_adopt(w, &c->prepared, hp->name, hp->text, hp->text_len)) {
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+				    "the old process handed over a malformed prepared statement");
+			return;
+		}
+	}
+	struct pool *p = adopt_pool(c, h);
+	if (!p)
+		return;
+	c->pool = p;
+	clog(LOG_LEVEL_DEBUG, c, "taken over from the old process (its C-%llu)",
+	     (unsigned long long)h->id);
+	client_set_state(c, CLIENT_IDLE);
+	stream_preload(&c->stream, h->input, h->input_len);
+	stream_read_start(&c->stream);
+	if (stream_avail(&c->stream))
+		client_process(c);
 }
 
 /*

@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "sluice/authq.h"
 #include "sluice/http_parse.h"
@@ -752,11 +753,14 @@ static void on_timer(uv_timer_t *t)
 
 /* ---- start and stop -------------------------------------------------------------- */
 
-int http_start(struct worker *w)
+int http_start(struct worker *w, int fd)
 {
 	const struct config *cfg = w->cfg;
-	if (cfg->metrics_port == 0)
+	if (cfg->metrics_port == 0) {
+		if (fd >= 0)
+			close(fd);
 		return 0;
+	}
 	const char *addr = cfg->metrics_addr && *cfg->metrics_addr ? cfg->metrics_addr
 								   : "127.0.0.1";
 	if (strcmp(addr, "*") == 0)
@@ -775,16 +779,25 @@ int http_start(struct worker *w)
 	h->open++;
 	w->http = h;
 
-	struct sockaddr_storage ss;
-	bool v6 = strchr(addr, ':') != NULL;
-	int rc = v6 ? uv_ip6_addr(addr, cfg->metrics_port, (struct sockaddr_in6 *)&ss)
-		    : uv_ip4_addr(addr, cfg->metrics_port, (struct sockaddr_in *)&ss);
-	if (rc < 0) {
-		log_error("metrics_addr %s is not an IP address: %s", addr, uv_strerror(rc));
-		http_stop(w);
-		return rc;
+	int rc;
+	if (fd >= 0) {
+		/* The predecessor's listening socket, bound and listening already. */
+		rc = uv_tcp_open(&h->listener, fd);
+		if (rc < 0)
+			close(fd);
+	} else {
+		struct sockaddr_storage ss;
+		bool v6 = strchr(addr, ':') != NULL;
+		rc = v6 ? uv_ip6_addr(addr, cfg->metrics_port, (struct sockaddr_in6 *)&ss)
+			: uv_ip4_addr(addr, cfg->metrics_port, (struct sockaddr_in *)&ss);
+		if (rc < 0) {
+			log_error("metrics_addr %s is not an IP address: %s", addr,
+				  uv_strerror(rc));
+			http_stop(w);
+			return rc;
+		}
+		rc = uv_tcp_bind(&h->listener, (struct sockaddr *)&ss, v6 ? UV_TCP_IPV6ONLY : 0);
 	}
-	rc = uv_tcp_bind(&h->listener, (struct sockaddr *)&ss, v6 ? UV_TCP_IPV6ONLY : 0);
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)&h->listener, HTTP_BACKLOG, on_connection);
 	if (rc < 0) {
@@ -796,6 +809,14 @@ int http_start(struct worker *w)
 	/* So that the first /ready after start-up can already know the answer. */
 	probe_round(h);
 	return 0;
+}
+
+int http_listen_fd(const struct worker *w)
+{
+	uv_os_fd_t fd;
+	if (!w->http || uv_fileno((const uv_handle_t *)&w->http->listener, &fd) != 0)
+		return -1;
+	return fd;
 }
 
 void http_stop(struct worker *w)

@@ -356,19 +356,24 @@ static const char *unusable(int fd, struct sockaddr_storage *ss, socklen_t *ssle
 }
 
 /*
- * Adopts fd, a socket the service manager passed: made non-blocking and
- * watched; its backlog, options and (unix) file are left as they are.
- * Closes fd on failure.
+ * Adopts fd, a socket the service manager passed (or, with
+ * from_predecessor, the process sluice takes over from): made non-blocking
+ * and watched; its backlog and options are left as they are. A unix
+ * socket's file is the service manager's, but a predecessor's becomes this
+ * set's, to remove at exit as the predecessor would have. Closes fd on
+ * failure.
  */
-static int adopt(struct listener_set *ls, int fd)
+static int adopt(struct listener_set *ls, int fd, bool from_predecessor)
 {
+	const char *origin = from_predecessor ? "from the previous process"
+					      : "passed by the service manager";
 	struct sockaddr_storage ss;
 	socklen_t sslen = sizeof(ss);
 	int rc;
 	memset(&ss, 0, sizeof(ss));
 	const char *why = unusable(fd, &ss, &sslen, &rc);
 	if (why) {
-		log_error("socket fd %d passed by the service manager: %s", fd, why);
+		log_error("socket fd %d %s: %s", fd, origin, why);
 		close(fd);
 		return rc;
 	}
@@ -401,9 +406,12 @@ static int adopt(struct listener_set *ls, int fd)
 		snprintf(name, sizeof(name), v6 ? "[%s]:%d" : "%s:%d", ip,
 			 ntohs(v6 ? in6->sin6_port : in4->sin_port));
 	}
-	/* The name is only shown (logs): an adopted socket's file is never unlinked or chowned. */
+	/* A predecessor's socket file is this set's now: its name is the path unlink needs. */
+	if (from_predecessor && is_unix && name[0] == '/')
+		return watch(ls, fd, name, true, true);
+	/* Otherwise the name is only shown (logs): the file is never unlinked or chowned. */
 	size_t len = strlen(name);
-	snprintf(name + len, sizeof(name) - len, " (fd %d, passed by the service manager)", fd);
+	snprintf(name + len, sizeof(name) - len, " (fd %d, %s)", fd, origin);
 	return watch(ls, fd, name, is_unix, false);
 }
 
@@ -437,11 +445,30 @@ int listener_adopt_all(struct listener_set *ls, const struct config *cfg, const 
 	int rc = 0;
 	for (int i = 0; i < n; i++) {
 		if (rc == 0)
-			rc = adopt(ls, fds[i]);
+			rc = adopt(ls, fds[i], false);
 		else
 			close(fds[i]);
 	}
 	return rc;
+}
+
+int listener_take_over(struct listener_set *ls, const int *fds, int n)
+{
+	int rc = 0;
+	for (int i = 0; i < n; i++) {
+		if (rc == 0)
+			rc = adopt(ls, fds[i], true);
+		else
+			close(fds[i]);
+	}
+	return rc;
+}
+
+void listener_hand_over(struct listener_set *ls)
+{
+	for (struct listener *l = ls->list; l; l = l->next)
+		l->owns_file = false;
+	listener_stop(ls, false);
 }
 
 int listener_start_all(struct listener_set *ls, const struct config *cfg)

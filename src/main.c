@@ -25,6 +25,7 @@
 #include "sluice/log.h"
 #include "sluice/process.h"
 #include "sluice/systemd.h"
+#include "sluice/takeover.h"
 #include "sluice_version.h"
 
 static void usage(FILE *out)
@@ -42,6 +43,9 @@ static void usage(FILE *out)
 		"                   to be useful)\n"
 		"  -u, --user=USER  run as USER once listening (started as root); overrides\n"
 		"                   the user setting\n"
+		"  -R, --reboot     online restart: take over the listening sockets and the\n"
+		"                   clients of the sluice running with this configuration\n"
+		"                   (through its unix socket), which exits once they moved\n"
 		"  -v, --verbose    more logging (repeat for more; kept over reloads)\n"
 		"  -q, --quiet      log nothing to stderr when a logfile is set\n"
 		"  -V, --version    print the version and exit\n"
@@ -66,6 +70,18 @@ static int write_pidfile(const char *path)
 	ssize_t w = write(fd, buf, (size_t)n);
 	close(fd);
 	return w == n ? 0 : -EIO;
+}
+
+static bool pidfile_is_ours(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long pid = -1;
+	if (f) {
+		if (fscanf(f, "%ld", &pid) != 1)
+			pid = -1;
+		fclose(f);
+	}
+	return pid == (long)getpid();
 }
 
 /* Who -u or the user setting names; looked up before anything is opened. */
@@ -160,6 +176,7 @@ static void report_start(int *fd, bool ok)
 
 struct cmdline {
 	bool daemon, quiet;
+	bool reboot; /* -R: take over from the process running with this configuration */
 	const char *user; /* -u */
 	int verbose; /* how many -v */
 	const char *path; /* the ini file, or NULL */
@@ -207,10 +224,8 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
 			usage(stdout);
 			return 0;
 		case 'R':
-			/* Known, so that the refusal says what it is rather than "invalid option". */
-			fprintf(stderr, "sluice: -R (online restart) is not supported yet; the "
-					"console's SUSPEND and SHOW FDS are\n");
-			return 2;
+			cl->reboot = true;
+			break;
 		default:
 			usage(stderr);
 			return 2;
@@ -240,7 +255,25 @@ static int serve(uv_loop_t *loop, struct config *cfg, const struct cmdline *cl,
 		return 1;
 	}
 	int rc = 0;
-	if (process_start(&pr) != 0 || (run_as->name && become_user(&pr.worker, run_as) != 0)) {
+	/*
+	 * -R: the sockets come from the running process, which lets only its
+	 * own OS user take them; so the user is taken on first (there is no
+	 * socket file of ours to hand over to it).
+	 */
+	struct takeover_link *link = NULL;
+	struct worker_sockets taken;
+	if (cl->reboot) {
+		if ((run_as->name && become_user(&pr.worker, run_as) != 0) ||
+		    takeover_link_open(pr.cfg, &link) != 0) {
+			log_error(
+				"online restart (-R) failed: the running process, if any, serves on");
+			rc = 1;
+		} else {
+			takeover_link_sockets(link, &taken);
+		}
+	}
+	if (rc != 0 || process_start(&pr, link ? &taken : NULL) != 0 ||
+	    (run_as->name && !cl->reboot && become_user(&pr.worker, run_as) != 0)) {
 		rc = 1;
 	} else {
 		if (!run_as->name && geteuid() == 0)
@@ -254,6 +287,8 @@ static int serve(uv_loop_t *loop, struct config *cfg, const struct cmdline *cl,
 		*wrote_pidfile = pidfile && rc == 0;
 	}
 	if (rc != 0) {
+		/* The old process sees its console go before the clients, and serves on. */
+		takeover_link_free(link);
 		report_start(report_fd, false);
 		process_shutdown(&pr, WORKER_EXIT);
 		uv_run(loop, UV_RUN_DEFAULT);
@@ -261,9 +296,17 @@ static int serve(uv_loop_t *loop, struct config *cfg, const struct cmdline *cl,
 		return rc;
 	}
 	report_start(report_fd, true);
-	log_info("sluice %s started (pid %d)", SLUICE_VERSION, (int)getpid());
-	/* Listening, root given up, pidfile written: a Type=notify unit is now active. */
+	log_info("sluice %s started (pid %d)%s", SLUICE_VERSION, (int)getpid(),
+		 link ? ", taking over" : "");
+	/*
+	 * Listening, root given up, pidfile written: a Type=notify unit is now
+	 * active; after a takeover, with this process as its main one.
+	 */
+	if (link)
+		systemd_notify_mainpid();
 	systemd_notify_ready();
+	if (link)
+		takeover_link_start(link, &pr.worker);
 	uv_run(loop, UV_RUN_DEFAULT);
 	process_deinit(&pr);
 	log_info("sluice stopped");
@@ -323,8 +366,11 @@ int main(int argc, char **argv)
 	rc = serve(&loop, cfg, &cl, &run_as, &report_fd, pidfile, &wrote_pidfile);
 	report_start(&report_fd, false);
 	uv_loop_close(&loop);
-	/* Only our own: after a failed start, the file may be another instance's. */
-	if (wrote_pidfile)
+	/*
+	 * Only our own: after a failed start, the file may be another
+	 * instance's, and after an online restart it names the successor.
+	 */
+	if (wrote_pidfile && pidfile_is_ours(pidfile))
 		unlink(pidfile);
 	free(pidfile);
 	free(run_as.name);

@@ -571,6 +571,21 @@ static void keep_warm(struct pool *p, uint64_t now)
 		server_connect(p);
 }
 
+/*
+ * The waiter to serve next: the oldest, except while clients are being
+ * handed to a new process (takeover.h), when those that can move wait for
+ * it instead: their requests are served there.
+ */
+static struct client *first_waiter(struct pool *p)
+{
+	struct client *c = TAILQ_FIRST(&p->waiting);
+	if (!p->w->holding_movable)
+		return c;
+	while (c && client_may_move(c))
+		c = TAILQ_NEXT(c, state_link);
+	return c;
+}
+
 void pool_kick(struct pool *p)
 {
 	struct worker *w = p->w;
@@ -588,13 +603,14 @@ void pool_kick(struct pool *p)
 	bool paused = worker_db_paused(w, p->db_name);
 
 	/* Idle servers to waiters, oldest waiter first. */
-	while (!paused && p->n_cl_waiting > 0 && p->n_sv_idle > 0) {
+	struct client *waiter;
+	while (!paused && p->n_sv_idle > 0 && (waiter = first_waiter(p)) != NULL) {
 		struct server *s = TAILQ_FIRST(&p->sv_idle);
 		if (server_needs_check(s, now)) {
 			server_start_check(s);
 			continue;
 		}
-		link_waiter(p, TAILQ_FIRST(&p->waiting), s);
+		link_waiter(p, waiter, s);
 	}
 
 	/*
@@ -623,7 +639,8 @@ bool pool_serve_now(struct pool *p, struct client *c)
 	 */
 	struct worker *w = p->w;
 	if (p->n_cl_waiting > 0 || p->n_sv_idle == 0 || p->is_admin ||
-	    w->shutdown == WORKER_WAIT_SERVERS || worker_db_paused(w, p->db_name))
+	    w->shutdown == WORKER_WAIT_SERVERS || worker_db_paused(w, p->db_name) ||
+	    (w->holding_movable && client_may_move(c)))
 		return false;
 	struct server *s = TAILQ_FIRST(&p->sv_idle);
 	if (server_needs_check(s, uv_now(w->loop)))

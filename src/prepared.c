@@ -172,6 +172,30 @@ void prepared_client_forget_all(struct worker *w, struct prepared_client *pc)
 		name_drop(w, pc, n);
 }
 
+void prepared_client_each(const struct prepared_client *pc, prepared_each_cb *fn, void *arg)
+{
+	struct prepared_name *n, *tmp;
+	HASH_ITER(hh, pc->by_name, n, tmp) {
+		if (!n->closing)
+			fn(arg, n->name, n->stmt->text, n->stmt->text_len);
+	}
+}
+
+bool prepared_client_adopt(struct worker *w, struct prepared_client *pc, const char *name,
+			   const uint8_t *text, uint32_t len)
+{
+	/* What on_parse would have accepted: a query and its parameter types, nothing more. */
+	struct pkt_reader r;
+	pkt_reader_init(&r, text, len);
+	const char *query = pkt_get_cstr(&r);
+	uint16_t ntypes = pkt_get_be16(&r);
+	pkt_get_bytes(&r, (size_t)ntypes * 4);
+	if (!query || r.bad || pkt_remaining(&r) != 0 || !*name || name_find(pc, name))
+		return false;
+	name_bind(w, pc, name, pstmt_get(w, text, len));
+	return true;
+}
+
 /* ---- a server's set ------------------------------------------------------- */
 
 void prepared_server_init(struct prepared_server *ps)

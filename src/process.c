@@ -383,7 +383,7 @@ int process_init(struct process *pr, uv_loop_t *loop, struct config *cfg, int ve
 	return 0;
 }
 
-int process_start(struct process *pr)
+int process_start(struct process *pr, const struct worker_sockets *given)
 {
 	static const int signums[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
 	for (size_t i = 0; i < ARRAY_SIZE(signums); i++)
@@ -396,11 +396,12 @@ int process_start(struct process *pr)
 	 * SYSTEMD_LISTEN_FDS_START on. A malformed LISTEN_FDS fails the start
 	 * (worker_start returns that error and opens nothing).
 	 */
-	int n = systemd_listen_fds();
+	int n = given ? 0 : systemd_listen_fds();
 	int *fds = n > 0 ? xcalloc((size_t)n, sizeof(*fds)) : NULL;
 	for (int i = 0; i < n; i++)
 		fds[i] = SYSTEMD_LISTEN_FDS_START + i;
-	int rc = worker_start(&pr->worker, fds, n);
+	struct worker_sockets ws = { .fds = fds, .n = n, .http_fd = -1 };
+	int rc = worker_start(&pr->worker, given ? given : &ws);
 	free(fds);
 	return rc;
 }

@@ -647,6 +647,54 @@ int stream_send_fd(struct stream *s, const void *p, size_t len, int fd, uint64_t
 	return 0;
 }
 
+void stream_preload(struct stream *s, const void *p, size_t len)
+{
+	if (len == 0)
+		return;
+	if (!s->rbuf)
+		s->rbuf = buf_get(&s->ctx->bufs, MAX(len + READ_MIN_SPACE, (size_t)BUF_SIZE));
+	stream_reserve(s, buf_avail(s->rbuf) + len);
+	struct buf *b = s->rbuf;
+	memcpy(b->data + b->end, p, len);
+	b->end += (uint32_t)len;
+}
+
+ssize_t stream_recv_fd(int sock, void *p, size_t len, int *fd)
+{
+	/* Room for a few: any beyond the first are closed, never leaked. */
+	union {
+		struct cmsghdr align;
+		uint8_t space[CMSG_SPACE(sizeof(int) * 4)];
+	} control;
+	struct iovec iov = { .iov_base = p, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov,
+			      .msg_iovlen = 1,
+			      .msg_control = control.space,
+			      .msg_controllen = sizeof(control.space) };
+	ssize_t n;
+	do
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return uv_translate_sys_error(errno);
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int got;
+			memcpy(&got, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (*fd < 0)
+				*fd = got;
+			else
+				close(got);
+		}
+	}
+	if (msg.msg_flags & MSG_CTRUNC)
+		return UV_EMSGSIZE;
+	return n;
+}
+
 void stream_reserve(struct stream *s, size_t len)
 {
 	struct buf *b = s->rbuf;

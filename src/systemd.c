@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sluice/log.h"
 #include "sluice_version.h"
@@ -82,6 +83,13 @@ static void notify(const char *state)
 void systemd_notify_ready(void)
 {
 	notify("READY=1");
+}
+
+void systemd_notify_mainpid(void)
+{
+	char state[32];
+	snprintf(state, sizeof(state), "MAINPID=%d", (int)getpid());
+	notify(state);
 }
 
 void systemd_notify_reloading(void)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 
 #include "sluice/admin.h"
@@ -24,6 +25,7 @@
 #include "sluice/rand.h"
 #include "sluice/server.h"
 #include "sluice/sqlstate.h"
+#include "sluice/takeover.h"
 
 #define TICK_MS 250
 /* Read buffers kept for reuse (16 KB each); a burst beyond this goes back to malloc. */
@@ -375,6 +377,7 @@ static void finish_exit(struct worker *w)
 			 w->derive.jobs);
 	listener_stop(&w->listeners, false);
 	http_stop(w);
+	takeover_link_stop(w);
 	authq_free(w->authq);
 	w->authq = NULL;
 	/*
@@ -510,19 +513,25 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg, struct au
 	return 0;
 }
 
-int worker_start(struct worker *w, const int *listen_fds, int n_listen_fds)
+int worker_start(struct worker *w, const struct worker_sockets *ws)
 {
 	/* The check step first: a failed start exits through it (finish_exit). */
 	uv_check_start(&w->flush_check, on_check);
 	uv_prepare_start(&w->clock_reset, on_prepare);
 	uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
-	int rc = n_listen_fds;
-	if (n_listen_fds > 0)
-		rc = listener_adopt_all(&w->listeners, w->cfg, listen_fds, n_listen_fds);
-	else if (n_listen_fds == 0)
+	int http_fd = ws ? ws->http_fd : -1;
+	int rc = ws ? ws->n : 0;
+	if (rc > 0 && ws->from_predecessor)
+		rc = listener_take_over(&w->listeners, ws->fds, ws->n);
+	else if (rc > 0)
+		rc = listener_adopt_all(&w->listeners, w->cfg, ws->fds, ws->n);
+	else if (rc == 0)
 		rc = listener_start_all(&w->listeners, w->cfg);
-	if (rc == 0)
-		rc = http_start(w);
+	if (rc == 0) {
+		rc = http_start(w, http_fd);
+	} else if (http_fd >= 0) {
+		close(http_fd);
+	}
 	return rc;
 }
 
@@ -549,6 +558,8 @@ void worker_deinit(struct worker *w)
 		free(ds);
 	}
 	cancel_table_deinit(&w->cancel_keys);
+	free(w->handing_over);
+	w->handing_over = NULL;
 	auth_userlist_unref(w->userlist);
 	worker_install_tls(w, NULL, NULL, false);
 	worker_install_hba(w, NULL);

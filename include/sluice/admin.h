@@ -33,6 +33,7 @@ enum admin_wait {
 	ADMIN_WAIT_PAUSE,
 	ADMIN_WAIT_CLOSE,
 	ADMIN_WAIT_SUSPEND,
+	ADMIN_WAIT_TAKEOVER, /* TAKEOVER CLIENTS: until every client that can go went */
 };
 
 /* Whether db names the console ("pgbouncer" or "sluice"). */

@@ -14,6 +14,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +50,12 @@ void cancel_table_remove(struct cancel_table *t, struct client *c);
 
 /* Gives c a fresh random cancel key and indexes it. */
 void cancel_register(struct worker *w, struct client *c);
+/*
+ * Registers the key c has (a client handed over by the process before,
+ * takeover.h); when another client has it here already, c gets a new one
+ * as cancel_register gives and false is returned.
+ */
+bool cancel_register_key(struct worker *w, struct client *c);
 void cancel_unregister(struct worker *w, struct client *c);
 /*
  * Handles a CancelRequest that arrived with (pid, key): forwards it to the

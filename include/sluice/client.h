@@ -210,6 +210,22 @@ struct client *client_next(struct worker *w, struct client *c);
 struct client *client_find(struct worker *w, uint64_t id);
 void client_info(const struct client *c, struct conn_info *out);
 
+/*
+ * Online restart (takeover.h). In the old process: whether c may go to the
+ * successor now (between transactions: IDLE, or WAITING with its request
+ * unread; nothing queued to it; client_may_move), its record (handover.h) appended
+ * to out, and, once its socket went, its end here without a word to it.
+ * In the new process: a client made of fd and the record h.
+ */
+struct handover_client;
+struct buf_out;
+bool client_can_hand_over(const struct client *c);
+/* Whether c can go at some boundary (not TLS, not replication): pool.c holds such waiters then. */
+bool client_may_move(const struct client *c);
+void client_hand_over_record(const struct client *c, struct buf_out *out);
+void client_handed_over(struct client *c);
+void client_adopt(struct worker *w, int fd, const struct handover_client *h);
+
 /* Periodic timeouts (client_login_timeout, client_idle_timeout, query_wait_timeout...). */
 void client_tick(struct client *c, uint64_t now);
 void client_check(const struct client *c);

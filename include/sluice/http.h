@@ -26,10 +26,14 @@ struct worker;
 
 /*
  * Opens the HTTP listener when w->cfg->metrics_port is not 0 (a no-op
- * returning 0 otherwise) and sets w->http. Returns 0 or a negative libuv
- * error, logged, when the address cannot be listened on.
+ * returning 0 otherwise) and sets w->http. fd >= 0 is a listening socket
+ * to serve on instead of binding one (a predecessor's, takeover.h), the
+ * listener's from this call on. Returns 0 or a negative libuv error,
+ * logged, when the address cannot be listened on.
  */
-int http_start(struct worker *w) WUR;
+int http_start(struct worker *w, int fd) WUR;
+/* The listening socket's descriptor (borrowed), or -1 when there is none. */
+int http_listen_fd(const struct worker *w);
 
 /*
  * Closes the listener, every open HTTP connection and every probe (at

@@ -81,6 +81,17 @@ int listener_start_all(struct listener_set *ls, const struct config *cfg) WUR;
 int listener_adopt_all(struct listener_set *ls, const struct config *cfg, const int *fds,
 		       int n) WUR;
 /*
+ * Listens on fds[0..n), the listening sockets of the process this one takes
+ * over from (takeover.h), as listener_adopt_all does, except that the unix
+ * socket's file becomes the set's (removed at exit). 0 or a negative errno.
+ */
+int listener_take_over(struct listener_set *ls, const int *fds, int n) WUR;
+/*
+ * The successor has the sockets (takeover.h): closes the listeners here,
+ * leaving the unix socket's file to the successor.
+ */
+void listener_hand_over(struct listener_set *ls);
+/*
  * Closes the listeners: all of them, or (keep_unix) the TCP ones only, so that
  * the console stays reachable on the unix socket while a shutdown waits.
  * Adopted sockets are closed the same way; the service manager keeps its own

@@ -127,3 +127,15 @@ bool prepared_name_in_use_error(struct server *s, const struct rq_entry *rq, con
 void prepared_server_forget_all(struct worker *w, struct prepared_server *ps, uint32_t seq);
 /* ... and the client that sent it has no names left (also: the client is gone). */
 void prepared_client_forget_all(struct worker *w, struct prepared_client *pc);
+
+/*
+ * An online restart (takeover.h) carries a client's names over: each is
+ * read out with its Parse text (the body after the name) here, and given
+ * to the successor's client with prepared_client_adopt, which refuses
+ * (false) a text a Parse could not have had, an empty name or a name the
+ * client has already.
+ */
+typedef void prepared_each_cb(void *arg, const char *name, const uint8_t *text, uint32_t len);
+void prepared_client_each(const struct prepared_client *pc, prepared_each_cb *fn, void *arg);
+bool prepared_client_adopt(struct worker *w, struct prepared_client *pc, const char *name,
+			   const uint8_t *text, uint32_t len) WUR;

@@ -61,11 +61,12 @@ struct process {
 int process_init(struct process *pr, uv_loop_t *loop, struct config *cfg, int verbose_extra,
 		 bool log_stderr) WUR;
 /*
- * Starts the worker (listeners: the service manager's sockets when it
- * passed some, else the configuration's; the tick), the signal watchers,
- * and the status line when a service manager listens.
+ * Starts the worker (listeners: given, a predecessor's sockets, when not
+ * NULL; else the service manager's sockets when it passed some, else the
+ * configuration's; the tick), the signal watchers, and the status line when
+ * a service manager listens.
  */
-int process_start(struct process *pr) WUR;
+int process_start(struct process *pr, const struct worker_sockets *given) WUR;
 /* Frees what remains once the loop has stopped. */
 void process_deinit(struct process *pr);
 

@@ -319,6 +319,22 @@ int stream_fd(const struct stream *s);
  */
 int stream_send_fd(struct stream *s, const void *p, size_t len, int fd, uint64_t timeout_ms) WUR;
 
+/*
+ * The other end of stream_send_fd, on a plain socket sock (not a stream's:
+ * an online restart's link to its predecessor, takeover.h): one recvmsg of
+ * up to len bytes into p, blocking or not as sock is. A descriptor that
+ * came along is stored in *fd when that is -1 (and closed when *fd holds
+ * one already: each message carries one at most). Bytes read, 0 at EOF,
+ * or a negative libuv error (UV_EAGAIN; UV_EMSGSIZE when descriptors
+ * were cut off).
+ */
+ssize_t stream_recv_fd(int sock, void *p, size_t len, int *fd) WUR;
+/*
+ * Puts p[0..len) into s's read buffer as if just read (after what is there):
+ * bytes a client had sent to the process it was handed over from.
+ */
+void stream_preload(struct stream *s, const void *p, size_t len);
+
 static inline void stream_consume(struct stream *s, size_t n)
 {
 	s->rbuf->start += (uint32_t)n;

@@ -36,6 +36,8 @@ bool systemd_notify_wanted(void);
 
 /* READY=1: start-up is complete (listeners open), or a reload is over. */
 void systemd_notify_ready(void);
+/* MAINPID=<this process>: after an online restart, the unit's main process is the successor. */
+void systemd_notify_mainpid(void);
 /* RELOADING=1 and MONOTONIC_USEC=<now>: a reload begins. READY=1 must follow. */
 void systemd_notify_reloading(void);
 /* STOPPING=1: a shutdown begins. */

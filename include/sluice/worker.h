@@ -53,6 +53,8 @@ struct process;
 struct client;
 struct cancel_peer;
 struct server;
+struct takeover_out;
+struct takeover_link;
 
 TAILQ_HEAD(client_list, client);
 TAILQ_HEAD(server_list, server);
@@ -117,6 +119,12 @@ struct worker {
 	struct prepared_registry prepared; /* named statements of all clients */
 	bool paused_all; /* PAUSE without a database */
 	bool suspended; /* SUSPEND: no accepting, no reading but the console's (worker_suspend) */
+	/* Online restart, old side (takeover.h): the state of the handing over, or NULL. */
+	struct takeover_out *handing_over;
+	/* ...while clients go: waiters that can move get no server here (pool.c) */
+	bool holding_movable;
+	/* New side: the link that brings the old process's clients, until they are all here. */
+	struct takeover_link *taking_over;
 	uint64_t suspended_at; /* uv_now of the SUSPEND, for suspend_timeout */
 	int admin_waiters; /* console clients waiting for PAUSE/WAIT_CLOSE to finish */
 	struct pool *admin_pool; /* the pgbouncer/pgbouncer pseudo-pool, created on use */
@@ -206,14 +214,24 @@ void worker_install_tls(struct worker *w, struct tls_ctx *client_tls, struct tls
 /* New logins are matched against h from now on (NULL: none loaded); the worker takes a reference. */
 void worker_install_hba(struct worker *w, struct hba *h);
 /*
- * Opens listeners and starts the tick; after this the loop may run, also
- * when it failed (a shutdown then ends it). With n_listen_fds > 0, the
- * listeners are listen_fds, sockets the service manager passed (systemd.h),
- * which are the worker's from this call on; with 0 they are opened where the
- * snapshot says; a negative n_listen_fds (the passed sockets could not be
- * taken) is returned as the error, and nothing is opened.
+ * Listening sockets a worker is given instead of opening its own: the
+ * service manager's (systemd.h), or a predecessor's (takeover.h,
+ * from_predecessor). They are the worker's from worker_start on.
  */
-int worker_start(struct worker *w, const int *listen_fds, int n_listen_fds) WUR;
+struct worker_sockets {
+	const int *fds; /* the client listeners */
+	int n; /* how many; negative: they could not be taken, an error to return */
+	bool from_predecessor;
+	int http_fd; /* the metrics listener, or -1 */
+};
+
+/*
+ * Opens listeners and starts the tick; after this the loop may run, also
+ * when it failed (a shutdown then ends it). Without ws, or with ws->n 0, the
+ * listeners are opened where the snapshot says; a negative ws->n is returned
+ * as the error, and nothing is opened.
+ */
+int worker_start(struct worker *w, const struct worker_sockets *ws) WUR;
 /* Frees what remains after the loop has stopped. */
 void worker_deinit(struct worker *w);
 
