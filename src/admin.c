@@ -1453,6 +1453,24 @@ static void cmd_reload(struct client *c, const char *arg)
 		send_complete(c, "RELOAD");
 }
 
+/* RESTART (sluice-only): a new process from sluice's binary takes this one over (takeover.h). */
+static void cmd_restart(struct client *c, const char *arg)
+{
+	(void)arg;
+	char why[256];
+	if (c->w->shutdown != WORKER_RUNNING || c->w->handing_over) {
+		send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+			   c->w->handing_over ? "a takeover is under way already"
+					      : "pooler is shutting down");
+		return;
+	}
+	if (process_restart(c->w->process, why, sizeof(why)) != 0) {
+		send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE, "%s", why);
+		return;
+	}
+	send_complete(c, "RESTART");
+}
+
 static void cmd_disable(struct client *c, const char *db)
 {
 	worker_db_state(c->w, db, true)->disabled = true;
@@ -1621,6 +1639,7 @@ static const struct control_cmd {
 	{ "wait_close", CMD_ARG_DB, " [<db>]", cmd_wait_close },
 	{ "shutdown", CMD_ARG_OTHER, " [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]", cmd_shutdown },
 	{ "suspend", CMD_ARG_OTHER, "", cmd_suspend },
+	{ "restart", CMD_ARG_NONE, " (sluice)", cmd_restart },
 	/* A new process's, not an operator's: takeover.h. */
 	{ "takeover", CMD_ARG_OTHER, NULL, cmd_takeover },
 };

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -253,6 +254,13 @@ static int serve(uv_loop_t *loop, struct config *cfg, const struct cmdline *cl,
 	if (process_init(&pr, loop, cfg, cl->verbose, !cl->daemon && !cl->quiet) != 0) {
 		log_error("start-up failed");
 		return 1;
+	}
+	/* RESTART runs the binary at this path: an upgraded binary put there takes over. */
+	char exe[PATH_MAX];
+	ssize_t exe_len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (exe_len > 0) {
+		exe[exe_len] = '\0';
+		pr.exe_path = xstrdup(exe);
 	}
 	int rc = 0;
 	/*

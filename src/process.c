@@ -11,6 +11,7 @@
 
 #include "sluice/log.h"
 #include "sluice/systemd.h"
+#include "sluice/takeover.h"
 
 /* How often the service manager's status line is brought up to date (when it changed). */
 #define STATUS_INTERVAL_MS 2000
@@ -341,9 +342,76 @@ static uv_signal_t *signal_handle(struct process *pr, int i)
  * The worker has stopped its handles: so do the signal watchers, or the loop
  * would never end.
  */
+static void on_successor_exit(uv_process_t *h, int64_t status, int signo)
+{
+	struct process *pr = h->data;
+	pr->restarting = false;
+	uv_close((uv_handle_t *)h, NULL);
+	if (status == 0 && signo == 0) {
+		log_info("RESTART: the new process (pid %d) exited with status 0", h->pid);
+		return;
+	}
+	log_warning("RESTART: the new process (pid %d) %s %d%s", h->pid,
+		    signo ? "was killed by signal" : "exited with status",
+		    signo ? signo : (int)status,
+		    takeover_handed_over(&pr->worker) ? "" : "; this process serves on");
+}
+
+int process_restart(struct process *pr, char *why, size_t len)
+{
+	if (pr->restarting) {
+		snprintf(why, len, "a restart is under way already (pid %d)", pr->successor.pid);
+		return -1;
+	}
+	if (!pr->exe_path) {
+		snprintf(why, len, "the path of sluice's binary is not known");
+		return -1;
+	}
+	char *args[16];
+	int n = 0;
+	args[n++] = pr->exe_path;
+	args[n++] = "-R";
+	for (int i = 0; i < pr->verbose_extra && i < 3; i++)
+		args[n++] = "-v";
+	if (!pr->log_stderr)
+		args[n++] = "-q";
+	if (pr->cfg->path)
+		args[n++] = pr->cfg->path;
+	args[n] = NULL;
+	/* Standard input, output and error are this process's; the rest is not inherited. */
+	uv_stdio_container_t stdio[3] = {
+		{ .flags = UV_INHERIT_FD, .data.fd = 0 },
+		{ .flags = UV_INHERIT_FD, .data.fd = 1 },
+		{ .flags = UV_INHERIT_FD, .data.fd = 2 },
+	};
+	uv_process_options_t opts = {
+		.exit_cb = on_successor_exit,
+		.file = pr->exe_path,
+		.args = args,
+		.flags = UV_PROCESS_DETACHED,
+		.stdio_count = 3,
+		.stdio = stdio,
+	};
+	int rc = uv_spawn(pr->loop, &pr->successor, &opts);
+	if (rc != 0) {
+		snprintf(why, len, "cannot start %s: %s", pr->exe_path, uv_strerror(rc));
+		uv_close((uv_handle_t *)&pr->successor, NULL);
+		return -1;
+	}
+	pr->successor.data = pr;
+	pr->restarting = true;
+	log_info("RESTART: started %s -R (pid %d) to take over", pr->exe_path, pr->successor.pid);
+	return 0;
+}
+
 static void on_worker_exit(struct worker *w)
 {
 	struct process *pr = w->process;
+	/* A successor still running is left to run: it is detached, and the sockets are its. */
+	if (pr->restarting && !uv_is_closing((uv_handle_t *)&pr->successor)) {
+		pr->restarting = false;
+		uv_close((uv_handle_t *)&pr->successor, NULL);
+	}
 	uv_signal_t *h;
 	for (int i = 0; (h = signal_handle(pr, i)) != NULL; i++)
 		if (!uv_is_closing((uv_handle_t *)h))
@@ -408,6 +476,8 @@ int process_start(struct process *pr, const struct worker_sockets *given)
 
 void process_deinit(struct process *pr)
 {
+	free(pr->exe_path);
+	pr->exe_path = NULL;
 	worker_deinit(&pr->worker);
 	tls_ctx_unref(pr->client_tls);
 	tls_ctx_unref(pr->server_tls);

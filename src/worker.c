@@ -341,7 +341,11 @@ void worker_begin_shutdown(struct worker *w, enum worker_shutdown how)
 	}
 	/* While waiting, new logins are refused (pooler is shutting down) except the console's. */
 	listener_stop(&w->listeners, how != WORKER_EXIT);
-	/* Wake the check step even if no I/O happens. */
+	/*
+	 * Wake the check step even if no I/O happens; it may not run yet, when
+	 * the start failed before worker_start (a refused takeover).
+	 */
+	uv_check_start(&w->flush_check, on_check);
 	uv_timer_start(&w->tick, on_tick, 0, TICK_MS);
 	struct pool *p;
 	TAILQ_FOREACH(p, &w->pools, link)

@@ -51,6 +51,10 @@ struct process {
 	uint64_t status_at; /* uv_now of the last sample */
 	uint64_t status_xacts, status_queries; /* the totals then */
 	char status_sent[256]; /* the last line sent, so that an unchanged one is not */
+	/* The console's RESTART: this binary's path (main.c), and the successor while it runs. */
+	char *exe_path;
+	uv_process_t successor;
+	bool restarting;
 };
 
 /*
@@ -99,6 +103,15 @@ int process_set(struct process *pr, const char *key, const char *value,
  * wins). The first call tells the service manager STOPPING=1.
  */
 void process_shutdown(struct process *pr, enum worker_shutdown how);
+/*
+ * The console's RESTART: starts `sluice -R` from pr->exe_path (so an
+ * upgraded binary takes over) with this process's configuration file and
+ * command-line verbosity, detached, to take this process over (takeover.h).
+ * 0, or -1 with why (the console's message) written: a restart under way,
+ * no binary path, or the spawn failed. The successor's failure is logged
+ * when it exits; this process then serves on.
+ */
+int process_restart(struct process *pr, char *why, size_t len) WUR;
 /* PAUSE of everything (SIGUSR1); false when it already was. */
 bool process_pause_all(struct process *pr);
 /* RESUME of everything (console, SIGUSR2); false when nothing was paused. */

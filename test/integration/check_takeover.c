@@ -47,61 +47,6 @@ static bool readable_within(int fd, int ms)
 	return poll(&p, 1, ms) == 1;
 }
 
-/* ---- a raw console on the unix socket ------------------------------------------------ */
-
-/* A console connection on sluice's unix socket, logged in (trust) and ready for a query. */
-static int raw_console(const struct harness_sluice *s)
-{
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	ck_assert_int_ge(fd, 0);
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/.s.PGSQL.%d", s->dir, s->port);
-	ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect %s: %s",
-		sa.sun_path, strerror(errno));
-	struct timeval tv = { .tv_sec = 10 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	harness_raw_send_startup(fd, "trustuser", "pgbouncer");
-	struct harness_msg m;
-	for (;;) {
-		ck_assert_msg(harness_raw_read_msg(fd, &m), "the console login did not finish");
-		char type = m.type;
-		ck_assert_msg(type != 'E', "console login: %s", harness_msg_field(&m, 'M'));
-		free(m.body);
-		if (type == 'Z')
-			return fd;
-	}
-}
-
-static void raw_query(int fd, const char *sql)
-{
-	uint32_t len = (uint32_t)(4 + strlen(sql) + 1);
-	uint8_t hdr[5] = { 'Q', (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
-		(uint8_t)len };
-	harness_write_all(fd, hdr, sizeof(hdr));
-	harness_write_all(fd, sql, strlen(sql) + 1);
-}
-
-/* Runs a command on a raw console and fails unless it completes with tag. */
-static void raw_command(int fd, const char *sql, const char *tag)
-{
-	raw_query(fd, sql);
-	bool completed = false;
-	struct harness_msg m;
-	for (;;) {
-		ck_assert_msg(harness_raw_read_msg(fd, &m), "%s: no answer", sql);
-		char type = m.type;
-		ck_assert_msg(type != 'E', "%s: %s", sql, harness_msg_field(&m, 'M'));
-		if (type == 'C') {
-			ck_assert_str_eq(m.body, tag);
-			completed = true;
-		}
-		free(m.body);
-		if (type == 'Z')
-			break;
-	}
-	ck_assert(completed);
-}
-
 #define MAX_ROWS 64
 
 /* SHOW FDS as read with recvmsg: the rows' text values and the descriptors that came. */
@@ -123,7 +68,7 @@ static uint32_t be32(const uint8_t *p)
 static void raw_show_fds(int fd, struct fds_result *r)
 {
 	memset(r, 0, sizeof(*r));
-	raw_query(fd, "SHOW FDS");
+	harness_raw_query(fd, "SHOW FDS");
 	size_t cap = 1 << 16, len = 0;
 	uint8_t *data = xmalloc(cap);
 	/* Read until the ReadyForQuery that ends the answer is in. */
@@ -372,8 +317,8 @@ START_TEST(test_show_fds_passes_every_socket_to_a_unix_console)
 	harness_expect_answer(app, "SELECT 1", "1");
 	int app_port = port_of(PQsocket(app), false);
 
-	int console = raw_console(s);
-	raw_command(console, "SUSPEND", "SUSPEND");
+	int console = harness_raw_console(s, "trustuser");
+	harness_raw_command(console, "SUSPEND", "SUSPEND");
 	struct fds_result r;
 	raw_show_fds(console, &r);
 	static const char *const cols[] = { "fd", "task", "user", "database", "addr", "port",
@@ -412,7 +357,7 @@ START_TEST(test_show_fds_passes_every_socket_to_a_unix_console)
 	ck_assert_int_ge(pooler, 0);
 	fds_result_free(&r);
 
-	raw_command(console, "RESUME", "RESUME");
+	harness_raw_command(console, "RESUME", "RESUME");
 	harness_expect_answer(app, "SELECT 2", "2");
 	close(console);
 	PQfinish(app);

@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -796,9 +797,9 @@ static bool apply_spawn(const struct harness_spawn *spawn)
  * Forks and execs `[wrapper words...] sluice ini`, output to the log, with
  * what spawn adds (may be NULL); returns the child's pid.
  */
-static pid_t spawn_sluice(const struct harness_sluice *s, const struct harness_spawn *spawn)
+static pid_t spawn_sluice_as(const struct harness_sluice *s, const struct harness_spawn *spawn,
+	const char *bin, bool reboot)
 {
-	const char *bin = sluice_bin();
 	const char *wrapper = getenv("SLUICE_WRAPPER");
 	char *words = xstrdup(wrapper ? wrapper : "");
 	char *argv[64];
@@ -808,6 +809,8 @@ static pid_t spawn_sluice(const struct harness_sluice *s, const struct harness_s
 		w = strtok_r(NULL, " \t", &save))
 		argv[argc++] = w;
 	argv[argc++] = (char *)bin;
+	if (reboot)
+		argv[argc++] = "-R";
 	argv[argc++] = s->ini_path;
 	argv[argc] = NULL;
 
@@ -835,6 +838,11 @@ static pid_t spawn_sluice(const struct harness_sluice *s, const struct harness_s
 	}
 	free(words);
 	return pid;
+}
+
+static pid_t spawn_sluice(const struct harness_sluice *s, const struct harness_spawn *spawn)
+{
+	return spawn_sluice_as(s, spawn, sluice_bin(), false);
 }
 
 static void write_sluice_files(struct harness_sluice *s, const char *sluice_extra,
@@ -1000,6 +1008,38 @@ int harness_sluice_wait(struct harness_sluice *s, int timeout_ms)
 		s->status = status;
 		s->pid = 0;
 	}
+	return status;
+}
+
+int harness_sluice_reboot(struct harness_sluice *s, const char *bin, int timeout_ms)
+{
+	pid_t old = s->pid;
+	pid_t fresh = spawn_sluice_as(s, NULL, bin ? bin : sluice_bin(), true);
+	int status = old ? wait_pid_bounded(old, timeout_ms * wait_scale()) : s->status;
+	s->pid = fresh;
+	s->status = 0;
+	return status;
+}
+
+void harness_subreaper(void)
+{
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+		harness_die("prctl(PR_SET_CHILD_SUBREAPER): %s", strerror(errno));
+}
+
+int harness_sluice_follow_restart(struct harness_sluice *s, int timeout_ms)
+{
+	pid_t old = s->pid;
+	int status = old ? wait_pid_bounded(old, timeout_ms * wait_scale()) : s->status;
+	char *path = xasprintf("%s/sluice.pid", s->dir);
+	char *text = read_text_file(path);
+	free(path);
+	long pid = text ? strtol(text, NULL, 10) : 0;
+	free(text);
+	if (pid <= 0 || pid == old)
+		harness_die("after RESTART the pidfile names no new process (%ld)", pid);
+	s->pid = (pid_t)pid;
+	s->status = 0;
 	return status;
 }
 
@@ -1787,4 +1827,62 @@ char *harness_http_get(int port, const char *path)
 	all[n] = 0;
 	close(fd);
 	return all;
+}
+
+/* ---- a raw console on the unix socket ------------------------------------------------ */
+
+int harness_raw_console(const struct harness_sluice *s, const char *user)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/.s.PGSQL.%d", s->dir, s->port);
+	ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect %s: %s",
+		sa.sun_path, strerror(errno));
+	struct timeval tv = { .tv_sec = 10 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	harness_raw_send_startup(fd, user, "pgbouncer");
+	struct harness_msg m;
+	for (;;) {
+		ck_assert_msg(harness_raw_read_msg(fd, &m), "the console login did not finish");
+		char type = m.type;
+		ck_assert_msg(type != 'E', "console login: %s", harness_msg_field(&m, 'M'));
+		free(m.body);
+		if (type == 'Z')
+			return fd;
+	}
+}
+
+void harness_raw_query(int fd, const char *sql)
+{
+	uint32_t len = (uint32_t)(4 + strlen(sql) + 1);
+	uint8_t hdr[5] = { 'Q', (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+		(uint8_t)len };
+	harness_write_all(fd, hdr, sizeof(hdr));
+	harness_write_all(fd, sql, strlen(sql) + 1);
+}
+
+void harness_raw_command(int fd, const char *sql, const char *tag)
+{
+	harness_raw_query(fd, sql);
+	bool completed = false;
+	struct harness_msg m;
+	for (;;) {
+		ck_assert_msg(harness_raw_read_msg(fd, &m), "%s: no answer", sql);
+		char type = m.type;
+		ck_assert_msg(type != 'E', "%s: %s", sql, harness_msg_field(&m, 'M'));
+		if (type == 'C') {
+			ck_assert_str_eq(m.body, tag);
+			completed = true;
+		}
+		free(m.body);
+		if (type == 'Z')
+			break;
+	}
+	ck_assert(completed);
+}
+
+int harness_wait_pid(pid_t pid, int timeout_ms)
+{
+	return wait_pid_bounded(pid, timeout_ms * wait_scale());
 }

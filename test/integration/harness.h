@@ -199,6 +199,27 @@ int harness_sluice_stop(struct harness_sluice *s);
  */
 int harness_sluice_wait(struct harness_sluice *s, int timeout_ms);
 
+/*
+ * Online restart: starts `[SLUICE_WRAPPER] bin -R ini` (bin NULL: SLUICE_BIN),
+ * logging to the same file, waits (bounded by timeout_ms) for the process it
+ * takes over from to exit, and follows the new one from then on. Returns the
+ * old process's status as harness_sluice_stop() does, or -1 if it was still
+ * running (the new one is followed all the same).
+ */
+int harness_sluice_reboot(struct harness_sluice *s, const char *bin, int timeout_ms);
+/*
+ * Makes the test process the reaper of its orphaned descendants, so that a
+ * successor the console's RESTART started (a child of sluice) becomes the
+ * test's child once the old process exits. Call it at the start of the test.
+ */
+void harness_subreaper(void);
+/*
+ * After the console's RESTART: waits (bounded) for the old process to exit
+ * and follows its successor, found through the pidfile @DIR@/sluice.pid (the
+ * ini must set it). Returns the old process's status, or -1 as above.
+ */
+int harness_sluice_follow_restart(struct harness_sluice *s, int timeout_ms);
+
 /* Sends sig to the process (e.g. SIGHUP to reload). Fails the test if it is gone. */
 void harness_sluice_signal(struct harness_sluice *s, int sig);
 
@@ -333,6 +354,14 @@ struct harness_msg {
  * of 64 KiB and more, which no test here expects.
  */
 bool harness_raw_read_msg(int fd, struct harness_msg *m) WUR;
+/* A console connection on sluice's unix socket as user, logged in (trust or peer), ready for a query. */
+int harness_raw_console(const struct harness_sluice *s, const char *user);
+/* Sends a simple Query on a raw connection. */
+void harness_raw_query(int fd, const char *sql);
+/* Runs a command on a raw console and fails the test unless it completes with tag. */
+void harness_raw_command(int fd, const char *sql, const char *tag);
+/* Waits (bounded, stretched under SLUICE_WRAPPER) for a child to exit: its status, or -1. */
+int harness_wait_pid(pid_t pid, int timeout_ms);
 
 /* A field of an ErrorResponse or NoticeResponse ('C' SQLSTATE, 'M' message), or "". */
 const char *harness_msg_field(const struct harness_msg *m, char field);
