@@ -197,6 +197,42 @@ START_TEST(test_ready_once_listening_then_status)
 }
 END_TEST
 
+/*
+ * The console's RESTART: the successor (started by sluice, so within the
+ * unit) says MAINPID=<its pid> with its READY=1, and the old process, which
+ * exits once its clients have moved, never says STOPPING=1: systemd follows
+ * the service to its new main process instead of seeing it stop.
+ */
+START_TEST(test_restart_tells_the_new_main_pid)
+{
+	if (skip_without_systemd())
+		return;
+	harness_subreaper();
+	struct notify n = notify_open();
+	struct harness_sluice *s =
+		start_notified(&n, "pool_mode = transaction\npidfile = @DIR@/sluice.pid\n");
+	expect_state(&n, "READY=1");
+	PGconn *c = harness_connect(s, APP_CONN);
+	harness_expect_answer(c, "SELECT 1", "1");
+	PGconn *console = harness_connect(s, ADMIN_CONN);
+	harness_command_ok(console, "RESTART", "RESTART");
+	PQfinish(console);
+	ck_assert_int_eq(harness_sluice_follow_restart(s, 10000), 0);
+	char *want = xasprintf("MAINPID=%d", (int)s->pid);
+	char *m = notify_wait_for(&n, "MAINPID=");
+	ck_assert_msg(strcmp(m, want) == 0, "expected %s, got %s; seen:\n%s", want, m, n.seen);
+	free(m);
+	free(want);
+	expect_state(&n, "READY=1");
+	ck_assert_msg(!strstr(n.seen, "STOPPING=1"), "the old process said STOPPING=1:\n%s",
+		n.seen);
+	harness_expect_answer(c, "SELECT 2", "2");
+	PQfinish(c);
+	harness_sluice_stop_ok(s);
+	notify_close(&n);
+}
+END_TEST
+
 /* SIGHUP: RELOADING=1 with MONOTONIC_USEC (Type=notify-reload), then READY=1. */
 START_TEST(test_sighup_reloading_with_monotonic_usec_then_ready)
 {
@@ -679,6 +715,7 @@ static Suite *systemd_suite(void)
 	Suite *s = suite_create("systemd");
 	TCase *tc = harness_tcase("notify");
 	tcase_add_test(tc, test_ready_once_listening_then_status);
+	tcase_add_test(tc, test_restart_tells_the_new_main_pid);
 	tcase_add_test(tc, test_sighup_reloading_with_monotonic_usec_then_ready);
 	tcase_add_test(tc, test_failed_reload_still_ends_with_ready);
 	tcase_add_test(tc, test_console_reload_reloading_then_ready);
