@@ -1775,7 +1775,7 @@ void client_adopt(struct worker *w, int fd, const struct handover_client *h)
 		free(c);
 		return;
 	}
-	c->id = ++w->next_conn_id;
+	c->id = h->id ? h->id : ++w->next_conn_id;
 	/* Its age goes on from the old process's connect time (SHOW CLIENTS, the logs). */
 	uint64_t now = uv_now(w->loop);
 	struct timespec ts;
@@ -1815,8 +1815,7 @@ void client_adopt(struct worker *w, int fd, const struct handover_client *h)
 	if (!p)
 		return;
 	c->pool = p;
-	clog(LOG_LEVEL_DEBUG, c, "taken over from the old process (its C-%llu)",
-	     (unsigned long long)h->id);
+	clog(LOG_LEVEL_DEBUG, c, "taken over from the old process");
 	client_set_state(c, CLIENT_IDLE);
 	stream_preload(&c->stream, h->input, h->input_len);
 	stream_read_start(&c->stream);

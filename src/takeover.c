@@ -147,6 +147,11 @@ void takeover_send_listeners(struct client *c, const char *version)
 	int http_fd = http_listen_fd(w);
 	if (rc == 0 && http_fd >= 0)
 		rc = send_row(c, "metrics", "", 0, http_fd);
+	/* Where connection ids are: the successor's continue past them, so clients keep theirs. */
+	char ids[32];
+	int ids_len = snprintf(ids, sizeof(ids), "%llu", (unsigned long long)w->next_conn_id);
+	if (rc == 0)
+		rc = send_row(c, "ids", ids, (size_t)ids_len, -1);
 	if (rc != 0) {
 		if (rc == UV_EBUSY) {
 			send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -307,9 +312,18 @@ struct takeover_link {
 	int listen_fds[64];
 	int n_listen;
 	int http_fd;
+	/*
+	 * The old process's connection ids end below this: the successor's own
+	 * start here, and a client keeps its id (SHOW CLIENTS, KILL_CLIENT, the
+	 * logs' C-<id>) when it is below.
+	 */
+	uint64_t id_floor;
 	uint64_t adopted;
 	bool complete; /* CommandComplete of TAKEOVER CLIENTS */
 };
+
+/* Ids left to the old process for what it opens while it hands over (servers, mostly). */
+#define ID_MARGIN (1ull << 20)
 
 /* A whole message read, or none. */
 enum link_rc { LINK_MESSAGE, LINK_AGAIN, LINK_EOF, LINK_ERROR };
@@ -517,11 +531,20 @@ static bool link_take_listeners(struct takeover_link *l)
 			log_refusal(l, "TAKEOVER");
 			failed = true;
 		} else if (type == PKT_DataRow) {
-			if (!row_columns(l, &kind, &kind_len, &data, &data_len) || l->msg_fd < 0) {
-				log_error("takeover: a malformed row, or a row without its socket");
+			if (!row_columns(l, &kind, &kind_len, &data, &data_len)) {
+				log_error("takeover: a malformed row");
 				return false;
 			}
-			if (kind_is(kind, kind_len, "metrics") && l->http_fd < 0) {
+			if (kind_is(kind, kind_len, "ids")) {
+				char num[32];
+				snprintf(num, sizeof(num), "%.*s", (int)MIN(data_len, 31),
+					 (const char *)data);
+				/* Room for the connections the old process still makes. */
+				l->id_floor = strtoull(num, NULL, 10) + ID_MARGIN;
+			} else if (l->msg_fd < 0) {
+				log_error("takeover: a row without its socket");
+				return false;
+			} else if (kind_is(kind, kind_len, "metrics") && l->http_fd < 0) {
 				l->http_fd = l->msg_fd;
 				l->msg_fd = -1;
 			} else if (kind_is(kind, kind_len, "listener") &&
@@ -624,6 +647,8 @@ static void adopt_row(struct takeover_link *l)
 	}
 	int fd = l->msg_fd;
 	l->msg_fd = -1;
+	if (h.id >= l->id_floor)
+		h.id = 0; /* it could be one of ours: it gets a new one */
 	client_adopt(l->w, fd, &h);
 	handover_client_free(&h);
 	l->adopted++;
@@ -674,6 +699,8 @@ void takeover_link_start(struct takeover_link *l, struct worker *w)
 {
 	l->w = w;
 	w->taking_over = l;
+	if (w->next_conn_id < l->id_floor)
+		w->next_conn_id = l->id_floor;
 	if (!link_query(l, "TAKEOVER CLIENTS")) {
 		link_end(l);
 		return;

@@ -215,7 +215,8 @@ void client_info(const struct client *c, struct conn_info *out);
  * successor now (between transactions: IDLE, or WAITING with its request
  * unread; nothing queued to it; client_may_move), its record (handover.h) appended
  * to out, and, once its socket went, its end here without a word to it.
- * In the new process: a client made of fd and the record h.
+ * In the new process: a client made of fd and the record h, keeping h's
+ * id unless that is 0.
  */
 struct handover_client;
 struct buf_out;

@@ -37,7 +37,9 @@
  * over by then went with the new process.
  *
  * Rows are (kind text, data bytea); kinds: "listener" (data: its name, for
- * the log), "metrics", "client" (data: the record).
+ * the log), "metrics", "ids" (the old process's next connection id, no
+ * socket: the new process's ids start well past it, and a client keeps its
+ * id), "client" (data: the record).
  */
 #pragma once
 

@@ -50,6 +50,9 @@ START_TEST(test_a_client_moves_with_its_session)
 	PQclear(r);
 	harness_command_ok(a, "SET DateStyle = 'ISO, DMY'", "SET");
 	int key_pid = PQbackendPID(a);
+	PGconn *console = harness_connect(s, ADMIN_CONN);
+	char *id = harness_show_value(console, "SHOW CLIENTS", "application_name", "mover", "id");
+	PQfinish(console);
 
 	ck_assert_int_eq(harness_sluice_reboot(s, NULL, 10000), 0);
 	ck_assert_int_ne(s->pid, old);
@@ -78,12 +81,17 @@ START_TEST(test_a_client_moves_with_its_session)
 	while ((r = PQgetResult(a)) != NULL)
 		PQclear(r);
 
-	/* The new process's console lists it, under its name. */
-	PGconn *console = harness_connect(s, ADMIN_CONN);
+	/* The new process's console lists it, under its name and with the id it had. */
+	console = harness_connect(s, ADMIN_CONN);
 	char *app = harness_show_value(console, "SHOW CLIENTS", "database", "app",
 		"application_name");
 	ck_assert_str_eq(app, "mover");
+	char *id_now = harness_show_value(console, "SHOW CLIENTS", "application_name", "mover",
+		"id");
+	ck_assert_str_eq(id_now, id);
 	free(app);
+	free(id);
+	free(id_now);
 	PQfinish(console);
 	PQfinish(a);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
