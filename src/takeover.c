@@ -129,10 +129,15 @@ void takeover_send_listeners(struct client *c, const char *version)
 		send_error(c, SQLSTATE_FEATURE_NOT_SUPPORTED, msg);
 		return;
 	}
-	if (w->handing_over || w->suspended || w->shutdown != WORKER_RUNNING) {
+	bool paused = w->paused_all;
+	for (struct db_state *ds = w->db_states; ds && !paused; ds = ds->hh.next)
+		paused = ds->paused;
+	/* A pause would not survive the move: the successor's clients would run at once. */
+	if (w->handing_over || w->suspended || paused || w->shutdown != WORKER_RUNNING) {
 		send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
 			   w->handing_over ? "a takeover is under way already"
 			   : w->suspended  ? "the pooler is suspended: RESUME first"
+			   : paused	   ? "the pooler is paused: RESUME first"
 					   : "the pooler is shutting down");
 		return;
 	}

@@ -232,8 +232,19 @@ START_TEST(test_failed_takeovers_leave_the_old_process_serving)
 	ck_assert(harness_sluice_log_wait(s, "the new process went away", 5000));
 	still_serves(s);
 
-	/* Only the unix socket, as sluice's own OS user: not over TCP. */
+	/* Not while paused: the pause would not survive the move. */
 	PGconn *tcp = harness_connect(s, ADMIN_CONN);
+	harness_command_ok(tcp, "PAUSE", "PAUSE");
+	console = harness_raw_console(s, "trustuser");
+	harness_raw_query(console, "TAKEOVER 1");
+	e = harness_raw_read_error(console);
+	ck_assert_msg(strstr(e, "paused: RESUME first"), "%s", e);
+	free(e);
+	close(console);
+	harness_command_ok(tcp, "RESUME", "RESUME");
+	still_serves(s);
+
+	/* Only the unix socket, as sluice's own OS user: not over TCP. */
 	char *refused = harness_query_error(tcp, "TAKEOVER 1");
 	ck_assert_msg(strstr(refused, "same OS user, on the unix socket"), "%s", refused);
 	free(refused);
