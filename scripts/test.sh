@@ -3,7 +3,8 @@
 # then configures, builds and runs every test suite twice, in `build` (the
 # normal build) and in `build-asan` (AddressSanitizer + UndefinedBehavior-
 # Sanitizer, sluice itself included, so an integration test fails when the
-# daemon it drives reports an error or a leak at exit), and last runs every
+# daemon it drives reports an error or a leak at exit), then the suites where
+# sluice runs threads or processes in `build-tsan` (ThreadSanitizer), and last runs every
 # libFuzzer target for a bounded time (scripts/fuzz.sh, a clang build in
 # `build-fuzz`; skipped with a note when clang or libFuzzer is missing), and
 # then the container image (scripts/container.sh: podman build, a smoke
@@ -14,6 +15,7 @@
 # Environment:
 #   SLUICE_TEST_SKIP_ASAN=1  skip the sanitizer build, for a quick local run
 #                            (CI never sets it).
+#   SLUICE_TEST_SKIP_TSAN=1  skip the ThreadSanitizer build (CI never sets it).
 #   SLUICE_TEST_SKIP_FUZZ=1  skip the fuzz run (CI never sets it).
 #   SLUICE_FUZZ_SECONDS=N    seconds per fuzz target (default 20).
 #   SLUICE_TEST_SKIP_CONTAINER=1  skip the container image (CI never sets it).
@@ -89,6 +91,22 @@ if [ "${SLUICE_TEST_SKIP_ASAN:-0}" = "1" ]; then
 	summary+=("SKIP  $build-asan  (SLUICE_TEST_SKIP_ASAN=1)")
 else
 	run_build "$build-asan" -Dtests=true -Db_sanitize=address,undefined -Db_lundef=false || true
+fi
+
+# ThreadSanitizer, on the suites where sluice runs more than one thread (key
+# derivations on libuv's thread pool) or starts another process (online
+# restart): a data race fails the daemon, and so the test. Every suite that
+# runs with workers > 1 joins this list.
+if [ "${SLUICE_TEST_SKIP_TSAN:-0}" = "1" ]; then
+	summary+=("SKIP  $build-tsan  (SLUICE_TEST_SKIP_TSAN=1)")
+else
+	all_test_args=("${extra_test_args[@]}")
+	if [ ${#extra_test_args[@]} -eq 0 ]; then
+		extra_test_args=(derive key_derivation auth_methods auth_query restart takeover)
+	fi
+	TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}" \
+		run_build "$build-tsan" -Dtests=true -Db_sanitize=thread -Db_lundef=false || true
+	extra_test_args=("${all_test_args[@]}")
 fi
 
 # The fuzz targets, bounded: a crash fails the run and leaves its input in
