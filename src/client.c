@@ -1647,20 +1647,44 @@ void client_accept(struct worker *w, int fd, bool is_unix, const struct sockaddr
 
 bool client_may_move(const struct client *c)
 {
-	/* TLS state is OpenSSL's; a replication client's server is its own for life. */
-	return c->state != CLIENT_CLOSED && !c->stream.tls && !c->stream.closing && !c->replication;
+	/*
+	 * TLS state is OpenSSL's; a replication client's server is its own for
+	 * life; a session's server goes along, so it must be in the clear too.
+	 */
+	return c->state != CLIENT_CLOSED && !c->stream.tls && !c->stream.closing &&
+	       !c->replication && !(c->server && c->server->stream.tls);
+}
+
+/* Session pooling: linked for life, so the client goes with its server, both idle. */
+static bool idle_in_session(const struct client *c)
+{
+	return c->state == CLIENT_ACTIVE && c->server &&
+	       pool_mode_of(c->pool) == POOL_MODE_SESSION && !c->pass_remaining && !c->ext_open &&
+	       !c->prepared_wait && server_can_hand_over(c->server);
 }
 
 bool client_can_hand_over(const struct client *c)
 {
 	/*
 	 * Between transactions: no server (a WAITING client's request is still
-	 * in its read buffer, and goes along), nothing queued to it. A console
-	 * client only when no command of its waits.
+	 * in its read buffer, and goes along), or idle in its session with its
+	 * server; nothing queued to it. A console client only when no command
+	 * of its waits.
 	 */
-	bool between = c->state == CLIENT_IDLE || (c->state == CLIENT_WAITING && !c->admin_role);
+	bool between = c->state == CLIENT_IDLE || (c->state == CLIENT_WAITING && !c->admin_role) ||
+		       idle_in_session(c);
 	return between && client_may_move(c) && !c->admin_wait && stream_unsent(&c->stream) == 0 &&
 	       stream_fd(&c->stream) >= 0;
+}
+
+/* The wall clock, in milliseconds, of uv_now's at_ms. */
+static uint64_t wall_ms_of(const struct worker *w, uint64_t at_ms)
+{
+	uint64_t now = uv_now(w->loop);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t wall_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return wall_ms - MIN(wall_ms, now - MIN(now, at_ms));
 }
 
 struct export
@@ -1682,13 +1706,9 @@ static void export_prepared(void *arg, const char *name, const uint8_t *text, ui
 void client_hand_over_record(const struct client *c, struct buf_out *out)
 {
 	struct worker *w = c->w;
-	uint64_t now = uv_now(w->loop);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	uint64_t wall_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 	struct handover_client h = {
 		.id = c->id,
-		.connect_time_ms = wall_ms - MIN(wall_ms, now - MIN(now, c->connect_time)),
+		.connect_time_ms = wall_ms_of(w, c->connect_time),
 		.is_unix = c->stream.is_pipe,
 		.admin_role = c->admin_role,
 		.addr_family = c->addr.family,
@@ -1718,6 +1738,26 @@ void client_hand_over_record(const struct client *c, struct buf_out *out)
 	prepared_client_each(&c->prepared, export_prepared, &e);
 	h.prepared = e.items;
 	h.n_prepared = e.n;
+	struct handover_param server_params[HANDOVER_MAX_PARAMS];
+	const struct server *s = c->server;
+	if (s) {
+		h.linked = true;
+		h.server = (struct handover_server){
+			.id = s->id,
+			.connect_time_ms = wall_ms_of(w, s->connect_time),
+			.be_pid = s->be_pid,
+			.be_key = s->be_key,
+			.host_index = s->host_index,
+			.port = s->port,
+			.addr = s->addr,
+			.host = s->host,
+			.params = server_params,
+		};
+		for (int i = 0; i < s->params.n && i < HANDOVER_MAX_PARAMS; i++)
+			server_params[h.server.n_params++] = (struct handover_param){
+				s->params.items[i].name, s->params.items[i].value
+			};
+	}
 	handover_client_encode(out, &h);
 	free(e.items);
 }
@@ -1730,6 +1770,9 @@ void client_handed_over(struct client *c)
 	/* Whatever was read is in the record: nothing is left for the close to see. */
 	if (c->stream.rbuf)
 		stream_consume(&c->stream, stream_avail(&c->stream));
+	/* Its session's server went with it: neither reset nor released here. */
+	if (c->server)
+		server_handed_over(c->server);
 	client_end(c);
 }
 
@@ -1765,13 +1808,15 @@ static struct pool *adopt_pool(struct client *c, const struct handover_client *h
 	return p;
 }
 
-void client_adopt(struct worker *w, int fd, const struct handover_client *h)
+void client_adopt(struct worker *w, int fd, const struct handover_client *h, int server_fd)
 {
 	struct client *c = xcalloc(1, sizeof(*c));
 	c->w = w;
 	param_set_init(&c->params);
 	if (stream_init(&w->io, &c->stream, h->is_unix, &client_stream_ops) != 0) {
 		close(fd);
+		if (server_fd >= 0)
+			close(server_fd);
 		free(c);
 		return;
 	}
@@ -1792,6 +1837,8 @@ void client_adopt(struct worker *w, int fd, const struct handover_client *h)
 	TAILQ_INSERT_TAIL(&w->clients, c, link);
 	w->client_count++;
 	if (stream_adopt(&c->stream, fd) != 0) {
+		if (server_fd >= 0)
+			close(server_fd);
 		client_close(c, "taking over the socket failed");
 		return;
 	}
@@ -1806,19 +1853,39 @@ void client_adopt(struct worker *w, int fd, const struct handover_client *h)
 	for (uint32_t i = 0; i < h->n_prepared; i++) {
 		const struct handover_prepared *hp = &h->prepared[i];
 		if (!prepared_client_adopt(w, &c->prepared, hp->name, hp->text, hp->text_len)) {
+			if (server_fd >= 0)
+				close(server_fd);
 			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
 				    "the old process handed over a malformed prepared statement");
 			return;
 		}
 	}
 	struct pool *p = adopt_pool(c, h);
-	if (!p)
+	if (!p) {
+		if (server_fd >= 0)
+			close(server_fd);
 		return;
+	}
 	c->pool = p;
 	clog(LOG_LEVEL_DEBUG, c, "taken over from the old process");
 	client_set_state(c, CLIENT_IDLE);
 	stream_preload(&c->stream, h->input, h->input_len);
 	stream_read_start(&c->stream);
+	if (h->linked) {
+		/* Its session: the server it was linked to, linked to it again. */
+		struct server *s = server_fd >= 0
+					   ? server_adopt(p, server_fd, &h->server, h->server.id)
+					   : NULL;
+		if (!s) {
+			client_fail(c, SQLSTATE_CONNECTION_FAILURE,
+				    "the server of this session could not be taken over");
+			return;
+		}
+		pool_link_adopted(p, c, s);
+		return;
+	}
+	if (server_fd >= 0)
+		close(server_fd);
 	if (stream_avail(&c->stream))
 		client_process(c);
 }

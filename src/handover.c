@@ -7,7 +7,10 @@
  * cancel pid, be32 cancel key; cstr database, cstr user; [32 + 32 key
  * bytes]; [cstr password]; be32 parameter count, (cstr name, cstr value)
  * each; be32 prepared count, (cstr name, be32 length, that many bytes) each;
- * be32 input length, that many bytes. Nothing may follow.
+ * be32 input length, that many bytes; with flag 8 (linked), the server:
+ * be64 id, be64 connect time, be32 pid, be32 key, be32 host index, be32
+ * port, cstr address, cstr host, be32 parameter count and the parameters.
+ * Nothing may follow.
  */
 #include "sluice/handover.h"
 
@@ -20,13 +23,23 @@ enum {
 	FLAG_UNIX = 1,
 	FLAG_SCRAM_KEYS = 2,
 	FLAG_PASSWORD = 4,
-	FLAGS_KNOWN = FLAG_UNIX | FLAG_SCRAM_KEYS | FLAG_PASSWORD,
+	FLAG_LINKED = 8,
+	FLAGS_KNOWN = FLAG_UNIX | FLAG_SCRAM_KEYS | FLAG_PASSWORD | FLAG_LINKED,
 };
 
 static void put_be64(struct buf_out *out, uint64_t v)
 {
 	buf_out_put_be32(out, (uint32_t)(v >> 32));
 	buf_out_put_be32(out, (uint32_t)v);
+}
+
+static void put_params(struct buf_out *out, const struct handover_param *ps, uint32_t n)
+{
+	buf_out_put_be32(out, n);
+	for (uint32_t i = 0; i < n; i++) {
+		buf_out_put_cstr(out, ps[i].name);
+		buf_out_put_cstr(out, ps[i].value);
+	}
 }
 
 void handover_client_encode(struct buf_out *out, const struct handover_client *h)
@@ -36,7 +49,8 @@ void handover_client_encode(struct buf_out *out, const struct handover_client *h
 	put_be64(out, h->connect_time_ms);
 	buf_out_put_u8(out, (uint8_t)((h->is_unix ? FLAG_UNIX : 0) |
 				      (h->have_scram_keys ? FLAG_SCRAM_KEYS : 0) |
-				      (h->password ? FLAG_PASSWORD : 0)));
+				      (h->password ? FLAG_PASSWORD : 0) |
+				      (h->linked ? FLAG_LINKED : 0)));
 	buf_out_put_u8(out, h->admin_role);
 	buf_out_put_u8(out, h->addr_family);
 	buf_out_put_be16(out, h->addr_port);
@@ -52,11 +66,7 @@ void handover_client_encode(struct buf_out *out, const struct handover_client *h
 	}
 	if (h->password)
 		buf_out_put_cstr(out, h->password);
-	buf_out_put_be32(out, h->n_params);
-	for (uint32_t i = 0; i < h->n_params; i++) {
-		buf_out_put_cstr(out, h->params[i].name);
-		buf_out_put_cstr(out, h->params[i].value);
-	}
+	put_params(out, h->params, h->n_params);
 	buf_out_put_be32(out, h->n_prepared);
 	for (uint32_t i = 0; i < h->n_prepared; i++) {
 		buf_out_put_cstr(out, h->prepared[i].name);
@@ -65,6 +75,18 @@ void handover_client_encode(struct buf_out *out, const struct handover_client *h
 	}
 	buf_out_put_be32(out, h->input_len);
 	buf_out_put(out, h->input, h->input_len);
+	if (h->linked) {
+		const struct handover_server *sv = &h->server;
+		put_be64(out, sv->id);
+		put_be64(out, sv->connect_time_ms);
+		buf_out_put_be32(out, sv->be_pid);
+		buf_out_put_be32(out, sv->be_key);
+		buf_out_put_be32(out, (uint32_t)sv->host_index);
+		buf_out_put_be32(out, (uint32_t)sv->port);
+		buf_out_put_cstr(out, sv->addr);
+		buf_out_put_cstr(out, sv->host);
+		put_params(out, sv->params, sv->n_params);
+	}
 }
 
 static uint64_t get_be64(struct pkt_reader *r)
@@ -77,6 +99,21 @@ static uint64_t get_be64(struct pkt_reader *r)
 static bool count_ok(const struct pkt_reader *r, uint32_t n, uint32_t max, size_t min_size)
 {
 	return !r->bad && n <= max && n <= pkt_remaining(r) / min_size;
+}
+
+/* A parameter count and the parameters, into an array of *n (allocated); false: malformed. */
+static bool get_params(struct pkt_reader *r, struct handover_param **ps, uint32_t *n)
+{
+	uint32_t count = pkt_get_be32(r);
+	/* Each parameter is two strings, so two bytes at least. */
+	if (!count_ok(r, count, HANDOVER_MAX_PARAMS, 2))
+		return false;
+	*ps = count ? xcalloc(count, sizeof(**ps)) : NULL;
+	for (*n = 0; *n < count && !r->bad; (*n)++) {
+		(*ps)[*n].name = pkt_get_cstr(r);
+		(*ps)[*n].value = pkt_get_cstr(r);
+	}
+	return !r->bad;
 }
 
 int handover_client_decode(const uint8_t *p, size_t len, struct handover_client *h)
@@ -114,16 +151,9 @@ int handover_client_decode(const uint8_t *p, size_t len, struct handover_client 
 	}
 	if (flags & FLAG_PASSWORD)
 		h->password = pkt_get_cstr(&r);
-	uint32_t n = pkt_get_be32(&r);
-	/* Each parameter is two strings, so two bytes at least. */
-	if (!count_ok(&r, n, HANDOVER_MAX_PARAMS, 2))
+	if (!get_params(&r, &h->params, &h->n_params))
 		goto bad;
-	h->params = n ? xcalloc(n, sizeof(*h->params)) : NULL;
-	for (; h->n_params < n && !r.bad; h->n_params++) {
-		h->params[h->n_params].name = pkt_get_cstr(&r);
-		h->params[h->n_params].value = pkt_get_cstr(&r);
-	}
-	n = pkt_get_be32(&r);
+	uint32_t n = pkt_get_be32(&r);
 	/* A name (one byte at least) and a length. */
 	if (!count_ok(&r, n, HANDOVER_MAX_PREPARED, 5))
 		goto bad;
@@ -136,6 +166,20 @@ int handover_client_decode(const uint8_t *p, size_t len, struct handover_client 
 	}
 	h->input_len = pkt_get_be32(&r);
 	h->input = pkt_get_bytes(&r, h->input_len);
+	if (flags & FLAG_LINKED) {
+		struct handover_server *sv = &h->server;
+		h->linked = true;
+		sv->id = get_be64(&r);
+		sv->connect_time_ms = get_be64(&r);
+		sv->be_pid = pkt_get_be32(&r);
+		sv->be_key = pkt_get_be32(&r);
+		sv->host_index = (int32_t)pkt_get_be32(&r);
+		sv->port = (int32_t)pkt_get_be32(&r);
+		sv->addr = pkt_get_cstr(&r);
+		sv->host = pkt_get_cstr(&r);
+		if (!get_params(&r, &sv->params, &sv->n_params))
+			goto bad;
+	}
 	if (r.bad || pkt_remaining(&r) != 0)
 		goto bad;
 	return 0;
@@ -148,5 +192,6 @@ void handover_client_free(struct handover_client *h)
 {
 	free(h->params);
 	free(h->prepared);
+	free(h->server.params);
 	memset(h, 0, sizeof(*h));
 }

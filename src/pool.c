@@ -696,6 +696,24 @@ int pool_pick_host(struct pool *p)
 	return host;
 }
 
+void pool_learn_welcome(struct pool *p, const struct param_set *params)
+{
+	if (p->have_welcome)
+		return;
+	param_set_copy(&p->welcome, params);
+	for (int i = 0; i < p->welcome.n; i++) {
+		const struct param *wp = &p->welcome.items[i];
+		if (param_is_tracked(wp->name, p->w->cfg->track_extra_parameters))
+			param_set_put(&p->defaults, wp->name, wp->value);
+	}
+	p->have_welcome = true;
+}
+
+void pool_link_adopted(struct pool *p, struct client *c, struct server *s)
+{
+	link_client(p, c, s, 0, false);
+}
+
 void pool_server_logged_in(struct pool *p, struct server *s)
 {
 	if (s->replication) {
@@ -713,15 +731,7 @@ void pool_server_logged_in(struct pool *p, struct server *s)
 	p->last_login_ok = true;
 	p->last_error_at = 0;
 	p->hosts_failed = 0;
-	if (!p->have_welcome) {
-		param_set_copy(&p->welcome, &s->params);
-		for (int i = 0; i < p->welcome.n; i++) {
-			const struct param *wp = &p->welcome.items[i];
-			if (param_is_tracked(wp->name, p->w->cfg->track_extra_parameters))
-				param_set_put(&p->defaults, wp->name, wp->value);
-		}
-		p->have_welcome = true;
-	}
+	pool_learn_welcome(p, &s->params);
 	struct client *c;
 	while ((c = TAILQ_FIRST(&p->waiting_login)) != NULL)
 		client_welcome(c);

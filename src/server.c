@@ -15,11 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sluice/auth.h"
 #include "sluice/cancel.h"
 #include "sluice/client.h"
 #include "sluice/derive.h"
+#include "sluice/handover.h"
 #include "sluice/pkt.h"
 #include "sluice/pool.h"
 #include "sluice/sqlstate.h"
@@ -1392,19 +1394,18 @@ static const struct stream_ops server_stream_ops = {
 	.connect = on_connected,
 };
 
-static void open_server(struct pool *p, struct client *owner)
+/*
+ * A server of p, counted, on the worker's list, CLOSED (on no state list):
+ * what opening one and taking one over from a predecessor share.
+ */
+static struct server *server_new(struct pool *p, uint64_t id)
 {
 	struct worker *w = p->w;
 	const struct config *cfg = w->cfg;
 	struct server *s = xcalloc(1, sizeof(*s));
 	s->w = w;
-	s->id = ++w->next_conn_id;
+	s->id = id;
 	s->pool = p; /* state: SERVER_CLOSED is 0, as calloc leaves it */
-	if (owner) {
-		s->replication = owner->replication;
-		s->repl_client = owner;
-		owner->repl_server = s;
-	}
 	s->txn_status = 'I';
 	s->close_reason = STATS_CLOSE_error;
 	param_set_init(&s->params);
@@ -1414,6 +1415,26 @@ static void open_server(struct pool *p, struct client *owner)
 	TAILQ_INSERT_TAIL(&w->servers, s, link);
 	worker_count_adjust(&w->db_counts, p->db_name, +1);
 	worker_count_adjust(&w->user_counts, p->user_name, +1);
+	/* Jitter (up to 10% shorter) so servers opened together do not expire together. */
+	int64_t life = p->db->server_lifetime >= 0 ? p->db->server_lifetime : cfg->server_lifetime;
+	if (life > 0)
+		s->lifetime_ms = (uint64_t)life - (uint64_t)(random() % (life / 10 + 1));
+	if (cfg->server_idle_timeout > 0)
+		s->idle_timeout_ms = (uint64_t)cfg->server_idle_timeout -
+				     (uint64_t)(random() % (cfg->server_idle_timeout / 10 + 1));
+	return s;
+}
+
+static void open_server(struct pool *p, struct client *owner)
+{
+	struct worker *w = p->w;
+	const struct config *cfg = w->cfg;
+	struct server *s = server_new(p, ++w->next_conn_id);
+	if (owner) {
+		s->replication = owner->replication;
+		s->repl_client = owner;
+		owner->repl_server = s;
+	}
 	p->stats.servers_opened++;
 
 	s->host_index = pool_pick_host(p);
@@ -1431,14 +1452,6 @@ static void open_server(struct pool *p, struct client *owner)
 		snprintf(s->addr, sizeof(s->addr), "%s:%d", host, port);
 	s->lc = (struct log_conn){ 'S', s->id, p->db_name, p->user_name, s->addr };
 	s->connect_time = uv_now(w->loop);
-
-	/* Jitter (up to 10% shorter) so servers opened together do not expire together. */
-	int64_t life = p->db->server_lifetime >= 0 ? p->db->server_lifetime : cfg->server_lifetime;
-	if (life > 0)
-		s->lifetime_ms = (uint64_t)life - (uint64_t)(random() % (life / 10 + 1));
-	if (cfg->server_idle_timeout > 0)
-		s->idle_timeout_ms = (uint64_t)cfg->server_idle_timeout -
-				     (uint64_t)(random() % (cfg->server_idle_timeout / 10 + 1));
 
 	server_set_state(s, SERVER_LOGIN);
 	slog(LOG_LEVEL_DEBUG, s, "connecting");
@@ -1557,6 +1570,80 @@ void server_tick(struct server *s, uint64_t now)
 }
 
 /* ---- reading server state (admin console, metrics) ----------------------------- */
+
+/* ---- online restart (takeover.h) ----------------------------------------------------- */
+
+bool server_can_hand_over(const struct server *s)
+{
+	/*
+	 * Idle in its session: nothing sent and unanswered, nothing half-relayed
+	 * either way, no cancel under way, outside a transaction (so no SET the
+	 * next link may need can fail), in the clear.
+	 */
+	return s->state == SERVER_ACTIVE && !s->replication && s->stream_open && !s->stream.tls &&
+	       !s->stream.closing && s->rq.len == 0 && !s->pass_remaining && !s->copy_in &&
+	       s->txn_status == 'I' && !s->internal_error && TAILQ_EMPTY(&s->cancels) &&
+	       stream_unsent(&s->stream) == 0 && stream_avail(&s->stream) == 0 &&
+	       stream_fd(&s->stream) >= 0;
+}
+
+void server_handed_over(struct server *s)
+{
+	struct worker *w = s->w;
+	struct pool *p = s->pool;
+	slog(LOG_LEVEL_DEBUG, s, "handed over to the new process");
+	struct client *c = s->client;
+	if (c) {
+		s->client = NULL;
+		c->server = NULL;
+	}
+	server_set_state(s, SERVER_CLOSED);
+	TAILQ_REMOVE(&w->servers, s, link);
+	worker_count_adjust(&w->db_counts, p->db_name, -1);
+	worker_count_adjust(&w->user_counts, p->user_name, -1);
+	/* Its socket is the successor's too: closing this copy sends PostgreSQL nothing. */
+	stream_close(&s->stream);
+	worker_schedule_kick(w, p);
+}
+
+struct server *server_adopt(struct pool *p, int fd, const struct handover_server *h, uint64_t id)
+{
+	struct worker *w = p->w;
+	struct server *s = server_new(p, id ? id : ++w->next_conn_id);
+	s->host_index = h->host_index >= 0 && h->host_index < p->db->n_hosts ? h->host_index : 0;
+	s->port = h->port;
+	snprintf(s->addr, sizeof(s->addr), "%s", h->addr);
+	snprintf(s->host, sizeof(s->host), "%s", h->host);
+	s->lc = (struct log_conn){ 'S', s->id, p->db_name, p->user_name, s->addr };
+	uint64_t now = uv_now(w->loop);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t wall_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	uint64_t age = wall_ms > h->connect_time_ms ? wall_ms - h->connect_time_ms : 0;
+	s->connect_time = now - MIN(now, age);
+	s->be_pid = h->be_pid;
+	s->be_key = h->be_key;
+	for (uint32_t i = 0; i < h->n_params; i++)
+		param_set_put(&s->params, h->params[i].name, h->params[i].value);
+	s->logged_in_once = s->auth_ok = true;
+	server_set_state(s, SERVER_LOGIN);
+	if (stream_init(&w->io, &s->stream, h->addr[0] == '/', &server_stream_ops) != 0) {
+		close(fd);
+		server_close(s, "cannot take over the socket");
+		return NULL;
+	}
+	s->stream_open = true;
+	if (stream_adopt(&s->stream, fd) != 0) {
+		server_close(s, "cannot take over the socket");
+		return NULL;
+	}
+	s->stream.read_max = SERVER_MAX_INSPECT;
+	pool_learn_welcome(p, &s->params);
+	server_set_state(s, SERVER_IDLE);
+	stream_read_start(&s->stream);
+	slog(LOG_LEVEL_DEBUG, s, "taken over from the old process");
+	return s;
+}
 
 struct server *server_next(struct worker *w, struct server *s)
 {

@@ -22,6 +22,7 @@
 #include "sluice/log.h"
 #include "sluice/pkt.h"
 #include "sluice/pool.h"
+#include "sluice/server.h"
 #include "sluice/sqlstate.h"
 
 /* How long one row may take to leave (the new process reads them as they come). */
@@ -205,8 +206,8 @@ static void log_staying(struct worker *w, struct client *console)
 		if (c != console && c->state != CLIENT_CLOSED)
 			n++;
 	if (n)
-		log_info("takeover: %d client(s) stay with this process until they leave (TLS, "
-			 "session pooling, replication, or still in a transaction)",
+		log_info("takeover: %d client(s) stay with this process until they leave (TLS or "
+			 "replication)",
 			 n);
 }
 
@@ -228,11 +229,17 @@ bool takeover_hand_over(struct worker *w)
 		/* What this round queued to it (its last ReadyForQuery) may leave right now. */
 		if (stream_unsent(&c->stream))
 			stream_flush(&c->stream);
+		if (c->server && stream_unsent(&c->server->stream))
+			stream_flush(&c->server->stream);
 		if (!client_can_hand_over(c))
 			continue;
 		buf_out_reset(&rec);
 		client_hand_over_record(c, &rec);
-		rc = send_row(console, "client", rec.data, rec.len, stream_fd(&c->stream));
+		/* A session's server first: the client's row that follows says it is linked. */
+		if (c->server)
+			rc = send_row(console, "server", "", 0, stream_fd(&c->server->stream));
+		if (rc == 0)
+			rc = send_row(console, "client", rec.data, rec.len, stream_fd(&c->stream));
 		if (rc == 0) {
 			client_handed_over(c);
 			t->handed++;
@@ -258,12 +265,8 @@ bool takeover_hand_over(struct worker *w)
 	if (staying && !t->done) {
 		/* Only clients that cannot move left? Then the successor need not wait for them. */
 		bool movable = false;
-		for (c = client_next(w, NULL); c && !movable; c = client_next(w, c)) {
-			if (c == console || !client_may_move(c))
-				continue;
-			/* In session pooling, a client linked to its server stays linked to it. */
-			movable = !(c->server && pool_mode_of(c->pool) == POOL_MODE_SESSION);
-		}
+		for (c = client_next(w, NULL); c && !movable; c = client_next(w, c))
+			movable = c != console && client_may_move(c);
 		if (movable)
 			return false;
 	}
@@ -313,6 +316,7 @@ struct takeover_link {
 	uint8_t *body;
 	uint32_t body_len, body_got;
 	int msg_fd; /* a descriptor that came with it, or -1 */
+	int server_fd; /* a "server" row's socket, for the client row that follows */
 	/* TAKEOVER's sockets, until the worker has them */
 	int listen_fds[64];
 	int n_listen;
@@ -481,6 +485,8 @@ void takeover_link_free(struct takeover_link *l)
 	if (!l)
 		return;
 	link_next(l);
+	if (l->server_fd >= 0)
+		close(l->server_fd);
 	for (int i = 0; i < l->n_listen; i++)
 		close(l->listen_fds[i]);
 	if (l->http_fd >= 0)
@@ -585,7 +591,7 @@ int takeover_link_open(const struct config *cfg, struct takeover_link **out)
 		return -1;
 	}
 	struct takeover_link *l = xcalloc(1, sizeof(*l));
-	l->msg_fd = l->http_fd = -1;
+	l->msg_fd = l->http_fd = l->server_fd = -1;
 	l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (l->fd < 0 || connect(l->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
 		log_error("takeover (-R): no sluice answers on %s: %s", sa.sun_path,
@@ -643,18 +649,35 @@ static void adopt_row(struct takeover_link *l)
 	const char *kind;
 	const uint8_t *data;
 	size_t kind_len, data_len;
+	bool columns = row_columns(l, &kind, &kind_len, &data, &data_len);
+	if (columns && kind_is(kind, kind_len, "server") && l->msg_fd >= 0 && l->server_fd < 0) {
+		l->server_fd = l->msg_fd;
+		l->msg_fd = -1;
+		return;
+	}
+	int server_fd = l->server_fd;
+	l->server_fd = -1;
 	struct handover_client h;
-	if (!row_columns(l, &kind, &kind_len, &data, &data_len) ||
-	    !kind_is(kind, kind_len, "client") || l->msg_fd < 0 ||
-	    handover_client_decode(data, data_len, &h) != 0) {
+	bool ok = columns && kind_is(kind, kind_len, "client") && l->msg_fd >= 0 &&
+		  handover_client_decode(data, data_len, &h) == 0;
+	if (ok && h.linked != (server_fd >= 0)) {
+		handover_client_free(&h);
+		ok = false;
+	}
+	if (!ok) {
 		log_error("takeover: a malformed client row: that client is lost");
+		if (server_fd >= 0)
+			close(server_fd);
 		return;
 	}
 	int fd = l->msg_fd;
 	l->msg_fd = -1;
+	/* Ids that could be ours get new ones. */
 	if (h.id >= l->id_floor)
-		h.id = 0; /* it could be one of ours: it gets a new one */
-	client_adopt(l->w, fd, &h);
+		h.id = 0;
+	if (h.server.id >= l->id_floor)
+		h.server.id = 0;
+	client_adopt(l->w, fd, &h, server_fd);
 	handover_client_free(&h);
 	l->adopted++;
 }

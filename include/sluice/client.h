@@ -216,7 +216,8 @@ void client_info(const struct client *c, struct conn_info *out);
  * unread; nothing queued to it; client_may_move), its record (handover.h) appended
  * to out, and, once its socket went, its end here without a word to it.
  * In the new process: a client made of fd and the record h, keeping h's
- * id unless that is 0.
+ * id unless that is 0, linked again to the server of its session (server_fd,
+ * whose socket came with it; -1 for none) when h says it was linked.
  */
 struct handover_client;
 struct buf_out;
@@ -225,7 +226,7 @@ bool client_can_hand_over(const struct client *c);
 bool client_may_move(const struct client *c);
 void client_hand_over_record(const struct client *c, struct buf_out *out);
 void client_handed_over(struct client *c);
-void client_adopt(struct worker *w, int fd, const struct handover_client *h);
+void client_adopt(struct worker *w, int fd, const struct handover_client *h, int server_fd);
 
 /* Periodic timeouts (client_login_timeout, client_idle_timeout, query_wait_timeout...). */
 void client_tick(struct client *c, uint64_t now);

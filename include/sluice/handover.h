@@ -8,8 +8,9 @@
  * client's identity (names, peer address, cancel key, connect time), its
  * session (tracked parameters, prepared statement names with their Parse
  * texts), what its pool needs to log in to PostgreSQL for it (a password or
- * SCRAM keys, when the old process had them) and the bytes it had sent that
- * were read but not yet acted on.
+ * SCRAM keys, when the old process had them), the bytes it had sent that
+ * were read but not yet acted on, and, for a client in session pooling, the
+ * server it is linked to.
  *
  * I/O-free: bytes in, a record out. A decoded record points into the bytes
  * it was read from (and into arrays handover_client_decode allocates, freed
@@ -46,6 +47,23 @@ struct handover_prepared {
 	uint32_t text_len;
 };
 
+/*
+ * The server a session-pooled client is linked to, which goes with it (its
+ * socket in the row before the client's): what the new process needs to
+ * take it as logged in and idle in its session.
+ */
+struct handover_server {
+	uint64_t id;
+	uint64_t connect_time_ms; /* wall clock */
+	uint32_t be_pid, be_key; /* PostgreSQL's cancel key */
+	int32_t host_index; /* which of the database's hosts */
+	int32_t port;
+	const char *addr; /* as logged: host:port, or the socket's path */
+	const char *host; /* the name connected to ("" for a unix socket) */
+	struct handover_param *params; /* as PostgreSQL reported them */
+	uint32_t n_params;
+};
+
 struct handover_client {
 	uint64_t id; /* the old process's, for the log line that links the two */
 	uint64_t connect_time_ms; /* wall clock, milliseconds since the epoch */
@@ -69,6 +87,8 @@ struct handover_client {
 	uint32_t n_prepared;
 	const uint8_t *input; /* read, not yet acted on */
 	uint32_t input_len;
+	bool linked; /* server holds the server it stays linked to */
+	struct handover_server server;
 };
 
 /* Appends h's record to out. */

@@ -177,6 +177,11 @@ int pool_pick_host(struct pool *p);
  * which is greeted with that server's own parameters.
  */
 void pool_server_logged_in(struct pool *p, struct server *s);
+/* The first server's parameters become the pool's welcome and defaults (once; later calls do nothing). */
+struct param_set;
+void pool_learn_welcome(struct pool *p, const struct param_set *params);
+/* Online restart: c and s came linked from the old process; link them here (server_link, no wait). */
+void pool_link_adopted(struct pool *p, struct client *c, struct server *s);
 /*
  * A login to host (an index in p->db->hosts) failed with this ErrorResponse
  * (whole message) or a local reason. With other hosts still to try, the next

@@ -177,6 +177,19 @@ void server_cancels_done(struct server *s);
 /* RECONNECT: close s now if idle, else when it is released. */
 void server_mark_close_needed(struct server *s);
 
+/*
+ * Online restart (takeover.h), session pooling: whether s, linked, can go
+ * to the successor with its client now (idle in its session, outside a
+ * transaction, nothing in flight, in the clear); its end here once its
+ * socket went, without a word to PostgreSQL; and, in the successor, a
+ * server of p made of fd and the record h (logged in, IDLE, ready to be
+ * linked to its client at once), keeping id unless that is 0. NULL: failed.
+ */
+struct handover_server;
+bool server_can_hand_over(const struct server *s);
+void server_handed_over(struct server *s);
+struct server *server_adopt(struct pool *p, int fd, const struct handover_server *h, uint64_t id);
+
 /* Periodic: connect timeout, lifetime and idle expiry. */
 void server_tick(struct server *s, uint64_t now);
 void server_check(const struct server *s);

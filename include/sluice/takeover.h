@@ -25,10 +25,12 @@
  *                       socket's file to its successor) and exits when that
  *                       console closes.
  *
- * Clients that cannot move stay with the old process until they leave: TLS
- * clients (their session state is OpenSSL's), clients in session pooling
- * (linked to their server for life) and replication clients. The old
- * process keeps serving them, and exits after the last. Its servers are
+ * A client in session pooling, linked to its server for life, goes with
+ * it: the server's socket in a "server" row just before the client's, once
+ * both are idle outside a transaction (server_can_hand_over). Clients that
+ * cannot move stay with the old process until they leave: TLS clients
+ * (their session state is OpenSSL's) and replication clients. The old
+ * process keeps serving them, and exits after the last. Idle servers are
  * not handed over: the new process opens its own.
  *
  * If the new process goes away before TAKEOVER CLIENTS has completed, the
@@ -39,7 +41,8 @@
  * Rows are (kind text, data bytea); kinds: "listener" (data: its name, for
  * the log), "metrics", "ids" (the old process's next connection id, no
  * socket: the new process's ids start well past it, and a client keeps its
- * id), "client" (data: the record).
+ * id), "server" (no data: the socket of the session the next client row
+ * says it is linked to), "client" (data: the record).
  */
 #pragma once
 

@@ -56,6 +56,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t size)
 					     (size_t)(data + size - h.prepared[i].text))));
 		FUZZ_CHECK(h.input_len == 0 || (inside(h.input, data, size) &&
 						 h.input_len <= (size_t)(data + size - h.input)));
+		if (h.linked) {
+			FUZZ_CHECK(string_inside(h.server.addr, data, size) &&
+				   string_inside(h.server.host, data, size));
+			FUZZ_CHECK(h.server.n_params <= HANDOVER_MAX_PARAMS);
+			for (uint32_t i = 0; i < h.server.n_params; i++)
+				FUZZ_CHECK(string_inside(h.server.params[i].name, data, size) &&
+					   string_inside(h.server.params[i].value, data, size));
+		}
 		struct buf_out out;
 		buf_out_init(&out);
 		handover_client_encode(&out, &h);

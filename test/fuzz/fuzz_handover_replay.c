@@ -42,6 +42,10 @@ static void sample(struct buf_out *out)
 		.n_prepared = 1,
 		.input = input,
 		.input_len = sizeof(input),
+		.linked = true,
+		.server = { .id = 9, .connect_time_ms = 1765000000000ull, .be_pid = 4711,
+			    .be_key = 42, .host_index = 0, .port = 5432, .addr = "127.0.0.1:5432",
+			    .host = "127.0.0.1", .params = params, .n_params = 2 },
 	};
 	memset(h.scram_client_key, 0x11, 32);
 	memset(h.scram_server_key, 0x22, 32);

@@ -263,27 +263,53 @@ START_TEST(test_failed_takeovers_leave_the_old_process_serving)
 }
 END_TEST
 
-START_TEST(test_session_clients_stay_until_they_leave)
+START_TEST(test_a_session_moves_with_its_server)
 {
 	struct harness_sluice *s = start("pool_mode = session\n");
-	pid_t old = s->pid;
-	PGconn *linked = harness_connect(s, "dbname=app user=trustuser");
-	char *backend = harness_query_text(linked, "SELECT pg_backend_pid()");
-	PGconn *fresh = harness_connect(s, "dbname=app user=trustuser");
+	PGconn *c = harness_connect(s, "dbname=app user=trustuser");
+	harness_command_ok(c, "SET work_mem = '7MB'", "SET");
+	harness_command_ok(c, "CREATE TEMP TABLE mine (x int)", "CREATE TABLE");
+	char *backend = harness_query_text(c, "SELECT pg_backend_pid()");
 
-	/* The linked client keeps the old process alive; the one never linked moves. */
-	ck_assert_int_eq(harness_sluice_reboot(s, NULL, 1500), -1);
-	ck_assert(harness_sluice_log_wait(s, "1 client(s) handed over", 5000));
-	ck_assert(harness_sluice_log_wait(s, "1 client(s) stay with this process", 5000));
-	char *again = harness_query_text(linked, "SELECT pg_backend_pid()");
+	/* Linked for life in session pooling: the client goes with its server. */
+	ck_assert_int_eq(harness_sluice_reboot(s, NULL, 10000), 0);
+	ck_assert(harness_sluice_log_count(s, "1 client(s) handed over") == 1);
+	char *again = harness_query_text(c, "SELECT pg_backend_pid()");
 	ck_assert_str_eq(again, backend);
-	harness_expect_answer(fresh, "SELECT 3", "3");
-	still_serves(s);
+	harness_expect_answer(c, "SHOW work_mem", "7MB");
+	harness_expect_answer(c, "SELECT count(*) FROM mine", "0");
+	PGconn *console = harness_connect(s, ADMIN_CONN);
+	ck_assert_int_eq(harness_show_long(console, "SHOW POOLS", "database", "app", "sv_active"), 1);
+	PQfinish(console);
+	PQfinish(c);
+	free(backend);
+	free(again);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
 
-	PQfinish(linked);
+START_TEST(test_a_transaction_finishes_in_the_old_process_first)
+{
+	struct harness_sluice *s = start(NULL);
+	pid_t old = s->pid;
+	PGconn *busy = harness_connect(s, "dbname=app user=trustuser");
+	harness_command_ok(busy, "BEGIN", "BEGIN");
+	char *backend = harness_query_text(busy, "SELECT pg_backend_pid()");
+	PGconn *idle = harness_connect(s, "dbname=app user=trustuser");
+
+	/* The idle client moves at once; the one in a transaction keeps the old process. */
+	ck_assert_int_eq(harness_sluice_reboot(s, NULL, 1500), -1);
+	harness_expect_answer(idle, "SELECT 3", "3");
+	char *again = harness_query_text(busy, "SELECT pg_backend_pid()");
+	ck_assert_str_eq(again, backend);
+	still_serves(s);
+	harness_command_ok(busy, "COMMIT", "COMMIT");
 	ck_assert_int_eq(harness_wait_pid(old, 10000), 0);
-	harness_expect_answer(fresh, "SELECT 4", "4");
-	PQfinish(fresh);
+	ck_assert(harness_sluice_log_count(s, "2 client(s) handed over") == 1);
+	harness_expect_answer(busy, "SELECT 4", "4");
+	PQfinish(busy);
+	PQfinish(idle);
 	free(backend);
 	free(again);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
@@ -298,7 +324,8 @@ static Suite *restart_suite(void)
 	tcase_add_test(tc, test_a_client_moves_with_its_session);
 	tcase_add_test(tc, test_two_restarts_under_pgbench_drop_nothing);
 	tcase_add_test(tc, test_failed_takeovers_leave_the_old_process_serving);
-	tcase_add_test(tc, test_session_clients_stay_until_they_leave);
+	tcase_add_test(tc, test_a_session_moves_with_its_server);
+	tcase_add_test(tc, test_a_transaction_finishes_in_the_old_process_first);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -39,6 +39,17 @@ static void sample(struct buf_out *out, bool full)
 		.n_prepared = full ? 2 : 0,
 		.input = full ? input : NULL,
 		.input_len = full ? sizeof(input) : 0,
+		.linked = full,
+		.server = { .id = 43,
+			    .connect_time_ms = 1765000000000ull,
+			    .be_pid = 4711,
+			    .be_key = 0xfeedface,
+			    .host_index = 1,
+			    .port = 5433,
+			    .addr = "/run/postgresql/.s.PGSQL.5433",
+			    .host = "",
+			    .params = params,
+			    .n_params = full ? 2 : 0 },
 	};
 	memset(h.scram_client_key, 0x5a, 32);
 	memset(h.scram_server_key, 0xa5, 32);
@@ -77,6 +88,16 @@ START_TEST(test_a_record_reads_back_as_written)
 	ck_assert_uint_eq(h.prepared[1].text_len, 0);
 	ck_assert_uint_eq(h.input_len, sizeof(input));
 	ck_assert(memcmp(h.input, input, sizeof(input)) == 0);
+	ck_assert(h.linked);
+	ck_assert_uint_eq(h.server.id, 43);
+	ck_assert_uint_eq(h.server.be_pid, 4711);
+	ck_assert_uint_eq(h.server.be_key, 0xfeedface);
+	ck_assert_int_eq(h.server.host_index, 1);
+	ck_assert_int_eq(h.server.port, 5433);
+	ck_assert_str_eq(h.server.addr, "/run/postgresql/.s.PGSQL.5433");
+	ck_assert_str_eq(h.server.host, "");
+	ck_assert_uint_eq(h.server.n_params, 2);
+	ck_assert_str_eq(h.server.params[0].value, "app");
 	handover_client_free(&h);
 
 	buf_out_reset(&out);
@@ -86,6 +107,7 @@ START_TEST(test_a_record_reads_back_as_written)
 	ck_assert_uint_eq(h.admin_role, 2);
 	ck_assert_int_eq(h.peer_pid, 4242);
 	ck_assert(!h.have_scram_keys);
+	ck_assert(!h.linked);
 	ck_assert_ptr_null(h.password);
 	ck_assert_uint_eq(h.n_params + h.n_prepared + h.input_len, 0);
 	handover_client_free(&h);
@@ -148,8 +170,8 @@ START_TEST(test_what_a_successor_must_not_believe_is_refused)
 		ck_assert_int_eq(handover_client_decode(out.data, out.len, &h), -1);
 	}
 	buf_out_reset(&out);
-	sample(&out, true);
-	put_be32_at(&out, out.len - sizeof(input) - 4, 0x7fffffff); /* the input's length */
+	sample(&out, false);
+	put_be32_at(&out, out.len - 4, 0x7fffffff); /* the input's length, its last field */
 	ck_assert_int_eq(handover_client_decode(out.data, out.len, &h), -1);
 	buf_out_deinit(&out);
 }
