@@ -30,7 +30,7 @@
  * carries it, and a record starts with it. Any change to a record's layout
  * or to the command's rows makes a new number.
  */
-#define HANDOVER_VERSION 1
+#define HANDOVER_VERSION 2
 
 /* Bounds a reader holds a record to: a hostile or broken sender cannot make it allocate more. */
 #define HANDOVER_MAX_PARAMS 256

@@ -7,6 +7,7 @@
  * serving.
  */
 #include "harness.h"
+#include "sluice/handover.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -22,6 +23,10 @@
 	"auth_type = trust\nadmin_users = trustuser\npool_mode = transaction\n"                    \
 	"pidfile = @DIR@/sluice.pid\n"
 #define ADMIN_CONN "dbname=pgbouncer user=trustuser"
+#define STR(x) #x
+#define XSTR(x) STR(x)
+/* The command a successor of this very version sends. */
+#define TAKEOVER_THIS "TAKEOVER " XSTR(HANDOVER_VERSION)
 
 static struct harness_sluice *start(const char *extra)
 {
@@ -227,7 +232,7 @@ START_TEST(test_failed_takeovers_leave_the_old_process_serving)
 
 	/* A successor that took the sockets and died before taking any client. */
 	console = harness_raw_console(s, "trustuser");
-	harness_raw_command(console, "TAKEOVER 1", "TAKEOVER");
+	harness_raw_command(console, TAKEOVER_THIS, "TAKEOVER");
 	close(console);
 	ck_assert(harness_sluice_log_wait(s, "the new process went away", 5000));
 	still_serves(s);
@@ -236,7 +241,7 @@ START_TEST(test_failed_takeovers_leave_the_old_process_serving)
 	PGconn *tcp = harness_connect(s, ADMIN_CONN);
 	harness_command_ok(tcp, "PAUSE", "PAUSE");
 	console = harness_raw_console(s, "trustuser");
-	harness_raw_query(console, "TAKEOVER 1");
+	harness_raw_query(console, TAKEOVER_THIS);
 	e = harness_raw_read_error(console);
 	ck_assert_msg(strstr(e, "paused: RESUME first"), "%s", e);
 	free(e);
@@ -245,7 +250,7 @@ START_TEST(test_failed_takeovers_leave_the_old_process_serving)
 	still_serves(s);
 
 	/* Only the unix socket, as sluice's own OS user: not over TCP. */
-	char *refused = harness_query_error(tcp, "TAKEOVER 1");
+	char *refused = harness_query_error(tcp, TAKEOVER_THIS);
 	ck_assert_msg(strstr(refused, "same OS user, on the unix socket"), "%s", refused);
 	free(refused);
 	PQfinish(tcp);
