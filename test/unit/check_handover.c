@@ -9,6 +9,10 @@
 
 #include "sluice/handover.h"
 
+/* The pinned layout of sample(true) for HANDOVER_VERSION 2 (see the test at the end). */
+#define PINNED_LEN 330
+#define PINNED_HASH 0x1dac671u
+
 static const uint8_t parse_text[] = "SELECT $1\0\0\1\0\0\0\x17";
 static const uint8_t input[] = { 'S', 0, 0, 0, 4 };
 
@@ -177,6 +181,35 @@ START_TEST(test_what_a_successor_must_not_believe_is_refused)
 }
 END_TEST
 
+/* FNV-1a, enough to notice that bytes changed. */
+static uint32_t fnv1a(const uint8_t *p, size_t n)
+{
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h;
+}
+
+/*
+ * The bytes of a fixed record, pinned for this version: a change of the
+ * layout without a new HANDOVER_VERSION would let an older successor
+ * misread the clients a newer process hands it (or the other way round),
+ * and lose them. Change the layout, bump the version, then update these.
+ */
+START_TEST(test_the_layout_is_pinned_to_its_version)
+{
+	struct buf_out out;
+	buf_out_init(&out);
+	sample(&out, true);
+	ck_assert_int_eq(HANDOVER_VERSION, 2);
+	ck_assert_msg(out.len == PINNED_LEN && fnv1a(out.data, out.len) == PINNED_HASH,
+		      "the record's layout changed (%zu bytes, hash %#x): bump HANDOVER_VERSION "
+		      "and pin the new layout here",
+		      out.len, fnv1a(out.data, out.len));
+	buf_out_deinit(&out);
+}
+END_TEST
+
 static Suite *handover_suite(void)
 {
 	Suite *s = suite_create("handover");
@@ -184,6 +217,7 @@ static Suite *handover_suite(void)
 	tcase_add_test(tc, test_a_record_reads_back_as_written);
 	tcase_add_test(tc, test_a_cut_or_padded_record_is_refused);
 	tcase_add_test(tc, test_what_a_successor_must_not_believe_is_refused);
+	tcase_add_test(tc, test_the_layout_is_pinned_to_its_version);
 	suite_add_tcase(s, tc);
 	return s;
 }
