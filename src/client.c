@@ -13,6 +13,7 @@
 #include <assert.h>
 #include <pwd.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,31 +66,38 @@ static void login_read(struct client *c);
 
 /* ---- state ----------------------------------------------------------------- */
 
-static struct client_list *list_of(struct client *c, enum client_state st, int **count)
+/*
+ * Where each state's list and count live in struct pool (offset 0, where
+ * pool->w is: the state has none). Tables, not a switch: client_set_state
+ * runs three times per transaction, and the lookups were a fifth of its cost.
+ */
+#define X(name, text) +1
+enum { N_CLIENT_STATES = 0 CLIENT_STATES(X) };
+#undef X
+static const uint16_t list_offset[N_CLIENT_STATES] = {
+	[CLIENT_WAITING_LOGIN] = offsetof(struct pool, waiting_login),
+	[CLIENT_WAITING] = offsetof(struct pool, waiting),
+	[CLIENT_WAITING_REPLICATION] = offsetof(struct pool, waiting_repl),
+	[CLIENT_ACTIVE] = offsetof(struct pool, active),
+	[CLIENT_IDLE] = offsetof(struct pool, idle),
+};
+static const uint16_t count_offset[N_CLIENT_STATES] = {
+	[CLIENT_WAITING_LOGIN] = offsetof(struct pool, n_cl_waiting_login),
+	[CLIENT_WAITING] = offsetof(struct pool, n_cl_waiting),
+	[CLIENT_WAITING_REPLICATION] = offsetof(struct pool, n_cl_waiting_repl),
+	[CLIENT_ACTIVE] = offsetof(struct pool, n_cl_active),
+	[CLIENT_IDLE] = offsetof(struct pool, n_cl_idle),
+};
+_Static_assert(sizeof(struct pool) <= UINT16_MAX, "pool offsets fit in uint16_t");
+
+static struct client_list *list_of(struct pool *p, enum client_state st)
 {
-	struct pool *p = c->pool;
-	*count = NULL;
-	switch (st) {
-	case CLIENT_WAITING_LOGIN:
-		*count = &p->n_cl_waiting_login;
-		return &p->waiting_login;
-	case CLIENT_WAITING:
-		*count = &p->n_cl_waiting;
-		return &p->waiting;
-	case CLIENT_WAITING_REPLICATION:
-		*count = &p->n_cl_waiting_repl;
-		return &p->waiting_repl;
-	case CLIENT_ACTIVE:
-		*count = &p->n_cl_active;
-		return &p->active;
-	case CLIENT_IDLE:
-		*count = &p->n_cl_idle;
-		return &p->idle;
-	case CLIENT_LOGIN:
-	case CLIENT_CLOSED:
-		return NULL;
-	}
-	return NULL;
+	return (struct client_list *)((char *)p + list_offset[st]);
+}
+
+static int *count_of(struct pool *p, enum client_state st)
+{
+	return (int *)((char *)p + count_offset[st]);
 }
 
 void client_check(const struct client *c)
@@ -124,17 +132,15 @@ void client_set_state(struct client *c, enum client_state st)
 	enum client_state old = c->state;
 	if (old == st)
 		return;
-	int *n;
-	struct client_list *from = list_of(c, old, &n);
-	if (from) {
-		TAILQ_REMOVE(from, c, state_link);
-		(*n)--;
+	struct pool *p = c->pool;
+	if (list_offset[old]) {
+		TAILQ_REMOVE(list_of(p, old), c, state_link);
+		(*count_of(p, old))--;
 	}
-	struct client_list *to = list_of(c, st, &n);
-	if (to) {
+	if (list_offset[st]) {
 		/* Waiters are served first come, first served. */
-		TAILQ_INSERT_TAIL(to, c, state_link);
-		(*n)++;
+		TAILQ_INSERT_TAIL(list_of(p, st), c, state_link);
+		(*count_of(p, st))++;
 	}
 	c->state = st; /* the one write of client->state: client_set_state */
 	c->state_since = uv_now(c->w->loop);
@@ -142,7 +148,9 @@ void client_set_state(struct client *c, enum client_state st)
 	if (st == CLIENT_WAITING || st == CLIENT_WAITING_REPLICATION)
 		c->wait_start_us = worker_clock_us(c->w);
 	clog(LOG_LEVEL_DEBUG, c, "%s -> %s", state_names[old], state_names[st]);
-	client_check(c);
+#ifndef NDEBUG
+	client_check(c); /* a call to an empty function otherwise */
+#endif
 }
 
 /* ---- ending ---------------------------------------------------------------- */
