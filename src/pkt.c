@@ -12,21 +12,6 @@
 #include <string.h>
 #include <strings.h>
 
-int pkt_frame(const uint8_t *p, size_t avail, uint32_t max_len, struct pkt_hdr *h)
-{
-	if (avail < PKT_HDR_LEN)
-		return PKT_INCOMPLETE;
-	uint32_t n = get_be32(p + 1);
-	if (n < 4)
-		return PKT_MALFORMED;
-	/* n counts itself but not the type byte; compare without overflow. */
-	if (n > max_len - 1 || max_len == 0)
-		return PKT_TOO_LARGE;
-	h->type = p[0];
-	h->len = n + 1;
-	return PKT_OK;
-}
-
 int pkt_frame_startup(const uint8_t *p, size_t avail, uint32_t *len)
 {
 	if (avail < 4)

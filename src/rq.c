@@ -113,7 +113,7 @@ static void skip_batch(struct rq *q)
 		rq_pop(q, false);
 }
 
-int rq_retire(struct rq *q, uint8_t type)
+int rq_retire_extended(struct rq *q, uint8_t type)
 {
 	int head = rq_head(q);
 	switch (type) {

@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "sluice/common.h"
+#include "sluice/pkt.h"
 
 struct pstmt;
 
@@ -104,7 +105,22 @@ void rq_pop(struct rq *q, bool answered);
  * sluice's hidden requests (swallow it); 0: relay it; -1: it answers
  * nothing that was asked (the server is out of step).
  */
-int rq_retire(struct rq *q, uint8_t type);
+int rq_retire_extended(struct rq *q, uint8_t type);
+static inline int rq_retire(struct rq *q, uint8_t type)
+{
+	/*
+	 * Under a Query, Sync, FunctionCall or internal entry only ReadyForQuery
+	 * (rq_ready) retires anything, and only the extended completions are out
+	 * of step. Decided inline: the relay asks for every message.
+	 */
+	int head = rq_head(q);
+	bool boundary = head == RQ_QUERY || head == RQ_SYNC || head == RQ_FUNCTION ||
+			head == RQ_INTERNAL;
+	if (boundary && type != PKT_ParseComplete && type != PKT_BindComplete &&
+	    type != PKT_CloseComplete)
+		return 0;
+	return rq_retire_extended(q, type);
+}
 /*
  * ReadyForQuery: retires what is left of a skipped batch and then the
  * entry it completes, which is returned (its kind), or -1 when none was
