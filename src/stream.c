@@ -722,7 +722,7 @@ static void queue_slice(struct stream *dst, struct buf *b, const uint8_t *p, siz
 
 static void tls_write(struct stream *s, const void *p, size_t len);
 
-void stream_forward(struct stream *dst, struct stream *src, size_t len)
+void stream_forward_slice(struct stream *dst, struct stream *src, size_t len)
 {
 	struct buf *b = src->rbuf;
 	if (dst->tls)
