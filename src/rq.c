@@ -49,26 +49,37 @@ static bool is_extended(int kind)
 	}
 }
 
+/* cap is a power of two (16, then doubled), so the wrap is a mask, not a division. */
 static struct rq_entry *at(const struct rq *q, uint32_t i)
 {
-	return &q->ring[(q->head + i) % q->cap];
+	return &q->ring[(q->head + i) & (q->cap - 1)];
+}
+
+/*
+ * Out of line and cold: inlined, its registers made every push save and
+ * restore six of them, a third of the push's cost.
+ */
+__attribute__((noinline, cold)) static void grow(struct rq *q)
+{
+	uint32_t cap = q->cap ? q->cap * 2 : 16;
+	struct rq_entry *n = xmalloc(cap * sizeof(*n));
+	for (uint32_t i = 0; i < q->len; i++)
+		n[i] = *at(q, i);
+	free(q->ring);
+	q->ring = n;
+	q->cap = cap;
+	q->head = 0;
 }
 
 void rq_push(struct rq *q, enum rq_kind kind, struct pstmt *stmt, uint64_t name_id)
 {
-	if (q->len == q->cap) {
-		uint32_t cap = q->cap ? q->cap * 2 : 16;
-		struct rq_entry *n = xmalloc(cap * sizeof(*n));
-		for (uint32_t i = 0; i < q->len; i++)
-			n[i] = *at(q, i);
-		free(q->ring);
-		q->ring = n;
-		q->cap = cap;
-		q->head = 0;
-	}
-	*at(q, q->len) = (struct rq_entry){
-		.kind = (uint8_t)kind, .seq = ++q->seq, .stmt = stmt, .name_id = name_id
-	};
+	if (q->len == q->cap)
+		grow(q);
+	struct rq_entry *e = at(q, q->len);
+	e->kind = (uint8_t)kind;
+	e->seq = ++q->seq;
+	e->stmt = stmt;
+	e->name_id = name_id;
 	q->len++;
 	if (stmt)
 		q->stmts++;
@@ -80,14 +91,16 @@ void rq_push(struct rq *q, enum rq_kind kind, struct pstmt *stmt, uint64_t name_
 
 void rq_pop(struct rq *q, bool answered)
 {
-	struct rq_entry e = q->ring[q->head];
-	q->head = (q->head + 1) % q->cap;
+	const struct rq_entry *e = &q->ring[q->head];
+	q->head = (q->head + 1) & (q->cap - 1);
 	q->len--;
-	if (is_boundary(e.kind))
+	if (is_boundary(e->kind))
 		q->boundaries--;
-	if (e.stmt) {
+	if (e->stmt) {
+		/* A copy: the callback may push, and a push may move the ring. */
+		struct rq_entry done = *e;
 		q->stmts--;
-		q->done(q->owner, &e, answered);
+		q->done(q->owner, &done, answered);
 	}
 }
 
