@@ -71,10 +71,8 @@ const char *param_key(const char *name)
 
 void param_set_deinit(struct param_set *ps)
 {
-	for (int i = 0; i < ps->n; i++) {
-		free(ps->items[i].name);
-		free(ps->items[i].value);
-	}
+	for (int i = 0; i < ps->n; i++)
+		free(ps->items[i].name); /* and the value with it (item_strings) */
 	free(ps->items);
 	param_set_init(ps);
 }
@@ -90,6 +88,20 @@ static struct param *find(const struct param_set *ps, const char *key, const cha
 	return NULL;
 }
 
+/*
+ * Gives it copies of name and value in one allocation ("name\0value\0"),
+ * owned through it->name: a login's parameters cost one malloc each, not two.
+ */
+static void item_strings(struct param *it, const char *name, const char *value)
+{
+	size_t n = strlen(name) + 1, v = strlen(value) + 1;
+	char *block = xmalloc(n + v);
+	memcpy(block, name, n);
+	memcpy(block + n, value, v);
+	it->name = block;
+	it->value = block + n;
+}
+
 bool param_set_put(struct param_set *ps, const char *name, const char *value)
 {
 	const char *key = param_key(name);
@@ -97,9 +109,9 @@ bool param_set_put(struct param_set *ps, const char *name, const char *value)
 	if (it) {
 		if (strcmp(it->value, value) == 0)
 			return false;
-		char *v = xstrdup(value);
-		free(it->value);
-		it->value = v;
+		char *old = it->name;
+		item_strings(it, old, value);
+		free(old);
 		return true;
 	}
 	if (ps->n == ps->cap) {
@@ -108,8 +120,7 @@ bool param_set_put(struct param_set *ps, const char *name, const char *value)
 	}
 	it = &ps->items[ps->n++];
 	it->key = key;
-	it->name = xstrdup(name);
-	it->value = xstrdup(value);
+	item_strings(it, name, value);
 	return true;
 }
 
