@@ -32,6 +32,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include "sluice/md5.h"
 #include "sluice/pkt.h"
 #include "sluice/rand.h"
 
@@ -51,70 +52,38 @@ bool auth_is_md5_secret(const char *s)
 /*
  * Lowercase hex MD5 of a || b into out[33]. If OpenSSL refuses MD5 (a FIPS
  * provider), out is "", which matches no response: md5 logins then fail
- * rather than the process.
+ * rather than the process. The hash itself is md5.c's (see md5.h for why);
+ * OpenSSL is only asked, once, whether MD5 is allowed.
  */
-static EVP_MD *md5_md;
+static bool md5_allowed;
 static pthread_once_t md5_once = PTHREAD_ONCE_INIT;
 
-/*
- * EVP_md5() makes every EVP_DigestInit_ex look MD5 up in the provider
- * tables again (locks, name comparisons): about a third of a login's
- * instructions. Fetched once, it is only referenced.
- */
-/*
- * Each thread keeps one digest context for MD5: a new one per digest is
- * two mallocs, and freeing them cleanses them. Freed when its thread ends.
- */
-static pthread_key_t md5_ctx_key;
-
-static void free_md5_ctx(void *ctx)
+static void ask_md5(void)
 {
-	EVP_MD_CTX_free(ctx);
-}
-
-static void fetch_md5(void)
-{
-	md5_md = EVP_MD_fetch(NULL, "MD5", NULL);
-	if (md5_md && pthread_key_create(&md5_ctx_key, free_md5_ctx) != 0) {
-		EVP_MD_free(md5_md);
-		md5_md = NULL;
-	}
-}
-
-static EVP_MD_CTX *md5_ctx(void)
-{
-	EVP_MD_CTX *ctx = pthread_getspecific(md5_ctx_key);
-	if (!ctx) {
-		ctx = EVP_MD_CTX_new();
-		if (ctx && pthread_setspecific(md5_ctx_key, ctx) != 0) {
-			EVP_MD_CTX_free(ctx);
-			ctx = NULL;
-		}
-	}
-	return ctx;
+	EVP_MD *md = EVP_MD_fetch(NULL, "MD5", NULL);
+	md5_allowed = md != NULL;
+	EVP_MD_free(md);
 }
 
 static void md5_hex(const void *a, size_t alen, const void *b, size_t blen, char out[33])
 {
 	static const char hex[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
 	out[0] = '\0';
-	pthread_once(&md5_once, fetch_md5);
-	if (!md5_md)
+	pthread_once(&md5_once, ask_md5);
+	if (!md5_allowed)
 		return;
-	EVP_MD_CTX *ctx = md5_ctx();
-	if (!ctx)
-		return;
-	if (EVP_DigestInit_ex2(ctx, md5_md, NULL) == 1 && EVP_DigestUpdate(ctx, a, alen) == 1 &&
-	    EVP_DigestUpdate(ctx, b, blen) == 1 && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 &&
-	    mdlen == 16) {
-		for (unsigned int i = 0; i < 16; i++) {
-			out[2 * i] = hex[md[i] >> 4];
-			out[2 * i + 1] = hex[md[i] & 0xf];
-		}
-		out[32] = '\0';
+	struct md5 m;
+	uint8_t md[MD5_LEN];
+	md5_init(&m);
+	md5_update(&m, a, alen);
+	md5_update(&m, b, blen);
+	md5_final(&m, md);
+	for (unsigned int i = 0; i < MD5_LEN; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 0xf];
 	}
+	out[32] = '\0';
+	explicit_bzero(md, sizeof(md));
 }
 
 void auth_md5_secret(const char *password, const char *user, char out[36])
