@@ -44,9 +44,26 @@ static bool fold(const char *name, char *out, size_t *len)
 	return true;
 }
 
+/*
+ * Keys this thread found lately, by their first letter: a login interns the
+ * same few names as the one before it, and the table's way (fold, lock,
+ * hash) costs several times a comparison. Keys are never freed, so a
+ * remembered one stays valid; a miss only takes the table's way.
+ */
+static _Thread_local const char *recent_keys[32];
+
+static const char **recent_slot(const char *name)
+{
+	return &recent_keys[tolower((unsigned char)name[0]) & 31];
+}
+
 /* The key of name if it was interned already (insert: intern it now), or NULL. */
 static const char *key_of(const char *name, bool insert)
 {
+	/* The key is name folded: equal ignoring case means it is name's. */
+	const char **slot = recent_slot(name);
+	if (*slot && strcasecmp(*slot, name) == 0)
+		return *slot;
 	char folded[KEY_LEN_MAX + 1];
 	size_t len;
 	if (!fold(name, folded, &len))
@@ -61,7 +78,10 @@ static const char *key_of(const char *name, bool insert)
 		nkeys++;
 	}
 	pthread_mutex_unlock(&keys_lock);
-	return e ? e->folded : NULL;
+	if (!e)
+		return NULL;
+	*slot = e->folded;
+	return e->folded;
 }
 
 const char *param_key(const char *name)
