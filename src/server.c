@@ -146,7 +146,13 @@ static void on_rq_done(void *owner, const struct rq_entry *e, bool answered)
 static void settle_fakes(struct server *s)
 {
 	uint8_t type;
-	while (s->pass_remaining == 0 && (type = rq_take_fake(&s->rq)) != 0) {
+	for (;;) {
+		/* Looked at here first: this runs after every inspected message. */
+		int head = rq_head(&s->rq);
+		if (s->pass_remaining || (head != RQ_FAKE_PARSE && head != RQ_FAKE_CLOSE))
+			return;
+		if ((type = rq_take_fake(&s->rq)) == 0)
+			return;
 		if (s->client) {
 			const uint8_t msg[PKT_HDR_LEN] = { type, 0, 0, 0, 4 };
 			stream_write(&s->client->stream, msg, sizeof(msg));
