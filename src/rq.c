@@ -23,12 +23,6 @@ void rq_deinit(struct rq *q)
 	q->cap = 0;
 }
 
-/* Entries that end a batch: what follows them is not skipped by an error before them. */
-static bool is_boundary(int kind)
-{
-	return kind == RQ_QUERY || kind == RQ_SYNC || kind == RQ_FUNCTION || kind == RQ_INTERNAL;
-}
-
 /* Entries retired by an extended-protocol completion rather than by ReadyForQuery. */
 static bool is_extended(int kind)
 {
@@ -55,11 +49,7 @@ static struct rq_entry *at(const struct rq *q, uint32_t i)
 	return &q->ring[(q->head + i) & (q->cap - 1)];
 }
 
-/*
- * Out of line and cold: inlined, its registers made every push save and
- * restore six of them, a third of the push's cost.
- */
-__attribute__((noinline, cold)) static void grow(struct rq *q)
+void rq_grow(struct rq *q)
 {
 	uint32_t cap = q->cap ? q->cap * 2 : 16;
 	struct rq_entry *n = xmalloc(cap * sizeof(*n));
@@ -71,30 +61,12 @@ __attribute__((noinline, cold)) static void grow(struct rq *q)
 	q->head = 0;
 }
 
-void rq_push(struct rq *q, enum rq_kind kind, struct pstmt *stmt, uint64_t name_id)
-{
-	if (q->len == q->cap)
-		grow(q);
-	struct rq_entry *e = at(q, q->len);
-	e->kind = (uint8_t)kind;
-	e->seq = ++q->seq;
-	e->stmt = stmt;
-	e->name_id = name_id;
-	q->len++;
-	if (stmt)
-		q->stmts++;
-	if (is_boundary(kind)) {
-		q->boundaries++;
-		q->batch_first_seq = q->seq + 1;
-	}
-}
-
 void rq_pop(struct rq *q, bool answered)
 {
 	const struct rq_entry *e = &q->ring[q->head];
 	q->head = (q->head + 1) & (q->cap - 1);
 	q->len--;
-	if (is_boundary(e->kind))
+	if (rq_kind_is_boundary(e->kind))
 		q->boundaries--;
 	if (e->stmt) {
 		/* A copy: the callback may push, and a push may move the ring. */
@@ -113,7 +85,7 @@ static void remove_first(struct rq *q, enum rq_kind kind)
 		for (uint32_t j = i; j + 1 < q->len; j++)
 			*at(q, j) = *at(q, j + 1);
 		q->len--;
-		if (is_boundary(kind))
+		if (rq_kind_is_boundary(kind))
 			q->boundaries--;
 		return;
 	}

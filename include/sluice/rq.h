@@ -85,7 +85,37 @@ void rq_init(struct rq *q, rq_done_cb *done, void *owner);
 /* Retires what is left, unanswered, and frees the ring. */
 void rq_deinit(struct rq *q);
 
-void rq_push(struct rq *q, enum rq_kind kind, struct pstmt *stmt, uint64_t name_id);
+/* Entries that end a batch: what follows them is not skipped by an error before them. */
+static inline bool rq_kind_is_boundary(int kind)
+{
+	return kind == RQ_QUERY || kind == RQ_SYNC || kind == RQ_FUNCTION || kind == RQ_INTERNAL;
+}
+
+/* Doubles the ring, keeping the entries in order (rq_push, when it is full). */
+void rq_grow(struct rq *q);
+
+/*
+ * Appends an entry. Inline: every message sent that PostgreSQL answers is
+ * pushed, five per extended-protocol query. The ring's capacity is a power
+ * of two, so the wrap is a mask.
+ */
+static inline void rq_push(struct rq *q, enum rq_kind kind, struct pstmt *stmt, uint64_t name_id)
+{
+	if (q->len == q->cap)
+		rq_grow(q);
+	struct rq_entry *e = &q->ring[(q->head + q->len) & (q->cap - 1)];
+	e->kind = (uint8_t)kind;
+	e->seq = ++q->seq;
+	e->stmt = stmt;
+	e->name_id = name_id;
+	q->len++;
+	if (stmt)
+		q->stmts++;
+	if (rq_kind_is_boundary(kind)) {
+		q->boundaries++;
+		q->batch_first_seq = q->seq + 1;
+	}
+}
 /* The head entry's kind, or -1 when the queue is empty. (Inline: asked for every server message.) */
 static inline int rq_head(const struct rq *q)
 {
