@@ -1404,7 +1404,12 @@ static void relay(struct client *c)
 		case PKT_Bind:
 		case PKT_Describe:
 		case PKT_Close:
-			if (relay_prepared(c, &h, &stop)) {
+			/*
+			 * prepared.c relays a Bind, Describe or Close untouched when
+			 * the client has no statement names: skip asking it then.
+			 */
+			if ((h.type == PKT_Parse || c->prepared.n) &&
+			    relay_prepared(c, &h, &stop)) {
 				if (stop)
 					goto out;
 				continue;
