@@ -11,7 +11,7 @@
 
 void rq_init(struct rq *q, rq_done_cb *done, void *owner)
 {
-	*q = (struct rq){ .done = done, .owner = owner };
+	*q = (struct rq){ .head_kind = -1, .done = done, .owner = owner };
 }
 
 void rq_deinit(struct rq *q)
@@ -66,6 +66,7 @@ void rq_pop(struct rq *q, bool answered)
 	const struct rq_entry *e = &q->ring[q->head];
 	q->head = (q->head + 1) & (q->cap - 1);
 	q->len--;
+	q->head_kind = q->len ? q->ring[q->head].kind : -1;
 	if (rq_kind_is_boundary(e->kind))
 		q->boundaries--;
 	if (e->stmt) {

@@ -28,6 +28,7 @@
  */
 #pragma once
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -77,6 +78,11 @@ struct rq {
 	uint32_t boundaries; /* Query, Sync, FunctionCall and internal entries */
 	uint32_t batch_first_seq; /* seq the first entry of the current batch has or will have */
 	bool skipping; /* an error was answered and PostgreSQL skips messages until the next Sync */
+	/*
+	 * rq_head(), kept by push and pop: the relay asks for it several times
+	 * per message, and one load is cheaper than finding the entry.
+	 */
+	int16_t head_kind;
 	rq_done_cb *done; /* called for entries with a statement */
 	void *owner;
 };
@@ -108,7 +114,8 @@ static inline void rq_push(struct rq *q, enum rq_kind kind, struct pstmt *stmt, 
 	e->seq = ++q->seq;
 	e->stmt = stmt;
 	e->name_id = name_id;
-	q->len++;
+	if (q->len++ == 0)
+		q->head_kind = (int16_t)kind;
 	if (stmt)
 		q->stmts++;
 	if (rq_kind_is_boundary(kind)) {
@@ -119,7 +126,8 @@ static inline void rq_push(struct rq *q, enum rq_kind kind, struct pstmt *stmt, 
 /* The head entry's kind, or -1 when the queue is empty. (Inline: asked for every server message.) */
 static inline int rq_head(const struct rq *q)
 {
-	return q->len ? q->ring[q->head].kind : -1;
+	assert(q->head_kind == (q->len ? q->ring[q->head].kind : -1));
+	return q->head_kind;
 }
 /* The head entry, or NULL. */
 static inline const struct rq_entry *rq_head_entry(const struct rq *q)
