@@ -829,8 +829,12 @@ static void server_relay(struct server *s)
 				continue;
 			}
 		}
-		/* Retired once, now that the whole message (if inspected) is here. */
-		s->answering_seq = rq_answering_seq(&s->rq);
+		/*
+		 * Retired once, now that the whole message (if inspected) is here.
+		 * Only an inspected message asks what it answers (forget_on_discard).
+		 */
+		if (inspect)
+			s->answering_seq = rq_answering_seq(&s->rq);
 		int hidden = rq_retire(&s->rq, h.type);
 		if (hidden < 0) {
 			forward_run(s, fwd_to, &fwd);
