@@ -27,8 +27,10 @@ int pkt_parse_startup(const uint8_t *p, uint32_t len, struct pkt_startup *st)
 {
 	if (len < 8 || get_be32(p) != len)
 		return PKT_MALFORMED;
-	memset(st, 0, sizeof(*st));
+	/* Not a memset of the whole: keys and vals are a kilobyte, read only up to nparams. */
 	st->code = get_be32(p + 4);
+	st->cancel_pid = st->cancel_key = 0;
+	st->nparams = 0;
 	switch (st->code) {
 	case PKT_CANCEL_REQUEST_CODE:
 		if (len != 16)

@@ -128,7 +128,7 @@ struct pkt_startup {
 	/* CancelRequest */
 	uint32_t cancel_pid;
 	uint32_t cancel_key;
-	/* StartupMessage: borrowed pointers into the packet, NUL-terminated */
+	/* StartupMessage: borrowed pointers into the packet, NUL-terminated; the first nparams are set */
 	int nparams;
 	const char *keys[PKT_STARTUP_MAX_PARAMS];
 	const char *vals[PKT_STARTUP_MAX_PARAMS];
