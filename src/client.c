@@ -1386,7 +1386,8 @@ static void relay(struct client *c)
 		bool stop;
 		switch (h.type) {
 		case PKT_Query:
-			if (relay_prepared(c, &h, &stop)) {
+			/* Only a DEALLOCATE of the client's own names concerns prepared.c. */
+			if (c->prepared.n && relay_prepared(c, &h, &stop)) {
 				if (stop)
 					goto out;
 				continue;
