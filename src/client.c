@@ -948,6 +948,15 @@ static void start_console_login(struct client *c)
  * parameters the client sets. false when one is refused (the client has
  * been failed).
  */
+/*
+ * strcmp(k, name) == 0, the first byte first: every startup parameter is
+ * tried against several names.
+ */
+static bool key_is(const char *k, const char *name)
+{
+	return k[0] == name[0] && strcmp(k, name) == 0;
+}
+
 static bool take_startup_params(struct client *c, const struct pkt_startup *st)
 {
 	/* Read first: it decides how "options" is taken. */
@@ -966,12 +975,12 @@ static bool take_startup_params(struct client *c, const struct pkt_startup *st)
 	for (int i = 0; i < st->nparams; i++) {
 		const char *k = st->keys[i], *v = st->vals[i];
 		char why[256];
-		if (strcmp(k, "user") == 0 || strcmp(k, "database") == 0 ||
-		    strncmp(k, "_pq_.", 5) == 0)
+		if (key_is(k, "user") || key_is(k, "database") ||
+		    (k[0] == '_' && strncmp(k, "_pq_.", 5) == 0))
 			continue;
-		if (strcmp(k, "replication") == 0)
+		if (key_is(k, "replication"))
 			continue;
-		if (strcmp(k, "options") == 0 && c->replication) {
+		if (key_is(k, "options") && c->replication) {
 			/*
 			 * Its server is its own, so every option can go there as it is,
 			 * tracked or not; PostgreSQL judges them (as PgBouncer does).
@@ -980,7 +989,7 @@ static bool take_startup_params(struct client *c, const struct pkt_startup *st)
 			c->startup_options = xstrdup(v);
 			continue;
 		}
-		if (strcmp(k, "options") == 0) {
+		if (key_is(k, "options")) {
 			if (!take_options(c, v, why, sizeof(why))) {
 				client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED, "%s", why);
 				return false;

@@ -286,8 +286,10 @@ bool param_is_tracked(const char *name, const char *track_extra_parameters)
 		"client_encoding",  "DateStyle", "TimeZone", "standard_conforming_strings",
 		"application_name",
 	};
+	/* The first letter first: most names a login brings are not tracked. */
+	int first = tolower((unsigned char)name[0]);
 	for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
-		if (strcasecmp(fixed[i], name) == 0)
+		if (tolower((unsigned char)fixed[i][0]) == first && strcasecmp(fixed[i], name) == 0)
 			return true;
 	return track_extra_parameters && config_list_contains(track_extra_parameters, name);
 }

@@ -74,8 +74,9 @@ int pkt_parse_startup(const uint8_t *p, uint32_t len, struct pkt_startup *st)
 const char *pkt_startup_get(const struct pkt_startup *st, const char *key)
 {
 	const char *v = NULL;
+	/* The first byte first: a login looks up several keys among a handful. */
 	for (int i = 0; i < st->nparams; i++)
-		if (strcmp(st->keys[i], key) == 0)
+		if (st->keys[i][0] == key[0] && strcmp(st->keys[i], key) == 0)
 			v = st->vals[i];
 	return v;
 }
