@@ -28,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
@@ -678,7 +677,7 @@ static int step_password(struct auth_session *s, const uint8_t *body, size_t len
 					  s->user_name, s->md5_salt, expect);
 			/* Both are "md5" and 32 hex digits: only the length is public. */
 			ok = expect[0] != '\0' && strlen(password) == MD5_SECRET_LEN &&
-			     CRYPTO_memcmp(password, expect, MD5_SECRET_LEN) == 0;
+			     mem_equal_ct(password, expect, MD5_SECRET_LEN);
 		}
 	}
 	return password_verdict(s, ok, password);
