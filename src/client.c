@@ -59,6 +59,9 @@ struct client_login {
 	uint8_t auth_type; /* enum auth_type: the method chosen (hba resolved) while looking up */
 	bool auth_from_hba; /* auth_type came from an auth_hba_file rule */
 	char *ident_map; /* the map= of the hba rule that chose cert, or NULL */
+	/* route_login's look-up of the database, for login_done while w->cfg_gen is db_cfg_gen. */
+	const struct config_database *db;
+	uint64_t db_cfg_gen;
 };
 
 static void client_process(struct client *c);
@@ -423,7 +426,10 @@ static void login_done(struct client *c)
 		client_process(c);
 		return;
 	}
-	const struct config_database *db = config_find_database(w->cfg, c->db_name);
+	/* Found again only if a reload came during the authentication. */
+	const struct config_database *db = c->login->db && c->login->db_cfg_gen == w->cfg_gen
+						   ? c->login->db
+						   : config_find_database(w->cfg, c->db_name);
 	if (!db) {
 		client_fail(c, SQLSTATE_INVALID_CATALOG_NAME, "no such database: %s", c->db_name);
 		return;
@@ -1029,6 +1035,8 @@ static void route_login(struct client *c)
 		return;
 	}
 	const struct config_database *dbc = config_find_database(w->cfg, c->db_name);
+	c->login->db = dbc;
+	c->login->db_cfg_gen = w->cfg_gen;
 	enum auth_type type = w->cfg->auth_type;
 	if (!dbc) {
 		/*
