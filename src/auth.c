@@ -28,10 +28,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include "sluice/md5.h"
 #include "sluice/pkt.h"
 #include "sluice/rand.h"
 
@@ -51,70 +51,38 @@ bool auth_is_md5_secret(const char *s)
 /*
  * Lowercase hex MD5 of a || b into out[33]. If OpenSSL refuses MD5 (a FIPS
  * provider), out is "", which matches no response: md5 logins then fail
- * rather than the process.
+ * rather than the process. The hash itself is md5.c's (see md5.h for why);
+ * OpenSSL is only asked, once, whether MD5 is allowed.
  */
-static EVP_MD *md5_md;
+static bool md5_allowed;
 static pthread_once_t md5_once = PTHREAD_ONCE_INIT;
 
-/*
- * EVP_md5() makes every EVP_DigestInit_ex look MD5 up in the provider
- * tables again (locks, name comparisons): about a third of a login's
- * instructions. Fetched once, it is only referenced.
- */
-/*
- * Each thread keeps one digest context for MD5: a new one per digest is
- * two mallocs, and freeing them cleanses them. Freed when its thread ends.
- */
-static pthread_key_t md5_ctx_key;
-
-static void free_md5_ctx(void *ctx)
+static void ask_md5(void)
 {
-	EVP_MD_CTX_free(ctx);
-}
-
-static void fetch_md5(void)
-{
-	md5_md = EVP_MD_fetch(NULL, "MD5", NULL);
-	if (md5_md && pthread_key_create(&md5_ctx_key, free_md5_ctx) != 0) {
-		EVP_MD_free(md5_md);
-		md5_md = NULL;
-	}
-}
-
-static EVP_MD_CTX *md5_ctx(void)
-{
-	EVP_MD_CTX *ctx = pthread_getspecific(md5_ctx_key);
-	if (!ctx) {
-		ctx = EVP_MD_CTX_new();
-		if (ctx && pthread_setspecific(md5_ctx_key, ctx) != 0) {
-			EVP_MD_CTX_free(ctx);
-			ctx = NULL;
-		}
-	}
-	return ctx;
+	EVP_MD *md = EVP_MD_fetch(NULL, "MD5", NULL);
+	md5_allowed = md != NULL;
+	EVP_MD_free(md);
 }
 
 static void md5_hex(const void *a, size_t alen, const void *b, size_t blen, char out[33])
 {
 	static const char hex[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
 	out[0] = '\0';
-	pthread_once(&md5_once, fetch_md5);
-	if (!md5_md)
+	pthread_once(&md5_once, ask_md5);
+	if (!md5_allowed)
 		return;
-	EVP_MD_CTX *ctx = md5_ctx();
-	if (!ctx)
-		return;
-	if (EVP_DigestInit_ex2(ctx, md5_md, NULL) == 1 && EVP_DigestUpdate(ctx, a, alen) == 1 &&
-	    EVP_DigestUpdate(ctx, b, blen) == 1 && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 &&
-	    mdlen == 16) {
-		for (unsigned int i = 0; i < 16; i++) {
-			out[2 * i] = hex[md[i] >> 4];
-			out[2 * i + 1] = hex[md[i] & 0xf];
-		}
-		out[32] = '\0';
+	struct md5 m;
+	uint8_t md[MD5_LEN];
+	md5_init(&m);
+	md5_update(&m, a, alen);
+	md5_update(&m, b, blen);
+	md5_final(&m, md);
+	for (unsigned int i = 0; i < MD5_LEN; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 0xf];
 	}
+	out[32] = '\0';
+	explicit_bzero(md, sizeof(md));
 }
 
 void auth_md5_secret(const char *password, const char *user, char out[36])
@@ -486,6 +454,8 @@ struct auth_session {
 	uint8_t server_key[SCRAM_KEY_LEN];
 	char *password; /* after AUTH_OK via cleartext */
 	struct scram_job *job; /* after AUTH_DERIVE, until taken */
+	size_t size; /* of the allocation: the struct, then user_name and secret.text */
+	char strings[];
 };
 
 static int fail(struct auth_session *s, const char *why)
@@ -499,21 +469,30 @@ struct auth_session *auth_session_new(enum auth_type type, const char *user_name
 				      const struct auth_user *user,
 				      const uint8_t mock_seed[SCRAM_KEY_LEN])
 {
-	struct auth_session *s = xcalloc(1, sizeof(*s));
+	/*
+	 * The copies of the name and the secret live in the session's own
+	 * allocation: one malloc per login instead of three.
+	 */
+	if (!user_name)
+		user_name = "";
+	const char *text = user && user->secret.text ? user->secret.text : "";
+	size_t name_size = strlen(user_name) + 1, text_size = strlen(text) + 1;
+	size_t size = sizeof(struct auth_session) + name_size + text_size;
+	struct auth_session *s = xcalloc(1, size);
+	s->size = size;
 	s->step = AUTH_STEP_START;
-	s->user_name = xstrdup(user_name ? user_name : "");
+	s->user_name = memcpy(s->strings, user_name, name_size);
 	memcpy(s->mock_seed, mock_seed, SCRAM_KEY_LEN);
 	if (user) {
 		s->secret = user->secret;
-		s->secret.text = xstrdup(user->secret.text ? user->secret.text : "");
 		/* The md5 secret is salted with the name: only the same name may use it. */
 		if (strcmp(user->name, s->user_name) == 0)
 			memcpy(s->md5_secret, user->md5, sizeof(s->md5_secret));
 	} else {
 		s->secret.kind = AUTH_SECRET_NONE;
-		s->secret.text = xstrdup("");
 		s->doomed = "no such user";
 	}
+	s->secret.text = memcpy(s->strings + name_size, text, text_size);
 	if (user && s->secret.kind == AUTH_SECRET_NONE)
 		s->doomed = "user has no password";
 
@@ -544,15 +523,14 @@ void auth_session_free(struct auth_session *s)
 {
 	if (!s)
 		return;
-	free(s->user_name);
-	secret_deinit(&s->secret);
 	scram_server_free(s->scram);
 	scram_job_free(s->job);
 	if (s->password) {
 		explicit_bzero(s->password, strlen(s->password));
 		free(s->password);
 	}
-	explicit_bzero(s, sizeof(*s));
+	/* The secret's copy with the rest (see auth_session_new). */
+	explicit_bzero(s, s->size);
 	free(s);
 }
 
@@ -699,7 +677,7 @@ static int step_password(struct auth_session *s, const uint8_t *body, size_t len
 					  s->user_name, s->md5_salt, expect);
 			/* Both are "md5" and 32 hex digits: only the length is public. */
 			ok = expect[0] != '\0' && strlen(password) == MD5_SECRET_LEN &&
-			     CRYPTO_memcmp(password, expect, MD5_SECRET_LEN) == 0;
+			     mem_equal_ct(password, expect, MD5_SECRET_LEN);
 		}
 	}
 	return password_verdict(s, ok, password);

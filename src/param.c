@@ -44,9 +44,26 @@ static bool fold(const char *name, char *out, size_t *len)
 	return true;
 }
 
+/*
+ * Keys this thread found lately, by their first letter: a login interns the
+ * same few names as the one before it, and the table's way (fold, lock,
+ * hash) costs several times a comparison. Keys are never freed, so a
+ * remembered one stays valid; a miss only takes the table's way.
+ */
+static _Thread_local const char *recent_keys[32];
+
+static const char **recent_slot(const char *name)
+{
+	return &recent_keys[tolower((unsigned char)name[0]) & 31];
+}
+
 /* The key of name if it was interned already (insert: intern it now), or NULL. */
 static const char *key_of(const char *name, bool insert)
 {
+	/* The key is name folded: equal ignoring case means it is name's. */
+	const char **slot = recent_slot(name);
+	if (*slot && strcasecmp(*slot, name) == 0)
+		return *slot;
 	char folded[KEY_LEN_MAX + 1];
 	size_t len;
 	if (!fold(name, folded, &len))
@@ -61,7 +78,10 @@ static const char *key_of(const char *name, bool insert)
 		nkeys++;
 	}
 	pthread_mutex_unlock(&keys_lock);
-	return e ? e->folded : NULL;
+	if (!e)
+		return NULL;
+	*slot = e->folded;
+	return e->folded;
 }
 
 const char *param_key(const char *name)
@@ -71,10 +91,8 @@ const char *param_key(const char *name)
 
 void param_set_deinit(struct param_set *ps)
 {
-	for (int i = 0; i < ps->n; i++) {
-		free(ps->items[i].name);
-		free(ps->items[i].value);
-	}
+	for (int i = 0; i < ps->n; i++)
+		free(ps->items[i].name); /* and the value with it (item_strings) */
 	free(ps->items);
 	param_set_init(ps);
 }
@@ -90,6 +108,20 @@ static struct param *find(const struct param_set *ps, const char *key, const cha
 	return NULL;
 }
 
+/*
+ * Gives it copies of name and value in one allocation ("name\0value\0"),
+ * owned through it->name: a login's parameters cost one malloc each, not two.
+ */
+static void item_strings(struct param *it, const char *name, const char *value)
+{
+	size_t n = strlen(name) + 1, v = strlen(value) + 1;
+	char *block = xmalloc(n + v);
+	memcpy(block, name, n);
+	memcpy(block + n, value, v);
+	it->name = block;
+	it->value = block + n;
+}
+
 bool param_set_put(struct param_set *ps, const char *name, const char *value)
 {
 	const char *key = param_key(name);
@@ -97,9 +129,9 @@ bool param_set_put(struct param_set *ps, const char *name, const char *value)
 	if (it) {
 		if (strcmp(it->value, value) == 0)
 			return false;
-		char *v = xstrdup(value);
-		free(it->value);
-		it->value = v;
+		char *old = it->name;
+		item_strings(it, old, value);
+		free(old);
 		return true;
 	}
 	if (ps->n == ps->cap) {
@@ -108,8 +140,7 @@ bool param_set_put(struct param_set *ps, const char *name, const char *value)
 	}
 	it = &ps->items[ps->n++];
 	it->key = key;
-	it->name = xstrdup(name);
-	it->value = xstrdup(value);
+	item_strings(it, name, value);
 	return true;
 }
 
@@ -255,8 +286,10 @@ bool param_is_tracked(const char *name, const char *track_extra_parameters)
 		"client_encoding",  "DateStyle", "TimeZone", "standard_conforming_strings",
 		"application_name",
 	};
+	/* The first letter first: most names a login brings are not tracked. */
+	int first = tolower((unsigned char)name[0]);
 	for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
-		if (strcasecmp(fixed[i], name) == 0)
+		if (tolower((unsigned char)fixed[i][0]) == first && strcasecmp(fixed[i], name) == 0)
 			return true;
 	return track_extra_parameters && config_list_contains(track_extra_parameters, name);
 }

@@ -12,21 +12,6 @@
 #include <string.h>
 #include <strings.h>
 
-int pkt_frame(const uint8_t *p, size_t avail, uint32_t max_len, struct pkt_hdr *h)
-{
-	if (avail < PKT_HDR_LEN)
-		return PKT_INCOMPLETE;
-	uint32_t n = get_be32(p + 1);
-	if (n < 4)
-		return PKT_MALFORMED;
-	/* n counts itself but not the type byte; compare without overflow. */
-	if (n > max_len - 1 || max_len == 0)
-		return PKT_TOO_LARGE;
-	h->type = p[0];
-	h->len = n + 1;
-	return PKT_OK;
-}
-
 int pkt_frame_startup(const uint8_t *p, size_t avail, uint32_t *len)
 {
 	if (avail < 4)
@@ -42,8 +27,10 @@ int pkt_parse_startup(const uint8_t *p, uint32_t len, struct pkt_startup *st)
 {
 	if (len < 8 || get_be32(p) != len)
 		return PKT_MALFORMED;
-	memset(st, 0, sizeof(*st));
+	/* Not a memset of the whole: keys and vals are a kilobyte, read only up to nparams. */
 	st->code = get_be32(p + 4);
+	st->cancel_pid = st->cancel_key = 0;
+	st->nparams = 0;
 	switch (st->code) {
 	case PKT_CANCEL_REQUEST_CODE:
 		if (len != 16)
@@ -87,8 +74,9 @@ int pkt_parse_startup(const uint8_t *p, uint32_t len, struct pkt_startup *st)
 const char *pkt_startup_get(const struct pkt_startup *st, const char *key)
 {
 	const char *v = NULL;
+	/* The first byte first: a login looks up several keys among a handful. */
 	for (int i = 0; i < st->nparams; i++)
-		if (strcmp(st->keys[i], key) == 0)
+		if (st->keys[i][0] == key[0] && strcmp(st->keys[i], key) == 0)
 			v = st->vals[i];
 	return v;
 }

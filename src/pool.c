@@ -363,8 +363,8 @@ static bool evict_idle_elsewhere(struct pool *p, uint64_t now, bool with_reserve
 
 /*
  * Ends a greeting whose AuthenticationOk and ParameterStatus messages are in
- * out: the client's cancel key, login_notify_message, ReadyForQuery. Sends
- * it and frees out.
+ * out: appends the client's cancel key, login_notify_message, ReadyForQuery,
+ * and sends it all. The caller still owns out.
  */
 static void greet_tail(struct pool *p, struct client *c, struct buf_out *out)
 {
@@ -373,7 +373,6 @@ static void greet_tail(struct pool *p, struct client *c, struct buf_out *out)
 		pkt_put_NoticeResponse(out, "00000", p->w->cfg->login_notify_message);
 	pkt_put_ReadyForQuery(out, 'I');
 	stream_write(&c->stream, out->data, out->len);
-	buf_out_deinit(out);
 }
 
 /* Greets client c with params as they are (a replication client: its server's). */
@@ -385,6 +384,7 @@ static void send_welcome(struct pool *p, struct client *c, const struct param_se
 	for (int i = 0; i < params->n; i++)
 		pkt_put_ParameterStatus(&out, params->items[i].name, params->items[i].value);
 	greet_tail(p, c, &out);
+	buf_out_deinit(&out);
 }
 
 /* Links s to c and counts the assignment: c waited waited µs, in the queue if had_to_wait. */
@@ -668,21 +668,24 @@ void pool_send_welcome(struct pool *p, struct client *c)
 	if (!c->profile)
 		c->profile = param_profile_get(&p->profiles, &c->params, &p->defaults);
 	uint64_t id = param_profile_id(c->profile);
+	struct buf_out *out = &p->welcome_status;
 	if (p->welcome_status_profile != id) {
-		buf_out_reset(&p->welcome_status);
+		buf_out_reset(out);
+		pkt_put_AuthenticationOk(out);
 		for (int i = 0; i < p->welcome.n; i++) {
 			const struct param *wp = &p->welcome.items[i];
 			const char *v = param_set_get_as(&c->params, wp);
-			pkt_put_ParameterStatus(&p->welcome_status, wp->name, v ? v : wp->value);
+			pkt_put_ParameterStatus(out, wp->name, v ? v : wp->value);
 		}
 		p->welcome_status_profile = id;
 	}
-	struct buf_out out;
-	buf_out_init(&out);
-	buf_out_reserve(&out, p->welcome_status.len + 64);
-	pkt_put_AuthenticationOk(&out);
-	buf_out_put(&out, p->welcome_status.data, p->welcome_status.len);
-	greet_tail(p, c, &out);
+	/*
+	 * The client's own part goes after the shared one, in the same buffer,
+	 * and is cut off again once sent: no message built on the heap per login.
+	 */
+	size_t shared = out->len;
+	greet_tail(p, c, out);
+	out->len = shared;
 }
 
 int pool_pick_host(struct pool *p)

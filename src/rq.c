@@ -11,7 +11,7 @@
 
 void rq_init(struct rq *q, rq_done_cb *done, void *owner)
 {
-	*q = (struct rq){ .done = done, .owner = owner };
+	*q = (struct rq){ .head_kind = -1, .done = done, .owner = owner };
 }
 
 void rq_deinit(struct rq *q)
@@ -21,12 +21,6 @@ void rq_deinit(struct rq *q)
 	free(q->ring);
 	q->ring = NULL;
 	q->cap = 0;
-}
-
-/* Entries that end a batch: what follows them is not skipped by an error before them. */
-static bool is_boundary(int kind)
-{
-	return kind == RQ_QUERY || kind == RQ_SYNC || kind == RQ_FUNCTION || kind == RQ_INTERNAL;
 }
 
 /* Entries retired by an extended-protocol completion rather than by ReadyForQuery. */
@@ -49,45 +43,37 @@ static bool is_extended(int kind)
 	}
 }
 
+/* cap is a power of two (16, then doubled), so the wrap is a mask, not a division. */
 static struct rq_entry *at(const struct rq *q, uint32_t i)
 {
-	return &q->ring[(q->head + i) % q->cap];
+	return &q->ring[(q->head + i) & (q->cap - 1)];
 }
 
-void rq_push(struct rq *q, enum rq_kind kind, struct pstmt *stmt, uint64_t name_id)
+void rq_grow(struct rq *q)
 {
-	if (q->len == q->cap) {
-		uint32_t cap = q->cap ? q->cap * 2 : 16;
-		struct rq_entry *n = xmalloc(cap * sizeof(*n));
-		for (uint32_t i = 0; i < q->len; i++)
-			n[i] = *at(q, i);
-		free(q->ring);
-		q->ring = n;
-		q->cap = cap;
-		q->head = 0;
-	}
-	*at(q, q->len) = (struct rq_entry){
-		.kind = (uint8_t)kind, .seq = ++q->seq, .stmt = stmt, .name_id = name_id
-	};
-	q->len++;
-	if (stmt)
-		q->stmts++;
-	if (is_boundary(kind)) {
-		q->boundaries++;
-		q->batch_first_seq = q->seq + 1;
-	}
+	uint32_t cap = q->cap ? q->cap * 2 : 16;
+	struct rq_entry *n = xmalloc(cap * sizeof(*n));
+	for (uint32_t i = 0; i < q->len; i++)
+		n[i] = *at(q, i);
+	free(q->ring);
+	q->ring = n;
+	q->cap = cap;
+	q->head = 0;
 }
 
 void rq_pop(struct rq *q, bool answered)
 {
-	struct rq_entry e = q->ring[q->head];
-	q->head = (q->head + 1) % q->cap;
+	const struct rq_entry *e = &q->ring[q->head];
+	q->head = (q->head + 1) & (q->cap - 1);
 	q->len--;
-	if (is_boundary(e.kind))
+	q->head_kind = q->len ? q->ring[q->head].kind : -1;
+	if (rq_kind_is_boundary(e->kind))
 		q->boundaries--;
-	if (e.stmt) {
+	if (e->stmt) {
+		/* A copy: the callback may push, and a push may move the ring. */
+		struct rq_entry done = *e;
 		q->stmts--;
-		q->done(q->owner, &e, answered);
+		q->done(q->owner, &done, answered);
 	}
 }
 
@@ -100,7 +86,7 @@ static void remove_first(struct rq *q, enum rq_kind kind)
 		for (uint32_t j = i; j + 1 < q->len; j++)
 			*at(q, j) = *at(q, j + 1);
 		q->len--;
-		if (is_boundary(kind))
+		if (rq_kind_is_boundary(kind))
 			q->boundaries--;
 		return;
 	}
@@ -113,7 +99,7 @@ static void skip_batch(struct rq *q)
 		rq_pop(q, false);
 }
 
-int rq_retire(struct rq *q, uint8_t type)
+int rq_retire_extended(struct rq *q, uint8_t type)
 {
 	int head = rq_head(q);
 	switch (type) {

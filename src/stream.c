@@ -4,7 +4,7 @@
  * This is the only file that starts or stops reads and issues writes. Writes
  * are batched per loop iteration: the owner queues slices during its read
  * callback, and the loop owner's check step calls stream_ctx_flush, which
- * tries one non-blocking writev per stream (uv_try_write) and hands only a
+ * tries one non-blocking writev per stream (try_write) and hands only a
  * remainder to uv_write.
  * A request that goes to uv_write holds a reference on every buffer it
  * points into until its callback.
@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 /* Below this much free space at the end of rbuf a new read gets a fresh area. */
 #define READ_MIN_SPACE 2048
@@ -760,7 +761,8 @@ static void queue_slice(struct stream *dst, struct buf *b, const uint8_t *p, siz
 		schedule_flush(dst);
 	}
 	buf_ref(b);
-	o->iov[o->n] = uv_buf_init((char *)p, (unsigned int)len);
+	/* Not uv_buf_init: a call into libuv for two stores, three times a transaction. */
+	o->iov[o->n] = (uv_buf_t){ .base = (char *)p, .len = len };
 	o->bufs[o->n] = b;
 	o->n++;
 	dst->pending += len;
@@ -768,7 +770,7 @@ static void queue_slice(struct stream *dst, struct buf *b, const uint8_t *p, siz
 
 static void tls_write(struct stream *s, const void *p, size_t len);
 
-void stream_forward(struct stream *dst, struct stream *src, size_t len)
+void stream_forward_slice(struct stream *dst, struct stream *src, size_t len)
 {
 	struct buf *b = src->rbuf;
 	if (dst->tls)
@@ -835,6 +837,30 @@ static void on_write(uv_write_t *req, int status)
 
 static void tls_drain(struct stream *s, bool may_flush);
 
+/*
+ * uv_try_write's contract (bytes written, UV_EAGAIN, or another error) with
+ * one writev of our own: libuv's checks cost more than the write's own
+ * instructions, and the callers already know what they test (no uv_write in
+ * flight, the stream not closed). A stream still connecting goes through
+ * libuv, which knows whether the connect has finished. uv_buf_t is laid out
+ * as struct iovec on Unix (uv/unix.h says it may be cast).
+ */
+static int try_write(struct stream *s, const uv_buf_t *iov, int n)
+{
+	uv_os_fd_t fd;
+	if (s->dialing || uv_fileno(&s->h.handle, &fd) != 0)
+		return uv_try_write(&s->h.base, iov, (unsigned int)n);
+	ssize_t w;
+	do
+		w = writev(fd, (const struct iovec *)iov, n);
+	while (w < 0 && errno == EINTR);
+	if (w >= 0)
+		return (int)w;
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
+		return UV_EAGAIN;
+	return uv_translate_sys_error(errno);
+}
+
 /* Sends the batch queued on s (for a TLS stream: ciphertext). */
 static void flush_out(struct stream *s)
 {
@@ -853,7 +879,7 @@ static void flush_out(struct stream *s)
 	int n = o->n;
 	/* Writing ahead of an uv_write still in flight would reorder bytes. */
 	if (s->queued == 0) {
-		int w = uv_try_write(&s->h.base, o->iov, (unsigned int)n);
+		int w = try_write(s, o->iov, n);
 		if (w < 0 && w != UV_EAGAIN) {
 			release_out(s);
 			s->ops->error(s, w);
@@ -966,8 +992,7 @@ void stream_close(struct stream *s)
 	s->closing = true;
 	/* One last non-blocking attempt, errors ignored: the connection is ending. */
 	if (s->out && s->queued == 0)
-		(void)uv_try_write(&s->h.base, s->out->iov + s->out->first,
-				   (unsigned int)(s->out->n - s->out->first));
+		(void)try_write(s, s->out->iov + s->out->first, s->out->n - s->out->first);
 	finish_close(s);
 }
 

@@ -23,8 +23,8 @@
  */
 struct param {
 	const char *key;
-	char *name;
-	char *value;
+	char *name; /* one allocation, "name\0value\0", freed through name */
+	char *value; /* points into name's allocation */
 };
 
 struct param_set {

@@ -98,9 +98,23 @@ struct pkt_hdr {
  * Reads the 5-byte header of a typed message from p[0..avail).
  * PKT_INCOMPLETE: fewer than 5 bytes. PKT_MALFORMED: length field < 4.
  * PKT_TOO_LARGE: whole message longer than max_len. PKT_OK: *h is filled;
- * the body may still be incomplete (compare h->len with avail).
+ * the body may still be incomplete (compare h->len with avail). Inline:
+ * every message relayed either way is framed, several per transaction.
  */
-int pkt_frame(const uint8_t *p, size_t avail, uint32_t max_len, struct pkt_hdr *h) WUR;
+static inline WUR int pkt_frame(const uint8_t *p, size_t avail, uint32_t max_len, struct pkt_hdr *h)
+{
+	if (avail < PKT_HDR_LEN)
+		return PKT_INCOMPLETE;
+	uint32_t n = get_be32(p + 1);
+	if (n < 4)
+		return PKT_MALFORMED;
+	/* n counts itself but not the type byte; compare without overflow. */
+	if (n > max_len - 1 || max_len == 0)
+		return PKT_TOO_LARGE;
+	h->type = p[0];
+	h->len = n + 1;
+	return PKT_OK;
+}
 
 /*
  * Reads the length of an untyped startup-phase packet (StartupMessage,
@@ -114,7 +128,7 @@ struct pkt_startup {
 	/* CancelRequest */
 	uint32_t cancel_pid;
 	uint32_t cancel_key;
-	/* StartupMessage: borrowed pointers into the packet, NUL-terminated */
+	/* StartupMessage: borrowed pointers into the packet, NUL-terminated; the first nparams are set */
 	int nparams;
 	const char *keys[PKT_STARTUP_MAX_PARAMS];
 	const char *vals[PKT_STARTUP_MAX_PARAMS];

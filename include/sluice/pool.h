@@ -72,7 +72,7 @@ struct pool {
 	struct param_set defaults;
 	bool have_welcome;
 	struct param_profiles profiles; /* of its clients (param.h) */
-	/* The ParameterStatus messages of the welcome for clients of one profile. */
+	/* AuthenticationOk and the ParameterStatus messages of the welcome for clients of one profile. */
 	struct buf_out welcome_status;
 	uint64_t welcome_status_profile; /* that profile's id; 0: none yet */
 	/* The last server login failure, and when: drives server_login_retry. */

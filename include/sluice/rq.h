@@ -28,10 +28,12 @@
  */
 #pragma once
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "sluice/common.h"
+#include "sluice/pkt.h"
 
 struct pstmt;
 
@@ -76,6 +78,11 @@ struct rq {
 	uint32_t boundaries; /* Query, Sync, FunctionCall and internal entries */
 	uint32_t batch_first_seq; /* seq the first entry of the current batch has or will have */
 	bool skipping; /* an error was answered and PostgreSQL skips messages until the next Sync */
+	/*
+	 * rq_head(), kept by push and pop: the relay asks for it several times
+	 * per message, and one load is cheaper than finding the entry.
+	 */
+	int16_t head_kind;
 	rq_done_cb *done; /* called for entries with a statement */
 	void *owner;
 };
@@ -84,11 +91,43 @@ void rq_init(struct rq *q, rq_done_cb *done, void *owner);
 /* Retires what is left, unanswered, and frees the ring. */
 void rq_deinit(struct rq *q);
 
-void rq_push(struct rq *q, enum rq_kind kind, struct pstmt *stmt, uint64_t name_id);
+/* Entries that end a batch: what follows them is not skipped by an error before them. */
+static inline bool rq_kind_is_boundary(int kind)
+{
+	return kind == RQ_QUERY || kind == RQ_SYNC || kind == RQ_FUNCTION || kind == RQ_INTERNAL;
+}
+
+/* Doubles the ring, keeping the entries in order (rq_push, when it is full). */
+void rq_grow(struct rq *q);
+
+/*
+ * Appends an entry. Inline: every message sent that PostgreSQL answers is
+ * pushed, five per extended-protocol query. The ring's capacity is a power
+ * of two, so the wrap is a mask.
+ */
+static inline void rq_push(struct rq *q, enum rq_kind kind, struct pstmt *stmt, uint64_t name_id)
+{
+	if (q->len == q->cap)
+		rq_grow(q);
+	struct rq_entry *e = &q->ring[(q->head + q->len) & (q->cap - 1)];
+	e->kind = (uint8_t)kind;
+	e->seq = ++q->seq;
+	e->stmt = stmt;
+	e->name_id = name_id;
+	if (q->len++ == 0)
+		q->head_kind = (int16_t)kind;
+	if (stmt)
+		q->stmts++;
+	if (rq_kind_is_boundary(kind)) {
+		q->boundaries++;
+		q->batch_first_seq = q->seq + 1;
+	}
+}
 /* The head entry's kind, or -1 when the queue is empty. (Inline: asked for every server message.) */
 static inline int rq_head(const struct rq *q)
 {
-	return q->len ? q->ring[q->head].kind : -1;
+	assert(q->head_kind == (q->len ? q->ring[q->head].kind : -1));
+	return q->head_kind;
 }
 /* The head entry, or NULL. */
 static inline const struct rq_entry *rq_head_entry(const struct rq *q)
@@ -104,7 +143,22 @@ void rq_pop(struct rq *q, bool answered);
  * sluice's hidden requests (swallow it); 0: relay it; -1: it answers
  * nothing that was asked (the server is out of step).
  */
-int rq_retire(struct rq *q, uint8_t type);
+int rq_retire_extended(struct rq *q, uint8_t type);
+static inline int rq_retire(struct rq *q, uint8_t type)
+{
+	/*
+	 * Under a Query, Sync, FunctionCall or internal entry only ReadyForQuery
+	 * (rq_ready) retires anything, and only the extended completions are out
+	 * of step. Decided inline: the relay asks for every message.
+	 */
+	int head = rq_head(q);
+	bool boundary = head == RQ_QUERY || head == RQ_SYNC || head == RQ_FUNCTION ||
+			head == RQ_INTERNAL;
+	if (boundary && type != PKT_ParseComplete && type != PKT_BindComplete &&
+	    type != PKT_CloseComplete)
+		return 0;
+	return rq_retire_extended(q, type);
+}
 /*
  * ReadyForQuery: retires what is left of a skipped batch and then the
  * entry it completes, which is returned (its kind), or -1 when none was

@@ -108,7 +108,7 @@ struct server {
 	uint64_t synced_profile; /* id of the client profile params match, or 0: unknown */
 
 	struct rq rq; /* what was sent and not yet answered (rq.h) */
-	uint32_t answering_seq; /* seq of the request the message being relayed answers */
+	uint32_t answering_seq; /* seq of the request the inspected message being relayed answers */
 	char txn_status; /* from the last ReadyForQuery */
 	bool copy_in;
 	uint32_t pass_remaining; /* bytes of the current server message still to relay */

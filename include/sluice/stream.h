@@ -354,8 +354,27 @@ static inline const uint8_t *stream_data(const struct stream *s)
  */
 void stream_reserve(struct stream *s, size_t len);
 
-/* Queues len bytes of src's read buffer starting at rbuf->start, then consumes them. */
-void stream_forward(struct stream *dst, struct stream *src, size_t len);
+/* stream_forward's general case: a new slice, or a TLS stream. */
+void stream_forward_slice(struct stream *dst, struct stream *src, size_t len);
+/*
+ * Queues len bytes of src's read buffer starting at rbuf->start, then
+ * consumes them. Inline when the bytes continue the last slice queued on dst
+ * (the next message of a pipeline or of a result): its iovec grows.
+ */
+static inline void stream_forward(struct stream *dst, struct stream *src, size_t len)
+{
+	struct buf *b = src->rbuf;
+	struct stream_out *o = dst->out;
+	const uint8_t *p = b->data + b->start;
+	if (o && o->n > 0 && !dst->tls && !dst->closing && o->bufs[o->n - 1] == b &&
+	    (const uint8_t *)o->iov[o->n - 1].base + o->iov[o->n - 1].len == p) {
+		o->iov[o->n - 1].len += len;
+		dst->pending += len;
+		b->start += (uint32_t)len;
+		return;
+	}
+	stream_forward_slice(dst, src, len);
+}
 /* Queues a copy of p[0..len). */
 void stream_write(struct stream *dst, const void *p, size_t len);
 /* Sends everything queued on s now (normally stream_ctx_flush does it). */

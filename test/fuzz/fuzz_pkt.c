@@ -164,12 +164,13 @@ static void fuzz_stream(const uint8_t *data, size_t size, uint32_t max_len, uint
 		fed = MIN(size, fed + chunk);
 		for (;;) {
 			size_t avail = fed - pos;
-			struct pkt_hdr h;
+			/* Zeroed: with pkt_frame inline, GCC cannot see that rc == rc2 guards the compare. */
+			struct pkt_hdr h = { 0 };
 			int rc = pkt_frame(data + pos, avail, max_len, &h);
 			/* The verdict depends on the header alone: check it on an exact copy. */
 			size_t hn = MIN(avail, (size_t)PKT_HDR_LEN);
 			uint8_t *hc = copy_exact(data + pos, hn);
-			struct pkt_hdr h2;
+			struct pkt_hdr h2 = { 0 };
 			int rc2 = pkt_frame(hc, hn, max_len, &h2);
 			free(hc);
 			FUZZ_CHECK(rc == rc2);

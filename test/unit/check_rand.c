@@ -19,7 +19,7 @@ static int cmp16(const void *a, const void *b)
 
 START_TEST(test_rand_bytes_draws_do_not_repeat_across_refills)
 {
-	/* 3,000 draws of 16 bytes span about a hundred 512-byte blocks. */
+	/* 3,000 draws of 16 bytes span a dozen 4 KiB blocks. */
 	enum { N = 3000 };
 	static uint8_t d[N][16];
 	for (int i = 0; i < N; i++)

@@ -215,6 +215,51 @@ START_TEST(test_rq_ring_grows_across_the_wrap)
 }
 END_TEST
 
+/*
+ * rq_retire decides some verdicts inline without calling rq_retire_extended:
+ * for every head (and an empty queue) and every message type, both give the
+ * same verdict and leave the queue the same.
+ */
+START_TEST(test_rq_inline_verdicts_match_the_full_ones)
+{
+	static const int heads[] = { -1,
+				     RQ_QUERY,
+				     RQ_SYNC,
+				     RQ_FUNCTION,
+				     RQ_INTERNAL,
+				     RQ_PARSE,
+				     RQ_PARSE_HIDDEN,
+				     RQ_BIND,
+				     RQ_DESCRIBE,
+				     RQ_EXECUTE,
+				     RQ_CLOSE,
+				     RQ_CLOSE_HIDDEN,
+				     RQ_FAKE_PARSE,
+				     RQ_FAKE_CLOSE,
+				     RQ_PARSE_IN_USE };
+	for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+		for (int type = 0; type < 256; type++) {
+			struct rq a, b;
+			rq_init(&a, on_done, done_log);
+			rq_init(&b, on_done, done_log);
+			if (heads[i] >= 0) {
+				rq_push(&a, heads[i], NULL, 0);
+				rq_push(&b, heads[i], NULL, 0);
+			}
+			rq_push(&a, RQ_SYNC, NULL, 0);
+			rq_push(&b, RQ_SYNC, NULL, 0);
+			ck_assert_int_eq(rq_retire(&a, (uint8_t)type),
+					 rq_retire_extended(&b, (uint8_t)type));
+			ck_assert_uint_eq(a.len, b.len);
+			ck_assert_int_eq(rq_head(&a), rq_head(&b));
+			ck_assert_int_eq(a.skipping, b.skipping);
+			rq_deinit(&a);
+			rq_deinit(&b);
+		}
+	}
+}
+END_TEST
+
 static Suite *rq_suite(void)
 {
 	Suite *s = suite_create("rq");
@@ -223,6 +268,7 @@ static Suite *rq_suite(void)
 			    (int)(sizeof(conversations) / sizeof(conversations[0])));
 	tcase_add_test(tc, test_rq_prepared_unsettled_until_the_earlier_batch_is_answered);
 	tcase_add_test(tc, test_rq_ring_grows_across_the_wrap);
+	tcase_add_test(tc, test_rq_inline_verdicts_match_the_full_ones);
 	suite_add_tcase(s, tc);
 	return s;
 }
