@@ -110,10 +110,12 @@ START_TEST(test_reload_gives_the_next_connection_the_new_keepalive)
 	ck_assert_msg(tr != 2, "a keepalive timer with tcp_keepalive = 0");
 	PQfinish(c);
 	harness_sluice_edit_ini(s, "tcp_keepalive = 0", "tcp_keepalive = 1\ntcp_keepidle = 30");
-	int reloads = harness_sluice_log_count(s, "reload");
+	/* Not "SIGHUP: reloading", logged before the files are read: the reload's end. */
+	int reloads = harness_sluice_log_count(s, "configuration reloaded");
 	harness_sluice_signal(s, SIGHUP);
 	long deadline = harness_now_ms() + 5000;
-	while (harness_sluice_log_count(s, "reload") == reloads && harness_now_ms() < deadline)
+	while (harness_sluice_log_count(s, "configuration reloaded") == reloads &&
+		harness_now_ms() < deadline)
 		harness_sleep_ms(20);
 	c = harness_connect(s, "dbname=app user=trustuser");
 	harness_expect_answer(c, "SELECT 1", "1");
