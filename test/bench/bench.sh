@@ -439,7 +439,12 @@ scenarios=(
 	"tpcb_tls_c50|-M simple -c 50 -j 2|pgbouncer sluice|require"
 	"select_simple_tls2_c50|-S -M simple -c 50 -j 2|pgbouncer sluice|both"
 	"tpcb_tls2_c50|-M simple -c 50 -j 2|pgbouncer sluice|both"
+	"select1_c200|-M simple -c 200 -j 2 -f @SELECT1@|pgbouncer sluice"
 )
+# select1_c200 isolates the pooler: 200 clients queue for the pool's 20 servers
+# with a statement PostgreSQL answers at once (SELECT 1), so the pooler's own
+# work per transaction (queueing, linking, relaying) is most of the cost.
+printf 'SELECT 1;\n' >"$work/select1.sql"
 
 runs_tsv=$out_dir/runs.tsv
 printf 'round\tscenario\ttarget\texit\ttps\tlat_avg_ms\tlat_p99_ms\ttransactions\tfailed\tcpu_us_per_txn\tnote\tlat_p50_ms\tclient_spread\n' \
@@ -464,6 +469,7 @@ run_one() {
 		pid=${!pid_var}
 		;;
 	esac
+	opts=${opts//@SELECT1@/$work/select1.sql}
 	local out=$out_dir/pgbench/r${round}_${scen}_${target}.txt
 	local prefix=$work/txlog/tx
 	rm -f "$work"/txlog/*
@@ -597,7 +603,7 @@ counts_lookup() {
 	for s in "${scenarios[@]}"; do
 		IFS='|' read -r scen opts targets sslmode <<<"$s"
 		if [ "$scen" = "$1" ]; then
-			counts_opts=$opts
+			counts_opts=${opts//@SELECT1@/$work/select1.sql}
 			counts_targets=$targets
 			return 0
 		fi
