@@ -960,13 +960,6 @@ static void start_console_login(struct client *c)
 	run_auth(c, c->w->cfg->auth_type);
 }
 
-/* Handles a whole StartupMessage. */
-/*
- * Takes the startup parameters other than user and database: replication
- * (first, as it decides how options is taken), options, and the session
- * parameters the client sets. false when one is refused (the client has
- * been failed).
- */
 /*
  * strcmp(k, name) == 0, the first byte first: every startup parameter is
  * tried against several names.
@@ -976,6 +969,13 @@ static bool key_is(const char *k, const char *name)
 	return k[0] == name[0] && strcmp(k, name) == 0;
 }
 
+/* Handles a whole StartupMessage. */
+/*
+ * Takes the startup parameters other than user and database: replication
+ * (first, as it decides how options is taken), options, and the session
+ * parameters the client sets. false when one is refused (the client has
+ * been failed).
+ */
 static bool take_startup_params(struct client *c, const struct pkt_startup *st)
 {
 	/* Read first: it decides how "options" is taken. */

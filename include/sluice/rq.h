@@ -123,6 +123,7 @@ static inline void rq_push(struct rq *q, enum rq_kind kind, struct pstmt *stmt, 
 		q->batch_first_seq = q->seq + 1;
 	}
 }
+
 /* The head entry's kind, or -1 when the queue is empty. (Inline: asked for every server message.) */
 static inline int rq_head(const struct rq *q)
 {
@@ -151,11 +152,8 @@ static inline int rq_retire(struct rq *q, uint8_t type)
 	 * (rq_ready) retires anything, and only the extended completions are out
 	 * of step. Decided inline: the relay asks for every message.
 	 */
-	int head = rq_head(q);
-	bool boundary = head == RQ_QUERY || head == RQ_SYNC || head == RQ_FUNCTION ||
-			head == RQ_INTERNAL;
-	if (boundary && type != PKT_ParseComplete && type != PKT_BindComplete &&
-	    type != PKT_CloseComplete)
+	if (rq_kind_is_boundary(rq_head(q)) && type != PKT_ParseComplete &&
+	    type != PKT_BindComplete && type != PKT_CloseComplete)
 		return 0;
 	return rq_retire_extended(q, type);
 }
