@@ -283,7 +283,7 @@ static void rs_finish(struct client *c, struct rs *r, const char *tag)
 	buf_out_deinit(&r->out);
 }
 
-static void send_complete(struct client *c, const char *tag)
+void admin_send_complete(struct client *c, const char *tag)
 {
 	struct buf_out out;
 	buf_out_init(&out);
@@ -293,10 +293,7 @@ static void send_complete(struct client *c, const char *tag)
 	buf_out_deinit(&out);
 }
 
-/* An ERROR (not FATAL): the console stays usable. */
-static void send_error(struct client *c, const char *sqlstate, const char *fmt, ...)
-	PRINTF_LIKE(3, 4);
-static void send_error(struct client *c, const char *sqlstate, const char *fmt, ...)
+void admin_send_error(struct client *c, const char *sqlstate, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -1124,12 +1121,12 @@ static void show_fds(struct client *c)
 {
 	struct worker *w = c->w;
 	if (c->admin_role != ADMIN_ROLE_ADMIN) {
-		send_error(c, SQLSTATE_INSUFFICIENT_PRIVILEGE, "admin access needed");
+		admin_send_error(c, SQLSTATE_INSUFFICIENT_PRIVILEGE, "admin access needed");
 		return;
 	}
 	if (!w->suspended) {
-		send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-			   "SHOW FDS needs the pooler suspended: run SUSPEND first");
+		admin_send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+				 "SHOW FDS needs the pooler suspended: run SUSPEND first");
 		return;
 	}
 	struct fds f = { .c = c };
@@ -1200,9 +1197,9 @@ static void show_fds(struct client *c)
 		buf_out_deinit(&f.r.out);
 		if (f.err == UV_EBUSY) {
 			/* Nothing went: the console still speaks the protocol. */
-			send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-				   "SHOW FDS: the console connection has output in flight, "
-				   "try again");
+			admin_send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+					 "SHOW FDS: the console connection has output in flight, "
+					 "try again");
 			return;
 		}
 		client_fail(c, SQLSTATE_CONNECTION_FAILURE, "SHOW FDS: sending failed: %s",
@@ -1323,7 +1320,7 @@ void admin_poll(struct worker *w)
 			continue;
 		if (c->admin_wait == ADMIN_WAIT_PAUSE)
 			close_idle(w, db);
-		send_complete(c, tag);
+		admin_send_complete(c, tag);
 		c->admin_wait = ADMIN_WAIT_NONE;
 		free(c->admin_wait_db);
 		c->admin_wait_db = NULL;
@@ -1353,7 +1350,7 @@ static void cmd_pause(struct client *c, const char *db)
 {
 	struct worker *w = c->w;
 	if (w->suspended) {
-		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "already suspended/paused");
+		admin_send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "already suspended/paused");
 		return;
 	}
 	if (db)
@@ -1369,19 +1366,20 @@ static void cmd_resume(struct client *c, const char *db)
 	if (db) {
 		struct db_state *ds = worker_db_state(w, db, false);
 		if (!ds || !ds->paused) {
-			send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "database %s is not paused", db);
+			admin_send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
+					 "database %s is not paused", db);
 			return;
 		}
 		ds->paused = false;
 		kick_all(w);
 	} else {
 		if (w->shutdown != WORKER_RUNNING) {
-			send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "pooler is shutting down");
+			admin_send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "pooler is shutting down");
 			return;
 		}
 		process_resume_all(w->process);
 	}
-	send_complete(c, "RESUME");
+	admin_send_complete(c, "RESUME");
 }
 
 static void cmd_kill(struct client *c, const char *db)
@@ -1405,7 +1403,7 @@ static void cmd_kill(struct client *c, const char *db)
 		if (s->state != SERVER_CLOSED && db_matches(db, s->pool->db_name))
 			server_close(s, "KILL");
 	}
-	send_complete(c, "KILL");
+	admin_send_complete(c, "KILL");
 }
 
 static void cmd_set(struct client *c, const char *key, const char *value)
@@ -1424,7 +1422,7 @@ static void cmd_set(struct client *c, const char *key, const char *value)
 		}
 	}
 	if (c->admin_role != ADMIN_ROLE_ADMIN) {
-		send_error(c, SQLSTATE_INSUFFICIENT_PRIVILEGE, "admin access needed");
+		admin_send_error(c, SQLSTATE_INSUFFICIENT_PRIVILEGE, "admin access needed");
 		return;
 	}
 	struct config_error err;
@@ -1436,21 +1434,21 @@ static void cmd_set(struct client *c, const char *key, const char *value)
 		stream_write(&c->stream, out.data, out.len);
 		buf_out_deinit(&out);
 	} else if (rc != 0) {
-		send_error(c, SQLSTATE_INVALID_PARAMETER_VALUE, "SET failed: %s", err.text);
+		admin_send_error(c, SQLSTATE_INVALID_PARAMETER_VALUE, "SET failed: %s", err.text);
 		return;
 	}
-	send_complete(c, "SET");
+	admin_send_complete(c, "SET");
 }
 
 static void cmd_reload(struct client *c, const char *arg)
 {
 	(void)arg;
 	if (process_reload(c->w->process) != 0)
-		send_error(c, SQLSTATE_CONFIG_FILE_ERROR,
-			   "RELOAD failed, see logs for additional details; the previous "
-			   "configuration stays in effect");
+		admin_send_error(c, SQLSTATE_CONFIG_FILE_ERROR,
+				 "RELOAD failed, see logs for additional details; the previous "
+				 "configuration stays in effect");
 	else
-		send_complete(c, "RELOAD");
+		admin_send_complete(c, "RELOAD");
 }
 
 /* RESTART (sluice-only): a new process from sluice's binary takes this one over (takeover.h). */
@@ -1459,28 +1457,28 @@ static void cmd_restart(struct client *c, const char *arg)
 	(void)arg;
 	char why[256];
 	if (c->w->shutdown != WORKER_RUNNING || c->w->handing_over) {
-		send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-			   c->w->handing_over ? "a takeover is under way already"
-					      : "pooler is shutting down");
+		admin_send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+				 c->w->handing_over ? "a takeover is under way already"
+						    : "pooler is shutting down");
 		return;
 	}
 	if (process_restart(c->w->process, why, sizeof(why)) != 0) {
-		send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE, "%s", why);
+		admin_send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE, "%s", why);
 		return;
 	}
-	send_complete(c, "RESTART");
+	admin_send_complete(c, "RESTART");
 }
 
 static void cmd_disable(struct client *c, const char *db)
 {
 	worker_db_state(c->w, db, true)->disabled = true;
-	send_complete(c, "DISABLE");
+	admin_send_complete(c, "DISABLE");
 }
 
 static void cmd_enable(struct client *c, const char *db)
 {
 	worker_db_state(c->w, db, true)->disabled = false;
-	send_complete(c, "ENABLE");
+	admin_send_complete(c, "ENABLE");
 }
 
 static void cmd_reconnect(struct client *c, const char *db)
@@ -1492,7 +1490,7 @@ static void cmd_reconnect(struct client *c, const char *db)
 		if (s->state != SERVER_CLOSED && db_matches(db, s->pool->db_name))
 			server_mark_close_needed(s);
 	}
-	send_complete(c, "RECONNECT");
+	admin_send_complete(c, "RECONNECT");
 }
 
 static void cmd_kill_client(struct client *c, const char *arg)
@@ -1501,20 +1499,20 @@ static void cmd_kill_client(struct client *c, const char *arg)
 	char *end = NULL;
 	unsigned long long id = arg ? strtoull(arg, &end, 10) : 0;
 	if (!arg || !end || *end || end == arg) {
-		send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
-			   "invalid client pointer supplied: \"%s\" is not a client id",
-			   arg ? arg : "");
+		admin_send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
+				 "invalid client pointer supplied: \"%s\" is not a client id",
+				 arg ? arg : "");
 		return;
 	}
 	struct client *x = client_find(c->w, id);
 	if (!x || x->state == CLIENT_CLOSED) {
-		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "client not found: %llu", id);
+		admin_send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "client not found: %llu", id);
 		return;
 	}
 	/* Killing itself: the answer goes out first. */
 	if (x != c)
 		client_fail(x, SQLSTATE_ADMIN_SHUTDOWN, "client killed by admin (KILL_CLIENT)");
-	send_complete(c, "KILL_CLIENT");
+	admin_send_complete(c, "KILL_CLIENT");
 	if (x == c)
 		client_fail(c, SQLSTATE_ADMIN_SHUTDOWN, "client killed by admin (KILL_CLIENT)");
 }
@@ -1532,12 +1530,12 @@ static void cmd_shutdown(struct client *c, const char *arg)
 	else if (arg && strcmp(arg, "wait_for_clients") == 0)
 		how = WORKER_WAIT_CLIENTS;
 	else if (arg) {
-		send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
-			   "SHUTDOWN takes WAIT_FOR_SERVERS or WAIT_FOR_CLIENTS");
+		admin_send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
+				 "SHUTDOWN takes WAIT_FOR_SERVERS or WAIT_FOR_CLIENTS");
 		return;
 	}
 	log_info("SHUTDOWN requested from the admin console");
-	send_complete(c, "SHUTDOWN");
+	admin_send_complete(c, "SHUTDOWN");
 	process_shutdown(c->w->process, how);
 }
 
@@ -1550,23 +1548,23 @@ static void cmd_suspend(struct client *c, const char *arg)
 {
 	struct worker *w = c->w;
 	if (arg) {
-		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "SUSPEND takes no argument");
+		admin_send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "SUSPEND takes no argument");
 		return;
 	}
 	if (w->suspended || w->paused_all) {
-		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "already suspended/paused");
+		admin_send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "already suspended/paused");
 		return;
 	}
 	/* Suspending must be able to flush every buffer: a paused database may hold some. */
 	for (struct db_state *ds = w->db_states; ds; ds = ds->hh.next) {
 		if (ds->paused) {
-			send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
-				   "cannot suspend with paused databases");
+			admin_send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
+					 "cannot suspend with paused databases");
 			return;
 		}
 	}
 	if (w->shutdown != WORKER_RUNNING) {
-		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "pooler is shutting down");
+		admin_send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "pooler is shutting down");
 		return;
 	}
 	log_info("SUSPEND command issued");
@@ -1585,9 +1583,10 @@ static void cmd_takeover(struct client *c, const char *arg)
 	int pid;
 	if (c->admin_role != ADMIN_ROLE_ADMIN || !c->stream.is_pipe || c->stream.tls ||
 	    !stream_peer_cred(&c->stream, &uid, &pid) || uid != (unsigned)geteuid()) {
-		send_error(c, SQLSTATE_INSUFFICIENT_PRIVILEGE,
-			   "TAKEOVER is for a new sluice process of the same OS user, on the unix "
-			   "socket");
+		admin_send_error(
+			c, SQLSTATE_INSUFFICIENT_PRIVILEGE,
+			"TAKEOVER is for a new sluice process of the same OS user, on the unix "
+			"socket");
 		return;
 	}
 	if (arg && strcasecmp(arg, "clients") == 0) {
@@ -1687,8 +1686,8 @@ static void run_command(struct client *c, const char *sql)
 	struct worker *w = c->w;
 	struct console_command cmd;
 	if (console_parse(sql, &cmd) < 0) {
-		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid command '%s', use SHOW HELP;",
-			   sql);
+		admin_send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
+				 "invalid command '%s', use SHOW HELP;", sql);
 		return;
 	}
 	log_write(LOG_LEVEL_INFO, CLIENT_LOG_CONN(c), "console: %s", sql);
@@ -1700,8 +1699,8 @@ static void run_command(struct client *c, const char *sql)
 	}
 	if (strcmp(verb, "show") == 0 || strcmp(verb, "select") == 0) {
 		if (!arg) {
-			send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
-				   "SHOW needs an argument, use SHOW HELP;");
+			admin_send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
+					 "SHOW needs an argument, use SHOW HELP;");
 			return;
 		}
 		if (show_fake_guc(c, arg))
@@ -1712,33 +1711,34 @@ static void run_command(struct client *c, const char *sql)
 				return;
 			}
 		}
-		send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
-			   "unknown SHOW argument: %s, use SHOW HELP;", arg);
+		admin_send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
+				 "unknown SHOW argument: %s, use SHOW HELP;", arg);
 		return;
 	}
 
 	const struct control_cmd *cc = find_control(verb);
 	if (!cc) {
-		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid command '%s', use SHOW HELP;",
-			   sql);
+		admin_send_error(c, SQLSTATE_PROTOCOL_VIOLATION,
+				 "invalid command '%s', use SHOW HELP;", sql);
 		return;
 	}
 	/* Everything but SHOW changes something: admin users only. */
 	if (c->admin_role != ADMIN_ROLE_ADMIN) {
-		send_error(c, SQLSTATE_INSUFFICIENT_PRIVILEGE, "admin access needed");
+		admin_send_error(c, SQLSTATE_INSUFFICIENT_PRIVILEGE, "admin access needed");
 		return;
 	}
 	bool takes_db = cc->arg == CMD_ARG_DB || cc->arg == CMD_ARG_DB_REQUIRED;
 	if (cc->arg == CMD_ARG_DB_REQUIRED && !arg) {
-		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "%s needs a database name", verb);
+		admin_send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "%s needs a database name", verb);
 		return;
 	}
 	if (takes_db && arg && !known_db(w, arg)) {
-		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "no such database: %s", arg);
+		admin_send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "no such database: %s", arg);
 		return;
 	}
 	if (takes_db && arg && strcmp(arg, ADMIN_DB) == 0) {
-		send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "cannot %s the admin database", verb);
+		admin_send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "cannot %s the admin database",
+				 verb);
 		return;
 	}
 	cc->fn(c, arg);

@@ -80,26 +80,6 @@ static int send_row(struct client *c, const char *kind, const void *data, size_t
 	return rc;
 }
 
-static void send_error(struct client *c, const char *sqlstate, const char *msg)
-{
-	struct buf_out out;
-	buf_out_init(&out);
-	pkt_put_ErrorResponse(&out, "ERROR", sqlstate, msg);
-	pkt_put_ReadyForQuery(&out, 'I');
-	stream_write(&c->stream, out.data, out.len);
-	buf_out_deinit(&out);
-}
-
-static void send_complete(struct client *c)
-{
-	struct buf_out out;
-	buf_out_init(&out);
-	pkt_put_CommandComplete(&out, "TAKEOVER");
-	pkt_put_ReadyForQuery(&out, 'I');
-	stream_write(&c->stream, out.data, out.len);
-	buf_out_deinit(&out);
-}
-
 /* Accepting again, with a metrics listener of its own: the takeover did not happen. */
 static void serve_again(struct worker *w)
 {
@@ -127,7 +107,7 @@ void takeover_send_listeners(struct client *c, const char *version)
 			 "over from this one; restart it instead",
 			 version ? version : "(none)", HANDOVER_VERSION);
 		log_warning("refused a takeover: %s", msg);
-		send_error(c, SQLSTATE_FEATURE_NOT_SUPPORTED, msg);
+		admin_send_error(c, SQLSTATE_FEATURE_NOT_SUPPORTED, "%s", msg);
 		return;
 	}
 	bool paused = w->paused_all;
@@ -135,11 +115,11 @@ void takeover_send_listeners(struct client *c, const char *version)
 		paused = ds->paused;
 	/* A pause would not survive the move: the successor's clients would run at once. */
 	if (w->handing_over || w->suspended || paused || w->shutdown != WORKER_RUNNING) {
-		send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-			   w->handing_over ? "a takeover is under way already"
-			   : w->suspended  ? "the pooler is suspended: RESUME first"
-			   : paused	   ? "the pooler is paused: RESUME first"
-					   : "the pooler is shutting down");
+		admin_send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+				 w->handing_over ? "a takeover is under way already"
+				 : w->suspended	 ? "the pooler is suspended: RESUME first"
+				 : paused	 ? "the pooler is paused: RESUME first"
+						 : "the pooler is shutting down");
 		return;
 	}
 	struct buf_out out;
@@ -160,8 +140,8 @@ void takeover_send_listeners(struct client *c, const char *version)
 		rc = send_row(c, "ids", ids, (size_t)ids_len, -1);
 	if (rc != 0) {
 		if (rc == UV_EBUSY) {
-			send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-				   "TAKEOVER: the console connection has output in flight");
+			admin_send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+					 "TAKEOVER: the console connection has output in flight");
 			return;
 		}
 		client_fail(c, SQLSTATE_CONNECTION_FAILURE, "TAKEOVER: sending failed: %s",
@@ -176,15 +156,15 @@ void takeover_send_listeners(struct client *c, const char *version)
 	w->handing_over = t;
 	log_info("takeover: %d listening socket(s)%s went to the new process (pid %d)", n,
 		 http_fd >= 0 ? " and the metrics listener" : "", c->peer_pid);
-	send_complete(c);
+	admin_send_complete(c, "TAKEOVER");
 }
 
 bool takeover_start_clients(struct client *c)
 {
 	struct takeover_out *t = c->w->handing_over;
 	if (!t || t->console != c || t->clients) {
-		send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-			   "TAKEOVER CLIENTS follows this connection's TAKEOVER <version>");
+		admin_send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+				 "TAKEOVER CLIENTS follows this connection's TAKEOVER <version>");
 		return false;
 	}
 	t->clients = true;

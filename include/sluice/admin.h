@@ -47,6 +47,11 @@ bool admin_is_console_db(const char *db);
 enum admin_role admin_role_of(const struct config *cfg, const char *user, bool peer_is_self);
 /* The console's pseudo-pool (created on first use). */
 struct pool *admin_pool(struct worker *w);
+/* A console command's end: CommandComplete with tag, then ReadyForQuery. */
+void admin_send_complete(struct client *c, const char *tag);
+/* A console command's refusal: an ERROR (not FATAL, the console stays usable), then ReadyForQuery. */
+void admin_send_error(struct client *c, const char *sqlstate, const char *fmt, ...)
+	PRINTF_LIKE(3, 4);
 /*
  * A console client is gone (client.c, after taking it off the worker's
  * list): if it was the last one while SUSPENDed, the pooler resumes, as
