@@ -415,6 +415,19 @@ static int adopt(struct listener_set *ls, int fd, bool from_predecessor)
 	return watch(ls, fd, name, is_unix, false);
 }
 
+/* Adopts fds[0..n) in order; after a failure the rest are closed, so that all are taken. */
+static int adopt_each(struct listener_set *ls, const int *fds, int n, bool from_predecessor)
+{
+	int rc = 0;
+	for (int i = 0; i < n; i++) {
+		if (rc == 0)
+			rc = adopt(ls, fds[i], from_predecessor);
+		else
+			close(fds[i]);
+	}
+	return rc;
+}
+
 /* Whether setting key has its default value in cfg. */
 static bool is_default(const struct config *cfg, const char *key)
 {
@@ -442,26 +455,12 @@ int listener_adopt_all(struct listener_set *ls, const struct config *cfg, const 
 			    ".socket unit says where and how to listen)",
 			    unused[i], v);
 	}
-	int rc = 0;
-	for (int i = 0; i < n; i++) {
-		if (rc == 0)
-			rc = adopt(ls, fds[i], false);
-		else
-			close(fds[i]);
-	}
-	return rc;
+	return adopt_each(ls, fds, n, false);
 }
 
 int listener_take_over(struct listener_set *ls, const int *fds, int n)
 {
-	int rc = 0;
-	for (int i = 0; i < n; i++) {
-		if (rc == 0)
-			rc = adopt(ls, fds[i], true);
-		else
-			close(fds[i]);
-	}
-	return rc;
+	return adopt_each(ls, fds, n, true);
 }
 
 void listener_hand_over(struct listener_set *ls)
