@@ -322,6 +322,39 @@ START_TEST(test_a_transaction_finishes_in_the_old_process_first)
 }
 END_TEST
 
+/* TLS state is OpenSSL's and does not move: the client stays, and the old process serves it. */
+START_TEST(test_a_tls_client_stays_with_the_old_process_until_it_leaves)
+{
+	const char *d = harness_tls_dir();
+	char *tls_ini = xasprintf("client_tls_sslmode = allow\nclient_tls_key_file = %s/server.key\n"
+				  "client_tls_cert_file = %s/server.crt\n",
+		d, d);
+	struct harness_sluice *s = start(tls_ini);
+	free(tls_ini);
+	pid_t old = s->pid;
+	PGconn *tls = harness_connect(s, "dbname=app user=trustuser sslmode=require");
+	ck_assert(PQsslInUse(tls));
+	PGconn *plain = harness_connect(s, "dbname=app user=trustuser sslmode=disable");
+
+	ck_assert_int_eq(harness_sluice_reboot(s, NULL, 1500), -1);
+	ck_assert(harness_sluice_log_wait(s, "1 client(s) handed over", 5000));
+	ck_assert(harness_sluice_log_wait(s, "1 client(s) stay with this process", 5000));
+	harness_expect_answer(tls, "SELECT 1", "1");
+	harness_expect_answer(plain, "SELECT 2", "2");
+	/* The new process speaks TLS too, with the same certificate. */
+	PGconn *fresh = harness_connect(s, "dbname=app user=trustuser sslmode=require");
+	harness_expect_answer(fresh, "SELECT 3", "3");
+	PQfinish(fresh);
+
+	PQfinish(tls);
+	ck_assert_int_eq(harness_wait_pid(old, 10000), 0);
+	harness_expect_answer(plain, "SELECT 4", "4");
+	PQfinish(plain);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
 static Suite *restart_suite(void)
 {
 	Suite *s = suite_create("restart");
@@ -331,6 +364,7 @@ static Suite *restart_suite(void)
 	tcase_add_test(tc, test_failed_takeovers_leave_the_old_process_serving);
 	tcase_add_test(tc, test_a_session_moves_with_its_server);
 	tcase_add_test(tc, test_a_transaction_finishes_in_the_old_process_first);
+	tcase_add_test(tc, test_a_tls_client_stays_with_the_old_process_until_it_leaves);
 	suite_add_tcase(s, tc);
 	return s;
 }
