@@ -67,14 +67,20 @@ static void on_after_work(uv_work_t *req, int status);
 static void hand_to_pool(struct derive *d)
 {
 	struct derive_queue *q = d->q;
-	d->in_pool = true;
-	q->jobs++;
-	/* libuv refuses only a missing work callback: a bug, not a condition. */
 	int rc = uv_queue_work(q->loop, &d->req, on_work, on_after_work);
 	if (rc != 0) {
-		log_error("uv_queue_work: %s", uv_strerror(rc));
-		abort();
+		/*
+		 * libuv refuses only a missing work callback, which cannot happen;
+		 * should it, the job waits at the head of the queue for the next
+		 * finished one, and its connection's login times out if none
+		 * comes: that connection fails, not the process.
+		 */
+		log_error("key derivation not started: uv_queue_work: %s", uv_strerror(rc));
+		TAILQ_INSERT_HEAD(&q->waiting, d, link);
+		return;
 	}
+	d->in_pool = true;
+	q->jobs++;
 }
 
 /* On the loop, after on_work returned or the queued work was cancelled. */
