@@ -1708,16 +1708,6 @@ bool client_can_hand_over(const struct client *c)
 	       stream_fd(&c->stream) >= 0;
 }
 
-/* The wall clock, in milliseconds, of uv_now's at_ms. */
-static uint64_t wall_ms_of(const struct worker *w, uint64_t at_ms)
-{
-	uint64_t now = uv_now(w->loop);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	uint64_t wall_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-	return wall_ms - MIN(wall_ms, now - MIN(now, at_ms));
-}
-
 struct export
 {
 	struct handover_prepared *items;
@@ -1739,7 +1729,7 @@ void client_hand_over_record(const struct client *c, struct buf_out *out)
 	struct worker *w = c->w;
 	struct handover_client h = {
 		.id = c->id,
-		.connect_time_ms = wall_ms_of(w, c->connect_time),
+		.connect_time_ms = worker_wall_ms_of(w, c->connect_time),
 		.is_unix = c->stream.is_pipe,
 		.admin_role = c->admin_role,
 		.addr_family = c->addr.family,
@@ -1775,7 +1765,7 @@ void client_hand_over_record(const struct client *c, struct buf_out *out)
 		h.linked = true;
 		h.server = (struct handover_server){
 			.id = s->id,
-			.connect_time_ms = wall_ms_of(w, s->connect_time),
+			.connect_time_ms = worker_wall_ms_of(w, s->connect_time),
 			.be_pid = s->be_pid,
 			.be_key = s->be_key,
 			.host_index = s->host_index,
@@ -1853,13 +1843,8 @@ void client_adopt(struct worker *w, int fd, const struct handover_client *h, int
 	}
 	c->id = h->id ? h->id : ++w->next_conn_id;
 	/* Its age goes on from the old process's connect time (SHOW CLIENTS, the logs). */
-	uint64_t now = uv_now(w->loop);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	uint64_t wall_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-	uint64_t age = wall_ms > h->connect_time_ms ? wall_ms - h->connect_time_ms : 0;
-	c->connect_time = now - MIN(now, age);
-	c->state_since = c->request_time = now;
+	c->connect_time = worker_now_of_wall_ms(w, h->connect_time_ms);
+	c->state_since = c->request_time = uv_now(w->loop);
 	c->addr = (struct stream_addr){ .family = h->addr_family, .port = h->addr_port };
 	memcpy(c->addr.ip, h->addr_ip, sizeof(c->addr.ip));
 	c->peer_pid = h->peer_pid;

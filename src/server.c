@@ -1621,12 +1621,7 @@ struct server *server_adopt(struct pool *p, int fd, const struct handover_server
 	snprintf(s->addr, sizeof(s->addr), "%s", h->addr);
 	snprintf(s->host, sizeof(s->host), "%s", h->host);
 	s->lc = (struct log_conn){ 'S', s->id, p->db_name, p->user_name, s->addr };
-	uint64_t now = uv_now(w->loop);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	uint64_t wall_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-	uint64_t age = wall_ms > h->connect_time_ms ? wall_ms - h->connect_time_ms : 0;
-	s->connect_time = now - MIN(now, age);
+	s->connect_time = worker_now_of_wall_ms(w, h->connect_time_ms);
 	s->be_pid = h->be_pid;
 	s->be_key = h->be_key;
 	for (uint32_t i = 0; i < h->n_params; i++)

@@ -99,6 +99,26 @@ bool worker_db_paused(struct worker *w, const char *db)
 	return ds && ds->paused;
 }
 
+/* The wall clock now, in milliseconds since the epoch. */
+static uint64_t wall_ms_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t worker_wall_ms_of(const struct worker *w, uint64_t at)
+{
+	uint64_t now = uv_now(w->loop), wall = wall_ms_now();
+	return wall - MIN(wall, now - MIN(now, at));
+}
+
+uint64_t worker_now_of_wall_ms(const struct worker *w, uint64_t wall_ms)
+{
+	uint64_t now = uv_now(w->loop), wall = wall_ms_now();
+	return now - MIN(now, wall > wall_ms ? wall - wall_ms : 0);
+}
+
 void worker_schedule_kick(struct worker *w, struct pool *p)
 {
 	if (p->kick_scheduled)

@@ -275,6 +275,14 @@ struct worker_summary {
 };
 void worker_summarize(const struct worker *w, struct worker_summary *out);
 
+/*
+ * Between the loop's clock (uv_now, milliseconds) and the wall clock
+ * (milliseconds since the epoch), for times that travel to another process
+ * (an online restart's connect times); a time in the future comes back as now.
+ */
+uint64_t worker_wall_ms_of(const struct worker *w, uint64_t at);
+uint64_t worker_now_of_wall_ms(const struct worker *w, uint64_t wall_ms);
+
 /* Queues a pool for the assignment step of this loop iteration. */
 void worker_schedule_kick(struct worker *w, struct pool *p);
 

@@ -270,7 +270,10 @@ END_TEST
 
 START_TEST(test_a_session_moves_with_its_server)
 {
-	struct harness_sluice *s = start("pool_mode = session\n");
+	int metrics = harness_free_port();
+	char *extra = xasprintf("pool_mode = session\nmetrics_port = %d\n", metrics);
+	struct harness_sluice *s = start(extra);
+	free(extra);
 	PGconn *c = harness_connect(s, "dbname=app user=trustuser");
 	harness_command_ok(c, "SET work_mem = '7MB'", "SET");
 	harness_command_ok(c, "CREATE TEMP TABLE mine (x int)", "CREATE TABLE");
@@ -286,6 +289,12 @@ START_TEST(test_a_session_moves_with_its_server)
 	PGconn *console = harness_connect(s, ADMIN_CONN);
 	ck_assert_int_eq(harness_show_long(console, "SHOW POOLS", "database", "app", "sv_active"), 1);
 	PQfinish(console);
+	/* The metrics listener went along: the new process answers on the same port. */
+	char *page = harness_http_get(metrics, "/metrics");
+	ck_assert_msg(page && strstr(page, " 200 ") && strstr(page, "sluice_"), "%s",
+		page ? page : "(nothing listens)");
+	free(page);
+	ck_assert(harness_sluice_log_count(s, "and the metrics listener went to the new process") == 1);
 	PQfinish(c);
 	free(backend);
 	free(again);
