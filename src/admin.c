@@ -33,6 +33,31 @@
 #include "sluice/takeover.h"
 #include "sluice_version.h"
 
+/*
+ * The console speaks for the whole process: every command runs with the
+ * world stopped (crew.h), reads every worker's connections and pools
+ * (process_client_next and kin) and acts on every worker.
+ */
+static int n_workers(const struct worker *w)
+{
+	return w->process ? w->process->crew.n : 1;
+}
+
+static struct worker *nth_worker(struct worker *w, int i)
+{
+	return w->process ? process_worker(w->process, i) : w;
+}
+
+/* Every worker of self's process whose loop runs, as x (the world stopped). */
+#define EACH_WORKER(self, i, x)                                                                    \
+	for (int i = 0; i < n_workers(self); i++)                                                  \
+		if (((x) = nth_worker((self), i)) != NULL)
+
+static struct crew *crew_of(struct worker *w)
+{
+	return w->process ? &w->process->crew : NULL;
+}
+
 
 /* ---- access ---------------------------------------------------------------------- */
 
@@ -128,6 +153,11 @@ static const struct column socket_columns[] = { SOCKET_COLUMNS(COL) SOCKET_EXTRA
 static const struct column databases_columns[] = { DATABASES_COLUMNS(COL) };
 static const struct column users_columns[] = { USERS_COLUMNS(COL) };
 static const struct column pool_waits_columns[] = { POOL_WAITS_COLUMNS(COL) };
+static const struct column workers_columns[] = {
+	{ 'i', "worker" },	     { 'i', "clients" },	   { 'i', "waiting_clients" },
+	{ 'i', "servers" },	     { 'i', "idle_servers" },	   { 'q', "servers_moved_in" },
+	{ 'q', "servers_moved_out" }, { 'N', "loop_busy_percent" }, { 'q', "world_stops" },
+};
 #define SOCKET_BASE_COUNT 21
 
 static const struct column config_columns[] = {
@@ -310,28 +340,6 @@ void admin_send_error(struct client *c, const char *sqlstate, const char *fmt, .
 
 /* ---- SHOW commands ------------------------------------------------------------------ */
 
-static int cmp_pool(const void *a, const void *b)
-{
-	const struct pool *x = *(const struct pool *const *)a, *y = *(const struct pool *const *)b;
-	int d = strcmp(x->db_name, y->db_name);
-	return d ? d : strcmp(x->user_name, y->user_name);
-}
-
-/* Every pool, sorted by (database, user); the caller frees the array. */
-static struct pool **sorted_pools(struct worker *w, int *n)
-{
-	int count = 0;
-	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))
-		count++;
-	struct pool **v = xmalloc(sizeof(*v) * (size_t)(count ? count : 1));
-	int i = 0;
-	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))
-		v[i++] = p;
-	qsort(v, (size_t)count, sizeof(*v), cmp_pool);
-	*n = count;
-	return v;
-}
-
 /* The load_balance_hosts column: set only for a database with a host list, as PgBouncer. */
 static const char *load_balance_of(const struct config_database *db)
 {
@@ -342,14 +350,13 @@ static void show_pools(struct client *c)
 {
 	struct rs r;
 	int n;
-	struct pool **v = sorted_pools(c->w, &n);
+	struct pool_sum *v = process_pool_sums(c->w, &n);
 	rs_begin(&r, pools_columns, ARRAY_SIZE(pools_columns));
 	for (int i = 0; i < n; i++) {
-		struct pool_counts pc;
-		pool_get_counts(v[i], &pc);
+		const struct pool_counts pc = v[i].counts;
 		row_begin(&r);
-		put_text(&r, v[i]->db_name);
-		put_text(&r, v[i]->user_name);
+		put_text(&r, v[i].pool->db_name);
+		put_text(&r, v[i].pool->user_name);
 		put_int(&r, pc.cl_active);
 		put_int(&r, pc.cl_waiting);
 		/* sluice forwards a cancel at once: none waits, and each uses one connection. */
@@ -364,8 +371,8 @@ static void show_pools(struct client *c)
 		put_int(&r, pc.sv_login);
 		put_int(&r, (long long)(pc.maxwait_us / 1000000));
 		put_int(&r, (long long)(pc.maxwait_us % 1000000));
-		put_text(&r, config_pool_mode_name(pool_mode_of(v[i])));
-		put_text(&r, load_balance_of(v[i]->db));
+		put_text(&r, config_pool_mode_name(pool_mode_of(v[i].pool)));
+		put_text(&r, load_balance_of(v[i].pool->db));
 		row_end(&r);
 	}
 	free(v);
@@ -382,15 +389,15 @@ struct db_sums {
 static struct db_sums *database_sums(struct worker *w, int *n)
 {
 	int np;
-	struct pool **v = sorted_pools(w, &np);
+	struct pool_sum *v = process_pool_sums(w, &np);
 	struct db_sums *s = xcalloc((size_t)(np ? np : 1), sizeof(*s));
 	int k = -1;
 	for (int i = 0; i < np; i++) {
-		if (k < 0 || strcmp(s[k].name, v[i]->db_name) != 0)
-			s[++k].name = v[i]->db_name;
-		stats_counters_add(&s[k].total, &v[i]->stats.total);
-		stats_counters_add(&s[k].start, &v[i]->stats.period_start);
-		stats_counters_add(&s[k].end, &v[i]->stats.period_end);
+		if (k < 0 || strcmp(s[k].name, v[i].pool->db_name) != 0)
+			s[++k].name = v[i].pool->db_name;
+		stats_counters_add(&s[k].total, &v[i].stats.total);
+		stats_counters_add(&s[k].start, &v[i].stats.period_start);
+		stats_counters_add(&s[k].end, &v[i].stats.period_end);
 	}
 	free(v);
 	*n = k + 1;
@@ -574,7 +581,8 @@ static void show_sockets(struct client *c, bool clients, bool servers, bool extr
 	rs_begin(&r, socket_columns, extra ? ARRAY_SIZE(socket_columns) : SOCKET_BASE_COUNT);
 	struct conn_info ci;
 	if (clients) {
-		for (struct client *x = client_next(w, NULL); x; x = client_next(w, x)) {
+		for (struct client *x = process_client_next(w, NULL); x;
+		     x = process_client_next(w, x)) {
 			if (x->state == CLIENT_CLOSED || (x->state == CLIENT_LOGIN && !extra))
 				continue;
 			client_info(x, &ci);
@@ -584,7 +592,8 @@ static void show_sockets(struct client *c, bool clients, bool servers, bool extr
 		}
 	}
 	if (servers) {
-		for (struct server *s = server_next(w, NULL); s; s = server_next(w, s)) {
+		for (struct server *s = process_server_next(w, NULL); s;
+		     s = process_server_next(w, s)) {
 			if (s->state == SERVER_CLOSED)
 				continue;
 			server_info(s, &ci);
@@ -627,9 +636,10 @@ static void put_database_row(struct rs *r, struct worker *w, const char *name,
 	put_text(r, load_balance_of(db));
 	int max = db->max_db_connections >= 0 ? db->max_db_connections : cfg->max_db_connections;
 	put_int(r, is_admin ? 0 : max);
-	put_int(r, is_admin ? 0 : worker_count_adjust(&w->db_counts, name, 0));
+	struct ledger *l = w->ledger;
+	put_int(r, is_admin ? 0 : ledger_count_of(l, &l->db_servers, name));
 	put_int(r, config_db_client_limit(cfg, is_admin ? NULL : db));
-	put_int(r, worker_count_adjust(&w->db_client_counts, name, 0));
+	put_int(r, ledger_count_of(l, &l->db_clients, name));
 	put_int(r, (w->paused_all || (ds && ds->paused)) ? 1 : 0);
 	put_int(r, ds && ds->disabled ? 1 : 0);
 	row_end(r);
@@ -641,14 +651,14 @@ static void show_databases(struct client *c)
 	const struct config *cfg = w->cfg;
 	/* Configured entries, plus names served through the "*" fallback, plus the console. */
 	int cap = (int)HASH_COUNT(cfg->databases) + 1;
-	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))
+	for (struct pool *p = process_pool_next(w, NULL); p; p = process_pool_next(w, p))
 		cap++;
 	const char **names = xmalloc(sizeof(*names) * (size_t)cap);
 	int n = 0;
 	for (struct config_database *db = cfg->databases; db; db = db->hh.next)
 		names[n++] = db->name;
 	names[n++] = ADMIN_DB;
-	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p)) {
+	for (struct pool *p = process_pool_next(w, NULL); p; p = process_pool_next(w, p)) {
 		bool seen = false;
 		for (int i = 0; i < n && !seen; i++)
 			seen = strcmp(names[i], p->db_name) == 0;
@@ -669,6 +679,30 @@ static void show_databases(struct client *c)
 	rs_finish(c, &r, "SHOW");
 }
 
+/* Names copied out of the ledger (ledger_each), to use once its lock is let go. */
+struct name_list {
+	char **names;
+	int n, cap;
+};
+
+static void name_list_add(void *arg, const char *name, int n)
+{
+	(void)n;
+	struct name_list *nl = arg;
+	if (nl->n == nl->cap) {
+		nl->cap = nl->cap ? nl->cap * 2 : 16;
+		nl->names = xrealloc(nl->names, sizeof(*nl->names) * (size_t)nl->cap);
+	}
+	nl->names[nl->n++] = xstrdup(name);
+}
+
+static void name_list_free(struct name_list *nl)
+{
+	for (int i = 0; i < nl->n; i++)
+		free(nl->names[i]);
+	free(nl->names);
+}
+
 static void show_users(struct client *c)
 {
 	struct worker *w = c->w;
@@ -676,9 +710,11 @@ static void show_users(struct client *c)
 	int cap = (int)HASH_COUNT(cfg->users) + 1;
 	if (w->userlist)
 		cap += (int)HASH_COUNT(w->userlist->users);
-	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))
+	for (struct pool *p = process_pool_next(w, NULL); p; p = process_pool_next(w, p))
 		cap++;
-	cap += (int)HASH_COUNT(w->user_client_counts);
+	struct name_list with_clients = { 0 };
+	ledger_each(w->ledger, &w->ledger->user_clients, name_list_add, &with_clients);
+	cap += with_clients.n;
 	const char **names = xmalloc(sizeof(*names) * (size_t)cap);
 	int n = 0;
 #define ADD_NAME(nm)                                                                               \
@@ -695,12 +731,11 @@ static void show_users(struct client *c)
 		for (struct auth_user *u = w->userlist->users; u; u = u->hh.next)
 			ADD_NAME(u->name);
 	ADD_NAME(ADMIN_DB);
-	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))
+	for (struct pool *p = process_pool_next(w, NULL); p; p = process_pool_next(w, p))
 		ADD_NAME(p->user_name);
 	/* Users with clients but no pool yet (logging in, or only on the console). */
-	for (struct conn_count *cc = w->user_client_counts; cc; cc = cc->hh.next)
-		if (cc->n > 0)
-			ADD_NAME(cc->name);
+	for (int k = 0; k < with_clients.n; k++)
+		ADD_NAME(with_clients.names[k]);
 #undef ADD_NAME
 	qsort(names, (size_t)n, sizeof(*names), cmp_str);
 	struct rs r;
@@ -722,12 +757,13 @@ static void show_users(struct client *c)
 				     : NULL);
 		put_int(&r, u && u->max_user_connections >= 0 ? u->max_user_connections
 							      : cfg->max_user_connections);
-		put_int(&r, worker_count_adjust(&w->user_counts, names[i], 0));
+		put_int(&r, ledger_count_of(w->ledger, &w->ledger->user_servers, names[i]));
 		put_int(&r, config_user_client_limit(cfg, names[i]));
-		put_int(&r, worker_count_adjust(&w->user_client_counts, names[i], 0));
+		put_int(&r, ledger_count_of(w->ledger, &w->ledger->user_clients, names[i]));
 		row_end(&r);
 	}
 	free(names);
+	name_list_free(&with_clients);
 	rs_finish(c, &r, "SHOW");
 }
 
@@ -765,15 +801,15 @@ static void show_lists(struct client *c)
 {
 	struct worker *w = c->w;
 	int pools = 0, used_clients = 0, login_clients = 0, used_servers = 0;
-	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))
-		pools++;
-	for (struct client *x = client_next(w, NULL); x; x = client_next(w, x)) {
+	/* A pool on several workers is one pool. */
+	free(process_pool_sums(w, &pools));
+	for (struct client *x = process_client_next(w, NULL); x; x = process_client_next(w, x)) {
 		if (x->state == CLIENT_LOGIN)
 			login_clients++;
 		else if (x->state != CLIENT_CLOSED)
 			used_clients++;
 	}
-	for (struct server *s = server_next(w, NULL); s; s = server_next(w, s))
+	for (struct server *s = process_server_next(w, NULL); s; s = process_server_next(w, s))
 		if (s->state != SERVER_CLOSED)
 			used_servers++;
 	int users = (int)HASH_COUNT(w->cfg->users) +
@@ -812,12 +848,21 @@ static void show_mem(struct client *c)
 {
 	struct worker *w = c->w;
 	int clients = 0, servers = 0, pools = 0;
-	for (struct client *x = client_next(w, NULL); x; x = client_next(w, x))
+	for (struct client *x = process_client_next(w, NULL); x; x = process_client_next(w, x))
 		clients++;
-	for (struct server *s = server_next(w, NULL); s; s = server_next(w, s))
+	for (struct server *s = process_server_next(w, NULL); s; s = process_server_next(w, s))
 		servers++;
-	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))
+	for (struct pool *p = process_pool_next(w, NULL); p; p = process_pool_next(w, p))
 		pools++;
+	size_t bufs_used = 0, bufs_free = 0, statements = 0, statement_bytes = 0;
+	struct worker *x;
+	EACH_WORKER(w, i, x)
+	{
+		bufs_used += x->io.bufs.in_use;
+		bufs_free += x->io.bufs.free_count;
+		statements += x->prepared.n;
+		statement_bytes += x->prepared.bytes;
+	}
 	/* sluice allocates objects individually; only I/O buffers have a free list. */
 	struct {
 		const char *name;
@@ -827,11 +872,10 @@ static void show_mem(struct client *c)
 		{ "pool_cache", sizeof(struct pool), (size_t)pools, 0 },
 		{ "server_cache", sizeof(struct server), (size_t)servers, 0 },
 		{ "client_cache", sizeof(struct client), (size_t)clients, 0 },
-		{ "iobuf_cache", sizeof(struct buf) + BUF_SIZE, w->io.bufs.in_use,
-		  w->io.bufs.free_count },
+		{ "iobuf_cache", sizeof(struct buf) + BUF_SIZE, bufs_used, bufs_free },
 		/* Statements vary in size: size is their average, memtotal exact. */
-		{ "server_prepared_statement_cache",
-		  w->prepared.n ? w->prepared.bytes / w->prepared.n : 0, w->prepared.n, 0 },
+		{ "server_prepared_statement_cache", statements ? statement_bytes / statements : 0,
+		  statements, 0 },
 	};
 	struct rs r;
 	rs_begin(&r, mem_columns, ARRAY_SIZE(mem_columns));
@@ -841,9 +885,10 @@ static void show_mem(struct client *c)
 		put_int(&r, (long long)rows[i].size);
 		put_int(&r, (long long)rows[i].used);
 		put_int(&r, (long long)rows[i].free);
-		bool statements = strcmp(rows[i].name, "server_prepared_statement_cache") == 0;
-		put_int(&r, (long long)(statements ? w->prepared.bytes
-						   : rows[i].size * (rows[i].used + rows[i].free)));
+		bool is_statements = strcmp(rows[i].name, "server_prepared_statement_cache") == 0;
+		put_int(&r,
+			(long long)(is_statements ? statement_bytes
+						  : rows[i].size * (rows[i].used + rows[i].free)));
 		row_end(&r);
 	}
 	rs_finish(c, &r, "SHOW");
@@ -884,21 +929,56 @@ static void show_empty(struct client *c, const struct column *cols, int n)
 	rs_finish(c, &r, "SHOW");
 }
 
+/*
+ * SHOW WORKERS (sluice-only): each worker's connections, the servers that
+ * moved between workers (pool.c), and how busy its loop has been since it
+ * started: the share of the time it was not waiting in epoll.
+ */
+static void show_workers(struct client *c)
+{
+	struct rs r;
+	rs_begin(&r, workers_columns, ARRAY_SIZE(workers_columns));
+	struct crew *cr = crew_of(c->w);
+	struct worker *x;
+	EACH_WORKER(c->w, i, x)
+	{
+		struct worker_summary sum;
+		worker_summarize(x, &sum);
+		uint64_t up = uv_hrtime() - x->started_ns;
+		uint64_t idle = uv_metrics_idle_time(x->loop);
+		char busy[32];
+		snprintf(busy, sizeof(busy), "%.1f",
+			 up > idle && up ? 100.0 * (double)(up - idle) / (double)up : 0.0);
+		row_begin(&r);
+		put_int(&r, i);
+		put_int(&r, sum.clients);
+		put_int(&r, sum.clients_waiting);
+		put_int(&r, sum.servers);
+		put_int(&r, sum.servers_idle);
+		put_uint(&r, x->servers_moved_in);
+		put_uint(&r, x->servers_moved_out);
+		put_text(&r, busy);
+		put_uint(&r, cr ? cr->stops : 0);
+		row_end(&r);
+	}
+	rs_finish(c, &r, "SHOW");
+}
+
 static void show_pool_waits(struct client *c)
 {
 	struct rs r;
 	int n;
-	struct pool **v = sorted_pools(c->w, &n);
+	struct pool_sum *v = process_pool_sums(c->w, &n);
 	rs_begin(&r, pool_waits_columns, ARRAY_SIZE(pool_waits_columns));
 	for (int i = 0; i < n; i++) {
-		const struct pool_stats *st = &v[i]->stats;
+		const struct pool_stats *st = &v[i].stats;
 		uint64_t acq = st->total.server_assignment_count;
 		char ratio[32];
 		snprintf(ratio, sizeof(ratio), "%.4f",
 			 acq ? (double)st->reuse_count / (double)acq : 0.0);
 		row_begin(&r);
-		put_text(&r, v[i]->db_name);
-		put_text(&r, v[i]->user_name);
+		put_text(&r, v[i].pool->db_name);
+		put_text(&r, v[i].pool->user_name);
 		put_uint(&r, acq);
 		put_uint(&r, st->wait_count);
 		put_uint(&r, st->total.wait_time);
@@ -1165,7 +1245,8 @@ static void show_fds(struct client *c)
 		put_int(&f.r, 0);
 		fds_row_end(&f, l->fd);
 	}
-	for (struct client *x = client_next(w, NULL); x && !f.err; x = client_next(w, x)) {
+	for (struct client *x = process_client_next(w, NULL); x && !f.err;
+	     x = process_client_next(w, x)) {
 		if (x->state == CLIENT_CLOSED || x->admin_role != ADMIN_ROLE_NONE)
 			continue;
 		/* PgBouncer skips TLS sockets, and clients linked to one. */
@@ -1180,7 +1261,8 @@ static void show_fds(struct client *c)
 			     x->server ? stream_fd(&x->server->stream) : 0, &x->params,
 			     x->pool && x->pool->have_welcome ? &x->pool->welcome : NULL);
 	}
-	for (struct server *s = server_next(w, NULL); s && !f.err; s = server_next(w, s)) {
+	for (struct server *s = process_server_next(w, NULL); s && !f.err;
+	     s = process_server_next(w, s)) {
 		if (s->state == SERVER_CLOSED || !s->stream_open || s->stream.tls)
 			continue;
 		if (s->client && s->client->stream.tls)
@@ -1234,6 +1316,7 @@ static const struct show_cmd show_cmds[] = {
 	{ "stats_averages", show_stats_averages, 2, false },
 	{ "totals", show_totals, 2, false },
 	{ "pool_waits", show_pool_waits, 3, true },
+	{ "workers", show_workers, 3, true },
 };
 
 /* ---- control commands -------------------------------------------------------------- */
@@ -1246,7 +1329,7 @@ static bool db_matches(const char *db, const char *name)
 /* Whether every server of db (NULL: all) is out of use (PAUSE's condition). */
 static bool pause_done(struct worker *w, const char *db)
 {
-	for (struct server *s = server_next(w, NULL); s; s = server_next(w, s))
+	for (struct server *s = process_server_next(w, NULL); s; s = process_server_next(w, s))
 		if (s->state == SERVER_ACTIVE && db_matches(db, s->pool->db_name))
 			return false;
 	return true;
@@ -1254,7 +1337,7 @@ static bool pause_done(struct worker *w, const char *db)
 
 static bool close_done(struct worker *w, const char *db)
 {
-	for (struct server *s = server_next(w, NULL); s; s = server_next(w, s)) {
+	for (struct server *s = process_server_next(w, NULL); s; s = process_server_next(w, s)) {
 		struct conn_info ci;
 		if (s->state == SERVER_CLOSED || !db_matches(db, s->pool->db_name))
 			continue;
@@ -1268,9 +1351,9 @@ static bool close_done(struct worker *w, const char *db)
 /* Closes the idle servers of db: what PAUSE does once servers are released. */
 static void close_idle(struct worker *w, const char *db)
 {
-	struct server *s = server_next(w, NULL), *next;
+	struct server *s = process_server_next(w, NULL), *next;
 	for (; s; s = next) {
-		next = server_next(w, s);
+		next = process_server_next(w, s);
 		if ((s->state == SERVER_IDLE || s->state == SERVER_LOGIN) &&
 		    db_matches(db, s->pool->db_name))
 			server_close(s, "PAUSE");
@@ -1286,10 +1369,27 @@ static void start_wait(struct client *c, enum admin_wait kind, const char *db)
 	stream_pause(&c->stream);
 }
 
+static void poll_waits(struct worker *w);
+
 void admin_poll(struct worker *w)
 {
 	if (w->admin_waiters == 0)
 		return;
+	/*
+	 * What the waits are for happens on every worker; with more than one,
+	 * this worker may have nothing to do when another's transaction ends,
+	 * so it looks again shortly (worker_poll_soon) until the waits are over.
+	 */
+	crew_stop_world(crew_of(w));
+	poll_waits(w);
+	crew_resume_world(crew_of(w));
+	if (w->admin_waiters > 0 && n_workers(w) > 1)
+		worker_poll_soon(w);
+}
+
+/* admin_poll's work, with the world stopped. */
+static void poll_waits(struct worker *w)
+{
 	for (struct client *c = client_next(w, NULL); c; c = client_next(w, c)) {
 		if (!c->admin_wait || c->state == CLIENT_CLOSED)
 			continue;
@@ -1301,10 +1401,14 @@ void admin_poll(struct worker *w)
 			done = pause_done(w, db);
 			tag = "PAUSE";
 			break;
-		case ADMIN_WAIT_SUSPEND:
-			done = worker_suspend_done(w);
+		case ADMIN_WAIT_SUSPEND: {
+			struct worker *x;
+			done = true;
+			EACH_WORKER(w, i, x)
+			done = done && worker_suspend_done(x);
 			tag = "SUSPEND";
 			break;
+		}
 		case ADMIN_WAIT_TAKEOVER:
 			done = takeover_hand_over(w);
 			tag = "TAKEOVER";
@@ -1334,7 +1438,7 @@ static bool known_db(struct worker *w, const char *db)
 {
 	if (config_find_database(w->cfg, db))
 		return true;
-	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))
+	for (struct pool *p = process_pool_next(w, NULL); p; p = process_pool_next(w, p))
 		if (strcmp(p->db_name, db) == 0)
 			return true;
 	return false;
@@ -1342,8 +1446,21 @@ static bool known_db(struct worker *w, const char *db)
 
 static void kick_all(struct worker *w)
 {
-	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))
-		worker_schedule_kick(w, p);
+	for (struct pool *p = process_pool_next(w, NULL); p; p = process_pool_next(w, p))
+		worker_schedule_kick(p->w, p);
+}
+
+/* PAUSE and KILL: no server of db (NULL: of any) is handed out, on any worker. */
+static void pause_everywhere(struct worker *w, const char *db)
+{
+	struct worker *x;
+	EACH_WORKER(w, i, x)
+	{
+		if (db)
+			worker_db_state(x, db, true)->paused = true;
+		else
+			x->paused_all = true;
+	}
 }
 
 static void cmd_pause(struct client *c, const char *db)
@@ -1353,10 +1470,7 @@ static void cmd_pause(struct client *c, const char *db)
 		admin_send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "already suspended/paused");
 		return;
 	}
-	if (db)
-		worker_db_state(w, db, true)->paused = true;
-	else
-		w->paused_all = true;
+	pause_everywhere(w, db);
 	start_wait(c, ADMIN_WAIT_PAUSE, db);
 }
 
@@ -1370,7 +1484,10 @@ static void cmd_resume(struct client *c, const char *db)
 					 "database %s is not paused", db);
 			return;
 		}
-		ds->paused = false;
+		struct worker *x;
+		EACH_WORKER(w, i, x)
+		if ((ds = worker_db_state(x, db, false)) != NULL)
+			ds->paused = false;
 		kick_all(w);
 	} else {
 		if (w->shutdown != WORKER_RUNNING) {
@@ -1385,21 +1502,18 @@ static void cmd_resume(struct client *c, const char *db)
 static void cmd_kill(struct client *c, const char *db)
 {
 	struct worker *w = c->w;
-	if (db)
-		worker_db_state(w, db, true)->paused = true;
-	else
-		w->paused_all = true;
-	struct client *x = client_next(w, NULL), *next;
+	pause_everywhere(w, db);
+	struct client *x = process_client_next(w, NULL), *next;
 	for (; x; x = next) {
-		next = client_next(w, x);
+		next = process_client_next(w, x);
 		if (x == c || x->admin_role || !x->db_name || x->state == CLIENT_CLOSED)
 			continue;
 		if (db_matches(db, x->db_name))
 			client_fail(x, SQLSTATE_ADMIN_SHUTDOWN, "database killed by admin (KILL)");
 	}
-	struct server *s = server_next(w, NULL), *sn;
+	struct server *s = process_server_next(w, NULL), *sn;
 	for (; s; s = sn) {
-		sn = server_next(w, s);
+		sn = process_server_next(w, s);
 		if (s->state != SERVER_CLOSED && db_matches(db, s->pool->db_name))
 			server_close(s, "KILL");
 	}
@@ -1462,6 +1576,12 @@ static void cmd_restart(struct client *c, const char *arg)
 						    : "pooler is shutting down");
 		return;
 	}
+	if (n_workers(c->w) > 1) {
+		admin_send_error(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
+				 "RESTART: an online restart of a process with workers > 1 is not "
+				 "supported yet");
+		return;
+	}
 	if (process_restart(c->w->process, why, sizeof(why)) != 0) {
 		admin_send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE, "%s", why);
 		return;
@@ -1471,22 +1591,26 @@ static void cmd_restart(struct client *c, const char *arg)
 
 static void cmd_disable(struct client *c, const char *db)
 {
-	worker_db_state(c->w, db, true)->disabled = true;
+	struct worker *x;
+	EACH_WORKER(c->w, i, x)
+	worker_db_state(x, db, true)->disabled = true;
 	admin_send_complete(c, "DISABLE");
 }
 
 static void cmd_enable(struct client *c, const char *db)
 {
-	worker_db_state(c->w, db, true)->disabled = false;
+	struct worker *x;
+	EACH_WORKER(c->w, i, x)
+	worker_db_state(x, db, true)->disabled = false;
 	admin_send_complete(c, "ENABLE");
 }
 
 static void cmd_reconnect(struct client *c, const char *db)
 {
 	struct worker *w = c->w;
-	struct server *s = server_next(w, NULL), *next;
+	struct server *s = process_server_next(w, NULL), *next;
 	for (; s; s = next) {
-		next = server_next(w, s);
+		next = process_server_next(w, s);
 		if (s->state != SERVER_CLOSED && db_matches(db, s->pool->db_name))
 			server_mark_close_needed(s);
 	}
@@ -1504,7 +1628,11 @@ static void cmd_kill_client(struct client *c, const char *arg)
 				 arg ? arg : "");
 		return;
 	}
-	struct client *x = client_find(c->w, id);
+	struct client *x = NULL;
+	struct worker *wx;
+	EACH_WORKER(c->w, i, wx)
+	if (!x)
+		x = client_find(wx, id);
 	if (!x || x->state == CLIENT_CLOSED) {
 		admin_send_error(c, SQLSTATE_PROTOCOL_VIOLATION, "client not found: %llu", id);
 		return;
@@ -1568,7 +1696,9 @@ static void cmd_suspend(struct client *c, const char *arg)
 		return;
 	}
 	log_info("SUSPEND command issued");
-	worker_suspend(w);
+	struct worker *x;
+	EACH_WORKER(w, i, x)
+	worker_suspend(x);
 	start_wait(c, ADMIN_WAIT_SUSPEND, NULL);
 }
 
@@ -1589,6 +1719,12 @@ static void cmd_takeover(struct client *c, const char *arg)
 			"socket");
 		return;
 	}
+	if (n_workers(c->w) > 1) {
+		admin_send_error(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
+				 "TAKEOVER: an online restart of a process with workers > 1 is not "
+				 "supported yet");
+		return;
+	}
 	if (arg && strcasecmp(arg, "clients") == 0) {
 		if (takeover_start_clients(c))
 			start_wait(c, ADMIN_WAIT_TAKEOVER, NULL);
@@ -1601,11 +1737,18 @@ void admin_console_gone(struct worker *w)
 {
 	if (!w->suspended)
 		return;
-	for (struct client *x = client_next(w, NULL); x; x = client_next(w, x))
-		if (x->admin_role != ADMIN_ROLE_NONE && x->state != CLIENT_CLOSED)
-			return;
-	log_info("admin disappeared when suspended, doing RESUME");
-	worker_resume_all(w);
+	crew_stop_world(crew_of(w));
+	bool any = false;
+	for (struct client *x = process_client_next(w, NULL); x && !any;
+	     x = process_client_next(w, x))
+		any = x->admin_role != ADMIN_ROLE_NONE && x->state != CLIENT_CLOSED;
+	if (!any && w->suspended) {
+		log_info("admin disappeared when suspended, doing RESUME");
+		struct worker *x;
+		EACH_WORKER(w, i, x)
+		worker_resume_all(x);
+	}
+	crew_resume_world(crew_of(w));
 }
 
 /* What a control command's argument is, which run_command checks before the handler runs. */
@@ -1808,7 +1951,14 @@ void admin_handle(struct client *c)
 				/* As PgBouncer counts them: a command is a transaction and a query. */
 				c->pool->stats.total.xact_count++;
 				c->pool->stats.total.query_count++;
-				run_command(c, sql);
+				/*
+				 * Another worker's console may have had the world first,
+				 * and closed this client meanwhile (crew.h).
+				 */
+				crew_stop_world(crew_of(c->w));
+				if (c->state != CLIENT_CLOSED)
+					run_command(c, sql);
+				crew_resume_world(crew_of(c->w));
 			}
 			free(sql);
 			break;

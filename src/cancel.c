@@ -313,11 +313,57 @@ static const struct stream_ops cancel_stream_ops = {
 	.connect = on_connected,
 };
 
+/* A CancelRequest passed on to the other workers (crew.h): one of them may have the client. */
+struct cancel_msg {
+	struct crew_msg hdr;
+	uint32_t pid, key;
+};
+
+static void forward_here(struct worker *w, struct client *c);
+
+static void on_cancel_msg(struct worker *w, struct crew_msg *m)
+{
+	struct cancel_msg *cm = (struct cancel_msg *)m;
+	struct client *c = w->crew.gone ? NULL
+					: cancel_table_find(&w->cancel_keys,
+							    ((uint64_t)cm->pid << 32) | cm->key);
+	if (c)
+		forward_here(w, c);
+	free(cm);
+}
+
 void cancel_request(struct worker *w, uint32_t pid, uint32_t key)
 {
 	struct client *c = cancel_table_find(&w->cancel_keys, ((uint64_t)pid << 32) | key);
-	if (!c || !c->server || c->server->state != SERVER_ACTIVE) {
-		log_debug("cancel request for an unknown key or an unlinked client: ignored");
+	if (c) {
+		forward_here(w, c);
+		return;
+	}
+	/*
+	 * The kernel gives a CancelRequest's connection to any worker; the
+	 * client may be another's. Each looks its own table up (keys are
+	 * random 63-bit values: two workers do not hand out the same one).
+	 */
+	struct crew *cr = w->crew.of;
+	for (int i = 0; cr && cr->started && i < cr->n; i++) {
+		if (i == w->crew.index)
+			continue;
+		struct cancel_msg *cm = xcalloc(1, sizeof(*cm));
+		cm->hdr.run = on_cancel_msg;
+		cm->pid = pid;
+		cm->key = key;
+		if (!crew_post(cr->workers[i], &cm->hdr))
+			free(cm);
+	}
+	if (!cr || !cr->started)
+		log_debug("cancel request for an unknown key: ignored");
+}
+
+/* Forwards a cancel for c, a client of w, to the server it is linked to now. */
+static void forward_here(struct worker *w, struct client *c)
+{
+	if (!c->server || c->server->state != SERVER_ACTIVE) {
+		log_debug("cancel request for an unlinked client: ignored");
 		return;
 	}
 	struct server *s = c->server;

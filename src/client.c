@@ -256,14 +256,15 @@ static void client_end(struct client *c)
 	}
 	TAILQ_REMOVE(&w->clients, c, link);
 	w->client_count--;
+	__atomic_sub_fetch(&w->ledger->clients, 1, __ATOMIC_RELAXED);
 	if (c->admin_role != ADMIN_ROLE_NONE) {
 		takeover_console_gone(w, c);
 		admin_console_gone(w);
 	}
 	if (c->counted_db)
-		worker_count_release(&w->db_client_counts, c->counted_db, 1);
+		ledger_release(w->ledger, &w->ledger->db_clients, c->counted_db);
 	if (c->counted_user)
-		worker_count_release(&w->user_client_counts, c->counted_user, 1);
+		ledger_release(w->ledger, &w->ledger->user_clients, c->counted_user);
 	c->counted_db = c->counted_user = NULL;
 	cancel_unregister(w, c);
 	login_forget(c);
@@ -332,8 +333,8 @@ static bool client_admit(struct client *c, const char *db, int db_limit, const c
 			 bool pass)
 {
 	struct worker *w = c->w;
-	c->counted_db = worker_count_entry(&w->db_client_counts, db);
-	int n = ++c->counted_db->n;
+	int n;
+	c->counted_db = ledger_acquire(w->ledger, &w->ledger->db_clients, db, &n);
 	if (db_limit > 0 && n > db_limit && !pass) {
 		clog(LOG_LEVEL_DEBUG, c, "database %s full of clients (%d > %d)", db, n, db_limit);
 		client_fail(c, SQLSTATE_TOO_MANY_CONNECTIONS,
@@ -347,8 +348,8 @@ static bool client_admit(struct client *c, const char *db, int db_limit, const c
 static bool admit_user(struct client *c, const char *user, bool pass)
 {
 	struct worker *w = c->w;
-	c->counted_user = worker_count_entry(&w->user_client_counts, user);
-	int n = ++c->counted_user->n;
+	int n;
+	c->counted_user = ledger_acquire(w->ledger, &w->ledger->user_clients, user, &n);
 	int user_limit = config_user_client_limit(w->cfg, user);
 	if (user_limit > 0 && n > user_limit && !pass) {
 		clog(LOG_LEVEL_DEBUG, c, "user %s full of clients (%d > %d)", user, n, user_limit);
@@ -1652,10 +1653,11 @@ void client_accept(struct worker *w, int fd, bool is_unix, const struct sockaddr
 		free(c);
 		return;
 	}
-	c->id = ++w->next_conn_id;
+	c->id = ledger_next_id(w->ledger);
 	c->connect_time = c->state_since = uv_now(w->loop);
 	TAILQ_INSERT_TAIL(&w->clients, c, link);
 	w->client_count++;
+	int total = __atomic_add_fetch(&w->ledger->clients, 1, __ATOMIC_RELAXED);
 	if (stream_adopt(&c->stream, fd) != 0) {
 		stream_addr_set(&c->addr, NULL);
 		client_close(c, "accept failed");
@@ -1668,7 +1670,7 @@ void client_accept(struct worker *w, int fd, bool is_unix, const struct sockaddr
 	 * arrived: libpq first sends SSLRequest and cannot take an error in reply,
 	 * and a CancelRequest must still get through. PostgreSQL does the same.
 	 */
-	if (w->client_count > w->cfg->max_client_conn)
+	if (total > w->cfg->max_client_conn)
 		c->over_limit = !evict_stalled_login(w, c);
 	stream_read_start(&c->stream);
 	stream_read_now(&c->stream);
@@ -1841,7 +1843,7 @@ void client_adopt(struct worker *w, int fd, const struct handover_client *h, int
 		free(c);
 		return;
 	}
-	c->id = h->id ? h->id : ++w->next_conn_id;
+	c->id = h->id ? h->id : ledger_next_id(w->ledger);
 	/* Its age goes on from the old process's connect time (SHOW CLIENTS, the logs). */
 	c->connect_time = worker_now_of_wall_ms(w, h->connect_time_ms);
 	c->state_since = c->request_time = uv_now(w->loop);
@@ -1852,6 +1854,7 @@ void client_adopt(struct worker *w, int fd, const struct handover_client *h, int
 	set_names(c, h->db, h->user);
 	TAILQ_INSERT_TAIL(&w->clients, c, link);
 	w->client_count++;
+	__atomic_add_fetch(&w->ledger->clients, 1, __ATOMIC_RELAXED);
 	if (stream_adopt(&c->stream, fd) != 0) {
 		if (server_fd >= 0)
 			close(server_fd);

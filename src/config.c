@@ -309,6 +309,7 @@ static char *dup_or_null(const char *s);
 
 enum setting_type {
 	ST_INT, /* int, within [min, max] */
+	ST_INT_AUTO, /* int, within [min, max], or "auto": 0 */
 	ST_U32, /* uint32_t, within [min, max] */
 	ST_BOOL,
 	ST_DURATION, /* int64_t milliseconds */
@@ -363,6 +364,8 @@ static const struct setting settings[] = {
 	  "group of the unix socket file (name or number); empty leaves it"),
 	S(listen_backlog, ST_INT, "128", RESTART, 1, INT_MAX,
 	  "listen(2) backlog: connections the kernel queues before sluice accepts them"),
+	S(workers, ST_INT_AUTO, "1", RESTART, 1, CONFIG_MAX_WORKERS,
+	  "event loops, each on a thread of its own; auto: one per CPU sluice may use"),
 	S(so_reuseport, ST_BOOL, "0", RESTART, 0, 0,
 	  "SO_REUSEPORT on TCP listeners: several processes may listen on one port"),
 	S(login_notify_message, ST_STRING, "", RELOAD, 0, 0,
@@ -594,6 +597,12 @@ static int setting_set(struct config *cfg, const struct setting *s, const char *
 	bool b;
 
 	switch (s->type) {
+	case ST_INT_AUTO:
+		if (strcasecmp(text, "auto") == 0) {
+			*(int *)field = 0;
+			return 0;
+		}
+		/* fall through */
 	case ST_INT:
 		if (parse_int64(text, s->min, s->max, &i64, msg) < 0)
 			return -1;
@@ -683,6 +692,12 @@ void config_setting_value(const struct config *cfg, size_t i, char *buf, size_t 
 	const char *str;
 
 	switch (s->type) {
+	case ST_INT_AUTO:
+		if (*(const int *)field == 0) {
+			snprintf(buf, len, "auto");
+			return;
+		}
+		/* fall through */
 	case ST_INT:
 		snprintf(buf, len, "%d", *(const int *)field);
 		return;

@@ -46,6 +46,7 @@
 #include "sluice/http_parse.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
+#include "sluice/process.h"
 #include "sluice/server.h"
 #include "sluice/stats.h"
 #include "sluice/stream.h"
@@ -246,7 +247,7 @@ static void probe_round(struct http *h)
 
 static bool pools_have_server(struct worker *w)
 {
-	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p)) {
+	for (struct pool *p = process_pool_next(w, NULL); p; p = process_pool_next(w, p)) {
 		if (p->is_admin)
 			continue;
 		struct pool_counts pc;
@@ -342,9 +343,10 @@ static void put_seconds(struct text *t, uint64_t us)
 	text_printf(t, "%" PRIu64 ".%06" PRIu64, us / 1000000, us % 1000000);
 }
 
-#define FOR_POOLS(w, p)                                                                            \
-	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))                          \
-		if (!p->is_admin)
+/* Every pool of the process (the pools of one name on every worker, summed) but the console's. */
+#define FOR_POOLS(sums, n, ps)                                                                     \
+	for (const struct pool_sum *ps = (sums); ps < (sums) + (n); ps++)                          \
+		if (!ps->pool->is_admin)
 
 /* A counter of struct pool_stats: where it is, and whether it is microseconds (-> seconds). */
 struct counter_metric {
@@ -393,14 +395,15 @@ static const struct counter_metric counter_metrics[] = {
 _Static_assert(sizeof(struct stats_counters) == 12 * sizeof(uint64_t),
 	       "stats_counters changed: update counter_metrics in http.c");
 
-static void put_histogram(struct text *t, struct worker *w, const char *name, size_t offset,
-			  const char *help)
+static void put_histogram(struct text *t, const struct pool_sum *sums, int n, const char *name,
+			  size_t offset, const char *help)
 {
 	family(t, name, "histogram", help);
-	FOR_POOLS(w, p)
+	FOR_POOLS(sums, n, ps)
 	{
+		const struct pool *p = ps->pool;
 		const struct stats_hist *hist =
-			(const struct stats_hist *)((const char *)&p->stats + offset);
+			(const struct stats_hist *)((const char *)&ps->stats + offset);
 		uint64_t cum = 0;
 		for (int i = 0; i <= STATS_HIST_BUCKETS; i++) {
 			cum += hist->bucket[i];
@@ -424,6 +427,29 @@ static void put_histogram(struct text *t, struct worker *w, const char *name, si
 /* The process-wide series: identity, start time, connection counts, process counters. */
 static void render_process_metrics(struct worker *w, struct text *t)
 {
+	/* The process's: every worker's, summed (the world is stopped). */
+	int clients = 0;
+	unsigned statements = 0;
+	uint64_t evicted = 0, accept_failures = 0, tls[2] = { 0 }, tls_failed[2] = { 0 };
+	struct authq_stats aq = { 0 };
+	for (int i = 0; i < (w->process ? w->process->crew.n : 1); i++) {
+		struct worker *x = w->process ? process_worker(w->process, i) : w;
+		if (!x)
+			continue;
+		clients += x->client_count;
+		statements += x->prepared.n;
+		evicted += x->stats_logins_evicted;
+		accept_failures += x->listeners.accept.failures;
+		for (int k = 0; k < 2; k++) {
+			tls[k] += x->stats_tls_handshakes[k];
+			tls_failed[k] += x->stats_tls_failures[k];
+		}
+		const struct authq_stats *one = authq_stats(x->authq);
+		for (int k = 0; k < 4; k++)
+			aq.queries[k] += one->queries[k];
+		aq.cache_hits += one->cache_hits;
+		aq.joined += one->joined;
+	}
 	family(t, "sluice_up", "gauge", "1 while sluice is running.");
 	text_put(t, "sluice_up 1\n");
 	family(t, "sluice_info", "gauge", "The running sluice version, as a label; always 1.");
@@ -434,29 +460,29 @@ static void render_process_metrics(struct worker *w, struct text *t)
 	text_printf(t, "sluice_start_time_seconds %" PRIu64 "\n", w->start_time);
 	family(t, "sluice_client_connections", "gauge",
 	       "Client connections open, in every state, including admin console sessions.");
-	text_printf(t, "sluice_client_connections %d\n", w->client_count);
+	text_printf(t, "sluice_client_connections %d\n", clients);
 	family(t, "sluice_client_logins_evicted_total", "counter",
 	       "Connections that had not logged in after a second, closed at max_client_conn "
 	       "to make room for a new one.");
-	text_printf(t, "sluice_client_logins_evicted_total %" PRIu64 "\n", w->stats_logins_evicted);
+	text_printf(t, "sluice_client_logins_evicted_total %" PRIu64 "\n", evicted);
 	family(t, "sluice_accept_failures_total", "counter",
 	       "accept() calls that failed (out of file descriptors); each pauses accepting.");
-	text_printf(t, "sluice_accept_failures_total %" PRIu64 "\n", w->listeners.accept.failures);
+	text_printf(t, "sluice_accept_failures_total %" PRIu64 "\n", accept_failures);
 	static const char *const sides[] = { "client", "server" };
 	family(t, "sluice_tls_handshakes_total", "counter",
 	       "TLS handshakes finished, successful or not, with clients and with servers.");
 	for (int i = 0; i < 2; i++)
 		text_printf(t, "sluice_tls_handshakes_total{side=\"%s\"} %" PRIu64 "\n", sides[i],
-			    w->stats_tls_handshakes[i]);
+			    tls[i]);
 	family(t, "sluice_tls_handshake_failures_total", "counter",
 	       "TLS handshakes that failed (bad certificate, no common protocol, garbage).");
 	for (int i = 0; i < 2; i++)
 		text_printf(t, "sluice_tls_handshake_failures_total{side=\"%s\"} %" PRIu64 "\n",
-			    sides[i], w->stats_tls_failures[i]);
+			    sides[i], tls_failed[i]);
 	/* The look-ups' outcomes, then what the cache and the joining spared. */
 	static const char *const results[] = { "found", "not_found", "query_failed",
 					       "connect_failed" };
-	const struct authq_stats *aqs = authq_stats(w->authq);
+	const struct authq_stats *aqs = &aq;
 	family(t, "sluice_auth_query_total", "counter",
 	       "auth_query look-ups answered, by result; cached and joined ones ran no query.");
 	for (int i = 0; i < 4; i++)
@@ -465,7 +491,7 @@ static void render_process_metrics(struct worker *w, struct text *t)
 	text_printf(t, "sluice_auth_query_total{result=\"cached\"} %" PRIu64 "\n", aqs->cache_hits);
 	text_printf(t, "sluice_auth_query_total{result=\"joined\"} %" PRIu64 "\n", aqs->joined);
 	int servers = 0;
-	for (struct server *s = server_next(w, NULL); s; s = server_next(w, s))
+	for (struct server *s = process_server_next(w, NULL); s; s = process_server_next(w, s))
 		servers++;
 	family(t, "sluice_server_connections", "gauge",
 	       "Server connections open, in every state, including those logging in.");
@@ -473,20 +499,22 @@ static void render_process_metrics(struct worker *w, struct text *t)
 	family(t, "sluice_prepared_statements", "gauge",
 	       "Distinct named prepared statements (query text and parameter types) in use by "
 	       "clients or servers.");
-	text_printf(t, "sluice_prepared_statements %u\n", w->prepared.n);
+	text_printf(t, "sluice_prepared_statements %u\n", statements);
 }
 
 /* The per-pool series: one line per pool (and state, reason or bucket) in each family. */
 static void render_pool_metrics(struct worker *w, struct text *t)
 {
+	int n;
+	struct pool_sum *sums = process_pool_sums(w, &n);
 	static const char *const cl_states[] = { "active", "waiting" };
 	family(t, "sluice_pool_client_connections", "gauge",
 	       "Client connections of the pool by state: active (linked to a server or idle "
 	       "between transactions) and waiting (for a server).");
-	FOR_POOLS(w, p)
+	FOR_POOLS(sums, n, ps)
 	{
-		struct pool_counts pc;
-		pool_get_counts(p, &pc);
+		const struct pool *p = ps->pool;
+		struct pool_counts pc = ps->counts;
 		int v[] = { pc.cl_active, pc.cl_waiting };
 		for (size_t k = 0; k < ARRAY_SIZE(cl_states); k++) {
 			pool_series(t, "sluice_pool_client_connections", "", p);
@@ -497,10 +525,10 @@ static void render_pool_metrics(struct worker *w, struct text *t)
 						 "being_canceled" };
 	family(t, "sluice_pool_server_connections", "gauge",
 	       "Server connections of the pool by state.");
-	FOR_POOLS(w, p)
+	FOR_POOLS(sums, n, ps)
 	{
-		struct pool_counts pc;
-		pool_get_counts(p, &pc);
+		const struct pool *p = ps->pool;
+		struct pool_counts pc = ps->counts;
 		int v[] = { pc.sv_active, pc.sv_idle, pc.sv_tested, pc.sv_login,
 			    pc.sv_being_canceled };
 		for (size_t k = 0; k < ARRAY_SIZE(sv_states); k++) {
@@ -510,10 +538,10 @@ static void render_pool_metrics(struct worker *w, struct text *t)
 	}
 	family(t, "sluice_pool_max_wait_seconds", "gauge",
 	       "How long the oldest client now waiting for a server has waited (0 if none).");
-	FOR_POOLS(w, p)
+	FOR_POOLS(sums, n, ps)
 	{
-		struct pool_counts pc;
-		pool_get_counts(p, &pc);
+		const struct pool *p = ps->pool;
+		struct pool_counts pc = ps->counts;
 		pool_series(t, "sluice_pool_max_wait_seconds", "", p);
 		text_put(t, "} ");
 		put_seconds(t, pc.maxwait_us);
@@ -521,20 +549,22 @@ static void render_pool_metrics(struct worker *w, struct text *t)
 	}
 	family(t, "sluice_pool_longest_wait_seconds", "gauge",
 	       "The longest any client has waited for a server since the pool was created.");
-	FOR_POOLS(w, p)
+	FOR_POOLS(sums, n, ps)
 	{
+		const struct pool *p = ps->pool;
 		pool_series(t, "sluice_pool_longest_wait_seconds", "", p);
 		text_put(t, "} ");
-		put_seconds(t, p->stats.max_wait_us);
+		put_seconds(t, ps->stats.max_wait_us);
 		text_put(t, "\n");
 	}
 
 	for (size_t k = 0; k < ARRAY_SIZE(counter_metrics); k++) {
 		const struct counter_metric *m = &counter_metrics[k];
 		family(t, m->name, "counter", m->help);
-		FOR_POOLS(w, p)
+		FOR_POOLS(sums, n, ps)
 		{
-			uint64_t v = *(const uint64_t *)((const char *)&p->stats + m->offset);
+			const struct pool *p = ps->pool;
+			uint64_t v = *(const uint64_t *)((const char *)&ps->stats + m->offset);
 			pool_series(t, m->name, "", p);
 			text_put(t, "} ");
 			if (m->usec)
@@ -546,20 +576,22 @@ static void render_pool_metrics(struct worker *w, struct text *t)
 	}
 	family(t, "sluice_pool_servers_closed_total", "counter",
 	       "Server connections closed, by reason (lifetime, idle, error, reload, other).");
-	FOR_POOLS(w, p)
+	FOR_POOLS(sums, n, ps)
 	{
+		const struct pool *p = ps->pool;
 		for (int r = 0; r < STATS_CLOSE_COUNT; r++) {
 			pool_series(t, "sluice_pool_servers_closed_total", "", p);
 			text_printf(t, ",reason=\"%s\"} %" PRIu64 "\n",
 				    stats_close_reason_name((enum stats_close_reason)r),
-				    p->stats.servers_closed[r]);
+				    ps->stats.servers_closed[r]);
 		}
 	}
-	put_histogram(t, w, "sluice_pool_wait_duration_seconds",
+	put_histogram(t, sums, n, "sluice_pool_wait_duration_seconds",
 		      offsetof(struct pool_stats, wait_hist),
 		      "Time clients waited for a server, per server assignment.");
-	put_histogram(t, w, "sluice_pool_transaction_duration_seconds",
+	put_histogram(t, sums, n, "sluice_pool_transaction_duration_seconds",
 		      offsetof(struct pool_stats, xact_hist), "Duration of transactions.");
+	free(sums);
 }
 
 /* ---- connections ----------------------------------------------------------------- */
@@ -651,7 +683,10 @@ static void serve(struct http_conn *c, const struct http_request *r)
 	if (path_is(r, "/health")) {
 		respond_text(c, 200, "OK", "ok\n", NULL, head_only);
 	} else if (path_is(r, "/ready")) {
+		struct crew *cr = h->w->process ? &h->w->process->crew : NULL;
+		crew_stop_world(cr);
 		const char *why = not_ready_reason(h);
+		crew_resume_world(cr);
 		if (!why) {
 			respond_text(c, 200, "OK", "ready\n", NULL, head_only);
 		} else {
@@ -661,8 +696,11 @@ static void serve(struct http_conn *c, const struct http_request *r)
 		}
 	} else {
 		struct text t = { 0 };
+		struct crew *cr = h->w->process ? &h->w->process->crew : NULL;
+		crew_stop_world(cr);
 		render_process_metrics(h->w, &t);
 		render_pool_metrics(h->w, &t);
+		crew_resume_world(cr);
 		respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", NULL, t.p, t.len,
 			head_only);
 		free(t.p);

@@ -463,6 +463,23 @@ int listener_take_over(struct listener_set *ls, const int *fds, int n)
 	return adopt_each(ls, fds, n, true);
 }
 
+int listener_share(struct listener_set *ls, const struct listener_set *from)
+{
+	for (const struct listener *l = from->list; l; l = l->next) {
+		int fd = fcntl(l->fd, F_DUPFD_CLOEXEC, 0);
+		if (fd < 0) {
+			int rc = -errno;
+			log_error("cannot share the listener on %s: %s", l->name, strerror(errno));
+			return rc;
+		}
+		/* The file, if any, stays from's: only its set removes it. */
+		int rc = watch(ls, fd, l->name, l->is_unix, false);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
 void listener_hand_over(struct listener_set *ls)
 {
 	for (struct listener *l = ls->list; l; l = l->next)

@@ -41,6 +41,7 @@ struct pool *pool_get(struct worker *w, const char *db_name, const char *user_na
 	p->db_name = xstrdup(db_name);
 	p->user_name = xstrdup(user_name);
 	p->db = db;
+	p->share = ledger_share_get(w->ledger, p->db_name, p->user_name);
 	TAILQ_INIT(&p->waiting_login);
 	TAILQ_INIT(&p->waiting);
 	TAILQ_INIT(&p->active);
@@ -67,11 +68,15 @@ void pool_free(struct pool *p)
 	if (p->kick_scheduled)
 		TAILQ_REMOVE(&w->kick_queue, p, kick_link);
 	TAILQ_REMOVE(&w->pools, p, link);
+	/* Nothing to give or to wait for here any more. */
+	if (w->crew.of && w->crew.of->started)
+		ledger_share_publish(p->share, w->crew.index, 0, 0, 0);
 	param_set_deinit(&p->welcome);
 	param_set_deinit(&p->defaults);
 	param_profiles_deinit(&p->profiles);
 	buf_out_deinit(&p->welcome_status);
 	buf_out_deinit(&p->last_error);
+	ledger_share_put(w->ledger, p->share);
 	free(p->db_name);
 	free(p->user_name);
 	free(p->client_password);
@@ -160,6 +165,11 @@ int pool_servers_of(const struct pool *p)
 	       p->n_sv_being_canceled;
 }
 
+int pool_total_servers(const struct pool *p)
+{
+	return ledger_share_servers(p->share);
+}
+
 /* ---- opening servers ------------------------------------------------------- */
 
 static bool login_retry_blocks(const struct pool *p, uint64_t now)
@@ -185,24 +195,34 @@ static int max_user_of(const struct pool *p)
 static bool db_full(const struct pool *p)
 {
 	int max_db = max_db_of(p);
-	return max_db > 0 &&
-	       worker_count_adjust((struct conn_count **)&p->w->db_counts, p->db_name, 0) >= max_db;
+	struct ledger *l = p->w->ledger;
+	return max_db > 0 && ledger_count_of(l, &l->db_servers, p->db_name) >= max_db;
 }
 
 static bool user_full(const struct pool *p)
 {
 	int max_user = max_user_of(p);
-	return max_user > 0 && worker_count_adjust((struct conn_count **)&p->w->user_counts,
-						   p->user_name, 0) >= max_user;
+	struct ledger *l = p->w->ledger;
+	return max_user > 0 && ledger_count_of(l, &l->user_servers, p->user_name) >= max_user;
 }
 
-/* May one more server be opened? with_reserve: a waiter has waited long enough. */
-static bool may_open(const struct pool *p, bool with_reserve)
+/*
+ * Counts one more server of the pool if the limits allow it (with_reserve:
+ * a waiter has waited long enough for reserve_pool_size): the caller opens
+ * it. Checked and counted at once for every worker (ledger.h), so no limit
+ * is exceeded even for an instant.
+ */
+static bool reserve_server(const struct pool *p, bool with_reserve)
 {
-	int limit = pool_size_of(p) + (with_reserve ? reserve_size_of(p) : 0);
-	if (pool_servers_of(p) >= limit)
+	struct ledger_server_limits lim = {
+		.pool = pool_size_of(p) + (with_reserve ? reserve_size_of(p) : 0),
+		.db = max_db_of(p),
+		.user = max_user_of(p),
+	};
+	/* A limit of 0 means none to the ledger; a pool_size of 0 means no server at all. */
+	if (lim.pool <= 0)
 		return false;
-	return !db_full(p) && !user_full(p);
+	return ledger_server_add(p->w->ledger, p->share, p->db_name, p->user_name, &lim);
 }
 
 /* ---- sharing max_db_connections and max_user_connections ------------------------ */
@@ -244,7 +264,7 @@ static int own_limit_of(const struct pool *p, bool with_reserve)
 static bool uncovered_since(const struct pool *p, uint64_t now, uint64_t *since)
 {
 	if (p->is_admin || worker_db_paused(p->w, p->db_name) || login_retry_blocks(p, now) ||
-	    pool_servers_of(p) >= own_limit_of(p, reserve_due(p, now)))
+	    pool_total_servers(p) >= own_limit_of(p, reserve_due(p, now)))
 		return false;
 	bool found = false;
 	const struct client *c = TAILQ_FIRST(&p->waiting_login);
@@ -326,25 +346,20 @@ static bool evictable(const struct server *s, uint64_t now)
 }
 
 /*
- * The pool has room of its own but max_db_connections or max_user_connections
- * is full: close the longest-idle evictable server of another pool under the
- * same full limits, or that pool's idle servers would keep this pool's
- * clients waiting for ever. Returns whether one was closed.
+ * Closes the longest-idle evictable server of w's pools under the full
+ * limits of db (by_db) and user (by_user), but not of the pool sharing
+ * except. Returns whether one was closed.
  */
-static bool evict_idle_elsewhere(struct pool *p, uint64_t now, bool with_reserve)
+static bool evict_idle_under(struct worker *w, const char *db, const char *user, bool by_db,
+			     bool by_user, const struct pool_share *except, uint64_t now)
 {
-	if (pool_servers_of(p) >= own_limit_of(p, with_reserve))
-		return false;
-	bool by_db = db_full(p), by_user = user_full(p);
-	if (!by_db && !by_user)
-		return false;
 	struct pool *q;
 	struct server *victim = NULL;
-	TAILQ_FOREACH(q, &p->w->pools, link) {
-		if (q == p || q->n_sv_idle == 0)
+	TAILQ_FOREACH(q, &w->pools, link) {
+		if (q->share == except || q->n_sv_idle == 0)
 			continue;
-		if ((by_db && strcmp(q->db_name, p->db_name) != 0) ||
-		    (by_user && strcmp(q->user_name, p->user_name) != 0))
+		if ((by_db && strcmp(q->db_name, db) != 0) ||
+		    (by_user && strcmp(q->user_name, user) != 0))
 			continue;
 		struct server *s;
 		TAILQ_FOREACH_REVERSE(s, &q->sv_idle, server_list, state_link) {
@@ -359,6 +374,22 @@ static bool evict_idle_elsewhere(struct pool *p, uint64_t now, bool with_reserve
 		return false;
 	server_close(victim, "evicted for a pool at a connection limit");
 	return true;
+}
+
+/*
+ * The pool has room of its own but max_db_connections or max_user_connections
+ * is full: close the longest-idle evictable server of another pool under the
+ * same full limits, or that pool's idle servers would keep this pool's
+ * clients waiting for ever. Returns whether one was closed.
+ */
+static bool evict_idle_elsewhere(struct pool *p, uint64_t now, bool with_reserve)
+{
+	if (pool_total_servers(p) >= own_limit_of(p, with_reserve))
+		return false;
+	bool by_db = db_full(p), by_user = user_full(p);
+	if (!by_db && !by_user)
+		return false;
+	return evict_idle_under(p->w, p->db_name, p->user_name, by_db, by_user, p->share, now);
 }
 
 /*
@@ -490,11 +521,12 @@ static void open_replication_servers(struct pool *p, uint64_t now)
 		if (c->repl_server)
 			continue;
 		bool with_reserve = now - c->state_since >= (uint64_t)cfg->reserve_pool_timeout;
-		if (!may_open(p, with_reserve) &&
-		    !(evict_idle_here(p) && may_open(p, with_reserve)) &&
-		    !(evict_idle_elsewhere(p, now, with_reserve) && may_open(p, with_reserve)))
+		if (!reserve_server(p, with_reserve) &&
+		    !(evict_idle_here(p) && reserve_server(p, with_reserve)) &&
+		    !(evict_idle_elsewhere(p, now, with_reserve) &&
+		      reserve_server(p, with_reserve)))
 			break;
-		if (pool_servers_of(p) >= pool_size_of(p))
+		if (pool_total_servers(p) > pool_size_of(p))
 			log_write(LOG_LEVEL_WARNING, CLIENT_LOG_CONN(c),
 				  "taking connection from reserve_pool");
 		server_connect_replication(p, c);
@@ -546,11 +578,12 @@ static void open_for_waiters(struct pool *p, uint64_t now)
 			worker_schedule_kick(p->w, ahead);
 			return;
 		}
-		if (!may_open(p, with_reserve) &&
-		    !(evict_idle_elsewhere(p, now, with_reserve) && may_open(p, with_reserve)))
+		if (!reserve_server(p, with_reserve) &&
+		    !(evict_idle_elsewhere(p, now, with_reserve) &&
+		      reserve_server(p, with_reserve)))
 			return;
 		/* PgBouncer's line (its tests count it), on the waiter that earned it. */
-		if (pool_servers_of(p) >= pool_size_of(p))
+		if (pool_total_servers(p) > pool_size_of(p))
 			log_write(LOG_LEVEL_WARNING, CLIENT_LOG_CONN(TAILQ_FIRST(&p->waiting)),
 				  "taking connection from reserve_pool");
 		server_connect(p);
@@ -565,10 +598,282 @@ static void open_for_waiters(struct pool *p, uint64_t now)
 static void keep_warm(struct pool *p, uint64_t now)
 {
 	int warm = warm_size_of(p);
-	while (p->w->shutdown == WORKER_RUNNING && pool_servers_of(p) < warm &&
-	       (p->have_welcome || p->n_sv_login == 0) && may_open(p, false) &&
-	       !ahead_in_line(p, now))
+	while (p->w->shutdown == WORKER_RUNNING && pool_total_servers(p) < warm &&
+	       (p->have_welcome || p->n_sv_login == 0) && !ahead_in_line(p, now) &&
+	       reserve_server(p, false))
 		server_connect(p);
+}
+
+/* ---- one pool on several workers (crew.h) ----------------------------------------- */
+
+/*
+ * With workers = N, every worker has a pool of its own for a (database,
+ * user), and the ledger counts their servers together (ledger.h), so the
+ * limits hold for the process. A server serves clients of its own worker
+ * only; it moves between workers (server_pack, server_unpack) when it is
+ * idle, by three rules that make the workers' pools behave as one:
+ *
+ *   - push: a kick that leaves servers idle sends them to the other
+ *     workers that have uncovered waiters (clients waiting with no server
+ *     on its way for them), oldest waiter first, as many as each needs: its
+ *     published uncovered count less the servers already on their way there;
+ *   - FIFO: a server released here goes to a local waiter only if no other
+ *     worker's oldest uncovered waiter started waiting more than
+ *     FIFO_SLACK_US before it; otherwise it moves there. So a client is
+ *     served no later than one that started waiting FIFO_SLACK_US after it
+ *     on another worker, plus the time a server takes to move (one wake-up
+ *     of the other loop);
+ *   - pull: a kick that leaves waiters uncovered while the limits allow no
+ *     new server asks the worker that publishes the most idle servers for
+ *     some (one request at a time per pool, always answered); when
+ *     max_db_connections or max_user_connections is what is full, the
+ *     workers are asked in turn to evict an idle server of another pool
+ *     under it, as one worker would (evict_idle_elsewhere).
+ *
+ * Each worker publishes its pool's idle servers and uncovered waiters in the
+ * share at the end of every kick (publish). Nothing here runs with one worker.
+ */
+#define FIFO_SLACK_US 2000
+/* A request unanswered this long (its worker is gone) no longer holds the next one back. */
+#define PULL_TIMEOUT_MS 1000
+
+struct pool_msg {
+	struct crew_msg hdr;
+	bool request; /* else servers, pushed or in answer */
+	bool answer; /* the answer to the receiver's request (pull_pending) */
+	bool evict_db, evict_user; /* a request: evict for these full limits too */
+	int from; /* the sender's worker index */
+	char *db, *user;
+	struct pool_share *share; /* alive while its servers are counted */
+	int n;
+	struct server_parcel parcels[];
+};
+
+static bool multi(const struct pool *p)
+{
+	const struct crew *cr = p->w->crew.of;
+	return cr && cr->started && !p->is_admin;
+}
+
+/* What worker i needs: its uncovered waiters less the servers on their way there. */
+static int need_of(const struct pool_share *sh, int i)
+{
+	return __atomic_load_n(&sh->uncovered[i], __ATOMIC_RELAXED) -
+	       __atomic_load_n(&sh->in_flight[i], __ATOMIC_RELAXED);
+}
+
+/*
+ * The worker (not p's) with the oldest uncovered waiter that needs a
+ * server and started waiting before before_us (0: any time), or -1.
+ */
+static int oldest_elsewhere(const struct pool *p, uint64_t before_us)
+{
+	const struct pool_share *sh = p->share;
+	if (__atomic_load_n(&sh->waiting_workers, __ATOMIC_RELAXED) == 0)
+		return -1;
+	const struct crew *cr = p->w->crew.of;
+	int best = -1;
+	uint64_t best_since = 0;
+	for (int i = 0; i < cr->n; i++) {
+		if (i == p->w->crew.index)
+			continue;
+		uint64_t since = __atomic_load_n(&sh->wait_since_us[i], __ATOMIC_RELAXED);
+		if (!since || (before_us && since >= before_us) || need_of(sh, i) <= 0)
+			continue;
+		if (best < 0 || since < best_since) {
+			best = i;
+			best_since = since;
+		}
+	}
+	return best;
+}
+
+/* The oldest waiter of p that no server logging in or being tested will serve, and their count. */
+static struct client *oldest_uncovered(const struct pool *p, int *uncovered)
+{
+	int covered = p->n_sv_login - replication_logins(p) + p->n_sv_tested;
+	*uncovered = MAX(p->n_cl_waiting - covered, 0);
+	struct client *c = TAILQ_FIRST(&p->waiting);
+	for (; c && covered > 0; covered--)
+		c = TAILQ_NEXT(c, state_link);
+	return c;
+}
+
+static void publish(struct pool *p)
+{
+	int uncovered = 0;
+	struct client *c = NULL;
+	bool paused = worker_db_paused(p->w, p->db_name);
+	if (!paused)
+		c = oldest_uncovered(p, &uncovered);
+	ledger_share_publish(p->share, p->w->crew.index, paused ? 0 : p->n_sv_idle,
+			     c ? MAX(c->wait_start_us, 1) : 0, c ? uncovered : 0);
+}
+
+static struct pool_msg *msg_new(const struct pool *p, int n)
+{
+	struct pool_msg *m = xcalloc(1, sizeof(*m) + (size_t)n * sizeof(m->parcels[0]));
+	m->from = p->w->crew.index;
+	m->db = xstrdup(p->db_name);
+	m->user = xstrdup(p->user_name);
+	m->share = p->share;
+	return m;
+}
+
+static void msg_free(struct pool_msg *m)
+{
+	free(m->db);
+	free(m->user);
+	free(m);
+}
+
+static void on_pool_msg(struct worker *w, struct crew_msg *hdr);
+static void adopt_shared_welcome(struct pool *p);
+
+/*
+ * Sends up to k of p's idle servers to worker to (with answer set: in
+ * answer to its request, also with none); returns how many went.
+ */
+static int send_servers(struct pool *p, int to, int k, bool answer)
+{
+	struct pool_msg *m = msg_new(p, k);
+	m->hdr.run = on_pool_msg;
+	m->answer = answer;
+	struct server *s, *next;
+	for (s = TAILQ_FIRST(&p->sv_idle); s && m->n < k; s = next) {
+		next = TAILQ_NEXT(s, state_link);
+		if (server_can_move(s) && server_pack(s, &m->parcels[m->n]) == 0)
+			m->n++;
+	}
+	if (m->n == 0 && !answer) {
+		msg_free(m);
+		return 0;
+	}
+	int n = m->n;
+	__atomic_add_fetch(&p->share->in_flight[to], n, __ATOMIC_RELAXED);
+	p->w->servers_moved_out += (uint64_t)n;
+	if (!crew_post(p->w->crew.of->workers[to], &m->hdr)) {
+		/* It has left: the servers stay here. */
+		p->w->servers_moved_out -= (uint64_t)n;
+		__atomic_sub_fetch(&p->share->in_flight[to], n, __ATOMIC_RELAXED);
+		for (int i = 0; i < m->n; i++)
+			server_unpack(p, &m->parcels[i]);
+		msg_free(m);
+		return 0;
+	}
+	return n;
+}
+
+/* After the local waiters had theirs: idle servers go where clients wait, oldest first. */
+static void push_idle(struct pool *p)
+{
+	int to;
+	while (p->n_sv_idle > 0 && (to = oldest_elsewhere(p, 0)) >= 0)
+		if (send_servers(p, to, MIN(need_of(p->share, to), p->n_sv_idle), false) == 0)
+			return;
+}
+
+/* Waiters are left uncovered and no server may be opened: ask another worker. */
+static void pull(struct pool *p, uint64_t now)
+{
+	if (p->pull_pending && now - p->pull_at < PULL_TIMEOUT_MS)
+		return;
+	const struct crew *cr = p->w->crew.of;
+	int self = p->w->crew.index, to = -1, most = 0;
+	for (int i = 0; i < cr->n; i++) {
+		int idle = __atomic_load_n(&p->share->idle[i], __ATOMIC_RELAXED);
+		if (i != self && idle > most) {
+			most = idle;
+			to = i;
+		}
+	}
+	bool by_db = false, by_user = false;
+	if (to < 0) {
+		/* Nobody has one of ours: a limit shared with other pools may be what is full. */
+		by_db = db_full(p);
+		by_user = user_full(p);
+		if (!by_db && !by_user)
+			return;
+		p->pull_next = (p->pull_next + 1) % cr->n;
+		if (p->pull_next == self)
+			p->pull_next = (p->pull_next + 1) % cr->n;
+		to = p->pull_next;
+	}
+	struct pool_msg *m = msg_new(p, 0);
+	m->hdr.run = on_pool_msg;
+	m->request = true;
+	m->evict_db = by_db;
+	m->evict_user = by_user;
+	if (!crew_post(cr->workers[to], &m->hdr)) {
+		msg_free(m);
+		return;
+	}
+	p->pull_pending = true;
+	p->pull_at = now;
+}
+
+static struct pool *pool_find(struct worker *w, const char *db, const char *user)
+{
+	struct pool *p;
+	TAILQ_FOREACH(p, &w->pools, link)
+		if (strcmp(p->db_name, db) == 0 && strcmp(p->user_name, user) == 0)
+			return p;
+	return NULL;
+}
+
+/* A request from worker m->from for servers of m's pool: always answered. */
+static void answer_request(struct worker *w, struct pool_msg *m)
+{
+	struct pool *p = w->crew.gone ? NULL : pool_find(w, m->db, m->user);
+	int sent = 0;
+	if (p && !worker_db_paused(w, p->db_name) && p->n_sv_idle > 0)
+		sent = send_servers(p, m->from, MAX(need_of(p->share, m->from), 1), true);
+	if (sent > 0)
+		return;
+	if (!w->crew.gone && (m->evict_db || m->evict_user))
+		evict_idle_under(w, m->db, m->user, m->evict_db, m->evict_user, m->share,
+				 uv_now(w->loop));
+	/* None to give: the asker tries again at its next kick (or evicted room is there). */
+	struct pool_msg *a = xcalloc(1, sizeof(*a));
+	a->hdr.run = on_pool_msg;
+	a->answer = true;
+	a->from = w->crew.index;
+	a->db = xstrdup(m->db);
+	a->user = xstrdup(m->user);
+	a->share = m->share;
+	if (!crew_post(w->crew.of->workers[m->from], &a->hdr))
+		msg_free(a);
+}
+
+static void on_pool_msg(struct worker *w, struct crew_msg *hdr)
+{
+	struct pool_msg *m = (struct pool_msg *)hdr;
+	if (m->request) {
+		answer_request(w, m);
+		msg_free(m);
+		return;
+	}
+	struct ledger *l = w->ledger;
+	__atomic_sub_fetch(&m->share->in_flight[w->crew.index], m->n, __ATOMIC_RELAXED);
+	struct pool *p = NULL;
+	if (!w->crew.gone) {
+		p = pool_find(w, m->db, m->user);
+		const struct config_database *db = config_find_database(w->cfg, m->db);
+		if (!p && db)
+			p = pool_get(w, m->db, m->user, db);
+	}
+	for (int i = 0; i < m->n; i++) {
+		if (p && server_unpack(p, &m->parcels[i]))
+			w->servers_moved_in++;
+		else if (!p)
+			server_parcel_drop(l, m->share, m->db, m->user, &m->parcels[i]);
+	}
+	if (p) {
+		if (m->answer)
+			p->pull_pending = false;
+		worker_schedule_kick(w, p);
+	}
+	msg_free(m);
 }
 
 /*
@@ -601,8 +906,11 @@ void pool_kick(struct pool *p)
 		return;
 	}
 	bool paused = worker_db_paused(w, p->db_name);
+	bool shared = multi(p);
+	if (shared && !p->have_welcome && p->n_cl_waiting_login > 0)
+		adopt_shared_welcome(p);
 
-	/* Idle servers to waiters, oldest waiter first. */
+	/* Idle servers to waiters, oldest waiter first (on any worker: see above). */
 	struct client *waiter;
 	while (!paused && p->n_sv_idle > 0 && (waiter = first_waiter(p)) != NULL) {
 		struct server *s = TAILQ_FIRST(&p->sv_idle);
@@ -610,8 +918,15 @@ void pool_kick(struct pool *p)
 			server_start_check(s);
 			continue;
 		}
+		int to;
+		if (shared && waiter->wait_start_us > FIFO_SLACK_US &&
+		    (to = oldest_elsewhere(p, waiter->wait_start_us - FIFO_SLACK_US)) >= 0 &&
+		    send_servers(p, to, 1, false) > 0)
+			continue;
 		link_waiter(p, waiter, s);
 	}
+	if (shared && !paused)
+		push_idle(p);
 
 	/*
 	 * Before the login backoff: a replication login may fail for reasons
@@ -629,6 +944,12 @@ void pool_kick(struct pool *p)
 		keep_warm(p, now);
 	}
 	pass_turn(p, now); /* a close or a failed login may have freed a place */
+	if (shared) {
+		int uncovered;
+		if (!paused && oldest_uncovered(p, &uncovered) && uncovered > 0)
+			pull(p, now);
+		publish(p);
+	}
 }
 
 bool pool_serve_now(struct pool *p, struct client *c)
@@ -645,7 +966,13 @@ bool pool_serve_now(struct pool *p, struct client *c)
 	struct server *s = TAILQ_FIRST(&p->sv_idle);
 	if (server_needs_check(s, uv_now(w->loop)))
 		return false;
+	bool shared = multi(p);
+	/* Clients waiting on another worker: the kick decides who is first. */
+	if (shared && oldest_elsewhere(p, 0) >= 0)
+		return false;
 	link_client(p, c, s, 0, false);
+	if (shared)
+		publish(p);
 	return true;
 }
 
@@ -699,10 +1026,26 @@ int pool_pick_host(struct pool *p)
 	return host;
 }
 
+/* The welcome another worker's pool learned, for clients here that wait for one. */
+static void adopt_shared_welcome(struct pool *p)
+{
+	struct param_set params;
+	param_set_init(&params);
+	if (ledger_share_welcome(p->w->ledger, p->share, &params)) {
+		pool_learn_welcome(p, &params);
+		struct client *c;
+		while ((c = TAILQ_FIRST(&p->waiting_login)) != NULL)
+			client_welcome(c);
+	}
+	param_set_deinit(&params);
+}
+
 void pool_learn_welcome(struct pool *p, const struct param_set *params)
 {
 	if (p->have_welcome)
 		return;
+	if (!p->is_admin)
+		ledger_share_learn_welcome(p->w->ledger, p->share, params);
 	param_set_copy(&p->welcome, params);
 	for (int i = 0; i < p->welcome.n; i++) {
 		const struct param *wp = &p->welcome.items[i];
@@ -826,7 +1169,7 @@ void pool_tick(struct pool *p, uint64_t now)
 	if (free_if_idle(p, now))
 		return;
 	if (p->n_cl_waiting > 0 || p->n_cl_waiting_login > 0 || p->n_cl_waiting_repl > 0 ||
-	    pool_servers_of(p) < warm_size_of(p))
+	    pool_total_servers(p) < warm_size_of(p))
 		worker_schedule_kick(p->w, p);
 }
 

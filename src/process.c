@@ -9,12 +9,135 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sluice/client.h"
+#include "sluice/crew.h"
 #include "sluice/log.h"
+#include "sluice/server.h"
 #include "sluice/systemd.h"
 #include "sluice/takeover.h"
 
 /* How often the service manager's status line is brought up to date (when it changed). */
 #define STATUS_INTERVAL_MS 2000
+
+struct worker *process_worker(struct process *pr, int i)
+{
+	struct worker *w = pr->workers[i];
+	return w->crew.gone ? NULL : w;
+}
+
+static int workers_of(const struct worker *w)
+{
+	return w->process ? w->process->crew.n : 1;
+}
+
+static struct worker *worker_of(struct worker *w, int i)
+{
+	return w->process ? process_worker(w->process, i) : w;
+}
+
+struct client *process_client_next(struct worker *w, struct client *c)
+{
+	int i = 0;
+	if (c) {
+		struct client *next = client_next(c->w, c);
+		if (next)
+			return next;
+		i = c->w->crew.index + 1;
+	}
+	for (; i < workers_of(w); i++) {
+		struct worker *x = worker_of(w, i);
+		struct client *first = x ? client_next(x, NULL) : NULL;
+		if (first)
+			return first;
+	}
+	return NULL;
+}
+
+struct server *process_server_next(struct worker *w, struct server *s)
+{
+	int i = 0;
+	if (s) {
+		struct server *next = server_next(s->w, s);
+		if (next)
+			return next;
+		i = s->w->crew.index + 1;
+	}
+	for (; i < workers_of(w); i++) {
+		struct worker *x = worker_of(w, i);
+		struct server *first = x ? server_next(x, NULL) : NULL;
+		if (first)
+			return first;
+	}
+	return NULL;
+}
+
+struct pool *process_pool_next(struct worker *w, struct pool *p)
+{
+	int i = 0;
+	if (p) {
+		struct pool *next = pool_next(p->w, p);
+		if (next)
+			return next;
+		i = p->w->crew.index + 1;
+	}
+	for (; i < workers_of(w); i++) {
+		struct worker *x = worker_of(w, i);
+		struct pool *first = x ? pool_next(x, NULL) : NULL;
+		if (first)
+			return first;
+	}
+	return NULL;
+}
+
+static int cmp_pool(const void *a, const void *b)
+{
+	const struct pool *x = *(const struct pool *const *)a, *y = *(const struct pool *const *)b;
+	int d = strcmp(x->db_name, y->db_name);
+	return d ? d : strcmp(x->user_name, y->user_name);
+}
+
+struct pool_sum *process_pool_sums(struct worker *w, int *n)
+{
+	int count = 0;
+	for (struct pool *p = process_pool_next(w, NULL); p; p = process_pool_next(w, p))
+		count++;
+	struct pool **v = xmalloc(sizeof(*v) * (size_t)(count ? count : 1));
+	int i = 0;
+	for (struct pool *p = process_pool_next(w, NULL); p; p = process_pool_next(w, p))
+		v[i++] = p;
+	qsort(v, (size_t)count, sizeof(*v), cmp_pool);
+	struct pool_sum *sums = xcalloc((size_t)(count ? count : 1), sizeof(*sums));
+	int k = -1;
+	for (i = 0; i < count; i++) {
+		struct pool_counts pc;
+		pool_get_counts(v[i], &pc);
+		if (k < 0 || cmp_pool(&v[i], &sums[k].pool) != 0) {
+			sums[++k].pool = v[i];
+			sums[k].counts = pc;
+			sums[k].stats = v[i]->stats;
+			continue;
+		}
+		struct pool_counts *t = &sums[k].counts;
+		t->cl_active += pc.cl_active;
+		t->cl_waiting += pc.cl_waiting;
+		t->sv_active += pc.sv_active;
+		t->sv_idle += pc.sv_idle;
+		t->sv_tested += pc.sv_tested;
+		t->sv_login += pc.sv_login;
+		t->sv_being_canceled += pc.sv_being_canceled;
+		t->cancels_active += pc.cancels_active;
+		t->maxwait_us = MAX(t->maxwait_us, pc.maxwait_us);
+		stats_pool_add(&sums[k].stats, &v[i]->stats);
+	}
+	free(v);
+	*n = k + 1;
+	return sums;
+}
+
+/* Every worker whose loop still runs, as w; the caller has stopped the world. */
+#define EACH_WORKER(pr, i, w)                                                                      \
+	for (int i = 0; i < (pr)->crew.n; i++)                                                     \
+		if (((w) = process_worker((pr), i)) != NULL)
 
 int process_log_setup(const struct config *cfg, bool also_stderr)
 {
@@ -65,7 +188,9 @@ static void install_hba(struct process *pr, struct hba *h)
 {
 	hba_unref(pr->hba);
 	pr->hba = h;
-	worker_install_hba(&pr->worker, h);
+	struct worker *w;
+	EACH_WORKER(pr, i, w)
+	worker_install_hba(w, h);
 }
 
 /*
@@ -140,7 +265,9 @@ static bool install_tls(struct process *pr, const struct config *cfg, bool recon
 	tls_ctx_unref(pr->server_tls);
 	pr->client_tls = c;
 	pr->server_tls = s;
-	worker_install_tls(&pr->worker, c, s, reconnect);
+	struct worker *w;
+	EACH_WORKER(pr, i, w)
+	worker_install_tls(w, c, s, reconnect);
 	return !failed;
 }
 
@@ -157,7 +284,9 @@ static void install(struct process *pr, struct config *cfg, struct auth_userlist
 	auth_userlist_unref(pr->userlist);
 	pr->cfg = cfg;
 	pr->userlist = ul;
-	worker_install_config(&pr->worker, cfg, ul);
+	struct worker *w;
+	EACH_WORKER(pr, i, w)
+	worker_install_config(w, cfg, ul);
 	(void)install_tls(pr, cfg, reconnect);
 }
 
@@ -194,7 +323,9 @@ int process_reload(struct process *pr)
 {
 	/* notify-reload waits for READY=1 after RELOADING=1, also when the reload failed. */
 	systemd_notify_reloading();
+	crew_stop_world(&pr->crew);
 	int rc = reload(pr);
+	crew_resume_world(&pr->crew);
 	systemd_notify_ready();
 	return rc;
 }
@@ -211,7 +342,9 @@ int process_set(struct process *pr, const char *key, const char *value, struct c
 		return rc;
 	}
 	/* An auth_file change needs RELOAD: SET keeps the list in force. */
+	crew_stop_world(&pr->crew);
 	install(pr, cfg, auth_userlist_ref(pr->userlist));
+	crew_resume_world(&pr->crew);
 	log_info("console SET %s = %s", key, value);
 	return 0;
 }
@@ -220,19 +353,58 @@ void process_shutdown(struct process *pr, enum worker_shutdown how)
 {
 	if (pr->worker.shutdown == WORKER_RUNNING)
 		systemd_notify_stopping();
-	worker_begin_shutdown(&pr->worker, how);
+	crew_stop_world(&pr->crew);
+	struct worker *w;
+	EACH_WORKER(pr, i, w)
+	worker_begin_shutdown(w, how);
+	crew_resume_world(&pr->crew);
 }
 
 bool process_pause_all(struct process *pr)
 {
+	crew_stop_world(&pr->crew);
 	bool was = pr->worker.paused_all;
-	pr->worker.paused_all = true;
+	struct worker *w;
+	EACH_WORKER(pr, i, w)
+	w->paused_all = true;
+	crew_resume_world(&pr->crew);
 	return !was;
 }
 
 bool process_resume_all(struct process *pr)
 {
-	return worker_resume_all(&pr->worker);
+	crew_stop_world(&pr->crew);
+	bool any = false;
+	struct worker *w;
+	EACH_WORKER(pr, i, w)
+	any = worker_resume_all(w) || any;
+	crew_resume_world(&pr->crew);
+	return any;
+}
+
+bool process_paused_all(struct process *pr)
+{
+	return pr->worker.paused_all;
+}
+
+void process_summarize(struct process *pr, struct worker_summary *out)
+{
+	*out = (struct worker_summary){ 0 };
+	crew_stop_world(&pr->crew);
+	struct worker *w;
+	EACH_WORKER(pr, i, w)
+	{
+		struct worker_summary one;
+		worker_summarize(w, &one);
+		out->clients += one.clients;
+		out->clients_waiting += one.clients_waiting;
+		out->servers += one.servers;
+		out->servers_active += one.servers_active;
+		out->servers_idle += one.servers_idle;
+		out->xact_count += one.xact_count;
+		out->query_count += one.query_count;
+	}
+	crew_resume_world(&pr->crew);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -293,7 +465,7 @@ static void on_status_timer(uv_timer_t *t)
 {
 	struct process *pr = container_of(t, struct process, status_timer);
 	struct worker_summary sum;
-	worker_summarize(&pr->worker, &sum);
+	process_summarize(pr, &sum);
 	uint64_t now = uv_now(pr->loop);
 	uint64_t ms = now - pr->status_at;
 	/* A pool that went at a reload took its totals along: no rate for that sample. */
@@ -428,17 +600,38 @@ int process_init(struct process *pr, uv_loop_t *loop, struct config *cfg, int ve
 	pr->cfg = cfg;
 	pr->verbose_extra = verbose_extra;
 	pr->log_stderr = log_stderr;
+	int n = cfg->workers > 0 ? cfg->workers
+				 : (int)MIN(uv_available_parallelism(), CONFIG_MAX_WORKERS);
+	ledger_init(&pr->ledger);
+	pr->workers = xcalloc((size_t)n, sizeof(*pr->workers));
+	pr->workers[0] = &pr->worker;
+	if (n > 1) {
+		pr->more = xcalloc((size_t)n - 1, sizeof(*pr->more));
+		pr->more_loops = xcalloc((size_t)n - 1, sizeof(*pr->more_loops));
+	}
 	if (load_userlist(cfg, &pr->userlist) != 0)
 		return -1;
 	struct hba *rules;
 	if (load_hba(cfg, &rules) != 0)
 		return -1;
-	if (worker_init(&pr->worker, loop, cfg, pr->userlist) != 0) {
-		hba_unref(rules);
-		return -1;
+	for (int i = 0; i < n; i++) {
+		uv_loop_t *l = loop;
+		if (i > 0) {
+			l = &pr->more_loops[i - 1];
+			uv_loop_init(l);
+			pr->workers[i] = &pr->more[i - 1];
+		}
+		/* SHOW WORKERS reports each loop's busy share. */
+		(void)uv_loop_configure(l, UV_METRICS_IDLE_TIME);
+		if (worker_init(pr->workers[i], l, cfg, pr->userlist) != 0) {
+			hba_unref(rules);
+			return -1;
+		}
+		pr->workers[i]->process = pr;
+		pr->workers[i]->ledger = &pr->ledger;
 	}
-	pr->worker.process = pr;
 	pr->worker.exit_cb = on_worker_exit;
+	crew_init(&pr->crew, pr->workers, n);
 	install_hba(pr, rules);
 	if (!install_tls(pr, cfg, false))
 		return -1;
@@ -471,6 +664,14 @@ int process_start(struct process *pr, const struct worker_sockets *given)
 	struct worker_sockets ws = { .fds = fds, .n = n, .http_fd = -1 };
 	int rc = worker_start(&pr->worker, given ? given : &ws);
 	free(fds);
+	/* The other workers watch worker 0's listening sockets too. */
+	struct worker_sockets shared = { .http_fd = -1, .share = &pr->worker.listeners };
+	for (int i = 1; i < pr->crew.n && rc == 0; i++)
+		rc = worker_start(pr->workers[i], &shared);
+	if (rc == 0)
+		rc = crew_start(&pr->crew);
+	if (rc == 0 && pr->crew.n > 1)
+		log_info("%d workers", pr->crew.n);
 	return rc;
 }
 
@@ -478,7 +679,29 @@ void process_deinit(struct process *pr)
 {
 	free(pr->exe_path);
 	pr->exe_path = NULL;
+	if (pr->crew.started) {
+		crew_join(&pr->crew);
+	} else {
+		/* Threads never ran: their loops end here, through the shutdown begun for all. */
+		for (int i = 1; i < pr->crew.n; i++)
+			uv_run(pr->workers[i]->loop, UV_RUN_DEFAULT);
+	}
+	for (int i = 1; i < pr->crew.n; i++) {
+		worker_deinit(pr->workers[i]);
+		if (uv_loop_close(pr->workers[i]->loop) != 0)
+			log_warning("worker %d: its loop still had handles at exit", i);
+	}
 	worker_deinit(&pr->worker);
+	if (pr->crew.n > 0)
+		crew_deinit(&pr->crew);
+	free(pr->more);
+	free(pr->more_loops);
+	free(pr->workers);
+	if (pr->crew.n > 0)
+		ledger_deinit(&pr->ledger);
+	pr->more = NULL;
+	pr->more_loops = NULL;
+	pr->workers = NULL;
 	tls_ctx_unref(pr->client_tls);
 	tls_ctx_unref(pr->server_tls);
 	pr->client_tls = pr->server_tls = NULL;

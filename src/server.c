@@ -10,6 +10,8 @@
 #include "sluice/server.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -269,8 +271,7 @@ void server_close(struct server *s, const char *reason)
 	server_set_state(s, SERVER_CLOSED);
 	cancel_server_closed(s);
 	TAILQ_REMOVE(&w->servers, s, link);
-	worker_count_adjust(&w->db_counts, p->db_name, -1);
-	worker_count_adjust(&w->user_counts, p->user_name, -1);
+	ledger_server_remove(w->ledger, p->share, p->db_name, p->user_name);
 	p->stats.servers_closed[s->close_reason]++;
 	if (s->scram) {
 		scram_client_free(s->scram);
@@ -1401,8 +1402,9 @@ static const struct stream_ops server_stream_ops = {
 };
 
 /*
- * A server of p, counted, on the worker's list, CLOSED (on no state list):
- * what opening one and taking one over from a predecessor share.
+ * A server of p, on the worker's list, CLOSED (on no state list): what
+ * opening one and taking one over from a predecessor share. The caller has
+ * counted it in the ledger (ledger_server_add); closing it gives the count back.
  */
 static struct server *server_new(struct pool *p, uint64_t id)
 {
@@ -1419,8 +1421,6 @@ static struct server *server_new(struct pool *p, uint64_t id)
 	rq_init(&s->rq, on_rq_done, s);
 	TAILQ_INIT(&s->cancels);
 	TAILQ_INSERT_TAIL(&w->servers, s, link);
-	worker_count_adjust(&w->db_counts, p->db_name, +1);
-	worker_count_adjust(&w->user_counts, p->user_name, +1);
 	/* Jitter (up to 10% shorter) so servers opened together do not expire together. */
 	int64_t life = p->db->server_lifetime >= 0 ? p->db->server_lifetime : cfg->server_lifetime;
 	if (life > 0)
@@ -1435,7 +1435,7 @@ static void open_server(struct pool *p, struct client *owner)
 {
 	struct worker *w = p->w;
 	const struct config *cfg = w->cfg;
-	struct server *s = server_new(p, ++w->next_conn_id);
+	struct server *s = server_new(p, ledger_next_id(w->ledger));
 	if (owner) {
 		s->replication = owner->replication;
 		s->repl_client = owner;
@@ -1553,7 +1553,8 @@ void server_tick(struct server *s, uint64_t now)
 		else if (s->lifetime_ms && expired(s, now)) /* a new server gets its one use */
 			close_because(s, STATS_CLOSE_lifetime, "server lifetime over");
 		else if (s->idle_timeout_ms && now - s->idle_since >= s->idle_timeout_ms &&
-			 pool_servers_of(s->pool) - s->pool->n_sv_login > pool_min_size_of(s->pool))
+			 pool_total_servers(s->pool) - s->pool->n_sv_login >
+				 pool_min_size_of(s->pool))
 			close_because(s, STATS_CLOSE_idle, "server idle timeout");
 		break;
 	case SERVER_BEING_CANCELED:
@@ -1576,6 +1577,113 @@ void server_tick(struct server *s, uint64_t now)
 }
 
 /* ---- reading server state (admin console, metrics) ----------------------------- */
+
+/* ---- moving between workers (crew.h) ------------------------------------------------ */
+
+bool server_can_move(const struct server *s)
+{
+	return s->state == SERVER_IDLE && !s->replication && s->stream_open && !s->stream.tls &&
+	       !s->stream.closing && s->rq.len == 0 && !s->pass_remaining && !s->copy_in &&
+	       s->txn_status == 'I' && !s->internal_error && !s->close_needed &&
+	       TAILQ_EMPTY(&s->cancels) && stream_unsent(&s->stream) == 0 &&
+	       stream_avail(&s->stream) == 0 && stream_fd(&s->stream) >= 0;
+}
+
+int server_pack(struct server *s, struct server_parcel *parcel)
+{
+	struct worker *w = s->w;
+	struct pool *p = s->pool;
+	int fd = fcntl(stream_fd(&s->stream), F_DUPFD_CLOEXEC, 0);
+	if (fd < 0) {
+		slog(LOG_LEVEL_WARNING, s, "cannot move to another worker: %s", strerror(errno));
+		return -1;
+	}
+	*parcel = (struct server_parcel){
+		.fd = fd,
+		.id = s->id,
+		.port = s->port,
+		.host_index = s->host_index,
+		.is_pipe = s->stream.is_pipe,
+		.be_pid = s->be_pid,
+		.be_key = s->be_key,
+		.connect_time = s->connect_time,
+		.idle_since = s->idle_since,
+		.lifetime_ms = s->lifetime_ms,
+		.idle_timeout_ms = s->idle_timeout_ms,
+		.link_count = s->link_count,
+		.checked = s->checked,
+		.had_statements = s->prepared.n > 0,
+	};
+	snprintf(parcel->addr, sizeof(parcel->addr), "%s", s->addr);
+	snprintf(parcel->host, sizeof(parcel->host), "%s", s->host);
+	param_set_init(&parcel->params);
+	param_set_copy(&parcel->params, &s->params);
+	slog(LOG_LEVEL_NOISE, s, "moving to another worker");
+	server_set_state(s, SERVER_CLOSED);
+	TAILQ_REMOVE(&w->servers, s, link);
+	/* The duplicate keeps the socket open: closing this copy sends PostgreSQL nothing. */
+	stream_close(&s->stream);
+	(void)p;
+	return 0;
+}
+
+struct server *server_unpack(struct pool *p, struct server_parcel *parcel)
+{
+	struct worker *w = p->w;
+	struct server *s = server_new(p, parcel->id);
+	s->host_index = parcel->host_index >= 0 && parcel->host_index < p->db->n_hosts
+				? parcel->host_index
+				: 0;
+	s->port = parcel->port;
+	snprintf(s->addr, sizeof(s->addr), "%s", parcel->addr);
+	snprintf(s->host, sizeof(s->host), "%s", parcel->host);
+	s->lc = (struct log_conn){ 'S', s->id, p->db_name, p->user_name, s->addr };
+	s->connect_time = parcel->connect_time;
+	s->lifetime_ms = parcel->lifetime_ms;
+	s->idle_timeout_ms = parcel->idle_timeout_ms;
+	s->link_count = parcel->link_count;
+	s->checked = parcel->checked;
+	s->be_pid = parcel->be_pid;
+	s->be_key = parcel->be_key;
+	param_set_copy(&s->params, &parcel->params);
+	param_set_deinit(&parcel->params);
+	s->logged_in_once = s->auth_ok = true;
+	server_set_state(s, SERVER_LOGIN);
+	int fd = parcel->fd;
+	parcel->fd = -1;
+	if (stream_init(&w->io, &s->stream, parcel->is_pipe, &server_stream_ops) != 0) {
+		close(fd);
+		server_close(s, "cannot take the socket from another worker");
+		return NULL;
+	}
+	s->stream_open = true;
+	if (stream_adopt(&s->stream, fd) != 0) {
+		server_close(s, "cannot take the socket from another worker");
+		return NULL;
+	}
+	s->stream.read_max = SERVER_MAX_INSPECT;
+	stream_read_start(&s->stream);
+	if (parcel->had_statements) {
+		/* Named by the old worker's registry: this one's cannot know them. */
+		server_set_state(s, SERVER_TESTED);
+		send_internal(s, "DEALLOCATE ALL");
+	} else {
+		server_set_state(s, SERVER_IDLE);
+		s->idle_since = parcel->idle_since;
+	}
+	slog(LOG_LEVEL_NOISE, s, "moved here from another worker");
+	return s;
+}
+
+void server_parcel_drop(struct ledger *l, struct pool_share *sh, const char *db, const char *user,
+			struct server_parcel *parcel)
+{
+	if (parcel->fd >= 0)
+		close(parcel->fd);
+	parcel->fd = -1;
+	param_set_deinit(&parcel->params);
+	ledger_server_remove(l, sh, db, user);
+}
 
 /* ---- online restart (takeover.h) ----------------------------------------------------- */
 
@@ -1605,8 +1713,7 @@ void server_handed_over(struct server *s)
 	}
 	server_set_state(s, SERVER_CLOSED);
 	TAILQ_REMOVE(&w->servers, s, link);
-	worker_count_adjust(&w->db_counts, p->db_name, -1);
-	worker_count_adjust(&w->user_counts, p->user_name, -1);
+	ledger_server_remove(w->ledger, p->share, p->db_name, p->user_name);
 	/* Its socket is the successor's too: closing this copy sends PostgreSQL nothing. */
 	stream_close(&s->stream);
 	worker_schedule_kick(w, p);
@@ -1615,7 +1722,10 @@ void server_handed_over(struct server *s)
 struct server *server_adopt(struct pool *p, int fd, const struct handover_server *h, uint64_t id)
 {
 	struct worker *w = p->w;
-	struct server *s = server_new(p, id ? id : ++w->next_conn_id);
+	/* Counted whatever the limits say: it exists already. */
+	static const struct ledger_server_limits none = { 0 };
+	ledger_server_add(w->ledger, p->share, p->db_name, p->user_name, &none);
+	struct server *s = server_new(p, id ? id : ledger_next_id(w->ledger));
 	s->host_index = h->host_index >= 0 && h->host_index < p->db->n_hosts ? h->host_index : 0;
 	s->port = h->port;
 	snprintf(s->addr, sizeof(s->addr), "%s", h->addr);

@@ -38,6 +38,30 @@ void stats_counters_add(struct stats_counters *a, const struct stats_counters *b
 #undef X
 }
 
+static void hist_add(struct stats_hist *a, const struct stats_hist *b)
+{
+	for (int i = 0; i <= STATS_HIST_BUCKETS; i++)
+		a->bucket[i] += b->bucket[i];
+	a->count += b->count;
+	a->sum_us += b->sum_us;
+}
+
+void stats_pool_add(struct pool_stats *a, const struct pool_stats *b)
+{
+	stats_counters_add(&a->total, &b->total);
+	stats_counters_add(&a->period_start, &b->period_start);
+	stats_counters_add(&a->period_end, &b->period_end);
+	a->wait_count += b->wait_count;
+	a->max_wait_us = MAX(a->max_wait_us, b->max_wait_us);
+	a->timeout_count += b->timeout_count;
+	a->reuse_count += b->reuse_count;
+	a->servers_opened += b->servers_opened;
+	for (int i = 0; i < STATS_CLOSE_COUNT; i++)
+		a->servers_closed[i] += b->servers_closed[i];
+	hist_add(&a->wait_hist, &b->wait_hist);
+	hist_add(&a->xact_hist, &b->xact_hist);
+}
+
 void stats_average(const struct stats_counters *start, const struct stats_counters *end,
 		   double period_s, struct stats_counters *avg)
 {

@@ -135,7 +135,8 @@ void takeover_send_listeners(struct client *c, const char *version)
 		rc = send_row(c, "metrics", "", 0, http_fd);
 	/* Where connection ids are: the successor's continue past them, so clients keep theirs. */
 	char ids[32];
-	int ids_len = snprintf(ids, sizeof(ids), "%llu", (unsigned long long)w->next_conn_id);
+	int ids_len = snprintf(ids, sizeof(ids), "%llu",
+			       (unsigned long long)ledger_last_id(w->ledger));
 	if (rc == 0)
 		rc = send_row(c, "ids", ids, (size_t)ids_len, -1);
 	if (rc != 0) {
@@ -707,8 +708,7 @@ void takeover_link_start(struct takeover_link *l, struct worker *w)
 {
 	l->w = w;
 	w->taking_over = l;
-	if (w->next_conn_id < l->id_floor)
-		w->next_conn_id = l->id_floor;
+	ledger_raise_ids(w->ledger, l->id_floor);
 	if (!link_query(l, "TAKEOVER CLIENTS")) {
 		link_end(l);
 		return;

@@ -30,54 +30,8 @@
 #define TICK_MS 250
 /* Read buffers kept for reuse (16 KB each); a burst beyond this goes back to malloc. */
 #define BUF_FREE_MAX 256
-/* Names a count table keeps at a count of 0 (worker_count_adjust). */
-#define COUNT_KEEP_MAX 1024
 /* How long a connection closed with an error waits for its peer to close. */
 #define LINGER_MS 2000
-
-struct conn_count *worker_count_entry(struct conn_count **table, const char *name)
-{
-	struct conn_count *cc;
-	HASH_FIND_STR(*table, name, cc);
-	if (!cc) {
-		cc = xcalloc(1, sizeof(*cc));
-		cc->name = xstrdup(name);
-		HASH_ADD_KEYPTR(hh, *table, cc->name, strlen(cc->name), cc);
-	}
-	return cc;
-}
-
-int worker_count_release(struct conn_count **table, struct conn_count *cc, int delta)
-{
-	cc->n -= delta;
-	int n = cc->n;
-	/*
-	 * An entry may stay at 0: a name that comes and goes with each
-	 * connection would otherwise cost a malloc, a strdup and two frees per
-	 * login. Not beyond COUNT_KEEP_MAX entries, since with a "*" database
-	 * any name a client sends is counted.
-	 */
-	if (n == 0 && HASH_COUNT(*table) > COUNT_KEEP_MAX) {
-		HASH_DEL(*table, cc);
-		free(cc->name);
-		free(cc);
-	}
-	return n;
-}
-
-int worker_count_adjust(struct conn_count **table, const char *name, int delta)
-{
-	if (delta > 0) {
-		struct conn_count *cc = worker_count_entry(table, name);
-		cc->n += delta;
-		return cc->n;
-	}
-	struct conn_count *cc;
-	HASH_FIND_STR(*table, name, cc);
-	if (!cc)
-		return 0;
-	return delta == 0 ? cc->n : worker_count_release(table, cc, -delta);
-}
 
 struct db_state *worker_db_state(struct worker *w, const char *db, bool create)
 {
@@ -129,6 +83,17 @@ void worker_schedule_kick(struct worker *w, struct pool *p)
 
 static void finish_exit(struct worker *w);
 
+static void on_poll_soon(uv_timer_t *t)
+{
+	(void)t; /* the check step that follows is the point */
+}
+
+void worker_poll_soon(struct worker *w)
+{
+	if (!uv_is_active((uv_handle_t *)&w->poll_timer) && w->shutdown != WORKER_EXIT)
+		uv_timer_start(&w->poll_timer, on_poll_soon, 2, 0);
+}
+
 static void kick_all_pools(struct worker *w)
 {
 	struct pool *p;
@@ -171,9 +136,11 @@ static void on_check(uv_check_t *h)
 	stream_ctx_flush(&w->io);
 	w->clock_ns = 0; /* the timers of the next round read it again */
 
-	if ((w->shutdown == WORKER_WAIT_CLIENTS && w->client_count == 0) ||
-	    (w->shutdown == WORKER_WAIT_SERVERS && total_active_servers(w) == 0) ||
-	    w->shutdown == WORKER_EXIT)
+	/* Worker 0 watches the signals: it goes last, once every other worker has. */
+	if (((w->shutdown == WORKER_WAIT_CLIENTS && w->client_count == 0) ||
+	     (w->shutdown == WORKER_WAIT_SERVERS && total_active_servers(w) == 0) ||
+	     w->shutdown == WORKER_EXIT) &&
+	    (w->crew.index != 0 || crew_others_gone(w)))
 		finish_exit(w);
 }
 
@@ -411,10 +378,13 @@ static void finish_exit(struct worker *w)
 	stream_ctx_tick(&w->io, UINT64_MAX, 0);
 	uv_timer_stop(&w->tick);
 	close_handle((uv_handle_t *)&w->tick);
+	uv_timer_stop(&w->poll_timer);
+	close_handle((uv_handle_t *)&w->poll_timer);
 	uv_check_stop(&w->flush_check);
 	close_handle((uv_handle_t *)&w->flush_check);
 	uv_prepare_stop(&w->clock_reset);
 	close_handle((uv_handle_t *)&w->clock_reset);
+	crew_leave(w);
 	if (w->exit_cb)
 		w->exit_cb(w);
 }
@@ -513,6 +483,8 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg, struct au
 {
 	memset(w, 0, sizeof(*w));
 	w->loop = loop;
+	ledger_init(&w->own_ledger);
+	w->ledger = &w->own_ledger;
 	w->cfg = config_ref(cfg);
 	w->cfg_gen++;
 	w->userlist = auth_userlist_ref(ul);
@@ -529,11 +501,13 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg, struct au
 	w->authq = authq_new(loop);
 	authq_configure(w->authq, cfg);
 	w->start_time = (uint64_t)time(NULL);
+	w->started_ns = uv_hrtime();
 	w->stats_rolled_at = uv_now(loop);
 	rand_bytes(w->mock_seed, sizeof(w->mock_seed));
 	uv_check_init(loop, &w->flush_check);
 	uv_prepare_init(loop, &w->clock_reset);
 	uv_timer_init(loop, &w->tick);
+	uv_timer_init(loop, &w->poll_timer);
 	return 0;
 }
 
@@ -543,6 +517,8 @@ int worker_start(struct worker *w, const struct worker_sockets *ws)
 	uv_check_start(&w->flush_check, on_check);
 	uv_prepare_start(&w->clock_reset, on_prepare);
 	uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
+	if (ws && ws->share)
+		return listener_share(&w->listeners, ws->share);
 	int http_fd = ws ? ws->http_fd : -1;
 	int rc = ws ? ws->n : 0;
 	if (rc > 0 && ws->from_predecessor)
@@ -559,22 +535,9 @@ int worker_start(struct worker *w, const struct worker_sockets *ws)
 	return rc;
 }
 
-static void count_table_free(struct conn_count **table)
-{
-	struct conn_count *cc, *tmp;
-	HASH_ITER(hh, *table, cc, tmp) {
-		HASH_DEL(*table, cc);
-		free(cc->name);
-		free(cc);
-	}
-}
-
 void worker_deinit(struct worker *w)
 {
-	count_table_free(&w->db_counts);
-	count_table_free(&w->user_counts);
-	count_table_free(&w->db_client_counts);
-	count_table_free(&w->user_client_counts);
+	ledger_deinit(&w->own_ledger);
 	struct db_state *ds, *dtmp;
 	HASH_ITER(hh, w->db_states, ds, dtmp) {
 		HASH_DEL(w->db_states, ds);

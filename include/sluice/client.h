@@ -133,8 +133,8 @@ struct client {
 	 * release: entries of the worker's client count tables, by database
 	 * and by user (worker_count_entry); NULL when not counted.
 	 */
-	struct conn_count *counted_db;
-	struct conn_count *counted_user;
+	struct ledger_count *counted_db;
+	struct ledger_count *counted_user;
 
 	/* admin console: a PAUSE/WAIT_CLOSE's database, NULL for all */
 	char *admin_wait_db;

@@ -68,6 +68,8 @@ const char *config_sslmode_name(enum sslmode m);
 /* One address of a [databases] entry's host list. */
 /* Where libpq looks for PostgreSQL's unix socket when no host is given (Debian's build). */
 #define CONFIG_DEFAULT_SOCKET_DIR "/var/run/postgresql"
+/* The most workers (event loops) a process runs. */
+#define CONFIG_MAX_WORKERS 64
 
 struct config_host {
 	char *host; /* name, address or unix socket directory (starts with '/') */
@@ -162,6 +164,7 @@ struct config {
 	char *unix_socket_group; /* "" leaves the socket's group as created */
 	int listen_backlog;
 	bool so_reuseport;
+	int workers; /* 0: auto (process.c resolves it) */
 	char *login_notify_message; /* "" sends none */
 	int64_t query_wait_notify; /* ms; 0 never */
 	enum auth_type auth_type;

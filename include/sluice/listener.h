@@ -87,6 +87,13 @@ int listener_adopt_all(struct listener_set *ls, const struct config *cfg, const 
  */
 int listener_take_over(struct listener_set *ls, const int *fds, int n) WUR;
 /*
+ * Listens on copies (dup) of from's sockets, as another worker of the same
+ * process (crew.h): both loops watch the same listening socket, and the
+ * kernel gives each connection to one of them. A unix socket's file stays
+ * from's. 0 or a negative errno (logged).
+ */
+int listener_share(struct listener_set *ls, const struct listener_set *from) WUR;
+/*
  * The successor has the sockets (takeover.h): closes the listeners here,
  * leaving the unix socket's file to the successor.
  */

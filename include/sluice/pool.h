@@ -41,6 +41,8 @@ struct pool {
 	 */
 	char *user_name;
 	const struct config_database *db; /* from the current snapshot */
+	/* What it shares with the pools of the same name on other workers (ledger.h). */
+	struct pool_share *share;
 	/* Its [users] entry or NULL, looked up when w->cfg_gen was user_cfg_gen (pool_user_cfg). */
 	const struct config_user *user_cfg;
 	uint64_t user_cfg_gen;
@@ -106,6 +108,10 @@ struct pool {
 	uint64_t last_active; /* uv_now of the last tick that found it in use (pool_idle_timeout) */
 	bool is_admin; /* the console's pgbouncer/pgbouncer pseudo-pool: never has servers */
 	bool kick_scheduled;
+	/* Another worker was asked for servers (pool.c, "one pool on several workers"), at uv_now. */
+	bool pull_pending;
+	uint64_t pull_at;
+	int pull_next; /* the worker asked next for an eviction, round-robin */
 	struct pool_stats stats;
 	TAILQ_ENTRY(pool) link;
 	TAILQ_ENTRY(pool) kick_link;
@@ -146,8 +152,10 @@ const struct config_user *pool_user_cfg(const struct pool *p);
 enum pool_mode pool_mode_of(const struct pool *p);
 int pool_size_of(const struct pool *p);
 int pool_min_size_of(const struct pool *p);
-/* Server connections the pool has, in every state: what its limits count. */
+/* Server connections the pool has on this worker, in every state. */
 int pool_servers_of(const struct pool *p);
+/* ... and on every worker of the process: what its limits count. */
+int pool_total_servers(const struct pool *p);
 
 /*
  * Asks for a server for client c (already in state WAITING). The pool links

@@ -7,7 +7,10 @@
  * the process hands each a snapshot (worker_install_config) and tells it to
  * pause, resume or shut down. The snapshot and the user list are
  * reference-counted, so a worker keeps the one it serves with until it
- * installs the next. Today there is one worker, on the process's loop.
+ * installs the next. Worker 0 runs on the process's loop; with workers = N
+ * the others run on threads of their own (crew.h). Every function here
+ * that acts on the workers stops the world around it (crew_stop_world; the
+ * calls nest), so it may be called from any worker's loop.
  *
  * Signals keep PgBouncer's meanings: SIGHUP reloads; SIGTERM waits for the
  * clients to leave, SIGINT for the servers to be released (either a second
@@ -29,6 +32,7 @@
 #include "sluice/auth.h"
 #include "sluice/config.h"
 #include "sluice/hba.h"
+#include "sluice/pool.h"
 #include "sluice/tls.h"
 #include "sluice/worker.h"
 
@@ -40,7 +44,13 @@ struct process {
 	struct tls_ctx *client_tls;
 	struct tls_ctx *server_tls;
 	struct hba *hba; /* the auth_hba_file rules, one reference; NULL unless auth_type = hba */
-	struct worker worker; /* the only one, for now */
+	struct worker worker; /* worker 0, on loop */
+	/* Workers 1..n-1 (workers = n), each with a loop of its own: [i - 1]. */
+	struct worker *more;
+	uv_loop_t *more_loops;
+	struct worker **workers; /* all of them, [0] = &worker */
+	struct crew crew;
+	struct ledger ledger; /* what the workers count together (ledger.h) */
 	/* From the command line, kept over reloads: added to verbose (-v)... */
 	int verbose_extra;
 	/* ...and whether lines also go to stderr when there is a logfile (not with -q or -d). */
@@ -116,3 +126,31 @@ int process_restart(struct process *pr, char *why, size_t len) WUR;
 bool process_pause_all(struct process *pr);
 /* RESUME of everything (console, SIGUSR2); false when nothing was paused. */
 bool process_resume_all(struct process *pr);
+
+/*
+ * Every connection and pool of the process, across its workers, for the
+ * console and the metrics, which stop the world first (crew.h): the next
+ * after c (NULL: the first). Without a process (unit tests), w's own.
+ */
+struct client *process_client_next(struct worker *w, struct client *c);
+struct server *process_server_next(struct worker *w, struct server *s);
+struct pool *process_pool_next(struct worker *w, struct pool *p);
+/*
+ * One pool of the process's as the console shows it: the pools of one
+ * (database, user) on every worker, counts and statistics summed, with the
+ * first of them for its names and settings.
+ */
+struct pool_sum {
+	struct pool *pool;
+	struct pool_counts counts;
+	struct pool_stats stats;
+};
+/* Every pool_sum, sorted by (database, user); *n of them, in an array the caller frees. */
+struct pool_sum *process_pool_sums(struct worker *w, int *n);
+
+/* Worker i of the process, for i in [0, pr->crew.n); NULL when it has left (crew.h). */
+struct worker *process_worker(struct process *pr, int i);
+/* Whether every worker is paused (PAUSE), or SUSPENDed. */
+bool process_paused_all(struct process *pr);
+/* The summary of every worker's, summed (the service manager's status line, SHOW WORKERS). */
+void process_summarize(struct process *pr, struct worker_summary *out);

@@ -135,11 +135,15 @@ struct server {
 	uint64_t being_canceled_since; /* uv_now */
 };
 
-/* Opens a new server connection for the pool (state LOGIN). */
+/*
+ * Opens a new server connection for the pool (state LOGIN), which the
+ * caller has counted against the limits (ledger_server_add, pool.c).
+ */
 void server_connect(struct pool *p);
 /*
  * Opens a replication server for replication client c (WAITING_REPLICATION),
- * with c's startup parameters; pool_server_logged_in() links them.
+ * with c's startup parameters, counted the same way; pool_server_logged_in()
+ * links them.
  */
 void server_connect_replication(struct pool *p, struct client *c);
 void server_set_state(struct server *s, enum server_state st);
@@ -186,6 +190,40 @@ void server_mark_close_needed(struct server *s);
  * linked to its client at once), keeping id unless that is 0. NULL: failed.
  */
 struct handover_server;
+/*
+ * Moving an idle server to another worker of the process (pool.c decides
+ * when, crew.h carries it): server_pack takes what the server is (its
+ * socket, a duplicate, and its session) out of s, which it then closes
+ * here without a word to PostgreSQL; server_unpack makes it a server of
+ * pool p on p's worker, idle again. It stays counted in the ledger all
+ * along. A server with prepared statements is sent DEALLOCATE ALL first
+ * on its new worker: their names are the old worker's (prepared.h).
+ */
+struct server_parcel {
+	int fd;
+	uint64_t id;
+	char addr[128];
+	char host[256];
+	int port, host_index;
+	bool is_pipe;
+	uint32_t be_pid, be_key;
+	struct param_set params;
+	uint64_t connect_time, idle_since; /* uv_now: the loops share one clock */
+	uint64_t lifetime_ms, idle_timeout_ms;
+	uint32_t link_count;
+	bool checked;
+	bool had_statements;
+};
+/* Whether s is idle and may move: in the clear, nothing queued or under way. */
+bool server_can_move(const struct server *s);
+/* s (server_can_move) into parcel; s is closed (CLOSED). 0, or -1 (s unchanged) if dup failed. */
+int server_pack(struct server *s, struct server_parcel *parcel) WUR;
+/* A parcel's server as a server of p, idle or testing; NULL when it could not be (closed, uncounted). */
+struct server *server_unpack(struct pool *p, struct server_parcel *parcel);
+/* A parcel that cannot be delivered: its socket closed, its count given back. */
+void server_parcel_drop(struct ledger *l, struct pool_share *sh, const char *db, const char *user,
+			struct server_parcel *parcel);
+
 bool server_can_hand_over(const struct server *s);
 void server_handed_over(struct server *s);
 struct server *server_adopt(struct pool *p, int fd, const struct handover_server *h, uint64_t id);

@@ -82,6 +82,8 @@ void stats_hist_add(struct stats_hist *h, uint64_t us);
 void stats_roll(struct pool_stats *s);
 /* a += b, field by field. */
 void stats_counters_add(struct stats_counters *a, const struct stats_counters *b);
+/* a += b for every counter and histogram; max_wait_us is the larger one. */
+void stats_pool_add(struct pool_stats *a, const struct pool_stats *b);
 /*
  * Averages over a period from its start and end totals (PgBouncer's
  * calc_average): counts and bytes per second; xact_time per transaction,

@@ -41,7 +41,9 @@
 #include "sluice/cancel.h"
 #include "sluice/common.h"
 #include "sluice/config.h"
+#include "sluice/crew.h"
 #include "sluice/derive.h"
+#include "sluice/ledger.h"
 #include "sluice/listener.h"
 #include "sluice/prepared.h"
 #include "sluice/stream.h"
@@ -59,17 +61,6 @@ struct takeover_link;
 TAILQ_HEAD(client_list, client);
 TAILQ_HEAD(server_list, server);
 TAILQ_HEAD(pool_list, pool);
-
-/*
- * Per-name connection counts: servers for max_db_connections /
- * max_user_connections, clients for max_db_client_connections /
- * max_user_client_connections. An entry exists while its count is above 0.
- */
-struct conn_count {
-	char *name;
-	int n;
-	UT_hash_handle hh;
-};
 
 /*
  * Runtime state of a database name set from the admin console (PAUSE,
@@ -91,6 +82,7 @@ enum worker_shutdown {
 
 struct worker {
 	uv_loop_t *loop;
+	struct crew_member crew; /* its place among the process's workers (crew.h) */
 	struct process
 		*process; /* what the console's process-wide verbs act on; NULL in unit tests */
 	/* Called once the worker has closed its handles at exit (process.c closes its own). */
@@ -109,10 +101,14 @@ struct worker {
 	struct client_list clients; /* every client connection */
 	struct server_list servers; /* every server connection */
 	struct pool_list pools;
-	struct conn_count *db_counts;
-	struct conn_count *user_counts;
-	struct conn_count *db_client_counts; /* clients past their startup packet, by database */
-	struct conn_count *user_client_counts; /* the same, by user (see client_admit) */
+	/*
+	 * The process's counts (ledger.h): servers by pool, database and user,
+	 * clients by database and user (past their startup packet, see
+	 * client_admit) and in all, connection ids. A worker of its own (unit
+	 * tests) keeps them in own_ledger.
+	 */
+	struct ledger *ledger;
+	struct ledger own_ledger;
 	struct cancel_table cancel_keys; /* every client, by client_cancel_key */
 	struct cancel_peer *cancel_peers; /* cancel.c's forwards to [peers], by peer_id */
 	struct db_state *db_states;
@@ -138,8 +134,9 @@ struct worker {
 	/* TLS handshakes completed and failed, [0] with clients, [1] with servers */
 	uint64_t stats_tls_handshakes[2];
 	uint64_t stats_tls_failures[2];
-	uint64_t next_conn_id; /* clients and servers share one sequence, as in PgBouncer */
 	uint64_t state_changes; /* client state changes so far (client->state_seq) */
+	uint64_t started_ns; /* uv_hrtime at worker_init, for SHOW WORKERS */
+	uint64_t servers_moved_in, servers_moved_out; /* between workers (pool.c) */
 
 	/* Clients their servers let go of this round, to run in the check phase (client_unlinked). */
 	struct client_list released;
@@ -147,6 +144,7 @@ struct worker {
 	uv_check_t flush_check;
 	uv_prepare_t clock_reset; /* forgets clock_ns before each poll */
 	uv_timer_t tick;
+	uv_timer_t poll_timer; /* worker_poll_soon */
 	enum worker_shutdown shutdown;
 	uint64_t clock_ns; /* worker_clock_ns(); 0 until read in this wake-up */
 };
@@ -223,6 +221,8 @@ struct worker_sockets {
 	int n; /* how many; negative: they could not be taken, an error to return */
 	bool from_predecessor;
 	int http_fd; /* the metrics listener, or -1 */
+	/* Another worker's listeners, to watch as well (crew.h); the metrics listener is its alone. */
+	const struct listener_set *share;
 };
 
 /*
@@ -283,6 +283,12 @@ void worker_summarize(const struct worker *w, struct worker_summary *out);
 uint64_t worker_wall_ms_of(const struct worker *w, uint64_t at);
 uint64_t worker_now_of_wall_ms(const struct worker *w, uint64_t wall_ms);
 
+/*
+ * Makes the loop go round again in a few milliseconds, even with nothing to
+ * read: for a check step that waits on other workers (admin_poll).
+ */
+void worker_poll_soon(struct worker *w);
+
 /* Queues a pool for the assignment step of this loop iteration. */
 void worker_schedule_kick(struct worker *w, struct pool *p);
 
@@ -290,14 +296,3 @@ void worker_schedule_kick(struct worker *w, struct pool *p);
 struct db_state *worker_db_state(struct worker *w, const char *db, bool create);
 /* Whether servers of db may be handed out (no PAUSE in effect). */
 bool worker_db_paused(struct worker *w, const char *db);
-
-/* The count of a database / user name in one of the tables above; delta adjusts. */
-int worker_count_adjust(struct conn_count **table, const char *name, int delta);
-/*
- * The entry of name in table, made (at 0) if there is none; it stays while
- * its count is above 0: whoever counted on it may keep the pointer and give
- * the count back with worker_count_release (delta > 0), which returns the
- * new count.
- */
-struct conn_count *worker_count_entry(struct conn_count **table, const char *name);
-int worker_count_release(struct conn_count **table, struct conn_count *cc, int delta);

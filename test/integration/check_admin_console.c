@@ -797,7 +797,7 @@ START_TEST(test_control_command_arguments_are_checked_by_kind)
 	PQclear(PQexec(c, "SHOW HELP"));
 	static const char *const named[] = {
 		"SHOW HELP|CONFIG|USERS|DATABASES|POOLS|CLIENTS|SERVERS|FDS|SOCKETS|ACTIVE_SOCKETS",
-		"SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS", "SHOW POOL_WAITS (sluice)",
+		"SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS", "SHOW POOL_WAITS|WORKERS (sluice)",
 		"\tRELOAD\n", "\tPAUSE [<db>]", "\tDISABLE <db>", "\tKILL_CLIENT <client_id>",
 		"\tSHUTDOWN [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]", "\tSUSPEND",
 	};
