@@ -55,7 +55,7 @@ struct client_login {
 	struct auth_session *auth;
 	struct derive *derive; /* a key derivation of auth runs on the thread pool (derive.h) */
 	/* An auth_query look-up of its user is under way (authq.h); LOGIN holds until it answers. */
-	struct authq_wait *authq;
+	struct worker_lookup *authq;
 	struct auth_user *looked_up; /* what the look-up found, until login_done */
 	char *looked_up_key; /* its identity, to forget the secret if the login fails */
 	uint8_t auth_type; /* enum auth_type: the method chosen (hba resolved) while looking up */
@@ -238,7 +238,7 @@ static void client_end(struct client *c)
 		c->login->derive = NULL;
 	}
 	if (c->login) {
-		authq_cancel(c->login->authq);
+		worker_authq_cancel(c->login->authq);
 		c->login->authq = NULL;
 	}
 	if (c->profile) {
@@ -566,7 +566,7 @@ static void auth_next(struct client *c, int rc)
 		     auth_session_failure(c->login->auth));
 		/* A password changed since the secret was cached: read it again next time. */
 		if (c->login->looked_up_key)
-			authq_forget(c->w->authq, c->login->looked_up_key);
+			worker_authq_forget(c->w, c->login->looked_up_key);
 		fail_password(c);
 	}
 }
@@ -843,8 +843,8 @@ static void run_auth(struct client *c, enum auth_type type)
 			c->login->auth_type = (uint8_t)type;
 			c->login->auth_from_hba = from_hba;
 			struct authq_answer now;
-			if (authq_lookup(w->authq, &t, c->user_name, on_looked_up, c, &now,
-					 &c->login->authq))
+			if (worker_authq_lookup(w, &t, c->user_name, on_looked_up, c, &now,
+						&c->login->authq))
 				on_looked_up(c, &now);
 			else
 				clog(LOG_LEVEL_DEBUG, c, "looking the user up with auth_query");
@@ -868,7 +868,7 @@ static void on_looked_up(void *owner, const struct authq_answer *a)
 		c->login->looked_up = auth_user_new(c->user_name, a->secret);
 		if (!c->login->looked_up) {
 			clog(LOG_LEVEL_WARNING, c, "auth_query returned a malformed SCRAM secret");
-			authq_forget(c->w->authq, a->key);
+			worker_authq_forget(c->w, a->key);
 			client_fail(c, SQLSTATE_INVALID_PASSWORD,
 				    "password authentication failed for user \"%s\"", c->user_name);
 			return;

@@ -15,6 +15,15 @@ void ledger_init(struct ledger *l)
 	pthread_mutex_init(&l->mu, NULL);
 }
 
+/* A share no pool and no server counts on any more. */
+static void share_free(struct pool_share *sh)
+{
+	param_set_deinit(&sh->welcome);
+	buf_out_deinit(&sh->last_error);
+	free(sh->key);
+	free(sh);
+}
+
 static void table_free(struct ledger_count **table)
 {
 	struct ledger_count *cc, *tmp;
@@ -27,18 +36,63 @@ static void table_free(struct ledger_count **table)
 
 void ledger_deinit(struct ledger *l)
 {
+	struct ledger_stmt *st, *st_tmp;
+	HASH_ITER(hh, l->stmts, st, st_tmp) {
+		HASH_DEL(l->stmts, st);
+		free(st);
+	}
 	table_free(&l->db_servers);
 	table_free(&l->user_servers);
 	table_free(&l->db_clients);
 	table_free(&l->user_clients);
+	table_free(&l->db_shares);
 	struct pool_share *sh, *tmp;
 	HASH_ITER(hh, l->shares, sh, tmp) {
 		HASH_DEL(l->shares, sh);
-		param_set_deinit(&sh->welcome);
-		free(sh->key);
-		free(sh);
+		share_free(sh);
 	}
 	pthread_mutex_destroy(&l->mu);
+}
+
+void ledger_lock(struct ledger *l)
+{
+	pthread_mutex_lock(&l->mu);
+}
+
+void ledger_unlock(struct ledger *l)
+{
+	pthread_mutex_unlock(&l->mu);
+}
+
+uint64_t ledger_stmt_acquire(struct ledger *l, const uint8_t *text, uint32_t len)
+{
+	pthread_mutex_lock(&l->mu);
+	struct ledger_stmt *st;
+	HASH_FIND(hh, l->stmts, text, len, st);
+	if (!st) {
+		st = xmalloc(sizeof(*st) + len);
+		st->id = ++l->next_stmt_id;
+		st->refs = 0;
+		st->len = len;
+		memcpy(st->text, text, len);
+		HASH_ADD(hh, l->stmts, text, len, st);
+	}
+	st->refs++;
+	uint64_t id = st->id;
+	pthread_mutex_unlock(&l->mu);
+	return id;
+}
+
+void ledger_stmt_release(struct ledger *l, const uint8_t *text, uint32_t len)
+{
+	pthread_mutex_lock(&l->mu);
+	struct ledger_stmt *st;
+	HASH_FIND(hh, l->stmts, text, len, st);
+	if (st && --st->refs == 0) {
+		HASH_DEL(l->stmts, st);
+		free(st);
+	}
+	pthread_mutex_unlock(&l->mu);
 }
 
 uint64_t ledger_next_id(struct ledger *l)
@@ -87,6 +141,15 @@ static void drop(struct ledger_count **table, struct ledger_count *cc)
 	}
 }
 
+/* With the lock held: sh is out of the table; its database counts one share fewer. */
+static void forget_share(struct ledger *l, struct pool_share *sh)
+{
+	struct ledger_count *d = find(&l->db_shares, sh->key, false);
+	if (d && d->n > 0)
+		drop(&l->db_shares, d);
+	share_free(sh);
+}
+
 int ledger_count_of(struct ledger *l, struct ledger_count **table, const char *name)
 {
 	pthread_mutex_lock(&l->mu);
@@ -123,7 +186,8 @@ void ledger_each(struct ledger *l, struct ledger_count **table,
 	pthread_mutex_unlock(&l->mu);
 }
 
-struct pool_share *ledger_share_get(struct ledger *l, const char *db, const char *user)
+struct pool_share *ledger_share_get(struct ledger *l, const char *db, const char *user,
+				    bool *first_of_db)
 {
 	size_t dl = strlen(db), ul = strlen(user);
 	char *key = xmalloc(dl + ul + 2);
@@ -133,13 +197,17 @@ struct pool_share *ledger_share_get(struct ledger *l, const char *db, const char
 	pthread_mutex_lock(&l->mu);
 	struct pool_share *sh;
 	HASH_FIND(hh, l->shares, key, key_len, sh);
+	*first_of_db = false;
 	if (sh) {
 		free(key);
 	} else {
+		*first_of_db = ++find(&l->db_shares, db, true)->n == 1;
 		sh = xcalloc(1, sizeof(*sh));
 		sh->key = key;
 		sh->key_len = key_len;
 		param_set_init(&sh->welcome);
+		buf_out_init(&sh->last_error);
+		sh->last_login_ok = true;
 		HASH_ADD_KEYPTR(hh, l->shares, sh->key, sh->key_len, sh);
 	}
 	sh->refs++;
@@ -153,9 +221,7 @@ void ledger_share_put(struct ledger *l, struct pool_share *sh)
 	/* Servers still counted (closing elsewhere) keep it: their removal needs it. */
 	if (--sh->refs == 0 && sh->servers == 0) {
 		HASH_DEL(l->shares, sh);
-		param_set_deinit(&sh->welcome);
-		free(sh->key);
-		free(sh);
+		forget_share(l, sh);
 	}
 	pthread_mutex_unlock(&l->mu);
 }
@@ -190,9 +256,7 @@ void ledger_server_remove(struct ledger *l, struct pool_share *sh, const char *d
 	bool gone = sh->servers == 0 && sh->refs == 0;
 	if (gone) {
 		HASH_DEL(l->shares, sh);
-		param_set_deinit(&sh->welcome);
-		free(sh->key);
-		free(sh);
+		forget_share(l, sh);
 	}
 	pthread_mutex_unlock(&l->mu);
 }

@@ -35,6 +35,14 @@
 /* A failing accept is logged at most once per this period (with a count). */
 #define FAILURE_LOG_MS 10000
 
+/*
+ * Descriptors run out for the process, not for one loop: the workers'
+ * listener sets (crew.h) share one report per FAILURE_LOG_MS. uv_now of
+ * every loop reads the same clock.
+ */
+static uint64_t failure_logged_at; /* atomic */
+static uint64_t failures_unlogged; /* atomic */
+
 static void pause_accepting(struct listener_set *ls, int err)
 {
 	struct accept_state *a = &ls->accept;
@@ -42,13 +50,15 @@ static void pause_accepting(struct listener_set *ls, int err)
 	a->backoff_ms = a->backoff_ms ? MIN(a->backoff_ms * 2, BACKOFF_MAX_MS) : BACKOFF_FIRST_MS;
 	a->resume_at = now + a->backoff_ms;
 	a->failures++;
-	a->unlogged++;
-	if (!a->logged_at || now - a->logged_at >= FAILURE_LOG_MS) {
+	uint64_t unlogged = __atomic_add_fetch(&failures_unlogged, 1, __ATOMIC_RELAXED);
+	uint64_t at = __atomic_load_n(&failure_logged_at, __ATOMIC_RELAXED);
+	if ((!at || now - at >= FAILURE_LOG_MS) &&
+	    __atomic_compare_exchange_n(&failure_logged_at, &at, now, false, __ATOMIC_RELAXED,
+					__ATOMIC_RELAXED)) {
+		__atomic_sub_fetch(&failures_unlogged, unlogged, __ATOMIC_RELAXED);
 		log_error("accept() failed: %s (%llu time(s) since the last report); accepting "
 			  "paused for %u ms, waiting connections stay queued",
-			  strerror(err), (unsigned long long)a->unlogged, a->backoff_ms);
-		a->logged_at = now;
-		a->unlogged = 0;
+			  strerror(err), (unsigned long long)unlogged, a->backoff_ms);
 	}
 	for (struct listener *l = ls->list; l; l = l->next)
 		uv_poll_stop(&l->poll);
@@ -147,7 +157,8 @@ static void on_closed(uv_handle_t *h)
  * Watches fd (bound and listening) as listener name; closes fd on failure.
  * owns_file: name is a unix socket file bound here, to remove at close.
  */
-static int watch(struct listener_set *ls, int fd, const char *name, bool is_unix, bool owns_file)
+static int watch(struct listener_set *ls, int fd, const char *name, bool is_unix, bool owns_file,
+		 bool quiet)
 {
 	struct listener *l = xcalloc(1, sizeof(*l));
 	l->set = ls;
@@ -168,7 +179,8 @@ static int watch(struct listener_set *ls, int fd, const char *name, bool is_unix
 	ls->list = l;
 	if (!ls->accept.resume_at && !ls->suspended)
 		uv_poll_start(&l->poll, UV_READABLE, on_readable);
-	log_info("listening on %s", name);
+	if (!quiet)
+		log_info("listening on %s", name);
 	return 0;
 }
 
@@ -202,7 +214,7 @@ static int listen_sockaddr(struct listener_set *ls, const struct config *cfg,
 		close(fd);
 		return rc;
 	}
-	return watch(ls, fd, name, false, false);
+	return watch(ls, fd, name, false, false, false);
 }
 
 /* host is an IP address or a name, which is resolved now (startup) to every address it has. */
@@ -301,7 +313,7 @@ static int listen_unix(struct listener_set *ls, const struct config *cfg)
 		unlink(sa.sun_path);
 		return rc;
 	}
-	return watch(ls, fd, sa.sun_path, true, true);
+	return watch(ls, fd, sa.sun_path, true, true, false);
 }
 
 int listener_chown_unix(struct listener_set *ls, const struct config *cfg, unsigned uid,
@@ -408,11 +420,11 @@ static int adopt(struct listener_set *ls, int fd, bool from_predecessor)
 	}
 	/* A predecessor's socket file is this set's now: its name is the path unlink needs. */
 	if (from_predecessor && is_unix && name[0] == '/')
-		return watch(ls, fd, name, true, true);
+		return watch(ls, fd, name, true, true, false);
 	/* Otherwise the name is only shown (logs): the file is never unlinked or chowned. */
 	size_t len = strlen(name);
 	snprintf(name + len, sizeof(name) - len, " (fd %d, %s)", fd, origin);
-	return watch(ls, fd, name, is_unix, false);
+	return watch(ls, fd, name, is_unix, false, false);
 }
 
 /* Adopts fds[0..n) in order; after a failure the rest are closed, so that all are taken. */
@@ -472,8 +484,8 @@ int listener_share(struct listener_set *ls, const struct listener_set *from)
 			log_error("cannot share the listener on %s: %s", l->name, strerror(errno));
 			return rc;
 		}
-		/* The file, if any, stays from's: only its set removes it. */
-		int rc = watch(ls, fd, l->name, l->is_unix, false);
+		/* The file, if any, stays from's: only its set removes it; one log line is enough. */
+		int rc = watch(ls, fd, l->name, l->is_unix, false, true);
 		if (rc != 0)
 			return rc;
 	}

@@ -22,26 +22,22 @@ struct pool *pool_get(struct worker *w, const char *db_name, const char *user_na
 		      const struct config_database *db)
 {
 	struct pool *p;
-	bool new_db = true;
 	/* A forced user owns the database's one pool, as in PgBouncer: its size counts once. */
 	if (db->user)
 		user_name = db->user;
-	TAILQ_FOREACH(p, &w->pools, link) {
-		if (strcmp(p->db_name, db_name) != 0)
-			continue;
-		if (strcmp(p->user_name, user_name) == 0)
+	TAILQ_FOREACH(p, &w->pools, link)
+		if (strcmp(p->db_name, db_name) == 0 && strcmp(p->user_name, user_name) == 0)
 			return p;
-		new_db = false;
-	}
-	/* PgBouncer's words for the first use of a name through [databases] "*". */
-	if (new_db && db == w->cfg->fallback)
-		log_info("registered new auto-database: %s", db_name);
 	p = xcalloc(1, sizeof(*p));
 	p->w = w;
 	p->db_name = xstrdup(db_name);
 	p->user_name = xstrdup(user_name);
 	p->db = db;
-	p->share = ledger_share_get(w->ledger, p->db_name, p->user_name);
+	bool new_db;
+	p->share = ledger_share_get(w->ledger, p->db_name, p->user_name, &new_db);
+	/* PgBouncer's words for the first use of a name through [databases] "*", in the process. */
+	if (new_db && db == w->cfg->fallback)
+		log_info("registered new auto-database: %s", db_name);
 	TAILQ_INIT(&p->waiting_login);
 	TAILQ_INIT(&p->waiting);
 	TAILQ_INIT(&p->active);
@@ -565,10 +561,11 @@ static void fail_waiters_at_shutdown(struct pool *p)
  * welcome yet), within the limits, giving way to a pool ahead in a shared
  * limit's line.
  */
-static void open_for_waiters(struct pool *p, uint64_t now)
+static void open_for_waiters(struct pool *p, uint64_t now, int idle_elsewhere)
 {
 	int logins = p->n_sv_login - replication_logins(p);
-	int need = p->n_cl_waiting - logins - p->n_sv_tested;
+	/* Idle servers of other workers are asked for (pull) before a login is paid for. */
+	int need = p->n_cl_waiting - logins - p->n_sv_tested - idle_elsewhere;
 	if (!p->have_welcome && p->n_cl_waiting_login > 0 && logins == 0)
 		need = MAX(need, 1);
 	bool with_reserve = reserve_due(p, now);
@@ -642,6 +639,7 @@ struct pool_msg {
 	bool request; /* else servers, pushed or in answer */
 	bool answer; /* the answer to the receiver's request (pull_pending) */
 	bool evict_db, evict_user; /* a request: evict for these full limits too */
+	bool evict_own; /* a request for a replication client: close an idle server of the pool */
 	int from; /* the sender's worker index */
 	char *db, *user;
 	struct pool_share *share; /* alive while its servers are counted */
@@ -710,6 +708,78 @@ static void publish(struct pool *p)
 			     c ? MAX(c->wait_start_us, 1) : 0, c ? uncovered : 0);
 }
 
+/* The state_seq of the last client of p that was waiting before at (uv_now), or 0. */
+static uint64_t waiting_before(const struct pool *p, uint64_t at)
+{
+	uint64_t seq = 0;
+	const struct client_list *lists[] = { &p->waiting_login, &p->waiting };
+	for (size_t i = 0; i < ARRAY_SIZE(lists); i++) {
+		const struct client *c;
+		TAILQ_FOREACH(c, lists[i], state_link)
+			if (c->state_since < at && c->state_seq > seq)
+				seq = c->state_seq;
+	}
+	return seq;
+}
+
+/*
+ * A pool's login outcomes (server_login_retry's backoff and cached error,
+ * the host to try next, the failures in a row) are the share's, so that a
+ * failed login backs off every worker and the hosts are tried in one
+ * rotation: load them before deciding, store them after a change.
+ */
+static void login_load(struct pool *p)
+{
+	struct pool_share *sh = p->share;
+	struct ledger *l = p->w->ledger;
+	ledger_lock(l);
+	if (p->login_gen != sh->login_gen) {
+		bool newer_failure = sh->last_error_at != p->last_error_at && sh->last_error_at;
+		p->login_gen = sh->login_gen;
+		p->host_next = sh->host_next;
+		p->hosts_failed = sh->hosts_failed;
+		p->last_login_ok = sh->last_login_ok;
+		p->last_error_transient = sh->last_error_transient;
+		p->last_error_at = sh->last_error_at;
+		snprintf(p->last_error_reason, sizeof(p->last_error_reason), "%s",
+			 sh->last_error_reason);
+		buf_out_reset(&p->last_error);
+		buf_out_put(&p->last_error, sh->last_error.data, sh->last_error.len);
+		/*
+		 * Another worker's failure: who waited here before it stays queued,
+		 * who came since is told (fail_waiters_while_login_fails). The
+		 * loops share uv_now's clock; sequences are this worker's.
+		 */
+		if (newer_failure)
+			p->last_error_seq = waiting_before(p, sh->last_error_at);
+	}
+	ledger_unlock(l);
+}
+
+static void login_store(struct pool *p)
+{
+	struct pool_share *sh = p->share;
+	struct ledger *l = p->w->ledger;
+	ledger_lock(l);
+	sh->host_next = p->host_next;
+	sh->hosts_failed = p->hosts_failed;
+	sh->last_login_ok = p->last_login_ok;
+	sh->last_error_transient = p->last_error_transient;
+	sh->last_error_at = p->last_error_at;
+	snprintf(sh->last_error_reason, sizeof(sh->last_error_reason), "%s", p->last_error_reason);
+	buf_out_reset(&sh->last_error);
+	buf_out_put(&sh->last_error, p->last_error.data, p->last_error.len);
+	__atomic_store_n(&sh->login_gen, sh->login_gen + 1, __ATOMIC_RELAXED);
+	p->login_gen = sh->login_gen;
+	ledger_unlock(l);
+}
+
+/* Whether the share's login outcomes changed since p last loaded or stored them. */
+static bool login_changed(const struct pool *p)
+{
+	return __atomic_load_n(&p->share->login_gen, __ATOMIC_RELAXED) != p->login_gen;
+}
+
 static struct pool_msg *msg_new(const struct pool *p, int n)
 {
 	struct pool_msg *m = xcalloc(1, sizeof(*m) + (size_t)n * sizeof(m->parcels[0]));
@@ -773,6 +843,30 @@ static void push_idle(struct pool *p)
 			return;
 }
 
+/* Idle servers of p's name that other workers publish. */
+static int idle_elsewhere(const struct pool *p)
+{
+	const struct crew *cr = p->w->crew.of;
+	int n = 0;
+	for (int i = 0; i < cr->n; i++)
+		if (i != p->w->crew.index)
+			n += __atomic_load_n(&p->share->idle[i], __ATOMIC_RELAXED);
+	return n;
+}
+
+/* Replication clients here that wait with no server opened for them yet. */
+static bool repl_blocked(const struct pool *p)
+{
+	return p->n_cl_waiting_repl > replication_logins(p);
+}
+
+/* Clients wait for the pool's first login (its welcome), and none is under way here. */
+static bool first_login_blocked(const struct pool *p)
+{
+	return !p->have_welcome && p->n_cl_waiting_login > 0 &&
+	       p->n_sv_login == replication_logins(p);
+}
+
 /* Waiters are left uncovered and no server may be opened: ask another worker. */
 static void pull(struct pool *p, uint64_t now)
 {
@@ -787,8 +881,11 @@ static void pull(struct pool *p, uint64_t now)
 			to = i;
 		}
 	}
-	bool by_db = false, by_user = false;
-	if (to < 0) {
+	bool by_db = false, by_user = false, own = false;
+	if (to >= 0 && repl_blocked(p)) {
+		/* A replication client needs a new server: room is made by closing an idle one. */
+		own = true;
+	} else if (to < 0) {
 		/* Nobody has one of ours: a limit shared with other pools may be what is full. */
 		by_db = db_full(p);
 		by_user = user_full(p);
@@ -804,6 +901,7 @@ static void pull(struct pool *p, uint64_t now)
 	m->request = true;
 	m->evict_db = by_db;
 	m->evict_user = by_user;
+	m->evict_own = own;
 	if (!crew_post(cr->workers[to], &m->hdr)) {
 		msg_free(m);
 		return;
@@ -826,10 +924,15 @@ static void answer_request(struct worker *w, struct pool_msg *m)
 {
 	struct pool *p = w->crew.gone ? NULL : pool_find(w, m->db, m->user);
 	int sent = 0;
-	if (p && !worker_db_paused(w, p->db_name) && p->n_sv_idle > 0)
+	if (p && m->evict_own && p->n_sv_idle > 0)
+		evict_idle_here(p);
+	else if (p && !worker_db_paused(w, p->db_name) && p->n_sv_idle > 0)
 		sent = send_servers(p, m->from, MAX(need_of(p->share, m->from), 1), true);
 	if (sent > 0)
 		return;
+	/* What the asker saw published was stale: say what is true now before answering. */
+	if (p)
+		publish(p);
 	if (!w->crew.gone && (m->evict_db || m->evict_user))
 		evict_idle_under(w, m->db, m->user, m->evict_db, m->evict_user, m->share,
 				 uv_now(w->loop));
@@ -907,6 +1010,8 @@ void pool_kick(struct pool *p)
 	}
 	bool paused = worker_db_paused(w, p->db_name);
 	bool shared = multi(p);
+	if (shared && login_changed(p))
+		login_load(p);
 	if (shared && !p->have_welcome && p->n_cl_waiting_login > 0)
 		adopt_shared_welcome(p);
 
@@ -940,13 +1045,14 @@ void pool_kick(struct pool *p)
 		if (p->n_sv_login == 0)
 			fail_waiters_while_login_fails(p);
 	} else if (!paused) {
-		open_for_waiters(p, now);
+		open_for_waiters(p, now, shared ? idle_elsewhere(p) : 0);
 		keep_warm(p, now);
 	}
 	pass_turn(p, now); /* a close or a failed login may have freed a place */
 	if (shared) {
 		int uncovered;
-		if (!paused && oldest_uncovered(p, &uncovered) && uncovered > 0)
+		if (!paused && ((oldest_uncovered(p, &uncovered) && uncovered > 0) ||
+				repl_blocked(p) || first_login_blocked(p)))
 			pull(p, now);
 		publish(p);
 	}
@@ -1020,9 +1126,15 @@ int pool_pick_host(struct pool *p)
 	int n = p->db->n_hosts;
 	if (n <= 1)
 		return 0;
+	bool shared = multi(p);
+	if (shared)
+		login_load(p);
 	int host = (int)(p->host_next % (unsigned)n);
-	if (p->db->load_balance_hosts == LOAD_BALANCE_HOSTS_ROUND_ROBIN)
+	if (p->db->load_balance_hosts == LOAD_BALANCE_HOSTS_ROUND_ROBIN) {
 		p->host_next++;
+		if (shared)
+			login_store(p);
+	}
 	return host;
 }
 
@@ -1074,9 +1186,14 @@ void pool_server_logged_in(struct pool *p, struct server *s)
 		link_waiter(p, c, s);
 		return;
 	}
+	bool shared = multi(p);
+	if (shared)
+		login_load(p);
 	p->last_login_ok = true;
 	p->last_error_at = 0;
 	p->hosts_failed = 0;
+	if (shared)
+		login_store(p);
 	pool_learn_welcome(p, &s->params);
 	struct client *c;
 	while ((c = TAILQ_FIRST(&p->waiting_login)) != NULL)
@@ -1086,8 +1203,13 @@ void pool_server_logged_in(struct pool *p, struct server *s)
 
 void pool_forget_login_failure(struct pool *p)
 {
+	bool shared = multi(p);
+	if (shared)
+		login_load(p);
 	p->last_error_at = 0;
 	p->hosts_failed = 0;
+	if (shared)
+		login_store(p);
 	worker_schedule_kick(p->w, p);
 }
 
@@ -1095,12 +1217,17 @@ void pool_server_login_failed(struct pool *p, int host, const uint8_t *err_msg, 
 			      const char *reason, bool transient)
 {
 	int n = p->db->n_hosts;
+	bool shared = multi(p);
+	if (shared)
+		login_load(p);
 	if (n > 1) {
 		/* disable: stay with a host until it fails (not when an older choice fails). */
 		if (p->db->load_balance_hosts == LOAD_BALANCE_HOSTS_DISABLE &&
 		    (unsigned)host == p->host_next % (unsigned)n)
 			p->host_next++;
 		if (++p->hosts_failed < n) {
+			if (shared)
+				login_store(p);
 			worker_schedule_kick(p->w, p);
 			return;
 		}
@@ -1116,6 +1243,8 @@ void pool_server_login_failed(struct pool *p, int host, const uint8_t *err_msg, 
 	snprintf(p->last_error_reason, sizeof(p->last_error_reason), "%s", reason);
 	p->last_login_ok = false;
 	p->last_error_transient = transient;
+	if (shared)
+		login_store(p);
 	if (transient) {
 		worker_schedule_kick(p->w, p);
 		return;

@@ -80,7 +80,8 @@ static struct pstmt *pstmt_get(struct worker *w, const uint8_t *text, uint32_t l
 	HASH_FIND(hh, reg->by_text, text, len, st);
 	if (!st) {
 		st = xmalloc(sizeof(*st) + len);
-		st->id = ++reg->next_id;
+		/* The process's number for the text: a server moving between workers keeps its names. */
+		st->id = ledger_stmt_acquire(w->ledger, text, len);
 		st->refs = 0;
 		st->name_len = (uint32_t)snprintf(st->name, sizeof(st->name), "sluice_%llu",
 						  (unsigned long long)st->id);
@@ -107,6 +108,7 @@ static void pstmt_unref(struct worker *w, struct pstmt *st)
 	HASH_DEL(w->prepared.by_text, st);
 	w->prepared.n--;
 	w->prepared.bytes -= sizeof(*st) + st->text_len;
+	ledger_stmt_release(w->ledger, st->text, st->text_len);
 	free(st);
 }
 
@@ -255,6 +257,48 @@ void prepared_server_deinit(struct worker *w, struct prepared_server *ps)
 	struct prepared_entry *e, *tmp;
 	HASH_ITER(hh, ps->by_id, e, tmp)
 		pstmt_unref(w, entry_remove(ps, e));
+}
+
+void prepared_server_pack(struct worker *w, struct prepared_server *ps, struct prepared_carry *out)
+{
+	out->n = 0;
+	out->items = ps->n ? xcalloc(ps->n, sizeof(*out->items)) : NULL;
+	struct prepared_entry *e;
+	/* Least recently used first, as the new set keeps them. */
+	TAILQ_FOREACH(e, &ps->lru, lru) {
+		const struct pstmt *st = e->stmt;
+		uint8_t *text = xmalloc(st->text_len);
+		memcpy(text, st->text, st->text_len);
+		/* Its number stays the text's while it travels, whatever this worker drops. */
+		(void)ledger_stmt_acquire(w->ledger, text, st->text_len);
+		out->items[out->n].text = text;
+		out->items[out->n].len = st->text_len;
+		out->n++;
+	}
+	prepared_server_deinit(w, ps);
+}
+
+void prepared_server_unpack(struct worker *w, struct prepared_server *ps, struct prepared_carry *in)
+{
+	for (uint32_t i = 0; i < in->n; i++) {
+		struct pstmt *st = pstmt_get(w, in->items[i].text, in->items[i].len);
+		if (entry_find(ps, st))
+			pstmt_unref(w, st);
+		else
+			entry_add(ps, st, 0);
+	}
+	prepared_carry_free(w->ledger, in);
+}
+
+void prepared_carry_free(struct ledger *l, struct prepared_carry *c)
+{
+	for (uint32_t i = 0; i < c->n; i++) {
+		ledger_stmt_release(l, c->items[i].text, c->items[i].len);
+		free(c->items[i].text);
+	}
+	free(c->items);
+	c->items = NULL;
+	c->n = 0;
 }
 
 void prepared_request_done(struct server *s, const struct rq_entry *rq, bool answered)

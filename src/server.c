@@ -1582,20 +1582,25 @@ void server_tick(struct server *s, uint64_t now)
 
 bool server_can_move(const struct server *s)
 {
-	return s->state == SERVER_IDLE && !s->replication && s->stream_open && !s->stream.tls &&
-	       !s->stream.closing && s->rq.len == 0 && !s->pass_remaining && !s->copy_in &&
-	       s->txn_status == 'I' && !s->internal_error && !s->close_needed &&
-	       TAILQ_EMPTY(&s->cancels) && stream_unsent(&s->stream) == 0 &&
-	       stream_avail(&s->stream) == 0 && stream_fd(&s->stream) >= 0;
+	return s->state == SERVER_IDLE && !s->replication && s->stream_open && !s->stream.closing &&
+	       s->rq.len == 0 && !s->pass_remaining && !s->copy_in && s->txn_status == 'I' &&
+	       !s->internal_error && !s->close_needed && TAILQ_EMPTY(&s->cancels) &&
+	       stream_unsent(&s->stream) == 0 && stream_avail(&s->stream) == 0 &&
+	       stream_fd(&s->stream) >= 0;
 }
 
 int server_pack(struct server *s, struct server_parcel *parcel)
 {
 	struct worker *w = s->w;
 	struct pool *p = s->pool;
+	struct tls_conn *tls = NULL;
+	if (s->stream.tls && !(tls = stream_take_tls(&s->stream)))
+		return -1; /* the session has something under way: not now */
 	int fd = fcntl(stream_fd(&s->stream), F_DUPFD_CLOEXEC, 0);
 	if (fd < 0) {
 		slog(LOG_LEVEL_WARNING, s, "cannot move to another worker: %s", strerror(errno));
+		if (tls)
+			stream_give_tls(&s->stream, tls);
 		return -1;
 	}
 	*parcel = (struct server_parcel){
@@ -1612,8 +1617,9 @@ int server_pack(struct server *s, struct server_parcel *parcel)
 		.idle_timeout_ms = s->idle_timeout_ms,
 		.link_count = s->link_count,
 		.checked = s->checked,
-		.had_statements = s->prepared.n > 0,
+		.tls = tls,
 	};
+	prepared_server_pack(w, &s->prepared, &parcel->statements);
 	snprintf(parcel->addr, sizeof(parcel->addr), "%s", s->addr);
 	snprintf(parcel->host, sizeof(parcel->host), "%s", s->host);
 	param_set_init(&parcel->params);
@@ -1647,30 +1653,34 @@ struct server *server_unpack(struct pool *p, struct server_parcel *parcel)
 	s->be_key = parcel->be_key;
 	param_set_copy(&s->params, &parcel->params);
 	param_set_deinit(&parcel->params);
+	prepared_server_unpack(w, &s->prepared, &parcel->statements);
 	s->logged_in_once = s->auth_ok = true;
 	server_set_state(s, SERVER_LOGIN);
 	int fd = parcel->fd;
 	parcel->fd = -1;
 	if (stream_init(&w->io, &s->stream, parcel->is_pipe, &server_stream_ops) != 0) {
 		close(fd);
+		if (parcel->tls)
+			tls_conn_free(parcel->tls);
+		parcel->tls = NULL;
 		server_close(s, "cannot take the socket from another worker");
 		return NULL;
 	}
 	s->stream_open = true;
+	struct tls_conn *tls = parcel->tls;
+	parcel->tls = NULL;
 	if (stream_adopt(&s->stream, fd) != 0) {
+		if (tls)
+			tls_conn_free(tls);
 		server_close(s, "cannot take the socket from another worker");
 		return NULL;
 	}
+	if (tls)
+		stream_give_tls(&s->stream, tls);
 	s->stream.read_max = SERVER_MAX_INSPECT;
 	stream_read_start(&s->stream);
-	if (parcel->had_statements) {
-		/* Named by the old worker's registry: this one's cannot know them. */
-		server_set_state(s, SERVER_TESTED);
-		send_internal(s, "DEALLOCATE ALL");
-	} else {
-		server_set_state(s, SERVER_IDLE);
-		s->idle_since = parcel->idle_since;
-	}
+	server_set_state(s, SERVER_IDLE);
+	s->idle_since = parcel->idle_since;
 	slog(LOG_LEVEL_NOISE, s, "moved here from another worker");
 	return s;
 }
@@ -1681,7 +1691,11 @@ void server_parcel_drop(struct ledger *l, struct pool_share *sh, const char *db,
 	if (parcel->fd >= 0)
 		close(parcel->fd);
 	parcel->fd = -1;
+	if (parcel->tls)
+		tls_conn_free(parcel->tls);
+	parcel->tls = NULL;
 	param_set_deinit(&parcel->params);
+	prepared_carry_free(l, &parcel->statements);
 	ledger_server_remove(l, sh, db, user);
 }
 

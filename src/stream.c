@@ -1185,6 +1185,27 @@ void stream_start_tls(struct stream *s, struct tls_ctx *ctx, const char *host, s
 	}
 }
 
+struct tls_conn *stream_take_tls(struct stream *s)
+{
+	if (!s->tls || s->tls_handshaking || s->in_tls_ready || s->tls_failed ||
+	    tls_conn_has_input(s->tls) || tls_conn_pending(s->tls) > 0)
+		return NULL;
+	struct tls_conn *t = s->tls;
+	s->tls = NULL;
+	free(s->tls_early);
+	s->tls_early = NULL;
+	return t;
+}
+
+void stream_give_tls(struct stream *s, struct tls_conn *t)
+{
+	s->tls = t;
+	s->tls_cb = NULL;
+	s->tls_early = NULL;
+	s->tls_early_len = 0;
+	s->tls_handshaking = false;
+}
+
 const char *stream_tls_error(const struct stream *s)
 {
 	return s->tls ? tls_conn_error(s->tls) : "not a TLS connection";

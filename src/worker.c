@@ -110,6 +110,30 @@ static int total_active_servers(struct worker *w)
 	return n;
 }
 
+/*
+ * SIGINT's condition holds for the process: a worker with no server in
+ * use waits for the others, whose clients' transactions may still run
+ * (and whose clients starting a new one are told "server shutting down").
+ */
+static bool servers_released_everywhere(struct worker *w)
+{
+	if (total_active_servers(w) != 0)
+		return false;
+	struct crew *cr = w->crew.of;
+	if (!cr || !cr->started)
+		return true;
+	bool all = true;
+	crew_stop_world(cr);
+	for (int i = 0; i < cr->n && all; i++) {
+		struct worker *x = cr->workers[i];
+		all = x == w || x->crew.gone || total_active_servers(x) == 0;
+	}
+	crew_resume_world(cr);
+	if (!all)
+		worker_poll_soon(w);
+	return all;
+}
+
 static void run_kicks(struct worker *w)
 {
 	struct pool *p;
@@ -138,7 +162,7 @@ static void on_check(uv_check_t *h)
 
 	/* Worker 0 watches the signals: it goes last, once every other worker has. */
 	if (((w->shutdown == WORKER_WAIT_CLIENTS && w->client_count == 0) ||
-	     (w->shutdown == WORKER_WAIT_SERVERS && total_active_servers(w) == 0) ||
+	     (w->shutdown == WORKER_WAIT_SERVERS && servers_released_everywhere(w)) ||
 	     w->shutdown == WORKER_EXIT) &&
 	    (w->crew.index != 0 || crew_others_gone(w)))
 		finish_exit(w);
@@ -554,4 +578,210 @@ void worker_deinit(struct worker *w)
 	stream_ctx_deinit(&w->io);
 	config_unref(w->cfg);
 	w->cfg = NULL;
+}
+
+/* ---- auth_query for every worker (authq.h) ---------------------------------------- */
+
+/*
+ * The process has one auth_query cache and one connection per target:
+ * worker 0's. Another worker's look-up is relayed there and its answer
+ * back (crew.h), so a stampede on every worker still runs one query and a
+ * failed login's forgetting holds for all.
+ */
+struct worker_lookup {
+	struct authq_wait *local; /* worker 0's own */
+	authq_cb cb;
+	void *owner;
+	bool cancelled; /* relayed: the owner left; freed when the answer comes */
+};
+
+struct lookup_msg {
+	struct crew_msg hdr;
+	struct worker_lookup *wl; /* the asker's, touched on its own loop only */
+	int from;
+	/* a request: the target and user, copied */
+	struct config_host *hosts;
+	int n_hosts;
+	char *dbname, *user, *password, *query, *lookup_user;
+	/* or a forget */
+	char *forget_key;
+	/* an answer, copied */
+	struct authq_answer a;
+	bool is_answer;
+};
+
+static char *dup_or_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+static void lookup_msg_free(struct lookup_msg *m)
+{
+	for (int i = 0; i < m->n_hosts; i++)
+		free(m->hosts[i].host);
+	free(m->hosts);
+	free(m->dbname);
+	free(m->user);
+	free(m->password);
+	free(m->query);
+	free(m->lookup_user);
+	free(m->forget_key);
+	free((char *)m->a.secret);
+	free((char *)m->a.error);
+	free((char *)m->a.server_message);
+	free((char *)m->a.sqlstate);
+	free((char *)m->a.key);
+	free(m);
+}
+
+static void on_lookup_msg(struct worker *w, struct crew_msg *hdr);
+
+/* Worker 0: the answer to a relayed look-up goes back to its worker. */
+static void relay_answer(struct worker *w, int to, struct worker_lookup *wl,
+			 const struct authq_answer *a)
+{
+	struct lookup_msg *m = xcalloc(1, sizeof(*m));
+	m->hdr.run = on_lookup_msg;
+	m->is_answer = true;
+	m->wl = wl;
+	m->a = (struct authq_answer){
+		.status = a->status,
+		.secret = dup_or_null(a->secret),
+		.error = dup_or_null(a->error),
+		.server_message = dup_or_null(a->server_message),
+		.sqlstate = dup_or_null(a->sqlstate),
+		.key = dup_or_null(a->key),
+	};
+	if (!crew_post(w->crew.of->workers[to], &m->hdr)) {
+		free(wl); /* that worker has left, and its clients with it */
+		lookup_msg_free(m);
+	}
+}
+
+struct relay {
+	struct worker *w;
+	int to;
+	struct worker_lookup *wl;
+};
+
+static void on_relayed_answer(void *owner, const struct authq_answer *a)
+{
+	struct relay *r = owner;
+	relay_answer(r->w, r->to, r->wl, a);
+	free(r);
+}
+
+static void on_lookup_msg(struct worker *w, struct crew_msg *hdr)
+{
+	struct lookup_msg *m = (struct lookup_msg *)hdr;
+	if (m->is_answer) {
+		struct worker_lookup *wl = m->wl;
+		if (!wl->cancelled && !w->crew.gone)
+			wl->cb(wl->owner, &m->a);
+		free(wl);
+	} else if (m->forget_key) {
+		if (!w->crew.gone)
+			authq_forget(w->authq, m->forget_key);
+	} else if (w->crew.gone) {
+		struct authq_answer a = { .status = AUTHQ_CONNECT_FAILED,
+					  .error = "sluice is shutting down" };
+		relay_answer(w, m->from, m->wl, &a);
+	} else {
+		struct authq_target t = {
+			.hosts = m->hosts,
+			.n_hosts = m->n_hosts,
+			.dbname = m->dbname,
+			.user = m->user,
+			.password = m->password,
+			.query = m->query,
+		};
+		struct relay *r = xcalloc(1, sizeof(*r));
+		*r = (struct relay){ .w = w, .to = m->from, .wl = m->wl };
+		struct authq_answer now;
+		struct authq_wait *wait;
+		if (authq_lookup(w->authq, &t, m->lookup_user, on_relayed_answer, r, &now, &wait))
+			on_relayed_answer(r, &now);
+	}
+	lookup_msg_free(m);
+}
+
+/* A look-up of worker 0's own answered: its owner hears, and the handle goes. */
+static void on_local_answer(void *arg, const struct authq_answer *a)
+{
+	struct worker_lookup *wl = arg;
+	wl->cb(wl->owner, a);
+	free(wl);
+}
+
+/* Whether w relays its look-ups to worker 0. */
+static bool relays(const struct worker *w)
+{
+	const struct crew *cr = w->crew.of;
+	return cr && cr->started && w->crew.index != 0;
+}
+
+bool worker_authq_lookup(struct worker *w, const struct authq_target *t, const char *user,
+			 authq_cb cb, void *owner, struct authq_answer *now,
+			 struct worker_lookup **wait)
+{
+	struct worker_lookup *wl = xcalloc(1, sizeof(*wl));
+	wl->cb = cb;
+	wl->owner = owner;
+	*wait = NULL;
+	if (!relays(w)) {
+		if (authq_lookup(w->authq, t, user, on_local_answer, wl, now, &wl->local)) {
+			free(wl);
+			return true;
+		}
+		*wait = wl;
+		return false;
+	}
+	struct lookup_msg *m = xcalloc(1, sizeof(*m));
+	m->hdr.run = on_lookup_msg;
+	m->wl = wl;
+	m->from = w->crew.index;
+	m->n_hosts = t->n_hosts;
+	m->hosts = xcalloc((size_t)t->n_hosts, sizeof(*m->hosts));
+	for (int i = 0; i < t->n_hosts; i++)
+		m->hosts[i] = (struct config_host){ dup_or_null(t->hosts[i].host),
+						    t->hosts[i].port };
+	m->dbname = dup_or_null(t->dbname);
+	m->user = dup_or_null(t->user);
+	m->password = dup_or_null(t->password);
+	m->query = dup_or_null(t->query);
+	m->lookup_user = xstrdup(user);
+	if (!crew_post(w->crew.of->workers[0], &m->hdr)) {
+		lookup_msg_free(m);
+		free(wl);
+		*now = (struct authq_answer){ .status = AUTHQ_CONNECT_FAILED,
+					      .error = "sluice is shutting down" };
+		return true;
+	}
+	*wait = wl;
+	return false;
+}
+
+void worker_authq_cancel(struct worker_lookup *wl)
+{
+	if (!wl)
+		return;
+	if (wl->local) {
+		authq_cancel(wl->local);
+		free(wl);
+	} else {
+		wl->cancelled = true;
+	}
+}
+
+void worker_authq_forget(struct worker *w, const char *key)
+{
+	if (!relays(w)) {
+		authq_forget(w->authq, key);
+		return;
+	}
+	struct lookup_msg *m = xcalloc(1, sizeof(*m));
+	m->hdr.run = on_lookup_msg;
+	m->forget_key = xstrdup(key);
+	if (!crew_post(w->crew.of->workers[0], &m->hdr))
+		lookup_msg_free(m);
 }

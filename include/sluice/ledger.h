@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "sluice/buf.h"
 #include "sluice/common.h"
 #include "sluice/config.h"
 #include "sluice/param.h"
@@ -53,12 +54,38 @@ struct pool_share {
 	int waiting_workers; /* how many have wait_since_us set; atomic */
 	bool have_welcome; /* under the lock */
 	struct param_set welcome;
+	/*
+	 * The pools' login outcomes (pool.c): the host the next server tries,
+	 * the failures in a row, the last failure's error and time, under the
+	 * lock; login_gen (atomic) counts the changes, so that a pool sees
+	 * without the lock whether to read them again.
+	 */
+	uint64_t login_gen;
+	unsigned host_next;
+	int hosts_failed;
+	bool last_login_ok;
+	bool last_error_transient;
+	uint64_t last_error_at; /* uv_now: every loop reads the same clock */
+	char last_error_reason[256];
+	struct buf_out last_error;
+};
+
+/* A prepared statement's text and the number that names it on every server (prepared.h). */
+struct ledger_stmt {
+	UT_hash_handle hh; /* keyed by text */
+	uint64_t id;
+	uint32_t refs; /* the workers' registries that have it, and servers on the move */
+	uint32_t len;
+	uint8_t text[];
 };
 
 struct ledger {
 	pthread_mutex_t mu;
+	struct ledger_stmt *stmts;
+	uint64_t next_stmt_id;
 	struct ledger_count *db_servers, *user_servers;
 	struct ledger_count *db_clients, *user_clients;
+	struct ledger_count *db_shares; /* pool shares by database name */
 	struct pool_share *shares;
 	int clients; /* every client connection; atomic */
 	uint64_t next_conn_id; /* atomic: clients and servers share one sequence, as in PgBouncer */
@@ -66,6 +93,9 @@ struct ledger {
 
 void ledger_init(struct ledger *l);
 void ledger_deinit(struct ledger *l);
+/* For reading or changing a pool_share's fields that the lock guards; no other ledger call inside. */
+void ledger_lock(struct ledger *l);
+void ledger_unlock(struct ledger *l);
 
 /* A new connection id, unique in the process. */
 uint64_t ledger_next_id(struct ledger *l);
@@ -89,8 +119,21 @@ void ledger_release(struct ledger *l, struct ledger_count **table, struct ledger
 void ledger_each(struct ledger *l, struct ledger_count **table,
 		 void (*fn)(void *arg, const char *name, int n), void *arg);
 
-/* The share of (db, user), made on first use; one reference, dropped with ledger_share_put. */
-struct pool_share *ledger_share_get(struct ledger *l, const char *db, const char *user);
+/*
+ * The number of a prepared statement's text (Parse's body after the name),
+ * the same on every worker, so that a server moving between workers keeps
+ * the statements it has under the names they have there ("sluice_<id>"):
+ * one reference, given back with ledger_stmt_release.
+ */
+uint64_t ledger_stmt_acquire(struct ledger *l, const uint8_t *text, uint32_t len);
+void ledger_stmt_release(struct ledger *l, const uint8_t *text, uint32_t len);
+
+/*
+ * The share of (db, user), made on first use; one reference, dropped with
+ * ledger_share_put. *first_of_db: no pool of db existed in the process.
+ */
+struct pool_share *ledger_share_get(struct ledger *l, const char *db, const char *user,
+				    bool *first_of_db);
 void ledger_share_put(struct ledger *l, struct pool_share *sh);
 
 /* Limits for one more server: 0 means none (a forced add: a server taken over). */

@@ -45,8 +45,6 @@ struct listener {
 struct accept_state {
 	uint64_t resume_at; /* uv_now; 0 while accepting */
 	uint32_t backoff_ms; /* the last pause; 0 after a successful accept */
-	uint64_t logged_at; /* uv_now of the last log line about it */
-	uint64_t unlogged; /* failures since that line */
 	uint64_t failures; /* all of them: sluice_accept_failures_total */
 };
 

@@ -94,6 +94,8 @@ struct pool {
 	 */
 	unsigned host_next;
 	int hosts_failed;
+	/* With several workers, these login fields are the share's (ledger.h), as of its login_gen then. */
+	uint64_t login_gen;
 
 	/*
 	 * Credentials a client proved that can log in to the server for this

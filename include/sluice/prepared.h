@@ -48,7 +48,6 @@ struct rq_entry;
 /* The worker's statements by query text and parameter types. */
 struct prepared_registry {
 	struct pstmt *by_text; /* uthash */
-	uint64_t next_id;
 	uint64_t next_name_id; /* numbers clients' name bindings */
 	uint32_t n; /* statements alive */
 	size_t bytes; /* their memory, for SHOW MEM */
@@ -127,6 +126,28 @@ bool prepared_name_in_use_error(struct server *s, const struct rq_entry *rq, con
 void prepared_server_forget_all(struct worker *w, struct prepared_server *ps, uint32_t seq);
 /* ... and the client that sent it has no names left (also: the client is gone). */
 void prepared_client_forget_all(struct worker *w, struct prepared_client *pc);
+
+/*
+ * A server moving to another worker of the process (server_pack) takes its
+ * statements along: their texts, each holding its number in the ledger
+ * (ledger_stmt_acquire), so the new worker's registry gives each the same
+ * number and so the same name on the server.
+ */
+struct prepared_carry {
+	uint32_t n;
+	struct {
+		uint8_t *text;
+		uint32_t len;
+	} * items;
+};
+/* Moves ps's statements into out (ps is left empty). */
+void prepared_server_pack(struct worker *w, struct prepared_server *ps, struct prepared_carry *out);
+/* Gives ps (of a server of w) the statements of in, and frees in. */
+void prepared_server_unpack(struct worker *w, struct prepared_server *ps,
+			    struct prepared_carry *in);
+/* A carry that will not be unpacked. */
+struct ledger;
+void prepared_carry_free(struct ledger *l, struct prepared_carry *c);
 
 /*
  * An online restart (takeover.h) carries a client's names over: each is

@@ -195,9 +195,9 @@ struct handover_server;
  * when, crew.h carries it): server_pack takes what the server is (its
  * socket, a duplicate, and its session) out of s, which it then closes
  * here without a word to PostgreSQL; server_unpack makes it a server of
- * pool p on p's worker, idle again. It stays counted in the ledger all
- * along. A server with prepared statements is sent DEALLOCATE ALL first
- * on its new worker: their names are the old worker's (prepared.h).
+ * pool p on p's worker, idle again, with the prepared statements it has
+ * under the names it has them by (prepared.h). It stays counted in the
+ * ledger all along.
  */
 struct server_parcel {
 	int fd;
@@ -212,9 +212,10 @@ struct server_parcel {
 	uint64_t lifetime_ms, idle_timeout_ms;
 	uint32_t link_count;
 	bool checked;
-	bool had_statements;
+	struct prepared_carry statements; /* prepared on it, with their names (prepared.h) */
+	struct tls_conn *tls; /* its TLS session (stream_take_tls), or NULL in the clear */
 };
-/* Whether s is idle and may move: in the clear, nothing queued or under way. */
+/* Whether s is idle and may move: nothing queued or under way (a TLS session must be quiet too). */
 bool server_can_move(const struct server *s);
 /* s (server_can_move) into parcel; s is closed (CLOSED). 0, or -1 (s unchanged) if dup failed. */
 int server_pack(struct server *s, struct server_parcel *parcel) WUR;

@@ -267,6 +267,15 @@ int stream_dial(struct stream_ctx *ctx, struct stream *s, const struct stream_op
 void stream_start_tls(struct stream *s, struct tls_ctx *ctx, const char *host, stream_tls_cb *cb);
 /* Why the TLS handshake or a TLS read or write failed. */
 const char *stream_tls_error(const struct stream *s);
+/*
+ * A TLS session moving with its socket to another loop of the process (a
+ * server moving between workers): stream_take_tls takes the engine out of
+ * s, which must be quiet (handshake done, nothing buffered either way), so
+ * that closing s then sends nothing; NULL when it is not quiet or not TLS.
+ * stream_give_tls puts it in a stream that has adopted the socket's copy.
+ */
+struct tls_conn *stream_take_tls(struct stream *s);
+void stream_give_tls(struct stream *s, struct tls_conn *t);
 /* PgBouncer's tls column ("TLSv1.3/TLS_AES_256_GCM_SHA384"), or "" in the clear. */
 void stream_tls_describe(const struct stream *s, char *out, size_t len);
 

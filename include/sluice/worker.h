@@ -37,6 +37,7 @@
 #include <uv.h>
 
 #include "sluice/auth.h"
+#include "sluice/authq.h"
 #include "sluice/buf.h"
 #include "sluice/cancel.h"
 #include "sluice/common.h"
@@ -288,6 +289,18 @@ uint64_t worker_now_of_wall_ms(const struct worker *w, uint64_t wall_ms);
  * read: for a check step that waits on other workers (admin_poll).
  */
 void worker_poll_soon(struct worker *w);
+
+/*
+ * auth_query look-ups of w's clients (authq.h: authq_lookup, authq_cancel,
+ * authq_forget with the same contracts), run by worker 0's authq for the
+ * whole process: another worker's are relayed there and answered back.
+ */
+struct worker_lookup;
+bool worker_authq_lookup(struct worker *w, const struct authq_target *t, const char *user,
+			 authq_cb cb, void *owner, struct authq_answer *now,
+			 struct worker_lookup **wait) WUR;
+void worker_authq_cancel(struct worker_lookup *wait);
+void worker_authq_forget(struct worker *w, const char *key);
 
 /* Queues a pool for the assignment step of this loop iteration. */
 void worker_schedule_kick(struct worker *w, struct pool *p);
