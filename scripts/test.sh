@@ -94,15 +94,18 @@ else
 fi
 
 # ThreadSanitizer, on the suites where sluice runs more than one thread (key
-# derivations on libuv's thread pool) or starts another process (online
-# restart): a data race fails the daemon, and so the test. Every suite that
-# runs with workers > 1 joins this list.
+# derivations on libuv's thread pool, workers = 2: the workers suite and the
+# <suite>_w2 runs of the suites that exercise what the workers share) or
+# starts another process (online restart): a data race fails the daemon, and
+# so the test.
 if [ "${SLUICE_TEST_SKIP_TSAN:-0}" = "1" ]; then
 	summary+=("SKIP  $build-tsan  (SLUICE_TEST_SKIP_TSAN=1)")
 else
 	all_test_args=("${extra_test_args[@]}")
 	if [ ${#extra_test_args[@]} -eq 0 ]; then
-		extra_test_args=(derive key_derivation auth_methods auth_query restart takeover)
+		extra_test_args=(derive key_derivation auth_methods auth_query restart takeover
+			workers pool_size_w2 cancel_w2 admin_control_w2 prepared_w2 restart_w2
+			auth_query_w2 takeover_w2 relay_w2 signals_w2 metrics_w2 tls_w2)
 	fi
 	TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}" \
 		run_build "$build-tsan" -Dtests=true -Db_sanitize=thread -Db_lundef=false || true

@@ -1576,12 +1576,6 @@ static void cmd_restart(struct client *c, const char *arg)
 						    : "pooler is shutting down");
 		return;
 	}
-	if (n_workers(c->w) > 1) {
-		admin_send_error(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
-				 "RESTART: an online restart of a process with workers > 1 is not "
-				 "supported yet");
-		return;
-	}
 	if (process_restart(c->w->process, why, sizeof(why)) != 0) {
 		admin_send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE, "%s", why);
 		return;
@@ -1717,12 +1711,6 @@ static void cmd_takeover(struct client *c, const char *arg)
 			c, SQLSTATE_INSUFFICIENT_PRIVILEGE,
 			"TAKEOVER is for a new sluice process of the same OS user, on the unix "
 			"socket");
-		return;
-	}
-	if (n_workers(c->w) > 1) {
-		admin_send_error(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
-				 "TAKEOVER: an online restart of a process with workers > 1 is not "
-				 "supported yet");
 		return;
 	}
 	if (arg && strcasecmp(arg, "clients") == 0) {

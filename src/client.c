@@ -256,6 +256,7 @@ static void client_end(struct client *c)
 	}
 	TAILQ_REMOVE(&w->clients, c, link);
 	w->client_count--;
+	__atomic_sub_fetch(&w->clients_now, 1, __ATOMIC_RELAXED);
 	__atomic_sub_fetch(&w->ledger->clients, 1, __ATOMIC_RELAXED);
 	if (c->admin_role != ADMIN_ROLE_NONE) {
 		takeover_console_gone(w, c);
@@ -1658,6 +1659,7 @@ void client_accept(struct worker *w, int fd, bool is_unix, const struct sockaddr
 	TAILQ_INSERT_TAIL(&w->clients, c, link);
 	w->client_count++;
 	int total = __atomic_add_fetch(&w->ledger->clients, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&w->clients_now, 1, __ATOMIC_RELAXED);
 	if (stream_adopt(&c->stream, fd) != 0) {
 		stream_addr_set(&c->addr, NULL);
 		client_close(c, "accept failed");
@@ -1854,6 +1856,7 @@ void client_adopt(struct worker *w, int fd, const struct handover_client *h, int
 	set_names(c, h->db, h->user);
 	TAILQ_INSERT_TAIL(&w->clients, c, link);
 	w->client_count++;
+	__atomic_add_fetch(&w->clients_now, 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&w->ledger->clients, 1, __ATOMIC_RELAXED);
 	if (stream_adopt(&c->stream, fd) != 0) {
 		if (server_fd >= 0)

@@ -147,7 +147,7 @@ void crew_leave(struct worker *w)
 	 */
 	uv_mutex_lock(&w->crew.mbox_mu);
 	uv_mutex_lock(&cr->mu);
-	w->crew.gone = true;
+	__atomic_store_n(&w->crew.gone, true, __ATOMIC_RELAXED); /* on_accept reads it unlocked */
 	cr->live--;
 	uv_cond_broadcast(&cr->parked_cv);
 	uv_mutex_unlock(&cr->mu);

@@ -226,6 +226,15 @@ void ledger_share_put(struct ledger *l, struct pool_share *sh)
 	pthread_mutex_unlock(&l->mu);
 }
 
+void ledger_each_share(struct ledger *l, void (*fn)(void *arg, const struct pool_share *sh),
+		       void *arg)
+{
+	pthread_mutex_lock(&l->mu);
+	for (struct pool_share *sh = l->shares; sh; sh = sh->hh.next)
+		fn(arg, sh);
+	pthread_mutex_unlock(&l->mu);
+}
+
 bool ledger_server_add(struct ledger *l, struct pool_share *sh, const char *db, const char *user,
 		       const struct ledger_server_limits *lim)
 {

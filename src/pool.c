@@ -312,14 +312,29 @@ static struct pool *ahead_in_line(const struct pool *p, uint64_t now)
 	return NULL;
 }
 
+static bool ahead_elsewhere(const struct pool *p, uint64_t before, bool kick);
+
 /* Schedules the kick of the first pool of each line p is in (see above). */
 static void pass_turn(struct pool *p, uint64_t now)
 {
-	struct pool *q;
-	if (max_db_of(p) > 0 && (q = first_in_line(p, now, true)) && q != p)
-		worker_schedule_kick(p->w, q);
-	if (max_user_of(p) > 0 && (q = first_in_line(p, now, false)) && q != p)
-		worker_schedule_kick(p->w, q);
+	uint64_t first = UINT64_MAX, since;
+	for (int by_db = 1; by_db >= 0; by_db--) {
+		if ((by_db ? max_db_of(p) : max_user_of(p)) <= 0)
+			continue;
+		struct pool *q = first_in_line(p, now, by_db);
+		if (q && q != p)
+			worker_schedule_kick(p->w, q);
+		if (q && uncovered_since(q, now, &since) && since < first)
+			first = since;
+	}
+	/*
+	 * The line goes on at other workers: their first gets the turn when it
+	 * came earlier, if this kick may have left a place (an idle server to
+	 * evict, or room under the limits).
+	 */
+	if ((max_db_of(p) > 0 || max_user_of(p) > 0) &&
+	    (p->n_sv_idle > 0 || (!db_full(p) && !user_full(p))))
+		(void)ahead_elsewhere(p, first, true);
 }
 
 /*
@@ -575,6 +590,9 @@ static void open_for_waiters(struct pool *p, uint64_t now, int idle_elsewhere)
 			worker_schedule_kick(p->w, ahead);
 			return;
 		}
+		uint64_t since;
+		if (uncovered_since(p, now, &since) && ahead_elsewhere(p, since, true))
+			return;
 		if (!reserve_server(p, with_reserve) &&
 		    !(evict_idle_elsewhere(p, now, with_reserve) &&
 		      reserve_server(p, with_reserve)))
@@ -697,6 +715,9 @@ static struct client *oldest_uncovered(const struct pool *p, int *uncovered)
 	return c;
 }
 
+static void on_pool_msg(struct worker *w, struct crew_msg *hdr);
+static void msg_free(struct pool_msg *m);
+
 static void publish(struct pool *p)
 {
 	int uncovered = 0;
@@ -706,6 +727,82 @@ static void publish(struct pool *p)
 		c = oldest_uncovered(p, &uncovered);
 	ledger_share_publish(p->share, p->w->crew.index, paused ? 0 : p->n_sv_idle,
 			     c ? MAX(c->wait_start_us, 1) : 0, c ? uncovered : 0);
+	/* Its place in the lines of shared limits (max_db_connections, max_user_connections). */
+	uint64_t since = 0;
+	if ((max_db_of(p) > 0 || max_user_of(p) > 0) &&
+	    !uncovered_since(p, uv_now(p->w->loop), &since))
+		since = 0;
+	uint64_t *slot = &p->share->line_since_ms[p->w->crew.index];
+	if (__atomic_load_n(slot, __ATOMIC_RELAXED) != since)
+		__atomic_store_n(slot, since ? MAX(since, 1) : 0, __ATOMIC_RELAXED);
+}
+
+/* What ahead_elsewhere looks for, and found: the earliest in line at another worker. */
+struct line_scan {
+	const char *db, *user;
+	bool by_db, by_user;
+	int self, n_workers;
+	uint64_t before;
+	int worker; /* -1: none */
+	uint64_t since;
+	char key[512];
+	size_t key_len;
+};
+
+static void scan_share(void *arg, const struct pool_share *sh)
+{
+	struct line_scan *ls = arg;
+	const char *db = sh->key, *user = sh->key + strlen(sh->key) + 1;
+	if (!(ls->by_db && strcmp(db, ls->db) == 0) &&
+	    !(ls->by_user && strcmp(user, ls->user) == 0))
+		return;
+	for (int i = 0; i < ls->n_workers; i++) {
+		uint64_t since = __atomic_load_n(&sh->line_since_ms[i], __ATOMIC_RELAXED);
+		if (i == ls->self || !since || since >= ls->before ||
+		    (ls->worker >= 0 && since >= ls->since) || sh->key_len >= sizeof(ls->key))
+			continue;
+		ls->worker = i;
+		ls->since = since;
+		memcpy(ls->key, sh->key, sh->key_len + 1);
+		ls->key_len = sh->key_len;
+	}
+}
+
+/*
+ * Whether a pool of another worker in a line of p's shared limits has been
+ * in line since before `before` (uv_now); with kick, that pool is kicked,
+ * so that it takes the place (crew.h message).
+ */
+static bool ahead_elsewhere(const struct pool *p, uint64_t before, bool kick)
+{
+	if (!multi(p))
+		return false;
+	struct line_scan ls = {
+		.db = p->db_name,
+		.user = p->user_name,
+		.by_db = max_db_of(p) > 0,
+		.by_user = max_user_of(p) > 0,
+		.self = p->w->crew.index,
+		.n_workers = p->w->crew.of->n,
+		.before = before,
+		.worker = -1,
+	};
+	if (!ls.by_db && !ls.by_user)
+		return false;
+	ledger_each_share(p->w->ledger, scan_share, &ls);
+	if (ls.worker < 0)
+		return false;
+	if (kick) {
+		struct pool_msg *m = xcalloc(1, sizeof(*m));
+		m->hdr.run = on_pool_msg;
+		m->from = p->w->crew.index;
+		m->db = xstrdup(ls.key);
+		m->user = xstrdup(ls.key + strlen(ls.key) + 1);
+		m->share = NULL;
+		if (!crew_post(p->w->crew.of->workers[ls.worker], &m->hdr))
+			msg_free(m);
+	}
+	return true;
 }
 
 /* The state_seq of the last client of p that was waiting before at (uv_now), or 0. */
@@ -797,7 +894,6 @@ static void msg_free(struct pool_msg *m)
 	free(m);
 }
 
-static void on_pool_msg(struct worker *w, struct crew_msg *hdr);
 static void adopt_shared_welcome(struct pool *p);
 
 /*
@@ -957,7 +1053,16 @@ static void on_pool_msg(struct worker *w, struct crew_msg *hdr)
 		return;
 	}
 	struct ledger *l = w->ledger;
-	__atomic_sub_fetch(&m->share->in_flight[w->crew.index], m->n, __ATOMIC_RELAXED);
+	if (m->n == 0 && !m->answer) {
+		/* A kick: another worker's pool gave this one the turn in a line (pass_turn). */
+		struct pool *q = w->crew.gone ? NULL : pool_find(w, m->db, m->user);
+		if (q)
+			worker_schedule_kick(w, q);
+		msg_free(m);
+		return;
+	}
+	if (m->n > 0)
+		__atomic_sub_fetch(&m->share->in_flight[w->crew.index], m->n, __ATOMIC_RELAXED);
 	struct pool *p = NULL;
 	if (!w->crew.gone) {
 		p = pool_find(w, m->db, m->user);

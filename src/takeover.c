@@ -80,18 +80,72 @@ static int send_row(struct client *c, const char *kind, const void *data, size_t
 	return rc;
 }
 
+/*
+ * The old side runs on the console's worker with the world stopped (the
+ * console's commands and admin_poll stop it, crew.h), so it hands over the
+ * clients of every worker and acts on every worker's listeners. Worker 0
+ * has the original listening sockets (the others watch copies) and the
+ * metrics listener.
+ */
+static int n_workers(const struct worker *w)
+{
+	return w->crew.of && w->crew.of->started ? w->crew.of->n : 1;
+}
+
+/* Worker i of w's process (w itself with one), or NULL when it has left. */
+static struct worker *nth_worker(struct worker *w, int i)
+{
+	if (n_workers(w) == 1)
+		return w;
+	struct worker *x = w->crew.of->workers[i];
+	return x->crew.gone ? NULL : x;
+}
+
+#define EACH_WORKER(self, i, x)                                                                    \
+	for (int i = 0; i < n_workers(self); i++)                                                  \
+		if (((x) = nth_worker((self), i)) != NULL)
+
+static struct worker *worker_zero(struct worker *w)
+{
+	return n_workers(w) == 1 ? w : w->crew.of->workers[0];
+}
+
+/* The next client of any worker after c (NULL: the first). */
+static struct client *any_client_next(struct worker *w, struct client *c)
+{
+	int i = 0;
+	if (c) {
+		struct client *next = client_next(c->w, c);
+		if (next)
+			return next;
+		i = c->w->crew.index + 1;
+	}
+	for (; i < n_workers(w); i++) {
+		struct worker *x = nth_worker(w, i);
+		struct client *first = x ? client_next(x, NULL) : NULL;
+		if (first)
+			return first;
+	}
+	return NULL;
+}
+
 /* Accepting again, with a metrics listener of its own: the takeover did not happen. */
 static void serve_again(struct worker *w)
 {
 	struct takeover_out *t = w->handing_over;
 	w->handing_over = NULL;
-	w->holding_movable = false;
 	free(t);
-	listener_suspend(&w->listeners, false);
-	/* The waiters held for the successor are served here again. */
-	for (struct pool *p = pool_next(w, NULL); p; p = pool_next(w, p))
-		worker_schedule_kick(w, p);
-	if (!w->http && http_start(w, -1) != 0)
+	struct worker *x;
+	EACH_WORKER(w, i, x)
+	{
+		x->holding_movable = false;
+		listener_suspend(&x->listeners, false);
+		/* The waiters held for the successor are served here again. */
+		for (struct pool *p = pool_next(x, NULL); p; p = pool_next(x, p))
+			worker_schedule_kick(x, p);
+	}
+	struct worker *w0 = worker_zero(w);
+	if (!w0->http && http_start(w0, -1) != 0)
 		log_warning("takeover: the metrics listener could not be opened again");
 }
 
@@ -113,6 +167,14 @@ void takeover_send_listeners(struct client *c, const char *version)
 	bool paused = w->paused_all;
 	for (struct db_state *ds = w->db_states; ds && !paused; ds = ds->hh.next)
 		paused = ds->paused;
+	/* Another worker's console may have begun one. */
+	struct worker *x;
+	EACH_WORKER(w, i, x)
+	if (x != w && x->handing_over) {
+		admin_send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+				 "a takeover is under way already");
+		return;
+	}
 	/* A pause would not survive the move: the successor's clients would run at once. */
 	if (w->handing_over || w->suspended || paused || w->shutdown != WORKER_RUNNING) {
 		admin_send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -128,9 +190,10 @@ void takeover_send_listeners(struct client *c, const char *version)
 	int rc = stream_send_fd(&c->stream, out.data, out.len, -1, ROW_SEND_TIMEOUT_MS);
 	buf_out_deinit(&out);
 	int n = 0;
-	for (struct listener *l = w->listeners.list; l && rc == 0; l = l->next, n++)
+	struct worker *w0 = worker_zero(w);
+	for (struct listener *l = w0->listeners.list; l && rc == 0; l = l->next, n++)
 		rc = send_row(c, "listener", l->name, strlen(l->name), l->fd);
-	int http_fd = http_listen_fd(w);
+	int http_fd = http_listen_fd(w0);
 	if (rc == 0 && http_fd >= 0)
 		rc = send_row(c, "metrics", "", 0, http_fd);
 	/* Where connection ids are: the successor's continue past them, so clients keep theirs. */
@@ -150,8 +213,9 @@ void takeover_send_listeners(struct client *c, const char *version)
 		return;
 	}
 	/* Connections wait in the backlog for the new process from here on. */
-	listener_suspend(&w->listeners, true);
-	http_stop(w);
+	EACH_WORKER(w, i, x)
+	listener_suspend(&x->listeners, true);
+	http_stop(w0);
 	struct takeover_out *t = xcalloc(1, sizeof(*t));
 	t->console = c;
 	w->handing_over = t;
@@ -169,7 +233,9 @@ bool takeover_start_clients(struct client *c)
 		return false;
 	}
 	t->clients = true;
-	c->w->holding_movable = true;
+	struct worker *x;
+	EACH_WORKER(c->w, i, x)
+	x->holding_movable = true;
 	log_info("takeover: handing clients over as they reach a transaction boundary");
 	struct buf_out out;
 	buf_out_init(&out);
@@ -183,7 +249,7 @@ bool takeover_start_clients(struct client *c)
 static void log_staying(struct worker *w, struct client *console)
 {
 	int n = 0;
-	for (struct client *c = client_next(w, NULL); c; c = client_next(w, c))
+	for (struct client *c = any_client_next(w, NULL); c; c = any_client_next(w, c))
 		if (c != console && c->state != CLIENT_CLOSED)
 			n++;
 	if (n)
@@ -200,11 +266,11 @@ bool takeover_hand_over(struct worker *w)
 	struct client *console = t->console;
 	struct buf_out rec;
 	buf_out_init(&rec);
-	struct client *c = client_next(w, NULL), *next;
+	struct client *c = any_client_next(w, NULL), *next;
 	int rc = 0;
 	uint64_t before = t->handed;
 	for (; c && rc == 0; c = next) {
-		next = client_next(w, c);
+		next = any_client_next(w, c);
 		if (c == console || !client_may_move(c))
 			continue;
 		/* What this round queued to it (its last ReadyForQuery) may leave right now. */
@@ -229,9 +295,12 @@ bool takeover_hand_over(struct worker *w)
 	buf_out_deinit(&rec);
 	if (rc != 0) {
 		/* The successor is not reading: it keeps what it got, this process the rest. */
+		int left = 0;
+		for (c = any_client_next(w, NULL); c; c = any_client_next(w, c))
+			left += c != console && c->state != CLIENT_CLOSED;
 		log_warning("takeover: sending a client to the new process failed (%s): serving "
 			    "the %d left here",
-			    uv_strerror(rc), w->client_count - 1);
+			    uv_strerror(rc), left);
 		client_fail(console, SQLSTATE_CONNECTION_FAILURE, "TAKEOVER: sending failed: %s",
 			    uv_strerror(rc));
 		return false;
@@ -240,27 +309,31 @@ bool takeover_hand_over(struct worker *w)
 		log_debug("takeover: %llu client(s) handed over so far",
 			  (unsigned long long)t->handed);
 	bool staying = false;
-	for (c = client_next(w, NULL); c; c = client_next(w, c))
+	for (c = any_client_next(w, NULL); c; c = any_client_next(w, c))
 		if (c != console && c->state != CLIENT_CLOSED)
 			staying = true;
 	if (staying && !t->done) {
 		/* Only clients that cannot move left? Then the successor need not wait for them. */
 		bool movable = false;
-		for (c = client_next(w, NULL); c && !movable; c = client_next(w, c))
+		for (c = any_client_next(w, NULL); c && !movable; c = any_client_next(w, c))
 			movable = c != console && client_may_move(c);
 		if (movable)
 			return false;
 	}
 	if (!t->done) {
 		t->done = true;
-		w->holding_movable = false;
 		log_info("takeover: %llu client(s) handed over; the listening sockets are the new "
 			 "process's",
 			 (unsigned long long)t->handed);
 		log_staying(w, console);
-		listener_hand_over(&w->listeners);
-		/* Exits once the successor's console, and any client that stays, has gone. */
-		worker_begin_shutdown(w, WORKER_WAIT_CLIENTS);
+		struct worker *x;
+		EACH_WORKER(w, i, x)
+		{
+			x->holding_movable = false;
+			listener_hand_over(&x->listeners);
+			/* Exits once the successor's console, and any client that stays, has gone. */
+			worker_begin_shutdown(x, WORKER_WAIT_CLIENTS);
+		}
 	}
 	return true;
 }
@@ -276,12 +349,21 @@ void takeover_console_gone(struct worker *w, struct client *c)
 	log_warning("takeover: the new process went away before it had every client (%llu "
 		    "handed over): serving again",
 		    (unsigned long long)t->handed);
+	/* From the console client's close, not a console command: the world runs. */
+	crew_stop_world(w->crew.of);
 	serve_again(w);
+	crew_resume_world(w->crew.of);
 }
 
-bool takeover_handed_over(const struct worker *w)
+bool takeover_handed_over(struct worker *w)
 {
-	return w->handing_over && w->handing_over->done;
+	bool done = false;
+	crew_stop_world(w->crew.of);
+	struct worker *x;
+	EACH_WORKER(w, i, x)
+	done = done || (x->handing_over && x->handing_over->done);
+	crew_resume_world(w->crew.of);
+	return done;
 }
 
 /* ---- the new process ------------------------------------------------------------------ */
@@ -658,10 +740,14 @@ static void adopt_row(struct takeover_link *l)
 		h.id = 0;
 	if (h.server.id >= l->id_floor)
 		h.server.id = 0;
-	client_adopt(l->w, fd, &h, server_fd);
+	/* Spread over the workers, whose world is stopped (on_link_readable). */
+	struct worker *to = nth_worker(l->w, (int)(l->adopted % (uint64_t)n_workers(l->w)));
+	client_adopt(to ? to : l->w, fd, &h, server_fd);
 	handover_client_free(&h);
 	l->adopted++;
 }
+
+static void link_rows(struct takeover_link *l);
 
 static void on_link_readable(uv_poll_t *h, int status, int events)
 {
@@ -673,6 +759,16 @@ static void on_link_readable(uv_poll_t *h, int status, int events)
 		link_end(l);
 		return;
 	}
+	/* Clients are adopted by every worker: the others are parked meanwhile (crew.h). */
+	struct crew *cr = l->w->crew.of; /* l may be gone when link_rows returns */
+	crew_stop_world(cr);
+	link_rows(l);
+	crew_resume_world(cr);
+}
+
+/* The rows that have come, until none is waiting or the link ends. */
+static void link_rows(struct takeover_link *l)
+{
 	for (;;) {
 		enum link_rc rc = link_read(l);
 		if (rc == LINK_AGAIN)

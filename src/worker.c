@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -414,9 +416,72 @@ static void finish_exit(struct worker *w)
 }
 
 /* A listener accepted fd: it becomes a client of this worker. */
+/* A connection another worker accepted, for this one to serve (on_accept). */
+struct accept_msg {
+	struct crew_msg hdr;
+	int fd;
+	bool is_unix;
+	struct sockaddr_storage peer;
+};
+
+static void on_accept_msg(struct worker *w, struct crew_msg *m)
+{
+	struct accept_msg *am = (struct accept_msg *)m;
+	/* on_accept counted it here ahead; client_accept counts it for good. */
+	__atomic_sub_fetch(&w->clients_now, 1, __ATOMIC_RELAXED);
+	if (w->crew.gone || w->shutdown != WORKER_RUNNING)
+		close(am->fd); /* it closed its listeners: the client sees a refused login */
+	else
+		client_accept(w, am->fd, am->is_unix, (const struct sockaddr *)&am->peer);
+	free(am);
+}
+
+/*
+ * Whichever worker the kernel woke accepted the connection; it goes to the
+ * worker with the fewest clients when that one has fewer by more than one,
+ * so that the workers share the clients evenly however the threads are
+ * scheduled (a loaded worker wakes last and would get few otherwise, or
+ * an idle one all).
+ */
+static struct worker *least_loaded(struct worker *w)
+{
+	struct crew *cr = w->crew.of;
+	if (!cr || !cr->started)
+		return w;
+	struct worker *best = w;
+	int best_n = __atomic_load_n(&w->clients_now, __ATOMIC_RELAXED);
+	for (int i = 0; i < cr->n; i++) {
+		struct worker *x = cr->workers[i];
+		int n = __atomic_load_n(&x->clients_now, __ATOMIC_RELAXED);
+		if (n + 1 < best_n && !__atomic_load_n(&x->crew.gone, __ATOMIC_RELAXED)) {
+			best = x;
+			best_n = n;
+		}
+	}
+	return best;
+}
+
 static void on_accept(void *owner, int fd, bool is_unix, const struct sockaddr *peer)
 {
-	client_accept(owner, fd, is_unix, peer);
+	struct worker *w = owner;
+	struct worker *to = least_loaded(w);
+	if (to != w) {
+		struct accept_msg *am = xcalloc(1, sizeof(*am));
+		am->hdr.run = on_accept_msg;
+		am->fd = fd;
+		am->is_unix = is_unix;
+		memcpy(&am->peer, peer,
+		       peer->sa_family == AF_INET6  ? sizeof(struct sockaddr_in6)
+		       : peer->sa_family == AF_UNIX ? sizeof(struct sockaddr_un)
+						    : sizeof(struct sockaddr_in));
+		/* Counted there at once, so that the next accept sees it. */
+		__atomic_add_fetch(&to->clients_now, 1, __ATOMIC_RELAXED);
+		if (crew_post(to, &am->hdr))
+			return;
+		__atomic_sub_fetch(&to->clients_now, 1, __ATOMIC_RELAXED);
+		free(am);
+	}
+	client_accept(w, fd, is_unix, peer);
 }
 
 /* The settings the stream layer applies to sockets from now on. */

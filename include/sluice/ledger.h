@@ -51,6 +51,8 @@ struct pool_share {
 	uint64_t wait_since_us[CONFIG_MAX_WORKERS]; /* uv_hrtime µs; 0: nobody waits uncovered */
 	int uncovered[CONFIG_MAX_WORKERS];
 	int in_flight[CONFIG_MAX_WORKERS]; /* servers sent to that worker, not yet there */
+	/* uv_now since when that worker's pool is in line for a new server under a shared limit; 0: not */
+	uint64_t line_since_ms[CONFIG_MAX_WORKERS];
 	int waiting_workers; /* how many have wait_since_us set; atomic */
 	bool have_welcome; /* under the lock */
 	struct param_set welcome;
@@ -150,6 +152,10 @@ bool ledger_server_add(struct ledger *l, struct pool_share *sh, const char *db, 
 		       const struct ledger_server_limits *lim);
 void ledger_server_remove(struct ledger *l, struct pool_share *sh, const char *db,
 			  const char *user);
+/* Calls fn for every share, under the lock (fn must not call into the ledger). */
+void ledger_each_share(struct ledger *l, void (*fn)(void *arg, const struct pool_share *sh),
+		       void *arg);
+
 /* The pool's servers on every worker (no lock: may be a moment old). */
 static inline int ledger_share_servers(const struct pool_share *sh)
 {

@@ -75,7 +75,7 @@ bool takeover_hand_over(struct worker *w);
 /* Console client c is closing: if it is a takeover's, and that takeover unfinished, serve again. */
 void takeover_console_gone(struct worker *w, struct client *c);
 /* Whether this process has handed its sockets to a successor (its exit must not undo anything). */
-bool takeover_handed_over(const struct worker *w);
+bool takeover_handed_over(struct worker *w);
 
 /* ---- the new process (main.c) ---------------------------------------------------- */
 

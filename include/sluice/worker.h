@@ -129,6 +129,8 @@ struct worker {
 	uint64_t stats_rolled_at; /* uv_now of the last stats period roll */
 	struct http *http; /* NULL unless metrics_port is set */
 	int client_count;
+	/* client_count for the other workers to read (atomic), and connections posted to it */
+	int clients_now;
 	struct derive_queue derive; /* key derivations on the thread pool (derive.h) */
 	struct authq *authq; /* auth_query look-ups (authq.h) */
 	uint64_t stats_logins_evicted; /* logins closed at max_client_conn to make room */

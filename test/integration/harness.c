@@ -883,6 +883,10 @@ static void write_sluice_files(struct harness_sluice *s, const char *sluice_extr
 		appendf(&raw, "logfile =\n");
 	if (userlist && !ini_has_key(extra, "auth_file"))
 		appendf(&raw, "auth_file = %s\n", userlist_path);
+	/* The suites' second run (meson: <suite>_w2) is with several workers. */
+	const char *workers = getenv("SLUICE_TEST_WORKERS");
+	if (workers && *workers && !ini_has_key(extra, "workers"))
+		appendf(&raw, "workers = %s\n", workers);
 	appendf(&raw, "%s\n[databases]\n%s\n[users]\n", extra, dbs);
 	char *ini = substitute(raw, pairs, ARRAY_SIZE(pairs));
 	write_text_file(s->ini_path, ini, false);
