@@ -126,6 +126,7 @@ pgbouncer_pid=
 sluice_pid=
 pgbouncer_tls_pid=
 sluice_tls_pid=
+sluice_w2_pid=
 idle_pid=
 pgbench_pid=
 # The counts phase: the pooler under callgrind (cg_pid is valgrind, cg_wrap_pid
@@ -168,6 +169,7 @@ cleanup() {
 	stop_pid "$sluice_pid"
 	stop_pid "$pgbouncer_pid"
 	stop_pid "$sluice_tls_pid"
+	stop_pid "$sluice_w2_pid"
 	stop_pid "$pgbouncer_tls_pid"
 	if [ "$pg_started" = 1 ]; then
 		"${as_pg[@]}" "$PG_BINDIR/pg_ctl" -D "$work/pgdata" -m immediate -w -t 30 stop \
@@ -265,6 +267,8 @@ pgbouncer_port=$(free_port "$pg_port")
 sluice_port=$(free_port "$pg_port" "$pgbouncer_port")
 pgbouncer_tls_port=$(free_port "$pg_port" "$pgbouncer_port" "$sluice_port")
 sluice_tls_port=$(free_port "$pg_port" "$pgbouncer_port" "$sluice_port" "$pgbouncer_tls_port")
+sluice_w2_port=$(free_port "$pg_port" "$pgbouncer_port" "$sluice_port" "$pgbouncer_tls_port" \
+	"$sluice_tls_port")
 
 # Writes the ini of pooler instance $1 (section name $2) listening on port $3,
 # with server_tls_sslmode $4. The settings are the same for both poolers; only
@@ -296,6 +300,9 @@ write_ini pgbouncer pgbouncer "$pgbouncer_port" disable
 write_ini sluice sluice "$sluice_port" disable
 write_ini pgbouncer_tls pgbouncer "$pgbouncer_tls_port" require
 write_ini sluice_tls sluice "$sluice_tls_port" require
+# sluice with two event loops (workers = 2): the target sluice_w2, for the scaling column.
+write_ini sluice_w2 sluice "$sluice_w2_port" disable
+echo "workers = 2" >>"$work/sluice_w2.ini"
 [ "$is_root" = 1 ] && chown postgres: "$work"/*.ini "$work/userlist.txt" "$work"/tls.*
 # Copied so that the user postgres can run it wherever the build is.
 cp "$sluice_bin" "$work/sluice"
@@ -346,6 +353,7 @@ start_pooler pgbouncer
 start_pooler sluice
 start_pooler pgbouncer_tls
 start_pooler sluice_tls
+start_pooler sluice_w2
 log "PgBouncer pid $pgbouncer_pid on port $pgbouncer_port, sluice pid $sluice_pid on port $sluice_port"
 log "with TLS to PostgreSQL: PgBouncer pid $pgbouncer_tls_pid, sluice pid $sluice_tls_pid"
 
@@ -428,9 +436,9 @@ done
 # | sslmode of the clients (default disable; the _tls scenarios encrypt client to pooler;
 # both: require, to the poolers' instances whose servers are TLS too, the _tls2 scenarios)
 scenarios=(
-	"select_simple_c50|-S -M simple -c 50 -j 2|direct pgbouncer sluice"
+	"select_simple_c50|-S -M simple -c 50 -j 2|direct pgbouncer sluice sluice_w2"
 	"select_connect_c20|-S -M simple -C -c 20 -j 2|direct pgbouncer sluice"
-	"tpcb_c50|-M simple -c 50 -j 2|direct pgbouncer sluice"
+	"tpcb_c50|-M simple -c 50 -j 2|direct pgbouncer sluice sluice_w2"
 	"select_extended_c50|-S -M extended -c 50 -j 2|direct pgbouncer sluice"
 	"select_simple_c1000|-S -M simple -c 1000 -j 2|pgbouncer sluice"
 	"select_prepared_c50|-S -M prepared -c 50 -j 2|direct sluice"
@@ -439,11 +447,13 @@ scenarios=(
 	"tpcb_tls_c50|-M simple -c 50 -j 2|pgbouncer sluice|require"
 	"select_simple_tls2_c50|-S -M simple -c 50 -j 2|pgbouncer sluice|both"
 	"tpcb_tls2_c50|-M simple -c 50 -j 2|pgbouncer sluice|both"
-	"select1_c200|-M simple -c 200 -j 2 -f @SELECT1@|pgbouncer sluice"
+	"select1_c200|-M simple -c 200 -j 2 -f @SELECT1@|pgbouncer sluice sluice_w2"
 )
 # select1_c200 isolates the pooler: 200 clients queue for the pool's 20 servers
 # with a statement PostgreSQL answers at once (SELECT 1), so the pooler's own
 # work per transaction (queueing, linking, relaying) is most of the cost.
+# sluice_w2 is sluice with workers = 2; PostgreSQL and pgbench share the same
+# CPUs, so its scaling over sluice is what is left after them.
 printf 'SELECT 1;\n' >"$work/select1.sql"
 
 runs_tsv=$out_dir/runs.tsv
@@ -963,8 +973,8 @@ summary=$out_dir/summary.md
 	echo
 	echo "Client spread: the slowest client's mean latency over the fastest's (1.00 = all served alike)."
 	echo
-	echo "| scenario | target | TPS | avg ms | p50 ms | p99 ms | p99/p50 | client spread | CPU µs/txn | runs ok | failed txns | sluice/PgBouncer TPS | sluice/direct TPS | sluice/PgBouncer CPU |"
-	echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+	echo "| scenario | target | TPS | avg ms | p50 ms | p99 ms | p99/p50 | client spread | CPU µs/txn | runs ok | failed txns | sluice/PgBouncer TPS | sluice/direct TPS | sluice/PgBouncer CPU | workers=2/workers=1 TPS |"
+	echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 	tail -n +2 "$runs_tsv" | awk -F'\t' '
 	function median(list,    v, n, i, j, t) {
 		n = split(list, v, " ")
@@ -994,28 +1004,31 @@ summary=$out_dir/summary.md
 				med[name, order[i]] = median(vals[name SUBSEP order[i]])
 			}
 		}
-		targets = "direct pgbouncer sluice"
+		targets = "direct pgbouncer sluice sluice_w2"
 		nt = split(targets, tgt, " ")
 		for (s = 1; s <= ns; s++) {
 			sc = sorder[s]
 			for (t = 1; t <= nt; t++) {
 				key = sc SUBSEP tgt[t]
-				r1 = r2 = r3 = ""
-				if (tgt[t] == "sluice") {
+				r1 = r2 = r3 = r4 = ""
+				if (tgt[t] == "sluice" || tgt[t] == "sluice_w2") {
 					r1 = ratio(med["tps", key], med["tps", sc SUBSEP "pgbouncer"])
 					r2 = ratio(med["tps", key], med["tps", sc SUBSEP "direct"])
 					r3 = ratio(med["cpu", key], med["cpu", sc SUBSEP "pgbouncer"])
 				}
+				if (tgt[t] == "sluice_w2")
+					r4 = ratio(med["tps", key], med["tps", sc SUBSEP "sluice"])
 				if (!(key in seen)) {
-					printf "| %s | %s | n/a | n/a | n/a | n/a | n/a | n/a | n/a | not run | | | | |\n", sc, tgt[t]
+					if (tgt[t] != "sluice_w2")
+						printf "| %s | %s | n/a | n/a | n/a | n/a | n/a | n/a | n/a | not run | | | | | |\n", sc, tgt[t]
 					continue
 				}
-				printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d/%d | %d | %s | %s | %s |\n", sc, tgt[t],
+				printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d/%d | %d | %s | %s | %s | %s |\n", sc, tgt[t],
 					fmt(med["tps", key], "%.1f"), fmt(med["avg", key], "%.2f"),
 					fmt(med["p50", key], "%.2f"), fmt(med["p99", key], "%.2f"),
 					ratio(med["p99", key], med["p50", key]), fmt(med["spread", key], "%.2f"),
 					tgt[t] == "direct" ? "n/a" : fmt(med["cpu", key], "%.1f"),
-					ok[key], runs[key], failed[key], r1, r2, r3
+					ok[key], runs[key], failed[key], r1, r2, r3, r4
 			}
 		}
 	}'
