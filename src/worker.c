@@ -429,8 +429,8 @@ static void on_accept_msg(struct worker *w, struct crew_msg *m)
 	struct accept_msg *am = (struct accept_msg *)m;
 	/* on_accept counted it here ahead; client_accept counts it for good. */
 	__atomic_sub_fetch(&w->clients_now, 1, __ATOMIC_RELAXED);
-	if (w->crew.gone || w->shutdown != WORKER_RUNNING)
-		close(am->fd); /* it closed its listeners: the client sees a refused login */
+	if (w->crew.gone)
+		close(am->fd); /* its loop has ended: nobody to tell the client */
 	else
 		client_accept(w, am->fd, am->is_unix, (const struct sockaddr *)&am->peer);
 	free(am);
@@ -446,7 +446,8 @@ static void on_accept_msg(struct worker *w, struct crew_msg *m)
 static struct worker *least_loaded(struct worker *w)
 {
 	struct crew *cr = w->crew.of;
-	if (!cr || !cr->started)
+	/* Shutting down, a worker may end once its own clients are gone: keep what comes here. */
+	if (!cr || !cr->started || w->shutdown != WORKER_RUNNING)
 		return w;
 	struct worker *best = w;
 	int best_n = __atomic_load_n(&w->clients_now, __ATOMIC_RELAXED);
