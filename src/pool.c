@@ -203,15 +203,15 @@ static bool user_full(const struct pool *p)
 }
 
 /*
- * Counts one more server of the pool if the limits allow it (with_reserve:
- * a waiter has waited long enough for reserve_pool_size): the caller opens
- * it. Checked and counted at once for every worker (ledger.h), so no limit
- * is exceeded even for an instant.
+ * Counts one more server of the pool if the limits allow it, with at most
+ * pool_limit servers of the pool: the caller opens it. Checked and counted
+ * at once for every worker (ledger.h), so no limit is exceeded even for an
+ * instant, and min_pool_size warms to exactly its size.
  */
-static bool reserve_server(const struct pool *p, bool with_reserve)
+static bool reserve_server_upto(const struct pool *p, int pool_limit)
 {
 	struct ledger_server_limits lim = {
-		.pool = pool_size_of(p) + (with_reserve ? reserve_size_of(p) : 0),
+		.pool = pool_limit,
 		.db = max_db_of(p),
 		.user = max_user_of(p),
 	};
@@ -219,6 +219,12 @@ static bool reserve_server(const struct pool *p, bool with_reserve)
 	if (lim.pool <= 0)
 		return false;
 	return ledger_server_add(p->w->ledger, p->share, p->db_name, p->user_name, &lim);
+}
+
+/* with_reserve: a waiter has waited long enough for reserve_pool_size. */
+static bool reserve_server(const struct pool *p, bool with_reserve)
+{
+	return reserve_server_upto(p, pool_size_of(p) + (with_reserve ? reserve_size_of(p) : 0));
 }
 
 /* ---- sharing max_db_connections and max_user_connections ------------------------ */
@@ -615,7 +621,7 @@ static void keep_warm(struct pool *p, uint64_t now)
 	int warm = warm_size_of(p);
 	while (p->w->shutdown == WORKER_RUNNING && pool_total_servers(p) < warm &&
 	       (p->have_welcome || p->n_sv_login == 0) && !ahead_in_line(p, now) &&
-	       reserve_server(p, false))
+	       reserve_server_upto(p, MIN(warm, pool_size_of(p))))
 		server_connect(p);
 }
 

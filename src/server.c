@@ -1627,6 +1627,10 @@ int server_pack(struct server *s, struct server_parcel *parcel)
 	slog(LOG_LEVEL_NOISE, s, "moving to another worker");
 	server_set_state(s, SERVER_CLOSED);
 	TAILQ_REMOVE(&w->servers, s, link);
+	if (s->scram) { /* the login's SCRAM state, kept for nothing now: not carried */
+		scram_client_free(s->scram);
+		s->scram = NULL;
+	}
 	/* The duplicate keeps the socket open: closing this copy sends PostgreSQL nothing. */
 	stream_close(&s->stream);
 	(void)p;
@@ -1728,6 +1732,10 @@ void server_handed_over(struct server *s)
 	server_set_state(s, SERVER_CLOSED);
 	TAILQ_REMOVE(&w->servers, s, link);
 	ledger_server_remove(w->ledger, p->share, p->db_name, p->user_name);
+	if (s->scram) {
+		scram_client_free(s->scram);
+		s->scram = NULL;
+	}
 	/* Its socket is the successor's too: closing this copy sends PostgreSQL nothing. */
 	stream_close(&s->stream);
 	worker_schedule_kick(w, p);
