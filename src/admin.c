@@ -36,23 +36,9 @@
 /*
  * The console speaks for the whole process: every command runs with the
  * world stopped (crew.h), reads every worker's connections and pools
- * (process_client_next and kin) and acts on every worker.
+ * (process_client_next and kin) and acts on every worker
+ * (PROCESS_EACH_WORKER).
  */
-static int n_workers(const struct worker *w)
-{
-	return w->process ? w->process->crew.n : 1;
-}
-
-static struct worker *nth_worker(struct worker *w, int i)
-{
-	return w->process ? process_worker(w->process, i) : w;
-}
-
-/* Every worker of self's process whose loop runs, as x (the world stopped). */
-#define EACH_WORKER(self, i, x)                                                                    \
-	for (int i = 0; i < n_workers(self); i++)                                                  \
-		if (((x) = nth_worker((self), i)) != NULL)
-
 static struct crew *crew_of(struct worker *w)
 {
 	return w->process ? &w->process->crew : NULL;
@@ -856,7 +842,7 @@ static void show_mem(struct client *c)
 		pools++;
 	size_t bufs_used = 0, bufs_free = 0, statements = 0, statement_bytes = 0;
 	struct worker *x;
-	EACH_WORKER(w, i, x)
+	PROCESS_EACH_WORKER(w, i, x)
 	{
 		bufs_used += x->io.bufs.in_use;
 		bufs_free += x->io.bufs.free_count;
@@ -940,7 +926,7 @@ static void show_workers(struct client *c)
 	rs_begin(&r, workers_columns, ARRAY_SIZE(workers_columns));
 	struct crew *cr = crew_of(c->w);
 	struct worker *x;
-	EACH_WORKER(c->w, i, x)
+	PROCESS_EACH_WORKER(c->w, i, x)
 	{
 		struct worker_summary sum;
 		worker_summarize(x, &sum);
@@ -1383,7 +1369,7 @@ void admin_poll(struct worker *w)
 	crew_stop_world(crew_of(w));
 	poll_waits(w);
 	crew_resume_world(crew_of(w));
-	if (w->admin_waiters > 0 && n_workers(w) > 1)
+	if (w->admin_waiters > 0 && process_n_workers(w) > 1)
 		worker_poll_soon(w);
 }
 
@@ -1404,7 +1390,7 @@ static void poll_waits(struct worker *w)
 		case ADMIN_WAIT_SUSPEND: {
 			struct worker *x;
 			done = true;
-			EACH_WORKER(w, i, x)
+			PROCESS_EACH_WORKER(w, i, x)
 			done = done && worker_suspend_done(x);
 			tag = "SUSPEND";
 			break;
@@ -1454,7 +1440,7 @@ static void kick_all(struct worker *w)
 static void pause_everywhere(struct worker *w, const char *db)
 {
 	struct worker *x;
-	EACH_WORKER(w, i, x)
+	PROCESS_EACH_WORKER(w, i, x)
 	{
 		if (db)
 			worker_db_state(x, db, true)->paused = true;
@@ -1485,7 +1471,7 @@ static void cmd_resume(struct client *c, const char *db)
 			return;
 		}
 		struct worker *x;
-		EACH_WORKER(w, i, x)
+		PROCESS_EACH_WORKER(w, i, x)
 		if ((ds = worker_db_state(x, db, false)) != NULL)
 			ds->paused = false;
 		kick_all(w);
@@ -1586,7 +1572,7 @@ static void cmd_restart(struct client *c, const char *arg)
 static void cmd_disable(struct client *c, const char *db)
 {
 	struct worker *x;
-	EACH_WORKER(c->w, i, x)
+	PROCESS_EACH_WORKER(c->w, i, x)
 	worker_db_state(x, db, true)->disabled = true;
 	admin_send_complete(c, "DISABLE");
 }
@@ -1594,7 +1580,7 @@ static void cmd_disable(struct client *c, const char *db)
 static void cmd_enable(struct client *c, const char *db)
 {
 	struct worker *x;
-	EACH_WORKER(c->w, i, x)
+	PROCESS_EACH_WORKER(c->w, i, x)
 	worker_db_state(x, db, true)->disabled = false;
 	admin_send_complete(c, "ENABLE");
 }
@@ -1624,7 +1610,7 @@ static void cmd_kill_client(struct client *c, const char *arg)
 	}
 	struct client *x = NULL;
 	struct worker *wx;
-	EACH_WORKER(c->w, i, wx)
+	PROCESS_EACH_WORKER(c->w, i, wx)
 	if (!x)
 		x = client_find(wx, id);
 	if (!x || x->state == CLIENT_CLOSED) {
@@ -1691,7 +1677,7 @@ static void cmd_suspend(struct client *c, const char *arg)
 	}
 	log_info("SUSPEND command issued");
 	struct worker *x;
-	EACH_WORKER(w, i, x)
+	PROCESS_EACH_WORKER(w, i, x)
 	worker_suspend(x);
 	start_wait(c, ADMIN_WAIT_SUSPEND, NULL);
 }
@@ -1733,7 +1719,7 @@ void admin_console_gone(struct worker *w)
 	if (!any && w->suspended) {
 		log_info("admin disappeared when suspended, doing RESUME");
 		struct worker *x;
-		EACH_WORKER(w, i, x)
+		PROCESS_EACH_WORKER(w, i, x)
 		worker_resume_all(x);
 	}
 	crew_resume_world(crew_of(w));

@@ -25,69 +25,42 @@ struct worker *process_worker(struct process *pr, int i)
 	return w->crew.gone ? NULL : w;
 }
 
-static int workers_of(const struct worker *w)
+int process_n_workers(const struct worker *w)
 {
 	return w->process ? w->process->crew.n : 1;
 }
 
-static struct worker *worker_of(struct worker *w, int i)
+struct worker *process_nth_worker(struct worker *w, int i)
 {
 	return w->process ? process_worker(w->process, i) : w;
 }
 
-struct client *process_client_next(struct worker *w, struct client *c)
-{
-	int i = 0;
-	if (c) {
-		struct client *next = client_next(c->w, c);
-		if (next)
-			return next;
-		i = c->w->crew.index + 1;
+/*
+ * The next connection or pool after x on any worker (NULL: the first):
+ * the rest of x's worker's list, then the next workers' lists in order.
+ */
+#define DEFINE_NEXT_OF_ANY_WORKER(name, type, next_on_worker)                                      \
+	struct type *name(struct worker *w, struct type *x)                                        \
+	{                                                                                          \
+		int i = 0;                                                                         \
+		if (x) {                                                                           \
+			struct type *next = next_on_worker(x->w, x);                               \
+			if (next)                                                                  \
+				return next;                                                       \
+			i = x->w->crew.index + 1;                                                  \
+		}                                                                                  \
+		for (; i < process_n_workers(w); i++) {                                            \
+			struct worker *o = process_nth_worker(w, i);                               \
+			struct type *first = o ? next_on_worker(o, NULL) : NULL;                   \
+			if (first)                                                                 \
+				return first;                                                      \
+		}                                                                                  \
+		return NULL;                                                                       \
 	}
-	for (; i < workers_of(w); i++) {
-		struct worker *x = worker_of(w, i);
-		struct client *first = x ? client_next(x, NULL) : NULL;
-		if (first)
-			return first;
-	}
-	return NULL;
-}
 
-struct server *process_server_next(struct worker *w, struct server *s)
-{
-	int i = 0;
-	if (s) {
-		struct server *next = server_next(s->w, s);
-		if (next)
-			return next;
-		i = s->w->crew.index + 1;
-	}
-	for (; i < workers_of(w); i++) {
-		struct worker *x = worker_of(w, i);
-		struct server *first = x ? server_next(x, NULL) : NULL;
-		if (first)
-			return first;
-	}
-	return NULL;
-}
-
-struct pool *process_pool_next(struct worker *w, struct pool *p)
-{
-	int i = 0;
-	if (p) {
-		struct pool *next = pool_next(p->w, p);
-		if (next)
-			return next;
-		i = p->w->crew.index + 1;
-	}
-	for (; i < workers_of(w); i++) {
-		struct worker *x = worker_of(w, i);
-		struct pool *first = x ? pool_next(x, NULL) : NULL;
-		if (first)
-			return first;
-	}
-	return NULL;
-}
+DEFINE_NEXT_OF_ANY_WORKER(process_client_next, client, client_next)
+DEFINE_NEXT_OF_ANY_WORKER(process_server_next, server, server_next)
+DEFINE_NEXT_OF_ANY_WORKER(process_pool_next, pool, pool_next)
 
 static int cmp_pool(const void *a, const void *b)
 {

@@ -22,6 +22,7 @@
 #include "sluice/log.h"
 #include "sluice/pkt.h"
 #include "sluice/pool.h"
+#include "sluice/process.h"
 #include "sluice/server.h"
 #include "sluice/sqlstate.h"
 
@@ -87,46 +88,9 @@ static int send_row(struct client *c, const char *kind, const void *data, size_t
  * has the original listening sockets (the others watch copies) and the
  * metrics listener.
  */
-static int n_workers(const struct worker *w)
-{
-	return w->crew.of && w->crew.of->started ? w->crew.of->n : 1;
-}
-
-/* Worker i of w's process (w itself with one), or NULL when it has left. */
-static struct worker *nth_worker(struct worker *w, int i)
-{
-	if (n_workers(w) == 1)
-		return w;
-	struct worker *x = w->crew.of->workers[i];
-	return x->crew.gone ? NULL : x;
-}
-
-#define EACH_WORKER(self, i, x)                                                                    \
-	for (int i = 0; i < n_workers(self); i++)                                                  \
-		if (((x) = nth_worker((self), i)) != NULL)
-
 static struct worker *worker_zero(struct worker *w)
 {
-	return n_workers(w) == 1 ? w : w->crew.of->workers[0];
-}
-
-/* The next client of any worker after c (NULL: the first). */
-static struct client *any_client_next(struct worker *w, struct client *c)
-{
-	int i = 0;
-	if (c) {
-		struct client *next = client_next(c->w, c);
-		if (next)
-			return next;
-		i = c->w->crew.index + 1;
-	}
-	for (; i < n_workers(w); i++) {
-		struct worker *x = nth_worker(w, i);
-		struct client *first = x ? client_next(x, NULL) : NULL;
-		if (first)
-			return first;
-	}
-	return NULL;
+	return process_nth_worker(w, 0) ? process_nth_worker(w, 0) : w;
 }
 
 /* Accepting again, with a metrics listener of its own: the takeover did not happen. */
@@ -136,7 +100,7 @@ static void serve_again(struct worker *w)
 	w->handing_over = NULL;
 	free(t);
 	struct worker *x;
-	EACH_WORKER(w, i, x)
+	PROCESS_EACH_WORKER(w, i, x)
 	{
 		x->holding_movable = false;
 		listener_suspend(&x->listeners, false);
@@ -169,7 +133,7 @@ void takeover_send_listeners(struct client *c, const char *version)
 		paused = ds->paused;
 	/* Another worker's console may have begun one. */
 	struct worker *x;
-	EACH_WORKER(w, i, x)
+	PROCESS_EACH_WORKER(w, i, x)
 	if (x != w && x->handing_over) {
 		admin_send_error(c, SQLSTATE_OBJECT_NOT_IN_PREREQUISITE_STATE,
 				 "a takeover is under way already");
@@ -213,7 +177,7 @@ void takeover_send_listeners(struct client *c, const char *version)
 		return;
 	}
 	/* Connections wait in the backlog for the new process from here on. */
-	EACH_WORKER(w, i, x)
+	PROCESS_EACH_WORKER(w, i, x)
 	listener_suspend(&x->listeners, true);
 	http_stop(w0);
 	struct takeover_out *t = xcalloc(1, sizeof(*t));
@@ -234,7 +198,7 @@ bool takeover_start_clients(struct client *c)
 	}
 	t->clients = true;
 	struct worker *x;
-	EACH_WORKER(c->w, i, x)
+	PROCESS_EACH_WORKER(c->w, i, x)
 	x->holding_movable = true;
 	log_info("takeover: handing clients over as they reach a transaction boundary");
 	struct buf_out out;
@@ -249,7 +213,7 @@ bool takeover_start_clients(struct client *c)
 static void log_staying(struct worker *w, struct client *console)
 {
 	int n = 0;
-	for (struct client *c = any_client_next(w, NULL); c; c = any_client_next(w, c))
+	for (struct client *c = process_client_next(w, NULL); c; c = process_client_next(w, c))
 		if (c != console && c->state != CLIENT_CLOSED)
 			n++;
 	if (n)
@@ -266,11 +230,11 @@ bool takeover_hand_over(struct worker *w)
 	struct client *console = t->console;
 	struct buf_out rec;
 	buf_out_init(&rec);
-	struct client *c = any_client_next(w, NULL), *next;
+	struct client *c = process_client_next(w, NULL), *next;
 	int rc = 0;
 	uint64_t before = t->handed;
 	for (; c && rc == 0; c = next) {
-		next = any_client_next(w, c);
+		next = process_client_next(w, c);
 		if (c == console || !client_may_move(c))
 			continue;
 		/* What this round queued to it (its last ReadyForQuery) may leave right now. */
@@ -296,7 +260,7 @@ bool takeover_hand_over(struct worker *w)
 	if (rc != 0) {
 		/* The successor is not reading: it keeps what it got, this process the rest. */
 		int left = 0;
-		for (c = any_client_next(w, NULL); c; c = any_client_next(w, c))
+		for (c = process_client_next(w, NULL); c; c = process_client_next(w, c))
 			left += c != console && c->state != CLIENT_CLOSED;
 		log_warning("takeover: sending a client to the new process failed (%s): serving "
 			    "the %d left here",
@@ -309,13 +273,13 @@ bool takeover_hand_over(struct worker *w)
 		log_debug("takeover: %llu client(s) handed over so far",
 			  (unsigned long long)t->handed);
 	bool staying = false;
-	for (c = any_client_next(w, NULL); c; c = any_client_next(w, c))
+	for (c = process_client_next(w, NULL); c; c = process_client_next(w, c))
 		if (c != console && c->state != CLIENT_CLOSED)
 			staying = true;
 	if (staying && !t->done) {
 		/* Only clients that cannot move left? Then the successor need not wait for them. */
 		bool movable = false;
-		for (c = any_client_next(w, NULL); c && !movable; c = any_client_next(w, c))
+		for (c = process_client_next(w, NULL); c && !movable; c = process_client_next(w, c))
 			movable = c != console && client_may_move(c);
 		if (movable)
 			return false;
@@ -327,7 +291,7 @@ bool takeover_hand_over(struct worker *w)
 			 (unsigned long long)t->handed);
 		log_staying(w, console);
 		struct worker *x;
-		EACH_WORKER(w, i, x)
+		PROCESS_EACH_WORKER(w, i, x)
 		{
 			x->holding_movable = false;
 			listener_hand_over(&x->listeners);
@@ -360,7 +324,7 @@ bool takeover_handed_over(struct worker *w)
 	bool done = false;
 	crew_stop_world(w->crew.of);
 	struct worker *x;
-	EACH_WORKER(w, i, x)
+	PROCESS_EACH_WORKER(w, i, x)
 	done = done || (x->handing_over && x->handing_over->done);
 	crew_resume_world(w->crew.of);
 	return done;
@@ -741,7 +705,8 @@ static void adopt_row(struct takeover_link *l)
 	if (h.server.id >= l->id_floor)
 		h.server.id = 0;
 	/* Spread over the workers, whose world is stopped (on_link_readable). */
-	struct worker *to = nth_worker(l->w, (int)(l->adopted % (uint64_t)n_workers(l->w)));
+	struct worker *to = process_nth_worker(l->w, (int)(l->adopted %
+							   (uint64_t)process_n_workers(l->w)));
 	client_adopt(to ? to : l->w, fd, &h, server_fd);
 	handover_client_free(&h);
 	l->adopted++;

@@ -128,6 +128,18 @@ bool process_pause_all(struct process *pr);
 bool process_resume_all(struct process *pr);
 
 /*
+ * The workers of w's process, for the console, the metrics and the online
+ * restart, which stop the world first (crew.h): how many, worker i (NULL
+ * when it has left), and a loop over those whose loops run. Without a
+ * process (unit tests), w alone.
+ */
+int process_n_workers(const struct worker *w);
+struct worker *process_nth_worker(struct worker *w, int i);
+#define PROCESS_EACH_WORKER(self, i, x)                                                            \
+	for (int i = 0; i < process_n_workers(self); i++)                                          \
+		if (((x) = process_nth_worker((self), i)) != NULL)
+
+/*
  * Every connection and pool of the process, across its workers, for the
  * console and the metrics, which stop the world first (crew.h): the next
  * after c (NULL: the first). Without a process (unit tests), w's own.

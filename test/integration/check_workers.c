@@ -67,11 +67,18 @@ static long workers_sum(PGconn *console, const char *col, long *min)
 	return sum;
 }
 
-static int connect_clients(const struct harness_sluice *s, PGconn **conns, int n,
-			   const char *conninfo)
+/*
+ * Connects n clients with conninfo and checks, on console, that both
+ * workers got some (sluice hands connections to the worker with fewer).
+ */
+static int connect_on_both_workers(const struct harness_sluice *s, PGconn *console,
+				   PGconn **conns, int n, const char *conninfo)
 {
 	for (int i = 0; i < n; i++)
 		conns[i] = harness_connect(s, conninfo);
+	long min_clients;
+	workers_sum(console, "clients", &min_clients);
+	ck_assert_msg(min_clients > 0, "every client went to one worker");
 	return n;
 }
 
@@ -144,10 +151,8 @@ START_TEST(test_pool_size_holds_for_the_process_at_every_instant)
 		BASE "pool_mode = transaction\ndefault_pool_size = 3\n", NULL, USERLIST);
 	PGconn *console = harness_connect(s, CONSOLE);
 	PGconn *conns[MAX_CLIENTS];
-	int n = connect_clients(s, conns, 40, "dbname=app user=md5user password=md5userpw");
-	long min_clients;
-	workers_sum(console, "clients", &min_clients);
-	ck_assert_msg(min_clients > 0, "every client went to one worker");
+	int n = connect_on_both_workers(s, console, conns, 40,
+					"dbname=app user=md5user password=md5userpw");
 	long done;
 	long max_seen = crowd(conns, n, "SELECT pg_sleep(0.002)", 2000, "md5user", NULL, &done);
 	ck_assert_msg(max_seen <= 3, "%ld servers at once with a pool of 3", max_seen);
@@ -228,10 +233,7 @@ START_TEST(test_waiters_are_served_in_arrival_order_across_workers)
 	harness_expect_answer(holder, "SELECT 1", "1");
 	enum { N = 12 };
 	PGconn *conns[N];
-	connect_clients(s, conns, N, "dbname=app user=trustuser");
-	long min_clients;
-	workers_sum(console, "clients", &min_clients);
-	ck_assert_msg(min_clients > 0, "every client went to one worker");
+	connect_on_both_workers(s, console, conns, N, "dbname=app user=trustuser");
 	for (int i = 0; i < N; i++) {
 		ck_assert(PQsendQuery(conns[i], "SELECT (extract(epoch FROM clock_timestamp()) * "
 						"1000000)::bigint"));
@@ -269,10 +271,7 @@ START_TEST(test_cancel_reaches_a_client_on_the_other_worker)
 	PGconn *console = harness_connect(s, CONSOLE);
 	enum { N = 16 };
 	PGconn *conns[N];
-	connect_clients(s, conns, N, "dbname=app user=trustuser");
-	long min_clients;
-	workers_sum(console, "clients", &min_clients);
-	ck_assert_msg(min_clients > 0, "every client went to one worker");
+	connect_on_both_workers(s, console, conns, N, "dbname=app user=trustuser");
 	for (int i = 0; i < N; i++)
 		ck_assert(PQsendQuery(conns[i], "SELECT pg_sleep(20)"));
 	ck_assert_int_eq(harness_wait_backends("trustuser", N, 5000), N);
@@ -318,10 +317,8 @@ START_TEST(test_console_commands_act_on_every_worker)
 	PGconn *console = harness_connect(s, CONSOLE);
 	enum { N = 20 };
 	PGconn *conns[N];
-	connect_clients(s, conns, N, "dbname=app user=trustuser");
-	long min_clients;
-	ck_assert_int_eq(workers_sum(console, "clients", &min_clients), N + 1);
-	ck_assert_msg(min_clients > 0, "every client went to one worker");
+	connect_on_both_workers(s, console, conns, N, "dbname=app user=trustuser");
+	ck_assert_int_eq(workers_sum(console, "clients", NULL), N + 1);
 	PGresult *res = PQexec(console, "SHOW CLIENTS");
 	ck_assert_int_eq(PQntuples(res), N + 1);
 	PQclear(res);
@@ -386,10 +383,7 @@ START_TEST(test_the_one_server_moves_with_its_session_and_statements)
 	PGconn *console = harness_connect(s, CONSOLE);
 	enum { N = 10 };
 	PGconn *conns[N];
-	connect_clients(s, conns, N, "dbname=app user=trustuser");
-	long min_clients;
-	workers_sum(console, "clients", &min_clients);
-	ck_assert_msg(min_clients > 0, "every client went to one worker");
+	connect_on_both_workers(s, console, conns, N, "dbname=app user=trustuser");
 	long pid = -1;
 	for (int round = 0; round < 3; round++) {
 		for (int i = 0; i < N; i++) {
