@@ -319,6 +319,8 @@ static struct pool *ahead_in_line(const struct pool *p, uint64_t now)
 }
 
 static bool ahead_elsewhere(const struct pool *p, uint64_t before, bool kick);
+static bool opener_elsewhere(struct pool *p, uint64_t before_us);
+static struct client *oldest_uncovered(const struct pool *p, int *uncovered);
 
 /* Schedules the kick of the first pool of each line p is in (see above). */
 static void pass_turn(struct pool *p, uint64_t now)
@@ -537,6 +539,9 @@ static void open_replication_servers(struct pool *p, uint64_t now)
 		next = TAILQ_NEXT(c, state_link);
 		if (c->repl_server)
 			continue;
+		/* Room goes to the oldest waiter of every worker (one pool on several workers). */
+		if (opener_elsewhere(p, c->wait_start_us))
+			break;
 		bool with_reserve = now - c->state_since >= (uint64_t)cfg->reserve_pool_timeout;
 		if (!reserve_server(p, with_reserve) &&
 		    !(evict_idle_here(p) && reserve_server(p, with_reserve)) &&
@@ -590,6 +595,10 @@ static void open_for_waiters(struct pool *p, uint64_t now, int idle_elsewhere)
 	if (!p->have_welcome && p->n_cl_waiting_login > 0 && logins == 0)
 		need = MAX(need, 1);
 	bool with_reserve = reserve_due(p, now);
+	int uncovered;
+	const struct client *oldest = need > 0 ? oldest_uncovered(p, &uncovered) : NULL;
+	if (oldest && opener_elsewhere(p, oldest->wait_start_us))
+		return;
 	for (; need > 0; need--) {
 		struct pool *ahead = ahead_in_line(p, now);
 		if (ahead) {
@@ -728,6 +737,7 @@ static struct client *oldest_uncovered(const struct pool *p, int *uncovered)
 
 static void on_pool_msg(struct worker *w, struct crew_msg *hdr);
 static void msg_free(struct pool_msg *m);
+static struct pool_msg *msg_new(const struct pool *p, int n);
 
 static void publish(struct pool *p)
 {
@@ -738,6 +748,21 @@ static void publish(struct pool *p)
 		c = oldest_uncovered(p, &uncovered);
 	ledger_share_publish(p->share, p->w->crew.index, paused ? 0 : p->n_sv_idle,
 			     c ? MAX(c->wait_start_us, 1) : 0, c ? uncovered : 0);
+	/* Its oldest waiter that a new server would serve (opener_elsewhere). */
+	uint64_t open_since = 0;
+	if (!paused && !login_retry_blocks(p, uv_now(p->w->loop))) {
+		if (c)
+			open_since = MAX(c->wait_start_us, 1);
+		const struct client *r;
+		TAILQ_FOREACH(r, &p->waiting_repl, state_link)
+			if (!r->repl_server && (!open_since || r->wait_start_us < open_since)) {
+				open_since = MAX(r->wait_start_us, 1);
+				break;
+			}
+	}
+	uint64_t *open_slot = &p->share->open_since_us[p->w->crew.index];
+	if (__atomic_load_n(open_slot, __ATOMIC_RELAXED) != open_since)
+		__atomic_store_n(open_slot, open_since, __ATOMIC_RELAXED);
 	/* Its place in the lines of shared limits (max_db_connections, max_user_connections). */
 	uint64_t since = 0;
 	if ((max_db_of(p) > 0 || max_user_of(p) > 0) &&
@@ -746,6 +771,40 @@ static void publish(struct pool *p)
 	uint64_t *slot = &p->share->line_since_ms[p->w->crew.index];
 	if (__atomic_load_n(slot, __ATOMIC_RELAXED) != since)
 		__atomic_store_n(slot, since ? MAX(since, 1) : 0, __ATOMIC_RELAXED);
+}
+
+/* Kicks p's pool on worker to (a message): it has something to do that p has not. */
+static void kick_there(const struct pool *p, int to)
+{
+	struct pool_msg *m = msg_new(p, 0);
+	m->hdr.run = on_pool_msg;
+	if (!crew_post(p->w->crew.of->workers[to], &m->hdr))
+		msg_free(m);
+}
+
+/*
+ * Room for a new server of p's pool goes to the oldest waiter of every
+ * worker: when another worker's waiter that needs one started waiting
+ * before before_us, that worker is kicked to open it, and true returned.
+ */
+static bool opener_elsewhere(struct pool *p, uint64_t before_us)
+{
+	if (!multi(p))
+		return false;
+	const struct crew *cr = p->w->crew.of;
+	int best = -1;
+	uint64_t best_since = before_us;
+	for (int i = 0; i < cr->n; i++) {
+		uint64_t since = __atomic_load_n(&p->share->open_since_us[i], __ATOMIC_RELAXED);
+		if (i != p->w->crew.index && since && since < best_since) {
+			best = i;
+			best_since = since;
+		}
+	}
+	if (best < 0)
+		return false;
+	kick_there(p, best);
+	return true;
 }
 
 /* What ahead_elsewhere looks for, and found: the earliest in line at another worker. */
@@ -1171,6 +1230,9 @@ void pool_kick(struct pool *p)
 				repl_blocked(p) || first_login_blocked(p)))
 			pull(p, now);
 		publish(p);
+		/* Room left under pool_size: the oldest waiter elsewhere that needs a server opens it. */
+		if (pool_total_servers(p) < pool_size_of(p))
+			(void)opener_elsewhere(p, UINT64_MAX);
 	}
 }
 

@@ -51,6 +51,11 @@ struct pool_share {
 	uint64_t wait_since_us[CONFIG_MAX_WORKERS]; /* uv_hrtime µs; 0: nobody waits uncovered */
 	int uncovered[CONFIG_MAX_WORKERS];
 	int in_flight[CONFIG_MAX_WORKERS]; /* servers sent to that worker, not yet there */
+	/*
+	 * uv_hrtime µs since when that worker's oldest waiter that needs a new
+	 * server (uncovered, or a replication client) has waited; 0: none
+	 */
+	uint64_t open_since_us[CONFIG_MAX_WORKERS];
 	/* uv_now since when that worker's pool is in line for a new server under a shared limit; 0: not */
 	uint64_t line_since_ms[CONFIG_MAX_WORKERS];
 	int waiting_workers; /* how many have wait_since_us set; atomic */
