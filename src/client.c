@@ -1356,7 +1356,8 @@ static bool relay_prepared(struct client *c, const struct pkt_hdr *h, bool *stop
 	*stop = false;
 	if (h->type == PKT_Query) {
 		/* Answered without PostgreSQL only when nothing else is under way. */
-		if (!c->prepared.n || s->rq.len || s->pass_remaining || s->txn_status == 'E')
+		if (!prepared_client_any(&c->prepared) || s->rq.len || s->pass_remaining ||
+		    s->txn_status == 'E')
 			return false;
 		rc = prepared_client_deallocate(c, h, s->txn_status);
 	} else {
@@ -1419,7 +1420,7 @@ static void relay(struct client *c)
 		switch (h.type) {
 		case PKT_Query:
 			/* Only a DEALLOCATE of the client's own names concerns prepared.c. */
-			if (c->prepared.n && relay_prepared(c, &h, &stop)) {
+			if (prepared_client_any(&c->prepared) && relay_prepared(c, &h, &stop)) {
 				if (stop)
 					goto out;
 				continue;
@@ -1441,7 +1442,7 @@ static void relay(struct client *c)
 			 * prepared.c relays a Bind, Describe or Close untouched when
 			 * the client has no statement names: skip asking it then.
 			 */
-			if ((h.type == PKT_Parse || c->prepared.n) &&
+			if ((h.type == PKT_Parse || prepared_client_any(&c->prepared)) &&
 			    relay_prepared(c, &h, &stop)) {
 				if (stop)
 					goto out;
@@ -2048,6 +2049,6 @@ void client_info(const struct client *c, struct conn_info *out)
 	out->recv_avail = (uint32_t)stream_avail(&c->stream);
 	out->pkt_remain = c->pass_remaining;
 	out->send_pending = (uint32_t)stream_unsent(&c->stream);
-	out->prepared_statements = c->prepared.n;
+	out->prepared_statements = prepared_client_count(&c->prepared);
 	out->replication = c->replication;
 }

@@ -89,6 +89,12 @@ void stream_ctx_flush(struct stream_ctx *ctx)
 		ctx->stage->start = ctx->stage->end = 0;
 }
 
+/* The owner's callbacks, kept in the poll handle's user field (see struct stream). */
+static inline const struct stream_ops *ops_of(const struct stream *s)
+{
+	return s->poll.data;
+}
+
 /* Queues s for stream_ctx_flush. */
 static void schedule_flush(struct stream *s)
 {
@@ -102,10 +108,9 @@ int stream_init(struct stream_ctx *ctx, struct stream *s, bool pipe, const struc
 {
 	memset(s, 0, sizeof(*s));
 	s->ctx = ctx;
-	s->ops = ops;
+	s->poll.data = (void *)ops;
 	s->is_pipe = pipe;
 	s->fd = -1;
-	s->read_max = ctx->max_packet_size;
 	return 0;
 }
 
@@ -229,7 +234,7 @@ static void dial_done(struct stream *s, int status)
 	dial_stop(s);
 	if (status == 0)
 		apply_tcp_options(s);
-	s->ops->connect(s, status);
+	ops_of(s)->connect(s, status);
 }
 
 /* An error found while stream_dial runs is reported at the next tick, never from within it. */
@@ -608,7 +613,7 @@ static void deliver(struct stream *s, ssize_t nread, const uv_buf_t *ub)
 	}
 	if (nread > 0) {
 		s->rbuf->end += (uint32_t)nread;
-		s->ops->read(s);
+		ops_of(s)->read(s);
 		release_rbuf_after_read(s);
 		return;
 	}
@@ -617,7 +622,7 @@ static void deliver(struct stream *s, ssize_t nread, const uv_buf_t *ub)
 		s->eof = true;
 		poll_sync(s);
 		if (!s->closing)
-			s->ops->error(s, (int)nread);
+			ops_of(s)->error(s, (int)nread);
 	}
 	release_rbuf_after_read(s);
 }
@@ -875,13 +880,14 @@ static void queue_slice(struct stream *dst, struct buf *b, const uint8_t *p, siz
 	} else if (o->n > 0) {
 		uv_buf_t *last = &o->iov[o->n - 1];
 		/* Consecutive slices of one buffer become one iovec. */
-		if (o->bufs[o->n - 1] == b && (uint8_t *)last->base + last->len == p) {
+		if (o->bufs[o->n - 1] == b && (uint8_t *)last->base + last->len == p &&
+		    len <= UINT32_MAX - dst->pending) {
 			last->len += len;
-			dst->pending += len;
+			dst->pending += (uint32_t)len;
 			return;
 		}
 	}
-	if (o->n == STREAM_IOV_MAX) {
+	if (o->n == STREAM_IOV_MAX || len > UINT32_MAX - dst->pending) {
 		stream_flush(dst);
 		if (dst->closing)
 			return;
@@ -893,7 +899,7 @@ static void queue_slice(struct stream *dst, struct buf *b, const uint8_t *p, siz
 	o->iov[o->n] = (uv_buf_t){ .base = (char *)p, .len = len };
 	o->bufs[o->n] = b;
 	o->n++;
-	dst->pending += len;
+	dst->pending += (uint32_t)len;
 }
 
 static void tls_write(struct stream *s, const void *p, size_t len);
@@ -1027,10 +1033,10 @@ static void on_writable(struct stream *s)
 			if (s->lingering)
 				finish_close(s);
 			else if (!s->closing)
-				s->ops->error(s, w);
+				ops_of(s)->error(s, w);
 			return;
 		}
-		s->queued -= (size_t)w;
+		s->queued -= (uint32_t)w;
 		if (!out_advance(o, (size_t)w))
 			return;
 		x->wq = o->next_free;
@@ -1044,8 +1050,8 @@ static void on_writable(struct stream *s)
 			linger_shutdown(s);
 		return;
 	}
-	if (!s->closing && s->ops->drain)
-		s->ops->drain(s);
+	if (!s->closing && ops_of(s)->drain)
+		ops_of(s)->drain(s);
 }
 
 /* What libuv saw on s's socket: the general case. */
@@ -1102,7 +1108,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
 		return;
 	}
 	b->end += (uint32_t)n;
-	s->ops->read(s);
+	ops_of(s)->read(s);
 	release_rbuf_after_read(s);
 	if ((size_t)n == space)
 		on_readable(s); /* it filled the space: more is likely waiting */
@@ -1124,7 +1130,7 @@ static void flush_out(struct stream *s)
 		int w = try_write(s, o->iov, n);
 		if (w < 0 && w != UV_EAGAIN) {
 			release_out(s);
-			s->ops->error(s, w);
+			ops_of(s)->error(s, w);
 			return;
 		}
 		out_advance(o, w > 0 ? (size_t)w : 0);
@@ -1134,14 +1140,22 @@ static void flush_out(struct stream *s)
 	if (o->first == n) {
 		out_put(s->ctx, o);
 		/* A reader paused for our sake waits for this. */
-		if (s->ops->drain)
-			s->ops->drain(s);
+		if (ops_of(s)->drain)
+			ops_of(s)->drain(s);
 		return;
 	}
 	/* The rest waits for the socket, keeping its buffer references. */
-	struct stream_aux *x = aux_of(s);
+	size_t rest = 0;
 	for (int i = o->first; i < n; i++)
-		s->queued += o->iov[i].len;
+		rest += o->iov[i].len;
+	if (rest > UINT32_MAX - s->queued) {
+		/* Beyond what queued counts: a peer that reads nothing while we write gigabytes. */
+		out_drop(s->ctx, o);
+		ops_of(s)->error(s, UV_ENOBUFS);
+		return;
+	}
+	struct stream_aux *x = aux_of(s);
+	s->queued += (uint32_t)rest;
 	o->next_free = NULL;
 	if (x->wq_tail)
 		x->wq_tail->next_free = o;
@@ -1157,7 +1171,7 @@ void stream_flush(struct stream *s)
 		if (s->tls_failed) {
 			s->tls_failed = false;
 			release_out(s);
-			s->ops->error(s, UV_EPROTO);
+			ops_of(s)->error(s, UV_EPROTO);
 			return;
 		}
 		tls_drain(s, true);
@@ -1181,8 +1195,8 @@ static void closed(struct stream *s)
 		free(s->aux);
 		s->aux = NULL;
 	}
-	if (s->ops->close)
-		s->ops->close(s);
+	if (ops_of(s)->close)
+		ops_of(s)->close(s);
 }
 
 static void on_close(uv_handle_t *h)
@@ -1380,11 +1394,11 @@ static void tls_deliver(struct stream *s)
 				return;
 			if (st == TLS_CLOSED)
 				s->eof = true;
-			s->ops->error(s, st == TLS_CLOSED ? UV_EOF : UV_EPROTO);
+			ops_of(s)->error(s, st == TLS_CLOSED ? UV_EOF : UV_EPROTO);
 			return;
 		}
 		s->rbuf->end += (uint32_t)n;
-		s->ops->read(s);
+		ops_of(s)->read(s);
 		release_rbuf_after_read(s);
 	}
 }
