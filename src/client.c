@@ -1506,7 +1506,7 @@ static void client_process(struct client *c)
 			client_close(c, "client sent Terminate");
 			return;
 		}
-		if (type == PKT_Query) {
+		if (type == PKT_Query && prepared_client_any(&c->prepared)) {
 			/* DEALLOCATE of its own statement names needs no server. */
 			enum prepared_rc rc = prepared_client_deallocate(c, &h, 'I');
 			if (rc == PREPARED_MORE)

@@ -70,6 +70,7 @@ void stream_ctx_deinit(struct stream_ctx *ctx)
 }
 
 static void tls_advance(struct stream *s);
+static void flush_out(struct stream *s);
 
 void stream_ctx_flush(struct stream_ctx *ctx)
 {
@@ -82,7 +83,11 @@ void stream_ctx_flush(struct stream_ctx *ctx)
 	while ((s = TAILQ_FIRST(&ctx->flush_queue)) != NULL) {
 		TAILQ_REMOVE(&ctx->flush_queue, s, flush_link);
 		s->in_flush_queue = false;
-		stream_flush(s);
+		/* A stream in the clear skips stream_flush's TLS step: one call less per stream. */
+		if (s->tls)
+			stream_flush(s);
+		else
+			flush_out(s);
 	}
 	/* Every slice of the staging buffer is sent: the next round starts at its beginning. */
 	if (ctx->stage && ctx->stage->refs == 1)
@@ -711,7 +716,7 @@ void stream_pause(struct stream *s)
 	update_reading(s);
 }
 
-void stream_resume(struct stream *s)
+void stream_unpause(struct stream *s)
 {
 	s->paused = false;
 	update_reading(s);
@@ -1054,8 +1059,8 @@ static void on_writable(struct stream *s)
 		ops_of(s)->drain(s);
 }
 
-/* What libuv saw on s's socket: the general case. */
-static void on_poll_any(struct stream *s, int status, int events)
+/* What libuv saw on s's socket: the general case (out of line, so that on_poll stays lean). */
+__attribute__((noinline)) static void on_poll_any(struct stream *s, int status, int events)
 {
 	if (status < 0) {
 		/*

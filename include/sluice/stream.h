@@ -336,7 +336,14 @@ void stream_read_now(struct stream *s);
 void stream_read_stop(struct stream *s);
 /* Backpressure: stop/resume reading without changing want_read. */
 void stream_pause(struct stream *s);
-void stream_resume(struct stream *s);
+/* stream_resume's work, for a paused stream. */
+void stream_unpause(struct stream *s);
+static inline void stream_resume(struct stream *s)
+{
+	/* Nearly every call (a drain after each flush) finds nothing paused: no call then. */
+	if (s->paused)
+		stream_unpause(s);
+}
 /*
  * The console's SUSPEND (on) and its end (off): reading stops, whatever the
  * owner and backpressure want, until it is turned off again; writing goes
