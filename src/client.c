@@ -1567,6 +1567,13 @@ void client_run_released(struct worker *w)
 	while ((c = TAILQ_FIRST(&w->released)) != NULL) {
 		TAILQ_REMOVE(&w->released, c, released_link);
 		c->released_queued = false;
+		/*
+		 * Most released clients sent nothing meanwhile: an IDLE client
+		 * with no input has nothing to process (the console's IDLE step
+		 * runs without input, but a console is never linked).
+		 */
+		if (c->state == CLIENT_IDLE && !c->admin_role && stream_avail(&c->stream) == 0)
+			continue;
 		client_process(c);
 	}
 }
