@@ -54,10 +54,8 @@ struct buf *buf_get(struct buf_pool *bp, size_t min_cap)
 	return b;
 }
 
-void buf_unref(struct buf *b)
+void buf_release(struct buf *b)
 {
-	if (--b->refs > 0)
-		return;
 	struct buf_pool *bp = b->pool;
 	if (!bp) {
 		free(b);

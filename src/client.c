@@ -1356,7 +1356,8 @@ static bool relay_prepared(struct client *c, const struct pkt_hdr *h, bool *stop
 	*stop = false;
 	if (h->type == PKT_Query) {
 		/* Answered without PostgreSQL only when nothing else is under way. */
-		if (!c->prepared.n || s->rq.len || s->pass_remaining || s->txn_status == 'E')
+		if (!prepared_client_any(&c->prepared) || s->rq.len || s->pass_remaining ||
+		    s->txn_status == 'E')
 			return false;
 		rc = prepared_client_deallocate(c, h, s->txn_status);
 	} else {
@@ -1419,7 +1420,7 @@ static void relay(struct client *c)
 		switch (h.type) {
 		case PKT_Query:
 			/* Only a DEALLOCATE of the client's own names concerns prepared.c. */
-			if (c->prepared.n && relay_prepared(c, &h, &stop)) {
+			if (prepared_client_any(&c->prepared) && relay_prepared(c, &h, &stop)) {
 				if (stop)
 					goto out;
 				continue;
@@ -1441,7 +1442,7 @@ static void relay(struct client *c)
 			 * prepared.c relays a Bind, Describe or Close untouched when
 			 * the client has no statement names: skip asking it then.
 			 */
-			if ((h.type == PKT_Parse || c->prepared.n) &&
+			if ((h.type == PKT_Parse || prepared_client_any(&c->prepared)) &&
 			    relay_prepared(c, &h, &stop)) {
 				if (stop)
 					goto out;
@@ -1505,7 +1506,7 @@ static void client_process(struct client *c)
 			client_close(c, "client sent Terminate");
 			return;
 		}
-		if (type == PKT_Query) {
+		if (type == PKT_Query && prepared_client_any(&c->prepared)) {
 			/* DEALLOCATE of its own statement names needs no server. */
 			enum prepared_rc rc = prepared_client_deallocate(c, &h, 'I');
 			if (rc == PREPARED_MORE)
@@ -1566,6 +1567,13 @@ void client_run_released(struct worker *w)
 	while ((c = TAILQ_FIRST(&w->released)) != NULL) {
 		TAILQ_REMOVE(&w->released, c, released_link);
 		c->released_queued = false;
+		/*
+		 * Most released clients sent nothing meanwhile: an IDLE client
+		 * with no input has nothing to process (the console's IDLE step
+		 * runs without input, but a console is never linked).
+		 */
+		if (c->state == CLIENT_IDLE && !c->admin_role && stream_avail(&c->stream) == 0)
+			continue;
 		client_process(c);
 	}
 }
@@ -2048,6 +2056,6 @@ void client_info(const struct client *c, struct conn_info *out)
 	out->recv_avail = (uint32_t)stream_avail(&c->stream);
 	out->pkt_remain = c->pass_remaining;
 	out->send_pending = (uint32_t)stream_unsent(&c->stream);
-	out->prepared_statements = c->prepared.n;
+	out->prepared_statements = prepared_client_count(&c->prepared);
 	out->replication = c->replication;
 }

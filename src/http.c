@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "sluice/authq.h"
@@ -102,7 +103,13 @@ struct http_probe {
 
 struct http {
 	struct worker *w;
-	uv_tcp_t listener;
+	/*
+	 * The listening socket, watched by a poll (accepted sockets become
+	 * streams with stream_adopt, the one way a stream gets a socket it did
+	 * not dial); listen_fd is -1 until the poll is initialised.
+	 */
+	uv_poll_t listener;
+	int listen_fd;
 	uv_timer_t timer;
 	TAILQ_HEAD(, http_conn) conns;
 	TAILQ_HEAD(, http_probe) probes;
@@ -746,16 +753,24 @@ static const struct stream_ops conn_stream_ops = {
 	.close = conn_on_closed,
 };
 
-static void on_connection(uv_stream_t *ls, int status)
+/* The listening socket is readable: one connection is accepted per event (it is level-triggered). */
+static void on_connection(uv_poll_t *ls, int status, int events)
 {
 	struct http *h = container_of(ls, struct http, listener);
-	if (status < 0) {
-		log_warning("http: accept on %s failed: %s", h->name, uv_strerror(status));
+	(void)events;
+	int fd = status < 0 ? -1 : accept4(h->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0) {
+		int err = status < 0 ? status : uv_translate_sys_error(errno);
+		if (err != UV_EAGAIN && err != UV_EINTR && err != UV_ECONNABORTED)
+			log_warning("http: accept on %s failed: %s", h->name, uv_strerror(err));
+		if (status < 0) /* libuv stopped watching (EPOLLERR): watch again */
+			(void)uv_poll_start(&h->listener, UV_READABLE, on_connection);
 		return;
 	}
 	struct http_conn *c = xcalloc(1, sizeof(*c));
 	c->h = h;
 	if (stream_init(&h->w->io, &c->stream, false, &conn_stream_ops) != 0) {
+		close(fd);
 		free(c);
 		return;
 	}
@@ -763,12 +778,33 @@ static void on_connection(uv_stream_t *ls, int status)
 	h->n_conns++;
 	h->open++;
 	c->deadline = uv_now(h->w->loop) + HTTP_DEADLINE_MS;
-	if (stream_accept(&c->stream, ls) != 0 || h->n_conns > HTTP_MAX_CONNS) {
+	if (stream_adopt(&c->stream, fd) != 0 || h->n_conns > HTTP_MAX_CONNS) {
 		conn_close(c);
 		return;
 	}
+	stream_tune_socket(fd, &h->w->io.tcp);
 	timer_arm(h);
 	stream_read_start(&c->stream);
+}
+
+/* A listening TCP socket on ss (only IPv6 on an IPv6 address, as libuv's UV_TCP_IPV6ONLY). */
+static int listen_socket(const struct sockaddr_storage *ss)
+{
+	bool v6 = ss->ss_family == AF_INET6;
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return uv_translate_sys_error(errno);
+	int on = 1;
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (v6)
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+	socklen_t len = v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	if (bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, HTTP_BACKLOG) != 0) {
+		int err = uv_translate_sys_error(errno);
+		close(fd);
+		return err;
+	}
+	return fd;
 }
 
 /* Deadlines of connections; the timer stops when there is nothing to watch. */
@@ -812,18 +848,11 @@ int http_start(struct worker *w, int fd)
 	uv_timer_init(w->loop, &h->timer);
 	h->timer.data = h;
 	h->open++;
-	uv_tcp_init(w->loop, &h->listener);
-	h->listener.data = h;
-	h->open++;
+	h->listen_fd = -1;
 	w->http = h;
 
-	int rc;
-	if (fd >= 0) {
-		/* The predecessor's listening socket, bound and listening already. */
-		rc = uv_tcp_open(&h->listener, fd);
-		if (rc < 0)
-			close(fd);
-	} else {
+	int rc = 0;
+	if (fd < 0) {
 		struct sockaddr_storage ss;
 		bool v6 = strchr(addr, ':') != NULL;
 		rc = v6 ? uv_ip6_addr(addr, cfg->metrics_port, (struct sockaddr_in6 *)&ss)
@@ -834,10 +863,22 @@ int http_start(struct worker *w, int fd)
 			http_stop(w);
 			return rc;
 		}
-		rc = uv_tcp_bind(&h->listener, (struct sockaddr *)&ss, v6 ? UV_TCP_IPV6ONLY : 0);
+		fd = listen_socket(&ss);
+		if (fd < 0)
+			rc = fd;
 	}
-	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)&h->listener, HTTP_BACKLOG, on_connection);
+	/* fd: the predecessor's listening socket, or ours, bound and listening. */
+	if (rc == 0) {
+		rc = uv_poll_init(w->loop, &h->listener, fd);
+		if (rc == 0) {
+			h->listener.data = h;
+			h->listen_fd = fd;
+			h->open++;
+			rc = uv_poll_start(&h->listener, UV_READABLE, on_connection);
+		} else {
+			close(fd);
+		}
+	}
 	if (rc < 0) {
 		log_error("cannot listen on http://%s: %s", h->name, uv_strerror(rc));
 		http_stop(w);
@@ -851,10 +892,7 @@ int http_start(struct worker *w, int fd)
 
 int http_listen_fd(const struct worker *w)
 {
-	uv_os_fd_t fd;
-	if (!w->http || uv_fileno((const uv_handle_t *)&w->http->listener, &fd) != 0)
-		return -1;
-	return fd;
+	return w->http ? w->http->listen_fd : -1;
 }
 
 void http_stop(struct worker *w)
@@ -866,7 +904,12 @@ void http_stop(struct worker *w)
 	h->stopped = true;
 	/* Hold a reference so that callbacks run synchronously cannot free h under us. */
 	h->open++;
-	uv_close((uv_handle_t *)&h->listener, on_handle_closed);
+	if (h->listen_fd >= 0) {
+		/* The close stops the poll at once: the socket may go with it. */
+		uv_close((uv_handle_t *)&h->listener, on_handle_closed);
+		close(h->listen_fd);
+		h->listen_fd = -1;
+	}
 	uv_timer_stop(&h->timer);
 	uv_close((uv_handle_t *)&h->timer, on_handle_closed);
 	struct http_conn *c, *cn;

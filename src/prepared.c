@@ -121,6 +121,11 @@ static struct prepared_name *name_find(struct prepared_client *pc, const char *n
 	return n;
 }
 
+uint32_t prepared_client_count(const struct prepared_client *pc)
+{
+	return (uint32_t)HASH_COUNT(pc->by_name);
+}
+
 /* The name as Bind, Describe and Close see it: not while a Close of it is pending. */
 static struct prepared_name *name_live(struct prepared_client *pc, const char *name)
 {
@@ -131,7 +136,6 @@ static struct prepared_name *name_live(struct prepared_client *pc, const char *n
 static void name_drop(struct worker *w, struct prepared_client *pc, struct prepared_name *n)
 {
 	HASH_DEL(pc->by_name, n);
-	pc->n--;
 	pstmt_unref(w, n->stmt);
 	free(n);
 }
@@ -148,7 +152,6 @@ static struct prepared_name *name_bind(struct worker *w, struct prepared_client 
 		n = xmalloc(sizeof(*n) + len);
 		memcpy(n->name, name, len);
 		HASH_ADD_STR(pc->by_name, name, n);
-		pc->n++;
 	}
 	n->stmt = st;
 	n->id = ++w->prepared.next_name_id;
@@ -550,7 +553,7 @@ static enum prepared_rc on_parse(struct client *c, const struct pkt_hdr *h)
 static enum prepared_rc on_bind(struct client *c, const struct pkt_hdr *h, uint32_t *rest)
 {
 	struct stream *cs = &c->stream;
-	if (c->prepared.n == 0)
+	if (!prepared_client_any(&c->prepared))
 		return PREPARED_RELAY;
 	/* Only the two names are needed; the parameters may be large and are relayed. */
 	size_t avail = stream_avail(cs);
@@ -602,7 +605,7 @@ static struct prepared_name *statement_named(struct client *c, const struct pkt_
 					     enum prepared_rc *rc, const char *what)
 {
 	*rc = PREPARED_RELAY;
-	if (c->prepared.n == 0 || h->len > SMALL_MESSAGE_MAX)
+	if (!prepared_client_any(&c->prepared) || h->len > SMALL_MESSAGE_MAX)
 		return NULL;
 	if (!have_whole(c, h)) {
 		*rc = PREPARED_MORE;
@@ -737,7 +740,7 @@ static const char *identifier(const char *p, char *out, size_t cap)
 enum prepared_rc prepared_client_deallocate(struct client *c, const struct pkt_hdr *h,
 					    char txn_status)
 {
-	if (c->prepared.n == 0 || h->len > DEALLOCATE_MAX)
+	if (!prepared_client_any(&c->prepared) || h->len > DEALLOCATE_MAX)
 		return PREPARED_RELAY;
 	if (!have_whole(c, h))
 		return PREPARED_MORE;

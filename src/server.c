@@ -741,7 +741,8 @@ static bool must_inspect(const struct server *s, uint8_t type, bool swallow)
 		return true;
 	case PKT_CommandComplete:
 		/* Only a session with named statements cares about DISCARD ALL. */
-		return swallow || s->prepared.n || (s->client && s->client->prepared.n);
+		return swallow || s->prepared.n ||
+		       (s->client && prepared_client_any(&s->client->prepared));
 	case PKT_ErrorResponse:
 		return swallow || rq_head(&s->rq) == RQ_PARSE_IN_USE;
 	default:
@@ -1467,7 +1468,6 @@ static void open_server(struct pool *p, struct client *owner)
 		return;
 	}
 	s->stream_open = true;
-	s->stream.read_max = SERVER_MAX_INSPECT;
 }
 
 void server_connect(struct pool *p)
@@ -1681,7 +1681,6 @@ struct server *server_unpack(struct pool *p, struct server_parcel *parcel)
 	}
 	if (tls)
 		stream_give_tls(&s->stream, tls);
-	s->stream.read_max = SERVER_MAX_INSPECT;
 	stream_read_start(&s->stream);
 	server_set_state(s, SERVER_IDLE);
 	s->idle_since = parcel->idle_since;
@@ -1770,7 +1769,6 @@ struct server *server_adopt(struct pool *p, int fd, const struct handover_server
 		server_close(s, "cannot take over the socket");
 		return NULL;
 	}
-	s->stream.read_max = SERVER_MAX_INSPECT;
 	pool_learn_welcome(p, &s->params);
 	server_set_state(s, SERVER_IDLE);
 	stream_read_start(&s->stream);

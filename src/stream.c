@@ -1,13 +1,22 @@
 /*
- * stream.c - libuv stream plumbing for every socket (see stream.h).
+ * stream.c - the I/O of every connection's socket (see stream.h).
  *
- * This is the only file that starts or stops reads and issues writes. Writes
- * are batched per loop iteration: the owner queues slices during its read
- * callback, and the loop owner's check step calls stream_ctx_flush, which
- * tries one non-blocking writev per stream (try_write) and hands only a
- * remainder to uv_write.
- * A request that goes to uv_write holds a reference on every buffer it
- * points into until its callback.
+ * This is the only file that reads from or writes to a connection's socket.
+ * libuv only watches it (a uv_poll_t: readable, writable), and the calls are
+ * ours: one read per readable event into the pooled buffer (a second only
+ * when the first filled it), one writev per stream and loop iteration.
+ * Writes are batched per loop iteration: the owner queues slices during its
+ * read callback, and the loop owner's check step calls stream_ctx_flush,
+ * which tries one non-blocking writev per stream (try_write); only a
+ * remainder waits in the stream's write queue, sent when the socket is
+ * writable again. A batch in the write queue holds a reference on every
+ * buffer it points into until its last byte is sent.
+ *
+ * The poll watches only what the stream wants (poll_sync): reading while
+ * the owner reads, writing while something waits or a connect is under way.
+ * Every change of what it watches costs epoll_ctl calls (uv_poll_start
+ * removes the socket from epoll and adds it again), so it changes only when
+ * the wish does, never per message.
  */
 #include "sluice/stream.h"
 
@@ -22,6 +31,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 /* Below this much free space at the end of rbuf a new read gets a fresh area. */
 #define READ_MIN_SPACE 2048
@@ -51,24 +62,42 @@ void stream_ctx_deinit(struct stream_ctx *ctx)
 	ctx->out_free_count = 0;
 	free(ctx->cipher_in);
 	ctx->cipher_in = NULL;
+	if (ctx->stage) {
+		buf_unref(ctx->stage);
+		ctx->stage = NULL;
+	}
 	buf_pool_deinit(&ctx->bufs);
 }
 
 static void tls_advance(struct stream *s);
+static void flush_out(struct stream *s);
 
 void stream_ctx_flush(struct stream_ctx *ctx)
 {
 	struct stream *s;
 	while ((s = TAILQ_FIRST(&ctx->tls_ready)) != NULL) {
-		TAILQ_REMOVE(&ctx->tls_ready, s, tls_link);
+		TAILQ_REMOVE(&ctx->tls_ready, s, aux->tls_link);
 		s->in_tls_ready = false;
 		tls_advance(s);
 	}
 	while ((s = TAILQ_FIRST(&ctx->flush_queue)) != NULL) {
 		TAILQ_REMOVE(&ctx->flush_queue, s, flush_link);
 		s->in_flush_queue = false;
-		stream_flush(s);
+		/* A stream in the clear skips stream_flush's TLS step: one call less per stream. */
+		if (s->tls)
+			stream_flush(s);
+		else
+			flush_out(s);
 	}
+	/* Every slice of the staging buffer is sent: the next round starts at its beginning. */
+	if (ctx->stage && ctx->stage->refs == 1)
+		ctx->stage->start = ctx->stage->end = 0;
+}
+
+/* The owner's callbacks, kept in the poll handle's user field (see struct stream). */
+static inline const struct stream_ops *ops_of(const struct stream *s)
+{
+	return s->poll.data;
 }
 
 /* Queues s for stream_ctx_flush. */
@@ -84,10 +113,50 @@ int stream_init(struct stream_ctx *ctx, struct stream *s, bool pipe, const struc
 {
 	memset(s, 0, sizeof(*s));
 	s->ctx = ctx;
-	s->ops = ops;
+	s->poll.data = (void *)ops;
 	s->is_pipe = pipe;
-	s->read_max = ctx->max_packet_size;
-	return pipe ? uv_pipe_init(ctx->loop, &s->h.pipe, 0) : uv_tcp_init(ctx->loop, &s->h.tcp);
+	s->fd = -1;
+	return 0;
+}
+
+/* The side allocation of struct stream, made at the first need. */
+static struct stream_aux *aux_of(struct stream *s)
+{
+	if (!s->aux)
+		s->aux = xcalloc(1, sizeof(*s->aux));
+	return s->aux;
+}
+
+static void on_poll(uv_poll_t *h, int status, int events);
+
+/* Watches what s wants now: its reads, its pending writes or connect. */
+static void poll_sync(struct stream *s)
+{
+	if (s->fd < 0 || s->close_started)
+		return;
+	int want = 0;
+	if (s->lingering || (s->reading && !s->eof))
+		want |= UV_READABLE;
+	if (s->connecting || s->queued > 0)
+		want |= UV_WRITABLE;
+	if (want == s->poll_events)
+		return;
+	s->poll_events = (uint8_t)want;
+	if (want)
+		(void)uv_poll_start(&s->poll, want, on_poll); /* cannot fail on an open handle */
+	else
+		(void)uv_poll_stop(&s->poll);
+}
+
+/* Makes fd s's socket and watches it from now on. fd is not closed on failure. */
+static int attach(struct stream *s, int fd)
+{
+	int rc = uv_poll_init(s->ctx->loop, &s->poll, fd);
+	if (rc != 0)
+		return rc;
+	s->fd = fd;
+	poll_sync(s);
+	return 0;
 }
 
 void stream_tune_socket(int fd, const struct stream_tcp_options *o)
@@ -114,32 +183,22 @@ void stream_tune_socket(int fd, const struct stream_tcp_options *o)
 /* tcp_keepalive and friends, and TCP_NODELAY, on a TCP stream's socket once it exists. */
 static void apply_tcp_options(struct stream *s)
 {
-	uv_os_fd_t fd;
-	if (!s->is_pipe && uv_fileno(&s->h.handle, &fd) == 0)
-		stream_tune_socket(fd, &s->ctx->tcp);
-}
-
-int stream_accept(struct stream *s, uv_stream_t *listener)
-{
-	int rc = uv_accept(listener, &s->h.base);
-	if (rc == 0)
-		apply_tcp_options(s);
-	return rc;
+	if (!s->is_pipe && s->fd >= 0)
+		stream_tune_socket(s->fd, &s->ctx->tcp);
 }
 
 int stream_adopt(struct stream *s, int fd)
 {
-	int rc = s->is_pipe ? uv_pipe_open(&s->h.pipe, fd) : uv_tcp_open(&s->h.tcp, fd);
+	int rc = attach(s, fd);
 	if (rc != 0)
 		close(fd);
 	return rc;
 }
 
 /*
- * Connect, resolve and shutdown requests are allocated for their one use:
- * only a few streams ever connect or linger, so they do not weigh on every
- * idle client. libuv always calls their callbacks (a connect's with
- * UV_ECANCELED when its handle is closed), and the callbacks free them.
+ * A resolution is allocated for its one use: only a few streams ever
+ * connect, so it does not weigh on every idle client. libuv always calls its
+ * callback, which frees it.
  */
 
 /* A name being resolved; it outlives its stream if the stream is closed first. */
@@ -151,11 +210,12 @@ struct dial_req {
 /* Forgets a resolution in progress: its callback will only free it. */
 static void dial_abandon_resolve(struct stream *s)
 {
-	if (!s->dial)
+	struct stream_aux *x = s->aux;
+	if (!x || !x->dial)
 		return;
-	s->dial->s = NULL;
-	(void)uv_cancel((uv_req_t *)&s->dial->gai);
-	s->dial = NULL;
+	x->dial->s = NULL;
+	(void)uv_cancel((uv_req_t *)&x->dial->gai);
+	x->dial = NULL;
 }
 
 /* Takes s off the dial queue; a connect or resolution still running is ignored from now on. */
@@ -164,8 +224,12 @@ static void dial_stop(struct stream *s)
 	if (!s->dialing)
 		return;
 	s->dialing = false;
-	TAILQ_REMOVE(&s->ctx->dial_queue, s, dial_link);
+	TAILQ_REMOVE(&s->ctx->dial_queue, s, aux->dial_link);
 	dial_abandon_resolve(s);
+	if (s->connecting) {
+		s->connecting = false;
+		poll_sync(s);
+	}
 }
 
 static void dial_done(struct stream *s, int status)
@@ -175,33 +239,56 @@ static void dial_done(struct stream *s, int status)
 	dial_stop(s);
 	if (status == 0)
 		apply_tcp_options(s);
-	s->ops->connect(s, status);
+	ops_of(s)->connect(s, status);
 }
 
 /* An error found while stream_dial runs is reported at the next tick, never from within it. */
 static void dial_fail_later(struct stream *s, int err)
 {
-	s->dial_error = err;
-	s->dial_deadline = 0;
+	s->aux->dial_error = err;
+	s->aux->dial_deadline = 0;
 }
 
-static void on_connect(uv_connect_t *req, int status)
+/* The socket became writable while connecting: the connect's outcome is known. */
+static void connect_done(struct stream *s)
 {
-	struct stream *s = req->data;
-	free(req);
-	if (s->closing)
-		return;
-	dial_done(s, status);
+	int err = s->aux->dial_error;
+	if (err == 0) {
+		int so = 0;
+		socklen_t len = sizeof(so);
+		if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &so, &len) != 0)
+			so = errno;
+		err = so ? uv_translate_sys_error(so) : 0;
+	}
+	s->connecting = false;
+	poll_sync(s);
+	dial_done(s, err);
 }
 
-static int connect_tcp(struct stream *s, const struct sockaddr *addr)
+/*
+ * A non-blocking socket for addr, connecting. An error of the connect itself
+ * is kept and reported when the socket turns writable, which a failed
+ * socket does at once: from the loop, never from within stream_dial.
+ * Non-zero only when there is no socket to wait on.
+ */
+static int connect_socket(struct stream *s, const struct sockaddr *addr, socklen_t len)
 {
-	uv_connect_t *req = xmalloc(sizeof(*req));
-	req->data = s;
-	int rc = uv_tcp_connect(req, &s->h.tcp, addr, on_connect);
-	if (rc != 0)
-		free(req);
-	return rc;
+	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return uv_translate_sys_error(errno);
+	int rc = attach(s, fd);
+	if (rc != 0) {
+		close(fd);
+		return rc;
+	}
+	do
+		rc = connect(fd, addr, len);
+	while (rc < 0 && errno == EINTR);
+	if (rc < 0 && errno != EINPROGRESS)
+		s->aux->dial_error = uv_translate_sys_error(errno);
+	s->connecting = true;
+	poll_sync(s);
+	return 0;
 }
 
 static void on_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
@@ -210,12 +297,12 @@ static void on_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
 	struct stream *s = d->s;
 	free(d);
 	if (s) {
-		s->dial = NULL;
+		s->aux->dial = NULL;
 		if (status == 0 && !res)
 			status = UV_EAI_NONAME;
 		if (status == 0) {
 			s->resolved = true;
-			status = connect_tcp(s, res->ai_addr);
+			status = connect_socket(s, res->ai_addr, res->ai_addrlen);
 		}
 		if (status != 0)
 			dial_done(s, status);
@@ -230,20 +317,21 @@ int stream_dial(struct stream_ctx *ctx, struct stream *s, const struct stream_op
 	int rc = stream_init(ctx, s, pipe, ops);
 	if (rc != 0)
 		return rc;
+	struct stream_aux *x = aux_of(s);
 	s->dialing = true;
-	s->dial_deadline = timeout_ms ? uv_now(ctx->loop) + timeout_ms : UINT64_MAX;
-	TAILQ_INSERT_TAIL(&ctx->dial_queue, s, dial_link);
+	x->dial_deadline = timeout_ms ? uv_now(ctx->loop) + timeout_ms : UINT64_MAX;
+	TAILQ_INSERT_TAIL(&ctx->dial_queue, s, aux->dial_link);
 	if (pipe) {
-		char path[PATH_MAX];
-		if (port > 0)
-			snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", host, port);
-		else
-			snprintf(path, sizeof(path), "%s", host);
+		struct sockaddr_un un = { .sun_family = AF_UNIX };
+		int n = port > 0 ? snprintf(un.sun_path, sizeof(un.sun_path), "%s/.s.PGSQL.%d",
+					    host, port)
+				 : snprintf(un.sun_path, sizeof(un.sun_path), "%s", host);
 		s->resolved = true;
-		uv_connect_t *req = xmalloc(sizeof(*req));
-		req->data = s;
-		uv_pipe_connect(req, &s->h.pipe, path,
-				on_connect); /* reports errors through on_connect */
+		rc = n < 0 || (size_t)n >= sizeof(un.sun_path)
+			     ? UV_ENAMETOOLONG
+			     : connect_socket(s, (const struct sockaddr *)&un, sizeof(un));
+		if (rc != 0)
+			dial_fail_later(s, rc);
 		return 0;
 	}
 	/* A numeric address needs no trip to the thread pool. */
@@ -251,7 +339,9 @@ int stream_dial(struct stream_ctx *ctx, struct stream *s, const struct stream_op
 	if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) == 0 ||
 	    uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) == 0) {
 		s->resolved = true;
-		rc = connect_tcp(s, (const struct sockaddr *)&ss);
+		rc = connect_socket(s, (const struct sockaddr *)&ss,
+				    ss.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+							    : sizeof(struct sockaddr_in6));
 		if (rc != 0)
 			dial_fail_later(s, rc);
 		return 0;
@@ -267,8 +357,18 @@ int stream_dial(struct stream_ctx *ctx, struct stream *s, const struct stream_op
 		dial_fail_later(s, rc);
 		return 0;
 	}
-	s->dial = d;
+	x->dial = d;
 	return 0;
+}
+
+/* getsockname or getpeername of s's socket. */
+static bool sock_addr(const struct stream *s, bool local, struct sockaddr_storage *ss)
+{
+	socklen_t n = sizeof(*ss);
+	if (s->fd < 0)
+		return false;
+	return (local ? getsockname(s->fd, (struct sockaddr *)ss, &n)
+		      : getpeername(s->fd, (struct sockaddr *)ss, &n)) == 0;
 }
 
 bool stream_address(const struct stream *s, bool local, char *host, size_t len, int *port)
@@ -276,10 +376,7 @@ bool stream_address(const struct stream *s, bool local, char *host, size_t len, 
 	if (s->is_pipe)
 		return false;
 	struct sockaddr_storage ss;
-	int n = sizeof(ss);
-	int rc = local ? uv_tcp_getsockname(&s->h.tcp, (struct sockaddr *)&ss, &n)
-		       : uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &n);
-	if (rc != 0)
+	if (!sock_addr(s, local, &ss))
 		return false;
 	if (ss.ss_family == AF_INET) {
 		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
@@ -298,18 +395,16 @@ bool stream_address(const struct stream *s, bool local, char *host, size_t len, 
 
 bool stream_peer_sockaddr(const struct stream *s, struct sockaddr_storage *ss)
 {
-	int n = sizeof(*ss);
-	return !s->is_pipe && uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)ss, &n) == 0;
+	return !s->is_pipe && sock_addr(s, false, ss);
 }
 
 bool stream_peer_cred(const struct stream *s, unsigned *uid, int *pid)
 {
-	uv_os_fd_t fd;
-	if (!s->is_pipe || uv_fileno(&s->h.handle, &fd) != 0)
+	if (!s->is_pipe || s->fd < 0)
 		return false;
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+	if (getsockopt(s->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
 		return false;
 	*uid = (unsigned)cred.uid;
 	*pid = (int)cred.pid;
@@ -412,10 +507,7 @@ static void sock_name(struct stream *s, bool local, char *out, size_t len)
 		return;
 	}
 	struct sockaddr_storage ss;
-	int n = sizeof(ss);
-	int rc = local ? uv_tcp_getsockname(&s->h.tcp, (struct sockaddr *)&ss, &n)
-		       : uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &n);
-	if (rc != 0)
+	if (!sock_addr(s, local, &ss))
 		ss.ss_family = AF_UNSPEC;
 	stream_format_address((const struct sockaddr *)&ss, out, len);
 }
@@ -448,13 +540,11 @@ static void release_rbuf_after_read(struct stream *s)
 	}
 }
 
-/* Room at the end of s's read buffer for the next bytes (a fresh or moved buffer if needed). */
-static void rbuf_space(struct stream *s, uv_buf_t *out)
+/* rbuf_space's rarer case: too little room left at the end of the read buffer. */
+static struct buf *rbuf_make_room(struct stream *s)
 {
 	struct buf *b = s->rbuf;
-	if (!b) {
-		b = s->rbuf = buf_get(&s->ctx->bufs, BUF_SIZE);
-	} else if (buf_space(b) < READ_MIN_SPACE) {
+	{
 		uint32_t left = buf_avail(b);
 		if (b->refs == 1 && left + READ_MIN_SPACE <= b->cap) {
 			/* Nobody else points into it: slide the partial message down. */
@@ -471,6 +561,23 @@ static void rbuf_space(struct stream *s, uv_buf_t *out)
 			b = s->rbuf = nb;
 		}
 	}
+	return b;
+}
+
+/* Room at the end of s's read buffer for the next bytes (a fresh or moved buffer if needed). */
+static inline struct buf *rbuf_room(struct stream *s)
+{
+	struct buf *b = s->rbuf;
+	if (!b)
+		return s->rbuf = buf_get(&s->ctx->bufs, BUF_SIZE);
+	if (buf_space(b) < READ_MIN_SPACE)
+		return rbuf_make_room(s);
+	return b;
+}
+
+static void rbuf_space(struct stream *s, uv_buf_t *out)
+{
+	struct buf *b = rbuf_room(s);
 	out->base = (char *)b->data + b->end;
 	out->len = buf_space(b);
 }
@@ -478,23 +585,24 @@ static void rbuf_space(struct stream *s, uv_buf_t *out)
 /* Ciphertext is read into the context's one scratch area and fed to the engine at once. */
 #define CIPHER_IN_SIZE (BUF_SIZE + 1024)
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
+/* Where the next read goes: the read buffer, or the ciphertext area of a TLS stream. */
+static void read_space(struct stream *s, uv_buf_t *out)
 {
-	struct stream *s = container_of(h, struct stream, h.handle);
-	(void)suggested;
 	if (s->tls && !s->lingering) {
 		if (!s->ctx->cipher_in)
 			s->ctx->cipher_in = xmalloc(CIPHER_IN_SIZE);
-		*out = uv_buf_init((char *)s->ctx->cipher_in, CIPHER_IN_SIZE);
+		*out = (uv_buf_t){ .base = (char *)s->ctx->cipher_in, .len = CIPHER_IN_SIZE };
 		return;
 	}
 	rbuf_space(s, out);
 }
 
-
-static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *ub)
+/*
+ * What a read gave (nread bytes at ub->base, 0 for nothing yet, UV_EOF or an
+ * error) goes to the owner, or is discarded while lingering.
+ */
+static void deliver(struct stream *s, ssize_t nread, const uv_buf_t *ub)
 {
-	struct stream *s = container_of(h, struct stream, h.base);
 	if (s->lingering) {
 		/* Closing: input is discarded until the peer closes its side. */
 		if (s->rbuf)
@@ -510,31 +618,69 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *ub)
 	}
 	if (nread > 0) {
 		s->rbuf->end += (uint32_t)nread;
-		s->ops->read(s);
+		ops_of(s)->read(s);
 		release_rbuf_after_read(s);
 		return;
 	}
-	if (nread == UV_EOF)
+	if (nread < 0) {
+		/* Either way nothing more will be read: the poll stops watching for it. */
 		s->eof = true;
-	if (nread < 0 && !s->closing)
-		s->ops->error(s, (int)nread);
+		poll_sync(s);
+		if (!s->closing)
+			ops_of(s)->error(s, (int)nread);
+	}
 	release_rbuf_after_read(s);
+}
+
+/* A failed read's errno as deliver takes it: 0 for nothing yet, else a libuv error. */
+static ssize_t read_error(int err)
+{
+	return err == EAGAIN || err == EWOULDBLOCK ? 0 : uv_translate_sys_error(err);
+}
+
+/* One read(2) into the space given: bytes, 0 for nothing yet, UV_EOF, or an error. */
+static ssize_t read_once(struct stream *s, const uv_buf_t *b)
+{
+	ssize_t n;
+	do
+		n = read(s->fd, b->base, b->len);
+	while (n < 0 && errno == EINTR);
+	if (n > 0)
+		return n;
+	return n == 0 ? UV_EOF : read_error(errno);
+}
+
+/*
+ * The socket is readable. One read, as a message is usually smaller than
+ * the space offered; another only when the read filled the space, as the
+ * rest is then likely waiting (level-triggered: anything left is reported
+ * again by the next poll).
+ */
+static void on_readable(struct stream *s)
+{
+	for (int round = 0; round < 32; round++) {
+		if (!(s->reading || s->lingering) || s->eof || s->close_started)
+			return;
+		uv_buf_t b;
+		read_space(s, &b);
+		ssize_t n = read_once(s, &b);
+		deliver(s, n, &b);
+		if (n <= 0 || (size_t)n < b.len)
+			return;
+	}
 }
 
 void stream_read_now(struct stream *s)
 {
-	uv_os_fd_t fd;
-	if (!s->reading || uv_fileno(&s->h.handle, &fd) != 0)
+	if (!s->reading || s->fd < 0 || s->eof)
 		return;
 	uv_buf_t b;
-	on_alloc(&s->h.handle, 0, &b);
-	ssize_t n = recv(fd, b.base, b.len, MSG_DONTWAIT);
-	if (n > 0)
-		on_read(&s->h.base, n, &b);
-	else if (n == 0)
-		on_read(&s->h.base, UV_EOF, &b);
+	read_space(s, &b);
+	ssize_t n = read_once(s, &b);
+	if (n > 0 || n == UV_EOF)
+		deliver(s, n, &b);
 	else
-		release_rbuf_after_read(s); /* nothing yet (or an error): the loop will see it */
+		release_rbuf_after_read(s); /* nothing yet (or an error): the poll will see it */
 }
 
 static void update_reading(struct stream *s)
@@ -542,18 +688,13 @@ static void update_reading(struct stream *s)
 	bool want = s->want_read && !s->paused && !s->suspended && !s->closing;
 	if (want == s->reading)
 		return;
-	if (want) {
-		if (uv_read_start(&s->h.base, on_alloc, on_read) == 0)
-			s->reading = true;
-		/* The socket may have nothing more to say: the engine's input is handed over at the check step. */
-		if (s->reading && s->tls && !s->tls_handshaking && !s->in_tls_ready &&
-		    tls_conn_has_input(s->tls)) {
-			s->in_tls_ready = true;
-			TAILQ_INSERT_TAIL(&s->ctx->tls_ready, s, tls_link);
-		}
-	} else {
-		uv_read_stop(&s->h.base);
-		s->reading = false;
+	s->reading = want;
+	poll_sync(s);
+	/* The socket may have nothing more to say: the engine's input is handed over at the check step. */
+	if (want && s->tls && !s->tls_handshaking && !s->in_tls_ready &&
+	    tls_conn_has_input(s->tls)) {
+		s->in_tls_ready = true;
+		TAILQ_INSERT_TAIL(&s->ctx->tls_ready, s, aux->tls_link);
 	}
 }
 
@@ -575,7 +716,7 @@ void stream_pause(struct stream *s)
 	update_reading(s);
 }
 
-void stream_resume(struct stream *s)
+void stream_unpause(struct stream *s)
 {
 	s->paused = false;
 	update_reading(s);
@@ -589,10 +730,7 @@ void stream_suspend(struct stream *s, bool on)
 
 int stream_fd(const struct stream *s)
 {
-	uv_os_fd_t fd;
-	if (uv_fileno(&s->h.handle, &fd) != 0)
-		return -1;
-	return fd;
+	return s->fd;
 }
 
 int stream_send_fd(struct stream *s, const void *p, size_t len, int fd, uint64_t timeout_ms)
@@ -721,7 +859,7 @@ static struct stream_out *out_get(struct stream_ctx *ctx)
 	}
 	o->n = 0;
 	o->first = 0;
-	o->bytes = 0;
+	o->next_free = NULL;
 	return o;
 }
 
@@ -736,7 +874,9 @@ static void out_put(struct stream_ctx *ctx, struct stream_out *o)
 	ctx->out_free_count++;
 }
 
-static void queue_slice(struct stream *dst, struct buf *b, const uint8_t *p, size_t len)
+/* Inlined into its callers: a forwarded message pays one call, not two. */
+static inline __attribute__((always_inline)) void queue_slice(struct stream *dst, struct buf *b,
+							      const uint8_t *p, size_t len)
 {
 	if (len == 0)
 		return;
@@ -747,13 +887,14 @@ static void queue_slice(struct stream *dst, struct buf *b, const uint8_t *p, siz
 	} else if (o->n > 0) {
 		uv_buf_t *last = &o->iov[o->n - 1];
 		/* Consecutive slices of one buffer become one iovec. */
-		if (o->bufs[o->n - 1] == b && (uint8_t *)last->base + last->len == p) {
+		if (o->bufs[o->n - 1] == b && (uint8_t *)last->base + last->len == p &&
+		    len <= UINT32_MAX - dst->pending) {
 			last->len += len;
-			dst->pending += len;
+			dst->pending += (uint32_t)len;
 			return;
 		}
 	}
-	if (o->n == STREAM_IOV_MAX) {
+	if (o->n == STREAM_IOV_MAX || len > UINT32_MAX - dst->pending) {
 		stream_flush(dst);
 		if (dst->closing)
 			return;
@@ -765,7 +906,7 @@ static void queue_slice(struct stream *dst, struct buf *b, const uint8_t *p, siz
 	o->iov[o->n] = (uv_buf_t){ .base = (char *)p, .len = len };
 	o->bufs[o->n] = b;
 	o->n++;
-	dst->pending += len;
+	dst->pending += (uint32_t)len;
 }
 
 static void tls_write(struct stream *s, const void *p, size_t len);
@@ -788,77 +929,196 @@ void stream_write(struct stream *dst, const void *p, size_t len)
 		tls_write(dst, p, len);
 		return;
 	}
-	/* Copies go into a staging buffer that lives only until the next flush. */
-	struct buf *st = dst->stage;
+	/* Copies go into the loop's staging buffer; the slice holds a reference. */
+	struct stream_ctx *ctx = dst->ctx;
+	struct buf *st = ctx->stage;
 	if (!st || buf_space(st) < len) {
 		if (st)
 			buf_unref(st);
-		st = dst->stage = buf_get(&dst->ctx->bufs, MAX(len, (size_t)BUF_SIZE));
+		st = ctx->stage = buf_get(&ctx->bufs, MAX(len, (size_t)BUF_SIZE));
 	}
 	memcpy(st->data + st->end, p, len);
 	st->end += (uint32_t)len;
 	queue_slice(dst, st, st->data + st->end - len, len);
 }
 
-/* Drops whatever is queued and not yet handed to the kernel or libuv. */
+/* Gives back a batch's references from slice `from` on, and the batch. */
+static void out_drop(struct stream_ctx *ctx, struct stream_out *o)
+{
+	for (int i = o->first; i < o->n; i++)
+		buf_unref(o->bufs[i]);
+	out_put(ctx, o);
+}
+
+/* Drops whatever is queued and not yet handed to the kernel. */
 static void release_out(struct stream *s)
 {
-	struct stream_out *o = s->out;
-	if (o) {
-		for (int i = o->first; i < o->n; i++)
-			buf_unref(o->bufs[i]);
-		out_put(s->ctx, o);
+	if (s->out) {
+		out_drop(s->ctx, s->out);
 		s->out = NULL;
 	}
 	s->pending = 0;
-	if (s->stage) {
-		buf_unref(s->stage);
-		s->stage = NULL;
-	}
 }
 
-static void on_write(uv_write_t *req, int status)
+/* Drops the write queue too: the stream is closing, or its socket failed. */
+static void release_wq(struct stream *s)
 {
-	struct stream_out *o = container_of(req, struct stream_out, req);
-	struct stream *s = o->s;
-	for (int i = o->first; i < o->n; i++)
-		buf_unref(o->bufs[i]);
-	s->queued -= o->bytes;
-	out_put(s->ctx, o);
-	if (s->closing)
-		return;
-	if (status < 0) {
-		s->ops->error(s, status);
-		return;
+	struct stream_aux *x = s->aux;
+	while (x && x->wq) {
+		struct stream_out *o = x->wq;
+		x->wq = o->next_free;
+		out_drop(s->ctx, o);
 	}
-	if (s->queued == 0 && s->ops->drain)
-		s->ops->drain(s);
+	if (x)
+		x->wq_tail = NULL;
+	s->queued = 0;
 }
 
 static void tls_drain(struct stream *s, bool may_flush);
 
 /*
- * uv_try_write's contract (bytes written, UV_EAGAIN, or another error) with
- * one writev of our own: libuv's checks cost more than the write's own
- * instructions, and the callers already know what they test (no uv_write in
- * flight, the stream not closed). A stream still connecting goes through
- * libuv, which knows whether the connect has finished. uv_buf_t is laid out
- * as struct iovec on Unix (uv/unix.h says it may be cast).
+ * One writev of iov[0..n) on s's socket: bytes written, UV_EAGAIN, or
+ * another error. A stream still connecting, or without a socket yet, takes
+ * nothing: its batch waits in the write queue for the connect. uv_buf_t is
+ * laid out as struct iovec on Unix (uv/unix.h says it may be cast).
  */
 static int try_write(struct stream *s, const uv_buf_t *iov, int n)
 {
-	uv_os_fd_t fd;
-	if (s->dialing || uv_fileno(&s->h.handle, &fd) != 0)
-		return uv_try_write(&s->h.base, iov, (unsigned int)n);
+	if (s->dialing || s->fd < 0)
+		return UV_EAGAIN;
 	ssize_t w;
 	do
-		w = writev(fd, (const struct iovec *)iov, n);
+		w = writev(s->fd, (const struct iovec *)iov, n);
 	while (w < 0 && errno == EINTR);
 	if (w >= 0)
 		return (int)w;
 	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
 		return UV_EAGAIN;
 	return uv_translate_sys_error(errno);
+}
+
+/* Moves o's first slice mark past the w bytes written; true when all of it is. */
+static bool out_advance(struct stream_out *o, size_t done)
+{
+	while (o->first < o->n && done >= o->iov[o->first].len) {
+		done -= o->iov[o->first].len;
+		buf_unref(o->bufs[o->first]);
+		o->first++;
+	}
+	if (o->first < o->n) {
+		o->iov[o->first].base += done;
+		o->iov[o->first].len -= done;
+		return false;
+	}
+	return true;
+}
+
+/* Half-closes a lingering stream's socket once its output is gone. */
+static void linger_shutdown(struct stream *s)
+{
+	s->shut_pending = false;
+	if (shutdown(s->fd, SHUT_WR) != 0)
+		finish_close(s);
+}
+
+/*
+ * The socket is writable: sends the write queue, oldest batch first, until
+ * the socket takes no more. Once it is empty the poll stops watching for
+ * writable, and the owner hears drain.
+ */
+static void on_writable(struct stream *s)
+{
+	struct stream_aux *x = s->aux;
+	while (x && x->wq) {
+		struct stream_out *o = x->wq;
+		int w = try_write(s, o->iov + o->first, o->n - o->first);
+		if (w == UV_EAGAIN)
+			return;
+		if (w < 0) {
+			release_wq(s);
+			poll_sync(s);
+			if (s->lingering)
+				finish_close(s);
+			else if (!s->closing)
+				ops_of(s)->error(s, w);
+			return;
+		}
+		s->queued -= (uint32_t)w;
+		if (!out_advance(o, (size_t)w))
+			return;
+		x->wq = o->next_free;
+		if (!x->wq)
+			x->wq_tail = NULL;
+		out_put(s->ctx, o);
+	}
+	poll_sync(s);
+	if (s->lingering) {
+		if (s->shut_pending)
+			linger_shutdown(s);
+		return;
+	}
+	if (!s->closing && ops_of(s)->drain)
+		ops_of(s)->drain(s);
+}
+
+/* What libuv saw on s's socket: the general case (out of line, so that on_poll stays lean). */
+__attribute__((noinline)) static void on_poll_any(struct stream *s, int status, int events)
+{
+	if (status < 0) {
+		/*
+		 * An error on the socket (EPOLLERR): libuv stopped watching.
+		 * The read, the write or the connect below finds the error
+		 * itself, as it would on a readable or writable socket, and
+		 * the poll is started again if the stream goes on.
+		 */
+		s->poll_events = 0;
+		events = UV_READABLE | UV_WRITABLE;
+	}
+	if (s->connecting) {
+		if (events & UV_WRITABLE)
+			connect_done(s);
+		if (s->connecting || s->close_started)
+			return;
+	}
+	if (events & UV_READABLE)
+		on_readable(s);
+	if ((events & UV_WRITABLE) && s->queued > 0 && !s->close_started)
+		on_writable(s);
+	/* Every change of wish above watched for itself; only an error's restart is left. */
+	if (status < 0)
+		poll_sync(s);
+}
+
+/*
+ * What libuv saw on s's socket. The case of nearly every call, a request or
+ * an answer on a socket in the clear, is read here straight into the read
+ * buffer; anything else (TLS, errors, writable, connects, a full read) goes
+ * the general way.
+ */
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+	struct stream *s = container_of(h, struct stream, poll);
+	if (status != 0 || events != UV_READABLE || !s->reading || s->tls || s->eof) {
+		on_poll_any(s, status, events);
+		return;
+	}
+	struct buf *b = rbuf_room(s);
+	size_t space = buf_space(b);
+	ssize_t n = read(s->fd, b->data + b->end, space);
+	if (n <= 0) {
+		if (n < 0 && errno == EINTR) {
+			on_readable(s);
+			return;
+		}
+		uv_buf_t none = { 0 };
+		deliver(s, n == 0 ? UV_EOF : read_error(errno), &none);
+		return;
+	}
+	b->end += (uint32_t)n;
+	ops_of(s)->read(s);
+	release_rbuf_after_read(s);
+	if ((size_t)n == space)
+		on_readable(s); /* it filled the space: more is likely waiting */
 }
 
 /* Sends the batch queued on s (for a TLS stream: ciphertext). */
@@ -871,54 +1131,45 @@ static void flush_out(struct stream *s)
 		release_out(s);
 		return;
 	}
-	/* The staging buffer is referenced by the slices that need it; let it go. */
-	if (s->stage) {
-		buf_unref(s->stage);
-		s->stage = NULL;
-	}
 	int n = o->n;
-	/* Writing ahead of an uv_write still in flight would reorder bytes. */
+	/* Writing ahead of the write queue would reorder bytes. */
 	if (s->queued == 0) {
 		int w = try_write(s, o->iov, n);
 		if (w < 0 && w != UV_EAGAIN) {
 			release_out(s);
-			s->ops->error(s, w);
+			ops_of(s)->error(s, w);
 			return;
 		}
-		size_t done = w > 0 ? (size_t)w : 0;
-		while (o->first < n && done >= o->iov[o->first].len) {
-			done -= o->iov[o->first].len;
-			buf_unref(o->bufs[o->first]);
-			o->first++;
-		}
-		if (o->first < n) {
-			o->iov[o->first].base += done;
-			o->iov[o->first].len -= done;
-		}
+		out_advance(o, w > 0 ? (size_t)w : 0);
 	}
 	s->pending = 0;
 	s->out = NULL;
 	if (o->first == n) {
 		out_put(s->ctx, o);
-		/* A reader paused for our sake waits for this, even if no uv_write ran. */
-		if (s->ops->drain)
-			s->ops->drain(s);
+		/* A reader paused for our sake waits for this. */
+		if (ops_of(s)->drain)
+			ops_of(s)->drain(s);
 		return;
 	}
-	/* The batch itself becomes the write request: it keeps the buffer references. */
-	o->s = s;
+	/* The rest waits for the socket, keeping its buffer references. */
+	size_t rest = 0;
 	for (int i = o->first; i < n; i++)
-		o->bytes += o->iov[i].len;
-	int rc = uv_write(&o->req, &s->h.base, o->iov + o->first, (unsigned int)(n - o->first),
-			  on_write);
-	if (rc < 0) {
-		for (int i = o->first; i < n; i++)
-			buf_unref(o->bufs[i]);
-		out_put(s->ctx, o);
-		s->ops->error(s, rc);
+		rest += o->iov[i].len;
+	if (rest > UINT32_MAX - s->queued) {
+		/* Beyond what queued counts: a peer that reads nothing while we write gigabytes. */
+		out_drop(s->ctx, o);
+		ops_of(s)->error(s, UV_ENOBUFS);
 		return;
 	}
-	s->queued += o->bytes;
+	struct stream_aux *x = aux_of(s);
+	s->queued += (uint32_t)rest;
+	o->next_free = NULL;
+	if (x->wq_tail)
+		x->wq_tail->next_free = o;
+	else
+		x->wq = o;
+	x->wq_tail = o;
+	poll_sync(s);
 }
 
 void stream_flush(struct stream *s)
@@ -927,7 +1178,7 @@ void stream_flush(struct stream *s)
 		if (s->tls_failed) {
 			s->tls_failed = false;
 			release_out(s);
-			s->ops->error(s, UV_EPROTO);
+			ops_of(s)->error(s, UV_EPROTO);
 			return;
 		}
 		tls_drain(s, true);
@@ -935,31 +1186,55 @@ void stream_flush(struct stream *s)
 	flush_out(s);
 }
 
-static void on_close(uv_handle_t *h)
+/* The handle is released: the last of the stream's memory goes, then the owner may free it. */
+static void closed(struct stream *s)
 {
-	struct stream *s = container_of(h, struct stream, h.handle);
 	if (s->rbuf) {
 		buf_unref(s->rbuf);
 		s->rbuf = NULL;
 	}
-	if (s->stage) {
-		buf_unref(s->stage);
-		s->stage = NULL;
-	}
 	if (s->tls) {
 		tls_conn_free(s->tls);
 		s->tls = NULL;
-		free(s->tls_early);
-		s->tls_early = NULL;
 	}
-	if (s->ops->close)
-		s->ops->close(s);
+	if (s->aux) {
+		free(s->aux->tls_early);
+		free(s->aux);
+		s->aux = NULL;
+	}
+	if (ops_of(s)->close)
+		ops_of(s)->close(s);
 }
 
-/* Takes the stream off every queue of its context and hands the handle to uv_close. */
+static void on_close(uv_handle_t *h)
+{
+	closed(container_of(h, struct stream, poll));
+}
+
+/*
+ * A stream that never had a socket has no handle to close, but its owner
+ * still hears from the loop, not from inside stream_close: a handle made
+ * only to be closed carries the call (rare: a failed adopt, a connect that
+ * failed before its socket existed).
+ */
+struct close_later {
+	uv_idle_t idle;
+	struct stream *s;
+};
+
+static void on_close_later(uv_handle_t *h)
+{
+	struct close_later *cl = container_of(h, struct close_later, idle);
+	struct stream *s = cl->s;
+	free(cl);
+	closed(s);
+}
+
+/* Takes the stream off every queue of its context and starts closing the handle. */
 static void finish_close(struct stream *s)
 {
 	release_out(s);
+	release_wq(s);
 	if (s->in_flush_queue) {
 		TAILQ_REMOVE(&s->ctx->flush_queue, s, flush_link);
 		s->in_flush_queue = false;
@@ -969,15 +1244,24 @@ static void finish_close(struct stream *s)
 		s->lingering = false;
 	}
 	if (s->in_tls_ready) {
-		TAILQ_REMOVE(&s->ctx->tls_ready, s, tls_link);
+		TAILQ_REMOVE(&s->ctx->tls_ready, s, aux->tls_link);
 		s->in_tls_ready = false;
 	}
-	if (s->reading) {
-		uv_read_stop(&s->h.base);
-		s->reading = false;
+	s->reading = false;
+	if (s->close_started)
+		return;
+	s->close_started = true;
+	if (s->fd >= 0) {
+		/* uv_close stops the poll at once, so the socket may go now. */
+		uv_close((uv_handle_t *)&s->poll, on_close);
+		close(s->fd);
+		s->fd = -1;
+		return;
 	}
-	if (!uv_is_closing(&s->h.handle))
-		uv_close(&s->h.handle, on_close);
+	struct close_later *cl = xmalloc(sizeof(*cl));
+	cl->s = s;
+	uv_idle_init(s->ctx->loop, &cl->idle);
+	uv_close((uv_handle_t *)&cl->idle, on_close_later);
 }
 
 void stream_close(struct stream *s)
@@ -996,19 +1280,11 @@ void stream_close(struct stream *s)
 	finish_close(s);
 }
 
-static void on_linger_shutdown(uv_shutdown_t *req, int status)
-{
-	struct stream *s = req->data;
-	free(req);
-	if (status < 0 && s->lingering)
-		finish_close(s);
-}
-
 void stream_close_linger(struct stream *s)
 {
 	if (s->closing)
 		return;
-	if (s->eof || s->dialing) {
+	if (s->eof || s->dialing || s->fd < 0) {
 		stream_close(s);
 		return;
 	}
@@ -1025,37 +1301,37 @@ void stream_close_linger(struct stream *s)
 	if (s->closing)
 		return; /* the flush failed and the owner closed it */
 	s->closing = true;
+	s->reading = false;
 	/* Both queues use flush_link: leave the flush queue first. */
 	if (s->in_flush_queue) {
 		TAILQ_REMOVE(&s->ctx->flush_queue, s, flush_link);
 		s->in_flush_queue = false;
 	}
 	s->lingering = true;
-	s->linger_since = uv_now(s->ctx->loop);
+	aux_of(s)->linger_since = uv_now(s->ctx->loop);
 	TAILQ_INSERT_TAIL(&s->ctx->linger_queue, s, flush_link);
-	uv_shutdown_t *req = xmalloc(sizeof(*req));
-	req->data = s;
-	if (uv_shutdown(req, &s->h.base, on_linger_shutdown) != 0) {
-		free(req);
-		finish_close(s);
-		return;
-	}
-	if (!s->reading && uv_read_start(&s->h.base, on_alloc, on_read) == 0)
-		s->reading = true;
+	/* The write side is shut down once the write queue is sent. */
+	if (s->queued > 0)
+		s->shut_pending = true;
+	else
+		linger_shutdown(s);
+	poll_sync(s);
 }
 
 void stream_ctx_tick(struct stream_ctx *ctx, uint64_t now, uint64_t linger_ms)
 {
 	struct stream *s;
-	while ((s = TAILQ_FIRST(&ctx->linger_queue)) != NULL && now - s->linger_since >= linger_ms)
+	while ((s = TAILQ_FIRST(&ctx->linger_queue)) != NULL &&
+	       now - s->aux->linger_since >= linger_ms)
 		finish_close(s);
 	/* From the head after each report: its owner may close other dialing streams. */
 	bool reported;
 	do {
 		reported = false;
-		TAILQ_FOREACH(s, &ctx->dial_queue, dial_link) {
-			if (now >= s->dial_deadline) {
-				dial_done(s, s->dial_error ? s->dial_error : UV_ETIMEDOUT);
+		TAILQ_FOREACH(s, &ctx->dial_queue, aux->dial_link) {
+			if (now >= s->aux->dial_deadline) {
+				dial_done(s,
+					  s->aux->dial_error ? s->aux->dial_error : UV_ETIMEDOUT);
 				reported = true;
 				break;
 			}
@@ -1097,9 +1373,10 @@ static void tls_write(struct stream *s, const void *p, size_t len)
 	if (s->closing || len == 0)
 		return;
 	if (s->tls_handshaking) {
-		s->tls_early = xrealloc(s->tls_early, s->tls_early_len + len);
-		memcpy(s->tls_early + s->tls_early_len, p, len);
-		s->tls_early_len += len;
+		struct stream_aux *x = s->aux;
+		x->tls_early = xrealloc(x->tls_early, x->tls_early_len + len);
+		memcpy(x->tls_early + x->tls_early_len, p, len);
+		x->tls_early_len += len;
 		return;
 	}
 	if (tls_conn_write(s->tls, p, len) != TLS_OK)
@@ -1124,11 +1401,11 @@ static void tls_deliver(struct stream *s)
 				return;
 			if (st == TLS_CLOSED)
 				s->eof = true;
-			s->ops->error(s, st == TLS_CLOSED ? UV_EOF : UV_EPROTO);
+			ops_of(s)->error(s, st == TLS_CLOSED ? UV_EOF : UV_EPROTO);
 			return;
 		}
 		s->rbuf->end += (uint32_t)n;
-		s->ops->read(s);
+		ops_of(s)->read(s);
 		release_rbuf_after_read(s);
 	}
 }
@@ -1143,13 +1420,16 @@ static void tls_advance(struct stream *s)
 		if (st == TLS_WANT)
 			return;
 		s->tls_handshaking = false;
-		if (st == TLS_OK && s->tls_early_len) {
-			tls_write(s, s->tls_early, s->tls_early_len);
-			free(s->tls_early);
-			s->tls_early = NULL;
-			s->tls_early_len = 0;
+		struct stream_aux *x = s->aux;
+		if (st == TLS_OK && x->tls_early_len) {
+			uint8_t *early = x->tls_early;
+			size_t len = x->tls_early_len;
+			x->tls_early = NULL;
+			x->tls_early_len = 0;
+			tls_write(s, early, len);
+			free(early);
 		}
-		s->tls_cb(s, st == TLS_OK ? 0 : UV_EPROTO);
+		x->tls_cb(s, st == TLS_OK ? 0 : UV_EPROTO);
 		if (st != TLS_OK || s->closing)
 			return;
 	}
@@ -1164,9 +1444,10 @@ void stream_start_tls(struct stream *s, struct tls_ctx *ctx, const char *host, s
 		return;
 	assert(!s->dialing && !s->tls);
 	s->tls = tls_conn_new(ctx, host);
-	s->tls_cb = cb;
-	s->tls_early = NULL;
-	s->tls_early_len = 0;
+	struct stream_aux *x = aux_of(s);
+	x->tls_cb = cb;
+	x->tls_early = NULL;
+	x->tls_early_len = 0;
 	s->tls_handshaking = true;
 	if (s->rbuf && buf_avail(s->rbuf) > 0) {
 		tls_conn_feed(s->tls, s->rbuf->data + s->rbuf->start, buf_avail(s->rbuf));
@@ -1181,7 +1462,7 @@ void stream_start_tls(struct stream *s, struct tls_ctx *ctx, const char *host, s
 	 */
 	if (!s->in_tls_ready) {
 		s->in_tls_ready = true;
-		TAILQ_INSERT_TAIL(&s->ctx->tls_ready, s, tls_link);
+		TAILQ_INSERT_TAIL(&s->ctx->tls_ready, s, aux->tls_link);
 	}
 }
 
@@ -1192,17 +1473,22 @@ struct tls_conn *stream_take_tls(struct stream *s)
 		return NULL;
 	struct tls_conn *t = s->tls;
 	s->tls = NULL;
-	free(s->tls_early);
-	s->tls_early = NULL;
+	if (s->aux) {
+		free(s->aux->tls_early);
+		s->aux->tls_early = NULL;
+		s->aux->tls_early_len = 0;
+	}
 	return t;
 }
 
 void stream_give_tls(struct stream *s, struct tls_conn *t)
 {
+	/* A TLS stream has its side allocation: ctx->tls_ready links through it. */
+	struct stream_aux *x = aux_of(s);
 	s->tls = t;
-	s->tls_cb = NULL;
-	s->tls_early = NULL;
-	s->tls_early_len = 0;
+	x->tls_cb = NULL;
+	x->tls_early = NULL;
+	x->tls_early_len = 0;
 	s->tls_handshaking = false;
 }
 

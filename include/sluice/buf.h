@@ -55,7 +55,14 @@ static inline void buf_ref(struct buf *b)
 {
 	b->refs++;
 }
-void buf_unref(struct buf *b);
+/* buf_unref's work once the last reference went: back to the free list, or freed. */
+void buf_release(struct buf *b);
+/* Inline: a relayed message drops a reference a few times per transaction. */
+static inline void buf_unref(struct buf *b)
+{
+	if (--b->refs == 0)
+		buf_release(b);
+}
 static inline uint32_t buf_avail(const struct buf *b)
 {
 	return b->end - b->start;

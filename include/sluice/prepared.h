@@ -53,11 +53,21 @@ struct prepared_registry {
 	size_t bytes; /* their memory, for SHOW MEM */
 };
 
-/* A client's statement names. */
+/*
+ * A client's statement names: one pointer in every client (uthash keeps the
+ * count, prepared_client_count).
+ */
 struct prepared_client {
-	struct prepared_name *by_name; /* uthash */
-	uint32_t n;
+	struct prepared_name *by_name; /* uthash; NULL when the client has none */
 };
+
+/* Whether the client has any statement name: the relay's test on every message. */
+static inline bool prepared_client_any(const struct prepared_client *pc)
+{
+	return pc->by_name != NULL;
+}
+/* How many names the client has (SHOW CLIENTS). */
+uint32_t prepared_client_count(const struct prepared_client *pc);
 
 /* The statements prepared on one server. */
 struct prepared_server {

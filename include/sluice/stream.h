@@ -1,8 +1,10 @@
 /*
- * stream.h - one socket: a libuv TCP or pipe handle with a reference-counted
- * read buffer, batched writes and backpressure.
+ * stream.h - one socket: a TCP or unix-domain socket watched by a libuv poll
+ * handle, with a reference-counted read buffer, batched writes and
+ * backpressure.
  *
- * stream.c is the only code that calls uv_read_start/uv_read_stop/uv_write.
+ * stream.c is the only code that reads from or writes to a connection's
+ * socket (sluice calls neither uv_read_start nor uv_write: see struct stream).
  * Its owner (a client, a server, a cancel request) embeds struct stream and
  * gets its callbacks with the stream pointer; container_of finds the owner.
  *
@@ -25,7 +27,9 @@
  * knows nothing of the worker or of the connections that own streams.
  *
  * Closing: stream_close() starts an asynchronous close; close_cb runs when
- * libuv has released the handle, and only then may the owner free memory.
+ * libuv has released the handle (from the loop, never from inside the call,
+ * even for a stream that never had a socket), and only then may the owner
+ * free memory.
  */
 #pragma once
 
@@ -67,6 +71,7 @@ struct stream_ops {
 };
 
 struct dial_req;
+struct stream_aux;
 
 /* The TLS handshake is done (status 0) or failed (UV_EPROTO: stream_tls_error says why). */
 typedef void stream_tls_cb(struct stream *s, int status);
@@ -75,67 +80,86 @@ typedef void stream_tls_cb(struct stream *s, int status);
 #define STREAM_HIGH_WATER (256 * 1024)
 #define STREAM_IOV_MAX 64
 
+/*
+ * The socket is watched with a uv_poll_t, and the reads and writes are
+ * stream.c's own: a poll handle is 104 bytes smaller than a uv_tcp_t or
+ * uv_pipe_t (a stream is in every client's memory), and libuv's read path
+ * (its allocation callback, its loop around read, its write requests) cost
+ * more instructions per transaction than the calls they wrap.
+ */
 struct stream {
-	union {
-		uv_handle_t handle;
-		uv_stream_t base;
-		uv_tcp_t tcp;
-		uv_pipe_t pipe;
-	} h;
+	/*
+	 * Initialised once there is a socket (fd >= 0). Its data field holds
+	 * the owner's struct stream_ops from stream_init on (stream.c: ops_of):
+	 * libuv leaves it to its user, and it saves a pointer per stream.
+	 */
+	uv_poll_t poll;
 	struct stream_ctx *ctx;
-	const struct stream_ops *ops;
 	struct buf *rbuf;
 
-	/* Output queued in this round and not yet handed to the kernel/libuv. */
+	/* Output queued in this round and not yet handed to the kernel. */
 	struct stream_out *out; /* NULL when nothing is pending: idle streams hold none */
-	size_t pending; /* bytes in out */
-	struct buf *stage; /* buffer stream_write copies into, until the next flush */
-	size_t queued; /* bytes handed to uv_write and not yet completed */
-	uint32_t read_max; /* largest message we are willing to buffer whole */
+	/*
+	 * 32 bits each, 8 bytes less in every client: queue_slice flushes
+	 * before pending would pass UINT32_MAX, and flush_out fails a stream
+	 * whose write queue would (backpressure keeps it near
+	 * STREAM_HIGH_WATER long before).
+	 */
+	uint32_t pending; /* bytes in out */
+	uint32_t queued; /* bytes the socket did not take yet (aux->wq), sent when it is writable */
+	int fd; /* the socket, -1 before there is one and after the close */
 
 	/*
 	 * The flags as bits, together: a stream is in every client's and
-	 * server's memory, and fourteen bytes of bools would leave the struct
-	 * eight bytes longer. Only the loop's thread touches them.
+	 * server's memory. Only the loop's thread touches them.
 	 */
 	bool is_pipe : 1;
 	bool want_read : 1; /* the owner wants to read */
-	bool reading : 1; /* uv_read_start is in effect */
+	bool reading : 1; /* the owner reads: wanted, not paused, not suspended, not closing */
 	bool paused : 1; /* backpressure from the peer: read stopped */
 	bool suspended : 1; /* the console's SUSPEND: read stopped until stream_suspend(s, false) */
 	bool closing : 1;
-	bool eof : 1; /* the peer closed its side */
+	bool eof : 1; /* the peer closed its side, or a read failed: nothing more is read */
 	bool lingering : 1; /* closing: half-closed, discarding input until the peer closes */
 	bool in_flush_queue : 1;
 	bool dialing : 1; /* stream_dial: in ctx->dial_queue until ops->connect has run */
+	bool connecting : 1; /* the socket's connect is under way: the poll waits for writable */
 	bool resolved : 1; /* the address is known: a failure is the connect's */
 	bool tls_handshaking : 1;
 	bool tls_failed : 1; /* a write failed: reported at the next flush */
 	bool in_tls_ready : 1; /* in ctx->tls_ready: the engine holds input for a resumed reader */
-	uint64_t linger_since; /* uv_now */
+	bool shut_pending : 1; /* lingering: shut the write side down once aux->wq is sent */
+	bool close_started : 1; /* finish_close has run: the close callback follows */
+	uint8_t poll_events; /* what s->poll watches now (UV_READABLE, UV_WRITABLE) */
 	TAILQ_ENTRY(stream) flush_link;
 
 	/* TLS (stream_start_tls): bytes on the socket are the engine's ciphertext */
 	struct tls_conn *tls;
 	/*
-	 * A stream dials, then may start TLS, never both at once: what each
-	 * needs shares the memory (stream_start_tls clears the TLS part).
+	 * What only some streams need, and only for a while (dialing, TLS,
+	 * lingering, writes the socket did not take): allocated at the first
+	 * need, freed at the close. NULL for an idle client in the clear.
 	 */
-	union {
-		struct { /* stream_dial, while dialing */
-			struct dial_req *dial; /* the name being resolved, if it is */
-			int dial_error; /* to report at the next tick (not at once) */
-			uint64_t dial_deadline; /* uv_now */
-			TAILQ_ENTRY(stream) dial_link;
-		};
-		struct { /* while tls is set */
-			stream_tls_cb *tls_cb;
-			TAILQ_ENTRY(stream) tls_link;
-			/* plaintext written during the handshake, encrypted once it is done */
-			uint8_t *tls_early;
-			size_t tls_early_len;
-		};
-	};
+	struct stream_aux *aux;
+};
+
+/* See struct stream's aux. */
+struct stream_aux {
+	/* stream_dial, while dialing */
+	struct dial_req *dial; /* the name being resolved, if it is */
+	int dial_error; /* to report at the next tick, or when the socket is writable */
+	uint64_t dial_deadline; /* uv_now */
+	TAILQ_ENTRY(stream) dial_link;
+	/* while tls is set */
+	stream_tls_cb *tls_cb;
+	TAILQ_ENTRY(stream) tls_link;
+	/* plaintext written during the handshake, encrypted once it is done */
+	uint8_t *tls_early;
+	size_t tls_early_len;
+	/* lingering */
+	uint64_t linger_since; /* uv_now */
+	/* batches the socket did not take, oldest first (next_free links them) */
+	struct stream_out *wq, *wq_tail;
 };
 
 TAILQ_HEAD(stream_list, stream);
@@ -159,6 +183,12 @@ struct stream_ctx {
 	struct stream_list dial_queue; /* streams connecting (stream_dial) */
 	struct stream_list tls_ready; /* resumed TLS streams whose engine holds input */
 	uint8_t *cipher_in; /* where TLS streams read ciphertext: fed to their engine at once */
+	/*
+	 * Where stream_write copies synthesized bytes, shared by the streams
+	 * of the loop (the slices hold references): one buffer rather than a
+	 * pointer in every stream. Rewound when nobody else holds it.
+	 */
+	struct buf *stage;
 	uint32_t max_packet_size; /* the largest message a new stream buffers whole */
 	struct stream_tcp_options tcp;
 };
@@ -166,18 +196,15 @@ struct stream_ctx {
 /*
  * A batch of output slices. A stream takes one from the worker's free list
  * when it queues its first slice of a loop iteration; at flush the batch goes
- * back, or, if the socket did not take everything, becomes the uv_write
- * request that holds the buffer references until its callback.
+ * back, or, if the socket did not take everything, joins the stream's write
+ * queue (aux->wq), holding the buffer references until the rest is sent.
  */
 struct stream_out {
-	uv_write_t req;
-	struct stream *s;
-	size_t bytes; /* handed to uv_write */
 	int n;
 	int first; /* slices before this one are written */
 	uv_buf_t iov[STREAM_IOV_MAX];
 	struct buf *bufs[STREAM_IOV_MAX];
-	struct stream_out *next_free;
+	struct stream_out *next_free; /* in the free list, or the next batch of a write queue */
 };
 
 /* Sets up ctx on loop, keeping up to buf_free_max read buffers for reuse. */
@@ -195,11 +222,12 @@ void stream_ctx_flush(struct stream_ctx *ctx);
  */
 void stream_ctx_tick(struct stream_ctx *ctx, uint64_t now, uint64_t linger_ms);
 
-/* Initialises s as a TCP or unix-socket stream of ctx, calling back ops. */
+/*
+ * Initialises s as a TCP or unix-socket stream of ctx, calling back ops; it
+ * has no socket until stream_adopt. Cannot fail today (0).
+ */
 int stream_init(struct stream_ctx *ctx, struct stream *s, bool pipe,
 		const struct stream_ops *ops) WUR;
-/* Accepts a pending connection from a libuv listening handle into s (after stream_init). */
-int stream_accept(struct stream *s, uv_stream_t *listener) WUR;
 /*
  * Makes the accepted socket fd (non-blocking) s's connection, after
  * stream_init; fd is s's now, even on failure. fd keeps the options it has:
@@ -308,7 +336,14 @@ void stream_read_now(struct stream *s);
 void stream_read_stop(struct stream *s);
 /* Backpressure: stop/resume reading without changing want_read. */
 void stream_pause(struct stream *s);
-void stream_resume(struct stream *s);
+/* stream_resume's work, for a paused stream. */
+void stream_unpause(struct stream *s);
+static inline void stream_resume(struct stream *s)
+{
+	/* Nearly every call (a drain after each flush) finds nothing paused: no call then. */
+	if (s->paused)
+		stream_unpause(s);
+}
 /*
  * The console's SUSPEND (on) and its end (off): reading stops, whatever the
  * owner and backpressure want, until it is turned off again; writing goes
@@ -376,9 +411,10 @@ static inline void stream_forward(struct stream *dst, struct stream *src, size_t
 	struct stream_out *o = dst->out;
 	const uint8_t *p = b->data + b->start;
 	if (o && o->n > 0 && !dst->tls && !dst->closing && o->bufs[o->n - 1] == b &&
-	    (const uint8_t *)o->iov[o->n - 1].base + o->iov[o->n - 1].len == p) {
+	    (const uint8_t *)o->iov[o->n - 1].base + o->iov[o->n - 1].len == p &&
+	    len <= UINT32_MAX - dst->pending) {
 		o->iov[o->n - 1].len += len;
-		dst->pending += len;
+		dst->pending += (uint32_t)len;
 		b->start += (uint32_t)len;
 		return;
 	}
@@ -392,7 +428,7 @@ void stream_flush(struct stream *s);
 static inline size_t stream_unsent(const struct stream *s)
 {
 	/* A TLS stream's ciphertext waits in its engine until the flush: it counts too. */
-	return s->pending + s->queued + (s->tls ? tls_conn_pending(s->tls) : 0);
+	return (size_t)s->pending + s->queued + (s->tls ? tls_conn_pending(s->tls) : 0);
 }
 
 /*

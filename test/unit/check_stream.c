@@ -1,13 +1,20 @@
 /*
- * check_stream.c - unit tests of the stream layer's parts that need no
- * socket: a peer address kept as struct stream_addr prints exactly as
- * stream_format_address prints the sockaddr it came from.
+ * check_stream.c - unit tests of the stream layer: a peer address kept as
+ * struct stream_addr prints exactly as stream_format_address prints the
+ * sockaddr it came from; and the I/O stream.c does itself on a poll handle
+ * (reads, the write queue, EOF, connects, closes), on socket pairs and unix
+ * sockets driven by a loop of the test's own.
  */
 #include <arpa/inet.h>
 #include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include "sluice/stream.h"
 
@@ -107,6 +114,288 @@ START_TEST(test_stream_addr_truncates_to_the_buffer_given)
 }
 END_TEST
 
+/* ---- I/O ------------------------------------------------------------------------ */
+
+/* A stream's owner that records what it hears. */
+struct probe {
+	struct stream s;
+	uint8_t *got;
+	size_t got_len, got_cap;
+	int errors, last_error, drains, closes, connects, connect_status;
+};
+
+static void probe_read(struct stream *s)
+{
+	struct probe *p = container_of(s, struct probe, s);
+	size_t n = stream_avail(s);
+	if (p->got_len + n > p->got_cap) {
+		p->got_cap = (p->got_len + n) * 2;
+		p->got = realloc(p->got, p->got_cap);
+	}
+	memcpy(p->got + p->got_len, stream_data(s), n);
+	p->got_len += n;
+	stream_consume(s, n);
+}
+
+static void probe_error(struct stream *s, int err)
+{
+	struct probe *p = container_of(s, struct probe, s);
+	p->errors++;
+	p->last_error = err;
+}
+
+static void probe_drain(struct stream *s)
+{
+	container_of(s, struct probe, s)->drains++;
+}
+
+static void probe_close(struct stream *s)
+{
+	container_of(s, struct probe, s)->closes++;
+}
+
+static void probe_connect(struct stream *s, int status)
+{
+	struct probe *p = container_of(s, struct probe, s);
+	p->connects++;
+	p->connect_status = status;
+}
+
+static const struct stream_ops probe_ops = {
+	.read = probe_read,
+	.error = probe_error,
+	.drain = probe_drain,
+	.close = probe_close,
+	.connect = probe_connect,
+};
+
+static uv_loop_t loop;
+static struct stream_ctx ctx;
+
+static void io_setup(void)
+{
+	/* As main does: a write to a gone peer is an EPIPE, not a signal. */
+	signal(SIGPIPE, SIG_IGN);
+	ck_assert_int_eq(uv_loop_init(&loop), 0);
+	stream_ctx_init(&ctx, &loop, 8);
+}
+
+static void io_teardown(void)
+{
+	stream_ctx_deinit(&ctx);
+	ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+
+/* One loop iteration that does not block, then the check step's flush, as the worker runs them. */
+static void turn(void)
+{
+	uv_run(&loop, UV_RUN_NOWAIT);
+	stream_ctx_flush(&ctx);
+}
+
+/* Closes p's stream and turns the loop until its close callback has run. */
+static void close_probe(struct probe *p)
+{
+	stream_close(&p->s);
+	for (int i = 0; i < 100 && !p->closes; i++)
+		turn();
+	ck_assert_int_eq(p->closes, 1);
+	free(p->got);
+}
+
+/* A probe on one end of a non-blocking unix socket pair; the other end is *peer. */
+static void probe_on_pair(struct probe *p, int *peer)
+{
+	int sv[2];
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+	memset(p, 0, sizeof(*p));
+	ck_assert_int_eq(stream_init(&ctx, &p->s, true, &probe_ops), 0);
+	ck_assert_int_eq(stream_adopt(&p->s, sv[0]), 0);
+	*peer = sv[1];
+}
+
+START_TEST(test_stream_reads_what_the_peer_sends_and_hears_eof_once)
+{
+	struct probe p;
+	int peer;
+	probe_on_pair(&p, &peer);
+	stream_read_start(&p.s);
+	ck_assert_int_eq(write(peer, "hello", 5), 5);
+	for (int i = 0; i < 10 && p.got_len < 5; i++)
+		turn();
+	ck_assert_uint_eq(p.got_len, 5);
+	ck_assert_int_eq(memcmp(p.got, "hello", 5), 0);
+	close(peer);
+	/* Later turns must not hear it again: the poll stops watching a socket at EOF. */
+	for (int i = 0; i < 10; i++)
+		turn();
+	ck_assert_int_eq(p.errors, 1);
+	ck_assert_int_eq(p.last_error, UV_EOF);
+	ck_assert(p.s.eof);
+	close_probe(&p);
+}
+END_TEST
+
+START_TEST(test_stream_read_stopped_reads_nothing_until_resumed)
+{
+	struct probe p;
+	int peer;
+	probe_on_pair(&p, &peer);
+	stream_read_start(&p.s);
+	stream_pause(&p.s);
+	ck_assert_int_eq(write(peer, "abc", 3), 3);
+	for (int i = 0; i < 5; i++)
+		turn();
+	ck_assert_uint_eq(p.got_len, 0);
+	stream_resume(&p.s);
+	for (int i = 0; i < 10 && p.got_len < 3; i++)
+		turn();
+	ck_assert_uint_eq(p.got_len, 3);
+	close(peer);
+	close_probe(&p);
+}
+END_TEST
+
+START_TEST(test_stream_write_the_socket_cannot_take_at_once_arrives_whole_and_in_order)
+{
+	struct probe p;
+	int peer;
+	probe_on_pair(&p, &peer);
+	int small = 4096;
+	(void)setsockopt(p.s.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	enum { CHUNK = 1000, CHUNKS = 1000 };
+	uint8_t chunk[CHUNK];
+	for (int i = 0; i < CHUNKS; i++) {
+		for (int j = 0; j < CHUNK; j++)
+			chunk[j] = (uint8_t)(i * 7 + j);
+		stream_write(&p.s, chunk, CHUNK);
+	}
+	stream_ctx_flush(&ctx);
+	ck_assert_uint_gt(p.s.queued, 0); /* the socket could not take a megabyte */
+	ck_assert_int_eq(p.drains, 0);
+	uint8_t *all = malloc((size_t)CHUNK * CHUNKS);
+	size_t have = 0;
+	for (int round = 0; round < 100000 && have < (size_t)CHUNK * CHUNKS; round++) {
+		ssize_t n = read(peer, all + have, (size_t)CHUNK * CHUNKS - have);
+		if (n > 0)
+			have += (size_t)n;
+		turn();
+	}
+	ck_assert_uint_eq(have, (size_t)CHUNK * CHUNKS);
+	for (int i = 0; i < CHUNKS; i++)
+		for (int j = 0; j < CHUNK; j++)
+			ck_assert_uint_eq(all[(size_t)i * CHUNK + j], (uint8_t)(i * 7 + j));
+	free(all);
+	for (int i = 0; i < 10 && p.drains == 0; i++)
+		turn();
+	ck_assert_uint_eq(p.s.queued, 0);
+	ck_assert_int_eq(p.drains, 1);
+	ck_assert_int_eq(p.errors, 0);
+	close(peer);
+	close_probe(&p);
+}
+END_TEST
+
+START_TEST(test_stream_write_to_a_gone_peer_reports_the_error_from_the_loop)
+{
+	struct probe p;
+	int peer;
+	probe_on_pair(&p, &peer);
+	close(peer);
+	stream_write(&p.s, "x", 1);
+	stream_ctx_flush(&ctx);
+	ck_assert_int_eq(p.errors, 1);
+	ck_assert_int_eq(p.last_error, UV_EPIPE);
+	close_probe(&p);
+}
+END_TEST
+
+START_TEST(test_stream_without_a_socket_closes_from_the_loop)
+{
+	struct probe p;
+	memset(&p, 0, sizeof(p));
+	ck_assert_int_eq(stream_init(&ctx, &p.s, false, &probe_ops), 0);
+	stream_close(&p.s);
+	ck_assert_int_eq(p.closes, 0); /* never from inside stream_close */
+	close_probe(&p);
+}
+END_TEST
+
+START_TEST(test_stream_dial_to_a_missing_unix_socket_fails_from_the_loop)
+{
+	struct probe p;
+	memset(&p, 0, sizeof(p));
+	ck_assert_int_eq(stream_dial(&ctx, &p.s, &probe_ops, "/nonexistent-sluice-dir", 5432, 0), 0);
+	ck_assert_int_eq(p.connects, 0); /* never from inside stream_dial */
+	for (int i = 0; i < 10 && !p.connects; i++)
+		turn();
+	ck_assert_int_eq(p.connects, 1);
+	ck_assert_int_eq(p.connect_status, UV_ENOENT);
+	close_probe(&p);
+}
+END_TEST
+
+START_TEST(test_stream_dial_to_a_unix_socket_connects_and_writes_what_was_queued_before)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	snprintf(path, sizeof(path), "/tmp/check_stream.%d", (int)getpid());
+	unlink(path);
+	int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	snprintf(un.sun_path, sizeof(un.sun_path), "%s", path);
+	ck_assert_int_eq(bind(ls, (struct sockaddr *)&un, sizeof(un)), 0);
+	ck_assert_int_eq(listen(ls, 4), 0);
+
+	struct probe p;
+	memset(&p, 0, sizeof(p));
+	ck_assert_int_eq(stream_dial(&ctx, &p.s, &probe_ops, path, 0, 1000), 0);
+	/* Written while connecting: it waits for the connect. */
+	stream_write(&p.s, "early", 5);
+	stream_ctx_flush(&ctx);
+	ck_assert_int_eq(p.connects, 0);
+	for (int i = 0; i < 10 && !p.connects; i++)
+		turn();
+	ck_assert_int_eq(p.connects, 1);
+	ck_assert_int_eq(p.connect_status, 0);
+	for (int i = 0; i < 10 && p.s.queued; i++)
+		turn();
+	int peer = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+	ck_assert_int_ge(peer, 0);
+	char buf[8];
+	ck_assert_int_eq(read(peer, buf, sizeof(buf)), 5);
+	ck_assert_int_eq(memcmp(buf, "early", 5), 0);
+	close(peer);
+	close(ls);
+	unlink(path);
+	close_probe(&p);
+}
+END_TEST
+
+START_TEST(test_stream_linger_sends_what_is_queued_then_half_closes)
+{
+	struct probe p;
+	int peer;
+	probe_on_pair(&p, &peer);
+	stream_read_start(&p.s);
+	stream_write(&p.s, "bye", 3);
+	stream_close_linger(&p.s);
+	char buf[8];
+	ck_assert_int_eq(read(peer, buf, sizeof(buf)), 3);
+	ck_assert_int_eq(read(peer, buf, sizeof(buf)), 0); /* the write side is shut down */
+	/* Input is discarded, and the close completes when the peer closes. */
+	ck_assert_int_eq(write(peer, "more", 4), 4);
+	turn();
+	ck_assert_int_eq(p.closes, 0);
+	close(peer);
+	for (int i = 0; i < 10 && !p.closes; i++)
+		turn();
+	ck_assert_uint_eq(p.got_len, 0);
+	ck_assert_int_eq(p.errors, 0);
+	ck_assert_int_eq(p.closes, 1);
+	free(p.got);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("stream");
@@ -116,6 +405,17 @@ int main(void)
 	tcase_add_test(tc, test_stream_addr_prints_unix_and_unknown_families_as_the_sockaddr_does);
 	tcase_add_test(tc, test_stream_addr_truncates_to_the_buffer_given);
 	suite_add_tcase(s, tc);
+	TCase *io = tcase_create("io");
+	tcase_add_checked_fixture(io, io_setup, io_teardown);
+	tcase_add_test(io, test_stream_reads_what_the_peer_sends_and_hears_eof_once);
+	tcase_add_test(io, test_stream_read_stopped_reads_nothing_until_resumed);
+	tcase_add_test(io, test_stream_write_the_socket_cannot_take_at_once_arrives_whole_and_in_order);
+	tcase_add_test(io, test_stream_write_to_a_gone_peer_reports_the_error_from_the_loop);
+	tcase_add_test(io, test_stream_without_a_socket_closes_from_the_loop);
+	tcase_add_test(io, test_stream_dial_to_a_missing_unix_socket_fails_from_the_loop);
+	tcase_add_test(io, test_stream_dial_to_a_unix_socket_connects_and_writes_what_was_queued_before);
+	tcase_add_test(io, test_stream_linger_sends_what_is_queued_then_half_closes);
+	suite_add_tcase(s, io);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
