@@ -254,6 +254,10 @@ static void client_end(struct client *c)
 		c->admin_wait = 0;
 		w->admin_waiters--;
 	}
+	if (c->settling) {
+		worker_settle_forget(w, c);
+		c->settling = false;
+	}
 	TAILQ_REMOVE(&w->clients, c, link);
 	w->client_count--;
 	__atomic_sub_fetch(&w->clients_now, 1, __ATOMIC_RELAXED);
@@ -1680,7 +1684,25 @@ void client_accept(struct worker *w, int fd, bool is_unix, const struct sockaddr
 	 * arrived: libpq first sends SSLRequest and cannot take an error in reply,
 	 * and a CancelRequest must still get through. PostgreSQL does the same.
 	 */
-	if (total > w->cfg->max_client_conn)
+	if (total > w->cfg->max_client_conn) {
+		c->settling = true;
+		if (worker_settle(w, c))
+			return; /* client_settled goes on */
+		c->settling = false;
+		c->over_limit = !evict_stalled_login(w, c);
+	}
+	stream_read_start(&c->stream);
+	stream_read_now(&c->stream);
+}
+
+void client_settled(struct client *c)
+{
+	struct worker *w = c->w;
+	/* Closed by a client_settled before it in the same round (evicted): freed later, not yet. */
+	if (!c->settling)
+		return;
+	c->settling = false;
+	if (__atomic_load_n(&w->ledger->clients, __ATOMIC_RELAXED) > w->cfg->max_client_conn)
 		c->over_limit = !evict_stalled_login(w, c);
 	stream_read_start(&c->stream);
 	stream_read_now(&c->stream);

@@ -485,6 +485,105 @@ static void on_accept(void *owner, int fd, bool is_unix, const struct sockaddr *
 	client_accept(w, fd, is_unix, peer);
 }
 
+/*
+ * worker_settle's round: a message to every other worker, which sends it
+ * straight back. A worker takes its mailbox when its wake-up handle fires,
+ * and the kernel reports that handle after the sockets that were readable
+ * before it was signalled, so an answer means those have been read.
+ */
+struct settle_msg {
+	struct crew_msg hdr;
+	struct worker *from;
+};
+
+static void start_settle_round(struct worker *w);
+
+static void settle_answered(struct worker *w)
+{
+	if (--w->settle_replies > 0)
+		return;
+	/* client_settled may close a client, which takes it out of the array: take them first. */
+	int n = w->settle_covered;
+	struct client **done = xcalloc((size_t)n, sizeof(*done));
+	memcpy(done, w->settling, (size_t)n * sizeof(*done));
+	memmove(w->settling, w->settling + n, (size_t)(w->n_settling - n) * sizeof(*done));
+	w->n_settling -= n;
+	w->settle_covered = 0;
+	for (int i = 0; i < n; i++) {
+		if (done[i]) /* NULL: closed meanwhile */
+			client_settled(done[i]);
+	}
+	free(done);
+	if (w->n_settling > 0)
+		start_settle_round(w);
+}
+
+static void on_settle_answer(struct worker *w, struct crew_msg *m)
+{
+	free(m);
+	settle_answered(w);
+}
+
+static void on_settle_question(struct worker *w, struct crew_msg *m)
+{
+	(void)w;
+	struct settle_msg *sm = (struct settle_msg *)m;
+	sm->hdr.run = on_settle_answer;
+	if (!crew_post(sm->from, &sm->hdr))
+		free(sm);
+}
+
+static void start_settle_round(struct worker *w)
+{
+	struct crew *cr = w->crew.of;
+	w->settle_covered = w->n_settling;
+	w->settle_replies = 1; /* held until every question is out */
+	for (int i = 0; i < cr->n; i++) {
+		struct worker *x = cr->workers[i];
+		if (x == w)
+			continue;
+		struct settle_msg *sm = xcalloc(1, sizeof(*sm));
+		sm->hdr.run = on_settle_question;
+		sm->from = w;
+		if (crew_post(x, &sm->hdr))
+			w->settle_replies++;
+		else
+			free(sm); /* gone: nothing left to catch up with */
+	}
+	settle_answered(w);
+}
+
+bool worker_settle(struct worker *w, struct client *c)
+{
+	struct crew *cr = w->crew.of;
+	if (!cr || !cr->started || cr->n < 2 || crew_others_gone(w))
+		return false;
+	if (w->n_settling == w->settling_cap) {
+		w->settling_cap = w->settling_cap ? 2 * w->settling_cap : 8;
+		w->settling = xrealloc(w->settling, (size_t)w->settling_cap * sizeof(*w->settling));
+	}
+	w->settling[w->n_settling++] = c;
+	if (w->settle_replies == 0)
+		start_settle_round(w);
+	return true;
+}
+
+void worker_settle_forget(struct worker *w, struct client *c)
+{
+	for (int i = 0; i < w->n_settling; i++) {
+		if (w->settling[i] != c)
+			continue;
+		if (i < w->settle_covered) {
+			w->settling[i] = NULL; /* the round in flight counts on its place */
+		} else {
+			memmove(w->settling + i, w->settling + i + 1,
+				(size_t)(w->n_settling - i - 1) * sizeof(*w->settling));
+			w->n_settling--;
+		}
+		return;
+	}
+}
+
 /* The settings the stream layer applies to sockets from now on. */
 static void configure_streams(struct worker *w)
 {
@@ -635,6 +734,7 @@ void worker_deinit(struct worker *w)
 		free(ds);
 	}
 	cancel_table_deinit(&w->cancel_keys);
+	free(w->settling);
 	free(w->handing_over);
 	w->handing_over = NULL;
 	auth_userlist_unref(w->userlist);

@@ -151,6 +151,7 @@ struct client {
 	bool over_limit : 1; /* accepted beyond max_client_conn: refused at startup */
 	bool linger : 1; /* ending with an error: close without a reset (stream_close_linger) */
 	bool direct_tls : 1; /* the connection began with a ClientHello, not an SSLRequest */
+	bool settling : 1; /* held by worker_settle, not reading yet */
 	uint8_t replication; /* enum pkt_replication, from the startup packet */
 	uint8_t admin_role; /* enum admin_role; 0 for ordinary clients */
 	uint8_t admin_wait; /* enum admin_wait: a PAUSE/WAIT_CLOSE in progress */
@@ -179,6 +180,8 @@ static inline char *client_addr_text(const struct client *c, char *buf, size_t l
 
 /* Starts a client on a freshly accepted socket, which it owns from here (listener.c). */
 void client_accept(struct worker *w, int fd, bool is_unix, const struct sockaddr *peer);
+/* The other workers have caught up (worker_settle): c's count is decided and it starts reading. */
+void client_settled(struct client *c);
 void client_set_state(struct client *c, enum client_state st);
 /* Sends c a NOTICE (00000): only between messages, e.g. while it waits for a server. */
 void client_notice(struct client *c, const char *text);

@@ -131,6 +131,14 @@ struct worker {
 	int client_count;
 	/* client_count for the other workers to read (atomic), and connections posted to it */
 	int clients_now;
+	/*
+	 * Clients accepted past max_client_conn with other workers running,
+	 * held until those have caught up (worker_settle): the first
+	 * settle_covered of them are covered by the round of messages in flight,
+	 * which waits for settle_replies more answers.
+	 */
+	struct client **settling;
+	int n_settling, settling_cap, settle_covered, settle_replies;
 	struct derive_queue derive; /* key derivations on the thread pool (derive.h) */
 	struct authq *authq; /* auth_query look-ups (authq.h) */
 	uint64_t stats_logins_evicted; /* logins closed at max_client_conn to make room */
@@ -303,6 +311,19 @@ bool worker_authq_lookup(struct worker *w, const struct authq_target *t, const c
 			 struct worker_lookup **wait) WUR;
 void worker_authq_cancel(struct worker_lookup *wait);
 void worker_authq_forget(struct worker *w, const char *key);
+
+/*
+ * A count shared with other workers says no (max_client_conn), but a client
+ * may have left on another worker just before this one arrived, and that
+ * worker may not have read its goodbye yet: the order the kernel saw is not
+ * the order two threads act in. worker_settle holds c (it reads nothing)
+ * for one round of messages to every other worker; each answers after the
+ * events already waiting on its loop, so when all have, client_settled(c)
+ * decides on counts that follow the kernel's order. false: no other worker
+ * runs, decide now. A client closed meanwhile calls worker_settle_forget.
+ */
+bool worker_settle(struct worker *w, struct client *c);
+void worker_settle_forget(struct worker *w, struct client *c);
 
 /* Queues a pool for the assignment step of this loop iteration. */
 void worker_schedule_kick(struct worker *w, struct pool *p);
