@@ -39,6 +39,7 @@ esac
 build_packages=(
 	meson ninja-build pkg-config gcc libc6-dev
 	libuv1-dev libssl-dev libpq-dev libinih-dev uthash-dev
+	libpg-query-dev libprotobuf-c-dev
 	scdoc
 	libsystemd-dev
 )

@@ -1398,6 +1398,33 @@ static bool relay_prepared(struct client *c, const struct pkt_hdr *h, bool *stop
 	return true;
 }
 
+/*
+ * Shows the server a Query's or Parse's SQL text (server_watch_sql) when
+ * its session outlives this client's turn on it. h: the message at the
+ * front of the read buffer, avail bytes of it there.
+ */
+static void watch_sql(struct client *c, struct server *s, const struct pkt_hdr *h, size_t avail)
+{
+	if (pool_mode_of(c->pool) == POOL_MODE_SESSION)
+		return;
+	const char *body = (const char *)stream_data(&c->stream) + PKT_HDR_LEN;
+	size_t blen = MIN(avail, (size_t)h->len) - PKT_HDR_LEN;
+	if (h->type == PKT_Parse) {
+		const char *name_end = memchr(body, 0, blen);
+		if (!name_end) {
+			server_watch_sql(s, body, 0, false);
+			return;
+		}
+		blen -= (size_t)(name_end + 1 - body);
+		body = name_end + 1;
+	}
+	const char *end = memchr(body, 0, blen);
+	if (end)
+		server_watch_sql(s, body, (size_t)(end - body), true);
+	else
+		server_watch_sql(s, body, blen, false);
+}
+
 /* Forwards every complete (or streaming) message to the linked server. */
 static void relay(struct client *c)
 {
@@ -1421,6 +1448,8 @@ static void relay(struct client *c)
 		if (rc != PKT_OK)
 			return;
 		bool stop;
+		if (h.type == PKT_Query || h.type == PKT_Parse)
+			watch_sql(c, s, &h, avail);
 		switch (h.type) {
 		case PKT_Query:
 			/* Only a DEALLOCATE of the client's own names concerns prepared.c. */

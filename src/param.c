@@ -151,6 +151,16 @@ const char *param_set_get(const struct param_set *ps, const char *name)
 	return it ? it->value : NULL;
 }
 
+bool param_set_remove(struct param_set *ps, const char *name)
+{
+	struct param *it = find(ps, key_of(name, false), name);
+	if (!it)
+		return false;
+	free(it->name);
+	*it = ps->items[--ps->n]; /* order means nothing in a set */
+	return true;
+}
+
 void param_set_copy(struct param_set *dst, const struct param_set *src)
 {
 	for (int i = 0; i < src->n; i++)

@@ -8,6 +8,7 @@
  * records each request with server_push_request().
  */
 #include "sluice/server.h"
+#include "sluice/sqlscan.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -147,6 +148,8 @@ static void on_rq_done(void *owner, const struct rq_entry *e, bool answered)
  * Answers the fake entries at the head of the queue. Only between messages:
  * while a server message is half relayed, the client's stream belongs to it.
  */
+static void send_probe(struct server *s);
+
 static void settle_fakes(struct server *s)
 {
 	uint8_t type;
@@ -186,6 +189,18 @@ void server_push_named_request(struct server *s, enum rq_kind kind, struct pstmt
 	rq_push(&s->rq, kind, stmt, name_id);
 	if (s->rq.len == 1)
 		settle_fakes(s);
+}
+
+/* Appends a SQL string literal (E'...') of v to out. */
+static void put_literal(struct buf_out *out, const char *v)
+{
+	buf_out_put(out, "E'", 2);
+	for (; *v; v++) {
+		if (*v == '\'' || *v == '\\')
+			buf_out_put_u8(out, (uint8_t)*v);
+		buf_out_put_u8(out, (uint8_t)*v);
+	}
+	buf_out_put_u8(out, '\'');
 }
 
 /* Sends one of sluice's own queries; its response is swallowed. */
@@ -241,6 +256,9 @@ static void on_stream_closed(struct stream *st)
 	struct server *s = container_of(st, struct server, stream);
 	tls_ctx_unref(s->tls_ctx);
 	param_set_deinit(&s->params);
+	param_set_deinit(&s->session);
+	param_set_deinit(&s->probe_names);
+	param_set_deinit(&s->probed);
 	rq_deinit(&s->rq);
 	prepared_server_deinit(s->w, &s->prepared);
 	free(s);
@@ -362,6 +380,9 @@ static void after_release(struct server *s, bool run_reset)
 	if (run_reset && cfg->server_reset_query && *cfg->server_reset_query) {
 		server_set_state(s, SERVER_TESTED);
 		send_internal(s, cfg->server_reset_query);
+		/* Whatever the reset query is, what it left of the session is asked, not assumed. */
+		if (s->session.n)
+			send_probe(s);
 		return;
 	}
 	server_set_state(s, SERVER_IDLE);
@@ -382,6 +403,151 @@ static void unlink_client(struct server *s)
 	client_unlinked(c);
 }
 
+/*
+ * Asks the server which session settings it has now, after a request that
+ * may have changed them (server_watch_sql): every setting a SET gave this
+ * session (pg_settings' source "session"), the role, and the custom names
+ * the requests mentioned or the session has, which pg_settings leaves out.
+ * The rows are what the client's session is from now on (probe_answered).
+ */
+static void send_probe(struct server *s)
+{
+	struct buf_out sql;
+	buf_out_init(&sql);
+	static const char head[] =
+		"SELECT 's', name, current_setting(name) FROM pg_catalog.pg_settings "
+		"WHERE source = 'session' "
+		"UNION ALL SELECT 's', 'role', pg_catalog.current_setting('role')";
+	buf_out_put(&sql, head, sizeof(head) - 1);
+	const struct client *c = s->client;
+	const struct param_set *sets[] = { &s->probe_names, &s->session, c ? &c->params : NULL };
+	bool any = false;
+	for (size_t k = 0; k < ARRAY_SIZE(sets); k++) {
+		for (int i = 0; sets[k] && i < sets[k]->n; i++) {
+			const char *name = sets[k]->items[i].name;
+			if (!strchr(name, '.'))
+				continue;
+			buf_out_put(&sql,
+				    any ? ", "
+					: " UNION ALL SELECT 's', n, "
+					  "pg_catalog.current_setting(n, true) FROM "
+					  "pg_catalog.unnest(ARRAY[",
+				    strlen(any ? ", "
+					       : " UNION ALL SELECT 's', n, "
+						 "pg_catalog.current_setting(n, true) FROM "
+						 "pg_catalog.unnest(ARRAY["));
+			put_literal(&sql, name);
+			any = true;
+		}
+	}
+	if (any)
+		buf_out_put(&sql, "]::text[]) AS n", strlen("]::text[]) AS n"));
+	buf_out_put_u8(&sql, 0);
+	param_set_deinit(&s->probe_names);
+	param_set_deinit(&s->probed);
+	s->probe_due = false;
+	send_internal(s, (const char *)sql.data);
+	s->probe_seq = s->rq.seq;
+	buf_out_deinit(&sql);
+}
+
+/* A row of the probe: name, value; a role of "none" and an empty or unknown custom value are unset. */
+static void probe_row(struct server *s, const uint8_t *body, size_t blen)
+{
+	struct pkt_reader r;
+	pkt_reader_init(&r, body, blen);
+	if (pkt_get_be16(&r) != 3)
+		return;
+	const char *col[3] = { 0 };
+	size_t len[3] = { 0 };
+	for (int i = 0; i < 3; i++) {
+		uint32_t n = pkt_get_be32(&r);
+		if (r.bad || n == UINT32_MAX)
+			continue; /* NULL */
+		col[i] = (const char *)pkt_get_bytes(&r, n);
+		len[i] = n;
+	}
+	if (r.bad || !col[1] || !col[2])
+		return;
+	char *name = xstrndup(col[1], len[1]), *value = xstrndup(col[2], len[2]);
+	if (!(strcmp(name, "role") == 0 && strcmp(value, "none") == 0))
+		param_set_put(&s->probed, name, value);
+	free(name);
+	free(value);
+}
+
+/*
+ * The probe's answer is complete: the server's untracked session is what
+ * it found, and so is the client's (its tracked parameters stay, kept by
+ * ParameterStatus).
+ */
+static void probe_answered(struct server *s)
+{
+	const char *extra = s->w->cfg->track_extra_parameters;
+	s->probe_seq = 0;
+	param_set_deinit(&s->session);
+	for (int i = 0; i < s->probed.n; i++) {
+		const struct param *pp = &s->probed.items[i];
+		if (!param_is_tracked(pp->name, extra))
+			param_set_put(&s->session, pp->name, pp->value);
+	}
+	param_set_deinit(&s->probed);
+	s->synced_profile = 0;
+	struct client *c = s->client;
+	if (log_enabled(LOG_LEVEL_NOISE)) {
+		struct buf_out t;
+		buf_out_init(&t);
+		for (int i = 0; i < s->session.n; i++) {
+			if (i)
+				buf_out_put(&t, ", ", 2);
+			buf_out_put(&t, s->session.items[i].name, strlen(s->session.items[i].name));
+			buf_out_put_u8(&t, '=');
+			buf_out_put(&t, s->session.items[i].value,
+				    strlen(s->session.items[i].value));
+		}
+		buf_out_put_u8(&t, 0);
+		slog(LOG_LEVEL_NOISE, s, "session settings of C-%llu now: %s",
+		     c ? (unsigned long long)c->id : 0ULL, (const char *)t.data);
+		buf_out_deinit(&t);
+	}
+	if (!c)
+		return;
+	bool changed = false;
+	for (int i = 0; i < c->params.n;) {
+		const struct param *cp = &c->params.items[i];
+		if (!param_is_tracked(cp->name, extra) && !param_set_get_as(&s->session, cp)) {
+			param_set_remove(&c->params, cp->name);
+			changed = true;
+		} else {
+			i++;
+		}
+	}
+	for (int i = 0; i < s->session.n; i++)
+		changed |= param_set_put(&c->params, s->session.items[i].name,
+					 s->session.items[i].value);
+	if (changed && c->profile) {
+		param_profile_release(&c->pool->profiles, c->profile);
+		c->profile = NULL;
+	}
+}
+
+void server_watch_sql(struct server *s, const char *text, size_t len, bool whole)
+{
+	if (!whole) {
+		s->probe_due = true; /* too long to look at whole: ask */
+		return;
+	}
+	if (!sql_scan_cheap(text, len))
+		return;
+	struct sql_scan_result r;
+	sql_scan_parse(text, &r);
+	if (r.effects & SQL_EFFECT_SETTINGS)
+		s->probe_due = true;
+	for (int i = 0; i < r.n_custom; i++)
+		param_set_put(&s->probe_names, r.custom[i], "");
+	sql_scan_result_deinit(&r);
+}
+
 void server_maybe_release(struct server *s)
 {
 	struct client *c = s->client;
@@ -397,6 +563,10 @@ void server_maybe_release(struct server *s)
 			client_fail(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
 				    "transaction blocks not allowed in statement pooling mode");
 		}
+		return;
+	}
+	if (s->probe_due) {
+		send_probe(s); /* released once it is answered */
 		return;
 	}
 	unlink_client(s);
@@ -433,30 +603,71 @@ void server_owner_gone(struct server *s)
 
 /* ---- linking ------------------------------------------------------------- */
 
-/* Appends a SQL string literal (E'...') of v to out. */
-static void put_literal(struct buf_out *out, const char *v)
+/*
+ * Adds "SET name TO value;" to sql unless the server has that value
+ * already: in params for what PostgreSQL reports (tracked), in session for
+ * the rest, which the SET itself is then recorded in.
+ */
+static void append_set_if_differs(struct server *s, struct buf_out *sql, const struct param *want,
+				  bool tracked)
 {
-	buf_out_put(out, "E'", 2);
-	for (; *v; v++) {
-		if (*v == '\'' || *v == '\\')
-			buf_out_put_u8(out, (uint8_t)*v);
-		buf_out_put_u8(out, (uint8_t)*v);
-	}
-	buf_out_put_u8(out, '\'');
-}
-
-/* Adds "SET name TO value;" to sql unless the server has that value already. */
-static void append_set_if_differs(const struct server *s, struct buf_out *sql,
-				  const struct param *want)
-{
-	const char *sv = param_set_get_as(&s->params, want);
+	const char *sv = param_set_get_as(tracked ? &s->params : &s->session, want);
 	if (sv && strcmp(sv, want->value) == 0)
 		return;
-	buf_out_put(sql, "SET ", 4);
-	buf_out_put(sql, want->name, strlen(want->name));
-	buf_out_put(sql, " TO ", 4);
+	if (tracked) {
+		buf_out_put(sql, "SET ", 4);
+		buf_out_put(sql, want->name, strlen(want->name));
+		buf_out_put(sql, " TO ", 4);
+		put_literal(sql, want->value);
+		buf_out_put(sql, ";", 1);
+		return;
+	}
+	/*
+	 * set_config reads the value as postgresql.conf would: a list such as
+	 * search_path's "foo, public" is two names, where SET would take the
+	 * literal for one.
+	 */
+	static const char call[] = "SELECT pg_catalog.set_config(";
+	buf_out_put(sql, call, sizeof(call) - 1);
+	put_literal(sql, want->name);
+	buf_out_put(sql, ", ", 2);
 	put_literal(sql, want->value);
-	buf_out_put(sql, ";", 1);
+	buf_out_put(sql, ", false);", 9);
+	param_set_put(&s->session, want->name, want->value);
+}
+
+/*
+ * The untracked settings: those of the server's session that c has not
+ * set go back to their defaults first (a RESET role before a SET that
+ * needs the login's privileges), then c's are set, role last (a SET
+ * after it could need what the role lacks).
+ */
+static void append_session(struct server *s, struct buf_out *sql, const struct client *c)
+{
+	const char *extra = s->w->cfg->track_extra_parameters;
+	for (int i = 0; i < s->session.n;) {
+		const struct param *sp = &s->session.items[i];
+		if (param_set_get_as(&c->params, sp)) {
+			i++;
+			continue;
+		}
+		buf_out_put(sql, "RESET ", 6);
+		buf_out_put(sql, sp->name, strlen(sp->name));
+		buf_out_put(sql, ";", 1);
+		param_set_remove(&s->session, sp->name); /* the last item takes its place */
+	}
+	const struct param *role = NULL;
+	for (int i = 0; i < c->params.n; i++) {
+		const struct param *cp = &c->params.items[i];
+		if (param_is_tracked(cp->name, extra))
+			continue;
+		if (strcasecmp(cp->name, "role") == 0)
+			role = cp;
+		else
+			append_set_if_differs(s, sql, cp, false);
+	}
+	if (role)
+		append_set_if_differs(s, sql, role, false);
 }
 
 void server_link(struct server *s, struct client *c)
@@ -490,17 +701,28 @@ void server_link(struct server *s, struct client *c)
 		return;
 	struct buf_out sql;
 	buf_out_init(&sql);
-	for (int i = 0; i < c->params.n; i++)
-		append_set_if_differs(s, &sql, &c->params.items[i]);
+	const char *extra = s->w->cfg->track_extra_parameters;
+	if (s->session.n || c->params.n)
+		append_session(s, &sql, c);
+	for (int i = 0; i < c->params.n; i++) {
+		const struct param *cp = &c->params.items[i];
+		if (param_is_tracked(cp->name, extra))
+			append_set_if_differs(s, &sql, cp, true);
+	}
 	/* Parameters the client did not choose go back to the pool's defaults. */
 	const struct param_set *defs = &p->defaults;
 	for (int i = 0; i < defs->n; i++) {
 		const struct param *dp = &defs->items[i];
 		if (!param_set_get_as(&c->params, dp))
-			append_set_if_differs(s, &sql, dp);
+			append_set_if_differs(s, &sql, dp, true);
 	}
 	if (sql.len) {
-		/* The ParameterStatus answers say what the server has now. */
+		/*
+		 * The ParameterStatus answers say what the server has now; the
+		 * untracked settings send none, so the profile it matched is
+		 * forgotten here (the next link compares again).
+		 */
+		s->synced_profile = 0;
 		buf_out_put_u8(&sql, 0);
 		send_internal(s, (const char *)sql.data);
 	} else {
@@ -669,18 +891,25 @@ static bool handle_inspected(struct server *s, const uint8_t *msg, uint32_t len,
 			return fail_protocol(s, "unexpected ReadyForQuery"), false;
 		s->copy_in = false;
 		if (kind == RQ_INTERNAL) {
+			bool probe = s->probe_seq && s->answering_seq == s->probe_seq;
 			stream_consume(&s->stream, len);
+			if (probe && !s->internal_error)
+				probe_answered(s);
 			if (s->rq.len == 0 && (!c || s->internal_error))
 				internal_done(s);
 			else if (s->internal_error && c) {
 				s->internal_error = false;
-				client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
-					    "server refused to apply a session parameter");
+				client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "%s",
+					    probe ? "server did not say which session settings it has"
+						  : "server refused to apply a session parameter");
 				if (s->state != SERVER_CLOSED)
-					server_close(s, "parameter SET failed");
+					server_close(s, probe ? "session settings probe failed"
+							      : "parameter SET failed");
 				return false;
 			} else if (c) {
 				adopt_canonical_values(s, c);
+				if (probe)
+					server_maybe_release(s);
 			}
 			return s->state != SERVER_CLOSED;
 		}
@@ -714,6 +943,12 @@ static bool handle_inspected(struct server *s, const uint8_t *msg, uint32_t len,
 	case PKT_NoticeResponse:
 	case PKT_NotificationResponse:
 		break;
+	case PKT_DataRow:
+		if (swallow && s->probe_seq && s->answering_seq == s->probe_seq) {
+			probe_row(s, body, blen);
+			break;
+		}
+		/* fall through */
 	default:
 		/*
 		 * Without a client only the answer to one of sluice's own queries
@@ -1624,6 +1859,8 @@ int server_pack(struct server *s, struct server_parcel *parcel)
 	snprintf(parcel->host, sizeof(parcel->host), "%s", s->host);
 	param_set_init(&parcel->params);
 	param_set_copy(&parcel->params, &s->params);
+	param_set_init(&parcel->session);
+	param_set_copy(&parcel->session, &s->session);
 	slog(LOG_LEVEL_NOISE, s, "moving to another worker");
 	server_set_state(s, SERVER_CLOSED);
 	TAILQ_REMOVE(&w->servers, s, link);
@@ -1657,6 +1894,8 @@ struct server *server_unpack(struct pool *p, struct server_parcel *parcel)
 	s->be_key = parcel->be_key;
 	param_set_copy(&s->params, &parcel->params);
 	param_set_deinit(&parcel->params);
+	param_set_copy(&s->session, &parcel->session);
+	param_set_deinit(&parcel->session);
 	prepared_server_unpack(w, &s->prepared, &parcel->statements);
 	s->logged_in_once = s->auth_ok = true;
 	server_set_state(s, SERVER_LOGIN);
@@ -1698,6 +1937,7 @@ void server_parcel_drop(struct ledger *l, struct pool_share *sh, const char *db,
 		tls_conn_free(parcel->tls);
 	parcel->tls = NULL;
 	param_set_deinit(&parcel->params);
+	param_set_deinit(&parcel->session);
 	prepared_carry_free(l, &parcel->statements);
 	ledger_server_remove(l, sh, db, user);
 }

@@ -63,6 +63,8 @@ static inline const char *param_set_get_as(const struct param_set *ps, const str
 const char *param_key(const char *name);
 #define PARAM_KEYS_MAX 1024
 void param_set_copy(struct param_set *dst, const struct param_set *src);
+/* Removes name; true if it was there. */
+bool param_set_remove(struct param_set *ps, const char *name);
 
 /*
  * The parameters sluice keeps per client and re-applies to whatever server

@@ -106,6 +106,21 @@ struct server {
 	uint32_t be_pid, be_key;
 	struct param_set params; /* as PostgreSQL last reported them */
 	uint64_t synced_profile; /* id of the client profile params match, or 0: unknown */
+	/*
+	 * Session settings PostgreSQL does not report (statement_timeout,
+	 * search_path, role, "myapp.x"): what its last probe found, plus what
+	 * server_link set and reset since. Clients carry theirs in their params.
+	 */
+	struct param_set session;
+	/*
+	 * A request of its client may have changed them (sqlscan.h): a probe asks
+	 * the server once it is clean, before it is released. probe_names: the
+	 * custom names to ask about; probe_seq: the probe's request, while it runs.
+	 */
+	bool probe_due;
+	struct param_set probe_names;
+	struct param_set probed; /* the rows of the running probe */
+	uint32_t probe_seq;
 
 	struct rq rq; /* what was sent and not yet answered (rq.h) */
 	uint32_t answering_seq; /* seq of the request the inspected message being relayed answers */
@@ -152,6 +167,14 @@ void server_close(struct server *s, const char *reason);
 
 /* Links s (IDLE) to c: brings tracked parameters in line, then relays. */
 void server_link(struct server *s, struct client *c);
+/*
+ * A Query or Parse text of the linked client, on its way to the server
+ * (transaction and statement pooling): if it may change session settings
+ * (sqlscan.h), the server is probed before its release. whole: text is
+ * the message's whole NUL-terminated text; otherwise only part of it is
+ * at hand, and the probe is made anyway.
+ */
+void server_watch_sql(struct server *s, const char *text, size_t len, bool whole);
 /* The client is leaving (or finished a transaction): release or close s. */
 void server_client_gone(struct server *s);
 /* The replication client s is logging in for is leaving: close s. */
@@ -208,6 +231,7 @@ struct server_parcel {
 	bool is_pipe;
 	uint32_t be_pid, be_key;
 	struct param_set params;
+	struct param_set session;
 	uint64_t connect_time, idle_since; /* uv_now: the loops share one clock */
 	uint64_t lifetime_ms, idle_timeout_ms;
 	uint32_t link_count;

@@ -1,0 +1,56 @@
+/*
+ * sqlscan.h - what a client's SQL text may do to its session beyond the
+ * transaction that runs it.
+ *
+ * In transaction and statement pooling, a server's session outlives the
+ * client's turn on it: a SET made by one client would be seen by the next.
+ * sluice looks at every simple Query and every Parse text in two steps:
+ *
+ *   1. sql_scan_cheap: a look at the first word of each statement (after
+ *      a ';', comments and parentheses) and for a few function names
+ *      anywhere. It errs on the side of "maybe" and costs a couple of
+ *      memchr passes, so the common SELECT and INSERT pay nothing
+ *      measurable.
+ *   2. sql_scan_parse, only on a "maybe": PostgreSQL's own parser
+ *      (libpg_query) says which statements they are.
+ *
+ * What a statement did is then asked of the server itself (server.c's
+ * probe), so PostgreSQL's rules (a SET rolled back with its transaction,
+ * SET LOCAL ending with it, a failed statement changing nothing) hold
+ * without sluice modelling them.
+ *
+ * I/O-free, and safe on any thread (libpg_query keeps its memory per thread).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* What a text may change, as a bit set. */
+enum {
+	/* Session settings: SET, RESET, SET SESSION ..., set_config, DISCARD. */
+	SQL_EFFECT_SETTINGS = 1u << 0,
+};
+
+/* Bits of what the first look cannot rule out; 0 for the common query. */
+unsigned sql_scan_cheap(const char *text, size_t len);
+
+/*
+ * The settings whose names are not PostgreSQL's own ("myapp.tenant"): the
+ * probe cannot list them (pg_settings leaves placeholders out), so it asks
+ * for them by name.
+ */
+#define SQL_SCAN_CUSTOM_MAX 16
+struct sql_scan_result {
+	unsigned effects;
+	int n_custom;
+	char *custom[SQL_SCAN_CUSTOM_MAX]; /* owned; names beyond the maximum are dropped */
+};
+
+/*
+ * Parses text (NUL-terminated) and fills out. A text PostgreSQL would
+ * refuse to parse has no effect: the server refuses all of it. Free with
+ * sql_scan_result_deinit.
+ */
+void sql_scan_parse(const char *text, struct sql_scan_result *out);
+void sql_scan_result_deinit(struct sql_scan_result *r);

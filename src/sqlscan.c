@@ -1,0 +1,215 @@
+/*
+ * sqlscan.c - the cheap look and PostgreSQL's parser over client SQL
+ * (sqlscan.h).
+ */
+#include "sluice/sqlscan.h"
+
+#include <ctype.h>
+#include <pg_query.h>
+#include <pg_query/pg_query.pb-c.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "sluice/common.h"
+
+/* ---- the cheap look ------------------------------------------------------------ */
+
+/*
+ * Skips blanks, comments and opening parentheses: where a statement's first
+ * word starts. Comments as PostgreSQL's scanner reads them: "--" to the end
+ * of the line (\n or \r), and nested block comments.
+ */
+static const char *word_start(const char *p, const char *end)
+{
+	while (p < end) {
+		if (isspace((unsigned char)*p) || *p == '(') {
+			p++;
+		} else if (*p == '-' && p + 1 < end && p[1] == '-') {
+			while (p < end && *p != '\n' && *p != '\r')
+				p++;
+		} else if (*p == '/' && p + 1 < end && p[1] == '*') {
+			int depth = 1;
+			for (p += 2; p < end && depth > 0; p++) {
+				if (p + 1 < end && p[0] == '/' && p[1] == '*')
+					depth++, p++;
+				else if (p + 1 < end && p[0] == '*' && p[1] == '/')
+					depth--, p++;
+			}
+		} else {
+			break;
+		}
+	}
+	return p;
+}
+
+static bool word_is(const char *p, const char *end, const char *word)
+{
+	size_t n = strlen(word);
+	if ((size_t)(end - p) < n || strncasecmp(p, word, n) != 0)
+		return false;
+	return p + n == end || !(isalnum((unsigned char)p[n]) || p[n] == '_');
+}
+
+static unsigned first_word_effects(const char *p, const char *end)
+{
+	p = word_start(p, end);
+	if (p == end)
+		return 0;
+	switch (*p | 0x20) {
+	case 's':
+		return word_is(p, end, "set") ? SQL_EFFECT_SETTINGS : 0;
+	case 'r':
+		return word_is(p, end, "reset") ? SQL_EFFECT_SETTINGS : 0;
+	case 'd':
+		return word_is(p, end, "discard") ? SQL_EFFECT_SETTINGS : 0;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Whether "set_config" occurs, found from its '_' (most queries have few),
+ * or a U&"..." identifier, which could spell it with escapes.
+ */
+static bool mentions_set_config(const char *text, size_t len)
+{
+	const char *p = text, *end = text + len;
+	while ((p = memchr(p, '_', (size_t)(end - p))) != NULL) {
+		if (p - text >= 3 && end - p >= 7 && strncasecmp(p - 3, "set_config", 10) == 0)
+			return true;
+		p++;
+	}
+	for (p = text; (p = memchr(p, '&', (size_t)(end - p))) != NULL; p++)
+		if (p > text && (p[-1] | 0x20) == 'u' && p + 1 < end && p[1] == '"')
+			return true;
+	return false;
+}
+
+unsigned sql_scan_cheap(const char *text, size_t len)
+{
+	const char *end = text + len;
+	/* Every ';' may end a statement: one inside a literal only costs a parse. */
+	unsigned effects = first_word_effects(text, end);
+	for (const char *p = text; (p = memchr(p, ';', (size_t)(end - p))) != NULL;)
+		effects |= first_word_effects(++p, end);
+	if (mentions_set_config(text, len))
+		effects |= SQL_EFFECT_SETTINGS;
+	return effects;
+}
+
+/* ---- PostgreSQL's parser --------------------------------------------------------- */
+
+static void note_custom(struct sql_scan_result *out, const char *name)
+{
+	if (!name || !strchr(name, '.') || out->n_custom == SQL_SCAN_CUSTOM_MAX)
+		return;
+	for (int i = 0; i < out->n_custom; i++)
+		if (strcasecmp(out->custom[i], name) == 0)
+			return;
+	out->custom[out->n_custom++] = xstrdup(name);
+}
+
+static const char *string_of(const PgQuery__Node *n)
+{
+	if (n && n->node_case == PG_QUERY__NODE__NODE_STRING && n->string)
+		return n->string->sval;
+	return NULL;
+}
+
+static void visit_variable_set(const PgQuery__VariableSetStmt *v, struct sql_scan_result *out)
+{
+	/* SET LOCAL ends with its transaction (as does SET inside a function with a SET clause). */
+	if (v->is_local)
+		return;
+	out->effects |= SQL_EFFECT_SETTINGS;
+	note_custom(out, v->name);
+}
+
+static void visit_func_call(const PgQuery__FuncCall *f, struct sql_scan_result *out)
+{
+	if (f->n_funcname == 0 || !string_of(f->funcname[f->n_funcname - 1]) ||
+	    strcmp(string_of(f->funcname[f->n_funcname - 1]), "set_config") != 0)
+		return;
+	out->effects |= SQL_EFFECT_SETTINGS;
+	/* set_config('myapp.x', ...): a literal first argument names the setting. */
+	const PgQuery__Node *a = f->n_args ? f->args[0] : NULL;
+	if (a && a->node_case == PG_QUERY__NODE__NODE_A_CONST &&
+	    a->a_const->val_case == PG_QUERY__A__CONST__VAL_SVAL && a->a_const->sval)
+		note_custom(out, a->a_const->sval->sval);
+}
+
+/*
+ * Visits every message of the tree through protobuf-c's descriptors, so a
+ * set_config is found however deep it sits (a subquery, a CTE, a function
+ * argument) without a walker per node type.
+ */
+static void walk(const ProtobufCMessage *m, struct sql_scan_result *out, int depth)
+{
+	if (!m || depth > 200)
+		return;
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	if (d == &pg_query__func_call__descriptor)
+		visit_func_call((const PgQuery__FuncCall *)m, out);
+	const char *base = (const char *)m;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+			/* Only the member the case names is there. */
+			if (*(const uint32_t *)(base + f->quantifier_offset) != f->id)
+				continue;
+		}
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)(base + f->quantifier_offset);
+			ProtobufCMessage *const *items = *(
+				ProtobufCMessage *const *const *)(base + f->offset);
+			for (size_t j = 0; j < n; j++)
+				walk(items[j], out, depth + 1);
+		} else {
+			walk(*(ProtobufCMessage *const *)(base + f->offset), out, depth + 1);
+		}
+	}
+}
+
+/*
+ * A statement of the text. SET, RESET and DISCARD count only as
+ * statements of their own: inside CREATE FUNCTION or ALTER ROLE the same
+ * clause changes a function or a role, not this session.
+ */
+static void visit_statement(const PgQuery__Node *stmt, struct sql_scan_result *out)
+{
+	if (!stmt)
+		return;
+	if (stmt->node_case == PG_QUERY__NODE__NODE_VARIABLE_SET_STMT)
+		visit_variable_set(stmt->variable_set_stmt, out);
+	else if (stmt->node_case == PG_QUERY__NODE__NODE_DISCARD_STMT)
+		out->effects |= SQL_EFFECT_SETTINGS;
+	walk(&stmt->base, out, 0);
+}
+
+void sql_scan_parse(const char *text, struct sql_scan_result *out)
+{
+	memset(out, 0, sizeof(*out));
+	PgQueryProtobufParseResult r = pg_query_parse_protobuf(text);
+	if (!r.error) {
+		PgQuery__ParseResult *tree =
+			pg_query__parse_result__unpack(NULL, r.parse_tree.len,
+						       (const uint8_t *)r.parse_tree.data);
+		if (tree) {
+			for (size_t i = 0; i < tree->n_stmts; i++)
+				visit_statement(tree->stmts[i]->stmt, out);
+			pg_query__parse_result__free_unpacked(tree, NULL);
+		}
+	}
+	pg_query_free_protobuf_parse_result(r);
+}
+
+void sql_scan_result_deinit(struct sql_scan_result *r)
+{
+	for (int i = 0; i < r->n_custom; i++)
+		free(r->custom[i]);
+	r->n_custom = 0;
+}

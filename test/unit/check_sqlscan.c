@@ -1,0 +1,126 @@
+/*
+ * check_sqlscan.c - unit tests of the look at client SQL: the cheap look
+ * says "maybe" for every statement that can change session settings,
+ * wherever it sits in a multi-statement text, and nothing for the common
+ * queries; PostgreSQL's parser then keeps only real SETs (not SET LOCAL,
+ * not the word in a literal), finds set_config at any depth, and names the
+ * custom settings.
+ */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/sqlscan.h"
+
+static unsigned cheap(const char *sql)
+{
+	return sql_scan_cheap(sql, strlen(sql));
+}
+
+static unsigned parsed(const char *sql)
+{
+	struct sql_scan_result r;
+	sql_scan_parse(sql, &r);
+	unsigned e = r.effects;
+	sql_scan_result_deinit(&r);
+	return e;
+}
+
+START_TEST(test_cheap_look_passes_common_queries)
+{
+	const char *plain[] = {
+		"SELECT 1",
+		"select abalance from pgbench_accounts where aid = $1",
+		"UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2",
+		"INSERT INTO t (a_b, c_d) VALUES (1, 2)",
+		"BEGIN",
+		"COMMIT; SELECT offset_x FROM t",
+		"",
+	};
+	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
+		ck_assert_msg(cheap(plain[i]) == 0, "flagged: %s", plain[i]);
+}
+END_TEST
+
+START_TEST(test_cheap_look_flags_every_statement_that_may_set)
+{
+	const char *maybe[] = {
+		"SET statement_timeout = 5",
+		"  set search_path to a",
+		"RESET ALL",
+		"reset role",
+		"DISCARD ALL",
+		"BEGIN; SET x.y = 1; COMMIT",
+		"SELECT 1;\n-- a comment\n  SET work_mem = '8MB'",
+		"SELECT 1; /* c */ SET work_mem = '8MB'",
+		"(SET x TO 1)",
+		"SELECT pg_catalog.SET_CONFIG('work_mem', '8MB', false)",
+		"SELECT 1 FROM (SELECT set_config('a.b', 'c', false)) s",
+		"SET",
+		"/* a /* nested */ comment */ SET x = 1",
+		"-- a comment ended by a carriage return\rSET x = 1",
+		"SELECT U&\"\\0073et_config\"('a.b', 'c', false)",
+	};
+	for (size_t i = 0; i < sizeof(maybe) / sizeof(maybe[0]); i++)
+		ck_assert_msg(cheap(maybe[i]) & SQL_EFFECT_SETTINGS, "not flagged: %s", maybe[i]);
+	/* A word that only starts like one is not it. */
+	ck_assert_uint_eq(cheap("SETTLE_UP()"), 0);
+	ck_assert_uint_eq(cheap("resetting"), 0);
+}
+END_TEST
+
+START_TEST(test_parser_keeps_real_session_settings_only)
+{
+	ck_assert(parsed("SET statement_timeout = 5") & SQL_EFFECT_SETTINGS);
+	ck_assert(parsed("SET SESSION search_path TO a, b") & SQL_EFFECT_SETTINGS);
+	ck_assert(parsed("RESET ALL") & SQL_EFFECT_SETTINGS);
+	ck_assert(parsed("DISCARD ALL") & SQL_EFFECT_SETTINGS);
+	ck_assert(parsed("SET ROLE nobody") & SQL_EFFECT_SETTINGS);
+	ck_assert(parsed("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY") & SQL_EFFECT_SETTINGS);
+	ck_assert(parsed("BEGIN; SELECT 1; SET TIME ZONE 'UTC'; COMMIT") & SQL_EFFECT_SETTINGS);
+	ck_assert(parsed("WITH s AS (SELECT set_config('work_mem', '1MB', false)) SELECT * FROM s") &
+		  SQL_EFFECT_SETTINGS);
+	/* Ends with its transaction: nothing outlives it. */
+	ck_assert_uint_eq(parsed("SET LOCAL statement_timeout = 5"), 0);
+	/* The word, but not the statement. */
+	ck_assert_uint_eq(parsed("SELECT 1; SELECT 'SET x = 1'"), 0);
+	/* The clause of a function or a role changes that, not the session. */
+	ck_assert_uint_eq(parsed("CREATE FUNCTION f() RETURNS int LANGUAGE sql "
+				 "SET search_path = public AS 'SELECT 1'"),
+			  0);
+	ck_assert_uint_eq(parsed("ALTER ROLE alice SET work_mem = '1MB'"), 0);
+	ck_assert_uint_eq(parsed("ALTER SYSTEM RESET ALL"), 0);
+	/* PostgreSQL refuses all of a text it cannot parse: nothing runs. */
+	ck_assert_uint_eq(parsed("SET statement_timeout = ; SELECT"), 0);
+}
+END_TEST
+
+START_TEST(test_parser_names_custom_settings)
+{
+	struct sql_scan_result r;
+	sql_scan_parse("SET myapp.tenant = 'a'; SELECT set_config('MyApp.User', 'b', false); "
+		       "SET work_mem = '1MB'; RESET myapp.tenant",
+		       &r);
+	ck_assert(r.effects & SQL_EFFECT_SETTINGS);
+	ck_assert_int_eq(r.n_custom, 2); /* once each, whatever the case */
+	ck_assert_str_eq(r.custom[0], "myapp.tenant");
+	ck_assert_str_eq(r.custom[1], "MyApp.User");
+	sql_scan_result_deinit(&r);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("sqlscan");
+	TCase *tc = tcase_create("sqlscan");
+	tcase_add_test(tc, test_cheap_look_passes_common_queries);
+	tcase_add_test(tc, test_cheap_look_flags_every_statement_that_may_set);
+	tcase_add_test(tc, test_parser_keeps_real_session_settings_only);
+	tcase_add_test(tc, test_parser_names_custom_settings);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
