@@ -139,6 +139,10 @@ static const struct column socket_columns[] = { SOCKET_COLUMNS(COL) SOCKET_EXTRA
 static const struct column databases_columns[] = { DATABASES_COLUMNS(COL) };
 static const struct column users_columns[] = { USERS_COLUMNS(COL) };
 static const struct column pool_waits_columns[] = { POOL_WAITS_COLUMNS(COL) };
+static const struct column pins_columns[] = {
+	{ 's', "database" }, { 's', "user" },	    { 'i', "client_id" },	{ 'i', "server_id" },
+	{ 'i', "remote_pid" }, { 's', "pins" }, { 'i', "pinned_seconds" },
+};
 static const struct column workers_columns[] = {
 	{ 'i', "worker" },	     { 'i', "clients" },	   { 'i', "waiting_clients" },
 	{ 'i', "servers" },	     { 'i', "idle_servers" },	   { 'q', "servers_moved_in" },
@@ -950,6 +954,34 @@ static void show_workers(struct client *c)
 	rs_finish(c, &r, "SHOW");
 }
 
+/*
+ * SHOW PINS (sluice-only): the clients that keep their server between
+ * transactions in transaction or statement pooling, because its session
+ * holds something that cannot follow them (server.h, SERVER_PINS), and
+ * since when.
+ */
+static void show_pins(struct client *c)
+{
+	struct rs r;
+	rs_begin(&r, pins_columns, ARRAY_SIZE(pins_columns));
+	for (struct server *s = process_server_next(c->w, NULL); s;
+	     s = process_server_next(c->w, s)) {
+		if (s->state == SERVER_CLOSED || !s->pins || !s->client)
+			continue;
+		char names[128];
+		row_begin(&r);
+		put_text(&r, s->pool->db_name);
+		put_text(&r, s->client->user_name ? s->client->user_name : s->pool->user_name);
+		put_uint(&r, s->client->id);
+		put_uint(&r, s->id);
+		put_int(&r, s->be_pid);
+		put_text(&r, server_pin_names(s->pins, names, sizeof(names)));
+		put_uint(&r, (uv_now(s->w->loop) - s->pinned_since) / 1000);
+		row_end(&r);
+	}
+	rs_finish(c, &r, "SHOW");
+}
+
 static void show_pool_waits(struct client *c)
 {
 	struct rs r;
@@ -1303,6 +1335,7 @@ static const struct show_cmd show_cmds[] = {
 	{ "totals", show_totals, 2, false },
 	{ "pool_waits", show_pool_waits, 3, true },
 	{ "workers", show_workers, 3, true },
+	{ "pins", show_pins, 3, true },
 };
 
 /* ---- control commands -------------------------------------------------------------- */

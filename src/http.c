@@ -468,6 +468,23 @@ static void render_process_metrics(struct worker *w, struct text *t)
 	family(t, "sluice_client_connections", "gauge",
 	       "Client connections open, in every state, including admin console sessions.");
 	text_printf(t, "sluice_client_connections %d\n", clients);
+	/* Pinned clients, per reason (SHOW PINS): a client pinned twice counts under each. */
+	int pinned[SERVER_PIN_COUNT] = { 0 };
+	for (struct server *s = process_server_next(w, NULL); s; s = process_server_next(w, s))
+		for (int i = 0; i < SERVER_PIN_COUNT; i++)
+			pinned[i] += s->state != SERVER_CLOSED && s->client &&
+				     (s->pins & (1u << i));
+	family(t, "sluice_clients_pinned", "gauge",
+	       "Clients that keep their server between transactions in transaction pooling, "
+	       "by what their session holds (SHOW PINS).");
+	for (int i = 0; i < SERVER_PIN_COUNT; i++) {
+		char name[64];
+		server_pin_names(1u << i, name, sizeof(name));
+		for (char *p = name; *p; p++)
+			if (*p == ' ')
+				*p = '_';
+		text_printf(t, "sluice_clients_pinned{reason=\"%s\"} %d\n", name, pinned[i]);
+	}
 	family(t, "sluice_client_logins_evicted_total", "counter",
 	       "Connections that had not logged in after a second, closed at max_client_conn "
 	       "to make room for a new one.");

@@ -40,6 +40,22 @@ static const char *const state_names[] = {
 #undef X
 };
 
+const char *server_pin_names(unsigned pins, char *out, size_t size)
+{
+	static const char *const names[] = {
+#define X(id, name) name,
+		SERVER_PINS(X)
+#undef X
+	};
+	size_t off = 0;
+	out[0] = 0;
+	for (int i = 0; i < SERVER_PIN_COUNT; i++)
+		if (pins & (1u << i) && off < size)
+			off += (size_t)snprintf(out + off, size - off, "%s%s", off ? ", " : "",
+						names[i]);
+	return out;
+}
+
 const char *server_state_name(enum server_state st)
 {
 	return state_names[st];
@@ -377,6 +393,15 @@ static void after_release(struct server *s, bool run_reset)
 		close_because(s, STATS_CLOSE_lifetime, "server lifetime over");
 		return;
 	}
+	if (s->pins) {
+		/* What pinned the last client (a temporary table, a lock...) is not the next one's. */
+		s->pins = 0;
+		server_set_state(s, SERVER_TESTED);
+		send_internal(s, "DISCARD ALL");
+		if (s->session.n)
+			send_probe(s);
+		return;
+	}
 	if (run_reset && cfg->server_reset_query && *cfg->server_reset_query) {
 		server_set_state(s, SERVER_TESTED);
 		send_internal(s, cfg->server_reset_query);
@@ -442,10 +467,28 @@ static void send_probe(struct server *s)
 	}
 	if (any)
 		buf_out_put(&sql, "]::text[]) AS n", strlen("]::text[]) AS n"));
+	/* Pins are asked about after a statement that may make or end one, and while there is one. */
+	s->probe_asked_pins = s->probe_pins || s->pins;
+	if (s->probe_asked_pins) {
+		static const char pins[] =
+			" UNION ALL SELECT 'p', 'advisory lock', NULL WHERE EXISTS (SELECT 1 FROM "
+			"pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = "
+			"pg_catalog.pg_backend_pid())"
+			" UNION ALL SELECT 'p', 'temporary table', NULL WHERE EXISTS (SELECT 1 FROM "
+			"pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())"
+			" UNION ALL SELECT 'p', 'held cursor', NULL WHERE EXISTS (SELECT 1 FROM "
+			"pg_catalog.pg_cursors WHERE is_holdable)"
+			" UNION ALL SELECT 'p', 'listen', NULL WHERE EXISTS (SELECT 1 FROM "
+			"pg_catalog.pg_listening_channels())"
+			" UNION ALL SELECT 'p', 'prepared statement', NULL WHERE EXISTS (SELECT 1 FROM "
+			"pg_catalog.pg_prepared_statements WHERE from_sql)";
+		buf_out_put(&sql, pins, sizeof(pins) - 1);
+	}
 	buf_out_put_u8(&sql, 0);
 	param_set_deinit(&s->probe_names);
 	param_set_deinit(&s->probed);
-	s->probe_due = false;
+	s->probed_pins = 0;
+	s->probe_due = s->probe_pins = false;
 	send_internal(s, (const char *)sql.data);
 	s->probe_seq = s->rq.seq;
 	buf_out_deinit(&sql);
@@ -467,7 +510,20 @@ static void probe_row(struct server *s, const uint8_t *body, size_t blen)
 		col[i] = (const char *)pkt_get_bytes(&r, n);
 		len[i] = n;
 	}
-	if (r.bad || !col[1] || !col[2])
+	if (r.bad || !col[0] || len[0] != 1 || !col[1])
+		return;
+	if (col[0][0] == 'p') {
+		static const char *const names[] = {
+#define X(id, name) name,
+			SERVER_PINS(X)
+#undef X
+		};
+		for (int i = 0; i < SERVER_PIN_COUNT; i++)
+			if (strlen(names[i]) == len[1] && memcmp(names[i], col[1], len[1]) == 0)
+				s->probed_pins |= (uint8_t)(1u << i);
+		return;
+	}
+	if (!col[2])
 		return;
 	char *name = xstrndup(col[1], len[1]), *value = xstrndup(col[2], len[2]);
 	if (!(strcmp(name, "role") == 0 && strcmp(value, "none") == 0))
@@ -494,6 +550,15 @@ static void probe_answered(struct server *s)
 	param_set_deinit(&s->probed);
 	s->synced_profile = 0;
 	struct client *c = s->client;
+	if (s->probe_asked_pins && s->pins != s->probed_pins) {
+		char was[128], now[128];
+		slog(LOG_LEVEL_DEBUG, s, "pins: %s -> %s",
+		     s->pins ? server_pin_names(s->pins, was, sizeof(was)) : "none",
+		     s->probed_pins ? server_pin_names(s->probed_pins, now, sizeof(now)) : "none");
+		if (!s->pins)
+			s->pinned_since = uv_now(s->w->loop);
+		s->pins = s->probed_pins;
+	}
 	if (log_enabled(LOG_LEVEL_NOISE)) {
 		struct buf_out t;
 		buf_out_init(&t);
@@ -534,15 +599,17 @@ static void probe_answered(struct server *s)
 void server_watch_sql(struct server *s, const char *text, size_t len, bool whole)
 {
 	if (!whole) {
-		s->probe_due = true; /* too long to look at whole: ask */
+		s->probe_due = s->probe_pins = true; /* too long to look at whole: ask */
 		return;
 	}
 	if (!sql_scan_cheap(text, len))
 		return;
 	struct sql_scan_result r;
 	sql_scan_parse(text, &r);
-	if (r.effects & SQL_EFFECT_SETTINGS)
+	if (r.effects & (SQL_EFFECT_SETTINGS | SQL_EFFECT_PINS))
 		s->probe_due = true;
+	if (r.effects & SQL_EFFECT_PINS)
+		s->probe_pins = true;
 	for (int i = 0; i < r.n_custom; i++)
 		param_set_put(&s->probe_names, r.custom[i], "");
 	sql_scan_result_deinit(&r);
@@ -569,6 +636,8 @@ void server_maybe_release(struct server *s)
 		send_probe(s); /* released once it is answered */
 		return;
 	}
+	if (s->pins)
+		return; /* its session is its client's until the pins are gone */
 	unlink_client(s);
 	after_release(s, s->w->cfg->server_reset_query_always);
 }

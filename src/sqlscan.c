@@ -63,28 +63,46 @@ static unsigned first_word_effects(const char *p, const char *end)
 	case 'r':
 		return word_is(p, end, "reset") ? SQL_EFFECT_SETTINGS : 0;
 	case 'd':
-		return word_is(p, end, "discard") ? SQL_EFFECT_SETTINGS : 0;
+		if (word_is(p, end, "discard"))
+			return SQL_EFFECT_SETTINGS | SQL_EFFECT_PINS;
+		return word_is(p, end, "declare") || word_is(p, end, "drop") ||
+				       word_is(p, end, "deallocate")
+			       ? SQL_EFFECT_PINS
+			       : 0;
+	case 'c':
+		return word_is(p, end, "create") || word_is(p, end, "close") ? SQL_EFFECT_PINS : 0;
+	case 'l':
+		return word_is(p, end, "listen") ? SQL_EFFECT_PINS : 0;
+	case 'u':
+		return word_is(p, end, "unlisten") ? SQL_EFFECT_PINS : 0;
+	case 'p':
+		return word_is(p, end, "prepare") ? SQL_EFFECT_PINS : 0;
 	default:
 		return 0;
 	}
 }
 
 /*
- * Whether "set_config" occurs, found from its '_' (most queries have few),
- * or a U&"..." identifier, which could spell it with escapes.
+ * The function names that matter, found from their '_' (most queries have
+ * few): set_config, and pg_advisory_* (the session locks and their
+ * unlocks). And a U&"..." identifier, which could spell either with escapes.
  */
-static bool mentions_set_config(const char *text, size_t len)
+static unsigned function_effects(const char *text, size_t len)
 {
+	unsigned effects = 0;
 	const char *p = text, *end = text + len;
 	while ((p = memchr(p, '_', (size_t)(end - p))) != NULL) {
 		if (p - text >= 3 && end - p >= 7 && strncasecmp(p - 3, "set_config", 10) == 0)
-			return true;
+			effects |= SQL_EFFECT_SETTINGS;
+		else if (p - text >= 2 && end - p >= 9 &&
+			 strncasecmp(p - 2, "pg_advisory", 11) == 0)
+			effects |= SQL_EFFECT_PINS;
 		p++;
 	}
 	for (p = text; (p = memchr(p, '&', (size_t)(end - p))) != NULL; p++)
 		if (p > text && (p[-1] | 0x20) == 'u' && p + 1 < end && p[1] == '"')
-			return true;
-	return false;
+			return SQL_EFFECT_SETTINGS | SQL_EFFECT_PINS;
+	return effects;
 }
 
 unsigned sql_scan_cheap(const char *text, size_t len)
@@ -94,9 +112,7 @@ unsigned sql_scan_cheap(const char *text, size_t len)
 	unsigned effects = first_word_effects(text, end);
 	for (const char *p = text; (p = memchr(p, ';', (size_t)(end - p))) != NULL;)
 		effects |= first_word_effects(++p, end);
-	if (mentions_set_config(text, len))
-		effects |= SQL_EFFECT_SETTINGS;
-	return effects;
+	return effects | function_effects(text, len);
 }
 
 /* ---- PostgreSQL's parser --------------------------------------------------------- */
@@ -129,8 +145,14 @@ static void visit_variable_set(const PgQuery__VariableSetStmt *v, struct sql_sca
 
 static void visit_func_call(const PgQuery__FuncCall *f, struct sql_scan_result *out)
 {
-	if (f->n_funcname == 0 || !string_of(f->funcname[f->n_funcname - 1]) ||
-	    strcmp(string_of(f->funcname[f->n_funcname - 1]), "set_config") != 0)
+	const char *name = f->n_funcname ? string_of(f->funcname[f->n_funcname - 1]) : NULL;
+	if (!name)
+		return;
+	if (strncmp(name, "pg_advisory_", 12) == 0 && !strstr(name, "xact")) {
+		out->effects |= SQL_EFFECT_PINS; /* a session lock, or its unlock */
+		return;
+	}
+	if (strcmp(name, "set_config") != 0)
 		return;
 	out->effects |= SQL_EFFECT_SETTINGS;
 	/* set_config('myapp.x', ...): a literal first argument names the setting. */
@@ -140,18 +162,29 @@ static void visit_func_call(const PgQuery__FuncCall *f, struct sql_scan_result *
 		note_custom(out, a->a_const->sval->sval);
 }
 
+/* A temporary relation named in a CREATE (pg_temp.x, or CREATE TEMP ...). */
+static void visit_range_var(const PgQuery__RangeVar *rv, struct sql_scan_result *out)
+{
+	if ((rv->relpersistence && strcmp(rv->relpersistence, "t") == 0) ||
+	    (rv->schemaname && strcmp(rv->schemaname, "pg_temp") == 0))
+		out->effects |= SQL_EFFECT_PINS;
+}
+
 /*
  * Visits every message of the tree through protobuf-c's descriptors, so a
- * set_config is found however deep it sits (a subquery, a CTE, a function
- * argument) without a walker per node type.
+ * set_config or an advisory lock is found however deep it sits (a subquery,
+ * a CTE, a function argument) without a walker per node type; relations:
+ * a temporary relation near the top counts too (visit_statement).
  */
-static void walk(const ProtobufCMessage *m, struct sql_scan_result *out, int depth)
+static void walk(const ProtobufCMessage *m, struct sql_scan_result *out, int depth, bool relations)
 {
 	if (!m || depth > 200)
 		return;
 	const ProtobufCMessageDescriptor *d = m->descriptor;
 	if (d == &pg_query__func_call__descriptor)
 		visit_func_call((const PgQuery__FuncCall *)m, out);
+	else if (relations && d == &pg_query__range_var__descriptor && depth <= 3)
+		visit_range_var((const PgQuery__RangeVar *)m, out);
 	const char *base = (const char *)m;
 	for (unsigned i = 0; i < d->n_fields; i++) {
 		const ProtobufCFieldDescriptor *f = &d->fields[i];
@@ -167,27 +200,58 @@ static void walk(const ProtobufCMessage *m, struct sql_scan_result *out, int dep
 			ProtobufCMessage *const *items = *(
 				ProtobufCMessage *const *const *)(base + f->offset);
 			for (size_t j = 0; j < n; j++)
-				walk(items[j], out, depth + 1);
+				walk(items[j], out, depth + 1, relations);
 		} else {
-			walk(*(ProtobufCMessage *const *)(base + f->offset), out, depth + 1);
+			walk(*(ProtobufCMessage *const *)(base + f->offset), out, depth + 1,
+			     relations);
 		}
 	}
 }
 
+/* CURSOR_OPT_HOLD of PostgreSQL's parsenodes.h: a WITH HOLD cursor outlives its transaction. */
+#define CURSOR_OPT_HOLD 0x0020
+
 /*
  * A statement of the text. SET, RESET and DISCARD count only as
  * statements of their own: inside CREATE FUNCTION or ALTER ROLE the same
- * clause changes a function or a role, not this session.
+ * clause changes a function or a role, not this session. A temporary
+ * relation counts where a CREATE names it (depth 3 at most: the statement,
+ * its node, the RangeVar or IntoClause), not where a query reads one.
  */
 static void visit_statement(const PgQuery__Node *stmt, struct sql_scan_result *out)
 {
 	if (!stmt)
 		return;
-	if (stmt->node_case == PG_QUERY__NODE__NODE_VARIABLE_SET_STMT)
+	switch (stmt->node_case) {
+	case PG_QUERY__NODE__NODE_VARIABLE_SET_STMT:
 		visit_variable_set(stmt->variable_set_stmt, out);
-	else if (stmt->node_case == PG_QUERY__NODE__NODE_DISCARD_STMT)
-		out->effects |= SQL_EFFECT_SETTINGS;
-	walk(&stmt->base, out, 0);
+		break;
+	case PG_QUERY__NODE__NODE_DISCARD_STMT:
+		out->effects |= SQL_EFFECT_SETTINGS | SQL_EFFECT_PINS;
+		break;
+	case PG_QUERY__NODE__NODE_DECLARE_CURSOR_STMT:
+		if (stmt->declare_cursor_stmt->options & CURSOR_OPT_HOLD)
+			out->effects |= SQL_EFFECT_PINS;
+		break;
+	case PG_QUERY__NODE__NODE_CLOSE_PORTAL_STMT:
+	case PG_QUERY__NODE__NODE_DROP_STMT:
+	case PG_QUERY__NODE__NODE_LISTEN_STMT:
+	case PG_QUERY__NODE__NODE_UNLISTEN_STMT:
+	case PG_QUERY__NODE__NODE_PREPARE_STMT:
+	case PG_QUERY__NODE__NODE_DEALLOCATE_STMT:
+		out->effects |= SQL_EFFECT_PINS;
+		break;
+	case PG_QUERY__NODE__NODE_CREATE_STMT:
+	case PG_QUERY__NODE__NODE_CREATE_TABLE_AS_STMT:
+	case PG_QUERY__NODE__NODE_VIEW_STMT:
+	case PG_QUERY__NODE__NODE_CREATE_SEQ_STMT:
+		walk(&stmt->base, out, 0, true); /* and the relation it creates */
+		return;
+	default:
+		break;
+	}
+	/* Only a CREATE's relation pins: SELECT INTO TEMP is left out (sqlscan.h). */
+	walk(&stmt->base, out, 0, false);
 }
 
 void sql_scan_parse(const char *text, struct sql_scan_result *out)

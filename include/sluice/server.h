@@ -118,9 +118,20 @@ struct server {
 	 * custom names to ask about; probe_seq: the probe's request, while it runs.
 	 */
 	bool probe_due;
+	bool probe_pins; /* ...and whether to ask about pins (SQL_EFFECT_PINS) */
 	struct param_set probe_names;
 	struct param_set probed; /* the rows of the running probe */
+	uint8_t probed_pins;
+	bool probe_asked_pins;
 	uint32_t probe_seq;
+	/*
+	 * What its session holds that cannot follow a client to another server
+	 * (enum server_pin bits), as the last probe found: while any, its client
+	 * keeps it between transactions, and it is cleaned (DISCARD ALL) when
+	 * the client leaves.
+	 */
+	uint8_t pins;
+	uint64_t pinned_since; /* uv_now when pins became non-zero */
 
 	struct rq rq; /* what was sent and not yet answered (rq.h) */
 	uint32_t answering_seq; /* seq of the request the inspected message being relayed answers */
@@ -166,6 +177,30 @@ void server_set_state(struct server *s, enum server_state st);
 void server_close(struct server *s, const char *reason);
 
 /* Links s (IDLE) to c: brings tracked parameters in line, then relays. */
+/*
+ * Session state that pins a client to its server in transaction pooling,
+ * with the names SHOW PINS and /metrics give them.
+ */
+#define SERVER_PINS(X)                                                                             \
+	X(ADVISORY_LOCK, "advisory lock")                                                          \
+	X(TEMP_TABLE, "temporary table")                                                           \
+	X(HELD_CURSOR, "held cursor")                                                              \
+	X(LISTEN, "listen")                                                                        \
+	X(PREPARED, "prepared statement")
+enum server_pin_index {
+#define X(id, name) SERVER_PIN_INDEX_##id,
+	SERVER_PINS(X)
+#undef X
+		SERVER_PIN_COUNT
+};
+enum server_pin {
+#define X(id, name) SERVER_PIN_##id = 1u << SERVER_PIN_INDEX_##id,
+	SERVER_PINS(X)
+#undef X
+};
+/* "temporary table, listen": the names of pins, in out (size bytes). */
+const char *server_pin_names(unsigned pins, char *out, size_t size);
+
 void server_link(struct server *s, struct client *c);
 /*
  * A Query or Parse text of the linked client, on its way to the server

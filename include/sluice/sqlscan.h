@@ -7,12 +7,16 @@
  * sluice looks at every simple Query and every Parse text in two steps:
  *
  *   1. sql_scan_cheap: a look at the first word of each statement (after
- *      a ';', comments and parentheses) and for a few function names
- *      anywhere. It errs on the side of "maybe" and costs a couple of
+ *      a ';', comments and parentheses) and for a few names anywhere
+ *      (set_config, the advisory lock functions, "temp"). It errs on the side of "maybe" and costs a couple of
  *      memchr passes, so the common SELECT and INSERT pay nothing
  *      measurable.
  *   2. sql_scan_parse, only on a "maybe": PostgreSQL's own parser
  *      (libpg_query) says which statements they are.
+ *
+ * Not recognised, to keep the common path cheap: SELECT ... INTO TEMP
+ * (looking for it would mean searching every SELECT for a word); CREATE
+ * TEMP TABLE ... AS does the same and is.
  *
  * What a statement did is then asked of the server itself (server.c's
  * probe), so PostgreSQL's rules (a SET rolled back with its transaction,
@@ -30,6 +34,13 @@
 enum {
 	/* Session settings: SET, RESET, SET SESSION ..., set_config, DISCARD. */
 	SQL_EFFECT_SETTINGS = 1u << 0,
+	/*
+	 * State that cannot follow a client to another server, made or dropped:
+	 * temporary tables, views and sequences, session advisory locks, WITH
+	 * HOLD cursors, LISTEN, SQL-level PREPARE (and DROP, CLOSE, UNLISTEN,
+	 * DEALLOCATE, DISCARD, the unlock functions, which may end it).
+	 */
+	SQL_EFFECT_PINS = 1u << 1,
 };
 
 /* Bits of what the first look cannot rule out; 0 for the common query. */
