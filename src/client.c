@@ -1418,7 +1418,10 @@ static void watch_sql(struct client *c, struct server *s, const struct pkt_hdr *
 		blen -= (size_t)(name_end + 1 - body);
 		body = name_end + 1;
 	}
-	const char *end = memchr(body, 0, blen);
+	/* A Query's text ends the message: its NUL is found without a search. */
+	const char *end = h->type == PKT_Query && avail >= h->len && blen && !body[blen - 1]
+				  ? body + blen - 1
+				  : memchr(body, 0, blen);
 	if (end)
 		server_watch_sql(s, body, (size_t)(end - body), true);
 	else
