@@ -410,6 +410,8 @@ static void finish_exit(struct worker *w)
 	 * stops now). Every stream that was dialing is closed by now.
 	 */
 	stream_ctx_tick(&w->io, UINT64_MAX, 0);
+	/* Every stream is closed: the poll handles go once their owners have heard. */
+	stream_ctx_close(&w->io);
 	uv_timer_stop(&w->tick);
 	close_handle((uv_handle_t *)&w->tick);
 	uv_timer_stop(&w->poll_timer);
