@@ -1311,24 +1311,30 @@ void client_check_backpressure(struct client *c)
  * PKT_INCOMPLETE: fewer than 5 bytes yet. A malformed or oversized header
  * fails the client (54000 / 08P01) and returns PKT_MALFORMED.
  */
-static int frame_message(struct client *c, struct pkt_hdr *h)
+static int frame_failed(struct client *c, int rc);
+
+static inline __attribute__((always_inline)) int frame_message(struct client *c, struct pkt_hdr *h)
 {
 	struct stream *st = &c->stream;
 	size_t avail = stream_avail(st);
 	if (avail < PKT_HDR_LEN)
 		return PKT_INCOMPLETE;
 	int rc = pkt_frame(stream_data(st), avail, c->w->cfg->max_packet_size, h);
+	return rc == PKT_OK ? PKT_OK : frame_failed(c, rc);
+}
+
+/* frame_message's failures, out of line: inlined, it is paid by every message. */
+static __attribute__((noinline, cold)) int frame_failed(struct client *c, int rc)
+{
+	struct stream *st = &c->stream;
 	if (rc == PKT_TOO_LARGE) {
 		client_fail(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
 			    "message of %u bytes exceeds max_packet_size",
 			    get_be32(stream_data(st) + 1));
 		return PKT_MALFORMED;
 	}
-	if (rc != PKT_OK) {
-		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid message length");
-		return PKT_MALFORMED;
-	}
-	return PKT_OK;
+	client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid message length");
+	return PKT_MALFORMED;
 }
 
 /* A request arrived with no server linked: queue for one. */
@@ -1394,6 +1400,18 @@ static bool relay_prepared(struct client *c, const struct pkt_hdr *h, bool *stop
 	return true;
 }
 
+/*
+ * Whether the Parse framed as h, at the front of st, is of the unnamed
+ * statement, which prepared.c relays as it is (on_parse): its name, the
+ * first byte of the body, is empty. false when that byte is not here yet,
+ * or there is none (prepared.c then waits, or refuses the message).
+ */
+static inline bool parse_is_unnamed(const struct stream *st, const struct pkt_hdr *h)
+{
+	return h->len > PKT_HDR_LEN && stream_avail(st) > PKT_HDR_LEN &&
+	       stream_data(st)[PKT_HDR_LEN] == 0;
+}
+
 /* Forwards every complete (or streaming) message to the linked server. */
 static void relay(struct client *c)
 {
@@ -1440,9 +1458,11 @@ static void relay(struct client *c)
 		case PKT_Close:
 			/*
 			 * prepared.c relays a Bind, Describe or Close untouched when
-			 * the client has no statement names: skip asking it then.
+			 * the client has no statement names, and a Parse of the
+			 * unnamed statement always: skip asking it then.
 			 */
-			if ((h.type == PKT_Parse || prepared_client_any(&c->prepared)) &&
+			if ((prepared_client_any(&c->prepared) ||
+			     (h.type == PKT_Parse && !parse_is_unnamed(st, &h))) &&
 			    relay_prepared(c, &h, &stop)) {
 				if (stop)
 					goto out;
