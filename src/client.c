@@ -630,7 +630,7 @@ static bool hba_method_of(struct client *c, enum auth_type *type)
 	struct sockaddr_storage ss;
 	bool tcp = stream_peer_sockaddr(&c->stream, &ss);
 	struct hba_conn hc = { .unix_socket = c->stream.is_pipe,
-			       .tls = c->stream.tls != NULL,
+			       .tls = c->stream.tls,
 			       .replication = c->replication != 0,
 			       .addr = tcp ? (const struct sockaddr *)&ss : NULL,
 			       .database = c->db_name,
@@ -715,7 +715,7 @@ static void authenticate(struct client *c, enum auth_type type, bool from_hba,
 		 * The handshake verified the certificate against client_tls_ca_file;
 		 * its common name must be the user (PgBouncer's words on failure).
 		 */
-		struct tls_conn *tls = c->stream.tls;
+		struct tls_conn *tls = stream_tls(&c->stream);
 		const char *cn = tls ? tls_conn_peer_cn(tls) : NULL;
 		const char *why = !tls	? "TLS connection required"
 				  : !cn ? "TLS client certificate required"
@@ -1154,7 +1154,7 @@ static void on_tls_ready(struct stream *st, int status)
 		client_close(c, "TLS handshake failed");
 		return;
 	}
-	if (c->direct_tls && !tls_conn_alpn_postgresql(st->tls)) {
+	if (c->direct_tls && !tls_conn_alpn_postgresql(stream_tls(st))) {
 		/* PostgreSQL's rule: without ALPN a direct connection could be another protocol's. */
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
 			    "received direct SSL connection request without ALPN protocol "

@@ -1255,7 +1255,7 @@ static void on_server_tls(struct stream *st, int status)
 		return;
 	}
 	/* As libpq: a server that did not choose ALPN postgresql did not agree to direct TLS. */
-	if (s->direct_tls && !tls_conn_alpn_postgresql(st->tls)) {
+	if (s->direct_tls && !tls_conn_alpn_postgresql(stream_tls(st))) {
 		s->w->stats_tls_failures[1]++;
 		close_unreached(s, "TLS handshake failed",
 				"direct TLS: the server did not select ALPN postgresql");

@@ -697,7 +697,7 @@ static void deliver(struct stream *s, ssize_t nread, const uv_buf_t *ub)
 		return;
 	}
 	if (nread > 0 && s->tls) {
-		tls_conn_feed(s->tls, ub->base, (size_t)nread);
+		tls_conn_feed(s->aux->tls, ub->base, (size_t)nread);
 		tls_advance(s);
 		return;
 	}
@@ -777,7 +777,7 @@ static void update_reading(struct stream *s)
 	poll_sync(s);
 	/* The socket may have nothing more to say: the engine's input is handed over at the check step. */
 	if (want && s->tls && !s->tls_handshaking && !s->in_tls_ready &&
-	    tls_conn_has_input(s->tls)) {
+	    tls_conn_has_input(s->aux->tls)) {
 		s->in_tls_ready = true;
 		TAILQ_INSERT_TAIL(&s->ctx->tls_ready, s, aux->tls_link);
 	}
@@ -1279,8 +1279,8 @@ static void closed(struct stream *s)
 		s->rbuf = NULL;
 	}
 	if (s->tls) {
-		tls_conn_free(s->tls);
-		s->tls = NULL;
+		tls_conn_free(s->aux->tls);
+		s->tls = false;
 	}
 	if (s->aux) {
 		free(s->aux->tls_early);
@@ -1386,7 +1386,7 @@ void stream_close(struct stream *s)
 		return;
 	dial_stop(s);
 	if (s->tls && !s->tls_handshaking) {
-		tls_conn_shutdown(s->tls);
+		tls_conn_shutdown(s->aux->tls);
 		tls_drain(s, false);
 	}
 	s->closing = true;
@@ -1405,7 +1405,7 @@ void stream_close_linger(struct stream *s)
 		return;
 	}
 	if (s->tls && !s->tls_handshaking)
-		tls_conn_shutdown(s->tls);
+		tls_conn_shutdown(s->aux->tls);
 	/*
 	 * Closing a socket with unread input makes the kernel send a reset, which
 	 * destroys an ErrorResponse the peer has not read yet (the rest of an
@@ -1464,7 +1464,7 @@ void stream_ctx_tick(struct stream_ctx *ctx, uint64_t now, uint64_t linger_ms)
  */
 static void tls_drain(struct stream *s, bool may_flush)
 {
-	while (tls_conn_pending(s->tls) > 0) {
+	while (tls_conn_pending(s->aux->tls) > 0) {
 		if (s->out && s->out->n == STREAM_IOV_MAX) {
 			if (!may_flush)
 				return;
@@ -1473,7 +1473,7 @@ static void tls_drain(struct stream *s, bool may_flush)
 				return;
 		}
 		struct buf *b = buf_get(&s->ctx->bufs, BUF_SIZE);
-		b->end = (uint32_t)tls_conn_take(s->tls, b->data, b->cap);
+		b->end = (uint32_t)tls_conn_take(s->aux->tls, b->data, b->cap);
 		queue_slice(s, b, b->data, b->end);
 		buf_unref(b);
 	}
@@ -1495,7 +1495,7 @@ static void tls_write(struct stream *s, const void *p, size_t len)
 		x->tls_early_len += len;
 		return;
 	}
-	if (tls_conn_write(s->tls, p, len) != TLS_OK)
+	if (tls_conn_write(s->aux->tls, p, len) != TLS_OK)
 		s->tls_failed = true;
 	schedule_flush(s);
 }
@@ -1507,11 +1507,11 @@ static void tls_deliver(struct stream *s)
 		uv_buf_t b;
 		rbuf_space(s, &b);
 		enum tls_status st;
-		size_t n = tls_conn_read(s->tls, b.base, b.len, &st);
+		size_t n = tls_conn_read(s->aux->tls, b.base, b.len, &st);
 		if (n == 0) {
 			release_rbuf_after_read(s);
 			/* Reading can produce output (a reply to a key update). */
-			if (tls_conn_pending(s->tls) > 0)
+			if (tls_conn_pending(s->aux->tls) > 0)
 				schedule_flush(s);
 			if (st == TLS_WANT)
 				return;
@@ -1530,8 +1530,8 @@ static void tls_deliver(struct stream *s)
 static void tls_advance(struct stream *s)
 {
 	if (s->tls_handshaking) {
-		enum tls_status st = tls_conn_handshake(s->tls);
-		if (tls_conn_pending(s->tls) > 0)
+		enum tls_status st = tls_conn_handshake(s->aux->tls);
+		if (tls_conn_pending(s->aux->tls) > 0)
 			schedule_flush(s);
 		if (st == TLS_WANT)
 			return;
@@ -1559,14 +1559,15 @@ void stream_start_tls(struct stream *s, struct tls_ctx *ctx, const char *host, s
 	if (s->closing)
 		return;
 	assert(!s->dialing && !s->tls);
-	s->tls = tls_conn_new(ctx, host);
 	struct stream_aux *x = aux_of(s);
+	x->tls = tls_conn_new(ctx, host);
+	s->tls = true;
 	x->tls_cb = cb;
 	x->tls_early = NULL;
 	x->tls_early_len = 0;
 	s->tls_handshaking = true;
 	if (s->rbuf && buf_avail(s->rbuf) > 0) {
-		tls_conn_feed(s->tls, s->rbuf->data + s->rbuf->start, buf_avail(s->rbuf));
+		tls_conn_feed(s->aux->tls, s->rbuf->data + s->rbuf->start, buf_avail(s->rbuf));
 		s->rbuf->start = s->rbuf->end;
 	}
 	release_rbuf_after_read(s);
@@ -1585,15 +1586,16 @@ void stream_start_tls(struct stream *s, struct tls_ctx *ctx, const char *host, s
 struct tls_conn *stream_take_tls(struct stream *s)
 {
 	if (!s->tls || s->tls_handshaking || s->in_tls_ready || s->tls_failed ||
-	    tls_conn_has_input(s->tls) || tls_conn_pending(s->tls) > 0)
+	    tls_conn_has_input(s->aux->tls) || tls_conn_pending(s->aux->tls) > 0)
 		return NULL;
-	struct tls_conn *t = s->tls;
-	s->tls = NULL;
-	if (s->aux) {
-		free(s->aux->tls_early);
-		s->aux->tls_early = NULL;
-		s->aux->tls_early_len = 0;
-	}
+	/* A TLS stream has its side allocation (stream_start_tls, stream_give_tls). */
+	struct stream_aux *x = s->aux;
+	struct tls_conn *t = x->tls;
+	x->tls = NULL;
+	s->tls = false;
+	free(x->tls_early);
+	x->tls_early = NULL;
+	x->tls_early_len = 0;
 	return t;
 }
 
@@ -1601,7 +1603,8 @@ void stream_give_tls(struct stream *s, struct tls_conn *t)
 {
 	/* A TLS stream has its side allocation: ctx->tls_ready links through it. */
 	struct stream_aux *x = aux_of(s);
-	s->tls = t;
+	x->tls = t;
+	s->tls = true;
 	x->tls_cb = NULL;
 	x->tls_early = NULL;
 	x->tls_early_len = 0;
@@ -1610,13 +1613,13 @@ void stream_give_tls(struct stream *s, struct tls_conn *t)
 
 const char *stream_tls_error(const struct stream *s)
 {
-	return s->tls ? tls_conn_error(s->tls) : "not a TLS connection";
+	return s->tls ? tls_conn_error(s->aux->tls) : "not a TLS connection";
 }
 
 void stream_tls_describe(const struct stream *s, char *out, size_t len)
 {
 	if (s->tls)
-		tls_conn_describe(s->tls, out, len);
+		tls_conn_describe(s->aux->tls, out, len);
 	else if (len)
 		out[0] = 0;
 }
