@@ -13,6 +13,10 @@
  *   1. timers: the tick, every 250 ms (on_tick): client and server
  *      timeouts, lingering closes, cancel forwards, the accept pause, warm
  *      pools, pool expiry and waiter timeouts (pool_tick), the stats period.
+ *   1b. idle, only after a round that closed streams: their owners' close
+ *      callbacks (stream.c's reaper); connection memory is freed here.
+ *   1c. prepare (on_prepare): forget the cached clock, note when the poll
+ *      starts (SHOW WORKERS' busy share).
  *   2. poll: reads, writes, accepts, connects, signals (the process's).
  *   3. check (on_check, "after this round of I/O"), in this order:
  *      a. clients whose servers were released this round process what they
@@ -27,7 +31,8 @@
  *         (stream_ctx_flush; a. to c. queue output too, so this is
  *         late);
  *      e. a shutdown whose condition now holds is finished (finish_exit).
- *   4. close callbacks: connection memory is freed here, never earlier.
+ *   4. close callbacks of libuv handles (timers, listeners, look-ups);
+ *      a stream has no handle of its own: its owner hears at 1b.
  */
 #pragma once
 
