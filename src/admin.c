@@ -935,7 +935,7 @@ static void show_workers(struct client *c)
 		struct worker_summary sum;
 		worker_summarize(x, &sum);
 		uint64_t up = uv_hrtime() - x->started_ns;
-		uint64_t idle = uv_metrics_idle_time(x->loop);
+		uint64_t idle = x->idle_ms * 1000000;
 		char busy[32];
 		snprintf(busy, sizeof(busy), "%.1f",
 			 up > idle && up ? 100.0 * (double)(up - idle) / (double)up : 0.0);

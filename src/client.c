@@ -634,7 +634,7 @@ static bool hba_method_of(struct client *c, enum auth_type *type)
 	struct sockaddr_storage ss;
 	bool tcp = stream_peer_sockaddr(&c->stream, &ss);
 	struct hba_conn hc = { .unix_socket = c->stream.is_pipe,
-			       .tls = c->stream.tls != NULL,
+			       .tls = c->stream.tls,
 			       .replication = c->replication != 0,
 			       .addr = tcp ? (const struct sockaddr *)&ss : NULL,
 			       .database = c->db_name,
@@ -719,7 +719,7 @@ static void authenticate(struct client *c, enum auth_type type, bool from_hba,
 		 * The handshake verified the certificate against client_tls_ca_file;
 		 * its common name must be the user (PgBouncer's words on failure).
 		 */
-		struct tls_conn *tls = c->stream.tls;
+		struct tls_conn *tls = stream_tls(&c->stream);
 		const char *cn = tls ? tls_conn_peer_cn(tls) : NULL;
 		const char *why = !tls	? "TLS connection required"
 				  : !cn ? "TLS client certificate required"
@@ -1158,7 +1158,7 @@ static void on_tls_ready(struct stream *st, int status)
 		client_close(c, "TLS handshake failed");
 		return;
 	}
-	if (c->direct_tls && !tls_conn_alpn_postgresql(st->tls)) {
+	if (c->direct_tls && !tls_conn_alpn_postgresql(stream_tls(st))) {
 		/* PostgreSQL's rule: without ALPN a direct connection could be another protocol's. */
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
 			    "received direct SSL connection request without ALPN protocol "
@@ -1315,24 +1315,30 @@ void client_check_backpressure(struct client *c)
  * PKT_INCOMPLETE: fewer than 5 bytes yet. A malformed or oversized header
  * fails the client (54000 / 08P01) and returns PKT_MALFORMED.
  */
-static int frame_message(struct client *c, struct pkt_hdr *h)
+static int frame_failed(struct client *c, int rc);
+
+static inline __attribute__((always_inline)) int frame_message(struct client *c, struct pkt_hdr *h)
 {
 	struct stream *st = &c->stream;
 	size_t avail = stream_avail(st);
 	if (avail < PKT_HDR_LEN)
 		return PKT_INCOMPLETE;
 	int rc = pkt_frame(stream_data(st), avail, c->w->cfg->max_packet_size, h);
+	return rc == PKT_OK ? PKT_OK : frame_failed(c, rc);
+}
+
+/* frame_message's failures, out of line: inlined, it is paid by every message. */
+static __attribute__((noinline, cold)) int frame_failed(struct client *c, int rc)
+{
+	struct stream *st = &c->stream;
 	if (rc == PKT_TOO_LARGE) {
 		client_fail(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
 			    "message of %u bytes exceeds max_packet_size",
 			    get_be32(stream_data(st) + 1));
 		return PKT_MALFORMED;
 	}
-	if (rc != PKT_OK) {
-		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid message length");
-		return PKT_MALFORMED;
-	}
-	return PKT_OK;
+	client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid message length");
+	return PKT_MALFORMED;
 }
 
 /* A request arrived with no server linked: queue for one. */
@@ -1428,6 +1434,18 @@ static void watch_sql(struct client *c, struct server *s, const struct pkt_hdr *
 		server_watch_sql(s, body, blen, false);
 }
 
+/*
+ * Whether the Parse framed as h, at the front of st, is of the unnamed
+ * statement, which prepared.c relays as it is (on_parse): its name, the
+ * first byte of the body, is empty. false when that byte is not here yet,
+ * or there is none (prepared.c then waits, or refuses the message).
+ */
+static inline bool parse_is_unnamed(const struct stream *st, const struct pkt_hdr *h)
+{
+	return h->len > PKT_HDR_LEN && stream_avail(st) > PKT_HDR_LEN &&
+	       stream_data(st)[PKT_HDR_LEN] == 0;
+}
+
 /* Forwards every complete (or streaming) message to the linked server. */
 static void relay(struct client *c)
 {
@@ -1476,9 +1494,11 @@ static void relay(struct client *c)
 		case PKT_Close:
 			/*
 			 * prepared.c relays a Bind, Describe or Close untouched when
-			 * the client has no statement names: skip asking it then.
+			 * the client has no statement names, and a Parse of the
+			 * unnamed statement always: skip asking it then.
 			 */
-			if ((h.type == PKT_Parse || prepared_client_any(&c->prepared)) &&
+			if ((prepared_client_any(&c->prepared) ||
+			     (h.type == PKT_Parse && !parse_is_unnamed(st, &h))) &&
 			    relay_prepared(c, &h, &stop)) {
 				if (stop)
 					goto out;

@@ -594,8 +594,6 @@ int process_init(struct process *pr, uv_loop_t *loop, struct config *cfg, int ve
 			uv_loop_init(l);
 			pr->workers[i] = &pr->more[i - 1];
 		}
-		/* SHOW WORKERS reports each loop's busy share. */
-		(void)uv_loop_configure(l, UV_METRICS_IDLE_TIME);
 		if (worker_init(pr->workers[i], l, cfg, pr->userlist) != 0) {
 			hba_unref(rules);
 			return -1;

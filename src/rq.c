@@ -61,7 +61,7 @@ void rq_grow(struct rq *q)
 	q->head = 0;
 }
 
-void rq_pop(struct rq *q, bool answered)
+void rq_pop_slow(struct rq *q, bool answered)
 {
 	const struct rq_entry *e = &q->ring[q->head];
 	q->head = (q->head + 1) & (q->cap - 1);

@@ -183,11 +183,6 @@ static void settle_fakes(struct server *s)
 	}
 }
 
-void server_push_request(struct server *s, enum rq_kind kind, struct pstmt *stmt)
-{
-	server_push_named_request(s, kind, stmt, 0);
-}
-
 void server_push_named_request(struct server *s, enum rq_kind kind, struct pstmt *stmt,
 			       uint64_t name_id)
 {
@@ -1054,6 +1049,39 @@ static bool must_inspect(const struct server *s, uint8_t type, bool swallow)
 	}
 }
 
+/*
+ * Whether a message of type from s goes to its client c as it is, with
+ * nothing for must_inspect, no request of sluice's to answer and no
+ * verdict from rq_retire but 0: rows, descriptions, and the completions
+ * of c's own requests. Anything else takes server_relay's general way.
+ */
+static inline bool relays_plain(const struct server *s, const struct client *c, uint8_t type)
+{
+	int head = rq_head(&s->rq);
+	if (head == RQ_INTERNAL)
+		return false;
+	switch (type) {
+	case PKT_DataRow:
+	case PKT_RowDescription:
+	case PKT_NoData:
+	case PKT_ParameterDescription:
+	case PKT_EmptyQueryResponse:
+	case PKT_PortalSuspended:
+		return true;
+	case PKT_ParseComplete:
+		return head == RQ_PARSE || head == RQ_PARSE_IN_USE;
+	case PKT_BindComplete:
+		return head == RQ_BIND;
+	case PKT_CloseComplete:
+		return head == RQ_CLOSE;
+	case PKT_CommandComplete:
+		/* must_inspect looks for DISCARD ALL once statements are named. */
+		return !s->prepared.n && !prepared_client_any(&c->prepared);
+	default:
+		return false;
+	}
+}
+
 /* Relays (or swallows) everything complete in the read buffer. */
 /*
  * Messages that go to the client unchanged are handed over together, once
@@ -1115,6 +1143,19 @@ static void server_relay(struct server *s)
 			forward_run(s, fwd_to, &fwd);
 			fail_protocol(s, "malformed message from server");
 			return;
+		}
+		/*
+		 * The common case, decided at once: a whole message for the
+		 * client that nothing needs to look into joins the run.
+		 */
+		if (c && h.len <= avail && relays_plain(s, c, h.type)) {
+			(void)rq_retire(&s->rq, h.type); /* 0: relays_plain made sure */
+			fwd += h.len;
+			if (fakes_due(s)) {
+				forward_run(s, fwd_to, &fwd);
+				settle_fakes(s);
+			}
+			continue;
 		}
 		bool swallow = !c || rq_head(&s->rq) == RQ_INTERNAL;
 		bool inspect = must_inspect(s, h.type, swallow);
@@ -1518,7 +1559,7 @@ static void on_server_tls(struct stream *st, int status)
 		return;
 	}
 	/* As libpq: a server that did not choose ALPN postgresql did not agree to direct TLS. */
-	if (s->direct_tls && !tls_conn_alpn_postgresql(st->tls)) {
+	if (s->direct_tls && !tls_conn_alpn_postgresql(stream_tls(st))) {
 		s->w->stats_tls_failures[1]++;
 		close_unreached(s, "TLS handshake failed",
 				"direct TLS: the server did not select ALPN postgresql");

@@ -17,11 +17,21 @@
  * Every change of what it watches costs epoll_ctl calls (uv_poll_start
  * removes the socket from epoll and adds it again), so it changes only when
  * the wish does, never per message.
+ *
+ * The poll handles belong to the context, one per descriptor number
+ * (slots), so that a connection whose number was watched before pays no
+ * uv_poll_init: in libuv 1.44 that adds the socket to epoll and removes it
+ * again to see that it can be polled, and sets it non-blocking, three
+ * system calls per connection (a new connection costs one epoll_ctl to be
+ * watched, one more that uv_poll_start makes to remove it first, and one
+ * to be removed). The owner's close callback, which uv_close's callback
+ * used to carry, runs from the reaper when the next round starts.
  */
 #include "sluice/stream.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -49,11 +59,42 @@ void stream_ctx_init(struct stream_ctx *ctx, uv_loop_t *loop, int buf_free_max)
 	TAILQ_INIT(&ctx->linger_queue);
 	TAILQ_INIT(&ctx->dial_queue);
 	TAILQ_INIT(&ctx->tls_ready);
+	TAILQ_INIT(&ctx->reap_queue);
 	ctx->max_packet_size = UINT32_MAX;
+}
+
+/* The handles of ctx are released: the poll handles of every number, and the reaper. */
+static void close_handles(struct stream_ctx *ctx)
+{
+	ctx->handles_closed = true;
+	for (size_t b = 0; b < ctx->slot_blocks; b++) {
+		struct stream_slot_block *blk = ctx->slots[b];
+		for (int i = 0; blk && i < STREAM_SLOT_BLOCK; i++)
+			if (blk->made & (UINT64_C(1) << i))
+				uv_close((uv_handle_t *)&blk->polls[i], NULL);
+	}
+	if (ctx->reaper_made)
+		uv_close((uv_handle_t *)&ctx->reaper, NULL);
+}
+
+void stream_ctx_close(struct stream_ctx *ctx)
+{
+	if (ctx->closed)
+		return;
+	ctx->closed = true;
+	/* Owners still to hear of a close are told first: the reaper closes the handles after. */
+	if (TAILQ_EMPTY(&ctx->reap_queue))
+		close_handles(ctx);
 }
 
 void stream_ctx_deinit(struct stream_ctx *ctx)
 {
+	assert(ctx->handles_closed || (ctx->slot_blocks == 0 && !ctx->reaper_made));
+	for (size_t b = 0; b < ctx->slot_blocks; b++)
+		free(ctx->slots[b]);
+	free(ctx->slots);
+	ctx->slots = NULL;
+	ctx->slot_blocks = 0;
 	while (ctx->out_free) {
 		struct stream_out *o = ctx->out_free;
 		ctx->out_free = o->next_free;
@@ -94,10 +135,9 @@ void stream_ctx_flush(struct stream_ctx *ctx)
 		ctx->stage->start = ctx->stage->end = 0;
 }
 
-/* The owner's callbacks, kept in the poll handle's user field (see struct stream). */
 static inline const struct stream_ops *ops_of(const struct stream *s)
 {
-	return s->poll.data;
+	return s->ops;
 }
 
 /* Queues s for stream_ctx_flush. */
@@ -113,7 +153,7 @@ int stream_init(struct stream_ctx *ctx, struct stream *s, bool pipe, const struc
 {
 	memset(s, 0, sizeof(*s));
 	s->ctx = ctx;
-	s->poll.data = (void *)ops;
+	s->ops = ops;
 	s->is_pipe = pipe;
 	s->fd = -1;
 	return 0;
@@ -129,6 +169,42 @@ static struct stream_aux *aux_of(struct stream *s)
 
 static void on_poll(uv_poll_t *h, int status, int events);
 
+/* The poll handle of s's descriptor number; only while s has a socket. */
+static inline uv_poll_t *slot_of(const struct stream *s)
+{
+	unsigned fd = (unsigned)s->fd;
+	return &s->ctx->slots[fd >> STREAM_SLOT_SHIFT]->polls[fd & (STREAM_SLOT_BLOCK - 1)];
+}
+
+/*
+ * The poll handle of descriptor number fd, made now if it never was. A
+ * failure of uv_poll_init (a descriptor epoll cannot watch) leaves the
+ * number without a handle, to be tried again by its next socket.
+ */
+static int slot_get(struct stream_ctx *ctx, int fd, uv_poll_t **out)
+{
+	size_t b = (size_t)fd >> STREAM_SLOT_SHIFT;
+	if (b >= ctx->slot_blocks) {
+		size_t n = MAX(b + 1, ctx->slot_blocks * 2);
+		ctx->slots = xrealloc(ctx->slots, n * sizeof(*ctx->slots));
+		memset(ctx->slots + ctx->slot_blocks, 0,
+		       (n - ctx->slot_blocks) * sizeof(*ctx->slots));
+		ctx->slot_blocks = n;
+	}
+	if (!ctx->slots[b])
+		ctx->slots[b] = xcalloc(1, sizeof(**ctx->slots));
+	struct stream_slot_block *blk = ctx->slots[b];
+	int i = fd & (STREAM_SLOT_BLOCK - 1);
+	if (!(blk->made & (UINT64_C(1) << i))) {
+		int rc = uv_poll_init(ctx->loop, &blk->polls[i], fd);
+		if (rc != 0)
+			return rc;
+		blk->made |= UINT64_C(1) << i;
+	}
+	*out = &blk->polls[i];
+	return 0;
+}
+
 /* Watches what s wants now: its reads, its pending writes or connect. */
 static void poll_sync(struct stream *s)
 {
@@ -143,17 +219,25 @@ static void poll_sync(struct stream *s)
 		return;
 	s->poll_events = (uint8_t)want;
 	if (want)
-		(void)uv_poll_start(&s->poll, want, on_poll); /* cannot fail on an open handle */
+		(void)uv_poll_start(slot_of(s), want, on_poll); /* cannot fail on an open handle */
 	else
-		(void)uv_poll_stop(&s->poll);
+		(void)uv_poll_stop(slot_of(s));
 }
 
-/* Makes fd s's socket and watches it from now on. fd is not closed on failure. */
+/*
+ * Makes fd s's socket and watches it from now on. fd is not closed on
+ * failure. The handle of a number watched before is taken as it is: it
+ * stopped watching when the last socket with that number was closed.
+ */
 static int attach(struct stream *s, int fd)
 {
-	int rc = uv_poll_init(s->ctx->loop, &s->poll, fd);
+	uv_poll_t *h;
+	if (s->ctx->closed)
+		return UV_ECANCELED; /* the loop is ending: no handle may be made or reused */
+	int rc = slot_get(s->ctx, fd, &h);
 	if (rc != 0)
 		return rc;
+	h->data = s;
 	s->fd = fd;
 	poll_sync(s);
 	return 0;
@@ -189,6 +273,8 @@ static void apply_tcp_options(struct stream *s)
 
 int stream_adopt(struct stream *s, int fd)
 {
+	/* A system call, in builds with assertions only: see the contract. */
+	assert(fcntl(fd, F_GETFL) & O_NONBLOCK);
 	int rc = attach(s, fd);
 	if (rc != 0)
 		close(fd);
@@ -523,7 +609,6 @@ void stream_local_name(struct stream *s, char *out, size_t len)
 }
 
 static void finish_close(struct stream *s);
-static void on_close(uv_handle_t *h);
 
 /*
  * After a read callback: an empty buffer goes back to the free list, and so
@@ -612,7 +697,7 @@ static void deliver(struct stream *s, ssize_t nread, const uv_buf_t *ub)
 		return;
 	}
 	if (nread > 0 && s->tls) {
-		tls_conn_feed(s->tls, ub->base, (size_t)nread);
+		tls_conn_feed(s->aux->tls, ub->base, (size_t)nread);
 		tls_advance(s);
 		return;
 	}
@@ -692,7 +777,7 @@ static void update_reading(struct stream *s)
 	poll_sync(s);
 	/* The socket may have nothing more to say: the engine's input is handed over at the check step. */
 	if (want && s->tls && !s->tls_handshaking && !s->in_tls_ready &&
-	    tls_conn_has_input(s->tls)) {
+	    tls_conn_has_input(s->aux->tls)) {
 		s->in_tls_ready = true;
 		TAILQ_INSERT_TAIL(&s->ctx->tls_ready, s, aux->tls_link);
 	}
@@ -1097,7 +1182,7 @@ __attribute__((noinline)) static void on_poll_any(struct stream *s, int status, 
  */
 static void on_poll(uv_poll_t *h, int status, int events)
 {
-	struct stream *s = container_of(h, struct stream, poll);
+	struct stream *s = h->data;
 	if (status != 0 || events != UV_READABLE || !s->reading || s->tls || s->eof) {
 		on_poll_any(s, status, events);
 		return;
@@ -1194,8 +1279,8 @@ static void closed(struct stream *s)
 		s->rbuf = NULL;
 	}
 	if (s->tls) {
-		tls_conn_free(s->tls);
-		s->tls = NULL;
+		tls_conn_free(s->aux->tls);
+		s->tls = false;
 	}
 	if (s->aux) {
 		free(s->aux->tls_early);
@@ -1206,16 +1291,25 @@ static void closed(struct stream *s)
 		ops_of(s)->close(s);
 }
 
-static void on_close(uv_handle_t *h)
+/* The next round starts: owners of the streams closed in the last one hear it. */
+static void on_reap(uv_idle_t *h)
 {
-	closed(container_of(h, struct stream, poll));
+	struct stream_ctx *ctx = container_of(h, struct stream_ctx, reaper);
+	struct stream *s;
+	/* Close callbacks may close more streams: they are heard in this call too. */
+	while ((s = TAILQ_FIRST(&ctx->reap_queue)) != NULL) {
+		TAILQ_REMOVE(&ctx->reap_queue, s, flush_link);
+		closed(s);
+	}
+	uv_idle_stop(h);
+	if (ctx->closed && !ctx->handles_closed)
+		close_handles(ctx);
 }
 
 /*
- * A stream that never had a socket has no handle to close, but its owner
- * still hears from the loop, not from inside stream_close: a handle made
- * only to be closed carries the call (rare: a failed adopt, a connect that
- * failed before its socket existed).
+ * A stream closed after the context's handles were (at the very end of a
+ * loop) still lets its owner hear from the loop, not from inside
+ * stream_close: a handle made only to be closed carries the call.
  */
 struct close_later {
 	uv_idle_t idle;
@@ -1252,10 +1346,32 @@ static void finish_close(struct stream *s)
 		return;
 	s->close_started = true;
 	if (s->fd >= 0) {
-		/* uv_close stops the poll at once, so the socket may go now. */
-		uv_close((uv_handle_t *)&s->poll, on_close);
+		/*
+		 * The handle stays for the next socket with this number. A
+		 * handle that watches nothing has the socket out of epoll
+		 * already: no uv_poll_stop (it would remove it once more).
+		 * Stopping before the close matters when a copy of the socket
+		 * lives on (a server moved to another worker): epoll would
+		 * otherwise keep reporting it.
+		 */
+		uv_poll_t *h = slot_of(s);
+		if (s->poll_events)
+			(void)uv_poll_stop(h);
+		s->poll_events = 0;
+		h->data = NULL;
 		close(s->fd);
 		s->fd = -1;
+	}
+	struct stream_ctx *ctx = s->ctx;
+	if (!ctx->handles_closed) {
+		/* flush_link is free: the stream left the flush and linger queues above. */
+		TAILQ_INSERT_TAIL(&ctx->reap_queue, s, flush_link);
+		if (!ctx->reaper_made) {
+			uv_idle_init(ctx->loop, &ctx->reaper);
+			ctx->reaper_made = true;
+		}
+		if (!uv_is_active((uv_handle_t *)&ctx->reaper))
+			uv_idle_start(&ctx->reaper, on_reap);
 		return;
 	}
 	struct close_later *cl = xmalloc(sizeof(*cl));
@@ -1270,7 +1386,7 @@ void stream_close(struct stream *s)
 		return;
 	dial_stop(s);
 	if (s->tls && !s->tls_handshaking) {
-		tls_conn_shutdown(s->tls);
+		tls_conn_shutdown(s->aux->tls);
 		tls_drain(s, false);
 	}
 	s->closing = true;
@@ -1289,7 +1405,7 @@ void stream_close_linger(struct stream *s)
 		return;
 	}
 	if (s->tls && !s->tls_handshaking)
-		tls_conn_shutdown(s->tls);
+		tls_conn_shutdown(s->aux->tls);
 	/*
 	 * Closing a socket with unread input makes the kernel send a reset, which
 	 * destroys an ErrorResponse the peer has not read yet (the rest of an
@@ -1348,7 +1464,7 @@ void stream_ctx_tick(struct stream_ctx *ctx, uint64_t now, uint64_t linger_ms)
  */
 static void tls_drain(struct stream *s, bool may_flush)
 {
-	while (tls_conn_pending(s->tls) > 0) {
+	while (tls_conn_pending(s->aux->tls) > 0) {
 		if (s->out && s->out->n == STREAM_IOV_MAX) {
 			if (!may_flush)
 				return;
@@ -1357,7 +1473,7 @@ static void tls_drain(struct stream *s, bool may_flush)
 				return;
 		}
 		struct buf *b = buf_get(&s->ctx->bufs, BUF_SIZE);
-		b->end = (uint32_t)tls_conn_take(s->tls, b->data, b->cap);
+		b->end = (uint32_t)tls_conn_take(s->aux->tls, b->data, b->cap);
 		queue_slice(s, b, b->data, b->end);
 		buf_unref(b);
 	}
@@ -1379,7 +1495,7 @@ static void tls_write(struct stream *s, const void *p, size_t len)
 		x->tls_early_len += len;
 		return;
 	}
-	if (tls_conn_write(s->tls, p, len) != TLS_OK)
+	if (tls_conn_write(s->aux->tls, p, len) != TLS_OK)
 		s->tls_failed = true;
 	schedule_flush(s);
 }
@@ -1391,11 +1507,11 @@ static void tls_deliver(struct stream *s)
 		uv_buf_t b;
 		rbuf_space(s, &b);
 		enum tls_status st;
-		size_t n = tls_conn_read(s->tls, b.base, b.len, &st);
+		size_t n = tls_conn_read(s->aux->tls, b.base, b.len, &st);
 		if (n == 0) {
 			release_rbuf_after_read(s);
 			/* Reading can produce output (a reply to a key update). */
-			if (tls_conn_pending(s->tls) > 0)
+			if (tls_conn_pending(s->aux->tls) > 0)
 				schedule_flush(s);
 			if (st == TLS_WANT)
 				return;
@@ -1414,8 +1530,8 @@ static void tls_deliver(struct stream *s)
 static void tls_advance(struct stream *s)
 {
 	if (s->tls_handshaking) {
-		enum tls_status st = tls_conn_handshake(s->tls);
-		if (tls_conn_pending(s->tls) > 0)
+		enum tls_status st = tls_conn_handshake(s->aux->tls);
+		if (tls_conn_pending(s->aux->tls) > 0)
 			schedule_flush(s);
 		if (st == TLS_WANT)
 			return;
@@ -1443,14 +1559,15 @@ void stream_start_tls(struct stream *s, struct tls_ctx *ctx, const char *host, s
 	if (s->closing)
 		return;
 	assert(!s->dialing && !s->tls);
-	s->tls = tls_conn_new(ctx, host);
 	struct stream_aux *x = aux_of(s);
+	x->tls = tls_conn_new(ctx, host);
+	s->tls = true;
 	x->tls_cb = cb;
 	x->tls_early = NULL;
 	x->tls_early_len = 0;
 	s->tls_handshaking = true;
 	if (s->rbuf && buf_avail(s->rbuf) > 0) {
-		tls_conn_feed(s->tls, s->rbuf->data + s->rbuf->start, buf_avail(s->rbuf));
+		tls_conn_feed(s->aux->tls, s->rbuf->data + s->rbuf->start, buf_avail(s->rbuf));
 		s->rbuf->start = s->rbuf->end;
 	}
 	release_rbuf_after_read(s);
@@ -1469,15 +1586,16 @@ void stream_start_tls(struct stream *s, struct tls_ctx *ctx, const char *host, s
 struct tls_conn *stream_take_tls(struct stream *s)
 {
 	if (!s->tls || s->tls_handshaking || s->in_tls_ready || s->tls_failed ||
-	    tls_conn_has_input(s->tls) || tls_conn_pending(s->tls) > 0)
+	    tls_conn_has_input(s->aux->tls) || tls_conn_pending(s->aux->tls) > 0)
 		return NULL;
-	struct tls_conn *t = s->tls;
-	s->tls = NULL;
-	if (s->aux) {
-		free(s->aux->tls_early);
-		s->aux->tls_early = NULL;
-		s->aux->tls_early_len = 0;
-	}
+	/* A TLS stream has its side allocation (stream_start_tls, stream_give_tls). */
+	struct stream_aux *x = s->aux;
+	struct tls_conn *t = x->tls;
+	x->tls = NULL;
+	s->tls = false;
+	free(x->tls_early);
+	x->tls_early = NULL;
+	x->tls_early_len = 0;
 	return t;
 }
 
@@ -1485,7 +1603,8 @@ void stream_give_tls(struct stream *s, struct tls_conn *t)
 {
 	/* A TLS stream has its side allocation: ctx->tls_ready links through it. */
 	struct stream_aux *x = aux_of(s);
-	s->tls = t;
+	x->tls = t;
+	s->tls = true;
 	x->tls_cb = NULL;
 	x->tls_early = NULL;
 	x->tls_early_len = 0;
@@ -1494,13 +1613,13 @@ void stream_give_tls(struct stream *s, struct tls_conn *t)
 
 const char *stream_tls_error(const struct stream *s)
 {
-	return s->tls ? tls_conn_error(s->tls) : "not a TLS connection";
+	return s->tls ? tls_conn_error(s->aux->tls) : "not a TLS connection";
 }
 
 void stream_tls_describe(const struct stream *s, char *out, size_t len)
 {
 	if (s->tls)
-		tls_conn_describe(s->tls, out, len);
+		tls_conn_describe(s->aux->tls, out, len);
 	else if (len)
 		out[0] = 0;
 }

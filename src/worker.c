@@ -147,6 +147,8 @@ static void run_kicks(struct worker *w)
 static void on_check(uv_check_t *h)
 {
 	struct worker *w = container_of(h, struct worker, flush_check);
+	/* uv_now is the time the poll returned: nothing between them updates it. */
+	w->idle_ms += uv_now(w->loop) - w->poll_entered_ms;
 	/* First: their next requests may wait for a server, and the kicks below serve them. */
 	client_run_released(w);
 	run_kicks(w);
@@ -174,6 +176,12 @@ static void on_prepare(uv_prepare_t *h)
 {
 	struct worker *w = container_of(h, struct worker, clock_reset);
 	w->clock_ns = 0; /* what the poll wakes up for reads the clock again */
+	/*
+	 * The loop's time is that of the start of this round: the timers may
+	 * have run since. One clock read (no system call) per round.
+	 */
+	uv_update_time(w->loop);
+	w->poll_entered_ms = uv_now(w->loop);
 }
 
 /* Ends a stats period: averages move on, and log_stats prints one line per database. */
@@ -402,6 +410,8 @@ static void finish_exit(struct worker *w)
 	 * stops now). Every stream that was dialing is closed by now.
 	 */
 	stream_ctx_tick(&w->io, UINT64_MAX, 0);
+	/* Every stream is closed: the poll handles go once their owners have heard. */
+	stream_ctx_close(&w->io);
 	uv_timer_stop(&w->tick);
 	close_handle((uv_handle_t *)&w->tick);
 	uv_timer_stop(&w->poll_timer);
@@ -691,6 +701,7 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg, struct au
 	authq_configure(w->authq, cfg);
 	w->start_time = (uint64_t)time(NULL);
 	w->started_ns = uv_hrtime();
+	w->poll_entered_ms = uv_now(loop);
 	w->stats_rolled_at = uv_now(loop);
 	rand_bytes(w->mock_seed, sizeof(w->mock_seed));
 	uv_check_init(loop, &w->flush_check);

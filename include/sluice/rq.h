@@ -135,8 +135,23 @@ static inline const struct rq_entry *rq_head_entry(const struct rq *q)
 {
 	return q->len ? &q->ring[q->head] : NULL;
 }
-/* Retires the head entry; answered says whether PostgreSQL carried it out. */
-void rq_pop(struct rq *q, bool answered);
+/* rq_pop's general case: an entry with a statement (the done callback) or a batch's end. */
+void rq_pop_slow(struct rq *q, bool answered);
+/*
+ * Retires the head entry; answered says whether PostgreSQL carried it out.
+ * Inline: nearly every entry retired is an extended message of the unnamed
+ * statement or portal, which only leaves the ring.
+ */
+static inline void rq_pop(struct rq *q, bool answered)
+{
+	const struct rq_entry *e = &q->ring[q->head];
+	if (e->stmt || rq_kind_is_boundary(e->kind)) {
+		rq_pop_slow(q, answered);
+		return;
+	}
+	q->head = (q->head + 1) & (q->cap - 1);
+	q->head_kind = --q->len ? q->ring[q->head].kind : -1;
+}
 
 /*
  * The verdict for a server message of type that is not ReadyForQuery:
@@ -147,13 +162,46 @@ void rq_pop(struct rq *q, bool answered);
 int rq_retire_extended(struct rq *q, uint8_t type);
 static inline int rq_retire(struct rq *q, uint8_t type)
 {
+	int head = rq_head(q);
+	/*
+	 * Decided inline, as the relay asks for every message: a row, which
+	 * retires nothing, and the completion of the client request at the
+	 * head, the usual answers of an extended-protocol query.
+	 */
+	switch (type) {
+	case PKT_DataRow:
+		return 0;
+	case PKT_ParseComplete:
+		if (head != RQ_PARSE)
+			break;
+		rq_pop(q, true);
+		return 0;
+	case PKT_BindComplete:
+		if (head != RQ_BIND)
+			break;
+		rq_pop(q, true);
+		return 0;
+	case PKT_RowDescription:
+	case PKT_NoData:
+		if (head != RQ_DESCRIBE)
+			break;
+		rq_pop(q, true);
+		return 0;
+	case PKT_CommandComplete:
+		if (head != RQ_EXECUTE)
+			break;
+		rq_pop(q, true);
+		return 0;
+	default:
+		break;
+	}
 	/*
 	 * Under a Query, Sync, FunctionCall or internal entry only ReadyForQuery
 	 * (rq_ready) retires anything, and only the extended completions are out
-	 * of step. Decided inline: the relay asks for every message.
+	 * of step.
 	 */
-	if (rq_kind_is_boundary(rq_head(q)) && type != PKT_ParseComplete &&
-	    type != PKT_BindComplete && type != PKT_CloseComplete)
+	if (rq_kind_is_boundary(head) && type != PKT_ParseComplete && type != PKT_BindComplete &&
+	    type != PKT_CloseComplete)
 		return 0;
 	return rq_retire_extended(q, type);
 }

@@ -217,14 +217,29 @@ void server_owner_gone(struct server *s);
 /* True if s can be handed to another client right now. */
 bool server_is_clean(const struct server *s);
 /*
- * Relay: the client (or prepared.c on its behalf) queued a request; account
- * it. stmt, if any, is a reference the entry takes over. A fake entry at the
- * head is answered at once.
+ * Relay: the client (or prepared.c on its behalf) queued a client's own
+ * Parse or Close of the name binding name_id; account it. stmt, if any, is a
+ * reference the entry takes over. A fake entry at the head is answered at
+ * once.
  */
-void server_push_request(struct server *s, enum rq_kind kind, struct pstmt *stmt);
-/* The same for a client's own Parse or Close of the name binding name_id. */
 void server_push_named_request(struct server *s, enum rq_kind kind, struct pstmt *stmt,
 			       uint64_t name_id);
+/*
+ * The same for any other request. Inline: every message PostgreSQL answers
+ * is pushed, five per extended-protocol query, and all but the first of a
+ * batch only join the queue (the first starts the timing, an entry behind
+ * sluice's own query restarts it, a Sync in COPY IN is not pushed: the
+ * general way).
+ */
+static inline void server_push_request(struct server *s, enum rq_kind kind, struct pstmt *stmt)
+{
+	if (s->rq.len > 1 || (s->rq.len == 1 && s->rq.head_kind != RQ_INTERNAL)) {
+		if (!(kind == RQ_SYNC && s->copy_in))
+			rq_push(&s->rq, kind, stmt, 0);
+		return;
+	}
+	server_push_named_request(s, kind, stmt, 0);
+}
 /* Re-examine a linked server for release (transaction/statement mode). */
 void server_maybe_release(struct server *s);
 /* Whether an idle server must pass server_check_query before it is handed out. */

@@ -26,10 +26,10 @@
  * queues and the socket settings. The worker embeds it; the stream layer
  * knows nothing of the worker or of the connections that own streams.
  *
- * Closing: stream_close() starts an asynchronous close; close_cb runs when
- * libuv has released the handle (from the loop, never from inside the call,
- * even for a stream that never had a socket), and only then may the owner
- * free memory.
+ * Closing: stream_close() starts an asynchronous close; close_cb runs from
+ * the loop when the next round starts (never from inside the call, even for
+ * a stream that never had a socket), and only then may the owner free
+ * memory.
  */
 #pragma once
 
@@ -82,18 +82,17 @@ typedef void stream_tls_cb(struct stream *s, int status);
 
 /*
  * The socket is watched with a uv_poll_t, and the reads and writes are
- * stream.c's own: a poll handle is 104 bytes smaller than a uv_tcp_t or
- * uv_pipe_t (a stream is in every client's memory), and libuv's read path
- * (its allocation callback, its loop around read, its write requests) cost
- * more instructions per transaction than the calls they wrap.
+ * stream.c's own: libuv's read path (its allocation callback, its loop
+ * around read, its write requests) cost more instructions per transaction
+ * than the calls they wrap. The poll handle is not in the stream but in
+ * its context, one per descriptor number (struct stream_ctx's slots), kept
+ * from one connection to the next that gets the same number: libuv 1.44's
+ * uv_poll_init tries the descriptor in epoll (an add and a remove) and sets
+ * it non-blocking (an ioctl), three system calls per connection that a
+ * handle made once per number pays once.
  */
 struct stream {
-	/*
-	 * Initialised once there is a socket (fd >= 0). Its data field holds
-	 * the owner's struct stream_ops from stream_init on (stream.c: ops_of):
-	 * libuv leaves it to its user, and it saves a pointer per stream.
-	 */
-	uv_poll_t poll;
+	const struct stream_ops *ops; /* the owner's callbacks, given to stream_init */
 	struct stream_ctx *ctx;
 	struct buf *rbuf;
 
@@ -130,11 +129,16 @@ struct stream {
 	bool in_tls_ready : 1; /* in ctx->tls_ready: the engine holds input for a resumed reader */
 	bool shut_pending : 1; /* lingering: shut the write side down once aux->wq is sent */
 	bool close_started : 1; /* finish_close has run: the close callback follows */
-	uint8_t poll_events; /* what s->poll watches now (UV_READABLE, UV_WRITABLE) */
+	/*
+	 * TLS (stream_start_tls, stream_give_tls): bytes on the socket are the
+	 * ciphertext of the engine, aux->tls (stream_tls). A bit here, the
+	 * engine in the side allocation: 8 bytes less in every client in the
+	 * clear, and the relay's "is it TLS?" reads the flags it reads anyway.
+	 */
+	bool tls : 1;
+	uint8_t poll_events; /* what the poll handle of fd watches now (UV_READABLE, UV_WRITABLE) */
 	TAILQ_ENTRY(stream) flush_link;
 
-	/* TLS (stream_start_tls): bytes on the socket are the engine's ciphertext */
-	struct tls_conn *tls;
 	/*
 	 * What only some streams need, and only for a while (dialing, TLS,
 	 * lingering, writes the socket did not take): allocated at the first
@@ -151,6 +155,7 @@ struct stream_aux {
 	uint64_t dial_deadline; /* uv_now */
 	TAILQ_ENTRY(stream) dial_link;
 	/* while tls is set */
+	struct tls_conn *tls; /* the engine */
 	stream_tls_cb *tls_cb;
 	TAILQ_ENTRY(stream) tls_link;
 	/* plaintext written during the handshake, encrypted once it is done */
@@ -191,6 +196,36 @@ struct stream_ctx {
 	struct buf *stage;
 	uint32_t max_packet_size; /* the largest message a new stream buffers whole */
 	struct stream_tcp_options tcp;
+	/*
+	 * The poll handles, one per descriptor number, in blocks of
+	 * STREAM_SLOT_BLOCK made at the first use of a number in the block.
+	 * A handle is made (uv_poll_init) the first time its number is
+	 * watched, started and stopped by the streams that have that number,
+	 * and closed by stream_ctx_close. Its data field points to the stream
+	 * that has the number now, NULL when none has.
+	 */
+	struct stream_slot_block **slots;
+	size_t slot_blocks; /* entries of slots */
+	/*
+	 * Closed streams whose owners hear it (close callback) when the next
+	 * round starts (the reaper, an idle handle made at the first close),
+	 * not from inside stream_close: the job uv_close did when each
+	 * stream had a handle of its own.
+	 */
+	struct stream_list reap_queue;
+	uv_idle_t reaper;
+	bool reaper_made;
+	bool closed; /* stream_ctx_close has run */
+	bool handles_closed; /* and the handles are closing: a later close takes a handle of its own */
+};
+
+#define STREAM_SLOT_SHIFT 6
+#define STREAM_SLOT_BLOCK (1 << STREAM_SLOT_SHIFT)
+
+/* STREAM_SLOT_BLOCK poll handles for consecutive descriptor numbers. */
+struct stream_slot_block {
+	uint64_t made; /* bit i: polls[i] is initialised */
+	uv_poll_t polls[STREAM_SLOT_BLOCK];
 };
 
 /*
@@ -209,7 +244,14 @@ struct stream_out {
 
 /* Sets up ctx on loop, keeping up to buf_free_max read buffers for reuse. */
 void stream_ctx_init(struct stream_ctx *ctx, uv_loop_t *loop, int buf_free_max);
-/* Frees the free lists; every stream of ctx must be closed. */
+/*
+ * Closes the handles ctx keeps (the poll handles, the reaper), once every
+ * stream of ctx is closed; owners of streams closed just before still hear
+ * first. The loop must then run until they are closed, before
+ * stream_ctx_deinit and uv_loop_close.
+ */
+void stream_ctx_close(struct stream_ctx *ctx);
+/* Frees the free lists and the handles' memory; after stream_ctx_close and the loop's run. */
 void stream_ctx_deinit(struct stream_ctx *ctx);
 /*
  * The loop owner's check step: hands resumed TLS readers the input their
@@ -229,8 +271,10 @@ void stream_ctx_tick(struct stream_ctx *ctx, uint64_t now, uint64_t linger_ms);
 int stream_init(struct stream_ctx *ctx, struct stream *s, bool pipe,
 		const struct stream_ops *ops) WUR;
 /*
- * Makes the accepted socket fd (non-blocking) s's connection, after
- * stream_init; fd is s's now, even on failure. fd keeps the options it has:
+ * Makes the accepted socket fd s's connection, after stream_init; fd is
+ * s's now, even on failure. fd must be non-blocking already (accept4's
+ * SOCK_NONBLOCK, or a copy of such a socket): the poll handle of a number
+ * already watched once does not set it again. fd keeps the options it has:
  * an accepted socket inherits its listener's (stream_tune_socket).
  */
 int stream_adopt(struct stream *s, int fd) WUR;
@@ -293,6 +337,11 @@ int stream_dial(struct stream_ctx *ctx, struct stream *s, const struct stream_op
  * After a failure an alert may still be sent: close with stream_close_linger.
  */
 void stream_start_tls(struct stream *s, struct tls_ctx *ctx, const char *host, stream_tls_cb *cb);
+/* The TLS engine of s, NULL in the clear. Borrowed: it lives as long as the stream has it. */
+static inline struct tls_conn *stream_tls(const struct stream *s)
+{
+	return s->tls ? s->aux->tls : NULL;
+}
 /* Why the TLS handshake or a TLS read or write failed. */
 const char *stream_tls_error(const struct stream *s);
 /*
@@ -428,7 +477,7 @@ void stream_flush(struct stream *s);
 static inline size_t stream_unsent(const struct stream *s)
 {
 	/* A TLS stream's ciphertext waits in its engine until the flush: it counts too. */
-	return (size_t)s->pending + s->queued + (s->tls ? tls_conn_pending(s->tls) : 0);
+	return (size_t)s->pending + s->queued + (s->tls ? tls_conn_pending(s->aux->tls) : 0);
 }
 
 /*

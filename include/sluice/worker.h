@@ -13,6 +13,10 @@
  *   1. timers: the tick, every 250 ms (on_tick): client and server
  *      timeouts, lingering closes, cancel forwards, the accept pause, warm
  *      pools, pool expiry and waiter timeouts (pool_tick), the stats period.
+ *   1b. idle, only after a round that closed streams: their owners' close
+ *      callbacks (stream.c's reaper); connection memory is freed here.
+ *   1c. prepare (on_prepare): forget the cached clock, note when the poll
+ *      starts (SHOW WORKERS' busy share).
  *   2. poll: reads, writes, accepts, connects, signals (the process's).
  *   3. check (on_check, "after this round of I/O"), in this order:
  *      a. clients whose servers were released this round process what they
@@ -27,7 +31,8 @@
  *         (stream_ctx_flush; a. to c. queue output too, so this is
  *         late);
  *      e. a shutdown whose condition now holds is finished (finish_exit).
- *   4. close callbacks: connection memory is freed here, never earlier.
+ *   4. close callbacks of libuv handles (timers, listeners, look-ups);
+ *      a stream has no handle of its own: its owner hears at 1b.
  */
 #pragma once
 
@@ -147,13 +152,21 @@ struct worker {
 	uint64_t stats_tls_failures[2];
 	uint64_t state_changes; /* client state changes so far (client->state_seq) */
 	uint64_t started_ns; /* uv_hrtime at worker_init, for SHOW WORKERS */
+	/*
+	 * How long the loop waited in its polls (SHOW WORKERS' busy share),
+	 * in uv_now milliseconds, measured by the prepare and check steps:
+	 * libuv's own measure (UV_METRICS_IDLE_TIME) polls once more without
+	 * waiting before every poll that waits, a system call per wake-up.
+	 */
+	uint64_t idle_ms;
+	uint64_t poll_entered_ms; /* uv_now just before this round's poll */
 	uint64_t servers_moved_in, servers_moved_out; /* between workers (pool.c) */
 
 	/* Clients their servers let go of this round, to run in the check phase (client_unlinked). */
 	struct client_list released;
 	struct pool_list kick_queue;
 	uv_check_t flush_check;
-	uv_prepare_t clock_reset; /* forgets clock_ns before each poll */
+	uv_prepare_t clock_reset; /* forgets clock_ns and notes the time before each poll */
 	uv_timer_t tick;
 	uv_timer_t poll_timer; /* worker_poll_soon */
 	enum worker_shutdown shutdown;

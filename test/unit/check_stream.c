@@ -182,6 +182,8 @@ static void io_setup(void)
 
 static void io_teardown(void)
 {
+	stream_ctx_close(&ctx);
+	uv_run(&loop, UV_RUN_DEFAULT);
 	stream_ctx_deinit(&ctx);
 	ck_assert_int_eq(uv_loop_close(&loop), 0);
 }
