@@ -30,6 +30,7 @@
 #include "sluice/pkt.h"
 #include "sluice/pool.h"
 #include "sluice/server.h"
+#include "sluice/sqlscan.h"
 #include "sluice/sqlstate.h"
 #include "sluice/takeover.h"
 
@@ -1409,14 +1410,17 @@ static bool relay_prepared(struct client *c, const struct pkt_hdr *h, bool *stop
  * its session outlives this client's turn on it. h: the message at the
  * front of the read buffer, avail bytes of it there.
  */
-static void watch_sql(struct client *c, struct server *s, const struct pkt_hdr *h, size_t avail)
+__attribute__((noinline)) static void watch_sql(struct client *c, struct server *s,
+						const struct pkt_hdr *h, size_t avail)
 {
 	if (pool_mode_of(c->pool) == POOL_MODE_SESSION)
 		return;
 	const char *body = (const char *)stream_data(&c->stream) + PKT_HDR_LEN;
 	size_t blen = MIN(avail, (size_t)h->len) - PKT_HDR_LEN;
+	bool whole = avail >= h->len && (h->type != PKT_Query || (blen && !body[blen - 1]));
 	if (h->type == PKT_Parse) {
-		const char *name_end = memchr(body, 0, blen);
+		/* The unnamed statement's empty name is the common case: no search for it. */
+		const char *name_end = blen && !body[0] ? body : memchr(body, 0, blen);
 		if (!name_end) {
 			server_watch_sql(s, body, 0, false);
 			return;
@@ -1424,14 +1428,25 @@ static void watch_sql(struct client *c, struct server *s, const struct pkt_hdr *
 		blen -= (size_t)(name_end + 1 - body);
 		body = name_end + 1;
 	}
-	/* A Query's text ends the message: its NUL is found without a search. */
-	const char *end = h->type == PKT_Query && avail >= h->len && blen && !body[blen - 1]
-				  ? body + blen - 1
-				  : memchr(body, 0, blen);
-	if (end)
-		server_watch_sql(s, body, (size_t)(end - body), true);
-	else
+	if (!whole) {
 		server_watch_sql(s, body, blen, false);
+		return;
+	}
+	/*
+	 * A Query's text ends the message. A Parse's is followed by its
+	 * parameter types: mostly none (drivers leave them to the server), so
+	 * its NUL and a count of 0 end the message; otherwise it is searched for.
+	 */
+	const char *end = h->type == PKT_Query ? body + blen - 1
+			  : blen >= 3 && !body[blen - 3] && !body[blen - 2] && !body[blen - 1]
+				  ? body + blen - 3
+				  : memchr(body, 0, blen);
+	if (!end) {
+		server_watch_sql(s, body, blen, false);
+		return;
+	}
+	if (sql_scan_cheap(body, (size_t)(end - body)))
+		server_watch_sql(s, body, (size_t)(end - body), true);
 }
 
 /*

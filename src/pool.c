@@ -93,25 +93,25 @@ bool pool_is_empty(const struct pool *p)
  * database with a forced user takes that user's pool_size and pool_mode, not
  * those of whoever connected (PgBouncer's test_pool_size).
  */
+void pool_refresh_cfg(struct pool *p)
+{
+	const struct config_user *u = config_find_user(p->w->cfg, p->user_name);
+	p->user_cfg = u;
+	p->user_cfg_gen = p->w->cfg_gen;
+	if (u && u->pool_mode >= 0)
+		p->mode = (uint8_t)u->pool_mode;
+	else if (p->db->pool_mode >= 0)
+		p->mode = (uint8_t)p->db->pool_mode;
+	else
+		p->mode = (uint8_t)p->w->cfg->pool_mode;
+}
+
 const struct config_user *pool_user_cfg(const struct pool *p)
 {
 	/* Asked several times per transaction: looked up once per snapshot. */
-	if (p->user_cfg_gen != p->w->cfg_gen) {
-		struct pool *mp = (struct pool *)p; /* a cache, not the pool's state */
-		mp->user_cfg = config_find_user(p->w->cfg, p->user_name);
-		mp->user_cfg_gen = p->w->cfg_gen;
-	}
+	if (p->user_cfg_gen != p->w->cfg_gen)
+		pool_refresh_cfg((struct pool *)p); /* a cache, not the pool's state */
 	return p->user_cfg;
-}
-
-enum pool_mode pool_mode_of(const struct pool *p)
-{
-	const struct config_user *u = pool_user_cfg(p);
-	if (u && u->pool_mode >= 0)
-		return (enum pool_mode)u->pool_mode;
-	if (p->db->pool_mode >= 0)
-		return (enum pool_mode)p->db->pool_mode;
-	return p->w->cfg->pool_mode;
 }
 
 int pool_size_of(const struct pool *p)
@@ -1506,6 +1506,7 @@ void pool_reconfigure(struct pool *p)
 		changed = CHANGED(hosts[i].host) || old->hosts[i].port != db->hosts[i].port;
 #undef CHANGED
 	p->db = db;
+	p->user_cfg_gen = 0; /* the mode may be the database's: looked up again */
 	/*
 	 * The servers open now were made for the old settings: each closes when
 	 * released (at once if idle, or with server_fast_close as soon as its

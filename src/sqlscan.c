@@ -158,48 +158,42 @@ static unsigned marks16(const char *p)
 #endif
 }
 
-/* What the marked bytes (m: a bit per byte from text + at) say: statements after ';', calls. */
-static inline __attribute__((always_inline)) unsigned marked_effects(const char *text, size_t at,
-								 size_t len, unsigned m, bool *call)
+/*
+ * The statements after each ';' and whether a '(' occurs: the careful pass,
+ * once the fast one in sql_scan_cheap saw either byte.
+ */
+__attribute__((noinline)) static unsigned scan_marks(const char *text, size_t len)
 {
 	unsigned effects = 0;
-	for (; m; m &= m - 1) {
-		const char *p = text + at + (unsigned)__builtin_ctz(m);
+	bool call = false;
+	for (const char *p = text, *end = text + len; p < end; p++) {
 		if (*p == ';')
-			effects |= first_word_effects(p + 1, text + len);
-		else
-			*call = true;
+			effects |= first_word_effects(p + 1, end);
+		else if (*p == '(')
+			call = true;
 	}
-	return effects;
+	return call ? effects | function_effects(text, len) : effects;
 }
 
 unsigned sql_scan_cheap(const char *text, size_t len)
 {
+	/* A ';' (and blanks) at the very end starts no statement: left out, so it costs nothing. */
+	while (len && (text[len - 1] == ';' || text[len - 1] == ' ' || text[len - 1] == '\n'))
+		len--;
 	unsigned effects = first_word_effects(text, text + len);
-	bool call = false;
+	if (len < 16)
+		return effects | scan_marks(text, len);
 	/*
-	 * Every ';' may end a statement (one inside a literal only costs a
-	 * parse), and a function is called only with a '(': one pass finds
-	 * both, 16 bytes at a time, as this runs on every query. The last
-	 * block ends at the text's end and skips what the one before saw.
+	 * Every other ';' may end a statement (one inside a literal only costs
+	 * a parse), and a function is called only with a '('. Most texts have
+	 * neither: one pass, 16 bytes at a time (the last block ends at the
+	 * text's end), says so, and only a text with one is looked at again.
 	 */
-	if (len >= 16) {
-		size_t i = 0;
-		for (; i + 16 <= len; i += 16) {
-			unsigned m = marks16(text + i);
-			if (m) /* rare: most blocks have neither */
-				effects |= marked_effects(text, i, len, m, &call);
-		}
-		unsigned m = i < len ? marks16(text + len - 16) >> (i - (len - 16)) : 0;
-		if (m)
-			effects |= marked_effects(text, i, len, m, &call);
-	} else {
-		unsigned m = 0;
-		for (size_t k = 0; k < len; k++)
-			m |= (unsigned)(text[k] == ';' || text[k] == '(') << k;
-		effects |= marked_effects(text, 0, len, m, &call);
-	}
-	return call ? effects | function_effects(text, len) : effects;
+	unsigned any = 0;
+	for (size_t i = 0; i + 16 <= len; i += 16)
+		any |= marks16(text + i);
+	any |= marks16(text + len - 16);
+	return any ? effects | scan_marks(text, len) : effects;
 }
 
 /* ---- PostgreSQL's parser --------------------------------------------------------- */

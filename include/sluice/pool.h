@@ -46,6 +46,7 @@ struct pool {
 	/* Its [users] entry or NULL, looked up when w->cfg_gen was user_cfg_gen (pool_user_cfg). */
 	const struct config_user *user_cfg;
 	uint64_t user_cfg_gen;
+	uint8_t mode; /* enum pool_mode in that snapshot (pool_mode_of) */
 
 	/* Client lists by state (see client.h). */
 	struct client_list waiting_login;
@@ -150,8 +151,19 @@ void pool_free(struct pool *p);
  * reserve, the server-side timeouts): its user_name's, or NULL.
  */
 const struct config_user *pool_user_cfg(const struct pool *p);
-/* Effective settings for this pool: [users] over [databases] over [sluice]. */
-enum pool_mode pool_mode_of(const struct pool *p);
+/* Looks user_cfg and mode up again for the snapshot in force. */
+void pool_refresh_cfg(struct pool *p);
+/*
+ * Effective settings for this pool: [users] over [databases] over
+ * [sluice]. The mode is asked several times per transaction: kept per
+ * snapshot, and inline.
+ */
+static inline enum pool_mode pool_mode_of(const struct pool *p)
+{
+	if (p->user_cfg_gen != p->w->cfg_gen)
+		pool_refresh_cfg((struct pool *)p); /* a cache, not the pool's state */
+	return (enum pool_mode)p->mode;
+}
 int pool_size_of(const struct pool *p);
 int pool_min_size_of(const struct pool *p);
 /* Server connections the pool has on this worker, in every state. */

@@ -204,10 +204,11 @@ const char *server_pin_names(unsigned pins, char *out, size_t size);
 void server_link(struct server *s, struct client *c);
 /*
  * A Query or Parse text of the linked client, on its way to the server
- * (transaction and statement pooling): if it may change session settings
- * (sqlscan.h), the server is probed before its release. whole: text is
- * the message's whole NUL-terminated text; otherwise only part of it is
- * at hand, and the probe is made anyway.
+ * (transaction and statement pooling), that sql_scan_cheap says may change
+ * session settings or pins: PostgreSQL's parser decides, and if so the
+ * server is probed before its release. whole: text is the message's whole
+ * NUL-terminated text, len bytes long; otherwise only part of it is at
+ * hand, and the probe is made anyway.
  */
 void server_watch_sql(struct server *s, const char *text, size_t len, bool whole);
 /* The client is leaving (or finished a transaction): release or close s. */
