@@ -270,6 +270,8 @@ static void on_stream_closed(struct stream *st)
 	param_set_deinit(&s->session);
 	param_set_deinit(&s->probe_names);
 	param_set_deinit(&s->probed);
+	param_set_deinit(&s->probe_prepares);
+	param_set_deinit(&s->probe_prepares_sent);
 	rq_deinit(&s->rq);
 	prepared_server_deinit(s->w, &s->prepared);
 	free(s);
@@ -424,6 +426,20 @@ static void unlink_client(struct server *s)
 }
 
 /*
+ * An SQL-level prepared statement is kept in the same sets as the
+ * settings, under "@prepared:" and its name (no setting's name has an
+ * '@'), with its PREPARE statement as the value: so the profiles that let
+ * server_link skip equal sessions cover them too.
+ */
+#define PREPARED_KEY "@prepared:"
+#define PREPARED_KEY_LEN (sizeof(PREPARED_KEY) - 1)
+
+static bool is_prepared_key(const char *name)
+{
+	return name[0] == '@' && strncmp(name, PREPARED_KEY, PREPARED_KEY_LEN) == 0;
+}
+
+/*
  * Asks the server which session settings it has now, after a request that
  * may have changed them (server_watch_sql): every setting a SET gave this
  * session (pg_settings' source "session"), the role, and the custom names
@@ -462,6 +478,10 @@ static void send_probe(struct server *s)
 	}
 	if (any)
 		buf_out_put(&sql, "]::text[]) AS n", strlen("]::text[]) AS n"));
+	/* The SQL-level prepared statements' names (their texts are sluice's: probe_answered). */
+	static const char prepared[] = " UNION ALL SELECT 'q', name, NULL FROM "
+				       "pg_catalog.pg_prepared_statements WHERE from_sql";
+	buf_out_put(&sql, prepared, sizeof(prepared) - 1);
 	/* Pins are asked about after a statement that may make or end one, and while there is one. */
 	s->probe_asked_pins = s->probe_pins || s->pins;
 	if (s->probe_asked_pins) {
@@ -474,14 +494,14 @@ static void send_probe(struct server *s)
 			" UNION ALL SELECT 'p', 'held cursor', NULL WHERE EXISTS (SELECT 1 FROM "
 			"pg_catalog.pg_cursors WHERE is_holdable)"
 			" UNION ALL SELECT 'p', 'listen', NULL WHERE EXISTS (SELECT 1 FROM "
-			"pg_catalog.pg_listening_channels())"
-			" UNION ALL SELECT 'p', 'prepared statement', NULL WHERE EXISTS (SELECT 1 FROM "
-			"pg_catalog.pg_prepared_statements WHERE from_sql)";
+			"pg_catalog.pg_listening_channels())";
 		buf_out_put(&sql, pins, sizeof(pins) - 1);
 	}
 	buf_out_put_u8(&sql, 0);
 	param_set_deinit(&s->probe_names);
 	param_set_deinit(&s->probed);
+	param_set_copy(&s->probe_prepares_sent, &s->probe_prepares);
+	param_set_deinit(&s->probe_prepares);
 	s->probed_pins = 0;
 	s->probe_due = s->probe_pins = false;
 	send_internal(s, (const char *)sql.data);
@@ -518,6 +538,16 @@ static void probe_row(struct server *s, const uint8_t *body, size_t blen)
 				s->probed_pins |= (uint8_t)(1u << i);
 		return;
 	}
+	if (col[0][0] == 'q') {
+		/* Its text comes from where sluice saw it (probe_answered). */
+		char *key = xmalloc(PREPARED_KEY_LEN + len[1] + 1);
+		memcpy(key, PREPARED_KEY, PREPARED_KEY_LEN);
+		memcpy(key + PREPARED_KEY_LEN, col[1], len[1]);
+		key[PREPARED_KEY_LEN + len[1]] = 0;
+		param_set_put(&s->probed, key, "");
+		free(key);
+		return;
+	}
 	if (!col[2])
 		return;
 	char *name = xstrndup(col[1], len[1]), *value = xstrndup(col[2], len[2]);
@@ -536,6 +566,32 @@ static void probe_answered(struct server *s)
 {
 	const char *extra = s->w->cfg->track_extra_parameters;
 	s->probe_seq = 0;
+	/*
+	 * A prepared statement's text: from the request that prepared it, or
+	 * as the session had it. One PostgreSQL has that sluice never saw
+	 * prepared (dynamic SQL in a function) cannot be made again elsewhere,
+	 * and is left out.
+	 */
+	struct client *owner = s->client;
+	for (int i = 0; i < s->probed.n;) {
+		struct param *pp = &s->probed.items[i];
+		if (!is_prepared_key(pp->name)) {
+			i++;
+			continue;
+		}
+		const char *text = param_set_get_as(&s->probe_prepares_sent, pp);
+		if (!text && owner)
+			text = param_set_get_as(&owner->params, pp);
+		if (!text)
+			text = param_set_get_as(&s->session, pp);
+		if (text && *text) {
+			param_set_put(&s->probed, pp->name, text);
+			i++;
+		} else {
+			param_set_remove(&s->probed, pp->name);
+		}
+	}
+	param_set_deinit(&s->probe_prepares_sent);
 	param_set_deinit(&s->session);
 	for (int i = 0; i < s->probed.n; i++) {
 		const struct param *pp = &s->probed.items[i];
@@ -600,8 +656,16 @@ void server_watch_sql(struct server *s, const char *text, size_t len, bool whole
 	(void)len;
 	struct sql_scan_result r;
 	sql_scan_parse(text, &r);
-	if (r.effects & (SQL_EFFECT_SETTINGS | SQL_EFFECT_PINS))
+	if (r.effects & (SQL_EFFECT_SETTINGS | SQL_EFFECT_PINS | SQL_EFFECT_PREPARED))
 		s->probe_due = true;
+	for (int i = 0; i < r.n_prepares; i++) {
+		size_t n = strlen(r.prepare_name[i]);
+		char *key = xmalloc(PREPARED_KEY_LEN + n + 1);
+		memcpy(key, PREPARED_KEY, PREPARED_KEY_LEN);
+		memcpy(key + PREPARED_KEY_LEN, r.prepare_name[i], n + 1);
+		param_set_put(&s->probe_prepares, key, r.prepare_text[i]);
+		free(key);
+	}
 	if (r.effects & SQL_EFFECT_PINS)
 		s->probe_pins = true;
 	for (int i = 0; i < r.n_custom; i++)
@@ -705,6 +769,40 @@ static void append_set_if_differs(struct server *s, struct buf_out *sql, const s
  * needs the login's privileges), then c's are set, role last (a SET
  * after it could need what the role lacks).
  */
+/* Appends "DEALLOCATE <name>;" for the statement kept under key. */
+static void put_deallocate(struct buf_out *sql, const char *key)
+{
+	buf_out_put(sql, "DEALLOCATE \"", 12);
+	for (const char *p = key + PREPARED_KEY_LEN; *p; p++) {
+		if (*p == '"')
+			buf_out_put_u8(sql, '"');
+		buf_out_put_u8(sql, (uint8_t)*p);
+	}
+	buf_out_put(sql, "\";", 2);
+}
+
+/* The client's statement under key, on the server as the client has it. */
+static void append_prepared_if_differs(struct server *s, struct buf_out *sql,
+				       const struct param *want)
+{
+	const char *sv = param_set_get_as(&s->session, want);
+	if (sv && strcmp(sv, want->value) == 0)
+		return;
+	if (sv)
+		put_deallocate(sql, want->name);
+	buf_out_put(sql, want->value, strlen(want->value));
+	buf_out_put(sql, ";", 1);
+	param_set_put(&s->session, want->name, want->value);
+}
+
+/*
+ * The untracked settings and the SQL-level prepared statements: those of
+ * the server's session that c does not have go first (a RESET role before
+ * a SET that needs the login's privileges, a DEALLOCATE before a PREPARE
+ * of the same name), then c's settings, its statements (prepared with its
+ * search_path), and its role last (a SET after it could need what the
+ * role lacks).
+ */
 static void append_session(struct server *s, struct buf_out *sql, const struct client *c)
 {
 	const char *extra = s->w->cfg->track_extra_parameters;
@@ -714,21 +812,31 @@ static void append_session(struct server *s, struct buf_out *sql, const struct c
 			i++;
 			continue;
 		}
-		buf_out_put(sql, "RESET ", 6);
-		buf_out_put(sql, sp->name, strlen(sp->name));
-		buf_out_put(sql, ";", 1);
+		if (is_prepared_key(sp->name)) {
+			put_deallocate(sql, sp->name);
+		} else {
+			buf_out_put(sql, "RESET ", 6);
+			buf_out_put(sql, sp->name, strlen(sp->name));
+			buf_out_put(sql, ";", 1);
+		}
 		param_set_remove(&s->session, sp->name); /* the last item takes its place */
 	}
 	const struct param *role = NULL;
+	bool prepared = false;
 	for (int i = 0; i < c->params.n; i++) {
 		const struct param *cp = &c->params.items[i];
 		if (param_is_tracked(cp->name, extra))
 			continue;
 		if (strcasecmp(cp->name, "role") == 0)
 			role = cp;
+		else if (is_prepared_key(cp->name))
+			prepared = true;
 		else
 			append_set_if_differs(s, sql, cp, false);
 	}
+	for (int i = 0; prepared && i < c->params.n; i++)
+		if (is_prepared_key(c->params.items[i].name))
+			append_prepared_if_differs(s, sql, &c->params.items[i]);
 	if (role)
 		append_set_if_differs(s, sql, role, false);
 }

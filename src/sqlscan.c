@@ -70,11 +70,10 @@ __attribute__((noinline)) static unsigned word_effects(const char *p, const char
 		return word_is(p, end, "reset") ? SQL_EFFECT_SETTINGS : 0;
 	case 'd':
 		if (word_is(p, end, "discard"))
-			return SQL_EFFECT_SETTINGS | SQL_EFFECT_PINS;
-		return word_is(p, end, "declare") || word_is(p, end, "drop") ||
-				       word_is(p, end, "deallocate")
-			       ? SQL_EFFECT_PINS
-			       : 0;
+			return SQL_EFFECT_SETTINGS | SQL_EFFECT_PINS | SQL_EFFECT_PREPARED;
+		if (word_is(p, end, "deallocate"))
+			return SQL_EFFECT_PREPARED;
+		return word_is(p, end, "declare") || word_is(p, end, "drop") ? SQL_EFFECT_PINS : 0;
 	case 'c':
 		return word_is(p, end, "create") || word_is(p, end, "close") ? SQL_EFFECT_PINS : 0;
 	case 'l':
@@ -82,7 +81,7 @@ __attribute__((noinline)) static unsigned word_effects(const char *p, const char
 	case 'u':
 		return word_is(p, end, "unlisten") ? SQL_EFFECT_PINS : 0;
 	case 'p':
-		return word_is(p, end, "prepare") ? SQL_EFFECT_PINS : 0;
+		return word_is(p, end, "prepare") ? SQL_EFFECT_PREPARED : 0;
 	default:
 		return 0;
 	}
@@ -134,7 +133,7 @@ static unsigned function_effects(const char *text, size_t len)
 	}
 	for (p = text; (p = memchr(p, '&', (size_t)(end - p))) != NULL; p++)
 		if (p > text && (p[-1] | 0x20) == 'u' && p + 1 < end && p[1] == '"')
-			return SQL_EFFECT_SETTINGS | SQL_EFFECT_PINS;
+			return SQL_EFFECT_SETTINGS | SQL_EFFECT_PINS | SQL_EFFECT_PREPARED;
 	return effects;
 }
 
@@ -299,6 +298,20 @@ static void walk(const ProtobufCMessage *m, struct sql_scan_result *out, int dep
  * relation counts where a CREATE names it (depth 3 at most: the statement,
  * its node, the RangeVar or IntoClause), not where a query reads one.
  */
+/* A PREPARE: its name and its own text, the raw statement text[at, at + len). */
+static void note_prepare(struct sql_scan_result *out, const char *name, const char *text, size_t at,
+			 size_t len)
+{
+	out->effects |= SQL_EFFECT_PREPARED;
+	size_t n = strlen(text);
+	if (!name || !*name || at > n || out->n_prepares == SQL_SCAN_PREPARES_MAX)
+		return;
+	if (len == 0 || at + len > n)
+		len = n - at; /* the last statement runs to the end */
+	out->prepare_name[out->n_prepares] = xstrdup(name);
+	out->prepare_text[out->n_prepares++] = xstrndup(text + at, len);
+}
+
 static void visit_statement(const PgQuery__Node *stmt, struct sql_scan_result *out)
 {
 	if (!stmt)
@@ -308,7 +321,7 @@ static void visit_statement(const PgQuery__Node *stmt, struct sql_scan_result *o
 		visit_variable_set(stmt->variable_set_stmt, out);
 		break;
 	case PG_QUERY__NODE__NODE_DISCARD_STMT:
-		out->effects |= SQL_EFFECT_SETTINGS | SQL_EFFECT_PINS;
+		out->effects |= SQL_EFFECT_SETTINGS | SQL_EFFECT_PINS | SQL_EFFECT_PREPARED;
 		break;
 	case PG_QUERY__NODE__NODE_DECLARE_CURSOR_STMT:
 		if (stmt->declare_cursor_stmt->options & CURSOR_OPT_HOLD)
@@ -318,9 +331,10 @@ static void visit_statement(const PgQuery__Node *stmt, struct sql_scan_result *o
 	case PG_QUERY__NODE__NODE_DROP_STMT:
 	case PG_QUERY__NODE__NODE_LISTEN_STMT:
 	case PG_QUERY__NODE__NODE_UNLISTEN_STMT:
-	case PG_QUERY__NODE__NODE_PREPARE_STMT:
-	case PG_QUERY__NODE__NODE_DEALLOCATE_STMT:
 		out->effects |= SQL_EFFECT_PINS;
+		break;
+	case PG_QUERY__NODE__NODE_DEALLOCATE_STMT:
+		out->effects |= SQL_EFFECT_PREPARED;
 		break;
 	case PG_QUERY__NODE__NODE_CREATE_STMT:
 	case PG_QUERY__NODE__NODE_CREATE_TABLE_AS_STMT:
@@ -344,8 +358,15 @@ void sql_scan_parse(const char *text, struct sql_scan_result *out)
 			pg_query__parse_result__unpack(NULL, r.parse_tree.len,
 						       (const uint8_t *)r.parse_tree.data);
 		if (tree) {
-			for (size_t i = 0; i < tree->n_stmts; i++)
-				visit_statement(tree->stmts[i]->stmt, out);
+			for (size_t i = 0; i < tree->n_stmts; i++) {
+				const PgQuery__RawStmt *raw = tree->stmts[i];
+				visit_statement(raw->stmt, out);
+				if (raw->stmt &&
+				    raw->stmt->node_case == PG_QUERY__NODE__NODE_PREPARE_STMT)
+					note_prepare(out, raw->stmt->prepare_stmt->name, text,
+						     (size_t)raw->stmt_location,
+						     (size_t)raw->stmt_len);
+			}
 			pg_query__parse_result__free_unpacked(tree, NULL);
 		}
 	}
@@ -357,4 +378,9 @@ void sql_scan_result_deinit(struct sql_scan_result *r)
 	for (int i = 0; i < r->n_custom; i++)
 		free(r->custom[i]);
 	r->n_custom = 0;
+	for (int i = 0; i < r->n_prepares; i++) {
+		free(r->prepare_name[i]);
+		free(r->prepare_text[i]);
+	}
+	r->n_prepares = 0;
 }

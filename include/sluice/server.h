@@ -120,6 +120,12 @@ struct server {
 	bool probe_due;
 	bool probe_pins; /* ...and whether to ask about pins (SQL_EFFECT_PINS) */
 	struct param_set probe_names;
+	/*
+	 * SQL PREPAREs of its client's requests, as kept in session: those made
+	 * since the last probe went out, and those the probe in flight covers
+	 * (a request can follow the probe before its answer is back).
+	 */
+	struct param_set probe_prepares, probe_prepares_sent;
 	struct param_set probed; /* the rows of the running probe */
 	uint8_t probed_pins;
 	bool probe_asked_pins;
@@ -185,8 +191,7 @@ void server_close(struct server *s, const char *reason);
 	X(ADVISORY_LOCK, "advisory lock")                                                          \
 	X(TEMP_TABLE, "temporary table")                                                           \
 	X(HELD_CURSOR, "held cursor")                                                              \
-	X(LISTEN, "listen")                                                                        \
-	X(PREPARED, "prepared statement")
+	X(LISTEN, "listen")
 enum server_pin_index {
 #define X(id, name) SERVER_PIN_INDEX_##id,
 	SERVER_PINS(X)

@@ -41,6 +41,8 @@ enum {
 	 * DEALLOCATE, DISCARD, the unlock functions, which may end it).
 	 */
 	SQL_EFFECT_PINS = 1u << 1,
+	/* SQL-level prepared statements: PREPARE, DEALLOCATE. */
+	SQL_EFFECT_PREPARED = 1u << 2,
 };
 
 /* Bits of what the first look cannot rule out; 0 for the common query. */
@@ -52,10 +54,19 @@ unsigned sql_scan_cheap(const char *text, size_t len);
  * for them by name.
  */
 #define SQL_SCAN_CUSTOM_MAX 16
+/*
+ * And each PREPARE's name and its own statement text ("PREPARE p (int) AS
+ * SELECT $1", cut from a text of several statements), to prepare it again
+ * on another server.
+ */
+#define SQL_SCAN_PREPARES_MAX 16
 struct sql_scan_result {
 	unsigned effects;
 	int n_custom;
 	char *custom[SQL_SCAN_CUSTOM_MAX]; /* owned; names beyond the maximum are dropped */
+	int n_prepares;
+	char *prepare_name[SQL_SCAN_PREPARES_MAX]; /* owned, as above */
+	char *prepare_text[SQL_SCAN_PREPARES_MAX];
 };
 
 /*

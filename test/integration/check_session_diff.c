@@ -5,7 +5,8 @@
  * another client, with PostgreSQL's own rules (a SET rolled back with its
  * transaction or savepoint, SET LOCAL ending with its transaction,
  * set_config(..., true) likewise, RESET and RESET ALL, DISCARD ALL, SET
- * ROLE).
+ * ROLE), and so are its SQL-level prepared statements (PREPARE, EXECUTE,
+ * DEALLOCATE, pg_prepared_statements).
  *
  * A seeded generator writes a script for three clients: blocks, each of one
  * client, either one statement in autocommit or a transaction (BEGIN, a few
@@ -113,7 +114,7 @@ static bool gen_statement(uint64_t *rng, char *sql, bool in_txn)
 {
 	const struct setting *g = &settings[pick(rng, N_SETTINGS)];
 	int v = pick(rng, g->n);
-	switch (pick(rng, 16)) {
+	switch (pick(rng, 19)) {
 	case 0:
 	case 1:
 	case 2:
@@ -158,6 +159,30 @@ static bool gen_statement(uint64_t *rng, char *sql, bool in_txn)
 	case 14:
 		snprintf(sql, 256, "%s", in_txn ? "SELECT 1/0" : "SHOW transaction_read_only");
 		return true;
+	case 16: {
+		/* SQL-level prepared statements: made again on whatever server the client gets. */
+		static const char *const prepares[] = {
+			"PREPARE p1 AS SELECT pg_catalog.current_setting('work_mem')",
+			"PREPARE p2 (int) AS SELECT $1 + 1",
+			"PREPARE \"P 3\" AS SELECT 3",
+		};
+		snprintf(sql, 256, "%s", prepares[pick(rng, 3)]);
+		return true;
+	}
+	case 17: {
+		static const char *const executes[] = { "EXECUTE p1", "EXECUTE p2(41)",
+							"EXECUTE \"P 3\"",
+							"SELECT name FROM pg_prepared_statements "
+							"WHERE from_sql ORDER BY name" };
+		snprintf(sql, 256, "%s", executes[pick(rng, 4)]);
+		return true;
+	}
+	case 18: {
+		static const char *const deallocates[] = { "DEALLOCATE p1", "DEALLOCATE p2",
+							   "DEALLOCATE ALL" };
+		snprintf(sql, 256, "%s", deallocates[pick(rng, 3)]);
+		return true;
+	}
 	default:
 		snprintf(sql, 256, "SELECT pg_catalog.current_setting('%s')", g->name);
 		return true;
@@ -317,7 +342,8 @@ START_TEST(test_generator_covers_every_kind_of_statement)
 	static const char *const needles[] = { "SET LOCAL", "SET SESSION", "RESET ALL", "DISCARD",
 					       "set_config", "SET ROLE", "RESET ROLE", "SAVEPOINT",
 					       "ROLLBACK TO", "COMMIT", "ROLLBACK", "SHOW",
-					       "; SHOW", "1/0" };
+					       "; SHOW", "1/0", "PREPARE", "EXECUTE", "DEALLOCATE",
+					       "pg_prepared_statements" };
 	bool seen[sizeof(needles) / sizeof(needles[0])] = { 0 };
 	int extended = 0;
 	for (uint64_t seed = 1000; seed < 1000 + N_SEEDS / 2; seed++) {

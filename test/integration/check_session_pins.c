@@ -1,9 +1,9 @@
 /*
  * check_session_pins.c - session state that cannot follow a client to
  * another server, in transaction pooling: a session advisory lock, a
- * temporary table, a WITH HOLD cursor, LISTEN and an SQL-level prepared
- * statement keep ("pin") the client on its server until they are gone, and
- * never reach another client. Each test would fail through a pooler that
+ * temporary table, a WITH HOLD cursor and LISTEN keep ("pin") the client
+ * on its server until they are gone, and never reach another client. An
+ * SQL-level prepared statement does not pin: it follows its client. Each test would fail through a pooler that
  * hands the server on between transactions (PgBouncer): another client
  * would get the lock, see the table, or the owner would lose it.
  *
@@ -138,7 +138,7 @@ START_TEST(test_temporary_table_stays_with_its_client_and_goes_when_it_leaves)
 }
 END_TEST
 
-START_TEST(test_held_cursor_and_sql_prepare_keep_their_client_until_closed)
+START_TEST(test_held_cursor_keeps_its_client_until_closed_and_sql_prepare_follows_it)
 {
 	struct setup st = start(2);
 	PGconn *a = harness_connect(st.sl, CLIENT);
@@ -147,17 +147,22 @@ START_TEST(test_held_cursor_and_sql_prepare_keep_their_client_until_closed)
 	wait_pins(&st, "held cursor");
 	harness_expect_answer(a, "FETCH 2 FROM held", "1");
 	harness_expect_answer(a, "FETCH 2 FROM held", "3");
+	/* An SQL PREPARE does not pin (it follows its client), and no one else gets it. */
 	harness_command_ok(a, "PREPARE seven AS SELECT 7", "PREPARE");
-	wait_pins(&st, "held cursor, prepared statement");
+	wait_pins(&st, "held cursor");
 	PGconn *b = harness_connect(st.sl, CLIENT);
 	char *err = harness_query_error(b, "EXECUTE seven");
 	ck_assert_msg(strstr(err, "26000") || strstr(err, "does not exist"), "%s", err);
 	free(err);
 	harness_expect_answer(a, "EXECUTE seven", "7");
 	harness_command_ok(a, "CLOSE held", "CLOSE CURSOR");
-	wait_pins(&st, "prepared statement");
-	harness_command_ok(a, "DEALLOCATE seven", "DEALLOCATE");
 	wait_pins(&st, "");
+	/* Unpinned, a's statement goes with it to whichever server it gets. */
+	for (int i = 0; i < 6; i++) {
+		harness_expect_answer(b, "SELECT count(*) FROM pg_prepared_statements WHERE from_sql", "0");
+		harness_expect_answer(a, "EXECUTE seven", "7");
+	}
+	harness_command_ok(a, "DEALLOCATE seven", "DEALLOCATE");
 	PQfinish(b);
 	PQfinish(a);
 	stop(&st);
@@ -205,7 +210,7 @@ static Suite *session_pins_suite(void)
 	TCase *tc = harness_tcase("pins");
 	tcase_add_test(tc, test_advisory_lock_pins_its_client_and_never_reaches_another);
 	tcase_add_test(tc, test_temporary_table_stays_with_its_client_and_goes_when_it_leaves);
-	tcase_add_test(tc, test_held_cursor_and_sql_prepare_keep_their_client_until_closed);
+	tcase_add_test(tc, test_held_cursor_keeps_its_client_until_closed_and_sql_prepare_follows_it);
 	tcase_add_test(tc, test_listen_keeps_its_client_on_the_server_that_hears_the_notify);
 	suite_add_tcase(s, tc);
 	return s;
