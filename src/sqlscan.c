@@ -308,6 +308,8 @@ static void note_prepare(struct sql_scan_result *out, const char *name, const ch
 		return;
 	if (len == 0 || at + len > n)
 		len = n - at; /* the last statement runs to the end */
+	while (len && (text[at] == ' ' || (text[at] >= '\t' && text[at] <= '\r')))
+		at++, len--; /* the blanks after the ';' before it */
 	out->prepare_name[out->n_prepares] = xstrdup(name);
 	out->prepare_text[out->n_prepares++] = xstrndup(text + at, len);
 }

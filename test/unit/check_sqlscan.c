@@ -109,6 +109,26 @@ START_TEST(test_parser_names_custom_settings)
 }
 END_TEST
 
+START_TEST(test_parser_cuts_out_each_prepare)
+{
+	struct sql_scan_result r;
+	sql_scan_parse("SELECT 1; PREPARE p (int) AS SELECT $1;PREPARE \"Q q\" AS SELECT ';'", &r);
+	ck_assert(r.effects & SQL_EFFECT_PREPARED);
+	ck_assert_int_eq(r.n_prepares, 2);
+	ck_assert_str_eq(r.prepare_name[0], "p");
+	ck_assert_str_eq(r.prepare_text[0], "PREPARE p (int) AS SELECT $1");
+	ck_assert_str_eq(r.prepare_name[1], "Q q");
+	ck_assert_str_eq(r.prepare_text[1], "PREPARE \"Q q\" AS SELECT ';'");
+	sql_scan_result_deinit(&r);
+	sql_scan_parse("DEALLOCATE ALL", &r);
+	ck_assert(r.effects & SQL_EFFECT_PREPARED);
+	ck_assert_int_eq(r.n_prepares, 0);
+	sql_scan_result_deinit(&r);
+	ck_assert(cheap("prepare x as select 1") & SQL_EFFECT_PREPARED);
+	ck_assert(cheap("SELECT 1; DEALLOCATE x") & SQL_EFFECT_PREPARED);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("sqlscan");
@@ -117,6 +137,7 @@ int main(void)
 	tcase_add_test(tc, test_cheap_look_flags_every_statement_that_may_set);
 	tcase_add_test(tc, test_parser_keeps_real_session_settings_only);
 	tcase_add_test(tc, test_parser_names_custom_settings);
+	tcase_add_test(tc, test_parser_cuts_out_each_prepare);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
