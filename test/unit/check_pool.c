@@ -200,10 +200,12 @@ START_TEST(test_effective_settings_follow_user_then_database_then_global)
 	db.min_pool_size = 2;
 	const struct config_database *saved = pool->db;
 	pool->db = &db;
+	pool->user_cfg_gen = 0; /* as a reload's rebinding of the database does (pool.c) */
 	ck_assert_int_eq(pool_size_of(pool), 7);
 	ck_assert_int_eq(pool_mode_of(pool), POOL_MODE_TRANSACTION);
 	ck_assert_int_eq(pool_min_size_of(pool), 2);
 	pool->db = saved;
+	pool->user_cfg_gen = 0;
 }
 END_TEST
 
