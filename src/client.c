@@ -390,6 +390,9 @@ static bool take_param(struct client *c, const char *key, const char *val)
 {
 	if (param_is_tracked(key, c->w->cfg->track_extra_parameters)) {
 		param_set_put(&c->params, key, val);
+		int fixed = param_fixed_index(key);
+		if (fixed >= 0)
+			c->startup_params |= (uint8_t)(1u << fixed);
 		return true;
 	}
 	return ignored_param(c, key);
@@ -1476,6 +1479,16 @@ static void relay(struct client *c)
 			if (c->pass_remaining == 0 && s->rq.len == 0)
 				server_maybe_release(s);
 			continue;
+		}
+		if (s->probe_seq) {
+			/*
+			 * The server is asked what the last request left in its
+			 * session: the next waits for the answer, which may move
+			 * the client to another server or re-apply a setting first.
+			 */
+			c->prepared_wait = true;
+			stream_pause(st);
+			goto out;
 		}
 		struct pkt_hdr h;
 		int rc = frame_message(c, &h);

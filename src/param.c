@@ -290,12 +290,21 @@ void param_profiles_deinit(struct param_profiles *t)
 	param_profiles_init(t);
 }
 
+static const char *const fixed[PARAM_FIXED_COUNT] = {
+	"client_encoding",  "DateStyle", "TimeZone", "standard_conforming_strings",
+	"application_name",
+};
+
+int param_fixed_index(const char *name)
+{
+	for (int i = 0; i < PARAM_FIXED_COUNT; i++)
+		if (strcasecmp(fixed[i], name) == 0)
+			return i;
+	return -1;
+}
+
 bool param_is_tracked(const char *name, const char *track_extra_parameters)
 {
-	static const char *const fixed[] = {
-		"client_encoding",  "DateStyle", "TimeZone", "standard_conforming_strings",
-		"application_name",
-	};
 	/* The first letter first: most names a login brings are not tracked. */
 	int first = tolower((unsigned char)name[0]);
 	for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)

@@ -165,6 +165,7 @@ static void on_rq_done(void *owner, const struct rq_entry *e, bool answered)
  * while a server message is half relayed, the client's stream belongs to it.
  */
 static void send_probe(struct server *s);
+static void sync_session(struct server *s, struct client *c);
 
 static void settle_fakes(struct server *s)
 {
@@ -426,6 +427,34 @@ static void unlink_client(struct server *s)
 }
 
 /*
+ * A startup parameter's value, kept in the client's params under
+ * "@startup:" and its name once the client changes it, for a RESET to go
+ * back to (probe_answered): PostgreSQL would, but the server's own reset
+ * value is its login's, not this client's.
+ */
+#define STARTUP_KEY "@startup:"
+#define STARTUP_KEY_LEN (sizeof(STARTUP_KEY) - 1)
+
+/* Sets a parameter of c's session: its profile is then another one. */
+static void client_param_put(struct client *c, const char *name, const char *value)
+{
+	int fixed = c->startup_params ? param_fixed_index(name) : -1;
+	if (fixed >= 0 && (c->startup_params & (1u << fixed))) {
+		const char *was = param_set_get(&c->params, name);
+		if (was && strcmp(was, value) != 0) {
+			char key[64];
+			snprintf(key, sizeof(key), STARTUP_KEY "%s", name);
+			param_set_put(&c->params, key, was); /* was lives in its item's own block */
+			c->startup_params &= (uint8_t) ~(1u << fixed);
+		}
+	}
+	if (param_set_put(&c->params, name, value) && c->profile) {
+		param_profile_release(&c->pool->profiles, c->profile);
+		c->profile = NULL;
+	}
+}
+
+/*
  * An SQL-level prepared statement is kept in the same sets as the
  * settings, under "@prepared:" and its name (no setting's name has an
  * '@'), with its PREPARE statement as the value: so the profiles that let
@@ -453,7 +482,9 @@ static void send_probe(struct server *s)
 	static const char head[] =
 		"SELECT 's', name, current_setting(name) FROM pg_catalog.pg_settings "
 		"WHERE source = 'session' "
-		"UNION ALL SELECT 's', 'role', pg_catalog.current_setting('role')";
+		"UNION ALL SELECT 's', 'role', pg_catalog.current_setting('role') "
+		"UNION ALL SELECT 's', 'session_authorization', "
+		"pg_catalog.current_setting('session_authorization')";
 	buf_out_put(&sql, head, sizeof(head) - 1);
 	const struct client *c = s->client;
 	const struct param_set *sets[] = { &s->probe_names, &s->session, c ? &c->params : NULL };
@@ -461,7 +492,7 @@ static void send_probe(struct server *s)
 	for (size_t k = 0; k < ARRAY_SIZE(sets); k++) {
 		for (int i = 0; sets[k] && i < sets[k]->n; i++) {
 			const char *name = sets[k]->items[i].name;
-			if (!strchr(name, '.'))
+			if (name[0] == '@' || !strchr(name, '.'))
 				continue;
 			buf_out_put(&sql,
 				    any ? ", "
@@ -551,10 +582,48 @@ static void probe_row(struct server *s, const uint8_t *body, size_t blen)
 	if (!col[2])
 		return;
 	char *name = xstrndup(col[1], len[1]), *value = xstrndup(col[2], len[2]);
-	if (!(strcmp(name, "role") == 0 && strcmp(value, "none") == 0))
+	/* The role "none" and the login's own authorization are no setting of the client's. */
+	bool unset = (strcmp(name, "role") == 0 && strcmp(value, "none") == 0) ||
+		     (strcmp(name, "session_authorization") == 0 &&
+		      strcmp(value, s->pool->user_name) == 0);
+	if (!unset)
 		param_set_put(&s->probed, name, value);
 	free(name);
 	free(value);
+}
+
+/*
+ * A RESET (or RESET ALL, DISCARD ALL) of a parameter the client gave in
+ * its startup packet: PostgreSQL goes back to that value, but the server
+ * went back to its login's, which no longer counts as set by the session
+ * (the probe does not list it). The client gets its own back: in params,
+ * which the next link applies, and told at once, as a direct connection's
+ * ParameterStatus would.
+ */
+static bool restore_startup_values(struct server *s, struct client *c)
+{
+	bool restored = false;
+	for (int i = 0; i < c->params.n; i++) {
+		const char *key = c->params.items[i].name;
+		if (key[0] != '@' || strncmp(key, STARTUP_KEY, STARTUP_KEY_LEN) != 0)
+			continue;
+		const char *name = key + STARTUP_KEY_LEN;
+		const char *now = param_set_get(&c->params, name);
+		if (param_set_get(&s->probed, name) ||
+		    (now && strcmp(now, c->params.items[i].value) == 0))
+			continue;
+		char *n = xstrdup(name), *v = xstrdup(c->params.items[i].value);
+		client_param_put(c, n, v);
+		restored = true;
+		struct buf_out out;
+		buf_out_init(&out);
+		pkt_put_ParameterStatus(&out, n, v);
+		stream_write(&c->stream, out.data, out.len);
+		buf_out_deinit(&out);
+		free(n);
+		free(v);
+	}
+	return restored;
 }
 
 /*
@@ -598,9 +667,10 @@ static void probe_answered(struct server *s)
 		if (!param_is_tracked(pp->name, extra))
 			param_set_put(&s->session, pp->name, pp->value);
 	}
+	struct client *c = s->client;
+	bool restored = c && restore_startup_values(s, c);
 	param_set_deinit(&s->probed);
 	s->synced_profile = 0;
-	struct client *c = s->client;
 	if (s->probe_asked_pins && s->pins != s->probed_pins) {
 		char was[128], now[128];
 		slog(LOG_LEVEL_DEBUG, s, "pins: %s -> %s",
@@ -631,6 +701,10 @@ static void probe_answered(struct server *s)
 	bool changed = false;
 	for (int i = 0; i < c->params.n;) {
 		const struct param *cp = &c->params.items[i];
+		if (cp->name[0] == '@' && !is_prepared_key(cp->name)) {
+			i++; /* "@startup:" keys are c's own, never a server's */
+			continue;
+		}
 		if (!param_is_tracked(cp->name, extra) && !param_set_get_as(&s->session, cp)) {
 			param_set_remove(&c->params, cp->name);
 			changed = true;
@@ -645,6 +719,9 @@ static void probe_answered(struct server *s)
 		param_profile_release(&c->pool->profiles, c->profile);
 		c->profile = NULL;
 	}
+	/* A pinned client keeps this server, with no link to apply what a RESET took back. */
+	if (restored && s->pins)
+		sync_session(s, c);
 }
 
 void server_watch_sql(struct server *s, const char *text, size_t len, bool whole)
@@ -806,6 +883,12 @@ static void append_prepared_if_differs(struct server *s, struct buf_out *sql,
 static void append_session(struct server *s, struct buf_out *sql, const struct client *c)
 {
 	const char *extra = s->w->cfg->track_extra_parameters;
+	/* Back to the login first: the other RESETs may need its privileges. */
+	if (param_set_get(&s->session, "session_authorization") &&
+	    !param_set_get(&c->params, "session_authorization")) {
+		buf_out_put(sql, "RESET session_authorization;", 28);
+		param_set_remove(&s->session, "session_authorization");
+	}
 	for (int i = 0; i < s->session.n;) {
 		const struct param *sp = &s->session.items[i];
 		if (param_set_get_as(&c->params, sp)) {
@@ -821,7 +904,7 @@ static void append_session(struct server *s, struct buf_out *sql, const struct c
 		}
 		param_set_remove(&s->session, sp->name); /* the last item takes its place */
 	}
-	const struct param *role = NULL;
+	const struct param *role = NULL, *authorization = NULL;
 	bool prepared = false;
 	for (int i = 0; i < c->params.n; i++) {
 		const struct param *cp = &c->params.items[i];
@@ -829,11 +912,16 @@ static void append_session(struct server *s, struct buf_out *sql, const struct c
 			continue;
 		if (strcasecmp(cp->name, "role") == 0)
 			role = cp;
+		else if (strcasecmp(cp->name, "session_authorization") == 0)
+			authorization = cp;
 		else if (is_prepared_key(cp->name))
 			prepared = true;
-		else
+		else if (cp->name[0] != '@') /* not "@startup:" */
 			append_set_if_differs(s, sql, cp, false);
 	}
+	/* The session user after the settings (made as the login), and it resets the role. */
+	if (authorization)
+		append_set_if_differs(s, sql, authorization, false);
 	for (int i = 0; prepared && i < c->params.n; i++)
 		if (is_prepared_key(c->params.items[i].name))
 			append_prepared_if_differs(s, sql, &c->params.items[i]);
@@ -858,12 +946,16 @@ void server_link(struct server *s, struct client *c)
 	 */
 	if (s->replication)
 		return;
+	sync_session(s, c);
+}
 
-	/*
-	 * Bring the server's session parameters in line with the client's,
-	 * unless they are known to match already (the common case: clients of a
-	 * pool mostly want the same values).
-	 */
+/*
+ * Brings the server's session parameters in line with the client's,
+ * unless they are known to match already (the common case: clients of a
+ * pool mostly want the same values).
+ */
+static void sync_session(struct server *s, struct client *c)
+{
 	struct pool *p = s->pool;
 	if (!c->profile)
 		c->profile = param_profile_get(&p->profiles, &c->params, &p->defaults);
@@ -902,14 +994,6 @@ void server_link(struct server *s, struct client *c)
 	buf_out_deinit(&sql);
 }
 
-/* Sets a parameter of c's session: its profile is then another one. */
-static void client_param_put(struct client *c, const char *name, const char *value)
-{
-	if (param_set_put(&c->params, name, value) && c->profile) {
-		param_profile_release(&c->pool->profiles, c->profile);
-		c->profile = NULL;
-	}
-}
 
 bool server_needs_check(const struct server *s, uint64_t now)
 {
@@ -1077,10 +1161,11 @@ static bool handle_inspected(struct server *s, const uint8_t *msg, uint32_t len,
 					server_close(s, probe ? "session settings probe failed"
 							      : "parameter SET failed");
 				return false;
+			} else if (c && probe) {
+				server_maybe_release(s);
 			} else if (c) {
+				/* Only the SETs of server_link: a probe's answer may have just restored one. */
 				adopt_canonical_values(s, c);
-				if (probe)
-					server_maybe_release(s);
 			}
 			return s->state != SERVER_CLOSED;
 		}

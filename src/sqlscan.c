@@ -308,7 +308,7 @@ static void note_prepare(struct sql_scan_result *out, const char *name, const ch
 		return;
 	if (len == 0 || at + len > n)
 		len = n - at; /* the last statement runs to the end */
-	while (len && (text[at] == ' ' || (text[at] >= '\t' && text[at] <= '\r')))
+	while (at && len && (text[at] == ' ' || (text[at] >= '\t' && text[at] <= '\r')))
 		at++, len--; /* the blanks after the ';' before it */
 	out->prepare_name[out->n_prepares] = xstrdup(name);
 	out->prepare_text[out->n_prepares++] = xstrndup(text + at, len);
@@ -365,9 +365,13 @@ void sql_scan_parse(const char *text, struct sql_scan_result *out)
 				visit_statement(raw->stmt, out);
 				if (raw->stmt &&
 				    raw->stmt->node_case == PG_QUERY__NODE__NODE_PREPARE_STMT)
+					/* Alone, the whole text: pg_prepared_statements shows it so. */
 					note_prepare(out, raw->stmt->prepare_stmt->name, text,
-						     (size_t)raw->stmt_location,
-						     (size_t)raw->stmt_len);
+						     tree->n_stmts == 1
+							     ? 0
+							     : (size_t)raw->stmt_location,
+						     tree->n_stmts == 1 ? 0
+									: (size_t)raw->stmt_len);
 			}
 			pg_query__parse_result__free_unpacked(tree, NULL);
 		}

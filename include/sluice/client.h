@@ -146,7 +146,7 @@ struct client {
 
 	/* One byte of flags: a bool each would put the struct past a malloc size class. */
 	bool ext_open : 1; /* extended-protocol messages sent since the last Sync */
-	bool prepared_wait : 1; /* a message waits for answers to an earlier batch (prepared.h) */
+	bool prepared_wait : 1; /* a message waits for answers to an earlier batch (prepared.h), or a probe's */
 	bool released_queued : 1; /* on worker->released */
 	bool over_limit : 1; /* accepted beyond max_client_conn: refused at startup */
 	bool linger : 1; /* ending with an error: close without a reset (stream_close_linger) */
@@ -155,6 +155,12 @@ struct client {
 	uint8_t replication; /* enum pkt_replication, from the startup packet */
 	uint8_t admin_role; /* enum admin_role; 0 for ordinary clients */
 	uint8_t admin_wait; /* enum admin_wait: a PAUSE/WAIT_CLOSE in progress */
+	/*
+	 * Bits by param_fixed_index: the parameter's value in params is still
+	 * the one of the startup packet. The first change keeps that value in
+	 * params as "@startup:<name>", where a RESET finds it (server.c).
+	 */
+	uint8_t startup_params;
 };
 
 /* The cancel key as one number, pid first: the cancel table's key, SHOW FDS's cancel column. */

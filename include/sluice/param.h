@@ -71,6 +71,13 @@ bool param_set_remove(struct param_set *ps, const char *name);
  * the client is linked to: the fixed PgBouncer set plus track_extra_parameters.
  */
 bool param_is_tracked(const char *name, const char *track_extra_parameters);
+/*
+ * The index (0..PARAM_FIXED_COUNT-1) of name in the fixed PgBouncer set
+ * (client_encoding, DateStyle, TimeZone, standard_conforming_strings,
+ * application_name), or -1.
+ */
+#define PARAM_FIXED_COUNT 5
+int param_fixed_index(const char *name);
 
 /*
  * A profile is what a client wants its server's session to look like (its
