@@ -859,17 +859,21 @@ static void put_deallocate(struct buf_out *sql, const char *key)
 }
 
 /* The client's statement under key, on the server as the client has it. */
-static void append_prepared_if_differs(struct server *s, struct buf_out *sql,
-				       const struct param *want)
+/*
+ * Whether the client's statement under key must be prepared on the server
+ * (sync_session sends the PREPARE as a query of its own, so that
+ * pg_prepared_statements shows the client's text, not sluice's batch);
+ * one of the same name the server has otherwise is deallocated in sql.
+ */
+static bool prepare_needed(struct server *s, struct buf_out *sql, const struct param *want)
 {
 	const char *sv = param_set_get_as(&s->session, want);
 	if (sv && strcmp(sv, want->value) == 0)
-		return;
+		return false;
 	if (sv)
 		put_deallocate(sql, want->name);
-	buf_out_put(sql, want->value, strlen(want->value));
-	buf_out_put(sql, ";", 1);
 	param_set_put(&s->session, want->name, want->value);
+	return true;
 }
 
 /*
@@ -880,7 +884,8 @@ static void append_prepared_if_differs(struct server *s, struct buf_out *sql,
  * search_path), and its role last (a SET after it could need what the
  * role lacks).
  */
-static void append_session(struct server *s, struct buf_out *sql, const struct client *c)
+static void append_session(struct server *s, struct buf_out *sql, const struct client *c,
+			   struct param_set *prepares)
 {
 	const char *extra = s->w->cfg->track_extra_parameters;
 	/* Back to the login first: the other RESETs may need its privileges. */
@@ -923,8 +928,9 @@ static void append_session(struct server *s, struct buf_out *sql, const struct c
 	if (authorization)
 		append_set_if_differs(s, sql, authorization, false);
 	for (int i = 0; prepared && i < c->params.n; i++)
-		if (is_prepared_key(c->params.items[i].name))
-			append_prepared_if_differs(s, sql, &c->params.items[i]);
+		if (is_prepared_key(c->params.items[i].name) &&
+		    prepare_needed(s, sql, &c->params.items[i]))
+			param_set_put(prepares, c->params.items[i].name, c->params.items[i].value);
 	if (role)
 		append_set_if_differs(s, sql, role, false);
 }
@@ -965,8 +971,10 @@ static void sync_session(struct server *s, struct client *c)
 	struct buf_out sql;
 	buf_out_init(&sql);
 	const char *extra = s->w->cfg->track_extra_parameters;
+	struct param_set prepares;
+	param_set_init(&prepares);
 	if (s->session.n || c->params.n)
-		append_session(s, &sql, c);
+		append_session(s, &sql, c, &prepares);
 	for (int i = 0; i < c->params.n; i++) {
 		const struct param *cp = &c->params.items[i];
 		if (param_is_tracked(cp->name, extra))
@@ -988,10 +996,16 @@ static void sync_session(struct server *s, struct client *c)
 		s->synced_profile = 0;
 		buf_out_put_u8(&sql, 0);
 		send_internal(s, (const char *)sql.data);
-	} else {
+	} else if (!prepares.n) {
 		s->synced_profile = profile;
 	}
 	buf_out_deinit(&sql);
+	/* The client's statements the server lacks, each as the query that prepared it. */
+	for (int i = 0; i < prepares.n; i++) {
+		s->synced_profile = 0;
+		send_internal(s, prepares.items[i].value);
+	}
+	param_set_deinit(&prepares);
 }
 
 
