@@ -51,19 +51,10 @@
 
 /* ---- the PRNG ---------------------------------------------------------------------------- */
 
-/* splitmix64: small, and the same sequence on every platform for a seed. */
-static uint64_t rng_next(uint64_t *state)
-{
-	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-/* A number in [0, n). */
+/* A number in [0, n) (harness.h). */
 static int rng_below(uint64_t *state, int n)
 {
-	return (int)(rng_next(state) % (uint64_t)n);
+	return harness_rng_below(state, n);
 }
 
 /* True with probability pct percent. */

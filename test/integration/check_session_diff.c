@@ -40,18 +40,9 @@
 #define N_SEEDS 200
 #define N_BLOCKS 30
 
-/* splitmix64: the same sequence on every platform for a seed. */
-static uint64_t rng_next(uint64_t *state)
-{
-	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 static int pick(uint64_t *rng, int n)
 {
-	return (int)(rng_next(rng) % (uint64_t)n);
+	return harness_rng_below(rng, n);
 }
 
 /* A setting and values for it: as SET writes them, and as set_config takes them. */

@@ -105,6 +105,14 @@ static void harness_die(const char *fmt, ...)
 	abort(); /* not reached: ck_abort_msg does not return */
 }
 
+int harness_rng_below(uint64_t *state, int n)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return (int)((z ^ (z >> 31)) % (uint64_t)n);
+}
+
 long harness_now_ms(void)
 {
 	struct timespec ts;

@@ -321,6 +321,13 @@ long harness_pg_startup_ms(void);
 /* CLOCK_MONOTONIC in milliseconds: for deadlines and for timing what a test measures. */
 long harness_now_ms(void);
 
+/*
+ * A seeded random number in [0, n), splitmix64 from *state: the same
+ * sequence on every platform for a seed, so that a randomized test's seed
+ * reproduces its failure.
+ */
+int harness_rng_below(uint64_t *state, int n);
+
 /* Sleeps ms milliseconds (resumed after signals). For poll intervals, never as a wait. */
 void harness_sleep_ms(long ms);
 
