@@ -67,11 +67,26 @@ void stream_ctx_init(struct stream_ctx *ctx, uv_loop_t *loop, int buf_free_max)
 static void close_handles(struct stream_ctx *ctx)
 {
 	ctx->handles_closed = true;
+	int own_fd = uv_backend_fd(ctx->loop);
 	for (size_t b = 0; b < ctx->slot_blocks; b++) {
 		struct stream_slot_block *blk = ctx->slots[b];
-		for (int i = 0; blk && i < STREAM_SLOT_BLOCK; i++)
-			if (blk->made & (UINT64_C(1) << i))
-				uv_close((uv_handle_t *)&blk->polls[i], NULL);
+		for (int i = 0; blk && i < STREAM_SLOT_BLOCK; i++) {
+			if (!(blk->made & (UINT64_C(1) << i)))
+				continue;
+			uv_poll_t *h = &blk->polls[i];
+			/*
+			 * Closing a poll handle makes libuv remove its descriptor
+			 * number from this loop's epoll set once more. The socket
+			 * was closed long ago, and another worker's thread may be
+			 * using (or closing) that number now: the handle is pointed
+			 * at this loop's own epoll descriptor instead, which the
+			 * removal cannot touch (EINVAL), and which no other thread
+			 * owns. (libuv 1.44's unix uv_poll_t: io_watcher.fd.)
+			 */
+			if (!h->data && own_fd >= 0)
+				h->io_watcher.fd = own_fd;
+			uv_close((uv_handle_t *)h, NULL);
+		}
 	}
 	if (ctx->reaper_made)
 		uv_close((uv_handle_t *)&ctx->reaper, NULL);
