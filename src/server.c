@@ -392,7 +392,7 @@ static void after_release(struct server *s, bool run_reset)
 		return;
 	}
 	if (s->pins) {
-		/* What pinned the last client (a temporary table, a lock...) is not the next one's. */
+		/* What pinned the last client (a temporary object, a lock...) is not the next one's. */
 		s->pins = 0;
 		server_set_state(s, SERVER_TESTED);
 		send_internal(s, "DISCARD ALL");
@@ -520,8 +520,13 @@ static void send_probe(struct server *s)
 			" UNION ALL SELECT 'p', 'advisory lock', NULL WHERE EXISTS (SELECT 1 FROM "
 			"pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = "
 			"pg_catalog.pg_backend_pid())"
-			" UNION ALL SELECT 'p', 'temporary table', NULL WHERE EXISTS (SELECT 1 FROM "
-			"pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())"
+			" UNION ALL SELECT 'p', 'temporary object', NULL WHERE EXISTS (SELECT 1 FROM "
+			"pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()) OR "
+			"EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE pronamespace = "
+			"pg_catalog.pg_my_temp_schema()) OR EXISTS (SELECT 1 FROM pg_catalog.pg_type "
+			"WHERE typnamespace = pg_catalog.pg_my_temp_schema() AND typrelid = 0) OR "
+			"EXISTS (SELECT 1 FROM pg_catalog.pg_statistic_ext WHERE stxnamespace = "
+			"pg_catalog.pg_my_temp_schema())"
 			" UNION ALL SELECT 'p', 'held cursor', NULL WHERE EXISTS (SELECT 1 FROM "
 			"pg_catalog.pg_cursors WHERE is_holdable)"
 			" UNION ALL SELECT 'p', 'listen', NULL WHERE EXISTS (SELECT 1 FROM "

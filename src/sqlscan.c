@@ -265,6 +265,10 @@ static void walk(const ProtobufCMessage *m, struct sql_scan_result *out, int dep
 		visit_func_call((const PgQuery__FuncCall *)m, out);
 	else if (relations && d == &pg_query__range_var__descriptor && depth <= 3)
 		visit_range_var((const PgQuery__RangeVar *)m, out);
+	else if (relations && d == &pg_query__string__descriptor && depth <= 4 &&
+		 strcmp(((const PgQuery__String *)m)->sval, "pg_temp") == 0)
+		out->effects |=
+			SQL_EFFECT_PINS; /* a name in pg_temp: a temporary function, type... */
 	const char *base = (const char *)m;
 	for (unsigned i = 0; i < d->n_fields; i++) {
 		const ProtobufCFieldDescriptor *f = &d->fields[i];
@@ -296,7 +300,9 @@ static void walk(const ProtobufCMessage *m, struct sql_scan_result *out, int dep
  * statements of their own: inside CREATE FUNCTION or ALTER ROLE the same
  * clause changes a function or a role, not this session. A temporary
  * relation counts where a CREATE names it (depth 3 at most: the statement,
- * its node, the RangeVar or IntoClause), not where a query reads one.
+ * its node, the RangeVar or IntoClause), not where a query reads one; so
+ * does a function, type or domain a CREATE names in pg_temp (depth 4: its
+ * name list's String).
  */
 /* A PREPARE: its name and its own text, the raw statement text[at, at + len). */
 static void note_prepare(struct sql_scan_result *out, const char *name, const char *text, size_t at,
@@ -342,7 +348,14 @@ static void visit_statement(const PgQuery__Node *stmt, struct sql_scan_result *o
 	case PG_QUERY__NODE__NODE_CREATE_TABLE_AS_STMT:
 	case PG_QUERY__NODE__NODE_VIEW_STMT:
 	case PG_QUERY__NODE__NODE_CREATE_SEQ_STMT:
-		walk(&stmt->base, out, 0, true); /* and the relation it creates */
+	case PG_QUERY__NODE__NODE_CREATE_FUNCTION_STMT:
+	case PG_QUERY__NODE__NODE_DEFINE_STMT:
+	case PG_QUERY__NODE__NODE_COMPOSITE_TYPE_STMT:
+	case PG_QUERY__NODE__NODE_CREATE_ENUM_STMT:
+	case PG_QUERY__NODE__NODE_CREATE_RANGE_STMT:
+	case PG_QUERY__NODE__NODE_CREATE_DOMAIN_STMT:
+	case PG_QUERY__NODE__NODE_CREATE_STATS_STMT:
+		walk(&stmt->base, out, 0, true); /* and the name of what it creates */
 		return;
 	default:
 		break;

@@ -189,7 +189,7 @@ void server_close(struct server *s, const char *reason);
  */
 #define SERVER_PINS(X)                                                                             \
 	X(ADVISORY_LOCK, "advisory lock")                                                          \
-	X(TEMP_TABLE, "temporary table")                                                           \
+	X(TEMP_OBJECT, "temporary object")                                                         \
 	X(HELD_CURSOR, "held cursor")                                                              \
 	X(LISTEN, "listen")
 enum server_pin_index {
@@ -203,7 +203,7 @@ enum server_pin {
 	SERVER_PINS(X)
 #undef X
 };
-/* "temporary table, listen": the names of pins, in out (size bytes). */
+/* "temporary object, listen": the names of pins, in out (size bytes). */
 const char *server_pin_names(unsigned pins, char *out, size_t size);
 
 void server_link(struct server *s, struct client *c);

@@ -36,7 +36,7 @@ enum {
 	SQL_EFFECT_SETTINGS = 1u << 0,
 	/*
 	 * State that cannot follow a client to another server, made or dropped:
-	 * temporary tables, views and sequences, session advisory locks, WITH
+	 * temporary tables, views, sequences, functions and types, session advisory locks, WITH
 	 * HOLD cursors, LISTEN, SQL-level PREPARE (and DROP, CLOSE, UNLISTEN,
 	 * DEALLOCATE, DISCARD, the unlock functions, which may end it).
 	 */

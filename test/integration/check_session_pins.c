@@ -1,7 +1,7 @@
 /*
  * check_session_pins.c - session state that cannot follow a client to
  * another server, in transaction pooling: a session advisory lock, a
- * temporary table, a WITH HOLD cursor and LISTEN keep ("pin") the client
+ * temporary table or function, a WITH HOLD cursor and LISTEN keep ("pin") the client
  * on its server until they are gone, and never reach another client. An
  * SQL-level prepared statement does not pin: it follows its client. Each test would fail through a pooler that
  * hands the server on between transactions (PgBouncer): another client
@@ -115,7 +115,7 @@ START_TEST(test_temporary_table_stays_with_its_client_and_goes_when_it_leaves)
 	PGconn *a = harness_connect(st.sl, CLIENT);
 	harness_command_ok(a, "CREATE TEMP TABLE pinned_t (x int)", "CREATE TABLE");
 	harness_command_ok(a, "INSERT INTO pinned_t VALUES (1), (2)", "INSERT 0 2");
-	wait_pins(&st, "temporary table");
+	wait_pins(&st, "temporary object");
 	for (int i = 0; i < 5; i++)
 		harness_expect_answer(a, "SELECT count(*) FROM pinned_t", "2");
 	/* With one server, another client waits for it rather than meet the table. */
@@ -133,6 +133,15 @@ START_TEST(test_temporary_table_stays_with_its_client_and_goes_when_it_leaves)
 		PQclear(res);
 	wait_pins(&st, "");
 	harness_expect_answer(b, "SELECT count(*) FROM pg_class WHERE relpersistence = 't'", "0");
+	/* A temporary function pins as well, until it is dropped. */
+	harness_command_ok(b, "CREATE FUNCTION pg_temp.pinned_f() RETURNS int LANGUAGE sql "
+			      "AS 'SELECT 5'",
+			   "CREATE FUNCTION");
+	wait_pins(&st, "temporary object");
+	for (int i = 0; i < 3; i++)
+		harness_expect_answer(b, "SELECT pg_temp.pinned_f()", "5");
+	harness_command_ok(b, "DROP FUNCTION pg_temp.pinned_f()", "DROP FUNCTION");
+	wait_pins(&st, "");
 	PQfinish(b);
 	stop(&st);
 }

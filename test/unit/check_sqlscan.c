@@ -89,6 +89,13 @@ START_TEST(test_parser_keeps_real_session_settings_only)
 				 "SET search_path = public AS 'SELECT 1'"),
 			  0);
 	ck_assert_uint_eq(parsed("ALTER ROLE alice SET work_mem = '1MB'"), 0);
+	/* Temporary objects that are not relations pin too; reading pg_temp does not. */
+	ck_assert(parsed("CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'") &
+		  SQL_EFFECT_PINS);
+	ck_assert(parsed("CREATE TYPE pg_temp.t AS (a int)") & SQL_EFFECT_PINS);
+	ck_assert_uint_eq(parsed("SELECT * FROM pg_temp.t"), 0);
+	ck_assert_uint_eq(parsed("CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'SELECT 1'"),
+			  0);
 	ck_assert_uint_eq(parsed("ALTER SYSTEM RESET ALL"), 0);
 	/* PostgreSQL refuses all of a text it cannot parse: nothing runs. */
 	ck_assert_uint_eq(parsed("SET statement_timeout = ; SELECT"), 0);
