@@ -1425,14 +1425,14 @@ __attribute__((noinline)) static void watch_sql(struct client *c, struct server 
 		/* The unnamed statement's empty name is the common case: no search for it. */
 		const char *name_end = blen && !body[0] ? body : memchr(body, 0, blen);
 		if (!name_end) {
-			server_watch_sql(s, body, 0, false);
+			server_watch_sql(s, NULL);
 			return;
 		}
 		blen -= (size_t)(name_end + 1 - body);
 		body = name_end + 1;
 	}
 	if (!whole) {
-		server_watch_sql(s, body, blen, false);
+		server_watch_sql(s, NULL);
 		return;
 	}
 	/*
@@ -1445,11 +1445,11 @@ __attribute__((noinline)) static void watch_sql(struct client *c, struct server 
 				  ? body + blen - 3
 				  : memchr(body, 0, blen);
 	if (!end) {
-		server_watch_sql(s, body, blen, false);
+		server_watch_sql(s, NULL);
 		return;
 	}
 	if (sql_scan_cheap(body, (size_t)(end - body)))
-		server_watch_sql(s, body, (size_t)(end - body), true);
+		server_watch_sql(s, body);
 }
 
 /*

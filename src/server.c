@@ -729,13 +729,12 @@ static void probe_answered(struct server *s)
 		sync_session(s, c);
 }
 
-void server_watch_sql(struct server *s, const char *text, size_t len, bool whole)
+void server_watch_sql(struct server *s, const char *text)
 {
-	if (!whole) {
-		s->probe_due = s->probe_pins = true; /* too long to look at whole: ask */
+	if (!text) {
+		s->probe_due = s->probe_pins = true; /* not at hand whole: ask */
 		return;
 	}
-	(void)len;
 	struct sql_scan_result r;
 	sql_scan_parse(text, &r);
 	if (r.effects & (SQL_EFFECT_SETTINGS | SQL_EFFECT_PINS | SQL_EFFECT_PREPARED))

@@ -210,12 +210,12 @@ void server_link(struct server *s, struct client *c);
 /*
  * A Query or Parse text of the linked client, on its way to the server
  * (transaction and statement pooling), that sql_scan_cheap says may change
- * session settings or pins: PostgreSQL's parser decides, and if so the
- * server is probed before its release. whole: text is the message's whole
- * NUL-terminated text, len bytes long; otherwise only part of it is at
- * hand, and the probe is made anyway.
+ * session settings, prepared statements or pins: PostgreSQL's parser
+ * decides, and if so the server is probed before its release. text is
+ * NUL-terminated; NULL when the whole text is not at hand (a message
+ * larger than the buffer, or malformed), and then the probe is made anyway.
  */
-void server_watch_sql(struct server *s, const char *text, size_t len, bool whole);
+void server_watch_sql(struct server *s, const char *text);
 /* The client is leaving (or finished a transaction): release or close s. */
 void server_client_gone(struct server *s);
 /* The replication client s is logging in for is leaving: close s. */
