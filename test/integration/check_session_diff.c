@@ -327,6 +327,66 @@ START_TEST(test_settings_follow_each_client_across_two_servers)
 }
 END_TEST
 
+/* Two clients through a pool of one server, as user (a superuser for SET SESSION AUTHORIZATION). */
+static struct harness_sluice *start_one_server(void)
+{
+	return harness_sluice_start("auth_type = trust\npool_mode = transaction\n",
+				    "app = host=@PGHOST@ port=@PGPORT@ dbname=app pool_size=1\n",
+				    "\"trustuser\" \"\"\n\"" HARNESS_SUPERUSER "\" \"\"\n");
+}
+
+/*
+ * A RESET of a parameter the client gave when it connected goes back to
+ * that value, as on PostgreSQL, though the server's own reset value is its
+ * login's; and the client is told so (ParameterStatus), also when another
+ * client used the server in between.
+ */
+START_TEST(test_reset_goes_back_to_the_clients_startup_value)
+{
+	struct harness_sluice *sl = start_one_server();
+	PGconn *a = harness_connect(sl, "dbname=app user=trustuser options='-c DateStyle=SQL,DMY'");
+	PGconn *b = harness_connect(sl, "dbname=app user=trustuser");
+	harness_expect_answer(a, "SHOW DateStyle", "SQL, DMY");
+	harness_command_ok(a, "SET DateStyle TO ISO", "SET");
+	harness_expect_answer(a, "SHOW DateStyle", "ISO, DMY");
+	harness_expect_answer(b, "SHOW DateStyle", "ISO, MDY");
+	harness_command_ok(a, "RESET DateStyle", "RESET");
+	harness_expect_answer(a, "SHOW DateStyle", "SQL, DMY");
+	ck_assert_str_eq(PQparameterStatus(a, "DateStyle"), "SQL, DMY");
+	harness_expect_answer(b, "SHOW DateStyle", "ISO, MDY");
+	harness_command_ok(a, "SET DateStyle TO Postgres", "SET");
+	harness_command_ok(a, "RESET ALL", "RESET");
+	harness_expect_answer(b, "SELECT 1", "1");
+	harness_expect_answer(a, "SHOW DateStyle", "SQL, DMY");
+	PQfinish(a);
+	PQfinish(b);
+	ck_assert_int_eq(harness_sluice_stop(sl), 0);
+	harness_sluice_free(sl);
+}
+END_TEST
+
+/* SET SESSION AUTHORIZATION is the client's, on every server it gets, and no one else's. */
+START_TEST(test_session_authorization_follows_its_client_only)
+{
+	struct harness_sluice *sl = start_one_server();
+	PGconn *a = harness_connect(sl, "dbname=app user=" HARNESS_SUPERUSER);
+	PGconn *b = harness_connect(sl, "dbname=app user=" HARNESS_SUPERUSER);
+	harness_command_ok(a, "SET SESSION AUTHORIZATION trustuser", "SET");
+	harness_command_ok(a, "SET ROLE NONE", "SET");
+	for (int i = 0; i < 3; i++) {
+		harness_expect_answer(b, "SELECT session_user", HARNESS_SUPERUSER);
+		harness_expect_answer(a, "SELECT session_user", "trustuser");
+	}
+	harness_command_ok(a, "RESET SESSION AUTHORIZATION", "RESET");
+	harness_expect_answer(b, "SELECT session_user", HARNESS_SUPERUSER);
+	harness_expect_answer(a, "SELECT session_user", HARNESS_SUPERUSER);
+	PQfinish(a);
+	PQfinish(b);
+	ck_assert_int_eq(harness_sluice_stop(sl), 0);
+	harness_sluice_free(sl);
+}
+END_TEST
+
 /* The generator draws every kind of statement, both protocols and both ends of a transaction. */
 START_TEST(test_generator_covers_every_kind_of_statement)
 {
@@ -361,6 +421,8 @@ static Suite *session_diff_suite(void)
 	tcase_add_test(tc, test_generator_covers_every_kind_of_statement);
 	tcase_add_test(tc, test_settings_follow_each_client_on_one_server);
 	tcase_add_test(tc, test_settings_follow_each_client_across_two_servers);
+	tcase_add_test(tc, test_reset_goes_back_to_the_clients_startup_value);
+	tcase_add_test(tc, test_session_authorization_follows_its_client_only);
 	suite_add_tcase(s, tc);
 	return s;
 }
