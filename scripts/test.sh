@@ -106,7 +106,7 @@ else
 		extra_test_args=(derive key_derivation auth_methods auth_query restart takeover
 			workers pool_size_w2 cancel_w2 admin_control_w2 prepared_w2 restart_w2
 			auth_query_w2 takeover_w2 relay_w2 signals_w2 metrics_w2 tls_w2
-			client_limits_w2)
+			client_limits_w2 notify_w2)
 	fi
 	TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}" \
 		run_build "$build-tsan" -Dtests=true -Db_sanitize=thread -Db_lundef=false || true

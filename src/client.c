@@ -27,6 +27,7 @@
 #include "sluice/derive.h"
 #include "sluice/handover.h"
 #include "sluice/hba.h"
+#include "sluice/notify.h"
 #include "sluice/pkt.h"
 #include "sluice/pool.h"
 #include "sluice/server.h"
@@ -246,6 +247,8 @@ static void client_end(struct client *c)
 		param_profile_release(&p->profiles, c->profile);
 		c->profile = NULL;
 	}
+	if (c->listens)
+		notify_client_gone(c);
 	client_set_state(c, CLIENT_CLOSED);
 	if (c->released_queued) {
 		TAILQ_REMOVE(&w->released, c, released_link);
@@ -1413,11 +1416,11 @@ static bool relay_prepared(struct client *c, const struct pkt_hdr *h, bool *stop
  * its session outlives this client's turn on it. h: the message at the
  * front of the read buffer, avail bytes of it there.
  */
-__attribute__((noinline)) static void watch_sql(struct client *c, struct server *s,
+__attribute__((noinline)) static bool watch_sql(struct client *c, struct server *s,
 						const struct pkt_hdr *h, size_t avail)
 {
 	if (pool_mode_of(c->pool) == POOL_MODE_SESSION)
-		return;
+		return false;
 	const char *body = (const char *)stream_data(&c->stream) + PKT_HDR_LEN;
 	size_t blen = MIN(avail, (size_t)h->len) - PKT_HDR_LEN;
 	bool whole = avail >= h->len && (h->type != PKT_Query || (blen && !body[blen - 1]));
@@ -1425,15 +1428,13 @@ __attribute__((noinline)) static void watch_sql(struct client *c, struct server 
 		/* The unnamed statement's empty name is the common case: no search for it. */
 		const char *name_end = blen && !body[0] ? body : memchr(body, 0, blen);
 		if (!name_end) {
-			server_watch_sql(s, NULL);
-			return;
+			return server_watch_sql(s, NULL);
 		}
 		blen -= (size_t)(name_end + 1 - body);
 		body = name_end + 1;
 	}
 	if (!whole) {
-		server_watch_sql(s, NULL);
-		return;
+		return server_watch_sql(s, NULL);
 	}
 	/*
 	 * A Query's text ends the message. A Parse's is followed by its
@@ -1445,11 +1446,9 @@ __attribute__((noinline)) static void watch_sql(struct client *c, struct server 
 				  ? body + blen - 3
 				  : memchr(body, 0, blen);
 	if (!end) {
-		server_watch_sql(s, NULL);
-		return;
+		return server_watch_sql(s, NULL);
 	}
-	if (sql_scan_cheap(body, (size_t)(end - body)))
-		server_watch_sql(s, body);
+	return sql_scan_cheap(body, (size_t)(end - body)) && server_watch_sql(s, body);
 }
 
 /*
@@ -1497,8 +1496,12 @@ static void relay(struct client *c)
 		if (rc != PKT_OK)
 			return;
 		bool stop;
-		if (h.type == PKT_Query || h.type == PKT_Parse)
-			watch_sql(c, s, &h, avail);
+		if ((h.type == PKT_Query || h.type == PKT_Parse) && watch_sql(c, s, &h, avail)) {
+			/* A LISTEN waits for the pool's listener (notify.h), which resumes it. */
+			c->prepared_wait = true;
+			stream_pause(st);
+			goto out;
+		}
 		switch (h.type) {
 		case PKT_Query:
 			/* Only a DEALLOCATE of the client's own names concerns prepared.c. */
@@ -1643,6 +1646,8 @@ void client_unlinked(struct client *c)
 		c->released_queued = true;
 		TAILQ_INSERT_TAIL(&c->w->released, c, released_link);
 	}
+	if (c->listens)
+		notify_at_rest(c); /* between transactions: what its channels heard meanwhile */
 }
 
 void client_run_released(struct worker *w)
@@ -1797,7 +1802,7 @@ bool client_may_move(const struct client *c)
 	 * life; a session's server goes along, so it must be in the clear too.
 	 */
 	return c->state != CLIENT_CLOSED && !c->stream.tls && !c->stream.closing &&
-	       !c->replication && !(c->server && c->server->stream.tls);
+	       !c->replication && !(c->server && c->server->stream.tls) && !c->listens;
 }
 
 /* Session pooling: linked for life, so the client goes with its server, both idle. */

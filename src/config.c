@@ -472,6 +472,9 @@ static const struct setting settings[] = {
 	  "largest protocol message accepted, in bytes"),
 	S(max_prepared_statements, ST_INT, "200", RELOAD, 0, INT_MAX,
 	  "named prepared statements kept per server in transaction/statement mode; 0 off"),
+	S(notify_queue_size, ST_U32, "8388608", RELOAD, 8192, 2147483647,
+	  "transaction/statement mode: bytes of notifications a listening client may leave "
+	  "unread before it is disconnected"),
 
 	/* Logging and process. */
 	S(logfile, ST_STRING, "", RELOAD, 0, 0, "log file; empty logs to stderr only"),

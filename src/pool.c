@@ -14,6 +14,7 @@
 
 #include "sluice/client.h"
 #include "sluice/log.h"
+#include "sluice/notify.h"
 #include "sluice/pkt.h"
 #include "sluice/server.h"
 #include "sluice/sqlstate.h"
@@ -64,6 +65,7 @@ void pool_free(struct pool *p)
 	if (p->kick_scheduled)
 		TAILQ_REMOVE(&w->kick_queue, p, kick_link);
 	TAILQ_REMOVE(&w->pools, p, link);
+	notify_pool_free(p);
 	/* Nothing to give or to wait for here any more. */
 	if (w->crew.of && w->crew.of->started)
 		ledger_share_publish(p->share, w->crew.index, 0, 0, 0);

@@ -25,6 +25,7 @@
 #include "sluice/client.h"
 #include "sluice/derive.h"
 #include "sluice/handover.h"
+#include "sluice/notify.h"
 #include "sluice/pkt.h"
 #include "sluice/pool.h"
 #include "sluice/sqlstate.h"
@@ -111,7 +112,11 @@ void server_check(const struct server *s)
 		assert(!TAILQ_EMPTY(&s->cancels));
 	/* A key derivation belongs to a login; server_close() abandons it. */
 	if (s->derive)
-		assert(s->state == SERVER_LOGIN && s->scram != NULL);
+		assert((s->state == SERVER_LOGIN || s->state == SERVER_LISTEN) && s->scram != NULL);
+	/* A listener is its pool's, never linked to a client nor pooled. */
+	assert((s->state == SERVER_LISTEN) == s->listener || s->state == SERVER_CLOSED);
+	if (s->listener)
+		assert(!s->client);
 	/* A replication server belongs to one client: it is never pooled. */
 	if (s->replication)
 		assert(s->state == SERVER_LOGIN || s->state == SERVER_ACTIVE ||
@@ -271,6 +276,7 @@ static void on_stream_closed(struct stream *st)
 	param_set_deinit(&s->session);
 	param_set_deinit(&s->probe_names);
 	param_set_deinit(&s->probed);
+	param_set_deinit(&s->probed_channels);
 	param_set_deinit(&s->probe_prepares);
 	param_set_deinit(&s->probe_prepares_sent);
 	rq_deinit(&s->rq);
@@ -285,6 +291,7 @@ void server_close(struct server *s, const char *reason)
 	struct pool *p = s->pool;
 	struct worker *w = s->w;
 	bool was_login = s->state == SERVER_LOGIN;
+	bool listener = s->listener;
 	/* PgBouncer's line, which operators grep for; log_disconnections covers servers too. */
 	slog(w->cfg->log_disconnections ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, s,
 	     "closing because: %s (age=%llus)", reason,
@@ -303,7 +310,8 @@ void server_close(struct server *s, const char *reason)
 	server_set_state(s, SERVER_CLOSED);
 	cancel_server_closed(s);
 	TAILQ_REMOVE(&w->servers, s, link);
-	ledger_server_remove(w->ledger, p->share, p->db_name, p->user_name);
+	if (!listener)
+		ledger_server_remove(w->ledger, p->share, p->db_name, p->user_name);
 	p->stats.servers_closed[s->close_reason]++;
 	if (s->scram) {
 		scram_client_free(s->scram);
@@ -318,6 +326,8 @@ void server_close(struct server *s, const char *reason)
 	}
 	if (c)
 		client_fail(c, SQLSTATE_CONNECTION_FAILURE, "server connection failed: %s", reason);
+	if (listener)
+		notify_listener_down(s, reason);
 	if (s->stream_open)
 		stream_close(&s->stream);
 	else
@@ -343,7 +353,7 @@ static void close_unreached(struct server *s, const char *why, const char *detai
 {
 	slog(LOG_LEVEL_WARNING, s, "%s", detail);
 	/* A replication server's own client hears it, with the detail; the pool does not. */
-	if (s->replication) {
+	if (s->replication || s->listener) {
 		server_close(s, detail);
 		return;
 	}
@@ -529,13 +539,16 @@ static void send_probe(struct server *s)
 			"pg_catalog.pg_my_temp_schema())"
 			" UNION ALL SELECT 'p', 'held cursor', NULL WHERE EXISTS (SELECT 1 FROM "
 			"pg_catalog.pg_cursors WHERE is_holdable)"
-			" UNION ALL SELECT 'p', 'listen', NULL WHERE EXISTS (SELECT 1 FROM "
-			"pg_catalog.pg_listening_channels())";
+			" UNION ALL SELECT 'l', l, NULL FROM pg_catalog.pg_listening_channels() AS l";
 		buf_out_put(&sql, pins, sizeof(pins) - 1);
+		/* Channels the pool's listener hears for the client leave this session (notify.h). */
+		if (c && c->listens)
+			notify_probe_unlisten(s->client, &sql);
 	}
 	buf_out_put_u8(&sql, 0);
 	param_set_deinit(&s->probe_names);
 	param_set_deinit(&s->probed);
+	param_set_deinit(&s->probed_channels);
 	param_set_copy(&s->probe_prepares_sent, &s->probe_prepares);
 	param_set_deinit(&s->probe_prepares);
 	s->probed_pins = 0;
@@ -572,6 +585,12 @@ static void probe_row(struct server *s, const uint8_t *body, size_t blen)
 		for (int i = 0; i < SERVER_PIN_COUNT; i++)
 			if (strlen(names[i]) == len[1] && memcmp(names[i], col[1], len[1]) == 0)
 				s->probed_pins |= (uint8_t)(1u << i);
+		return;
+	}
+	if (col[0][0] == 'l') {
+		char *name = xstrndup(col[1], len[1]);
+		param_set_put(&s->probed_channels, name, "");
+		free(name);
 		return;
 	}
 	if (col[0][0] == 'q') {
@@ -676,6 +695,18 @@ static void probe_answered(struct server *s)
 	bool restored = c && restore_startup_values(s, c);
 	param_set_deinit(&s->probed);
 	s->synced_profile = 0;
+	/*
+	 * A channel the session listens to pins, unless the pool's listener
+	 * took it over (notify_settle); in session pooling, none is asked.
+	 */
+	if (s->probe_asked_pins) {
+		if (s->probed_channels.n && (!c || pool_mode_of(s->pool) == POOL_MODE_SESSION ||
+					     notify_settle(c, s, &s->probed_channels)))
+			s->probed_pins |= SERVER_PIN_LISTEN;
+		else if (c && c->listens)
+			(void)notify_settle(c, s, &s->probed_channels);
+		param_set_deinit(&s->probed_channels);
+	}
 	if (s->probe_asked_pins && s->pins != s->probed_pins) {
 		char was[128], now[128];
 		slog(LOG_LEVEL_DEBUG, s, "pins: %s -> %s",
@@ -729,14 +760,22 @@ static void probe_answered(struct server *s)
 		sync_session(s, c);
 }
 
-void server_watch_sql(struct server *s, const char *text)
+bool server_watch_sql(struct server *s, const char *text)
 {
 	if (!text) {
 		s->probe_due = s->probe_pins = true; /* not at hand whole: ask */
-		return;
+		return false;
 	}
 	struct sql_scan_result r;
 	sql_scan_parse(text, &r);
+	struct client *c = s->client;
+	/* Its own query may go ahead of the client's only when nothing of the client's is under way. */
+	bool quiet = s->rq.len == 0 && s->txn_status == 'I' && !s->probe_seq &&
+		     s->pass_remaining == 0 && c->pass_remaining == 0 && !c->ext_open;
+	if (notify_before(c, s, &r, quiet)) {
+		sql_scan_result_deinit(&r);
+		return true;
+	}
 	if (r.effects & (SQL_EFFECT_SETTINGS | SQL_EFFECT_PINS | SQL_EFFECT_PREPARED))
 		s->probe_due = true;
 	for (int i = 0; i < r.n_prepares; i++) {
@@ -752,6 +791,7 @@ void server_watch_sql(struct server *s, const char *text)
 	for (int i = 0; i < r.n_custom; i++)
 		param_set_put(&s->probe_names, r.custom[i], "");
 	sql_scan_result_deinit(&r);
+	return false;
 }
 
 void server_maybe_release(struct server *s)
@@ -775,8 +815,12 @@ void server_maybe_release(struct server *s)
 		send_probe(s); /* released once it is answered */
 		return;
 	}
-	if (s->pins)
-		return; /* its session is its client's until the pins are gone */
+	if (s->pins) {
+		/* its session is its client's until the pins are gone */
+		if (c->listens)
+			notify_at_rest(c);
+		return;
+	}
 	unlink_client(s);
 	after_release(s, s->w->cfg->server_reset_query_always);
 }
@@ -1367,6 +1411,18 @@ static void server_relay(struct server *s)
 			}
 			continue;
 		}
+		if (h.type == PKT_NotificationResponse && c && c->listens) {
+			/* The pool's listener brings the client this one: dropped here (notify.h). */
+			forward_run(s, fwd_to, &fwd);
+			if (h.len > avail) {
+				stream_reserve(st, h.len);
+				break;
+			}
+			if (notify_fans_out(c, stream_data(st), h.len)) {
+				stream_consume(st, h.len);
+				continue;
+			}
+		}
 		bool swallow = !c || rq_head(&s->rq) == RQ_INTERNAL;
 		bool inspect = must_inspect(s, h.type, swallow);
 		if (inspect && h.len > avail) {
@@ -1672,6 +1728,12 @@ static void login_refused(struct server *s, const uint8_t *msg, uint32_t len)
 }
 
 /* The messages of a login, up to its first ReadyForQuery (and connect_query's). */
+/* Logging in: a pool's server in LOGIN, or its listener before its first ReadyForQuery. */
+static inline bool in_login(const struct server *s)
+{
+	return s->state == SERVER_LOGIN || (s->state == SERVER_LISTEN && !s->listen_up);
+}
+
 static void login_read(struct server *s)
 {
 	struct stream *st = &s->stream;
@@ -1681,7 +1743,7 @@ static void login_read(struct server *s)
 			stream_pause(st);
 		return;
 	}
-	while (s->state == SERVER_LOGIN && !s->derive && st->rbuf && buf_avail(st->rbuf) > 0) {
+	while (in_login(s) && !s->derive && st->rbuf && buf_avail(st->rbuf) > 0) {
 		size_t avail = buf_avail(st->rbuf);
 		struct pkt_hdr h;
 		int rc = pkt_frame(stream_data(st), avail, SERVER_MAX_INSPECT, &h);
@@ -1734,6 +1796,12 @@ static void login_read(struct server *s)
 			s->txn_status = (char)(blen ? body[0] : 'I');
 			s->logged_in_once = true;
 			stream_consume(st, h.len);
+			if (s->listener) {
+				slog(LOG_LEVEL_INFO, s, "login succeeded (listener)");
+				s->listen_up = true;
+				notify_listener_up(s);
+				return;
+			}
 			/* Not on a walsender: the session is its client's (and may refuse SQL). */
 			if (!s->replication && s->pool->db->connect_query &&
 			    *s->pool->db->connect_query) {
@@ -1755,6 +1823,7 @@ static void login_read(struct server *s)
 }
 
 static void send_startup(struct server *s);
+static void listener_read(struct server *s);
 
 static void on_server_tls(struct stream *st, int status)
 {
@@ -1829,12 +1898,14 @@ static void on_read(struct stream *st)
 	struct server *s = container_of(st, struct server, stream);
 	if (s->ssl_requested) {
 		read_ssl_answer(s);
-		if (s->ssl_requested || s->state != SERVER_LOGIN || stream_avail(st) == 0)
+		if (s->ssl_requested || !in_login(s) || stream_avail(st) == 0)
 			return;
 	}
-	if (s->state == SERVER_LOGIN)
+	if (in_login(s))
 		login_read(s);
-	if (s->state != SERVER_LOGIN && s->state != SERVER_CLOSED)
+	if (s->state == SERVER_LISTEN && s->listen_up)
+		listener_read(s);
+	else if (s->state != SERVER_LOGIN && s->state != SERVER_CLOSED && !s->listener)
 		server_relay(s);
 }
 
@@ -1987,11 +2058,12 @@ static struct server *server_new(struct pool *p, uint64_t id)
 	return s;
 }
 
-static void open_server(struct pool *p, struct client *owner)
+static struct server *open_server(struct pool *p, struct client *owner, bool listener)
 {
 	struct worker *w = p->w;
 	const struct config *cfg = w->cfg;
 	struct server *s = server_new(p, ledger_next_id(w->ledger));
+	s->listener = listener;
 	if (owner) {
 		s->replication = owner->replication;
 		s->repl_client = owner;
@@ -2015,24 +2087,116 @@ static void open_server(struct pool *p, struct client *owner)
 	s->lc = (struct log_conn){ 'S', s->id, p->db_name, p->user_name, s->addr };
 	s->connect_time = uv_now(w->loop);
 
-	server_set_state(s, SERVER_LOGIN);
-	slog(LOG_LEVEL_DEBUG, s, "connecting");
+	server_set_state(s, listener ? SERVER_LISTEN : SERVER_LOGIN);
+	slog(LOG_LEVEL_DEBUG, s, listener ? "connecting (listener)" : "connecting");
 	if (stream_dial(&w->io, &s->stream, &server_stream_ops, host, port,
 			(uint64_t)cfg->server_connect_timeout) != 0) {
 		close_unreached(s, "cannot create socket", "cannot create a socket for the server");
-		return;
+		return NULL;
 	}
 	s->stream_open = true;
+	return s;
 }
 
 void server_connect(struct pool *p)
 {
-	open_server(p, NULL);
+	open_server(p, NULL, false);
 }
 
 void server_connect_replication(struct pool *p, struct client *c)
 {
-	open_server(p, c);
+	open_server(p, c, false);
+}
+
+struct server *server_connect_listener(struct pool *p)
+{
+	return open_server(p, NULL, true);
+}
+
+bool server_listener_ready(const struct server *s)
+{
+	return s->state == SERVER_LISTEN && s->listen_up && s->rq.len == 0;
+}
+
+void server_listener_send(struct server *s, const char *sql)
+{
+	slog(LOG_LEVEL_DEBUG, s, "listener: %s", sql);
+	send_internal(s, sql);
+}
+
+void server_send_mirror(struct server *s, const char *sql)
+{
+	send_internal(s, sql);
+	s->listen_mirrored = true;
+}
+
+/*
+ * The listener's messages once it is logged in: the answers to its LISTENs
+ * and UNLISTENs, and the notifications, which its pool's clients get.
+ */
+static void listener_read_messages(struct server *s);
+
+static void listener_read(struct server *s)
+{
+	listener_read_messages(s);
+	if (s->state == SERVER_LISTEN)
+		notify_listener_read_done(s);
+}
+
+static void listener_read_messages(struct server *s)
+{
+	struct stream *st = &s->stream;
+	while (s->state == SERVER_LISTEN && st->rbuf && buf_avail(st->rbuf) > 0) {
+		size_t avail = buf_avail(st->rbuf);
+		struct pkt_hdr h;
+		int rc = pkt_frame(stream_data(st), avail, SERVER_MAX_INSPECT, &h);
+		if (rc == PKT_INCOMPLETE)
+			return;
+		if (rc != PKT_OK) {
+			server_close(s, "malformed message from server");
+			return;
+		}
+		if (h.len > avail) {
+			stream_reserve(st, h.len);
+			return;
+		}
+		const uint8_t *msg = stream_data(st);
+		switch (h.type) {
+		case PKT_NotificationResponse:
+			notify_listener_message(s, msg, h.len);
+			break;
+		case PKT_ErrorResponse: {
+			struct pkt_error e;
+			if (pkt_parse_error(msg + PKT_HDR_LEN, h.len - PKT_HDR_LEN, &e) == PKT_OK)
+				slog(LOG_LEVEL_WARNING, s, "listener query failed: %s %s",
+				     e.sqlstate ? e.sqlstate : "?", e.message ? e.message : "?");
+			s->internal_error = true;
+			break;
+		}
+		case PKT_ReadyForQuery:
+			stream_consume(st, h.len);
+			if (rq_ready(&s->rq) < 0) {
+				fail_protocol(s, "unexpected ReadyForQuery");
+				return;
+			}
+			if (s->internal_error) {
+				server_close(s, "a LISTEN or UNLISTEN failed");
+				return;
+			}
+			notify_listener_answered(s);
+			continue;
+		case PKT_CommandComplete:
+		case PKT_ParameterStatus:
+		case PKT_NoticeResponse:
+			break;
+		default:
+			server_close(s,
+				     "unexpected message from server on the listener connection");
+			return;
+		}
+		if (s->state == SERVER_LISTEN)
+			stream_consume(st, h.len);
+	}
 }
 
 /*
@@ -2111,6 +2275,11 @@ void server_tick(struct server *s, uint64_t now)
 			 pool_total_servers(s->pool) - s->pool->n_sv_login >
 				 pool_min_size_of(s->pool))
 			close_because(s, STATS_CLOSE_idle, "server idle timeout");
+		break;
+	case SERVER_LISTEN:
+		if (!s->listen_up && cfg->server_connect_timeout &&
+		    now - s->connect_time >= (uint64_t)cfg->server_connect_timeout)
+			close_unreached(s, "connect timeout", "server_connect_timeout reached");
 		break;
 	case SERVER_BEING_CANCELED:
 		/*
@@ -2370,6 +2539,11 @@ void server_info(const struct server *s, struct conn_info *out)
 	case SERVER_BEING_CANCELED:
 		out->state_name = "being_canceled";
 		out->socket_state = "sv_being_canceled";
+		break;
+	case SERVER_LISTEN:
+		/* The pool's listener (notify.h): sluice's own, busy for as long as it lives. */
+		out->state_name = s->listen_up ? "listen" : "new";
+		out->socket_state = s->listen_up ? "sv_listen" : "sv_login";
 		break;
 	default:
 		out->state_name = "new";

@@ -320,6 +320,17 @@ static void note_prepare(struct sql_scan_result *out, const char *name, const ch
 	out->prepare_text[out->n_prepares++] = xstrndup(text + at, len);
 }
 
+/* A channel of LISTEN or UNLISTEN, once; beyond the maximum, dropped (the probe still sees them). */
+static void note_channel(char **names, int *n, const char *name)
+{
+	if (!name || !*name || *n == SQL_SCAN_CHANNELS_MAX)
+		return;
+	for (int i = 0; i < *n; i++)
+		if (strcmp(names[i], name) == 0)
+			return;
+	names[(*n)++] = xstrdup(name);
+}
+
 static void visit_statement(const PgQuery__Node *stmt, struct sql_scan_result *out)
 {
 	if (!stmt)
@@ -330,6 +341,20 @@ static void visit_statement(const PgQuery__Node *stmt, struct sql_scan_result *o
 		break;
 	case PG_QUERY__NODE__NODE_DISCARD_STMT:
 		out->effects |= SQL_EFFECT_SETTINGS | SQL_EFFECT_PINS | SQL_EFFECT_PREPARED;
+		if (stmt->discard_stmt->target == PG_QUERY__DISCARD_MODE__DISCARD_ALL)
+			out->unlisten_all = true;
+		break;
+	case PG_QUERY__NODE__NODE_LISTEN_STMT:
+		out->effects |= SQL_EFFECT_PINS;
+		note_channel(out->listen, &out->n_listen, stmt->listen_stmt->conditionname);
+		break;
+	case PG_QUERY__NODE__NODE_UNLISTEN_STMT:
+		out->effects |= SQL_EFFECT_PINS;
+		if (!stmt->unlisten_stmt->conditionname || !*stmt->unlisten_stmt->conditionname)
+			out->unlisten_all = true; /* UNLISTEN * */
+		else
+			note_channel(out->unlisten, &out->n_unlisten,
+				     stmt->unlisten_stmt->conditionname);
 		break;
 	case PG_QUERY__NODE__NODE_DECLARE_CURSOR_STMT:
 		if (stmt->declare_cursor_stmt->options & CURSOR_OPT_HOLD)
@@ -337,8 +362,6 @@ static void visit_statement(const PgQuery__Node *stmt, struct sql_scan_result *o
 		break;
 	case PG_QUERY__NODE__NODE_CLOSE_PORTAL_STMT:
 	case PG_QUERY__NODE__NODE_DROP_STMT:
-	case PG_QUERY__NODE__NODE_LISTEN_STMT:
-	case PG_QUERY__NODE__NODE_UNLISTEN_STMT:
 		out->effects |= SQL_EFFECT_PINS;
 		break;
 	case PG_QUERY__NODE__NODE_DEALLOCATE_STMT:
@@ -402,4 +425,10 @@ void sql_scan_result_deinit(struct sql_scan_result *r)
 		free(r->prepare_text[i]);
 	}
 	r->n_prepares = 0;
+	for (int i = 0; i < r->n_listen; i++)
+		free(r->listen[i]);
+	for (int i = 0; i < r->n_unlisten; i++)
+		free(r->unlisten[i]);
+	r->n_listen = r->n_unlisten = 0;
+	r->unlisten_all = false;
 }

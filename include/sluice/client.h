@@ -152,6 +152,7 @@ struct client {
 	bool linger : 1; /* ending with an error: close without a reset (stream_close_linger) */
 	bool direct_tls : 1; /* the connection began with a ClientHello, not an SSLRequest */
 	bool settling : 1; /* held by worker_settle, not reading yet */
+	bool listens : 1; /* has channels or notifications with its pool's listener (notify.h) */
 	uint8_t replication; /* enum pkt_replication, from the startup packet */
 	uint8_t admin_role; /* enum admin_role; 0 for ordinary clients */
 	uint8_t admin_wait; /* enum admin_wait: a PAUSE/WAIT_CLOSE in progress */

@@ -210,6 +210,7 @@ struct config {
 	char *ignore_startup_parameters; /* comma-separated */
 	char *track_extra_parameters; /* comma-separated */
 	uint32_t max_packet_size;
+	uint32_t notify_queue_size; /* bytes of unread notifications per client (notify.h) */
 	int max_prepared_statements; /* per server; 0 disables renaming */
 	char *logfile;
 	char *pidfile;

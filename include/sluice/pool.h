@@ -29,6 +29,7 @@
 
 struct client;
 struct server;
+struct notify_hub;
 
 struct pool {
 	struct worker *w;
@@ -43,6 +44,8 @@ struct pool {
 	const struct config_database *db; /* from the current snapshot */
 	/* What it shares with the pools of the same name on other workers (ledger.h). */
 	struct pool_share *share;
+	/* LISTEN/NOTIFY fan-out in transaction pooling: NULL until a client LISTENs (notify.h). */
+	struct notify_hub *notify;
 	/* Its [users] entry or NULL, looked up when w->cfg_gen was user_cfg_gen (pool_user_cfg). */
 	const struct config_user *user_cfg;
 	uint64_t user_cfg_gen;

@@ -17,6 +17,13 @@
  *
  *   LOGIN --(logged in)--> ACTIVE --(its client leaves, or any end)--> CLOSED
  *
+ * A pool's listener (notify.h) is opened in state LISTEN, logs in there
+ * (listen_up once it has), runs LISTEN and UNLISTEN queries and hears
+ * notifications for the pool's clients until nobody listens; it is on no
+ * pool list and not counted in the connection limits:
+ *
+ *   LISTEN --(no client listens, or any end)--> CLOSED
+ *
  * Every request sent to PostgreSQL is recorded in the server's request
  * queue (rq.h): a client Query, Sync or FunctionCall (its response is
  * forwarded), an internal query of sluice's own (SET of tracked parameters,
@@ -53,7 +60,8 @@
 	X(IDLE, "idle")                                                                            \
 	X(ACTIVE, "active")                                                                        \
 	X(TESTED, "tested")                                                                        \
-	X(BEING_CANCELED, "being_canceled")
+	X(BEING_CANCELED, "being_canceled")                                                        \
+	X(LISTEN, "listen")
 
 enum server_state {
 #define X(name, text) SERVER_##name,
@@ -79,6 +87,13 @@ struct server {
 	struct pool *pool;
 	struct client *client;
 	uint8_t replication; /* enum pkt_replication: a replication server, never pooled */
+	bool listener; /* its pool's listener (notify.h): state LISTEN, never pooled */
+	bool listen_up; /* ...and logged in */
+	/*
+	 * Its client's channels were LISTENed on it before an UNLISTEN of the
+	 * client's (notify_before): the probe's list is all the client has.
+	 */
+	bool listen_mirrored;
 	/* LOGIN: the replication client it is being opened for (its repl_server). */
 	struct client *repl_client;
 
@@ -127,6 +142,7 @@ struct server {
 	 */
 	struct param_set probe_prepares, probe_prepares_sent;
 	struct param_set probed; /* the rows of the running probe */
+	struct param_set probed_channels; /* ...and the channels its session listens to */
 	uint8_t probed_pins;
 	bool probe_asked_pins;
 	uint32_t probe_seq;
@@ -178,6 +194,17 @@ void server_connect(struct pool *p);
  * links them.
  */
 void server_connect_replication(struct pool *p, struct client *c);
+/* Opens the pool's listener (notify.h), not counted in any limit; NULL if it failed at once. */
+struct server *server_connect_listener(struct pool *p);
+/* Whether the listener s is logged in and has no query in flight. */
+bool server_listener_ready(const struct server *s);
+/* Sends sql (LISTENs, UNLISTENs) on the listener s; notify_listener_answered follows. */
+void server_listener_send(struct server *s, const char *sql);
+/*
+ * Sends sql (the client's channels' LISTENs) on s ahead of its client's
+ * request, and has the next probe count it (listen_mirrored).
+ */
+void server_send_mirror(struct server *s, const char *sql);
 void server_set_state(struct server *s, enum server_state st);
 /* Closes the server; reason is logged. */
 void server_close(struct server *s, const char *reason);
@@ -214,8 +241,11 @@ void server_link(struct server *s, struct client *c);
  * decides, and if so the server is probed before its release. text is
  * NUL-terminated; NULL when the whole text is not at hand (a message
  * larger than the buffer, or malformed), and then the probe is made anyway.
+ * Returns true when the text must wait before it goes (a LISTEN waits for
+ * the pool's listener: notify_before); the client is resumed with
+ * client_prepared_resume.
  */
-void server_watch_sql(struct server *s, const char *text);
+bool server_watch_sql(struct server *s, const char *text);
 /* The client is leaving (or finished a transaction): release or close s. */
 void server_client_gone(struct server *s);
 /* The replication client s is logging in for is leaving: close s. */

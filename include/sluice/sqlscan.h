@@ -60,6 +60,7 @@ unsigned sql_scan_cheap(const char *text, size_t len);
  * on another server.
  */
 #define SQL_SCAN_PREPARES_MAX 16
+#define SQL_SCAN_CHANNELS_MAX 16
 struct sql_scan_result {
 	unsigned effects;
 	int n_custom;
@@ -67,6 +68,15 @@ struct sql_scan_result {
 	int n_prepares;
 	char *prepare_name[SQL_SCAN_PREPARES_MAX]; /* owned, as above */
 	char *prepare_text[SQL_SCAN_PREPARES_MAX];
+	/*
+	 * The channels LISTEN and UNLISTEN name (owned, as above), and whether
+	 * an UNLISTEN * or a DISCARD ALL ends every one: in transaction pooling
+	 * a client's channels are listened to elsewhere (notify.h).
+	 */
+	int n_listen, n_unlisten;
+	char *listen[SQL_SCAN_CHANNELS_MAX];
+	char *unlisten[SQL_SCAN_CHANNELS_MAX];
+	bool unlisten_all;
 };
 
 /*

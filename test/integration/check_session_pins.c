@@ -1,9 +1,10 @@
 /*
  * check_session_pins.c - session state that cannot follow a client to
  * another server, in transaction pooling: a session advisory lock, a
- * temporary table or function, a WITH HOLD cursor and LISTEN keep ("pin") the client
+ * temporary table or function and a WITH HOLD cursor keep ("pin") the client
  * on its server until they are gone, and never reach another client. An
- * SQL-level prepared statement does not pin: it follows its client. Each test would fail through a pooler that
+ * SQL-level prepared statement does not pin: it follows its client, and
+ * neither does LISTEN (check_notify). Each test would fail through a pooler that
  * hands the server on between transactions (PgBouncer): another client
  * would get the lock, see the table, or the owner would lose it.
  *
@@ -178,41 +179,6 @@ START_TEST(test_held_cursor_keeps_its_client_until_closed_and_sql_prepare_follow
 }
 END_TEST
 
-START_TEST(test_listen_keeps_its_client_on_the_server_that_hears_the_notify)
-{
-	struct setup st = start(2);
-	PGconn *a = harness_connect(st.sl, CLIENT);
-	harness_command_ok(a, "LISTEN pinned_ch", "LISTEN");
-	wait_pins(&st, "listen");
-	PGconn *b = harness_connect(st.sl, CLIENT);
-	for (int i = 0; i < 3; i++) {
-		char sql[64];
-		snprintf(sql, sizeof(sql), "NOTIFY pinned_ch, 'n%d'", i);
-		harness_command_ok(b, sql, "NOTIFY");
-	}
-	/* Notifications come between a's transactions, as on a direct session. */
-	int got = 0;
-	long deadline = harness_now_ms() + 5000;
-	while (got < 3 && harness_now_ms() < deadline) {
-		harness_expect_answer(a, "SELECT 1", "1");
-		PGnotify *n;
-		while ((n = PQnotifies(a))) {
-			char want[16];
-			snprintf(want, sizeof(want), "n%d", got);
-			ck_assert_str_eq(n->extra, want);
-			got++;
-			PQfreemem(n);
-		}
-	}
-	ck_assert_int_eq(got, 3);
-	harness_command_ok(a, "UNLISTEN pinned_ch", "UNLISTEN");
-	wait_pins(&st, "");
-	PQfinish(b);
-	PQfinish(a);
-	stop(&st);
-}
-END_TEST
-
 static Suite *session_pins_suite(void)
 {
 	Suite *s = suite_create("session_pins");
@@ -220,7 +186,6 @@ static Suite *session_pins_suite(void)
 	tcase_add_test(tc, test_advisory_lock_pins_its_client_and_never_reaches_another);
 	tcase_add_test(tc, test_temporary_table_stays_with_its_client_and_goes_when_it_leaves);
 	tcase_add_test(tc, test_held_cursor_keeps_its_client_until_closed_and_sql_prepare_follows_it);
-	tcase_add_test(tc, test_listen_keeps_its_client_on_the_server_that_hears_the_notify);
 	suite_add_tcase(s, tc);
 	return s;
 }
