@@ -1800,9 +1800,12 @@ bool client_may_move(const struct client *c)
 	/*
 	 * TLS state is OpenSSL's; a replication client's server is its own for
 	 * life; a session's server goes along, so it must be in the clear too.
+	 * In transaction pooling, a pinned client's session and a listening
+	 * client's channels (notify.h) are this process's and this worker's.
 	 */
 	return c->state != CLIENT_CLOSED && !c->stream.tls && !c->stream.closing &&
-	       !c->replication && !(c->server && c->server->stream.tls) && !c->listens;
+	       !c->replication && !(c->server && c->server->stream.tls) && !c->listens &&
+	       !(c->server && c->server->pins);
 }
 
 /* Session pooling: linked for life, so the client goes with its server, both idle. */

@@ -218,7 +218,7 @@ static void log_staying(struct worker *w, struct client *console)
 			n++;
 	if (n)
 		log_info("takeover: %d client(s) stay with this process until they leave (TLS or "
-			 "replication)",
+			 "replication, or listening in transaction pooling)",
 			 n);
 }
 
