@@ -476,7 +476,9 @@ bool notify_before(struct client *c, struct server *s, const struct sql_scan_res
 	if (wait) {
 		nc->waiting = true;
 		sync_listener(h);
-		return h->listener || !in_backoff(h) ? nc->waiting : false;
+		if (h->listener)
+			return true; /* until its LISTENs are answered (wake_waiters) */
+		nc->waiting = false; /* it could not even be opened: the server listens itself */
 	}
 	if (r->n_unlisten || r->unlisten_all) {
 		/*

@@ -62,10 +62,11 @@ struct pool *pool_get(struct worker *w, const char *db_name, const char *user_na
 void pool_free(struct pool *p)
 {
 	struct worker *w = p->w;
+	/* First: closing its listener schedules a kick of p. */
+	notify_pool_free(p);
 	if (p->kick_scheduled)
 		TAILQ_REMOVE(&w->kick_queue, p, kick_link);
 	TAILQ_REMOVE(&w->pools, p, link);
-	notify_pool_free(p);
 	/* Nothing to give or to wait for here any more. */
 	if (w->crew.of && w->crew.of->started)
 		ledger_share_publish(p->share, w->crew.index, 0, 0, 0);

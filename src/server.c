@@ -1719,6 +1719,12 @@ static void login_refused(struct server *s, const uint8_t *msg, uint32_t len)
 			fail_repl_login(owner, *code ? code : NULL, reason);
 		return;
 	}
+	if (s->listener) {
+		/* The pool's own logins are not this one: its clients fall back (notify.h). */
+		stream_consume(&s->stream, len);
+		server_close(s, reason);
+		return;
+	}
 	/* "starting up" or "shutting down": the next attempt may well succeed. */
 	bool transient = e.sqlstate && strcmp(e.sqlstate, SQLSTATE_CANNOT_CONNECT_NOW) == 0;
 	pool_server_login_failed(s->pool, s->host_index, msg, len, reason, transient);

@@ -341,6 +341,49 @@ START_TEST(test_losing_the_listener_disconnects_its_clients_and_no_one_else)
 }
 END_TEST
 
+START_TEST(test_without_a_listener_a_listen_pins_its_client_instead)
+{
+	/* The role may have 2 connections: the pool's two servers, and no room for a listener. */
+	free(harness_pg_exec("ALTER ROLE trustuser CONNECTION LIMIT 2"));
+	struct harness_sluice *sl = start(2, "min_pool_size = 2\n");
+	PGconn *a = harness_connect(sl, CLIENT);
+	ck_assert_int_eq(harness_wait_backends("trustuser", 2, 5000), 2);
+	/* Notifications sent directly, by a role of no limit. */
+	PGconn *sender = harness_connect(NULL, "dbname=app user=" HARNESS_SUPERUSER);
+	harness_command_ok(a, "LISTEN fallback", "LISTEN");
+	ck_assert(harness_sluice_log_wait(sl, "too many connections", 5000));
+	/* The pool's own clients are not failed for the listener's login. */
+	PGconn *other = harness_connect(sl, CLIENT);
+	harness_expect_answer(other, "SELECT 1", "1");
+	PQfinish(other);
+	PGconn *admin = harness_connect(sl, "dbname=pgbouncer user=trustuser");
+	/* The pin is found by the question sluice asks after the client has its answer. */
+	char *why = NULL;
+	for (long deadline = harness_now_ms() + 5000; harness_now_ms() < deadline;) {
+		free(why);
+		why = harness_show_value(admin, "SHOW PINS", "database", "app", "pins");
+		if (why && strcmp(why, "listen") == 0)
+			break;
+		harness_sleep_ms(20);
+	}
+	ck_assert_msg(why && strcmp(why, "listen") == 0, "SHOW PINS: %s", why ? why : "(no row)");
+	free(why);
+	/* Its own server hears for it: nothing is missed. */
+	for (int n = 0; n < 3; n++)
+		ck_assert(hears(a, sender, "fallback", n, 3000));
+	harness_command_ok(a, "UNLISTEN fallback", "UNLISTEN");
+	ck_assert(!hears(a, sender, "fallback", 3, 300));
+	PGresult *pins = PQexec(admin, "SHOW PINS");
+	ck_assert_int_eq(PQntuples(pins), 0);
+	PQclear(pins);
+	PQfinish(admin);
+	PQfinish(sender);
+	PQfinish(a);
+	harness_sluice_stop_ok(sl);
+	free(harness_pg_exec("ALTER ROLE trustuser CONNECTION LIMIT -1"));
+}
+END_TEST
+
 static Suite *notify_suite(void)
 {
 	Suite *s = suite_create("notify");
@@ -349,6 +392,7 @@ static Suite *notify_suite(void)
 	tcase_add_test(tc, test_listen_and_unlisten_follow_postgresql_rules);
 	tcase_add_test(tc, test_a_listener_that_reads_nothing_is_disconnected_and_memory_stays_bounded);
 	tcase_add_test(tc, test_losing_the_listener_disconnects_its_clients_and_no_one_else);
+	tcase_add_test(tc, test_without_a_listener_a_listen_pins_its_client_instead);
 	suite_add_tcase(s, tc);
 	return s;
 }
