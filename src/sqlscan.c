@@ -113,9 +113,10 @@ static inline unsigned first_word_effects(const char *p, const char *end)
 
 /*
  * The function names that matter in a text with a '(', found from their
- * '_' (most queries have few): set_config, and pg_advisory_* (the session
- * locks and their unlocks). And a U&"..." identifier, which could spell
- * either with escapes.
+ * '_' (most queries have few): set_config, and pg_advisory_* and
+ * pg_try_advisory_* (the session locks and their unlocks), from the '_'
+ * after "advisory". And a U&"..." identifier, which could spell either
+ * with escapes.
  */
 static unsigned function_effects(const char *text, size_t len)
 {
@@ -126,9 +127,8 @@ static unsigned function_effects(const char *text, size_t len)
 		if (before == 't' && p - text >= 3 && end - p >= 7 &&
 		    strncasecmp(p - 3, "set_config", 10) == 0)
 			effects |= SQL_EFFECT_SETTINGS;
-		else if (before == 'g' && p - text >= 2 && end - p >= 9 &&
-			 strncasecmp(p - 2, "pg_advisory", 11) == 0)
-			effects |= SQL_EFFECT_PINS;
+		else if (before == 'y' && p - text >= 8 && strncasecmp(p - 8, "advisory", 8) == 0)
+			effects |= SQL_EFFECT_PINS; /* pg_advisory_..., pg_try_advisory_... */
 		p++;
 	}
 	for (p = text; (p = memchr(p, '&', (size_t)(end - p))) != NULL; p++)

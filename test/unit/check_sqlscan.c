@@ -136,6 +136,20 @@ START_TEST(test_parser_cuts_out_each_prepare)
 }
 END_TEST
 
+START_TEST(test_cheap_look_flags_every_advisory_lock_function)
+{
+	const char *locks[] = {
+		"SELECT pg_advisory_lock(1)",
+		"SELECT pg_advisory_lock_shared(1)",
+		"SELECT pg_try_advisory_lock(1)",
+		"select PG_TRY_ADVISORY_LOCK_SHARED(1, 2)",
+		"SELECT pg_advisory_unlock_all()",
+	};
+	for (size_t i = 0; i < sizeof(locks) / sizeof(locks[0]); i++)
+		ck_assert_msg(cheap(locks[i]) & SQL_EFFECT_PINS, "not flagged: %s", locks[i]);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("sqlscan");
@@ -145,6 +159,7 @@ int main(void)
 	tcase_add_test(tc, test_parser_keeps_real_session_settings_only);
 	tcase_add_test(tc, test_parser_names_custom_settings);
 	tcase_add_test(tc, test_parser_cuts_out_each_prepare);
+	tcase_add_test(tc, test_cheap_look_flags_every_advisory_lock_function);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
