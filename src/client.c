@@ -1412,12 +1412,76 @@ static bool relay_prepared(struct client *c, const struct pkt_hdr *h, bool *stop
 }
 
 /*
+ * session_pinning = refuse: the Query or Parse framed as h, whole at the
+ * front of the read buffer, with text its SQL, is replaced there by one
+ * whose statement that would pin the client (sqlscan.h, pin_made) is a DO
+ * block raising 0A000 (sql_scan_refusal). The server fails it where it
+ * would have run, so the client's transaction ends as PostgreSQL leaves it
+ * after a failed statement: idle outside a block, aborted inside one. A
+ * Parse keeps its name and its parameters (a Bind must still match): a
+ * type left to the server (0, or a $n not declared) becomes text, as a DO
+ * has nothing to infer it from; the statement's Execute fails. Returns the
+ * text now sent (malloc'd: the caller frees it), h framing its message, or
+ * NULL when nothing in text would pin and the message is left as it was.
+ */
+static char *refuse_pinning(struct client *c, struct pkt_hdr *h, const char *text)
+{
+	struct sql_scan_result r;
+	sql_scan_parse(text, &r);
+	char *sql = r.pin_made != SQL_PIN_MADE_NONE
+			    ? sql_scan_refusal(text, &r,
+					       config_pool_mode_name(pool_mode_of(c->pool)))
+			    : NULL;
+	if (!sql) {
+		sql_scan_result_deinit(&r);
+		return NULL;
+	}
+	clog(LOG_LEVEL_INFO, c, "refused %s (session_pinning = refuse)", r.pin_what);
+	int params = r.pin_params;
+	sql_scan_result_deinit(&r);
+	struct buf_out out;
+	buf_out_init(&out);
+	size_t m = pkt_begin(&out, h->type);
+	if (h->type == PKT_Parse) {
+		struct pkt_reader rd;
+		pkt_reader_init(&rd, stream_data(&c->stream) + PKT_HDR_LEN, h->len - PKT_HDR_LEN);
+		buf_out_put_cstr(&out, pkt_get_cstr(&rd)); /* the name: whole, as text was found */
+		pkt_get_cstr(&rd);
+		buf_out_put_cstr(&out, sql);
+		/*
+		 * As many parameters as PostgreSQL would have found: the types
+		 * the client gave, and the $n it left to the server (as text).
+		 */
+		uint16_t ntypes = pkt_get_be16(&rd);
+		if (rd.bad)
+			ntypes = 0;
+		uint16_t n = (uint16_t)MIN(MAX((int)ntypes, params), UINT16_MAX);
+		buf_out_put_be16(&out, n);
+		for (uint16_t i = 0; i < n; i++) {
+			uint32_t type = i < ntypes ? pkt_get_be32(&rd) : 0;
+			buf_out_put_be32(&out, type && !rd.bad ? type : 25 /* text */);
+		}
+	} else {
+		buf_out_put_cstr(&out, sql);
+	}
+	pkt_end(&out, m);
+	/* The client's bytes count as received; the relay adds the new message's. */
+	c->pool->stats.total.bytes_received += h->len - out.len;
+	stream_replace_front(&c->stream, h->len, out.data, out.len);
+	h->len = (uint32_t)out.len;
+	buf_out_deinit(&out);
+	return sql;
+}
+
+/*
  * Shows the server a Query's or Parse's SQL text (server_watch_sql) when
  * its session outlives this client's turn on it. h: the message at the
- * front of the read buffer, avail bytes of it there.
+ * front of the read buffer, avail bytes of it there; with session_pinning
+ * = refuse it may be replaced there (refuse_pinning), and h then frames the
+ * new one. Returns server_watch_sql's answer: true when the text waits.
  */
 __attribute__((noinline)) static bool watch_sql(struct client *c, struct server *s,
-						const struct pkt_hdr *h, size_t avail)
+						struct pkt_hdr *h, size_t avail)
 {
 	if (pool_mode_of(c->pool) == POOL_MODE_SESSION)
 		return false;
@@ -1448,7 +1512,17 @@ __attribute__((noinline)) static bool watch_sql(struct client *c, struct server 
 	if (!end) {
 		return server_watch_sql(s, NULL);
 	}
-	return sql_scan_cheap(body, (size_t)(end - body)) && server_watch_sql(s, body);
+	unsigned maybe = sql_scan_cheap(body, (size_t)(end - body));
+	if ((maybe & SQL_EFFECT_PINS) && c->w->cfg->session_pinning == SESSION_PINNING_REFUSE) {
+		char *sql = refuse_pinning(c, h, body);
+		if (sql) {
+			/* The statements before the refused one still run: what they change is asked as usual. */
+			bool wait = sql_scan_cheap(sql, strlen(sql)) && server_watch_sql(s, sql);
+			free(sql);
+			return wait;
+		}
+	}
+	return maybe && server_watch_sql(s, body);
 }
 
 /*
@@ -1496,11 +1570,14 @@ static void relay(struct client *c)
 		if (rc != PKT_OK)
 			return;
 		bool stop;
-		if ((h.type == PKT_Query || h.type == PKT_Parse) && watch_sql(c, s, &h, avail)) {
-			/* A LISTEN waits for the pool's listener (notify.h), which resumes it. */
-			c->prepared_wait = true;
-			stream_pause(st);
-			goto out;
+		if (h.type == PKT_Query || h.type == PKT_Parse) {
+			if (watch_sql(c, s, &h, avail)) {
+				/* A LISTEN waits for the pool's listener (notify.h), which resumes it. */
+				c->prepared_wait = true;
+				stream_pause(st);
+				goto out;
+			}
+			avail = stream_avail(st); /* h may frame a refusal now (session_pinning) */
 		}
 		switch (h.type) {
 		case PKT_Query:

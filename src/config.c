@@ -47,6 +47,11 @@ static const char *const pool_mode_names[] = {
 	[POOL_MODE_STATEMENT] = "statement",
 };
 
+static const char *const session_pinning_names[] = {
+	[SESSION_PINNING_PIN] = "pin",
+	[SESSION_PINNING_REFUSE] = "refuse",
+};
+
 static const char *const auth_type_names[] = {
 	[AUTH_TYPE_TRUST] = "trust",
 	[AUTH_TYPE_ANY] = "any",
@@ -292,6 +297,17 @@ static int parse_sslmode(const char *s, int *out, char *msg)
 	return 0;
 }
 
+static int parse_session_pinning(const char *s, int *out, char *msg)
+{
+	int v = name_index(session_pinning_names, ARRAY_SIZE(session_pinning_names), s);
+	if (v < 0) {
+		snprintf(msg, MSG_LEN, "\"%s\" is not a session_pinning (pin, refuse)", s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
 static int parse_log_format(const char *s, int *out, char *msg)
 {
 	int f = name_index(log_format_names, ARRAY_SIZE(log_format_names), s);
@@ -321,6 +337,7 @@ enum setting_type {
 	ST_LOG_FORMAT, /* int holding enum log_format */
 	ST_FACILITY, /* char *, a syslog facility name (log_syslog_facility) */
 	ST_SSLMODE, /* enum sslmode */
+	ST_SESSION_PINNING, /* enum session_pinning */
 };
 
 /* The types whose field is a char * owned by the snapshot. */
@@ -420,6 +437,9 @@ static const struct setting settings[] = {
 	  "query run when a session-mode client leaves; empty none"),
 	S(server_reset_query_always, ST_BOOL, "0", RELOAD, 0, 0,
 	  "run server_reset_query in every pool mode"),
+	S(session_pinning, ST_SESSION_PINNING, "pin", RELOAD, 0, 0,
+	  "transaction/statement mode: pin keeps a client that makes an advisory lock, temporary "
+	  "object or held cursor on its server; refuse fails that statement"),
 	S(server_check_query, ST_STRING, "<empty>", RELOAD, 0, 0,
 	  "query that checks an idle server before reuse; <empty> an empty query, empty none"),
 	S(server_check_delay, ST_DURATION, "30", RELOAD, 0, 0,
@@ -656,6 +676,11 @@ static int setting_set(struct config *cfg, const struct setting *s, const char *
 			return -1;
 		*(enum sslmode *)field = (enum sslmode)iv;
 		return 0;
+	case ST_SESSION_PINNING:
+		if (parse_session_pinning(text, &iv, msg) < 0)
+			return -1;
+		*(enum session_pinning *)field = (enum session_pinning)iv;
+		return 0;
 	case ST_FACILITY:
 		if (log_syslog_facility(text) < 0) {
 			snprintf(msg, MSG_LEN,
@@ -731,6 +756,13 @@ void config_setting_value(const struct config *cfg, size_t i, char *buf, size_t 
 	case ST_SSLMODE:
 		snprintf(buf, len, "%s", config_sslmode_name(*(const enum sslmode *)field));
 		return;
+	case ST_SESSION_PINNING: {
+		enum session_pinning v = *(const enum session_pinning *)field;
+		snprintf(buf, len, "%s",
+			 (size_t)v < ARRAY_SIZE(session_pinning_names) ? session_pinning_names[v]
+								       : "unknown");
+		return;
+	}
 	case ST_LOG_FORMAT: {
 		int f = *(const int *)field;
 		snprintf(buf, len, "%s",

@@ -113,9 +113,10 @@ static inline unsigned first_word_effects(const char *p, const char *end)
 
 /*
  * The function names that matter in a text with a '(', found from their
- * '_' (most queries have few): set_config, and pg_advisory_* (the session
- * locks and their unlocks). And a U&"..." identifier, which could spell
- * either with escapes.
+ * '_' (most queries have few): set_config, and pg_advisory_* and
+ * pg_try_advisory_* (the session locks and their unlocks), from the '_'
+ * after "advisory". And a U&"..." identifier, which could spell either
+ * with escapes.
  */
 static unsigned function_effects(const char *text, size_t len)
 {
@@ -126,9 +127,8 @@ static unsigned function_effects(const char *text, size_t len)
 		if (before == 't' && p - text >= 3 && end - p >= 7 &&
 		    strncasecmp(p - 3, "set_config", 10) == 0)
 			effects |= SQL_EFFECT_SETTINGS;
-		else if (before == 'g' && p - text >= 2 && end - p >= 9 &&
-			 strncasecmp(p - 2, "pg_advisory", 11) == 0)
-			effects |= SQL_EFFECT_PINS;
+		else if (before == 'y' && p - text >= 8 && strncasecmp(p - 8, "advisory", 8) == 0)
+			effects |= SQL_EFFECT_PINS; /* pg_advisory_..., pg_try_advisory_... */
 		p++;
 	}
 	for (p = text; (p = memchr(p, '&', (size_t)(end - p))) != NULL; p++)
@@ -387,6 +387,266 @@ static void visit_statement(const PgQuery__Node *stmt, struct sql_scan_result *o
 	walk(&stmt->base, out, 0, false);
 }
 
+/* ---- what would make a pin (session_pinning = refuse) ------------------------ */
+
+/* A relation a CREATE makes temporary: CREATE TEMP ..., or named in pg_temp. */
+static bool range_var_is_temp(const PgQuery__RangeVar *rv)
+{
+	return rv && ((rv->relpersistence && strcmp(rv->relpersistence, "t") == 0) ||
+		      (rv->schemaname && strcmp(rv->schemaname, "pg_temp") == 0));
+}
+
+/* A qualified name (a function's, a type's) whose schema is pg_temp. */
+static bool name_is_temp(PgQuery__Node *const *names, size_t n)
+{
+	const char *schema = n >= 2 ? string_of(names[n - 2]) : NULL;
+	return schema && strcmp(schema, "pg_temp") == 0;
+}
+
+/*
+ * The session advisory lock functions f calls, as a static string, or NULL:
+ * PostgreSQL's own (unqualified or in pg_catalog), not their unlocks and
+ * not the _xact_ ones, which end with the transaction.
+ */
+static const char *session_lock_call(const PgQuery__FuncCall *f)
+{
+	static const char *const locks[] = {
+		"pg_advisory_lock()",
+		"pg_advisory_lock_shared()",
+		"pg_try_advisory_lock()",
+		"pg_try_advisory_lock_shared()",
+	};
+	const char *name = f->n_funcname ? string_of(f->funcname[f->n_funcname - 1]) : NULL;
+	const char *schema = f->n_funcname >= 2 ? string_of(f->funcname[f->n_funcname - 2]) : NULL;
+	if (!name || f->n_funcname > 2 || (schema && strcmp(schema, "pg_catalog") != 0))
+		return NULL;
+	size_t n = strlen(name);
+	for (size_t i = 0; i < ARRAY_SIZE(locks); i++)
+		if (strncmp(locks[i], name, n) == 0 && strcmp(locks[i] + n, "()") == 0)
+			return locks[i];
+	return NULL;
+}
+
+/*
+ * Calls fn on every message of the tree under m, in order, through
+ * protobuf-c's descriptors like walk's, until fn returns non-NULL: that is
+ * returned (NULL when fn never did).
+ */
+typedef const void *visit_fn(const ProtobufCMessage *m, void *arg);
+static const void *visit_tree(const ProtobufCMessage *m, int depth, visit_fn *fn, void *arg)
+{
+	if (!m || depth > 200)
+		return NULL;
+	const void *found = fn(m, arg);
+	if (found)
+		return found;
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	const char *base = (const char *)m;
+	for (unsigned i = 0; i < d->n_fields && !found; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+		    *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+			continue;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)(base + f->quantifier_offset);
+			ProtobufCMessage *const *items = *(
+				ProtobufCMessage *const *const *)(base + f->offset);
+			for (size_t j = 0; j < n && !found; j++)
+				found = visit_tree(items[j], depth + 1, fn, arg);
+		} else {
+			found = visit_tree(*(ProtobufCMessage *const *)(base + f->offset),
+					   depth + 1, fn, arg);
+		}
+	}
+	return found;
+}
+
+/* visit_tree's fn: the first session advisory lock call (session_lock_call's name). */
+static const void *session_lock_in(const ProtobufCMessage *m, void *arg)
+{
+	(void)arg;
+	if (m->descriptor != &pg_query__func_call__descriptor)
+		return NULL;
+	return session_lock_call((const PgQuery__FuncCall *)m);
+}
+
+/* visit_tree's fn: the highest $n, in *(int *)arg. */
+static const void *param_number(const ProtobufCMessage *m, void *arg)
+{
+	if (m->descriptor == &pg_query__param_ref__descriptor) {
+		int n = ((const PgQuery__ParamRef *)m)->number;
+		if (n > *(int *)arg)
+			*(int *)arg = n;
+	}
+	return NULL;
+}
+
+/* Whether EXPLAIN's options run the statement: ANALYZE, unless given as false or off. */
+static bool explain_analyzes(const PgQuery__ExplainStmt *e)
+{
+	for (size_t i = 0; i < e->n_options; i++) {
+		const PgQuery__Node *o = e->options[i];
+		if (o->node_case != PG_QUERY__NODE__NODE_DEF_ELEM || !o->def_elem->defname ||
+		    strcmp(o->def_elem->defname, "analyze") != 0)
+			continue;
+		const PgQuery__Node *a = o->def_elem->arg;
+		if (!a)
+			return true;
+		if (a->node_case == PG_QUERY__NODE__NODE_BOOLEAN)
+			return a->boolean->boolval;
+		if (a->node_case == PG_QUERY__NODE__NODE_INTEGER)
+			return a->integer->ival != 0;
+		const char *v = string_of(a);
+		return !v || (strcasecmp(v, "false") != 0 && strcasecmp(v, "off") != 0);
+	}
+	return false;
+}
+
+/*
+ * What the statement stmt would leave in the session that pins, and what
+ * to call it (*what, a static string); NONE for everything else. A lock
+ * counts in the statements that evaluate their expressions: now (SELECT,
+ * INSERT, UPDATE, DELETE, MERGE, CALL, COPY, CREATE TABLE AS, EXPLAIN
+ * ANALYZE) or when the client runs them later through a name sluice does
+ * not see (a cursor's FETCH, a PREPARE's EXECUTE). Not in a definition run
+ * by somebody else later: a function's body, a view's query, a default.
+ */
+static enum sql_pin_made pin_made_by(const PgQuery__Node *stmt, const char **what)
+{
+	if (!stmt)
+		return SQL_PIN_MADE_NONE;
+	switch (stmt->node_case) {
+	case PG_QUERY__NODE__NODE_CREATE_STMT: {
+		const PgQuery__CreateStmt *c = stmt->create_stmt;
+		if (!range_var_is_temp(c->relation) ||
+		    c->oncommit == PG_QUERY__ON_COMMIT_ACTION__ONCOMMIT_DROP)
+			return SQL_PIN_MADE_NONE;
+		*what = "CREATE TEMP TABLE";
+		return SQL_PIN_MADE_TEMPORARY_OBJECT;
+	}
+	case PG_QUERY__NODE__NODE_CREATE_TABLE_AS_STMT: {
+		const PgQuery__CreateTableAsStmt *c = stmt->create_table_as_stmt;
+		if (c->into && range_var_is_temp(c->into->rel) &&
+		    c->into->on_commit != PG_QUERY__ON_COMMIT_ACTION__ONCOMMIT_DROP) {
+			*what = "CREATE TEMP TABLE ... AS";
+			return SQL_PIN_MADE_TEMPORARY_OBJECT;
+		}
+		if (c->into && c->into->skip_data)
+			return SQL_PIN_MADE_NONE; /* WITH NO DATA: the query does not run */
+		break;
+	}
+	case PG_QUERY__NODE__NODE_VIEW_STMT:
+		if (!range_var_is_temp(stmt->view_stmt->view))
+			return SQL_PIN_MADE_NONE;
+		*what = "CREATE TEMP VIEW";
+		return SQL_PIN_MADE_TEMPORARY_OBJECT;
+	case PG_QUERY__NODE__NODE_CREATE_SEQ_STMT:
+		if (!range_var_is_temp(stmt->create_seq_stmt->sequence))
+			return SQL_PIN_MADE_NONE;
+		*what = "CREATE TEMP SEQUENCE";
+		return SQL_PIN_MADE_TEMPORARY_OBJECT;
+	case PG_QUERY__NODE__NODE_CREATE_FUNCTION_STMT: {
+		const PgQuery__CreateFunctionStmt *f = stmt->create_function_stmt;
+		if (!name_is_temp(f->funcname, f->n_funcname))
+			return SQL_PIN_MADE_NONE;
+		*what = f->is_procedure ? "CREATE PROCEDURE pg_temp.*"
+					: "CREATE FUNCTION pg_temp.*";
+		return SQL_PIN_MADE_TEMPORARY_OBJECT;
+	}
+	case PG_QUERY__NODE__NODE_DEFINE_STMT: {
+		const PgQuery__DefineStmt *d = stmt->define_stmt;
+		if (!name_is_temp(d->defnames, d->n_defnames))
+			return SQL_PIN_MADE_NONE;
+		*what = d->kind == PG_QUERY__OBJECT_TYPE__OBJECT_TYPE ? "CREATE TYPE pg_temp.*"
+			: d->kind == PG_QUERY__OBJECT_TYPE__OBJECT_AGGREGATE
+				? "CREATE AGGREGATE pg_temp.*"
+				: "CREATE ... pg_temp.*";
+		return SQL_PIN_MADE_TEMPORARY_OBJECT;
+	}
+	case PG_QUERY__NODE__NODE_COMPOSITE_TYPE_STMT:
+		if (!range_var_is_temp(stmt->composite_type_stmt->typevar))
+			return SQL_PIN_MADE_NONE;
+		*what = "CREATE TYPE pg_temp.*";
+		return SQL_PIN_MADE_TEMPORARY_OBJECT;
+	case PG_QUERY__NODE__NODE_CREATE_ENUM_STMT:
+		if (!name_is_temp(stmt->create_enum_stmt->type_name,
+				  stmt->create_enum_stmt->n_type_name))
+			return SQL_PIN_MADE_NONE;
+		*what = "CREATE TYPE pg_temp.*";
+		return SQL_PIN_MADE_TEMPORARY_OBJECT;
+	case PG_QUERY__NODE__NODE_CREATE_RANGE_STMT:
+		if (!name_is_temp(stmt->create_range_stmt->type_name,
+				  stmt->create_range_stmt->n_type_name))
+			return SQL_PIN_MADE_NONE;
+		*what = "CREATE TYPE pg_temp.*";
+		return SQL_PIN_MADE_TEMPORARY_OBJECT;
+	case PG_QUERY__NODE__NODE_CREATE_DOMAIN_STMT:
+		if (!name_is_temp(stmt->create_domain_stmt->domainname,
+				  stmt->create_domain_stmt->n_domainname))
+			return SQL_PIN_MADE_NONE;
+		*what = "CREATE DOMAIN pg_temp.*";
+		return SQL_PIN_MADE_TEMPORARY_OBJECT;
+	case PG_QUERY__NODE__NODE_CREATE_STATS_STMT:
+		if (!name_is_temp(stmt->create_stats_stmt->defnames,
+				  stmt->create_stats_stmt->n_defnames))
+			return SQL_PIN_MADE_NONE;
+		*what = "CREATE STATISTICS pg_temp.*";
+		return SQL_PIN_MADE_TEMPORARY_OBJECT;
+	case PG_QUERY__NODE__NODE_DECLARE_CURSOR_STMT:
+		if (stmt->declare_cursor_stmt->options & CURSOR_OPT_HOLD) {
+			*what = "DECLARE ... CURSOR WITH HOLD";
+			return SQL_PIN_MADE_HELD_CURSOR;
+		}
+		break;
+	case PG_QUERY__NODE__NODE_EXPLAIN_STMT:
+		/*
+		 * EXPLAIN ANALYZE runs its statement, EXPLAIN alone does not. Only
+		 * its locks are looked for: the cheap look, which decides what is
+		 * parsed, does not see a CREATE behind the word EXPLAIN.
+		 */
+		if (!explain_analyzes(stmt->explain_stmt))
+			return SQL_PIN_MADE_NONE;
+		break;
+	case PG_QUERY__NODE__NODE_SELECT_STMT:
+	case PG_QUERY__NODE__NODE_INSERT_STMT:
+	case PG_QUERY__NODE__NODE_UPDATE_STMT:
+	case PG_QUERY__NODE__NODE_DELETE_STMT:
+	case PG_QUERY__NODE__NODE_MERGE_STMT:
+	case PG_QUERY__NODE__NODE_CALL_STMT:
+	case PG_QUERY__NODE__NODE_COPY_STMT:
+	case PG_QUERY__NODE__NODE_PREPARE_STMT:
+		break;
+	default:
+		return SQL_PIN_MADE_NONE;
+	}
+	const char *lock = visit_tree(&stmt->base, 0, session_lock_in, NULL);
+	if (!lock)
+		return SQL_PIN_MADE_NONE;
+	*what = lock;
+	return SQL_PIN_MADE_ADVISORY_LOCK;
+}
+
+/* Notes the first statement of the text that would make a pin. */
+static void note_pin_made(struct sql_scan_result *out, const PgQuery__RawStmt *raw,
+			  const char *text)
+{
+	const char *what = NULL;
+	enum sql_pin_made kind = pin_made_by(raw->stmt, &what);
+	size_t n = strlen(text);
+	if (kind == SQL_PIN_MADE_NONE || raw->stmt_location < 0 || (size_t)raw->stmt_location > n)
+		return;
+	out->pin_made = kind;
+	out->pin_what = what;
+	visit_tree(&raw->stmt->base, 0, param_number, &out->pin_params);
+	out->pin_at = (size_t)raw->stmt_location;
+	/* The last statement's length is 0: it runs to the end. */
+	out->pin_len = raw->stmt_len > 0 && out->pin_at + (size_t)raw->stmt_len <= n
+			       ? (size_t)raw->stmt_len
+			       : n - out->pin_at;
+}
+
 void sql_scan_parse(const char *text, struct sql_scan_result *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -399,6 +659,8 @@ void sql_scan_parse(const char *text, struct sql_scan_result *out)
 			for (size_t i = 0; i < tree->n_stmts; i++) {
 				const PgQuery__RawStmt *raw = tree->stmts[i];
 				visit_statement(raw->stmt, out);
+				if (out->pin_made == SQL_PIN_MADE_NONE)
+					note_pin_made(out, raw, text);
 				if (raw->stmt &&
 				    raw->stmt->node_case == PG_QUERY__NODE__NODE_PREPARE_STMT)
 					/* Alone, the whole text: pg_prepared_statements shows it so. */
@@ -431,4 +693,68 @@ void sql_scan_result_deinit(struct sql_scan_result *r)
 		free(r->unlisten[i]);
 	r->n_listen = r->n_unlisten = 0;
 	r->unlisten_all = false;
+}
+
+/* s between single quotes, as an SQL literal: each ' doubled (no backslash is special in it). */
+static char *quoted(const char *s)
+{
+	size_t n = 2;
+	for (const char *p = s; *p; p++)
+		n += *p == '\'' ? 2 : 1;
+	char *q = xmalloc(n + 1), *o = q;
+	*o++ = '\'';
+	for (const char *p = s; *p; p++) {
+		if (*p == '\'')
+			*o++ = '\'';
+		*o++ = *p;
+	}
+	*o++ = '\'';
+	*o = 0;
+	return q;
+}
+
+char *sql_scan_refusal(const char *text, const struct sql_scan_result *r, const char *pool_mode)
+{
+	const char *what, *hint;
+	switch (r->pin_made) {
+	case SQL_PIN_MADE_ADVISORY_LOCK:
+		what = "session advisory locks";
+		hint = "Use pg_advisory_xact_lock(), which the end of the transaction releases, "
+		       "or session pooling.";
+		break;
+	case SQL_PIN_MADE_TEMPORARY_OBJECT:
+		what = "temporary objects";
+		hint = strncmp(r->pin_what, "CREATE TEMP TABLE", 17) == 0
+			       ? "Use CREATE TEMP TABLE ... ON COMMIT DROP in a transaction block, "
+				 "or session pooling."
+			       : "Create the object in a schema of its own, or use session pooling.";
+		break;
+	case SQL_PIN_MADE_HELD_CURSOR:
+		what = "cursors WITH HOLD";
+		hint = "Declare the cursor without WITH HOLD in a transaction block, or use session "
+		       "pooling.";
+		break;
+	default:
+		return NULL;
+	}
+	char *message = xasprintf("%s are not allowed in %s pooling (session_pinning = refuse)",
+				  what, pool_mode);
+	char *detail = xasprintf("%s leaves state in the server's session after the transaction, "
+				 "which would keep the server from the other clients.",
+				 r->pin_what);
+	char *qm = quoted(message), *qd = quoted(detail), *qh = quoted(hint);
+	/*
+	 * The block's text is all sluice's (none of the client's text is in it),
+	 * so the dollar quote cannot be closed early; the statement it stands
+	 * for is cut at PostgreSQL's own statement boundaries.
+	 */
+	char *sql = xasprintf("%.*s DO $sluice_refuse$BEGIN RAISE EXCEPTION USING ERRCODE = "
+			      "'0A000', MESSAGE = %s, DETAIL = %s, HINT = %s; END$sluice_refuse$%s",
+			      (int)r->pin_at, text, qm, qd, qh, text + r->pin_at + r->pin_len);
+	free(message);
+	free(detail);
+	free(qm);
+	free(qd);
+	free(qh);
+	return sql;
 }

@@ -947,6 +947,20 @@ void stream_reserve(struct stream *s, size_t len)
 	s->rbuf = nb;
 }
 
+void stream_replace_front(struct stream *s, size_t n, const void *p, size_t len)
+{
+	struct buf *b = s->rbuf;
+	if (len <= n) {
+		b->start += (uint32_t)(n - len);
+	} else {
+		stream_reserve(s, buf_avail(b) + (len - n));
+		b = s->rbuf;
+		memmove(b->data + b->start + len, b->data + b->start + n, buf_avail(b) - n);
+		b->end += (uint32_t)(len - n);
+	}
+	memcpy(b->data + b->start, p, len);
+}
+
 /* An output batch from the free list: streams hold one only while output is pending. */
 static struct stream_out *out_get(struct stream_ctx *ctx)
 {

@@ -58,6 +58,17 @@ enum sslmode {
 	SSLMODE_VERIFY_FULL,
 };
 
+/*
+ * What transaction and statement pooling do with a statement that makes
+ * session state that cannot follow its client to another server (an
+ * advisory lock, a temporary object, a WITH HOLD cursor): let it run and
+ * keep the client on its server, or refuse it (doc/transaction-mode.md).
+ */
+enum session_pinning {
+	SESSION_PINNING_PIN = 0,
+	SESSION_PINNING_REFUSE = 1,
+};
+
 /* "session"/"transaction"/"statement"; -1 if none matches. */
 int config_parse_pool_mode(const char *s);
 const char *config_pool_mode_name(enum pool_mode m);
@@ -187,6 +198,7 @@ struct config {
 	int max_user_client_connections; /* 0 unlimited */
 	char *server_reset_query;
 	bool server_reset_query_always;
+	enum session_pinning session_pinning;
 	char *server_check_query;
 	int64_t server_check_delay; /* ms */
 	int64_t server_lifetime; /* ms */

@@ -61,8 +61,32 @@ unsigned sql_scan_cheap(const char *text, size_t len);
  */
 #define SQL_SCAN_PREPARES_MAX 16
 #define SQL_SCAN_CHANNELS_MAX 16
+/*
+ * The state that would pin a client, by kind, for session_pinning = refuse
+ * (doc/transaction-mode.md): only what makes a pin, never what ends one.
+ */
+enum sql_pin_made {
+	SQL_PIN_MADE_NONE = 0,
+	/* pg_advisory_lock, pg_advisory_lock_shared, pg_try_advisory_lock[_shared]. */
+	SQL_PIN_MADE_ADVISORY_LOCK,
+	/* A CREATE of a temporary table (not ON COMMIT DROP), view, sequence, or anything in pg_temp. */
+	SQL_PIN_MADE_TEMPORARY_OBJECT,
+	/* DECLARE ... CURSOR WITH HOLD. */
+	SQL_PIN_MADE_HELD_CURSOR,
+};
 struct sql_scan_result {
 	unsigned effects;
+	/*
+	 * The first statement that would make a pin when it runs: what it is
+	 * (a static string, "CREATE TEMP TABLE", "pg_advisory_lock()") and where
+	 * it is, text[pin_at, pin_at + pin_len). NONE for the others, however
+	 * effects has SQL_EFFECT_PINS (a DROP, a CLOSE, an unlock may end one).
+	 */
+	enum sql_pin_made pin_made;
+	const char *pin_what;
+	size_t pin_at, pin_len;
+	/* Its highest parameter number ($3: 3): what a Parse of it takes, declared or not. */
+	int pin_params;
 	int n_custom;
 	char *custom[SQL_SCAN_CUSTOM_MAX]; /* owned; names beyond the maximum are dropped */
 	int n_prepares;
@@ -86,3 +110,15 @@ struct sql_scan_result {
  */
 void sql_scan_parse(const char *text, struct sql_scan_result *out);
 void sql_scan_result_deinit(struct sql_scan_result *r);
+
+/*
+ * The text to run instead of text, which r (sql_scan_parse's of it) found
+ * would make a pin: the statement that makes it replaced with a DO block
+ * that raises PostgreSQL's own error, SQLSTATE 0A000 with a message naming
+ * the construct and the setting (in pool_mode's words: "transaction",
+ * "statement") and a hint. The statements before it still run and those
+ * after it are skipped, and the transaction is left as PostgreSQL leaves it
+ * after a failed statement, because the server itself fails it. Returns a
+ * malloc'd NUL-terminated string; NULL when r has no pin_made.
+ */
+char *sql_scan_refusal(const char *text, const struct sql_scan_result *r, const char *pool_mode);

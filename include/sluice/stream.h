@@ -447,6 +447,14 @@ static inline const uint8_t *stream_data(const struct stream *s)
  */
 void stream_reserve(struct stream *s, size_t len);
 
+/*
+ * Replaces the first n unconsumed bytes of s's read buffer with p[0..len),
+ * as if the peer had sent those instead (a client message sluice rewrites
+ * before relaying it: session_pinning = refuse). Only unconsumed bytes
+ * move, so slices already queued from the buffer are untouched.
+ */
+void stream_replace_front(struct stream *s, size_t n, const void *p, size_t len);
+
 /* stream_forward's general case: a new slice, or a TLS stream. */
 void stream_forward_slice(struct stream *dst, struct stream *src, size_t len);
 /*

@@ -4,7 +4,8 @@
  * PostgreSQL's parser must not crash or leak, and the cheap look must
  * never miss what the parser finds: a text whose statements change session
  * settings is flagged by the first look too, or sluice would not ask the
- * server after it.
+ * server after it. What session_pinning = refuse would refuse is flagged
+ * too, and the text sent instead makes no pin that would run.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	sql_scan_parse(text, &r);
 	FUZZ_CHECK((r.effects & ~cheap) == 0);
 	FUZZ_CHECK(r.n_custom >= 0 && r.n_custom <= SQL_SCAN_CUSTOM_MAX);
+	/*
+	 * session_pinning = refuse looks only at what the cheap look flags as
+	 * maybe pinning; what it would refuse is within the text, and the text
+	 * that refuses it makes no pin before the statements it skips.
+	 */
+	if (r.pin_made != SQL_PIN_MADE_NONE) {
+		FUZZ_CHECK(cheap & SQL_EFFECT_PINS);
+		FUZZ_CHECK(r.pin_what && r.pin_at + r.pin_len <= size);
+		char *refused = sql_scan_refusal(text, &r, "transaction");
+		FUZZ_CHECK(refused != NULL);
+		struct sql_scan_result rr;
+		sql_scan_parse(refused, &rr);
+		FUZZ_CHECK(rr.pin_made == SQL_PIN_MADE_NONE || rr.pin_at > r.pin_at);
+		sql_scan_result_deinit(&rr);
+		free(refused);
+	}
 	for (int i = 0; i < r.n_custom; i++)
 		FUZZ_CHECK(strchr(r.custom[i], '.') != NULL);
 	sql_scan_result_deinit(&r);

@@ -133,6 +133,7 @@ START_TEST(test_config_defaults_are_pgbouncer_defaults)
 	ck_assert_int_eq(cfg->max_user_client_connections, 0);
 	ck_assert_str_eq(cfg->server_reset_query, "DISCARD ALL");
 	ck_assert(!cfg->server_reset_query_always);
+	ck_assert_int_eq(cfg->session_pinning, SESSION_PINNING_PIN);
 	ck_assert_str_eq(cfg->server_check_query, "<empty>");
 	ck_assert_int_eq(cfg->server_check_delay, 30000);
 	ck_assert_int_eq(cfg->server_lifetime, 3600000);
@@ -179,6 +180,7 @@ START_TEST(test_config_good_file_sets_every_value_type)
 			   "min_pool_size = 2\n"
 			   "reserve_pool_timeout = 0.5\n"
 			   "server_reset_query_always = yes\n"
+			   "session_pinning = Refuse\n"
 			   "log_connections = off\n"
 			   "LOG_DISCONNECTIONS = false\n"
 			   "server_lifetime = 2min\n"
@@ -202,6 +204,7 @@ START_TEST(test_config_good_file_sets_every_value_type)
 	ck_assert_int_eq(cfg->min_pool_size, 2);
 	ck_assert_int_eq(cfg->reserve_pool_timeout, 500);
 	ck_assert(cfg->server_reset_query_always);
+	ck_assert_int_eq(cfg->session_pinning, SESSION_PINNING_REFUSE);
 	ck_assert(!cfg->log_connections);
 	ck_assert(!cfg->log_disconnections);
 	ck_assert_int_eq(cfg->server_lifetime, 120000);
@@ -303,6 +306,8 @@ static const struct error_case {
 	{ "[sluice]\nauth_type = pam\n", ":2: auth_type = pam is not supported by sluice yet" },
 	{ "[sluice]\nauth_type = ldap\n", ":2: auth_type = ldap is not supported by sluice yet" },
 	{ "[sluice]\nauth_type = kerberos\n", ":2: auth_type: \"kerberos\" is not an auth_type" },
+	{ "[sluice]\nsession_pinning = sometimes\n",
+	  ":2: session_pinning: \"sometimes\" is not a session_pinning (pin, refuse)" },
 	{ "[sluice]\nlog_format = xml\n",
 	  ":2: log_format: \"xml\" is not a log format (text, json)" },
 	{ "[sluice]\nverbose = 9\n", ":2: verbose: 9 is out of range (0..3)" },
@@ -1153,6 +1158,7 @@ START_TEST(test_config_setting_value_renders_as_show_config)
 		{ "pool_mode", "session" },
 		{ "log_connections", "1" },
 		{ "server_reset_query_always", "0" },
+		{ "session_pinning", "pin" },
 		{ "max_packet_size", "2147483647" },
 		{ "log_format", "text" },
 		{ "listen_addr", "127.0.0.1" },

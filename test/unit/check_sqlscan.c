@@ -136,6 +136,165 @@ START_TEST(test_parser_cuts_out_each_prepare)
 }
 END_TEST
 
+START_TEST(test_cheap_look_flags_every_advisory_lock_function)
+{
+	const char *locks[] = {
+		"SELECT pg_advisory_lock(1)",
+		"SELECT pg_advisory_lock_shared(1)",
+		"SELECT pg_try_advisory_lock(1)",
+		"select PG_TRY_ADVISORY_LOCK_SHARED(1, 2)",
+		"SELECT pg_advisory_unlock_all()",
+	};
+	for (size_t i = 0; i < sizeof(locks) / sizeof(locks[0]); i++)
+		ck_assert_msg(cheap(locks[i]) & SQL_EFFECT_PINS, "not flagged: %s", locks[i]);
+}
+END_TEST
+
+/* What session_pinning = refuse would refuse in a text: the first statement that pins. */
+static enum sql_pin_made pin_made(const char *sql, const char **what)
+{
+	struct sql_scan_result r;
+	sql_scan_parse(sql, &r);
+	enum sql_pin_made made = r.pin_made;
+	if (what)
+		*what = r.pin_what;
+	if (made != SQL_PIN_MADE_NONE)
+		ck_assert_msg(cheap(sql) & SQL_EFFECT_PINS, "refusable, but not flagged: %s", sql);
+	sql_scan_result_deinit(&r);
+	return made;
+}
+
+START_TEST(test_parser_names_what_would_pin_and_only_that)
+{
+	static const struct {
+		const char *sql;
+		enum sql_pin_made made;
+		const char *what;
+	} pins[] = {
+		{ "SELECT pg_advisory_lock(1)", SQL_PIN_MADE_ADVISORY_LOCK, "pg_advisory_lock()" },
+		{ "select pg_catalog.pg_advisory_lock_shared(1, 2)", SQL_PIN_MADE_ADVISORY_LOCK,
+		  "pg_advisory_lock_shared()" },
+		{ "SELECT pg_try_advisory_lock(1)", SQL_PIN_MADE_ADVISORY_LOCK,
+		  "pg_try_advisory_lock()" },
+		{ "WITH l AS (SELECT pg_try_advisory_lock_shared(1)) SELECT * FROM l",
+		  SQL_PIN_MADE_ADVISORY_LOCK, "pg_try_advisory_lock_shared()" },
+		{ "UPDATE t SET a = 1 WHERE pg_advisory_lock(a) IS NOT NULL",
+		  SQL_PIN_MADE_ADVISORY_LOCK, "pg_advisory_lock()" },
+		{ "EXPLAIN ANALYZE SELECT pg_advisory_lock(1)", SQL_PIN_MADE_ADVISORY_LOCK,
+		  "pg_advisory_lock()" },
+		{ "DECLARE c CURSOR FOR SELECT pg_advisory_lock(1)", SQL_PIN_MADE_ADVISORY_LOCK,
+		  "pg_advisory_lock()" },
+		{ "PREPARE p AS SELECT pg_advisory_lock($1)", SQL_PIN_MADE_ADVISORY_LOCK,
+		  "pg_advisory_lock()" },
+		{ "CREATE TEMP TABLE t (a int)", SQL_PIN_MADE_TEMPORARY_OBJECT, "CREATE TEMP TABLE" },
+		{ "create temporary table t (a int) on commit delete rows",
+		  SQL_PIN_MADE_TEMPORARY_OBJECT, "CREATE TEMP TABLE" },
+		{ "CREATE TABLE pg_temp.t (a int)", SQL_PIN_MADE_TEMPORARY_OBJECT,
+		  "CREATE TEMP TABLE" },
+		{ "CREATE TEMP TABLE t AS SELECT 1", SQL_PIN_MADE_TEMPORARY_OBJECT,
+		  "CREATE TEMP TABLE ... AS" },
+		{ "CREATE TEMP VIEW v AS SELECT 1", SQL_PIN_MADE_TEMPORARY_OBJECT,
+		  "CREATE TEMP VIEW" },
+		{ "CREATE TEMP SEQUENCE s", SQL_PIN_MADE_TEMPORARY_OBJECT, "CREATE TEMP SEQUENCE" },
+		{ "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+		  SQL_PIN_MADE_TEMPORARY_OBJECT, "CREATE FUNCTION pg_temp.*" },
+		{ "CREATE PROCEDURE pg_temp.p() LANGUAGE sql AS ''", SQL_PIN_MADE_TEMPORARY_OBJECT,
+		  "CREATE PROCEDURE pg_temp.*" },
+		{ "CREATE TYPE pg_temp.t AS (a int)", SQL_PIN_MADE_TEMPORARY_OBJECT,
+		  "CREATE TYPE pg_temp.*" },
+		{ "CREATE TYPE pg_temp.e AS ENUM ('a')", SQL_PIN_MADE_TEMPORARY_OBJECT,
+		  "CREATE TYPE pg_temp.*" },
+		{ "CREATE DOMAIN pg_temp.d AS int", SQL_PIN_MADE_TEMPORARY_OBJECT,
+		  "CREATE DOMAIN pg_temp.*" },
+		{ "CREATE STATISTICS pg_temp.s ON a, b FROM t", SQL_PIN_MADE_TEMPORARY_OBJECT,
+		  "CREATE STATISTICS pg_temp.*" },
+		{ "DECLARE c CURSOR WITH HOLD FOR SELECT 1", SQL_PIN_MADE_HELD_CURSOR,
+		  "DECLARE ... CURSOR WITH HOLD" },
+		{ "SELECT 1; CREATE TEMP TABLE t (a int); SELECT pg_advisory_lock(1)",
+		  SQL_PIN_MADE_TEMPORARY_OBJECT, "CREATE TEMP TABLE" },
+	};
+	for (size_t i = 0; i < sizeof(pins) / sizeof(pins[0]); i++) {
+		const char *what = NULL;
+		ck_assert_msg(pin_made(pins[i].sql, &what) == pins[i].made, "%s", pins[i].sql);
+		ck_assert_str_eq(what, pins[i].what);
+	}
+	/* Ends with the transaction, ends a pin, only reads, or runs elsewhere later. */
+	const char *fine[] = {
+		"SELECT pg_advisory_xact_lock(1)",
+		"SELECT pg_try_advisory_xact_lock_shared(1)",
+		"SELECT pg_advisory_unlock(1)",
+		"SELECT pg_advisory_unlock_all()",
+		"SELECT myschema.pg_advisory_lock(1)",
+		"EXPLAIN SELECT pg_advisory_lock(1)",
+		"EXPLAIN (ANALYZE false) SELECT pg_advisory_lock(1)",
+		"CREATE TEMP TABLE t (a int) ON COMMIT DROP",
+		"CREATE TABLE pg_temp.t (a int) ON COMMIT DROP",
+		"CREATE TEMP TABLE t ON COMMIT DROP AS SELECT 1",
+		"CREATE TABLE t (a int)",
+		"CREATE VIEW v AS SELECT pg_advisory_lock(1)",
+		"CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC SELECT pg_advisory_lock(1); "
+		"END",
+		"CREATE TABLE t2 AS SELECT pg_advisory_lock(1) WITH NO DATA",
+		"DECLARE c CURSOR FOR SELECT 1",
+		"DECLARE c NO SCROLL CURSOR WITHOUT HOLD FOR SELECT 1",
+		"CLOSE c",
+		"DROP TABLE pg_temp.t",
+		"DROP FUNCTION pg_temp.f()",
+		"SELECT * FROM pg_temp.t",
+		"INSERT INTO pg_temp.t VALUES (1)",
+		"DISCARD ALL",
+		"LISTEN ch",
+		"SELECT 'CREATE TEMP TABLE t (a int)', 'pg_advisory_lock(1)'",
+		"CREATE TEMP TABLE t (a int",
+	};
+	for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++)
+		ck_assert_msg(pin_made(fine[i], NULL) == SQL_PIN_MADE_NONE, "would refuse: %s",
+			      fine[i]);
+}
+END_TEST
+
+START_TEST(test_refusal_replaces_only_the_statement_that_pins)
+{
+	struct sql_scan_result r;
+	const char *text = "SELECT 1; SELECT pg_advisory_lock($2); SELECT 2";
+	sql_scan_parse(text, &r);
+	ck_assert_int_eq(r.pin_made, SQL_PIN_MADE_ADVISORY_LOCK);
+	ck_assert_int_eq(r.pin_params, 2);
+	char *sql = sql_scan_refusal(text, &r, "transaction");
+	sql_scan_result_deinit(&r);
+	static const char head[] =
+		"SELECT 1; DO $sluice_refuse$BEGIN RAISE EXCEPTION USING ERRCODE = '0A000', "
+		"MESSAGE = 'session advisory locks are not allowed in transaction pooling "
+		"(session_pinning = refuse)'";
+	ck_assert_msg(strncmp(sql, head, sizeof(head) - 1) == 0, "%s", sql);
+	ck_assert_msg(strstr(sql, "HINT = 'Use pg_advisory_xact_lock()"), "%s", sql);
+	ck_assert_msg(strstr(sql, "in the server''s session"), "quoted: %s", sql);
+	static const char tail[] = "END$sluice_refuse$; SELECT 2";
+	size_t n = strlen(sql);
+	ck_assert_msg(n > sizeof(tail) && strcmp(sql + n - (sizeof(tail) - 1), tail) == 0, "%s",
+		      sql);
+	/* What is sent instead makes no pin before the statements it skips. */
+	sql_scan_parse(sql, &r);
+	ck_assert_int_eq(r.pin_made, SQL_PIN_MADE_NONE);
+	sql_scan_result_deinit(&r);
+	free(sql);
+	/* A text of one statement: all of it, its blanks before and ';' after left as they are. */
+	const char *one = "  DECLARE c CURSOR WITH HOLD FOR SELECT 1;";
+	sql_scan_parse(one, &r);
+	sql = sql_scan_refusal(one, &r, "statement");
+	sql_scan_result_deinit(&r);
+	ck_assert_msg(strncmp(sql, " DO $sluice_refuse$", 19) == 0, "%s", sql);
+	ck_assert_msg(strstr(sql, "cursors WITH HOLD are not allowed in statement pooling"), "%s",
+		      sql);
+	ck_assert_msg(strcmp(sql + strlen(sql) - 16, "$sluice_refuse$;") == 0, "%s", sql);
+	free(sql);
+	/* Nothing to refuse: no text. */
+	sql_scan_parse("SELECT 1", &r);
+	ck_assert_ptr_null(sql_scan_refusal("SELECT 1", &r, "transaction"));
+	sql_scan_result_deinit(&r);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("sqlscan");
@@ -145,6 +304,9 @@ int main(void)
 	tcase_add_test(tc, test_parser_keeps_real_session_settings_only);
 	tcase_add_test(tc, test_parser_names_custom_settings);
 	tcase_add_test(tc, test_parser_cuts_out_each_prepare);
+	tcase_add_test(tc, test_cheap_look_flags_every_advisory_lock_function);
+	tcase_add_test(tc, test_parser_names_what_would_pin_and_only_that);
+	tcase_add_test(tc, test_refusal_replaces_only_the_statement_that_pins);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
