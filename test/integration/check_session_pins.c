@@ -429,6 +429,11 @@ START_TEST(test_refuse_is_set_on_the_console_and_only_for_transaction_and_statem
 	harness_expect_answer(s, "SELECT pg_advisory_lock(42)::text", "");
 	harness_command_ok(s, "CREATE TEMP TABLE sess_t (x int)", "CREATE TABLE");
 	PQfinish(s);
+	/* Its server is cleaned (server_reset_query) just after it leaves. */
+	for (long deadline = harness_now_ms() + 5000;
+	     harness_pg_exec_long("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") &&
+	     harness_now_ms() < deadline;)
+		harness_sleep_ms(20);
 	expect_nothing_left(a);
 	harness_command_ok(st.admin, "SET session_pinning = pin", "SET");
 	harness_expect_answer(a, "SELECT pg_advisory_lock(42)::text", "");
