@@ -28,6 +28,7 @@
 #include "sluice/pool.h"
 #include "sluice/process.h"
 #include "sluice/server.h"
+#include "sluice/session.h"
 #include "sluice/sqlstate.h"
 #include "sluice/stats.h"
 #include "sluice/takeover.h"
@@ -957,7 +958,7 @@ static void show_workers(struct client *c)
 /*
  * SHOW PINS (sluice-only): the clients that keep their server between
  * transactions in transaction or statement pooling, because its session
- * holds something that cannot follow them (server.h, SERVER_PINS), and
+ * holds something that cannot follow them (session.h, SESSION_PINS), and
  * since when.
  */
 static void show_pins(struct client *c)
@@ -975,7 +976,7 @@ static void show_pins(struct client *c)
 		put_uint(&r, s->client->id);
 		put_uint(&r, s->id);
 		put_int(&r, s->be_pid);
-		put_text(&r, server_pin_names(s->pins, names, sizeof(names)));
+		put_text(&r, session_pin_names(s->pins, names, sizeof(names)));
 		put_uint(&r, (uv_now(s->w->loop) - s->pinned_since) / 1000);
 		row_end(&r);
 	}

@@ -31,6 +31,7 @@
 #include "sluice/pkt.h"
 #include "sluice/pool.h"
 #include "sluice/server.h"
+#include "sluice/session.h"
 #include "sluice/sqlscan.h"
 #include "sluice/sqlstate.h"
 #include "sluice/takeover.h"
@@ -1474,11 +1475,11 @@ static char *refuse_pinning(struct client *c, struct pkt_hdr *h, const char *tex
 }
 
 /*
- * Shows the server a Query's or Parse's SQL text (server_watch_sql) when
+ * Shows the server a Query's or Parse's SQL text (session_watch_sql) when
  * its session outlives this client's turn on it. h: the message at the
  * front of the read buffer, avail bytes of it there; with session_pinning
  * = refuse it may be replaced there (refuse_pinning), and h then frames the
- * new one. Returns server_watch_sql's answer: true when the text waits.
+ * new one. Returns session_watch_sql's answer: true when the text waits.
  */
 __attribute__((noinline)) static bool watch_sql(struct client *c, struct server *s,
 						struct pkt_hdr *h, size_t avail)
@@ -1492,13 +1493,13 @@ __attribute__((noinline)) static bool watch_sql(struct client *c, struct server 
 		/* The unnamed statement's empty name is the common case: no search for it. */
 		const char *name_end = blen && !body[0] ? body : memchr(body, 0, blen);
 		if (!name_end) {
-			return server_watch_sql(s, NULL);
+			return session_watch_sql(s, NULL);
 		}
 		blen -= (size_t)(name_end + 1 - body);
 		body = name_end + 1;
 	}
 	if (!whole) {
-		return server_watch_sql(s, NULL);
+		return session_watch_sql(s, NULL);
 	}
 	/*
 	 * A Query's text ends the message. A Parse's is followed by its
@@ -1510,19 +1511,19 @@ __attribute__((noinline)) static bool watch_sql(struct client *c, struct server 
 				  ? body + blen - 3
 				  : memchr(body, 0, blen);
 	if (!end) {
-		return server_watch_sql(s, NULL);
+		return session_watch_sql(s, NULL);
 	}
 	unsigned maybe = sql_scan_cheap(body, (size_t)(end - body));
 	if ((maybe & SQL_EFFECT_PINS) && c->w->cfg->session_pinning == SESSION_PINNING_REFUSE) {
 		char *sql = refuse_pinning(c, h, body);
 		if (sql) {
 			/* The statements before the refused one still run: what they change is asked as usual. */
-			bool wait = sql_scan_cheap(sql, strlen(sql)) && server_watch_sql(s, sql);
+			bool wait = sql_scan_cheap(sql, strlen(sql)) && session_watch_sql(s, sql);
 			free(sql);
 			return wait;
 		}
 	}
-	return maybe && server_watch_sql(s, body);
+	return maybe && session_watch_sql(s, body);
 }
 
 /*

@@ -49,6 +49,7 @@
 #include "sluice/pool.h"
 #include "sluice/process.h"
 #include "sluice/server.h"
+#include "sluice/session.h"
 #include "sluice/stats.h"
 #include "sluice/stream.h"
 #include "sluice/worker.h"
@@ -469,17 +470,17 @@ static void render_process_metrics(struct worker *w, struct text *t)
 	       "Client connections open, in every state, including admin console sessions.");
 	text_printf(t, "sluice_client_connections %d\n", clients);
 	/* Pinned clients, per reason (SHOW PINS): a client pinned twice counts under each. */
-	int pinned[SERVER_PIN_COUNT] = { 0 };
+	int pinned[SESSION_PIN_COUNT] = { 0 };
 	for (struct server *s = process_server_next(w, NULL); s; s = process_server_next(w, s))
-		for (int i = 0; i < SERVER_PIN_COUNT; i++)
+		for (int i = 0; i < SESSION_PIN_COUNT; i++)
 			pinned[i] += s->state != SERVER_CLOSED && s->client &&
 				     (s->pins & (1u << i));
 	family(t, "sluice_clients_pinned", "gauge",
 	       "Clients that keep their server between transactions in transaction pooling, "
 	       "by what their session holds (SHOW PINS).");
-	for (int i = 0; i < SERVER_PIN_COUNT; i++) {
+	for (int i = 0; i < SESSION_PIN_COUNT; i++) {
 		char name[64];
-		server_pin_names(1u << i, name, sizeof(name));
+		session_pin_names(1u << i, name, sizeof(name));
 		for (char *p = name; *p; p++)
 			if (*p == ' ')
 				*p = '_';

@@ -159,7 +159,7 @@ struct client {
 	/*
 	 * Bits by param_fixed_index: the parameter's value in params is still
 	 * the one of the startup packet. The first change keeps that value in
-	 * params as "@startup:<name>", where a RESET finds it (server.c).
+	 * params as "@startup:<name>", where a RESET finds it (session.c).
 	 */
 	uint8_t startup_params;
 };

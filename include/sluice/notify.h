@@ -20,7 +20,7 @@
  *      hears for it meanwhile is held. For an UNLISTEN, the server is made
  *      to LISTEN to the client's channels first (when nothing of the
  *      client's is under way), so that what the UNLISTEN does shows.
- *   2. After the transaction, the server's probe (server.c) lists the
+ *   2. After the transaction, the server's probe (session.c) lists the
  *      channels its session listens to and then UNLISTENs those the
  *      listener hears (notify_probe_unlisten): the session is clean again.
  *   3. notify_settle, with that list: the client's channels are now the

@@ -122,9 +122,12 @@ struct server {
 	struct param_set params; /* as PostgreSQL last reported them */
 	uint64_t synced_profile; /* id of the client profile params match, or 0: unknown */
 	/*
+	 * From here to pinned_since: its session as transaction pooling tracks
+	 * it, written by session.c (session.h).
+	 *
 	 * Session settings PostgreSQL does not report (statement_timeout,
 	 * search_path, role, "myapp.x"): what its last probe found, plus what
-	 * server_link set and reset since. Clients carry theirs in their params.
+	 * session_sync set and reset since. Clients carry theirs in their params.
 	 */
 	struct param_set session;
 	/*
@@ -148,7 +151,7 @@ struct server {
 	uint32_t probe_seq;
 	/*
 	 * What its session holds that cannot follow a client to another server
-	 * (enum server_pin bits), as the last probe found: while any, its client
+	 * (enum session_pin bits), as the last probe found: while any, its client
 	 * keeps it between transactions, and it is cleaned (DISCARD ALL) when
 	 * the client leaves.
 	 */
@@ -205,47 +208,21 @@ void server_listener_send(struct server *s, const char *sql);
  * request, and has the next probe count it (listen_mirrored).
  */
 void server_send_mirror(struct server *s, const char *sql);
+/*
+ * Sends one of sluice's own queries on s (sql is copied), recorded in its
+ * request queue as RQ_INTERNAL: its answer is swallowed, and an error in it
+ * closes the server (or fails its client with it).
+ */
+void server_send_internal(struct server *s, const char *sql);
 void server_set_state(struct server *s, enum server_state st);
 /* Closes the server; reason is logged. */
 void server_close(struct server *s, const char *reason);
 
-/* Links s (IDLE) to c: brings tracked parameters in line, then relays. */
 /*
- * Session state that pins a client to its server in transaction pooling,
- * with the names SHOW PINS and /metrics give them.
+ * Links s (IDLE) to c: brings its session in line with c's (session_sync),
+ * then relays.
  */
-#define SERVER_PINS(X)                                                                             \
-	X(ADVISORY_LOCK, "advisory lock")                                                          \
-	X(TEMP_OBJECT, "temporary object")                                                         \
-	X(HELD_CURSOR, "held cursor")                                                              \
-	X(LISTEN, "listen")
-enum server_pin_index {
-#define X(id, name) SERVER_PIN_INDEX_##id,
-	SERVER_PINS(X)
-#undef X
-		SERVER_PIN_COUNT
-};
-enum server_pin {
-#define X(id, name) SERVER_PIN_##id = 1u << SERVER_PIN_INDEX_##id,
-	SERVER_PINS(X)
-#undef X
-};
-/* "temporary object, listen": the names of pins, in out (size bytes). */
-const char *server_pin_names(unsigned pins, char *out, size_t size);
-
 void server_link(struct server *s, struct client *c);
-/*
- * A Query or Parse text of the linked client, on its way to the server
- * (transaction and statement pooling), that sql_scan_cheap says may change
- * session settings, prepared statements or pins: PostgreSQL's parser
- * decides, and if so the server is probed before its release. text is
- * NUL-terminated; NULL when the whole text is not at hand (a message
- * larger than the buffer, or malformed), and then the probe is made anyway.
- * Returns true when the text must wait before it goes (a LISTEN waits for
- * the pool's listener: notify_before); the client is resumed with
- * client_prepared_resume.
- */
-bool server_watch_sql(struct server *s, const char *text);
 /* The client is leaving (or finished a transaction): release or close s. */
 void server_client_gone(struct server *s);
 /* The replication client s is logging in for is leaving: close s. */

@@ -18,7 +18,7 @@
  * (looking for it would mean searching every SELECT for a word); CREATE
  * TEMP TABLE ... AS does the same and is.
  *
- * What a statement did is then asked of the server itself (server.c's
+ * What a statement did is then asked of the server itself (session.c's
  * probe), so PostgreSQL's rules (a SET rolled back with its transaction,
  * SET LOCAL ending with it, a failed statement changing nothing) hold
  * without sluice modelling them.
