@@ -251,6 +251,7 @@ static void on_stream_closed(struct stream *st)
 	param_set_deinit(&s->probed_channels);
 	param_set_deinit(&s->probe_prepares);
 	param_set_deinit(&s->probe_prepares_sent);
+	param_set_deinit(&s->reprepares);
 	rq_deinit(&s->rq);
 	prepared_server_deinit(s->w, &s->prepared);
 	free(s);
@@ -648,7 +649,8 @@ static bool handle_inspected(struct server *s, const uint8_t *msg, uint32_t len,
 		break;
 	case PKT_ErrorResponse: {
 		struct pkt_error e;
-		if (pkt_parse_error(body, blen, &e) == PKT_OK && swallow) {
+		if (pkt_parse_error(body, blen, &e) == PKT_OK && swallow &&
+		    !session_reprepare_failed(s, s->answering_seq, &e)) {
 			slog(LOG_LEVEL_WARNING, s, "server error in internal query: %s %s",
 			     e.sqlstate ? e.sqlstate : "?", e.message ? e.message : "?");
 			s->internal_error = true;

@@ -605,11 +605,41 @@ void session_sync(struct server *s, struct client *c)
 	}
 	buf_out_deinit(&sql);
 	/* The client's statements the server lacks, each as the query that prepared it. */
+	param_set_deinit(&s->reprepares);
 	for (int i = 0; i < prepares.n; i++) {
 		s->synced_profile = 0;
 		server_send_internal(s, prepares.items[i].value);
+		char seq[16];
+		snprintf(seq, sizeof(seq), "%u", s->rq.seq);
+		param_set_put(&s->reprepares, prepares.items[i].name, seq);
 	}
 	param_set_deinit(&prepares);
+}
+
+bool session_reprepare_failed(struct server *s, uint32_t seq, const struct pkt_error *e)
+{
+	char want[16];
+	snprintf(want, sizeof(want), "%u", seq);
+	for (int i = 0; i < s->reprepares.n; i++) {
+		const struct param *rp = &s->reprepares.items[i];
+		if (strcmp(rp->value, want) != 0)
+			continue;
+		/*
+		 * PostgreSQL keeps a prepared statement whose table was dropped
+		 * (or is another session's temporary one); it cannot be made
+		 * again here. The client goes on: this server lacks the
+		 * statement, and an EXECUTE of it fails (26000) rather than the
+		 * client being disconnected.
+		 */
+		slog(LOG_LEVEL_INFO, s, "could not prepare %s again for C-%llu: %s %s",
+		     rp->name + PREPARED_KEY_LEN,
+		     s->client ? (unsigned long long)s->client->id : 0ULL,
+		     e->sqlstate ? e->sqlstate : "?", e->message ? e->message : "?");
+		param_set_remove(&s->session, rp->name);
+		param_set_remove(&s->reprepares, rp->name);
+		return true;
+	}
+	return false;
 }
 
 /*

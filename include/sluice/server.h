@@ -144,6 +144,12 @@ struct server {
 	 * (a request can follow the probe before its answer is back).
 	 */
 	struct param_set probe_prepares, probe_prepares_sent;
+	/*
+	 * The client's statements session_sync prepares again, as separate
+	 * queries: key -> the request's seq (decimal), so that one that fails
+	 * there (its table is gone) is told from a failed setting.
+	 */
+	struct param_set reprepares;
 	struct param_set probed; /* the rows of the running probe */
 	struct param_set probed_channels; /* ...and the channels its session listens to */
 	uint8_t probed_pins;

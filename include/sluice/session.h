@@ -36,6 +36,7 @@
 
 struct client;
 struct server;
+struct pkt_error;
 
 /*
  * Session state that pins a client to its server in transaction pooling,
@@ -104,6 +105,12 @@ void session_probe_answered(struct server *s);
  * sends is recorded as sent in s->session.
  */
 void session_sync(struct server *s, struct client *c);
+/*
+ * An ErrorResponse e answers the request seq of s: if it is one of
+ * session_sync's PREPAREs (the statement's table is gone), s is recorded
+ * as lacking that statement and true returned: not a failure of s.
+ */
+bool session_reprepare_failed(struct server *s, uint32_t seq, const struct pkt_error *e);
 /*
  * The SETs session_sync sent for c succeeded: a value PostgreSQL spells
  * otherwise than c asked becomes c's, and c is told it.

@@ -185,6 +185,31 @@ START_TEST(test_held_cursor_keeps_its_client_until_closed_and_sql_prepare_follow
 }
 END_TEST
 
+START_TEST(test_sql_prepare_of_a_dropped_table_fails_at_execute_not_the_client)
+{
+	struct setup st = start(1);
+	PGconn *a = harness_connect(st.sl, CLIENT);
+	harness_command_ok(a, "CREATE TABLE gone_t (x int)", "CREATE TABLE");
+	harness_command_ok(a, "PREPARE g AS SELECT count(*) FROM gone_t", "PREPARE");
+	harness_expect_answer(a, "EXECUTE g", "0");
+	harness_command_ok(a, "DROP TABLE gone_t", "DROP TABLE");
+	/* A new server: sluice prepares g there again, and PostgreSQL cannot. */
+	harness_command_ok(st.admin, "RECONNECT app", "RECONNECT");
+	harness_expect_answer(a, "SELECT 1", "1");
+	char *err = harness_query_error(a, "EXECUTE g");
+	ck_assert_msg(strstr(err, "26000"), "%s", err);
+	free(err);
+	ck_assert_int_eq(PQstatus(a), CONNECTION_OK);
+	/* With the table back, g is made again at the next link. */
+	harness_command_ok(a, "CREATE TABLE gone_t (x int)", "CREATE TABLE");
+	harness_command_ok(st.admin, "RECONNECT app", "RECONNECT");
+	harness_expect_answer(a, "EXECUTE g", "0");
+	harness_command_ok(a, "DROP TABLE gone_t", "DROP TABLE");
+	PQfinish(a);
+	stop(&st);
+}
+END_TEST
+
 /* ---- session_pinning = refuse ------------------------------------------------------ */
 
 #define REFUSE "session_pinning = refuse\n"
@@ -452,6 +477,7 @@ static Suite *session_pins_suite(void)
 	tcase_add_test(tc, test_advisory_lock_pins_its_client_and_never_reaches_another);
 	tcase_add_test(tc, test_temporary_table_stays_with_its_client_and_goes_when_it_leaves);
 	tcase_add_test(tc, test_held_cursor_keeps_its_client_until_closed_and_sql_prepare_follows_it);
+	tcase_add_test(tc, test_sql_prepare_of_a_dropped_table_fails_at_execute_not_the_client);
 	tcase_add_test(tc, test_refuse_fails_each_pinning_statement_before_it_runs);
 	tcase_add_test(tc, test_refuse_fails_pinning_statements_of_the_extended_protocol);
 	tcase_add_test(tc, test_refuse_lets_what_does_not_pin_run);
