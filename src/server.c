@@ -618,9 +618,8 @@ static bool handle_inspected(struct server *s, const uint8_t *msg, uint32_t len,
 			stream_consume(&s->stream, len);
 			if (probe && !s->internal_error)
 				session_probe_answered(s);
-			if (s->rq.len == 0 && (!c || s->internal_error))
-				internal_done(s);
-			else if (s->internal_error && c) {
+			if (s->internal_error && c) {
+				/* Its client hears why, whatever else is queued. */
 				s->internal_error = false;
 				client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "%s",
 					    probe ? "server did not say which session settings it has"
@@ -629,6 +628,8 @@ static bool handle_inspected(struct server *s, const uint8_t *msg, uint32_t len,
 					server_close(s, probe ? "session settings probe failed"
 							      : "parameter SET failed");
 				return false;
+			} else if (s->rq.len == 0 && !c) {
+				internal_done(s);
 			} else if (c && probe) {
 				server_maybe_release(s);
 			} else if (c) {

@@ -210,6 +210,39 @@ START_TEST(test_sql_prepare_of_a_dropped_table_fails_at_execute_not_the_client)
 }
 END_TEST
 
+START_TEST(test_a_failed_probe_disconnects_its_client_and_no_one_else)
+{
+	/* One server, whose caches the statement warms: only the question needs the lock. */
+	struct setup st = start(1);
+	PGconn *a = harness_connect(st.sl, CLIENT), *b = harness_connect(st.sl, CLIENT);
+	harness_expect_answer(a, "SELECT pg_advisory_unlock_all()::text", "");
+	harness_command_ok(a, "SET lock_timeout = '100ms'", "SET");
+	/* The question after a's next transaction reads pg_class, which is held. */
+	PGconn *locker = harness_connect(NULL, "dbname=app user=" HARNESS_SUPERUSER);
+	harness_command_ok(locker, "BEGIN", "BEGIN");
+	harness_command_ok(locker, "LOCK pg_catalog.pg_class IN ACCESS EXCLUSIVE MODE", "LOCK TABLE");
+	/* Its answer is in (the statement itself needs no lock); then the question fails. */
+	harness_expect_answer(a, "SELECT pg_advisory_unlock_all()::text", "");
+	long deadline = harness_now_ms() + 5000;
+	while (PQstatus(a) == CONNECTION_OK && harness_now_ms() < deadline) {
+		PQconsumeInput(a);
+		(void)PQisBusy(a);
+		harness_sleep_ms(10);
+	}
+	ck_assert_int_eq(PQstatus(a), CONNECTION_BAD);
+	ck_assert(harness_sluice_log_wait(st.sl, "server did not say which session settings it has",
+					  1000));
+	harness_command_ok(locker, "ROLLBACK", "ROLLBACK");
+	PQfinish(locker);
+	/* Its server was closed, not handed on in an unknown state; b goes on. */
+	harness_expect_answer(b, "SHOW lock_timeout", "0");
+	harness_expect_answer(b, "SELECT 1", "1");
+	PQfinish(b);
+	PQfinish(a);
+	stop(&st);
+}
+END_TEST
+
 /* ---- session_pinning = refuse ------------------------------------------------------ */
 
 #define REFUSE "session_pinning = refuse\n"
@@ -478,6 +511,7 @@ static Suite *session_pins_suite(void)
 	tcase_add_test(tc, test_temporary_table_stays_with_its_client_and_goes_when_it_leaves);
 	tcase_add_test(tc, test_held_cursor_keeps_its_client_until_closed_and_sql_prepare_follows_it);
 	tcase_add_test(tc, test_sql_prepare_of_a_dropped_table_fails_at_execute_not_the_client);
+	tcase_add_test(tc, test_a_failed_probe_disconnects_its_client_and_no_one_else);
 	tcase_add_test(tc, test_refuse_fails_each_pinning_statement_before_it_runs);
 	tcase_add_test(tc, test_refuse_fails_pinning_statements_of_the_extended_protocol);
 	tcase_add_test(tc, test_refuse_lets_what_does_not_pin_run);
