@@ -327,6 +327,17 @@ static bool restore_startup_values(struct server *s, struct client *c)
 }
 
 /*
+ * Whether s lacks the client's statement key because PostgreSQL could not
+ * prepare it there (session_reprepare_failed): the client still has it, as
+ * a direct session would, and the next link tries again.
+ */
+static bool could_not_prepare(const struct server *s, const char *key)
+{
+	const char *v = param_set_get(&s->reprepares, key);
+	return v && strcmp(v, "failed") == 0;
+}
+
+/*
  * The probe's answer is complete: the server's untracked session is what
  * it found, and so is the client's (its tracked parameters stay, kept by
  * ParameterStatus).
@@ -410,17 +421,19 @@ void session_probe_answered(struct server *s)
 	}
 	if (!c)
 		return;
-	bool changed = false;
+	bool changed = false, missing = false;
 	for (int i = 0; i < c->params.n;) {
 		const struct param *cp = &c->params.items[i];
 		if (cp->name[0] == '@' && !is_prepared_key(cp->name)) {
 			i++; /* "@startup:" keys are c's own, never a server's */
 			continue;
 		}
-		if (!param_is_tracked(cp->name, extra) && !param_set_get_as(&s->session, cp)) {
+		if (!param_is_tracked(cp->name, extra) && !param_set_get_as(&s->session, cp) &&
+		    !could_not_prepare(s, cp->name)) {
 			param_set_remove(&c->params, cp->name);
 			changed = true;
 		} else {
+			missing |= is_prepared_key(cp->name) && !param_set_get_as(&s->session, cp);
 			i++;
 		}
 	}
@@ -431,8 +444,11 @@ void session_probe_answered(struct server *s)
 		param_profile_release(&c->pool->profiles, c->profile);
 		c->profile = NULL;
 	}
-	/* A pinned client keeps this server, with no link to apply what a RESET took back. */
-	if (restored && s->pins)
+	/*
+	 * A pinned client keeps this server, with no link to apply what a RESET
+	 * took back, or to try again a statement it could not prepare here.
+	 */
+	if ((restored || missing) && s->pins)
 		session_sync(s, c);
 }
 
@@ -566,6 +582,7 @@ static void append_session(struct server *s, struct buf_out *sql, const struct c
  */
 void session_sync(struct server *s, struct client *c)
 {
+	param_set_deinit(&s->reprepares); /* what it could not prepare was for its last client */
 	struct pool *p = s->pool;
 	if (!c->profile)
 		c->profile = param_profile_get(&p->profiles, &c->params, &p->defaults);
@@ -605,7 +622,6 @@ void session_sync(struct server *s, struct client *c)
 	}
 	buf_out_deinit(&sql);
 	/* The client's statements the server lacks, each as the query that prepared it. */
-	param_set_deinit(&s->reprepares);
 	for (int i = 0; i < prepares.n; i++) {
 		s->synced_profile = 0;
 		server_send_internal(s, prepares.items[i].value);
@@ -636,7 +652,7 @@ bool session_reprepare_failed(struct server *s, uint32_t seq, const struct pkt_e
 		     s->client ? (unsigned long long)s->client->id : 0ULL,
 		     e->sqlstate ? e->sqlstate : "?", e->message ? e->message : "?");
 		param_set_remove(&s->session, rp->name);
-		param_set_remove(&s->reprepares, rp->name);
+		param_set_put(&s->reprepares, rp->name, "failed");
 		return true;
 	}
 	return false;

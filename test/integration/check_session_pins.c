@@ -200,7 +200,12 @@ START_TEST(test_sql_prepare_of_a_dropped_table_fails_at_execute_not_the_client)
 	ck_assert_msg(strstr(err, "26000"), "%s", err);
 	free(err);
 	ck_assert_int_eq(PQstatus(a), CONNECTION_OK);
-	/* With the table back, g is made again at the next link. */
+	/* The client still has g: a temporary table of that name pins it, and g is made again. */
+	harness_command_ok(a, "CREATE TEMP TABLE gone_t (x int)", "CREATE TABLE");
+	wait_pins(&st, "temporary object");
+	harness_expect_answer(a, "EXECUTE g", "0");
+	harness_command_ok(a, "DISCARD TEMP", "DISCARD TEMP");
+	/* With a table back, g is made again at the next link. */
 	harness_command_ok(a, "CREATE TABLE gone_t (x int)", "CREATE TABLE");
 	harness_command_ok(st.admin, "RECONNECT app", "RECONNECT");
 	harness_expect_answer(a, "EXECUTE g", "0");
