@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "sluice/authq.h"
+#include "sluice/client.h"
 #include "sluice/http_parse.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
@@ -439,6 +440,8 @@ static void render_process_metrics(struct worker *w, struct text *t)
 	int clients = 0;
 	unsigned statements = 0;
 	uint64_t evicted = 0, accept_failures = 0, tls[2] = { 0 }, tls_failed[2] = { 0 };
+	uint64_t notifications = 0, notify_closed[2] = { 0 };
+	int listening = 0;
 	struct authq_stats aq = { 0 };
 	for (int i = 0; i < (w->process ? w->process->crew.n : 1); i++) {
 		struct worker *x = w->process ? process_worker(w->process, i) : w;
@@ -447,6 +450,9 @@ static void render_process_metrics(struct worker *w, struct text *t)
 		clients += x->client_count;
 		statements += x->prepared.n;
 		evicted += x->stats_logins_evicted;
+		notifications += x->stats_notifications;
+		notify_closed[0] += x->stats_notify_closed_backlog;
+		notify_closed[1] += x->stats_notify_closed_lost;
 		accept_failures += x->listeners.accept.failures;
 		for (int k = 0; k < 2; k++) {
 			tls[k] += x->stats_tls_handshakes[k];
@@ -486,6 +492,22 @@ static void render_process_metrics(struct worker *w, struct text *t)
 				*p = '_';
 		text_printf(t, "sluice_clients_pinned{reason=\"%s\"} %d\n", name, pinned[i]);
 	}
+	for (struct client *c = process_client_next(w, NULL); c; c = process_client_next(w, c))
+		listening += c->state != CLIENT_CLOSED && c->listens;
+	family(t, "sluice_clients_listening", "gauge",
+	       "Clients with channels the listener connection of their pool hears for them "
+	       "(LISTEN in transaction pooling).");
+	text_printf(t, "sluice_clients_listening %d\n", listening);
+	family(t, "sluice_notifications_total", "counter",
+	       "Notifications the listener connections handed to clients, one per client.");
+	text_printf(t, "sluice_notifications_total %" PRIu64 "\n", notifications);
+	family(t, "sluice_notify_disconnects_total", "counter",
+	       "Listening clients closed: reason backlog, more than notify_queue_size unread; "
+	       "listener_lost, the connection that listened for them was lost.");
+	text_printf(t, "sluice_notify_disconnects_total{reason=\"backlog\"} %" PRIu64 "\n",
+		    notify_closed[0]);
+	text_printf(t, "sluice_notify_disconnects_total{reason=\"listener_lost\"} %" PRIu64 "\n",
+		    notify_closed[1]);
 	family(t, "sluice_client_logins_evicted_total", "counter",
 	       "Connections that had not logged in after a second, closed at max_client_conn "
 	       "to make room for a new one.");

@@ -322,7 +322,7 @@ void notify_listener_down(struct server *s, const char *reason)
 		struct nsub *sb;
 		TAILQ_FOREACH(sb, &nc->subs, c_link)
 			heard |= sb->ch->listening;
-		if (heard)
+		if (heard && ++s->w->stats_notify_closed_lost)
 			client_fail(nc->c, SQLSTATE_CONNECTION_FAILURE,
 				    "the connection sluice listens on for this client's channels was "
 				    "lost: %s",
@@ -384,7 +384,7 @@ void notify_listener_read_done(struct server *s)
 			stream_flush(&c->stream);
 		size_t limit = c->w->cfg->notify_queue_size;
 		size_t unread = nc->held_bytes + stream_unsent(&c->stream);
-		if (unread > limit)
+		if (unread > limit && ++c->w->stats_notify_closed_backlog)
 			client_fail(c, SQLSTATE_CONFIGURATION_LIMIT_EXCEEDED,
 				    "the client left %zu bytes of notifications unread "
 				    "(notify_queue_size is %zu)",
@@ -420,6 +420,7 @@ void notify_listener_message(struct server *s, const uint8_t *msg, uint32_t len)
 		else
 			hold(nc, msg, len);
 		c->pool->stats.total.bytes_sent += len;
+		c->w->stats_notifications++;
 		if (!nc->touched) {
 			nc->touched = true;
 			TAILQ_INSERT_TAIL(&h->touched, nc, touched_link);

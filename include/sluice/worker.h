@@ -147,6 +147,13 @@ struct worker {
 	struct derive_queue derive; /* key derivations on the thread pool (derive.h) */
 	struct authq *authq; /* auth_query look-ups (authq.h) */
 	uint64_t stats_logins_evicted; /* logins closed at max_client_conn to make room */
+	/*
+	 * LISTEN fan-out (notify.h): notifications handed to clients, and
+	 * listening clients closed for a backlog over notify_queue_size or for
+	 * their listener's loss.
+	 */
+	uint64_t stats_notifications;
+	uint64_t stats_notify_closed_backlog, stats_notify_closed_lost;
 	/* TLS handshakes completed and failed, [0] with clients, [1] with servers */
 	uint64_t stats_tls_handshakes[2];
 	uint64_t stats_tls_failures[2];

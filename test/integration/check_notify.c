@@ -87,9 +87,24 @@ static int step_busy(PGconn **busy, int n)
 	return done;
 }
 
+/* The value of a /metrics line that starts with name (the whole name and labels). */
+static long metric(int port, const char *name)
+{
+	char *m = harness_http_get(port, "/metrics"), line[160];
+	snprintf(line, sizeof(line), "\n%s", name); /* not its # HELP line */
+	char *at = strstr(m, line);
+	ck_assert_msg(at, "no %s in /metrics", name);
+	long v = atol(at + strlen(line));
+	free(m);
+	return v;
+}
+
 START_TEST(test_fifty_listeners_on_a_pool_of_two_hear_every_notify_in_order)
 {
-	struct harness_sluice *sl = start(2, NULL);
+	int http = harness_free_port();
+	char extra[64];
+	snprintf(extra, sizeof(extra), "metrics_port = %d\n", http);
+	struct harness_sluice *sl = start(2, extra);
 	PGconn *admin = harness_connect(sl, "dbname=pgbouncer user=trustuser");
 	PGconn *ls[N_LISTENERS];
 	int got[N_LISTENERS] = { 0 };
@@ -138,6 +153,8 @@ START_TEST(test_fifty_listeners_on_a_pool_of_two_hear_every_notify_in_order)
 	}
 	ck_assert_msg(transactions >= N_BUSY * 10, "only %d transactions ran meanwhile",
 		      transactions);
+	ck_assert_int_eq(metric(http, "sluice_clients_listening "), N_LISTENERS);
+	ck_assert_int_eq(metric(http, "sluice_notifications_total "), N_LISTENERS * N_NOTIFIES);
 	/* The pool's two servers and a listener per worker: no more backends than that. */
 	ck_assert_int_le(harness_count_backends("trustuser"), 2 + workers());
 	for (int i = 0; i < N_BUSY; i++) {
@@ -249,7 +266,10 @@ END_TEST
 
 START_TEST(test_a_listener_that_reads_nothing_is_disconnected_and_memory_stays_bounded)
 {
-	struct harness_sluice *sl = start(2, "notify_queue_size = 1048576\n");
+	int http = harness_free_port();
+	char extra[96];
+	snprintf(extra, sizeof(extra), "notify_queue_size = 1048576\nmetrics_port = %d\n", http);
+	struct harness_sluice *sl = start(2, extra);
 	PGconn *slow = harness_connect(sl, CLIENT), *fast = harness_connect(sl, CLIENT);
 	PGconn *sender = harness_connect(sl, CLIENT);
 	harness_command_ok(slow, "LISTEN flood", "LISTEN");
@@ -282,6 +302,8 @@ START_TEST(test_a_listener_that_reads_nothing_is_disconnected_and_memory_stays_b
 	}
 	ck_assert_int_eq(got, BATCHES * PER_BATCH);
 	ck_assert(harness_sluice_log_wait(sl, "notify_queue_size", 5000));
+	ck_assert_int_eq(metric(http, "sluice_notify_disconnects_total{reason=\"backlog\"} "), 1);
+	ck_assert_int_eq(metric(http, "sluice_clients_listening "), 1);
 	long grown = harness_sluice_rss_kib(sl) - rss_before;
 	ck_assert_msg(grown < 16 * 1024, "sluice grew by %ld KiB", grown);
 	/* The slow one is gone; everyone else goes on. */
