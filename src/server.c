@@ -1142,6 +1142,31 @@ static void login_refused(struct server *s, const uint8_t *msg, uint32_t len)
 }
 
 /* The messages of a login, up to its first ReadyForQuery (and connect_query's). */
+/*
+ * The next whole message at the front of s's read buffer (which has some),
+ * framed in *h; NULL when it is not all here yet (the buffer grows to hold
+ * a large one) or the bytes are no message, and then s is closed with why.
+ * Login and the listener read one message at a time this way; the relay
+ * has its own, streaming way.
+ */
+static const uint8_t *next_message(struct server *s, struct pkt_hdr *h, const char *why)
+{
+	struct stream *st = &s->stream;
+	size_t avail = buf_avail(st->rbuf);
+	int rc = pkt_frame(stream_data(st), avail, SERVER_MAX_INSPECT, h);
+	if (rc == PKT_INCOMPLETE)
+		return NULL;
+	if (rc != PKT_OK) {
+		server_close(s, why);
+		return NULL;
+	}
+	if (h->len > avail) {
+		stream_reserve(st, h->len);
+		return NULL;
+	}
+	return stream_data(st);
+}
+
 /* Logging in: a pool's server in LOGIN, or its listener before its first ReadyForQuery. */
 static inline bool in_login(const struct server *s)
 {
@@ -1158,20 +1183,11 @@ static void login_read(struct server *s)
 		return;
 	}
 	while (in_login(s) && !s->derive && st->rbuf && buf_avail(st->rbuf) > 0) {
-		size_t avail = buf_avail(st->rbuf);
 		struct pkt_hdr h;
-		int rc = pkt_frame(stream_data(st), avail, SERVER_MAX_INSPECT, &h);
-		if (rc == PKT_INCOMPLETE)
+		const uint8_t *msg = next_message(s, &h,
+						  "malformed message from server during login");
+		if (!msg)
 			return;
-		if (rc != PKT_OK) {
-			server_close(s, "malformed message from server during login");
-			return;
-		}
-		if (h.len > avail) {
-			stream_reserve(st, h.len);
-			return;
-		}
-		const uint8_t *msg = stream_data(st);
 		const uint8_t *body = msg + PKT_HDR_LEN;
 		size_t blen = h.len - PKT_HDR_LEN;
 		if (rq_head(&s->rq) == RQ_INTERNAL) {
@@ -1561,20 +1577,10 @@ static void listener_read_messages(struct server *s)
 {
 	struct stream *st = &s->stream;
 	while (s->state == SERVER_LISTEN && st->rbuf && buf_avail(st->rbuf) > 0) {
-		size_t avail = buf_avail(st->rbuf);
 		struct pkt_hdr h;
-		int rc = pkt_frame(stream_data(st), avail, SERVER_MAX_INSPECT, &h);
-		if (rc == PKT_INCOMPLETE)
+		const uint8_t *msg = next_message(s, &h, "malformed message from server");
+		if (!msg)
 			return;
-		if (rc != PKT_OK) {
-			server_close(s, "malformed message from server");
-			return;
-		}
-		if (h.len > avail) {
-			stream_reserve(st, h.len);
-			return;
-		}
-		const uint8_t *msg = stream_data(st);
 		switch (h.type) {
 		case PKT_NotificationResponse:
 			notify_listener_message(s, msg, h.len);
