@@ -138,26 +138,6 @@ static unsigned function_effects(const char *text, size_t len)
 }
 
 /*
- * The bytes of text that are ';' or '(', 16 at a time: a bit per byte of
- * the block at p (16 bytes readable). SSE2 is part of x86-64; elsewhere a
- * plain loop does the same.
- */
-static unsigned marks16(const char *p)
-{
-#ifdef __SSE2__
-	__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-	__m128i hit = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(';')),
-				   _mm_cmpeq_epi8(v, _mm_set1_epi8('(')));
-	return (unsigned)_mm_movemask_epi8(hit);
-#else
-	unsigned m = 0;
-	for (int i = 0; i < 16; i++)
-		m |= (unsigned)(p[i] == ';' || p[i] == '(') << i;
-	return m;
-#endif
-}
-
-/*
  * The statements after each ';' and whether a '(' occurs: the careful pass,
  * once the fast one in sql_scan_cheap saw either byte.
  */
@@ -174,25 +154,59 @@ __attribute__((noinline)) static unsigned scan_marks(const char *text, size_t le
 	return call ? effects | function_effects(text, len) : effects;
 }
 
-unsigned sql_scan_cheap(const char *text, size_t len)
+/*
+ * The look at a text the fast pass could not settle: a short one, or one
+ * with a ';' before its end or a '('.
+ */
+__attribute__((noinline)) static unsigned scan_careful(const char *text, size_t len)
 {
 	/* A ';' (and blanks) at the very end starts no statement: left out, so it costs nothing. */
 	while (len && (text[len - 1] == ';' || text[len - 1] == ' ' || text[len - 1] == '\n'))
 		len--;
-	unsigned effects = first_word_effects(text, text + len);
-	if (len < 16)
-		return effects | scan_marks(text, len);
+	return first_word_effects(text, text + len) | scan_marks(text, len);
+}
+
+/*
+ * Whether any of the n bytes at text (n >= 16) is ';' or '(', 16 at a
+ * time, the last block ending at the text's end. SSE2 is part of x86-64;
+ * elsewhere a plain loop does the same.
+ */
+static inline bool any_marks(const char *text, size_t n)
+{
+#ifdef __SSE2__
+	const __m128i semi = _mm_set1_epi8(';'), paren = _mm_set1_epi8('(');
+	const char *last = text + n - 16;
+	__m128i v = _mm_loadu_si128((const __m128i *)(const void *)last);
+	__m128i hit = _mm_or_si128(_mm_cmpeq_epi8(v, semi), _mm_cmpeq_epi8(v, paren));
+	for (const char *p = text; p < last; p += 16) {
+		v = _mm_loadu_si128((const __m128i *)(const void *)p);
+		hit = _mm_or_si128(hit,
+				   _mm_or_si128(_mm_cmpeq_epi8(v, semi), _mm_cmpeq_epi8(v, paren)));
+	}
+	return _mm_movemask_epi8(hit) != 0;
+#else
+	unsigned char hit = 0;
+	for (size_t i = 0; i < n; i++)
+		hit |= text[i] == ';' || text[i] == '(';
+	return hit;
+#endif
+}
+
+unsigned sql_scan_cheap(const char *text, size_t len)
+{
 	/*
-	 * Every other ';' may end a statement (one inside a literal only costs
-	 * a parse), and a function is called only with a '('. Most texts have
-	 * neither: one pass, 16 bytes at a time (the last block ends at the
-	 * text's end), says so, and only a text with one is looked at again.
+	 * Every ';' but a last one may end a statement (one inside a literal
+	 * only costs a parse), and a function is called only with a '('. Most
+	 * texts have neither: one pass says so, and only the first word
+	 * counts. The bytes the careful pass would leave out at the end are
+	 * then blanks at most, which change nothing of the first word's look.
 	 */
-	unsigned any = 0;
-	for (size_t i = 0; i + 16 <= len; i += 16)
-		any |= marks16(text + i);
-	any |= marks16(text + len - 16);
-	return any ? effects | scan_marks(text, len) : effects;
+	if (len > 16) {
+		size_t n = len - (text[len - 1] == ';');
+		if (!any_marks(text, n))
+			return first_word_effects(text, text + n);
+	}
+	return scan_careful(text, len);
 }
 
 /* ---- PostgreSQL's parser --------------------------------------------------------- */

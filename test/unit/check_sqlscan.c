@@ -7,6 +7,7 @@
  * custom settings.
  */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +40,34 @@ START_TEST(test_cheap_look_passes_common_queries)
 	};
 	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
 		ck_assert_msg(cheap(plain[i]) == 0, "flagged: %s", plain[i]);
+}
+END_TEST
+
+/*
+ * The fast pass reads 16 bytes at a time, its last block ending at the
+ * text's end: a mark is found in every block, whatever the length, and
+ * only a ';' at the very end is passed over.
+ */
+START_TEST(test_cheap_look_finds_a_mark_at_every_length)
+{
+	char sql[128];
+	for (int pad = 0; pad < 48; pad++) {
+		int n = snprintf(sql, sizeof(sql), "SELECT %.*s", pad,
+				 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+		snprintf(sql + n, sizeof(sql) - (size_t)n, ";");
+		ck_assert_msg(cheap(sql) == 0, "flagged: %s", sql);
+		snprintf(sql + n, sizeof(sql) - (size_t)n, "; \n");
+		ck_assert_msg(cheap(sql) == 0, "flagged: %s", sql);
+		snprintf(sql + n, sizeof(sql) - (size_t)n, ";SET a.b = 1");
+		ck_assert_msg(cheap(sql) & SQL_EFFECT_SETTINGS, "not flagged: %s", sql);
+		snprintf(sql + n, sizeof(sql) - (size_t)n, ";set a.b = 1;");
+		ck_assert_msg(cheap(sql) & SQL_EFFECT_SETTINGS, "not flagged: %s", sql);
+		snprintf(sql + n, sizeof(sql) - (size_t)n, " set_config('a.b', 'c', false)");
+		ck_assert_msg(cheap(sql) & SQL_EFFECT_SETTINGS, "not flagged: %s", sql);
+		sql[0] = 'R', sql[1] = 'E', sql[2] = 'S', sql[3] = 'E', sql[4] = 'T', sql[5] = ' ';
+		snprintf(sql + n, sizeof(sql) - (size_t)n, ";");
+		ck_assert_msg(cheap(sql) & SQL_EFFECT_SETTINGS, "not flagged: %s", sql);
+	}
 }
 END_TEST
 
@@ -300,6 +329,7 @@ int main(void)
 	Suite *s = suite_create("sqlscan");
 	TCase *tc = tcase_create("sqlscan");
 	tcase_add_test(tc, test_cheap_look_passes_common_queries);
+	tcase_add_test(tc, test_cheap_look_finds_a_mark_at_every_length);
 	tcase_add_test(tc, test_cheap_look_flags_every_statement_that_may_set);
 	tcase_add_test(tc, test_parser_keeps_real_session_settings_only);
 	tcase_add_test(tc, test_parser_names_custom_settings);
