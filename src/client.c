@@ -1527,6 +1527,28 @@ __attribute__((noinline)) static bool watch_sql(struct client *c, struct server 
 }
 
 /*
+ * watch_sql's common answer without its call: false for a text nothing
+ * need watch, true when watch_sql must look (it looks again from the
+ * start). Settled here: a session pool's, and a whole Query's or a whole
+ * Parse's of the unnamed statement with no parameter types (what drivers
+ * send) in which the cheap look finds nothing.
+ */
+static inline bool sql_needs_watch(const struct client *c, const struct pkt_hdr *h, size_t avail)
+{
+	if (pool_mode_of(c->pool) == POOL_MODE_SESSION)
+		return false;
+	if (avail < h->len || h->len < PKT_HDR_LEN + 4)
+		return true;
+	const char *body = (const char *)stream_data(&c->stream) + PKT_HDR_LEN;
+	size_t blen = h->len - PKT_HDR_LEN;
+	if (h->type == PKT_Query)
+		return body[blen - 1] || sql_scan_cheap(body, blen - 1);
+	/* A Parse: an empty name, the text and its NUL, a count of 0 parameter types. */
+	return body[0] || body[blen - 3] || body[blen - 2] || body[blen - 1] ||
+	       sql_scan_cheap(body + 1, blen - 4);
+}
+
+/*
  * Whether the Parse framed as h, at the front of st, is of the unnamed
  * statement, which prepared.c relays as it is (on_parse): its name, the
  * first byte of the body, is empty. false when that byte is not here yet,
@@ -1572,7 +1594,7 @@ static void relay(struct client *c)
 			return;
 		bool stop;
 		if (h.type == PKT_Query || h.type == PKT_Parse) {
-			if (watch_sql(c, s, &h, avail)) {
+			if (sql_needs_watch(c, &h, avail) && watch_sql(c, s, &h, avail)) {
 				/* A LISTEN waits for the pool's listener (notify.h), which resumes it. */
 				c->prepared_wait = true;
 				stream_pause(st);
