@@ -151,8 +151,20 @@ int rq_ready(struct rq *q)
 	skip_batch(q);
 	q->skipping = false;
 	int kind = rq_head(q);
-	if (kind >= 0)
+	if (kind < 0)
+		return kind;
+	/*
+	 * Mostly the head is a Query's or a Sync's entry without a statement:
+	 * it leaves here, without rq_pop_slow's call.
+	 */
+	struct rq_entry *e = &q->ring[q->head];
+	if (e->stmt || !rq_kind_is_boundary(kind)) {
 		rq_pop(q, true);
+		return kind;
+	}
+	q->boundaries--;
+	q->head = (q->head + 1) & (q->cap - 1);
+	q->head_kind = --q->len ? q->ring[q->head].kind : -1;
 	return kind;
 }
 
