@@ -582,13 +582,14 @@ static void append_session(struct server *s, struct buf_out *sql, const struct c
  */
 void session_sync(struct server *s, struct client *c)
 {
-	param_set_deinit(&s->reprepares); /* what it could not prepare was for its last client */
 	struct pool *p = s->pool;
 	if (!c->profile)
 		c->profile = param_profile_get(&p->profiles, &c->params, &p->defaults);
 	uint64_t profile = param_profile_id(c->profile);
 	if (s->synced_profile == profile)
-		return;
+		return; /* what it could not prepare (reprepares) holds for this profile too */
+	if (s->reprepares.n)
+		param_set_deinit(&s->reprepares); /* it was for another session */
 	struct buf_out sql;
 	buf_out_init(&sql);
 	const char *extra = s->w->cfg->track_extra_parameters;
