@@ -82,6 +82,9 @@ __attribute__((noinline)) static unsigned word_effects(const char *p, const char
 		return word_is(p, end, "unlisten") ? SQL_EFFECT_PINS : 0;
 	case 'p':
 		return word_is(p, end, "prepare") ? SQL_EFFECT_PREPARED : 0;
+	case 'e':
+		/* EXPLAIN ANALYZE runs what it explains: a CREATE TEMP TABLE ... AS too. */
+		return word_is(p, end, "explain") ? SQL_EFFECT_PINS : 0;
 	default:
 		return 0;
 	}
@@ -90,7 +93,7 @@ __attribute__((noinline)) static unsigned word_effects(const char *p, const char
 /* The letters the words above begin with, as bits from 'a'. */
 #define INITIALS                                                                                   \
 	((1u << ('s' - 'a')) | (1u << ('r' - 'a')) | (1u << ('d' - 'a')) | (1u << ('c' - 'a')) |   \
-	 (1u << ('l' - 'a')) | (1u << ('u' - 'a')) | (1u << ('p' - 'a')))
+	 (1u << ('l' - 'a')) | (1u << ('u' - 'a')) | (1u << ('p' - 'a')) | (1u << ('e' - 'a')))
 
 /*
  * What the statement starting at p may do. The common first words are told
@@ -345,11 +348,20 @@ static void note_channel(char **names, int *n, const char *name)
 	names[(*n)++] = xstrdup(name);
 }
 
+static bool explain_analyzes(const PgQuery__ExplainStmt *e);
+
 static void visit_statement(const PgQuery__Node *stmt, struct sql_scan_result *out)
 {
 	if (!stmt)
 		return;
 	switch (stmt->node_case) {
+	case PG_QUERY__NODE__NODE_EXPLAIN_STMT:
+		/* ANALYZE runs the statement: what it does, it does to the session. */
+		if (explain_analyzes(stmt->explain_stmt)) {
+			visit_statement(stmt->explain_stmt->query, out);
+			return;
+		}
+		break;
 	case PG_QUERY__NODE__NODE_VARIABLE_SET_STMT:
 		visit_variable_set(stmt->variable_set_stmt, out);
 		break;
@@ -615,14 +627,10 @@ static enum sql_pin_made pin_made_by(const PgQuery__Node *stmt, const char **wha
 		}
 		break;
 	case PG_QUERY__NODE__NODE_EXPLAIN_STMT:
-		/*
-		 * EXPLAIN ANALYZE runs its statement, EXPLAIN alone does not. Only
-		 * its locks are looked for: the cheap look, which decides what is
-		 * parsed, does not see a CREATE behind the word EXPLAIN.
-		 */
+		/* EXPLAIN ANALYZE runs its statement, EXPLAIN alone does not. */
 		if (!explain_analyzes(stmt->explain_stmt))
 			return SQL_PIN_MADE_NONE;
-		break;
+		return pin_made_by(stmt->explain_stmt->query, what);
 	case PG_QUERY__NODE__NODE_SELECT_STMT:
 	case PG_QUERY__NODE__NODE_INSERT_STMT:
 	case PG_QUERY__NODE__NODE_UPDATE_STMT:

@@ -149,6 +149,14 @@ START_TEST(test_temporary_table_stays_with_its_client_and_goes_when_it_leaves)
 		harness_expect_answer(b, "SELECT pg_temp.pinned_f()", "5");
 	harness_command_ok(b, "DROP FUNCTION pg_temp.pinned_f()", "DROP FUNCTION");
 	wait_pins(&st, "");
+	/* EXPLAIN ANALYZE runs what it explains. */
+	PGresult *ea = PQexec(b, "EXPLAIN ANALYZE CREATE TEMP TABLE pinned_ea AS SELECT 1");
+	ck_assert_int_eq(PQresultStatus(ea), PGRES_TUPLES_OK);
+	PQclear(ea);
+	wait_pins(&st, "temporary object");
+	harness_expect_answer(b, "SELECT count(*) FROM pinned_ea", "1");
+	harness_command_ok(b, "DROP TABLE pinned_ea", "DROP TABLE");
+	wait_pins(&st, "");
 	PQfinish(b);
 	stop(&st);
 }

@@ -239,11 +239,15 @@ START_TEST(test_parser_names_what_would_pin_and_only_that)
 		  "CREATE STATISTICS pg_temp.*" },
 		{ "DECLARE c CURSOR WITH HOLD FOR SELECT 1", SQL_PIN_MADE_HELD_CURSOR,
 		  "DECLARE ... CURSOR WITH HOLD" },
+		{ "EXPLAIN ANALYZE CREATE TEMP TABLE t AS SELECT 1", SQL_PIN_MADE_TEMPORARY_OBJECT,
+		  "CREATE TEMP TABLE ... AS" },
 		{ "SELECT 1; CREATE TEMP TABLE t (a int); SELECT pg_advisory_lock(1)",
 		  SQL_PIN_MADE_TEMPORARY_OBJECT, "CREATE TEMP TABLE" },
 	};
 	for (size_t i = 0; i < sizeof(pins) / sizeof(pins[0]); i++) {
 		const char *what = NULL;
+		/* The cheap look sends each to the parser (an EXPLAIN for its first word). */
+		ck_assert_msg(cheap(pins[i].sql) & SQL_EFFECT_PINS, "not flagged: %s", pins[i].sql);
 		ck_assert_msg(pin_made(pins[i].sql, &what) == pins[i].made, "%s", pins[i].sql);
 		ck_assert_str_eq(what, pins[i].what);
 	}
@@ -256,6 +260,7 @@ START_TEST(test_parser_names_what_would_pin_and_only_that)
 		"SELECT myschema.pg_advisory_lock(1)",
 		"EXPLAIN SELECT pg_advisory_lock(1)",
 		"EXPLAIN (ANALYZE false) SELECT pg_advisory_lock(1)",
+		"EXPLAIN CREATE TEMP TABLE t AS SELECT 1",
 		"CREATE TEMP TABLE t (a int) ON COMMIT DROP",
 		"CREATE TABLE pg_temp.t (a int) ON COMMIT DROP",
 		"CREATE TEMP TABLE t ON COMMIT DROP AS SELECT 1",
