@@ -1551,6 +1551,7 @@ bool server_listener_ready(const struct server *s)
 void server_listener_send(struct server *s, const char *sql)
 {
 	slog(LOG_LEVEL_DEBUG, s, "listener: %s", sql);
+	s->busy_since = uv_now(s->w->loop);
 	server_send_internal(s, sql);
 }
 
@@ -1700,6 +1701,15 @@ void server_tick(struct server *s, uint64_t now)
 		if (!s->listen_up && cfg->server_connect_timeout &&
 		    now - s->connect_time >= (uint64_t)cfg->server_connect_timeout)
 			close_unreached(s, "connect timeout", "server_connect_timeout reached");
+		/*
+		 * A LISTEN holds the clients that wait for it: one unanswered for
+		 * as long as a connect may take is not coming (a lock, a hung
+		 * server), and they go on without the listener.
+		 */
+		else if (s->listen_up && s->rq.len && cfg->server_connect_timeout &&
+			 now - s->busy_since >= (uint64_t)cfg->server_connect_timeout)
+			server_close(s, "the listener's LISTEN went unanswered for "
+					"server_connect_timeout");
 		break;
 	case SERVER_BEING_CANCELED:
 		/*

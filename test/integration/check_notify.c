@@ -11,6 +11,7 @@
  */
 #include "harness.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -406,6 +407,43 @@ START_TEST(test_without_a_listener_a_listen_pins_its_client_instead)
 }
 END_TEST
 
+START_TEST(test_a_listener_that_does_not_answer_is_given_up)
+{
+	struct harness_sluice *sl = start(2, "server_connect_timeout = 1\n");
+	PGconn *a = harness_connect(sl, CLIENT), *other = harness_connect(sl, CLIENT);
+	PGconn *admin = harness_connect(sl, "dbname=pgbouncer user=trustuser");
+	harness_command_ok(a, "LISTEN stuck_a", "LISTEN");
+	long pid = harness_show_long(admin, "SHOW SERVERS", "state", "listen", "remote_pid");
+	ck_assert_int_gt(pid, 0);
+	/* The listener's backend stops answering (a hung server, a lock). */
+	ck_assert_int_eq(kill((pid_t)pid, SIGSTOP), 0);
+	long t0 = harness_now_ms();
+	ck_assert(PQsendQuery(a, "LISTEN stuck_b"));
+	/* The first result is sluice's error; libpq adds its own for the close after it. */
+	bool told = false;
+	PGresult *res;
+	while ((res = PQgetResult(a))) {
+		told |= strstr(PQresultErrorMessage(res), "went unanswered") != NULL;
+		PQclear(res);
+	}
+	long waited = harness_now_ms() - t0;
+	ck_assert_int_eq(kill((pid_t)pid, SIGCONT), 0);
+	/*
+	 * a waited about server_connect_timeout for the listener; then, since
+	 * it heard through that listener, it is told and closed.
+	 */
+	ck_assert_msg(waited >= 900 && waited < 5000, "a waited %ld ms", waited);
+	ck_assert_msg(told, "a was not told why");
+	ck_assert_int_eq(PQstatus(a), CONNECTION_BAD);
+	/* Nobody else is touched. */
+	harness_expect_answer(other, "SELECT 1", "1");
+	PQfinish(admin);
+	PQfinish(other);
+	PQfinish(a);
+	harness_sluice_stop_ok(sl);
+}
+END_TEST
+
 static Suite *notify_suite(void)
 {
 	Suite *s = suite_create("notify");
@@ -415,6 +453,7 @@ static Suite *notify_suite(void)
 	tcase_add_test(tc, test_a_listener_that_reads_nothing_is_disconnected_and_memory_stays_bounded);
 	tcase_add_test(tc, test_losing_the_listener_disconnects_its_clients_and_no_one_else);
 	tcase_add_test(tc, test_without_a_listener_a_listen_pins_its_client_instead);
+	tcase_add_test(tc, test_a_listener_that_does_not_answer_is_given_up);
 	suite_add_tcase(s, tc);
 	return s;
 }
