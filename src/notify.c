@@ -133,6 +133,16 @@ static struct nsub *sub_of(struct nclient *nc, const char *name)
 
 static void sync_listener(struct notify_hub *h);
 
+/*
+ * Whether the listener hears ch, and will go on: its LISTEN is done and no
+ * UNLISTEN of it is on its way (sent when its last client left; a client
+ * that LISTENs meanwhile waits for the LISTEN after it).
+ */
+static bool heard(const struct nchan *ch)
+{
+	return ch->listening && ch->sent != SENT_UNLISTEN;
+}
+
 static void sub_remove(struct notify_hub *h, struct nsub *sb)
 {
 	TAILQ_REMOVE(&sb->ch->subs, sb, ch_link);
@@ -273,7 +283,7 @@ static void wake_waiters(struct notify_hub *h)
 		bool ready = true;
 		struct nsub *sb;
 		TAILQ_FOREACH(sb, &nc->subs, c_link)
-			ready &= sb->ch->listening || !h->listener;
+			ready &= heard(sb->ch) || !h->listener;
 		if (ready) {
 			nc->waiting = false;
 			client_prepared_resume(nc->c);
@@ -453,7 +463,7 @@ bool notify_fans_out(const struct client *c, const uint8_t *msg, uint32_t len)
 		return false;
 	struct nclient *nc = nclient_of((struct client *)c, false);
 	struct nsub *sb = nc ? sub_of(nc, channel_in(msg)) : NULL;
-	return sb && sb->ch->listening;
+	return sb && heard(sb->ch);
 }
 
 /* ---- a client's statements ------------------------------------------------------ */
@@ -472,7 +482,7 @@ bool notify_before(struct client *c, struct server *s, const struct sql_scan_res
 		if (!sub_of(nc, ch->name))
 			sub_add(nc, ch, true);
 		/* Without a listener (failing, in its pause), the LISTEN stays on the server. */
-		wait |= !ch->listening && !in_backoff(h);
+		wait |= !heard(ch) && !in_backoff(h);
 	}
 	if (wait) {
 		nc->waiting = true;
@@ -525,7 +535,7 @@ void notify_probe_unlisten(struct client *c, struct buf_out *sql)
 		return;
 	struct nsub *sb;
 	TAILQ_FOREACH(sb, &nc->subs, c_link) {
-		if (!sb->ch->listening)
+		if (!heard(sb->ch))
 			continue;
 		buf_out_put(sql, "; UNLISTEN ", 11);
 		put_ident(sql, sb->ch->name);
@@ -545,7 +555,7 @@ bool notify_settle(struct client *c, struct server *s, const struct param_set *c
 			next = TAILQ_NEXT(sb, c_link);
 			if (param_set_get(channels, sb->ch->name)) {
 				/* On the server: fanned out if the listener hears it (the probe UNLISTENed it there). */
-				if (sb->ch->listening)
+				if (heard(sb->ch))
 					sb->tentative = false;
 				else
 					sub_remove(h, sb);

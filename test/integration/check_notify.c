@@ -444,6 +444,183 @@ START_TEST(test_a_listener_that_does_not_answer_is_given_up)
 }
 END_TEST
 
+/* ---- seeded churn ---------------------------------------------------------------------- */
+
+#define CHURN_CLIENTS 10
+#define CHURN_CHANNELS 3
+#define CHURN_STEPS 150
+#define CHURN_MAX_NOTIFIES 200
+
+/*
+ * One seed: clients LISTEN and UNLISTEN at random, in every way PostgreSQL
+ * decides (a block that commits or rolls back, one text, the extended
+ * protocol, UNLISTEN *, DISCARD ALL), while a sender NOTIFYs. A model
+ * says, for each notification, which clients were listening when it was
+ * sent; each client must get exactly those, each channel in order. The
+ * listener's channels come and go with them (a LISTEN while its UNLISTEN
+ * is on its way to the listener, for one).
+ */
+static void churn_drain(PGconn **c, uint64_t seed,
+			int expected[CHURN_CLIENTS][CHURN_CHANNELS][CHURN_MAX_NOTIFIES],
+			int n_expected[CHURN_CLIENTS][CHURN_CHANNELS],
+			int n_got[CHURN_CLIENTS][CHURN_CHANNELS], long wait_ms);
+
+static void churn(struct harness_sluice *sl, uint64_t seed)
+{
+	uint64_t rng = seed;
+	PGconn *c[CHURN_CLIENTS];
+	unsigned subs[CHURN_CLIENTS] = { 0 }; /* the model: channel bits */
+	/* expected[i][ch]: the payload numbers client i must get on channel ch, in order */
+	static int expected[CHURN_CLIENTS][CHURN_CHANNELS][CHURN_MAX_NOTIFIES];
+	int n_expected[CHURN_CLIENTS][CHURN_CHANNELS] = { { 0 } };
+	int n_got[CHURN_CLIENTS][CHURN_CHANNELS] = { { 0 } };
+	int next[CHURN_CHANNELS] = { 0 };
+	for (int i = 0; i < CHURN_CLIENTS; i++)
+		c[i] = harness_connect(sl, CLIENT);
+	PGconn *sender = harness_connect(sl, CLIENT);
+	char sql[128];
+	for (int step = 0; step < CHURN_STEPS; step++) {
+		int i = harness_rng_below(&rng, CHURN_CLIENTS);
+		int ch = harness_rng_below(&rng, CHURN_CHANNELS);
+		unsigned bit = 1u << ch;
+		int action = harness_rng_below(&rng, 10);
+		if (getenv("NOTIFY_VERBOSE"))
+			fprintf(stderr, "step %d: client %d channel %d action %d (subs %x)\n", step,
+				i, ch, action, subs[i]);
+		switch (action) {
+		case 0:
+		case 1:
+			snprintf(sql, sizeof(sql), "LISTEN churn%d", ch);
+			harness_command_ok(c[i], sql, "LISTEN");
+			subs[i] |= bit;
+			break;
+		case 2: {
+			snprintf(sql, sizeof(sql), "LISTEN churn%d", ch);
+			PGresult *res = PQexecParams(c[i], sql, 0, NULL, NULL, NULL, NULL, 0);
+			ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+			PQclear(res);
+			subs[i] |= bit;
+			break;
+		}
+		case 3:
+			snprintf(sql, sizeof(sql), "UNLISTEN churn%d", ch);
+			harness_command_ok(c[i], sql, "UNLISTEN");
+			subs[i] &= ~bit;
+			break;
+		case 4: {
+			bool commit = harness_rng_below(&rng, 2);
+			harness_command_ok(c[i], "BEGIN", "BEGIN");
+			snprintf(sql, sizeof(sql), "LISTEN churn%d", ch);
+			harness_command_ok(c[i], sql, "LISTEN");
+			harness_command_ok(c[i], commit ? "COMMIT" : "ROLLBACK",
+					   commit ? "COMMIT" : "ROLLBACK");
+			if (commit)
+				subs[i] |= bit;
+			break;
+		}
+		case 5: {
+			/* One text: the server listens to the client's channels first. */
+			bool commit = harness_rng_below(&rng, 2);
+			snprintf(sql, sizeof(sql), "BEGIN; UNLISTEN churn%d; %s", ch,
+				 commit ? "COMMIT" : "ROLLBACK");
+			PGresult *res = PQexec(c[i], sql);
+			ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+			PQclear(res);
+			if (commit)
+				subs[i] &= ~bit;
+			break;
+		}
+		case 6:
+			if (harness_rng_below(&rng, 2)) {
+				harness_command_ok(c[i], "UNLISTEN *", "UNLISTEN");
+			} else {
+				harness_command_ok(c[i], "DISCARD ALL", "DISCARD ALL");
+			}
+			subs[i] = 0;
+			break;
+		default:
+			if (next[ch] == CHURN_MAX_NOTIFIES)
+				break;
+			snprintf(sql, sizeof(sql), "NOTIFY churn%d, '%d'", ch, next[ch]);
+			harness_command_ok(sender, sql, "NOTIFY");
+			for (int k = 0; k < CHURN_CLIENTS; k++)
+				if (subs[k] & bit)
+					expected[k][ch][n_expected[k][ch]++] = next[ch];
+			next[ch]++;
+			/*
+			 * As a direct session hears it at once when idle: before the
+			 * next LISTEN or UNLISTEN (the listener hears a notification a
+			 * moment after its commit; doc/transaction-mode.md).
+			 */
+			churn_drain(c, seed, expected, n_expected, n_got, 5000);
+			break;
+		}
+	}
+	churn_drain(c, seed, expected, n_expected, n_got, 10000);
+	for (int k = 0; k < CHURN_CLIENTS; k++)
+		for (int ch = 0; ch < CHURN_CHANNELS; ch++)
+			ck_assert_msg(n_got[k][ch] == n_expected[k][ch],
+				      "seed %llu: client %d got %d of %d notifications on churn%d",
+				      (unsigned long long)seed, k, n_got[k][ch], n_expected[k][ch], ch);
+	for (int k = 0; k < CHURN_CLIENTS; k++)
+		PQfinish(c[k]);
+	PQfinish(sender);
+}
+
+/*
+ * Reads what the clients got, checking each notification against what they
+ * must get, until all that is expected so far has come (or wait_ms passed).
+ */
+static void churn_drain(PGconn **c, uint64_t seed,
+			int expected[CHURN_CLIENTS][CHURN_CHANNELS][CHURN_MAX_NOTIFIES],
+			int n_expected[CHURN_CLIENTS][CHURN_CHANNELS],
+			int n_got[CHURN_CLIENTS][CHURN_CHANNELS], long wait_ms)
+{
+	long deadline = harness_now_ms() + wait_ms;
+	for (;;) {
+		bool all = true;
+		for (int k = 0; k < CHURN_CLIENTS; k++) {
+			ck_assert_msg(PQconsumeInput(c[k]), "%s", PQerrorMessage(c[k]));
+			PGnotify *n;
+			while ((n = PQnotifies(c[k]))) {
+				int ch = -1;
+				ck_assert_msg(sscanf(n->relname, "churn%d", &ch) == 1 && ch >= 0 &&
+						      ch < CHURN_CHANNELS,
+					      "seed %llu: client %d got channel %s",
+					      (unsigned long long)seed, k, n->relname);
+				int at = n_got[k][ch]++;
+				ck_assert_msg(at < n_expected[k][ch] &&
+						      atoi(n->extra) == expected[k][ch][at],
+					      "seed %llu: client %d on churn%d got %s as its notification "
+					      "%d, expected %d of %d",
+					      (unsigned long long)seed, k, ch, n->extra, at,
+					      at < n_expected[k][ch] ? expected[k][ch][at] : -1,
+					      n_expected[k][ch]);
+				PQfreemem(n);
+			}
+			for (int ch = 0; ch < CHURN_CHANNELS; ch++)
+				all &= n_got[k][ch] == n_expected[k][ch];
+		}
+		if (all || harness_now_ms() > deadline)
+			break;
+		harness_sleep_ms(2);
+	}
+}
+
+START_TEST(test_seeded_listen_churn_delivers_exactly_what_postgresql_would)
+{
+	struct harness_sluice *sl = start(2, NULL);
+	const char *only = getenv("NOTIFY_SEED");
+	if (only) {
+		churn(sl, strtoull(only, NULL, 10));
+	} else {
+		for (uint64_t seed = 1; seed <= 8; seed++)
+			churn(sl, seed);
+	}
+	harness_sluice_stop_ok(sl);
+}
+END_TEST
+
 static Suite *notify_suite(void)
 {
 	Suite *s = suite_create("notify");
@@ -454,6 +631,7 @@ static Suite *notify_suite(void)
 	tcase_add_test(tc, test_losing_the_listener_disconnects_its_clients_and_no_one_else);
 	tcase_add_test(tc, test_without_a_listener_a_listen_pins_its_client_instead);
 	tcase_add_test(tc, test_a_listener_that_does_not_answer_is_given_up);
+	tcase_add_test(tc, test_seeded_listen_churn_delivers_exactly_what_postgresql_would);
 	suite_add_tcase(s, tc);
 	return s;
 }
