@@ -444,6 +444,41 @@ START_TEST(test_a_listener_that_does_not_answer_is_given_up)
 }
 END_TEST
 
+START_TEST(test_a_listen_while_the_listener_unlistens_waits_for_it_to_listen_again)
+{
+	struct harness_sluice *sl = start(2, "server_connect_timeout = 10\n");
+	PGconn *a = harness_connect(sl, CLIENT);
+	PGconn *admin = harness_connect(sl, "dbname=pgbouncer user=trustuser");
+	/* "keep" keeps the listener open; "again" is the one it lets go and takes back. */
+	harness_command_ok(a, "LISTEN keep", "LISTEN");
+	harness_command_ok(a, "LISTEN again", "LISTEN");
+	long pid = harness_show_long(admin, "SHOW SERVERS", "state", "listen", "remote_pid");
+	ck_assert_int_gt(pid, 0);
+	/* The listener's UNLISTEN of "again" is held on its way. */
+	ck_assert_int_eq(kill((pid_t)pid, SIGSTOP), 0);
+	harness_command_ok(a, "UNLISTEN again", "UNLISTEN");
+	/* A LISTEN now must wait for the listener's LISTEN after that UNLISTEN. */
+	ck_assert(PQsendQuery(a, "LISTEN again"));
+	bool early = harness_wait_not_busy(a, 500);
+	ck_assert_int_eq(kill((pid_t)pid, SIGCONT), 0);
+	ck_assert_msg(!early, "the LISTEN went ahead of the listener");
+	ck_assert(harness_wait_not_busy(a, 5000));
+	PGresult *res;
+	while ((res = PQgetResult(a))) {
+		ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+		PQclear(res);
+	}
+	/* So nothing committed after it is lost. */
+	PGconn *sender = harness_connect(sl, CLIENT);
+	ck_assert(hears(a, sender, "again", 1, 3000));
+	ck_assert(hears(a, sender, "keep", 2, 3000));
+	PQfinish(sender);
+	PQfinish(admin);
+	PQfinish(a);
+	harness_sluice_stop_ok(sl);
+}
+END_TEST
+
 /* ---- seeded churn ---------------------------------------------------------------------- */
 
 #define CHURN_CLIENTS 10
@@ -631,6 +666,7 @@ static Suite *notify_suite(void)
 	tcase_add_test(tc, test_losing_the_listener_disconnects_its_clients_and_no_one_else);
 	tcase_add_test(tc, test_without_a_listener_a_listen_pins_its_client_instead);
 	tcase_add_test(tc, test_a_listener_that_does_not_answer_is_given_up);
+	tcase_add_test(tc, test_a_listen_while_the_listener_unlistens_waits_for_it_to_listen_again);
 	tcase_add_test(tc, test_seeded_listen_churn_delivers_exactly_what_postgresql_would);
 	suite_add_tcase(s, tc);
 	return s;
