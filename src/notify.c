@@ -363,17 +363,17 @@ static bool at_rest(const struct client *c)
 	}
 }
 
-/* The channel a NotificationResponse (whole, checked) names: after its pid. */
+/* The channel a NotificationResponse (whole, checked by pkt_parse_notification) names: after its pid. */
 static const char *channel_in(const uint8_t *msg)
 {
 	return (const char *)msg + PKT_HDR_LEN + 4;
 }
 
-/* pid, channel, payload: two strings after the pid, the last ending the message. */
 static bool well_formed(const uint8_t *msg, uint32_t len)
 {
-	return len >= PKT_HDR_LEN + 6 && msg[len - 1] == 0 &&
-	       memchr(msg + PKT_HDR_LEN + 4, 0, len - PKT_HDR_LEN - 5) != NULL;
+	struct pkt_notification n;
+	return len >= PKT_HDR_LEN &&
+	       pkt_parse_notification(msg + PKT_HDR_LEN, len - PKT_HDR_LEN, &n) == PKT_OK;
 }
 
 /*

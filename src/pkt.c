@@ -293,6 +293,16 @@ const uint8_t *pkt_get_bytes(struct pkt_reader *r, size_t n)
 	return s;
 }
 
+int pkt_parse_notification(const uint8_t *body, size_t len, struct pkt_notification *n)
+{
+	struct pkt_reader r;
+	pkt_reader_init(&r, body, len);
+	n->pid = pkt_get_be32(&r);
+	n->channel = pkt_get_cstr(&r);
+	n->payload = pkt_get_cstr(&r);
+	return r.bad || !n->channel || !n->payload || pkt_remaining(&r) ? PKT_MALFORMED : PKT_OK;
+}
+
 int pkt_parse_error(const uint8_t *body, size_t len, struct pkt_error *e)
 {
 	struct pkt_reader r;

@@ -224,6 +224,18 @@ struct pkt_error {
 int pkt_parse_error(const uint8_t *body, size_t len, struct pkt_error *e) WUR;
 
 /*
+ * A NotificationResponse body: the sender's pid, then the channel and the
+ * payload, each NUL-terminated, and nothing after them. PKT_OK, or
+ * PKT_MALFORMED; the strings point into body.
+ */
+struct pkt_notification {
+	uint32_t pid;
+	const char *channel;
+	const char *payload;
+};
+int pkt_parse_notification(const uint8_t *body, size_t len, struct pkt_notification *n) WUR;
+
+/*
  * Builders append one whole message to out. pkt_begin/pkt_end bracket a
  * message of any type: begin writes the type byte and a placeholder length
  * and returns the offset to patch; end patches it.

@@ -6,7 +6,8 @@
  * pkt_parse_options), as the whole of a startup packet of its own size, as an
  * "options" value itself, and as a stream of typed messages delivered in chunks whose sizes come from
  * a fixed generator, framed with pkt_frame the way a connection would; each
- * whole message body goes through pkt_parse_error and the body reader. Parsed
+ * whole message body goes through pkt_parse_error, pkt_parse_notification
+ * and the body reader. Parsed
  * data is copied into exact-size heap blocks first, so any read past what a
  * parser was given is an AddressSanitizer error, and every contract in pkt.h
  * that can be checked from outside is checked with abort().
@@ -146,6 +147,18 @@ static void fuzz_error(const uint8_t *body, size_t len)
 	buf_out_deinit(&out);
 }
 
+/* A NotificationResponse body: its strings lie within it, and end it exactly. */
+static void fuzz_notification(const uint8_t *body, size_t len)
+{
+	struct pkt_notification n;
+	if (pkt_parse_notification(body, len, &n) != PKT_OK)
+		return;
+	size_t cl = strlen(n.channel), pl = strlen(n.payload);
+	FUZZ_CHECK(n.channel == (const char *)body + 4);
+	FUZZ_CHECK(n.payload == n.channel + cl + 1);
+	FUZZ_CHECK(4 + cl + 1 + pl + 1 == len);
+}
+
 /*
  * Frames data as a stream that arrives in chunks. The consumer keeps the
  * offset of the next message and frames stream[pos..fed) after every chunk,
@@ -189,6 +202,7 @@ static void fuzz_stream(const uint8_t *data, size_t size, uint32_t max_len, uint
 			size_t blen = h.len - PKT_HDR_LEN;
 			uint8_t *body = copy_exact(data + pos + PKT_HDR_LEN, blen);
 			fuzz_error(body, blen);
+			fuzz_notification(body, blen);
 			fuzz_reader(body, blen);
 			free(body);
 			pos += h.len;

@@ -738,6 +738,26 @@ static uint8_t frame_last(const struct buf_out *out, size_t off, struct pkt_read
 	return h.type;
 }
 
+START_TEST(test_pkt_parse_notification_takes_exactly_pid_channel_payload)
+{
+	static const uint8_t ok[] = { 0, 0, 0x30, 0x39, 'c', 'h', 0, 'h', 'i', 0 };
+	struct pkt_notification n;
+	ck_assert_int_eq(pkt_parse_notification(ok, sizeof(ok), &n), PKT_OK);
+	ck_assert_uint_eq(n.pid, 12345);
+	ck_assert_str_eq(n.channel, "ch");
+	ck_assert_str_eq(n.payload, "hi");
+	/* An empty payload is one; a missing one, a short pid or bytes after it are not. */
+	static const uint8_t empty[] = { 0, 0, 0, 1, 'c', 0, 0 };
+	ck_assert_int_eq(pkt_parse_notification(empty, sizeof(empty), &n), PKT_OK);
+	ck_assert_str_eq(n.payload, "");
+	ck_assert_int_eq(pkt_parse_notification(ok, sizeof(ok) - 1, &n), PKT_MALFORMED);
+	ck_assert_int_eq(pkt_parse_notification(ok, 7, &n), PKT_MALFORMED);
+	ck_assert_int_eq(pkt_parse_notification(ok, 3, &n), PKT_MALFORMED);
+	static const uint8_t trailing[] = { 0, 0, 0, 1, 'c', 0, 'p', 0, 'x' };
+	ck_assert_int_eq(pkt_parse_notification(trailing, sizeof(trailing), &n), PKT_MALFORMED);
+}
+END_TEST
+
 START_TEST(test_pkt_put_ErrorResponse_round_trips)
 {
 	struct buf_out out;
@@ -1045,6 +1065,7 @@ static Suite *pkt_suite(void)
 
 	tc = tcase_create("error");
 	tcase_add_loop_test(tc, test_pkt_parse_error_table, 0, (int)ARRAY_SIZE(error_cases));
+	tcase_add_test(tc, test_pkt_parse_notification_takes_exactly_pid_channel_payload);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("builders");
