@@ -33,7 +33,8 @@ esac
 # scdoc makes the man pages from doc/'s markdown (doc/md2man.py).
 # libsystemd-dev is optional for meson (-Dsystemd=auto): with it sluice speaks
 # sd_notify (Type=notify units) and takes socket-activated listeners, and
-# check_systemd runs its tests instead of skipping them. libc6-dev is only
+# check_systemd runs its tests instead of skipping them. liburing-dev is
+# optional the same way (-Dio_uring=auto): the io_uring setting needs it. libc6-dev is only
 # gcc's Recommends, which --no-install-recommends leaves out: without it gcc
 # cannot link a program (a fresh debootstrapped Debian showed it).
 build_packages=(
@@ -42,6 +43,7 @@ build_packages=(
 	libpg-query-dev libprotobuf-c-dev
 	scdoc
 	libsystemd-dev
+	liburing-dev
 )
 
 # Tests: Check, a PostgreSQL server the integration harness runs with initdb

@@ -148,6 +148,7 @@ static const struct column workers_columns[] = {
 	{ 'i', "worker" },	     { 'i', "clients" },	   { 'i', "waiting_clients" },
 	{ 'i', "servers" },	     { 'i', "idle_servers" },	   { 'q', "servers_moved_in" },
 	{ 'q', "servers_moved_out" }, { 'N', "loop_busy_percent" }, { 'q', "world_stops" },
+	{ 's', "io_uring" },
 };
 #define SOCKET_BASE_COUNT 21
 
@@ -922,8 +923,9 @@ static void show_empty(struct client *c, const struct column *cols, int n)
 
 /*
  * SHOW WORKERS (sluice-only): each worker's connections, the servers that
- * moved between workers (pool.c), and how busy its loop has been since it
- * started: the share of the time it was not waiting in epoll.
+ * moved between workers (pool.c), how busy its loop has been since it
+ * started (the share of the time it was not waiting in epoll), and whether
+ * its socket I/O goes through io_uring now.
  */
 static void show_workers(struct client *c)
 {
@@ -950,6 +952,7 @@ static void show_workers(struct client *c)
 		put_uint(&r, x->servers_moved_out);
 		put_text(&r, busy);
 		put_uint(&r, cr ? cr->stops : 0);
+		put_text(&r, x->io.uring ? "on" : "off");
 		row_end(&r);
 	}
 	rs_finish(c, &r, "SHOW");

@@ -38,6 +38,7 @@
 #include <sys/stat.h>
 
 #include "sluice/log.h"
+#include "sluice_version.h"
 
 /* ---- names of the enums, one list each ------------------------------------ */
 
@@ -50,6 +51,12 @@ static const char *const pool_mode_names[] = {
 static const char *const session_pinning_names[] = {
 	[SESSION_PINNING_PIN] = "pin",
 	[SESSION_PINNING_REFUSE] = "refuse",
+};
+
+static const char *const io_uring_names[] = {
+	[IO_URING_OFF] = "off",
+	[IO_URING_AUTO] = "auto",
+	[IO_URING_ON] = "on",
 };
 
 static const char *const auth_type_names[] = {
@@ -308,6 +315,21 @@ static int parse_session_pinning(const char *s, int *out, char *msg)
 	return 0;
 }
 
+static int parse_io_uring(const char *s, int *out, char *msg)
+{
+	int v = name_index(io_uring_names, ARRAY_SIZE(io_uring_names), s);
+	if (v < 0) {
+		snprintf(msg, MSG_LEN, "\"%s\" is not an io_uring mode (off, auto, on)", s);
+		return -1;
+	}
+	if (v == IO_URING_ON && !SLUICE_WITH_URING) {
+		snprintf(msg, MSG_LEN, "io_uring = on: this sluice was built without liburing");
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
 static int parse_log_format(const char *s, int *out, char *msg)
 {
 	int f = name_index(log_format_names, ARRAY_SIZE(log_format_names), s);
@@ -338,6 +360,7 @@ enum setting_type {
 	ST_FACILITY, /* char *, a syslog facility name (log_syslog_facility) */
 	ST_SSLMODE, /* enum sslmode */
 	ST_SESSION_PINNING, /* enum session_pinning */
+	ST_IO_URING, /* enum io_uring_mode */
 };
 
 /* The types whose field is a char * owned by the snapshot. */
@@ -383,6 +406,9 @@ static const struct setting settings[] = {
 	  "listen(2) backlog: connections the kernel queues before sluice accepts them"),
 	S(workers, ST_INT_AUTO, "1", RESTART, 1, CONFIG_MAX_WORKERS,
 	  "event loops, each on a thread of its own; auto: one per CPU sluice may use"),
+	S(io_uring, ST_IO_URING, "off", RESTART, 0, 0,
+	  "batch each loop round's socket reads and writes through io_uring: off, auto (when the "
+	  "kernel allows it), on"),
 	S(so_reuseport, ST_BOOL, "0", RESTART, 0, 0,
 	  "SO_REUSEPORT on TCP listeners: several processes may listen on one port"),
 	S(login_notify_message, ST_STRING, "", RELOAD, 0, 0,
@@ -681,6 +707,11 @@ static int setting_set(struct config *cfg, const struct setting *s, const char *
 			return -1;
 		*(enum session_pinning *)field = (enum session_pinning)iv;
 		return 0;
+	case ST_IO_URING:
+		if (parse_io_uring(text, &iv, msg) < 0)
+			return -1;
+		*(enum io_uring_mode *)field = (enum io_uring_mode)iv;
+		return 0;
 	case ST_FACILITY:
 		if (log_syslog_facility(text) < 0) {
 			snprintf(msg, MSG_LEN,
@@ -761,6 +792,12 @@ void config_setting_value(const struct config *cfg, size_t i, char *buf, size_t 
 		snprintf(buf, len, "%s",
 			 (size_t)v < ARRAY_SIZE(session_pinning_names) ? session_pinning_names[v]
 								       : "unknown");
+		return;
+	}
+	case ST_IO_URING: {
+		enum io_uring_mode v = *(const enum io_uring_mode *)field;
+		snprintf(buf, len, "%s",
+			 (size_t)v < ARRAY_SIZE(io_uring_names) ? io_uring_names[v] : "unknown");
 		return;
 	}
 	case ST_LOG_FORMAT: {

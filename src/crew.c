@@ -81,6 +81,11 @@ static void on_wake(uv_async_t *h)
 	if (cr->stop_wanted)
 		park(cr);
 	uv_mutex_unlock(&cr->mu);
+	/*
+	 * With io_uring the reads reported before this wake-up are made first:
+	 * worker_settle's answer means they have been read.
+	 */
+	stream_ctx_read_batch(&w->io);
 	run_messages(w);
 }
 

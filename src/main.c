@@ -220,6 +220,12 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
 			else
 				printf("systemd support: no (built without libsystemd: use "
 				       "Type=simple units, no socket activation)\n");
+			if (SLUICE_WITH_URING)
+				printf("io_uring support: yes (liburing %s)\n",
+				       SLUICE_LIBURING_VERSION);
+			else
+				printf("io_uring support: no (built without liburing: io_uring = on "
+				       "is refused)\n");
 			return 0;
 		case 'h':
 			usage(stdout);

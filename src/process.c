@@ -601,6 +601,9 @@ int process_init(struct process *pr, uv_loop_t *loop, struct config *cfg, int ve
 		pr->workers[i]->process = pr;
 		pr->workers[i]->ledger = &pr->ledger;
 	}
+	if (cfg->io_uring == IO_URING_AUTO && !pr->worker.io.uring)
+		log_warning("io_uring = auto: io_uring is not available%s; plain system calls",
+			    stream_uring_built() ? " (the kernel refused it)" : " in this build");
 	pr->worker.exit_cb = on_worker_exit;
 	crew_init(&pr->crew, pr->workers, n);
 	install_hba(pr, rules);

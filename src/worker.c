@@ -149,6 +149,8 @@ static void on_check(uv_check_t *h)
 	struct worker *w = container_of(h, struct worker, flush_check);
 	/* uv_now is the time the poll returned: nothing between them updates it. */
 	w->idle_ms += uv_now(w->loop) - w->poll_entered_ms;
+	/* With io_uring the round's reads are made here, together, as the poll would have. */
+	stream_ctx_read_batch(&w->io);
 	/* First: their next requests may wait for a server, and the kicks below serve them. */
 	client_run_released(w);
 	run_kicks(w);
@@ -475,6 +477,13 @@ static struct worker *least_loaded(struct worker *w)
 static void on_accept(void *owner, int fd, bool is_unix, const struct sockaddr *peer)
 {
 	struct worker *w = owner;
+	/*
+	 * With io_uring the reads reported before this connection are made
+	 * first: a client's goodbye in the same round frees its place in
+	 * max_client_conn before the newcomer is counted, as in the kernel's
+	 * order (stream_ctx_read_batch).
+	 */
+	stream_ctx_read_batch(&w->io);
 	struct worker *to = least_loaded(w);
 	if (to != w) {
 		struct accept_msg *am = xcalloc(1, sizeof(*am));
@@ -708,6 +717,14 @@ int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg, struct au
 	uv_prepare_init(loop, &w->clock_reset);
 	uv_timer_init(loop, &w->tick);
 	uv_timer_init(loop, &w->poll_timer);
+	if (cfg->io_uring != IO_URING_OFF) {
+		int rc = stream_ctx_use_uring(&w->io);
+		if (rc < 0 && cfg->io_uring == IO_URING_ON) {
+			log_error("io_uring = on, but the kernel refused io_uring: %s",
+				  uv_strerror(rc));
+			return -1;
+		}
+	}
 	return 0;
 }
 

@@ -69,6 +69,17 @@ enum session_pinning {
 	SESSION_PINNING_REFUSE = 1,
 };
 
+/*
+ * Whether the workers batch their socket reads and writes through io_uring
+ * (stream_ctx_use_uring): never, when the kernel allows it, or always (the
+ * start fails without it).
+ */
+enum io_uring_mode {
+	IO_URING_OFF = 0,
+	IO_URING_AUTO = 1,
+	IO_URING_ON = 2,
+};
+
 /* "session"/"transaction"/"statement"; -1 if none matches. */
 int config_parse_pool_mode(const char *s);
 const char *config_pool_mode_name(enum pool_mode m);
@@ -199,6 +210,7 @@ struct config {
 	char *server_reset_query;
 	bool server_reset_query_always;
 	enum session_pinning session_pinning;
+	enum io_uring_mode io_uring;
 	char *server_check_query;
 	int64_t server_check_delay; /* ms */
 	int64_t server_lifetime; /* ms */

@@ -127,6 +127,8 @@ struct stream {
 	bool tls_handshaking : 1;
 	bool tls_failed : 1; /* a write failed: reported at the next flush */
 	bool in_tls_ready : 1; /* in ctx->tls_ready: the engine holds input for a resumed reader */
+	bool read_batched : 1; /* io_uring: readable, its read waits for stream_ctx_read_batch */
+	bool held_input : 1; /* io_uring: a batched read came in while the owner did not read */
 	bool shut_pending : 1; /* lingering: shut the write side down once aux->wq is sent */
 	bool close_started : 1; /* finish_close has run: the close callback follows */
 	/*
@@ -157,7 +159,7 @@ struct stream_aux {
 	/* while tls is set */
 	struct tls_conn *tls; /* the engine */
 	stream_tls_cb *tls_cb;
-	TAILQ_ENTRY(stream) tls_link;
+	TAILQ_ENTRY(stream) tls_link; /* in ctx->tls_ready (also a plaintext stream's held_input) */
 	/* plaintext written during the handshake, encrypted once it is done */
 	uint8_t *tls_early;
 	size_t tls_early_len;
@@ -186,7 +188,14 @@ struct stream_ctx {
 	struct stream_list
 		linger_queue; /* closing streams waiting for the peer's close, oldest first */
 	struct stream_list dial_queue; /* streams connecting (stream_dial) */
-	struct stream_list tls_ready; /* resumed TLS streams whose engine holds input */
+	struct stream_list
+		tls_ready; /* resumed readers with input held: a TLS engine's, or held_input */
+	/*
+	 * io_uring (stream_ctx_use_uring): the ring and its batch arrays, NULL
+	 * without. The readable streams of a round wait in it for
+	 * stream_ctx_read_batch; the round's writes go in one submission.
+	 */
+	struct stream_uring *uring;
 	uint8_t *cipher_in; /* where TLS streams read ciphertext: fed to their engine at once */
 	/*
 	 * Where stream_write copies synthesized bytes, shared by the streams
@@ -253,6 +262,29 @@ void stream_ctx_init(struct stream_ctx *ctx, uv_loop_t *loop, int buf_free_max);
 void stream_ctx_close(struct stream_ctx *ctx);
 /* Frees the free lists and the handles' memory; after stream_ctx_close and the loop's run. */
 void stream_ctx_deinit(struct stream_ctx *ctx);
+/*
+ * Socket reads and writes through io_uring from now on: the reads of the
+ * streams found readable in a round are made together, in one system call,
+ * by stream_ctx_read_batch, and stream_ctx_flush hands the round's writes
+ * to the kernel in one more. libuv's epoll still says which sockets are
+ * ready; every operation is non-blocking (MSG_DONTWAIT) and completes
+ * within its submission, so the results are those read and writev would
+ * give. A round with one read or one write makes the plain call. 0, or a
+ * libuv error: UV_ENOSYS built without liburing, else the kernel's refusal
+ * (io_uring_setup: disabled by sysctl, or by a container's seccomp filter).
+ */
+int stream_ctx_use_uring(struct stream_ctx *ctx);
+/* Whether this build has io_uring, and liburing's version ("" without). */
+bool stream_uring_built(void);
+/*
+ * The loop owner's check step, first: the reads of the round's readable
+ * streams (io_uring only; nothing to do otherwise), each delivered to its
+ * owner as the poll would have. Also called, before it acts, by any other
+ * callback of the poll whose effect must follow the reads the kernel
+ * reported before it (an accept, another worker's message): the round's
+ * order of events stays the kernel's.
+ */
+void stream_ctx_read_batch(struct stream_ctx *ctx);
 /*
  * The loop owner's check step: hands resumed TLS readers the input their
  * engine held, then sends the output every stream queued this round.

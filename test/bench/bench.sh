@@ -127,6 +127,7 @@ sluice_pid=
 pgbouncer_tls_pid=
 sluice_tls_pid=
 sluice_w2_pid=
+sluice_uring_pid=
 idle_pid=
 pgbench_pid=
 # The counts phase: the pooler under callgrind (cg_pid is valgrind, cg_wrap_pid
@@ -170,6 +171,7 @@ cleanup() {
 	stop_pid "$pgbouncer_pid"
 	stop_pid "$sluice_tls_pid"
 	stop_pid "$sluice_w2_pid"
+	stop_pid "$sluice_uring_pid"
 	stop_pid "$pgbouncer_tls_pid"
 	if [ "$pg_started" = 1 ]; then
 		"${as_pg[@]}" "$PG_BINDIR/pg_ctl" -D "$work/pgdata" -m immediate -w -t 30 stop \
@@ -269,6 +271,8 @@ pgbouncer_tls_port=$(free_port "$pg_port" "$pgbouncer_port" "$sluice_port")
 sluice_tls_port=$(free_port "$pg_port" "$pgbouncer_port" "$sluice_port" "$pgbouncer_tls_port")
 sluice_w2_port=$(free_port "$pg_port" "$pgbouncer_port" "$sluice_port" "$pgbouncer_tls_port" \
 	"$sluice_tls_port")
+sluice_uring_port=$(free_port "$pg_port" "$pgbouncer_port" "$sluice_port" "$pgbouncer_tls_port" \
+	"$sluice_tls_port" "$sluice_w2_port")
 
 # Writes the ini of pooler instance $1 (section name $2) listening on port $3,
 # with server_tls_sslmode $4. The settings are the same for both poolers; only
@@ -303,6 +307,9 @@ write_ini sluice_tls sluice "$sluice_tls_port" require
 # sluice with two event loops (workers = 2): the target sluice_w2, for the scaling column.
 write_ini sluice_w2 sluice "$sluice_w2_port" disable
 echo "workers = 2" >>"$work/sluice_w2.ini"
+# sluice with its socket reads and writes batched through io_uring: the target sluice_uring.
+write_ini sluice_uring sluice "$sluice_uring_port" disable
+echo "io_uring = on" >>"$work/sluice_uring.ini"
 [ "$is_root" = 1 ] && chown postgres: "$work"/*.ini "$work/userlist.txt" "$work"/tls.*
 # Copied so that the user postgres can run it wherever the build is.
 cp "$sluice_bin" "$work/sluice"
@@ -354,6 +361,7 @@ start_pooler sluice
 start_pooler pgbouncer_tls
 start_pooler sluice_tls
 start_pooler sluice_w2
+start_pooler sluice_uring
 log "PgBouncer pid $pgbouncer_pid on port $pgbouncer_port, sluice pid $sluice_pid on port $sluice_port"
 log "with TLS to PostgreSQL: PgBouncer pid $pgbouncer_tls_pid, sluice pid $sluice_tls_pid"
 
@@ -436,22 +444,24 @@ done
 # | sslmode of the clients (default disable; the _tls scenarios encrypt client to pooler;
 # both: require, to the poolers' instances whose servers are TLS too, the _tls2 scenarios)
 scenarios=(
-	"select_simple_c50|-S -M simple -c 50 -j 2|direct pgbouncer sluice sluice_w2"
-	"select_connect_c20|-S -M simple -C -c 20 -j 2|direct pgbouncer sluice"
-	"tpcb_c50|-M simple -c 50 -j 2|direct pgbouncer sluice sluice_w2"
-	"select_extended_c50|-S -M extended -c 50 -j 2|direct pgbouncer sluice"
-	"select_simple_c1000|-S -M simple -c 1000 -j 2|pgbouncer sluice"
-	"select_prepared_c50|-S -M prepared -c 50 -j 2|direct sluice"
+	"select_simple_c50|-S -M simple -c 50 -j 2|direct pgbouncer sluice sluice_uring sluice_w2"
+	"select_connect_c20|-S -M simple -C -c 20 -j 2|direct pgbouncer sluice sluice_uring"
+	"tpcb_c50|-M simple -c 50 -j 2|direct pgbouncer sluice sluice_uring sluice_w2"
+	"select_extended_c50|-S -M extended -c 50 -j 2|direct pgbouncer sluice sluice_uring"
+	"select_simple_c1000|-S -M simple -c 1000 -j 2|pgbouncer sluice sluice_uring"
+	"select_prepared_c50|-S -M prepared -c 50 -j 2|direct sluice sluice_uring"
 	"select_simple_tls_c50|-S -M simple -c 50 -j 2|pgbouncer sluice|require"
 	"select_connect_tls_c20|-S -M simple -C -c 20 -j 2|pgbouncer sluice|require"
 	"tpcb_tls_c50|-M simple -c 50 -j 2|pgbouncer sluice|require"
 	"select_simple_tls2_c50|-S -M simple -c 50 -j 2|pgbouncer sluice|both"
 	"tpcb_tls2_c50|-M simple -c 50 -j 2|pgbouncer sluice|both"
-	"select1_c200|-M simple -c 200 -j 2 -f @SELECT1@|pgbouncer sluice sluice_w2"
+	"select1_c200|-M simple -c 200 -j 2 -f @SELECT1@|pgbouncer sluice sluice_uring sluice_w2"
 )
 # select1_c200 isolates the pooler: 200 clients queue for the pool's 20 servers
 # with a statement PostgreSQL answers at once (SELECT 1), so the pooler's own
 # work per transaction (queueing, linking, relaying) is most of the cost.
+# sluice_uring is sluice with io_uring = on (one worker), so that a run compares
+# the plain system calls with the batched ones on the same machine and load.
 # sluice_w2 is sluice with workers = 2; PostgreSQL and pgbench share the same
 # CPUs, so its scaling over sluice is what is left after them.
 printf 'SELECT 1;\n' >"$work/select1.sql"
@@ -659,13 +669,14 @@ cg_control() {
 	grep -q 'OK' "$out"
 }
 
-# Starts the callgrind instance of pooler $1 (pgbouncer or sluice): cg_pid,
+# Starts the callgrind instance of pooler $1 (pgbouncer, sluice, sluice_uring): cg_pid,
 # cg_wrap_pid, on port cg_port. Fails (with the log's tail in cg_note) when it
 # does not start or take a login within two minutes.
 cg_start() {
 	local name=$1 bin i
 	cg_port=$(free_port "$pg_port" "$pgbouncer_port" "$sluice_port" "$pgbouncer_tls_port" "$sluice_tls_port")
-	write_ini "${name}_cg" "$name" "$cg_port" disable
+	write_ini "${name}_cg" "${name%_uring}" "$cg_port" disable
+	[ "$name" = sluice_uring ] && echo "io_uring = on" >>"$work/${name}_cg.ini"
 	[ "$is_root" = 1 ] && chown postgres: "$work/${name}_cg.ini"
 	bin=$work/sluice
 	[ "$name" = pgbouncer ] && bin=$pgbouncer
@@ -814,7 +825,7 @@ if [ "${BENCH_COUNTS:-1}" != 0 ]; then
 		counts_list+=("$scen")
 	done
 	# Instructions: one callgrind instance per pooler, for all the scenarios.
-	for name in pgbouncer sluice; do
+	for name in pgbouncer sluice sluice_uring; do
 		[ ${#counts_list[@]} -eq 0 ] && break
 		cg_up=0 cg_skip=0
 		for scen in "${counts_list[@]}"; do
@@ -856,7 +867,7 @@ if [ "${BENCH_COUNTS:-1}" != 0 ]; then
 	for scen in "${counts_list[@]}"; do
 		counts_lookup "$scen"
 		counts_clients=$(sed -n 's/.*-c \([0-9]*\).*/\1/p' <<<"$counts_opts")
-		for name in pgbouncer sluice; do
+		for name in pgbouncer sluice sluice_uring; do
 			[[ " $counts_targets " == *" $name "* ]] || continue
 			for rep in $(seq "$counts_repeat"); do
 				log "counts: $scen -> $name under strace, -t $counts_txns, $rep/$counts_repeat"
@@ -873,7 +884,7 @@ if [ "${BENCH_COUNTS:-1}" != 0 ]; then
 	for scen in "${counts_list[@]}"; do
 		counts_lookup "$scen"
 		counts_clients=$(sed -n 's/.*-c \([0-9]*\).*/\1/p' <<<"$counts_opts")
-		for name in pgbouncer sluice; do
+		for name in pgbouncer sluice sluice_uring; do
 			if [[ " $counts_targets " != *" $name "* ]]; then
 				printf '%s\t%s\t\t%s\t\t\t\t\t\t\tnot run (not a target of %s in the scenarios table)\n' \
 					"$scen" "$name" "$counts_clients" "$scen" >>"$counts_tsv"
@@ -947,7 +958,7 @@ if [ "${BENCH_COUNTS:-1}" != 0 ]; then
 				split(tx[key], t, "/")
 				txs = t[1] == t[2] ? commas(t[1]) : commas(t[1]) " / " commas(t[2])
 				r1 = r2 = ""
-				if (kk[2] == "sluice") {
+				if (kk[2] == "sluice" || kk[2] == "sluice_uring") {
 					pk = kk[1] SUBSEP "pgbouncer"
 					r1 = (pk in notrun) ? "n/a" : ratio(im[key], im[pk])
 					r2 = (pk in notrun) ? "n/a" : ratio(sm[key], sm[pk])
@@ -1004,14 +1015,14 @@ summary=$out_dir/summary.md
 				med[name, order[i]] = median(vals[name SUBSEP order[i]])
 			}
 		}
-		targets = "direct pgbouncer sluice sluice_w2"
+		targets = "direct pgbouncer sluice sluice_uring sluice_w2"
 		nt = split(targets, tgt, " ")
 		for (s = 1; s <= ns; s++) {
 			sc = sorder[s]
 			for (t = 1; t <= nt; t++) {
 				key = sc SUBSEP tgt[t]
 				r1 = r2 = r3 = r4 = ""
-				if (tgt[t] == "sluice" || tgt[t] == "sluice_w2") {
+				if (tgt[t] == "sluice" || tgt[t] == "sluice_uring" || tgt[t] == "sluice_w2") {
 					r1 = ratio(med["tps", key], med["tps", sc SUBSEP "pgbouncer"])
 					r2 = ratio(med["tps", key], med["tps", sc SUBSEP "direct"])
 					r3 = ratio(med["cpu", key], med["cpu", sc SUBSEP "pgbouncer"])
@@ -1019,7 +1030,7 @@ summary=$out_dir/summary.md
 				if (tgt[t] == "sluice_w2")
 					r4 = ratio(med["tps", key], med["tps", sc SUBSEP "sluice"])
 				if (!(key in seen)) {
-					if (tgt[t] != "sluice_w2")
+					if (tgt[t] != "sluice_w2" && tgt[t] != "sluice_uring")
 						printf "| %s | %s | n/a | n/a | n/a | n/a | n/a | n/a | n/a | not run | | | | | |\n", sc, tgt[t]
 					continue
 				}

@@ -416,6 +416,43 @@ START_TEST(test_the_one_server_moves_with_its_session_and_statements)
 }
 END_TEST
 
+/*
+ * io_uring = on with two workers: clients of both are served, and each
+ * worker's socket I/O still goes through its ring afterwards (SHOW WORKERS):
+ * a ring the kernel refused to take a submission from (one made on another
+ * thread with IORING_SETUP_SINGLE_ISSUER, say) would be given up, and say
+ * off. Not under valgrind, whose memcheck cannot see the kernel fill a
+ * buffer through the ring (the harness leaves io_uring off there too).
+ */
+START_TEST(test_io_uring_serves_the_clients_of_both_workers_and_stays_on)
+{
+	const char *wrapper = getenv("SLUICE_WRAPPER");
+	if (wrapper && strstr(wrapper, "valgrind"))
+		return;
+	struct harness_sluice *s = harness_sluice_start(
+		BASE "pool_mode = transaction\ndefault_pool_size = 4\nio_uring = on\n", NULL, USERLIST);
+	PGconn *console = harness_connect(s, CONSOLE);
+	enum { N = 24 };
+	PGconn *conns[N];
+	connect_on_both_workers(s, console, conns, N, "dbname=app user=trustuser");
+	long done;
+	long max_seen = crowd(conns, N, "SELECT count(*) FROM items", 1500, "trustuser", NULL, &done);
+	ck_assert_msg(max_seen <= 4, "%ld servers with a pool of 4", max_seen);
+	ck_assert_msg(done >= 2 * N, "only %ld queries answered", done);
+	PGresult *res = PQexec(console, "SHOW WORKERS");
+	ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+	int f = PQfnumber(res, "io_uring");
+	ck_assert_int_ge(f, 0);
+	for (int i = 0; i < PQntuples(res); i++)
+		ck_assert_msg(strcmp(PQgetvalue(res, i, f), "on") == 0, "worker %d: io_uring %s", i,
+			      PQgetvalue(res, i, f));
+	PQclear(res);
+	finish_clients(conns, N);
+	PQfinish(console);
+	harness_sluice_stop_ok(s);
+}
+END_TEST
+
 static Suite *workers_suite(void)
 {
 	Suite *s = suite_create("workers");
@@ -430,6 +467,9 @@ static Suite *workers_suite(void)
 	suite_add_tcase(s, tc);
 	tc = harness_tcase("console");
 	tcase_add_test(tc, test_console_commands_act_on_every_worker);
+	suite_add_tcase(s, tc);
+	tc = harness_tcase("io_uring");
+	tcase_add_test(tc, test_io_uring_serves_the_clients_of_both_workers_and_stays_on);
 	suite_add_tcase(s, tc);
 	return s;
 }

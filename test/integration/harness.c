@@ -895,6 +895,16 @@ static void write_sluice_files(struct harness_sluice *s, const char *sluice_extr
 	const char *workers = getenv("SLUICE_TEST_WORKERS");
 	if (workers && *workers && !ini_has_key(extra, "workers"))
 		appendf(&raw, "workers = %s\n", workers);
+	/*
+	 * The <suite>_uring runs are with io_uring, except under valgrind:
+	 * memcheck does not see the kernel fill a buffer through the ring, and
+	 * would report every byte read that way as uninitialised.
+	 */
+	const char *uring = getenv("SLUICE_TEST_IO_URING");
+	const char *wrapper = getenv("SLUICE_WRAPPER");
+	if (uring && *uring && !ini_has_key(extra, "io_uring") &&
+	    !(wrapper && strstr(wrapper, "valgrind")))
+		appendf(&raw, "io_uring = %s\n", uring);
 	appendf(&raw, "%s\n[databases]\n%s\n[users]\n", extra, dbs);
 	char *ini = substitute(raw, pairs, ARRAY_SIZE(pairs));
 	write_text_file(s->ini_path, ini, false);

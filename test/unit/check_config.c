@@ -134,6 +134,7 @@ START_TEST(test_config_defaults_are_pgbouncer_defaults)
 	ck_assert_str_eq(cfg->server_reset_query, "DISCARD ALL");
 	ck_assert(!cfg->server_reset_query_always);
 	ck_assert_int_eq(cfg->session_pinning, SESSION_PINNING_PIN);
+	ck_assert_int_eq(cfg->io_uring, IO_URING_OFF);
 	ck_assert_str_eq(cfg->server_check_query, "<empty>");
 	ck_assert_int_eq(cfg->server_check_delay, 30000);
 	ck_assert_int_eq(cfg->server_lifetime, 3600000);
@@ -181,6 +182,7 @@ START_TEST(test_config_good_file_sets_every_value_type)
 			   "reserve_pool_timeout = 0.5\n"
 			   "server_reset_query_always = yes\n"
 			   "session_pinning = Refuse\n"
+			   "io_uring = AUTO\n"
 			   "log_connections = off\n"
 			   "LOG_DISCONNECTIONS = false\n"
 			   "server_lifetime = 2min\n"
@@ -205,6 +207,7 @@ START_TEST(test_config_good_file_sets_every_value_type)
 	ck_assert_int_eq(cfg->reserve_pool_timeout, 500);
 	ck_assert(cfg->server_reset_query_always);
 	ck_assert_int_eq(cfg->session_pinning, SESSION_PINNING_REFUSE);
+	ck_assert_int_eq(cfg->io_uring, IO_URING_AUTO);
 	ck_assert(!cfg->log_connections);
 	ck_assert(!cfg->log_disconnections);
 	ck_assert_int_eq(cfg->server_lifetime, 120000);
@@ -308,6 +311,8 @@ static const struct error_case {
 	{ "[sluice]\nauth_type = kerberos\n", ":2: auth_type: \"kerberos\" is not an auth_type" },
 	{ "[sluice]\nsession_pinning = sometimes\n",
 	  ":2: session_pinning: \"sometimes\" is not a session_pinning (pin, refuse)" },
+	{ "[sluice]\nio_uring = yes\n",
+	  ":2: io_uring: \"yes\" is not an io_uring mode (off, auto, on)" },
 	{ "[sluice]\nlog_format = xml\n",
 	  ":2: log_format: \"xml\" is not a log format (text, json)" },
 	{ "[sluice]\nverbose = 9\n", ":2: verbose: 9 is out of range (0..3)" },
@@ -1159,6 +1164,7 @@ START_TEST(test_config_setting_value_renders_as_show_config)
 		{ "log_connections", "1" },
 		{ "server_reset_query_always", "0" },
 		{ "session_pinning", "pin" },
+		{ "io_uring", "off" },
 		{ "max_packet_size", "2147483647" },
 		{ "log_format", "text" },
 		{ "listen_addr", "127.0.0.1" },

@@ -122,6 +122,9 @@ struct probe {
 	uint8_t *got;
 	size_t got_len, got_cap;
 	int errors, last_error, drains, closes, connects, connect_status;
+	/* probe_meddle: what its first read does to another probe (pause or close it) */
+	struct probe *other;
+	enum { MEDDLE_NONE, MEDDLE_PAUSE, MEDDLE_CLOSE } meddle;
 };
 
 static void probe_read(struct stream *s)
@@ -169,6 +172,34 @@ static const struct stream_ops probe_ops = {
 	.connect = probe_connect,
 };
 
+/*
+ * Reads as probe_read; the first of a pair of probes to read pauses or
+ * closes the other (p->meddle), as an owner may do to another stream whose
+ * input came in the same round.
+ */
+static void probe_meddle_read(struct stream *s)
+{
+	struct probe *p = container_of(s, struct probe, s);
+	probe_read(s);
+	struct probe *o = p->other;
+	if (!o || o->got_len > 0 || p->meddle == MEDDLE_NONE)
+		return;
+	int what = p->meddle;
+	p->meddle = o->meddle = MEDDLE_NONE;
+	if (what == MEDDLE_PAUSE)
+		stream_pause(&o->s);
+	else
+		stream_close(&o->s);
+}
+
+static const struct stream_ops meddle_ops = {
+	.read = probe_meddle_read,
+	.error = probe_error,
+	.drain = probe_drain,
+	.close = probe_close,
+	.connect = probe_connect,
+};
+
 static uv_loop_t loop;
 static struct stream_ctx ctx;
 
@@ -188,10 +219,24 @@ static void io_teardown(void)
 	ck_assert_int_eq(uv_loop_close(&loop), 0);
 }
 
-/* One loop iteration that does not block, then the check step's flush, as the worker runs them. */
+/*
+ * The same tests with io_uring (tcase "io_uring"): the round's reads and
+ * writes go in batches (stream_ctx_use_uring).
+ */
+static void io_uring_setup(void)
+{
+	io_setup();
+	ck_assert_int_eq(stream_ctx_use_uring(&ctx), 0);
+}
+
+/*
+ * One loop iteration that does not block, then the check step's batched
+ * reads and flush, as the worker runs them.
+ */
 static void turn(void)
 {
 	uv_run(&loop, UV_RUN_NOWAIT);
+	stream_ctx_read_batch(&ctx);
 	stream_ctx_flush(&ctx);
 }
 
@@ -215,6 +260,100 @@ static void probe_on_pair(struct probe *p, int *peer)
 	ck_assert_int_eq(stream_adopt(&p->s, sv[0]), 0);
 	*peer = sv[1];
 }
+
+/* Probes a and b, each on a socket pair (peers pa, pb), the first to read meddling with the other. */
+static void meddling_pair(struct probe *a, int *pa, struct probe *b, int *pb, int meddle)
+{
+	probe_on_pair(a, pa);
+	probe_on_pair(b, pb);
+	a->s.ops = b->s.ops = &meddle_ops;
+	a->other = b;
+	b->other = a;
+	a->meddle = b->meddle = meddle;
+	stream_read_start(&a->s);
+	stream_read_start(&b->s);
+	/* Both readable in one round: one poll reports them together. */
+	ck_assert_int_eq(write(*pa, "one", 3), 3);
+	ck_assert_int_eq(write(*pb, "two", 3), 3);
+	for (int i = 0; i < 10 && a->got_len + b->got_len == 0; i++)
+		turn();
+	ck_assert_uint_eq(a->got_len + b->got_len, 3);
+}
+
+START_TEST(test_stream_input_of_a_stream_paused_in_its_round_reaches_it_when_resumed)
+{
+	struct probe a, b;
+	int pa, pb;
+	meddling_pair(&a, &pa, &b, &pb, MEDDLE_PAUSE);
+	struct probe *later = a.got_len ? &b : &a;
+	const char *want = later == &a ? "one" : "two";
+	for (int i = 0; i < 5; i++)
+		turn();
+	ck_assert_uint_eq(later->got_len, 0); /* paused: nothing delivered */
+	/* Its peer sends nothing more: what it sent must come anyway. */
+	stream_resume(&later->s);
+	for (int i = 0; i < 10 && later->got_len < 3; i++)
+		turn();
+	ck_assert_uint_eq(later->got_len, 3);
+	ck_assert_int_eq(memcmp(later->got, want, 3), 0);
+	ck_assert_int_eq(a.errors + b.errors, 0);
+	close(pa);
+	close(pb);
+	close_probe(&a);
+	close_probe(&b);
+}
+END_TEST
+
+START_TEST(test_stream_closed_by_an_earlier_reader_of_its_round_hears_nothing_more)
+{
+	struct probe a, b;
+	int pa, pb;
+	meddling_pair(&a, &pa, &b, &pb, MEDDLE_CLOSE);
+	struct probe *later = a.got_len ? &b : &a;
+	for (int i = 0; i < 10 && !later->closes; i++)
+		turn();
+	ck_assert_int_eq(later->closes, 1);
+	ck_assert_uint_eq(later->got_len, 0);
+	ck_assert_int_eq(later->errors, 0);
+	free(later->got);
+	close(pa);
+	close(pb);
+	close_probe(later == &a ? &b : &a);
+}
+END_TEST
+
+START_TEST(test_stream_writes_of_one_round_reach_their_peers_and_a_gone_peer_fails_alone)
+{
+	enum { N = 4 };
+	struct probe p[N];
+	int peer[N];
+	for (int i = 0; i < N; i++)
+		probe_on_pair(&p[i], &peer[i]);
+	close(peer[1]);
+	for (int i = 0; i < N; i++) {
+		char msg[8];
+		int len = snprintf(msg, sizeof(msg), "msg%d", i);
+		stream_write(&p[i].s, msg, (size_t)len);
+	}
+	stream_ctx_flush(&ctx);
+	for (int i = 0; i < N; i++) {
+		if (i == 1) {
+			ck_assert_int_eq(p[i].errors, 1);
+			ck_assert_int_eq(p[i].last_error, UV_EPIPE);
+			continue;
+		}
+		char buf[8], want[8];
+		snprintf(want, sizeof(want), "msg%d", i);
+		ck_assert_int_eq(read(peer[i], buf, sizeof(buf)), 4);
+		ck_assert_int_eq(memcmp(buf, want, 4), 0);
+		ck_assert_int_eq(p[i].errors, 0);
+		ck_assert_int_eq(p[i].drains, 1);
+		close(peer[i]);
+	}
+	for (int i = 0; i < N; i++)
+		close_probe(&p[i]);
+}
+END_TEST
 
 START_TEST(test_stream_reads_what_the_peer_sends_and_hears_eof_once)
 {
@@ -407,17 +546,23 @@ int main(void)
 	tcase_add_test(tc, test_stream_addr_prints_unix_and_unknown_families_as_the_sockaddr_does);
 	tcase_add_test(tc, test_stream_addr_truncates_to_the_buffer_given);
 	suite_add_tcase(s, tc);
-	TCase *io = tcase_create("io");
-	tcase_add_checked_fixture(io, io_setup, io_teardown);
-	tcase_add_test(io, test_stream_reads_what_the_peer_sends_and_hears_eof_once);
-	tcase_add_test(io, test_stream_read_stopped_reads_nothing_until_resumed);
-	tcase_add_test(io, test_stream_write_the_socket_cannot_take_at_once_arrives_whole_and_in_order);
-	tcase_add_test(io, test_stream_write_to_a_gone_peer_reports_the_error_from_the_loop);
-	tcase_add_test(io, test_stream_without_a_socket_closes_from_the_loop);
-	tcase_add_test(io, test_stream_dial_to_a_missing_unix_socket_fails_from_the_loop);
-	tcase_add_test(io, test_stream_dial_to_a_unix_socket_connects_and_writes_what_was_queued_before);
-	tcase_add_test(io, test_stream_linger_sends_what_is_queued_then_half_closes);
-	suite_add_tcase(s, io);
+	/* The I/O tests run twice: plain system calls, then io_uring where the build has it. */
+	for (int uring = 0; uring <= (stream_uring_built() ? 1 : 0); uring++) {
+		TCase *io = tcase_create(uring ? "io_uring" : "io");
+		tcase_add_checked_fixture(io, uring ? io_uring_setup : io_setup, io_teardown);
+		tcase_add_test(io, test_stream_reads_what_the_peer_sends_and_hears_eof_once);
+		tcase_add_test(io, test_stream_read_stopped_reads_nothing_until_resumed);
+		tcase_add_test(io, test_stream_write_the_socket_cannot_take_at_once_arrives_whole_and_in_order);
+		tcase_add_test(io, test_stream_write_to_a_gone_peer_reports_the_error_from_the_loop);
+		tcase_add_test(io, test_stream_without_a_socket_closes_from_the_loop);
+		tcase_add_test(io, test_stream_dial_to_a_missing_unix_socket_fails_from_the_loop);
+		tcase_add_test(io, test_stream_dial_to_a_unix_socket_connects_and_writes_what_was_queued_before);
+		tcase_add_test(io, test_stream_linger_sends_what_is_queued_then_half_closes);
+		tcase_add_test(io, test_stream_input_of_a_stream_paused_in_its_round_reaches_it_when_resumed);
+		tcase_add_test(io, test_stream_closed_by_an_earlier_reader_of_its_round_hears_nothing_more);
+		tcase_add_test(io, test_stream_writes_of_one_round_reach_their_peers_and_a_gone_peer_fails_alone);
+		suite_add_tcase(s, io);
+	}
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
