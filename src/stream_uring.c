@@ -7,10 +7,10 @@
  * list until the check step (stream_ctx_read_batch), where the round's
  * reads go to the kernel in one io_uring_enter, and stream_ctx_flush hands
  * the round's writes over in one more (stream_uring_flush). On this
- * machine's loopback TCP a write and a read cost some 6.8 us of CPU
- * together; in batches of 16 they cost 18% less, and a batch of one would
- * cost 19% more (test/bench/syscall_batch.c, RESULTS.md), so a round with a
- * single read or write makes the plain call.
+ * machine's loopback TCP a write and a read cost some 7 us of CPU
+ * together; in batches of 8 or more they cost about 15% less, and a batch
+ * of one would cost 12% more (test/bench/syscall_batch.c, RESULTS.md), so
+ * a round with a single read or write makes the plain call.
  *
  * Every operation carries MSG_DONTWAIT: io_uring then completes it within
  * the submission and never arms a poll of its own, so each result is what
