@@ -289,10 +289,17 @@ static void write_ops(struct stream_ctx *ctx, struct stream_uring *u, int n)
 {
 	for (int i = 0; i < n; i++) {
 		struct uring_op *op = &u->ops[i];
-		op->msg = (struct msghdr){ .msg_iov = (struct iovec *)op->o->iov,
-					   .msg_iovlen = (size_t)op->o->n };
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
-		io_uring_prep_sendmsg(sqe, op->s->fd, &op->msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+		/* One slice (a forwarded message, nearly always): a send, which copies no msghdr in. */
+		if (op->o->n == 1) {
+			io_uring_prep_send(sqe, op->s->fd, op->o->iov[0].base, op->o->iov[0].len,
+					   MSG_DONTWAIT | MSG_NOSIGNAL);
+		} else {
+			op->msg = (struct msghdr){ .msg_iov = (struct iovec *)op->o->iov,
+						   .msg_iovlen = (size_t)op->o->n };
+			io_uring_prep_sendmsg(sqe, op->s->fd, &op->msg,
+					      MSG_DONTWAIT | MSG_NOSIGNAL);
+		}
 		sqe->user_data = (uint64_t)i;
 	}
 	int err;
