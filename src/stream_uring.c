@@ -90,11 +90,13 @@ int stream_ctx_use_uring(struct stream_ctx *ctx)
 /*
  * Submits the n operations prepared in the ring and gathers their results,
  * which MSG_DONTWAIT makes immediate, into ops[].res. Returns how many the
- * kernel took: the first ones, in order (*err: the kernel's error, if any). Fewer than n (the kernel short of
- * memory) and the caller gives io_uring up (uring_give_up), which drops the
- * rest unrun.
+ * kernel took: the first ones, in order. Fewer than n (the kernel short of
+ * memory), and io_uring is given up (uring_give_up), which drops the rest
+ * unrun: the caller makes those the plain way.
  */
-static int uring_run(struct stream_uring *u, int n, int *err)
+static void uring_give_up(struct stream_ctx *ctx, int err);
+
+static int uring_run(struct stream_ctx *ctx, struct stream_uring *u, int n)
 {
 	int taken = 0, rc;
 	do
@@ -102,7 +104,6 @@ static int uring_run(struct stream_uring *u, int n, int *err)
 	while (rc == -EINTR);
 	if (rc > 0)
 		taken = rc;
-	*err = rc < 0 ? rc : 0;
 	for (int done = 0; done < taken;) {
 		struct io_uring_cqe *cqe;
 		unsigned head, seen = 0;
@@ -122,6 +123,8 @@ static int uring_run(struct stream_uring *u, int n, int *err)
 				abort(); /* the results are the streams' bytes: no way on without them */
 		}
 	}
+	if (taken < n)
+		uring_give_up(ctx, rc < 0 ? rc : 0);
 	return taken;
 }
 
@@ -185,13 +188,9 @@ static void read_ops(struct stream_ctx *ctx, struct stream_uring *u, int n)
 		io_uring_prep_recv(sqe, s->fd, b->data + b->end, u->ops[i].space, MSG_DONTWAIT);
 		sqe->user_data = (uint64_t)i;
 	}
-	int err;
-	int taken = uring_run(u, n, &err);
-	if (taken < n) {
-		uring_give_up(ctx, err);
-		for (int i = taken; i < n; i++)
-			u->ops[i].res = -EAGAIN; /* not read: the poll reports them again */
-	}
+	/* Those the kernel did not take are not read: the poll reports them again. */
+	for (int i = uring_run(ctx, u, n); i < n; i++)
+		u->ops[i].res = -EAGAIN;
 	/* Nothing runs between the submission and here: each read buffer is as it was given. */
 	for (int i = 0; i < n; i++) {
 		struct uring_op *op = &u->ops[i];
@@ -302,15 +301,9 @@ static void write_ops(struct stream_ctx *ctx, struct stream_uring *u, int n)
 		}
 		sqe->user_data = (uint64_t)i;
 	}
-	int err;
-	int taken = uring_run(u, n, &err);
-	if (taken < n) {
-		uring_give_up(ctx, err);
-		/* These were not written: the plain call. */
-		for (int i = taken; i < n; i++)
-			u->ops[i].res = stream_x_try_write(u->ops[i].s, u->ops[i].o->iov,
-							   u->ops[i].o->n);
-	}
+	/* Those the kernel did not take are not written: the plain call. */
+	for (int i = uring_run(ctx, u, n); i < n; i++)
+		u->ops[i].res = stream_x_try_write(u->ops[i].s, u->ops[i].o->iov, u->ops[i].o->n);
 	for (int i = 0; i < n; i++) {
 		struct uring_op *op = &u->ops[i];
 		int w = op->res;
