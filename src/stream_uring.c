@@ -92,19 +92,24 @@ int stream_ctx_use_uring(struct stream_ctx *ctx)
  * which MSG_DONTWAIT makes immediate, into ops[].res. Returns how many the
  * kernel took: the first ones, in order. Fewer than n (the kernel short of
  * memory), and io_uring is given up (uring_give_up), which drops the rest
- * unrun: the caller makes those the plain way.
+ * unrun: the caller makes those the plain way. A taken operation whose
+ * result cannot be had (never seen: each completes in its submission) is
+ * cancelled with the ring and reads -ECANCELED: its stream fails, not the
+ * process.
  */
 static void uring_give_up(struct stream_ctx *ctx, int err);
 
 static int uring_run(struct stream_ctx *ctx, struct stream_uring *u, int n)
 {
-	int taken = 0, rc;
+	int taken = 0, done = 0, rc;
+	for (int i = 0; i < n; i++)
+		u->ops[i].res = -ECANCELED;
 	do
 		rc = io_uring_submit_and_wait(&u->ring, (unsigned)n);
 	while (rc == -EINTR);
 	if (rc > 0)
 		taken = rc;
-	for (int done = 0; done < taken;) {
+	while (done < taken) {
 		struct io_uring_cqe *cqe;
 		unsigned head, seen = 0;
 		io_uring_for_each_cqe(&u->ring, head, cqe)
@@ -114,16 +119,15 @@ static int uring_run(struct stream_ctx *ctx, struct stream_uring *u, int n)
 		}
 		io_uring_cq_advance(&u->ring, seen);
 		done += (int)seen;
-		if (done < taken) {
-			/* Not seen here (each completes in its submission); waits rather than loses one. */
-			do
-				rc = io_uring_wait_cqe_nr(&u->ring, &cqe, (unsigned)(taken - done));
-			while (rc == -EINTR);
-			if (rc < 0)
-				abort(); /* the results are the streams' bytes: no way on without them */
-		}
+		if (done == taken)
+			break;
+		do
+			rc = io_uring_wait_cqe_nr(&u->ring, &cqe, (unsigned)(taken - done));
+		while (rc == -EINTR);
+		if (rc < 0)
+			break;
 	}
-	if (taken < n)
+	if (taken < n || done < taken)
 		uring_give_up(ctx, rc < 0 ? rc : 0);
 	return taken;
 }
