@@ -50,6 +50,15 @@ struct nsub {
 	struct nchan *ch;
 	struct nclient *nc;
 	bool tentative;
+	/*
+	 * The fence: what the listener sends is the client's only once it has
+	 * answered this many queries (hub->answered). PostgreSQL's listener
+	 * sends the notifications it has pending before it reads a query, so
+	 * what comes before the answer to a query sent after the client's
+	 * LISTEN was seen was committed before that LISTEN, which a direct
+	 * session would not hear.
+	 */
+	uint64_t from;
 	TAILQ_ENTRY(nsub) ch_link, c_link;
 };
 
@@ -75,6 +84,8 @@ struct notify_hub {
 	struct pool *pool;
 	struct server *listener; /* NULL while none is open */
 	bool busy; /* a query of the listener's is in flight */
+	uint64_t sent, answered; /* the listener's queries (of every listener the hub had) */
+	uint64_t fence; /* a query is to be sent until sent reaches this (nsub.from) */
 	uint64_t failed_at; /* uv_now of the listener's last failure; 0 none */
 	struct nchan *channels;
 	struct nclient *clients;
@@ -206,6 +217,7 @@ static bool in_backoff(const struct notify_hub *h)
 static void forget_listening(struct notify_hub *h)
 {
 	h->busy = false;
+	h->answered = h->sent; /* nothing more comes from it; the next listener starts anew */
 	struct nchan *ch, *tmp;
 	HASH_ITER(hh, h->channels, ch, tmp) {
 		ch->listening = false;
@@ -265,12 +277,21 @@ static void sync_listener(struct notify_hub *h)
 		put_ident(&sql, ch->name);
 		buf_out_put(&sql, "; ", 2);
 	}
+	if (!sql.len && h->sent < h->fence)
+		buf_out_put(&sql, ";", 1); /* nothing to change: an empty query is the fence */
 	if (sql.len) {
 		buf_out_put_u8(&sql, 0);
 		h->busy = true;
+		h->sent++;
 		server_listener_send(h->listener, (const char *)sql.data);
 	}
 	buf_out_deinit(&sql);
+}
+
+/* Whether the listener hears sb's channel for it: LISTENed, and past its fence. */
+static bool hears_for(const struct notify_hub *h, const struct nsub *sb)
+{
+	return heard(sb->ch) && h->answered >= sb->from;
 }
 
 /* A client waits for its channels: resumed once none of them is still to be listened to. */
@@ -283,7 +304,7 @@ static void wake_waiters(struct notify_hub *h)
 		bool ready = true;
 		struct nsub *sb;
 		TAILQ_FOREACH(sb, &nc->subs, c_link)
-			ready &= heard(sb->ch) || !h->listener;
+			ready &= hears_for(h, sb) || !h->listener;
 		if (ready) {
 			nc->waiting = false;
 			client_prepared_resume(nc->c);
@@ -302,6 +323,7 @@ void notify_listener_answered(struct server *s)
 {
 	struct notify_hub *h = s->pool->notify;
 	h->busy = false;
+	h->answered++;
 	struct nchan *ch, *tmp;
 	HASH_ITER(hh, h->channels, ch, tmp) {
 		if (ch->sent == SENT_LISTEN)
@@ -423,6 +445,8 @@ void notify_listener_message(struct server *s, const uint8_t *msg, uint32_t len)
 		return;
 	struct nsub *sb;
 	TAILQ_FOREACH(sb, &ch->subs, ch_link) {
+		if (h->answered < sb->from)
+			continue; /* committed before the client's LISTEN */
 		struct nclient *nc = sb->nc;
 		struct client *c = nc->c;
 		if (!sb->tentative && TAILQ_EMPTY(&nc->held) && at_rest(c))
@@ -479,10 +503,15 @@ bool notify_before(struct client *c, struct server *s, const struct sql_scan_res
 	bool wait = false;
 	for (int i = 0; i < r->n_listen; i++) {
 		struct nchan *ch = channel_of(h, r->listen[i], true);
-		if (!sub_of(nc, ch->name))
-			sub_add(nc, ch, true);
+		struct nsub *sb = sub_of(nc, ch->name);
+		if (!sb) {
+			sb = sub_add(nc, ch, true);
+			sb->from = h->sent + 1;
+			if (h->fence < sb->from)
+				h->fence = sb->from;
+		}
 		/* Without a listener (failing, in its pause), the LISTEN stays on the server. */
-		wait |= !heard(ch) && !in_backoff(h);
+		wait |= !hears_for(h, sb) && !in_backoff(h);
 	}
 	if (wait) {
 		nc->waiting = true;
@@ -535,7 +564,7 @@ void notify_probe_unlisten(struct client *c, struct buf_out *sql)
 		return;
 	struct nsub *sb;
 	TAILQ_FOREACH(sb, &nc->subs, c_link) {
-		if (!heard(sb->ch))
+		if (!hears_for(c->pool->notify, sb))
 			continue;
 		buf_out_put(sql, "; UNLISTEN ", 11);
 		put_ident(sql, sb->ch->name);
@@ -555,7 +584,7 @@ bool notify_settle(struct client *c, struct server *s, const struct param_set *c
 			next = TAILQ_NEXT(sb, c_link);
 			if (param_set_get(channels, sb->ch->name)) {
 				/* On the server: fanned out if the listener hears it (the probe UNLISTENed it there). */
-				if (heard(sb->ch))
+				if (hears_for(h, sb))
 					sb->tentative = false;
 				else
 					sub_remove(h, sb);

@@ -1607,6 +1607,7 @@ static void listener_read_messages(struct server *s)
 			notify_listener_answered(s);
 			continue;
 		case PKT_CommandComplete:
+		case PKT_EmptyQueryResponse: /* the fence (notify.c) */
 		case PKT_ParameterStatus:
 		case PKT_NoticeResponse:
 			break;

@@ -17,7 +17,11 @@
  *      must already LISTEN to the channels named (the text waits until it
  *      does), so it hears everything from before the client's LISTEN
  *      commits. The client is subscribed *tentatively*: what the listener
- *      hears for it meanwhile is held. For an UNLISTEN, the server is made
+ *      hears for it meanwhile is held. A new subscription also waits for
+ *      the listener to answer a query sent after it (its fence; an empty
+ *      query when there is nothing to LISTEN): what the listener sends
+ *      before that answer was committed before the LISTEN and is not the
+ *      client's. For an UNLISTEN, the server is made
  *      to LISTEN to the client's channels first (when nothing of the
  *      client's is under way), so that what the UNLISTEN does shows.
  *   2. After the transaction, the server's probe (session.c) lists the

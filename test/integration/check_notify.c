@@ -479,6 +479,49 @@ START_TEST(test_a_listen_while_the_listener_unlistens_waits_for_it_to_listen_aga
 }
 END_TEST
 
+/*
+ * The listener hears a notification a moment after its commit. One it has
+ * not sent yet when another client's LISTEN comes was committed before
+ * that LISTEN: a direct session would not hear it, so the newcomer must
+ * not either, while the client already listening does.
+ */
+START_TEST(test_a_notification_the_listener_still_owes_is_not_a_newcomers)
+{
+	struct harness_sluice *sl = start(2, "server_connect_timeout = 10\n");
+	PGconn *a = harness_connect(sl, CLIENT), *b = harness_connect(sl, CLIENT);
+	PGconn *sender = harness_connect(sl, CLIENT);
+	PGconn *admin = harness_connect(sl, "dbname=pgbouncer user=trustuser");
+	harness_command_ok(a, "LISTEN owed", "LISTEN");
+	long pid = harness_show_long(admin, "SHOW SERVERS", "state", "listen", "remote_pid");
+	ck_assert_int_gt(pid, 0);
+	/* The listener's backend is slow to send what it hears (a busy machine). */
+	ck_assert_int_eq(kill((pid_t)pid, SIGSTOP), 0);
+	notify_n(sender, "owed", 0);
+	ck_assert(PQsendQuery(b, "LISTEN owed"));
+	harness_sleep_ms(300);
+	ck_assert_int_eq(kill((pid_t)pid, SIGCONT), 0);
+	ck_assert(harness_wait_not_busy(b, 5000));
+	PGresult *res;
+	while ((res = PQgetResult(b))) {
+		ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+		PQclear(res);
+	}
+	/* b's first notification is the one sent after its LISTEN; a has both. */
+	ck_assert(hears(b, sender, "owed", 1, 3000));
+	PGnotify *got = next_notify(a, 3000);
+	ck_assert_msg(got && strcmp(got->extra, "0") == 0, "a missed the notification before b's LISTEN");
+	PQfreemem(got);
+	got = next_notify(a, 3000);
+	ck_assert_msg(got && strcmp(got->extra, "1") == 0, "a missed the one after");
+	PQfreemem(got);
+	PQfinish(admin);
+	PQfinish(sender);
+	PQfinish(b);
+	PQfinish(a);
+	harness_sluice_stop_ok(sl);
+}
+END_TEST
+
 /* ---- seeded churn ---------------------------------------------------------------------- */
 
 #define CHURN_CLIENTS 10
@@ -667,6 +710,7 @@ static Suite *notify_suite(void)
 	tcase_add_test(tc, test_without_a_listener_a_listen_pins_its_client_instead);
 	tcase_add_test(tc, test_a_listener_that_does_not_answer_is_given_up);
 	tcase_add_test(tc, test_a_listen_while_the_listener_unlistens_waits_for_it_to_listen_again);
+	tcase_add_test(tc, test_a_notification_the_listener_still_owes_is_not_a_newcomers);
 	tcase_add_test(tc, test_seeded_listen_churn_delivers_exactly_what_postgresql_would);
 	suite_add_tcase(s, tc);
 	return s;
