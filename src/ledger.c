@@ -238,6 +238,13 @@ void ledger_each_share(struct ledger *l, void (*fn)(void *arg, const struct pool
 bool ledger_server_add(struct ledger *l, struct pool_share *sh, const char *db, const char *user,
 		       const struct ledger_server_limits *lim)
 {
+	/*
+	 * A full pool says no without the lock or the two look-ups by name: a
+	 * pool with waiters asks at every kick. Read a moment early, the count
+	 * only answers as the lock taken a moment earlier would have.
+	 */
+	if (lim->pool > 0 && ledger_share_servers(sh) >= lim->pool)
+		return false;
 	pthread_mutex_lock(&l->mu);
 	struct ledger_count *d = find(&l->db_servers, db, true);
 	struct ledger_count *u = find(&l->user_servers, user, true);

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,18 @@ static struct {
 } L = { LOG_FORMAT_TEXT, -1, NULL, true, false, NULL, 0 };
 
 static const char *const level_names[] = { "ERROR", "WARNING", "LOG", "DEBUG", "NOISE" };
+
+/*
+ * The pid each line carries: getpid() is a system call, so it is read once
+ * (log_setup) and again in a forked child (daemonizing), before which a
+ * line asks the kernel.
+ */
+static pid_t log_pid;
+
+static void learn_pid(void)
+{
+	log_pid = getpid();
+}
 
 /* syslog priorities by level; debug detail stays out of syslog, as in PgBouncer. */
 static const int syslog_priorities[] = { LOG_ERR, LOG_WARNING, LOG_INFO, -1, -1 };
@@ -85,6 +98,11 @@ void log_setup_syslog(bool on, const char *ident, const char *facility)
 
 int log_setup(enum log_level level, enum log_format format, const char *logfile, bool also_stderr)
 {
+	static bool forks_learn;
+	if (!forks_learn) {
+		learn_pid();
+		forks_learn = pthread_atfork(NULL, NULL, learn_pid) == 0;
+	}
 	log_level_current = level;
 	L.format = format;
 	if (logfile && *logfile) {
@@ -164,11 +182,18 @@ static size_t text_escape(char *dst, size_t cap, size_t n, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
 	for (; *s && n + 5 < cap; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c >= 0x20 && c != 0x7f) {
-			dst[n++] = (char)c;
+		/* A run of printable bytes (the NUL ends it too) is copied at once. */
+		const char *end = s;
+		while ((unsigned char)*end >= 0x20 && *end != 0x7f)
+			end++;
+		if (end > s) {
+			size_t run = MIN((size_t)(end - s), cap - 5 - n);
+			memcpy(dst + n, s, run);
+			n += run;
+			s += run - 1;
 			continue;
 		}
+		unsigned char c = (unsigned char)*s;
 		dst[n++] = '\\';
 		if (c == '\n') {
 			dst[n++] = 'n';
@@ -183,6 +208,58 @@ static size_t text_escape(char *dst, size_t cap, size_t n, const char *s)
 		}
 	}
 	return n;
+}
+
+/* Appends len bytes of s to the line, as many as fit. */
+static size_t put(char *dst, size_t cap, size_t n, const char *s, size_t len)
+{
+	if (n >= cap)
+		return n;
+	len = MIN(len, cap - n);
+	memcpy(dst + n, s, len);
+	return n + len;
+}
+
+static size_t put_str(char *dst, size_t cap, size_t n, const char *s)
+{
+	return put(dst, cap, n, s, strlen(s));
+}
+
+static size_t put_u64(char *dst, size_t cap, size_t n, uint64_t v)
+{
+	char digits[20];
+	size_t k = sizeof(digits);
+	do {
+		digits[--k] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return put(dst, cap, n, digits + k, sizeof(digits) - k);
+}
+
+/*
+ * Writes tv as local time the way PgBouncer does ("2026-12-07 15:04:05.123")
+ * and returns its length. localtime_r and strftime cost more than the rest
+ * of a line together, so each thread keeps the text of its last second.
+ */
+static size_t format_time(char dst[32], const struct timeval *tv)
+{
+	static _Thread_local time_t sec = -1;
+	static _Thread_local char text[24];
+	static _Thread_local size_t len;
+	if (tv->tv_sec != sec) {
+		struct tm tm;
+		localtime_r(&tv->tv_sec, &tm);
+		len = strftime(text, sizeof(text), "%Y-%m-%d %H:%M:%S", &tm);
+		sec = tv->tv_sec;
+	}
+	memcpy(dst, text, len);
+	int ms = (int)(tv->tv_usec / 1000);
+	dst[len] = '.';
+	dst[len + 1] = (char)('0' + ms / 100);
+	dst[len + 2] = (char)('0' + ms / 10 % 10);
+	dst[len + 3] = (char)('0' + ms % 10);
+	dst[len + 4] = '\0';
+	return len + 4;
 }
 
 static size_t append(char *dst, size_t cap, size_t n, const char *fmt, ...) PRINTF_LIKE(4, 5);
@@ -211,19 +288,17 @@ void log_write(enum log_level lvl, const struct log_conn *conn, const char *fmt,
 
 	struct timeval tv;
 	gettimeofday(&tv, NULL);
-	struct tm tm;
-	localtime_r(&tv.tv_sec, &tm);
-	char ts[64];
-	size_t tl = strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
-	snprintf(ts + tl, sizeof(ts) - tl, ".%03d", (int)(tv.tv_usec / 1000));
+	char ts[32];
+	size_t tl = format_time(ts, &tv);
+	int pid = log_pid ? (int)log_pid : (int)getpid();
 
 	char line[4096];
 	size_t n = 0, cap = sizeof(line) - 2;
 	/* Where the line starts without time, pid and level (syslog adds its own). */
 	size_t body = 0;
 	if (L.format == LOG_FORMAT_JSON) {
-		n = append(line, cap, n, "{\"ts\":\"%s\",\"pid\":%d,\"level\":\"%s\"", ts,
-			   (int)getpid(), level_names[lvl]);
+		n = append(line, cap, n, "{\"ts\":\"%s\",\"pid\":%d,\"level\":\"%s\"", ts, pid,
+			   level_names[lvl]);
 		if (conn) {
 			n = append(line, cap, n, ",\"conn\":\"%c-%llu\"", conn->kind,
 				   (unsigned long long)conn->id);
@@ -241,18 +316,26 @@ void log_write(enum log_level lvl, const struct log_conn *conn, const char *fmt,
 		n = json_escape(line, cap, n, msg);
 		n = append(line, cap, n, "\"}");
 	} else {
-		n = append(line, cap, n, "%s %d %s ", ts, (int)getpid(), level_names[lvl]);
+		/* Put together by hand: a connection logs two lines, and vsnprintf is slow. */
+		n = put(line, cap, n, ts, tl);
+		n = put(line, cap, n, " ", 1);
+		n = put_u64(line, cap, n, (uint64_t)pid);
+		n = put(line, cap, n, " ", 1);
+		n = put_str(line, cap, n, level_names[lvl]);
+		n = put(line, cap, n, " ", 1);
 		body = n;
 		if (conn) {
 			/* PgBouncer's layout, which operators' patterns match: "C-17: db/user@addr msg". */
-			n = append(line, cap, n, "%c-%llu: ", conn->kind,
-				   (unsigned long long)conn->id);
+			char kind[2] = { conn->kind, '-' };
+			n = put(line, cap, n, kind, 2);
+			n = put_u64(line, cap, n, conn->id);
+			n = put(line, cap, n, ": ", 2);
 			n = text_escape(line, cap, n, conn->db ? conn->db : "(nodb)");
-			n = append(line, cap, n, "/");
+			n = put(line, cap, n, "/", 1);
 			n = text_escape(line, cap, n, conn->user ? conn->user : "(nouser)");
-			n = append(line, cap, n, "@");
+			n = put(line, cap, n, "@", 1);
 			n = text_escape(line, cap, n, conn->addr ? conn->addr : "?");
-			n = append(line, cap, n, " ");
+			n = put(line, cap, n, " ", 1);
 		}
 		n = text_escape(line, cap, n, msg);
 	}
