@@ -490,6 +490,8 @@ static const struct setting settings[] = {
 	  "unanswered keepalive probes before the connection is dropped; 0 OS default"),
 	S(tcp_user_timeout, ST_INT, "0", RELOAD, 0, INT_MAX,
 	  "milliseconds sent data may stay unacknowledged before the connection is dropped; 0 OS default"),
+	S(tcp_defer_accept, ST_INT, "1", RELOAD, 0, 3600,
+	  "accept a TCP client once its first bytes arrive, waiting at most this many seconds; 0 off"),
 
 	/* Client limits and timeouts. */
 	S(query_timeout, ST_DURATION, "0", RELOAD, 0, 0,
@@ -605,7 +607,6 @@ static const char *const unimplemented_settings[] = {
 	"scram_iterations",
 	"server_round_robin",
 	"service_name",
-	"tcp_defer_accept",
 	"tcp_socket_buffer",
 };
 

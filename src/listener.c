@@ -16,6 +16,7 @@
 #include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,11 +97,26 @@ void listener_set_init(struct listener_set *ls, uv_loop_t *loop, listener_accept
 	*ls = (struct listener_set){ .loop = loop, .accept_cb = cb, .owner = owner, .tcp = tcp };
 }
 
+/*
+ * A TCP listening socket's options: the ones its connections inherit, and
+ * TCP_DEFER_ACCEPT (tcp_defer_accept), with which the kernel hands over a
+ * connection only once its startup packet has come, so that accepting it
+ * costs no wake-up for the handshake's last ACK and no read that finds
+ * nothing (PgBouncer sets it too).
+ */
+static void tune_listening(const struct listener *l, const struct stream_tcp_options *tcp)
+{
+	stream_tune_socket(l->fd, tcp);
+	int secs = tcp->defer_accept;
+	if (setsockopt(l->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs)) != 0)
+		log_warning("tcp_defer_accept on %s: %s", l->name, strerror(errno));
+}
+
 void listener_set_retune(struct listener_set *ls)
 {
 	for (struct listener *l = ls->list; l; l = l->next)
 		if (!l->is_unix)
-			stream_tune_socket(l->fd, ls->tcp);
+			tune_listening(l, ls->tcp);
 }
 
 static void on_readable(uv_poll_t *h, int status, int events)
@@ -174,7 +190,7 @@ static int watch(struct listener_set *ls, int fd, const char *name, bool is_unix
 		return rc;
 	}
 	if (!is_unix)
-		stream_tune_socket(fd, ls->tcp);
+		tune_listening(l, ls->tcp);
 	l->next = ls->list;
 	ls->list = l;
 	if (!ls->accept.resume_at && !ls->suspended)

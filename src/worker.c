@@ -614,6 +614,7 @@ static void configure_streams(struct worker *w)
 		.keepintvl = cfg->tcp_keepintvl,
 		.keepcnt = cfg->tcp_keepcnt,
 		.user_timeout = (int)cfg->tcp_user_timeout,
+		.defer_accept = cfg->tcp_defer_accept,
 	};
 	listener_set_retune(&w->listeners);
 }

@@ -222,6 +222,7 @@ struct config {
 	int tcp_keepintvl; /* s; 0 OS default */
 	int tcp_keepcnt; /* 0 OS default */
 	int tcp_user_timeout; /* ms; 0 OS default */
+	int tcp_defer_accept; /* s; 0 off */
 	int64_t query_timeout; /* ms */
 	int64_t query_wait_timeout; /* ms */
 	int64_t client_idle_timeout; /* ms */

@@ -176,6 +176,7 @@ struct stream_tcp_options {
 	bool keepalive;
 	int keepidle, keepintvl, keepcnt; /* seconds / count; 0 leaves the kernel's */
 	int user_timeout; /* ms; 0 leaves the kernel's */
+	int defer_accept; /* listening sockets: TCP_DEFER_ACCEPT seconds; 0 off */
 };
 
 /* What the streams of one loop share (see above). */

@@ -2,8 +2,8 @@
  * check_client_limits.c - proves the settings that bound clients rather than
  * servers: max_client_conn, max_db_client_connections,
  * max_user_client_connections, client_login_timeout, client_idle_timeout and
- * query_wait_timeout (also from [users] and [databases]), and query_timeout
- * for a client still waiting for a server. Each is shown to act (the right client gets the right
+ * query_wait_timeout (also from [users] and [databases]), query_timeout
+ * for a client still waiting for a server, and tcp_defer_accept. Each is shown to act (the right client gets the right
  * error, within a bound) and to spare everyone else (the other clients keep
  * working).
  *
@@ -14,6 +14,7 @@
  */
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <poll.h>
@@ -82,7 +83,9 @@ END_TEST
  */
 START_TEST(test_silent_connections_at_max_client_conn_do_not_lock_out_real_clients)
 {
-	struct harness_sluice *s = harness_sluice_start(COMMON "max_client_conn = 50\n",
+	/* Silent connections that reach sluice: the kernel holds them back otherwise. */
+	struct harness_sluice *s = harness_sluice_start(COMMON "max_client_conn = 50\n"
+							       "tcp_defer_accept = 0\n",
 		NULL, USERLIST);
 	enum { SILENT = 200, REAL = 5 };
 	int fds[SILENT];
@@ -105,6 +108,66 @@ START_TEST(test_silent_connections_at_max_client_conn_do_not_lock_out_real_clien
 	}
 	for (int i = 0; i < SILENT; i++)
 		close(fds[i]);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
+
+/* The port of a socket's own end: what sluice's log names its client by. */
+static int local_port(int fd)
+{
+	struct sockaddr_in a;
+	socklen_t len = sizeof(a);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	return ntohs(a.sin_port);
+}
+
+/* The id sluice gave the client at 127.0.0.1:port, from its login line (waits for it). */
+static long client_id_at(const struct harness_sluice *s, int port)
+{
+	char needle[64];
+	snprintf(needle, sizeof(needle), "@127.0.0.1:%d login attempt", port);
+	ck_assert_msg(harness_sluice_log_wait(s, needle, 5000), "no login from port %d", port);
+	char *log = harness_sluice_log(s);
+	char *at = strstr(log, needle);
+	while (at > log && at[-1] != '\n')
+		at--;
+	char *c = strstr(at, " C-");
+	ck_assert(c != NULL);
+	long id = strtol(c + 3, NULL, 10);
+	free(log);
+	return id;
+}
+
+/*
+ * tcp_defer_accept: the kernel hands a connection to sluice once its first
+ * bytes come, so one that connects and waits before it speaks is accepted
+ * (and numbered) after one that connected later and spoke at once. With 0
+ * it is accepted at its handshake, first.
+ */
+START_TEST(test_tcp_defer_accept_takes_a_connection_when_it_speaks)
+{
+	bool defer = _i == 1;
+	char extra[128];
+	snprintf(extra, sizeof(extra), COMMON "tcp_defer_accept = %d\n", defer ? 5 : 0);
+	struct harness_sluice *s = harness_sluice_start(extra, NULL, USERLIST);
+	int slow = harness_raw_connect(s->port);
+	harness_sleep_ms(300);
+	PGconn *prompt = harness_connect(s, "dbname=app user=trustuser");
+	harness_expect_answer(prompt, "SELECT 1", "1");
+	long prompt_id = client_id_at(s, local_port(PQsocket(prompt)));
+	harness_raw_send_startup(slow, "trustuser", "app");
+	long slow_id = client_id_at(s, local_port(slow));
+	if (defer)
+		ck_assert_msg(slow_id > prompt_id,
+			      "the connection that waited was accepted first (C-%ld, C-%ld)", slow_id,
+			      prompt_id);
+	else
+		ck_assert_msg(slow_id < prompt_id,
+			      "the connection was not accepted at its handshake (C-%ld, C-%ld)",
+			      slow_id, prompt_id);
+	close(slow);
+	PQfinish(prompt);
 	ck_assert_int_eq(harness_sluice_stop(s), 0);
 	harness_sluice_free(s);
 }
@@ -818,6 +881,7 @@ static Suite *client_limits_suite(void)
 	tcase_add_test(tc, test_max_client_conn_refuses_one_more_with_53300);
 	tcase_add_test(tc, test_silent_connections_at_max_client_conn_do_not_lock_out_real_clients);
 	tcase_add_test(tc, test_out_of_file_descriptors_pauses_accepting_and_drops_no_connection);
+	tcase_add_loop_test(tc, test_tcp_defer_accept_takes_a_connection_when_it_speaks, 0, 2);
 	suite_add_tcase(s, tc);
 
 	tc = harness_tcase("client_connections");
