@@ -702,9 +702,13 @@ static void on_poll(uv_poll_t *h, int status, int events)
 	}
 	char err[256];
 	if (cn->state != AQ_QUERYING) {
-		/* Idle: a server that closed goes; what else it sends unasked (a notice) is read. */
+		/*
+		 * Idle: a server that closed goes; what else it sends unasked (a
+		 * notice) is read. A look-up queued in this round and not sent yet
+		 * (the login came with the close) gets its try on a new connection.
+		 */
 		if (!PQconsumeInput(cn->pg))
-			conn_close(cn, AUTHQ_CONNECT_FAILED, "closed by the server while idle");
+			conn_lost(cn, "closed by the server while idle");
 		return;
 	}
 	if (events & UV_WRITABLE) {
