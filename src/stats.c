@@ -12,14 +12,22 @@ const double stats_hist_bounds[STATS_HIST_BUCKETS] = {
 
 void stats_hist_add(struct stats_hist *h, uint64_t us)
 {
-	int i = 0;
 	/* Bounds are seconds; compare in microseconds without floating point per event. */
 	static const uint64_t bounds_us[STATS_HIST_BUCKETS] = {
 		100,   250,   500,    1000,   2500,   5000,    10000,
 		25000, 50000, 100000, 250000, 500000, 1000000, 5000000,
 	};
-	while (i < STATS_HIST_BUCKETS && us > bounds_us[i])
-		i++;
+	/* The first bound us does not pass (STATS_HIST_BUCKETS: +Inf), in four steps, not up to 14. */
+	size_t i = 0, n = STATS_HIST_BUCKETS;
+	while (n > 0) {
+		size_t half = n / 2;
+		if (us > bounds_us[i + half]) {
+			i += half + 1;
+			n -= half + 1;
+		} else {
+			n = half;
+		}
+	}
 	h->bucket[i]++;
 	h->count++;
 	h->sum_us += us;
