@@ -695,12 +695,23 @@ static void connect_step(struct aq_conn *cn)
 static void on_poll(uv_poll_t *h, int status, int events)
 {
 	struct aq_conn *cn = h->data;
-	(void)status; /* an error shows in libpq's next step */
 	if (cn->state == AQ_CONNECTING) {
-		connect_step(cn);
+		connect_step(cn); /* an error shows in libpq's next step */
 		return;
 	}
 	char err[256];
+	if (status < 0) {
+		/*
+		 * An error on the socket (the server reset the connection): libuv
+		 * has stopped watching it, so nothing more would be noticed. What
+		 * the server said last (its FATAL) is read for the message; the
+		 * queued look-ups get their one more try on a new connection.
+		 */
+		(void)PQconsumeInput(cn->pg);
+		const char *why = pg_error(cn->pg, err, sizeof(err));
+		conn_lost(cn, *why ? why : "connection reset by the server");
+		return;
+	}
 	if (cn->state != AQ_QUERYING) {
 		/*
 		 * Idle: a server that closed goes; what else it sends unasked (a
@@ -718,7 +729,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
 			return;
 		}
 	}
-	if (events & UV_READABLE || status < 0)
+	if (events & UV_READABLE)
 		read_results(cn);
 }
 

@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -87,6 +88,41 @@ static void assert_logs_in_as(const struct harness_sluice *s, const char *connin
 	free(who);
 	PQfinish(c);
 }
+
+/*
+ * The look-up connection is killed while sluice cannot run (stopped, as a
+ * starved process is), with a login on its way: the login is answered
+ * (its password asked for), however the kill, the login and the query
+ * sent on the dead connection meet in sluice's loop.
+ */
+START_TEST(test_a_lookup_connection_killed_while_sluice_is_stopped_costs_no_login)
+{
+	struct harness_sluice *s = start("auth_user = postgres\n", NULL);
+	assert_logs_in_as(s, "dbname=app user=scramuser password=scramuserpw", "scramuser");
+	ck_assert_int_eq(kill(s->pid, SIGSTOP), 0);
+	int fd = harness_raw_connect(s->port);
+	harness_raw_send_startup(fd, "plainuser", "app");
+	harness_sleep_ms(100);
+	long killed = harness_pg_exec_long("SELECT count(pg_terminate_backend(pid)) FROM "
+					   "pg_stat_activity WHERE application_name = "
+					   "'sluice auth_query'");
+	harness_sleep_ms(200);
+	ck_assert_int_eq(kill(s->pid, SIGCONT), 0);
+	ck_assert_int_eq(killed, 1);
+	/* Looked up: its password is asked for (an ErrorResponse would say the look-up failed). */
+	struct harness_msg m;
+	long t0 = harness_now_ms();
+	ck_assert_msg(harness_raw_read_msg(fd, &m), "no answer to the login in %ld ms",
+		      harness_now_ms() - t0);
+	ck_assert_msg(m.type == 'R', "the login got '%c': %s", m.type,
+		      m.type == 'E' ? harness_msg_field(&m, 'M') : "");
+	free(m.body);
+	close(fd);
+	ck_assert_int_eq(harness_sluice_log_count(s, "auth_query look-up failed"), 0);
+	ck_assert_int_eq(harness_sluice_stop(s), 0);
+	harness_sluice_free(s);
+}
+END_TEST
 
 START_TEST(test_default_query_md5_and_scram_roles)
 {
@@ -449,6 +485,7 @@ int main(void)
 	Suite *suite = suite_create("auth_query");
 	TCase *tc = harness_tcase("auth_query");
 	tcase_add_test(tc, test_default_query_md5_and_scram_roles);
+	tcase_add_test(tc, test_a_lookup_connection_killed_while_sluice_is_stopped_costs_no_login);
 	tcase_add_test(tc, test_hostile_user_names_are_parameters);
 	tcase_add_test(tc, test_per_database_settings_and_their_errors);
 	tcase_add_test(tc, test_auth_user_wrong_password);
