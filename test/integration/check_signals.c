@@ -522,6 +522,11 @@ START_TEST(test_daemon_writes_pidfile_and_removes_it_at_exit)
 	ck_assert_msg(access(pidfile, F_OK) != 0, "pidfile %s left behind", pidfile);
 	char *log = harness_read_file(logfile);
 	ck_assert_msg(strstr(log, "sluice stopped") != NULL, "%s", log);
+	/* The daemon's lines carry its own pid (sluice keeps it, and learns it again after the fork). */
+	char *own = xasprintf(" %d LOG C-", (int)pid);
+	ck_assert_msg(strstr(log, own) != NULL, "no client line with the daemon's pid %d:\n%s",
+		      (int)pid, log);
+	free(own);
 	free(log);
 	unlink(logfile);
 	unlink(userlist);
