@@ -210,23 +210,31 @@ START_TEST(test_asyncpg_statement_cache_in_transaction_mode)
 END_TEST
 
 /*
- * Compiles JdbcPrepared.java into SLUICE_DRIVERS_OUT and returns the class
- * path to run it with (heap).
+ * Compiles JdbcPrepared.java into a directory of this process's under
+ * SLUICE_DRIVERS_OUT and returns the class path to run it with (heap). Of
+ * its own: drivers, drivers_w2 and drivers_uring run at once, and one's
+ * javac rewriting a shared class file made another's JVM read it
+ * truncated (ClassFormatError).
  */
 static char *jdbc_compile(void)
 {
 	require_installed(JDBC_JAR, "the PostgreSQL JDBC driver (libpostgresql-jdbc-java)");
 	char *src = driver_file("JdbcPrepared.java");
-	const char *outdir = env_dir("SLUICE_DRIVERS_OUT");
+	const char *top = env_dir("SLUICE_DRIVERS_OUT");
+	ck_assert_msg(mkdir(top, 0755) == 0 || errno == EEXIST, "mkdir %s: %s", top,
+		strerror(errno));
+	char *outdir = xasprintf("%s/%d", top, (int)getpid());
 	ck_assert_msg(mkdir(outdir, 0755) == 0 || errno == EEXIST, "mkdir %s: %s", outdir,
 		strerror(errno));
 	char *compile_out = NULL;
-	char *javac[] = { "javac", "-nowarn", "-d", (char *)outdir, "-cp", JDBC_JAR, src, NULL };
+	char *javac[] = { "javac", "-nowarn", "-d", outdir, "-cp", JDBC_JAR, src, NULL };
 	int rc = run_program(javac, 0, &compile_out);
 	ck_assert_msg(rc == 0, "javac (default-jdk-headless) exited %d:\n%s", rc, compile_out);
 	free(compile_out);
 	free(src);
-	return xasprintf("%s:%s", outdir, JDBC_JAR);
+	char *classpath = xasprintf("%s:%s", outdir, JDBC_JAR);
+	free(outdir);
+	return classpath;
 }
 
 /*
